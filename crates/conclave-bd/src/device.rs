@@ -1,0 +1,54 @@
+//! The block-device interface every device implements.
+
+use crate::BdError;
+
+/// Size of every block, in bytes.
+pub const BLOCK_SIZE: usize = 4096;
+
+/// A device of fixed-size blocks. Methods take `&self` so many readers can
+/// use one device at once; implementations lock what they must.
+pub trait BlockDevice: Send + Sync {
+    /// Number of blocks.
+    fn block_count(&self) -> u64;
+
+    /// Reads block `idx` into `buf`; an integrity failure is an error, never
+    /// wrong data.
+    fn read_block(&self, idx: u64, buf: &mut [u8; BLOCK_SIZE]) -> Result<(), BdError>;
+
+    /// Writes block `idx`.
+    fn write_block(&self, idx: u64, buf: &[u8; BLOCK_SIZE]) -> Result<(), BdError>;
+
+    /// Makes every completed write durable (and, for verity devices, seals
+    /// the new root).
+    fn flush(&self) -> Result<(), BdError>;
+}
+
+impl<T: BlockDevice + ?Sized> BlockDevice for std::sync::Arc<T> {
+    fn block_count(&self) -> u64 {
+        (**self).block_count()
+    }
+    fn read_block(&self, idx: u64, buf: &mut [u8; BLOCK_SIZE]) -> Result<(), BdError> {
+        (**self).read_block(idx, buf)
+    }
+    fn write_block(&self, idx: u64, buf: &[u8; BLOCK_SIZE]) -> Result<(), BdError> {
+        (**self).write_block(idx, buf)
+    }
+    fn flush(&self) -> Result<(), BdError> {
+        (**self).flush()
+    }
+}
+
+impl<T: BlockDevice + ?Sized> BlockDevice for Box<T> {
+    fn block_count(&self) -> u64 {
+        (**self).block_count()
+    }
+    fn read_block(&self, idx: u64, buf: &mut [u8; BLOCK_SIZE]) -> Result<(), BdError> {
+        (**self).read_block(idx, buf)
+    }
+    fn write_block(&self, idx: u64, buf: &[u8; BLOCK_SIZE]) -> Result<(), BdError> {
+        (**self).write_block(idx, buf)
+    }
+    fn flush(&self) -> Result<(), BdError> {
+        (**self).flush()
+    }
+}

@@ -1,0 +1,29 @@
+//! The transport every conclave service shares.
+//!
+//! Owns the wire format of the original Phoenix servers (an 8-byte header:
+//! `u32` big-endian code, `u32` big-endian body length, then the body), the
+//! status codes carried in replies, the `tcp://` and `unix://` endpoints,
+//! mutual TLS with rustls, a server loop with limits and graceful shutdown,
+//! and blocking and async clients with connection pooling. It also issues the
+//! conclave's certificates (`pki`). It knows nothing of what the services mean.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod endpoint;
+pub mod frame;
+pub mod pki;
+pub mod server;
+pub mod shutdown;
+pub mod status;
+pub mod stream;
+pub mod tls;
+pub mod wire;
+
+pub use client::{AsyncConnection, AsyncPool, ClientOptions, Connection, Pool, RpcError};
+pub use endpoint::Endpoint;
+pub use frame::{Frame, FrameError, Header, HEADER_LEN};
+pub use server::{PeerInfo, Server, ServerOptions, Service};
+pub use shutdown::Shutdown;
+pub use status::Status;
+pub use tls::{Credentials, TlsError};
+pub use wire::{BodyReader, BodyWriter};

@@ -1,0 +1,164 @@
+//! Mutual TLS between conclave processes: every server requires a client
+//! certificate chained to the conclave CA, and every client checks that the
+//! server's certificate names the role it meant to reach.
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Why credentials could not be loaded or a TLS configuration built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file was missing or unreadable.
+    #[error("cannot read {path}: {reason}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong (never the file's contents).
+        reason: String,
+    },
+    /// A certificate file held no certificate.
+    #[error("{0} holds no certificate")]
+    NoCertificate(PathBuf),
+    /// rustls refused the configuration (for example a key that does not match).
+    #[error("TLS configuration refused: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The client-certificate verifier could not be built.
+    #[error("cannot build the client-certificate verifier: {0}")]
+    Verifier(String),
+    /// A role is not a valid DNS name.
+    #[error("invalid role name {0:?}")]
+    BadRole(String),
+}
+
+/// The cryptographic provider every conclave TLS configuration uses.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// One process's TLS identity plus the conclave CA it trusts.
+#[derive(Clone)]
+pub struct Credentials {
+    /// The role this identity was issued for (its DNS subject alternative name).
+    pub role: String,
+    roots: Arc<RootCertStore>,
+    chain: Vec<CertificateDer<'static>>,
+    key: Arc<PrivateKeyDer<'static>>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the key.
+        f.debug_struct("Credentials")
+            .field("role", &self.role)
+            .field("chain_len", &self.chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads all certificates from a PEM file.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError::Read {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate(path.to_path_buf()));
+    }
+    Ok(certs)
+}
+
+/// Reads a private key from a PEM file (PKCS#8, PKCS#1 or SEC1).
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Read {
+        path: path.to_path_buf(),
+        // pem errors name the section kind, never key bytes
+        reason: e.to_string(),
+    })
+}
+
+/// Reads the trust anchors from a PEM file.
+pub fn load_roots(path: &Path) -> Result<Arc<RootCertStore>, TlsError> {
+    let mut store = RootCertStore::empty();
+    for c in load_certs(path)? {
+        store.add(c)?;
+    }
+    Ok(Arc::new(store))
+}
+
+impl Credentials {
+    /// Loads `root.crt`, `<role>.crt` and `<role>.key` from a directory
+    /// written by `conclave certs`.
+    pub fn from_dir(dir: &Path, role: &str) -> Result<Self, TlsError> {
+        Self::load(
+            &dir.join("root.crt"),
+            &dir.join(format!("{role}.crt")),
+            &dir.join(format!("{role}.key")),
+            role,
+        )
+    }
+
+    /// Loads credentials from explicit paths.
+    pub fn load(ca: &Path, cert: &Path, key: &Path, role: &str) -> Result<Self, TlsError> {
+        Ok(Credentials {
+            role: role.to_string(),
+            roots: load_roots(ca)?,
+            chain: load_certs(cert)?,
+            key: Arc::new(load_key(key)?),
+        })
+    }
+
+    /// The trusted roots.
+    pub fn roots(&self) -> Arc<RootCertStore> {
+        self.roots.clone()
+    }
+
+    /// A server configuration that requires a client certificate from the CA.
+    /// TLS 1.3 only: every peer is ours.
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        let prov = provider();
+        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), prov.clone())
+            .build()
+            .map_err(|e| TlsError::Verifier(e.to_string()))?;
+        let cfg = ServerConfig::builder_with_provider(prov)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain.clone(), self.key.clone_key())?;
+        Ok(Arc::new(cfg))
+    }
+
+    /// A client configuration that presents this identity and trusts only
+    /// the conclave CA.
+    pub fn client_config(&self) -> Result<Arc<ClientConfig>, TlsError> {
+        let cfg = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_root_certificates(self.roots.clone())
+            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())?;
+        Ok(Arc::new(cfg))
+    }
+}
+
+/// The name a client expects in a server's certificate for `role`.
+pub fn server_name(role: &str) -> Result<ServerName<'static>, TlsError> {
+    ServerName::try_from(role.to_string()).map_err(|_| TlsError::BadRole(role.to_string()))
+}
+
+/// The role named by a peer's end-entity certificate (its first DNS subject
+/// alternative name), if any.
+pub fn peer_role(certs: Option<&[CertificateDer<'_>]>) -> Option<String> {
+    use x509_parser::prelude::*;
+    let der = certs?.first()?;
+    let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|n| match n {
+        GeneralName::DNSName(s) => Some(s.to_string()),
+        _ => None,
+    })
+}

@@ -1,0 +1,10 @@
+//! `conclave bench mem` (placeholder until its issue lands).
+
+/// Arguments.
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+/// Runs the benchmark.
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`conclave bench mem` is not built yet")
+}

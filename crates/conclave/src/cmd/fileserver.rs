@@ -1,0 +1,10 @@
+//! `conclave fileserver` (placeholder until its issue lands).
+
+/// Arguments.
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+/// Runs the subcommand.
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`conclave fileserver` is not built yet")
+}

@@ -1,0 +1,10 @@
+//! `conclave mkmerkle` (placeholder until its issue lands).
+
+/// Arguments.
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+/// Runs the subcommand.
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`conclave mkmerkle` is not built yet")
+}

@@ -1,0 +1,120 @@
+//! `conclave`: the one binary. Thin: it parses arguments and calls the
+//! crates; each subcommand lives in `cmd/<name>.rs`.
+#![forbid(unsafe_code)]
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// conclave: a keyless CDN edge built as mutually distrusting processes.
+#[derive(Parser)]
+#[command(name = "conclave", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write the conclave CA, one identity per role and the site certificate.
+    Certs(cmd::certs::Args),
+    /// Write the seed's web content (1k.txt ... 1m.txt, index.html, 50x.html).
+    Content(cmd::content::Args),
+    /// Micro-benchmarks.
+    #[command(subcommand)]
+    Bench(cmd::bench::Bench),
+    /// ApacheBench-compatible HTTP(S) load generator.
+    #[cfg(feature = "bench")]
+    Ab(cmd::ab::Args),
+    /// The HTTPS edge (static server or caching reverse proxy).
+    #[cfg(feature = "edge")]
+    Edge(cmd::edge::Args),
+    /// The origin: a plain HTTP static server that marks responses cacheable.
+    #[cfg(feature = "edge")]
+    Origin(cmd::origin::Args),
+    /// The key server: holds private keys and signs TLS handshakes.
+    #[cfg(feature = "keys")]
+    Keyserver(cmd::keyserver::Args),
+    /// A client of memory files (lock, read, write, increment), for scripts and tests.
+    #[cfg(feature = "mem")]
+    Mem(cmd::mem::Args),
+    /// A memory server (smdish or smuf).
+    #[cfg(feature = "mem")]
+    Memserver(cmd::memserver::Args),
+    /// The file server (nextfs): an ext2 image behind a protected block device.
+    #[cfg(feature = "fs")]
+    Fileserver(cmd::fileserver::Args),
+    /// A small client for a running file server.
+    #[cfg(feature = "fs")]
+    Fs(cmd::fs::Args),
+    /// Build a file-system image from a directory, for a block device.
+    #[cfg(feature = "storage")]
+    Mkfs(cmd::mkfs::Args),
+    /// Build or rebuild the Merkle tree of an image and print its root.
+    #[cfg(feature = "storage")]
+    Mkmerkle(cmd::mkmerkle::Args),
+    /// Verify an image through its block device.
+    #[cfg(feature = "storage")]
+    Fsck(cmd::fsck::Args),
+    /// Start every process of a deployment and stop them all together.
+    #[cfg(feature = "eval")]
+    Up(cmd::up::Args),
+    /// Run the evaluation matrix and write a report.
+    #[cfg(feature = "eval")]
+    Eval(cmd::eval::Args),
+    /// Write the seed's WAF rule sets.
+    #[cfg(feature = "waf")]
+    WafRules(cmd::waf_rules::Args),
+    /// Run a worker of `conclave edge` (started by the edge master).
+    #[cfg(feature = "edge")]
+    #[command(hide = true)]
+    EdgeWorker(cmd::edge::WorkerArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cmd::init_logging();
+    let res = match cli.command {
+        Command::Certs(a) => cmd::certs::run(a),
+        Command::Content(a) => cmd::content::run(a),
+        Command::Bench(b) => cmd::bench::run(b),
+        #[cfg(feature = "bench")]
+        Command::Ab(a) => cmd::ab::run(a),
+        #[cfg(feature = "edge")]
+        Command::Edge(a) => cmd::edge::run(a),
+        #[cfg(feature = "edge")]
+        Command::EdgeWorker(a) => cmd::edge::run_worker(a),
+        #[cfg(feature = "edge")]
+        Command::Origin(a) => cmd::origin::run(a),
+        #[cfg(feature = "keys")]
+        Command::Keyserver(a) => cmd::keyserver::run(a),
+        #[cfg(feature = "mem")]
+        Command::Mem(a) => cmd::mem::run(a),
+        #[cfg(feature = "mem")]
+        Command::Memserver(a) => cmd::memserver::run(a),
+        #[cfg(feature = "fs")]
+        Command::Fileserver(a) => cmd::fileserver::run(a),
+        #[cfg(feature = "fs")]
+        Command::Fs(a) => cmd::fs::run(a),
+        #[cfg(feature = "storage")]
+        Command::Mkfs(a) => cmd::mkfs::run(a),
+        #[cfg(feature = "storage")]
+        Command::Mkmerkle(a) => cmd::mkmerkle::run(a),
+        #[cfg(feature = "storage")]
+        Command::Fsck(a) => cmd::fsck::run(a),
+        #[cfg(feature = "eval")]
+        Command::Up(a) => cmd::up::run(a),
+        #[cfg(feature = "eval")]
+        Command::Eval(a) => cmd::eval::run(a),
+        #[cfg(feature = "waf")]
+        Command::WafRules(a) => cmd::waf_rules::run(a),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("conclave: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
