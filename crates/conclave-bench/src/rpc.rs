@@ -1,0 +1,1 @@
+//! The RPC micro-benchmark (owned by the lead; being written).
