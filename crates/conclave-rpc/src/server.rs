@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 /// Bodies over the limit but under this many bytes are read and dropped so
 /// the connection survives the error; larger ones close the connection.
@@ -153,7 +153,7 @@ impl Server {
         let tracker = TaskTracker::new();
         let slots = Arc::new(Semaphore::new(self.opts.max_connections));
         let opts = Arc::new(self.opts.clone());
-        info!(endpoint = %self.local, "serving");
+        debug!(endpoint = %self.local, "serving");
         loop {
             let accepted: io::Result<(Box<dyn AsyncStream>, String)> = tokio::select! {
                 _ = shutdown.wait() => break,
@@ -181,7 +181,7 @@ impl Server {
         drop(self.listener);
         tracker.close();
         tracker.wait().await;
-        info!(endpoint = %self.local, "stopped");
+        debug!(endpoint = %self.local, "stopped");
         Ok(())
     }
 }

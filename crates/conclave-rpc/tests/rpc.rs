@@ -1,0 +1,407 @@
+//! End-to-end tests of the transport: real sockets, real mTLS, misbehaving
+//! clients, shutdown with a request in flight.
+
+use conclave_rpc::pki::{self, CertsOptions, SiteKey};
+use conclave_rpc::{
+    AsyncConnection, BodyReader, ClientOptions, Connection, Credentials, Endpoint, Frame, PeerInfo, Pool,
+    Server, ServerOptions, Service, Shutdown, Status,
+};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const ECHO: u32 = 0;
+const SLOW_ECHO: u32 = 1;
+const NAME_LEN: u32 = 2;
+
+/// Echoes bodies; refuses clients whose role is not `edge`.
+struct Echo {
+    closed: AtomicUsize,
+}
+
+impl Service for Echo {
+    type Conn = ();
+    fn open(&self, peer: &PeerInfo) -> Result<(), Status> {
+        if peer.role.is_some() {
+            peer.require_role(&["edge"])?;
+        }
+        Ok(())
+    }
+    async fn call(&self, _conn: &mut (), req: Frame) -> Frame {
+        match req.code {
+            ECHO => Frame::ok(req.body),
+            SLOW_ECHO => {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                Frame::ok(req.body)
+            }
+            NAME_LEN => {
+                let mut r = BodyReader::new(&req.body);
+                match r.name(255).and_then(|n| r.finish().map(|_| n.len())) {
+                    Ok(n) => Frame::ok((n as u32).to_be_bytes().to_vec()),
+                    Err(st) => Frame::error(st),
+                }
+            }
+            _ => Frame::error(Status::ENOSYS),
+        }
+    }
+    fn close(&self, _conn: ()) {
+        self.closed.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn certs(dir: &Path) {
+    pki::generate(&CertsOptions {
+        out: dir.to_path_buf(),
+        site_key: SiteKey::EcdsaP256,
+        force: false,
+    })
+    .unwrap();
+}
+
+struct Running {
+    endpoint: Endpoint,
+    shutdown: Shutdown,
+    done: tokio::task::JoinHandle<std::io::Result<()>>,
+    svc: Arc<Echo>,
+}
+
+async fn start(ep: Endpoint, certdir: Option<&Path>, opts: ServerOptions) -> Running {
+    let tls = certdir.map(|d| {
+        Credentials::from_dir(d, "fileserver")
+            .unwrap()
+            .server_config()
+            .unwrap()
+    });
+    let server = Server::bind(&ep, tls, opts).await.unwrap();
+    let endpoint = server.local_endpoint().clone();
+    let shutdown = Shutdown::new();
+    let svc = Arc::new(Echo {
+        closed: AtomicUsize::new(0),
+    });
+    let done = tokio::spawn(server.serve(svc.clone(), shutdown.clone()));
+    Running {
+        endpoint,
+        shutdown,
+        done,
+        svc,
+    }
+}
+
+fn edge_opts(dir: &Path) -> ClientOptions {
+    ClientOptions::mtls(&Credentials::from_dir(dir, "edge").unwrap(), "fileserver").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_round_trip_over_tcp_and_unix() {
+    let tmp = tempfile::tempdir().unwrap();
+    certs(tmp.path());
+    let sock = tmp.path().join("s.sock");
+    for ep in [Endpoint::Tcp("127.0.0.1:0".into()), Endpoint::Unix(sock.clone())] {
+        let srv = start(ep, Some(tmp.path()), ServerOptions::default()).await;
+        let mut c = AsyncConnection::connect(&srv.endpoint, &edge_opts(tmp.path()))
+            .await
+            .unwrap();
+        for size in [0usize, 1, 4096, 300_000] {
+            let body: Vec<u8> = (0..size).map(|i| (i * 7) as u8).collect();
+            let reply = c.call(ECHO, &body).await.unwrap();
+            assert_eq!(reply.status(), Status::OK);
+            assert_eq!(&reply.body[..], &body[..]);
+        }
+        // the blocking client too
+        let ep2 = srv.endpoint.clone();
+        let dir = tmp.path().to_path_buf();
+        let got = tokio::task::spawn_blocking(move || {
+            let mut c = Connection::connect(&ep2, &edge_opts(&dir)).unwrap();
+            c.call(ECHO, b"blocking").unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(&got.body[..], b"blocking");
+        srv.shutdown.trigger();
+        srv.done.await.unwrap().unwrap();
+    }
+    assert!(!sock.exists(), "socket file removed at shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejects_client_without_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    certs(tmp.path());
+    let srv = start(
+        Endpoint::Tcp("127.0.0.1:0".into()),
+        Some(tmp.path()),
+        ServerOptions::default(),
+    )
+    .await;
+    let roots = Credentials::from_dir(tmp.path(), "edge").unwrap().roots();
+    let cfg = rustls::ClientConfig::builder_with_provider(conclave_rpc::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let opts = ClientOptions {
+        tls: Some(conclave_rpc::stream::ClientTls {
+            config: Arc::new(cfg),
+            name: conclave_rpc::tls::server_name("fileserver").unwrap(),
+        }),
+        ..ClientOptions::plain()
+    };
+    // TLS 1.3: the client finishes first, so the refusal shows on the first call.
+    let res = match AsyncConnection::connect(&srv.endpoint, &opts).await {
+        Err(e) => Err(e),
+        Ok(mut c) => c.call(ECHO, b"x").await,
+    };
+    let err = res.expect_err("server must refuse a client without a certificate");
+    assert!(
+        err.to_string().contains("connection") || err.to_string().contains("connect"),
+        "{err}"
+    );
+    // and it still serves a proper client
+    let mut good = AsyncConnection::connect(&srv.endpoint, &edge_opts(tmp.path()))
+        .await
+        .unwrap();
+    assert_eq!(&good.call(ECHO, b"ok").await.unwrap().body[..], b"ok");
+    srv.shutdown.trigger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejects_client_certificate_from_another_ca() {
+    let ours = tempfile::tempdir().unwrap();
+    let theirs = tempfile::tempdir().unwrap();
+    certs(ours.path());
+    certs(theirs.path());
+    let srv = start(
+        Endpoint::Tcp("127.0.0.1:0".into()),
+        Some(ours.path()),
+        ServerOptions::default(),
+    )
+    .await;
+    // trusts our CA (so the server check passes) but presents their identity
+    let creds = Credentials::load(
+        &ours.path().join("root.crt"),
+        &theirs.path().join("edge.crt"),
+        &theirs.path().join("edge.key"),
+        "edge",
+    )
+    .unwrap();
+    let opts = ClientOptions::mtls(&creds, "fileserver").unwrap();
+    let res = match AsyncConnection::connect(&srv.endpoint, &opts).await {
+        Err(e) => Err(e),
+        Ok(mut c) => c.call(ECHO, b"x").await,
+    };
+    assert!(res.is_err(), "a certificate from another CA must be refused");
+    srv.shutdown.trigger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_refuses_server_with_wrong_role_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    certs(tmp.path());
+    // the server presents the fileserver identity; the client wants a key server
+    let srv = start(
+        Endpoint::Tcp("127.0.0.1:0".into()),
+        Some(tmp.path()),
+        ServerOptions::default(),
+    )
+    .await;
+    let opts = ClientOptions::mtls(&Credentials::from_dir(tmp.path(), "edge").unwrap(), "keyserver").unwrap();
+    let err = AsyncConnection::connect(&srv.endpoint, &opts)
+        .await
+        .err()
+        .expect("wrong server role must fail the handshake");
+    assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
+    srv.shutdown.trigger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_refuses_a_role_it_does_not_serve() {
+    let tmp = tempfile::tempdir().unwrap();
+    certs(tmp.path());
+    let srv = start(
+        Endpoint::Tcp("127.0.0.1:0".into()),
+        Some(tmp.path()),
+        ServerOptions::default(),
+    )
+    .await;
+    let opts = ClientOptions::mtls(
+        &Credentials::from_dir(tmp.path(), "client").unwrap(),
+        "fileserver",
+    )
+    .unwrap();
+    let mut c = AsyncConnection::connect(&srv.endpoint, &opts).await.unwrap();
+    assert_eq!(c.call(ECHO, b"x").await.unwrap().status(), Status::EACCES);
+    srv.shutdown.trigger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_truncated_frames_get_errors_while_others_are_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sock = tmp.path().join("p.sock");
+    let opts = ServerOptions {
+        max_body: 1024,
+        ..ServerOptions::default()
+    };
+    let srv = start(Endpoint::Unix(sock.clone()), None, opts).await;
+    let ep = srv.endpoint.clone();
+    let other = tokio::spawn(async move {
+        let mut c = AsyncConnection::connect(&ep, &ClientOptions::plain())
+            .await
+            .unwrap();
+        for i in 0..50u32 {
+            let r = c.call(ECHO, &i.to_be_bytes()).await.unwrap();
+            assert_eq!(&r.body[..], &i.to_be_bytes());
+        }
+    });
+    let sock2 = sock.clone();
+    tokio::task::spawn_blocking(move || {
+        // oversized: E2BIG, then the same connection still works
+        let mut s = std::os::unix::net::UnixStream::connect(&sock2).unwrap();
+        s.write_all(&Frame::new(ECHO, vec![0u8; 2000]).encode()).unwrap();
+        let f = conclave_rpc::frame::read_frame_sync(&mut s, 1 << 20)
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.status(), Status::E2BIG);
+        s.write_all(&Frame::new(ECHO, b"after".to_vec()).encode())
+            .unwrap();
+        let f = conclave_rpc::frame::read_frame_sync(&mut s, 1 << 20)
+            .unwrap()
+            .unwrap();
+        assert_eq!(&f.body[..], b"after");
+        // a 4 GiB announcement: E2BIG and the connection is closed
+        s.write_all(&[0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]).unwrap();
+        let f = conclave_rpc::frame::read_frame_sync(&mut s, 1 << 20)
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.status(), Status::E2BIG);
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        assert!(rest.is_empty());
+        // truncated frame: header says 100 bytes, 10 arrive, then EOF
+        let mut s = std::os::unix::net::UnixStream::connect(&sock2).unwrap();
+        s.write_all(&[0, 0, 0, 0, 0, 0, 0, 100]).unwrap();
+        s.write_all(&[1u8; 10]).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "no reply to a truncated frame, just a close");
+        // short header
+        let mut s = std::os::unix::net::UnixStream::connect(&sock2).unwrap();
+        s.write_all(&[0, 0, 0]).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let _ = s.read_to_end(&mut rest);
+        assert!(rest.is_empty());
+    })
+    .await
+    .unwrap();
+    other.await.unwrap();
+    let mut c = AsyncConnection::connect(&srv.endpoint, &ClientOptions::plain())
+        .await
+        .unwrap();
+    // truncated field inside a well-formed frame: EPROTO; unknown opcode: ENOSYS
+    let mut body = vec![0, 0, 0, 50];
+    body.extend_from_slice(b"short");
+    assert_eq!(c.call(NAME_LEN, &body).await.unwrap().status(), Status::EPROTO);
+    assert_eq!(c.call(999, b"").await.unwrap().status(), Status::ENOSYS);
+    let mut w = conclave_rpc::BodyWriter::new();
+    w.str(&"n".repeat(300));
+    assert_eq!(
+        c.call(NAME_LEN, &w.finish()).await.unwrap().status(),
+        Status::ENAMETOOLONG
+    );
+    srv.shutdown.trigger();
+    srv.done.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_request_in_flight() {
+    let tmp = tempfile::tempdir().unwrap();
+    certs(tmp.path());
+    let srv = start(
+        Endpoint::Tcp("127.0.0.1:0".into()),
+        Some(tmp.path()),
+        ServerOptions::default(),
+    )
+    .await;
+    let mut c = AsyncConnection::connect(&srv.endpoint, &edge_opts(tmp.path()))
+        .await
+        .unwrap();
+    let mut idle = AsyncConnection::connect(&srv.endpoint, &edge_opts(tmp.path()))
+        .await
+        .unwrap();
+    assert_eq!(&idle.call(ECHO, b"hi").await.unwrap().body[..], b"hi");
+    let inflight = tokio::spawn(async move { c.call(SLOW_ECHO, b"in flight").await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    srv.shutdown.trigger();
+    let reply = inflight.await.unwrap().expect("request in flight is answered");
+    assert_eq!(&reply.body[..], b"in flight");
+    srv.done.await.unwrap().unwrap();
+    assert_eq!(
+        srv.svc.closed.load(Ordering::SeqCst),
+        2,
+        "both connections closed"
+    );
+    assert!(AsyncConnection::connect(&srv.endpoint, &edge_opts(tmp.path()))
+        .await
+        .is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit_closes_extra_connections() {
+    let opts = ServerOptions {
+        max_connections: 1,
+        ..ServerOptions::default()
+    };
+    let srv = start(Endpoint::Tcp("127.0.0.1:0".into()), None, opts).await;
+    let mut first = AsyncConnection::connect(&srv.endpoint, &ClientOptions::plain())
+        .await
+        .unwrap();
+    assert!(first.call(ECHO, b"a").await.is_ok());
+    let mut second = AsyncConnection::connect(&srv.endpoint, &ClientOptions::plain())
+        .await
+        .unwrap();
+    assert!(second.call(ECHO, b"b").await.is_err(), "over the limit");
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = AsyncConnection::connect(&srv.endpoint, &ClientOptions::plain())
+        .await
+        .unwrap();
+    assert!(third.call(ECHO, b"c").await.is_ok(), "a freed slot is reused");
+    srv.shutdown.trigger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connection_is_closed_after_timeout() {
+    let opts = ServerOptions {
+        idle_timeout: Duration::from_millis(200),
+        ..ServerOptions::default()
+    };
+    let srv = start(Endpoint::Tcp("127.0.0.1:0".into()), None, opts).await;
+    let mut c = AsyncConnection::connect(&srv.endpoint, &ClientOptions::plain())
+        .await
+        .unwrap();
+    assert!(c.call(ECHO, b"a").await.is_ok());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(c.call(ECHO, b"b").await.is_err(), "idle connection was closed");
+    srv.shutdown.trigger();
+}
+
+#[test]
+fn pool_reconnects_after_server_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    certs(tmp.path());
+    let sock = tmp.path().join("r.sock");
+    let ep = Endpoint::Unix(sock);
+    let pool = Pool::new(ep.clone(), edge_opts(tmp.path()));
+    for round in 0..2 {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let srv = rt.block_on(start(ep.clone(), Some(tmp.path()), ServerOptions::default()));
+        for i in 0..3u8 {
+            let r = pool.call(ECHO, &[round, i]).unwrap();
+            assert_eq!(&r.body[..], &[round, i]);
+        }
+        srv.shutdown.trigger();
+        rt.block_on(srv.done).unwrap().unwrap();
+    }
+}

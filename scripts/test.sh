@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# conclave's test command: installs what a fresh Debian 12 machine lacks
+# (the peers and oracles the tests use), then checks formatting and lints
+# and runs every test. CI runs exactly this (see .ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Peers and oracles: nginx and ab (edge/eval comparisons), curl and openssl
+# (TLS clients), e2fsprogs (mke2fs -d, e2fsck -fn), strace (the keyless
+# test proves the edge never opens the key), libmodsecurity-dev and
+# pkg-config (WAF differential tests), chromium (the report renders),
+# python3-cryptography (XTS known answers from OpenSSL), fonts for plots.
+PACKAGES=(nginx apache2-utils curl openssl e2fsprogs strace pkg-config libmodsecurity-dev
+          chromium fonts-dejavu-core python3-cryptography)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing missing packages: ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "error: need root (or sudo) to apt-get install: ${missing[*]}" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's nginx package may start a daemon on port 80; the tests start their own.
+if command -v service >/dev/null 2>&1; then service nginx stop >/dev/null 2>&1 || true; fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace -- --test-threads=2
