@@ -1,1 +1,17 @@
+//! The file server (`nextfs`) and its client.
+//!
+//! The server puts one ext2 image (`conclave-ext2`) over one protected block
+//! device (`conclave-bd`) behind the conclave RPC (`conclave-rpc`): each
+//! connection has its own descriptor table, reads share a lock so many
+//! clients read at once, and a write holds the file system only for its own
+//! duration. The client (`FsClient`, `AsyncFsClient`) is shaped like
+//! `std::fs`. This crate knows nothing of HTTP.
 #![forbid(unsafe_code)]
+
+pub mod bench;
+pub mod client;
+pub mod proto;
+pub mod server;
+
+pub use client::{AsyncFsClient, DirEntry, File, FsClient, Metadata, OpenOptions};
+pub use server::{FileServer, FileServerOptions};

@@ -193,7 +193,7 @@ impl<'a> BodyReader<'a> {
     }
 
     /// Succeeds only if the whole body was read; trailing bytes are `EPROTO`.
-    pub fn finish(self) -> Result<(), Status> {
+    pub fn finish(&self) -> Result<(), Status> {
         if self.pos == self.buf.len() {
             Ok(())
         } else {

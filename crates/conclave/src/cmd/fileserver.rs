@@ -1,10 +1,98 @@
-//! `conclave fileserver` (placeholder until its issue lands).
+//! `conclave fileserver`: serves one ext2 image through one protected block
+//! device over mutual TLS (role `fileserver`).
+
+use anyhow::{bail, Context};
+use conclave_bd::{DeviceKind, DeviceSpec};
+use conclave_fs::{FileServer, FileServerOptions};
+use conclave_rpc::{Credentials, Endpoint, Server, ServerOptions, Shutdown};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Arguments.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// The image file on the (untrusted) host.
+    #[arg(long)]
+    pub image: PathBuf,
+    /// Block device: std, crypt, verity or vericrypt.
+    #[arg(long, default_value = "std")]
+    pub device: DeviceKind,
+    /// Merkle tree file (verity, vericrypt).
+    #[arg(long)]
+    pub tree: Option<PathBuf>,
+    /// File holding the device secret (crypt, verity, vericrypt).
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
+    /// Refuse to start unless the sealed root is this (hex), so an older
+    /// image+tree pair put back by the host is detected.
+    #[arg(long)]
+    pub expect_root: Option<String>,
+    /// Where to listen: unix:///path or tcp://127.0.0.1:PORT.
+    #[arg(long)]
+    pub listen: Endpoint,
+    /// Directory written by `conclave certs` (uses the `fileserver` identity).
+    #[arg(long)]
+    pub certs: PathBuf,
+    /// Descriptors one client may hold open.
+    #[arg(long, default_value_t = 1024)]
+    pub max_open: usize,
+    /// Serve without allowing changes (required for an image that was not
+    /// cleanly shut down, until it has been checked).
+    #[arg(long)]
+    pub read_only: bool,
+}
 
-/// Runs the subcommand.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`conclave fileserver` is not built yet")
+/// Runs the server until SIGTERM/SIGINT, then syncs and prints the root.
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let mut spec = DeviceSpec::new(a.device, &a.image).read_only(a.read_only);
+    if let Some(t) = &a.tree {
+        spec = spec.tree(t);
+    }
+    if let Some(s) = &a.secret_file {
+        spec = spec.secret_file(s);
+    }
+    if let Some(r) = &a.expect_root {
+        spec = spec.expect_root(r);
+    }
+    let dev = conclave_bd::open(&spec).with_context(|| format!("opening {} as {}", a.image.display(), a.device))?;
+    let fs = conclave_ext2::Ext2Fs::open(dev.clone())
+        .with_context(|| format!("reading the ext2 file system in {}", a.image.display()))?;
+    if !fs.was_clean() && !a.read_only {
+        bail!(
+            "{} was not cleanly shut down (the server was killed or crashed while it had unsynced changes); \
+             check it with `conclave fsck` (or e2fsck on a decrypted copy) before serving it for writing, \
+             or serve it with --read-only",
+            a.image.display()
+        );
+    }
+    let creds = Credentials::from_dir(&a.certs, "fileserver").context("loading the fileserver identity")?;
+    let svc = Arc::new(FileServer::new(
+        fs,
+        FileServerOptions {
+            max_open_per_client: a.max_open,
+            read_only: a.read_only,
+            ..FileServerOptions::default()
+        },
+    ));
+    let rt = super::runtime()?;
+    rt.block_on(async {
+        let opts = ServerOptions {
+            max_body: conclave_fs::proto::MAX_BODY,
+            ..ServerOptions::default()
+        };
+        let server = Server::bind(&a.listen, Some(creds.server_config()?), opts)
+            .await
+            .with_context(|| format!("binding {}", a.listen))?;
+        let shutdown = Shutdown::new();
+        shutdown.trigger_on_signals()?;
+        tracing::info!(endpoint = %server.local_endpoint(), device = %a.device, "file server listening");
+        server.serve(svc.clone(), shutdown).await?;
+        anyhow::Ok(())
+    })?;
+    svc.sync().context("syncing the file system at shutdown")?;
+    match dev.sealed_root() {
+        Some(root) => super::print_line(format!("sealed root: {} (counter {})", root.hex(), root.counter)),
+        None => super::print_line("synced"),
+    }
+    Ok(())
 }

@@ -1,0 +1,158 @@
+//! The file server: one ext2 file system shared by every connection, each
+//! connection with its own descriptor table.
+
+mod attrs;
+mod dir;
+mod fdtable;
+mod file;
+mod names;
+mod path;
+
+use crate::proto;
+use conclave_ext2::{Ext2Error, Ext2Fs, Metadata};
+use conclave_rpc::{BodyReader, Frame, PeerInfo, Service, Status};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+pub use fdtable::FdTable;
+
+/// Settings of a file server.
+#[derive(Clone, Debug)]
+pub struct FileServerOptions {
+    /// Descriptors one connection may hold open.
+    pub max_open_per_client: usize,
+    /// Roles allowed to connect (their certificate's name).
+    pub allowed_roles: Vec<String>,
+    /// Refuse every mutation (for images that were not cleanly shut down).
+    pub read_only: bool,
+}
+
+impl Default for FileServerOptions {
+    fn default() -> Self {
+        FileServerOptions {
+            max_open_per_client: 1024,
+            allowed_roles: vec!["edge".into(), "client".into()],
+            read_only: false,
+        }
+    }
+}
+
+/// The file-server service (plug it into `conclave_rpc::Server`).
+pub struct FileServer {
+    fs: RwLock<Ext2Fs>,
+    opts: FileServerOptions,
+}
+
+/// Maps an ext2 error to the status sent to the client.
+pub(crate) fn status(e: Ext2Error) -> Status {
+    if let Ext2Error::Device(ref d) = e {
+        tracing::warn!("device error: {d}");
+    }
+    Status(e.errno() as u32)
+}
+
+/// The wire form of ext2 metadata.
+pub(crate) fn stat_of(m: &Metadata) -> proto::Stat {
+    use conclave_ext2::FileType;
+    proto::Stat {
+        ino: m.ino.0 as u64,
+        file_type: match m.file_type {
+            FileType::File => proto::ftype::FILE,
+            FileType::Dir => proto::ftype::DIR,
+            FileType::Symlink => proto::ftype::SYMLINK,
+            FileType::Special => proto::ftype::SPECIAL,
+        },
+        mode: m.mode as u32,
+        uid: m.uid,
+        gid: m.gid,
+        size: m.size,
+        nlink: m.links as u32,
+        blocks: m.blocks,
+        atime: m.atime as i64,
+        mtime: m.mtime as i64,
+        ctime: m.ctime as i64,
+    }
+}
+
+impl FileServer {
+    /// Serves `fs`.
+    pub fn new(fs: Ext2Fs, opts: FileServerOptions) -> FileServer {
+        FileServer {
+            fs: RwLock::new(fs),
+            opts,
+        }
+    }
+
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Ext2Fs> {
+        self.fs.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn write(&self) -> Result<RwLockWriteGuard<'_, Ext2Fs>, Status> {
+        if self.opts.read_only {
+            return Err(Status(30)); // EROFS
+        }
+        Ok(self.fs.write().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Writes back metadata and flushes the device (sealing a new root).
+    pub fn sync(&self) -> Result<(), Ext2Error> {
+        if self.opts.read_only {
+            return Ok(());
+        }
+        self.fs.write().unwrap_or_else(|p| p.into_inner()).sync()
+    }
+
+    fn dispatch(&self, t: &mut FdTable, req: &Frame) -> Result<Frame, Status> {
+        let mut r = BodyReader::new(&req.body);
+        let reply = match req.code {
+            proto::OPEN => file::open(self, t, &mut r),
+            proto::CLOSE | proto::CLOSEDIR => file::close(t, &mut r),
+            proto::READ => file::read(self, t, &mut r),
+            proto::PREAD => file::pread(self, t, &mut r),
+            proto::WRITE => file::write(self, t, &mut r),
+            proto::PWRITE => file::pwrite(self, t, &mut r),
+            proto::SEEK => file::seek(self, t, &mut r),
+            proto::TELL => file::tell(t, &mut r),
+            proto::FSIZE => file::fsize(self, t, &mut r),
+            proto::FTRUNCATE => file::ftruncate(self, t, &mut r),
+            proto::FSTAT => file::fstat(self, t, &mut r),
+            proto::FSYNC => file::fsync(self, t, &mut r),
+            proto::OPENDIR => dir::opendir(self, t, &mut r),
+            proto::READDIR => dir::readdir(t, &mut r),
+            proto::STAT => attrs::stat(self, &mut r, true),
+            proto::LSTAT => attrs::stat(self, &mut r, false),
+            proto::CHMOD => attrs::chmod(self, &mut r),
+            proto::CHOWN => attrs::chown(self, &mut r),
+            proto::UTIMES => attrs::utimes(self, &mut r),
+            proto::TRUNCATE => attrs::truncate(self, &mut r),
+            proto::STATFS => attrs::statfs(self, &mut r),
+            proto::UNLINK => names::unlink(self, &mut r),
+            proto::RMDIR => names::rmdir(self, &mut r),
+            proto::MKDIR => names::mkdir(self, &mut r),
+            proto::RENAME => names::rename(self, &mut r),
+            proto::LINK => names::link(self, &mut r),
+            proto::SYMLINK => names::symlink(self, &mut r),
+            proto::READLINK => names::readlink(self, &mut r),
+            _ => return Err(Status::ENOSYS),
+        }?;
+        Ok(reply)
+    }
+}
+
+impl Service for FileServer {
+    type Conn = FdTable;
+
+    fn open(&self, peer: &PeerInfo) -> Result<FdTable, Status> {
+        if peer.role.is_some() {
+            let roles: Vec<&str> = self.opts.allowed_roles.iter().map(String::as_str).collect();
+            peer.require_role(&roles)?;
+        }
+        Ok(FdTable::new(self.opts.max_open_per_client))
+    }
+
+    async fn call(&self, t: &mut FdTable, req: Frame) -> Frame {
+        // ext2 work is short, synchronous block I/O: run it in place rather
+        // than paying a thread hop per request.
+        let res = tokio::task::block_in_place(|| self.dispatch(t, &req));
+        res.unwrap_or_else(Frame::error)
+    }
+}

@@ -1,0 +1,372 @@
+//! The file server as a real process: every operation, concurrent clients
+//! checked against a model and `e2fsck -fn`, bad input, crash behaviour.
+#![cfg(feature = "fs")]
+
+use conclave_fs::{proto, FsClient, OpenOptions};
+use conclave_rpc::{BodyWriter, ClientOptions, Connection, Credentials, Endpoint, Status};
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn conclave() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_conclave"))
+}
+
+/// A running `conclave fileserver`, killed on drop.
+struct FsProc {
+    child: Option<Child>,
+    sock: PathBuf,
+}
+
+impl FsProc {
+    fn start(dir: &Path, image: &Path, extra: &[&str]) -> FsProc {
+        let sock = dir.join(format!("fs-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&sock);
+        let child = conclave()
+            .args(["fileserver", "--image"])
+            .arg(image)
+            .arg("--listen")
+            .arg(format!("unix://{}", sock.display()))
+            .arg("--certs")
+            .arg(dir.join("certs"))
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let p = FsProc {
+            child: Some(child),
+            sock,
+        };
+        let t = Instant::now();
+        while !p.sock.exists() {
+            assert!(t.elapsed() < Duration::from_secs(20), "file server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        p
+    }
+
+    fn endpoint(&self) -> Endpoint {
+        Endpoint::Unix(self.sock.clone())
+    }
+
+    /// SIGTERM, wait, return stdout.
+    fn stop(mut self) -> String {
+        let c = self.child.take().unwrap();
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "file server exited with {}", out.status);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn kill9(mut self) {
+        let mut c = self.child.take().unwrap();
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+impl Drop for FsProc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn setup() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(conclave().args(["certs", "--out"]).arg(tmp.path().join("certs")).output().unwrap().status.success());
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("html/sub")).unwrap();
+    std::fs::write(src.join("html/index.html"), b"<html>hi</html>").unwrap();
+    std::fs::write(src.join("html/sub/big.bin"), vec![7u8; 300_000]).unwrap();
+    let image = tmp.path().join("fs.img");
+    let st = Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext2", "-b", "4096", "-I", "256", "-O", "^resize_inode,^dir_index"])
+        .args(["-E", "root_owner=0:0", "-d"])
+        .arg(&src)
+        .arg(&image)
+        .arg("32M")
+        .status()
+        .expect("mke2fs (e2fsprogs) must be installed");
+    assert!(st.success());
+    (tmp, image)
+}
+
+fn client(dir: &Path, ep: Endpoint, role: &str) -> Arc<FsClient> {
+    let creds = Credentials::from_dir(&dir.join("certs"), role).unwrap();
+    FsClient::new(ep, ClientOptions::mtls(&creds, "fileserver").unwrap())
+}
+
+fn e2fsck_clean(image: &Path) {
+    let out = Command::new("e2fsck").arg("-fn").arg(image).output().unwrap();
+    assert!(
+        out.status.success(),
+        "e2fsck -fn failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_operation_round_trips() {
+    let (tmp, image) = setup();
+    let srv = FsProc::start(tmp.path(), &image, &[]);
+    let c = client(tmp.path(), srv.endpoint(), "client");
+    assert_eq!(c.read("/html/index.html").unwrap(), b"<html>hi</html>");
+    assert_eq!(c.read("/html/sub/big.bin").unwrap(), vec![7u8; 300_000]);
+    // write, append, seek, pread/pwrite, truncate, fstat
+    let mut f = c
+        .open_with("/new.txt", OpenOptions::new().read(true).write(true).create_new(true).mode(0o640))
+        .unwrap();
+    f.write_all(b"hello world").unwrap();
+    assert_eq!(f.seek(SeekFrom::Start(6)).unwrap(), 6);
+    let mut s = String::new();
+    f.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "world");
+    assert_eq!(f.write_at(b"W", 6).unwrap(), 1);
+    let mut b = [0u8; 5];
+    assert_eq!(f.read_at(&mut b, 6).unwrap(), 5);
+    assert_eq!(&b, b"World");
+    f.set_len(5).unwrap();
+    assert_eq!(f.metadata().unwrap().len(), 5);
+    assert_eq!(f.seek(SeekFrom::End(0)).unwrap(), 5);
+    f.sync_all().unwrap();
+    drop(f);
+    let mut a = c.open_with("/new.txt", OpenOptions::new().append(true)).unwrap();
+    a.write_all(b"!!").unwrap();
+    drop(a);
+    assert_eq!(c.read("/new.txt").unwrap(), b"hello!!");
+    assert!(c.open_with("/new.txt", OpenOptions::new().write(true).create_new(true)).is_err());
+    // large write and read chunked over several RPCs
+    let big: Vec<u8> = (0..3 * 1024 * 1024 + 17).map(|i| (i % 251) as u8).collect();
+    c.write("/big.dat", &big).unwrap();
+    assert_eq!(c.read("/big.dat").unwrap(), big);
+    // metadata with 64-bit sizes and times
+    let m = c.metadata("/new.txt").unwrap();
+    assert!(m.is_file() && m.len() == 7 && m.mode() & 0o777 == 0o640);
+    assert!(m.mtime() > 1_700_000_000, "mtime is set: {}", m.mtime());
+    // dirs, rename, link, symlink, chmod, chown, utimes, unlink, rmdir
+    c.create_dir_all("/a/b/c").unwrap();
+    assert!(c.metadata("/a/b/c").unwrap().is_dir());
+    c.rename("/new.txt", "/a/b/moved.txt").unwrap();
+    assert!(!c.exists("/new.txt").unwrap());
+    c.hard_link("/a/b/moved.txt", "/a/hard.txt").unwrap();
+    assert_eq!(c.metadata("/a/hard.txt").unwrap().nlink(), 2);
+    c.symlink("/a/b/moved.txt", "/a/sym").unwrap();
+    assert_eq!(c.read_link("/a/sym").unwrap(), "/a/b/moved.txt");
+    assert!(c.symlink_metadata("/a/sym").unwrap().is_symlink());
+    assert_eq!(c.read("/a/sym").unwrap(), b"hello!!");
+    c.set_permissions("/a/hard.txt", 0o600).unwrap();
+    c.chown("/a/hard.txt", Some(1000), Some(1001)).unwrap();
+    c.set_times("/a/hard.txt", Some(1_000_000), Some(2_000_000)).unwrap();
+    let m = c.metadata("/a/hard.txt").unwrap();
+    assert_eq!((m.mode() & 0o777, m.uid(), m.gid(), m.mtime()), (0o600, 1000, 1001, 2_000_000));
+    let mut names: Vec<String> = c.read_dir("/a").unwrap().into_iter().map(|e| e.name).collect();
+    names.sort();
+    assert_eq!(names, ["b", "hard.txt", "sym"]);
+    let err = c.remove_dir("/a").unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::DirectoryNotEmpty);
+    c.remove_file("/a/sym").unwrap();
+    c.remove_file("/a/hard.txt").unwrap();
+    c.remove_dir("/a/b/c").unwrap();
+    c.truncate("/big.dat", 10).unwrap();
+    assert_eq!(c.metadata("/big.dat").unwrap().len(), 10);
+    let st = c.statfs().unwrap();
+    assert_eq!(st.bsize, 4096);
+    assert!(st.bfree > 0 && st.bfree < st.blocks);
+    assert_eq!(c.metadata("/nope").unwrap_err().kind(), std::io::ErrorKind::NotFound);
+    let out = srv.stop();
+    assert!(out.contains("synced"), "{out}");
+    e2fsck_clean(&image);
+}
+
+#[test]
+fn concurrent_clients_match_a_model_and_e2fsck() {
+    let (tmp, image) = setup();
+    let srv = FsProc::start(tmp.path(), &image, &[]);
+    let mut handles = Vec::new();
+    for t in 0..4u64 {
+        let c = client(tmp.path(), srv.endpoint(), "edge");
+        handles.push(std::thread::spawn(move || {
+            let mut model: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+            let dir = format!("/t{t}");
+            c.create_dir(&dir).unwrap();
+            let mut seed = 0x9e3779b97f4a7c15u64 ^ t;
+            let mut rnd = move |n: u64| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed % n
+            };
+            for i in 0..150 {
+                let name = format!("{dir}/f{}", rnd(12));
+                match rnd(5) {
+                    0 | 1 => {
+                        let len = rnd(20_000) as usize;
+                        let data: Vec<u8> = (0..len).map(|k| (k as u64 + i) as u8).collect();
+                        c.write(&name, &data).unwrap();
+                        model.insert(name, data);
+                    }
+                    2 => {
+                        let to = format!("{dir}/f{}", rnd(12));
+                        let r = c.rename(&name, &to);
+                        match model.remove(&name) {
+                            Some(d) => {
+                                r.unwrap();
+                                model.insert(to, d);
+                            }
+                            None => assert!(r.is_err()),
+                        }
+                    }
+                    3 => {
+                        let r = c.remove_file(&name);
+                        assert_eq!(r.is_ok(), model.remove(&name).is_some());
+                    }
+                    _ => match model.get(&name) {
+                        Some(d) => assert_eq!(&c.read(&name).unwrap(), d),
+                        None => assert!(c.read(&name).is_err()),
+                    },
+                }
+            }
+            model
+        }));
+    }
+    let models: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    srv.stop();
+    e2fsck_clean(&image);
+    // restart and compare every file with the model
+    let srv = FsProc::start(tmp.path(), &image, &[]);
+    let c = client(tmp.path(), srv.endpoint(), "client");
+    for (t, model) in models.iter().enumerate() {
+        let mut listed: Vec<String> =
+            c.read_dir(&format!("/t{t}")).unwrap().into_iter().map(|e| format!("/t{t}/{}", e.name)).collect();
+        listed.sort();
+        assert_eq!(listed, model.keys().cloned().collect::<Vec<_>>());
+        for (name, data) in model {
+            assert_eq!(&c.read(name).unwrap(), data, "{name}");
+        }
+    }
+    srv.stop();
+}
+
+fn raw(dir: &Path, ep: &Endpoint) -> Connection {
+    let creds = Credentials::from_dir(&dir.join("certs"), "client").unwrap();
+    Connection::connect(ep, &ClientOptions::mtls(&creds, "fileserver").unwrap()).unwrap()
+}
+
+#[test]
+fn bad_input_gets_errors_and_the_server_keeps_serving() {
+    let (tmp, image) = setup();
+    let srv = FsProc::start(tmp.path(), &image, &["--max-open", "4"]);
+    let ep = srv.endpoint();
+    let mut c = raw(tmp.path(), &ep);
+    assert_eq!(c.call(20, b"").unwrap().status(), Status::ENOSYS, "the original crashed on opcode 20");
+    assert_eq!(c.call(999, b"").unwrap().status(), Status::ENOSYS);
+    let mut w = BodyWriter::new();
+    w.u32(77).u32(10);
+    assert_eq!(c.call(proto::READ, &w.finish()).unwrap().status(), Status::EBADF);
+    assert_eq!(c.call(proto::CLOSE, &[0xff, 0xff, 0xff, 0xff]).unwrap().status(), Status::EBADF);
+    let mut w = BodyWriter::new();
+    w.str("/html");
+    let fd = c.call(proto::OPENDIR, &w.finish()).unwrap().into_result().unwrap();
+    let mut w = BodyWriter::new();
+    w.raw(&fd).u32(10);
+    assert_eq!(c.call(proto::READ, &w.finish()).unwrap().status(), Status::EISDIR, "dir fd used for read");
+    for bad in ["/../etc/passwd", "/html/../../x"] {
+        let mut w = BodyWriter::new();
+        w.str(bad);
+        assert_eq!(c.call(proto::STAT, &w.finish()).unwrap().status(), Status::EACCES, "{bad}");
+    }
+    let mut w = BodyWriter::new();
+    w.str(&format!("/{}", "n".repeat(300)));
+    assert_eq!(c.call(proto::STAT, &w.finish()).unwrap().status(), Status::ENAMETOOLONG);
+    let mut w = BodyWriter::new();
+    w.str("/html/index.html").i32(0).u32(0);
+    let fd = c.call(proto::OPEN, &w.finish()).unwrap().into_result().unwrap();
+    let mut w = BodyWriter::new();
+    w.raw(&fd).u32(64 * 1024 * 1024);
+    assert_eq!(c.call(proto::READ, &w.finish()).unwrap().status(), Status::E2BIG, "read count over the limit");
+    let mut w = BodyWriter::new();
+    w.raw(&fd).raw(b"x");
+    assert_eq!(c.call(proto::WRITE, &w.finish()).unwrap().status(), Status::EBADF, "write on read-only fd");
+    assert_eq!(c.call(proto::STAT, &[0, 0, 0, 9, b'/']).unwrap().status(), Status::EPROTO, "truncated field");
+    // per-client cap on open descriptors (2 used so far, cap 4)
+    let mut open = || {
+        let mut w = BodyWriter::new();
+        w.str("/html/index.html").i32(0).u32(0);
+        c.call(proto::OPEN, &w.finish()).unwrap().status()
+    };
+    assert_eq!(open(), Status::OK);
+    assert_eq!(open(), Status::OK);
+    assert_eq!(open(), Status::EMFILE);
+    // a client without a certificate is refused
+    let roots = Credentials::from_dir(&tmp.path().join("certs"), "client").unwrap().roots();
+    let cfg = rustls::ClientConfig::builder_with_provider(conclave_rpc::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let opts = ClientOptions {
+        tls: Some(conclave_rpc::stream::ClientTls {
+            config: Arc::new(cfg),
+            name: conclave_rpc::tls::server_name("fileserver").unwrap(),
+        }),
+        ..ClientOptions::plain()
+    };
+    let anon = Connection::connect(&ep, &opts).and_then(|mut k| k.call(proto::STATFS, b""));
+    assert!(anon.is_err(), "no certificate, no service");
+    // a keyserver identity is not a file-server client
+    let creds = Credentials::from_dir(&tmp.path().join("certs"), "keyserver").unwrap();
+    let mut ks = Connection::connect(&ep, &ClientOptions::mtls(&creds, "fileserver").unwrap()).unwrap();
+    assert_eq!(ks.call(proto::STATFS, b"").unwrap().status(), Status::EACCES);
+    // and a good client is still served
+    let good = client(tmp.path(), ep, "edge");
+    assert_eq!(good.read("/html/index.html").unwrap(), b"<html>hi</html>");
+    srv.stop();
+}
+
+#[test]
+fn killed_server_leaves_an_image_that_is_refused_until_checked() {
+    let (tmp, image) = setup();
+    let srv = FsProc::start(tmp.path(), &image, &[]);
+    let c = client(tmp.path(), srv.endpoint(), "client");
+    c.write("/unsynced.txt", b"data").unwrap();
+    srv.kill9();
+    let out = conclave()
+        .args(["fileserver", "--image"])
+        .arg(&image)
+        .args(["--listen", "tcp://127.0.0.1:0", "--certs"])
+        .arg(tmp.path().join("certs"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not cleanly shut down"), "{err}");
+    // read-only serving works, writes are refused
+    let srv = FsProc::start(tmp.path(), &image, &["--read-only"]);
+    let c = client(tmp.path(), srv.endpoint(), "client");
+    assert_eq!(c.read("/html/index.html").unwrap(), b"<html>hi</html>");
+    assert!(c.write("/x", b"y").is_err());
+    srv.stop();
+}
+
+#[test]
+fn clients_reconnect_after_a_server_restart() {
+    let (tmp, image) = setup();
+    let srv = FsProc::start(tmp.path(), &image, &[]);
+    let c = client(tmp.path(), srv.endpoint(), "client");
+    let mut f = c.open("/html/index.html").unwrap();
+    let mut b = [0u8; 4];
+    f.read_exact(&mut b).unwrap();
+    assert_eq!(c.read("/html/index.html").unwrap().len(), 15);
+    srv.stop();
+    let srv = FsProc::start(tmp.path(), &image, &[]);
+    assert!(f.read(&mut b).is_err(), "an open handle from before the restart reports an error");
+    assert_eq!(c.read("/html/index.html").unwrap(), b"<html>hi</html>", "new operations reconnect");
+    srv.stop();
+}
