@@ -1,1 +1,48 @@
+//! `conclave-ext2`: our own ext2 engine (revision 1, 4 KiB blocks, direct and
+//! single/double/triple indirect blocks, linear directories), reading and writing
+//! over any [`conclave_bd::BlockDevice`]. It owns the on-disk format and nothing
+//! else: no networking, no keys. See `docs/ext2.md` for layout, limits and crash
+//! semantics.
+//!
+//! Each on-disk structure has its own module with a checking `from_bytes`; corrupt
+//! metadata is an [`Ext2Error`], never a panic.
+//!
+//! ```no_run
+//! use conclave_bd::MemBlockDevice;
+//! use conclave_ext2::Ext2Fs;
+//! use std::sync::Arc;
+//!
+//! let image = std::fs::read("site.ext2").unwrap();
+//! let mut fs = Ext2Fs::open(Arc::new(MemBlockDevice::from_image(image))).unwrap();
+//! let ino = fs.create_path("/hello.txt", 0o644).unwrap();
+//! fs.write(ino, 0, b"hello").unwrap();
+//! let mut buf = [0u8; 5];
+//! fs.read(fs.lookup("/hello.txt").unwrap(), 0, &mut buf).unwrap();
+//! fs.sync().unwrap(); // bitmaps, group descriptors, superblock; then the device flush
+//! ```
 #![forbid(unsafe_code)]
+
+mod alloc;
+mod bitmap;
+mod block_map;
+mod cache;
+mod dir;
+mod dir_entry;
+mod error;
+mod file;
+mod fs;
+mod group_desc;
+mod inode;
+mod le;
+mod metadata;
+mod namespace;
+mod path;
+mod superblock;
+
+pub use block_map::{path_of, BlockPath, MAX_BLOCKS};
+pub use dir_entry::MAX_NAME_LEN;
+pub use error::Ext2Error;
+pub use file::MAX_FILE_SIZE;
+pub use fs::Ext2Fs;
+pub use metadata::{DirListEntry, FileType, FsStats, Ino, Metadata};
+pub use path::MAX_SYMLINK_FOLLOWS;

@@ -370,3 +370,100 @@ fn clients_reconnect_after_a_server_restart() {
     assert_eq!(c.read("/html/index.html").unwrap(), b"<html>hi</html>", "new operations reconnect");
     srv.stop();
 }
+
+/// Block numbers of `path` in a raw ext2 image, from debugfs (e2fsprogs).
+fn blocks_of(raw: &Path, path: &str) -> Vec<u64> {
+    let out = Command::new("debugfs").args(["-R", &format!("blocks {path}")]).arg(raw).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).split_whitespace().map(|b| b.parse().unwrap()).collect()
+}
+
+#[test]
+fn tampered_block_reads_as_eio_on_verity_and_vericrypt() {
+    use conclave_bd::{CreateOptions, DeviceKind, DeviceSpec, KdfParams};
+    let (tmp, raw) = setup();
+    let secret = tmp.path().join("secret");
+    std::fs::write(&secret, b"tamper test secret").unwrap();
+    let blocks = blocks_of(&raw, "/html/sub/big.bin");
+    assert!(blocks.len() >= 70, "{blocks:?}");
+    for (kind, header_blocks) in [(DeviceKind::Verity, 0u64), (DeviceKind::Vericrypt, 1)] {
+        let image = tmp.path().join(format!("{kind}.img"));
+        let tree = tmp.path().join(format!("{kind}.tree"));
+        let spec = DeviceSpec::new(kind, &image).tree(&tree).secret_file(&secret);
+        let opts = CreateOptions {
+            kdf: KdfParams::MIN,
+            ..CreateOptions::default()
+        };
+        let root = conclave_bd::create(&spec, &raw, &opts).unwrap().expect("tree devices have a root");
+        let root_hex = root.hex();
+        let args = [
+            "--device",
+            kind.name(),
+            "--tree",
+            tree.to_str().unwrap(),
+            "--secret-file",
+            secret.to_str().unwrap(),
+            "--expect-root",
+            root_hex.as_str(),
+        ];
+        let srv = FsProc::start(tmp.path(), &image, &args);
+        let c = client(tmp.path(), srv.endpoint(), "edge");
+        assert_eq!(c.read("/html/sub/big.bin").unwrap(), vec![7u8; 300_000]);
+        // the host flips one bit in the file's 10th block
+        let off = (blocks[10] + header_blocks) * 4096 + 123;
+        let mut img = std::fs::OpenOptions::new().read(true).write(true).open(&image).unwrap();
+        let mut b = [0u8; 1];
+        img.seek(SeekFrom::Start(off)).unwrap();
+        img.read_exact(&mut b).unwrap();
+        b[0] ^= 0x10;
+        img.seek(SeekFrom::Start(off)).unwrap();
+        img.write_all(&b).unwrap();
+        img.sync_all().unwrap();
+        let err = c.read("/html/sub/big.bin").unwrap_err();
+        assert_eq!(err.raw_os_error().or(Some(-1)), Some(-1), "an io::Error built from the status");
+        assert!(err.to_string().contains("EIO"), "{kind}: {err}");
+        // a ranged read that avoids the block still works, and so do other files
+        let mut f = c.open("/html/sub/big.bin").unwrap();
+        let mut first = [0u8; 4096];
+        f.read_exact(&mut first).unwrap();
+        assert_eq!(first, [7u8; 4096]);
+        drop(f);
+        assert_eq!(c.read("/html/index.html").unwrap(), b"<html>hi</html>", "server stays up");
+        srv.stop();
+    }
+}
+
+#[test]
+fn fs_command_line_client_works() {
+    let (tmp, image) = setup();
+    let srv = FsProc::start(tmp.path(), &image, &[]);
+    let server = format!("unix://{}", srv.sock.display());
+    let certs = tmp.path().join("certs");
+    let fs = |args: &[&str]| {
+        let out = conclave()
+            .args(["fs", "--server", &server, "--certs"])
+            .arg(&certs)
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let local = tmp.path().join("local.txt");
+    std::fs::write(&local, b"from the host").unwrap();
+    assert!(fs(&["mkdir", "-p", "/x/y"]).0);
+    assert!(fs(&["put", local.to_str().unwrap(), "/x/y/f.txt"]).0);
+    assert_eq!(fs(&["cat", "/x/y/f.txt"]).1, "from the host");
+    assert!(fs(&["mv", "/x/y/f.txt", "/x/g.txt"]).0);
+    let ls = fs(&["ls", "/x"]).1;
+    assert_eq!(ls, "- g.txt\nd y\n");
+    assert!(fs(&["stat", "/x/g.txt"]).1.contains("size 13"));
+    let back = tmp.path().join("back.txt");
+    assert!(fs(&["get", "/x/g.txt", back.to_str().unwrap()]).0);
+    assert_eq!(std::fs::read(&back).unwrap(), b"from the host");
+    assert!(fs(&["rm", "/x/g.txt"]).0);
+    let (ok, _, err) = fs(&["cat", "/x/g.txt"]);
+    assert!(!ok && err.contains("ENOENT"), "{err}");
+    let (ok, _, err) = fs(&["rm", "-d", "/x"]);
+    assert!(!ok && err.contains("ENOTEMPTY"), "{err}");
+    srv.stop();
+}

@@ -1,0 +1,187 @@
+//! File contents: read at an offset, write at an offset (extend, overwrite, holes),
+//! truncate (shrink frees blocks, grow leaves a hole).
+
+use crate::block_map::MAX_BLOCKS;
+use crate::error::Ext2Error;
+use crate::fs::{now, Ext2Fs};
+use crate::inode::{Inode, S_IFREG};
+use crate::metadata::Ino;
+use crate::superblock::RO_COMPAT_LARGE_FILE;
+use conclave_bd::BLOCK_SIZE;
+
+const BS: u64 = BLOCK_SIZE as u64;
+/// Largest file size the block map can address.
+pub const MAX_FILE_SIZE: u64 = MAX_BLOCKS * BS;
+/// Largest file `read_all` will load into memory.
+const READ_ALL_LIMIT: u64 = 1 << 30;
+
+impl Ext2Fs {
+    fn regular(&self, ino: Ino) -> Result<Inode, Ext2Error> {
+        let inode = self.inode(ino)?;
+        match inode.kind() {
+            S_IFREG => Ok(inode),
+            _ if inode.is_dir() => Err(Ext2Error::IsADirectory),
+            _ => Err(Ext2Error::InvalidArgument("not a regular file")),
+        }
+    }
+
+    /// Reads up to `buf.len()` bytes at `offset`; returns how many (0 at or past the end).
+    /// Holes read as zeros. Does not update `atime`.
+    pub fn read(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> Result<usize, Ext2Error> {
+        let inode = self.regular(ino)?;
+        if offset >= inode.size || buf.is_empty() {
+            return Ok(0);
+        }
+        let len = (inode.size - offset).min(buf.len() as u64) as usize;
+        let mut mapper = self.mapper();
+        let mut done = 0usize;
+        let mut tmp = [0u8; BLOCK_SIZE];
+        while done < len {
+            let pos = offset + done as u64;
+            let (lb, in_block) = (pos / BS, (pos % BS) as usize);
+            let n = (BLOCK_SIZE - in_block).min(len - done);
+            let out = &mut buf[done..done + n];
+            let phys = mapper.lookup(&*self.dev, &inode, lb)?;
+            if phys == 0 {
+                out.fill(0);
+            } else if n == BLOCK_SIZE {
+                let whole: &mut [u8; BLOCK_SIZE] = out.try_into().map_err(|_| Ext2Error::FileTooLarge)?;
+                self.read_data_block(phys, whole)?;
+            } else {
+                self.read_data_block(phys, &mut tmp)?;
+                out.copy_from_slice(&tmp[in_block..in_block + n]);
+            }
+            done += n;
+        }
+        Ok(done)
+    }
+
+    /// The whole contents of a regular file (a convenience for files up to 1 GiB; use
+    /// [`Ext2Fs::read`] in chunks for anything larger).
+    pub fn read_all(&self, ino: Ino) -> Result<Vec<u8>, Ext2Error> {
+        let size = self.regular(ino)?.size;
+        if size > READ_ALL_LIMIT {
+            return Err(Ext2Error::FileTooLarge);
+        }
+        let len = usize::try_from(size).map_err(|_| Ext2Error::FileTooLarge)?;
+        let mut buf = vec![0u8; len];
+        let n = self.read(ino, 0, &mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// Writes `data` at `offset`, allocating blocks as needed (a write past the end
+    /// leaves a hole). If space runs out part way, the bytes that fit stay written and
+    /// their count is returned; if none fit, `NoSpace`.
+    pub fn write(&mut self, ino: Ino, offset: u64, data: &[u8]) -> Result<usize, Ext2Error> {
+        let mut inode = self.regular(ino)?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or(Ext2Error::FileTooLarge)?;
+        if end > MAX_FILE_SIZE {
+            return Err(Ext2Error::FileTooLarge);
+        }
+        self.begin_write()?;
+        let dev = self.dev.clone();
+        let mut mapper = self.mapper();
+        let mut goal = inode.block[0];
+        let mut done = 0usize;
+        let mut out_of_space = false;
+        let mut tmp = [0u8; BLOCK_SIZE];
+        while done < data.len() {
+            let pos = offset + done as u64;
+            let (lb, in_block) = (pos / BS, (pos % BS) as usize);
+            let n = (BLOCK_SIZE - in_block).min(data.len() - done);
+            if mapper.missing(&*dev, &inode, lb)? > self.alloc.sb.free_blocks_count {
+                out_of_space = true;
+                break;
+            }
+            if goal == 0 && lb > 0 {
+                goal = mapper.lookup(&*dev, &inode, lb - 1)?;
+            }
+            if goal == 0 {
+                goal = self.group_start_of(ino);
+            }
+            let (phys, fresh) = mapper.map_alloc(&*dev, &mut self.alloc, &mut inode, lb, goal)?;
+            goal = phys.saturating_add(1);
+            let src = &data[done..done + n];
+            if n == BLOCK_SIZE {
+                let whole: &[u8; BLOCK_SIZE] = src.try_into().map_err(|_| Ext2Error::FileTooLarge)?;
+                self.write_data_block(phys, whole)?;
+            } else {
+                if fresh {
+                    tmp.fill(0);
+                } else {
+                    self.read_data_block(phys, &mut tmp)?;
+                }
+                tmp[in_block..in_block + n].copy_from_slice(src);
+                self.write_data_block(phys, &tmp)?;
+            }
+            done += n;
+        }
+        mapper.flush(&*dev)?;
+        if done > 0 {
+            inode.size = inode.size.max(offset + done as u64);
+            let t = now();
+            inode.mtime = t;
+            inode.ctime = t;
+        }
+        self.write_inode(ino, &inode)?;
+        self.note_large_file(inode.size);
+        if done == 0 && out_of_space {
+            return Err(Ext2Error::NoSpace);
+        }
+        Ok(done)
+    }
+
+    /// Sets the size of a regular file: shrinking frees blocks (and emptied indirect
+    /// blocks) and zeroes the tail of the last block; growing leaves a hole.
+    pub fn truncate(&mut self, ino: Ino, size: u64) -> Result<(), Ext2Error> {
+        let mut inode = self.regular(ino)?;
+        if size > MAX_FILE_SIZE {
+            return Err(Ext2Error::FileTooLarge);
+        }
+        self.begin_write()?;
+        let dev = self.dev.clone();
+        if size < inode.size {
+            let mut mapper = self.mapper();
+            mapper.truncate(&*dev, &mut self.alloc, &mut inode, size.div_ceil(BS))?;
+            let tail = (size % BS) as usize;
+            if tail != 0 {
+                let phys = mapper.lookup(&*dev, &inode, size / BS)?;
+                if phys != 0 {
+                    let mut buf = [0u8; BLOCK_SIZE];
+                    self.read_data_block(phys, &mut buf)?;
+                    buf[tail..].fill(0);
+                    self.write_data_block(phys, &buf)?;
+                }
+            }
+            mapper.flush(&*dev)?;
+        }
+        inode.size = size;
+        let t = now();
+        inode.mtime = t;
+        inode.ctime = t;
+        self.write_inode(ino, &inode)?;
+        self.note_large_file(size);
+        Ok(())
+    }
+
+    /// First block of the group holding inode `ino`: where its data should start.
+    pub(crate) fn group_start_of(&self, ino: Ino) -> u32 {
+        let sb = &self.alloc.sb;
+        let g = (ino.0.saturating_sub(1)) / sb.inodes_per_group;
+        g.saturating_mul(sb.blocks_per_group)
+            .saturating_add(sb.first_data_block)
+    }
+
+    /// Sets the `large_file` feature once a file passes 2 GiB.
+    fn note_large_file(&mut self, size: u64) {
+        if size > i32::MAX as u64 {
+            self.alloc.sb.feature_ro_compat |= RO_COMPAT_LARGE_FILE;
+        }
+    }
+}
