@@ -63,6 +63,9 @@ pub const UTIMES: u32 = 66;
 pub const LSTAT: u32 = 67;
 /// Truncate by path: `str path, u64 size`.
 pub const TRUNCATE: u32 = 68;
+/// Stat and read by path in one round trip (what a web server does on every
+/// hit): `str path, u64 offset, u32 count` → Stat, then data.
+pub const READ_PATH: u32 = 69;
 
 /// Largest read or write one RPC moves; clients chunk larger ones.
 pub const MAX_IO: usize = 1024 * 1024;

@@ -467,3 +467,19 @@ fn fs_command_line_client_works() {
     assert!(!ok && err.contains("ENOTEMPTY"), "{err}");
     srv.stop();
 }
+
+#[test]
+fn read_path_returns_metadata_and_data_in_one_call() {
+    let (tmp, image) = setup();
+    let srv = FsProc::start(tmp.path(), &image, &[]);
+    let c = client(tmp.path(), srv.endpoint(), "edge");
+    let (m, data) = c.read_path("/html/sub/big.bin", 1000, 5000).unwrap();
+    assert_eq!(m.len(), 300_000);
+    assert_eq!(data.len(), 5000);
+    let (_, tail) = c.read_path("/html/sub/big.bin", 299_990, 5000).unwrap();
+    assert_eq!(tail.len(), 10, "short at the end of the file");
+    let (m, none) = c.read_path("/html", 0, 100).unwrap();
+    assert!(m.is_dir() && none.is_empty());
+    assert_eq!(c.read_path("/missing", 0, 1).unwrap_err().kind(), std::io::ErrorKind::NotFound);
+    srv.stop();
+}

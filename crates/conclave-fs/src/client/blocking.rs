@@ -256,6 +256,18 @@ impl FsClient {
         self.open_with(path, OpenOptions::new().write(true).create(true).truncate(true))
     }
 
+    /// Attributes and up to `count` bytes (≤ 1 MiB) at `offset`, in one
+    /// round trip: the cheap path for small files.
+    pub fn read_path(&self, path: &str, offset: u64, count: usize) -> io::Result<(Metadata, bytes::Bytes)> {
+        let mut w = BodyWriter::new();
+        w.str(path).u64(offset).u32(count.min(proto::MAX_IO) as u32);
+        let b = self.call(proto::READ_PATH, &w.finish())?;
+        let mut r = BodyReader::new(&b);
+        let stat = Stat::decode(&mut r).map_err(proto_err)?;
+        let used = b.len() - r.remaining();
+        Ok((Metadata { stat }, b.slice(used..)))
+    }
+
     /// Reads a whole file.
     pub fn read(self: &Arc<Self>, path: &str) -> io::Result<Vec<u8>> {
         let mut f = self.open(path)?;

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Attributes of a file on the server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Metadata {
-    stat: Stat,
+    pub(crate) stat: Stat,
 }
 
 impl Metadata {

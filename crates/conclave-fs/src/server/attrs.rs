@@ -86,3 +86,27 @@ pub fn statfs(s: &FileServer, r: &mut BodyReader<'_>) -> Result<Frame, Status> {
         .u64(st.free_inodes as u64);
     Ok(Frame::ok(w.finish()))
 }
+
+/// READ_PATH: `str path, u64 offset, u32 count` → Stat, data. A directory
+/// gets its Stat and no data.
+pub fn read_path(s: &FileServer, r: &mut BodyReader<'_>) -> Result<Frame, Status> {
+    let p = path::read(r)?;
+    let off = r.u64()?;
+    let count = r.u32()?;
+    r.finish()?;
+    if count as usize > crate::proto::MAX_IO {
+        return Err(Status::E2BIG);
+    }
+    let fs = s.read();
+    let ino = fs.lookup(&p).map_err(status)?;
+    let md = fs.stat(ino).map_err(status)?;
+    let mut w = BodyWriter::with_capacity(80 + count as usize);
+    stat_of(&md).encode(&mut w);
+    if md.file_type == conclave_ext2::FileType::File {
+        let want = (count as u64).min(md.size.saturating_sub(off)) as usize;
+        let mut buf = vec![0u8; want];
+        let n = fs.read(ino, off, &mut buf).map_err(status)?;
+        w.raw(&buf[..n]);
+    }
+    Ok(Frame::ok(w.finish()))
+}

@@ -124,6 +124,7 @@ impl FileServer {
             proto::CHOWN => attrs::chown(self, &mut r),
             proto::UTIMES => attrs::utimes(self, &mut r),
             proto::TRUNCATE => attrs::truncate(self, &mut r),
+            proto::READ_PATH => attrs::read_path(self, &mut r),
             proto::STATFS => attrs::statfs(self, &mut r),
             proto::UNLINK => names::unlink(self, &mut r),
             proto::RMDIR => names::rmdir(self, &mut r),
