@@ -1,6 +1,6 @@
 //! The block-device interface every device implements.
 
-use crate::BdError;
+use crate::{BdError, SealedRoot};
 
 /// Size of every block, in bytes.
 pub const BLOCK_SIZE: usize = 4096;
@@ -21,6 +21,13 @@ pub trait BlockDevice: Send + Sync {
     /// Makes every completed write durable (and, for verity devices, seals
     /// the new root).
     fn flush(&self) -> Result<(), BdError>;
+
+    /// The root sealed by the last flush (or found at open), for devices
+    /// with a Merkle tree; `None` for the others. The file server prints it
+    /// so the next start can pin it with `expect_root`.
+    fn sealed_root(&self) -> Option<SealedRoot> {
+        None
+    }
 }
 
 impl<T: BlockDevice + ?Sized> BlockDevice for std::sync::Arc<T> {
@@ -36,6 +43,9 @@ impl<T: BlockDevice + ?Sized> BlockDevice for std::sync::Arc<T> {
     fn flush(&self) -> Result<(), BdError> {
         (**self).flush()
     }
+    fn sealed_root(&self) -> Option<SealedRoot> {
+        (**self).sealed_root()
+    }
 }
 
 impl<T: BlockDevice + ?Sized> BlockDevice for Box<T> {
@@ -50,5 +60,8 @@ impl<T: BlockDevice + ?Sized> BlockDevice for Box<T> {
     }
     fn flush(&self) -> Result<(), BdError> {
         (**self).flush()
+    }
+    fn sealed_root(&self) -> Option<SealedRoot> {
+        (**self).sealed_root()
     }
 }

@@ -20,4 +20,65 @@ pub enum BdError {
         /// The block whose data or proof did not verify.
         block: u64,
     },
+    /// The secret does not open this device (its key-check value differs).
+    #[error("wrong secret for {what}: the key-check value in its header does not match")]
+    WrongSecret {
+        /// The file whose header refused the secret.
+        what: String,
+    },
+    /// A header, seal or tree file is malformed or was tampered with.
+    #[error("{what}: {reason}")]
+    Format {
+        /// The file.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A file is shorter or longer than its header says (truncated or swapped).
+    #[error("{what} is {found} bytes long, expected {expected} (truncated or not the matching file)")]
+    Size {
+        /// The file.
+        what: String,
+        /// Bytes it should have.
+        expected: u64,
+        /// Bytes it has.
+        found: u64,
+    },
+    /// The tree file holds no seal whose MAC verifies.
+    #[error("{what}: no valid sealed root (tree file corrupt, or it belongs to another secret)")]
+    NoValidSeal {
+        /// The tree file.
+        what: String,
+    },
+    /// The sealed root is not the one the caller pinned.
+    #[error(
+        "sealed root {found} differs from the expected root {expected} (stale or rolled-back image and tree)"
+    )]
+    RootMismatch {
+        /// The root the caller expected (hex).
+        expected: String,
+        /// The root sealed in the tree file (hex).
+        found: String,
+    },
+    /// The device was opened read-only.
+    #[error("the device is read-only")]
+    ReadOnly,
+    /// The caller's configuration is wrong (missing tree or secret file, bad hex, ...).
+    #[error("{0}")]
+    Config(String),
+}
+
+impl BdError {
+    pub(crate) fn format(what: impl std::fmt::Display, reason: impl Into<String>) -> Self {
+        BdError::Format {
+            what: what.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Whether this is an integrity failure (tampering or a torn update), as
+    /// opposed to an i/o or configuration problem.
+    pub fn is_integrity(&self) -> bool {
+        matches!(self, BdError::Integrity { .. })
+    }
 }

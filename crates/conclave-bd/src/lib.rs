@@ -1,11 +1,31 @@
 //! Block devices under the file server: the [`BlockDevice`] trait (4096-byte
-//! blocks) and its implementations. Knows nothing of file systems.
+//! blocks) and its implementations — std (raw image), crypt (AES-256-XTS),
+//! verity (HMAC-SHA256 Merkle tree with a sealed root) and vericrypt (the
+//! tree over the ciphertext) — plus their on-disk formats, key derivation
+//! and the tools' building blocks ([`create`], [`rebuild_tree`]). Knows
+//! nothing of file systems. Formats and threat model: `docs/storage.md`.
 #![forbid(unsafe_code)]
 
+mod build;
+mod crypt;
 mod device;
 mod error;
+mod file;
+mod header;
+mod keys;
 mod mem;
+mod merkle;
+mod seal;
+mod spec;
+mod verity;
+pub mod xts;
 
+pub use build::{create, rebuild_tree, CreateOptions};
+pub use crypt::CryptDevice;
 pub use device::{BlockDevice, BLOCK_SIZE};
 pub use error::BdError;
+pub use file::StdDevice;
+pub use keys::{read_secret, KdfParams};
 pub use mem::MemBlockDevice;
+pub use spec::{open, DeviceKind, DeviceSpec, SealedRoot};
+pub use verity::VerityDevice;
