@@ -1,1 +1,43 @@
+//! The key server (`nsm`) of a conclave and the keyless side of TLS.
+//!
+//! Owns the key store (PEM private keys loaded from one directory, named by
+//! file stem), the signing pool (all cores, bounded queue), the RPC service
+//! with one file per operation (`op/`), a blocking pooled client
+//! ([`KeyClient`]) and [`RemoteSigningKey`], a `rustls::sign::SigningKey`
+//! whose signatures are made by the key server, so the edge process holds only
+//! the certificate. It knows nothing of files served or shared memory.
+//!
+//! What differs from the original nsm: no raw RSA, no decryption, no padding
+//! chosen by the client (only TLS signature schemes), keys named by an
+//! allow-listed name instead of a host path, exact-match lookup, mutual TLS
+//! with the `edge` role required, and signing on every core.
 #![forbid(unsafe_code)]
+
+pub mod algorithm;
+pub mod client;
+pub mod error;
+pub mod name;
+pub mod op;
+pub mod pool;
+pub mod probe;
+pub mod remote;
+pub mod server;
+pub mod store;
+
+pub use algorithm::KeyAlgorithm;
+pub use client::{KeyClient, KeyInfo};
+pub use error::KeysError;
+pub use name::KeyName;
+pub use remote::{certified_key, RemoteSigningKey};
+pub use server::{KeyServer, KeyServerOptions};
+pub use store::KeyStore;
+
+/// The rustls the public API speaks (`CertifiedKey`, `SignatureScheme`), so
+/// callers use the same version.
+pub use rustls;
+
+/// The role a key server's certificate carries; clients expect this name.
+pub const KEYSERVER_ROLE: &str = "keyserver";
+
+/// The only role allowed to ask for signatures.
+pub const CLIENT_ROLE: &str = "edge";

@@ -36,6 +36,10 @@ enum Command {
     /// The key server: holds private keys and signs TLS handshakes.
     #[cfg(feature = "keys")]
     Keyserver(cmd::keyserver::Args),
+    /// HTTPS with only a certificate, signing through a key server (tests, checks).
+    #[cfg(feature = "keys")]
+    #[command(hide = true)]
+    KeylessProbe(cmd::keyserver::ProbeArgs),
     /// A client of memory files (lock, read, write, increment), for scripts and tests.
     #[cfg(feature = "mem")]
     Mem(cmd::mem::Args),
@@ -89,6 +93,8 @@ fn main() -> ExitCode {
         Command::Origin(a) => cmd::origin::run(a),
         #[cfg(feature = "keys")]
         Command::Keyserver(a) => cmd::keyserver::run(a),
+        #[cfg(feature = "keys")]
+        Command::KeylessProbe(a) => cmd::keyserver::run_probe(a),
         #[cfg(feature = "mem")]
         Command::Mem(a) => cmd::mem::run(a),
         #[cfg(feature = "mem")]

@@ -1,0 +1,99 @@
+//! A blocking, pooled client of the key server. Blocking because rustls'
+//! `Signer::sign` is synchronous; pooled so concurrent handshakes each get a
+//! connection and a restarted key server costs one reconnect.
+
+use crate::algorithm::KeyAlgorithm;
+use crate::error::KeysError;
+use crate::name::KeyName;
+use crate::op::{self, get_key, list, sign::SignRequest};
+use crate::KEYSERVER_ROLE;
+use conclave_rpc::{ClientOptions, Credentials, Endpoint, Pool};
+use rustls::SignatureScheme;
+use std::time::Duration;
+
+pub use crate::op::list::KeyEntry;
+
+/// What the key server says about one key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// Key name.
+    pub name: String,
+    /// Type and size.
+    pub algorithm: KeyAlgorithm,
+    /// Public key, SubjectPublicKeyInfo DER.
+    pub spki: Vec<u8>,
+    /// Schemes the key signs with, preferred first.
+    pub schemes: Vec<SignatureScheme>,
+}
+
+/// A client of one key server.
+pub struct KeyClient {
+    pool: Pool,
+}
+
+impl KeyClient {
+    /// Timeouts for the keyless path: a handshake should fail in seconds,
+    /// not wait a minute, when the key server is down or stuck.
+    pub fn default_options(creds: &Credentials) -> Result<ClientOptions, KeysError> {
+        let mut opts = ClientOptions::mtls(creds, KEYSERVER_ROLE)?;
+        opts.connect_timeout = Duration::from_secs(2);
+        opts.io_timeout = Duration::from_secs(5);
+        opts.max_body = 64 * 1024;
+        // Each handshake in flight holds a connection; keep enough idle ones
+        // that a burst (ab -c 128) does not pay a new mTLS handshake per
+        // signature. The key server accepts 1024 connections.
+        opts.max_idle = 256;
+        Ok(opts)
+    }
+
+    /// A client with explicit options (no connection is made yet).
+    pub fn new(endpoint: Endpoint, opts: ClientOptions) -> KeyClient {
+        KeyClient {
+            pool: Pool::new(endpoint, opts),
+        }
+    }
+
+    /// A client presenting `creds` (normally the `edge` identity) and
+    /// expecting a `keyserver` certificate.
+    pub fn with_credentials(endpoint: Endpoint, creds: &Credentials) -> Result<KeyClient, KeysError> {
+        Ok(Self::new(endpoint, Self::default_options(creds)?))
+    }
+
+    /// The key server this client reaches.
+    pub fn endpoint(&self) -> &Endpoint {
+        self.pool.endpoint()
+    }
+
+    fn call(&self, op_name: &'static str, code: u32, body: &[u8]) -> Result<Vec<u8>, KeysError> {
+        let reply = self.pool.call(code, body)?;
+        match reply.into_result() {
+            Ok(b) => Ok(b.to_vec()),
+            Err(status) => Err(KeysError::Refused { op: op_name, status }),
+        }
+    }
+
+    /// The keys the server holds.
+    pub fn list(&self) -> Result<Vec<KeyEntry>, KeysError> {
+        let body = self.call("LIST_KEYS", op::LIST_KEYS, &[])?;
+        list::decode_reply(&body).map_err(|_| KeysError::Malformed { op: "LIST_KEYS" })
+    }
+
+    /// The public key, algorithm and schemes of key `name`.
+    pub fn key_info(&self, name: &str) -> Result<KeyInfo, KeysError> {
+        KeyName::new(name)?;
+        let body = self.call("GET_KEY", op::GET_KEY, &get_key::encode_request(name))?;
+        let r = get_key::decode_reply(&body).map_err(|_| KeysError::Malformed { op: "GET_KEY" })?;
+        Ok(KeyInfo {
+            name: name.to_string(),
+            algorithm: r.algorithm,
+            spki: r.spki,
+            schemes: r.schemes,
+        })
+    }
+
+    /// Signs `message` with key `name` under `scheme`.
+    pub fn sign(&self, name: &str, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, KeysError> {
+        let body = self.call("SIGN", op::SIGN, &SignRequest::encode(name, scheme, message))?;
+        op::sign::decode_reply(&body).map_err(|_| KeysError::Malformed { op: "SIGN" })
+    }
+}

@@ -1,0 +1,293 @@
+//! The key store with every supported key type (made by `openssl genpkey`),
+//! signatures checked against the public key with rustls' verifiers, and the
+//! remote signer called from a plain thread, a current-thread runtime and a
+//! multi-thread runtime against an in-process key server.
+
+use conclave_keys::rustls::{self, SignatureScheme};
+use conclave_keys::{
+    KeyAlgorithm, KeyClient, KeyServer, KeyServerOptions, KeyStore, KeysError, RemoteSigningKey,
+};
+use conclave_rpc::pki::{self, CertsOptions, SiteKey};
+use conclave_rpc::{Credentials, Endpoint, Server, Shutdown};
+use rustls::sign::SigningKey;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use x509_parser::prelude::FromDer;
+
+fn genpkey(dir: &Path, name: &str, args: &[&str]) {
+    let out = Command::new("openssl")
+        .arg("genpkey")
+        .args(args)
+        .arg("-out")
+        .arg(dir.join(format!("{name}.key")))
+        .output()
+        .expect("this test needs `openssl` on PATH");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Verifies `sig` over `msg` with the public key `spki` as a TLS peer would.
+fn verify(spki: &[u8], scheme: SignatureScheme, msg: &[u8], sig: &[u8]) -> bool {
+    let (_, info) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki).unwrap();
+    let raw = &info.subject_public_key.data;
+    let prov = rustls::crypto::aws_lc_rs::default_provider();
+    let algs = prov
+        .signature_verification_algorithms
+        .mapping
+        .iter()
+        .find(|(s, _)| *s == scheme)
+        .map(|(_, a)| *a)
+        .unwrap_or_else(|| panic!("no verifier for {scheme:?}"));
+    algs.iter().any(|a| a.verify_signature(raw, msg, sig).is_ok())
+}
+
+#[test]
+fn loads_every_supported_type_and_signs_with_each_scheme() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    genpkey(
+        d,
+        "rsa2048",
+        &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+    );
+    genpkey(
+        d,
+        "rsa3072",
+        &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072"],
+    );
+    genpkey(
+        d,
+        "rsa4096",
+        &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:4096"],
+    );
+    genpkey(
+        d,
+        "p256",
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    );
+    genpkey(
+        d,
+        "p384",
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"],
+    );
+    genpkey(d, "ed25519", &["-algorithm", "ED25519"]);
+    let store = KeyStore::load_dir(d).unwrap();
+    let expect = [
+        ("ed25519", KeyAlgorithm::Ed25519),
+        ("p256", KeyAlgorithm::EcdsaP256),
+        ("p384", KeyAlgorithm::EcdsaP384),
+        ("rsa2048", KeyAlgorithm::Rsa2048),
+        ("rsa3072", KeyAlgorithm::Rsa3072),
+        ("rsa4096", KeyAlgorithm::Rsa4096),
+    ];
+    assert_eq!(store.len(), expect.len());
+    let msg = b"known answer: the message TLS would sign";
+    for (name, alg) in expect {
+        let k = store.get(name).unwrap();
+        assert_eq!(k.algorithm, alg, "{name}");
+        for &scheme in alg.schemes() {
+            let sig = k.key.choose_scheme(&[scheme]).unwrap().sign(msg).unwrap();
+            assert!(verify(&k.spki, scheme, msg, &sig), "{name} {scheme:?}");
+            assert!(
+                !verify(&k.spki, scheme, b"another message", &sig),
+                "{name} {scheme:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn refuses_unsupported_sizes_curves_and_names() {
+    for (name, args) in [
+        (
+            "rsa1024",
+            &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"][..],
+        ),
+        (
+            "p521",
+            &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-521"][..],
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        genpkey(dir.path(), name, args);
+        let err = KeyStore::load_dir(dir.path()).unwrap_err();
+        assert!(matches!(err, KeysError::Load { .. }), "{name}: {err}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    genpkey(dir.path(), "has space", &["-algorithm", "ED25519"]);
+    let err = KeyStore::load_dir(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("invalid key name"), "{err}");
+    // Files that are not *.key are ignored.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("server.crt"), "not a key").unwrap();
+    assert!(KeyStore::load_dir(dir.path()).unwrap().is_empty());
+}
+
+/// A key server on a background multi-thread runtime; stops on drop.
+struct Running {
+    shutdown: Shutdown,
+    thread: Option<std::thread::JoinHandle<()>>,
+    endpoint: Endpoint,
+    _dir: tempfile::TempDir,
+    certs: std::path::PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn start(site_key: SiteKey) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    pki::generate(&CertsOptions {
+        out: certs.clone(),
+        site_key,
+        force: false,
+    })
+    .unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    std::fs::rename(certs.join("server.key"), keys.join("server.key")).unwrap();
+    let store = KeyStore::load_dir(&keys).unwrap();
+    let svc = Arc::new(KeyServer::new(store, &KeyServerOptions::default()).unwrap());
+    let creds = Credentials::from_dir(&certs, "keyserver").unwrap();
+    let shutdown = Shutdown::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sd = shutdown.clone();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let server = Server::bind(
+                &"tcp://127.0.0.1:0".parse().unwrap(),
+                Some(creds.server_config().unwrap()),
+                KeyServer::server_options(),
+            )
+            .await
+            .unwrap();
+            tx.send(server.local_endpoint().clone()).unwrap();
+            server.serve(svc, sd).await.unwrap();
+        });
+    });
+    let endpoint = rx.recv().unwrap();
+    Running {
+        shutdown,
+        thread: Some(thread),
+        endpoint,
+        _dir: dir,
+        certs,
+    }
+}
+
+#[test]
+fn remote_key_signs_from_any_thread_or_runtime_and_matches_the_certificate() {
+    for site in [SiteKey::Rsa2048, SiteKey::EcdsaP256] {
+        let ks = start(site);
+        let creds = Credentials::from_dir(&ks.certs, "edge").unwrap();
+        let chain = conclave_rpc::tls::load_certs(&ks.certs.join("server.crt")).unwrap();
+        let ck = conclave_keys::certified_key(chain, &ks.endpoint, "server", &creds).unwrap();
+        ck.keys_match().unwrap();
+        let key: Arc<dyn SigningKey> = ck.key.clone();
+        let spki = key.public_key().unwrap().as_ref().to_vec();
+        let offered = [
+            SignatureScheme::ECDSA_NISTP256_SHA256,
+            SignatureScheme::RSA_PKCS1_SHA256,
+            SignatureScheme::RSA_PSS_SHA256,
+        ];
+        let sign_and_check = |key: &Arc<dyn SigningKey>| {
+            let signer = key.choose_scheme(&offered).unwrap();
+            let scheme = signer.scheme();
+            let sig = signer.sign(b"hello").unwrap();
+            assert!(verify(&spki, scheme, b"hello", &sig), "{site:?} {scheme:?}");
+            scheme
+        };
+        // Plain thread, outside tokio.
+        let scheme = sign_and_check(&key);
+        match site {
+            SiteKey::Rsa2048 => assert_eq!(scheme, SignatureScheme::RSA_PSS_SHA256),
+            SiteKey::EcdsaP256 => assert_eq!(scheme, SignatureScheme::ECDSA_NISTP256_SHA256),
+        }
+        // A current-thread runtime (block_in_place would panic there).
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async { sign_and_check(&key) });
+        // A task on a multi-thread runtime (block_in_place path).
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let k2 = key.clone();
+        let sp = spki.clone();
+        rt.block_on(async move {
+            tokio::spawn(async move {
+                let s = k2.choose_scheme(&offered).unwrap();
+                let sig = s.sign(b"task").unwrap();
+                assert!(verify(&sp, s.scheme(), b"task", &sig));
+            })
+            .await
+            .unwrap();
+        });
+        // Nothing the key cannot do is offered.
+        assert!(key.choose_scheme(&[SignatureScheme::ED25519]).is_none());
+    }
+}
+
+#[test]
+fn certified_key_refuses_a_certificate_of_another_key() {
+    let ks = start(SiteKey::Rsa2048);
+    let creds = Credentials::from_dir(&ks.certs, "edge").unwrap();
+    // A fresh certificate for a different key, from the same CA.
+    let ca = pki::Ca::load(&ks.certs).unwrap();
+    let (pem, _) = ca.issue(&["localhost"], SiteKey::Rsa2048).unwrap();
+    let other = ks.certs.join("other.crt");
+    std::fs::write(&other, pem).unwrap();
+    let chain = conclave_rpc::tls::load_certs(&other).unwrap();
+    let err = conclave_keys::certified_key(chain, &ks.endpoint, "server", &creds).unwrap_err();
+    assert!(matches!(err, KeysError::KeyMismatch { .. }), "{err}");
+    // Path-like names are refused before any call.
+    let chain = conclave_rpc::tls::load_certs(&ks.certs.join("server.crt")).unwrap();
+    let err = conclave_keys::certified_key(chain, &ks.endpoint, "../server", &creds).unwrap_err();
+    assert!(matches!(err, KeysError::BadName { .. }), "{err}");
+    // And a client reaching nothing gets an RPC error, not a hang or a panic.
+    let dead = KeyClient::with_credentials("tcp://127.0.0.1:1".parse().unwrap(), &creds).unwrap();
+    assert!(matches!(dead.list(), Err(KeysError::Rpc(_))));
+    let _ = RemoteSigningKey::fetch(Arc::new(dead), "server").unwrap_err();
+}
+
+/// A key server that accepts but never answers fails the signature within
+/// the client's timeouts instead of hanging the handshake.
+#[test]
+fn a_stuck_keyserver_fails_the_signature_in_bounded_time() {
+    let ks = start(SiteKey::EcdsaP256);
+    let creds = Credentials::from_dir(&ks.certs, "edge").unwrap();
+    let info = KeyClient::with_credentials(ks.endpoint.clone(), &creds)
+        .unwrap()
+        .key_info("server")
+        .unwrap();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ep: Endpoint = format!("tcp://{}", silent.local_addr().unwrap()).parse().unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        // Accept and hold the connection, never answering, until the signer
+        // has given up: if the timeout did not work, the test would hang here.
+        let conn = silent.accept();
+        let _ = done_rx.recv();
+        drop(conn);
+    });
+    let mut opts = KeyClient::default_options(&creds).unwrap();
+    opts.io_timeout = std::time::Duration::from_millis(300);
+    let key = RemoteSigningKey::new(Arc::new(KeyClient::new(ep, opts)), info);
+    let signer = key
+        .choose_scheme(&[SignatureScheme::ECDSA_NISTP256_SHA256])
+        .unwrap();
+    let err = signer.sign(b"hello").unwrap_err();
+    assert!(err.to_string().contains("keyless signature failed"), "{err}");
+    done_tx.send(()).unwrap();
+    holder.join().unwrap();
+}
