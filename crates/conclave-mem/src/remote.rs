@@ -1,0 +1,284 @@
+//! The client side of smdish and smuf: a protocol core shared by the
+//! blocking and async clients (requests in, replies out, smuf sealing), and
+//! the blocking segment. Each open memory file has its own connection, so
+//! a thread waiting for one lock never stalls another file's unlock, and a
+//! crashed process's locks are released when its connections drop.
+
+use crate::client::{MemoryFile, MemoryStore, Segment};
+use crate::proto::{self, lock, open, unlock, KEY_LEN};
+use crate::{name, seal, MemError, MAX_SEGMENT};
+use conclave_rpc::{ClientOptions, Connection, Endpoint, Frame, Status};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// Whether segments travel in the RPC (smdish) or sealed host files (smuf).
+#[derive(Clone, Debug)]
+pub(crate) enum Sealing {
+    None,
+    Uf { dir: PathBuf },
+}
+
+/// Fixed nonce of smuf: every grant key seals at most one version.
+const SMUF_NONCE: [u8; seal::NONCE_LEN] = [0; seal::NONCE_LEN];
+
+/// Protocol state of one open memory file on a memory server.
+pub(crate) struct RemoteCore {
+    pub name: String,
+    pub handle: u32,
+    pub size: usize,
+    sealing: Sealing,
+    stem: String,
+    /// smuf: the key for sealing the next version, and that version.
+    write: Option<(Zeroizing<[u8; KEY_LEN]>, u64)>,
+}
+
+fn server_err(op: &'static str, name: &str, status: Status) -> MemError {
+    MemError::Server {
+        op,
+        name: name.to_string(),
+        status,
+    }
+}
+
+impl RemoteCore {
+    pub fn check(name: &str, size: usize) -> Result<(), MemError> {
+        name::validate(name)?;
+        if size > MAX_SEGMENT {
+            return Err(MemError::TooLarge {
+                requested: size as u64,
+                max: MAX_SEGMENT as u64,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn open_request(name: &str, size: usize) -> Vec<u8> {
+        open::Request {
+            name,
+            size: size as u64,
+        }
+        .encode()
+    }
+
+    pub fn open_finish(name: &str, size: usize, sealing: Sealing, reply: Frame) -> Result<Self, MemError> {
+        match reply.status() {
+            Status::OK => {}
+            Status::ENAMETOOLONG => {
+                return Err(MemError::NameTooLong {
+                    len: name.len(),
+                    max: crate::MAX_NAME,
+                })
+            }
+            Status::EINVAL => {
+                return Err(match open::decode_existing_size(&reply.body) {
+                    Some(existing) => MemError::SizeMismatch {
+                        name: name.to_string(),
+                        requested: size as u64,
+                        existing,
+                    },
+                    None => server_err("open", name, Status::EINVAL),
+                })
+            }
+            Status::E2BIG => {
+                return Err(MemError::TooLarge {
+                    requested: size as u64,
+                    max: MAX_SEGMENT as u64,
+                })
+            }
+            s => return Err(server_err("open", name, s)),
+        }
+        let r = open::Reply::decode(&reply.body).map_err(|_| MemError::BadReply { op: "open" })?;
+        if r.size != size as u64 {
+            return Err(MemError::BadReply { op: "open" });
+        }
+        Ok(RemoteCore {
+            name: name.to_string(),
+            handle: r.handle,
+            size,
+            sealing,
+            stem: name::host_stem(name),
+            write: None,
+        })
+    }
+
+    pub fn lock_request(&self, timeout: Option<Duration>) -> Vec<u8> {
+        let timeout_ms = timeout.map_or(0, |t| t.as_millis().clamp(1, u32::MAX as u128) as u32);
+        lock::Request {
+            handle: self.handle,
+            timeout_ms,
+        }
+        .encode()
+    }
+
+    pub fn lock_finish(
+        &mut self,
+        timeout: Option<Duration>,
+        reply: Frame,
+        buf: &mut [u8],
+    ) -> Result<u64, MemError> {
+        match reply.status() {
+            Status::OK => {}
+            Status::ETIMEDOUT => {
+                return Err(MemError::Timeout {
+                    name: self.name.clone(),
+                    ms: timeout.map_or(0, |t| t.as_millis() as u64),
+                })
+            }
+            Status::EDEADLK => return Err(MemError::AlreadyHeld(self.name.clone())),
+            s => return Err(server_err("lock", &self.name, s)),
+        }
+        let r =
+            lock::Reply::decode(&reply.body, MAX_SEGMENT).map_err(|_| MemError::BadReply { op: "lock" })?;
+        match (r, &self.sealing) {
+            (lock::Reply::Dish { version, data }, Sealing::None) if data.len() == buf.len() => {
+                buf.copy_from_slice(&data);
+                Ok(version)
+            }
+            (
+                lock::Reply::Uf {
+                    version,
+                    read_key,
+                    tag,
+                    write_key,
+                },
+                Sealing::Uf { dir },
+            ) => {
+                let read_key = Zeroizing::new(read_key);
+                self.write = Some((Zeroizing::new(write_key), version + 1));
+                if version == 0 || buf.is_empty() {
+                    buf.fill(0);
+                    return Ok(version);
+                }
+                let path = dir.join(format!("{}.seg", self.stem));
+                let ct = std::fs::read(&path).map_err(|e| MemError::io(&path, e))?;
+                if ct.len() != buf.len() {
+                    return Err(MemError::Tampered {
+                        name: self.name.clone(),
+                        version,
+                    });
+                }
+                buf.copy_from_slice(&ct);
+                let aad = seal::aad(b"smuf", &self.name, version, buf.len() as u64);
+                seal::open(&read_key, &SMUF_NONCE, &aad, buf, &tag).map_err(|_| MemError::Tampered {
+                    name: self.name.clone(),
+                    version,
+                })?;
+                Ok(version)
+            }
+            _ => Err(MemError::BadReply { op: "lock" }),
+        }
+    }
+
+    /// Builds the UNLOCK body; for smuf this seals `data` into `<stem>.new`.
+    pub fn unlock_request(&mut self, data: Option<&[u8]>) -> Result<Vec<u8>, MemError> {
+        let data = data.filter(|_| self.size > 0);
+        let publish = match (data, &self.sealing) {
+            (None, _) => unlock::Publish::Nothing,
+            (Some(d), Sealing::None) => unlock::Publish::Data(d),
+            (Some(d), Sealing::Uf { dir }) => {
+                // take(): a grant key seals once, even if this publish fails.
+                let (key, version) = self
+                    .write
+                    .take()
+                    .ok_or_else(|| MemError::NotHolder(self.name.clone()))?;
+                let mut ct = d.to_vec();
+                let aad = seal::aad(b"smuf", &self.name, version, ct.len() as u64);
+                let tag = seal::seal(&key, &SMUF_NONCE, &aad, &mut ct);
+                let path = dir.join(format!("{}.new", self.stem));
+                let mut f = std::fs::File::create(&path).map_err(|e| MemError::io(&path, e))?;
+                f.write_all(&ct).map_err(|e| MemError::io(&path, e))?;
+                unlock::Publish::Tag(tag)
+            }
+        };
+        Ok(unlock::Request {
+            handle: self.handle,
+            publish,
+        }
+        .encode())
+    }
+
+    pub fn unlock_finish(&mut self, reply: Frame) -> Result<(), MemError> {
+        match reply.status() {
+            Status::OK => {
+                self.write = None;
+                Ok(())
+            }
+            Status::EPERM => Err(MemError::NotHolder(self.name.clone())),
+            s => Err(server_err("unlock", &self.name, s)),
+        }
+    }
+
+    pub fn close_request(&self) -> Vec<u8> {
+        proto::close::encode(self.handle)
+    }
+
+    pub fn close_finish(&self, reply: Frame) -> Result<(), MemError> {
+        match reply.status() {
+            Status::OK => Ok(()),
+            s => Err(server_err("close", &self.name, s)),
+        }
+    }
+}
+
+/// A memory server reached over blocking connections.
+pub(crate) struct RemoteStore {
+    endpoint: Endpoint,
+    opts: ClientOptions,
+    sealing: Sealing,
+}
+
+impl RemoteStore {
+    pub fn new(endpoint: Endpoint, opts: ClientOptions, sealing: Sealing) -> Self {
+        RemoteStore {
+            endpoint,
+            opts,
+            sealing,
+        }
+    }
+}
+
+impl MemoryStore for RemoteStore {
+    fn open(&self, name: &str, size: usize) -> Result<MemoryFile, MemError> {
+        RemoteCore::check(name, size)?;
+        let mut conn = Connection::connect(&self.endpoint, &self.opts)?;
+        let reply = conn.call(proto::OPEN, &RemoteCore::open_request(name, size))?;
+        let core = RemoteCore::open_finish(name, size, self.sealing.clone(), reply)?;
+        Ok(MemoryFile::new(
+            name,
+            size,
+            Box::new(RemoteSegment { conn, core }),
+        ))
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.sealing {
+            Sealing::None => "smdish",
+            Sealing::Uf { .. } => "smuf",
+        }
+    }
+}
+
+struct RemoteSegment {
+    conn: Connection,
+    core: RemoteCore,
+}
+
+impl Segment for RemoteSegment {
+    fn lock(&mut self, timeout: Option<Duration>, buf: &mut [u8]) -> Result<u64, MemError> {
+        let reply = self.conn.call(proto::LOCK, &self.core.lock_request(timeout))?;
+        self.core.lock_finish(timeout, reply, buf)
+    }
+
+    fn unlock(&mut self, publish: Option<&[u8]>) -> Result<(), MemError> {
+        let body = self.core.unlock_request(publish)?;
+        let reply = self.conn.call(proto::UNLOCK, &body)?;
+        self.core.unlock_finish(reply)
+    }
+
+    fn close(&mut self) -> Result<(), MemError> {
+        let reply = self.conn.call(proto::CLOSE, &self.core.close_request())?;
+        self.core.close_finish(reply)
+    }
+}

@@ -1,0 +1,38 @@
+//! `CLOSE`, and the same cleanup when a connection ends.
+
+use super::{ClientConn, Holder, MemServer};
+use crate::proto::close::decode;
+use conclave_rpc::{Frame, Status};
+
+pub(super) fn handle(srv: &MemServer, conn: &mut ClientConn, body: &[u8]) -> Result<Frame, Status> {
+    let h = decode(body)?;
+    let name = conn.handles.remove(&h).ok_or(Status::EBADF)?;
+    close_handle(srv, (conn.id, h), &name);
+    Ok(Frame::ok(Vec::new()))
+}
+
+/// Releases the lock if `who` holds it (publishing nothing) and forgets
+/// the opener; the last one removes the memory file.
+pub(super) fn close_handle(srv: &MemServer, who: Holder, name: &str) {
+    let removed = {
+        let mut st = srv.state();
+        let Some(f) = st.files.get_mut(name) else {
+            return;
+        };
+        if f.holder == Some(who) {
+            tracing::debug!(name, "lock released by close or disconnect");
+            f.grant_next();
+        }
+        f.waiters.retain(|w| w.who != who);
+        f.opens -= 1;
+        if f.opens == 0 {
+            st.files.remove(name);
+            true
+        } else {
+            false
+        }
+    };
+    if removed {
+        srv.remove_host_files(name);
+    }
+}

@@ -1,0 +1,90 @@
+//! `LOCK`: queue until granted, then hand out the segment (smdish) or the
+//! keys of the sealed host file (smuf). See [`crate::proto::lock`].
+
+use super::{ClientConn, Content, MemServer, Waiter};
+use crate::proto::lock::{Reply, Request};
+use crate::seal::smuf_grant_key;
+use bytes::Bytes;
+use conclave_rpc::{Frame, Status};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+pub(super) async fn handle(srv: &MemServer, conn: &mut ClientConn, body: &[u8]) -> Result<Frame, Status> {
+    let req = Request::decode(body)?;
+    let name = conn.handles.get(&req.handle).ok_or(Status::EBADF)?.clone();
+    let me = (conn.id, req.handle);
+    let wait = {
+        let mut st = srv.state();
+        let f = st.files.get_mut(&name).ok_or(Status::EBADF)?;
+        if f.holder == Some(me) {
+            return Err(Status::EDEADLK);
+        }
+        if f.holder.is_none() && f.waiters.is_empty() {
+            f.holder = Some(me);
+            None
+        } else {
+            let (tx, rx) = oneshot::channel();
+            f.waiters.push_back(Waiter { who: me, grant: tx });
+            Some(rx)
+        }
+    };
+    if let Some(rx) = wait {
+        let limit = async {
+            match req.timeout_ms {
+                0 => std::future::pending::<()>().await,
+                ms => tokio::time::sleep(Duration::from_millis(ms as u64)).await,
+            }
+        };
+        let failure = tokio::select! {
+            r = rx => if r.is_ok() { None } else { Some(Status::EBADF) },
+            _ = limit => Some(Status::ETIMEDOUT),
+            _ = srv.shutdown.wait() => Some(Status::EBUSY),
+        };
+        if let Some(status) = failure {
+            let mut st = srv.state();
+            let f = st.files.get_mut(&name).ok_or(Status::EBADF)?;
+            // Granted while we were giving up: keep it.
+            if f.holder != Some(me) {
+                f.waiters.retain(|w| w.who != me);
+                return Err(status);
+            }
+        }
+    }
+    let granted = {
+        let mut st = srv.state();
+        let f = st.files.get_mut(&name).ok_or(Status::EBADF)?;
+        let (uid, version) = (f.uid, f.version);
+        match &mut f.content {
+            Content::Dish(d) => Ok(Reply::Dish {
+                version,
+                data: Bytes::copy_from_slice(d),
+            }),
+            Content::Uf {
+                key_grant,
+                tag,
+                write_grant,
+            } => {
+                *write_grant = srv.next_grant.fetch_add(1, Ordering::Relaxed);
+                Err((uid, version, *key_grant, *tag, *write_grant))
+            }
+        }
+    };
+    let reply = match granted {
+        Ok(r) => r,
+        Err((uid, version, key_grant, tag, write_grant)) => {
+            let read_key = if version == 0 {
+                [0; 32]
+            } else {
+                *smuf_grant_key(&srv.master, uid, key_grant)
+            };
+            Reply::Uf {
+                version,
+                read_key,
+                tag,
+                write_key: *smuf_grant_key(&srv.master, uid, write_grant),
+            }
+        }
+    };
+    Ok(Frame::ok(reply.encode()))
+}

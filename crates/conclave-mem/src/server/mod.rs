@@ -1,0 +1,204 @@
+//! The memory server (`conclave memserver`): one [`MemServer`] serves either
+//! smdish (segments held here) or smuf (segments sealed in host files, the
+//! keys and versions held here). It is a lock manager with real wait queues:
+//! `LOCK` parks in a FIFO queue until granted, only the holder may unlock,
+//! and a connection that ends releases everything it held. One file per
+//! operation.
+
+mod close;
+mod lock;
+mod open;
+mod unlock;
+
+use crate::proto::{self, KEY_LEN, TAG_LEN};
+use conclave_rpc::{Frame, PeerInfo, Service, Shutdown, Status};
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use tokio::sync::oneshot;
+use zeroize::Zeroizing;
+
+/// Roles allowed to use a memory server.
+pub const CLIENT_ROLES: [&str; 2] = ["edge", "client"];
+
+/// Handles one connection may have open at once.
+pub const MAX_HANDLES: usize = 1024;
+
+/// Which memory server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerKind {
+    /// Segments live in this process.
+    Smdish,
+    /// Segments live sealed in host files under `dir`.
+    Smuf {
+        /// The host directory (shared with the clients).
+        dir: PathBuf,
+    },
+}
+
+/// Who holds or waits for a lock: (connection id, handle).
+pub(crate) type Holder = (u64, u32);
+
+pub(crate) struct Waiter {
+    who: Holder,
+    grant: oneshot::Sender<()>,
+}
+
+/// What the server keeps of a segment.
+pub(crate) enum Content {
+    /// smdish: the canonical copy.
+    Dish(Vec<u8>),
+    /// smuf: the trusted metadata of the sealed host file.
+    Uf {
+        /// Grant whose key sealed the current contents.
+        key_grant: u64,
+        /// Their tag.
+        tag: [u8; TAG_LEN],
+        /// Grant of the current holder (its write key).
+        write_grant: u64,
+    },
+}
+
+pub(crate) struct MemFile {
+    /// Distinguishes instances of one name over time (key separation).
+    uid: u64,
+    size: u64,
+    opens: usize,
+    holder: Option<Holder>,
+    waiters: VecDeque<Waiter>,
+    version: u64,
+    content: Content,
+}
+
+impl MemFile {
+    /// Hands the lock to the first waiter still waiting, or frees it.
+    fn grant_next(&mut self) {
+        self.holder = None;
+        while let Some(w) = self.waiters.pop_front() {
+            if w.grant.send(()).is_ok() {
+                self.holder = Some(w.who);
+                return;
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    files: HashMap<String, MemFile>,
+    next_uid: u64,
+}
+
+/// Per-connection state: the handles it opened.
+pub struct ClientConn {
+    id: u64,
+    handles: HashMap<u32, String>,
+    next_handle: u32,
+}
+
+/// A memory server of either kind.
+pub struct MemServer {
+    kind: ServerKind,
+    state: Mutex<State>,
+    shutdown: Shutdown,
+    next_conn: AtomicU64,
+    next_grant: AtomicU64,
+    /// smuf: never leaves this process; grant keys are derived from it.
+    master: Zeroizing<[u8; KEY_LEN]>,
+}
+
+impl MemServer {
+    /// A server of `kind`; waiting `LOCK`s give up with `EBUSY` when
+    /// `shutdown` fires so a graceful stop never hangs on a held lock.
+    pub fn new(kind: ServerKind, shutdown: Shutdown) -> Result<Self, std::io::Error> {
+        let mut master = Zeroizing::new([0u8; KEY_LEN]);
+        getrandom::fill(master.as_mut()).map_err(|e| std::io::Error::other(format!("no randomness: {e}")))?;
+        if let ServerKind::Smuf { dir } = &kind {
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(MemServer {
+            kind,
+            state: Mutex::new(State::default()),
+            shutdown,
+            next_conn: AtomicU64::new(1),
+            next_grant: AtomicU64::new(1),
+            master,
+        })
+    }
+
+    /// The server options for this service: bodies up to a whole segment,
+    /// and a long idle timeout, because an idle connection keeps its memory
+    /// files alive (a dead client's socket closes at once; this bounds only
+    /// peers lost without a FIN, e.g. a vanished TCP host).
+    pub fn server_options() -> conclave_rpc::ServerOptions {
+        conclave_rpc::ServerOptions {
+            max_body: (crate::MAX_SEGMENT + 4096) as u32,
+            idle_timeout: std::time::Duration::from_secs(24 * 3600),
+            ..Default::default()
+        }
+    }
+
+    /// The kind served.
+    pub fn kind(&self) -> &ServerKind {
+        &self.kind
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn host_path(&self, name: &str, ext: &str) -> Option<PathBuf> {
+        match &self.kind {
+            ServerKind::Smdish => None,
+            ServerKind::Smuf { dir } => Some(dir.join(format!("{}.{ext}", crate::name::host_stem(name)))),
+        }
+    }
+
+    fn remove_host_files(&self, name: &str) {
+        for ext in ["seg", "new"] {
+            if let Some(p) = self.host_path(name, ext) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+
+    /// Number of memory files alive (for tests and logs).
+    pub fn file_count(&self) -> usize {
+        self.state().files.len()
+    }
+}
+
+impl Service for MemServer {
+    type Conn = ClientConn;
+
+    fn open(&self, peer: &PeerInfo) -> Result<ClientConn, Status> {
+        peer.require_role(&CLIENT_ROLES)?;
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(peer = %peer.addr, role = ?peer.role, id, "client connected");
+        Ok(ClientConn {
+            id,
+            handles: HashMap::new(),
+            next_handle: 1,
+        })
+    }
+
+    async fn call(&self, conn: &mut ClientConn, req: Frame) -> Frame {
+        let res = match req.code {
+            proto::OPEN => open::handle(self, conn, &req.body),
+            proto::CLOSE => close::handle(self, conn, &req.body),
+            proto::LOCK => lock::handle(self, conn, &req.body).await,
+            proto::UNLOCK => unlock::handle(self, conn, &req.body),
+            proto::NEW_FDTABLE | proto::FORK | proto::CHILD_ATTACH | proto::MMAP => Err(Status::ENOSYS),
+            _ => Err(Status::ENOSYS),
+        };
+        res.unwrap_or_else(Frame::error)
+    }
+
+    fn close(&self, conn: ClientConn) {
+        for (h, name) in conn.handles {
+            close::close_handle(self, (conn.id, h), &name);
+        }
+        tracing::debug!(id = conn.id, "client disconnected");
+    }
+}

@@ -1,0 +1,52 @@
+//! `UNLOCK`: check the caller holds the lock and the payload is right,
+//! then publish and hand the lock on. See [`crate::proto::unlock`].
+
+use super::{ClientConn, Content, MemServer, ServerKind};
+use crate::proto::unlock::{Publish, Request};
+use conclave_rpc::{Frame, Status};
+
+pub(super) fn handle(srv: &MemServer, conn: &mut ClientConn, body: &[u8]) -> Result<Frame, Status> {
+    let sealed = matches!(srv.kind, ServerKind::Smuf { .. });
+    let req = Request::decode(body, sealed, crate::MAX_SEGMENT)?;
+    let name = conn.handles.get(&req.handle).ok_or(Status::EBADF)?;
+    let me = (conn.id, req.handle);
+    let mut st = srv.state();
+    let f = st.files.get_mut(name).ok_or(Status::EBADF)?;
+    if f.holder != Some(me) {
+        tracing::warn!(id = conn.id, name = %name, "unlock by a client that does not hold the lock");
+        return Err(Status::EPERM);
+    }
+    // Validate and publish before releasing: a bad request keeps the lock.
+    match (req.publish, &mut f.content) {
+        (Publish::Nothing, _) => {}
+        (Publish::Data(d), Content::Dish(seg)) => {
+            if d.len() != seg.len() {
+                return Err(Status::EINVAL);
+            }
+            seg.copy_from_slice(d);
+            f.version += 1;
+        }
+        (
+            Publish::Tag(t),
+            Content::Uf {
+                key_grant,
+                tag,
+                write_grant,
+            },
+        ) => {
+            let (Some(new), Some(seg)) = (srv.host_path(name, "new"), srv.host_path(name, "seg")) else {
+                return Err(Status::EIO);
+            };
+            if let Err(e) = std::fs::rename(&new, &seg) {
+                tracing::warn!(name = %name, "cannot install the sealed segment: {e}");
+                return Err(Status::EIO);
+            }
+            *key_grant = *write_grant;
+            *tag = t;
+            f.version += 1;
+        }
+        _ => return Err(Status::EPROTO),
+    }
+    f.grant_next();
+    Ok(Frame::ok(Vec::new()))
+}

@@ -1,0 +1,384 @@
+//! The memory server in-process over a UNIX socket with real mTLS: queueing,
+//! timeouts, holder checks, malformed requests, refused clients, smuf
+//! tamper detection, and the async client.
+
+use conclave_mem::proto::{self, lock, open, unlock};
+use conclave_mem::{
+    connect, AsyncMemoryStore, MemError, MemOptions, MemServer, MemSpec, MemoryStore, ServerKind,
+};
+use conclave_rpc::pki::{self, CertsOptions, SiteKey};
+use conclave_rpc::{ClientOptions, Connection, Credentials, Endpoint, Server, Shutdown, Status};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    spec: MemSpec,
+    certs: PathBuf,
+    shutdown: Shutdown,
+    rt: tokio::runtime::Runtime,
+    server: Arc<MemServer>,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+fn certs(dir: &Path) -> PathBuf {
+    let out = dir.join("certs");
+    pki::generate(&CertsOptions {
+        out: out.clone(),
+        site_key: SiteKey::EcdsaP256,
+        force: true,
+    })
+    .unwrap();
+    out
+}
+
+fn start(sealed: bool) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs(dir.path());
+    let sock = dir.path().join("mem.sock");
+    let host = dir.path().join("host");
+    let kind = if sealed {
+        ServerKind::Smuf { dir: host.clone() }
+    } else {
+        ServerKind::Smdish
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let shutdown = Shutdown::new();
+    let server = Arc::new(MemServer::new(kind, shutdown.clone()).unwrap());
+    let creds = Credentials::from_dir(&certs, "memserver").unwrap();
+    let ep = Endpoint::Unix(sock.clone());
+    let srv = rt
+        .block_on(Server::bind(
+            &ep,
+            Some(creds.server_config().unwrap()),
+            MemServer::server_options(),
+        ))
+        .unwrap();
+    rt.spawn(srv.serve(server.clone(), shutdown.clone()));
+    let spec = if sealed {
+        MemSpec::Smuf {
+            endpoint: ep,
+            dir: host,
+        }
+    } else {
+        MemSpec::Smdish { endpoint: ep }
+    };
+    Fixture {
+        dir,
+        spec,
+        certs,
+        shutdown,
+        rt,
+        server,
+    }
+}
+
+impl Fixture {
+    fn store(&self, role: &str) -> Arc<dyn MemoryStore> {
+        connect(
+            &self.spec,
+            &MemOptions {
+                creds: Some(Credentials::from_dir(&self.certs, role).unwrap()),
+                secret_file: None,
+            },
+        )
+        .unwrap()
+    }
+
+    fn raw(&self) -> Connection {
+        let ep = match &self.spec {
+            MemSpec::Smdish { endpoint } | MemSpec::Smuf { endpoint, .. } => endpoint.clone(),
+            _ => unreachable!(),
+        };
+        let creds = Credentials::from_dir(&self.certs, "client").unwrap();
+        Connection::connect(&ep, &ClientOptions::mtls(&creds, "memserver").unwrap()).unwrap()
+    }
+
+    fn host_file(&self, ext: &str) -> PathBuf {
+        let dir = self.dir.path().join("host");
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == ext))
+            .unwrap_or_else(|| panic!("no .{ext} file in {}", dir.display()))
+    }
+}
+
+#[test]
+fn publishes_segment_between_clients_and_removes_file_on_last_close() {
+    for sealed in [false, true] {
+        let fx = start(sealed);
+        let s = fx.store("edge");
+        let mut a = s.open("zone", 4096).unwrap();
+        let mut b = s.open("zone", 4096).unwrap();
+        {
+            let mut g = a.lock().unwrap();
+            assert_eq!(g.version(), 0);
+            assert!(g.iter().all(|&x| x == 0));
+            g[..5].copy_from_slice(b"hello");
+            g[4095] = 9;
+        }
+        let g = b.lock().unwrap();
+        assert_eq!(g.version(), 1);
+        assert_eq!(&g[..5], b"hello");
+        assert_eq!(g[4095], 9);
+        g.release().unwrap();
+        assert_eq!(fx.server.file_count(), 1);
+        a.close().unwrap();
+        b.close().unwrap();
+        assert_eq!(fx.server.file_count(), 0);
+        if sealed {
+            let left: Vec<_> = std::fs::read_dir(fx.dir.path().join("host")).unwrap().collect();
+            assert!(left.is_empty(), "host files left behind: {left:?}");
+        }
+    }
+}
+
+#[test]
+fn waiter_is_granted_on_unlock_and_times_out_while_held() {
+    let fx = start(false);
+    let s = fx.store("client");
+    let mut a = s.open("q", 8).unwrap();
+    let mut b = s.open("q", 8).unwrap();
+    let g = a.lock().unwrap();
+    match b.lock_timeout(Some(Duration::from_millis(100))) {
+        Err(MemError::Timeout { ms: 100, .. }) => {}
+        other => panic!("expected a timeout, got {:?}", other.map(|g| g.version())),
+    }
+    let waiter = std::thread::spawn(move || {
+        let mut g = b.lock().unwrap();
+        g[0] += 1;
+        g.unlock().unwrap();
+        b
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let mut g = g;
+    g[0] = 41;
+    g.unlock().unwrap();
+    let mut b = waiter.join().unwrap();
+    let g = b.lock().unwrap();
+    assert_eq!(g[0], 42);
+    assert_eq!(g.version(), 2);
+}
+
+#[test]
+fn disconnect_releases_the_lock_and_the_queue_moves_on() {
+    let fx = start(true);
+    let s = fx.store("edge");
+    let mut keep = s.open("crash", 8).unwrap();
+    let mut holder = s.open("crash", 8).unwrap();
+    let g = holder.lock().unwrap();
+    std::mem::forget(g); // never unlocked: the "crash" is dropping the connection
+    drop(holder);
+    let g = keep.lock_timeout(Some(Duration::from_secs(20))).unwrap();
+    assert_eq!(g.version(), 0);
+}
+
+#[test]
+fn refuses_unlock_by_non_holder_second_lock_and_bad_sizes() {
+    let fx = start(false);
+    let s = fx.store("edge");
+    let mut a = s.open("x", 16).unwrap();
+    assert!(matches!(a.unlock_unheld(), Err(MemError::NotHolder(n)) if n == "x"));
+    match s.open("x", 32) {
+        Err(MemError::SizeMismatch {
+            requested: 32,
+            existing: 16,
+            ..
+        }) => {}
+        other => panic!("expected a size mismatch, got {other:?}"),
+    }
+    assert!(matches!(
+        s.open(&"n".repeat(256), 8),
+        Err(MemError::NameTooLong { len: 256, max: 255 })
+    ));
+    let _g = a.lock().unwrap();
+    // Raw protocol: a second lock on the same handle, an unlock with the
+    // wrong segment length, a name over 255 bytes, unknown opcodes.
+    let mut c = fx.raw();
+    let r = c
+        .call(proto::OPEN, &open::Request { name: "y", size: 8 }.encode())
+        .unwrap();
+    let h = open::Reply::decode(&r.into_result().unwrap()).unwrap().handle;
+    let ok = c
+        .call(
+            proto::LOCK,
+            &lock::Request {
+                handle: h,
+                timeout_ms: 0,
+            }
+            .encode(),
+        )
+        .unwrap();
+    assert_eq!(ok.status(), Status::OK);
+    let again = c
+        .call(
+            proto::LOCK,
+            &lock::Request {
+                handle: h,
+                timeout_ms: 0,
+            }
+            .encode(),
+        )
+        .unwrap();
+    assert_eq!(again.status(), Status::EDEADLK);
+    let short = [1u8; 4];
+    let bad = unlock::Request {
+        handle: h,
+        publish: unlock::Publish::Data(&short),
+    };
+    assert_eq!(
+        c.call(proto::UNLOCK, &bad.encode()).unwrap().status(),
+        Status::EINVAL
+    );
+    // Still the holder after the refused unlock.
+    let good = unlock::Request {
+        handle: h,
+        publish: unlock::Publish::Data(&[7u8; 8]),
+    };
+    assert_eq!(
+        c.call(proto::UNLOCK, &good.encode()).unwrap().status(),
+        Status::OK
+    );
+    let long = "z".repeat(300);
+    let mut body = (long.len() as u32).to_be_bytes().to_vec();
+    body.extend_from_slice(long.as_bytes());
+    body.extend_from_slice(&8u64.to_be_bytes());
+    assert_eq!(c.call(proto::OPEN, &body).unwrap().status(), Status::ENAMETOOLONG);
+    for op in [proto::FORK, proto::MMAP, 99] {
+        assert_eq!(c.call(op, &[]).unwrap().status(), Status::ENOSYS);
+    }
+    assert_eq!(c.call(proto::LOCK, &[1, 2]).unwrap().status(), Status::EPROTO);
+    assert_eq!(
+        c.call(proto::CLOSE, &77u32.to_be_bytes()).unwrap().status(),
+        Status::EBADF
+    );
+}
+
+#[test]
+fn refuses_clients_without_certificate_or_with_wrong_role() {
+    let fx = start(false);
+    // A server's own identity is not a client role.
+    let s = fx.store("fileserver");
+    match s.open("x", 8) {
+        Err(MemError::Server { status, .. }) => assert_eq!(status, Status::EACCES),
+        other => panic!("expected EACCES, got {other:?}"),
+    }
+    // No client certificate at all: the TLS handshake is refused.
+    let roots = conclave_rpc::tls::load_roots(&fx.certs.join("root.crt")).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(conclave_rpc::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut opts = ClientOptions::plain();
+    opts.tls = Some(conclave_rpc::stream::ClientTls {
+        config: Arc::new(cfg),
+        name: conclave_rpc::tls::server_name("memserver").unwrap(),
+    });
+    let ep = match &fx.spec {
+        MemSpec::Smdish { endpoint } => endpoint.clone(),
+        _ => unreachable!(),
+    };
+    let res = Connection::connect(&ep, &opts)
+        .and_then(|mut c| c.call(proto::OPEN, &open::Request { name: "x", size: 8 }.encode()));
+    assert!(res.is_err(), "a client without a certificate was served");
+    // A certificate from another conclave's CA (trusting ours) is refused too.
+    let foreign = certs(&fx.dir.path().join("foreign"));
+    let mixed = Credentials::load(
+        &fx.certs.join("root.crt"),
+        &foreign.join("edge.crt"),
+        &foreign.join("edge.key"),
+        "edge",
+    )
+    .unwrap();
+    let res = Connection::connect(&ep, &ClientOptions::mtls(&mixed, "memserver").unwrap())
+        .and_then(|mut c| c.call(proto::OPEN, &open::Request { name: "x", size: 8 }.encode()));
+    assert!(res.is_err(), "a client with a foreign certificate was served");
+    // And the client library says what is missing.
+    match connect(&fx.spec, &MemOptions::default()) {
+        Err(MemError::Config(m)) => assert!(m.contains("client certificate"), "{m}"),
+        other => panic!("expected a config error, got {:?}", other.map(|s| s.kind())),
+    }
+}
+
+#[test]
+fn smuf_detects_flipped_bit_and_replayed_file_and_stays_up() {
+    let fx = start(true);
+    let s = fx.store("edge");
+    let mut f = s.open("counter", 64).unwrap();
+    let mut g = f.lock().unwrap();
+    g[0] = 5;
+    g.unlock().unwrap();
+    let seg = fx.host_file("seg");
+    let v1 = std::fs::read(&seg).unwrap();
+    let mut plain = vec![0u8; 64];
+    plain[0] = 5;
+    assert_ne!(v1, plain, "the host file must not hold the plaintext");
+    // Flip one bit: detected at the next lock, and the lock is given back.
+    let mut bad = v1.clone();
+    bad[10] ^= 0x04;
+    std::fs::write(&seg, &bad).unwrap();
+    assert!(matches!(f.lock(), Err(MemError::Tampered { version: 1, .. })));
+    std::fs::write(&seg, &v1).unwrap();
+    let mut g = f.lock().unwrap();
+    assert_eq!(g[0], 5);
+    g[0] = 6;
+    g.unlock().unwrap();
+    // Put the older copy back: a replay, detected.
+    std::fs::write(&seg, &v1).unwrap();
+    assert!(matches!(f.lock(), Err(MemError::Tampered { version: 2, .. })));
+    // A truncated file too.
+    std::fs::write(&seg, &v1[..10]).unwrap();
+    assert!(matches!(f.lock(), Err(MemError::Tampered { .. })));
+    // The server is still up and serves other memory files.
+    let mut other = s.open("other", 8).unwrap();
+    let mut g = other.lock().unwrap();
+    g[0] = 1;
+    g.unlock().unwrap();
+}
+
+#[test]
+fn async_client_shares_segments_with_blocking_clients() {
+    for sealed in [false, true] {
+        let fx = start(sealed);
+        let blocking = fx.store("client");
+        let mut b = blocking.open("shared", 8).unwrap();
+        let spec = fx.spec.clone();
+        let certs = fx.certs.clone();
+        fx.rt.block_on(async move {
+            let store = AsyncMemoryStore::new(
+                &spec,
+                &MemOptions {
+                    creds: Some(Credentials::from_dir(&certs, "edge").unwrap()),
+                    secret_file: None,
+                },
+            )
+            .unwrap();
+            let mut f = store.open("shared", 8).await.unwrap();
+            for _ in 0..10 {
+                let mut g = f.lock().await.unwrap();
+                g[0] += 1;
+                g.unlock().await.unwrap();
+            }
+            {
+                // Dropped without unlock: published at the next operation.
+                let mut g = f.lock().await.unwrap();
+                g[0] += 1;
+            }
+            f.close().await.unwrap();
+        });
+        let g = b.lock().unwrap();
+        assert_eq!(g[0], 11);
+    }
+}
