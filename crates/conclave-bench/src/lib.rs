@@ -2,4 +2,5 @@
 //! generator and the RPC benchmark. Knows nothing of deployments.
 #![forbid(unsafe_code)]
 
+pub mod ab;
 pub mod rpc;

@@ -40,7 +40,9 @@ impl Service for BenchService {
             DOWNLOAD => {
                 let mut r = BodyReader::new(&req.body);
                 match r.u32() {
-                    Ok(n) if (n as usize) <= self.payload.len() => Frame::ok(self.payload.slice(..n as usize)),
+                    Ok(n) if (n as usize) <= self.payload.len() => {
+                        Frame::ok(self.payload.slice(..n as usize))
+                    }
                     Ok(_) => Frame::error(Status::E2BIG),
                     Err(st) => Frame::error(st),
                 }
@@ -126,7 +128,10 @@ fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> RpcBenchError + 
 }
 
 /// Runs every cell and returns the results in order.
-pub fn run(cfg: &RpcBenchConfig, mut progress: impl FnMut(&RpcResult)) -> Result<Vec<RpcResult>, RpcBenchError> {
+pub fn run(
+    cfg: &RpcBenchConfig,
+    mut progress: impl FnMut(&RpcResult),
+) -> Result<Vec<RpcResult>, RpcBenchError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -135,7 +140,11 @@ pub fn run(cfg: &RpcBenchConfig, mut progress: impl FnMut(&RpcResult)) -> Result
     let payload = bytes::Bytes::from((0..MAX_PAYLOAD).map(|i| i as u8).collect::<Vec<u8>>());
     let sockdir = tempfile_dir()?;
     let mut out = Vec::new();
-    let tls_modes: &[bool] = if cfg.certs.is_some() { &[false, true] } else { &[false] };
+    let tls_modes: &[bool] = if cfg.certs.is_some() {
+        &[false, true]
+    } else {
+        &[false]
+    };
     for &transport in &[Transport::Unix, Transport::Tcp] {
         for &tls in tls_modes {
             let ep = match transport {
@@ -212,7 +221,10 @@ fn measure(
             return Err(RpcBenchError::Status(f.status()));
         }
         if op == Op::Download && f.body.len() != size {
-            return Err(RpcBenchError::Setup(format!("short download: {} of {size}", f.body.len())));
+            return Err(RpcBenchError::Setup(format!(
+                "short download: {} of {size}",
+                f.body.len()
+            )));
         }
         Ok(())
     };

@@ -1,10 +1,132 @@
-//! `conclave ab` (placeholder until its issue lands).
+//! `conclave ab`: the ApacheBench-compatible load generator.
 
-/// Arguments.
+use anyhow::{bail, Context};
+use conclave_bench::ab::{self, LoadSpec, RunControl, TlsVersion, Trust};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Arguments (ab's letters where ab has one).
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Number of requests to perform.
+    #[arg(short = 'n', default_value_t = 1)]
+    pub requests: u64,
+    /// Number of requests in flight at once.
+    #[arg(short = 'c', default_value_t = 1)]
+    pub concurrency: usize,
+    /// Use HTTP keep-alive (otherwise a new connection, and a full TLS handshake, per request).
+    #[arg(short = 'k')]
+    pub keepalive: bool,
+    /// Seconds to spend at most (implies -n 50000 unless -n is given).
+    #[arg(short = 't')]
+    pub time_limit: Option<f64>,
+    /// Seconds to wait for each connection and response.
+    #[arg(short = 's', default_value_t = 30.0)]
+    pub timeout: f64,
+    /// Extra header, e.g. -H 'Accept-Encoding: gzip'; repeatable.
+    #[arg(short = 'H', value_name = "HEADER")]
+    pub headers: Vec<String>,
+    /// Send HEAD instead of GET.
+    #[arg(short = 'i')]
+    pub head: bool,
+    /// Write the percentage-served table (CSV, like ab -e) to this file.
+    #[arg(short = 'e', value_name = "CSV")]
+    pub csv: Option<PathBuf>,
+    /// TLS version to offer: 1.2 or 1.3.
+    #[arg(long, default_value = "1.2")]
+    pub tls: TlsVersion,
+    /// Allow TLS session resumption (default: every connection is a full handshake, like ab).
+    #[arg(long)]
+    pub resume: bool,
+    /// Trust this CA file (PEM), e.g. the conclave's root.crt.
+    #[arg(long, value_name = "PEM")]
+    pub cacert: Option<PathBuf>,
+    /// Accept any server certificate (ab never checks certificates).
+    #[arg(long, conflicts_with = "cacert")]
+    pub insecure: bool,
+    /// Print the results as JSON instead of ab's text.
+    #[arg(long)]
+    pub json: bool,
+    /// http[s]://host[:port]/path
+    pub url: String,
+}
 
-/// Runs the subcommand.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`conclave ab` is not built yet")
+fn parse_header(h: &str) -> anyhow::Result<(String, String)> {
+    let Some((k, v)) = h.split_once(':') else {
+        bail!("-H {h:?}: expected 'Name: value'");
+    };
+    let k = k.trim();
+    if k.is_empty() || k.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        bail!("-H {h:?}: bad header name");
+    }
+    if v.chars().any(|c| c == '\r' || c == '\n') {
+        bail!("-H {h:?}: line breaks are not allowed in a header value");
+    }
+    Ok((k.to_string(), v.trim().to_string()))
+}
+
+fn secs(flag: &str, v: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(v)
+        .with_context(|| format!("{flag} {v}: expected a positive number of seconds"))
+}
+
+/// Runs the load and prints ab's summary (or JSON).
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let headers = a
+        .headers
+        .iter()
+        .map(|h| parse_header(h))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let time_limit = a.time_limit.map(|t| secs("-t", t)).transpose()?;
+    let requests = if a.time_limit.is_some() && a.requests == 1 {
+        0
+    } else {
+        a.requests
+    };
+    let trust = match (&a.cacert, a.insecure) {
+        (Some(p), _) => Some(Trust::CaFile(p.clone())),
+        (None, true) => Some(Trust::Insecure),
+        (None, false) => None,
+    };
+    let spec = LoadSpec {
+        url: a.url.clone(),
+        requests,
+        concurrency: a.concurrency,
+        keepalive: a.keepalive,
+        time_limit,
+        headers,
+        head: a.head,
+        tls: a.tls,
+        resume: a.resume,
+        trust,
+        timeout: secs("-s", a.timeout)?,
+    };
+    if spec.concurrency as u64 > spec.requests && spec.time_limit.is_none() {
+        bail!("cannot use concurrency level greater than total number of requests");
+    }
+    let rt = super::runtime()?;
+    let control = RunControl::default();
+    let cancel = control.cancel.clone();
+    let report = rt.block_on(async move {
+        let load = ab::run(&spec, control);
+        tokio::pin!(load);
+        tokio::select! {
+            r = &mut load => r,
+            _ = tokio::signal::ctrl_c() => {
+                // Like ab on SIGINT: stop and print what was done.
+                cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+                load.await
+            }
+        }
+    })?;
+    if let Some(p) = &a.csv {
+        std::fs::write(p, ab::percent_csv(&report)).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if a.json {
+        super::print_line(report.to_json());
+    } else {
+        super::print_line(format!("Benchmarking {} (conclave ab)\n", report.host));
+        super::print_line(ab::summary_text(&report));
+    }
+    Ok(())
 }

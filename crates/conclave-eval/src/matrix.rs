@@ -1,0 +1,756 @@
+//! The evaluation matrix: presets × workers × file sizes (single tenant),
+//! plus presets × tenants × sharing (multi-tenant), each cell a deployment
+//! started, warmed, loaded and stopped. Results are written after every
+//! load, so an interrupted run keeps what it finished.
+
+use crate::deploy::{
+    Deployment, Edge, Fileserver, KeyKind, Keyserver, Memserver, Mode, Origin, OriginKind, SharedKind, Site,
+};
+use crate::machine::Machine;
+use crate::plan;
+use crate::preset::{self, Availability, Preset};
+use crate::report;
+use crate::supervisor::Supervisor;
+use crate::EvalError;
+use conclave_bench::ab::{self, LoadReport, LoadSpec, RunControl, TlsVersion, Trust};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How tenants share servers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tenancy {
+    /// One tenant.
+    Single,
+    /// N complete deployments, edge of tenant i on base port + i.
+    ShareNothing,
+    /// One edge with N sites.
+    ShareEdge,
+}
+
+impl std::fmt::Display for Tenancy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Tenancy::Single => "single",
+            Tenancy::ShareNothing => "share-nothing",
+            Tenancy::ShareEdge => "share-edge",
+        })
+    }
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct MatrixOptions {
+    /// The `conclave` binary.
+    pub bin: PathBuf,
+    /// Output directory (`results/<run-id>`).
+    pub out: PathBuf,
+    /// Run id (directory name).
+    pub run_id: String,
+    /// Preset names, in report order.
+    pub presets: Vec<String>,
+    /// File names served (e.g. `1k.txt`).
+    pub files: Vec<String>,
+    /// Worker counts.
+    pub workers: Vec<u32>,
+    /// Tenant counts for the multi-tenant runs (values above 1).
+    pub tenants: Vec<u32>,
+    /// Presets for the multi-tenant runs.
+    pub tenant_presets: Vec<String>,
+    /// Requests per load.
+    pub requests: u64,
+    /// Concurrency per load.
+    pub concurrency: usize,
+    /// HTTP keep-alive.
+    pub keepalive: bool,
+    /// TLS version.
+    pub tls: TlsVersion,
+    /// Allow TLS resumption.
+    pub resume: bool,
+    /// Edge of tenant i listens on base_port + i; origin base+20, key servers
+    /// base+30+i, memory servers base+50+i, file servers base+70+i.
+    pub base_port: u16,
+    /// Draw progress bars (they also hide themselves without a TTY).
+    pub progress: bool,
+}
+
+/// One measured load (a row of cells.csv).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CellResult {
+    /// Preset name.
+    pub preset: String,
+    /// Edge program.
+    pub edge: String,
+    /// Storage (host or nextfs-<device>).
+    pub storage: String,
+    /// Shared state.
+    pub shared: String,
+    /// Key.
+    pub key: String,
+    /// Edge worker processes.
+    pub workers: u32,
+    /// single / share-nothing / share-edge.
+    pub tenancy: String,
+    /// Tenants in the cell.
+    pub tenants: u32,
+    /// Tenant index, or `total` for the sum of a multi-tenant cell.
+    pub tenant: String,
+    /// File requested.
+    pub file: String,
+    /// Its size.
+    pub file_bytes: u64,
+    /// -n.
+    pub requests: u64,
+    /// -c.
+    pub concurrency: usize,
+    /// -k.
+    pub keepalive: bool,
+    /// TLS version offered.
+    pub tls: String,
+    /// Whether resumption was allowed.
+    pub resumption: bool,
+    /// `ok`, or why the cell failed.
+    pub status: String,
+    /// Requests finished.
+    pub complete: u64,
+    /// Failed requests.
+    pub failed: u64,
+    /// Failures: connect.
+    pub failed_connect: u64,
+    /// Failures: receive.
+    pub failed_receive: u64,
+    /// Failures: length.
+    pub failed_length: u64,
+    /// Failures: exceptions.
+    pub failed_exceptions: u64,
+    /// Responses outside 2xx.
+    pub non_2xx: u64,
+    /// Throughput.
+    pub requests_per_sec: f64,
+    /// ab's mean time per request (concurrency / throughput), ms.
+    pub latency_mean_ms: f64,
+    /// Median request time, ms.
+    pub latency_p50_ms: f64,
+    /// 90th percentile, ms.
+    pub latency_p90_ms: f64,
+    /// 99th percentile, ms.
+    pub latency_p99_ms: f64,
+    /// 99.9th percentile, ms.
+    pub latency_p999_ms: f64,
+    /// Wall time of the load, s.
+    pub time_s: f64,
+    /// Full TLS handshakes.
+    pub handshakes_full: u64,
+    /// Resumed TLS handshakes.
+    pub handshakes_resumed: u64,
+    /// Jain's fairness index over tenants (total rows of multi-tenant cells).
+    pub fairness: Option<f64>,
+    /// CPU model.
+    pub cpu_model: String,
+    /// Cores.
+    pub cores: usize,
+    /// Kernel.
+    pub kernel: String,
+    /// ms within which 0..=100 % of requests were served (JSON only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub percent_served_ms: Vec<f64>,
+}
+
+/// A preset that could not run, and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Unavailable {
+    /// Preset.
+    pub preset: String,
+    /// What is missing.
+    pub missing: String,
+}
+
+/// Everything a run produced (cells.json).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunResults {
+    /// Run id.
+    pub run_id: String,
+    /// The command line that made it.
+    pub command: String,
+    /// The machine.
+    pub machine: Machine,
+    /// Presets asked for.
+    pub presets: Vec<String>,
+    /// Presets that could not run.
+    pub unavailable: Vec<Unavailable>,
+    /// Stock nginx status line: installed version, or why it is missing.
+    pub nginx: String,
+    /// Which origin served the content.
+    pub origin: String,
+    /// Whether the run was interrupted.
+    pub interrupted: bool,
+    /// Every load.
+    pub cells: Vec<CellResult>,
+}
+
+/// Jain's fairness index: (Σx)² / (n·Σx²); 1 = perfectly even.
+pub fn jain(xs: &[f64]) -> f64 {
+    let n = xs.len() as f64;
+    let sum: f64 = xs.iter().sum();
+    let sq: f64 = xs.iter().map(|x| x * x).sum();
+    if n == 0.0 || sq == 0.0 {
+        0.0
+    } else {
+        sum * sum / (n * sq)
+    }
+}
+
+fn file_bytes(content: &Path, file: &str) -> u64 {
+    std::fs::metadata(content.join(file))
+        .map(|m| m.len())
+        .unwrap_or(0)
+}
+
+fn addr(port: u32) -> Result<SocketAddr, EvalError> {
+    let port = u16::try_from(port)
+        .map_err(|_| EvalError::Config(format!("port {port} out of range: lower --base-port")))?;
+    Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// Builds the deployment(s) of a cell: one per tenant (share-nothing) or one
+/// with `tenants` sites.
+#[allow(clippy::too_many_arguments)]
+pub fn cell_deployments(
+    p: &Preset,
+    workers: u32,
+    tenancy: Tenancy,
+    tenants: u32,
+    base: u16,
+    origin: SocketAddr,
+    certs: &Path,
+    content: &Path,
+    dir: &Path,
+) -> Result<Vec<Deployment>, EvalError> {
+    let base = base as u32;
+    let make = |idx: u32, sites: Vec<Site>, sub: &Path| -> Result<Deployment, EvalError> {
+        Ok(Deployment {
+            name: format!("{}-w{workers}-{tenancy}{tenants}-t{idx}", p.name),
+            dir: Some(sub.to_path_buf()),
+            certs: certs.to_path_buf(),
+            content: content.to_path_buf(),
+            origin: Origin {
+                kind: OriginKind::External,
+                listen: origin,
+            },
+            edge: Edge {
+                kind: p.edge,
+                workers,
+                mode: Mode::Cache,
+                storage: p.storage,
+                shared: p.shared,
+                key: p.key,
+                site: sites,
+            },
+            keyserver: (p.key == KeyKind::Keyserver)
+                .then(|| addr(base + 30 + idx).map(|listen| Keyserver { listen }))
+                .transpose()?,
+            memserver: matches!(p.shared, SharedKind::Smdish | SharedKind::Smuf)
+                .then(|| addr(base + 50 + idx).map(|listen| Memserver { listen }))
+                .transpose()?,
+            fileserver: p
+                .device
+                .map(|device| {
+                    addr(base + 70 + idx).map(|listen| Fileserver {
+                        device,
+                        listen,
+                        image: sub.join("fs.img"),
+                    })
+                })
+                .transpose()?,
+        })
+    };
+    let site = |i: u32| {
+        addr(base + i).map(|listen| Site {
+            listen,
+            server_name: "localhost".into(),
+        })
+    };
+    match tenancy {
+        Tenancy::Single => Ok(vec![make(0, vec![site(0)?], dir)?]),
+        Tenancy::ShareEdge => Ok(vec![make(
+            0,
+            (0..tenants).map(site).collect::<Result<_, _>>()?,
+            dir,
+        )?]),
+        Tenancy::ShareNothing => (0..tenants)
+            .map(|i| make(i, vec![site(i)?], &dir.join(format!("tenant{i}"))))
+            .collect(),
+    }
+}
+
+/// Runs the matrix; writes results as it goes; returns them. `cancel` is
+/// set by the caller's signal handler.
+pub fn run(opts: &MatrixOptions, cancel: Arc<AtomicBool>) -> Result<RunResults, EvalError> {
+    std::fs::create_dir_all(&opts.out).map_err(EvalError::io(&opts.out))?;
+    // Generated configs are read by servers started in other directories: absolute paths only.
+    let out = std::path::absolute(&opts.out).map_err(EvalError::io(&opts.out))?;
+    let opts = &MatrixOptions { out, ..opts.clone() };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(EvalError::io("tokio runtime"))?;
+    let avail = Availability::probe(&opts.bin);
+    let machine = Machine::probe();
+    let mut results = RunResults {
+        run_id: opts.run_id.clone(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        nginx: match (avail.nginx(), &machine.nginx) {
+            (Some(_), Some(v)) => format!("stock nginx: {v}"),
+            (Some(p), None) => format!("stock nginx: {}", p.display()),
+            (None, _) => "stock nginx is NOT installed: the `nginx` baseline is missing from this report \
+                          (apt-get install nginx)"
+                .into(),
+        },
+        machine,
+        presets: opts.presets.clone(),
+        ..RunResults::default()
+    };
+    let mut runnable: Vec<&'static Preset> = Vec::new();
+    for name in &opts.presets {
+        let p = preset::find(name).ok_or_else(|| {
+            let all: Vec<_> = preset::PRESETS.iter().map(|p| p.name).collect();
+            EvalError::Config(format!("unknown preset {name:?}; known: {}", all.join(", ")))
+        })?;
+        match avail.check(p) {
+            Ok(()) => runnable.push(p),
+            Err(missing) => results.unavailable.push(Unavailable {
+                preset: p.name.into(),
+                missing,
+            }),
+        }
+    }
+    // Inputs shared by every cell.
+    let certs = opts.out.join("certs");
+    let content = opts.out.join("html");
+    plan::ensure_certs(&certs)?;
+    plan::ensure_content(&content, &opts.bin)?;
+    let origin_addr = addr(opts.base_port as u32 + 20)?;
+    let origin_kind = if avail.conclave_origin() {
+        OriginKind::Conclave
+    } else {
+        OriginKind::Nginx
+    };
+    results.origin = match origin_kind {
+        OriginKind::Conclave => "conclave origin".into(),
+        _ => "stock nginx (conclave origin not built yet)".into(),
+    };
+    let is_cancelled = || cancel.load(Ordering::Relaxed);
+    let mut origin_sup = Supervisor::new();
+    if !runnable.is_empty() {
+        let origin = Origin {
+            kind: origin_kind,
+            listen: origin_addr,
+        };
+        if let Some(spec) = plan::origin(&origin, &content, &opts.bin, &opts.out)? {
+            origin_sup.start(&spec, &is_cancelled)?;
+        }
+    }
+    // The cells: (preset, workers, tenancy, tenants, files).
+    let mut cells: Vec<(&Preset, u32, Tenancy, u32, Vec<String>)> = Vec::new();
+    for &p in &runnable {
+        for &w in &opts.workers {
+            cells.push((p, w, Tenancy::Single, 1, opts.files.clone()));
+        }
+    }
+    let first_file = opts.files.first().cloned().unwrap_or_else(|| "1k.txt".into());
+    for name in &opts.tenant_presets {
+        let Some(&p) = runnable.iter().find(|p| p.name == name) else {
+            continue;
+        };
+        for &n in opts.tenants.iter().filter(|&&n| n > 1) {
+            for t in [Tenancy::ShareNothing, Tenancy::ShareEdge] {
+                cells.push((p, 1, t, n, vec![first_file.clone()]));
+            }
+        }
+    }
+    let loads: u64 = cells.iter().map(|c| c.4.len() as u64).sum();
+    let bar = if opts.progress {
+        indicatif::ProgressBar::new(loads)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let trust = Trust::CaFile(certs.join("root.crt"));
+    let machine = results.machine.clone();
+    for (p, workers, tenancy, tenants, files) in cells {
+        if is_cancelled() {
+            break;
+        }
+        let dir = opts
+            .out
+            .join("cells")
+            .join(format!("{}-w{workers}-{tenancy}{tenants}", p.name));
+        let deps = cell_deployments(
+            p,
+            workers,
+            tenancy,
+            tenants,
+            opts.base_port,
+            origin_addr,
+            &certs,
+            &content,
+            &dir,
+        )?;
+        bar.set_message(format!("{} w={workers} {tenancy} x{tenants}: starting", p.name));
+        let mut sup = Supervisor::new();
+        let started = start_cell(&deps, &opts.bin, &mut sup, &is_cancelled);
+        let urls: Vec<String> = deps.iter().flat_map(|d| d.urls()).collect();
+        for file in &files {
+            if is_cancelled() {
+                break;
+            }
+            let bytes = file_bytes(&content, file);
+            let row = |tenant: String, status: String, r: Option<&LoadReport>| {
+                cell_row(
+                    opts, p, workers, tenancy, tenants, tenant, file, bytes, status, r, &machine,
+                )
+            };
+            if let Err(e) = &started {
+                results.cells.push(row("-".into(), format!("error: {e}"), None));
+                bar.inc(1);
+                continue;
+            }
+            // Warm the caches (the first request of a file is a miss), and check the bytes.
+            let warm = rt.block_on(warm_up(&urls, file, bytes, workers, &trust, opts.tls));
+            if let Err(e) = warm {
+                results
+                    .cells
+                    .push(row("-".into(), format!("error: warm-up: {e}"), None));
+                bar.inc(1);
+                continue;
+            }
+            bar.set_message(format!("{} w={workers} {tenancy} x{tenants} {file}", p.name));
+            let reports = rt.block_on(load_all(opts, &urls, file, &trust, cancel.clone()));
+            let mut ok = Vec::new();
+            for (i, r) in reports.iter().enumerate() {
+                let tenant = if tenancy == Tenancy::Single {
+                    "-".to_string()
+                } else {
+                    i.to_string()
+                };
+                match r {
+                    Ok(rep) => {
+                        let status = load_status(rep);
+                        results.cells.push(row(tenant, status, Some(rep)));
+                        ok.push(rep.clone());
+                    }
+                    Err(e) => results.cells.push(row(tenant, format!("error: {e}"), None)),
+                }
+            }
+            if tenancy != Tenancy::Single && !ok.is_empty() {
+                results
+                    .cells
+                    .push(total_row(row("total".into(), "ok".into(), None), &ok));
+            }
+            // A process that died under load makes the cell's numbers suspect: say so.
+            if let Some(d) = sup.poll_deaths().into_iter().next() {
+                for c in results.cells.iter_mut().rev().take(reports.len()) {
+                    c.status = format!("error: {d}");
+                }
+            }
+            bar.inc(1);
+            report::write_data(&opts.out, &results)?;
+        }
+        sup.stop_all();
+    }
+    bar.finish_and_clear();
+    origin_sup.stop_all();
+    results.interrupted = is_cancelled();
+    report::write_data(&opts.out, &results)?;
+    Ok(results)
+}
+
+fn start_cell(
+    deps: &[Deployment],
+    bin: &Path,
+    sup: &mut Supervisor,
+    cancel: &dyn Fn() -> bool,
+) -> Result<(), EvalError> {
+    for d in deps {
+        let plan = plan::prepare(d, bin)?;
+        for spec in &plan.processes {
+            sup.start(spec, cancel)?;
+        }
+    }
+    Ok(())
+}
+
+fn load_status(r: &LoadReport) -> String {
+    if r.cancelled {
+        "interrupted".into()
+    } else if r.failed > 0 || r.non_2xx > 0 {
+        format!(
+            "failures: {} failed, {} non-2xx{}",
+            r.failed,
+            r.non_2xx,
+            r.first_error
+                .as_ref()
+                .map(|e| format!(" (first: {e})"))
+                .unwrap_or_default()
+        )
+    } else {
+        "ok".into()
+    }
+}
+
+async fn warm_up(
+    urls: &[String],
+    file: &str,
+    bytes: u64,
+    workers: u32,
+    trust: &Trust,
+    tls: TlsVersion,
+) -> Result<(), String> {
+    for base in urls {
+        let mut spec = LoadSpec::new(format!("{base}{file}"));
+        spec.requests = 4 * workers as u64;
+        spec.concurrency = workers as usize;
+        spec.trust = Some(trust.clone());
+        spec.tls = tls;
+        spec.timeout = Duration::from_secs(10);
+        let r = ab::run(&spec, RunControl::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        if r.failed > 0 || r.non_2xx > 0 {
+            return Err(format!(
+                "{base}{file}: {} failed, {} non-2xx{}",
+                r.failed,
+                r.non_2xx,
+                r.first_error.map(|e| format!(": {e}")).unwrap_or_default()
+            ));
+        }
+        if r.document_length != bytes {
+            return Err(format!(
+                "{base}{file}: served {} bytes, the file has {bytes}",
+                r.document_length
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Runs one load per URL, all at once (one ab per tenant, as the seed did).
+async fn load_all(
+    opts: &MatrixOptions,
+    urls: &[String],
+    file: &str,
+    trust: &Trust,
+    cancel: Arc<AtomicBool>,
+) -> Vec<Result<LoadReport, String>> {
+    let mut tasks = Vec::new();
+    for base in urls {
+        let mut spec = LoadSpec::new(format!("{base}{file}"));
+        spec.requests = opts.requests;
+        spec.concurrency = opts.concurrency;
+        spec.keepalive = opts.keepalive;
+        spec.tls = opts.tls;
+        spec.resume = opts.resume;
+        spec.trust = Some(trust.clone());
+        let control = RunControl {
+            cancel: cancel.clone(),
+            ..RunControl::default()
+        };
+        tasks.push(tokio::spawn(async move {
+            ab::run(&spec, control).await.map_err(|e| e.to_string())
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap_or_else(|e| Err(format!("load task failed: {e}"))));
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn cell_row(
+    opts: &MatrixOptions,
+    p: &Preset,
+    workers: u32,
+    tenancy: Tenancy,
+    tenants: u32,
+    tenant: String,
+    file: &str,
+    file_bytes: u64,
+    status: String,
+    r: Option<&LoadReport>,
+    m: &Machine,
+) -> CellResult {
+    let storage = match p.device {
+        Some(d) => format!("nextfs-{d}"),
+        None => "host".into(),
+    };
+    let lower = |s: String| s.to_lowercase();
+    CellResult {
+        preset: p.name.into(),
+        edge: lower(format!("{:?}", p.edge)),
+        storage,
+        shared: lower(format!("{:?}", p.shared)),
+        key: lower(format!("{:?}", p.key)),
+        workers,
+        tenancy: tenancy.to_string(),
+        tenants,
+        tenant,
+        file: file.into(),
+        file_bytes,
+        requests: opts.requests,
+        concurrency: opts.concurrency,
+        keepalive: opts.keepalive,
+        tls: opts.tls.to_string(),
+        resumption: opts.resume,
+        status,
+        complete: r.map_or(0, |r| r.complete),
+        failed: r.map_or(0, |r| r.failed),
+        failed_connect: r.map_or(0, |r| r.failures.connect),
+        failed_receive: r.map_or(0, |r| r.failures.receive),
+        failed_length: r.map_or(0, |r| r.failures.length),
+        failed_exceptions: r.map_or(0, |r| r.failures.exceptions),
+        non_2xx: r.map_or(0, |r| r.non_2xx),
+        requests_per_sec: r.map_or(0.0, |r| r.requests_per_sec),
+        latency_mean_ms: r.map_or(0.0, |r| r.time_per_request_ms),
+        latency_p50_ms: r.map_or(0.0, |r| r.latency.p50),
+        latency_p90_ms: r.map_or(0.0, |r| r.latency.p90),
+        latency_p99_ms: r.map_or(0.0, |r| r.latency.p99),
+        latency_p999_ms: r.map_or(0.0, |r| r.latency.p999),
+        time_s: r.map_or(0.0, |r| r.time_taken_s),
+        handshakes_full: r.and_then(|r| r.tls.as_ref()).map_or(0, |t| t.handshakes_full),
+        handshakes_resumed: r.and_then(|r| r.tls.as_ref()).map_or(0, |t| t.handshakes_resumed),
+        fairness: None,
+        cpu_model: m.cpu_model.clone(),
+        cores: m.cores,
+        kernel: m.kernel.clone(),
+        percent_served_ms: r.map(|r| r.percent_served_ms.clone()).unwrap_or_default(),
+    }
+}
+
+/// The sum row of a multi-tenant cell: total throughput, worst latencies,
+/// summed failures, Jain's fairness over per-tenant throughput.
+fn total_row(mut row: CellResult, reps: &[LoadReport]) -> CellResult {
+    let rps: Vec<f64> = reps.iter().map(|r| r.requests_per_sec).collect();
+    row.requests_per_sec = rps.iter().sum();
+    row.complete = reps.iter().map(|r| r.complete).sum();
+    row.failed = reps.iter().map(|r| r.failed).sum();
+    row.failed_connect = reps.iter().map(|r| r.failures.connect).sum();
+    row.failed_receive = reps.iter().map(|r| r.failures.receive).sum();
+    row.failed_length = reps.iter().map(|r| r.failures.length).sum();
+    row.failed_exceptions = reps.iter().map(|r| r.failures.exceptions).sum();
+    row.non_2xx = reps.iter().map(|r| r.non_2xx).sum();
+    let maxf = |f: fn(&LoadReport) -> f64| reps.iter().map(f).fold(0.0, f64::max);
+    row.latency_mean_ms = reps.iter().map(|r| r.time_per_request_ms).sum::<f64>() / reps.len() as f64;
+    row.latency_p50_ms = maxf(|r| r.latency.p50);
+    row.latency_p90_ms = maxf(|r| r.latency.p90);
+    row.latency_p99_ms = maxf(|r| r.latency.p99);
+    row.latency_p999_ms = maxf(|r| r.latency.p999);
+    row.time_s = maxf(|r| r.time_taken_s);
+    row.handshakes_full = reps
+        .iter()
+        .filter_map(|r| r.tls.as_ref())
+        .map(|t| t.handshakes_full)
+        .sum();
+    row.handshakes_resumed = reps
+        .iter()
+        .filter_map(|r| r.tls.as_ref())
+        .map(|t| t.handshakes_resumed)
+        .sum();
+    row.fairness = Some(jain(&rps));
+    if row.failed > 0 || row.non_2xx > 0 {
+        row.status = format!("failures: {} failed, {} non-2xx", row.failed, row.non_2xx);
+    }
+    row
+}
+
+/// A run id from the UTC time: `YYYYMMDD-HHMMSS`.
+pub fn run_id_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jain_index_is_one_when_even_and_one_over_n_when_one_takes_all() {
+        assert!((jain(&[100.0, 100.0, 100.0]) - 1.0).abs() < 1e-9);
+        assert!((jain(&[300.0, 0.0, 0.0]) - 1.0 / 3.0).abs() < 1e-9);
+        assert_eq!(jain(&[]), 0.0);
+    }
+
+    #[test]
+    fn run_id_looks_like_a_timestamp() {
+        let id = run_id_now();
+        assert_eq!(id.len(), 15, "{id}");
+        assert!(id.starts_with("20") && id.as_bytes()[8] == b'-');
+    }
+
+    #[test]
+    fn share_nothing_gives_each_tenant_its_own_ports() {
+        let p = preset::find("conclave-vericrypt").unwrap();
+        let o: SocketAddr = "127.0.0.1:8460".parse().unwrap();
+        let deps = cell_deployments(
+            p,
+            1,
+            Tenancy::ShareNothing,
+            3,
+            8440,
+            o,
+            Path::new("/c"),
+            Path::new("/h"),
+            Path::new("/d"),
+        )
+        .unwrap();
+        assert_eq!(deps.len(), 3);
+        assert_eq!(deps[2].edge.site[0].listen.port(), 8442);
+        assert_eq!(deps[2].keyserver.as_ref().unwrap().listen.port(), 8472);
+        assert_eq!(deps[2].fileserver.as_ref().unwrap().listen.port(), 8512);
+        for d in &deps {
+            d.validate().unwrap();
+        }
+        let shared = cell_deployments(
+            p,
+            1,
+            Tenancy::ShareEdge,
+            3,
+            8440,
+            o,
+            Path::new("/c"),
+            Path::new("/h"),
+            Path::new("/d"),
+        )
+        .unwrap();
+        assert_eq!(shared.len(), 1);
+        assert_eq!(shared[0].edge.site.len(), 3);
+    }
+}

@@ -1,0 +1,246 @@
+//! `conclave ab` against real ApacheBench: both load the same stock nginx
+//! (Debian's, generated config, certificate from `conclave certs`) and must
+//! agree on request counts, failure counts, non-2xx counts and document length.
+
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_conclave");
+
+/// Kills the whole process group (nginx master and workers) on drop.
+struct Group(Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let pgid = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &pgid]).status();
+        let _ = self.0.wait();
+    }
+}
+
+fn tool(name: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn nginx_path() -> Option<PathBuf> {
+    ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+fn start_nginx(dir: &Path, port: u16) -> Group {
+    let certs = dir.join("certs");
+    let html = dir.join("html");
+    run_ok(Command::new(BIN).arg("certs").arg("--out").arg(&certs));
+    run_ok(Command::new(BIN).arg("content").arg("--out").arg(&html));
+    let user = if run_ok(Command::new("id").arg("-u")).trim() == "0" {
+        "user root;"
+    } else {
+        ""
+    };
+    let d = dir.display();
+    let conf = format!(
+        "{user}\ndaemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{\n access_log off;\n client_body_temp_path {d}/tmp_body;\n proxy_temp_path {d}/tmp_proxy;\n\
+         fastcgi_temp_path {d}/tmp_fcgi;\n uwsgi_temp_path {d}/tmp_uwsgi;\n scgi_temp_path {d}/tmp_scgi;\n\
+         keepalive_timeout 65;\n\
+         server {{\n  listen 127.0.0.1:{port} ssl;\n  server_name localhost;\n\
+         ssl_protocols TLSv1.2 TLSv1.3;\n  ssl_certificate {c}/server.crt;\n  ssl_certificate_key {c}/server.key;\n  root {h};\n }}\n}}\n",
+        c = certs.display(),
+        h = html.display()
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let child = Command::new(nginx_path().unwrap())
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .stdin(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let g = Group(child);
+    let t0 = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "nginx did not start: {:?}",
+            std::fs::read_to_string(dir.join("error.log"))
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    g
+}
+
+/// The numbers both tools print, read from ab's text layout.
+#[derive(Debug, PartialEq)]
+struct Summary {
+    complete: u64,
+    failed: u64,
+    non_2xx: u64,
+    doc_len: u64,
+    html: u64,
+}
+
+fn field(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn summary(text: &str) -> Summary {
+    let get = |n: &str| field(text, n).unwrap_or_else(|| panic!("no {n:?} in:\n{text}"));
+    Summary {
+        complete: get("Complete requests:"),
+        failed: get("Failed requests:"),
+        non_2xx: field(text, "Non-2xx responses:").unwrap_or(0),
+        doc_len: get("Document Length:"),
+        html: get("HTML transferred:"),
+    }
+}
+
+#[test]
+fn agrees_with_apachebench_on_counts_and_lengths() {
+    if !tool("ab") || nginx_path().is_none() {
+        panic!("this test needs ApacheBench and nginx: apt-get install apache2-utils nginx");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _nginx = start_nginx(dir.path(), port);
+    let cases: [(&str, &[&str]); 5] = [
+        ("/1k.txt", &["-n", "200", "-c", "8"]),
+        ("/100k.txt", &["-n", "60", "-c", "4"]),
+        ("/missing.txt", &["-n", "40", "-c", "5"]),
+        ("/10k.txt", &["-n", "100", "-c", "4", "-k"]),
+        ("/1k.txt", &["-n", "20", "-c", "2", "-i"]),
+    ];
+    for (path, flags) in cases {
+        let url = format!("https://127.0.0.1:{port}{path}");
+        let theirs = summary(&run_ok(Command::new("ab").args(flags).arg(&url)));
+        let ours_text = run_ok(
+            Command::new(BIN)
+                .arg("ab")
+                .arg("--insecure")
+                .args(flags)
+                .arg(&url),
+        );
+        let ours = summary(&ours_text);
+        assert_eq!(ours, theirs, "{path} {flags:?}\nours:\n{ours_text}");
+        let n: u64 = flags[1].parse().unwrap();
+        assert_eq!(ours.complete, n);
+        assert_eq!(ours.failed, 0);
+        if path == "/missing.txt" {
+            assert_eq!(ours.non_2xx, n);
+        } else {
+            assert_eq!(ours.non_2xx, 0);
+        }
+        if flags.contains(&"-k") {
+            let ka = field(&ours_text, "Keep-Alive requests:").unwrap();
+            assert!(ka > 0, "keep-alive was not used:\n{ours_text}");
+        } else {
+            // One full handshake per request, no resumption.
+            assert!(
+                ours_text.contains(&format!("TLS handshakes:         {n} full, 0 resumed")),
+                "{ours_text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn verifies_the_conclave_ca_and_counts_connect_failures() {
+    if nginx_path().is_none() {
+        panic!("this test needs nginx: apt-get install nginx");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _nginx = start_nginx(dir.path(), port);
+    let url = format!("https://127.0.0.1:{port}/1k.txt");
+    let ca = dir.path().join("certs/root.crt");
+    for tls in ["1.2", "1.3"] {
+        let text = run_ok(
+            Command::new(BIN)
+                .args(["ab", "-n", "20", "-c", "2", "--tls", tls, "--cacert"])
+                .arg(&ca)
+                .arg(&url),
+        );
+        assert_eq!(summary(&text).failed, 0, "{text}");
+        assert_eq!(summary(&text).doc_len, 1024);
+        let want = if tls == "1.2" { "TLSv1_2" } else { "TLSv1_3" };
+        assert!(text.contains(want), "{text}");
+    }
+    // -t stops on time; -e writes ab's percentile CSV.
+    let csv = dir.path().join("pct.csv");
+    let text = run_ok(
+        Command::new(BIN)
+            .args(["ab", "-t", "1", "-c", "2", "--insecure", "-e"])
+            .arg(&csv)
+            .arg(&url),
+    );
+    let s = summary(&text);
+    assert!(s.complete > 0 && s.failed == 0, "{text}");
+    let table = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(table.lines().next(), Some("Percentage served,Time in ms"));
+    assert_eq!(table.lines().count(), 102);
+    // With resumption allowed, later handshakes resume.
+    let text = run_ok(
+        Command::new(BIN)
+            .args(["ab", "-n", "20", "-c", "1", "--resume", "--cacert"])
+            .arg(&ca)
+            .arg(&url),
+    );
+    assert!(!text.contains(" 0 resumed"), "{text}");
+    // A CA that did not issue the server's certificate: every request fails to connect.
+    let other = dir.path().join("other");
+    run_ok(Command::new(BIN).arg("certs").arg("--out").arg(&other));
+    let text = run_ok(
+        Command::new(BIN)
+            .args(["ab", "-n", "10", "-c", "2", "--cacert"])
+            .arg(other.join("root.crt"))
+            .arg(&url),
+    );
+    let s = summary(&text);
+    assert_eq!((s.complete, s.failed), (10, 10), "{text}");
+    assert!(
+        text.contains("(Connect: 10, Receive: 0, Length: 0, Exceptions: 0)"),
+        "{text}"
+    );
+    // https without a trust choice is a clear error.
+    let out = Command::new(BIN)
+        .args(["ab", "-n", "1"])
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cacert"));
+}

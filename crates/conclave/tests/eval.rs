@@ -1,0 +1,399 @@
+//! `conclave up` and `conclave eval` as a user runs them: `up` starts a
+//! deployment and leaves no process behind when it is stopped or when one
+//! of its processes dies; `eval` writes the data, the plots and an HTML
+//! report that headless Chromium renders with every plot loaded.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_conclave");
+
+/// Kills a started process on drop (its own children are its job: that is what is tested).
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn nginx_installed() -> bool {
+    Path::new("/usr/sbin/nginx").exists() || Path::new("/usr/bin/nginx").exists()
+}
+
+/// A base port with the first 80 ports after it free right now.
+fn base_port() -> u16 {
+    loop {
+        let p = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !(1100..=64_900).contains(&p) {
+            continue;
+        }
+        if (0..80).all(|i| TcpListener::bind(("127.0.0.1", p + i)).is_ok()) {
+            return p;
+        }
+    }
+}
+
+/// Process ids whose process group is one of `pgids`.
+fn members_of(pgids: &[u32]) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // Fields after the parenthesised command: state ppid pgrp ...
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.first() == Some(&"Z") {
+            continue;
+        }
+        if let Some(pgrp) = f.get(2).and_then(|s| s.parse::<u32>().ok()) {
+            if pgids.contains(&pgrp) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+fn write_deploy(dir: &Path, base: u16) -> PathBuf {
+    let p = dir.join("deploy.toml");
+    let text = format!(
+        "name = \"test\"\n[origin]\nkind = \"nginx\"\nlisten = \"127.0.0.1:{o}\"\n\
+         [edge]\nkind = \"nginx\"\nworkers = 2\n[[edge.site]]\nlisten = \"127.0.0.1:{e}\"\n",
+        o = base + 20,
+        e = base
+    );
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Starts `conclave up` and returns it with the pids it reports, once it says it is up.
+fn start_up(deploy: &Path) -> (Guard, Vec<u32>, BufReader<std::process::ChildStdout>) {
+    let mut child = Command::new(BIN)
+        .arg("up")
+        .arg(deploy)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let guard = Guard(child);
+    let mut pids = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "conclave up ended before it was up"
+        );
+        if let Some(rest) = line.split("(pid ").nth(1) {
+            pids.push(rest.split(')').next().unwrap().parse().unwrap());
+        }
+        if line.contains("is up") {
+            break;
+        }
+    }
+    (guard, pids, out)
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(t0.elapsed() < limit, "process did not exit within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn up_serves_and_leaves_no_process_behind_on_sigterm() {
+    assert!(nginx_installed(), "this test needs nginx: apt-get install nginx");
+    let dir = tempfile::tempdir().unwrap();
+    let base = base_port();
+    let deploy = write_deploy(dir.path(), base);
+    let (mut up, pids, _out) = start_up(&deploy);
+    assert_eq!(pids.len(), 2, "origin and edge");
+    // nginx masters plus their workers (2 for the edge, 1 for the origin).
+    let members = members_of(&pids);
+    assert!(
+        members.len() >= 5,
+        "expected masters and workers, found {members:?}"
+    );
+    // The deployment serves the seed's content through the cache.
+    let ab = Command::new(BIN)
+        .args(["ab", "-n", "20", "-c", "2", "--cacert"])
+        .arg(dir.path().join("certs/root.crt"))
+        .arg(format!("https://127.0.0.1:{base}/10k.txt"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&ab.stdout);
+    assert!(
+        text.contains("Failed requests:        0") && text.contains("Document Length:        10240"),
+        "{text}"
+    );
+    Command::new("kill")
+        .args(["-TERM", &up.0.id().to_string()])
+        .status()
+        .unwrap();
+    let status = wait_exit(&mut up.0, Duration::from_secs(15));
+    assert!(status.success(), "up exited with {status}");
+    let left = members_of(&pids);
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    assert!(
+        TcpStream::connect(("127.0.0.1", base)).is_err(),
+        "the edge port still answers"
+    );
+}
+
+#[test]
+fn up_stops_everything_when_one_process_dies_and_names_it() {
+    assert!(nginx_installed(), "this test needs nginx: apt-get install nginx");
+    let dir = tempfile::tempdir().unwrap();
+    let base = base_port();
+    let deploy = write_deploy(dir.path(), base);
+    let (mut up, pids, _out) = start_up(&deploy);
+    // Kill the origin's master (the first process started) outright.
+    Command::new("kill")
+        .args(["-KILL", &pids[0].to_string()])
+        .status()
+        .unwrap();
+    let status = wait_exit(&mut up.0, Duration::from_secs(15));
+    assert!(!status.success());
+    let left = members_of(&pids);
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+}
+
+#[test]
+fn up_rejects_a_bad_deployment_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("deploy.toml");
+    std::fs::write(&p, "name = \"x\"\n[origin]\nkind = \"nginx\"\nlisten = \"127.0.0.1:1\"\n[edge]\nkind = \"conclave\"\nkey = \"keyserver\"\n[[edge.site]]\nlisten = \"127.0.0.1:2\"\n").unwrap();
+    let out = Command::new(BIN).arg("up").arg(&p).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[keyserver]"), "{err}");
+}
+
+fn chromium() -> Option<&'static str> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {c}")])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+}
+
+#[test]
+fn eval_writes_data_plots_and_a_report_that_chromium_renders() {
+    assert!(nginx_installed(), "this test needs nginx: apt-get install nginx");
+    let browser = chromium().expect("this test needs headless Chromium: apt-get install chromium");
+    let dir = tempfile::tempdir().unwrap();
+    let base = base_port();
+    let out = Command::new(BIN)
+        .args([
+            "eval",
+            "--quiet",
+            "--preset",
+            "nginx",
+            "--preset",
+            "linux",
+            "--preset",
+            "conclave-vericrypt",
+        ])
+        .args([
+            "--sizes",
+            "1k,10k",
+            "--workers",
+            "1,2",
+            "--tenants",
+            "2",
+            "-n",
+            "40",
+            "-c",
+            "4",
+        ])
+        .args(["--base-port", &base.to_string(), "--run-id", "t", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = dir.path().join("t");
+    let csv = std::fs::read_to_string(run.join("cells.csv")).unwrap();
+    let header = csv.lines().next().unwrap();
+    for col in [
+        "preset",
+        "workers",
+        "file",
+        "requests_per_sec",
+        "latency_p99_ms",
+        "failed",
+        "cpu_model",
+        "kernel",
+    ] {
+        assert!(header.split(',').any(|h| h == col), "no {col} column: {header}");
+    }
+    // nginx: 2 workers x 2 files, plus 2 sharing modes x (2 tenants + total).
+    let nginx_rows: Vec<&str> = csv.lines().filter(|l| l.starts_with("nginx,")).collect();
+    assert_eq!(nginx_rows.len(), 4 + 2 * 3, "{csv}");
+    for row in &nginx_rows {
+        assert!(row.contains(",ok,"), "nginx cell not clean: {row}");
+    }
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        md.starts_with("# conclave evaluation"),
+        "nginx is installed, so the title comes first:\n{md}"
+    );
+    // A preset whose servers have not landed is listed, not dropped.
+    assert!(md.contains("conclave-vericrypt"), "{md}");
+    assert!(std::fs::read_dir(run.join("plots")).unwrap().count() >= 4);
+    for f in [
+        "plots/throughput-1k.png",
+        "plots/throughput-1k.svg",
+        "plots/latency-1k.svg",
+        "plots/tenants.png",
+    ] {
+        assert!(
+            std::fs::metadata(run.join(f)).unwrap().len() > 1000,
+            "{f} is empty"
+        );
+    }
+    let page = run.join("report.html");
+    let profile = dir.path().join("chromium-profile");
+    let dom = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+        ])
+        .arg("--disable-dev-shm-usage")
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args([
+            "--allow-file-access-from-files",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    let loaded = dom
+        .split("data-loaded=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no plot check in the rendered page:\n{dom}"));
+    let (ok, total) = loaded
+        .split_once('/')
+        .unwrap_or_else(|| panic!("the page script did not run: {loaded:?}"));
+    assert!(total.parse::<u32>().unwrap() >= 4, "{loaded}");
+    assert_eq!(ok, total, "not every plot rendered: {loaded}");
+    // Redrawing the report from the data gives the same page.
+    let again = Command::new(BIN)
+        .args(["eval", "--report-only"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
+
+/// Processes whose command line mentions `needle` (a run's temp dir).
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            if String::from_utf8_lossy(&cmd).contains(needle) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn eval_interrupted_keeps_finished_results_and_stops_every_server() {
+    assert!(nginx_installed(), "this test needs nginx: apt-get install nginx");
+    let dir = tempfile::tempdir().unwrap();
+    let base = base_port();
+    let mut eval = Guard(
+        Command::new(BIN)
+            .args([
+                "eval",
+                "--quiet",
+                "--preset",
+                "nginx",
+                "--sizes",
+                "1k,10k,100k",
+                "--workers",
+                "1,2",
+            ])
+            .args([
+                "--tenants",
+                "1",
+                "-n",
+                "100000",
+                "-c",
+                "4",
+                "--base-port",
+                &base.to_string(),
+            ])
+            .args(["--run-id", "i", "--out"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let json = dir.path().join("i/cells.json");
+    let t0 = Instant::now();
+    // Wait until the first load is under way (the edge is up), then interrupt.
+    while processes_mentioning(&dir.path().join("i/cells").display().to_string()).is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "eval never started a cell"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    Command::new("kill")
+        .args(["-INT", &eval.0.id().to_string()])
+        .status()
+        .unwrap();
+    let status = wait_exit(&mut eval.0, Duration::from_secs(30));
+    assert!(status.success(), "eval exited with {status}");
+    let left = processes_mentioning(&dir.path().display().to_string());
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    let data = std::fs::read_to_string(&json).unwrap();
+    assert!(data.contains("\"interrupted\": true"), "{data}");
+    let md = std::fs::read_to_string(dir.path().join("i/report.md")).unwrap();
+    assert!(md.contains("interrupted"), "{md}");
+}
