@@ -1,0 +1,404 @@
+//! Cache mode: the proxy cache in front of an origin (nginx `proxy_cache`).
+//!
+//! The index lives in a shared segment (`keys_zone`), bodies in `Storage` files
+//! named by the key hash; small hot bodies are mirrored in worker memory and
+//! checked against the index version on every hit. Concurrent misses for one key
+//! share one origin fetch (single-flight within a worker).
+
+use crate::cache_file;
+use crate::cache_index::{Index, KeyHash, Lookup, Policy};
+use crate::config::CacheConfig;
+use crate::entity::{content_type_for, respond, Body, Entity};
+use crate::shared::{SharedSegment, SharedState};
+use crate::storage::Storage;
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::OnceCell;
+
+/// Largest origin body the edge accepts (bigger -> 502).
+const MAX_ORIGIN_BODY: usize = 256 << 20;
+
+/// Headers of an origin response kept in the cache and sent on hits.
+const KEPT: [&str; 5] = [
+    "content-type",
+    "etag",
+    "last-modified",
+    "cache-control",
+    "expires",
+];
+
+fn cache_status(s: &'static str) -> Option<(HeaderName, HeaderValue)> {
+    Some((
+        HeaderName::from_static("x-cache-status"),
+        HeaderValue::from_static(s),
+    ))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+/// The result of one origin fetch, shared by the requests that waited for it.
+#[derive(Debug)]
+struct Fetched {
+    status: StatusCode,
+    entity: Arc<Entity>,
+    /// Safe to hand to other clients (no Set-Cookie / private).
+    shareable: bool,
+}
+
+/// One site's cache.
+pub struct Cache {
+    cfg: CacheConfig,
+    policy: Policy,
+    origin: String,
+    storage: Arc<dyn Storage>,
+    zone: Arc<dyn SharedSegment>,
+    client: Client<HttpConnector, Empty<Bytes>>,
+    inflight: Mutex<HashMap<KeyHash, Arc<OnceCell<Arc<Fetched>>>>>,
+    mem: Mutex<MemMirror>,
+}
+
+#[derive(Default)]
+struct MemMirror {
+    map: HashMap<KeyHash, (u64, Arc<Entity>)>,
+    bytes: u64,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("cfg", &self.cfg)
+            .field("origin", &self.origin)
+            .finish()
+    }
+}
+
+/// A cache setup failure.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The zone could not be opened.
+    #[error(transparent)]
+    Shared(#[from] crate::shared::SharedError),
+}
+
+impl Cache {
+    /// A cache storing under `storage`, indexing in `shared`'s zone, fetching from `origin` (`host:port`).
+    pub fn new(
+        cfg: CacheConfig,
+        origin: String,
+        storage: Arc<dyn Storage>,
+        shared: &dyn SharedState,
+    ) -> Result<Cache, CacheError> {
+        let zone = shared.open(&cfg.zone_name, cfg.zone_size)?;
+        let policy = Policy {
+            valid_ms: cfg.valid.as_millis() as u64,
+            inactive_ms: cfg.inactive.as_millis() as u64,
+            max_size: cfg.max_size,
+            min_uses: cfg.min_uses,
+        };
+        let mut conn = HttpConnector::new();
+        conn.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(256)
+            .build(conn);
+        Ok(Cache {
+            cfg,
+            policy,
+            origin,
+            storage,
+            zone,
+            client,
+            inflight: Mutex::new(HashMap::new()),
+            mem: Mutex::new(MemMirror::default()),
+        })
+    }
+
+    fn with_index<R>(&self, f: impl FnOnce(&mut Index<'_>) -> R) -> Option<R> {
+        let mut f = Some(f);
+        let mut out = None;
+        let r = self.zone.with_locked(&mut |seg| {
+            if let Some(f) = f.take() {
+                out = Some(f(&mut Index::open(seg)));
+            }
+        });
+        if let Err(e) = r {
+            tracing::error!("cache zone {}: {e}", self.cfg.zone_name);
+        }
+        out
+    }
+
+    fn file_name(hash: &KeyHash) -> String {
+        let h = hex::encode(hash);
+        format!("{}/{}/{}", &h[30..], &h[28..30], h)
+    }
+
+    fn forget_files(&self, evicted: &[KeyHash]) {
+        if evicted.is_empty() {
+            return;
+        }
+        let mut mem = self.mem.lock().unwrap_or_else(|p| p.into_inner());
+        for k in evicted {
+            if let Some((_, e)) = mem.map.remove(k) {
+                mem.bytes -= e.body.len() as u64;
+            }
+            if let Err(e) = self.storage.remove(&Self::file_name(k)) {
+                tracing::warn!("cache: removing an evicted file: {e}");
+            }
+        }
+    }
+
+    fn remember(&self, hash: KeyHash, version: u64, e: Arc<Entity>) {
+        let mut mem = self.mem.lock().unwrap_or_else(|p| p.into_inner());
+        let len = e.body.len() as u64;
+        if len > (1 << 20) {
+            return;
+        }
+        // Bounded like the disk cache; entries evicted by other workers age out here.
+        if mem.bytes + len > self.cfg.max_size.max(1 << 20) {
+            mem.map.clear();
+            mem.bytes = 0;
+        }
+        if let Some((_, old)) = mem.map.insert(hash, (version, e)) {
+            mem.bytes -= old.body.len() as u64;
+        }
+        mem.bytes += len;
+    }
+
+    /// Reads a stored generation: from memory, else from storage.
+    fn load(&self, key: &str, hash: &KeyHash, version: u64) -> Option<Arc<Entity>> {
+        {
+            let mem = self.mem.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((v, e)) = mem.map.get(hash) {
+                if *v == version {
+                    return Some(e.clone());
+                }
+            }
+        }
+        let name = Self::file_name(hash);
+        let data = match self.storage.read_all(&name) {
+            Ok((_, d)) => d,
+            Err(e) => {
+                tracing::warn!("cache: reading {name}: {e}");
+                return None;
+            }
+        };
+        let file = match cache_file::decode(key, data) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!("cache: {name}: {e}");
+                return None;
+            }
+        };
+        let e = Arc::new(entity_from_headers(key, &file.headers, file.body));
+        self.remember(*hash, version, e.clone());
+        Some(e)
+    }
+
+    /// Answers a GET/HEAD for `key` (path and query) from the cache or the origin.
+    pub async fn handle(&self, method: &Method, req_headers: &http::HeaderMap, key: &str) -> Response<Body> {
+        let hash: KeyHash = {
+            let d = Sha256::digest(key.as_bytes());
+            let mut h = [0u8; 16];
+            h.copy_from_slice(&d[..16]);
+            h
+        };
+        let now = now_ms();
+        let mut evicted = Vec::new();
+        let looked = self.with_index(|ix| ix.lookup(&hash, now, &self.policy, &mut evicted));
+        self.forget_files(&evicted);
+        let (label, store) = match looked {
+            Some(Lookup::Hit { version }) => {
+                if let Some(e) = self.load(key, &hash, version) {
+                    return respond(method, req_headers, &e, cache_status("HIT"));
+                }
+                self.with_index(|ix| ix.remove(&hash));
+                ("MISS", true)
+            }
+            Some(Lookup::Expired) => ("EXPIRED", true),
+            Some(Lookup::Miss { store }) => ("MISS", store),
+            None => ("MISS", false),
+        };
+        let (fetched, mine) = self.fetch_once(key, hash, store).await;
+        // A private answer fetched for another client is not ours to see.
+        let f = if fetched.shareable || mine {
+            fetched
+        } else {
+            self.fetch(key, hash, store).await
+        };
+        if f.status == StatusCode::OK {
+            respond(method, req_headers, &f.entity, cache_status(label))
+        } else {
+            let mut r = respond(
+                &Method::GET,
+                &http::HeaderMap::new(),
+                &f.entity,
+                cache_status(label),
+            );
+            *r.status_mut() = f.status;
+            if method == Method::HEAD {
+                *r.body_mut() = Body::new(Bytes::new());
+            }
+            r
+        }
+    }
+
+    /// Single-flight: one fetch per key at a time; the others wait for its result.
+    async fn fetch_once(&self, key: &str, hash: KeyHash, store: bool) -> (Arc<Fetched>, bool) {
+        let cell = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            inflight
+                .entry(hash)
+                .or_insert_with(|| Arc::new(OnceCell::new()))
+                .clone()
+        };
+        let mut mine = false;
+        let f = cell
+            .get_or_init(|| {
+                mine = true;
+                self.fetch(key, hash, store)
+            })
+            .await
+            .clone();
+        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if inflight.get(&hash).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            inflight.remove(&hash);
+        }
+        (f, mine)
+    }
+
+    async fn fetch(&self, key: &str, hash: KeyHash, store: bool) -> Arc<Fetched> {
+        match self.fetch_origin(key).await {
+            Ok((status, headers, body)) => {
+                let cacheable = status == StatusCode::OK && is_cacheable(&headers);
+                let kept: Vec<(String, String)> = headers
+                    .iter()
+                    .filter(|(k, _)| KEPT.contains(&k.as_str()))
+                    .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+                    .collect();
+                let shareable =
+                    !headers.contains_key(header::SET_COOKIE) && !cc_has(&headers, &["private", "no-store"]);
+                let entity = Arc::new(entity_from_headers(key, &kept, body.clone()));
+                if cacheable && store {
+                    self.store(key, hash, &kept, &body, entity.clone());
+                }
+                Arc::new(Fetched {
+                    status,
+                    entity,
+                    shareable,
+                })
+            }
+            Err(e) => {
+                tracing::error!("cache: origin {} for {key}: {e}", self.origin);
+                let body = Bytes::from_static(b"502 Bad Gateway\n");
+                let entity = Entity {
+                    body,
+                    content_type: HeaderValue::from_static("text/plain"),
+                    etag: None,
+                    last_modified: None,
+                    extra: Vec::new(),
+                };
+                Arc::new(Fetched {
+                    status: StatusCode::BAD_GATEWAY,
+                    entity: Arc::new(entity),
+                    shareable: true,
+                })
+            }
+        }
+    }
+
+    fn store(&self, key: &str, hash: KeyHash, kept: &[(String, String)], body: &Bytes, e: Arc<Entity>) {
+        if body.len() as u64 > self.policy.max_size {
+            return;
+        }
+        let name = Self::file_name(&hash);
+        if let Err(err) = self
+            .storage
+            .write_atomic(&name, &cache_file::encode(key, kept, body))
+        {
+            tracing::error!("cache: writing {name}: {err}");
+            return;
+        }
+        let mut evicted = Vec::new();
+        let now = now_ms();
+        let v = self
+            .with_index(|ix| ix.commit(&hash, body.len() as u64, now, &self.policy, &mut evicted))
+            .flatten();
+        self.forget_files(&evicted);
+        match v {
+            Some(v) => self.remember(hash, v, e),
+            None => {
+                let _ = self.storage.remove(&name);
+            }
+        }
+    }
+
+    async fn fetch_origin(&self, key: &str) -> Result<(StatusCode, http::HeaderMap, Bytes), String> {
+        let uri = format!("http://{}{}", self.origin, key);
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(&uri)
+            .header(header::HOST, &self.origin)
+            .body(Empty::new())
+            .map_err(|e| e.to_string())?;
+        let resp = self.client.request(req).await.map_err(|e| format!("{e}"))?;
+        let (parts, body) = resp.into_parts();
+        let body = Limited::new(body, MAX_ORIGIN_BODY)
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((parts.status, parts.headers, body))
+    }
+}
+
+fn cc_has(h: &http::HeaderMap, words: &[&str]) -> bool {
+    h.get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .map(|d| d.trim().split('=').next().unwrap_or("").to_ascii_lowercase())
+                .any(|d| words.contains(&d.as_str()))
+        })
+}
+
+/// Whether an origin 200 may be stored (nginx: no Set-Cookie, not private/no-store/no-cache).
+fn is_cacheable(h: &http::HeaderMap) -> bool {
+    !h.contains_key(header::SET_COOKIE)
+        && !cc_has(h, &["no-store", "private", "no-cache"])
+        && h.get(header::VARY).is_none_or(|v| v.as_bytes() != b"*")
+}
+
+fn entity_from_headers(key: &str, headers: &[(String, String)], body: Bytes) -> Entity {
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .and_then(|(_, v)| HeaderValue::from_str(v).ok())
+    };
+    let path = key.split('?').next().unwrap_or(key);
+    let extra = ["cache-control", "expires"]
+        .iter()
+        .filter_map(|n| Some((HeaderName::from_static(n), get(n)?)))
+        .collect();
+    Entity {
+        content_type: get("content-type").unwrap_or_else(|| content_type_for(path)),
+        etag: get("etag"),
+        last_modified: get("last-modified")
+            .and_then(|v| Some((httpdate::parse_http_date(v.to_str().ok()?).ok()?, v))),
+        body,
+        extra,
+    }
+}

@@ -1,0 +1,73 @@
+//! The `KeySource` seam: how a site's TLS handshakes get signed.
+//!
+//! A key source yields the `CertifiedKey` (chain + `SigningKey`) of a site. The
+//! local implementation loads a PEM key file; a key-server implementation returns a
+//! `RemoteSigningKey` whose `sign` is an RPC, and the HTTP code does not change.
+
+use rustls::crypto::CryptoProvider;
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A key-source failure.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// A PEM file could not be read or parsed.
+    #[error("{path}: {message}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        message: String,
+    },
+    /// rustls refused the key or the pair.
+    #[error("{0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// Produces the certified key of one site.
+pub trait KeySource: Send + Sync {
+    /// The chain and signing key the TLS server presents.
+    fn certified_key(&self, provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, KeyError>;
+}
+
+/// Reads a PEM certificate chain.
+pub fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, KeyError> {
+    let pem = |message: String| KeyError::Pem {
+        path: path.into(),
+        message,
+    };
+    let chain = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem(e.to_string()))?;
+    if chain.is_empty() {
+        return Err(pem("no certificate in file".into()));
+    }
+    Ok(chain)
+}
+
+/// A certificate chain and a PEM private-key file on the host (`key = "FILE"`).
+#[derive(Debug, Clone)]
+pub struct KeyFile {
+    /// PEM certificate chain.
+    pub certificate: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+impl KeySource for KeyFile {
+    fn certified_key(&self, provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, KeyError> {
+        let chain = load_chain(&self.certificate)?;
+        let der = PrivateKeyDer::from_pem_file(&self.key).map_err(|e| KeyError::Pem {
+            path: self.key.clone(),
+            message: e.to_string(),
+        })?;
+        let key = provider.key_provider.load_private_key(der)?;
+        let ck = CertifiedKey::new(chain, key);
+        ck.keys_match()?;
+        Ok(Arc::new(ck))
+    }
+}

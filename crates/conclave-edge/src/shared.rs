@@ -1,0 +1,113 @@
+//! The `SharedState` seam: named memory files shared by the worker processes.
+//!
+//! A memory file is a named lock with a fixed-size segment. Taking the lock pulls
+//! the canonical copy of the segment, releasing it publishes the (possibly changed)
+//! copy: exactly the operations of the memory servers (smdish, smuf, smc), so a
+//! remote implementation plugs in behind the same two traits. The in-process
+//! implementation serves one worker.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// A shared-state failure.
+#[derive(Debug, thiserror::Error)]
+pub enum SharedError {
+    /// The same name was opened with another size.
+    #[error("memory file {name:?} exists with size {have}, asked for {want}")]
+    SizeMismatch {
+        /// Name of the memory file.
+        name: String,
+        /// Its size.
+        have: usize,
+        /// The size asked for.
+        want: usize,
+    },
+    /// The backend failed (I/O, RPC).
+    #[error("memory file {name:?}: {message}")]
+    Backend {
+        /// Name of the memory file.
+        name: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// Where cross-worker state lives.
+pub trait SharedState: Send + Sync + 'static {
+    /// Opens (creating, zero-filled, if needed) the memory file `name` of `size` bytes.
+    fn open(&self, name: &str, size: usize) -> Result<Arc<dyn SharedSegment>, SharedError>;
+}
+
+/// One memory file: a lock and its segment.
+pub trait SharedSegment: Send + Sync {
+    /// Locks, gives `f` the canonical segment bytes, then publishes and unlocks.
+    /// `f` runs with the lock held; keep it short and never await in it.
+    fn with_locked(&self, f: &mut dyn FnMut(&mut [u8])) -> Result<(), SharedError>;
+}
+
+/// In-process memory files (the `local` kind).
+#[derive(Default, Debug)]
+pub struct LocalSharedState {
+    files: Mutex<HashMap<String, Arc<LocalSegment>>>,
+}
+
+impl LocalSharedState {
+    /// An empty set of memory files.
+    pub fn new() -> LocalSharedState {
+        LocalSharedState::default()
+    }
+}
+
+/// An in-process memory file: the lock is a mutex, the segment its contents.
+#[derive(Debug)]
+pub struct LocalSegment {
+    bytes: Mutex<Vec<u8>>,
+}
+
+impl SharedState for LocalSharedState {
+    fn open(&self, name: &str, size: usize) -> Result<Arc<dyn SharedSegment>, SharedError> {
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let seg = files
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                Arc::new(LocalSegment {
+                    bytes: Mutex::new(vec![0; size]),
+                })
+            })
+            .clone();
+        let have = seg.bytes.lock().unwrap_or_else(|p| p.into_inner()).len();
+        if have != size {
+            return Err(SharedError::SizeMismatch {
+                name: name.into(),
+                have,
+                want: size,
+            });
+        }
+        Ok(seg)
+    }
+}
+
+impl SharedSegment for LocalSegment {
+    fn with_locked(&self, f: &mut dyn FnMut(&mut [u8])) -> Result<(), SharedError> {
+        let mut g = self.bytes.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_segments_are_shared_by_name_and_sized() {
+        let s = LocalSharedState::new();
+        let a = s.open("Z", 32).unwrap();
+        a.with_locked(&mut |b| b[0] = 7).unwrap();
+        let b = s.open("Z", 32).unwrap();
+        let mut seen = 0;
+        b.with_locked(&mut |b| seen = b[0]).unwrap();
+        assert_eq!(seen, 7);
+        assert!(matches!(s.open("Z", 64), Err(SharedError::SizeMismatch { .. })));
+    }
+}

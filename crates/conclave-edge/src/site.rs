@@ -1,0 +1,124 @@
+//! One site's request handling: limits, method, path, then standalone or cache.
+
+use crate::access_log::AccessLog;
+use crate::cache::Cache;
+use crate::entity::{respond, status_response, Body, Entity};
+use crate::path::normalize;
+use crate::storage::Storage;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Largest request body announced before the edge answers 413.
+pub const MAX_BODY: u64 = 1 << 20;
+
+/// What a site serves from.
+pub enum Backend {
+    /// Files of a docroot.
+    Static(Arc<dyn Storage>),
+    /// A proxy cache.
+    Cache(Box<Cache>),
+}
+
+/// One configured site (standalone, cache or origin).
+pub struct Site {
+    /// What it serves from.
+    pub backend: Backend,
+    /// Longest accepted request target.
+    pub max_uri_length: usize,
+    /// Headers added to every file response (the origin's `Cache-Control`).
+    pub add_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Access log, if on.
+    pub access_log: Option<Arc<AccessLog>>,
+}
+
+impl Site {
+    /// Answers one request.
+    pub async fn handle(&self, req: Request<hyper::body::Incoming>, peer: SocketAddr) -> Response<Body> {
+        use hyper::body::Body as _;
+        let (parts, body) = req.into_parts();
+        let announced = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if !body.is_end_stream() && announced.is_none_or(|n| n <= MAX_BODY) {
+            // Read a small body before answering: an HTTP/2 client whose stream is
+            // reset mid-upload reports an error instead of our status.
+            let _ =
+                http_body_util::BodyExt::collect(http_body_util::Limited::new(body, MAX_BODY as usize)).await;
+        }
+        let req = Request::from_parts(parts, ());
+        let resp = self.answer(&req).await;
+        if let Some(log) = &self.access_log {
+            log.record(peer, &req, &resp);
+        }
+        resp
+    }
+
+    async fn answer(&self, req: &Request<()>) -> Response<Body> {
+        let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        if target.len() > self.max_uri_length {
+            return status_response(StatusCode::URI_TOO_LONG);
+        }
+        let body_len = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if body_len.is_some_and(|n| n > MAX_BODY) {
+            return status_response(StatusCode::PAYLOAD_TOO_LARGE);
+        }
+        let method = req.method();
+        if method != Method::GET && method != Method::HEAD {
+            return status_response(StatusCode::METHOD_NOT_ALLOWED);
+        }
+        let clean = match normalize(req.uri().path()) {
+            Ok(c) => c,
+            Err(_) => return status_response(StatusCode::BAD_REQUEST),
+        };
+        match &self.backend {
+            Backend::Static(storage) => self.serve_file(storage.as_ref(), req, &clean.rel, clean.dir),
+            Backend::Cache(cache) => cache.handle(method, req.headers(), target).await,
+        }
+    }
+
+    fn serve_file<B>(&self, storage: &dyn Storage, req: &Request<B>, rel: &str, dir: bool) -> Response<Body> {
+        let mut name = if dir || rel.is_empty() {
+            if rel.is_empty() {
+                "index.html".to_string()
+            } else {
+                format!("{rel}/index.html")
+            }
+        } else {
+            rel.to_string()
+        };
+        let mut read = storage.read_all(&name);
+        if let Ok((m, _)) = &read {
+            if m.is_dir {
+                name = format!("{rel}/index.html");
+                read = storage.read_all(&name);
+            }
+        }
+        match read {
+            Ok((meta, body)) if !meta.is_dir => {
+                let mut e = Entity::for_file(&name, body, meta.modified);
+                e.extra.clone_from(&self.add_headers);
+                respond(req.method(), req.headers(), &e, None)
+            }
+            Ok(_) => status_response(StatusCode::NOT_FOUND),
+            Err(e) => match e.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => {
+                    status_response(StatusCode::NOT_FOUND)
+                }
+                std::io::ErrorKind::PermissionDenied => status_response(StatusCode::FORBIDDEN),
+                std::io::ErrorKind::InvalidInput => status_response(StatusCode::BAD_REQUEST),
+                _ => {
+                    tracing::error!("reading {name}: {e}");
+                    status_response(StatusCode::INTERNAL_SERVER_ERROR)
+                }
+            },
+        }
+    }
+}

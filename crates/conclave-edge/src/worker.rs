@@ -1,0 +1,183 @@
+//! One worker process: builds the sites of the config and serves them until told
+//! to stop (SIGTERM, SIGINT, or EOF on stdin, i.e. the master is gone).
+
+use crate::access_log::AccessLog;
+use crate::cache::Cache;
+use crate::config::{EdgeConfig, KeyConfig, Mode, SharedConfig, StorageConfig};
+use crate::keysource::{KeyFile, KeySource};
+use crate::server::{accept_loop, bind_reuseport, Limits, Listener};
+use crate::shared::{LocalSharedState, SharedState};
+use crate::site::{Backend, Site};
+use crate::storage::{HostStorage, Storage};
+use crate::EdgeError;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::sync::Arc;
+use tokio::sync::{watch, Semaphore};
+
+/// Builds a runtime with the configured number of threads.
+pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+}
+
+/// Stops when SIGTERM or SIGINT arrives, or (if `watch_stdin`) stdin reaches EOF.
+pub fn stop_signal(
+    watch_stdin: bool,
+) -> Result<(Arc<watch::Sender<bool>>, watch::Receiver<bool>), EdgeError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = watch::channel(false);
+    let tx = Arc::new(tx);
+    if watch_stdin {
+        let tx = tx.clone();
+        std::thread::Builder::new()
+            .name("master-watch".into())
+            .spawn(move || {
+                use std::io::Read;
+                let mut buf = [0u8; 64];
+                let mut stdin = std::io::stdin();
+                loop {
+                    match stdin.read(&mut buf) {
+                        Ok(0) => break,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            tracing::warn!("reading stdin (the master's pipe): {e}");
+                            break;
+                        }
+                        Ok(_) => {}
+                    }
+                }
+                tracing::debug!("stdin closed: stopping");
+                let _ = tx.send(true);
+            })
+            .map_err(|e| EdgeError::io("starting the stdin watcher", e))?;
+    }
+    let mut term = signal(SignalKind::terminate()).map_err(|e| EdgeError::io("SIGTERM handler", e))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| EdgeError::io("SIGINT handler", e))?;
+    let tx2 = tx.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::debug!("signal: stopping");
+        let _ = tx2.send(true);
+    });
+    Ok((tx, rx))
+}
+
+/// Serves `cfg` in this process until stopped; `watch_stdin` makes EOF on stdin a stop.
+pub fn run_worker(cfg: &EdgeConfig, watch_stdin: bool) -> Result<(), EdgeError> {
+    let rt = runtime(cfg.worker_threads).map_err(|e| EdgeError::io("building the runtime", e))?;
+    rt.block_on(serve(cfg, watch_stdin))
+}
+
+async fn serve(cfg: &EdgeConfig, watch_stdin: bool) -> Result<(), EdgeError> {
+    let (_stopper, stop) = stop_signal(watch_stdin)?;
+    let shared: Arc<dyn SharedState> = match cfg.shared {
+        SharedConfig::Local => Arc::new(LocalSharedState::new()),
+    };
+    let access_log = match &cfg.access_log {
+        Some(p) => {
+            Some(Arc::new(AccessLog::open(p).map_err(|e| {
+                EdgeError::io(format!("access log {}", p.display()), e)
+            })?))
+        }
+        None => None,
+    };
+    let limits = Arc::new(Limits {
+        header_timeout: cfg.client_header_timeout,
+        keepalive_timeout: cfg.keepalive_timeout,
+        max_header_bytes: cfg.max_header_bytes,
+    });
+    let cap = Arc::new(Semaphore::new(cfg.worker_connections));
+    let graceful = Arc::new(GracefulShutdown::new());
+    let mut loops = Vec::new();
+    for s in &cfg.servers {
+        let backend = match s.mode {
+            Mode::Standalone => {
+                let root = s
+                    .root
+                    .as_ref()
+                    .ok_or_else(|| EdgeError::Setup("standalone site without root".into()))?;
+                let st: Arc<dyn Storage> = match cfg.storage {
+                    StorageConfig::Host => Arc::new(
+                        HostStorage::new(root, false)
+                            .map_err(|e| EdgeError::io(format!("root {}", root.display()), e))?,
+                    ),
+                };
+                Backend::Static(st)
+            }
+            Mode::Cache => {
+                let c = s
+                    .cache
+                    .clone()
+                    .ok_or_else(|| EdgeError::Setup("cache site without [server.cache]".into()))?;
+                let origin = s
+                    .proxy_pass
+                    .clone()
+                    .ok_or_else(|| EdgeError::Setup("cache site without proxy_pass".into()))?;
+                let st: Arc<dyn Storage> = match cfg.storage {
+                    StorageConfig::Host => Arc::new(
+                        HostStorage::new(&c.path, true)
+                            .map_err(|e| EdgeError::io(format!("cache path {}", c.path.display()), e))?,
+                    ),
+                };
+                Backend::Cache(Box::new(Cache::new(c, origin, st, shared.as_ref())?))
+            }
+        };
+        let keys: Box<dyn KeySource> = match &s.tls.key {
+            KeyConfig::File(k) => Box::new(KeyFile {
+                certificate: s.tls.certificate.clone(),
+                key: k.clone(),
+            }),
+        };
+        let tls = crate::tls::server_config(&s.tls, keys.as_ref())?;
+        let tcp = bind_reuseport(s.listen).map_err(|e| EdgeError::io(format!("listen {}", s.listen), e))?;
+        let site = Arc::new(Site {
+            backend,
+            max_uri_length: cfg.max_uri_length,
+            add_headers: Vec::new(),
+            access_log: access_log.clone(),
+        });
+        let l = Listener {
+            tcp,
+            tls: Some(tokio_rustls::TlsAcceptor::from(tls)),
+            site,
+        };
+        loops.push(tokio::spawn(accept_loop(
+            l,
+            limits.clone(),
+            cap.clone(),
+            graceful.clone(),
+            stop.clone(),
+        )));
+    }
+    tracing::debug!(
+        "worker {} serving {} site(s)",
+        std::process::id(),
+        cfg.servers.len()
+    );
+    for l in loops {
+        let _ = l.await;
+    }
+    finish(graceful, cfg.graceful_timeout).await;
+    Ok(())
+}
+
+/// Lets in-flight requests finish, up to `grace`.
+pub async fn finish(graceful: Arc<GracefulShutdown>, grace: std::time::Duration) {
+    match Arc::try_unwrap(graceful) {
+        Ok(g) => {
+            if tokio::time::timeout(grace, g.shutdown()).await.is_err() {
+                tracing::warn!("graceful shutdown timed out; closing remaining connections");
+            }
+        }
+        Err(_) => tracing::warn!("connections still referenced at shutdown"),
+    }
+}
