@@ -161,15 +161,49 @@ pub enum StorageConfig {
     /// Host directories.
     #[default]
     Host,
+    /// A conclave file server: `root` and cache `path` are paths inside its image.
+    Nextfs {
+        /// The file server's endpoint (`unix:///...` or `tcp://...`).
+        server: String,
+        /// `conclave certs` directory holding the edge's mTLS identity.
+        certs: PathBuf,
+    },
 }
 
-/// Where cross-worker state lives.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
-pub enum SharedConfig {
-    /// In-process (one index per worker).
-    #[default]
-    Local,
+/// Where cross-worker state lives: `kind = "local"` (in-process, one index
+/// per worker) or a memory-server spec (`smdish+unix:///..`,
+/// `smuf+tcp://..?dir=..`, `smc:///dir`), see `docs/mem.md`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedConfig {
+    /// `local` or a memory-server spec.
+    #[serde(default = "local_kind")]
+    pub kind: String,
+    /// `conclave certs` directory with the edge identity (smdish, smuf).
+    pub certs: Option<PathBuf>,
+    /// The conclave's secret file (smc).
+    pub secret_file: Option<PathBuf>,
+}
+
+fn local_kind() -> String {
+    "local".into()
+}
+
+impl Default for SharedConfig {
+    fn default() -> Self {
+        SharedConfig {
+            kind: local_kind(),
+            certs: None,
+            secret_file: None,
+        }
+    }
+}
+
+impl SharedConfig {
+    /// True for the in-process kind.
+    pub fn is_local(&self) -> bool {
+        self.kind == "local"
+    }
 }
 
 /// What a site does.
@@ -193,6 +227,14 @@ struct RawServer {
     proxy_pass: Option<Spanned<String>>,
     tls: Spanned<RawTls>,
     cache: Option<Spanned<RawCache>>,
+    waf: Option<RawWaf>,
+}
+
+/// `[server.waf]`: a ModSecurity rule file (the subset in `docs/waf.md`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWaf {
+    rules: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -310,6 +352,8 @@ pub struct ServerConfig {
     pub tls: TlsConfig,
     /// Cache settings (cache).
     pub cache: Option<CacheConfig>,
+    /// WAF rule file, if any.
+    pub waf: Option<PathBuf>,
 }
 
 /// Where the site's key comes from.
@@ -317,6 +361,15 @@ pub struct ServerConfig {
 pub enum KeyConfig {
     /// A PEM key file.
     File(PathBuf),
+    /// The key server (keyless TLS): the key never enters the edge.
+    KeyServer {
+        /// Key server endpoint.
+        endpoint: String,
+        /// Name of the key in the key server.
+        key_name: String,
+        /// `conclave certs` directory with the edge identity.
+        certs: PathBuf,
+    },
 }
 
 /// TLS settings of a site.
@@ -396,6 +449,22 @@ impl EdgeConfig {
             }
         };
         let whole = Some(0..0);
+        // With nextfs, `root` and cache `path` name directories inside the image.
+        let in_image = matches!(raw.storage, StorageConfig::Nextfs { .. });
+        let mut raw = raw;
+        if let StorageConfig::Nextfs { server, certs } = &mut raw.storage {
+            if let Err(e) = server.parse::<conclave_rpc::Endpoint>() {
+                return Err(err(find_key(text, "server"), e.to_string()));
+            }
+            *certs = rel(certs);
+        }
+        if !raw.shared.is_local() {
+            if let Err(e) = raw.shared.kind.parse::<conclave_mem::MemSpec>() {
+                return Err(err(find_key(text, "kind"), format!("[shared] kind: {e}")));
+            }
+        }
+        raw.shared.certs = raw.shared.certs.as_deref().map(rel);
+        raw.shared.secret_file = raw.shared.secret_file.as_deref().map(rel);
         if raw.workers == 0 || raw.workers > 64 {
             return Err(err(
                 find_key(text, "workers"),
@@ -443,7 +512,7 @@ impl EdgeConfig {
                     format!("two servers listen on {listen}"),
                 ));
             }
-            let root = s.root.as_ref().map(|r| rel(r.get_ref()));
+            let root = s.root.as_ref().map(|r| if in_image { r.get_ref().clone() } else { rel(r.get_ref()) });
             let mut proxy_pass = None;
             let mut cache = None;
             match s.mode {
@@ -451,7 +520,7 @@ impl EdgeConfig {
                     let Some(r) = &s.root else {
                         return Err(err(Some(s_span), "mode = \"standalone\" needs `root`".into()));
                     };
-                    if !rel(r.get_ref()).is_dir() {
+                    if !in_image && !rel(r.get_ref()).is_dir() {
                         return Err(err(
                             Some(r.span()),
                             format!("root {:?} is not a directory", r.get_ref()),
@@ -511,7 +580,7 @@ impl EdgeConfig {
                         return Err(err(c_span, "min_uses must be at least 1".into()));
                     }
                     cache = Some(CacheConfig {
-                        path: rel(&c.path),
+                        path: if in_image { c.path.clone() } else { rel(&c.path) },
                         zone_name: name.to_string(),
                         zone_size: size as usize,
                         max_size: c.max_size.0,
@@ -540,11 +609,20 @@ impl EdgeConfig {
                     KeyConfig::File(rel(k.get_ref()))
                 }
                 (None, Some(ks)) => {
-                    let _ = (&t.key_name, &t.certs);
-                    return Err(err(
-                        Some(ks.span()),
-                        "keyserver is not supported by this build yet (use `key = \"FILE\"`)".into(),
-                    ));
+                    if let Err(e) = ks.get_ref().parse::<conclave_rpc::Endpoint>() {
+                        return Err(err(Some(ks.span()), e.to_string()));
+                    }
+                    let Some(certs) = &t.certs else {
+                        return Err(err(
+                            Some(ks.span()),
+                            "`keyserver` needs `certs` (the directory with the edge identity)".into(),
+                        ));
+                    };
+                    KeyConfig::KeyServer {
+                        endpoint: ks.get_ref().clone(),
+                        key_name: t.key_name.clone().unwrap_or_else(|| "server".into()),
+                        certs: rel(certs),
+                    }
                 }
                 (Some(k), Some(_)) => {
                     return Err(err(
@@ -587,6 +665,16 @@ impl EdgeConfig {
                     session_resumption: t.session_resumption,
                 },
                 cache,
+                waf: match &s.waf {
+                    None => None,
+                    Some(w) => {
+                        let p = rel(&w.rules);
+                        if !p.is_file() {
+                            return Err(err(Some(s_span), format!("waf rules {:?} is not a file", w.rules)));
+                        }
+                        Some(p)
+                    }
+                },
             });
         }
         let access_log = match raw.access_log.as_str() {

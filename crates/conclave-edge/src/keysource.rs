@@ -25,6 +25,14 @@ pub enum KeyError {
     /// rustls refused the key or the pair.
     #[error("{0}")]
     Tls(#[from] rustls::Error),
+    /// The key server could not be reached or refused the key.
+    #[error("key server {endpoint}: {message}")]
+    Remote {
+        /// The key server.
+        endpoint: String,
+        /// What failed.
+        message: String,
+    },
 }
 
 /// Produces the certified key of one site.
@@ -69,5 +77,32 @@ impl KeySource for KeyFile {
         let ck = CertifiedKey::new(chain, key);
         ck.keys_match()?;
         Ok(Arc::new(ck))
+    }
+}
+
+/// A certificate on the host and a key that stays in the key server
+/// (`keyserver = "..."`): every handshake's signature is an RPC.
+#[derive(Debug, Clone)]
+pub struct KeyServerKey {
+    /// PEM certificate chain.
+    pub certificate: PathBuf,
+    /// Key server endpoint.
+    pub endpoint: String,
+    /// Name of the key in the key server.
+    pub key_name: String,
+    /// `conclave certs` directory with the edge identity.
+    pub certs: PathBuf,
+}
+
+impl KeySource for KeyServerKey {
+    fn certified_key(&self, _provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, KeyError> {
+        let chain = load_chain(&self.certificate)?;
+        let remote = |message: String| KeyError::Remote {
+            endpoint: self.endpoint.clone(),
+            message,
+        };
+        let endpoint: conclave_rpc::Endpoint = self.endpoint.parse().map_err(|e| remote(format!("{e}")))?;
+        let creds = conclave_rpc::Credentials::from_dir(&self.certs, "edge").map_err(|e| remote(e.to_string()))?;
+        conclave_keys::certified_key(chain, &endpoint, &self.key_name, &creds).map_err(|e| remote(e.to_string()))
     }
 }

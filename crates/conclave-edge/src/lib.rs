@@ -19,13 +19,15 @@ pub mod origin;
 pub mod path;
 pub mod server;
 pub mod shared;
+pub mod shared_mem;
 pub mod site;
 pub mod storage;
+pub mod storage_nextfs;
 pub mod tls;
 pub mod worker;
 
 pub use config::{ConfigError, EdgeConfig};
-pub use keysource::{KeyFile, KeySource};
+pub use keysource::{KeyFile, KeyServerKey, KeySource};
 pub use shared::{LocalSharedState, SharedSegment, SharedState};
 pub use storage::{HostStorage, Storage};
 

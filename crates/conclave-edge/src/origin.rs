@@ -57,6 +57,7 @@ pub fn run_origin(cfg: &OriginConfig) -> Result<(), EdgeError> {
                 HeaderValue::from_static("public, no-transform"),
             )],
             access_log,
+            waf: None,
         });
         let tcp = tokio::net::TcpListener::bind(cfg.listen)
             .await

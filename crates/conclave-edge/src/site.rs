@@ -31,6 +31,8 @@ pub struct Site {
     pub add_headers: Vec<(HeaderName, HeaderValue)>,
     /// Access log, if on.
     pub access_log: Option<Arc<AccessLog>>,
+    /// The web application firewall, if `[server.waf]` is set.
+    pub waf: Option<Arc<conclave_waf::Waf>>,
 }
 
 impl Site {
@@ -61,6 +63,11 @@ impl Site {
         let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
         if target.len() > self.max_uri_length {
             return status_response(StatusCode::URI_TOO_LONG);
+        }
+        if let Some(waf) = &self.waf {
+            if let Some(status) = waf_check(waf, req, target) {
+                return status_response(status);
+            }
         }
         let body_len = req
             .headers()
@@ -119,6 +126,24 @@ impl Site {
                     status_response(StatusCode::INTERNAL_SERVER_ERROR)
                 }
             },
+        }
+    }
+}
+
+/// Runs the WAF on the request line and headers (ModSecurity phases 1 and 2
+/// without a body); a denial is logged with the rule id.
+fn waf_check(waf: &conclave_waf::Waf, req: &Request<()>, target: &str) -> Option<StatusCode> {
+    let headers: Vec<(&str, &[u8])> = req.headers().iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect();
+    let view = conclave_waf::RequestView {
+        method: req.method().as_str(),
+        uri: target,
+        headers: &headers,
+    };
+    match waf.check(&view) {
+        conclave_waf::Decision::Allow => None,
+        conclave_waf::Decision::Deny { status, rule_id, msg } => {
+            tracing::warn!(rule_id, msg = msg.unwrap_or(""), target, "request denied by the WAF");
+            Some(StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN))
         }
     }
 }

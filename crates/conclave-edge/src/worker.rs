@@ -4,11 +4,13 @@
 use crate::access_log::AccessLog;
 use crate::cache::Cache;
 use crate::config::{EdgeConfig, KeyConfig, Mode, SharedConfig, StorageConfig};
-use crate::keysource::{KeyFile, KeySource};
+use crate::keysource::{KeyFile, KeyServerKey, KeySource};
 use crate::server::{accept_loop, bind_reuseport, Limits, Listener};
 use crate::shared::{LocalSharedState, SharedState};
 use crate::site::{Backend, Site};
+use crate::shared_mem::MemSharedState;
 use crate::storage::{HostStorage, Storage};
+use crate::storage_nextfs::NextfsStorage;
 use crate::EdgeError;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::sync::Arc;
@@ -71,6 +73,39 @@ pub fn stop_signal(
     Ok((tx, rx))
 }
 
+/// The cross-worker state `[shared]` names.
+fn shared_state(c: &SharedConfig) -> Result<Arc<dyn SharedState>, EdgeError> {
+    if c.is_local() {
+        return Ok(Arc::new(LocalSharedState::new()));
+    }
+    let spec: conclave_mem::MemSpec =
+        c.kind.parse().map_err(|e| EdgeError::Setup(format!("[shared] kind {:?}: {e}", c.kind)))?;
+    let creds = match &c.certs {
+        Some(dir) => Some(
+            conclave_rpc::Credentials::from_dir(dir, "edge")
+                .map_err(|e| EdgeError::Setup(format!("[shared] certs: {e}")))?,
+        ),
+        None => None,
+    };
+    let opts = conclave_mem::MemOptions {
+        creds,
+        secret_file: c.secret_file.clone(),
+    };
+    let st = MemSharedState::connect(&spec, &opts).map_err(|e| EdgeError::Setup(format!("[shared]: {e}")))?;
+    Ok(Arc::new(st))
+}
+
+/// The file-server client `[storage] kind = "nextfs"` names.
+fn fs_client(server: &str, certs: &std::path::Path) -> Result<Arc<conclave_fs::FsClient>, EdgeError> {
+    let ep: conclave_rpc::Endpoint =
+        server.parse().map_err(|e| EdgeError::Setup(format!("[storage] server: {e}")))?;
+    let creds = conclave_rpc::Credentials::from_dir(certs, "edge")
+        .map_err(|e| EdgeError::Setup(format!("[storage] certs: {e}")))?;
+    let opts = conclave_rpc::ClientOptions::mtls(&creds, "fileserver")
+        .map_err(|e| EdgeError::Setup(format!("[storage] certs: {e}")))?;
+    Ok(conclave_fs::FsClient::new(ep, opts))
+}
+
 /// Serves `cfg` in this process until stopped; `watch_stdin` makes EOF on stdin a stop.
 pub fn run_worker(cfg: &EdgeConfig, watch_stdin: bool) -> Result<(), EdgeError> {
     let rt = runtime(cfg.worker_threads).map_err(|e| EdgeError::io("building the runtime", e))?;
@@ -79,8 +114,10 @@ pub fn run_worker(cfg: &EdgeConfig, watch_stdin: bool) -> Result<(), EdgeError> 
 
 async fn serve(cfg: &EdgeConfig, watch_stdin: bool) -> Result<(), EdgeError> {
     let (_stopper, stop) = stop_signal(watch_stdin)?;
-    let shared: Arc<dyn SharedState> = match cfg.shared {
-        SharedConfig::Local => Arc::new(LocalSharedState::new()),
+    let shared: Arc<dyn SharedState> = shared_state(&cfg.shared)?;
+    let fs_client = match &cfg.storage {
+        StorageConfig::Host => None,
+        StorageConfig::Nextfs { server, certs } => Some(fs_client(server, certs)?),
     };
     let access_log = match &cfg.access_log {
         Some(p) => {
@@ -105,10 +142,14 @@ async fn serve(cfg: &EdgeConfig, watch_stdin: bool) -> Result<(), EdgeError> {
                     .root
                     .as_ref()
                     .ok_or_else(|| EdgeError::Setup("standalone site without root".into()))?;
-                let st: Arc<dyn Storage> = match cfg.storage {
-                    StorageConfig::Host => Arc::new(
+                let st: Arc<dyn Storage> = match &fs_client {
+                    None => Arc::new(
                         HostStorage::new(root, false)
                             .map_err(|e| EdgeError::io(format!("root {}", root.display()), e))?,
+                    ),
+                    Some(c) => Arc::new(
+                        NextfsStorage::new(c.clone(), &root.to_string_lossy(), false)
+                            .map_err(|e| EdgeError::io(format!("nextfs root {}", root.display()), e))?,
                     ),
                 };
                 Backend::Static(st)
@@ -122,10 +163,14 @@ async fn serve(cfg: &EdgeConfig, watch_stdin: bool) -> Result<(), EdgeError> {
                     .proxy_pass
                     .clone()
                     .ok_or_else(|| EdgeError::Setup("cache site without proxy_pass".into()))?;
-                let st: Arc<dyn Storage> = match cfg.storage {
-                    StorageConfig::Host => Arc::new(
+                let st: Arc<dyn Storage> = match &fs_client {
+                    None => Arc::new(
                         HostStorage::new(&c.path, true)
                             .map_err(|e| EdgeError::io(format!("cache path {}", c.path.display()), e))?,
+                    ),
+                    Some(fc) => Arc::new(
+                        NextfsStorage::new(fc.clone(), &c.path.to_string_lossy(), true)
+                            .map_err(|e| EdgeError::io(format!("nextfs cache path {}", c.path.display()), e))?,
                     ),
                 };
                 Backend::Cache(Box::new(Cache::new(c, origin, st, shared.as_ref())?))
@@ -136,6 +181,22 @@ async fn serve(cfg: &EdgeConfig, watch_stdin: bool) -> Result<(), EdgeError> {
                 certificate: s.tls.certificate.clone(),
                 key: k.clone(),
             }),
+            KeyConfig::KeyServer {
+                endpoint,
+                key_name,
+                certs,
+            } => Box::new(KeyServerKey {
+                certificate: s.tls.certificate.clone(),
+                endpoint: endpoint.clone(),
+                key_name: key_name.clone(),
+                certs: certs.clone(),
+            }),
+        };
+        let waf = match &s.waf {
+            None => None,
+            Some(p) => Some(Arc::new(conclave_waf::Waf::load(p).map_err(|e| {
+                EdgeError::Setup(format!("waf rules {}: {e}", p.display()))
+            })?)),
         };
         let tls = crate::tls::server_config(&s.tls, keys.as_ref())?;
         let tcp = bind_reuseport(s.listen).map_err(|e| EdgeError::io(format!("listen {}", s.listen), e))?;
@@ -144,6 +205,7 @@ async fn serve(cfg: &EdgeConfig, watch_stdin: bool) -> Result<(), EdgeError> {
             max_uri_length: cfg.max_uri_length,
             add_headers: Vec::new(),
             access_log: access_log.clone(),
+            waf,
         });
         let l = Listener {
             tcp,

@@ -1,0 +1,231 @@
+//! The edge with its remote seams plugged in, as real processes: keyless TLS
+//! through the key server, docroot and cache on the file server, the cache
+//! index in a memory server, and the WAF.
+#![cfg(all(feature = "edge", feature = "keys", feature = "fs", feature = "mem", feature = "waf"))]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_port(port: u16) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < until {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("nothing listens on port {port}");
+}
+
+fn start(dir: &Path, name: &str, args: &[&str]) -> Proc {
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Proc(child)
+}
+
+fn run(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_conclave")).args(args).output().unwrap();
+    assert!(out.status.success(), "conclave {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn curl(dir: &Path, url: &str) -> (String, Vec<u8>) {
+    let out = Command::new("curl")
+        .args(["-s", "-D", "-", "-o"])
+        .arg(dir.join("body"))
+        .arg("--cacert")
+        .arg(dir.join("certs/root.crt"))
+        .arg(url)
+        .output()
+        .expect("curl must be installed");
+    assert!(out.status.success(), "curl {url} failed");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), std::fs::read(dir.join("body")).unwrap())
+}
+
+fn status(headers: &str) -> u16 {
+    headers.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+struct World {
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        run(&["certs", "--out", d.join("certs").to_str().unwrap()]);
+        run(&["content", "--out", d.join("html").to_str().unwrap()]);
+        World { dir }
+    }
+    fn p(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    fn s(&self, rel: &str) -> String {
+        self.p(rel).display().to_string()
+    }
+    fn origin(&self) -> (Proc, u16) {
+        let port = free_port();
+        let p = start(
+            self.dir.path(),
+            "origin",
+            &["origin", "--root", &self.s("html"), "--listen", &format!("127.0.0.1:{port}")],
+        );
+        wait_port(port);
+        (p, port)
+    }
+    fn edge(&self, toml: &str) -> Proc {
+        std::fs::write(self.p("edge.toml"), toml).unwrap();
+        run(&["edge", "--config", &self.s("edge.toml"), "--check"]);
+        start(self.dir.path(), "edge", &["edge", "--config", &self.s("edge.toml")])
+    }
+}
+
+#[test]
+fn keyless_edge_serves_with_the_key_only_in_the_key_server() {
+    let w = World::new();
+    let keys = w.p("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::rename(w.p("certs/server.key"), keys.join("server.key")).unwrap();
+    let kport = free_port();
+    let _ks = start(
+        w.dir.path(),
+        "keyserver",
+        &["keyserver", "--keys", &w.s("keys"), "--certs", &w.s("certs"), "--listen", &format!("tcp://127.0.0.1:{kport}")],
+    );
+    wait_port(kport);
+    let port = free_port();
+    let _edge = w.edge(&format!(
+        "workers = 1\nworker_threads = 2\n[[server]]\nlisten = \"127.0.0.1:{port}\"\nmode = \"standalone\"\nroot = \"html\"\n\
+         [server.tls]\ncertificate = \"certs/server.crt\"\nkeyserver = \"tcp://127.0.0.1:{kport}\"\nkey_name = \"server\"\ncerts = \"certs\"\n"
+    ));
+    wait_port(port);
+    for tls in ["--tlsv1.2", "--tlsv1.3"] {
+        let out = Command::new("curl")
+            .args(["-s", tls, "--cacert", &w.s("certs/root.crt"), &format!("https://localhost:{port}/10k.txt")])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert_eq!(out.stdout, std::fs::read(w.p("html/10k.txt")).unwrap());
+    }
+    assert!(!w.p("certs/server.key").exists(), "the edge never had a key file to open");
+}
+
+fn std_image(w: &World) -> PathBuf {
+    let src = w.p("imgsrc");
+    std::fs::create_dir_all(src.join("cache")).unwrap();
+    let st = Command::new("cp").arg("-r").arg(w.p("html")).arg(&src).status().unwrap();
+    assert!(st.success());
+    let image = w.p("site.img");
+    run(&["mkfs", "--device", "std", "--size", "64M", &src.display().to_string(), &image.display().to_string()]);
+    image
+}
+
+#[test]
+fn edge_serves_docroot_and_cache_from_the_file_server_with_smdish_index() {
+    let w = World::new();
+    let image = std_image(&w);
+    let fport = free_port();
+    let _fs = start(
+        w.dir.path(),
+        "fileserver",
+        &[
+            "fileserver",
+            "--image",
+            &image.display().to_string(),
+            "--listen",
+            &format!("tcp://127.0.0.1:{fport}"),
+            "--certs",
+            &w.s("certs"),
+        ],
+    );
+    wait_port(fport);
+    let mport = free_port();
+    let _ms = start(
+        w.dir.path(),
+        "memserver",
+        &["memserver", "--kind", "smdish", "--listen", &format!("tcp://127.0.0.1:{mport}"), "--certs", &w.s("certs")],
+    );
+    wait_port(mport);
+    let (_origin, oport) = w.origin();
+    let (sport, cport) = (free_port(), free_port());
+    let tls = "[server.tls]\ncertificate = \"certs/server.crt\"\nkey = \"certs/server.key\"\n";
+    let _edge = w.edge(&format!(
+        "workers = 2\n[storage]\nkind = \"nextfs\"\nserver = \"tcp://127.0.0.1:{fport}\"\ncerts = \"certs\"\n\
+         [shared]\nkind = \"smdish+tcp://127.0.0.1:{mport}\"\ncerts = \"certs\"\n\
+         [[server]]\nlisten = \"127.0.0.1:{sport}\"\nmode = \"standalone\"\nroot = \"/html\"\n{tls}\
+         [[server]]\nlisten = \"127.0.0.1:{cport}\"\nmode = \"cache\"\nproxy_pass = \"http://127.0.0.1:{oport}\"\n{tls}\
+         [server.cache]\npath = \"/cache\"\n"
+    ));
+    wait_port(sport);
+    wait_port(cport);
+    for f in ["1k.txt", "100k.txt", "1m.txt"] {
+        let want = std::fs::read(w.p(&format!("html/{f}"))).unwrap();
+        let (h, body) = curl(w.dir.path(), &format!("https://localhost:{sport}/{f}"));
+        assert_eq!(status(&h), 200);
+        assert_eq!(body, want, "standalone from nextfs: {f}");
+        let (h1, body) = curl(w.dir.path(), &format!("https://localhost:{cport}/{f}"));
+        assert_eq!(body, want, "cache miss: {f}");
+        assert!(h1.to_lowercase().contains("x-cache-status: miss"), "{h1}");
+    }
+    // The index lives in the memory server, shared by both workers: every
+    // later request is a hit whichever worker takes it.
+    for _ in 0..6 {
+        let (h, body) = curl(w.dir.path(), &format!("https://localhost:{cport}/100k.txt"));
+        assert!(h.to_lowercase().contains("x-cache-status: hit"), "{h}");
+        assert_eq!(body.len(), 102400);
+    }
+    // the cached body sits in the image, readable through the file server
+    let ls = run(&["fs", "--server", &format!("tcp://127.0.0.1:{fport}"), "--certs", &w.s("certs"), "ls", "/cache"]);
+    assert!(!String::from_utf8_lossy(&ls.stdout).trim().is_empty(), "cache files stored in nextfs");
+}
+
+#[test]
+fn waf_denies_listed_strings_and_lets_others_through() {
+    let w = World::new();
+    run(&["waf-rules", "100", "--seed", "7", "--out", &w.s("waf/main.conf")]);
+    let rules = std::fs::read_to_string(w.p("waf/main-rules.conf")).unwrap();
+    let listed = rules.split("@contains ").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let port = free_port();
+    let _edge = w.edge(&format!(
+        "[[server]]\nlisten = \"127.0.0.1:{port}\"\nmode = \"standalone\"\nroot = \"html\"\n\
+         [server.tls]\ncertificate = \"certs/server.crt\"\nkey = \"certs/server.key\"\n[server.waf]\nrules = \"waf/main.conf\"\n"
+    ));
+    wait_port(port);
+    let (h, _) = curl(w.dir.path(), &format!("https://localhost:{port}/1k.txt?testparam=xx{listed}yy"));
+    assert_eq!(status(&h), 403, "listed string denied");
+    let (h, body) = curl(w.dir.path(), &format!("https://localhost:{port}/1k.txt?testparam=harmless"));
+    assert_eq!(status(&h), 200);
+    assert_eq!(body.len(), 1024);
+    let log = std::fs::read_to_string(w.p("edge.log")).unwrap();
+    assert!(log.contains("denied by the WAF") && log.contains("rule_id"), "{log}");
+}
