@@ -33,5 +33,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p conclave-waf --features modsecurity --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace -- --test-threads=2
+echo "== WAF differential tests against libmodsecurity"
+cargo test -p conclave-waf --features modsecurity -- --test-threads=2
