@@ -25,6 +25,8 @@
 //! [fileserver]
 //! device = "vericrypt"     # std | crypt | verity | vericrypt
 //! listen = "127.0.0.1:9200"
+//! # image = "fs.img"       # rebuilt from `content` at every start
+//! # kdf = "full"           # full | cheap (Argon2id cost of the image secret)
 //! ```
 //! Relative paths are relative to the file's directory (or `dir`).
 
@@ -251,9 +253,25 @@ pub struct Fileserver {
     pub device: Device,
     /// mTLS address.
     pub listen: SocketAddr,
-    /// Image file (built from `content` with `conclave mkfs` if missing).
+    /// Image file, rebuilt from `content` with `conclave mkfs` at every start.
     #[serde(default = "default_image")]
     pub image: PathBuf,
+    /// Argon2id cost of the image's key derivation (crypt, verity, vericrypt).
+    #[serde(default)]
+    pub kdf: Kdf,
+}
+
+/// The Argon2id cost `conclave mkfs` seals the image secret with. It is paid
+/// when the image is built and when the file server opens it, never per
+/// request, so it does not change what the evaluation measures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kdf {
+    /// `conclave mkfs`'s defaults (64 MiB, 3 passes).
+    #[default]
+    Full,
+    /// 8 MiB, 1 pass: for tests and the evaluation's many short-lived images.
+    Cheap,
 }
 
 fn default_image() -> PathBuf {

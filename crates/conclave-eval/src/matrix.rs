@@ -4,7 +4,8 @@
 //! load, so an interrupted run keeps what it finished.
 
 use crate::deploy::{
-    Deployment, Edge, Fileserver, KeyKind, Keyserver, Memserver, Mode, Origin, OriginKind, SharedKind, Site,
+    Deployment, Edge, Fileserver, Kdf, KeyKind, Keyserver, Memserver, Mode, Origin, OriginKind, SharedKind,
+    Site,
 };
 use crate::machine::Machine;
 use crate::plan;
@@ -263,6 +264,8 @@ pub fn cell_deployments(
                         device,
                         listen,
                         image: sub.join("fs.img"),
+                        // Paid at image build and server start only, outside every load.
+                        kdf: Kdf::Cheap,
                     })
                 })
                 .transpose()?,
@@ -465,6 +468,8 @@ pub fn run(opts: &MatrixOptions, cancel: Arc<AtomicBool>) -> Result<RunResults, 
             report::write_data(&opts.out, &results)?;
         }
         sup.stop_all();
+        // A cell's image is 128 MiB: keep its configs and logs, not the image.
+        deps.iter().for_each(plan::discard_image);
     }
     bar.finish_and_clear();
     origin_sup.stop_all();

@@ -7,7 +7,7 @@
 //! when a server lands only its function (and its preset) changes.
 
 use crate::deploy::{
-    Deployment, Device, EdgeKind, KeyKind, Mode, Origin, OriginKind, SharedKind, StorageKind,
+    Deployment, Device, EdgeKind, Fileserver, Kdf, KeyKind, Mode, Origin, OriginKind, SharedKind, StorageKind,
 };
 use crate::{nginx, EvalError};
 use conclave_rpc::pki::{self, CertsOptions, SiteKey};
@@ -45,7 +45,8 @@ pub struct Plan {
 }
 
 /// Creates what is missing and returns the processes. `bin` is the
-/// `conclave` binary used for every conclave process.
+/// `conclave` binary used for every conclave process. A file server's image
+/// is rebuilt here (with `conclave mkfs`) before anything starts.
 pub fn prepare(d: &Deployment, bin: &Path) -> Result<Plan, EvalError> {
     let dir = d.state_dir();
     std::fs::create_dir_all(&dir).map_err(EvalError::io(&dir))?;
@@ -58,17 +59,211 @@ pub fn prepare(d: &Deployment, bin: &Path) -> Result<Plan, EvalError> {
     }
     let mut processes = Vec::new();
     if let Some(f) = &d.fileserver {
-        processes.push(fileserver(d, bin, f.device, f.listen, &f.image, &dir));
+        let img = build_image(d, f, bin, &dir)?;
+        created.push(img.image.clone());
+        processes.push(fileserver(d, bin, f.listen, &img, &dir));
     }
     if let Some(m) = &d.memserver {
+        if d.edge.shared == SharedKind::Smuf {
+            let files = dir.join("memfiles");
+            std::fs::create_dir_all(&files).map_err(EvalError::io(&files))?;
+        }
         processes.push(memserver(d, bin, d.edge.shared, m.listen, &dir)?);
     }
+    if d.edge.shared == SharedKind::Smc {
+        let smc = dir.join("smc");
+        std::fs::create_dir_all(&smc).map_err(EvalError::io(&smc))?;
+        ensure_secret(&dir.join("smc.secret"), false)?;
+    }
     if let Some(k) = &d.keyserver {
+        key_dir(&d.certs, &dir)?;
         processes.push(keyserver(d, bin, k.listen, &dir));
     }
     processes.extend(origin(&d.origin, &d.content, bin, &dir)?);
     processes.push(edge(d, bin, &dir)?);
     Ok(Plan { processes, created })
+}
+
+/// Writes a random 32-byte secret (mode 0600): always when `fresh`, else
+/// only unless a usable one (at least 16 bytes) is already there.
+fn ensure_secret(path: &Path, fresh: bool) -> Result<(), EvalError> {
+    use std::io::Read;
+    if !fresh && std::fs::metadata(path).is_ok_and(|m| m.len() >= 16) {
+        return Ok(());
+    }
+    let mut bytes = [0u8; 32];
+    let rnd = Path::new("/dev/urandom");
+    std::fs::File::open(rnd)
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(EvalError::io(rnd))?;
+    write_0600(path, &bytes)
+}
+
+/// Replaces `path` by a new file readable by its owner only.
+fn write_0600(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(EvalError::io(path))
+}
+
+/// The key server loads every `NAME.key` of its directory, so it gets one
+/// of its own, `STATE/keys/`, holding only a copy of the site key (never
+/// the certs dir, whose role keys must not become signing keys).
+fn key_dir(certs: &Path, dir: &Path) -> Result<PathBuf, EvalError> {
+    use std::os::unix::fs::PermissionsExt;
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).map_err(EvalError::io(&keys))?;
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700)).map_err(EvalError::io(&keys))?;
+    for e in std::fs::read_dir(&keys).map_err(EvalError::io(&keys))? {
+        let p = e.map_err(EvalError::io(&keys))?.path();
+        std::fs::remove_file(&p).map_err(EvalError::io(&p))?;
+    }
+    let src = certs.join("server.key");
+    let key = std::fs::read(&src).map_err(EvalError::io(&src))?;
+    write_0600(&keys.join("server.key"), &key)?;
+    Ok(keys)
+}
+
+/// A built file-server image and what opening it takes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Image {
+    /// Block device flavour.
+    pub device: Device,
+    /// The image file.
+    pub image: PathBuf,
+    /// Merkle tree (verity, vericrypt).
+    pub tree: Option<PathBuf>,
+    /// Device secret (crypt, verity, vericrypt).
+    pub secret: Option<PathBuf>,
+    /// Sealed root `mkfs` printed (tree devices), for `--expect-root`.
+    pub root: Option<String>,
+}
+
+/// The file system's top directory: `html/` (the content, for standalone
+/// edges) and one empty `cacheI/` per site (for cache edges); the edge
+/// config names them `/html` and `/cacheI`.
+fn image_tree(d: &Deployment, dir: &Path) -> Result<PathBuf, EvalError> {
+    let top = dir.join("fsroot");
+    if top.exists() {
+        std::fs::remove_dir_all(&top).map_err(EvalError::io(&top))?;
+    }
+    copy_dir(&d.content, &top.join("html"))?;
+    for i in 0..d.edge.site.len() {
+        let c = top.join(format!("cache{i}"));
+        std::fs::create_dir_all(&c).map_err(EvalError::io(&c))?;
+    }
+    Ok(top)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), EvalError> {
+    std::fs::create_dir_all(to).map_err(EvalError::io(to))?;
+    for e in std::fs::read_dir(from).map_err(EvalError::io(from))? {
+        let e = e.map_err(EvalError::io(from))?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let t = e.file_type().map_err(EvalError::io(&src))?;
+        if t.is_dir() {
+            copy_dir(&src, &dst)?;
+        } else if t.is_file() {
+            std::fs::copy(&src, &dst).map_err(EvalError::io(&src))?;
+        }
+    }
+    Ok(())
+}
+
+/// `conclave mkfs`'s command line for this image, built from `top`.
+pub fn mkfs_argv(bin: &Path, img: &Image, kdf: Kdf, top: &Path) -> Vec<String> {
+    let mut argv = vec![
+        bin.display().to_string(),
+        "mkfs".into(),
+        "--device".into(),
+        img.device.to_string(),
+        "--size".into(),
+        "128M".into(),
+        "--force".into(),
+    ];
+    if let Some(s) = &img.secret {
+        argv.extend(["--secret-file".into(), s.display().to_string()]);
+        if kdf == Kdf::Cheap {
+            argv.extend(["--kdf-memory-kib", "8192", "--kdf-passes", "1"].map(String::from));
+        }
+    }
+    if let Some(t) = &img.tree {
+        argv.extend(["--tree".into(), t.display().to_string()]);
+    }
+    argv.extend([top.display().to_string(), img.image.display().to_string()]);
+    argv
+}
+
+/// What the image of `f` is made of: secret at `STATE/fs.secret` (not for
+/// std), tree next to the image (verity, vericrypt).
+pub fn image_of(f: &Fileserver, dir: &Path) -> Image {
+    Image {
+        device: f.device,
+        image: f.image.clone(),
+        tree: matches!(f.device, Device::Verity | Device::Vericrypt)
+            .then(|| PathBuf::from(format!("{}.tree", f.image.display()))),
+        secret: (f.device != Device::Std).then(|| dir.join("fs.secret")),
+        root: None,
+    }
+}
+
+/// Rebuilds the image from the content with `conclave mkfs`, under a fresh
+/// secret each time (an image never outlives its secret), and records the
+/// sealed root it prints.
+fn build_image(d: &Deployment, f: &Fileserver, bin: &Path, dir: &Path) -> Result<Image, EvalError> {
+    let mut img = image_of(f, dir);
+    if let Some(s) = &img.secret {
+        ensure_secret(s, true)?;
+    }
+    if let Some(parent) = f.image.parent() {
+        std::fs::create_dir_all(parent).map_err(EvalError::io(parent))?;
+    }
+    let top = image_tree(d, dir)?;
+    let argv = mkfs_argv(bin, &img, f.kdf, &top);
+    let out = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .output()
+        .map_err(EvalError::io(bin))?;
+    let _ = std::fs::remove_dir_all(&top);
+    if !out.status.success() {
+        return Err(EvalError::Process(format!(
+            "`conclave {}` failed: {}",
+            argv[1..].join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    if img.tree.is_some() {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let root = stdout
+            .split_whitespace()
+            .find(|w| w.len() == 64 && w.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| {
+                EvalError::Process(format!(
+                    "`conclave mkfs` printed no sealed root: {:?}",
+                    stdout.trim()
+                ))
+            })?;
+        img.root = Some(root.to_string());
+    }
+    Ok(img)
+}
+
+/// Removes a stopped deployment's file-server image, tree and secret (the
+/// evaluation keeps each cell's configs and logs, not 128 MiB per cell).
+pub fn discard_image(d: &Deployment) {
+    if let Some(f) = &d.fileserver {
+        let img = image_of(f, &d.state_dir());
+        for p in [Some(img.image), img.tree, img.secret].into_iter().flatten() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 fn write(path: &Path, text: &str) -> Result<(), EvalError> {
@@ -160,27 +355,27 @@ fn tcp(a: SocketAddr) -> String {
     format!("tcp://{a}")
 }
 
-/// The key server's command line (issue: key server). Key file and mTLS
-/// identity both come from the certificates directory.
+/// The key server's command line. It serves every `NAME.key` of
+/// `STATE/keys/`, which holds only the site key (see [`key_dir`]).
 fn keyserver(d: &Deployment, bin: &Path, listen: SocketAddr, dir: &Path) -> ProcessSpec {
     ProcessSpec {
         name: "keyserver".into(),
         argv: vec![
             bin.display().to_string(),
             "keyserver".into(),
-            "--listen".into(),
-            tcp(listen),
+            "--keys".into(),
+            dir.join("keys").display().to_string(),
             "--certs".into(),
             d.certs.display().to_string(),
-            "--key".into(),
-            d.certs.join("server.key").display().to_string(),
+            "--listen".into(),
+            tcp(listen),
         ],
         log: dir.join("keyserver.log"),
         probe: Probe::Tcp(vec![listen]),
     }
 }
 
-/// The memory server's command line (issue: memory servers).
+/// The memory server's command line (docs/mem.md).
 fn memserver(
     d: &Deployment,
     bin: &Path,
@@ -218,32 +413,35 @@ fn memserver(
     })
 }
 
-/// The file server's command line (issue: file server). The image is built
-/// from the content directory by the file server's own tools.
-fn fileserver(
-    d: &Deployment,
-    bin: &Path,
-    device: Device,
-    listen: SocketAddr,
-    image: &Path,
-    dir: &Path,
-) -> ProcessSpec {
+/// The file server's command line (docs/fs.md) for an image built by
+/// `build_image`.
+pub fn fileserver(d: &Deployment, bin: &Path, listen: SocketAddr, img: &Image, dir: &Path) -> ProcessSpec {
+    let mut argv = vec![
+        bin.display().to_string(),
+        "fileserver".into(),
+        "--image".into(),
+        img.image.display().to_string(),
+        "--device".into(),
+        img.device.to_string(),
+    ];
+    if let Some(t) = &img.tree {
+        argv.extend(["--tree".into(), t.display().to_string()]);
+    }
+    if let Some(s) = &img.secret {
+        argv.extend(["--secret-file".into(), s.display().to_string()]);
+    }
+    if let Some(r) = &img.root {
+        argv.extend(["--expect-root".into(), r.clone()]);
+    }
+    argv.extend([
+        "--listen".into(),
+        tcp(listen),
+        "--certs".into(),
+        d.certs.display().to_string(),
+    ]);
     ProcessSpec {
-        name: format!("fileserver ({device})"),
-        argv: vec![
-            bin.display().to_string(),
-            "fileserver".into(),
-            "--device".into(),
-            device.to_string(),
-            "--image".into(),
-            image.display().to_string(),
-            "--content".into(),
-            d.content.display().to_string(),
-            "--listen".into(),
-            tcp(listen),
-            "--certs".into(),
-            d.certs.display().to_string(),
-        ],
+        name: format!("fileserver ({})", img.device),
+        argv,
         log: dir.join("fileserver.log"),
         probe: Probe::Tcp(vec![listen]),
     }
@@ -325,6 +523,7 @@ pub fn edge_toml(d: &Deployment, dir: &Path) -> String {
         d.edge.workers
     );
     o.push_str("[storage]\n");
+    let nextfs = d.edge.storage == StorageKind::Nextfs && d.fileserver.is_some();
     match (d.edge.storage, &d.fileserver) {
         (StorageKind::Nextfs, Some(f)) => {
             let _ = writeln!(
@@ -339,18 +538,21 @@ pub fn edge_toml(d: &Deployment, dir: &Path) -> String {
     o.push_str("\n[shared]\n");
     match (d.edge.shared, &d.memserver) {
         (SharedKind::Smdish, Some(m)) => {
-            let _ = writeln!(o, "kind = {}", toml_str(&format!("smdish+{}", tcp(m.listen))));
+            let _ = writeln!(
+                o,
+                "kind = {}\ncerts = {}",
+                toml_str(&format!("smdish+{}", tcp(m.listen))),
+                q(&d.certs)
+            );
         }
         (SharedKind::Smuf, Some(m)) => {
             let spec = format!("smuf+{}?dir={}", tcp(m.listen), dir.join("memfiles").display());
-            let _ = writeln!(o, "kind = {}", toml_str(&spec));
+            let _ = writeln!(o, "kind = {}\ncerts = {}", toml_str(&spec), q(&d.certs));
         }
         (SharedKind::Smc, _) => {
-            let _ = writeln!(
-                o,
-                "kind = {}",
-                toml_str(&format!("smc://{}", dir.join("smc").display()))
-            );
+            let secret = dir.join("smc.secret");
+            let spec = format!("smc://{}?secret={}", dir.join("smc").display(), secret.display());
+            let _ = writeln!(o, "kind = {}\nsecret_file = {}", toml_str(&spec), q(&secret));
         }
         _ => o.push_str("kind = \"local\"\n"),
     }
@@ -366,7 +568,9 @@ pub fn edge_toml(d: &Deployment, dir: &Path) -> String {
                 let _ = writeln!(o, "mode = \"cache\"\nproxy_pass = \"http://{}\"", d.origin.listen);
             }
             Mode::Standalone => {
-                let _ = writeln!(o, "mode = \"standalone\"\nroot = {}", q(&d.content));
+                // With nextfs storage, paths are inside the file server's image.
+                let root = if nextfs { toml_str("/html") } else { q(&d.content) };
+                let _ = writeln!(o, "mode = \"standalone\"\nroot = {root}");
             }
         }
         let _ = writeln!(
@@ -392,7 +596,11 @@ pub fn edge_toml(d: &Deployment, dir: &Path) -> String {
                 o,
                 "\n[server.cache]\npath = {}\nkeys_zone = \"ZONE{i}:16k\"\nmax_size = \"10m\"\n\
                  inactive = \"60m\"\nvalid = \"60m\"\nmin_uses = 1",
-                q(&dir.join(format!("cache{i}")))
+                if nextfs {
+                    toml_str(&format!("/cache{i}"))
+                } else {
+                    q(&dir.join(format!("cache{i}")))
+                }
             );
         }
     }
@@ -402,7 +610,7 @@ pub fn edge_toml(d: &Deployment, dir: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::{Edge, Keyserver, Site};
+    use crate::deploy::{Edge, Keyserver, Memserver, Site};
 
     fn dep() -> Deployment {
         Deployment {
@@ -472,5 +680,231 @@ mod tests {
         assert!(d.certs.join("root.crt").exists() && d.certs.join("server.key").exists());
         assert!(dir.path().join("edge.toml").exists());
         assert_eq!(plan.created, vec![d.certs.clone()]);
+    }
+
+    fn table(d: &Deployment) -> toml::Table {
+        toml::from_str(&edge_toml(d, Path::new("/s"))).unwrap()
+    }
+
+    #[test]
+    fn edge_toml_with_nextfs_names_paths_inside_the_image() {
+        let mut d = dep();
+        d.edge.storage = StorageKind::Nextfs;
+        d.fileserver = Some(Fileserver {
+            device: Device::Vericrypt,
+            listen: "127.0.0.1:9200".parse().unwrap(),
+            image: "/s/fs.img".into(),
+            kdf: Kdf::Cheap,
+        });
+        let v = table(&d);
+        assert_eq!(v["storage"]["kind"].as_str(), Some("nextfs"));
+        assert_eq!(v["storage"]["server"].as_str(), Some("tcp://127.0.0.1:9200"));
+        assert_eq!(v["storage"]["certs"].as_str(), Some("/s/certs"));
+        assert_eq!(v["server"][0]["cache"]["path"].as_str(), Some("/cache0"));
+        d.edge.mode = Mode::Standalone;
+        assert_eq!(table(&d)["server"][0]["root"].as_str(), Some("/html"));
+        // Host storage keeps host paths.
+        d.edge.storage = StorageKind::Host;
+        d.fileserver = None;
+        assert_eq!(table(&d)["server"][0]["root"].as_str(), Some("/s/html"));
+        d.edge.mode = Mode::Cache;
+        assert_eq!(
+            table(&d)["server"][0]["cache"]["path"].as_str(),
+            Some("/s/cache0")
+        );
+    }
+
+    #[test]
+    fn edge_toml_shared_carries_certs_or_the_secret_file() {
+        let mut d = dep();
+        d.memserver = Some(Memserver {
+            listen: "127.0.0.1:9100".parse().unwrap(),
+        });
+        d.edge.shared = SharedKind::Smdish;
+        let v = table(&d);
+        assert_eq!(v["shared"]["kind"].as_str(), Some("smdish+tcp://127.0.0.1:9100"));
+        assert_eq!(v["shared"]["certs"].as_str(), Some("/s/certs"));
+        d.edge.shared = SharedKind::Smuf;
+        let v = table(&d);
+        assert_eq!(
+            v["shared"]["kind"].as_str(),
+            Some("smuf+tcp://127.0.0.1:9100?dir=/s/memfiles")
+        );
+        assert_eq!(v["shared"]["certs"].as_str(), Some("/s/certs"));
+        d.memserver = None;
+        d.edge.shared = SharedKind::Smc;
+        let v = table(&d);
+        assert_eq!(
+            v["shared"]["kind"].as_str(),
+            Some("smc:///s/smc?secret=/s/smc.secret")
+        );
+        assert_eq!(v["shared"]["secret_file"].as_str(), Some("/s/smc.secret"));
+        assert!(v["shared"].get("certs").is_none());
+    }
+
+    fn strs(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn server_command_lines_match_their_help() {
+        let d = dep();
+        let bin = Path::new("/b/conclave");
+        let dir = Path::new("/s");
+        let k = keyserver(&d, bin, "127.0.0.1:9000".parse().unwrap(), dir);
+        assert_eq!(
+            k.argv,
+            strs(&[
+                "/b/conclave",
+                "keyserver",
+                "--keys",
+                "/s/keys",
+                "--certs",
+                "/s/certs",
+                "--listen",
+                "tcp://127.0.0.1:9000"
+            ])
+        );
+        let m = memserver(&d, bin, SharedKind::Smuf, "127.0.0.1:9100".parse().unwrap(), dir).unwrap();
+        assert_eq!(
+            m.argv[1..],
+            strs(&[
+                "memserver",
+                "--kind",
+                "smuf",
+                "--listen",
+                "tcp://127.0.0.1:9100",
+                "--certs",
+                "/s/certs",
+                "--dir",
+                "/s/memfiles"
+            ])
+        );
+        assert!(memserver(&d, bin, SharedKind::Smc, "127.0.0.1:9100".parse().unwrap(), dir).is_err());
+        let f = Fileserver {
+            device: Device::Vericrypt,
+            listen: "127.0.0.1:9200".parse().unwrap(),
+            image: "/s/fs.img".into(),
+            kdf: Kdf::Cheap,
+        };
+        let mut img = image_of(&f, dir);
+        assert_eq!(
+            mkfs_argv(bin, &img, Kdf::Cheap, Path::new("/s/fsroot"))[1..],
+            strs(&[
+                "mkfs",
+                "--device",
+                "vericrypt",
+                "--size",
+                "128M",
+                "--force",
+                "--secret-file",
+                "/s/fs.secret",
+                "--kdf-memory-kib",
+                "8192",
+                "--kdf-passes",
+                "1",
+                "--tree",
+                "/s/fs.img.tree",
+                "/s/fsroot",
+                "/s/fs.img"
+            ])
+        );
+        img.root = Some("ab".repeat(32));
+        let s = fileserver(&d, bin, f.listen, &img, dir);
+        assert_eq!(
+            s.argv[1..],
+            strs(&[
+                "fileserver",
+                "--image",
+                "/s/fs.img",
+                "--device",
+                "vericrypt",
+                "--tree",
+                "/s/fs.img.tree",
+                "--secret-file",
+                "/s/fs.secret",
+                "--expect-root",
+                &"ab".repeat(32),
+                "--listen",
+                "tcp://127.0.0.1:9200",
+                "--certs",
+                "/s/certs"
+            ])
+        );
+        // std: no secret, no tree, no KDF flags.
+        let std_img = image_of(
+            &Fileserver {
+                device: Device::Std,
+                kdf: Kdf::Full,
+                ..f
+            },
+            dir,
+        );
+        assert_eq!(
+            mkfs_argv(bin, &std_img, Kdf::Cheap, Path::new("/t"))[1..],
+            strs(&[
+                "mkfs",
+                "--device",
+                "std",
+                "--size",
+                "128M",
+                "--force",
+                "/t",
+                "/s/fs.img"
+            ])
+        );
+    }
+
+    #[test]
+    fn the_key_server_gets_a_directory_with_only_the_site_key() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let certs = t.path().join("certs");
+        ensure_certs(&certs).unwrap();
+        std::fs::create_dir_all(t.path().join("keys")).unwrap();
+        std::fs::write(t.path().join("keys/stale.key"), "x").unwrap();
+        let keys = key_dir(&certs, t.path()).unwrap();
+        let names: Vec<_> = std::fs::read_dir(&keys)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["server.key"]);
+        let k = keys.join("server.key");
+        assert_eq!(
+            std::fs::read(&k).unwrap(),
+            std::fs::read(certs.join("server.key")).unwrap()
+        );
+        assert_eq!(std::fs::metadata(&k).unwrap().permissions().mode() & 0o777, 0o600);
+        let s = t.path().join("smc.secret");
+        ensure_secret(&s, false).unwrap();
+        let first = std::fs::read(&s).unwrap();
+        assert_eq!(first.len(), 32);
+        assert_eq!(std::fs::metadata(&s).unwrap().permissions().mode() & 0o777, 0o600);
+        ensure_secret(&s, false).unwrap();
+        assert_eq!(std::fs::read(&s).unwrap(), first, "an existing secret is kept");
+        ensure_secret(&s, true).unwrap();
+        assert_ne!(std::fs::read(&s).unwrap(), first, "fresh means fresh");
+    }
+
+    #[test]
+    fn discard_image_removes_image_tree_and_secret_only() {
+        let t = tempfile::tempdir().unwrap();
+        let mut d = dep();
+        d.resolve(t.path());
+        d.fileserver = Some(Fileserver {
+            device: Device::Verity,
+            listen: "127.0.0.1:9200".parse().unwrap(),
+            image: t.path().join("fs.img"),
+            kdf: Kdf::Cheap,
+        });
+        for f in ["fs.img", "fs.img.tree", "fs.secret", "fileserver.log"] {
+            std::fs::write(t.path().join(f), "x").unwrap();
+        }
+        discard_image(&d);
+        let left: Vec<_> = std::fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, ["fileserver.log"]);
     }
 }

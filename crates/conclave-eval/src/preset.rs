@@ -174,11 +174,31 @@ pub struct Availability {
 const NEEDS: &[(&str, &[&str])] = &[
     ("edge", &["--config"]),
     ("origin", &["--root", "--listen"]),
-    ("keyserver", &["--listen", "--certs", "--key"]),
-    ("memserver", &["--kind", "--listen", "--certs"]),
+    ("keyserver", &["--keys", "--certs", "--listen"]),
+    ("memserver", &["--kind", "--listen", "--certs", "--dir"]),
+    (
+        "mkfs",
+        &[
+            "--device",
+            "--size",
+            "--force",
+            "--secret-file",
+            "--tree",
+            "--kdf-memory-kib",
+            "--kdf-passes",
+        ],
+    ),
     (
         "fileserver",
-        &["--device", "--image", "--content", "--listen", "--certs"],
+        &[
+            "--image",
+            "--device",
+            "--tree",
+            "--secret-file",
+            "--expect-root",
+            "--listen",
+            "--certs",
+        ],
     ),
 ];
 
@@ -272,6 +292,7 @@ impl Availability {
             );
         }
         if p.storage == StorageKind::Nextfs {
+            missing.extend(self.subcommand("mkfs").err());
             missing.extend(self.subcommand("fileserver").err());
         }
         if missing.is_empty() {

@@ -129,8 +129,14 @@ fn up_serves_and_leaves_no_process_behind_on_sigterm() {
     let deploy = write_deploy(dir.path(), base);
     let (mut up, pids, _out) = start_up(&deploy);
     assert_eq!(pids.len(), 2, "origin and edge");
-    // nginx masters plus their workers (2 for the edge, 1 for the origin).
-    let members = members_of(&pids);
+    // nginx masters plus their workers (2 for the edge, 1 for the origin); a
+    // master accepts connections before it has forked them all, so wait a bit.
+    let t0 = Instant::now();
+    let mut members = members_of(&pids);
+    while members.len() < 5 && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+        members = members_of(&pids);
+    }
     assert!(
         members.len() >= 5,
         "expected masters and workers, found {members:?}"
@@ -396,4 +402,149 @@ fn eval_interrupted_keeps_finished_results_and_stops_every_server() {
     assert!(data.contains("\"interrupted\": true"), "{data}");
     let md = std::fs::read_to_string(dir.path().join("i/report.md")).unwrap();
     assert!(md.contains("interrupted"), "{md}");
+}
+
+/// Every kernel server is in a full build, so every preset is available.
+#[cfg(all(feature = "fs", feature = "mem", feature = "keys", feature = "edge"))]
+#[test]
+fn eval_list_shows_the_kernel_server_presets_available() {
+    let out = Command::new(BIN).args(["eval", "--list"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in [
+        "linux-keyless",
+        "fs-std",
+        "fs-crypt",
+        "fs-verity",
+        "fs-vericrypt",
+        "mem-smdish",
+        "mem-smuf",
+        "mem-smc",
+        "conclave-crypt",
+        "conclave-vericrypt",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} not listed:\n{text}"));
+        assert!(
+            line.trim_end().ends_with("available") && !line.contains("not available"),
+            "{line}"
+        );
+    }
+}
+
+/// `up` on a conclave with a file server (vericrypt image built by `mkfs`),
+/// an smuf memory server and a key server: they start in dependency order,
+/// each one ready before the next; the edge serves through them; and
+/// none is left when SIGTERM stops `up`.
+#[cfg(all(feature = "fs", feature = "mem", feature = "keys", feature = "edge"))]
+#[test]
+fn up_starts_the_kernel_servers_in_order_and_leaves_none_behind() {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let base = base_port();
+    let deploy = dir.path().join("deploy.toml");
+    std::fs::write(
+        &deploy,
+        format!(
+            "name = \"kernel\"\n[origin]\nkind = \"conclave\"\nlisten = \"127.0.0.1:{o}\"\n\
+             [edge]\nkind = \"conclave\"\nstorage = \"nextfs\"\nshared = \"smuf\"\nkey = \"keyserver\"\n\
+             [[edge.site]]\nlisten = \"127.0.0.1:{base}\"\n\
+             [keyserver]\nlisten = \"127.0.0.1:{k}\"\n[memserver]\nlisten = \"127.0.0.1:{m}\"\n\
+             [fileserver]\ndevice = \"vericrypt\"\nlisten = \"127.0.0.1:{f}\"\nkdf = \"cheap\"\n",
+            o = base + 20,
+            k = base + 30,
+            m = base + 50,
+            f = base + 70,
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .arg("up")
+        .arg(&deploy)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut err = child.stderr.take().unwrap();
+    let mut up = Guard(child);
+    let (mut names, mut pids) = (Vec::new(), Vec::new());
+    let mut line = String::new();
+    let mut edge_up = false;
+    while out.read_line(&mut line).unwrap() > 0 {
+        if let Some((name, rest)) = line.strip_prefix("started ").and_then(|l| l.split_once(" (pid ")) {
+            names.push(name.to_string());
+            pids.push(rest.split(')').next().unwrap().parse::<u32>().unwrap());
+        }
+        if line.contains("is up") {
+            edge_up = true;
+            break;
+        }
+        line.clear();
+    }
+    assert_eq!(
+        names[..4],
+        [
+            "fileserver (vericrypt)",
+            "memserver (smuf)",
+            "keyserver",
+            "origin"
+        ],
+        "start order"
+    );
+    for (log, want) in [
+        ("fileserver.log", "listening"),
+        ("memserver.log", "listening"),
+        ("keyserver.log", "listening"),
+    ] {
+        let text = std::fs::read_to_string(dir.path().join(log)).unwrap();
+        assert!(text.contains(want), "{log}: {text}");
+    }
+    // The key server's directory holds the site key only, owner-readable.
+    let keys: Vec<_> = std::fs::read_dir(dir.path().join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(keys, ["server.key"]);
+    let secret = std::fs::metadata(dir.path().join("fs.secret")).unwrap();
+    assert_eq!(secret.permissions().mode() & 0o777, 0o600);
+    assert!(dir.path().join("fs.img.tree").exists());
+    if !edge_up {
+        let status = wait_exit(&mut up.0, Duration::from_secs(20));
+        let mut e = String::new();
+        err.read_to_string(&mut e).unwrap();
+        let left = members_of(&pids);
+        assert!(left.is_empty(), "processes left behind: {left:?}");
+        panic!("conclave up did not come up ({status}): {e}");
+    }
+    assert_eq!(names.len(), 5, "{names:?}");
+    // The edge serves through its cache on the file server, signing with the key server.
+    let ab = Command::new(BIN)
+        .args(["ab", "-n", "20", "-c", "2", "--cacert"])
+        .arg(dir.path().join("certs/root.crt"))
+        .arg(format!("https://127.0.0.1:{base}/10k.txt"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&ab.stdout);
+    assert!(
+        text.contains("Failed requests:        0") && text.contains("Document Length:        10240"),
+        "{text}"
+    );
+    Command::new("kill")
+        .args(["-TERM", &up.0.id().to_string()])
+        .status()
+        .unwrap();
+    let status = wait_exit(&mut up.0, Duration::from_secs(20));
+    assert!(status.success(), "up exited with {status}");
+    let left = members_of(&pids);
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    for port in [base, base + 20, base + 30, base + 50, base + 70] {
+        assert!(
+            TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "port {port} still answers"
+        );
+    }
 }
