@@ -512,7 +512,13 @@ impl EdgeConfig {
                     format!("two servers listen on {listen}"),
                 ));
             }
-            let root = s.root.as_ref().map(|r| if in_image { r.get_ref().clone() } else { rel(r.get_ref()) });
+            let root = s.root.as_ref().map(|r| {
+                if in_image {
+                    r.get_ref().clone()
+                } else {
+                    rel(r.get_ref())
+                }
+            });
             let mut proxy_pass = None;
             let mut cache = None;
             match s.mode {
@@ -670,7 +676,10 @@ impl EdgeConfig {
                     Some(w) => {
                         let p = rel(&w.rules);
                         if !p.is_file() {
-                            return Err(err(Some(s_span), format!("waf rules {:?} is not a file", w.rules)));
+                            return Err(err(
+                                Some(s_span),
+                                format!("waf rules {:?} is not a file", w.rules),
+                            ));
                         }
                         Some(p)
                     }

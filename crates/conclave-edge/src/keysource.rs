@@ -102,7 +102,9 @@ impl KeySource for KeyServerKey {
             message,
         };
         let endpoint: conclave_rpc::Endpoint = self.endpoint.parse().map_err(|e| remote(format!("{e}")))?;
-        let creds = conclave_rpc::Credentials::from_dir(&self.certs, "edge").map_err(|e| remote(e.to_string()))?;
-        conclave_keys::certified_key(chain, &endpoint, &self.key_name, &creds).map_err(|e| remote(e.to_string()))
+        let creds =
+            conclave_rpc::Credentials::from_dir(&self.certs, "edge").map_err(|e| remote(e.to_string()))?;
+        conclave_keys::certified_key(chain, &endpoint, &self.key_name, &creds)
+            .map_err(|e| remote(e.to_string()))
     }
 }

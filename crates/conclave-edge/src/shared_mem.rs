@@ -12,7 +12,9 @@ pub struct MemSharedState {
 
 impl std::fmt::Debug for MemSharedState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemSharedState").field("kind", &self.store.kind()).finish()
+        f.debug_struct("MemSharedState")
+            .field("kind", &self.store.kind())
+            .finish()
     }
 }
 

@@ -133,7 +133,11 @@ impl Site {
 /// Runs the WAF on the request line and headers (ModSecurity phases 1 and 2
 /// without a body); a denial is logged with the rule id.
 fn waf_check(waf: &conclave_waf::Waf, req: &Request<()>, target: &str) -> Option<StatusCode> {
-    let headers: Vec<(&str, &[u8])> = req.headers().iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect();
+    let headers: Vec<(&str, &[u8])> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_bytes()))
+        .collect();
     let view = conclave_waf::RequestView {
         method: req.method().as_str(),
         uri: target,
@@ -142,7 +146,12 @@ fn waf_check(waf: &conclave_waf::Waf, req: &Request<()>, target: &str) -> Option
     match waf.check(&view) {
         conclave_waf::Decision::Allow => None,
         conclave_waf::Decision::Deny { status, rule_id, msg } => {
-            tracing::warn!(rule_id, msg = msg.unwrap_or(""), target, "request denied by the WAF");
+            tracing::warn!(
+                rule_id,
+                msg = msg.unwrap_or(""),
+                target,
+                "request denied by the WAF"
+            );
             Some(StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN))
         }
     }

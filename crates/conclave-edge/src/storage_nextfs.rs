@@ -17,7 +17,9 @@ pub struct NextfsStorage {
 
 impl std::fmt::Debug for NextfsStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NextfsStorage").field("root", &self.root).finish_non_exhaustive()
+        f.debug_struct("NextfsStorage")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
     }
 }
 
@@ -34,7 +36,10 @@ impl NextfsStorage {
     fn full(&self, path: &str) -> io::Result<String> {
         let rel = path.trim_start_matches('/');
         if rel.split('/').any(|s| s == ".." || s.contains('\0')) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "path escapes the storage root"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "path escapes the storage root",
+            ));
         }
         Ok(match (self.root.as_str(), rel.is_empty()) {
             (r, true) => r.to_string(),
@@ -45,7 +50,11 @@ impl NextfsStorage {
 }
 
 fn meta_of(m: &conclave_fs::Metadata) -> FileMeta {
-    FileMeta { len: m.len(), modified: m.modified(), is_dir: m.is_dir() }
+    FileMeta {
+        len: m.len(),
+        modified: m.modified(),
+        is_dir: m.is_dir(),
+    }
 }
 
 impl Storage for NextfsStorage {
@@ -90,7 +99,11 @@ impl Storage for NextfsStorage {
     fn write_atomic(&self, path: &str, data: &[u8]) -> io::Result<()> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let full = self.full(path)?;
-        let tmp = format!("{full}.tmp.{}.{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let tmp = format!(
+            "{full}.tmp.{}.{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
         let res = match self.client.write(&tmp, data) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if let Some((dir, _)) = full.rsplit_once('/') {
@@ -102,9 +115,10 @@ impl Storage for NextfsStorage {
             }
             r => r,
         };
-        res.and_then(|_| self.client.rename(&tmp, &full)).inspect_err(|_| {
-            let _ = self.client.remove_file(&tmp);
-        })
+        res.and_then(|_| self.client.rename(&tmp, &full))
+            .inspect_err(|_| {
+                let _ = self.client.remove_file(&tmp);
+            })
     }
 
     fn remove(&self, path: &str) -> io::Result<()> {

@@ -7,8 +7,8 @@ use crate::config::{EdgeConfig, KeyConfig, Mode, SharedConfig, StorageConfig};
 use crate::keysource::{KeyFile, KeyServerKey, KeySource};
 use crate::server::{accept_loop, bind_reuseport, Limits, Listener};
 use crate::shared::{LocalSharedState, SharedState};
-use crate::site::{Backend, Site};
 use crate::shared_mem::MemSharedState;
+use crate::site::{Backend, Site};
 use crate::storage::{HostStorage, Storage};
 use crate::storage_nextfs::NextfsStorage;
 use crate::EdgeError;
@@ -78,8 +78,10 @@ fn shared_state(c: &SharedConfig) -> Result<Arc<dyn SharedState>, EdgeError> {
     if c.is_local() {
         return Ok(Arc::new(LocalSharedState::new()));
     }
-    let spec: conclave_mem::MemSpec =
-        c.kind.parse().map_err(|e| EdgeError::Setup(format!("[shared] kind {:?}: {e}", c.kind)))?;
+    let spec: conclave_mem::MemSpec = c
+        .kind
+        .parse()
+        .map_err(|e| EdgeError::Setup(format!("[shared] kind {:?}: {e}", c.kind)))?;
     let creds = match &c.certs {
         Some(dir) => Some(
             conclave_rpc::Credentials::from_dir(dir, "edge")
@@ -97,8 +99,9 @@ fn shared_state(c: &SharedConfig) -> Result<Arc<dyn SharedState>, EdgeError> {
 
 /// The file-server client `[storage] kind = "nextfs"` names.
 fn fs_client(server: &str, certs: &std::path::Path) -> Result<Arc<conclave_fs::FsClient>, EdgeError> {
-    let ep: conclave_rpc::Endpoint =
-        server.parse().map_err(|e| EdgeError::Setup(format!("[storage] server: {e}")))?;
+    let ep: conclave_rpc::Endpoint = server
+        .parse()
+        .map_err(|e| EdgeError::Setup(format!("[storage] server: {e}")))?;
     let creds = conclave_rpc::Credentials::from_dir(certs, "edge")
         .map_err(|e| EdgeError::Setup(format!("[storage] certs: {e}")))?;
     let opts = conclave_rpc::ClientOptions::mtls(&creds, "fileserver")
@@ -169,8 +172,9 @@ async fn serve(cfg: &EdgeConfig, watch_stdin: bool) -> Result<(), EdgeError> {
                             .map_err(|e| EdgeError::io(format!("cache path {}", c.path.display()), e))?,
                     ),
                     Some(fc) => Arc::new(
-                        NextfsStorage::new(fc.clone(), &c.path.to_string_lossy(), true)
-                            .map_err(|e| EdgeError::io(format!("nextfs cache path {}", c.path.display()), e))?,
+                        NextfsStorage::new(fc.clone(), &c.path.to_string_lossy(), true).map_err(|e| {
+                            EdgeError::io(format!("nextfs cache path {}", c.path.display()), e)
+                        })?,
                     ),
                 };
                 Backend::Cache(Box::new(Cache::new(c, origin, st, shared.as_ref())?))
@@ -194,9 +198,11 @@ async fn serve(cfg: &EdgeConfig, watch_stdin: bool) -> Result<(), EdgeError> {
         };
         let waf = match &s.waf {
             None => None,
-            Some(p) => Some(Arc::new(conclave_waf::Waf::load(p).map_err(|e| {
-                EdgeError::Setup(format!("waf rules {}: {e}", p.display()))
-            })?)),
+            Some(p) => {
+                Some(Arc::new(conclave_waf::Waf::load(p).map_err(|e| {
+                    EdgeError::Setup(format!("waf rules {}: {e}", p.display()))
+                })?))
+            }
         };
         let tls = crate::tls::server_config(&s.tls, keys.as_ref())?;
         let tcp = bind_reuseport(s.listen).map_err(|e| EdgeError::io(format!("listen {}", s.listen), e))?;

@@ -118,7 +118,18 @@ fn raw_image(cfg: &FsBenchConfig) -> Result<PathBuf, FsBenchError> {
     let raw = cfg.workdir.join("raw.img");
     let size = format!("{}M", cfg.file_mib * 2 + 48);
     let out = std::process::Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext2", "-b", "4096", "-I", "256", "-O", "^resize_inode,^dir_index"])
+        .args([
+            "-q",
+            "-F",
+            "-t",
+            "ext2",
+            "-b",
+            "4096",
+            "-I",
+            "256",
+            "-O",
+            "^resize_inode,^dir_index",
+        ])
         .args(["-E", "root_owner=0:0", "-d"])
         .arg(&src)
         .arg(&raw)
@@ -126,7 +137,10 @@ fn raw_image(cfg: &FsBenchConfig) -> Result<PathBuf, FsBenchError> {
         .output()
         .map_err(err("running mke2fs (install e2fsprogs)"))?;
     if !out.status.success() {
-        return Err(FsBenchError(format!("mke2fs failed: {}", String::from_utf8_lossy(&out.stderr))));
+        return Err(FsBenchError(format!(
+            "mke2fs failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
     }
     Ok(raw)
 }
@@ -169,7 +183,12 @@ fn host_file(cfg: &FsBenchConfig, out: &mut Vec<FsBenchResult>) -> Result<(), Fs
     Ok(())
 }
 
-fn device(cfg: &FsBenchConfig, raw: &Path, kind: DeviceKind, out: &mut Vec<FsBenchResult>) -> Result<(), FsBenchError> {
+fn device(
+    cfg: &FsBenchConfig,
+    raw: &Path,
+    kind: DeviceKind,
+    out: &mut Vec<FsBenchResult>,
+) -> Result<(), FsBenchError> {
     let image = cfg.workdir.join(format!("{kind}.img"));
     let mut spec = DeviceSpec::new(kind, &image);
     if kind.needs_secret() {
@@ -233,7 +252,10 @@ fn device(cfg: &FsBenchConfig, raw: &Path, kind: DeviceKind, out: &mut Vec<FsBen
         }
         out.push(m.result(name, "rand-read-4k"));
         let mut w = client
-            .open_with("/write.dat", OpenOptions::new().write(true).create(true).truncate(true))
+            .open_with(
+                "/write.dat",
+                OpenOptions::new().write(true).create(true).truncate(true),
+            )
             .map_err(err("create /write.dat"))?;
         let chunk = vec![0x5au8; 1024 * 1024];
         let mut m = Meter::new();
@@ -256,7 +278,10 @@ fn device(cfg: &FsBenchConfig, raw: &Path, kind: DeviceKind, out: &mut Vec<FsBen
 }
 
 /// Runs the benchmark; `progress` sees each cell as it finishes.
-pub fn run(cfg: &FsBenchConfig, mut progress: impl FnMut(&FsBenchResult)) -> Result<Vec<FsBenchResult>, FsBenchError> {
+pub fn run(
+    cfg: &FsBenchConfig,
+    mut progress: impl FnMut(&FsBenchResult),
+) -> Result<Vec<FsBenchResult>, FsBenchError> {
     let raw = raw_image(cfg)?;
     let mut all = Vec::new();
     let mut out = Vec::new();

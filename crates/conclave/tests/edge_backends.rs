@@ -1,7 +1,13 @@
 //! The edge with its remote seams plugged in, as real processes: keyless TLS
 //! through the key server, docroot and cache on the file server, the cache
 //! index in a memory server, and the WAF.
-#![cfg(all(feature = "edge", feature = "keys", feature = "fs", feature = "mem", feature = "waf"))]
+#![cfg(all(
+    feature = "edge",
+    feature = "keys",
+    feature = "fs",
+    feature = "mem",
+    feature = "waf"
+))]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -13,7 +19,10 @@ struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
         let until = Instant::now() + Duration::from_secs(5);
         while Instant::now() < until {
             if let Ok(Some(_)) = self.0.try_wait() {
@@ -27,7 +36,11 @@ impl Drop for Proc {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_port(port: u16) {
@@ -53,8 +66,15 @@ fn start(dir: &Path, name: &str, args: &[&str]) -> Proc {
 }
 
 fn run(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_conclave")).args(args).output().unwrap();
-    assert!(out.status.success(), "conclave {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "conclave {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -68,7 +88,10 @@ fn curl(dir: &Path, url: &str) -> (String, Vec<u8>) {
         .output()
         .expect("curl must be installed");
     assert!(out.status.success(), "curl {url} failed");
-    (String::from_utf8_lossy(&out.stdout).into_owned(), std::fs::read(dir.join("body")).unwrap())
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        std::fs::read(dir.join("body")).unwrap(),
+    )
 }
 
 fn status(headers: &str) -> u16 {
@@ -98,7 +121,13 @@ impl World {
         let p = start(
             self.dir.path(),
             "origin",
-            &["origin", "--root", &self.s("html"), "--listen", &format!("127.0.0.1:{port}")],
+            &[
+                "origin",
+                "--root",
+                &self.s("html"),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ],
         );
         wait_port(port);
         (p, port)
@@ -106,7 +135,11 @@ impl World {
     fn edge(&self, toml: &str) -> Proc {
         std::fs::write(self.p("edge.toml"), toml).unwrap();
         run(&["edge", "--config", &self.s("edge.toml"), "--check"]);
-        start(self.dir.path(), "edge", &["edge", "--config", &self.s("edge.toml")])
+        start(
+            self.dir.path(),
+            "edge",
+            &["edge", "--config", &self.s("edge.toml")],
+        )
     }
 }
 
@@ -120,7 +153,15 @@ fn keyless_edge_serves_with_the_key_only_in_the_key_server() {
     let _ks = start(
         w.dir.path(),
         "keyserver",
-        &["keyserver", "--keys", &w.s("keys"), "--certs", &w.s("certs"), "--listen", &format!("tcp://127.0.0.1:{kport}")],
+        &[
+            "keyserver",
+            "--keys",
+            &w.s("keys"),
+            "--certs",
+            &w.s("certs"),
+            "--listen",
+            &format!("tcp://127.0.0.1:{kport}"),
+        ],
     );
     wait_port(kport);
     let port = free_port();
@@ -131,22 +172,44 @@ fn keyless_edge_serves_with_the_key_only_in_the_key_server() {
     wait_port(port);
     for tls in ["--tlsv1.2", "--tlsv1.3"] {
         let out = Command::new("curl")
-            .args(["-s", tls, "--cacert", &w.s("certs/root.crt"), &format!("https://localhost:{port}/10k.txt")])
+            .args([
+                "-s",
+                tls,
+                "--cacert",
+                &w.s("certs/root.crt"),
+                &format!("https://localhost:{port}/10k.txt"),
+            ])
             .output()
             .unwrap();
         assert!(out.status.success());
         assert_eq!(out.stdout, std::fs::read(w.p("html/10k.txt")).unwrap());
     }
-    assert!(!w.p("certs/server.key").exists(), "the edge never had a key file to open");
+    assert!(
+        !w.p("certs/server.key").exists(),
+        "the edge never had a key file to open"
+    );
 }
 
 fn std_image(w: &World) -> PathBuf {
     let src = w.p("imgsrc");
     std::fs::create_dir_all(src.join("cache")).unwrap();
-    let st = Command::new("cp").arg("-r").arg(w.p("html")).arg(&src).status().unwrap();
+    let st = Command::new("cp")
+        .arg("-r")
+        .arg(w.p("html"))
+        .arg(&src)
+        .status()
+        .unwrap();
     assert!(st.success());
     let image = w.p("site.img");
-    run(&["mkfs", "--device", "std", "--size", "64M", &src.display().to_string(), &image.display().to_string()]);
+    run(&[
+        "mkfs",
+        "--device",
+        "std",
+        "--size",
+        "64M",
+        &src.display().to_string(),
+        &image.display().to_string(),
+    ]);
     image
 }
 
@@ -173,7 +236,15 @@ fn edge_serves_docroot_and_cache_from_the_file_server_with_smdish_index() {
     let _ms = start(
         w.dir.path(),
         "memserver",
-        &["memserver", "--kind", "smdish", "--listen", &format!("tcp://127.0.0.1:{mport}"), "--certs", &w.s("certs")],
+        &[
+            "memserver",
+            "--kind",
+            "smdish",
+            "--listen",
+            &format!("tcp://127.0.0.1:{mport}"),
+            "--certs",
+            &w.s("certs"),
+        ],
     );
     wait_port(mport);
     let (_origin, oport) = w.origin();
@@ -205,8 +276,19 @@ fn edge_serves_docroot_and_cache_from_the_file_server_with_smdish_index() {
         assert_eq!(body.len(), 102400);
     }
     // the cached body sits in the image, readable through the file server
-    let ls = run(&["fs", "--server", &format!("tcp://127.0.0.1:{fport}"), "--certs", &w.s("certs"), "ls", "/cache"]);
-    assert!(!String::from_utf8_lossy(&ls.stdout).trim().is_empty(), "cache files stored in nextfs");
+    let ls = run(&[
+        "fs",
+        "--server",
+        &format!("tcp://127.0.0.1:{fport}"),
+        "--certs",
+        &w.s("certs"),
+        "ls",
+        "/cache",
+    ]);
+    assert!(
+        !String::from_utf8_lossy(&ls.stdout).trim().is_empty(),
+        "cache files stored in nextfs"
+    );
 }
 
 #[test]
@@ -214,18 +296,34 @@ fn waf_denies_listed_strings_and_lets_others_through() {
     let w = World::new();
     run(&["waf-rules", "100", "--seed", "7", "--out", &w.s("waf/main.conf")]);
     let rules = std::fs::read_to_string(w.p("waf/main-rules.conf")).unwrap();
-    let listed = rules.split("@contains ").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let listed = rules
+        .split("@contains ")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
     let port = free_port();
     let _edge = w.edge(&format!(
         "[[server]]\nlisten = \"127.0.0.1:{port}\"\nmode = \"standalone\"\nroot = \"html\"\n\
          [server.tls]\ncertificate = \"certs/server.crt\"\nkey = \"certs/server.key\"\n[server.waf]\nrules = \"waf/main.conf\"\n"
     ));
     wait_port(port);
-    let (h, _) = curl(w.dir.path(), &format!("https://localhost:{port}/1k.txt?testparam=xx{listed}yy"));
+    let (h, _) = curl(
+        w.dir.path(),
+        &format!("https://localhost:{port}/1k.txt?testparam=xx{listed}yy"),
+    );
     assert_eq!(status(&h), 403, "listed string denied");
-    let (h, body) = curl(w.dir.path(), &format!("https://localhost:{port}/1k.txt?testparam=harmless"));
+    let (h, body) = curl(
+        w.dir.path(),
+        &format!("https://localhost:{port}/1k.txt?testparam=harmless"),
+    );
     assert_eq!(status(&h), 200);
     assert_eq!(body.len(), 1024);
     let log = std::fs::read_to_string(w.p("edge.log")).unwrap();
-    assert!(log.contains("denied by the WAF") && log.contains("rule_id"), "{log}");
+    assert!(
+        log.contains("denied by the WAF") && log.contains("rule_id"),
+        "{log}"
+    );
 }

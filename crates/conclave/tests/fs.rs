@@ -79,14 +79,31 @@ impl Drop for FsProc {
 
 fn setup() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
-    assert!(conclave().args(["certs", "--out"]).arg(tmp.path().join("certs")).output().unwrap().status.success());
+    assert!(conclave()
+        .args(["certs", "--out"])
+        .arg(tmp.path().join("certs"))
+        .output()
+        .unwrap()
+        .status
+        .success());
     let src = tmp.path().join("src");
     std::fs::create_dir_all(src.join("html/sub")).unwrap();
     std::fs::write(src.join("html/index.html"), b"<html>hi</html>").unwrap();
     std::fs::write(src.join("html/sub/big.bin"), vec![7u8; 300_000]).unwrap();
     let image = tmp.path().join("fs.img");
     let st = Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext2", "-b", "4096", "-I", "256", "-O", "^resize_inode,^dir_index"])
+        .args([
+            "-q",
+            "-F",
+            "-t",
+            "ext2",
+            "-b",
+            "4096",
+            "-I",
+            "256",
+            "-O",
+            "^resize_inode,^dir_index",
+        ])
         .args(["-E", "root_owner=0:0", "-d"])
         .arg(&src)
         .arg(&image)
@@ -121,7 +138,14 @@ fn every_operation_round_trips() {
     assert_eq!(c.read("/html/sub/big.bin").unwrap(), vec![7u8; 300_000]);
     // write, append, seek, pread/pwrite, truncate, fstat
     let mut f = c
-        .open_with("/new.txt", OpenOptions::new().read(true).write(true).create_new(true).mode(0o640))
+        .open_with(
+            "/new.txt",
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o640),
+        )
         .unwrap();
     f.write_all(b"hello world").unwrap();
     assert_eq!(f.seek(SeekFrom::Start(6)).unwrap(), 6);
@@ -141,7 +165,9 @@ fn every_operation_round_trips() {
     a.write_all(b"!!").unwrap();
     drop(a);
     assert_eq!(c.read("/new.txt").unwrap(), b"hello!!");
-    assert!(c.open_with("/new.txt", OpenOptions::new().write(true).create_new(true)).is_err());
+    assert!(c
+        .open_with("/new.txt", OpenOptions::new().write(true).create_new(true))
+        .is_err());
     // large write and read chunked over several RPCs
     let big: Vec<u8> = (0..3 * 1024 * 1024 + 17).map(|i| (i % 251) as u8).collect();
     c.write("/big.dat", &big).unwrap();
@@ -163,9 +189,13 @@ fn every_operation_round_trips() {
     assert_eq!(c.read("/a/sym").unwrap(), b"hello!!");
     c.set_permissions("/a/hard.txt", 0o600).unwrap();
     c.chown("/a/hard.txt", Some(1000), Some(1001)).unwrap();
-    c.set_times("/a/hard.txt", Some(1_000_000), Some(2_000_000)).unwrap();
+    c.set_times("/a/hard.txt", Some(1_000_000), Some(2_000_000))
+        .unwrap();
     let m = c.metadata("/a/hard.txt").unwrap();
-    assert_eq!((m.mode() & 0o777, m.uid(), m.gid(), m.mtime()), (0o600, 1000, 1001, 2_000_000));
+    assert_eq!(
+        (m.mode() & 0o777, m.uid(), m.gid(), m.mtime()),
+        (0o600, 1000, 1001, 2_000_000)
+    );
     let mut names: Vec<String> = c.read_dir("/a").unwrap().into_iter().map(|e| e.name).collect();
     names.sort();
     assert_eq!(names, ["b", "hard.txt", "sym"]);
@@ -179,7 +209,10 @@ fn every_operation_round_trips() {
     let st = c.statfs().unwrap();
     assert_eq!(st.bsize, 4096);
     assert!(st.bfree > 0 && st.bfree < st.blocks);
-    assert_eq!(c.metadata("/nope").unwrap_err().kind(), std::io::ErrorKind::NotFound);
+    assert_eq!(
+        c.metadata("/nope").unwrap_err().kind(),
+        std::io::ErrorKind::NotFound
+    );
     let out = srv.stop();
     assert!(out.contains("synced"), "{out}");
     e2fsck_clean(&image);
@@ -243,8 +276,12 @@ fn concurrent_clients_match_a_model_and_e2fsck() {
     let srv = FsProc::start(tmp.path(), &image, &[]);
     let c = client(tmp.path(), srv.endpoint(), "client");
     for (t, model) in models.iter().enumerate() {
-        let mut listed: Vec<String> =
-            c.read_dir(&format!("/t{t}")).unwrap().into_iter().map(|e| format!("/t{t}/{}", e.name)).collect();
+        let mut listed: Vec<String> = c
+            .read_dir(&format!("/t{t}"))
+            .unwrap()
+            .into_iter()
+            .map(|e| format!("/t{t}/{}", e.name))
+            .collect();
         listed.sort();
         assert_eq!(listed, model.keys().cloned().collect::<Vec<_>>());
         for (name, data) in model {
@@ -265,36 +302,70 @@ fn bad_input_gets_errors_and_the_server_keeps_serving() {
     let srv = FsProc::start(tmp.path(), &image, &["--max-open", "4"]);
     let ep = srv.endpoint();
     let mut c = raw(tmp.path(), &ep);
-    assert_eq!(c.call(20, b"").unwrap().status(), Status::ENOSYS, "the original crashed on opcode 20");
+    assert_eq!(
+        c.call(20, b"").unwrap().status(),
+        Status::ENOSYS,
+        "the original crashed on opcode 20"
+    );
     assert_eq!(c.call(999, b"").unwrap().status(), Status::ENOSYS);
     let mut w = BodyWriter::new();
     w.u32(77).u32(10);
     assert_eq!(c.call(proto::READ, &w.finish()).unwrap().status(), Status::EBADF);
-    assert_eq!(c.call(proto::CLOSE, &[0xff, 0xff, 0xff, 0xff]).unwrap().status(), Status::EBADF);
+    assert_eq!(
+        c.call(proto::CLOSE, &[0xff, 0xff, 0xff, 0xff]).unwrap().status(),
+        Status::EBADF
+    );
     let mut w = BodyWriter::new();
     w.str("/html");
-    let fd = c.call(proto::OPENDIR, &w.finish()).unwrap().into_result().unwrap();
+    let fd = c
+        .call(proto::OPENDIR, &w.finish())
+        .unwrap()
+        .into_result()
+        .unwrap();
     let mut w = BodyWriter::new();
     w.raw(&fd).u32(10);
-    assert_eq!(c.call(proto::READ, &w.finish()).unwrap().status(), Status::EISDIR, "dir fd used for read");
+    assert_eq!(
+        c.call(proto::READ, &w.finish()).unwrap().status(),
+        Status::EISDIR,
+        "dir fd used for read"
+    );
     for bad in ["/../etc/passwd", "/html/../../x"] {
         let mut w = BodyWriter::new();
         w.str(bad);
-        assert_eq!(c.call(proto::STAT, &w.finish()).unwrap().status(), Status::EACCES, "{bad}");
+        assert_eq!(
+            c.call(proto::STAT, &w.finish()).unwrap().status(),
+            Status::EACCES,
+            "{bad}"
+        );
     }
     let mut w = BodyWriter::new();
     w.str(&format!("/{}", "n".repeat(300)));
-    assert_eq!(c.call(proto::STAT, &w.finish()).unwrap().status(), Status::ENAMETOOLONG);
+    assert_eq!(
+        c.call(proto::STAT, &w.finish()).unwrap().status(),
+        Status::ENAMETOOLONG
+    );
     let mut w = BodyWriter::new();
     w.str("/html/index.html").i32(0).u32(0);
     let fd = c.call(proto::OPEN, &w.finish()).unwrap().into_result().unwrap();
     let mut w = BodyWriter::new();
     w.raw(&fd).u32(64 * 1024 * 1024);
-    assert_eq!(c.call(proto::READ, &w.finish()).unwrap().status(), Status::E2BIG, "read count over the limit");
+    assert_eq!(
+        c.call(proto::READ, &w.finish()).unwrap().status(),
+        Status::E2BIG,
+        "read count over the limit"
+    );
     let mut w = BodyWriter::new();
     w.raw(&fd).raw(b"x");
-    assert_eq!(c.call(proto::WRITE, &w.finish()).unwrap().status(), Status::EBADF, "write on read-only fd");
-    assert_eq!(c.call(proto::STAT, &[0, 0, 0, 9, b'/']).unwrap().status(), Status::EPROTO, "truncated field");
+    assert_eq!(
+        c.call(proto::WRITE, &w.finish()).unwrap().status(),
+        Status::EBADF,
+        "write on read-only fd"
+    );
+    assert_eq!(
+        c.call(proto::STAT, &[0, 0, 0, 9, b'/']).unwrap().status(),
+        Status::EPROTO,
+        "truncated field"
+    );
     // per-client cap on open descriptors (2 used so far, cap 4)
     let mut open = || {
         let mut w = BodyWriter::new();
@@ -305,7 +376,9 @@ fn bad_input_gets_errors_and_the_server_keeps_serving() {
     assert_eq!(open(), Status::OK);
     assert_eq!(open(), Status::EMFILE);
     // a client without a certificate is refused
-    let roots = Credentials::from_dir(&tmp.path().join("certs"), "client").unwrap().roots();
+    let roots = Credentials::from_dir(&tmp.path().join("certs"), "client")
+        .unwrap()
+        .roots();
     let cfg = rustls::ClientConfig::builder_with_provider(conclave_rpc::tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
@@ -366,16 +439,30 @@ fn clients_reconnect_after_a_server_restart() {
     assert_eq!(c.read("/html/index.html").unwrap().len(), 15);
     srv.stop();
     let srv = FsProc::start(tmp.path(), &image, &[]);
-    assert!(f.read(&mut b).is_err(), "an open handle from before the restart reports an error");
-    assert_eq!(c.read("/html/index.html").unwrap(), b"<html>hi</html>", "new operations reconnect");
+    assert!(
+        f.read(&mut b).is_err(),
+        "an open handle from before the restart reports an error"
+    );
+    assert_eq!(
+        c.read("/html/index.html").unwrap(),
+        b"<html>hi</html>",
+        "new operations reconnect"
+    );
     srv.stop();
 }
 
 /// Block numbers of `path` in a raw ext2 image, from debugfs (e2fsprogs).
 fn blocks_of(raw: &Path, path: &str) -> Vec<u64> {
-    let out = Command::new("debugfs").args(["-R", &format!("blocks {path}")]).arg(raw).output().unwrap();
+    let out = Command::new("debugfs")
+        .args(["-R", &format!("blocks {path}")])
+        .arg(raw)
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout).split_whitespace().map(|b| b.parse().unwrap()).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|b| b.parse().unwrap())
+        .collect()
 }
 
 #[test]
@@ -394,7 +481,9 @@ fn tampered_block_reads_as_eio_on_verity_and_vericrypt() {
             kdf: KdfParams::MIN,
             ..CreateOptions::default()
         };
-        let root = conclave_bd::create(&spec, &raw, &opts).unwrap().expect("tree devices have a root");
+        let root = conclave_bd::create(&spec, &raw, &opts)
+            .unwrap()
+            .expect("tree devices have a root");
         let root_hex = root.hex();
         let args = [
             "--device",
@@ -411,7 +500,11 @@ fn tampered_block_reads_as_eio_on_verity_and_vericrypt() {
         assert_eq!(c.read("/html/sub/big.bin").unwrap(), vec![7u8; 300_000]);
         // the host flips one bit in the file's 10th block
         let off = (blocks[10] + header_blocks) * 4096 + 123;
-        let mut img = std::fs::OpenOptions::new().read(true).write(true).open(&image).unwrap();
+        let mut img = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&image)
+            .unwrap();
         let mut b = [0u8; 1];
         img.seek(SeekFrom::Start(off)).unwrap();
         img.read_exact(&mut b).unwrap();
@@ -420,7 +513,11 @@ fn tampered_block_reads_as_eio_on_verity_and_vericrypt() {
         img.write_all(&b).unwrap();
         img.sync_all().unwrap();
         let err = c.read("/html/sub/big.bin").unwrap_err();
-        assert_eq!(err.raw_os_error().or(Some(-1)), Some(-1), "an io::Error built from the status");
+        assert_eq!(
+            err.raw_os_error().or(Some(-1)),
+            Some(-1),
+            "an io::Error built from the status"
+        );
         assert!(err.to_string().contains("EIO"), "{kind}: {err}");
         // a ranged read that avoids the block still works, and so do other files
         let mut f = c.open("/html/sub/big.bin").unwrap();
@@ -428,7 +525,11 @@ fn tampered_block_reads_as_eio_on_verity_and_vericrypt() {
         f.read_exact(&mut first).unwrap();
         assert_eq!(first, [7u8; 4096]);
         drop(f);
-        assert_eq!(c.read("/html/index.html").unwrap(), b"<html>hi</html>", "server stays up");
+        assert_eq!(
+            c.read("/html/index.html").unwrap(),
+            b"<html>hi</html>",
+            "server stays up"
+        );
         srv.stop();
     }
 }
@@ -446,7 +547,11 @@ fn fs_command_line_client_works() {
             .args(args)
             .output()
             .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let local = tmp.path().join("local.txt");
     std::fs::write(&local, b"from the host").unwrap();
@@ -480,6 +585,9 @@ fn read_path_returns_metadata_and_data_in_one_call() {
     assert_eq!(tail.len(), 10, "short at the end of the file");
     let (m, none) = c.read_path("/html", 0, 100).unwrap();
     assert!(m.is_dir() && none.is_empty());
-    assert_eq!(c.read_path("/missing", 0, 1).unwrap_err().kind(), std::io::ErrorKind::NotFound);
+    assert_eq!(
+        c.read_path("/missing", 0, 1).unwrap_err().kind(),
+        std::io::ErrorKind::NotFound
+    );
     srv.stop();
 }

@@ -27,7 +27,12 @@ impl AsyncFsClient {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match idle {
             Some(c) => Ok((c, true)),
-            None => Ok((AsyncConnection::connect(&self.endpoint, &self.opts).await.map_err(rpc)?, false)),
+            None => Ok((
+                AsyncConnection::connect(&self.endpoint, &self.opts)
+                    .await
+                    .map_err(rpc)?,
+                false,
+            )),
         }
     }
 
@@ -44,7 +49,9 @@ impl AsyncFsClient {
         let (mut c, reused) = self.checkout().await?;
         let res = match c.call(code, body).await {
             Err(_) if reused => {
-                c = AsyncConnection::connect(&self.endpoint, &self.opts).await.map_err(rpc)?;
+                c = AsyncConnection::connect(&self.endpoint, &self.opts)
+                    .await
+                    .map_err(rpc)?;
                 c.call(code, body).await
             }
             r => r,
@@ -66,7 +73,9 @@ impl AsyncFsClient {
         let body = opts.body(path);
         let reply = match c.call(proto::OPEN, &body).await {
             Err(_) if reused => {
-                c = AsyncConnection::connect(&self.endpoint, &self.opts).await.map_err(rpc)?;
+                c = AsyncConnection::connect(&self.endpoint, &self.opts)
+                    .await
+                    .map_err(rpc)?;
                 c.call(proto::OPEN, &body).await
             }
             r => r,

@@ -26,7 +26,10 @@ impl FsClient {
         if let Some(c) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             return Ok((c, true));
         }
-        Ok((Connection::connect(&self.endpoint, &self.opts).map_err(rpc)?, false))
+        Ok((
+            Connection::connect(&self.endpoint, &self.opts).map_err(rpc)?,
+            false,
+        ))
     }
 
     fn checkin(&self, c: Connection) {
@@ -131,7 +134,10 @@ impl FsClient {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     if !self.metadata(&p)?.is_dir() {
-                        return Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{p} is not a directory")));
+                        return Err(io::Error::new(
+                            io::ErrorKind::NotADirectory,
+                            format!("{p} is not a directory"),
+                        ));
                     }
                 }
                 Err(e) => return Err(e),
@@ -182,14 +188,18 @@ impl FsClient {
     /// Sets owner and/or group.
     pub fn chown(&self, path: &str, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
         let mut w = BodyWriter::new();
-        w.str(path).u32(uid.unwrap_or(u32::MAX)).u32(gid.unwrap_or(u32::MAX));
+        w.str(path)
+            .u32(uid.unwrap_or(u32::MAX))
+            .u32(gid.unwrap_or(u32::MAX));
         self.call(proto::CHOWN, &w.finish()).map(drop)
     }
 
     /// Sets access and/or modification time (seconds since the epoch).
     pub fn set_times(&self, path: &str, atime: Option<i64>, mtime: Option<i64>) -> io::Result<()> {
         let mut w = BodyWriter::new();
-        w.str(path).i64(atime.unwrap_or(i64::MIN)).i64(mtime.unwrap_or(i64::MIN));
+        w.str(path)
+            .i64(atime.unwrap_or(i64::MIN))
+            .i64(mtime.unwrap_or(i64::MIN));
         self.call(proto::UTIMES, &w.finish()).map(drop)
     }
 

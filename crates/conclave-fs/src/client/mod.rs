@@ -204,7 +204,10 @@ pub(crate) fn rpc(e: RpcError) -> io::Error {
 }
 
 pub(crate) fn proto_err(st: Status) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("malformed reply from the file server: {st}"))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("malformed reply from the file server: {st}"),
+    )
 }
 
 pub(crate) fn decode_u32(b: &[u8]) -> io::Result<u32> {

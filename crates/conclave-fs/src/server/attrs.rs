@@ -13,7 +13,12 @@ pub fn stat(s: &FileServer, r: &mut BodyReader<'_>, follow: bool) -> Result<Fram
     let p = path::read(r)?;
     r.finish()?;
     let fs = s.read();
-    let md = if follow { fs.stat_path(&p) } else { fs.lstat_path(&p) }.map_err(status)?;
+    let md = if follow {
+        fs.stat_path(&p)
+    } else {
+        fs.lstat_path(&p)
+    }
+    .map_err(status)?;
     let mut w = BodyWriter::with_capacity(80);
     stat_of(&md).encode(&mut w);
     Ok(Frame::ok(w.finish()))

@@ -34,7 +34,11 @@ pub fn readdir(t: &mut FdTable, r: &mut BodyReader<'_>) -> Result<Frame, Status>
     let d = t.dir(fd)?;
     let start = (cookie as usize).min(d.entries.len());
     let end = (start + max as usize).min(d.entries.len());
-    let next = if end == d.entries.len() { u32::MAX } else { end as u32 };
+    let next = if end == d.entries.len() {
+        u32::MAX
+    } else {
+        end as u32
+    };
     let mut w = BodyWriter::new();
     w.u32(next).u32((end - start) as u32);
     for e in &d.entries[start..end] {

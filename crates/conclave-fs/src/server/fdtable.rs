@@ -71,7 +71,11 @@ impl FdTable {
 
     /// Removes descriptor `fd`; `EBADF` if it is not open.
     pub fn remove(&mut self, fd: u32) -> Result<Handle, Status> {
-        let h = self.slots.get_mut(fd as usize).and_then(Option::take).ok_or(Status::EBADF)?;
+        let h = self
+            .slots
+            .get_mut(fd as usize)
+            .and_then(Option::take)
+            .ok_or(Status::EBADF)?;
         self.open -= 1;
         Ok(h)
     }

@@ -85,7 +85,9 @@ pub fn open(s: &FileServer, t: &mut FdTable, r: &mut BodyReader<'_>) -> Result<F
 
 /// Drops `.` and `..` from a listing.
 pub(super) fn without_dots(v: Vec<conclave_ext2::DirListEntry>) -> Vec<conclave_ext2::DirListEntry> {
-    v.into_iter().filter(|e| e.name != b"." && e.name != b"..").collect()
+    v.into_iter()
+        .filter(|e| e.name != b"." && e.name != b"..")
+        .collect()
 }
 
 /// CLOSE / CLOSEDIR: `u32 fd`.

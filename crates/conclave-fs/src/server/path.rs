@@ -42,7 +42,10 @@ mod tests {
         assert_eq!(normalize("/").unwrap(), "/");
         assert_eq!(normalize("/a/../..").unwrap_err(), Status::EACCES);
         assert_eq!(normalize("/../etc/passwd").unwrap_err(), Status::EACCES);
-        assert_eq!(normalize(&format!("/{}", "x".repeat(256))).unwrap_err(), Status::ENAMETOOLONG);
+        assert_eq!(
+            normalize(&format!("/{}", "x".repeat(256))).unwrap_err(),
+            Status::ENAMETOOLONG
+        );
         assert_eq!(normalize("/a\0b").unwrap_err(), Status::EINVAL);
         assert_eq!(normalize("").unwrap_err(), Status::EINVAL);
     }

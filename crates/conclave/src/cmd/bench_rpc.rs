@@ -44,7 +44,10 @@ fn row(r: &RpcResult) -> String {
 /// Runs the benchmark and prints the table (or JSON).
 pub fn run(a: Args) -> anyhow::Result<()> {
     if let Some(big) = a.sizes.iter().find(|&&s| s > rpc::MAX_PAYLOAD) {
-        anyhow::bail!("payload {big} exceeds the benchmark's maximum of {} bytes", rpc::MAX_PAYLOAD);
+        anyhow::bail!(
+            "payload {big} exceeds the benchmark's maximum of {} bytes",
+            rpc::MAX_PAYLOAD
+        );
     }
     let tmp;
     let certs = match a.certs {

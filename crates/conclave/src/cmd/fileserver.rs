@@ -54,7 +54,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if let Some(r) = &a.expect_root {
         spec = spec.expect_root(r);
     }
-    let dev = conclave_bd::open(&spec).with_context(|| format!("opening {} as {}", a.image.display(), a.device))?;
+    let dev =
+        conclave_bd::open(&spec).with_context(|| format!("opening {} as {}", a.image.display(), a.device))?;
     let fs = conclave_ext2::Ext2Fs::open(dev.clone())
         .with_context(|| format!("reading the ext2 file system in {}", a.image.display()))?;
     if !fs.was_clean() && !a.read_only {

@@ -88,7 +88,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let ctx = || format!("file server {}", a.server);
     match a.op {
         Op::Ls { path } => {
-            let mut v = client.read_dir(&path).with_context(|| format!("{}: ls {path}", ctx()))?;
+            let mut v = client
+                .read_dir(&path)
+                .with_context(|| format!("{}: ls {path}", ctx()))?;
             v.sort_by(|x, y| x.name.cmp(&y.name));
             for e in v {
                 let kind = match e.file_type {
@@ -100,7 +102,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             }
         }
         Op::Stat { path } => {
-            let m = client.symlink_metadata(&path).with_context(|| format!("{}: stat {path}", ctx()))?;
+            let m = client
+                .symlink_metadata(&path)
+                .with_context(|| format!("{}: stat {path}", ctx()))?;
             super::print_line(format!(
                 "ino {} mode {:o} uid {} gid {} size {} links {} mtime {} ctime {}",
                 m.ino(),
@@ -114,7 +118,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             ));
         }
         Op::Cat { path } => {
-            let data = client.read(&path).with_context(|| format!("{}: cat {path}", ctx()))?;
+            let data = client
+                .read(&path)
+                .with_context(|| format!("{}: cat {path}", ctx()))?;
             let mut out = std::io::stdout().lock();
             if let Err(e) = out.write_all(&data).and_then(|_| out.flush()) {
                 if e.kind() != std::io::ErrorKind::BrokenPipe {
@@ -129,11 +135,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             } else {
                 data = std::fs::read(&local).with_context(|| format!("reading {}", local.display()))?;
             }
-            client.write(&remote, &data).with_context(|| format!("{}: put {remote}", ctx()))?;
+            client
+                .write(&remote, &data)
+                .with_context(|| format!("{}: put {remote}", ctx()))?;
             client.sync().with_context(ctx)?;
         }
         Op::Get { remote, local } => {
-            let data = client.read(&remote).with_context(|| format!("{}: get {remote}", ctx()))?;
+            let data = client
+                .read(&remote)
+                .with_context(|| format!("{}: get {remote}", ctx()))?;
             std::fs::write(&local, data).with_context(|| format!("writing {}", local.display()))?;
         }
         Op::Mkdir { path, p } => {
@@ -155,7 +165,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             client.sync().with_context(ctx)?;
         }
         Op::Mv { from, to } => {
-            client.rename(&from, &to).with_context(|| format!("{}: mv {from} {to}", ctx()))?;
+            client
+                .rename(&from, &to)
+                .with_context(|| format!("{}: mv {from} {to}", ctx()))?;
             client.sync().with_context(ctx)?;
         }
     }

@@ -62,7 +62,16 @@ pub fn print_line(line: impl std::fmt::Display) {
 }
 
 /// A multi-threaded tokio runtime for servers.
-#[cfg_attr(not(any(feature = "fs", feature = "edge", feature = "keys", feature = "mem", feature = "eval")), allow(dead_code))]
+#[cfg_attr(
+    not(any(
+        feature = "fs",
+        feature = "edge",
+        feature = "keys",
+        feature = "mem",
+        feature = "eval"
+    )),
+    allow(dead_code)
+)]
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
