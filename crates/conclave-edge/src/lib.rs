@@ -23,6 +23,7 @@ pub mod shared_mem;
 pub mod site;
 pub mod storage;
 pub mod storage_nextfs;
+pub mod tickets;
 pub mod tls;
 pub mod worker;
 

@@ -1,9 +1,11 @@
 //! The master process: starts `workers` worker processes (re-executed binary),
 //! restarts any that die, and stops them all on SIGTERM/SIGINT.
 //!
-//! Workers get a pipe as stdin; the master never writes to it. Closing it (on
-//! shutdown, or because the master died) tells the worker to stop gracefully, so
-//! no worker outlives its master.
+//! Workers get a pipe as stdin. The master writes one thing into it: a
+//! 32-byte secret from which every worker derives the same TLS ticket keys
+//! (as NGINX's workers inherit the master's ticket key), so a client resumes
+//! on any worker. Closing the pipe (on shutdown, or because the master died)
+//! tells the worker to stop gracefully, so no worker outlives its master.
 
 use crate::worker::stop_signal;
 use crate::EdgeError;
@@ -29,11 +31,14 @@ pub fn run_master(
     rt.block_on(async move {
         let (stopper, stop) = stop_signal(false)?;
         let make = std::sync::Arc::new(make_worker);
+        let mut seed = [0u8; crate::tickets::SEED_LEN];
+        getrandom::fill(&mut seed)
+            .map_err(|e| EdgeError::Setup(format!("no randomness for the ticket seed: {e}")))?;
         let mut slots = Vec::new();
         for i in 0..workers {
             let (make, stop, stopper) = (make.clone(), stop.clone(), stopper.clone());
             slots.push(tokio::spawn(async move {
-                let r = slot(i, make, stop, grace).await;
+                let r = slot(i, make, stop, grace, seed).await;
                 if r.is_err() {
                     // One slot failing for good stops the whole edge.
                     let _ = stopper.send(true);
@@ -68,6 +73,7 @@ async fn slot(
     make: std::sync::Arc<impl Fn(usize) -> std::process::Command + Send + Sync + 'static>,
     mut stop: tokio::sync::watch::Receiver<bool>,
     grace: Duration,
+    seed: [u8; crate::tickets::SEED_LEN],
 ) -> Result<(), EdgeError> {
     let mut fails = 0;
     loop {
@@ -77,7 +83,13 @@ async fn slot(
         let started = Instant::now();
         let mut child = spawn(i, make.as_ref())?;
         // `Child::wait` would close stdin; keep it open until we mean to stop the worker.
-        let pipe = child.stdin.take();
+        let mut pipe = child.stdin.take();
+        if let Some(p) = pipe.as_mut() {
+            use tokio::io::AsyncWriteExt;
+            if let Err(e) = p.write_all(&seed).await {
+                tracing::warn!("worker {i}: passing the ticket seed: {e}");
+            }
+        }
         tokio::select! {
             st = child.wait() => {
                 let st = st.map_err(|e| EdgeError::io(format!("waiting for worker {i}"), e))?;

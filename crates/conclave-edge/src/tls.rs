@@ -7,7 +7,11 @@ use rustls::sign::SingleCertAndKey;
 use std::sync::Arc;
 
 /// Builds the rustls config: protocols, ALPN h2 + http/1.1, resumption, the key source.
-pub fn server_config(tls: &TlsConfig, keys: &dyn KeySource) -> Result<Arc<ServerConfig>, KeyError> {
+pub fn server_config(
+    tls: &TlsConfig,
+    keys: &dyn KeySource,
+    tickets: Option<Arc<dyn rustls::server::ProducesTickets>>,
+) -> Result<Arc<ServerConfig>, KeyError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let ck = keys.certified_key(&provider)?;
     let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
@@ -23,9 +27,13 @@ pub fn server_config(tls: &TlsConfig, keys: &dyn KeySource) -> Result<Arc<Server
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(ck)));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     if tls.session_resumption {
-        // Per-process state; sharing it across workers goes through SharedState later.
+        // Session IDs stay per worker; tickets use keys shared by every
+        // worker through SharedState, so resumption works across workers.
         cfg.session_storage = ServerSessionMemoryCache::new(16 * 1024);
-        cfg.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+        cfg.ticketer = match tickets {
+            Some(t) => t,
+            None => rustls::crypto::aws_lc_rs::Ticketer::new()?,
+        };
     } else {
         cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         cfg.send_tls13_tickets = 0;

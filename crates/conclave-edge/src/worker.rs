@@ -111,13 +111,32 @@ fn fs_client(server: &str, certs: &std::path::Path) -> Result<Arc<conclave_fs::F
 
 /// Serves `cfg` in this process until stopped; `watch_stdin` makes EOF on stdin a stop.
 pub fn run_worker(cfg: &EdgeConfig, watch_stdin: bool) -> Result<(), EdgeError> {
+    // The master's first bytes on our stdin: the seed of the shared ticket keys.
+    let seed = if watch_stdin {
+        use std::io::Read;
+        let mut seed = [0u8; crate::tickets::SEED_LEN];
+        std::io::stdin()
+            .read_exact(&mut seed)
+            .map_err(|e| EdgeError::io("reading the ticket seed from the master", e))?;
+        Some(seed)
+    } else {
+        None
+    };
     let rt = runtime(cfg.worker_threads).map_err(|e| EdgeError::io("building the runtime", e))?;
-    rt.block_on(serve(cfg, watch_stdin))
+    rt.block_on(serve(cfg, watch_stdin, seed))
 }
 
-async fn serve(cfg: &EdgeConfig, watch_stdin: bool) -> Result<(), EdgeError> {
+async fn serve(
+    cfg: &EdgeConfig,
+    watch_stdin: bool,
+    seed: Option<[u8; crate::tickets::SEED_LEN]>,
+) -> Result<(), EdgeError> {
     let (_stopper, stop) = stop_signal(watch_stdin)?;
     let shared: Arc<dyn SharedState> = shared_state(&cfg.shared)?;
+    let tickets: Arc<dyn rustls::server::ProducesTickets> = Arc::new(
+        crate::tickets::SharedTicketer::new(shared.as_ref(), cfg.shared.is_local().then_some(seed).flatten())
+            .map_err(|e| EdgeError::Setup(format!("TLS ticket keys: {e}")))?,
+    );
     let fs_client = match &cfg.storage {
         StorageConfig::Host => None,
         StorageConfig::Nextfs { server, certs } => Some(fs_client(server, certs)?),
@@ -204,7 +223,7 @@ async fn serve(cfg: &EdgeConfig, watch_stdin: bool) -> Result<(), EdgeError> {
                 })?))
             }
         };
-        let tls = crate::tls::server_config(&s.tls, keys.as_ref())?;
+        let tls = crate::tls::server_config(&s.tls, keys.as_ref(), Some(tickets.clone()))?;
         let tcp = bind_reuseport(s.listen).map_err(|e| EdgeError::io(format!("listen {}", s.listen), e))?;
         let site = Arc::new(Site {
             backend,
