@@ -34,7 +34,13 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p conclave-waf --features modsecurity --all-targets -- -D warnings
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 echo "== cargo test"
-cargo test --workspace -- --test-threads=2
+cargo test --workspace -- --test-threads=2 2>&1 | tee -a "$log"
 echo "== WAF differential tests against libmodsecurity"
-cargo test -p conclave-waf --features modsecurity -- --test-threads=2
+cargo test -p conclave-waf --features modsecurity -- --test-threads=2 2>&1 | tee -a "$log"
+
+# One closing line for the whole run (the last runner's own line is often
+# an empty doc-test run).
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, i }' "$log"
