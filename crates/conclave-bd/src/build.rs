@@ -291,6 +291,38 @@ pub fn rebuild_tree(spec: &DeviceSpec, opts: &CreateOptions) -> Result<SealedRoo
     }
 }
 
+/// Builds a raw ext2 image of `size` bytes at `out` from the tree `dir` with
+/// e2fsprogs' `mke2fs -d` (no mount, no root), in the layout every device and
+/// `conclave-ext2` expect: 4 KiB blocks, 256-byte inodes, no resize inode, no
+/// hashed directories. The one place that knows these flags.
+pub fn mke2fs(dir: &Path, out: &Path, size: u64) -> Result<(), BdError> {
+    let res = std::process::Command::new("mke2fs")
+        .args([
+            "-q",
+            "-t",
+            "ext2",
+            "-b",
+            "4096",
+            "-I",
+            "256",
+            "-O",
+            "^resize_inode,^dir_index",
+        ])
+        .args(["-E", "root_owner=0:0", "-d"])
+        .arg(dir)
+        .arg(out)
+        .arg(format!("{}k", size / 1024))
+        .output()
+        .map_err(|e| BdError::Config(format!("cannot run mke2fs (install e2fsprogs): {e}")))?;
+    if !res.status.success() {
+        return Err(BdError::Config(format!(
+            "mke2fs failed: {}",
+            String::from_utf8_lossy(&res.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,7 @@ mod spec;
 mod verity;
 pub mod xts;
 
-pub use build::{create, rebuild_tree, CreateOptions};
+pub use build::{create, mke2fs, rebuild_tree, CreateOptions};
 pub use crypt::CryptDevice;
 pub use device::{BlockDevice, BLOCK_SIZE};
 pub use error::BdError;

@@ -116,32 +116,8 @@ fn raw_image(cfg: &FsBenchConfig) -> Result<PathBuf, FsBenchError> {
     let data: Vec<u8> = (0..cfg.file_mib * 1024 * 1024).map(|i| (i % 251) as u8).collect();
     std::fs::write(src.join("testfile"), &data).map_err(err("test file"))?;
     let raw = cfg.workdir.join("raw.img");
-    let size = format!("{}M", cfg.file_mib * 2 + 48);
-    let out = std::process::Command::new("mke2fs")
-        .args([
-            "-q",
-            "-F",
-            "-t",
-            "ext2",
-            "-b",
-            "4096",
-            "-I",
-            "256",
-            "-O",
-            "^resize_inode,^dir_index",
-        ])
-        .args(["-E", "root_owner=0:0", "-d"])
-        .arg(&src)
-        .arg(&raw)
-        .arg(size)
-        .output()
-        .map_err(err("running mke2fs (install e2fsprogs)"))?;
-    if !out.status.success() {
-        return Err(FsBenchError(format!(
-            "mke2fs failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
+    let size = (cfg.file_mib as u64 * 2 + 48) << 20;
+    conclave_bd::mke2fs(&src, &raw, size).map_err(err("building the raw image"))?;
     Ok(raw)
 }
 

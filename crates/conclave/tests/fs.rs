@@ -91,26 +91,7 @@ fn setup() -> (tempfile::TempDir, PathBuf) {
     std::fs::write(src.join("html/index.html"), b"<html>hi</html>").unwrap();
     std::fs::write(src.join("html/sub/big.bin"), vec![7u8; 300_000]).unwrap();
     let image = tmp.path().join("fs.img");
-    let st = Command::new("mke2fs")
-        .args([
-            "-q",
-            "-F",
-            "-t",
-            "ext2",
-            "-b",
-            "4096",
-            "-I",
-            "256",
-            "-O",
-            "^resize_inode,^dir_index",
-        ])
-        .args(["-E", "root_owner=0:0", "-d"])
-        .arg(&src)
-        .arg(&image)
-        .arg("32M")
-        .status()
-        .expect("mke2fs (e2fsprogs) must be installed");
-    assert!(st.success());
+    conclave_bd::mke2fs(&src, &image, 32 << 20).expect("mke2fs (e2fsprogs) must be installed");
     (tmp, image)
 }
 

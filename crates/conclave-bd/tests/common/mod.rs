@@ -4,7 +4,6 @@
 
 use conclave_bd::{BlockDevice, CreateOptions, DeviceKind, DeviceSpec, KdfParams, BLOCK_SIZE};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 /// Cheap KDF so tests open devices quickly.
@@ -56,30 +55,8 @@ pub fn make_tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 /// Runs `mke2fs -d DIR` into a new raw image of `size_mb` MiB; panics loudly if e2fsprogs is missing.
 pub fn mke2fs(dir: &Path, raw: &Path, size_mb: u64) {
-    let out = Command::new("mke2fs")
-        .args([
-            "-q",
-            "-F",
-            "-t",
-            "ext2",
-            "-b",
-            "4096",
-            "-I",
-            "256",
-            "-O",
-            "^resize_inode,^dir_index",
-        ])
-        .args(["-E", "root_owner=0:0", "-d"])
-        .arg(dir)
-        .arg(raw)
-        .arg(format!("{size_mb}M"))
-        .output()
+    conclave_bd::mke2fs(dir, raw, size_mb << 20)
         .expect("mke2fs (e2fsprogs) must be installed for these tests");
-    assert!(
-        out.status.success(),
-        "mke2fs failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Paths of one device's files in `dir`, with a secret file written.

@@ -5,7 +5,6 @@
 use anyhow::{bail, Context};
 use conclave_bd::{CreateOptions, DeviceKind, DeviceSpec, KdfParams};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Arguments.
 #[derive(clap::Args, Debug)]
@@ -107,28 +106,7 @@ pub fn spec_from(
 
 /// Runs `mke2fs -d dir` into a new file `out` of `size` bytes.
 pub fn run_mke2fs(dir: &Path, out: &Path, size: u64) -> anyhow::Result<()> {
-    let res = Command::new("mke2fs")
-        .args([
-            "-q",
-            "-t",
-            "ext2",
-            "-b",
-            "4096",
-            "-I",
-            "256",
-            "-O",
-            "^resize_inode,^dir_index",
-        ])
-        .args(["-E", "root_owner=0:0", "-d"])
-        .arg(dir)
-        .arg(out)
-        .arg(format!("{}k", size / 1024))
-        .output()
-        .context("cannot run mke2fs (install e2fsprogs)")?;
-    if !res.status.success() {
-        bail!("mke2fs failed: {}", String::from_utf8_lossy(&res.stderr).trim());
-    }
-    Ok(())
+    Ok(conclave_bd::mke2fs(dir, out, size)?)
 }
 
 /// Runs the subcommand.
