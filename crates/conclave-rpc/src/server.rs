@@ -243,8 +243,16 @@ async fn serve_conn<S: Service, T: AsyncStream>(
         Ok(c) => c,
         Err(st) => {
             warn!(peer = %peer.addr, role = ?peer.role, "client refused: {st}");
-            let _ = write_frame(&mut s, &Frame::error(st)).await;
-            let _ = s.shutdown().await;
+            // Answer the client's first request rather than writing first and
+            // closing: a client still sending would otherwise see a broken
+            // pipe instead of the status.
+            let first = tokio::time::timeout(opts.idle_timeout, read_header(&mut s)).await;
+            if let Ok(Ok(Some(hdr))) = first {
+                if hdr.len as u64 <= MAX_DISCARD && discard(&mut s, hdr.len as u64, opts.idle_timeout).await {
+                    let _ = write_frame(&mut s, &Frame::error(st)).await;
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), s.shutdown()).await;
             return;
         }
     };
