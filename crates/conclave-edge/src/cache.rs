@@ -125,13 +125,14 @@ impl Cache {
         })
     }
 
-    fn with_index<R>(&self, f: impl FnOnce(&mut Index<'_>) -> R) -> Option<R> {
-        let mut f = Some(f);
+    /// Runs `f` on the index under the zone's lock. `f` may run twice (see
+    /// [`SharedSegment::with_locked`]): the result of the last run is returned.
+    fn with_index<R>(&self, mut f: impl FnMut(&mut Index<'_>) -> R) -> Option<R> {
         let mut out = None;
         let r = self.zone.with_locked(&mut |seg| {
-            if let Some(f) = f.take() {
-                out = Some(f(&mut Index::open(seg)));
-            }
+            let mut ix = Index::open(seg);
+            out = Some(f(&mut ix));
+            ix.changed()
         });
         if let Err(e) = r {
             tracing::error!("cache zone {}: {e}", self.cfg.zone_name);
@@ -215,9 +216,14 @@ impl Cache {
             h
         };
         let now = now_ms();
-        let mut evicted = Vec::new();
-        let looked = self.with_index(|ix| ix.lookup(&hash, now, &self.policy, &mut evicted));
-        self.forget_files(&evicted);
+        let looked = self.with_index(|ix| {
+            let mut evicted = Vec::new();
+            (ix.lookup(&hash, now, &self.policy, &mut evicted), evicted)
+        });
+        let looked = looked.map(|(l, evicted)| {
+            self.forget_files(&evicted);
+            l
+        });
         let (label, store) = match looked {
             Some(Lookup::Hit { version }) => {
                 if let Some(e) = self.load(key, &hash, version) {
@@ -330,11 +336,16 @@ impl Cache {
             tracing::error!("cache: writing {name}: {err}");
             return;
         }
-        let mut evicted = Vec::new();
         let now = now_ms();
-        let v = self
-            .with_index(|ix| ix.commit(&hash, body.len() as u64, now, &self.policy, &mut evicted))
-            .flatten();
+        let (v, evicted) = self
+            .with_index(|ix| {
+                let mut evicted = Vec::new();
+                (
+                    ix.commit(&hash, body.len() as u64, now, &self.policy, &mut evicted),
+                    evicted,
+                )
+            })
+            .unwrap_or_default();
         self.forget_files(&evicted);
         match v {
             Some(v) => self.remember(hash, v, e),

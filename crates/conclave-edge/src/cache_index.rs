@@ -67,10 +67,17 @@ fn u64_at(b: &[u8], o: usize) -> u64 {
     u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]))
 }
 
+/// A hit refreshes an entry's last use only when the stored time is at least
+/// this old: nginx keeps cache times in seconds too, and a hit that changes
+/// nothing lets a remote memory file be released without publishing (no
+/// re-sealing, no new version) — the common case under load.
+pub const TOUCH_GRANULARITY_MS: u64 = 1000;
+
 /// A view of the index inside a locked segment.
 pub struct Index<'a> {
     seg: &'a mut [u8],
     cap: usize,
+    changed: bool,
 }
 
 impl<'a> Index<'a> {
@@ -78,6 +85,7 @@ impl<'a> Index<'a> {
     pub fn open(seg: &'a mut [u8]) -> Index<'a> {
         let cap = seg.len().saturating_sub(HEADER) / SLOT;
         let ok = seg.len() >= HEADER && &seg[..4] == MAGIC && u32_at(seg, 4) as usize == cap;
+        let changed = !ok;
         if !ok {
             seg.fill(0);
             if seg.len() >= HEADER {
@@ -86,7 +94,13 @@ impl<'a> Index<'a> {
                 seg[8..16].copy_from_slice(&1u64.to_le_bytes());
             }
         }
-        Index { seg, cap }
+        Index { seg, cap, changed }
+    }
+
+    /// Whether anything was written since [`open`](Self::open): if not, the
+    /// segment need not be published.
+    pub fn changed(&self) -> bool {
+        self.changed
     }
 
     /// Number of slots.
@@ -108,6 +122,7 @@ impl<'a> Index<'a> {
     }
 
     fn put(&mut self, i: usize, s: &Slot) {
+        self.changed = true;
         let b = &mut self.seg[HEADER + i * SLOT..HEADER + (i + 1) * SLOT];
         b[..16].copy_from_slice(&s.key);
         b[16] = s.state;
@@ -120,6 +135,7 @@ impl<'a> Index<'a> {
 
     fn next_version(&mut self) -> u64 {
         let v = u64_at(self.seg, 8);
+        self.changed = true;
         self.seg[8..16].copy_from_slice(&(v + 1).to_le_bytes());
         v
     }
@@ -186,17 +202,22 @@ impl<'a> Index<'a> {
             let mut s = self.slot(i);
             if now_ms.saturating_sub(s.last_use_ms) > p.inactive_ms {
                 self.drop_slot(i, evicted);
+            } else if s.state == STORED {
+                // `uses` only decides when to store; a stored entry's hit
+                // touches its last use, at most once per granularity.
+                if now_ms.saturating_sub(s.last_use_ms) >= TOUCH_GRANULARITY_MS {
+                    s.last_use_ms = now_ms;
+                    self.put(i, &s);
+                }
+                return if now_ms.saturating_sub(s.stored_ms) < p.valid_ms {
+                    Lookup::Hit { version: s.version }
+                } else {
+                    Lookup::Expired
+                };
             } else {
                 s.uses = s.uses.saturating_add(1);
                 s.last_use_ms = now_ms;
                 self.put(i, &s);
-                if s.state == STORED {
-                    return if now_ms.saturating_sub(s.stored_ms) < p.valid_ms {
-                        Lookup::Hit { version: s.version }
-                    } else {
-                        Lookup::Expired
-                    };
-                }
                 return Lookup::Miss {
                     store: s.uses >= p.min_uses,
                 };
@@ -327,6 +348,38 @@ mod tests {
         let v2 = ix.commit(&k(1), 10, 1500, &P, &mut ev).unwrap();
         assert!(v2 > v);
         assert!(ev.is_empty());
+    }
+
+    #[test]
+    fn a_hit_writes_nothing_until_its_last_use_is_a_granule_old() {
+        let mut seg = vec![0u8; 16 + 64 * 8];
+        let mut ev = vec![];
+        let v = {
+            let mut ix = Index::open(&mut seg);
+            assert!(ix.changed(), "formatting a blank segment is a change");
+            ix.lookup(&k(1), 0, &P, &mut ev);
+            ix.commit(&k(1), 10, 0, &P, &mut ev).unwrap()
+        };
+        let before = seg.clone();
+        let mut ix = Index::open(&mut seg);
+        let hit = ix.lookup(&k(1), TOUCH_GRANULARITY_MS - 1, &P, &mut ev);
+        assert_eq!((hit, ix.changed()), (Lookup::Hit { version: v }, false));
+        assert_eq!(seg, before);
+        let p = Policy {
+            valid_ms: 100 * TOUCH_GRANULARITY_MS,
+            ..P
+        };
+        let mut ix = Index::open(&mut seg);
+        let hit = ix.lookup(&k(1), TOUCH_GRANULARITY_MS, &p, &mut ev);
+        assert_eq!((hit, ix.changed()), (Lookup::Hit { version: v }, true));
+        // The touched last use keeps the entry from going inactive.
+        let mut ix = Index::open(&mut seg);
+        let late = TOUCH_GRANULARITY_MS + P.inactive_ms;
+        assert_eq!(ix.lookup(&k(1), late, &p, &mut ev), Lookup::Hit { version: v });
+        // A miss always counts (and so always changes the segment).
+        let mut ix = Index::open(&mut seg);
+        ix.lookup(&k(2), late, &p, &mut ev);
+        assert!(ix.changed());
     }
 
     #[test]

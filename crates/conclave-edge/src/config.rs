@@ -335,6 +335,19 @@ pub struct EdgeConfig {
     pub servers: Vec<ServerConfig>,
 }
 
+impl EdgeConfig {
+    /// Whether a worker calls a kernel server (and so blocks in its calls):
+    /// nextfs storage, a memory server or smc, or a key server for any site.
+    pub fn has_remote_seam(&self) -> bool {
+        !matches!(self.storage, StorageConfig::Host)
+            || self.shared.kind != "local"
+            || self
+                .servers
+                .iter()
+                .any(|s| matches!(s.tls.key, KeyConfig::KeyServer { .. }))
+    }
+}
+
 /// One site.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {

@@ -30,7 +30,8 @@ pub struct OriginConfig {
 
 /// Serves until SIGTERM/SIGINT.
 pub fn run_origin(cfg: &OriginConfig) -> Result<(), EdgeError> {
-    let rt = crate::worker::runtime(cfg.threads).map_err(|e| EdgeError::io("building the runtime", e))?;
+    let rt =
+        crate::worker::runtime(cfg.threads, false).map_err(|e| EdgeError::io("building the runtime", e))?;
     rt.block_on(async {
         let (_stopper, stop) = stop_signal(false)?;
         let storage = HostStorage::new(&cfg.root, false)

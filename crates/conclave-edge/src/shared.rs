@@ -40,9 +40,16 @@ pub trait SharedState: Send + Sync + 'static {
 
 /// One memory file: a lock and its segment.
 pub trait SharedSegment: Send + Sync {
-    /// Locks, gives `f` the canonical segment bytes, then publishes and unlocks.
-    /// `f` runs with the lock held; keep it short and never await in it.
-    fn with_locked(&self, f: &mut dyn FnMut(&mut [u8])) -> Result<(), SharedError>;
+    /// Gives `f` the canonical segment bytes under the lock, then unlocks,
+    /// publishing the bytes if `f` returns true (it changed them). Keep `f`
+    /// short and never await in it.
+    ///
+    /// `f` may run twice: a remote kind first runs it on a snapshot taken
+    /// without the lock (one round trip instead of two; most cache lookups
+    /// change nothing), discarding whatever it wrote; only if that run
+    /// returns true does it take the lock and run `f` again on the current
+    /// bytes. So `f` must compute its results afresh on each run.
+    fn with_locked(&self, f: &mut dyn FnMut(&mut [u8]) -> bool) -> Result<(), SharedError>;
 }
 
 /// In-process memory files (the `local` kind).
@@ -88,7 +95,7 @@ impl SharedState for LocalSharedState {
 }
 
 impl SharedSegment for LocalSegment {
-    fn with_locked(&self, f: &mut dyn FnMut(&mut [u8])) -> Result<(), SharedError> {
+    fn with_locked(&self, f: &mut dyn FnMut(&mut [u8]) -> bool) -> Result<(), SharedError> {
         let mut g = self.bytes.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut g);
         Ok(())
@@ -103,10 +110,18 @@ mod tests {
     fn local_segments_are_shared_by_name_and_sized() {
         let s = LocalSharedState::new();
         let a = s.open("Z", 32).unwrap();
-        a.with_locked(&mut |b| b[0] = 7).unwrap();
+        a.with_locked(&mut |b| {
+            b[0] = 7;
+            true
+        })
+        .unwrap();
         let b = s.open("Z", 32).unwrap();
         let mut seen = 0;
-        b.with_locked(&mut |b| seen = b[0]).unwrap();
+        b.with_locked(&mut |b| {
+            seen = b[0];
+            false
+        })
+        .unwrap();
         assert_eq!(seen, 7);
         assert!(matches!(s.open("Z", 64), Err(SharedError::SizeMismatch { .. })));
     }

@@ -48,14 +48,27 @@ impl SharedState for MemSharedState {
 }
 
 impl SharedSegment for MemSegment {
-    fn with_locked(&self, f: &mut dyn FnMut(&mut [u8])) -> Result<(), SharedError> {
+    fn with_locked(&self, f: &mut dyn FnMut(&mut [u8]) -> bool) -> Result<(), SharedError> {
         let backend = |e: conclave_mem::MemError| SharedError::Backend {
             name: self.name.clone(),
             message: e.to_string(),
         };
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        let mut guard = file.lock().map_err(backend)?;
-        f(&mut guard);
-        guard.unlock().map_err(backend)
+        // Round trips to the memory server: never stall the worker's other
+        // connections (see conclave_rpc::blocking).
+        conclave_rpc::run_blocking(|| {
+            let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+            // Optimistically on a snapshot: a section that changes nothing is done.
+            if let Some((_, snapshot)) = file.peek().map_err(backend)? {
+                if !f(snapshot) {
+                    return Ok(());
+                }
+            }
+            let mut guard = file.lock().map_err(backend)?;
+            if f(&mut guard) {
+                guard.unlock().map_err(backend)
+            } else {
+                guard.release().map_err(backend)
+            }
+        })
     }
 }

@@ -5,6 +5,7 @@
 use crate::storage::{FileMeta, Storage};
 use bytes::Bytes;
 use conclave_fs::{proto::MAX_IO, FsClient};
+use conclave_rpc::run_blocking;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -57,74 +58,82 @@ fn meta_of(m: &conclave_fs::Metadata) -> FileMeta {
     }
 }
 
+// Each call is a round trip to the file server: through `run_blocking` so it
+// never stalls the worker's other connections (see conclave_rpc::blocking).
 impl Storage for NextfsStorage {
     fn stat(&self, path: &str) -> io::Result<FileMeta> {
-        Ok(meta_of(&self.client.metadata(&self.full(path)?)?))
+        run_blocking(|| Ok(meta_of(&self.client.metadata(&self.full(path)?)?)))
     }
 
     fn read_at(&self, path: &str, offset: u64, len: usize) -> io::Result<Bytes> {
-        let full = self.full(path)?;
-        let mut out = Vec::with_capacity(len);
-        while out.len() < len {
-            let want = (len - out.len()).min(MAX_IO);
-            let (_, data) = self.client.read_path(&full, offset + out.len() as u64, want)?;
-            if data.is_empty() {
-                break;
+        run_blocking(|| {
+            let full = self.full(path)?;
+            let mut out = Vec::with_capacity(len);
+            while out.len() < len {
+                let want = (len - out.len()).min(MAX_IO);
+                let (_, data) = self.client.read_path(&full, offset + out.len() as u64, want)?;
+                if data.is_empty() {
+                    break;
+                }
+                out.extend_from_slice(&data);
             }
-            out.extend_from_slice(&data);
-        }
-        Ok(Bytes::from(out))
+            Ok(Bytes::from(out))
+        })
     }
 
     fn read_all(&self, path: &str) -> io::Result<(FileMeta, Bytes)> {
-        let full = self.full(path)?;
-        // One round trip for every file up to 1 MiB: stat and data together.
-        let (m, first) = self.client.read_path(&full, 0, MAX_IO)?;
-        let meta = meta_of(&m);
-        if meta.is_dir || first.len() as u64 >= meta.len {
-            return Ok((meta, first));
-        }
-        let mut out = Vec::with_capacity(meta.len as usize);
-        out.extend_from_slice(&first);
-        while (out.len() as u64) < meta.len {
-            let (_, more) = self.client.read_path(&full, out.len() as u64, MAX_IO)?;
-            if more.is_empty() {
-                break;
+        run_blocking(|| {
+            let full = self.full(path)?;
+            // One round trip for every file up to 1 MiB: stat and data together.
+            let (m, first) = self.client.read_path(&full, 0, MAX_IO)?;
+            let meta = meta_of(&m);
+            if meta.is_dir || first.len() as u64 >= meta.len {
+                return Ok((meta, first));
             }
-            out.extend_from_slice(&more);
-        }
-        Ok((meta, Bytes::from(out)))
+            let mut out = Vec::with_capacity(meta.len as usize);
+            out.extend_from_slice(&first);
+            while (out.len() as u64) < meta.len {
+                let (_, more) = self.client.read_path(&full, out.len() as u64, MAX_IO)?;
+                if more.is_empty() {
+                    break;
+                }
+                out.extend_from_slice(&more);
+            }
+            Ok((meta, Bytes::from(out)))
+        })
     }
 
     fn write_atomic(&self, path: &str, data: &[u8]) -> io::Result<()> {
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let full = self.full(path)?;
-        let tmp = format!(
-            "{full}.tmp.{}.{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let res = match self.client.write(&tmp, data) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if let Some((dir, _)) = full.rsplit_once('/') {
-                    if !dir.is_empty() {
-                        self.client.create_dir_all(dir)?;
+        run_blocking(|| {
+            static SEQ: AtomicU64 = AtomicU64::new(0);
+            let full = self.full(path)?;
+            let tmp = format!(
+                "{full}.tmp.{}.{}",
+                std::process::id(),
+                SEQ.fetch_add(1, Ordering::Relaxed)
+            );
+            let res = match self.client.write(&tmp, data) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if let Some((dir, _)) = full.rsplit_once('/') {
+                        if !dir.is_empty() {
+                            self.client.create_dir_all(dir)?;
+                        }
                     }
+                    self.client.write(&tmp, data)
                 }
-                self.client.write(&tmp, data)
-            }
-            r => r,
-        };
-        res.and_then(|_| self.client.rename(&tmp, &full))
-            .inspect_err(|_| {
-                let _ = self.client.remove_file(&tmp);
-            })
+                r => r,
+            };
+            res.and_then(|_| self.client.rename(&tmp, &full))
+                .inspect_err(|_| {
+                    let _ = self.client.remove_file(&tmp);
+                })
+        })
     }
 
     fn remove(&self, path: &str) -> io::Result<()> {
-        match self.client.remove_file(&self.full(path)?) {
+        run_blocking(|| match self.client.remove_file(&self.full(path)?) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
-        }
+        })
     }
 }

@@ -104,13 +104,15 @@ impl SharedTicketer {
         let mut out = None;
         let mut failed = None;
         seg.with_locked(&mut |seg| {
+            failed = None;
             let start = u64::from_le_bytes(seg[..8].try_into().expect("8 bytes"));
             let now = now_secs();
-            if start == 0 || now.saturating_sub(start) >= LIFETIME as u64 {
+            let roll = start == 0 || now.saturating_sub(start) >= LIFETIME as u64;
+            if roll {
                 let mut fresh = [0u8; 32];
                 if let Err(e) = getrandom::fill(&mut fresh) {
                     failed = Some(e.to_string());
-                    return;
+                    return false;
                 }
                 let cur: [u8; 32] = seg[8..40].try_into().expect("32 bytes");
                 seg[40..72].copy_from_slice(&if start == 0 { fresh } else { cur });
@@ -122,6 +124,7 @@ impl SharedTicketer {
                 previous: seg[40..72].try_into().expect("32 bytes"),
                 fetched: Instant::now(),
             });
+            roll
         })?;
         if let Some(e) = failed {
             return Err(SharedError::Backend {
@@ -233,8 +236,11 @@ mod tests {
         let t = a.encrypt(b"x").unwrap();
         // age the epoch so the next refresh rolls the keys
         let seg = shared.open(SEGMENT, SEGMENT_SIZE).unwrap();
-        seg.with_locked(&mut |s| s[..8].copy_from_slice(&1u64.to_le_bytes()))
-            .unwrap();
+        seg.with_locked(&mut |s| {
+            s[..8].copy_from_slice(&1u64.to_le_bytes());
+            true
+        })
+        .unwrap();
         a.refresh().unwrap();
         let t2 = a.encrypt(b"y").unwrap();
         assert_eq!(

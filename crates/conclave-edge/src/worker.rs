@@ -16,9 +16,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::sync::Arc;
 use tokio::sync::{watch, Semaphore};
 
-/// Builds a runtime with the configured number of threads.
-pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    if threads <= 1 {
+/// Builds a runtime with the configured number of threads. A worker with a
+/// remote seam (key server, file server, memory server) blocks in their
+/// calls, so it gets a multi-thread runtime even for one thread: only there
+/// can a blocking call hand the worker's other connections to a fresh
+/// thread (`conclave_rpc::run_blocking`) while `threads` stay running.
+pub fn runtime(threads: usize, remote_seams: bool) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads <= 1 && !remote_seams {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
@@ -122,7 +126,8 @@ pub fn run_worker(cfg: &EdgeConfig, watch_stdin: bool) -> Result<(), EdgeError> 
     } else {
         None
     };
-    let rt = runtime(cfg.worker_threads).map_err(|e| EdgeError::io("building the runtime", e))?;
+    let rt = runtime(cfg.worker_threads, cfg.has_remote_seam())
+        .map_err(|e| EdgeError::io("building the runtime", e))?;
     rt.block_on(serve(cfg, watch_stdin, seed))
 }
 

@@ -174,7 +174,7 @@ pub struct Availability {
 const NEEDS: &[(&str, &[&str])] = &[
     ("edge", &["--config"]),
     ("origin", &["--root", "--listen"]),
-    ("keyserver", &["--keys", "--certs", "--listen"]),
+    ("keyserver", &["--keys", "--certs", "--listen", "--sign-inline"]),
     ("memserver", &["--kind", "--listen", "--certs", "--dir"]),
     (
         "mkfs",

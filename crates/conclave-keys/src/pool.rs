@@ -23,6 +23,7 @@ struct Job {
 pub struct SigningPool {
     queue: Option<SyncSender<Job>>,
     threads: Vec<JoinHandle<()>>,
+    inline: bool,
 }
 
 impl SigningPool {
@@ -48,10 +49,24 @@ impl SigningPool {
         Ok(SigningPool {
             queue: Some(tx),
             threads: handles,
+            inline: false,
         })
     }
 
-    /// Number of signing threads.
+    /// No threads: each signature runs on the calling (runtime) thread.
+    /// Saves two thread hand-offs per signature, which on a small VM cost
+    /// more than the signature's wait for a free runtime thread; the price
+    /// is no queue bound (`EAGAIN`) and other requests of that runtime
+    /// thread waiting behind the signature.
+    pub fn inline() -> SigningPool {
+        SigningPool {
+            queue: None,
+            threads: Vec::new(),
+            inline: true,
+        }
+    }
+
+    /// Number of signing threads (0 when signing inline).
     pub fn threads(&self) -> usize {
         self.threads.len()
     }
@@ -65,6 +80,9 @@ impl SigningPool {
         scheme: SignatureScheme,
         message: Vec<u8>,
     ) -> Result<Vec<u8>, Status> {
+        if self.inline {
+            return sign_one(&*key, scheme, &message);
+        }
         let (reply, rx) = oneshot::channel();
         let job = Job {
             key,
@@ -91,15 +109,19 @@ fn worker(rx: &Mutex<Receiver<Job>>) {
             guard.recv()
         };
         let Ok(job) = job else { return };
-        let res = match job.key.choose_scheme(&[job.scheme]) {
-            None => Err(Status::ENOTSUP),
-            Some(signer) => signer.sign(&job.message).map_err(|e| {
-                warn!(scheme = ?job.scheme, "signing failed: {e}");
-                Status::EIO
-            }),
-        };
+        let res = sign_one(&*job.key, job.scheme, &job.message);
         // The caller may have gone (connection closed); nothing to do then.
         let _ = job.reply.send(res);
+    }
+}
+
+fn sign_one(key: &dyn SigningKey, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, Status> {
+    match key.choose_scheme(&[scheme]) {
+        None => Err(Status::ENOTSUP),
+        Some(signer) => signer.sign(message).map_err(|e| {
+            warn!(scheme = ?scheme, "signing failed: {e}");
+            Status::EIO
+        }),
     }
 }
 

@@ -2,7 +2,8 @@
 //! key server. The edge builds a `CertifiedKey` from its certificate and a
 //! [`RemoteSigningKey`]; each handshake's signature is one `SIGN` call.
 //!
-//! rustls' signer is synchronous, so the call blocks. On a multi-thread tokio
+//! rustls' signer is synchronous, so the call blocks: through
+//! [`conclave_rpc::run_blocking`]. On a multi-thread tokio
 //! runtime it runs inside `block_in_place` (tokio moves other tasks off the
 //! thread); on a current-thread runtime or outside tokio it simply blocks,
 //! because `block_in_place` would panic there. A key server that is down or
@@ -13,7 +14,7 @@ use crate::algorithm::KeyAlgorithm;
 use crate::client::{KeyClient, KeyInfo};
 use crate::error::KeysError;
 use crate::name::KeyName;
-use conclave_rpc::{Credentials, Endpoint};
+use conclave_rpc::{run_blocking, Credentials, Endpoint};
 use rustls::server::ParsedCertificate;
 use rustls::sign::{CertifiedKey, Signer, SigningKey};
 use rustls::{SignatureAlgorithm, SignatureScheme};
@@ -39,15 +40,6 @@ impl fmt::Debug for RemoteSigningKey {
             .field("name", &self.name)
             .field("algorithm", &self.algorithm)
             .finish()
-    }
-}
-
-/// Runs a blocking call without stalling a tokio worker, where that is allowed.
-pub fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        _ => f(),
     }
 }
 

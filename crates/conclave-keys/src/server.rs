@@ -16,6 +16,9 @@ pub struct KeyServerOptions {
     pub threads: usize,
     /// Signing jobs that may wait for a thread; more get `EAGAIN`.
     pub queue: usize,
+    /// Sign on the runtime thread that read the request, with no pool
+    /// (see [`SigningPool::inline`]); `threads` and `queue` are then unused.
+    pub inline: bool,
     /// Roles allowed to call (by default only `edge`).
     pub allowed_roles: Vec<String>,
 }
@@ -25,6 +28,7 @@ impl Default for KeyServerOptions {
         KeyServerOptions {
             threads: 0,
             queue: 4096,
+            inline: false,
             allowed_roles: vec![CLIENT_ROLE.to_string()],
         }
     }
@@ -45,8 +49,17 @@ pub struct Caller {
 impl KeyServer {
     /// A service over `store`, with its signing threads started.
     pub fn new(store: KeyStore, opts: &KeyServerOptions) -> std::io::Result<KeyServer> {
-        let pool = SigningPool::new(opts.threads, opts.queue)?;
-        info!(keys = store.len(), threads = pool.threads(), "key server ready");
+        let pool = if opts.inline {
+            SigningPool::inline()
+        } else {
+            SigningPool::new(opts.threads, opts.queue)?
+        };
+        info!(
+            keys = store.len(),
+            threads = pool.threads(),
+            inline = opts.inline,
+            "key server ready"
+        );
         Ok(KeyServer {
             store,
             pool,

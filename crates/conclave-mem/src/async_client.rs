@@ -80,7 +80,10 @@ impl AsyncMemoryStore {
                     .call(proto::OPEN, &RemoteCore::open_request(name, size))
                     .await?;
                 let core = RemoteCore::open_finish(name, size, sealing.clone(), reply)?;
-                AsyncSeg::Remote { conn, core }
+                AsyncSeg::Remote {
+                    conn,
+                    core: Box::new(core),
+                }
             }
         };
         Ok(AsyncMemoryFile {
@@ -97,7 +100,7 @@ enum AsyncSeg {
     Blocking(Option<Box<dyn Segment>>),
     Remote {
         conn: AsyncConnection,
-        core: RemoteCore,
+        core: Box<RemoteCore>,
     },
 }
 

@@ -20,6 +20,13 @@ pub trait Segment: Send {
     fn lock(&mut self, timeout: Option<Duration>, buf: &mut [u8]) -> Result<u64, MemError>;
     /// Publishes `data` (if given) as the canonical segment and releases the lock.
     fn unlock(&mut self, publish: Option<&[u8]>) -> Result<(), MemError>;
+    /// Fills `buf` with the last published segment without taking the lock
+    /// and returns its version; `None` when the kind has no cheaper way than
+    /// the lock (the default) or no snapshot could be had this time.
+    fn peek(&mut self, buf: &mut [u8]) -> Result<Option<u64>, MemError> {
+        let _ = buf;
+        Ok(None)
+    }
     /// Closes the memory file (releasing the lock if held).
     fn close(&mut self) -> Result<(), MemError>;
 }
@@ -142,6 +149,24 @@ impl MemoryFile {
                 Err(e)
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// The last published segment and its version, read without taking the
+    /// lock (smdish and smuf: one round trip, and none of the segment's bytes
+    /// move when this client already has that version). For optimistic
+    /// read-only sections: changes to the returned bytes are never published;
+    /// a section that wants to change something takes [`lock`](Self::lock)
+    /// and runs again, since the snapshot may be stale by then. `None`: no
+    /// snapshot (local and smc, whose lock is as cheap; or a publish raced
+    /// the read): take the lock.
+    pub fn peek(&mut self) -> Result<Option<(u64, &mut [u8])>, MemError> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let res = self.seg()?.peek(&mut buf);
+        self.buf = buf;
+        match res? {
+            Some(v) => Ok(Some((v, &mut self.buf[..]))),
+            None => Ok(None),
         }
     }
 

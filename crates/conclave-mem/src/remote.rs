@@ -5,7 +5,7 @@
 //! crashed process's locks are released when its connections drop.
 
 use crate::client::{MemoryFile, MemoryStore, Segment};
-use crate::proto::{self, lock, open, unlock, KEY_LEN};
+use crate::proto::{self, lock, open, peek, unlock, KEY_LEN};
 use crate::{name, seal, MemError, MAX_SEGMENT};
 use conclave_rpc::{ClientOptions, Connection, Endpoint, Frame, Status};
 use std::io::Write;
@@ -32,6 +32,19 @@ pub(crate) struct RemoteCore {
     stem: String,
     /// smuf: the key for sealing the next version, and that version.
     write: Option<(Zeroizing<[u8; KEY_LEN]>, u64)>,
+    /// The contents of a version this client received, verified or
+    /// published itself. The server's version number names one content (a
+    /// connection never outlives its server), so when LOCK or PEEK reports
+    /// that same version the host file need not be read and opened again,
+    /// nor (PEEK, smdish) the segment sent (the hot path of a read-mostly
+    /// segment such as the cache index). Lives in this process's memory,
+    /// which is inside the enclave.
+    known: Option<(u64, Zeroizing<Vec<u8>>)>,
+    /// What an UNLOCK in flight publishes, kept as `known` once the server
+    /// accepts it.
+    publishing: Option<(u64, Zeroizing<Vec<u8>>)>,
+    /// The version the last LOCK granted.
+    granted: u64,
 }
 
 fn server_err(op: &'static str, name: &str, status: Status) -> MemError {
@@ -100,6 +113,9 @@ impl RemoteCore {
             sealing,
             stem: name::host_stem(name),
             write: None,
+            known: None,
+            publishing: None,
+            granted: 0,
         })
     }
 
@@ -134,6 +150,8 @@ impl RemoteCore {
         match (r, &self.sealing) {
             (lock::Reply::Dish { version, data }, Sealing::None) if data.len() == buf.len() => {
                 buf.copy_from_slice(&data);
+                self.known = Some((version, Zeroizing::new(data.to_vec())));
+                self.granted = version;
                 Ok(version)
             }
             (
@@ -151,38 +169,134 @@ impl RemoteCore {
                     buf.fill(0);
                     return Ok(version);
                 }
-                let path = dir.join(format!("{}.seg", self.stem));
-                let ct = std::fs::read(&path).map_err(|e| MemError::io(&path, e))?;
-                if ct.len() != buf.len() {
-                    return Err(MemError::Tampered {
-                        name: self.name.clone(),
-                        version,
-                    });
+                if self.recall(version, buf) {
+                    return Ok(version);
                 }
-                buf.copy_from_slice(&ct);
-                let aad = seal::aad(b"smuf", &self.name, version, buf.len() as u64);
-                seal::open(&read_key, &SMUF_NONCE, &aad, buf, &tag).map_err(|_| MemError::Tampered {
-                    name: self.name.clone(),
-                    version,
-                })?;
+                let dir = dir.clone();
+                self.open_host_file(&dir, version, &read_key, &tag, buf)?;
                 Ok(version)
             }
             _ => Err(MemError::BadReply { op: "lock" }),
         }
     }
 
+    /// Copies the known contents of `version` into `buf`, if known.
+    fn recall(&self, version: u64, buf: &mut [u8]) -> bool {
+        match &self.known {
+            Some((v, plain)) if *v == version && plain.len() == buf.len() => {
+                buf.copy_from_slice(plain);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// smuf: reads `<stem>.seg` into `buf` and opens it as `version`.
+    fn open_host_file(
+        &mut self,
+        dir: &std::path::Path,
+        version: u64,
+        read_key: &[u8; KEY_LEN],
+        tag: &[u8; proto::TAG_LEN],
+        buf: &mut [u8],
+    ) -> Result<(), MemError> {
+        self.known = None;
+        let path = dir.join(format!("{}.seg", self.stem));
+        let ct = std::fs::read(&path).map_err(|e| MemError::io(&path, e))?;
+        if ct.len() != buf.len() {
+            return Err(MemError::Tampered {
+                name: self.name.clone(),
+                version,
+            });
+        }
+        buf.copy_from_slice(&ct);
+        let aad = seal::aad(b"smuf", &self.name, version, buf.len() as u64);
+        seal::open(read_key, &SMUF_NONCE, &aad, buf, tag).map_err(|_| MemError::Tampered {
+            name: self.name.clone(),
+            version,
+        })?;
+        self.known = Some((version, Zeroizing::new(buf.to_vec())));
+        Ok(())
+    }
+
+    pub fn peek_request(&self) -> Vec<u8> {
+        peek::Request {
+            handle: self.handle,
+            known_version: self.known.as_ref().map_or(0, |(v, _)| *v),
+        }
+        .encode()
+    }
+
+    /// Fills `buf` with the snapshot a PEEK reply names. `Ok(None)`: no
+    /// snapshot this time (the host file did not open as the version the
+    /// server named: a publish raced us, or tampering, which LOCK reports).
+    pub fn peek_finish(&mut self, reply: Frame, buf: &mut [u8]) -> Result<Option<u64>, MemError> {
+        match reply.status() {
+            Status::OK => {}
+            s => return Err(server_err("peek", &self.name, s)),
+        }
+        let r =
+            peek::Reply::decode(&reply.body, MAX_SEGMENT).map_err(|_| MemError::BadReply { op: "peek" })?;
+        let bad = || MemError::BadReply { op: "peek" };
+        match (r, &self.sealing) {
+            (peek::Reply::Dish { version, data }, Sealing::None) => match data {
+                Some(d) if d.len() == buf.len() => {
+                    buf.copy_from_slice(&d);
+                    self.known = Some((version, Zeroizing::new(d.to_vec())));
+                    Ok(Some(version))
+                }
+                Some(_) => Err(bad()),
+                None if version == 0 => {
+                    buf.fill(0);
+                    Ok(Some(0))
+                }
+                None if self.recall(version, buf) => Ok(Some(version)),
+                None => Err(bad()),
+            },
+            (
+                peek::Reply::Uf {
+                    version,
+                    read_key,
+                    tag,
+                },
+                Sealing::Uf { dir },
+            ) => {
+                let read_key = Zeroizing::new(read_key);
+                if version == 0 || buf.is_empty() {
+                    buf.fill(0);
+                    return Ok(Some(version));
+                }
+                if self.recall(version, buf) {
+                    return Ok(Some(version));
+                }
+                let dir = dir.clone();
+                match self.open_host_file(&dir, version, &read_key, &tag, buf) {
+                    Ok(()) => Ok(Some(version)),
+                    Err(MemError::Tampered { .. } | MemError::Io { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+            _ => Err(bad()),
+        }
+    }
+
     /// Builds the UNLOCK body; for smuf this seals `data` into `<stem>.new`.
     pub fn unlock_request(&mut self, data: Option<&[u8]>) -> Result<Vec<u8>, MemError> {
+        self.publishing = None;
         let data = data.filter(|_| self.size > 0);
         let publish = match (data, &self.sealing) {
             (None, _) => unlock::Publish::Nothing,
-            (Some(d), Sealing::None) => unlock::Publish::Data(d),
+            (Some(d), Sealing::None) => {
+                self.publishing = Some((self.granted + 1, Zeroizing::new(d.to_vec())));
+                unlock::Publish::Data(d)
+            }
             (Some(d), Sealing::Uf { dir }) => {
                 // take(): a grant key seals once, even if this publish fails.
                 let (key, version) = self
                     .write
                     .take()
                     .ok_or_else(|| MemError::NotHolder(self.name.clone()))?;
+                self.publishing = Some((version, Zeroizing::new(d.to_vec())));
                 let mut ct = d.to_vec();
                 let aad = seal::aad(b"smuf", &self.name, version, ct.len() as u64);
                 let tag = seal::seal(&key, &SMUF_NONCE, &aad, &mut ct);
@@ -203,10 +317,19 @@ impl RemoteCore {
         match reply.status() {
             Status::OK => {
                 self.write = None;
+                if let Some(p) = self.publishing.take() {
+                    self.known = Some(p);
+                }
                 Ok(())
             }
-            Status::EPERM => Err(MemError::NotHolder(self.name.clone())),
-            s => Err(server_err("unlock", &self.name, s)),
+            Status::EPERM => {
+                self.publishing = None;
+                Err(MemError::NotHolder(self.name.clone()))
+            }
+            s => {
+                self.publishing = None;
+                Err(server_err("unlock", &self.name, s))
+            }
         }
     }
 
@@ -269,6 +392,11 @@ impl Segment for RemoteSegment {
     fn lock(&mut self, timeout: Option<Duration>, buf: &mut [u8]) -> Result<u64, MemError> {
         let reply = self.conn.call(proto::LOCK, &self.core.lock_request(timeout))?;
         self.core.lock_finish(timeout, reply, buf)
+    }
+
+    fn peek(&mut self, buf: &mut [u8]) -> Result<Option<u64>, MemError> {
+        let reply = self.conn.call(proto::PEEK, &self.core.peek_request())?;
+        self.core.peek_finish(reply, buf)
     }
 
     fn unlock(&mut self, publish: Option<&[u8]>) -> Result<(), MemError> {

@@ -2,7 +2,7 @@
 //! timeouts, holder checks, malformed requests, refused clients, smuf
 //! tamper detection, and the async client.
 
-use conclave_mem::proto::{self, lock, open, unlock};
+use conclave_mem::proto::{self, lock, open, peek, unlock};
 use conclave_mem::{
     connect, AsyncMemoryStore, MemError, MemOptions, MemServer, MemSpec, MemoryStore, ServerKind,
 };
@@ -312,35 +312,57 @@ fn refuses_clients_without_certificate_or_with_wrong_role() {
     }
 }
 
-#[test]
-fn smuf_detects_flipped_bit_and_replayed_file_and_stays_up() {
-    let fx = start(true);
+/// An smuf memory file "counter" of 64 bytes, published once with byte 0 = 5:
+/// the store, the publisher's handle and the sealed host file.
+fn counter_at_5(fx: &Fixture) -> (Arc<dyn MemoryStore>, conclave_mem::MemoryFile, PathBuf) {
     let s = fx.store("edge");
     let mut f = s.open("counter", 64).unwrap();
     let mut g = f.lock().unwrap();
     g[0] = 5;
     g.unlock().unwrap();
     let seg = fx.host_file("seg");
+    (s, f, seg)
+}
+
+#[test]
+fn smuf_detects_flipped_bit_and_replayed_file_and_stays_up() {
+    let fx = start(true);
+    let (s, mut f, seg) = counter_at_5(&fx);
     let v1 = std::fs::read(&seg).unwrap();
     let mut plain = vec![0u8; 64];
     plain[0] = 5;
     assert_ne!(v1, plain, "the host file must not hold the plaintext");
+    // A second opener has no plaintext of its own and reads the host file.
+    let mut reader = s.open("counter", 64).unwrap();
     // Flip one bit: detected at the next lock, and the lock is given back.
     let mut bad = v1.clone();
     bad[10] ^= 0x04;
     std::fs::write(&seg, &bad).unwrap();
-    assert!(matches!(f.lock(), Err(MemError::Tampered { version: 1, .. })));
+    assert!(matches!(
+        reader.lock(),
+        Err(MemError::Tampered { version: 1, .. })
+    ));
+    // The publisher knows version 1's plaintext and never reads the
+    // tampered file: it sees its own value.
+    let g = f.lock().unwrap();
+    assert_eq!((g.version(), g[0]), (1, 5));
+    g.release().unwrap();
     std::fs::write(&seg, &v1).unwrap();
-    let mut g = f.lock().unwrap();
+    let mut g = reader.lock().unwrap();
     assert_eq!(g[0], 5);
     g[0] = 6;
     g.unlock().unwrap();
-    // Put the older copy back: a replay, detected.
+    // The publisher's plaintext is of version 1; version 2 is read and checked.
+    let g = f.lock().unwrap();
+    assert_eq!((g.version(), g[0]), (2, 6));
+    g.release().unwrap();
+    // Put the older copy back: a replay, detected by a fresh opener.
+    let mut fresh = s.open("counter", 64).unwrap();
     std::fs::write(&seg, &v1).unwrap();
-    assert!(matches!(f.lock(), Err(MemError::Tampered { version: 2, .. })));
+    assert!(matches!(fresh.lock(), Err(MemError::Tampered { version: 2, .. })));
     // A truncated file too.
     std::fs::write(&seg, &v1[..10]).unwrap();
-    assert!(matches!(f.lock(), Err(MemError::Tampered { .. })));
+    assert!(matches!(fresh.lock(), Err(MemError::Tampered { .. })));
     // The server is still up and serves other memory files.
     let mut other = s.open("other", 8).unwrap();
     let mut g = other.lock().unwrap();
@@ -381,4 +403,122 @@ fn async_client_shares_segments_with_blocking_clients() {
         let g = b.lock().unwrap();
         assert_eq!(g[0], 11);
     }
+}
+
+#[test]
+fn peek_reads_the_last_published_version_without_the_lock() {
+    for sealed in [false, true] {
+        let fx = start(sealed);
+        let s = fx.store("edge");
+        let mut writer = s.open("zone", 32).unwrap();
+        let mut reader = s.open("zone", 32).unwrap();
+        let (v, snap) = reader.peek().unwrap().expect("a snapshot");
+        assert_eq!((v, snap.to_vec()), (0, vec![0; 32]), "sealed={sealed}");
+        let mut g = writer.lock().unwrap();
+        g[0] = 7;
+        g.unlock().unwrap();
+        // The writer holds the lock again with an unpublished change: a
+        // peek neither waits for it nor sees the change.
+        let mut g = writer.lock().unwrap();
+        g[0] = 99;
+        let started = std::time::Instant::now();
+        let (v, snap) = reader.peek().unwrap().expect("a snapshot");
+        assert_eq!((v, snap[0]), (1, 7), "sealed={sealed}");
+        // Scribbling on a snapshot publishes nothing.
+        snap[1] = 55;
+        assert!(started.elapsed() < Duration::from_secs(5));
+        g.unlock().unwrap();
+        let (v, snap) = reader.peek().unwrap().expect("a snapshot");
+        assert_eq!((v, snap[0], snap[1]), (2, 99, 0), "sealed={sealed}");
+        // Known version, asked again: the same bytes (smdish: not resent).
+        let (v, snap) = reader.peek().unwrap().expect("a snapshot");
+        assert_eq!((v, snap[0]), (2, 99), "sealed={sealed}");
+    }
+}
+
+#[test]
+fn peek_on_the_wire_leaves_out_a_known_segment_and_refuses_bad_input() {
+    let fx = start(false);
+    let mut c = fx.raw();
+    let r = c
+        .call(proto::OPEN, &open::Request { name: "z", size: 4 }.encode())
+        .unwrap();
+    let h = open::Reply::decode(&r.body).unwrap().handle;
+    c.call(
+        proto::LOCK,
+        &lock::Request {
+            handle: h,
+            timeout_ms: 0,
+        }
+        .encode(),
+    )
+    .unwrap();
+    let r = c
+        .call(
+            proto::UNLOCK,
+            &unlock::Request {
+                handle: h,
+                publish: unlock::Publish::Data(b"abcd"),
+            }
+            .encode(),
+        )
+        .unwrap();
+    assert_eq!(r.status(), Status::OK);
+    let peek = |c: &mut Connection, known| {
+        let r = c
+            .call(
+                proto::PEEK,
+                &peek::Request {
+                    handle: h,
+                    known_version: known,
+                }
+                .encode(),
+            )
+            .unwrap();
+        peek::Reply::decode(&r.body, 64).unwrap()
+    };
+    assert!(
+        peek(&mut c, 0)
+            == peek::Reply::Dish {
+                version: 1,
+                data: Some(bytes::Bytes::from_static(b"abcd"))
+            }
+    );
+    assert!(
+        peek(&mut c, 1)
+            == peek::Reply::Dish {
+                version: 1,
+                data: None
+            }
+    );
+    // A bad handle is EBADF, a short body EPROTO; the server stays up.
+    let r = c
+        .call(
+            proto::PEEK,
+            &peek::Request {
+                handle: 999,
+                known_version: 0,
+            }
+            .encode(),
+        )
+        .unwrap();
+    assert_eq!(r.status(), Status::EBADF);
+    let r = c.call(proto::PEEK, &[1, 2]).unwrap();
+    assert_eq!(r.status(), Status::EPROTO);
+    assert!(matches!(peek(&mut c, 0), peek::Reply::Dish { version: 1, .. }));
+}
+
+#[test]
+fn a_peek_at_a_tampered_smuf_file_gives_no_snapshot_and_the_lock_reports_it() {
+    let fx = start(true);
+    let (s, mut f, seg) = counter_at_5(&fx);
+    let mut bad = std::fs::read(&seg).unwrap();
+    bad[3] ^= 1;
+    std::fs::write(&seg, &bad).unwrap();
+    let mut other = s.open("counter", 64).unwrap();
+    assert!(other.peek().unwrap().is_none());
+    assert!(matches!(other.lock(), Err(MemError::Tampered { version: 1, .. })));
+    // The publisher knows version 1 and never needs the host file.
+    let (v, snap) = f.peek().unwrap().expect("a snapshot");
+    assert_eq!((v, snap[0]), (1, 5));
 }

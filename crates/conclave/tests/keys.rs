@@ -116,13 +116,18 @@ impl Site {
     }
 
     fn keyserver(&self, listen: &str, tag: &str) -> (Proc, Endpoint) {
+        self.keyserver_with(listen, tag, &[])
+    }
+
+    fn keyserver_with(&self, listen: &str, tag: &str, extra: &[&str]) -> (Proc, Endpoint) {
         let mut cmd = Command::new(BIN);
         cmd.arg("keyserver")
             .arg("--keys")
             .arg(&self.keys)
             .arg("--certs")
             .arg(&self.certs)
-            .args(["--listen", listen]);
+            .args(["--listen", listen])
+            .args(extra);
         let p = Proc::start(cmd, &self.root.join(format!("keyserver-{tag}.log")));
         let ep = p
             .line
@@ -360,50 +365,63 @@ fn signatures_verify_with_the_certificate_public_key() {
         ),
     ] {
         let site = Site::new(kind);
-        let (_ks, ep) = site.keyserver("tcp://127.0.0.1:0", "a");
-        let client = KeyClient::with_credentials(ep, &site.creds("edge")).unwrap();
-        let pubkey = site.root.join("pub.pem");
-        let out = run(Command::new("openssl")
-            .args(["x509", "-pubkey", "-noout", "-in"])
-            .arg(site.certs.join("server.crt"))
-            .arg("-out")
-            .arg(&pubkey));
-        assert!(out.status.success());
-        let msg_path = site.root.join("msg");
-        let mut message = vec![0x20u8; 64];
-        message.extend_from_slice(b"TLS 1.3, server CertificateVerify\0known answer");
-        std::fs::write(&msg_path, &message).unwrap();
-        for (scheme, digest, pss) in schemes {
-            let sig = client.sign("server", scheme, &message).unwrap();
-            let sig_path = site.root.join("sig");
-            std::fs::write(&sig_path, &sig).unwrap();
-            let mut cmd = Command::new("openssl");
-            cmd.args(["dgst", &format!("-{digest}"), "-verify"]).arg(&pubkey);
-            if pss {
-                cmd.args([
-                    "-sigopt",
-                    "rsa_padding_mode:pss",
-                    "-sigopt",
-                    "rsa_pss_saltlen:digest",
-                ]);
-            }
-            cmd.arg("-signature").arg(&sig_path).arg(&msg_path);
-            let out = run(&mut cmd);
+        // The signing pool and inline signing must give the same answers.
+        for (tag, extra) in [("pool", &[][..]), ("inline", &["--sign-inline"][..])] {
+            let (_ks, ep) = site.keyserver_with("tcp://127.0.0.1:0", tag, extra);
+            let client = KeyClient::with_credentials(ep, &site.creds("edge")).unwrap();
+            let wrong = if kind == "rsa2048" {
+                SignatureScheme::ECDSA_NISTP256_SHA256
+            } else {
+                SignatureScheme::RSA_PSS_SHA256
+            };
+            let refused = client.sign("server", wrong, b"m").unwrap_err().to_string();
             assert!(
-                out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verified OK"),
-                "{kind} {scheme:?}: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+                refused.contains("ENOTSUP") || refused.contains("not supported"),
+                "{tag}: {refused}"
             );
-            // A flipped message must not verify (the check is real).
-            let mut bad = message.clone();
-            bad[0] ^= 1;
-            std::fs::write(&msg_path, &bad).unwrap();
-            assert!(
-                !run(&mut cmd).status.success(),
-                "{kind} {scheme:?} verified a wrong message"
-            );
+            let pubkey = site.root.join("pub.pem");
+            let out = run(Command::new("openssl")
+                .args(["x509", "-pubkey", "-noout", "-in"])
+                .arg(site.certs.join("server.crt"))
+                .arg("-out")
+                .arg(&pubkey));
+            assert!(out.status.success());
+            let msg_path = site.root.join("msg");
+            let mut message = vec![0x20u8; 64];
+            message.extend_from_slice(b"TLS 1.3, server CertificateVerify\0known answer");
             std::fs::write(&msg_path, &message).unwrap();
+            for &(scheme, digest, pss) in &schemes {
+                let sig = client.sign("server", scheme, &message).unwrap();
+                let sig_path = site.root.join("sig");
+                std::fs::write(&sig_path, &sig).unwrap();
+                let mut cmd = Command::new("openssl");
+                cmd.args(["dgst", &format!("-{digest}"), "-verify"]).arg(&pubkey);
+                if pss {
+                    cmd.args([
+                        "-sigopt",
+                        "rsa_padding_mode:pss",
+                        "-sigopt",
+                        "rsa_pss_saltlen:digest",
+                    ]);
+                }
+                cmd.arg("-signature").arg(&sig_path).arg(&msg_path);
+                let out = run(&mut cmd);
+                assert!(
+                    out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verified OK"),
+                    "{kind} {scheme:?}: {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                // A flipped message must not verify (the check is real).
+                let mut bad = message.clone();
+                bad[0] ^= 1;
+                std::fs::write(&msg_path, &bad).unwrap();
+                assert!(
+                    !run(&mut cmd).status.success(),
+                    "{kind} {scheme:?} verified a wrong message"
+                );
+                std::fs::write(&msg_path, &message).unwrap();
+            }
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod close;
 pub mod lock;
 pub mod open;
+pub mod peek;
 pub mod unlock;
 
 /// Original opcode 0: replaced by one connection per process.
@@ -28,6 +29,8 @@ pub const LOCK: u32 = 5;
 pub const UNLOCK: u32 = 6;
 /// Original opcode 7: folded into [`OPEN`].
 pub const MMAP: u32 = 7;
+/// The last published state without the lock (conclave extension): see [`peek`].
+pub const PEEK: u32 = 8;
 
 /// Length of an smuf data key.
 pub const KEY_LEN: usize = 32;
@@ -70,6 +73,28 @@ mod tests {
         ] {
             assert!(lock::Reply::decode(&reply.encode(), 16) == Ok(reply));
         }
+        let p = peek::Request {
+            handle: 3,
+            known_version: 41,
+        };
+        assert_eq!(peek::Request::decode(&p.encode()).unwrap(), p);
+        for reply in [
+            peek::Reply::Dish {
+                version: 9,
+                data: None,
+            },
+            peek::Reply::Dish {
+                version: 9,
+                data: Some(bytes::Bytes::from_static(b"abc")),
+            },
+            peek::Reply::Uf {
+                version: 9,
+                read_key: [1; KEY_LEN],
+                tag: [2; TAG_LEN],
+            },
+        ] {
+            assert!(peek::Reply::decode(&reply.encode(), 16) == Ok(reply));
+        }
         assert_eq!(close::decode(&close::encode(7)).unwrap(), 7);
         assert_eq!(
             open::decode_existing_size(&open::encode_existing_size(8)),
@@ -86,6 +111,8 @@ mod tests {
             let _ = open::Reply::decode(&buf);
             let _ = lock::Request::decode(&buf);
             let _ = lock::Reply::decode(&buf, 64);
+            let _ = peek::Request::decode(&buf);
+            let _ = peek::Reply::decode(&buf, 64);
             let _ = unlock::Request::decode(&buf, false, 64);
             let _ = unlock::Request::decode(&buf, true, 64);
             let _ = close::decode(&buf);

@@ -8,6 +8,7 @@
 mod close;
 mod lock;
 mod open;
+mod peek;
 mod unlock;
 
 use crate::proto::{self, KEY_LEN, TAG_LEN};
@@ -189,6 +190,7 @@ impl Service for MemServer {
             proto::CLOSE => close::handle(self, conn, &req.body),
             proto::LOCK => lock::handle(self, conn, &req.body).await,
             proto::UNLOCK => unlock::handle(self, conn, &req.body),
+            proto::PEEK => peek::handle(self, conn, &req.body),
             proto::NEW_FDTABLE | proto::FORK | proto::CHILD_ATTACH | proto::MMAP => Err(Status::ENOSYS),
             _ => Err(Status::ENOSYS),
         };

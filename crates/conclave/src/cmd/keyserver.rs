@@ -27,6 +27,11 @@ pub struct Args {
     /// Signing requests that may wait for a thread; more get EAGAIN.
     #[arg(long, default_value_t = 4096)]
     pub queue: usize,
+    /// Sign on the runtime thread that read the request instead of handing
+    /// each signature to a signing thread: cheaper on a small machine, but
+    /// no queue bound (EAGAIN) and other requests wait behind a signature.
+    #[arg(long, conflicts_with_all = ["threads", "queue"])]
+    pub sign_inline: bool,
 }
 
 /// Loads the keys and serves until SIGINT or SIGTERM.
@@ -44,6 +49,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let opts = KeyServerOptions {
         threads: a.threads,
         queue: a.queue,
+        inline: a.sign_inline,
         ..KeyServerOptions::default()
     };
     let svc = Arc::new(KeyServer::new(store, &opts).context("starting the signing threads")?);
