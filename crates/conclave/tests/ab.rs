@@ -2,11 +2,14 @@
 //! (Debian's, generated config, certificate from `conclave certs`) and must
 //! agree on request counts, failure counts, non-2xx counts and document length.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_conclave");
 
@@ -27,14 +30,6 @@ fn tool(name: &str) -> bool {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn run_ok(cmd: &mut Command) -> String {
