@@ -7,6 +7,8 @@
 //! implementation serves one worker.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 /// A shared-state failure.
@@ -50,7 +52,31 @@ pub trait SharedSegment: Send + Sync {
     /// returns true does it take the lock and run `f` again on the current
     /// bytes. So `f` must compute its results afresh on each run.
     fn with_locked(&self, f: &mut dyn FnMut(&mut [u8]) -> bool) -> Result<(), SharedError>;
+
+    /// The last published segment, read without the lock and without
+    /// blocking a thread, if this kind has a way cheaper than the lock (a
+    /// memory server: one PEEK round trip, shared by the callers that arrive
+    /// while the previous one is on the wire). `None`: use
+    /// [`with_locked`](Self::with_locked). A snapshot `Ok(None)` means none
+    /// could be had this time. A snapshot is taken after the call began, but
+    /// may be stale by the time it is used; read-only decisions only.
+    fn snapshot(&self) -> Option<SnapshotFuture<'_>> {
+        None
+    }
 }
+
+/// A published version of a segment, as [`SharedSegment::snapshot`] gives it.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Number of publishes it reflects.
+    pub version: u64,
+    /// The segment.
+    pub bytes: Vec<u8>,
+}
+
+/// What [`SharedSegment::snapshot`] returns.
+pub type SnapshotFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<Arc<Snapshot>>, SharedError>> + Send + 'a>>;
 
 /// In-process memory files (the `local` kind).
 #[derive(Default, Debug)]

@@ -206,6 +206,23 @@ impl AsyncMemoryFile {
         }
     }
 
+    /// The last published segment and its version without taking the lock:
+    /// see [`crate::MemoryFile::peek`]. `None` for local and smc (take the
+    /// lock) or when no snapshot could be had this time.
+    pub async fn peek(&mut self) -> Result<Option<(u64, &[u8])>, MemError> {
+        self.settle().await?;
+        match &mut self.seg {
+            AsyncSeg::Remote { conn, core } => {
+                let reply = conn.call(proto::PEEK, &core.peek_request()).await?;
+                match core.peek_finish(reply, &mut self.buf)? {
+                    Some(v) => Ok(Some((v, &self.buf[..]))),
+                    None => Ok(None),
+                }
+            }
+            AsyncSeg::Blocking(_) => Ok(None),
+        }
+    }
+
     /// Closes the memory file; the last close removes it.
     pub async fn close(mut self) -> Result<(), MemError> {
         self.settle().await?;

@@ -393,11 +393,16 @@ fn async_client_shares_segments_with_blocking_clients() {
                 g[0] += 1;
                 g.unlock().await.unwrap();
             }
+            let (v, snap) = f.peek().await.unwrap().expect("a snapshot");
+            assert_eq!((v, snap[0]), (10, 10), "sealed={sealed}");
             {
                 // Dropped without unlock: published at the next operation.
                 let mut g = f.lock().await.unwrap();
                 g[0] += 1;
             }
+            // The peek settles the pending publish first, then sees it.
+            let (v, snap) = f.peek().await.unwrap().expect("a snapshot");
+            assert_eq!((v, snap[0]), (11, 11), "sealed={sealed}");
             f.close().await.unwrap();
         });
         let g = b.lock().unwrap();
