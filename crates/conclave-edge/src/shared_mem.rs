@@ -167,7 +167,7 @@ mod tests {
     use super::*;
     use conclave_mem::{MemServer, ServerKind};
     use conclave_rpc::pki::{self, CertsOptions, SiteKey};
-    use conclave_rpc::{Credentials, Endpoint, Server, Shutdown};
+    use conclave_rpc::{Credentials, Endpoint, Shutdown};
 
     /// A memory server of each remote kind in this process, over a UNIX
     /// socket with real mTLS, and the edge's shared state on it.
@@ -193,16 +193,8 @@ mod tests {
             .build()
             .unwrap();
         let shutdown = Shutdown::new();
-        let server = Arc::new(MemServer::new(kind, shutdown.clone()).unwrap());
         let creds = Credentials::from_dir(&certs, "memserver").unwrap();
-        let srv = rt
-            .block_on(Server::bind(
-                &ep,
-                Some(creds.server_config().unwrap()),
-                MemServer::server_options(),
-            ))
-            .unwrap();
-        rt.spawn(srv.serve(server, shutdown.clone()));
+        let (_, ep) = MemServer::spawn(kind, &ep, &creds, &shutdown, rt.handle()).unwrap();
         let spec = if sealed {
             MemSpec::Smuf {
                 endpoint: ep,

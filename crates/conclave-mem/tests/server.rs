@@ -7,7 +7,7 @@ use conclave_mem::{
     connect, AsyncMemoryStore, MemError, MemOptions, MemServer, MemSpec, MemoryStore, ServerKind,
 };
 use conclave_rpc::pki::{self, CertsOptions, SiteKey};
-use conclave_rpc::{ClientOptions, Connection, Credentials, Endpoint, Server, Shutdown, Status};
+use conclave_rpc::{ClientOptions, Connection, Credentials, Endpoint, Shutdown, Status};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,17 +54,8 @@ fn start(sealed: bool) -> Fixture {
         .build()
         .unwrap();
     let shutdown = Shutdown::new();
-    let server = Arc::new(MemServer::new(kind, shutdown.clone()).unwrap());
     let creds = Credentials::from_dir(&certs, "memserver").unwrap();
-    let ep = Endpoint::Unix(sock.clone());
-    let srv = rt
-        .block_on(Server::bind(
-            &ep,
-            Some(creds.server_config().unwrap()),
-            MemServer::server_options(),
-        ))
-        .unwrap();
-    rt.spawn(srv.serve(server.clone(), shutdown.clone()));
+    let (server, ep) = MemServer::spawn(kind, &Endpoint::Unix(sock), &creds, &shutdown, rt.handle()).unwrap();
     let spec = if sealed {
         MemSpec::Smuf {
             endpoint: ep,

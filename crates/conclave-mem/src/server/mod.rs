@@ -164,6 +164,25 @@ impl MemServer {
         }
     }
 
+    /// Binds a memory server of `kind` on `ep` with the `memserver` identity
+    /// `creds` and serves it on `rt` until `shutdown` fires: an in-process
+    /// server (tests, embedding). Returns the service and the bound endpoint
+    /// (port 0 resolved). `conclave memserver` does the same in the foreground.
+    pub fn spawn(
+        kind: ServerKind,
+        ep: &conclave_rpc::Endpoint,
+        creds: &conclave_rpc::Credentials,
+        shutdown: &Shutdown,
+        rt: &tokio::runtime::Handle,
+    ) -> std::io::Result<(std::sync::Arc<MemServer>, conclave_rpc::Endpoint)> {
+        let tls = creds.server_config().map_err(std::io::Error::other)?;
+        let svc = std::sync::Arc::new(MemServer::new(kind, shutdown.clone())?);
+        let server = rt.block_on(conclave_rpc::Server::bind(ep, Some(tls), Self::server_options()))?;
+        let bound = server.local_endpoint().clone();
+        rt.spawn(server.serve(svc.clone(), shutdown.clone()));
+        Ok((svc, bound))
+    }
+
     /// Number of memory files alive (for tests and logs).
     pub fn file_count(&self) -> usize {
         self.state().files.len()
