@@ -105,6 +105,28 @@ impl Fixture {
     }
 }
 
+/// OPEN on a raw connection; the handle.
+fn raw_open(c: &mut Connection, name: &str, size: u64) -> u32 {
+    let r = c
+        .call(proto::OPEN, &open::Request { name, size }.encode())
+        .unwrap();
+    open::Reply::decode(&r.into_result().unwrap()).unwrap().handle
+}
+
+/// LOCK (waiting forever) on a raw connection; the reply's status.
+fn raw_lock(c: &mut Connection, handle: u32) -> Status {
+    c.call(
+        proto::LOCK,
+        &lock::Request {
+            handle,
+            timeout_ms: 0,
+        }
+        .encode(),
+    )
+    .unwrap()
+    .status()
+}
+
 #[test]
 fn publishes_segment_between_clients_and_removes_file_on_last_close() {
     for sealed in [false, true] {
@@ -197,32 +219,9 @@ fn refuses_unlock_by_non_holder_second_lock_and_bad_sizes() {
     // Raw protocol: a second lock on the same handle, an unlock with the
     // wrong segment length, a name over 255 bytes, unknown opcodes.
     let mut c = fx.raw();
-    let r = c
-        .call(proto::OPEN, &open::Request { name: "y", size: 8 }.encode())
-        .unwrap();
-    let h = open::Reply::decode(&r.into_result().unwrap()).unwrap().handle;
-    let ok = c
-        .call(
-            proto::LOCK,
-            &lock::Request {
-                handle: h,
-                timeout_ms: 0,
-            }
-            .encode(),
-        )
-        .unwrap();
-    assert_eq!(ok.status(), Status::OK);
-    let again = c
-        .call(
-            proto::LOCK,
-            &lock::Request {
-                handle: h,
-                timeout_ms: 0,
-            }
-            .encode(),
-        )
-        .unwrap();
-    assert_eq!(again.status(), Status::EDEADLK);
+    let h = raw_open(&mut c, "y", 8);
+    assert_eq!(raw_lock(&mut c, h), Status::OK);
+    assert_eq!(raw_lock(&mut c, h), Status::EDEADLK);
     let short = [1u8; 4];
     let bad = unlock::Request {
         handle: h,
@@ -436,19 +435,8 @@ fn peek_reads_the_last_published_version_without_the_lock() {
 fn peek_on_the_wire_leaves_out_a_known_segment_and_refuses_bad_input() {
     let fx = start(false);
     let mut c = fx.raw();
-    let r = c
-        .call(proto::OPEN, &open::Request { name: "z", size: 4 }.encode())
-        .unwrap();
-    let h = open::Reply::decode(&r.body).unwrap().handle;
-    c.call(
-        proto::LOCK,
-        &lock::Request {
-            handle: h,
-            timeout_ms: 0,
-        }
-        .encode(),
-    )
-    .unwrap();
+    let h = raw_open(&mut c, "z", 4);
+    assert_eq!(raw_lock(&mut c, h), Status::OK);
     let r = c
         .call(
             proto::UNLOCK,

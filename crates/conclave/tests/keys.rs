@@ -119,15 +119,21 @@ impl Site {
         self.keyserver_with(listen, tag, &[])
     }
 
-    fn keyserver_with(&self, listen: &str, tag: &str, extra: &[&str]) -> (Proc, Endpoint) {
+    /// `conclave keyserver` over this site's keys and certificates.
+    fn keyserver_cmd(&self, listen: &str) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.arg("keyserver")
             .arg("--keys")
             .arg(&self.keys)
             .arg("--certs")
             .arg(&self.certs)
-            .args(["--listen", listen])
-            .args(extra);
+            .args(["--listen", listen]);
+        cmd
+    }
+
+    fn keyserver_with(&self, listen: &str, tag: &str, extra: &[&str]) -> (Proc, Endpoint) {
+        let mut cmd = self.keyserver_cmd(listen);
+        cmd.args(extra);
         let p = Proc::start(cmd, &self.root.join(format!("keyserver-{tag}.log")));
         let ep = p
             .line
@@ -547,13 +553,7 @@ fn refusals_are_clear_and_the_server_keeps_serving() {
 fn keyserver_refuses_bad_key_files_at_start() {
     let site = Site::new("rsa2048");
     std::fs::copy(site.keys.join("server.key"), site.keys.join("bad name.key")).unwrap();
-    let out = run(Command::new(BIN)
-        .arg("keyserver")
-        .arg("--keys")
-        .arg(&site.keys)
-        .arg("--certs")
-        .arg(&site.certs)
-        .args(["--listen", "tcp://127.0.0.1:0"]));
+    let out = run(&mut site.keyserver_cmd("tcp://127.0.0.1:0"));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -566,13 +566,7 @@ fn keyserver_refuses_bad_key_files_at_start() {
         "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
     )
     .unwrap();
-    let out = run(Command::new(BIN)
-        .arg("keyserver")
-        .arg("--keys")
-        .arg(&site.keys)
-        .arg("--certs")
-        .arg(&site.certs)
-        .args(["--listen", "tcp://127.0.0.1:0"]));
+    let out = run(&mut site.keyserver_cmd("tcp://127.0.0.1:0"));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("junk.key"), "{err}");
