@@ -6,6 +6,7 @@
 //! blocking thread, as the original's `rpccombinedbench`), so the figures
 //! measure the transport, not process scheduling across machines.
 
+use conclave_rpc::Role;
 use conclave_rpc::{
     BodyReader, BodyWriter, ClientOptions, Connection, Credentials, Endpoint, Frame, PeerInfo, Server,
     ServerOptions, Service, Shutdown, Status,
@@ -153,11 +154,11 @@ pub fn run(
             };
             let (server_tls, client) = match (&cfg.certs, tls) {
                 (Some(dir), true) => {
-                    let s = Credentials::from_dir(dir, "fileserver").map_err(setup("server identity"))?;
-                    let c = Credentials::from_dir(dir, "edge").map_err(setup("client identity"))?;
+                    let s = Credentials::from_dir(dir, Role::FileServer).map_err(setup("server identity"))?;
+                    let c = Credentials::from_dir(dir, Role::Edge).map_err(setup("client identity"))?;
                     (
                         Some(s.server_config().map_err(setup("server TLS"))?),
-                        ClientOptions::mtls(&c, "fileserver").map_err(setup("client TLS"))?,
+                        ClientOptions::mtls(&c, Role::FileServer).map_err(setup("client TLS"))?,
                     )
                 }
                 _ => (None, ClientOptions::plain()),

@@ -4,6 +4,7 @@
 //! local implementation loads a PEM key file; a key-server implementation returns a
 //! `RemoteSigningKey` whose `sign` is an RPC, and the HTTP code does not change.
 
+use conclave_rpc::Role;
 use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
@@ -102,8 +103,8 @@ impl KeySource for KeyServerKey {
             message,
         };
         let endpoint: conclave_rpc::Endpoint = self.endpoint.parse().map_err(|e| remote(format!("{e}")))?;
-        let creds =
-            conclave_rpc::Credentials::from_dir(&self.certs, "edge").map_err(|e| remote(e.to_string()))?;
+        let creds = conclave_rpc::Credentials::from_dir(&self.certs, Role::Edge)
+            .map_err(|e| remote(e.to_string()))?;
         conclave_keys::certified_key(chain, &endpoint, &self.key_name, &creds)
             .map_err(|e| remote(e.to_string()))
     }

@@ -167,7 +167,7 @@ mod tests {
     use super::*;
     use conclave_mem::{MemServer, ServerKind};
     use conclave_rpc::pki::{self, CertsOptions, SiteKey};
-    use conclave_rpc::{Credentials, Endpoint, Shutdown};
+    use conclave_rpc::{Credentials, Endpoint, Role, Shutdown};
 
     /// A memory server of each remote kind in this process, over a UNIX
     /// socket with real mTLS, and the edge's shared state on it.
@@ -193,7 +193,7 @@ mod tests {
             .build()
             .unwrap();
         let shutdown = Shutdown::new();
-        let creds = Credentials::from_dir(&certs, "memserver").unwrap();
+        let creds = Credentials::from_dir(&certs, Role::MemServer).unwrap();
         let (_, ep) = MemServer::spawn(kind, &ep, &creds, &shutdown, rt.handle()).unwrap();
         let spec = if sealed {
             MemSpec::Smuf {
@@ -204,7 +204,7 @@ mod tests {
             MemSpec::Smdish { endpoint: ep }
         };
         let opts = MemOptions {
-            creds: Some(Credentials::from_dir(&certs, "edge").unwrap()),
+            creds: Some(Credentials::from_dir(&certs, Role::Edge).unwrap()),
             secret_file: None,
         };
         test(&rt, MemSharedState::connect(&spec, &opts).unwrap());

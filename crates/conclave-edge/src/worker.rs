@@ -12,6 +12,7 @@ use crate::site::{Backend, Site};
 use crate::storage::{HostStorage, Storage};
 use crate::storage_nextfs::NextfsStorage;
 use crate::EdgeError;
+use conclave_rpc::Role;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::sync::Arc;
 use tokio::sync::{watch, Semaphore};
@@ -88,7 +89,7 @@ fn shared_state(c: &SharedConfig) -> Result<Arc<dyn SharedState>, EdgeError> {
         .map_err(|e| EdgeError::Setup(format!("[shared] kind {:?}: {e}", c.kind)))?;
     let creds = match &c.certs {
         Some(dir) => Some(
-            conclave_rpc::Credentials::from_dir(dir, "edge")
+            conclave_rpc::Credentials::from_dir(dir, Role::Edge)
                 .map_err(|e| EdgeError::Setup(format!("[shared] certs: {e}")))?,
         ),
         None => None,
@@ -106,9 +107,9 @@ fn fs_client(server: &str, certs: &std::path::Path) -> Result<Arc<conclave_fs::F
     let ep: conclave_rpc::Endpoint = server
         .parse()
         .map_err(|e| EdgeError::Setup(format!("[storage] server: {e}")))?;
-    let creds = conclave_rpc::Credentials::from_dir(certs, "edge")
+    let creds = conclave_rpc::Credentials::from_dir(certs, Role::Edge)
         .map_err(|e| EdgeError::Setup(format!("[storage] certs: {e}")))?;
-    let opts = conclave_rpc::ClientOptions::mtls(&creds, "fileserver")
+    let opts = conclave_rpc::ClientOptions::mtls(&creds, Role::FileServer)
         .map_err(|e| EdgeError::Setup(format!("[storage] certs: {e}")))?;
     Ok(conclave_fs::FsClient::new(ep, opts))
 }

@@ -9,6 +9,7 @@
 
 use crate::{FileServer, FileServerOptions, FsClient, OpenOptions};
 use conclave_bd::{CreateOptions, DeviceKind, DeviceSpec, KdfParams};
+use conclave_rpc::Role;
 use conclave_rpc::{ClientOptions, Credentials, Endpoint, Server, ServerOptions, Shutdown};
 use hdrhistogram::Histogram;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -184,8 +185,8 @@ fn device(
     let fs = conclave_ext2::Ext2Fs::open(dev).map_err(err("opening ext2"))?;
     let svc = Arc::new(FileServer::new(fs, FileServerOptions::default()));
     let sock = cfg.workdir.join(format!("{kind}.sock"));
-    let screds = Credentials::from_dir(&cfg.certs, "fileserver").map_err(err("fileserver identity"))?;
-    let ccreds = Credentials::from_dir(&cfg.certs, "client").map_err(err("client identity"))?;
+    let screds = Credentials::from_dir(&cfg.certs, Role::FileServer).map_err(err("fileserver identity"))?;
+    let ccreds = Credentials::from_dir(&cfg.certs, Role::Client).map_err(err("client identity"))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -205,7 +206,7 @@ fn device(
     let handle = rt.spawn(server.serve(svc.clone(), shutdown.clone()));
     let client = FsClient::new(
         Endpoint::Unix(sock),
-        ClientOptions::mtls(&ccreds, "fileserver").map_err(err("client TLS"))?,
+        ClientOptions::mtls(&ccreds, Role::FileServer).map_err(err("client TLS"))?,
     );
     let name = kind.name();
     let res = (|| {

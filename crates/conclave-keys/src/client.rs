@@ -6,7 +6,6 @@ use crate::algorithm::KeyAlgorithm;
 use crate::error::KeysError;
 use crate::name::KeyName;
 use crate::op::{self, get_key, list, sign::SignRequest};
-use crate::KEYSERVER_ROLE;
 use conclave_rpc::{ClientOptions, Credentials, Endpoint, Pool};
 use rustls::SignatureScheme;
 use std::time::Duration;
@@ -35,7 +34,7 @@ impl KeyClient {
     /// Timeouts for the keyless path: a handshake should fail in seconds,
     /// not wait a minute, when the key server is down or stuck.
     pub fn default_options(creds: &Credentials) -> Result<ClientOptions, KeysError> {
-        let mut opts = ClientOptions::mtls(creds, KEYSERVER_ROLE)?;
+        let mut opts = ClientOptions::mtls(creds, conclave_rpc::Role::KeyServer)?;
         opts.connect_timeout = Duration::from_secs(2);
         opts.io_timeout = Duration::from_secs(5);
         opts.max_body = 64 * 1024;

@@ -36,8 +36,5 @@ pub use store::KeyStore;
 /// callers use the same version.
 pub use rustls;
 
-/// The role a key server's certificate carries; clients expect this name.
-pub const KEYSERVER_ROLE: &str = "keyserver";
-
 /// The only role allowed to ask for signatures.
-pub const CLIENT_ROLE: &str = "edge";
+pub const CLIENT_ROLE: conclave_rpc::Role = conclave_rpc::Role::Edge;

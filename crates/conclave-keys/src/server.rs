@@ -20,7 +20,7 @@ pub struct KeyServerOptions {
     /// (see [`SigningPool::inline`]); `threads` and `queue` are then unused.
     pub inline: bool,
     /// Roles allowed to call (by default only `edge`).
-    pub allowed_roles: Vec<String>,
+    pub allowed_roles: Vec<conclave_rpc::Role>,
 }
 
 impl Default for KeyServerOptions {
@@ -29,7 +29,7 @@ impl Default for KeyServerOptions {
             threads: 0,
             queue: 4096,
             inline: false,
-            allowed_roles: vec![CLIENT_ROLE.to_string()],
+            allowed_roles: vec![CLIENT_ROLE],
         }
     }
 }
@@ -38,7 +38,7 @@ impl Default for KeyServerOptions {
 pub struct KeyServer {
     store: KeyStore,
     pool: SigningPool,
-    allowed_roles: Vec<String>,
+    allowed_roles: Vec<conclave_rpc::Role>,
 }
 
 /// Per-connection state: who is calling, for logs.
@@ -90,8 +90,7 @@ impl Service for KeyServer {
     type Conn = Caller;
 
     fn open(&self, peer: &PeerInfo) -> Result<Caller, Status> {
-        let roles: Vec<&str> = self.allowed_roles.iter().map(String::as_str).collect();
-        peer.require_role(&roles)?;
+        peer.require_role(&self.allowed_roles)?;
         Ok(Caller {
             addr: peer.addr.clone(),
         })

@@ -8,6 +8,7 @@ use conclave_keys::{
     KeyAlgorithm, KeyClient, KeyServer, KeyServerOptions, KeyStore, KeysError, RemoteSigningKey,
 };
 use conclave_rpc::pki::{self, CertsOptions, SiteKey};
+use conclave_rpc::Role;
 use conclave_rpc::{Credentials, Endpoint, Server, Shutdown};
 use rustls::sign::SigningKey;
 use std::path::Path;
@@ -155,7 +156,7 @@ fn start(site_key: SiteKey) -> Running {
     std::fs::rename(certs.join("server.key"), keys.join("server.key")).unwrap();
     let store = KeyStore::load_dir(&keys).unwrap();
     let svc = Arc::new(KeyServer::new(store, &KeyServerOptions::default()).unwrap());
-    let creds = Credentials::from_dir(&certs, "keyserver").unwrap();
+    let creds = Credentials::from_dir(&certs, Role::KeyServer).unwrap();
     let shutdown = Shutdown::new();
     let (tx, rx) = std::sync::mpsc::channel();
     let sd = shutdown.clone();
@@ -190,7 +191,7 @@ fn start(site_key: SiteKey) -> Running {
 fn remote_key_signs_from_any_thread_or_runtime_and_matches_the_certificate() {
     for site in [SiteKey::Rsa2048, SiteKey::EcdsaP256] {
         let ks = start(site);
-        let creds = Credentials::from_dir(&ks.certs, "edge").unwrap();
+        let creds = Credentials::from_dir(&ks.certs, Role::Edge).unwrap();
         let chain = conclave_rpc::tls::load_certs(&ks.certs.join("server.crt")).unwrap();
         let ck = conclave_keys::certified_key(chain, &ks.endpoint, "server", &creds).unwrap();
         ck.keys_match().unwrap();
@@ -241,7 +242,7 @@ fn remote_key_signs_from_any_thread_or_runtime_and_matches_the_certificate() {
 #[test]
 fn certified_key_refuses_a_certificate_of_another_key() {
     let ks = start(SiteKey::Rsa2048);
-    let creds = Credentials::from_dir(&ks.certs, "edge").unwrap();
+    let creds = Credentials::from_dir(&ks.certs, Role::Edge).unwrap();
     // A fresh certificate for a different key, from the same CA.
     let ca = pki::Ca::load(&ks.certs).unwrap();
     let (pem, _) = ca.issue(&["localhost"], SiteKey::Rsa2048).unwrap();
@@ -265,7 +266,7 @@ fn certified_key_refuses_a_certificate_of_another_key() {
 #[test]
 fn a_stuck_keyserver_fails_the_signature_in_bounded_time() {
     let ks = start(SiteKey::EcdsaP256);
-    let creds = Credentials::from_dir(&ks.certs, "edge").unwrap();
+    let creds = Credentials::from_dir(&ks.certs, Role::Edge).unwrap();
     let info = KeyClient::with_credentials(ks.endpoint.clone(), &creds)
         .unwrap()
         .key_info("server")

@@ -6,6 +6,7 @@ use crate::local::LocalStore;
 use crate::remote::{RemoteStore, Sealing};
 use crate::smc::SmcStore;
 use crate::{MemError, MemSpec};
+use conclave_rpc::Role;
 use conclave_rpc::{ClientOptions, Credentials};
 use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
@@ -76,7 +77,7 @@ pub(crate) fn client_options(opts: &MemOptions) -> Result<ClientOptions, MemErro
     let creds = opts.creds.as_ref().ok_or_else(|| {
         MemError::Config("memory servers require a client certificate (--certs DIR)".into())
     })?;
-    let mut o = ClientOptions::mtls(creds, "memserver").map_err(|e| MemError::Config(e.to_string()))?;
+    let mut o = ClientOptions::mtls(creds, Role::MemServer).map_err(|e| MemError::Config(e.to_string()))?;
     // A LOCK reply may legitimately take as long as another client holds
     // the lock; a dead server still shows up at once as a closed stream.
     o.io_timeout = Duration::from_secs(24 * 3600);

@@ -7,6 +7,7 @@ use conclave_mem::{
     connect, AsyncMemoryStore, MemError, MemOptions, MemServer, MemSpec, MemoryStore, ServerKind,
 };
 use conclave_rpc::pki::{self, CertsOptions, SiteKey};
+use conclave_rpc::Role;
 use conclave_rpc::{ClientOptions, Connection, Credentials, Endpoint, Shutdown, Status};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,7 +55,7 @@ fn start(sealed: bool) -> Fixture {
         .build()
         .unwrap();
     let shutdown = Shutdown::new();
-    let creds = Credentials::from_dir(&certs, "memserver").unwrap();
+    let creds = Credentials::from_dir(&certs, Role::MemServer).unwrap();
     let (server, ep) = MemServer::spawn(kind, &Endpoint::Unix(sock), &creds, &shutdown, rt.handle()).unwrap();
     let spec = if sealed {
         MemSpec::Smuf {
@@ -75,7 +76,7 @@ fn start(sealed: bool) -> Fixture {
 }
 
 impl Fixture {
-    fn store(&self, role: &str) -> Arc<dyn MemoryStore> {
+    fn store(&self, role: Role) -> Arc<dyn MemoryStore> {
         connect(
             &self.spec,
             &MemOptions {
@@ -91,8 +92,8 @@ impl Fixture {
             MemSpec::Smdish { endpoint } | MemSpec::Smuf { endpoint, .. } => endpoint.clone(),
             _ => unreachable!(),
         };
-        let creds = Credentials::from_dir(&self.certs, "client").unwrap();
-        Connection::connect(&ep, &ClientOptions::mtls(&creds, "memserver").unwrap()).unwrap()
+        let creds = Credentials::from_dir(&self.certs, Role::Client).unwrap();
+        Connection::connect(&ep, &ClientOptions::mtls(&creds, Role::MemServer).unwrap()).unwrap()
     }
 
     fn host_file(&self, ext: &str) -> PathBuf {
@@ -131,7 +132,7 @@ fn raw_lock(c: &mut Connection, handle: u32) -> Status {
 fn publishes_segment_between_clients_and_removes_file_on_last_close() {
     for sealed in [false, true] {
         let fx = start(sealed);
-        let s = fx.store("edge");
+        let s = fx.store(Role::Edge);
         let mut a = s.open("zone", 4096).unwrap();
         let mut b = s.open("zone", 4096).unwrap();
         {
@@ -160,7 +161,7 @@ fn publishes_segment_between_clients_and_removes_file_on_last_close() {
 #[test]
 fn waiter_is_granted_on_unlock_and_times_out_while_held() {
     let fx = start(false);
-    let s = fx.store("client");
+    let s = fx.store(Role::Client);
     let mut a = s.open("q", 8).unwrap();
     let mut b = s.open("q", 8).unwrap();
     let g = a.lock().unwrap();
@@ -187,7 +188,7 @@ fn waiter_is_granted_on_unlock_and_times_out_while_held() {
 #[test]
 fn disconnect_releases_the_lock_and_the_queue_moves_on() {
     let fx = start(true);
-    let s = fx.store("edge");
+    let s = fx.store(Role::Edge);
     let mut keep = s.open("crash", 8).unwrap();
     let mut holder = s.open("crash", 8).unwrap();
     let g = holder.lock().unwrap();
@@ -200,7 +201,7 @@ fn disconnect_releases_the_lock_and_the_queue_moves_on() {
 #[test]
 fn refuses_unlock_by_non_holder_second_lock_and_bad_sizes() {
     let fx = start(false);
-    let s = fx.store("edge");
+    let s = fx.store(Role::Edge);
     let mut a = s.open("x", 16).unwrap();
     assert!(matches!(a.unlock_unheld(), Err(MemError::NotHolder(n)) if n == "x"));
     match s.open("x", 32) {
@@ -259,7 +260,7 @@ fn refuses_unlock_by_non_holder_second_lock_and_bad_sizes() {
 fn refuses_clients_without_certificate_or_with_wrong_role() {
     let fx = start(false);
     // A server's own identity is not a client role.
-    let s = fx.store("fileserver");
+    let s = fx.store(Role::FileServer);
     match s.open("x", 8) {
         Err(MemError::Server { status, .. }) => assert_eq!(status, Status::EACCES),
         other => panic!("expected EACCES, got {other:?}"),
@@ -274,7 +275,7 @@ fn refuses_clients_without_certificate_or_with_wrong_role() {
     let mut opts = ClientOptions::plain();
     opts.tls = Some(conclave_rpc::stream::ClientTls {
         config: Arc::new(cfg),
-        name: conclave_rpc::tls::server_name("memserver").unwrap(),
+        name: Role::MemServer.server_name(),
     });
     let ep = match &fx.spec {
         MemSpec::Smdish { endpoint } => endpoint.clone(),
@@ -289,10 +290,10 @@ fn refuses_clients_without_certificate_or_with_wrong_role() {
         &fx.certs.join("root.crt"),
         &foreign.join("edge.crt"),
         &foreign.join("edge.key"),
-        "edge",
+        Role::Edge,
     )
     .unwrap();
-    let res = Connection::connect(&ep, &ClientOptions::mtls(&mixed, "memserver").unwrap())
+    let res = Connection::connect(&ep, &ClientOptions::mtls(&mixed, Role::MemServer).unwrap())
         .and_then(|mut c| c.call(proto::OPEN, &open::Request { name: "x", size: 8 }.encode()));
     assert!(res.is_err(), "a client with a foreign certificate was served");
     // And the client library says what is missing.
@@ -305,7 +306,7 @@ fn refuses_clients_without_certificate_or_with_wrong_role() {
 /// An smuf memory file "counter" of 64 bytes, published once with byte 0 = 5:
 /// the store, the publisher's handle and the sealed host file.
 fn counter_at_5(fx: &Fixture) -> (Arc<dyn MemoryStore>, conclave_mem::MemoryFile, PathBuf) {
-    let s = fx.store("edge");
+    let s = fx.store(Role::Edge);
     let mut f = s.open("counter", 64).unwrap();
     let mut g = f.lock().unwrap();
     g[0] = 5;
@@ -364,7 +365,7 @@ fn smuf_detects_flipped_bit_and_replayed_file_and_stays_up() {
 fn async_client_shares_segments_with_blocking_clients() {
     for sealed in [false, true] {
         let fx = start(sealed);
-        let blocking = fx.store("client");
+        let blocking = fx.store(Role::Client);
         let mut b = blocking.open("shared", 8).unwrap();
         let spec = fx.spec.clone();
         let certs = fx.certs.clone();
@@ -372,7 +373,7 @@ fn async_client_shares_segments_with_blocking_clients() {
             let store = AsyncMemoryStore::new(
                 &spec,
                 &MemOptions {
-                    creds: Some(Credentials::from_dir(&certs, "edge").unwrap()),
+                    creds: Some(Credentials::from_dir(&certs, Role::Edge).unwrap()),
                     secret_file: None,
                 },
             )
@@ -404,7 +405,7 @@ fn async_client_shares_segments_with_blocking_clients() {
 fn peek_reads_the_last_published_version_without_the_lock() {
     for sealed in [false, true] {
         let fx = start(sealed);
-        let s = fx.store("edge");
+        let s = fx.store(Role::Edge);
         let mut writer = s.open("zone", 32).unwrap();
         let mut reader = s.open("zone", 32).unwrap();
         let (v, snap) = reader.peek().unwrap().expect("a snapshot");

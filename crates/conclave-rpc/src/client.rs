@@ -5,9 +5,10 @@
 
 use crate::endpoint::Endpoint;
 use crate::frame::{read_frame, read_frame_sync, write_parts, write_parts_sync, Frame, FrameError};
+use crate::role::Role;
 use crate::status::Status;
 use crate::stream::{connect_async, connect_sync, AsyncStream, ClientTls, SyncStream};
-use crate::tls::{server_name, Credentials, TlsError};
+use crate::tls::{Credentials, TlsError};
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,11 +31,11 @@ pub struct ClientOptions {
 
 impl ClientOptions {
     /// Mutual TLS with `creds`, expecting a server certificate for `server_role`.
-    pub fn mtls(creds: &Credentials, server_role: &str) -> Result<Self, TlsError> {
+    pub fn mtls(creds: &Credentials, server_role: Role) -> Result<Self, TlsError> {
         Ok(ClientOptions {
             tls: Some(ClientTls {
                 config: creds.client_config()?,
-                name: server_name(server_role)?,
+                name: server_role.server_name(),
             }),
             ..Self::plain()
         })

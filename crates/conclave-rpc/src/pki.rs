@@ -2,6 +2,7 @@
 //! server and client), and a site certificate for the edge. Keys are written
 //! 0600 and nothing is overwritten without `force`.
 
+use crate::role::Role;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
@@ -11,9 +12,6 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
-
-/// The kernel-server and client roles `conclave certs` issues identities for.
-pub const ROLES: [&str; 5] = ["fileserver", "memserver", "keyserver", "edge", "client"];
 
 /// Key type of the site certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,7 +170,7 @@ pub fn write_file(path: &Path, contents: &str, private: bool, force: bool) -> Re
 /// The files `conclave certs` writes, relative to its output directory.
 pub fn file_names() -> Vec<String> {
     let mut v = vec!["root.crt".to_string(), "root.key".to_string()];
-    for r in ROLES {
+    for r in Role::ALL {
         v.push(format!("{r}.crt"));
         v.push(format!("{r}.key"));
     }
@@ -206,8 +204,8 @@ pub fn generate(opts: &CertsOptions) -> Result<Vec<PathBuf>, PkiError> {
     let (ca, ca_pem, ca_key) = Ca::generate()?;
     put("root.crt".into(), &ca_pem, false)?;
     put("root.key".into(), &ca_key, true)?;
-    for role in ROLES {
-        let (c, k) = ca.issue(&[role], SiteKey::EcdsaP256)?;
+    for role in Role::ALL {
+        let (c, k) = ca.issue(&[role.as_str()], SiteKey::EcdsaP256)?;
         put(format!("{role}.crt"), &c, false)?;
         put(format!("{role}.key"), &k, true)?;
     }

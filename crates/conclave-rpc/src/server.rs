@@ -4,6 +4,7 @@
 
 use crate::endpoint::Endpoint;
 use crate::frame::{read_body, read_header, write_frame, Frame, FrameError, Header};
+use crate::role::Role;
 use crate::shutdown::Shutdown;
 use crate::status::Status;
 use crate::stream::AsyncStream;
@@ -50,17 +51,18 @@ impl Default for ServerOptions {
 /// Who is on the other end of a connection.
 #[derive(Clone, Debug)]
 pub struct PeerInfo {
-    /// The role named by the client's certificate (None without TLS).
-    pub role: Option<String>,
+    /// The role named by the client's certificate (None without TLS; a TLS
+    /// peer without a recognised role never reaches a service).
+    pub role: Option<Role>,
     /// The peer's address, for logs.
     pub addr: String,
 }
 
 impl PeerInfo {
     /// `Ok` if the peer's certificate names one of `roles`, else `EACCES`.
-    pub fn require_role(&self, roles: &[&str]) -> Result<(), Status> {
-        match &self.role {
-            Some(r) if roles.contains(&r.as_str()) => Ok(()),
+    pub fn require_role(&self, roles: &[Role]) -> Result<(), Status> {
+        match self.role {
+            Some(r) if roles.contains(&r) => Ok(()),
             _ => Err(Status::EACCES),
         }
     }
@@ -211,7 +213,7 @@ async fn handle<S: Service>(
     match tls {
         None => {
             let peer = PeerInfo { role: None, addr };
-            serve_conn(stream, peer, svc, opts, shutdown).await
+            serve_conn(stream, peer, false, svc, opts, shutdown).await
         }
         Some(acc) => {
             let s = match tokio::time::timeout(opts.handshake_timeout, acc.accept(stream)).await {
@@ -227,19 +229,30 @@ async fn handle<S: Service>(
             };
             let role = peer_role(s.get_ref().1.peer_certificates());
             let peer = PeerInfo { role, addr };
-            serve_conn(s, peer, svc, opts, shutdown).await
+            serve_conn(s, peer, true, svc, opts, shutdown).await
         }
     }
+}
+
+/// The one admission rule of every conclave server: over TLS, a certificate
+/// that names no recognised role is refused with `EACCES` before the service
+/// sees it; then the service applies its own check (`Service::open`).
+fn admit<S: Service>(svc: &S, peer: &PeerInfo, tls: bool) -> Result<S::Conn, Status> {
+    if tls && peer.role.is_none() {
+        return Err(Status::EACCES);
+    }
+    svc.open(peer)
 }
 
 async fn serve_conn<S: Service, T: AsyncStream>(
     mut s: T,
     peer: PeerInfo,
+    tls: bool,
     svc: Arc<S>,
     opts: Arc<ServerOptions>,
     shutdown: Shutdown,
 ) {
-    let mut conn = match svc.open(&peer) {
+    let mut conn = match admit(&*svc, &peer, tls) {
         Ok(c) => c,
         Err(st) => {
             warn!(peer = %peer.addr, role = ?peer.role, "client refused: {st}");

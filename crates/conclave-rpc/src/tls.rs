@@ -2,11 +2,12 @@
 //! certificate chained to the conclave CA, and every client checks that the
 //! server's certificate names the role it meant to reach.
 
+use crate::role::Role;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,9 +32,6 @@ pub enum TlsError {
     /// The client-certificate verifier could not be built.
     #[error("cannot build the client-certificate verifier: {0}")]
     Verifier(String),
-    /// A role is not a valid DNS name.
-    #[error("invalid role name {0:?}")]
-    BadRole(String),
 }
 
 /// The cryptographic provider every conclave TLS configuration uses.
@@ -45,7 +43,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 #[derive(Clone)]
 pub struct Credentials {
     /// The role this identity was issued for (its DNS subject alternative name).
-    pub role: String,
+    pub role: Role,
     roots: Arc<RootCertStore>,
     chain: Vec<CertificateDer<'static>>,
     key: Arc<PrivateKeyDer<'static>>,
@@ -96,7 +94,7 @@ pub fn load_roots(path: &Path) -> Result<Arc<RootCertStore>, TlsError> {
 impl Credentials {
     /// Loads `root.crt`, `<role>.crt` and `<role>.key` from a directory
     /// written by `conclave certs`.
-    pub fn from_dir(dir: &Path, role: &str) -> Result<Self, TlsError> {
+    pub fn from_dir(dir: &Path, role: Role) -> Result<Self, TlsError> {
         Self::load(
             &dir.join("root.crt"),
             &dir.join(format!("{role}.crt")),
@@ -106,9 +104,9 @@ impl Credentials {
     }
 
     /// Loads credentials from explicit paths.
-    pub fn load(ca: &Path, cert: &Path, key: &Path, role: &str) -> Result<Self, TlsError> {
+    pub fn load(ca: &Path, cert: &Path, key: &Path, role: Role) -> Result<Self, TlsError> {
         Ok(Credentials {
-            role: role.to_string(),
+            role,
             roots: load_roots(ca)?,
             chain: load_certs(cert)?,
             key: Arc::new(load_key(key)?),
@@ -145,20 +143,18 @@ impl Credentials {
     }
 }
 
-/// The name a client expects in a server's certificate for `role`.
-pub fn server_name(role: &str) -> Result<ServerName<'static>, TlsError> {
-    ServerName::try_from(role.to_string()).map_err(|_| TlsError::BadRole(role.to_string()))
-}
-
 /// The role named by a peer's end-entity certificate (its first DNS subject
-/// alternative name), if any.
-pub fn peer_role(certs: Option<&[CertificateDer<'_>]>) -> Option<String> {
+/// alternative name), if it names one of the conclave's roles. `None` is the
+/// one admission rule of every server: such a peer is refused (see
+/// `server::Server::serve`).
+pub fn peer_role(certs: Option<&[CertificateDer<'_>]>) -> Option<Role> {
     use x509_parser::prelude::*;
     let der = certs?.first()?;
     let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
     let san = cert.subject_alternative_name().ok()??;
-    san.value.general_names.iter().find_map(|n| match n {
+    let first = san.value.general_names.iter().find_map(|n| match n {
         GeneralName::DNSName(s) => Some(s.to_string()),
         _ => None,
-    })
+    })?;
+    first.parse().ok()
 }

@@ -2,6 +2,7 @@
 //! clients, shutdown with a request in flight.
 
 use conclave_rpc::pki::{self, CertsOptions, SiteKey};
+use conclave_rpc::Role;
 use conclave_rpc::{
     AsyncConnection, BodyReader, ClientOptions, Connection, Credentials, Endpoint, Frame, PeerInfo, Pool,
     Server, ServerOptions, Service, Shutdown, Status,
@@ -25,7 +26,7 @@ impl Service for Echo {
     type Conn = ();
     fn open(&self, peer: &PeerInfo) -> Result<(), Status> {
         if peer.role.is_some() {
-            peer.require_role(&["edge"])?;
+            peer.require_role(&[Role::Edge])?;
         }
         Ok(())
     }
@@ -69,7 +70,7 @@ struct Running {
 
 async fn start(ep: Endpoint, certdir: Option<&Path>, opts: ServerOptions) -> Running {
     let tls = certdir.map(|d| {
-        Credentials::from_dir(d, "fileserver")
+        Credentials::from_dir(d, Role::FileServer)
             .unwrap()
             .server_config()
             .unwrap()
@@ -90,7 +91,7 @@ async fn start(ep: Endpoint, certdir: Option<&Path>, opts: ServerOptions) -> Run
 }
 
 fn edge_opts(dir: &Path) -> ClientOptions {
-    ClientOptions::mtls(&Credentials::from_dir(dir, "edge").unwrap(), "fileserver").unwrap()
+    ClientOptions::mtls(&Credentials::from_dir(dir, Role::Edge).unwrap(), Role::FileServer).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,7 +136,7 @@ async fn rejects_client_without_certificate() {
         ServerOptions::default(),
     )
     .await;
-    let roots = Credentials::from_dir(tmp.path(), "edge").unwrap().roots();
+    let roots = Credentials::from_dir(tmp.path(), Role::Edge).unwrap().roots();
     let cfg = rustls::ClientConfig::builder_with_provider(conclave_rpc::tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
@@ -144,7 +145,7 @@ async fn rejects_client_without_certificate() {
     let opts = ClientOptions {
         tls: Some(conclave_rpc::stream::ClientTls {
             config: Arc::new(cfg),
-            name: conclave_rpc::tls::server_name("fileserver").unwrap(),
+            name: Role::FileServer.server_name(),
         }),
         ..ClientOptions::plain()
     };
@@ -183,10 +184,10 @@ async fn rejects_client_certificate_from_another_ca() {
         &ours.path().join("root.crt"),
         &theirs.path().join("edge.crt"),
         &theirs.path().join("edge.key"),
-        "edge",
+        Role::Edge,
     )
     .unwrap();
-    let opts = ClientOptions::mtls(&creds, "fileserver").unwrap();
+    let opts = ClientOptions::mtls(&creds, Role::FileServer).unwrap();
     let res = match AsyncConnection::connect(&srv.endpoint, &opts).await {
         Err(e) => Err(e),
         Ok(mut c) => c.call(ECHO, b"x").await,
@@ -206,7 +207,11 @@ async fn client_refuses_server_with_wrong_role_name() {
         ServerOptions::default(),
     )
     .await;
-    let opts = ClientOptions::mtls(&Credentials::from_dir(tmp.path(), "edge").unwrap(), "keyserver").unwrap();
+    let opts = ClientOptions::mtls(
+        &Credentials::from_dir(tmp.path(), Role::Edge).unwrap(),
+        Role::KeyServer,
+    )
+    .unwrap();
     let err = AsyncConnection::connect(&srv.endpoint, &opts)
         .await
         .err()
@@ -226,8 +231,8 @@ async fn service_refuses_a_role_it_does_not_serve() {
     )
     .await;
     let opts = ClientOptions::mtls(
-        &Credentials::from_dir(tmp.path(), "client").unwrap(),
-        "fileserver",
+        &Credentials::from_dir(tmp.path(), Role::Client).unwrap(),
+        Role::FileServer,
     )
     .unwrap();
     let mut c = AsyncConnection::connect(&srv.endpoint, &opts).await.unwrap();

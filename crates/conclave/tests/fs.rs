@@ -3,6 +3,7 @@
 #![cfg(feature = "fs")]
 
 use conclave_fs::{proto, FsClient, OpenOptions};
+use conclave_rpc::Role;
 use conclave_rpc::{BodyWriter, ClientOptions, Connection, Credentials, Endpoint, Status};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -95,9 +96,9 @@ fn setup() -> (tempfile::TempDir, PathBuf) {
     (tmp, image)
 }
 
-fn client(dir: &Path, ep: Endpoint, role: &str) -> Arc<FsClient> {
+fn client(dir: &Path, ep: Endpoint, role: Role) -> Arc<FsClient> {
     let creds = Credentials::from_dir(&dir.join("certs"), role).unwrap();
-    FsClient::new(ep, ClientOptions::mtls(&creds, "fileserver").unwrap())
+    FsClient::new(ep, ClientOptions::mtls(&creds, Role::FileServer).unwrap())
 }
 
 fn e2fsck_clean(image: &Path) {
@@ -114,7 +115,7 @@ fn e2fsck_clean(image: &Path) {
 fn every_operation_round_trips() {
     let (tmp, image) = setup();
     let srv = FsProc::start(tmp.path(), &image, &[]);
-    let c = client(tmp.path(), srv.endpoint(), "client");
+    let c = client(tmp.path(), srv.endpoint(), Role::Client);
     assert_eq!(c.read("/html/index.html").unwrap(), b"<html>hi</html>");
     assert_eq!(c.read("/html/sub/big.bin").unwrap(), vec![7u8; 300_000]);
     // write, append, seek, pread/pwrite, truncate, fstat
@@ -205,7 +206,7 @@ fn concurrent_clients_match_a_model_and_e2fsck() {
     let srv = FsProc::start(tmp.path(), &image, &[]);
     let mut handles = Vec::new();
     for t in 0..4u64 {
-        let c = client(tmp.path(), srv.endpoint(), "edge");
+        let c = client(tmp.path(), srv.endpoint(), Role::Edge);
         handles.push(std::thread::spawn(move || {
             let mut model: BTreeMap<String, Vec<u8>> = BTreeMap::new();
             let dir = format!("/t{t}");
@@ -255,7 +256,7 @@ fn concurrent_clients_match_a_model_and_e2fsck() {
     e2fsck_clean(&image);
     // restart and compare every file with the model
     let srv = FsProc::start(tmp.path(), &image, &[]);
-    let c = client(tmp.path(), srv.endpoint(), "client");
+    let c = client(tmp.path(), srv.endpoint(), Role::Client);
     for (t, model) in models.iter().enumerate() {
         let mut listed: Vec<String> = c
             .read_dir(&format!("/t{t}"))
@@ -273,8 +274,8 @@ fn concurrent_clients_match_a_model_and_e2fsck() {
 }
 
 fn raw(dir: &Path, ep: &Endpoint) -> Connection {
-    let creds = Credentials::from_dir(&dir.join("certs"), "client").unwrap();
-    Connection::connect(ep, &ClientOptions::mtls(&creds, "fileserver").unwrap()).unwrap()
+    let creds = Credentials::from_dir(&dir.join("certs"), Role::Client).unwrap();
+    Connection::connect(ep, &ClientOptions::mtls(&creds, Role::FileServer).unwrap()).unwrap()
 }
 
 #[test]
@@ -357,7 +358,7 @@ fn bad_input_gets_errors_and_the_server_keeps_serving() {
     assert_eq!(open(), Status::OK);
     assert_eq!(open(), Status::EMFILE);
     // a client without a certificate is refused
-    let roots = Credentials::from_dir(&tmp.path().join("certs"), "client")
+    let roots = Credentials::from_dir(&tmp.path().join("certs"), Role::Client)
         .unwrap()
         .roots();
     let cfg = rustls::ClientConfig::builder_with_provider(conclave_rpc::tls::provider())
@@ -368,18 +369,18 @@ fn bad_input_gets_errors_and_the_server_keeps_serving() {
     let opts = ClientOptions {
         tls: Some(conclave_rpc::stream::ClientTls {
             config: Arc::new(cfg),
-            name: conclave_rpc::tls::server_name("fileserver").unwrap(),
+            name: Role::FileServer.server_name(),
         }),
         ..ClientOptions::plain()
     };
     let anon = Connection::connect(&ep, &opts).and_then(|mut k| k.call(proto::STATFS, b""));
     assert!(anon.is_err(), "no certificate, no service");
     // a keyserver identity is not a file-server client
-    let creds = Credentials::from_dir(&tmp.path().join("certs"), "keyserver").unwrap();
-    let mut ks = Connection::connect(&ep, &ClientOptions::mtls(&creds, "fileserver").unwrap()).unwrap();
+    let creds = Credentials::from_dir(&tmp.path().join("certs"), Role::KeyServer).unwrap();
+    let mut ks = Connection::connect(&ep, &ClientOptions::mtls(&creds, Role::FileServer).unwrap()).unwrap();
     assert_eq!(ks.call(proto::STATFS, b"").unwrap().status(), Status::EACCES);
     // and a good client is still served
-    let good = client(tmp.path(), ep, "edge");
+    let good = client(tmp.path(), ep, Role::Edge);
     assert_eq!(good.read("/html/index.html").unwrap(), b"<html>hi</html>");
     srv.stop();
 }
@@ -388,7 +389,7 @@ fn bad_input_gets_errors_and_the_server_keeps_serving() {
 fn killed_server_leaves_an_image_that_is_refused_until_checked() {
     let (tmp, image) = setup();
     let srv = FsProc::start(tmp.path(), &image, &[]);
-    let c = client(tmp.path(), srv.endpoint(), "client");
+    let c = client(tmp.path(), srv.endpoint(), Role::Client);
     c.write("/unsynced.txt", b"data").unwrap();
     srv.kill9();
     let out = conclave()
@@ -403,7 +404,7 @@ fn killed_server_leaves_an_image_that_is_refused_until_checked() {
     assert!(err.contains("not cleanly shut down"), "{err}");
     // read-only serving works, writes are refused
     let srv = FsProc::start(tmp.path(), &image, &["--read-only"]);
-    let c = client(tmp.path(), srv.endpoint(), "client");
+    let c = client(tmp.path(), srv.endpoint(), Role::Client);
     assert_eq!(c.read("/html/index.html").unwrap(), b"<html>hi</html>");
     assert!(c.write("/x", b"y").is_err());
     srv.stop();
@@ -413,7 +414,7 @@ fn killed_server_leaves_an_image_that_is_refused_until_checked() {
 fn clients_reconnect_after_a_server_restart() {
     let (tmp, image) = setup();
     let srv = FsProc::start(tmp.path(), &image, &[]);
-    let c = client(tmp.path(), srv.endpoint(), "client");
+    let c = client(tmp.path(), srv.endpoint(), Role::Client);
     let mut f = c.open("/html/index.html").unwrap();
     let mut b = [0u8; 4];
     f.read_exact(&mut b).unwrap();
@@ -477,7 +478,7 @@ fn tampered_block_reads_as_eio_on_verity_and_vericrypt() {
             root_hex.as_str(),
         ];
         let srv = FsProc::start(tmp.path(), &image, &args);
-        let c = client(tmp.path(), srv.endpoint(), "edge");
+        let c = client(tmp.path(), srv.endpoint(), Role::Edge);
         assert_eq!(c.read("/html/sub/big.bin").unwrap(), vec![7u8; 300_000]);
         // the host flips one bit in the file's 10th block
         let off = (blocks[10] + header_blocks) * 4096 + 123;
@@ -558,7 +559,7 @@ fn fs_command_line_client_works() {
 fn read_path_returns_metadata_and_data_in_one_call() {
     let (tmp, image) = setup();
     let srv = FsProc::start(tmp.path(), &image, &[]);
-    let c = client(tmp.path(), srv.endpoint(), "edge");
+    let c = client(tmp.path(), srv.endpoint(), Role::Edge);
     let (m, data) = c.read_path("/html/sub/big.bin", 1000, 5000).unwrap();
     assert_eq!(m.len(), 300_000);
     assert_eq!(data.len(), 5000);

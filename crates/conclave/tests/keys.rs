@@ -9,6 +9,7 @@
 use conclave_keys::rustls::{self, SignatureScheme};
 use conclave_keys::KeyClient;
 use conclave_rpc::stream::ClientTls;
+use conclave_rpc::Role;
 use conclave_rpc::{BodyWriter, ClientOptions, Connection, Credentials, Endpoint, Status};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -177,7 +178,7 @@ impl Site {
         (p, addr)
     }
 
-    fn creds(&self, role: &str) -> Credentials {
+    fn creds(&self, role: Role) -> Credentials {
         Credentials::from_dir(&self.certs, role).unwrap()
     }
 }
@@ -340,7 +341,7 @@ fn ecdsa_site_handshakes_tls12_and_tls13() {
     let (_ks, ep) = site.keyserver("tcp://127.0.0.1:0", "a");
     let (_probe, addr) = site.probe(&ep, None);
     handshakes_succeed(&site, &addr, "ecdsa");
-    let info = KeyClient::with_credentials(ep, &site.creds("edge"))
+    let info = KeyClient::with_credentials(ep, &site.creds(Role::Edge))
         .unwrap()
         .key_info("server")
         .unwrap();
@@ -374,7 +375,7 @@ fn signatures_verify_with_the_certificate_public_key() {
         // The signing pool and inline signing must give the same answers.
         for (tag, extra) in [("pool", &[][..]), ("inline", &["--sign-inline"][..])] {
             let (_ks, ep) = site.keyserver_with("tcp://127.0.0.1:0", tag, extra);
-            let client = KeyClient::with_credentials(ep, &site.creds("edge")).unwrap();
+            let client = KeyClient::with_credentials(ep, &site.creds(Role::Edge)).unwrap();
             let wrong = if kind == "rsa2048" {
                 SignatureScheme::ECDSA_NISTP256_SHA256
             } else {
@@ -446,7 +447,7 @@ fn sign_body(name: &str, scheme: u16, message: &[u8]) -> Vec<u8> {
 fn refusals_are_clear_and_the_server_keeps_serving() {
     let site = Site::new("rsa2048");
     let (mut ks, ep) = site.keyserver("tcp://127.0.0.1:0", "a");
-    let edge = KeyClient::with_credentials(ep.clone(), &site.creds("edge")).unwrap();
+    let edge = KeyClient::with_credentials(ep.clone(), &site.creds(Role::Edge)).unwrap();
     let msg = [7u8; 100];
 
     // A client without a certificate: the TLS handshake is refused.
@@ -459,7 +460,7 @@ fn refusals_are_clear_and_the_server_keeps_serving() {
     let mut anon_opts = ClientOptions::plain();
     anon_opts.tls = Some(ClientTls {
         config: Arc::new(cfg),
-        name: conclave_rpc::tls::server_name("keyserver").unwrap(),
+        name: Role::KeyServer.server_name(),
     });
     let anon =
         Connection::connect(&ep, &anon_opts).and_then(|mut c| c.call(conclave_keys::op::LIST_KEYS, &[]));
@@ -467,8 +468,8 @@ fn refusals_are_clear_and_the_server_keeps_serving() {
     assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
 
     // Wrong roles: their first request is answered EACCES.
-    for role in ["client", "fileserver"] {
-        let opts = ClientOptions::mtls(&site.creds(role), "keyserver").unwrap();
+    for role in [Role::Client, Role::FileServer] {
+        let opts = ClientOptions::mtls(&site.creds(role), Role::KeyServer).unwrap();
         let mut c = Connection::connect(&ep, &opts).unwrap();
         let reply = c.call(conclave_keys::op::LIST_KEYS, &[]).unwrap();
         assert_eq!(reply.status(), Status::EACCES, "role {role}");
@@ -476,7 +477,7 @@ fn refusals_are_clear_and_the_server_keeps_serving() {
         assert!(e.is_err(), "role {role} got a signature");
     }
 
-    let opts = ClientOptions::mtls(&site.creds("edge"), "keyserver").unwrap();
+    let opts = ClientOptions::mtls(&site.creds(Role::Edge), Role::KeyServer).unwrap();
     let mut c = Connection::connect(&ep, &opts).unwrap();
     let pss = u16::from(SignatureScheme::RSA_PSS_SHA256);
     let ecdsa = u16::from(SignatureScheme::ECDSA_NISTP256_SHA256);

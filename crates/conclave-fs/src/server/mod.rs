@@ -10,7 +10,7 @@ mod path;
 
 use crate::proto;
 use conclave_ext2::{Ext2Error, Ext2Fs, Metadata};
-use conclave_rpc::{BodyReader, Frame, PeerInfo, Service, Status};
+use conclave_rpc::{BodyReader, Frame, PeerInfo, Role, Service, Status};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use fdtable::FdTable;
@@ -21,7 +21,7 @@ pub struct FileServerOptions {
     /// Descriptors one connection may hold open.
     pub max_open_per_client: usize,
     /// Roles allowed to connect (their certificate's name).
-    pub allowed_roles: Vec<String>,
+    pub allowed_roles: Vec<Role>,
     /// Refuse every mutation (for images that were not cleanly shut down).
     pub read_only: bool,
 }
@@ -30,7 +30,7 @@ impl Default for FileServerOptions {
     fn default() -> Self {
         FileServerOptions {
             max_open_per_client: 1024,
-            allowed_roles: vec!["edge".into(), "client".into()],
+            allowed_roles: vec![Role::Edge, Role::Client],
             read_only: false,
         }
     }
@@ -144,8 +144,7 @@ impl Service for FileServer {
 
     fn open(&self, peer: &PeerInfo) -> Result<FdTable, Status> {
         if peer.role.is_some() {
-            let roles: Vec<&str> = self.opts.allowed_roles.iter().map(String::as_str).collect();
-            peer.require_role(&roles)?;
+            peer.require_role(&self.opts.allowed_roles)?;
         }
         Ok(FdTable::new(self.opts.max_open_per_client))
     }

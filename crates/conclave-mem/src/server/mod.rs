@@ -12,7 +12,7 @@ mod peek;
 mod unlock;
 
 use crate::proto::{self, KEY_LEN, TAG_LEN};
-use conclave_rpc::{Frame, PeerInfo, Service, Shutdown, Status};
+use conclave_rpc::{Frame, PeerInfo, Role, Service, Shutdown, Status};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
 /// Roles allowed to use a memory server.
-pub const CLIENT_ROLES: [&str; 2] = ["edge", "client"];
+pub const CLIENT_ROLES: [Role; 2] = [Role::Edge, Role::Client];
 
 /// Handles one connection may have open at once.
 pub const MAX_HANDLES: usize = 1024;

@@ -9,6 +9,7 @@ use conclave_keys::rustls::SignatureScheme;
 use conclave_keys::store::StoredKey;
 use conclave_keys::{KeyClient, KeyName};
 use conclave_rpc::pki::{self, Ca, SiteKey};
+use conclave_rpc::Role;
 use conclave_rpc::{Credentials, Endpoint};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -108,8 +109,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let (ca, ca_pem, ca_key) = Ca::generate()?;
     pki::write_file(&certs.join("root.crt"), &ca_pem, false, true)?;
     pki::write_file(&certs.join("root.key"), &ca_key, true, true)?;
-    for role in ["keyserver", "edge"] {
-        let (c, k) = ca.issue(&[role], SiteKey::EcdsaP256)?;
+    for role in [Role::KeyServer, Role::Edge] {
+        let (c, k) = ca.issue(&[role.as_str()], SiteKey::EcdsaP256)?;
         pki::write_file(&certs.join(format!("{role}.crt")), &c, false, true)?;
         pki::write_file(&certs.join(format!("{role}.key")), &k, true, true)?;
     }
@@ -123,7 +124,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 
     let endpoint = spawn_keyserver(&mut scratch, &keys, &certs, a.server_threads)?;
     let server_pid = scratch.child.as_ref().map(|c| c.id());
-    let creds = Credentials::from_dir(&certs, "edge")?;
+    let creds = Credentials::from_dir(&certs, Role::Edge)?;
     let client = Arc::new(KeyClient::with_credentials(endpoint, &creds)?);
 
     let message = vec![0x20u8; MESSAGE_LEN];

@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use conclave_mem::{connect, MemOptions, MemSpec, MemoryStore};
 use conclave_rpc::pki::{self, CertsOptions, SiteKey};
 use conclave_rpc::Credentials;
+use conclave_rpc::Role;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -120,7 +121,7 @@ impl Drop for Reap {
 
 fn worker(a: &Args, spec: &MemSpec) -> anyhow::Result<()> {
     let creds = match &a.worker_certs {
-        Some(d) => Some(Credentials::from_dir(d, "client")?),
+        Some(d) => Some(Credentials::from_dir(d, Role::Client)?),
         None => None,
     };
     let store = connect(
@@ -311,7 +312,7 @@ fn run_procs(
     let store = connect(
         spec,
         &MemOptions {
-            creds: Some(Credentials::from_dir(&env.certs, "client")?),
+            creds: Some(Credentials::from_dir(&env.certs, Role::Client)?),
             secret_file: Some(env.secret.clone()),
         },
     )?;

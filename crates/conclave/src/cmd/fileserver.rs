@@ -4,6 +4,7 @@
 use anyhow::{bail, Context};
 use conclave_bd::{DeviceKind, DeviceSpec};
 use conclave_fs::{FileServer, FileServerOptions};
+use conclave_rpc::Role;
 use conclave_rpc::{Credentials, Endpoint, Server, ServerOptions, Shutdown};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -66,7 +67,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             a.image.display()
         );
     }
-    let creds = Credentials::from_dir(&a.certs, "fileserver").context("loading the fileserver identity")?;
+    let creds =
+        Credentials::from_dir(&a.certs, Role::FileServer).context("loading the fileserver identity")?;
     let svc = Arc::new(FileServer::new(
         fs,
         FileServerOptions {

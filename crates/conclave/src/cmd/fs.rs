@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use conclave_fs::FsClient;
+use conclave_rpc::Role;
 use conclave_rpc::{ClientOptions, Credentials, Endpoint};
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -17,7 +18,7 @@ pub struct Args {
     pub certs: PathBuf,
     /// Identity to present (`client` or `edge`).
     #[arg(long, default_value = "client")]
-    pub identity: String,
+    pub identity: conclave_rpc::Role,
     #[command(subcommand)]
     pub op: Op,
 }
@@ -82,9 +83,9 @@ pub enum Op {
 
 /// Runs one operation.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let creds = Credentials::from_dir(&a.certs, &a.identity)
+    let creds = Credentials::from_dir(&a.certs, a.identity)
         .with_context(|| format!("loading the {} identity", a.identity))?;
-    let client = FsClient::new(a.server.clone(), ClientOptions::mtls(&creds, "fileserver")?);
+    let client = FsClient::new(a.server.clone(), ClientOptions::mtls(&creds, Role::FileServer)?);
     let ctx = || format!("file server {}", a.server);
     match a.op {
         Op::Ls { path } => {

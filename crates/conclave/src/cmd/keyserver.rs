@@ -5,6 +5,7 @@
 
 use anyhow::{bail, Context};
 use conclave_keys::{probe, KeyServer, KeyServerOptions, KeyStore};
+use conclave_rpc::Role;
 use conclave_rpc::{Credentials, Endpoint, Server, Shutdown};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,7 +45,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     for k in store.iter() {
         tracing::info!(key = %k.name, algorithm = %k.algorithm, "loaded");
     }
-    let creds = Credentials::from_dir(&a.certs, conclave_keys::KEYSERVER_ROLE)
+    let creds = Credentials::from_dir(&a.certs, Role::KeyServer)
         .with_context(|| format!("loading the keyserver identity from {}", a.certs.display()))?;
     let opts = KeyServerOptions {
         threads: a.threads,

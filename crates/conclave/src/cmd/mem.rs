@@ -21,7 +21,7 @@ pub struct Args {
     pub certs: Option<PathBuf>,
     /// Identity to present: edge or client.
     #[arg(long, default_value = "edge")]
-    pub role: String,
+    pub role: conclave_rpc::Role,
     /// The conclave's secret file (for smc).
     #[arg(long)]
     pub secret_file: Option<PathBuf>,
@@ -112,12 +112,12 @@ fn set_counter(seg: &mut [u8], v: u64) -> anyhow::Result<()> {
 
 /// Runs one operation.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    if !["edge", "client"].contains(&a.role.as_str()) {
+    if !conclave_mem::server::CLIENT_ROLES.contains(&a.role) {
         bail!("--role must be edge or client, not {:?}", a.role);
     }
     let creds = match &a.certs {
         Some(dir) => Some(
-            Credentials::from_dir(dir, &a.role)
+            Credentials::from_dir(dir, a.role)
                 .with_context(|| format!("loading the {} identity from {}", a.role, dir.display()))?,
         ),
         None => None,

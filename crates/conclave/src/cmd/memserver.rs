@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context};
 use conclave_mem::{MemServer, ServerKind};
+use conclave_rpc::Role;
 use conclave_rpc::{Credentials, Endpoint, Server, Shutdown};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,7 +33,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         ("smuf", None) => bail!("smuf needs --dir HOSTDIR for its sealed segment files"),
         (k, _) => bail!("unknown memory server kind {k:?} (expected smdish or smuf)"),
     };
-    let creds = Credentials::from_dir(&a.certs, "memserver")
+    let creds = Credentials::from_dir(&a.certs, Role::MemServer)
         .with_context(|| format!("loading the memserver identity from {}", a.certs.display()))?;
     let tls = creds.server_config()?;
     super::runtime()?.block_on(async move {
