@@ -410,3 +410,65 @@ fn pool_reconnects_after_server_restart() {
         rt.block_on(srv.done).unwrap().unwrap();
     }
 }
+
+/// Admits every peer it is shown and counts them: only the server loop's
+/// one admission rule stands between it and a certificate without a role.
+struct AdmitAll {
+    opened: AtomicUsize,
+}
+
+impl Service for AdmitAll {
+    type Conn = ();
+    fn open(&self, _peer: &PeerInfo) -> Result<(), Status> {
+        self.opened.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    async fn call(&self, _conn: &mut (), req: Frame) -> Frame {
+        Frame::ok(req.body)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_without_a_role_is_refused_before_any_service() {
+    let tmp = tempfile::tempdir().unwrap();
+    certs(tmp.path());
+    let tls = Credentials::from_dir(tmp.path(), Role::FileServer)
+        .unwrap()
+        .server_config()
+        .unwrap();
+    let server = Server::bind(
+        &Endpoint::Tcp("127.0.0.1:0".into()),
+        Some(tls),
+        ServerOptions::default(),
+    )
+    .await
+    .unwrap();
+    let ep = server.local_endpoint().clone();
+    let shutdown = Shutdown::new();
+    let svc = Arc::new(AdmitAll {
+        opened: AtomicUsize::new(0),
+    });
+    let done = tokio::spawn(server.serve(svc.clone(), shutdown.clone()));
+    // The site certificate is signed by the conclave CA but names `localhost`,
+    // no role: refused with EACCES, and the service never sees the peer.
+    let site = Credentials::load(
+        &tmp.path().join("root.crt"),
+        &tmp.path().join("server.crt"),
+        &tmp.path().join("server.key"),
+        Role::Client,
+    )
+    .unwrap();
+    let opts = ClientOptions::mtls(&site, Role::FileServer).unwrap();
+    let mut c = AsyncConnection::connect(&ep, &opts).await.unwrap();
+    assert_eq!(c.call(0, b"x").await.unwrap().status(), Status::EACCES);
+    assert_eq!(svc.opened.load(Ordering::SeqCst), 0);
+    // A role identity is admitted by the same server.
+    let mut c = AsyncConnection::connect(&ep, &edge_opts(tmp.path()))
+        .await
+        .unwrap();
+    let reply = c.call(0, b"x").await.unwrap();
+    assert_eq!((reply.status(), &reply.body[..]), (Status::OK, &b"x"[..]));
+    assert_eq!(svc.opened.load(Ordering::SeqCst), 1);
+    shutdown.trigger();
+    done.await.unwrap().unwrap();
+}
