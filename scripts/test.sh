@@ -34,6 +34,7 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p conclave-waf --features modsecurity --all-targets -- -D warnings
+cargo clippy -p conclave-bench --features modsecurity --all-targets -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 echo "== cargo test"

@@ -6,7 +6,7 @@ use crate::crypt::open_encrypted_image;
 use crate::header::{Header, Kdf, Role, HEADER_BYTES};
 use crate::keys::{random_salt, read_secret, DeviceKeys, KdfParams};
 use crate::merkle::{leaf_hash, leaves_for, MerkleTree, Node};
-use crate::seal::SealContext;
+use crate::sealed_root::SealContext;
 use crate::verity::TreeLayout;
 use crate::xts::encrypt_block;
 use crate::{BdError, DeviceKind, DeviceSpec, SealedRoot, BLOCK_SIZE};
@@ -326,15 +326,15 @@ pub fn mke2fs(dir: &Path, out: &Path, size: u64) -> Result<(), BdError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::seal;
+    use crate::sealed_root;
 
     #[test]
     fn slot_holds_requested_entries() {
         for leaves in [1u64, 2, 1024, 1 << 20] {
             let s = slot_bytes_for(16384, leaves);
             let depth = leaves.trailing_zeros() as usize + 1;
-            assert!(seal::capacity(s) >= 16384usize.min(2 * leaves as usize + 4 * depth));
-            assert!(seal::capacity(s) >= 4 * depth);
+            assert!(sealed_root::capacity(s) >= 16384usize.min(2 * leaves as usize + 4 * depth));
+            assert!(sealed_root::capacity(s) >= 4 * depth);
         }
     }
 }

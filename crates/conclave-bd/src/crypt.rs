@@ -3,9 +3,9 @@
 //! `(i + 1) * 4096`. Confidentiality only: a flipped bit decrypts to a
 //! garbled block and is not detected.
 
-use crate::file::{check_range, host_len, open_host_file};
 use crate::header::{Header, Kdf, Role, HEADER_BYTES};
 use crate::keys::{read_secret, DeviceKeys};
+use crate::std_device::{check_range, host_len, open_host_file};
 use crate::xts::{decrypt_block, encrypt_block, Xts};
 use crate::{BdError, BlockDevice, DeviceKind, DeviceSpec, BLOCK_SIZE};
 use std::fs::File;

@@ -1,7 +1,7 @@
 //! Choosing and opening a device by name: [`DeviceKind`], [`DeviceSpec`],
 //! [`open`], and the [`SealedRoot`] a Merkle device reports.
 
-use crate::{crypt::CryptDevice, file::StdDevice, verity::VerityDevice, BdError, BlockDevice};
+use crate::{crypt::CryptDevice, std_device::StdDevice, verity::VerityDevice, BdError, BlockDevice};
 use std::path::PathBuf;
 use std::sync::Arc;
 

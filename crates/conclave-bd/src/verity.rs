@@ -18,11 +18,11 @@
 //! writes the nodes in place and syncs again.
 
 use crate::crypt::open_encrypted_image;
-use crate::file::{check_range, host_len, open_host_file};
 use crate::header::{Header, Kdf, Role, HEADER_BYTES};
 use crate::keys::{read_secret, DeviceKeys, HmacSha256};
 use crate::merkle::{leaf_hash, MerkleTree, Node};
-use crate::seal::{self, SealContext};
+use crate::sealed_root::{self, SealContext};
+use crate::std_device::{check_range, host_len, open_host_file};
 use crate::xts::{decrypt_block, encrypt_block, Xts};
 use crate::{BdError, BlockDevice, DeviceKind, DeviceSpec, SealedRoot, BLOCK_SIZE};
 use std::fs::File;
@@ -172,7 +172,7 @@ impl VerityDevice {
         let mut slots = vec![0u8; 2 * layout.slot_bytes as usize];
         tree_file.read_exact_at(&mut slots, HEADER_BYTES)?;
         let (s0, s1) = slots.split_at(layout.slot_bytes as usize);
-        let (sealed, entries) = seal::newest(&ctx, [s0, s1], &what)?;
+        let (sealed, entries) = sealed_root::newest(&ctx, [s0, s1], &what)?;
         if let Some(exp) = expected_root {
             if exp != sealed.root {
                 return Err(BdError::RootMismatch {
@@ -201,7 +201,7 @@ impl VerityDevice {
             write_nodes(&tree_file, &layout, &replay)?;
             tree_file.sync_data()?;
         }
-        let cap = seal::capacity(layout.slot_bytes);
+        let cap = sealed_root::capacity(layout.slot_bytes);
         let depth = layout.leaves.trailing_zeros() as usize + 1;
         if cap < 2 * depth {
             return Err(BdError::format(

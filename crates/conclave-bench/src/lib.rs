@@ -1,6 +1,20 @@
-//! Load generation and micro-benchmarks: the `ab`-like HTTP(S) load
-//! generator and the RPC benchmark. Knows nothing of deployments.
+//! Load generation, micro-benchmarks and test content: the `ab`-like
+//! HTTP(S) load generator, the seed's web content, and the rpc, bd, fs, mem
+//! and keys micro-benchmarks behind one harness (latency summaries, scratch
+//! directories, child processes, the CPU-time reader). The binary only
+//! parses arguments and prints what these return. Knows nothing of
+//! deployments.
 #![forbid(unsafe_code)]
 
 pub mod ab;
+pub mod bd;
+pub mod content;
+pub mod cpu;
+mod error;
+pub mod fs;
+pub mod harness;
+pub mod keys;
+pub mod mem;
 pub mod rpc;
+
+pub use error::BenchError;

@@ -256,6 +256,65 @@ fn measure(
     })
 }
 
+/// Table heading, aligned with [`RpcResult::line`].
+pub fn header() -> String {
+    format!(
+        "{:<5} {:<4} {:<9} {:>8} {:>8} {:>10} {:>10} {:>10} {:>10}",
+        "net", "tls", "op", "bytes", "rpcs", "mean_us", "p50_us", "p99_us", "MB/s"
+    )
+}
+
+impl RpcResult {
+    /// One table line.
+    pub fn line(&self) -> String {
+        format!(
+            "{:<5} {:<4} {:<9} {:>8} {:>8} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+            format!("{:?}", self.transport).to_lowercase(),
+            if self.tls { "tls" } else { "none" },
+            format!("{:?}", self.op).to_lowercase(),
+            self.payload,
+            self.rpcs,
+            self.mean_us,
+            self.p50_us,
+            self.p99_us,
+            self.mb_per_s
+        )
+    }
+}
+
+/// Checks the payload sizes, then generates certificates for the TLS cells
+/// in a temp dir when `certs` is `None`, and runs every cell.
+pub fn run_with_certs(
+    cfg: RpcBenchConfig,
+    progress: impl FnMut(&RpcResult),
+) -> Result<Vec<RpcResult>, RpcBenchError> {
+    if let Some(big) = cfg.sizes.iter().find(|&&s| s > MAX_PAYLOAD) {
+        return Err(RpcBenchError::Setup(format!(
+            "payload {big} exceeds the benchmark's maximum of {MAX_PAYLOAD} bytes"
+        )));
+    }
+    let certs = match cfg.certs {
+        Some(d) => d,
+        None => {
+            let tmp = std::env::temp_dir().join(format!("conclave-bench-certs-{}", std::process::id()));
+            conclave_rpc::pki::generate(&conclave_rpc::pki::CertsOptions {
+                out: tmp.clone(),
+                site_key: conclave_rpc::pki::SiteKey::EcdsaP256,
+                force: true,
+            })
+            .map_err(setup("generating certificates for the TLS cells"))?;
+            tmp
+        }
+    };
+    run(
+        &RpcBenchConfig {
+            certs: Some(certs),
+            ..cfg
+        },
+        progress,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -125,7 +125,7 @@ impl SharedSegment for MemSegment {
             message: e.to_string(),
         };
         // Round trips to the memory server: never stall the worker's other
-        // connections (see conclave_rpc::blocking).
+        // connections (see conclave_rpc::block_in_place).
         conclave_rpc::run_blocking(|| {
             let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
             // Optimistically on a snapshot: a section that changes nothing is done.

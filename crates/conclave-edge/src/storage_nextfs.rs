@@ -59,7 +59,7 @@ fn meta_of(m: &conclave_fs::Metadata) -> FileMeta {
 }
 
 // Each call is a round trip to the file server: through `run_blocking` so it
-// never stalls the worker's other connections (see conclave_rpc::blocking).
+// never stalls the worker's other connections (see conclave_rpc::block_in_place).
 impl Storage for NextfsStorage {
     fn stat(&self, path: &str) -> io::Result<FileMeta> {
         run_blocking(|| Ok(meta_of(&self.client.metadata(&self.full(path)?)?)))

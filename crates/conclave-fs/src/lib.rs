@@ -8,7 +8,6 @@
 //! `std::fs`. This crate knows nothing of HTTP.
 #![forbid(unsafe_code)]
 
-pub mod bench;
 pub mod client;
 pub mod proto;
 pub mod server;

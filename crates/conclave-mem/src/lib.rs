@@ -27,7 +27,7 @@ pub mod local;
 pub mod name;
 pub mod proto;
 mod remote;
-pub mod seal;
+pub mod segment_seal;
 pub mod server;
 pub mod smc;
 pub mod spec;

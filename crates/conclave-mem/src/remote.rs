@@ -6,7 +6,7 @@
 
 use crate::client::{MemoryFile, MemoryStore, Segment};
 use crate::proto::{self, lock, open, peek, unlock, KEY_LEN};
-use crate::{name, seal, MemError, MAX_SEGMENT};
+use crate::{name, segment_seal, MemError, MAX_SEGMENT};
 use conclave_rpc::{ClientOptions, Connection, Endpoint, Frame, Status};
 use std::io::Write;
 use std::path::PathBuf;
@@ -21,7 +21,7 @@ pub(crate) enum Sealing {
 }
 
 /// Fixed nonce of smuf: every grant key seals at most one version.
-const SMUF_NONCE: [u8; seal::NONCE_LEN] = [0; seal::NONCE_LEN];
+const SMUF_NONCE: [u8; segment_seal::NONCE_LEN] = [0; segment_seal::NONCE_LEN];
 
 /// Protocol state of one open memory file on a memory server.
 pub(crate) struct RemoteCore {
@@ -210,8 +210,8 @@ impl RemoteCore {
             });
         }
         buf.copy_from_slice(&ct);
-        let aad = seal::aad(b"smuf", &self.name, version, buf.len() as u64);
-        seal::open(read_key, &SMUF_NONCE, &aad, buf, tag).map_err(|_| MemError::Tampered {
+        let aad = segment_seal::aad(b"smuf", &self.name, version, buf.len() as u64);
+        segment_seal::open(read_key, &SMUF_NONCE, &aad, buf, tag).map_err(|_| MemError::Tampered {
             name: self.name.clone(),
             version,
         })?;
@@ -298,8 +298,8 @@ impl RemoteCore {
                     .ok_or_else(|| MemError::NotHolder(self.name.clone()))?;
                 self.publishing = Some((version, Zeroizing::new(d.to_vec())));
                 let mut ct = d.to_vec();
-                let aad = seal::aad(b"smuf", &self.name, version, ct.len() as u64);
-                let tag = seal::seal(&key, &SMUF_NONCE, &aad, &mut ct);
+                let aad = segment_seal::aad(b"smuf", &self.name, version, ct.len() as u64);
+                let tag = segment_seal::seal(&key, &SMUF_NONCE, &aad, &mut ct);
                 let path = dir.join(format!("{}.new", self.stem));
                 let mut f = std::fs::File::create(&path).map_err(|e| MemError::io(&path, e))?;
                 f.write_all(&ct).map_err(|e| MemError::io(&path, e))?;

@@ -18,7 +18,7 @@
 
 use crate::client::{MemoryFile, MemoryStore, Segment};
 use crate::proto::{KEY_LEN, TAG_LEN};
-use crate::seal::{self, NONCE_LEN};
+use crate::segment_seal::{self, NONCE_LEN};
 use crate::{name, MemError, MAX_SEGMENT};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
@@ -111,7 +111,7 @@ impl SmcStore {
         std::fs::create_dir_all(dir).map_err(|e| MemError::io(dir, e))?;
         Ok(SmcStore {
             dir: dir.to_path_buf(),
-            master: seal::derive_key(b"conclave-smc-v1", &secret, &[b"master"]),
+            master: segment_seal::derive_key(b"conclave-smc-v1", &secret, &[b"master"]),
         })
     }
 }
@@ -172,7 +172,7 @@ impl MemoryStore for SmcStore {
         let p = |ext: &str| self.dir.join(format!("{stem}.{ext}"));
         let meta_path = p("meta");
         let guard = flock(open_rw(&meta_path)?, FlockArg::LockExclusive, &meta_path)?;
-        let key = seal::derive_key(
+        let key = segment_seal::derive_key(
             b"conclave-smc-v1",
             self.master.as_ref(),
             &[b"segment key\0", name.as_bytes()],
@@ -308,7 +308,12 @@ fn write_segment_file(
     getrandom::fill(&mut nonce).map_err(|e| MemError::Config(format!("no randomness: {e}")))?;
     let mut ct = data.to_vec();
     let size = data.len() as u64;
-    let tag = seal::seal(key, &nonce, &seal::aad(b"smc", name, version, size), &mut ct);
+    let tag = segment_seal::seal(
+        key,
+        &nonce,
+        &segment_seal::aad(b"smc", name, version, size),
+        &mut ct,
+    );
     let hdr = SegmentFile {
         version,
         size,
@@ -345,10 +350,12 @@ impl Segment for SmcSegment {
                 ),
             });
         }
-        let aad = seal::aad(b"smc", &self.name, hdr.version, hdr.size);
-        seal::open(&self.key, &hdr.nonce, &aad, &mut ct, &hdr.tag).map_err(|_| MemError::Tampered {
-            name: self.name.clone(),
-            version: hdr.version,
+        let aad = segment_seal::aad(b"smc", &self.name, hdr.version, hdr.size);
+        segment_seal::open(&self.key, &hdr.nonce, &aad, &mut ct, &hdr.tag).map_err(|_| {
+            MemError::Tampered {
+                name: self.name.clone(),
+                version: hdr.version,
+            }
         })?;
         buf.copy_from_slice(&ct);
         self.version = hdr.version;

@@ -8,7 +8,7 @@
 //! conclave's certificates (`pki`). It knows nothing of what the services mean.
 #![forbid(unsafe_code)]
 
-pub mod blocking;
+pub mod block_in_place;
 pub mod client;
 pub mod endpoint;
 pub mod frame;
@@ -21,7 +21,7 @@ pub mod stream;
 pub mod tls;
 pub mod wire;
 
-pub use blocking::run_blocking;
+pub use block_in_place::run_blocking;
 pub use client::{AsyncConnection, AsyncPool, ClientOptions, Connection, Pool, RpcError};
 pub use endpoint::Endpoint;
 pub use frame::{Frame, FrameError, Header, HEADER_LEN};

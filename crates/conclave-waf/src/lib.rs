@@ -19,7 +19,6 @@
 //! ```
 #![deny(unsafe_code)]
 
-mod config;
 mod error;
 mod hash;
 mod matcher;
@@ -28,6 +27,7 @@ pub mod modsec;
 mod request;
 mod rule;
 pub mod rulegen;
+mod rules_file;
 mod ruleset;
 
 use std::cell::RefCell;

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::config::Directive;
 use crate::error::WafError;
 use crate::hash::FxHashMap;
+use crate::rules_file::Directive;
 
 /// A request variable a rule can inspect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

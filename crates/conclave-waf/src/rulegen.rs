@@ -42,8 +42,12 @@ pub fn seed_rule(id: usize, s: &[u8; 6]) -> String {
 }
 
 /// Writes `main` (`SecRuleEngine On` + `Include` of the rules file) and, next to it,
-/// `<main stem>-rules.conf` with `n` rules; returns the rules file's path.
+/// `<main stem>-rules.conf` with `n` rules (their directory created if missing); returns the
+/// rules file's path.
 pub fn write_seed_rule_set(main: &Path, n: usize, seed: u64) -> std::io::Result<PathBuf> {
+    if let Some(dir) = main.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
     let stem = main.file_stem().and_then(|s| s.to_str()).unwrap_or("main");
     let rules_name = format!("{stem}-rules.conf");
     let rules_path = main.with_file_name(&rules_name);

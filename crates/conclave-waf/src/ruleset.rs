@@ -4,12 +4,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::{read_config, Directive};
 use crate::error::WafError;
 use crate::hash::{FxHashMap, FxHashSet};
 use crate::rule::{
     mentions_chain, parse_default_action, parse_secrule, DefaultAction, Disruptive, RuleDef, Targets,
 };
+use crate::rules_file::{read_config, Directive};
 
 /// `SecRuleEngine`: whether rules run, and whether their disruptive actions take effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

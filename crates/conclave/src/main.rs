@@ -20,6 +20,7 @@ enum Command {
     /// Write the conclave CA, one identity per role and the site certificate.
     Certs(cmd::certs::Args),
     /// Write the seed's web content (1k.txt ... 1m.txt, index.html, 50x.html).
+    #[cfg(feature = "bench")]
     Content(cmd::content::Args),
     /// Micro-benchmarks.
     #[command(subcommand)]
@@ -81,6 +82,7 @@ fn main() -> ExitCode {
     cmd::init_logging();
     let res = match cli.command {
         Command::Certs(a) => cmd::certs::run(a),
+        #[cfg(feature = "bench")]
         Command::Content(a) => cmd::content::run(a),
         Command::Bench(b) => cmd::bench::run(b),
         #[cfg(feature = "bench")]

@@ -10,12 +10,14 @@
 //! different things.
 
 mod http;
+mod options;
 mod run;
 mod stats;
 mod summary;
 mod target;
 mod tls;
 
+pub use options::{parse_header, run_until_interrupted, seconds};
 pub use run::run;
 pub use stats::{Failures, Percentiles, TimeStats};
 pub use summary::{percent_csv, summary_text};

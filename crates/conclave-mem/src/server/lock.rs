@@ -3,7 +3,7 @@
 
 use super::{ClientConn, Content, MemServer, Waiter};
 use crate::proto::lock::{Reply, Request};
-use crate::seal::smuf_grant_key;
+use crate::segment_seal::smuf_grant_key;
 use bytes::Bytes;
 use conclave_rpc::{Frame, Status};
 use std::sync::atomic::Ordering;

@@ -3,7 +3,7 @@
 
 use super::{ClientConn, Content, MemServer};
 use crate::proto::peek::{Reply, Request};
-use crate::seal::smuf_grant_key;
+use crate::segment_seal::smuf_grant_key;
 use bytes::Bytes;
 use conclave_rpc::{Frame, Status};
 

@@ -1,9 +1,9 @@
-//! `conclave ab`: the ApacheBench-compatible load generator.
+//! `conclave ab`: arguments of the ApacheBench-compatible load generator
+//! (`conclave_bench::ab`).
 
-use anyhow::{bail, Context};
-use conclave_bench::ab::{self, LoadSpec, RunControl, TlsVersion, Trust};
+use anyhow::Context;
+use conclave_bench::ab::{self, LoadSpec, TlsVersion, Trust};
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// Arguments (ab's letters where ab has one).
 #[derive(clap::Args, Debug)]
@@ -51,33 +51,14 @@ pub struct Args {
     pub url: String,
 }
 
-fn parse_header(h: &str) -> anyhow::Result<(String, String)> {
-    let Some((k, v)) = h.split_once(':') else {
-        bail!("-H {h:?}: expected 'Name: value'");
-    };
-    let k = k.trim();
-    if k.is_empty() || k.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        bail!("-H {h:?}: bad header name");
-    }
-    if v.chars().any(|c| c == '\r' || c == '\n') {
-        bail!("-H {h:?}: line breaks are not allowed in a header value");
-    }
-    Ok((k.to_string(), v.trim().to_string()))
-}
-
-fn secs(flag: &str, v: f64) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(v)
-        .with_context(|| format!("{flag} {v}: expected a positive number of seconds"))
-}
-
 /// Runs the load and prints ab's summary (or JSON).
 pub fn run(a: Args) -> anyhow::Result<()> {
     let headers = a
         .headers
         .iter()
-        .map(|h| parse_header(h))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let time_limit = a.time_limit.map(|t| secs("-t", t)).transpose()?;
+        .map(|h| ab::parse_header(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let time_limit = a.time_limit.map(|t| ab::seconds("-t", t)).transpose()?;
     let requests = if a.time_limit.is_some() && a.requests == 1 {
         0
     } else {
@@ -99,26 +80,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         tls: a.tls,
         resume: a.resume,
         trust,
-        timeout: secs("-s", a.timeout)?,
+        timeout: ab::seconds("-s", a.timeout)?,
     };
-    if spec.concurrency as u64 > spec.requests && spec.time_limit.is_none() {
-        bail!("cannot use concurrency level greater than total number of requests");
-    }
-    let rt = super::runtime()?;
-    let control = RunControl::default();
-    let cancel = control.cancel.clone();
-    let report = rt.block_on(async move {
-        let load = ab::run(&spec, control);
-        tokio::pin!(load);
-        tokio::select! {
-            r = &mut load => r,
-            _ = tokio::signal::ctrl_c() => {
-                // Like ab on SIGINT: stop and print what was done.
-                cancel.store(true, std::sync::atomic::Ordering::Relaxed);
-                load.await
-            }
-        }
-    })?;
+    spec.check()?;
+    let report = super::runtime()?.block_on(ab::run_until_interrupted(&spec))?;
     if let Some(p) = &a.csv {
         std::fs::write(p, ab::percent_csv(&report)).with_context(|| format!("writing {}", p.display()))?;
     }

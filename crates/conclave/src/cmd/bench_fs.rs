@@ -1,9 +1,8 @@
-//! `conclave bench fs`: sequential and random 4 KiB reads and 1 MiB writes
-//! through the file server on each device, next to a plain host file.
+//! `conclave bench fs`: arguments of the file-server benchmark
+//! (`conclave_bench::fs`).
 
-use anyhow::Context;
 use conclave_bd::DeviceKind;
-use conclave_fs::bench::{self, FsBenchConfig, FsBenchResult};
+use conclave_bench::fs::{self, FsBenchConfig};
 use std::time::Duration;
 
 /// Arguments.
@@ -23,46 +22,24 @@ pub struct Args {
     pub json: bool,
 }
 
-fn row(r: &FsBenchResult) -> String {
-    format!(
-        "{:<10} {:<13} {:>9} {:>10.0} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-        r.target, r.workload, r.ops, r.iops, r.mb_per_s, r.mean_us, r.p50_us, r.p99_us
-    )
-}
-
-/// Runs the benchmark in a scratch directory.
+/// Runs the benchmark in a scratch directory and prints the table (or JSON).
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let work = std::env::temp_dir().join(format!("conclave-bench-fs-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
-    let certs = work.join("certs");
-    conclave_rpc::pki::generate(&conclave_rpc::pki::CertsOptions {
-        out: certs.clone(),
-        site_key: conclave_rpc::pki::SiteKey::EcdsaP256,
-        force: true,
-    })
-    .context("generating certificates")?;
     let cfg = FsBenchConfig {
         duration: Duration::from_secs_f64(a.seconds),
         file_mib: a.file_mib,
         devices: a.devices,
-        workdir: work.clone(),
-        certs,
+        workdir: Default::default(),
+        certs: Default::default(),
     };
     if !a.json {
-        super::print_line(format!(
-            "{:<10} {:<13} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9}",
-            "target", "workload", "ops", "IOPS", "MB/s", "mean_us", "p50_us", "p99_us"
-        ));
+        super::print_line(fs::header());
     }
-    let json = a.json;
-    let res = bench::run(&cfg, |r| {
-        if !json {
-            super::print_line(row(r));
+    let res = fs::run_in_scratch(&cfg, |r| {
+        if !a.json {
+            super::print_line(r.line());
         }
-    });
-    let _ = std::fs::remove_dir_all(&work);
-    let res = res?;
-    if json {
+    })?;
+    if a.json {
         super::print_line(serde_json::to_string_pretty(&res)?);
     }
     Ok(())

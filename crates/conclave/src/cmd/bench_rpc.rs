@@ -1,8 +1,7 @@
-//! `conclave bench rpc`: time per RPC and throughput for payloads of 0 B to
-//! 1 MiB, over unix and tcp, with and without mutual TLS.
+//! `conclave bench rpc`: arguments of the RPC benchmark
+//! (`conclave_bench::rpc`).
 
-use anyhow::Context;
-use conclave_bench::rpc::{self, RpcBenchConfig, RpcResult};
+use conclave_bench::rpc::{self, RpcBenchConfig};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -26,59 +25,22 @@ pub struct Args {
     pub json: bool,
 }
 
-fn row(r: &RpcResult) -> String {
-    format!(
-        "{:<5} {:<4} {:<9} {:>8} {:>8} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
-        format!("{:?}", r.transport).to_lowercase(),
-        if r.tls { "tls" } else { "none" },
-        format!("{:?}", r.op).to_lowercase(),
-        r.payload,
-        r.rpcs,
-        r.mean_us,
-        r.p50_us,
-        r.p99_us,
-        r.mb_per_s
-    )
-}
-
 /// Runs the benchmark and prints the table (or JSON).
 pub fn run(a: Args) -> anyhow::Result<()> {
-    if let Some(big) = a.sizes.iter().find(|&&s| s > rpc::MAX_PAYLOAD) {
-        anyhow::bail!(
-            "payload {big} exceeds the benchmark's maximum of {} bytes",
-            rpc::MAX_PAYLOAD
-        );
-    }
-    let tmp;
-    let certs = match a.certs {
-        Some(d) => d,
-        None => {
-            tmp = std::env::temp_dir().join(format!("conclave-bench-certs-{}", std::process::id()));
-            conclave_rpc::pki::generate(&conclave_rpc::pki::CertsOptions {
-                out: tmp.clone(),
-                site_key: conclave_rpc::pki::SiteKey::EcdsaP256,
-                force: true,
-            })
-            .context("generating certificates for the TLS cells")?;
-            tmp
-        }
-    };
     let cfg = RpcBenchConfig {
         sizes: a.sizes,
         duration: Duration::from_secs_f64(a.seconds),
         max_rpcs: a.max_rpcs,
-        certs: Some(certs),
+        certs: a.certs,
     };
     let json = a.json;
-    if !json {
-        super::print_line(format!(
-            "{:<5} {:<4} {:<9} {:>8} {:>8} {:>10} {:>10} {:>10} {:>10}",
-            "net", "tls", "op", "bytes", "rpcs", "mean_us", "p50_us", "p99_us", "MB/s"
-        ));
-    }
-    let res = rpc::run(&cfg, |r| {
+    let mut header = !json;
+    let res = rpc::run_with_certs(cfg, |r| {
         if !json {
-            super::print_line(row(r));
+            if std::mem::take(&mut header) {
+                super::print_line(rpc::header());
+            }
+            super::print_line(r.line());
         }
     })?;
     if json {

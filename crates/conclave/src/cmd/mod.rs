@@ -2,20 +2,21 @@
 
 pub mod bench;
 pub mod certs;
-pub mod content;
 
 #[cfg(feature = "bench")]
 pub mod ab;
-#[cfg(feature = "storage")]
+#[cfg(all(feature = "bench", feature = "storage"))]
 pub mod bench_bd;
-#[cfg(feature = "fs")]
+#[cfg(all(feature = "bench", feature = "fs"))]
 pub mod bench_fs;
-#[cfg(feature = "keys")]
+#[cfg(all(feature = "bench", feature = "keys"))]
 pub mod bench_keys;
-#[cfg(feature = "mem")]
+#[cfg(all(feature = "bench", feature = "mem"))]
 pub mod bench_mem;
 #[cfg(feature = "bench")]
 pub mod bench_rpc;
+#[cfg(feature = "bench")]
+pub mod content;
 #[cfg(feature = "edge")]
 pub mod edge;
 #[cfg(feature = "eval")]

@@ -25,9 +25,6 @@ pub struct Args {
 
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
     let rules = conclave_waf::rulegen::write_seed_rule_set(&args.out, args.rules, args.seed)
         .with_context(|| format!("writing {}", args.out.display()))?;
     super::print_line(format_args!(

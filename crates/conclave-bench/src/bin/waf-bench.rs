@@ -1,7 +1,7 @@
 //! Benchmark: rule-loading time and decision time per request for the seed's rule sets (0, 1, 100,
 //! 10k, 100k, 1M rules), conclave-waf and (with `--features modsecurity`) libmodsecurity in-process.
 //!
-//! `cargo run --release -p conclave-waf --features modsecurity --bin waf-bench -- [--sizes 0,1,100]
+//! `cargo run --release -p conclave-bench --features modsecurity --bin waf-bench -- [--sizes 0,1,100]
 //!  [--modsec-max 10000] [--requests 2000] [--modsec-requests N]`
 //!
 //! libmodsecurity checks every rule id against all earlier ones while loading (quadratic) and
@@ -64,14 +64,9 @@ fn requests(n_rules: usize, seed: u64, count: usize) -> Vec<String> {
         .collect()
 }
 
-/// This process's user + system CPU time, from /proc/self/stat (in clock ticks of 10 ms).
+/// This process's user + system CPU time (0 if it cannot be read).
 fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<u64> = after.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
-    // Fields 14 and 15 of stat(5) (utime, stime) are at 11 and 12 after the command name.
-    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-    Duration::from_millis(ticks * 10)
+    conclave_bench::cpu::self_cpu().unwrap_or_default()
 }
 
 /// Runs `pass` (returning the requests it made) until at least 1 s of CPU and of wall time went by;

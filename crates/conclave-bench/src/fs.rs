@@ -1,4 +1,4 @@
-//! `conclave bench fs`: the original's fio run, our way. One client reads a
+//! The file-server benchmark (`conclave bench fs`), the original's fio run, our way. One client reads a
 //! 16 MiB file in sequential 4 KiB requests for a fixed time through the file
 //! server on each device, next to the same reads from a plain host file; then
 //! random 4 KiB reads and sequential 1 MiB writes.
@@ -7,8 +7,8 @@
 //! blocking thread over a UNIX socket with mutual TLS), like the original
 //! fio-in-enclave against nextfs-in-enclave on one machine.
 
-use crate::{FileServer, FileServerOptions, FsClient, OpenOptions};
 use conclave_bd::{CreateOptions, DeviceKind, DeviceSpec, KdfParams};
+use conclave_fs::{FileServer, FileServerOptions, FsClient, OpenOptions};
 use conclave_rpc::Role;
 use conclave_rpc::{ClientOptions, Credentials, Endpoint, Server, ServerOptions, Shutdown};
 use hdrhistogram::Histogram;
@@ -197,7 +197,7 @@ fn device(
             &Endpoint::Unix(sock.clone()),
             Some(screds.server_config().map_err(err("server TLS"))?),
             ServerOptions {
-                max_body: crate::proto::MAX_BODY,
+                max_body: conclave_fs::proto::MAX_BODY,
                 ..ServerOptions::default()
             },
         ))
@@ -271,4 +271,51 @@ pub fn run(
         all.append(&mut out);
     }
     Ok(all)
+}
+
+/// Runs the benchmark in a fresh scratch directory (removed afterwards)
+/// with its own certificates; `workdir` and `certs` of `cfg` are ignored.
+pub fn run_in_scratch(
+    cfg: &FsBenchConfig,
+    progress: impl FnMut(&FsBenchResult),
+) -> Result<Vec<FsBenchResult>, FsBenchError> {
+    let work = crate::harness::Scratch::new(&std::env::temp_dir(), "fs").map_err(err("scratch dir"))?;
+    let certs = work.path().join("certs");
+    conclave_rpc::pki::generate(&conclave_rpc::pki::CertsOptions {
+        out: certs.clone(),
+        site_key: conclave_rpc::pki::SiteKey::EcdsaP256,
+        force: true,
+    })
+    .map_err(err("generating certificates"))?;
+    let cfg = FsBenchConfig {
+        workdir: work.path().to_path_buf(),
+        certs,
+        ..cfg.clone()
+    };
+    run(&cfg, progress)
+}
+
+/// Table heading, aligned with [`FsBenchResult::line`].
+pub fn header() -> String {
+    format!(
+        "{:<10} {:<13} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9}",
+        "target", "workload", "ops", "IOPS", "MB/s", "mean_us", "p50_us", "p99_us"
+    )
+}
+
+impl FsBenchResult {
+    /// One table line.
+    pub fn line(&self) -> String {
+        format!(
+            "{:<10} {:<13} {:>9} {:>10.0} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            self.target,
+            self.workload,
+            self.ops,
+            self.iops,
+            self.mb_per_s,
+            self.mean_us,
+            self.p50_us,
+            self.p99_us
+        )
+    }
 }

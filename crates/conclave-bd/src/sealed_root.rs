@@ -1,4 +1,4 @@
-//! The seal: a record in one of two journal slots of the tree file that
+//! The sealed root: the seal, a record in one of two journal slots of the tree file that
 //! carries the flush counter, the root, and the tree nodes that flush
 //! changed, all under one MAC. A flush writes the record into the slot of
 //! its counter's parity and syncs it before it touches the node array, so
