@@ -15,6 +15,7 @@ pub mod nginx;
 pub mod plan;
 pub mod preset;
 pub mod report;
+pub mod results;
 pub mod supervisor;
 
 /// The load generator, re-exported so the binary's `eval` feature needs no other.

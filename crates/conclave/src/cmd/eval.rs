@@ -171,7 +171,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     for u in &results.unavailable {
         super::print_line(format!("  {}: not available yet: {}", u.preset, u.missing));
     }
-    let bad = results.cells.iter().filter(|c| c.status != "ok").count();
+    let bad = results.cells.iter().filter(|c| !c.status.is_ok()).count();
     super::print_line(format!(
         "{} loads measured, {} with errors or failed requests{}",
         results.cells.len(),
