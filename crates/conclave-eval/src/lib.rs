@@ -8,6 +8,7 @@
 //! their protocols. Load comes from `conclave_bench::ab`.
 #![forbid(unsafe_code)]
 
+pub mod availability;
 pub mod deploy;
 pub mod machine;
 pub mod matrix;

@@ -3,13 +3,14 @@
 //! started, warmed, loaded and stopped. Results are written after every
 //! load, so an interrupted run keeps what it finished.
 
+use crate::availability::Availability;
 use crate::deploy::{
     Deployment, Edge, Fileserver, Kdf, KeyKind, Keyserver, Memserver, Mode, Origin, OriginKind, SharedKind,
     Site,
 };
 use crate::machine::Machine;
 use crate::plan;
-use crate::preset::{self, Availability, Preset};
+use crate::preset::{self, Preset};
 use crate::report;
 use crate::results::{jain, Cell, CellResult, RunResults, Status, Tenancy, Tenant, Unavailable};
 use crate::supervisor::Supervisor;

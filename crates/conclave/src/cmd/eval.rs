@@ -5,6 +5,7 @@
 
 use anyhow::{bail, Context};
 use conclave_eval::ab::TlsVersion;
+use conclave_eval::availability::Availability;
 use conclave_eval::matrix::{self, MatrixOptions};
 use conclave_eval::{preset, report};
 use std::io::IsTerminal;
@@ -92,7 +93,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     let bin = std::env::current_exe().context("locating the conclave binary")?;
     if a.list {
-        let avail = preset::Availability::probe(&bin);
+        let avail = Availability::probe(&bin);
         for p in preset::PRESETS {
             let status = match avail.check(p) {
                 Ok(()) => "available".to_string(),
