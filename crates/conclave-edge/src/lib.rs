@@ -14,6 +14,7 @@ pub mod cache_index;
 pub mod config;
 pub mod entity;
 pub mod keysource;
+pub mod launch;
 pub mod master;
 pub mod origin;
 pub mod path;
@@ -27,8 +28,9 @@ pub mod tickets;
 pub mod tls;
 pub mod worker;
 
-pub use config::{ConfigError, EdgeConfig};
+pub use config::{ConfigError, EdgeConfig, EdgeSettings};
 pub use keysource::{KeyFile, KeyServerKey, KeySource};
+pub use origin::OriginSettings;
 pub use shared::{LocalSharedState, SharedSegment, SharedState};
 pub use storage::{HostStorage, Storage};
 
