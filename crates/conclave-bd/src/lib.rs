@@ -16,7 +16,9 @@ mod keys;
 mod mem;
 mod merkle;
 mod seal;
+pub mod settings;
 mod spec;
+pub mod tools;
 mod verity;
 pub mod xts;
 
@@ -27,5 +29,6 @@ pub use error::BdError;
 pub use file::StdDevice;
 pub use keys::{read_secret, KdfParams};
 pub use mem::MemBlockDevice;
+pub use settings::{FsckSettings, KdfSettings, MkfsSettings, MkmerkleSettings};
 pub use spec::{open, DeviceKind, DeviceSpec, SealedRoot};
 pub use verity::VerityDevice;
