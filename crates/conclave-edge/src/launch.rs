@@ -17,6 +17,22 @@ pub struct EdgeArgs {
     pub check: bool,
 }
 
+impl EdgeArgs {
+    /// The argument list after the binary, `["edge", "--config", ..]`, that
+    /// `conclave` parses back into these arguments (for `conclave eval`).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = vec![
+            "edge".to_string(),
+            "--config".into(),
+            self.config.display().to_string(),
+        ];
+        if self.check {
+            a.push("--check".into());
+        }
+        a
+    }
+}
+
 /// Arguments of a worker process (`conclave edge-worker`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct WorkerArgs {
