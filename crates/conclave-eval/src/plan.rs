@@ -686,6 +686,12 @@ mod tests {
         let plan = prepare(&d, Path::new("/bin/false")).unwrap();
         let names: Vec<_> = plan.processes.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["keyserver", "origin", "edge"]);
+        let conf = dir.path().join("edge.toml").display().to_string();
+        assert_eq!(plan.processes[2].argv[1..], ["edge", "--config", &conf]);
+        assert_eq!(
+            plan.processes[1].argv[1..5],
+            ["origin", "--root", &d.content.display().to_string(), "--listen"]
+        );
         assert!(d.certs.join("root.crt").exists() && d.certs.join("server.key").exists());
         assert!(dir.path().join("edge.toml").exists());
         assert_eq!(plan.created, vec![d.certs.clone()]);
