@@ -15,8 +15,10 @@ mod keys;
 mod merkle;
 mod ram_device;
 mod sealed_root;
+pub mod settings;
 mod spec;
 mod std_device;
+pub mod tools;
 mod verity;
 pub mod xts;
 
@@ -26,6 +28,7 @@ pub use device::{BlockDevice, BLOCK_SIZE};
 pub use error::BdError;
 pub use keys::{read_secret, KdfParams};
 pub use ram_device::MemBlockDevice;
+pub use settings::{FsckSettings, KdfSettings, MkfsSettings, MkmerkleSettings};
 pub use spec::{open, DeviceKind, DeviceSpec, SealedRoot};
 pub use std_device::StdDevice;
 pub use verity::VerityDevice;

@@ -88,7 +88,7 @@ pub struct KeyServerKey {
     /// PEM certificate chain.
     pub certificate: PathBuf,
     /// Key server endpoint.
-    pub endpoint: String,
+    pub endpoint: conclave_rpc::Endpoint,
     /// Name of the key in the key server.
     pub key_name: String,
     /// `conclave certs` directory with the edge identity.
@@ -99,13 +99,12 @@ impl KeySource for KeyServerKey {
     fn certified_key(&self, _provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, KeyError> {
         let chain = load_chain(&self.certificate)?;
         let remote = |message: String| KeyError::Remote {
-            endpoint: self.endpoint.clone(),
+            endpoint: self.endpoint.to_string(),
             message,
         };
-        let endpoint: conclave_rpc::Endpoint = self.endpoint.parse().map_err(|e| remote(format!("{e}")))?;
         let creds = conclave_rpc::Credentials::from_dir(&self.certs, Role::Edge)
             .map_err(|e| remote(e.to_string()))?;
-        conclave_keys::certified_key(chain, &endpoint, &self.key_name, &creds)
+        conclave_keys::certified_key(chain, &self.endpoint, &self.key_name, &creds)
             .map_err(|e| remote(e.to_string()))
     }
 }

@@ -5,30 +5,33 @@
 //! It does not know how its backends work inside: it reaches them through three
 //! seams, [`Storage`] (docroot and cache files), [`SharedState`] (cross-worker
 //! state as named, locked segments) and [`KeySource`] (the TLS signing key).
+//!
+//! Layout: `config/` (the file as written, its units, its validation into
+//! typed settings), `cache/` (the proxy cache, its index and files),
+//! `storage/` (host and nextfs), `shared/` (local and memory-server state),
+//! `launch` (the `conclave edge` start-up) and `origin` (`conclave origin`).
 #![forbid(unsafe_code)]
 
 pub mod access_log;
 pub mod cache;
-pub mod cache_file;
-pub mod cache_index;
 pub mod config;
 pub mod entity;
 pub mod keysource;
+pub mod launch;
 pub mod master;
 pub mod origin;
 pub mod path;
 pub mod server;
 pub mod shared;
-pub mod shared_mem;
 pub mod site;
 pub mod storage;
-pub mod storage_nextfs;
 pub mod tickets;
 pub mod tls;
 pub mod worker;
 
-pub use config::{ConfigError, EdgeConfig};
+pub use config::{ConfigError, EdgeConfig, EdgeSettings};
 pub use keysource::{KeyFile, KeyServerKey, KeySource};
+pub use origin::OriginSettings;
 pub use shared::{LocalSharedState, SharedSegment, SharedState};
 pub use storage::{HostStorage, Storage};
 

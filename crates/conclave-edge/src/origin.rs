@@ -15,21 +15,55 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
-/// Settings of an origin server.
-#[derive(Debug, Clone)]
-pub struct OriginConfig {
-    /// Docroot.
+/// Settings of an origin server: the arguments of `conclave origin`, shared
+/// by its command line and by programs that start one (`conclave eval`).
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+pub struct OriginSettings {
+    /// Directory to serve.
+    #[arg(long)]
     pub root: PathBuf,
-    /// Plain-HTTP listening address.
+    /// Plain-HTTP address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
-    /// One line per request, if set.
+    /// Append one line per request to this file.
+    #[arg(long)]
     pub access_log: Option<PathBuf>,
     /// Tokio threads.
+    #[arg(long, default_value_t = 1)]
     pub threads: usize,
 }
 
+impl OriginSettings {
+    /// An origin serving `root` on `listen`, with the defaults of the rest.
+    pub fn new(root: impl Into<PathBuf>, listen: SocketAddr) -> OriginSettings {
+        OriginSettings {
+            root: root.into(),
+            listen,
+            access_log: None,
+            threads: 1,
+        }
+    }
+
+    /// The argument list after the binary, `["origin", "--root", ..]`, that
+    /// `conclave` parses back into these settings.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = vec![
+            "origin".to_string(),
+            "--root".into(),
+            self.root.display().to_string(),
+            "--listen".into(),
+            self.listen.to_string(),
+        ];
+        if let Some(p) = &self.access_log {
+            a.extend(["--access-log".into(), p.display().to_string()]);
+        }
+        a.extend(["--threads".into(), self.threads.to_string()]);
+        a
+    }
+}
+
 /// Serves until SIGTERM/SIGINT.
-pub fn run_origin(cfg: &OriginConfig) -> Result<(), EdgeError> {
+pub fn run_origin(cfg: &OriginSettings) -> Result<(), EdgeError> {
     let rt =
         crate::worker::runtime(cfg.threads, false).map_err(|e| EdgeError::io("building the runtime", e))?;
     rt.block_on(async {
@@ -75,4 +109,39 @@ pub fn run_origin(cfg: &OriginConfig) -> Result<(), EdgeError> {
         finish(graceful, Duration::from_secs(10)).await;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(clap::Subcommand)]
+    enum Command {
+        Origin(OriginSettings),
+    }
+
+    fn parse(args: Vec<String>) -> OriginSettings {
+        let Command::Origin(o) = Cli::try_parse_from(std::iter::once("conclave".to_string()).chain(args))
+            .unwrap()
+            .command;
+        o
+    }
+
+    #[test]
+    fn to_args_parses_back_to_the_same_settings() {
+        let mut o = OriginSettings::new("/srv/html", "127.0.0.1:9081".parse().unwrap());
+        assert_eq!(parse(o.to_args()), o);
+        o.access_log = Some("/tmp/origin access.log".into());
+        o.threads = 4;
+        assert_eq!(parse(o.to_args()), o);
+        let d = parse(vec!["origin".into(), "--root".into(), "html".into()]);
+        assert_eq!(d, OriginSettings::new("html", "127.0.0.1:8081".parse().unwrap()));
+    }
 }

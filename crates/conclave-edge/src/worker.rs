@@ -3,14 +3,12 @@
 
 use crate::access_log::AccessLog;
 use crate::cache::Cache;
-use crate::config::{EdgeConfig, KeyConfig, Mode, SharedConfig, StorageConfig};
+use crate::config::{EdgeConfig, KeyConfig, SharedConfig, SiteConfig, StorageConfig, TlsConfig};
 use crate::keysource::{KeyFile, KeyServerKey, KeySource};
 use crate::server::{accept_loop, bind_reuseport, Limits, Listener};
-use crate::shared::{LocalSharedState, SharedState};
-use crate::shared_mem::MemSharedState;
+use crate::shared::{LocalSharedState, MemSharedState, SharedState};
 use crate::site::{Backend, Site};
-use crate::storage::{HostStorage, Storage};
-use crate::storage_nextfs::NextfsStorage;
+use crate::storage::{HostStorage, NextfsStorage, Storage};
 use crate::EdgeError;
 use conclave_rpc::Role;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -80,14 +78,15 @@ pub fn stop_signal(
 
 /// The cross-worker state `[shared]` names.
 fn shared_state(c: &SharedConfig) -> Result<Arc<dyn SharedState>, EdgeError> {
-    if c.is_local() {
+    let SharedConfig::Mem {
+        spec,
+        certs,
+        secret_file,
+    } = c
+    else {
         return Ok(Arc::new(LocalSharedState::new()));
-    }
-    let spec: conclave_mem::MemSpec = c
-        .kind
-        .parse()
-        .map_err(|e| EdgeError::Setup(format!("[shared] kind {:?}: {e}", c.kind)))?;
-    let creds = match &c.certs {
+    };
+    let creds = match certs {
         Some(dir) => Some(
             conclave_rpc::Credentials::from_dir(dir, Role::Edge)
                 .map_err(|e| EdgeError::Setup(format!("[shared] certs: {e}")))?,
@@ -96,22 +95,61 @@ fn shared_state(c: &SharedConfig) -> Result<Arc<dyn SharedState>, EdgeError> {
     };
     let opts = conclave_mem::MemOptions {
         creds,
-        secret_file: c.secret_file.clone(),
+        secret_file: secret_file.clone(),
     };
-    let st = MemSharedState::connect(&spec, &opts).map_err(|e| EdgeError::Setup(format!("[shared]: {e}")))?;
+    let st = MemSharedState::connect(spec, &opts).map_err(|e| EdgeError::Setup(format!("[shared]: {e}")))?;
     Ok(Arc::new(st))
 }
 
 /// The file-server client `[storage] kind = "nextfs"` names.
-fn fs_client(server: &str, certs: &std::path::Path) -> Result<Arc<conclave_fs::FsClient>, EdgeError> {
-    let ep: conclave_rpc::Endpoint = server
-        .parse()
-        .map_err(|e| EdgeError::Setup(format!("[storage] server: {e}")))?;
+fn fs_client(
+    server: &conclave_rpc::Endpoint,
+    certs: &std::path::Path,
+) -> Result<Arc<conclave_fs::FsClient>, EdgeError> {
     let creds = conclave_rpc::Credentials::from_dir(certs, Role::Edge)
         .map_err(|e| EdgeError::Setup(format!("[storage] certs: {e}")))?;
     let opts = conclave_rpc::ClientOptions::mtls(&creds, Role::FileServer)
         .map_err(|e| EdgeError::Setup(format!("[storage] certs: {e}")))?;
-    Ok(conclave_fs::FsClient::new(ep, opts))
+    Ok(conclave_fs::FsClient::new(server.clone(), opts))
+}
+
+/// The storage of a site tree: a host directory, or a directory in the nextfs image.
+fn site_storage(
+    fs_client: Option<&Arc<conclave_fs::FsClient>>,
+    dir: &std::path::Path,
+    create: bool,
+    what: &str,
+) -> Result<Arc<dyn Storage>, EdgeError> {
+    Ok(match fs_client {
+        None => Arc::new(
+            HostStorage::new(dir, create)
+                .map_err(|e| EdgeError::io(format!("{what} {}", dir.display()), e))?,
+        ),
+        Some(c) => Arc::new(
+            NextfsStorage::new(c.clone(), &dir.to_string_lossy(), create)
+                .map_err(|e| EdgeError::io(format!("nextfs {what} {}", dir.display()), e))?,
+        ),
+    })
+}
+
+/// The key source of a site's TLS settings.
+fn key_source(tls: &TlsConfig) -> Box<dyn KeySource> {
+    match &tls.key {
+        KeyConfig::File(k) => Box::new(KeyFile {
+            certificate: tls.certificate.clone(),
+            key: k.clone(),
+        }),
+        KeyConfig::KeyServer {
+            endpoint,
+            key_name,
+            certs,
+        } => Box::new(KeyServerKey {
+            certificate: tls.certificate.clone(),
+            endpoint: endpoint.clone(),
+            key_name: key_name.clone(),
+            certs: certs.clone(),
+        }),
+    }
 }
 
 /// Serves `cfg` in this process until stopped; `watch_stdin` makes EOF on stdin a stop.
@@ -164,63 +202,21 @@ async fn serve(
     let graceful = Arc::new(GracefulShutdown::new());
     let mut loops = Vec::new();
     for s in &cfg.servers {
-        let backend = match s.mode {
-            Mode::Standalone => {
-                let root = s
-                    .root
-                    .as_ref()
-                    .ok_or_else(|| EdgeError::Setup("standalone site without root".into()))?;
-                let st: Arc<dyn Storage> = match &fs_client {
-                    None => Arc::new(
-                        HostStorage::new(root, false)
-                            .map_err(|e| EdgeError::io(format!("root {}", root.display()), e))?,
-                    ),
-                    Some(c) => Arc::new(
-                        NextfsStorage::new(c.clone(), &root.to_string_lossy(), false)
-                            .map_err(|e| EdgeError::io(format!("nextfs root {}", root.display()), e))?,
-                    ),
-                };
-                Backend::Static(st)
+        let backend = match &s.site {
+            SiteConfig::Standalone { root } => {
+                Backend::Static(site_storage(fs_client.as_ref(), root, false, "root")?)
             }
-            Mode::Cache => {
-                let c = s
-                    .cache
-                    .clone()
-                    .ok_or_else(|| EdgeError::Setup("cache site without [server.cache]".into()))?;
-                let origin = s
-                    .proxy_pass
-                    .clone()
-                    .ok_or_else(|| EdgeError::Setup("cache site without proxy_pass".into()))?;
-                let st: Arc<dyn Storage> = match &fs_client {
-                    None => Arc::new(
-                        HostStorage::new(&c.path, true)
-                            .map_err(|e| EdgeError::io(format!("cache path {}", c.path.display()), e))?,
-                    ),
-                    Some(fc) => Arc::new(
-                        NextfsStorage::new(fc.clone(), &c.path.to_string_lossy(), true).map_err(|e| {
-                            EdgeError::io(format!("nextfs cache path {}", c.path.display()), e)
-                        })?,
-                    ),
-                };
-                Backend::Cache(Box::new(Cache::new(c, origin, st, shared.as_ref())?))
+            SiteConfig::Cache { origin, cache } => {
+                let st = site_storage(fs_client.as_ref(), &cache.path, true, "cache path")?;
+                Backend::Cache(Box::new(Cache::new(
+                    cache.clone(),
+                    origin.clone(),
+                    st,
+                    shared.as_ref(),
+                )?))
             }
         };
-        let keys: Box<dyn KeySource> = match &s.tls.key {
-            KeyConfig::File(k) => Box::new(KeyFile {
-                certificate: s.tls.certificate.clone(),
-                key: k.clone(),
-            }),
-            KeyConfig::KeyServer {
-                endpoint,
-                key_name,
-                certs,
-            } => Box::new(KeyServerKey {
-                certificate: s.tls.certificate.clone(),
-                endpoint: endpoint.clone(),
-                key_name: key_name.clone(),
-                certs: certs.clone(),
-            }),
-        };
+        let keys = key_source(&s.tls);
         let waf = match &s.waf {
             None => None,
             Some(p) => {

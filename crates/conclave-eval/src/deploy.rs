@@ -165,6 +165,18 @@ pub enum Device {
     Vericrypt,
 }
 
+impl Device {
+    /// The block device this names, as `conclave mkfs` and the file server type it.
+    pub fn kind(self) -> conclave_bd::DeviceKind {
+        match self {
+            Device::Std => conclave_bd::DeviceKind::Std,
+            Device::Crypt => conclave_bd::DeviceKind::Crypt,
+            Device::Verity => conclave_bd::DeviceKind::Verity,
+            Device::Vericrypt => conclave_bd::DeviceKind::Vericrypt,
+        }
+    }
+}
+
 impl std::fmt::Display for Device {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

@@ -4,10 +4,14 @@
 //! (CSV, JSON, Markdown, PNG/SVG plots, HTML).
 //!
 //! Every server is driven as a process of the `conclave` binary (or Debian's
-//! `nginx`); this crate knows their command lines and config files, never
-//! their protocols. Load comes from `conclave_bench::ab`.
+//! `nginx`); this crate builds their settings values (each server crate's
+//! own type) and writes them as command lines and config files, never
+//! speaking their protocols. `cli` holds `conclave eval` and `conclave up`.
+//! Load comes from `conclave_bench::ab`.
 #![forbid(unsafe_code)]
 
+pub mod availability;
+pub mod cli;
 pub mod deploy;
 pub mod machine;
 pub mod matrix;
@@ -15,6 +19,7 @@ pub mod nginx;
 pub mod plan;
 pub mod preset;
 pub mod report;
+pub mod results;
 pub mod supervisor;
 
 /// The load generator, re-exported so the binary's `eval` feature needs no other.
@@ -48,6 +53,15 @@ pub enum EvalError {
     /// A plot could not be drawn.
     #[error("plot {0}")]
     Plot(String),
+    /// A process of a deployment could not start.
+    #[error("starting {process}")]
+    Start {
+        /// Its name.
+        process: String,
+        /// Why.
+        #[source]
+        source: Box<EvalError>,
+    },
     /// The run was interrupted (Ctrl-C).
     #[error("interrupted")]
     Interrupted,

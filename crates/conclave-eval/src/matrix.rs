@@ -3,45 +3,24 @@
 //! started, warmed, loaded and stopped. Results are written after every
 //! load, so an interrupted run keeps what it finished.
 
+use crate::availability::Availability;
 use crate::deploy::{
     Deployment, Edge, Fileserver, Kdf, KeyKind, Keyserver, Memserver, Mode, Origin, OriginKind, SharedKind,
     Site,
 };
 use crate::machine::Machine;
 use crate::plan;
-use crate::preset::{self, Availability, Preset};
+use crate::preset::{self, Preset};
 use crate::report;
+use crate::results::{jain, Cell, CellResult, RunResults, Status, Tenancy, Tenant, Unavailable};
 use crate::supervisor::Supervisor;
 use crate::EvalError;
 use conclave_bench::ab::{self, LoadReport, LoadSpec, RunControl, TlsVersion, Trust};
-use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// How tenants share servers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Tenancy {
-    /// One tenant.
-    Single,
-    /// N complete deployments, edge of tenant i on base port + i.
-    ShareNothing,
-    /// One edge with N sites.
-    ShareEdge,
-}
-
-impl std::fmt::Display for Tenancy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Tenancy::Single => "single",
-            Tenancy::ShareNothing => "share-nothing",
-            Tenancy::ShareEdge => "share-edge",
-        })
-    }
-}
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -79,132 +58,6 @@ pub struct MatrixOptions {
     pub progress: bool,
 }
 
-/// One measured load (a row of cells.csv).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CellResult {
-    /// Preset name.
-    pub preset: String,
-    /// Edge program.
-    pub edge: String,
-    /// Storage (host or nextfs-<device>).
-    pub storage: String,
-    /// Shared state.
-    pub shared: String,
-    /// Key.
-    pub key: String,
-    /// Edge worker processes.
-    pub workers: u32,
-    /// single / share-nothing / share-edge.
-    pub tenancy: String,
-    /// Tenants in the cell.
-    pub tenants: u32,
-    /// Tenant index, or `total` for the sum of a multi-tenant cell.
-    pub tenant: String,
-    /// File requested.
-    pub file: String,
-    /// Its size.
-    pub file_bytes: u64,
-    /// -n.
-    pub requests: u64,
-    /// -c.
-    pub concurrency: usize,
-    /// -k.
-    pub keepalive: bool,
-    /// TLS version offered.
-    pub tls: String,
-    /// Whether resumption was allowed.
-    pub resumption: bool,
-    /// `ok`, or why the cell failed.
-    pub status: String,
-    /// Requests finished.
-    pub complete: u64,
-    /// Failed requests.
-    pub failed: u64,
-    /// Failures: connect.
-    pub failed_connect: u64,
-    /// Failures: receive.
-    pub failed_receive: u64,
-    /// Failures: length.
-    pub failed_length: u64,
-    /// Failures: exceptions.
-    pub failed_exceptions: u64,
-    /// Responses outside 2xx.
-    pub non_2xx: u64,
-    /// Throughput.
-    pub requests_per_sec: f64,
-    /// ab's mean time per request (concurrency / throughput), ms.
-    pub latency_mean_ms: f64,
-    /// Median request time, ms.
-    pub latency_p50_ms: f64,
-    /// 90th percentile, ms.
-    pub latency_p90_ms: f64,
-    /// 99th percentile, ms.
-    pub latency_p99_ms: f64,
-    /// 99.9th percentile, ms.
-    pub latency_p999_ms: f64,
-    /// Wall time of the load, s.
-    pub time_s: f64,
-    /// Full TLS handshakes.
-    pub handshakes_full: u64,
-    /// Resumed TLS handshakes.
-    pub handshakes_resumed: u64,
-    /// Jain's fairness index over tenants (total rows of multi-tenant cells).
-    pub fairness: Option<f64>,
-    /// CPU model.
-    pub cpu_model: String,
-    /// Cores.
-    pub cores: usize,
-    /// Kernel.
-    pub kernel: String,
-    /// ms within which 0..=100 % of requests were served (JSON only).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub percent_served_ms: Vec<f64>,
-}
-
-/// A preset that could not run, and why.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Unavailable {
-    /// Preset.
-    pub preset: String,
-    /// What is missing.
-    pub missing: String,
-}
-
-/// Everything a run produced (cells.json).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct RunResults {
-    /// Run id.
-    pub run_id: String,
-    /// The command line that made it.
-    pub command: String,
-    /// The machine.
-    pub machine: Machine,
-    /// Presets asked for.
-    pub presets: Vec<String>,
-    /// Presets that could not run.
-    pub unavailable: Vec<Unavailable>,
-    /// Stock nginx status line: installed version, or why it is missing.
-    pub nginx: String,
-    /// Which origin served the content.
-    pub origin: String,
-    /// Whether the run was interrupted.
-    pub interrupted: bool,
-    /// Every load.
-    pub cells: Vec<CellResult>,
-}
-
-/// Jain's fairness index: (Σx)² / (n·Σx²); 1 = perfectly even.
-pub fn jain(xs: &[f64]) -> f64 {
-    let n = xs.len() as f64;
-    let sum: f64 = xs.iter().sum();
-    let sq: f64 = xs.iter().map(|x| x * x).sum();
-    if n == 0.0 || sq == 0.0 {
-        0.0
-    } else {
-        sum * sum / (n * sq)
-    }
-}
-
 fn file_bytes(content: &Path, file: &str) -> u64 {
     std::fs::metadata(content.join(file))
         .map(|m| m.len())
@@ -219,22 +72,19 @@ fn addr(port: u32) -> Result<SocketAddr, EvalError> {
 
 /// Builds the deployment(s) of a cell: one per tenant (share-nothing) or one
 /// with `tenants` sites.
-#[allow(clippy::too_many_arguments)]
 pub fn cell_deployments(
-    p: &Preset,
-    workers: u32,
-    tenancy: Tenancy,
-    tenants: u32,
+    cell: &Cell,
     base: u16,
     origin: SocketAddr,
     certs: &Path,
     content: &Path,
     dir: &Path,
 ) -> Result<Vec<Deployment>, EvalError> {
+    let (p, workers, tenants) = (cell.preset, cell.workers, cell.tenants);
     let base = base as u32;
     let make = |idx: u32, sites: Vec<Site>, sub: &Path| -> Result<Deployment, EvalError> {
         Ok(Deployment {
-            name: format!("{}-w{workers}-{tenancy}{tenants}-t{idx}", p.name),
+            name: format!("{}-t{idx}", cell.name()),
             dir: Some(sub.to_path_buf()),
             certs: certs.to_path_buf(),
             content: content.to_path_buf(),
@@ -277,7 +127,7 @@ pub fn cell_deployments(
             server_name: "localhost".into(),
         })
     };
-    match tenancy {
+    match cell.tenancy {
         Tenancy::Single => Ok(vec![make(0, vec![site(0)?], dir)?]),
         Tenancy::ShareEdge => Ok(vec![make(
             0,
@@ -357,11 +207,16 @@ pub fn run(opts: &MatrixOptions, cancel: Arc<AtomicBool>) -> Result<RunResults, 
             origin_sup.start(&spec, &is_cancelled)?;
         }
     }
-    // The cells: (preset, workers, tenancy, tenants, files).
-    let mut cells: Vec<(&Preset, u32, Tenancy, u32, Vec<String>)> = Vec::new();
+    let mut cells: Vec<Cell> = Vec::new();
     for &p in &runnable {
         for &w in &opts.workers {
-            cells.push((p, w, Tenancy::Single, 1, opts.files.clone()));
+            cells.push(Cell {
+                preset: p,
+                workers: w,
+                tenancy: Tenancy::Single,
+                tenants: 1,
+                files: opts.files.clone(),
+            });
         }
     }
     let first_file = opts.files.first().cloned().unwrap_or_else(|| "1k.txt".into());
@@ -370,12 +225,18 @@ pub fn run(opts: &MatrixOptions, cancel: Arc<AtomicBool>) -> Result<RunResults, 
             continue;
         };
         for &n in opts.tenants.iter().filter(|&&n| n > 1) {
-            for t in [Tenancy::ShareNothing, Tenancy::ShareEdge] {
-                cells.push((p, 1, t, n, vec![first_file.clone()]));
+            for tenancy in [Tenancy::ShareNothing, Tenancy::ShareEdge] {
+                cells.push(Cell {
+                    preset: p,
+                    workers: 1,
+                    tenancy,
+                    tenants: n,
+                    files: vec![first_file.clone()],
+                });
             }
         }
     }
-    let loads: u64 = cells.iter().map(|c| c.4.len() as u64).sum();
+    let loads: u64 = cells.iter().map(|c| c.files.len() as u64).sum();
     let bar = if opts.progress {
         indicatif::ProgressBar::new(loads)
     } else {
@@ -388,41 +249,29 @@ pub fn run(opts: &MatrixOptions, cancel: Arc<AtomicBool>) -> Result<RunResults, 
     }
     let trust = Trust::CaFile(certs.join("root.crt"));
     let machine = results.machine.clone();
-    for (p, workers, tenancy, tenants, files) in cells {
+    for cell in &cells {
         if is_cancelled() {
             break;
         }
-        let dir = opts
-            .out
-            .join("cells")
-            .join(format!("{}-w{workers}-{tenancy}{tenants}", p.name));
-        let deps = cell_deployments(
-            p,
-            workers,
-            tenancy,
-            tenants,
-            opts.base_port,
-            origin_addr,
-            &certs,
-            &content,
-            &dir,
-        )?;
+        let (p, workers, tenancy, tenants) = (cell.preset, cell.workers, cell.tenancy, cell.tenants);
+        let dir = opts.out.join("cells").join(cell.name());
+        let deps = cell_deployments(cell, opts.base_port, origin_addr, &certs, &content, &dir)?;
         bar.set_message(format!("{} w={workers} {tenancy} x{tenants}: starting", p.name));
         let mut sup = Supervisor::new();
         let started = start_cell(&deps, &opts.bin, &mut sup, &is_cancelled);
         let urls: Vec<String> = deps.iter().flat_map(|d| d.urls()).collect();
-        for file in &files {
+        for file in &cell.files {
             if is_cancelled() {
                 break;
             }
             let bytes = file_bytes(&content, file);
-            let row = |tenant: String, status: String, r: Option<&LoadReport>| {
-                cell_row(
-                    opts, p, workers, tenancy, tenants, tenant, file, bytes, status, r, &machine,
-                )
+            let row = |tenant: Tenant, status: Status, r: Option<&LoadReport>| {
+                cell_row(opts, cell, tenant, file, bytes, status, r, &machine)
             };
             if let Err(e) = &started {
-                results.cells.push(row("-".into(), format!("error: {e}"), None));
+                results
+                    .cells
+                    .push(row(Tenant::Whole, Status::Error(e.to_string()), None));
                 bar.inc(1);
                 continue;
             }
@@ -431,7 +280,7 @@ pub fn run(opts: &MatrixOptions, cancel: Arc<AtomicBool>) -> Result<RunResults, 
             if let Err(e) = warm {
                 results
                     .cells
-                    .push(row("-".into(), format!("error: warm-up: {e}"), None));
+                    .push(row(Tenant::Whole, Status::Error(format!("warm-up: {e}")), None));
                 bar.inc(1);
                 continue;
             }
@@ -440,9 +289,9 @@ pub fn run(opts: &MatrixOptions, cancel: Arc<AtomicBool>) -> Result<RunResults, 
             let mut ok = Vec::new();
             for (i, r) in reports.iter().enumerate() {
                 let tenant = if tenancy == Tenancy::Single {
-                    "-".to_string()
+                    Tenant::Whole
                 } else {
-                    i.to_string()
+                    Tenant::Index(i as u32)
                 };
                 match r {
                     Ok(rep) => {
@@ -450,18 +299,18 @@ pub fn run(opts: &MatrixOptions, cancel: Arc<AtomicBool>) -> Result<RunResults, 
                         results.cells.push(row(tenant, status, Some(rep)));
                         ok.push(rep.clone());
                     }
-                    Err(e) => results.cells.push(row(tenant, format!("error: {e}"), None)),
+                    Err(e) => results.cells.push(row(tenant, Status::Error(e.clone()), None)),
                 }
             }
             if tenancy != Tenancy::Single && !ok.is_empty() {
                 results
                     .cells
-                    .push(total_row(row("total".into(), "ok".into(), None), &ok));
+                    .push(total_row(row(Tenant::Total, Status::Ok, None), &ok));
             }
             // A process that died under load makes the cell's numbers suspect: say so.
             if let Some(d) = sup.poll_deaths().into_iter().next() {
                 for c in results.cells.iter_mut().rev().take(reports.len()) {
-                    c.status = format!("error: {d}");
+                    c.status = Status::Error(d.to_string());
                 }
             }
             bar.inc(1);
@@ -493,21 +342,17 @@ fn start_cell(
     Ok(())
 }
 
-fn load_status(r: &LoadReport) -> String {
+fn load_status(r: &LoadReport) -> Status {
     if r.cancelled {
-        "interrupted".into()
+        Status::Interrupted
     } else if r.failed > 0 || r.non_2xx > 0 {
-        format!(
-            "failures: {} failed, {} non-2xx{}",
-            r.failed,
-            r.non_2xx,
-            r.first_error
-                .as_ref()
-                .map(|e| format!(" (first: {e})"))
-                .unwrap_or_default()
-        )
+        Status::Failures {
+            failed: r.failed,
+            non_2xx: r.non_2xx,
+            first: r.first_error.clone(),
+        }
     } else {
-        "ok".into()
+        Status::Ok
     }
 }
 
@@ -582,17 +427,15 @@ async fn load_all(
 #[allow(clippy::too_many_arguments)]
 fn cell_row(
     opts: &MatrixOptions,
-    p: &Preset,
-    workers: u32,
-    tenancy: Tenancy,
-    tenants: u32,
-    tenant: String,
+    cell: &Cell,
+    tenant: Tenant,
     file: &str,
     file_bytes: u64,
-    status: String,
+    status: Status,
     r: Option<&LoadReport>,
     m: &Machine,
 ) -> CellResult {
+    let p = cell.preset;
     let storage = match p.device {
         Some(d) => format!("nextfs-{d}"),
         None => "host".into(),
@@ -604,9 +447,9 @@ fn cell_row(
         storage,
         shared: lower(format!("{:?}", p.shared)),
         key: lower(format!("{:?}", p.key)),
-        workers,
-        tenancy: tenancy.to_string(),
-        tenants,
+        workers: cell.workers,
+        tenancy: cell.tenancy,
+        tenants: cell.tenants,
         tenant,
         file: file.into(),
         file_bytes,
@@ -671,7 +514,11 @@ fn total_row(mut row: CellResult, reps: &[LoadReport]) -> CellResult {
         .sum();
     row.fairness = Some(jain(&rps));
     if row.failed > 0 || row.non_2xx > 0 {
-        row.status = format!("failures: {} failed, {} non-2xx", row.failed, row.non_2xx);
+        row.status = Status::Failures {
+            failed: row.failed,
+            non_2xx: row.non_2xx,
+            first: None,
+        };
     }
     row
 }
@@ -707,13 +554,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn jain_index_is_one_when_even_and_one_over_n_when_one_takes_all() {
-        assert!((jain(&[100.0, 100.0, 100.0]) - 1.0).abs() < 1e-9);
-        assert!((jain(&[300.0, 0.0, 0.0]) - 1.0 / 3.0).abs() < 1e-9);
-        assert_eq!(jain(&[]), 0.0);
-    }
-
-    #[test]
     fn run_id_looks_like_a_timestamp() {
         let id = run_id_now();
         assert_eq!(id.len(), 15, "{id}");
@@ -724,18 +564,15 @@ mod tests {
     fn share_nothing_gives_each_tenant_its_own_ports() {
         let p = preset::find("conclave-vericrypt").unwrap();
         let o: SocketAddr = "127.0.0.1:8460".parse().unwrap();
-        let deps = cell_deployments(
-            p,
-            1,
-            Tenancy::ShareNothing,
-            3,
-            8440,
-            o,
-            Path::new("/c"),
-            Path::new("/h"),
-            Path::new("/d"),
-        )
-        .unwrap();
+        let mut cell = Cell {
+            preset: p,
+            workers: 1,
+            tenancy: Tenancy::ShareNothing,
+            tenants: 3,
+            files: Vec::new(),
+        };
+        let deps =
+            cell_deployments(&cell, 8440, o, Path::new("/c"), Path::new("/h"), Path::new("/d")).unwrap();
         assert_eq!(deps.len(), 3);
         assert_eq!(deps[2].edge.site[0].listen.port(), 8442);
         assert_eq!(deps[2].keyserver.as_ref().unwrap().listen.port(), 8472);
@@ -743,18 +580,9 @@ mod tests {
         for d in &deps {
             d.validate().unwrap();
         }
-        let shared = cell_deployments(
-            p,
-            1,
-            Tenancy::ShareEdge,
-            3,
-            8440,
-            o,
-            Path::new("/c"),
-            Path::new("/h"),
-            Path::new("/d"),
-        )
-        .unwrap();
+        cell.tenancy = Tenancy::ShareEdge;
+        let shared =
+            cell_deployments(&cell, 8440, o, Path::new("/c"), Path::new("/h"), Path::new("/d")).unwrap();
         assert_eq!(shared.len(), 1);
         assert_eq!(shared[0].edge.site.len(), 3);
     }

@@ -3,17 +3,31 @@
 //! dependency order (file server, memory server, key server, origin, edge),
 //! each with the probe that says it is ready.
 //!
-//! The command lines of the kernel servers live here, one function each, so
-//! when a server lands only its function (and its preset) changes.
+//! Each server's command line is one function here that builds the
+//! server's own settings value (`conclave_fs::FileServerSettings`, ...) and
+//! serialises it with `to_args()`; the edge's config is an
+//! `conclave_edge::EdgeSettings` written with `to_toml()`. No flag or TOML
+//! key is spelled here.
 
 use crate::deploy::{
     Deployment, Device, EdgeKind, Fileserver, Kdf, KeyKind, Mode, Origin, OriginKind, SharedKind, StorageKind,
 };
 use crate::{nginx, EvalError};
+use conclave_bd::{KdfSettings, MkfsSettings};
+use conclave_edge::config::schema::{
+    CacheSettings, ServerSettings, SharedSettings, StorageSettings, TlsSettings,
+};
+use conclave_edge::config::{ByteSize, Dur};
+use conclave_edge::launch::EdgeArgs;
+use conclave_edge::{EdgeSettings, OriginSettings};
+use conclave_fs::FileServerSettings;
+use conclave_keys::KeyServerSettings;
+use conclave_mem::{MemServerSettings, MemSpec, ServerKind};
 use conclave_rpc::pki::{self, CertsOptions, SiteKey};
-use std::fmt::Write;
+use conclave_rpc::Endpoint;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// How to tell a process is ready.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,28 +191,36 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), EvalError> {
     Ok(())
 }
 
+/// Argon2id costs of a cheap image: 8 MiB, 1 pass.
+const CHEAP_KDF: KdfSettings = KdfSettings {
+    kdf_memory_kib: 8192,
+    kdf_passes: 1,
+};
+
+/// Every image the plan builds is this large.
+const IMAGE_SIZE: u64 = 128 << 20;
+
+/// The `conclave mkfs` settings for this image, built from `top`; the KDF
+/// cost applies only to devices with a secret.
+pub fn mkfs_settings(img: &Image, kdf: Kdf, top: &Path) -> MkfsSettings {
+    MkfsSettings {
+        device: img.device.kind(),
+        size: conclave_units::ByteSize(IMAGE_SIZE),
+        secret_file: img.secret.clone(),
+        tree: img.tree.clone(),
+        force: true,
+        kdf: match (&img.secret, kdf) {
+            (Some(_), Kdf::Cheap) => CHEAP_KDF,
+            _ => KdfSettings::default(),
+        },
+        dir: top.to_path_buf(),
+        image: img.image.clone(),
+    }
+}
+
 /// `conclave mkfs`'s command line for this image, built from `top`.
 pub fn mkfs_argv(bin: &Path, img: &Image, kdf: Kdf, top: &Path) -> Vec<String> {
-    let mut argv = vec![
-        bin.display().to_string(),
-        "mkfs".into(),
-        "--device".into(),
-        img.device.to_string(),
-        "--size".into(),
-        "128M".into(),
-        "--force".into(),
-    ];
-    if let Some(s) = &img.secret {
-        argv.extend(["--secret-file".into(), s.display().to_string()]);
-        if kdf == Kdf::Cheap {
-            argv.extend(["--kdf-memory-kib", "8192", "--kdf-passes", "1"].map(String::from));
-        }
-    }
-    if let Some(t) = &img.tree {
-        argv.extend(["--tree".into(), t.display().to_string()]);
-    }
-    argv.extend([top.display().to_string(), img.image.display().to_string()]);
-    argv
+    conclave_argv(bin, mkfs_settings(img, kdf, top).to_args())
 }
 
 /// What the image of `f` is made of: secret at `STATE/fs.secret` (not for
@@ -322,14 +344,7 @@ pub fn origin(o: &Origin, content: &Path, bin: &Path, dir: &Path) -> Result<Opti
         OriginKind::External => Ok(None),
         OriginKind::Conclave => Ok(Some(ProcessSpec {
             name: "origin".into(),
-            argv: vec![
-                bin.display().to_string(),
-                "origin".into(),
-                "--root".into(),
-                content.display().to_string(),
-                "--listen".into(),
-                o.listen.to_string(),
-            ],
+            argv: conclave_argv(bin, OriginSettings::new(content, o.listen).to_args()),
             log: dir.join("origin.log"),
             probe: Probe::Tcp(vec![o.listen]),
         })),
@@ -351,25 +366,23 @@ pub fn origin(o: &Origin, content: &Path, bin: &Path, dir: &Path) -> Result<Opti
     }
 }
 
-fn tcp(a: SocketAddr) -> String {
-    format!("tcp://{a}")
+/// A loopback server address as the conclave servers spell endpoints.
+fn endpoint(a: SocketAddr) -> Endpoint {
+    Endpoint::Tcp(a.to_string())
+}
+
+/// `bin` followed by a subcommand's arguments.
+fn conclave_argv(bin: &Path, args: Vec<String>) -> Vec<String> {
+    std::iter::once(bin.display().to_string()).chain(args).collect()
 }
 
 /// The key server's command line. It serves every `NAME.key` of
 /// `STATE/keys/`, which holds only the site key (see [`key_dir`]).
 fn keyserver(d: &Deployment, bin: &Path, listen: SocketAddr, dir: &Path) -> ProcessSpec {
+    let settings = KeyServerSettings::new(dir.join("keys"), endpoint(listen), d.certs.clone());
     ProcessSpec {
         name: "keyserver".into(),
-        argv: vec![
-            bin.display().to_string(),
-            "keyserver".into(),
-            "--keys".into(),
-            dir.join("keys").display().to_string(),
-            "--certs".into(),
-            d.certs.display().to_string(),
-            "--listen".into(),
-            tcp(listen),
-        ],
+        argv: conclave_argv(bin, settings.to_args()),
         log: dir.join("keyserver.log"),
         probe: Probe::Tcp(vec![listen]),
     }
@@ -384,30 +397,20 @@ fn memserver(
     dir: &Path,
 ) -> Result<ProcessSpec, EvalError> {
     let kind = match kind {
-        SharedKind::Smdish => "smdish",
-        SharedKind::Smuf => "smuf",
+        SharedKind::Smdish => ServerKind::Smdish,
+        SharedKind::Smuf => ServerKind::Smuf {
+            dir: dir.join("memfiles"),
+        },
         other => {
             return Err(EvalError::Config(format!(
                 "[memserver] given but edge.shared = {other:?} needs none"
             )))
         }
     };
-    let mut argv = vec![
-        bin.display().to_string(),
-        "memserver".into(),
-        "--kind".into(),
-        kind.into(),
-        "--listen".into(),
-        tcp(listen),
-        "--certs".into(),
-        d.certs.display().to_string(),
-    ];
-    if kind == "smuf" {
-        argv.extend(["--dir".into(), dir.join("memfiles").display().to_string()]);
-    }
+    let settings = MemServerSettings::new(kind, endpoint(listen), d.certs.clone());
     Ok(ProcessSpec {
-        name: format!("memserver ({kind})"),
-        argv,
+        name: format!("memserver ({})", settings.kind),
+        argv: conclave_argv(bin, settings.to_args()),
         log: dir.join("memserver.log"),
         probe: Probe::Tcp(vec![listen]),
     })
@@ -416,32 +419,20 @@ fn memserver(
 /// The file server's command line (docs/fs.md) for an image built by
 /// `build_image`.
 pub fn fileserver(d: &Deployment, bin: &Path, listen: SocketAddr, img: &Image, dir: &Path) -> ProcessSpec {
-    let mut argv = vec![
-        bin.display().to_string(),
-        "fileserver".into(),
-        "--image".into(),
-        img.image.display().to_string(),
-        "--device".into(),
-        img.device.to_string(),
-    ];
-    if let Some(t) = &img.tree {
-        argv.extend(["--tree".into(), t.display().to_string()]);
-    }
-    if let Some(s) = &img.secret {
-        argv.extend(["--secret-file".into(), s.display().to_string()]);
-    }
-    if let Some(r) = &img.root {
-        argv.extend(["--expect-root".into(), r.clone()]);
-    }
-    argv.extend([
-        "--listen".into(),
-        tcp(listen),
-        "--certs".into(),
-        d.certs.display().to_string(),
-    ]);
+    let settings = FileServerSettings {
+        tree: img.tree.clone(),
+        secret_file: img.secret.clone(),
+        expect_root: img.root.clone(),
+        ..FileServerSettings::new(
+            img.image.clone(),
+            img.device.kind(),
+            endpoint(listen),
+            d.certs.clone(),
+        )
+    };
     ProcessSpec {
         name: format!("fileserver ({})", img.device),
-        argv,
+        argv: conclave_argv(bin, settings.to_args()),
         log: dir.join("fileserver.log"),
         probe: Probe::Tcp(vec![listen]),
     }
@@ -492,12 +483,14 @@ fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError
             write(&conf, &edge_toml(d, dir))?;
             Ok(ProcessSpec {
                 name: "edge".into(),
-                argv: vec![
-                    bin.display().to_string(),
-                    "edge".into(),
-                    "--config".into(),
-                    conf.display().to_string(),
-                ],
+                argv: conclave_argv(
+                    bin,
+                    EdgeArgs {
+                        config: conf,
+                        check: false,
+                    }
+                    .to_args(),
+                ),
                 log: dir.join("edge.log"),
                 probe: Probe::Tcp(listens),
             })
@@ -505,111 +498,122 @@ fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError
     }
 }
 
-fn q(p: &Path) -> String {
-    toml_str(&p.display().to_string())
-}
-
-fn toml_str(s: &str) -> String {
-    toml::Value::String(s.to_string()).to_string()
-}
-
-/// The `conclave edge` config (docs/edge.md) for this deployment.
-pub fn edge_toml(d: &Deployment, dir: &Path) -> String {
-    let mut o = String::new();
-    let _ = writeln!(o, "# generated by conclave from deployment {}", toml_str(&d.name));
-    // One running thread per worker in every preset, like one nginx worker,
-    // so `workers` compares like with like. A worker with a remote seam
-    // blocks in each signature, file read or index lock inside
-    // `block_in_place`, which lends its other connections to a fresh thread
-    // meanwhile (docs/edge.md).
-    let _ = writeln!(
-        o,
-        "workers = {}\nworker_threads = 1\nworker_connections = 4096\naccess_log = \"off\"\n",
-        d.edge.workers,
-    );
-    o.push_str("[storage]\n");
+/// The edge's settings (docs/edge.md) for this deployment, as the value
+/// `conclave edge` reads back from `edge.toml`.
+pub fn edge_settings(d: &Deployment, dir: &Path) -> EdgeSettings {
     let nextfs = d.edge.storage == StorageKind::Nextfs && d.fileserver.is_some();
-    match (d.edge.storage, &d.fileserver) {
-        (StorageKind::Nextfs, Some(f)) => {
-            let _ = writeln!(
-                o,
-                "kind = \"nextfs\"\nserver = {}\ncerts = {}",
-                toml_str(&tcp(f.listen)),
-                q(&d.certs)
-            );
-        }
-        _ => o.push_str("kind = \"host\"\n"),
-    }
-    o.push_str("\n[shared]\n");
-    match (d.edge.shared, &d.memserver) {
-        (SharedKind::Smdish, Some(m)) => {
-            let _ = writeln!(
-                o,
-                "kind = {}\ncerts = {}",
-                toml_str(&format!("smdish+{}", tcp(m.listen))),
-                q(&d.certs)
-            );
-        }
-        (SharedKind::Smuf, Some(m)) => {
-            let spec = format!("smuf+{}?dir={}", tcp(m.listen), dir.join("memfiles").display());
-            let _ = writeln!(o, "kind = {}\ncerts = {}", toml_str(&spec), q(&d.certs));
-        }
+    let storage = match (d.edge.storage, &d.fileserver) {
+        (StorageKind::Nextfs, Some(f)) => StorageSettings::Nextfs {
+            server: endpoint(f.listen).to_string(),
+            certs: d.certs.clone(),
+        },
+        _ => StorageSettings::Host,
+    };
+    let shared = match (d.edge.shared, &d.memserver) {
+        (SharedKind::Smdish, Some(m)) => SharedSettings {
+            kind: MemSpec::Smdish {
+                endpoint: endpoint(m.listen),
+            }
+            .to_string(),
+            certs: Some(d.certs.clone()),
+            secret_file: None,
+        },
+        (SharedKind::Smuf, Some(m)) => SharedSettings {
+            kind: MemSpec::Smuf {
+                endpoint: endpoint(m.listen),
+                dir: dir.join("memfiles"),
+            }
+            .to_string(),
+            certs: Some(d.certs.clone()),
+            secret_file: None,
+        },
         (SharedKind::Smc, _) => {
             let secret = dir.join("smc.secret");
-            let spec = format!("smc://{}?secret={}", dir.join("smc").display(), secret.display());
-            let _ = writeln!(o, "kind = {}\nsecret_file = {}", toml_str(&spec), q(&secret));
-        }
-        _ => o.push_str("kind = \"local\"\n"),
-    }
-    for (i, s) in d.edge.site.iter().enumerate() {
-        let _ = writeln!(
-            o,
-            "\n[[server]]\nlisten = \"{}\"\nserver_name = [{}]",
-            s.listen,
-            toml_str(&s.server_name)
-        );
-        match d.edge.mode {
-            Mode::Cache => {
-                let _ = writeln!(o, "mode = \"cache\"\nproxy_pass = \"http://{}\"", d.origin.listen);
-            }
-            Mode::Standalone => {
-                // With nextfs storage, paths are inside the file server's image.
-                let root = if nextfs { toml_str("/html") } else { q(&d.content) };
-                let _ = writeln!(o, "mode = \"standalone\"\nroot = {root}");
+            SharedSettings {
+                kind: MemSpec::Smc {
+                    dir: dir.join("smc"),
+                    secret: Some(secret.clone()),
+                }
+                .to_string(),
+                certs: None,
+                secret_file: Some(secret),
             }
         }
-        let _ = writeln!(
-            o,
-            "\n[server.tls]\ncertificate = {}",
-            q(&d.certs.join("server.crt"))
-        );
+        _ => SharedSettings::default(),
+    };
+    let tls = || {
+        let certificate = d.certs.join("server.crt");
         match (d.edge.key, &d.keyserver) {
             (KeyKind::Keyserver, Some(k)) => {
-                let _ = writeln!(
-                    o,
-                    "keyserver = {}\nkey_name = \"server\"\ncerts = {}",
-                    toml_str(&tcp(k.listen)),
-                    q(&d.certs)
-                );
+                TlsSettings::key_server(certificate, endpoint(k.listen).to_string(), "server", &d.certs)
             }
-            _ => {
-                let _ = writeln!(o, "key = {}", q(&d.certs.join("server.key")));
-            }
+            _ => TlsSettings::key_file(certificate, d.certs.join("server.key")),
         }
-        if d.edge.mode == Mode::Cache {
-            let _ = writeln!(
-                o,
-                "\n[server.cache]\npath = {}\nkeys_zone = \"ZONE{i}:16k\"\nmax_size = \"10m\"\n\
-                 inactive = \"60m\"\nvalid = \"60m\"\nmin_uses = 1",
-                if nextfs {
-                    toml_str(&format!("/cache{i}"))
-                } else {
-                    q(&dir.join(format!("cache{i}")))
-                }
-            );
-        }
+    };
+    let server = d
+        .edge
+        .site
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut site = match d.edge.mode {
+                Mode::Cache => ServerSettings::cache(
+                    s.listen.to_string(),
+                    format!("http://{}", d.origin.listen),
+                    CacheSettings {
+                        // With nextfs storage, paths are inside the file server's image.
+                        path: if nextfs {
+                            PathBuf::from(format!("/cache{i}"))
+                        } else {
+                            dir.join(format!("cache{i}"))
+                        },
+                        keys_zone: format!("ZONE{i}:16k"),
+                        max_size: ByteSize(10 << 20),
+                        inactive: Dur(Duration::from_secs(3600)),
+                        valid: Dur(Duration::from_secs(3600)),
+                        min_uses: 1,
+                    },
+                    tls(),
+                ),
+                Mode::Standalone => ServerSettings::standalone(
+                    s.listen.to_string(),
+                    if nextfs {
+                        PathBuf::from("/html")
+                    } else {
+                        d.content.clone()
+                    },
+                    tls(),
+                ),
+            };
+            site.server_name = vec![s.server_name.clone()];
+            site
+        })
+        .collect();
+    EdgeSettings {
+        workers: d.edge.workers as usize,
+        // One running thread per worker in every preset, like one nginx worker,
+        // so `workers` compares like with like. A worker with a remote seam
+        // blocks in each signature, file read or index lock inside
+        // `block_in_place`, which lends its other connections to a fresh thread
+        // meanwhile (docs/edge.md).
+        worker_threads: 1,
+        worker_connections: 4096,
+        access_log: "off".into(),
+        storage,
+        shared,
+        server,
+        ..EdgeSettings::default()
     }
-    o
+}
+
+/// The `conclave edge` config file for this deployment: [`edge_settings`]
+/// serialised, under a comment naming the deployment.
+pub fn edge_toml(d: &Deployment, dir: &Path) -> String {
+    format!(
+        "# generated by conclave from deployment {}\n{}",
+        toml::Value::String(d.name.clone()),
+        edge_settings(d, dir).to_toml()
+    )
 }
 
 #[cfg(test)]
@@ -682,6 +686,12 @@ mod tests {
         let plan = prepare(&d, Path::new("/bin/false")).unwrap();
         let names: Vec<_> = plan.processes.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["keyserver", "origin", "edge"]);
+        let conf = dir.path().join("edge.toml").display().to_string();
+        assert_eq!(plan.processes[2].argv[1..], ["edge", "--config", &conf]);
+        assert_eq!(
+            plan.processes[1].argv[1..5],
+            ["origin", "--root", &d.content.display().to_string(), "--listen"]
+        );
         assert!(d.certs.join("root.crt").exists() && d.certs.join("server.key").exists());
         assert!(dir.path().join("edge.toml").exists());
         assert_eq!(plan.created, vec![d.certs.clone()]);
@@ -911,5 +921,59 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(left, ["fileserver.log"]);
+    }
+
+    #[test]
+    fn every_edge_config_reads_back_as_the_settings_it_was_written_from() {
+        let mut cases = Vec::new();
+        for storage in [StorageKind::Host, StorageKind::Nextfs] {
+            for shared in [
+                SharedKind::Local,
+                SharedKind::Smdish,
+                SharedKind::Smuf,
+                SharedKind::Smc,
+            ] {
+                for key in [KeyKind::Local, KeyKind::Keyserver] {
+                    for mode in [Mode::Cache, Mode::Standalone] {
+                        let mut d = dep();
+                        d.name = "a \"quoted\" name".into();
+                        d.edge.storage = storage;
+                        d.edge.shared = shared;
+                        d.edge.key = key;
+                        d.edge.mode = mode;
+                        d.edge.site.push(Site {
+                            listen: "127.0.0.1:8444".parse().unwrap(),
+                            server_name: "other".into(),
+                        });
+                        if storage == StorageKind::Nextfs {
+                            d.fileserver = Some(Fileserver {
+                                device: Device::Crypt,
+                                listen: "127.0.0.1:9200".parse().unwrap(),
+                                image: "/s/fs.img".into(),
+                                kdf: Kdf::Cheap,
+                            });
+                        }
+                        if matches!(shared, SharedKind::Smdish | SharedKind::Smuf) {
+                            d.memserver = Some(Memserver {
+                                listen: "127.0.0.1:9100".parse().unwrap(),
+                            });
+                        }
+                        if key == KeyKind::Keyserver {
+                            d.keyserver = Some(Keyserver {
+                                listen: "127.0.0.1:9000".parse().unwrap(),
+                            });
+                        }
+                        cases.push(d);
+                    }
+                }
+            }
+        }
+        for d in &cases {
+            let dir = Path::new("/s");
+            let text = edge_toml(d, dir);
+            let back: EdgeSettings = toml::from_str(&text).unwrap();
+            assert_eq!(back, edge_settings(d, dir), "{text}");
+            assert!(text.starts_with("# generated by conclave from deployment "));
+        }
     }
 }

@@ -11,6 +11,8 @@
 pub mod client;
 pub mod proto;
 pub mod server;
+pub mod settings;
 
 pub use client::{AsyncFsClient, DirEntry, File, FsClient, Metadata, OpenOptions};
 pub use server::{FileServer, FileServerOptions};
+pub use settings::FileServerSettings;

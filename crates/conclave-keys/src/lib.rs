@@ -22,6 +22,7 @@ pub mod pool;
 pub mod probe;
 pub mod remote;
 pub mod server;
+pub mod settings;
 pub mod store;
 
 pub use algorithm::KeyAlgorithm;
@@ -30,6 +31,7 @@ pub use error::KeysError;
 pub use name::KeyName;
 pub use remote::{certified_key, RemoteSigningKey};
 pub use server::{KeyServer, KeyServerOptions};
+pub use settings::{KeyServerSettings, KeylessProbeSettings};
 pub use store::KeyStore;
 
 /// The rustls the public API speaks (`CertifiedKey`, `SignatureScheme`), so

@@ -59,6 +59,13 @@ impl std::borrow::Borrow<str> for KeyName {
     }
 }
 
+impl std::str::FromStr for KeyName {
+    type Err = KeysError;
+    fn from_str(s: &str) -> Result<KeyName, KeysError> {
+        KeyName::new(s)
+    }
+}
+
 impl fmt::Display for KeyName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

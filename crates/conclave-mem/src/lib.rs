@@ -29,6 +29,7 @@ pub mod proto;
 mod remote;
 pub mod segment_seal;
 pub mod server;
+pub mod settings;
 pub mod smc;
 pub mod spec;
 
@@ -36,6 +37,7 @@ pub use async_client::{AsyncLockGuard, AsyncMemoryFile, AsyncMemoryStore};
 pub use client::{connect, LockGuard, MemOptions, MemoryFile, MemoryStore, Segment};
 pub use error::MemError;
 pub use server::{MemServer, ServerKind};
+pub use settings::{MemServerKind, MemServerSettings};
 pub use spec::MemSpec;
 
 /// Largest segment a memory file may have (16 MiB): bounds what one client

@@ -4,7 +4,7 @@
 
 mod cmd;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// conclave: a keyless CDN edge built as mutually distrusting processes.
@@ -71,6 +71,9 @@ enum Command {
     /// Write the seed's WAF rule sets.
     #[cfg(feature = "waf")]
     WafRules(cmd::waf_rules::Args),
+    /// Print the subcommands this binary was built with, as JSON (read by `conclave eval`).
+    #[command(hide = true)]
+    BuildInfo,
     /// Run a worker of `conclave edge` (started by the edge master).
     #[cfg(feature = "edge")]
     #[command(hide = true)]
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "bench")]
         Command::Content(a) => cmd::content::run(a),
         Command::Bench(b) => cmd::bench::run(b),
+        Command::BuildInfo => cmd::build_info::run(&Cli::command()),
         #[cfg(feature = "bench")]
         Command::Ab(a) => cmd::ab::run(a),
         #[cfg(feature = "edge")]

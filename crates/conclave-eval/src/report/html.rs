@@ -4,7 +4,7 @@
 
 use super::tables::{self, Table};
 use super::Plot;
-use crate::matrix::RunResults;
+use crate::results::RunResults;
 use std::fmt::Write;
 
 fn esc(s: &str) -> String {

@@ -2,7 +2,7 @@
 
 use super::tables::{self, Table};
 use super::Plot;
-use crate::matrix::RunResults;
+use crate::results::RunResults;
 use std::fmt::Write;
 
 fn cell(s: &str) -> String {

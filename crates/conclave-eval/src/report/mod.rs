@@ -6,7 +6,7 @@ mod markdown;
 mod plots;
 mod tables;
 
-use crate::matrix::{CellResult, RunResults};
+use crate::results::{CellResult, RunResults};
 use crate::EvalError;
 use std::path::{Path, PathBuf};
 
@@ -62,9 +62,9 @@ fn csv_row(c: &CellResult) -> Vec<String> {
         c.shared.clone(),
         c.key.clone(),
         c.workers.to_string(),
-        c.tenancy.clone(),
+        c.tenancy.to_string(),
         c.tenants.to_string(),
-        c.tenant.clone(),
+        c.tenant.to_string(),
         c.file.clone(),
         c.file_bytes.to_string(),
         c.requests.to_string(),
@@ -72,7 +72,7 @@ fn csv_row(c: &CellResult) -> Vec<String> {
         c.keepalive.to_string(),
         c.tls.clone(),
         c.resumption.to_string(),
-        c.status.clone(),
+        c.status.to_string(),
         c.complete.to_string(),
         c.failed.to_string(),
         c.failed_connect.to_string(),
@@ -173,7 +173,7 @@ pub struct Plot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matrix::Unavailable;
+    use crate::results::{Status, Tenancy, Tenant, Unavailable};
 
     fn cell(preset: &str, workers: u32, file: &str, bytes: u64, rps: f64) -> CellResult {
         CellResult {
@@ -183,9 +183,9 @@ mod tests {
             shared: "local".into(),
             key: "local".into(),
             workers,
-            tenancy: "single".into(),
+            tenancy: Tenancy::Single,
             tenants: 1,
-            tenant: "-".into(),
+            tenant: Tenant::Whole,
             file: file.into(),
             file_bytes: bytes,
             requests: 100,
@@ -193,7 +193,7 @@ mod tests {
             keepalive: false,
             tls: "1.2".into(),
             resumption: false,
-            status: "ok".into(),
+            status: Status::Ok,
             complete: 100,
             failed: 0,
             failed_connect: 0,

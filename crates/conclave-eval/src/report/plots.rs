@@ -4,7 +4,8 @@
 //! and multi-tenant total throughput.
 
 use super::{tables, Plot};
-use crate::matrix::RunResults;
+use crate::results::RunResults;
+use crate::results::Tenant;
 use crate::EvalError;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -128,7 +129,7 @@ fn stem(file: &str) -> String {
 pub fn draw_all(dir: &Path, r: &RunResults) -> Result<Vec<Plot>, EvalError> {
     let files = tables::files(r);
     let presets = tables::presets(r);
-    if files.is_empty() && !r.cells.iter().any(|c| c.tenant == "total") {
+    if files.is_empty() && !r.cells.iter().any(|c| c.tenant == Tenant::Total) {
         return Ok(Vec::new());
     }
     register_font()?;
@@ -183,7 +184,7 @@ pub fn draw_all(dir: &Path, r: &RunResults) -> Result<Vec<Plot>, EvalError> {
             out.push(save(dir, &format!("latency-{}", stem(file)), &c)?);
         }
     }
-    let totals: Vec<_> = r.cells.iter().filter(|c| c.tenant == "total").collect();
+    let totals: Vec<_> = r.cells.iter().filter(|c| c.tenant == Tenant::Total).collect();
     if !totals.is_empty() {
         let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
         for t in totals {

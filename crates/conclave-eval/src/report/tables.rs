@@ -3,8 +3,8 @@
 //! protection's cost relative to `linux` and stock nginx, multi-tenant
 //! totals and fairness, and every cell that did not run clean.
 
-use crate::matrix::{CellResult, RunResults};
 use crate::preset;
+use crate::results::{CellResult, RunResults, Tenancy, Tenant};
 
 /// A table: title, header, rows of text cells.
 pub struct Table {
@@ -29,7 +29,7 @@ pub fn first_line(r: &RunResults) -> String {
 }
 
 fn single(r: &RunResults) -> impl Iterator<Item = &CellResult> {
-    r.cells.iter().filter(|c| c.tenancy == "single")
+    r.cells.iter().filter(|c| c.tenancy == Tenancy::Single)
 }
 
 /// Distinct values in first-seen order.
@@ -64,7 +64,7 @@ pub fn workers(r: &RunResults, preset: &str) -> Vec<u32> {
 
 /// The clean single-tenant cell for (preset, workers, file).
 pub fn cell<'a>(r: &'a RunResults, preset: &str, workers: u32, file: &str) -> Option<&'a CellResult> {
-    single(r).find(|c| c.preset == preset && c.workers == workers && c.file == file && c.status == "ok")
+    single(r).find(|c| c.preset == preset && c.workers == workers && c.file == file && c.status.is_ok())
 }
 
 fn num(x: f64) -> String {
@@ -103,7 +103,7 @@ pub fn all(r: &RunResults) -> Vec<Table> {
         let about = preset::find(name).map(|p| p.about).unwrap_or("");
         let status = match r.unavailable.iter().find(|u| &u.preset == name) {
             Some(u) => format!("not available yet: {}", u.missing),
-            None if r.cells.iter().any(|c| &c.preset == name && c.status == "ok") => "measured".into(),
+            None if r.cells.iter().any(|c| &c.preset == name && c.status.is_ok()) => "measured".into(),
             None if r.cells.iter().any(|c| &c.preset == name) => "ran with errors (see below)".into(),
             None => "not run (interrupted)".into(),
         };
@@ -183,7 +183,7 @@ pub fn all(r: &RunResults) -> Vec<Table> {
         rows: ratio("nginx"),
     });
     // Multi-tenant.
-    let totals: Vec<&CellResult> = r.cells.iter().filter(|c| c.tenant == "total").collect();
+    let totals: Vec<&CellResult> = r.cells.iter().filter(|c| c.tenant == Tenant::Total).collect();
     if !totals.is_empty() {
         let mut rows = Vec::new();
         for tot in totals {
@@ -195,13 +195,13 @@ pub fn all(r: &RunResults) -> Vec<Table> {
                         && c.tenancy == tot.tenancy
                         && c.tenants == tot.tenants
                         && c.file == tot.file
-                        && c.tenant != "total"
+                        && c.tenant != Tenant::Total
                 })
                 .map(|c| num(c.requests_per_sec))
                 .collect();
             rows.push(vec![
                 tot.preset.clone(),
-                tot.tenancy.clone(),
+                tot.tenancy.to_string(),
                 tot.tenants.to_string(),
                 tot.file.clone(),
                 num(tot.requests_per_sec),
@@ -234,14 +234,14 @@ pub fn all(r: &RunResults) -> Vec<Table> {
     let bad: Vec<Vec<String>> = r
         .cells
         .iter()
-        .filter(|c| c.status != "ok")
+        .filter(|c| !c.status.is_ok())
         .map(|c| {
             vec![
                 c.preset.clone(),
                 c.workers.to_string(),
                 format!("{} x{}", c.tenancy, c.tenants),
                 c.file.clone(),
-                c.status.lines().next().unwrap_or("").to_string(),
+                c.status.to_string().lines().next().unwrap_or("").to_string(),
             ]
         })
         .collect();

@@ -2,46 +2,14 @@
 //! device over mutual TLS (role `fileserver`).
 
 use anyhow::{bail, Context};
-use conclave_bd::{DeviceKind, DeviceSpec};
+use conclave_bd::DeviceSpec;
 use conclave_fs::{FileServer, FileServerOptions};
 use conclave_rpc::Role;
-use conclave_rpc::{Credentials, Endpoint, Server, ServerOptions, Shutdown};
-use std::path::PathBuf;
+use conclave_rpc::{Credentials, Server, ServerOptions, Shutdown};
 use std::sync::Arc;
 
-/// Arguments.
-#[derive(clap::Args, Debug)]
-pub struct Args {
-    /// The image file on the (untrusted) host.
-    #[arg(long)]
-    pub image: PathBuf,
-    /// Block device: std, crypt, verity or vericrypt.
-    #[arg(long, default_value = "std")]
-    pub device: DeviceKind,
-    /// Merkle tree file (verity, vericrypt).
-    #[arg(long)]
-    pub tree: Option<PathBuf>,
-    /// File holding the device secret (crypt, verity, vericrypt).
-    #[arg(long)]
-    pub secret_file: Option<PathBuf>,
-    /// Refuse to start unless the sealed root is this (hex), so an older
-    /// image+tree pair put back by the host is detected.
-    #[arg(long)]
-    pub expect_root: Option<String>,
-    /// Where to listen: unix:///path or tcp://127.0.0.1:PORT.
-    #[arg(long)]
-    pub listen: Endpoint,
-    /// Directory written by `conclave certs` (uses the `fileserver` identity).
-    #[arg(long)]
-    pub certs: PathBuf,
-    /// Descriptors one client may hold open.
-    #[arg(long, default_value_t = 1024)]
-    pub max_open: usize,
-    /// Serve without allowing changes (required for an image that was not
-    /// cleanly shut down, until it has been checked).
-    #[arg(long)]
-    pub read_only: bool,
-}
+/// Arguments: the file server settings of `conclave-fs`.
+pub use conclave_fs::FileServerSettings as Args;
 
 /// Runs the server until SIGTERM/SIGINT, then syncs and prints the root.
 pub fn run(a: Args) -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! One module per subcommand: its arguments (`Args`) and its `run`.
 
 pub mod bench;
+pub mod build_info;
 pub mod certs;
 
 #[cfg(feature = "bench")]

@@ -2,7 +2,7 @@
 //! conclave file server (an ext2 image behind a protected block device),
 //! reached over mutual TLS with the `edge` identity.
 
-use crate::storage::{FileMeta, Storage};
+use super::{FileMeta, Storage};
 use bytes::Bytes;
 use conclave_fs::{proto::MAX_IO, FsClient};
 use conclave_rpc::run_blocking;

@@ -5,8 +5,6 @@
 //! checked against the index version on every hit. Concurrent misses for one key
 //! share one origin fetch (single-flight within a worker).
 
-use crate::cache_file;
-use crate::cache_index::{Index, KeyHash, Lookup, Policy};
 use crate::config::CacheConfig;
 use crate::entity::{content_type_for, respond, Body, Entity};
 use crate::shared::{SharedSegment, SharedState};
@@ -22,6 +20,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::OnceCell;
+
+pub mod file;
+pub mod index;
+
+use index::{Index, KeyHash, Lookup, Policy};
 
 /// Largest origin body the edge accepts (bigger -> 502).
 const MAX_ORIGIN_BODY: usize = 256 << 20;
@@ -195,7 +198,7 @@ impl Cache {
                 return None;
             }
         };
-        let file = match cache_file::decode(key, data) {
+        let file = match file::decode(key, data) {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!("cache: {name}: {e}");
@@ -351,10 +354,7 @@ impl Cache {
             return;
         }
         let name = Self::file_name(&hash);
-        if let Err(err) = self
-            .storage
-            .write_atomic(&name, &cache_file::encode(key, kept, body))
-        {
+        if let Err(err) = self.storage.write_atomic(&name, &file::encode(key, kept, body)) {
             tracing::error!("cache: writing {name}: {err}");
             return;
         }

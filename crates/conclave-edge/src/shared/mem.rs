@@ -5,7 +5,7 @@
 //! per round trip, whoever is waiting): the cache's hot path reads the index
 //! without blocking a thread and without one round trip per request.
 
-use crate::shared::{SharedError, SharedSegment, SharedState, Snapshot, SnapshotFuture};
+use super::{SharedError, SharedSegment, SharedState, Snapshot, SnapshotFuture};
 use conclave_mem::{AsyncMemoryFile, AsyncMemoryStore, MemOptions, MemSpec, MemoryFile, MemoryStore};
 use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;

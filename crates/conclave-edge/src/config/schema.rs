@@ -1,0 +1,357 @@
+//! The edge configuration file as written (`edge.toml`): serde types that read
+//! and write it, defaults included. Checks and meaning live in `validation`.
+//!
+//! Public and constructible so a program (`conclave eval`) builds an edge
+//! configuration as a value and writes it with [`EdgeSettings::to_toml`]
+//! instead of printing TOML text. Keep in step with `docs/edge.md`.
+
+use super::units::{ByteSize, Dur};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole file, as written.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeSettings {
+    /// Worker processes (1..=64).
+    #[serde(default = "one")]
+    pub workers: usize,
+    /// Connection cap per worker.
+    #[serde(default = "default_connections")]
+    pub worker_connections: usize,
+    /// Tokio threads per worker (1..=64).
+    #[serde(default = "one")]
+    pub worker_threads: usize,
+    /// `"off"` or the access log file.
+    #[serde(default = "off")]
+    pub access_log: String,
+    /// Deadline for a TLS handshake and each request head.
+    #[serde(default = "default_header_timeout")]
+    pub client_header_timeout: Dur,
+    /// Idle connection timeout.
+    #[serde(default = "default_keepalive")]
+    pub keepalive_timeout: Dur,
+    /// Max request head size (8k..=1m).
+    #[serde(default = "default_header_buffers")]
+    pub large_client_header_buffers: ByteSize,
+    /// Max request-target length.
+    #[serde(default = "default_uri")]
+    pub max_uri_length: usize,
+    /// Grace for in-flight requests at shutdown.
+    #[serde(default = "default_graceful")]
+    pub graceful_timeout: Dur,
+    /// `[storage]`.
+    #[serde(default)]
+    pub storage: StorageSettings,
+    /// `[shared]`.
+    #[serde(default)]
+    pub shared: SharedSettings,
+    /// `[[server]]`: the sites.
+    #[serde(default)]
+    pub server: Vec<ServerSettings>,
+}
+
+impl Default for EdgeSettings {
+    /// The defaults of every key, and no site.
+    fn default() -> Self {
+        EdgeSettings {
+            workers: one(),
+            worker_connections: default_connections(),
+            worker_threads: one(),
+            access_log: off(),
+            client_header_timeout: default_header_timeout(),
+            keepalive_timeout: default_keepalive(),
+            large_client_header_buffers: default_header_buffers(),
+            max_uri_length: default_uri(),
+            graceful_timeout: default_graceful(),
+            storage: StorageSettings::default(),
+            shared: SharedSettings::default(),
+            server: Vec::new(),
+        }
+    }
+}
+
+impl EdgeSettings {
+    /// The file text of these settings; [`super::EdgeConfig::parse`] of it
+    /// gives the same configuration as validating the value.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("edge settings always serialise to TOML")
+    }
+}
+
+fn one() -> usize {
+    1
+}
+fn default_connections() -> usize {
+    4096
+}
+fn off() -> String {
+    "off".into()
+}
+fn default_header_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn default_keepalive() -> Dur {
+    Dur(Duration::from_secs(65))
+}
+fn default_header_buffers() -> ByteSize {
+    ByteSize(32 << 10)
+}
+fn default_uri() -> usize {
+    8192
+}
+fn default_graceful() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+
+/// `[storage]`: where the docroot and the cache live.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum StorageSettings {
+    /// Host directories.
+    #[default]
+    Host,
+    /// A conclave file server: `root` and cache `path` are paths inside its image.
+    Nextfs {
+        /// The file server's endpoint (`unix:///...` or `tcp://...`).
+        server: String,
+        /// `conclave certs` directory holding the edge's mTLS identity.
+        certs: PathBuf,
+    },
+}
+
+/// `[shared]`: where cross-worker state lives: `kind = "local"` (in-process,
+/// one index per worker) or a memory-server spec (`smdish+unix:///..`,
+/// `smuf+tcp://..?dir=..`, `smc:///dir`), see `docs/mem.md`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedSettings {
+    /// `local` or a memory-server spec.
+    #[serde(default = "local_kind")]
+    pub kind: String,
+    /// `conclave certs` directory with the edge identity (smdish, smuf).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certs: Option<PathBuf>,
+    /// The conclave's secret file (smc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+}
+
+fn local_kind() -> String {
+    "local".into()
+}
+
+impl Default for SharedSettings {
+    fn default() -> Self {
+        SharedSettings {
+            kind: local_kind(),
+            certs: None,
+            secret_file: None,
+        }
+    }
+}
+
+/// What a site does, as `mode` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Serve files from `root`.
+    Standalone,
+    /// Caching reverse proxy to `proxy_pass`.
+    Cache,
+}
+
+/// `[[server]]`: one site.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// `IP:port` to listen on.
+    pub listen: String,
+    /// Names (informational).
+    #[serde(default)]
+    pub server_name: Vec<String>,
+    /// What the site does.
+    pub mode: Mode,
+    /// Docroot (standalone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
+    /// Origin, `http://HOST:PORT` (cache).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_pass: Option<String>,
+    /// `[server.tls]`.
+    pub tls: TlsSettings,
+    /// `[server.cache]` (cache; defaults when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheSettings>,
+    /// `[server.waf]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waf: Option<WafSettings>,
+}
+
+impl ServerSettings {
+    /// A standalone site serving `root`.
+    pub fn standalone(
+        listen: impl Into<String>,
+        root: impl Into<PathBuf>,
+        tls: TlsSettings,
+    ) -> ServerSettings {
+        ServerSettings {
+            listen: listen.into(),
+            server_name: Vec::new(),
+            mode: Mode::Standalone,
+            root: Some(root.into()),
+            proxy_pass: None,
+            tls,
+            cache: None,
+            waf: None,
+        }
+    }
+
+    /// A cache site in front of `proxy_pass` (`http://HOST:PORT`).
+    pub fn cache(
+        listen: impl Into<String>,
+        proxy_pass: impl Into<String>,
+        cache: CacheSettings,
+        tls: TlsSettings,
+    ) -> ServerSettings {
+        ServerSettings {
+            listen: listen.into(),
+            server_name: Vec::new(),
+            mode: Mode::Cache,
+            root: None,
+            proxy_pass: Some(proxy_pass.into()),
+            tls,
+            cache: Some(cache),
+            waf: None,
+        }
+    }
+}
+
+/// `[server.waf]`: a ModSecurity rule file (the subset in `docs/waf.md`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WafSettings {
+    /// The rule file.
+    pub rules: PathBuf,
+}
+
+/// `[server.tls]`: the certificate and where its key is (a file, or a key server).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain.
+    pub certificate: PathBuf,
+    /// PEM private key file (or `keyserver`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// Key server endpoint (keyless TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyserver: Option<String>,
+    /// Name of the key in the key server (default `server`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_name: Option<String>,
+    /// `conclave certs` directory with the edge identity (key server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certs: Option<PathBuf>,
+    /// `"TLSv1.2"`, `"TLSv1.3"`.
+    #[serde(default = "default_protocols")]
+    pub protocols: Vec<String>,
+    /// Session IDs and tickets.
+    #[serde(default = "yes")]
+    pub session_resumption: bool,
+}
+
+impl TlsSettings {
+    /// A certificate and a PEM key file, with the default protocols and resumption.
+    pub fn key_file(certificate: impl Into<PathBuf>, key: impl Into<PathBuf>) -> TlsSettings {
+        TlsSettings {
+            certificate: certificate.into(),
+            key: Some(key.into()),
+            keyserver: None,
+            key_name: None,
+            certs: None,
+            protocols: default_protocols(),
+            session_resumption: true,
+        }
+    }
+
+    /// A certificate whose key stays in a key server, reached with the edge
+    /// identity in `certs`.
+    pub fn key_server(
+        certificate: impl Into<PathBuf>,
+        keyserver: impl Into<String>,
+        key_name: impl Into<String>,
+        certs: impl Into<PathBuf>,
+    ) -> TlsSettings {
+        TlsSettings {
+            certificate: certificate.into(),
+            key: None,
+            keyserver: Some(keyserver.into()),
+            key_name: Some(key_name.into()),
+            certs: Some(certs.into()),
+            protocols: default_protocols(),
+            session_resumption: true,
+        }
+    }
+}
+
+fn default_protocols() -> Vec<String> {
+    vec!["TLSv1.2".into(), "TLSv1.3".into()]
+}
+fn yes() -> bool {
+    true
+}
+
+/// `[server.cache]`: the proxy cache of a cache site.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Cache directory.
+    #[serde(default = "default_cache_path")]
+    pub path: PathBuf,
+    /// `NAME:SIZE` of the shared index segment.
+    #[serde(default = "default_zone")]
+    pub keys_zone: String,
+    /// Max total body bytes.
+    #[serde(default = "default_max_size")]
+    pub max_size: ByteSize,
+    /// Unused entries are dropped after this.
+    #[serde(default = "default_60m")]
+    pub inactive: Dur,
+    /// Freshness of a stored 200.
+    #[serde(default = "default_60m")]
+    pub valid: Dur,
+    /// Requests before storing.
+    #[serde(default = "one_u32")]
+    pub min_uses: u32,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            path: default_cache_path(),
+            keys_zone: default_zone(),
+            max_size: default_max_size(),
+            inactive: default_60m(),
+            valid: default_60m(),
+            min_uses: one_u32(),
+        }
+    }
+}
+
+fn default_cache_path() -> PathBuf {
+    "cache".into()
+}
+fn default_zone() -> String {
+    "ZONE_ONE:16k".into()
+}
+fn default_max_size() -> ByteSize {
+    ByteSize(10 << 20)
+}
+fn default_60m() -> Dur {
+    Dur(Duration::from_secs(3600))
+}
+fn one_u32() -> u32 {
+    1
+}

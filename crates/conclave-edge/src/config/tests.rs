@@ -1,0 +1,194 @@
+//! Tests of the configuration: units, error lines, and value -> TOML -> value.
+
+use super::*;
+use std::time::Duration;
+
+#[test]
+fn parses_sizes_and_durations() {
+    assert_eq!(parse_size("16k").unwrap(), 16384);
+    assert_eq!(parse_size("10m").unwrap(), 10 << 20);
+    assert_eq!(parse_size("7").unwrap(), 7);
+    assert!(parse_size("ten").is_err());
+    assert_eq!(parse_duration("60m").unwrap(), Duration::from_secs(3600));
+    assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+    assert!(parse_duration("5").is_err());
+    assert!(parse_duration("5x").is_err());
+}
+
+#[test]
+fn names_the_line_of_a_bad_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("edge.toml");
+    let text = "workers = 1\n\n[[server]]\nlisten = \"127.0.0.1:1\"\nmode = \"cachy\"\n";
+    let e = EdgeConfig::parse(&cfg, text).unwrap_err().to_string();
+    assert!(e.contains(":5:"), "{e}");
+    let text = "workers = 1\n[[server]]\nlisten = \"nowhere\"\nmode = \"cache\"\nproxy_pass = \"http://127.0.0.1:1\"\n[server.tls]\ncertificate = \"x\"\nkey = \"y\"\n";
+    let e = EdgeConfig::parse(&cfg, text).unwrap_err().to_string();
+    assert!(e.contains(":3:") && e.contains("listen"), "{e}");
+    let e = EdgeConfig::parse(&cfg, "workers = 0\n[[server]]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(":2:") || e.contains(":1:"), "{e}");
+}
+
+#[test]
+fn names_the_line_of_a_refused_value_in_a_later_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("edge.toml");
+    std::fs::write(dir.path().join("c.crt"), "").unwrap();
+    let site = |port: u16| {
+        format!(
+            "[[server]]\nlisten = \"127.0.0.1:{port}\"\nmode = \"cache\"\nproxy_pass = \"http://127.0.0.1:1\"\n\
+             [server.tls]\ncertificate = \"c.crt\"\nkeyserver = \"tcp://127.0.0.1:2\"\ncerts = \"certs\"\n"
+        )
+    };
+    let text = format!("{}{}[server.cache]\nkeys_zone = \"Z:1k\"\n", site(1), site(2));
+    let e = EdgeConfig::parse(&cfg, &text).unwrap_err().to_string();
+    assert!(e.contains(":18:") && e.contains("keys_zone SIZE"), "{e}");
+    let text = format!("{}{}", site(1), site(1));
+    let e = EdgeConfig::parse(&cfg, &text).unwrap_err().to_string();
+    assert!(e.contains(":10:") && e.contains("two servers"), "{e}");
+}
+
+/// Every key eval writes, with host storage (paths checked on the host).
+fn host_settings(dir: &std::path::Path) -> EdgeSettings {
+    std::fs::create_dir_all(dir.join("html")).unwrap();
+    std::fs::write(dir.join("server.crt"), "").unwrap();
+    std::fs::write(dir.join("server.key"), "").unwrap();
+    std::fs::write(dir.join("waf.conf"), "").unwrap();
+    let mut standalone = ServerSettings::standalone(
+        "127.0.0.1:8443",
+        dir.join("html"),
+        TlsSettings::key_file(dir.join("server.crt"), "server.key"),
+    );
+    standalone.server_name = vec!["localhost".into()];
+    standalone.waf = Some(WafSettings {
+        rules: "waf.conf".into(),
+    });
+    let mut tls = TlsSettings::key_server(dir.join("server.crt"), "tcp://127.0.0.1:9000", "server", "certs");
+    tls.protocols = vec!["TLSv1.3".into()];
+    tls.session_resumption = false;
+    let cache = CacheSettings {
+        path: dir.join("cache0"),
+        keys_zone: "ZONE0:16k".into(),
+        max_size: ByteSize(10 << 20),
+        inactive: Dur(Duration::from_secs(3600)),
+        valid: Dur(Duration::from_millis(1500)),
+        min_uses: 2,
+    };
+    EdgeSettings {
+        workers: 2,
+        worker_threads: 1,
+        worker_connections: 4096,
+        access_log: "access.log".into(),
+        shared: SharedSettings {
+            kind: format!(
+                "smc://{}?secret={}",
+                dir.join("smc").display(),
+                dir.join("s").display()
+            ),
+            certs: None,
+            secret_file: Some(dir.join("s")),
+        },
+        server: vec![
+            standalone,
+            ServerSettings::cache("127.0.0.1:8444", "http://127.0.0.1:8081", cache, tls),
+        ],
+        ..EdgeSettings::default()
+    }
+}
+
+fn round_trips(settings: &EdgeSettings, path: &std::path::Path) -> EdgeConfig {
+    let text = settings.to_toml();
+    assert_eq!(
+        &toml::from_str::<EdgeSettings>(&text).unwrap(),
+        settings,
+        "{text}"
+    );
+    let from_text = EdgeConfig::parse(path, &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(from_text, EdgeConfig::from_settings(settings, path).unwrap());
+    from_text
+}
+
+#[test]
+fn settings_round_trip_through_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edge.toml");
+    let cfg = round_trips(&host_settings(dir.path()), &path);
+    assert_eq!(cfg.workers, 2);
+    assert!(cfg.has_remote_seam());
+    assert_eq!(cfg.access_log, Some(dir.path().join("access.log")));
+    assert!(matches!(
+        cfg.shared,
+        SharedConfig::Mem {
+            spec: conclave_mem::MemSpec::Smc { .. },
+            ..
+        }
+    ));
+    let [s, c] = &cfg.servers[..] else { panic!() };
+    assert_eq!(
+        s.site,
+        SiteConfig::Standalone {
+            root: dir.path().join("html")
+        }
+    );
+    assert_eq!(s.tls.key, KeyConfig::File(dir.path().join("server.key")));
+    assert_eq!(s.waf, Some(dir.path().join("waf.conf")));
+    let SiteConfig::Cache { origin, cache } = &c.site else {
+        panic!()
+    };
+    assert_eq!(origin, "127.0.0.1:8081");
+    assert_eq!(
+        (cache.zone_name.as_str(), cache.zone_size, cache.min_uses),
+        ("ZONE0", 16 << 10, 2)
+    );
+    assert_eq!(cache.valid, Duration::from_millis(1500));
+    assert!(c.tls.tls13 && !c.tls.tls12 && !c.tls.session_resumption);
+    assert_eq!(
+        c.tls.key,
+        KeyConfig::KeyServer {
+            endpoint: "tcp://127.0.0.1:9000".parse().unwrap(),
+            key_name: "server".into(),
+            certs: dir.path().join("certs"),
+        }
+    );
+}
+
+#[test]
+fn nextfs_settings_round_trip_with_paths_in_the_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edge.toml");
+    let mut s = host_settings(dir.path());
+    s.storage = StorageSettings::Nextfs {
+        server: "tcp://127.0.0.1:9200".into(),
+        certs: "certs".into(),
+    };
+    s.shared = SharedSettings {
+        kind: "smdish+tcp://127.0.0.1:9100".into(),
+        certs: Some("certs".into()),
+        secret_file: None,
+    };
+    s.server[0].root = Some("/html".into());
+    s.server[1].cache.as_mut().unwrap().path = "/cache0".into();
+    let cfg = round_trips(&s, &path);
+    assert_eq!(
+        cfg.storage,
+        StorageConfig::Nextfs {
+            server: conclave_rpc::Endpoint::Tcp("127.0.0.1:9200".into()),
+            certs: dir.path().join("certs"),
+        }
+    );
+    assert_eq!(
+        cfg.servers[0].site,
+        SiteConfig::Standalone { root: "/html".into() }
+    );
+    // Defaults written out read back the same.
+    let sites = host_settings(dir.path()).server;
+    round_trips(
+        &EdgeSettings {
+            server: sites,
+            ..EdgeSettings::default()
+        },
+        &path,
+    );
+}

@@ -1,0 +1,88 @@
+//! Starting an edge from its configuration file: `conclave edge` (check, or
+//! run the master, which re-executes `conclave edge-worker` per worker) and
+//! the worker processes. The binary only parses these arguments and calls in.
+
+use crate::config::EdgeConfig;
+use crate::EdgeError;
+use std::path::PathBuf;
+
+/// Arguments of `conclave edge`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EdgeArgs {
+    /// The edge configuration file (see docs/edge.md).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Only validate the configuration and exit.
+    #[arg(long)]
+    pub check: bool,
+}
+
+impl EdgeArgs {
+    /// The argument list after the binary, `["edge", "--config", ..]`, that
+    /// `conclave` parses back into these arguments (for `conclave eval`).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = vec![
+            "edge".to_string(),
+            "--config".into(),
+            self.config.display().to_string(),
+        ];
+        if self.check {
+            a.push("--check".into());
+        }
+        a
+    }
+}
+
+/// Arguments of a worker process (`conclave edge-worker`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct WorkerArgs {
+    /// The edge configuration file.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Which worker this is (for logs).
+    #[arg(long, default_value_t = 0)]
+    pub index: usize,
+}
+
+/// The line `--check` prints for a valid configuration.
+pub fn check_summary(args: &EdgeArgs, cfg: &EdgeConfig) -> String {
+    format!(
+        "{}: ok ({} site(s), {} worker(s))",
+        args.config.display(),
+        cfg.servers.len(),
+        cfg.workers
+    )
+}
+
+/// Validates the config; with `--check` prints the summary, else runs the
+/// master, which starts the workers (this same binary as `edge-worker`).
+pub fn run_edge(args: &EdgeArgs) -> Result<(), EdgeError> {
+    let cfg = EdgeConfig::load(&args.config)?;
+    if args.check {
+        use std::io::Write;
+        // A closed stdout is not an error of the check.
+        let _ = writeln!(std::io::stdout().lock(), "{}", check_summary(args, &cfg));
+        return Ok(());
+    }
+    let exe = std::env::current_exe().map_err(|e| EdgeError::io("locating the conclave binary", e))?;
+    let config =
+        std::path::absolute(&args.config).map_err(|e| EdgeError::io("resolving the config path", e))?;
+    for s in &cfg.servers {
+        tracing::info!("edge: {:?} site on https://{}", s.site.mode(), s.listen);
+    }
+    crate::master::run_master(cfg.workers, cfg.graceful_timeout, move |i| {
+        let mut c = std::process::Command::new(&exe);
+        c.arg("edge-worker")
+            .arg("--config")
+            .arg(&config)
+            .arg("--index")
+            .arg(i.to_string());
+        c
+    })
+}
+
+/// Runs one worker until SIGTERM/SIGINT or EOF on stdin (the master is gone).
+pub fn run_worker(args: &WorkerArgs) -> Result<(), EdgeError> {
+    let cfg = EdgeConfig::load(&args.config)?;
+    crate::worker::run_worker(&cfg, true)
+}

@@ -1,0 +1,182 @@
+//! Whether this build and machine can run each preset. The binary says which
+//! subcommands it was built with (`conclave build-info`, JSON); their flags
+//! need no checking, since the plan builds them from the servers' own
+//! settings types. A preset whose server is missing is listed as
+//! "not available yet: <what is missing>", never silently dropped.
+
+use crate::deploy::{EdgeKind, KeyKind, SharedKind, StorageKind};
+use crate::nginx;
+use crate::preset::Preset;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A subcommand of `conclave` that the evaluation drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subcommand {
+    /// `conclave edge`.
+    Edge,
+    /// `conclave origin`.
+    Origin,
+    /// `conclave keyserver`.
+    Keyserver,
+    /// `conclave memserver`.
+    Memserver,
+    /// `conclave mkfs`.
+    Mkfs,
+    /// `conclave fileserver`.
+    Fileserver,
+}
+
+impl Subcommand {
+    /// Its name on the command line (and in `build-info`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Subcommand::Edge => "edge",
+            Subcommand::Origin => "origin",
+            Subcommand::Keyserver => "keyserver",
+            Subcommand::Memserver => "memserver",
+            Subcommand::Mkfs => "mkfs",
+            Subcommand::Fileserver => "fileserver",
+        }
+    }
+}
+
+/// What `conclave build-info` prints: the subcommands compiled in (cargo
+/// features decide which).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct BuildInfo {
+    /// Subcommand names.
+    pub subcommands: Vec<String>,
+}
+
+impl BuildInfo {
+    /// Runs `bin build-info`; why it failed otherwise.
+    pub fn read(bin: &Path) -> Result<BuildInfo, String> {
+        let out = Command::new(bin)
+            .arg("build-info")
+            .output()
+            .map_err(|e| format!("{}: {e}", bin.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`{} build-info` failed: {}",
+                bin.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        serde_json::from_slice(&out.stdout)
+            .map_err(|e| format!("`{} build-info` printed no build info: {e}", bin.display()))
+    }
+}
+
+/// What this binary and machine can run, probed once.
+pub struct Availability {
+    bin: PathBuf,
+    built: Vec<String>,
+    nginx: Option<PathBuf>,
+}
+
+impl Availability {
+    /// Asks the binary which subcommands it has (none when it cannot say).
+    pub fn probe(bin: &Path) -> Availability {
+        let built = BuildInfo::read(bin).map(|b| b.subcommands).unwrap_or_default();
+        Availability {
+            bin: bin.to_path_buf(),
+            built,
+            nginx: nginx::binary(),
+        }
+    }
+
+    /// Whether `conclave SUB` is in this build; else why not.
+    pub fn subcommand(&self, sub: Subcommand) -> Result<(), String> {
+        if self.built.iter().any(|s| s == sub.as_str()) {
+            Ok(())
+        } else {
+            Err(format!(
+                "`conclave {}` is not in this build ({})",
+                sub.as_str(),
+                self.bin.display()
+            ))
+        }
+    }
+
+    /// The nginx binary, if installed.
+    pub fn nginx(&self) -> Option<&Path> {
+        self.nginx.as_deref()
+    }
+
+    /// Whether the origin can be `conclave origin` (else nginx serves it, as in the seed).
+    pub fn conclave_origin(&self) -> bool {
+        self.subcommand(Subcommand::Origin).is_ok()
+    }
+
+    /// Whether a preset can run here; the error names everything missing.
+    pub fn check(&self, p: &Preset) -> Result<(), String> {
+        let mut missing = Vec::new();
+        match p.edge {
+            EdgeKind::Nginx => {
+                if self.nginx.is_none() {
+                    missing.push("stock nginx is not installed (apt-get install nginx)".to_string());
+                }
+            }
+            EdgeKind::Conclave => missing.extend(self.subcommand(Subcommand::Edge).err()),
+        }
+        if !self.conclave_origin() && self.nginx.is_none() {
+            missing.push("no origin: neither `conclave origin` nor nginx".into());
+        }
+        if p.key == KeyKind::Keyserver {
+            missing.extend(self.subcommand(Subcommand::Keyserver).err());
+        }
+        if matches!(p.shared, SharedKind::Smdish | SharedKind::Smuf) {
+            missing.extend(self.subcommand(Subcommand::Memserver).err());
+        }
+        if p.shared == SharedKind::Smc {
+            // smc has no server: it is a mode of the edge's shared state.
+            missing.extend(
+                self.subcommand(Subcommand::Memserver)
+                    .err()
+                    .map(|e| format!("{e} (smc ships with the memory servers)")),
+            );
+        }
+        if p.storage == StorageKind::Nextfs {
+            missing.extend(self.subcommand(Subcommand::Mkfs).err());
+            missing.extend(self.subcommand(Subcommand::Fileserver).err());
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(missing.join("; "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preset::find;
+
+    #[test]
+    fn a_missing_binary_makes_conclave_presets_unavailable_with_a_reason() {
+        let a = Availability::probe(Path::new("/nonexistent/conclave"));
+        let e = a.check(find("conclave-vericrypt").unwrap()).unwrap_err();
+        assert!(
+            e.contains("edge") && e.contains("keyserver") && e.contains("fileserver"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_build_without_a_server_makes_only_its_presets_unavailable() {
+        let a = Availability {
+            bin: "/b/conclave".into(),
+            built: ["edge", "origin", "mkfs", "fileserver"]
+                .map(String::from)
+                .to_vec(),
+            nginx: None,
+        };
+        assert_eq!(a.check(find("fs-vericrypt").unwrap()), Ok(()));
+        assert_eq!(
+            a.check(find("linux-keyless").unwrap()),
+            Err("`conclave keyserver` is not in this build (/b/conclave)".into())
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! The typed command line of `conclave fileserver`: parsed by clap in the
+//! binary and written back by [`FileServerSettings::to_args`] for whoever
+//! starts a file server (`conclave eval`, `conclave up`), so no caller spells
+//! a flag itself.
+
+use conclave_bd::DeviceKind;
+use conclave_rpc::Endpoint;
+use std::path::PathBuf;
+
+/// Descriptors one client may hold open unless `--max-open` says otherwise.
+pub const DEFAULT_MAX_OPEN: usize = 1024;
+
+/// Everything `conclave fileserver` needs: the image and its device, where
+/// to listen, the identity, and the limits.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+pub struct FileServerSettings {
+    /// The image file on the (untrusted) host.
+    #[arg(long)]
+    pub image: PathBuf,
+    /// Block device: std, crypt, verity or vericrypt.
+    #[arg(long, default_value = "std")]
+    pub device: DeviceKind,
+    /// Merkle tree file (verity, vericrypt).
+    #[arg(long)]
+    pub tree: Option<PathBuf>,
+    /// File holding the device secret (crypt, verity, vericrypt).
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
+    /// Refuse to start unless the sealed root is this (hex), so an older
+    /// image+tree pair put back by the host is detected.
+    #[arg(long)]
+    pub expect_root: Option<String>,
+    /// Where to listen: unix:///path or tcp://127.0.0.1:PORT.
+    #[arg(long)]
+    pub listen: Endpoint,
+    /// Directory written by `conclave certs` (uses the `fileserver` identity).
+    #[arg(long)]
+    pub certs: PathBuf,
+    /// Descriptors one client may hold open.
+    #[arg(long, default_value_t = DEFAULT_MAX_OPEN)]
+    pub max_open: usize,
+    /// Serve without allowing changes (required for an image that was not
+    /// cleanly shut down, until it has been checked).
+    #[arg(long)]
+    pub read_only: bool,
+}
+
+impl FileServerSettings {
+    /// Settings for `image` on `device`, listening on `listen` with the
+    /// identities in `certs`; no tree, secret or expected root, default limits.
+    pub fn new(image: PathBuf, device: DeviceKind, listen: Endpoint, certs: PathBuf) -> Self {
+        FileServerSettings {
+            image,
+            device,
+            tree: None,
+            secret_file: None,
+            expect_root: None,
+            listen,
+            certs,
+            max_open: DEFAULT_MAX_OPEN,
+            read_only: false,
+        }
+    }
+
+    /// The argv tail `["fileserver", "--image", ...]` that parses back to
+    /// `self` (flags at their defaults are left out, except `--device`).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut argv: Vec<String> = vec![
+            "fileserver".into(),
+            "--image".into(),
+            self.image.display().to_string(),
+            "--device".into(),
+            self.device.to_string(),
+        ];
+        if let Some(t) = &self.tree {
+            argv.extend(["--tree".into(), t.display().to_string()]);
+        }
+        if let Some(s) = &self.secret_file {
+            argv.extend(["--secret-file".into(), s.display().to_string()]);
+        }
+        if let Some(r) = &self.expect_root {
+            argv.extend(["--expect-root".into(), r.clone()]);
+        }
+        argv.extend([
+            "--listen".into(),
+            self.listen.to_string(),
+            "--certs".into(),
+            self.certs.display().to_string(),
+        ]);
+        if self.max_open != DEFAULT_MAX_OPEN {
+            argv.extend(["--max-open".into(), self.max_open.to_string()]);
+        }
+        if self.read_only {
+            argv.push("--read-only".into());
+        }
+        argv
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    enum Cli {
+        Fileserver(FileServerSettings),
+    }
+
+    fn reparse(s: &FileServerSettings) -> FileServerSettings {
+        let argv = std::iter::once("conclave".to_string()).chain(s.to_args());
+        let Cli::Fileserver(back) = Cli::try_parse_from(argv).unwrap();
+        back
+    }
+
+    #[test]
+    fn file_server_settings_round_trip_through_their_argv() {
+        let mut s = FileServerSettings::new(
+            "/s/fs.img".into(),
+            DeviceKind::Std,
+            "tcp://127.0.0.1:9200".parse().unwrap(),
+            "/s/certs".into(),
+        );
+        assert_eq!(reparse(&s), s);
+        s.device = DeviceKind::Vericrypt;
+        s.tree = Some("/s/fs.img.tree".into());
+        s.secret_file = Some("/s/fs.secret".into());
+        s.expect_root = Some("ab".repeat(32));
+        s.listen = "unix:///s/fs.sock".parse().unwrap();
+        s.max_open = 3;
+        s.read_only = true;
+        assert_eq!(reparse(&s), s);
+        assert_eq!(
+            s.to_args()[..5],
+            ["fileserver", "--image", "/s/fs.img", "--device", "vericrypt"]
+        );
+    }
+}

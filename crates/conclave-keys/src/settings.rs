@@ -1,0 +1,187 @@
+//! The typed command lines of `conclave keyserver` and the hidden `conclave
+//! keyless-probe`: parsed by clap in the binary and written back by
+//! `to_args` for whoever starts them (`conclave eval`, `conclave up`, tests),
+//! so no caller spells a flag itself.
+
+use crate::KeyName;
+use conclave_rpc::Endpoint;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Where a key server listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "tcp://127.0.0.1:9000";
+/// Signing requests that may wait for a thread unless told otherwise.
+pub const DEFAULT_QUEUE: usize = 4096;
+
+/// Everything `conclave keyserver` needs.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+pub struct KeyServerSettings {
+    /// Directory of PEM private keys; `NAME.key` is served as key `NAME`.
+    #[arg(long)]
+    pub keys: PathBuf,
+    /// Where to listen: tcp://HOST:PORT (port 0 picks one) or unix:///path.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    pub listen: Endpoint,
+    /// Directory written by `conclave certs` (root.crt, keyserver.crt, keyserver.key).
+    #[arg(long)]
+    pub certs: PathBuf,
+    /// Signing threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Signing requests that may wait for a thread; more get EAGAIN.
+    #[arg(long, default_value_t = DEFAULT_QUEUE)]
+    pub queue: usize,
+    /// Sign on the runtime thread that read the request instead of handing
+    /// each signature to a signing thread: cheaper on a small machine, but
+    /// no queue bound (EAGAIN) and other requests wait behind a signature.
+    #[arg(long, conflicts_with_all = ["threads", "queue"])]
+    pub sign_inline: bool,
+}
+
+impl KeyServerSettings {
+    /// Settings serving the keys of `keys` on `listen` with the identities in
+    /// `certs`; one signing thread per core, the default queue.
+    pub fn new(keys: PathBuf, listen: Endpoint, certs: PathBuf) -> Self {
+        KeyServerSettings {
+            keys,
+            listen,
+            certs,
+            threads: 0,
+            queue: DEFAULT_QUEUE,
+            sign_inline: false,
+        }
+    }
+
+    /// The argv tail `["keyserver", "--keys", ...]` that parses back to
+    /// `self` (signing flags at their defaults are left out).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut argv: Vec<String> = vec![
+            "keyserver".into(),
+            "--keys".into(),
+            self.keys.display().to_string(),
+            "--certs".into(),
+            self.certs.display().to_string(),
+            "--listen".into(),
+            self.listen.to_string(),
+        ];
+        if self.threads != 0 {
+            argv.extend(["--threads".into(), self.threads.to_string()]);
+        }
+        if self.queue != DEFAULT_QUEUE {
+            argv.extend(["--queue".into(), self.queue.to_string()]);
+        }
+        if self.sign_inline {
+            argv.push("--sign-inline".into());
+        }
+        argv
+    }
+}
+
+/// Everything the hidden `conclave keyless-probe` needs: an HTTPS responder
+/// holding only a certificate, signing through a key server.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+pub struct KeylessProbeSettings {
+    /// The site's certificate chain (PEM, leaf first). No key file is read.
+    #[arg(long)]
+    pub cert: PathBuf,
+    /// The key server holding the site's key.
+    #[arg(long)]
+    pub keyserver: Endpoint,
+    /// The key's name on the key server.
+    #[arg(long, default_value = "server")]
+    pub key_name: KeyName,
+    /// Directory with root.crt, edge.crt and edge.key (the mTLS identity).
+    #[arg(long)]
+    pub certs: PathBuf,
+    /// HTTPS address to listen on (port 0 picks one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+}
+
+impl KeylessProbeSettings {
+    /// The argv tail `["keyless-probe", "--cert", ...]` that parses back to `self`.
+    pub fn to_args(&self) -> Vec<String> {
+        vec![
+            "keyless-probe".into(),
+            "--cert".into(),
+            self.cert.display().to_string(),
+            "--keyserver".into(),
+            self.keyserver.to_string(),
+            "--key-name".into(),
+            self.key_name.to_string(),
+            "--certs".into(),
+            self.certs.display().to_string(),
+            "--listen".into(),
+            self.listen.to_string(),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    enum Cli {
+        Keyserver(KeyServerSettings),
+        KeylessProbe(KeylessProbeSettings),
+    }
+
+    fn reparse(argv: Vec<String>) -> Cli {
+        Cli::try_parse_from(std::iter::once("conclave".to_string()).chain(argv)).unwrap()
+    }
+
+    #[test]
+    fn key_server_settings_round_trip_through_their_argv() {
+        let mut s = KeyServerSettings::new(
+            "/s/keys".into(),
+            "tcp://127.0.0.1:9000".parse().unwrap(),
+            "/s/certs".into(),
+        );
+        assert_eq!(
+            s.to_args(),
+            [
+                "keyserver",
+                "--keys",
+                "/s/keys",
+                "--certs",
+                "/s/certs",
+                "--listen",
+                "tcp://127.0.0.1:9000"
+            ]
+        );
+        for change in [
+            |s: &mut KeyServerSettings| s.threads = 3,
+            |s: &mut KeyServerSettings| s.queue = 7,
+            |s: &mut KeyServerSettings| s.sign_inline = true,
+        ] {
+            let mut t = s.clone();
+            change(&mut t);
+            let Cli::Keyserver(back) = reparse(t.to_args()) else {
+                panic!()
+            };
+            assert_eq!(back, t);
+        }
+        s.listen = "unix:///s/k.sock".parse().unwrap();
+        let Cli::Keyserver(back) = reparse(s.to_args()) else {
+            panic!()
+        };
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn keyless_probe_settings_round_trip_through_their_argv() {
+        let s = KeylessProbeSettings {
+            cert: "/s/server.crt".into(),
+            keyserver: "tcp://127.0.0.1:9000".parse().unwrap(),
+            key_name: KeyName::new("site-1").unwrap(),
+            certs: "/s/certs".into(),
+            listen: "127.0.0.1:8443".parse().unwrap(),
+        };
+        let Cli::KeylessProbe(back) = reparse(s.to_args()) else {
+            panic!()
+        };
+        assert_eq!(back, s);
+    }
+}

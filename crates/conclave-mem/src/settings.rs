@@ -1,0 +1,167 @@
+//! The typed command line of `conclave memserver`: parsed by clap in the
+//! binary and written back by [`MemServerSettings::to_args`] for whoever
+//! starts a memory server (`conclave eval`, `conclave up`), so no caller
+//! spells a flag itself.
+
+use crate::ServerKind;
+use conclave_rpc::Endpoint;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// The `--kind` of a memory server, before its `--dir` is joined to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemServerKind {
+    /// Segments held by the server.
+    Smdish,
+    /// Segments in sealed host files.
+    Smuf,
+}
+
+impl MemServerKind {
+    /// The name on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemServerKind::Smdish => "smdish",
+            MemServerKind::Smuf => "smuf",
+        }
+    }
+}
+
+impl fmt::Display for MemServerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for MemServerKind {
+    type Err = MemSettingsError;
+    fn from_str(s: &str) -> Result<Self, MemSettingsError> {
+        match s {
+            "smdish" => Ok(MemServerKind::Smdish),
+            "smuf" => Ok(MemServerKind::Smuf),
+            _ => Err(MemSettingsError::UnknownKind(s.to_string())),
+        }
+    }
+}
+
+/// Settings that do not make a memory server.
+#[derive(Debug, thiserror::Error)]
+pub enum MemSettingsError {
+    /// `--kind` is neither smdish nor smuf.
+    #[error("unknown memory server kind {0:?} (expected smdish or smuf)")]
+    UnknownKind(String),
+    /// smdish was given a host directory it would not use.
+    #[error("--dir is for smuf; smdish keeps segments in memory")]
+    DirForSmdish,
+    /// smuf was given no host directory.
+    #[error("smuf needs --dir HOSTDIR for its sealed segment files")]
+    SmufNeedsDir,
+}
+
+/// Everything `conclave memserver` needs.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+pub struct MemServerSettings {
+    /// smdish (segments held by the server) or smuf (sealed host files).
+    #[arg(long)]
+    pub kind: MemServerKind,
+    /// Where to listen: unix:///path or tcp://127.0.0.1:PORT (port 0 picks one).
+    #[arg(long)]
+    pub listen: Endpoint,
+    /// Directory written by `conclave certs` (uses memserver.crt/.key).
+    #[arg(long)]
+    pub certs: PathBuf,
+    /// smuf: the host directory of the sealed segment files.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+impl MemServerSettings {
+    /// Settings for a server of `kind` (its host directory included).
+    pub fn new(kind: ServerKind, listen: Endpoint, certs: PathBuf) -> Self {
+        let (kind, dir) = match kind {
+            ServerKind::Smdish => (MemServerKind::Smdish, None),
+            ServerKind::Smuf { dir } => (MemServerKind::Smuf, Some(dir)),
+        };
+        MemServerSettings {
+            kind,
+            listen,
+            certs,
+            dir,
+        }
+    }
+
+    /// The server kind, `--kind` and `--dir` together (smuf and only smuf
+    /// has a directory).
+    pub fn server_kind(&self) -> Result<ServerKind, MemSettingsError> {
+        match (self.kind, &self.dir) {
+            (MemServerKind::Smdish, None) => Ok(ServerKind::Smdish),
+            (MemServerKind::Smdish, Some(_)) => Err(MemSettingsError::DirForSmdish),
+            (MemServerKind::Smuf, Some(dir)) => Ok(ServerKind::Smuf { dir: dir.clone() }),
+            (MemServerKind::Smuf, None) => Err(MemSettingsError::SmufNeedsDir),
+        }
+    }
+
+    /// The argv tail `["memserver", "--kind", ...]` that parses back to `self`.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut argv: Vec<String> = vec![
+            "memserver".into(),
+            "--kind".into(),
+            self.kind.to_string(),
+            "--listen".into(),
+            self.listen.to_string(),
+            "--certs".into(),
+            self.certs.display().to_string(),
+        ];
+        if let Some(d) = &self.dir {
+            argv.extend(["--dir".into(), d.display().to_string()]);
+        }
+        argv
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    enum Cli {
+        Memserver(MemServerSettings),
+    }
+
+    fn reparse(s: &MemServerSettings) -> MemServerSettings {
+        let argv = std::iter::once("conclave".to_string()).chain(s.to_args());
+        let Cli::Memserver(back) = Cli::try_parse_from(argv).unwrap();
+        back
+    }
+
+    #[test]
+    fn mem_server_settings_round_trip_through_their_argv() {
+        let listen: Endpoint = "tcp://127.0.0.1:9100".parse().unwrap();
+        let s = MemServerSettings::new(ServerKind::Smdish, listen.clone(), "/s/certs".into());
+        assert_eq!(reparse(&s), s);
+        assert_eq!(s.server_kind().unwrap(), ServerKind::Smdish);
+        let smuf = ServerKind::Smuf {
+            dir: "/s/memfiles".into(),
+        };
+        let s = MemServerSettings::new(smuf.clone(), listen, "/s/certs".into());
+        assert_eq!(reparse(&s), s);
+        assert_eq!(s.server_kind().unwrap(), smuf);
+    }
+
+    #[test]
+    fn kind_and_dir_must_agree() {
+        assert!("smc".parse::<MemServerKind>().is_err());
+        let mut s = MemServerSettings::new(
+            ServerKind::Smdish,
+            "unix:///s/m.sock".parse().unwrap(),
+            "/c".into(),
+        );
+        s.dir = Some("/d".into());
+        assert!(matches!(s.server_kind(), Err(MemSettingsError::DirForSmdish)));
+        s.kind = MemServerKind::Smuf;
+        s.dir = None;
+        assert!(matches!(s.server_kind(), Err(MemSettingsError::SmufNeedsDir)));
+    }
+}
