@@ -166,20 +166,13 @@ impl SharedSegment for MemSegment {
 mod tests {
     use super::*;
     use conclave_mem::{MemServer, ServerKind};
-    use conclave_rpc::pki::{self, CertsOptions, SiteKey};
     use conclave_rpc::{Credentials, Endpoint, Role, Shutdown};
 
     /// A memory server of each remote kind in this process, over a UNIX
     /// socket with real mTLS, and the edge's shared state on it.
     fn with_server(sealed: bool, test: impl FnOnce(&tokio::runtime::Runtime, MemSharedState)) {
         let dir = tempfile::tempdir().unwrap();
-        let certs = dir.path().join("certs");
-        pki::generate(&CertsOptions {
-            out: certs.clone(),
-            site_key: SiteKey::EcdsaP256,
-            force: true,
-        })
-        .unwrap();
+        let certs = conclave_testkit::certs(dir.path());
         let ep = Endpoint::Unix(dir.path().join("mem.sock"));
         let host = dir.path().join("host");
         let kind = if sealed {

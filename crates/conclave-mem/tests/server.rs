@@ -6,10 +6,10 @@ use conclave_mem::proto::{self, lock, open, peek, unlock};
 use conclave_mem::{
     connect, AsyncMemoryStore, MemError, MemOptions, MemServer, MemSpec, MemoryStore, ServerKind,
 };
-use conclave_rpc::pki::{self, CertsOptions, SiteKey};
 use conclave_rpc::Role;
 use conclave_rpc::{ClientOptions, Connection, Credentials, Endpoint, Shutdown, Status};
-use std::path::{Path, PathBuf};
+use conclave_testkit::{certs, file_with_extension, flip_bit_in, wait_until, within};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,16 +28,8 @@ impl Drop for Fixture {
     }
 }
 
-fn certs(dir: &Path) -> PathBuf {
-    let out = dir.join("certs");
-    pki::generate(&CertsOptions {
-        out: out.clone(),
-        site_key: SiteKey::EcdsaP256,
-        force: true,
-    })
-    .unwrap();
-    out
-}
+/// A generous bound for what a test waits on.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 fn start(sealed: bool) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
@@ -97,12 +89,7 @@ impl Fixture {
     }
 
     fn host_file(&self, ext: &str) -> PathBuf {
-        let dir = self.dir.path().join("host");
-        std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|e| e == ext))
-            .unwrap_or_else(|| panic!("no .{ext} file in {}", dir.display()))
+        file_with_extension(&self.dir.path().join("host"), ext)
     }
 }
 
@@ -169,13 +156,18 @@ fn waiter_is_granted_on_unlock_and_times_out_while_held() {
         Err(MemError::Timeout { ms: 100, .. }) => {}
         other => panic!("expected a timeout, got {:?}", other.map(|g| g.version())),
     }
+    let asking = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let asked = asking.clone();
     let waiter = std::thread::spawn(move || {
+        asked.store(true, std::sync::atomic::Ordering::SeqCst);
         let mut g = b.lock().unwrap();
         g[0] += 1;
         g.unlock().unwrap();
         b
     });
-    std::thread::sleep(Duration::from_millis(100));
+    // Unlock once the waiter is asking for the lock (it waits behind ours
+    // either way: the result below is the same in any order).
+    assert!(wait_until(PATIENCE, || asking.load(std::sync::atomic::Ordering::SeqCst)));
     let mut g = g;
     g[0] = 41;
     g.unlock().unwrap();
@@ -327,7 +319,7 @@ fn smuf_detects_flipped_bit_and_replayed_file_and_stays_up() {
     let mut reader = s.open("counter", 64).unwrap();
     // Flip one bit: detected at the next lock, and the lock is given back.
     let mut bad = v1.clone();
-    bad[10] ^= 0x04;
+    flip_bit_in(&mut bad, 10 * 8 + 2);
     std::fs::write(&seg, &bad).unwrap();
     assert!(matches!(
         reader.lock(),
@@ -417,12 +409,15 @@ fn peek_reads_the_last_published_version_without_the_lock() {
         // peek neither waits for it nor sees the change.
         let mut g = writer.lock().unwrap();
         g[0] = 99;
-        let started = std::time::Instant::now();
-        let (v, snap) = reader.peek().unwrap().expect("a snapshot");
-        assert_eq!((v, snap[0]), (1, 7), "sealed={sealed}");
-        // Scribbling on a snapshot publishes nothing.
-        snap[1] = 55;
-        assert!(started.elapsed() < Duration::from_secs(5));
+        // Bounded: a peek that waited for the lock would never return.
+        let (mut reader, v, first) = within(PATIENCE, move || {
+            let (v, snap) = reader.peek().unwrap().expect("a snapshot");
+            let first = snap[0];
+            // Scribbling on a snapshot publishes nothing.
+            snap[1] = 55;
+            (reader, v, first)
+        });
+        assert_eq!((v, first), (1, 7), "sealed={sealed}");
         g.unlock().unwrap();
         let (v, snap) = reader.peek().unwrap().expect("a snapshot");
         assert_eq!((v, snap[0], snap[1]), (2, 99, 0), "sealed={sealed}");
@@ -498,7 +493,7 @@ fn a_peek_at_a_tampered_smuf_file_gives_no_snapshot_and_the_lock_reports_it() {
     let fx = start(true);
     let (s, mut f, seg) = counter_at_5(&fx);
     let mut bad = std::fs::read(&seg).unwrap();
-    bad[3] ^= 1;
+    flip_bit_in(&mut bad, 3 * 8);
     std::fs::write(&seg, &bad).unwrap();
     let mut other = s.open("counter", 64).unwrap();
     assert!(other.peek().unwrap().is_none());
