@@ -8,8 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 mod common;
-use common::{conclave, conclave_ok, free_port, server, wait_port, wait_until, Proc};
-use conclave_testkit::poll_until;
+use common::{conclave, conclave_ok, free_port, poll_until, server, signal, wait_port, wait_until, Proc};
 
 const FILES: [&str; 5] = ["1k.txt", "10k.txt", "100k.txt", "1m.txt", "index.html"];
 
@@ -299,12 +298,7 @@ fn ab_completes_without_failures_with_one_and_two_workers_and_a_killed_worker_is
             });
             assert_eq!(kids.len(), 2, "two workers");
             let victim = kids[0];
-            assert!(Command::new("kill")
-                .arg("-KILL")
-                .arg(victim.to_string())
-                .status()
-                .unwrap()
-                .success());
+            assert!(signal(victim.into(), "KILL"));
             let mut now = Vec::new();
             wait_until(Duration::from_secs(20), || {
                 now = children_of(edge.id());

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod common;
-use common::{conclave, on_path, Proc, BIN};
+use common::{conclave, flip_bit_in, on_path, Proc, BIN};
 
 /// A started child (killed when the test ends, however it ends) and the
 /// first line it printed.
@@ -394,7 +394,7 @@ fn signatures_verify_with_the_certificate_public_key() {
                 );
                 // A flipped message must not verify (the check is real).
                 let mut bad = message.clone();
-                bad[0] ^= 1;
+                flip_bit_in(&mut bad, 0);
                 std::fs::write(&msg_path, &bad).unwrap();
                 assert!(
                     !run(&mut cmd).status.success(),

@@ -8,7 +8,7 @@ use std::process::{ChildStdin, Command, Output, Stdio};
 use std::time::Duration;
 
 mod common;
-use common::{conclave, wait_exit, Proc};
+use common::{conclave, flip_bit_in, wait_exit, Proc};
 
 /// Waits for a child with piped output; a child still running after
 /// `limit` is killed and the test fails (a hang is the bug, not a timing).
@@ -271,7 +271,7 @@ fn smuf_detects_a_flipped_bit_and_an_old_copy_and_stays_up() {
     let seg = s.host_file("seg");
     let v1 = std::fs::read(&seg).unwrap();
     let mut flipped = v1.clone();
-    flipped[3] ^= 0x10;
+    flip_bit_in(&mut flipped, 3 * 8 + 4);
     std::fs::write(&seg, &flipped).unwrap();
     let err = stderr_of(&s.run(&["get", "t"]));
     assert!(err.contains("failed authentication"), "{err}");

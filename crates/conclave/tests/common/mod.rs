@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 pub use conclave_testkit::{
-    flip_bit, free_port, on_path, run_ok, signal, stdout_ok, wait_exit, wait_port, wait_until, Proc,
+    flip_bit, flip_bit_in, free_port, on_path, poll_until, run_ok, signal, stdout_ok, wait_exit, wait_port,
+    wait_until, Proc,
 };
 
 /// The `conclave` binary under test.
