@@ -145,6 +145,15 @@ fn publishes_segment_between_clients_and_removes_file_on_last_close() {
     }
 }
 
+/// Whether thread `tid` of this process is asleep in the kernel (state S),
+/// as a blocking client is while it waits for a reply.
+fn thread_is_blocked(tid: nix::unistd::Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('S'))
+    })
+}
+
 #[test]
 fn waiter_is_granted_on_unlock_and_times_out_while_held() {
     let fx = start(false);
@@ -156,18 +165,21 @@ fn waiter_is_granted_on_unlock_and_times_out_while_held() {
         Err(MemError::Timeout { ms: 100, .. }) => {}
         other => panic!("expected a timeout, got {:?}", other.map(|g| g.version())),
     }
-    let asking = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let asked = asking.clone();
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     let waiter = std::thread::spawn(move || {
-        asked.store(true, std::sync::atomic::Ordering::SeqCst);
+        tid_tx.send(nix::unistd::gettid()).unwrap();
         let mut g = b.lock().unwrap();
         g[0] += 1;
         g.unlock().unwrap();
         b
     });
-    // Unlock once the waiter is asking for the lock (it waits behind ours
-    // either way: the result below is the same in any order).
-    assert!(wait_until(PATIENCE, || asking.load(std::sync::atomic::Ordering::SeqCst)));
+    // Unlock once the waiter has sent its LOCK and sleeps waiting for the
+    // grant (its thread blocked in the kernel), not after a guessed delay.
+    let tid = tid_rx.recv_timeout(PATIENCE).unwrap();
+    assert!(
+        wait_until(PATIENCE, || thread_is_blocked(tid)),
+        "the waiter never blocked on its LOCK"
+    );
     let mut g = g;
     g[0] = 41;
     g.unlock().unwrap();

@@ -54,12 +54,9 @@ fn start_nginx(dir: &Path, port: u16) -> Proc {
         .spawn()
         .unwrap();
     let g = Proc::group(child);
+    let up = || TcpStream::connect(("127.0.0.1", port)).is_ok();
     assert!(
-        wait_until(Duration::from_secs(10), || TcpStream::connect((
-            "127.0.0.1",
-            port
-        ))
-        .is_ok()),
+        wait_until(Duration::from_secs(10), up),
         "nginx did not start: {:?}",
         std::fs::read_to_string(dir.join("error.log"))
     );
