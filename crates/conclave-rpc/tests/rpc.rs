@@ -93,6 +93,18 @@ async fn start(ep: Endpoint, certdir: Option<&Path>, opts: ServerOptions) -> Run
     }
 }
 
+/// Certificates in `dir` and a server on a loopback TCP port presenting the
+/// file-server identity from them: the mTLS setup most tests need.
+async fn start_mtls(dir: &Path) -> Running {
+    certs(dir);
+    start(
+        Endpoint::Tcp("127.0.0.1:0".into()),
+        Some(dir),
+        ServerOptions::default(),
+    )
+    .await
+}
+
 impl Running {
     /// Shuts the server down and checks that serving ended without error.
     async fn stop(self) {
@@ -140,13 +152,7 @@ async fn mtls_round_trip_over_tcp_and_unix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejects_client_without_certificate() {
     let tmp = tempfile::tempdir().unwrap();
-    certs(tmp.path());
-    let srv = start(
-        Endpoint::Tcp("127.0.0.1:0".into()),
-        Some(tmp.path()),
-        ServerOptions::default(),
-    )
-    .await;
+    let srv = start_mtls(tmp.path()).await;
     let opts = without_client_cert(tmp.path(), Role::FileServer);
     // TLS 1.3: the client finishes first, so the refusal shows on the first call.
     let res = match AsyncConnection::connect(&srv.endpoint, &opts).await {
@@ -170,14 +176,8 @@ async fn rejects_client_without_certificate() {
 async fn rejects_client_certificate_from_another_ca() {
     let ours = tempfile::tempdir().unwrap();
     let theirs = tempfile::tempdir().unwrap();
-    certs(ours.path());
     certs(theirs.path());
-    let srv = start(
-        Endpoint::Tcp("127.0.0.1:0".into()),
-        Some(ours.path()),
-        ServerOptions::default(),
-    )
-    .await;
+    let srv = start_mtls(ours.path()).await;
     // trusts our CA (so the server check passes) but presents their identity
     let creds = Credentials::load(
         &ours.path().join("root.crt"),
@@ -198,14 +198,8 @@ async fn rejects_client_certificate_from_another_ca() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_refuses_server_with_wrong_role_name() {
     let tmp = tempfile::tempdir().unwrap();
-    certs(tmp.path());
     // the server presents the fileserver identity; the client wants a key server
-    let srv = start(
-        Endpoint::Tcp("127.0.0.1:0".into()),
-        Some(tmp.path()),
-        ServerOptions::default(),
-    )
-    .await;
+    let srv = start_mtls(tmp.path()).await;
     let opts = ClientOptions::mtls(
         &Credentials::from_dir(tmp.path(), Role::Edge).unwrap(),
         Role::KeyServer,
@@ -222,13 +216,7 @@ async fn client_refuses_server_with_wrong_role_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_refuses_a_role_it_does_not_serve() {
     let tmp = tempfile::tempdir().unwrap();
-    certs(tmp.path());
-    let srv = start(
-        Endpoint::Tcp("127.0.0.1:0".into()),
-        Some(tmp.path()),
-        ServerOptions::default(),
-    )
-    .await;
+    let srv = start_mtls(tmp.path()).await;
     let opts = ClientOptions::mtls(
         &Credentials::from_dir(tmp.path(), Role::Client).unwrap(),
         Role::FileServer,
@@ -321,13 +309,7 @@ async fn oversized_and_truncated_frames_get_errors_while_others_are_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_finishes_request_in_flight() {
     let tmp = tempfile::tempdir().unwrap();
-    certs(tmp.path());
-    let srv = start(
-        Endpoint::Tcp("127.0.0.1:0".into()),
-        Some(tmp.path()),
-        ServerOptions::default(),
-    )
-    .await;
+    let srv = start_mtls(tmp.path()).await;
     let mut c = AsyncConnection::connect(&srv.endpoint, &edge_opts(tmp.path()))
         .await
         .unwrap();
