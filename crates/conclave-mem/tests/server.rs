@@ -3,28 +3,21 @@
 //! tamper detection, and the async client.
 
 use conclave_mem::proto::{self, lock, open, peek, unlock};
-use conclave_mem::{
-    connect, AsyncMemoryStore, MemError, MemOptions, MemServer, MemSpec, MemoryStore, ServerKind,
-};
+use conclave_mem::{connect, AsyncMemoryStore, MemError, MemOptions, MemSpec, MemoryStore};
 use conclave_rpc::Role;
-use conclave_rpc::{ClientOptions, Connection, Credentials, Endpoint, Shutdown, Status};
-use conclave_testkit::{certs, file_with_extension, flip_bit_in, wait_until, within};
+use conclave_rpc::{ClientOptions, Connection, Credentials, Status};
+use conclave_testkit::{certs, file_with_extension, flip_bit_in, wait_until, within, MemFixture};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    spec: MemSpec,
-    certs: PathBuf,
-    shutdown: Shutdown,
-    rt: tokio::runtime::Runtime,
-    server: Arc<MemServer>,
-}
+/// The in-process server, with this file's client helpers.
+struct Fixture(MemFixture);
 
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
+impl std::ops::Deref for Fixture {
+    type Target = MemFixture;
+    fn deref(&self) -> &MemFixture {
+        &self.0
     }
 }
 
@@ -32,51 +25,12 @@ impl Drop for Fixture {
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn start(sealed: bool) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = certs(dir.path());
-    let sock = dir.path().join("mem.sock");
-    let host = dir.path().join("host");
-    let kind = if sealed {
-        ServerKind::Smuf { dir: host.clone() }
-    } else {
-        ServerKind::Smdish
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let shutdown = Shutdown::new();
-    let creds = Credentials::from_dir(&certs, Role::MemServer).unwrap();
-    let (server, ep) = MemServer::spawn(kind, &Endpoint::Unix(sock), &creds, &shutdown, rt.handle()).unwrap();
-    let spec = if sealed {
-        MemSpec::Smuf {
-            endpoint: ep,
-            dir: host,
-        }
-    } else {
-        MemSpec::Smdish { endpoint: ep }
-    };
-    Fixture {
-        dir,
-        spec,
-        certs,
-        shutdown,
-        rt,
-        server,
-    }
+    Fixture(MemFixture::start(sealed))
 }
 
 impl Fixture {
     fn store(&self, role: Role) -> Arc<dyn MemoryStore> {
-        connect(
-            &self.spec,
-            &MemOptions {
-                creds: Some(Credentials::from_dir(&self.certs, role).unwrap()),
-                secret_file: None,
-            },
-        )
-        .unwrap()
+        connect(&self.spec, &self.options(role)).unwrap()
     }
 
     fn raw(&self) -> Connection {
