@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use conclave_bd::{open, BdError, BlockDevice, DeviceKind, BLOCK_SIZE};
+use conclave_testkit::flip_bit;
 use std::sync::Arc;
 
 #[test]

@@ -7,9 +7,10 @@ use conclave_keys::rustls::{self, SignatureScheme};
 use conclave_keys::{
     KeyAlgorithm, KeyClient, KeyServer, KeyServerOptions, KeyStore, KeysError, RemoteSigningKey,
 };
-use conclave_rpc::pki::{self, CertsOptions, SiteKey};
+use conclave_rpc::pki::{self, SiteKey};
 use conclave_rpc::Role;
 use conclave_rpc::{Credentials, Endpoint, Server, Shutdown};
+use conclave_testkit::generate_certs;
 use rustls::sign::SigningKey;
 use std::path::Path;
 use std::process::Command;
@@ -137,7 +138,11 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.shutdown.trigger();
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            let served = t.join();
+            // The server loop must end cleanly (unless the test already failed).
+            if !std::thread::panicking() {
+                served.expect("the key server ended with an error");
+            }
         }
     }
 }
@@ -145,12 +150,7 @@ impl Drop for Running {
 fn start(site_key: SiteKey) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
-    pki::generate(&CertsOptions {
-        out: certs.clone(),
-        site_key,
-        force: false,
-    })
-    .unwrap();
+    generate_certs(&certs, site_key);
     let keys = dir.path().join("keys");
     std::fs::create_dir(&keys).unwrap();
     std::fs::rename(certs.join("server.key"), keys.join("server.key")).unwrap();

@@ -3,6 +3,7 @@
 
 use conclave_mem::smc::SegmentFile;
 use conclave_mem::{connect, AsyncMemoryStore, MemError, MemOptions, MemSpec, MemoryStore};
+use conclave_testkit::{file_with_extension, flip_bit_in};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,15 +92,11 @@ fn smc_detects_tampering_but_not_rollback_and_cleans_up() {
     let mut g = f.lock().unwrap();
     g[0] = 5;
     g.unlock().unwrap();
-    let seg = std::fs::read_dir(dir.path().join("mf"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "seg"))
-        .unwrap();
+    let seg = file_with_extension(&dir.path().join("mf"), "seg");
     let v1 = std::fs::read(&seg).unwrap();
     assert_eq!(SegmentFile::from_bytes(&v1).unwrap().version, 1);
     let mut bad = v1.clone();
-    bad[SegmentFile::HEADER_LEN + 3] ^= 1;
+    flip_bit_in(&mut bad, (SegmentFile::HEADER_LEN as u64 + 3) * 8);
     std::fs::write(&seg, &bad).unwrap();
     assert!(matches!(f.lock(), Err(MemError::Tampered { .. })));
     std::fs::write(&seg, &v1).unwrap();

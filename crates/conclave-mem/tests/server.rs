@@ -3,88 +3,34 @@
 //! tamper detection, and the async client.
 
 use conclave_mem::proto::{self, lock, open, peek, unlock};
-use conclave_mem::{
-    connect, AsyncMemoryStore, MemError, MemOptions, MemServer, MemSpec, MemoryStore, ServerKind,
-};
-use conclave_rpc::pki::{self, CertsOptions, SiteKey};
+use conclave_mem::{connect, AsyncMemoryStore, MemError, MemOptions, MemSpec, MemoryStore};
 use conclave_rpc::Role;
-use conclave_rpc::{ClientOptions, Connection, Credentials, Endpoint, Shutdown, Status};
-use std::path::{Path, PathBuf};
+use conclave_rpc::{ClientOptions, Connection, Credentials, Status};
+use conclave_testkit::{certs, file_with_extension, flip_bit_in, wait_until, within, MemFixture};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    spec: MemSpec,
-    certs: PathBuf,
-    shutdown: Shutdown,
-    rt: tokio::runtime::Runtime,
-    server: Arc<MemServer>,
-}
+/// The in-process server, with this file's client helpers.
+struct Fixture(MemFixture);
 
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
+impl std::ops::Deref for Fixture {
+    type Target = MemFixture;
+    fn deref(&self) -> &MemFixture {
+        &self.0
     }
 }
 
-fn certs(dir: &Path) -> PathBuf {
-    let out = dir.join("certs");
-    pki::generate(&CertsOptions {
-        out: out.clone(),
-        site_key: SiteKey::EcdsaP256,
-        force: true,
-    })
-    .unwrap();
-    out
-}
+/// A generous bound for what a test waits on.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 fn start(sealed: bool) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = certs(dir.path());
-    let sock = dir.path().join("mem.sock");
-    let host = dir.path().join("host");
-    let kind = if sealed {
-        ServerKind::Smuf { dir: host.clone() }
-    } else {
-        ServerKind::Smdish
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let shutdown = Shutdown::new();
-    let creds = Credentials::from_dir(&certs, Role::MemServer).unwrap();
-    let (server, ep) = MemServer::spawn(kind, &Endpoint::Unix(sock), &creds, &shutdown, rt.handle()).unwrap();
-    let spec = if sealed {
-        MemSpec::Smuf {
-            endpoint: ep,
-            dir: host,
-        }
-    } else {
-        MemSpec::Smdish { endpoint: ep }
-    };
-    Fixture {
-        dir,
-        spec,
-        certs,
-        shutdown,
-        rt,
-        server,
-    }
+    Fixture(MemFixture::start(sealed))
 }
 
 impl Fixture {
     fn store(&self, role: Role) -> Arc<dyn MemoryStore> {
-        connect(
-            &self.spec,
-            &MemOptions {
-                creds: Some(Credentials::from_dir(&self.certs, role).unwrap()),
-                secret_file: None,
-            },
-        )
-        .unwrap()
+        connect(&self.spec, &self.options(role)).unwrap()
     }
 
     fn raw(&self) -> Connection {
@@ -97,12 +43,7 @@ impl Fixture {
     }
 
     fn host_file(&self, ext: &str) -> PathBuf {
-        let dir = self.dir.path().join("host");
-        std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|e| e == ext))
-            .unwrap_or_else(|| panic!("no .{ext} file in {}", dir.display()))
+        file_with_extension(&self.dir.path().join("host"), ext)
     }
 }
 
@@ -158,6 +99,15 @@ fn publishes_segment_between_clients_and_removes_file_on_last_close() {
     }
 }
 
+/// Whether thread `tid` of this process is asleep in the kernel (state S),
+/// as a blocking client is while it waits for a reply.
+fn thread_is_blocked(tid: nix::unistd::Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('S'))
+    })
+}
+
 #[test]
 fn waiter_is_granted_on_unlock_and_times_out_while_held() {
     let fx = start(false);
@@ -169,13 +119,21 @@ fn waiter_is_granted_on_unlock_and_times_out_while_held() {
         Err(MemError::Timeout { ms: 100, .. }) => {}
         other => panic!("expected a timeout, got {:?}", other.map(|g| g.version())),
     }
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     let waiter = std::thread::spawn(move || {
+        tid_tx.send(nix::unistd::gettid()).unwrap();
         let mut g = b.lock().unwrap();
         g[0] += 1;
         g.unlock().unwrap();
         b
     });
-    std::thread::sleep(Duration::from_millis(100));
+    // Unlock once the waiter has sent its LOCK and sleeps waiting for the
+    // grant (its thread blocked in the kernel), not after a guessed delay.
+    let tid = tid_rx.recv_timeout(PATIENCE).unwrap();
+    assert!(
+        wait_until(PATIENCE, || thread_is_blocked(tid)),
+        "the waiter never blocked on its LOCK"
+    );
     let mut g = g;
     g[0] = 41;
     g.unlock().unwrap();
@@ -327,7 +285,7 @@ fn smuf_detects_flipped_bit_and_replayed_file_and_stays_up() {
     let mut reader = s.open("counter", 64).unwrap();
     // Flip one bit: detected at the next lock, and the lock is given back.
     let mut bad = v1.clone();
-    bad[10] ^= 0x04;
+    flip_bit_in(&mut bad, 10 * 8 + 2);
     std::fs::write(&seg, &bad).unwrap();
     assert!(matches!(
         reader.lock(),
@@ -417,12 +375,15 @@ fn peek_reads_the_last_published_version_without_the_lock() {
         // peek neither waits for it nor sees the change.
         let mut g = writer.lock().unwrap();
         g[0] = 99;
-        let started = std::time::Instant::now();
-        let (v, snap) = reader.peek().unwrap().expect("a snapshot");
-        assert_eq!((v, snap[0]), (1, 7), "sealed={sealed}");
-        // Scribbling on a snapshot publishes nothing.
-        snap[1] = 55;
-        assert!(started.elapsed() < Duration::from_secs(5));
+        // Bounded: a peek that waited for the lock would never return.
+        let (mut reader, v, first) = within(PATIENCE, move || {
+            let (v, snap) = reader.peek().unwrap().expect("a snapshot");
+            let first = snap[0];
+            // Scribbling on a snapshot publishes nothing.
+            snap[1] = 55;
+            (reader, v, first)
+        });
+        assert_eq!((v, first), (1, 7), "sealed={sealed}");
         g.unlock().unwrap();
         let (v, snap) = reader.peek().unwrap().expect("a snapshot");
         assert_eq!((v, snap[0], snap[1]), (2, 99, 0), "sealed={sealed}");
@@ -498,7 +459,7 @@ fn a_peek_at_a_tampered_smuf_file_gives_no_snapshot_and_the_lock_reports_it() {
     let fx = start(true);
     let (s, mut f, seg) = counter_at_5(&fx);
     let mut bad = std::fs::read(&seg).unwrap();
-    bad[3] ^= 1;
+    flip_bit_in(&mut bad, 3 * 8);
     std::fs::write(&seg, &bad).unwrap();
     let mut other = s.open("counter", 64).unwrap();
     assert!(other.peek().unwrap().is_none());

@@ -1,12 +1,13 @@
 //! End-to-end tests of the transport: real sockets, real mTLS, misbehaving
 //! clients, shutdown with a request in flight.
 
-use conclave_rpc::pki::{self, CertsOptions, SiteKey};
+use conclave_rpc::pki::SiteKey;
 use conclave_rpc::Role;
 use conclave_rpc::{
     AsyncConnection, BodyReader, ClientOptions, Connection, Credentials, Endpoint, Frame, PeerInfo, Pool,
     Server, ServerOptions, Service, Shutdown, Status,
 };
+use conclave_testkit::{generate_certs, wait_until_async, without_client_cert};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,6 +21,8 @@ const NAME_LEN: u32 = 2;
 /// Echoes bodies; refuses clients whose role is not `edge`.
 struct Echo {
     closed: AtomicUsize,
+    /// SLOW_ECHO requests received (so a test knows one is in flight).
+    slow_started: AtomicUsize,
 }
 
 impl Service for Echo {
@@ -34,6 +37,7 @@ impl Service for Echo {
         match req.code {
             ECHO => Frame::ok(req.body),
             SLOW_ECHO => {
+                self.slow_started.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(400)).await;
                 Frame::ok(req.body)
             }
@@ -53,13 +57,11 @@ impl Service for Echo {
 }
 
 fn certs(dir: &Path) {
-    pki::generate(&CertsOptions {
-        out: dir.to_path_buf(),
-        site_key: SiteKey::EcdsaP256,
-        force: false,
-    })
-    .unwrap();
+    generate_certs(dir, SiteKey::EcdsaP256);
 }
+
+/// A generous bound for conditions a test waits on.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 struct Running {
     endpoint: Endpoint,
@@ -80,6 +82,7 @@ async fn start(ep: Endpoint, certdir: Option<&Path>, opts: ServerOptions) -> Run
     let shutdown = Shutdown::new();
     let svc = Arc::new(Echo {
         closed: AtomicUsize::new(0),
+        slow_started: AtomicUsize::new(0),
     });
     let done = tokio::spawn(server.serve(svc.clone(), shutdown.clone()));
     Running {
@@ -87,6 +90,26 @@ async fn start(ep: Endpoint, certdir: Option<&Path>, opts: ServerOptions) -> Run
         shutdown,
         done,
         svc,
+    }
+}
+
+/// Certificates in `dir` and a server on a loopback TCP port presenting the
+/// file-server identity from them: the mTLS setup most tests need.
+async fn start_mtls(dir: &Path) -> Running {
+    certs(dir);
+    start(
+        Endpoint::Tcp("127.0.0.1:0".into()),
+        Some(dir),
+        ServerOptions::default(),
+    )
+    .await
+}
+
+impl Running {
+    /// Shuts the server down and checks that serving ended without error.
+    async fn stop(self) {
+        self.shutdown.trigger();
+        self.done.await.unwrap().expect("the server loop ends cleanly");
     }
 }
 
@@ -129,26 +152,8 @@ async fn mtls_round_trip_over_tcp_and_unix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejects_client_without_certificate() {
     let tmp = tempfile::tempdir().unwrap();
-    certs(tmp.path());
-    let srv = start(
-        Endpoint::Tcp("127.0.0.1:0".into()),
-        Some(tmp.path()),
-        ServerOptions::default(),
-    )
-    .await;
-    let roots = Credentials::from_dir(tmp.path(), Role::Edge).unwrap().roots();
-    let cfg = rustls::ClientConfig::builder_with_provider(conclave_rpc::tls::provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let opts = ClientOptions {
-        tls: Some(conclave_rpc::stream::ClientTls {
-            config: Arc::new(cfg),
-            name: Role::FileServer.server_name(),
-        }),
-        ..ClientOptions::plain()
-    };
+    let srv = start_mtls(tmp.path()).await;
+    let opts = without_client_cert(tmp.path(), Role::FileServer);
     // TLS 1.3: the client finishes first, so the refusal shows on the first call.
     let res = match AsyncConnection::connect(&srv.endpoint, &opts).await {
         Err(e) => Err(e),
@@ -164,21 +169,15 @@ async fn rejects_client_without_certificate() {
         .await
         .unwrap();
     assert_eq!(&good.call(ECHO, b"ok").await.unwrap().body[..], b"ok");
-    srv.shutdown.trigger();
+    srv.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejects_client_certificate_from_another_ca() {
     let ours = tempfile::tempdir().unwrap();
     let theirs = tempfile::tempdir().unwrap();
-    certs(ours.path());
     certs(theirs.path());
-    let srv = start(
-        Endpoint::Tcp("127.0.0.1:0".into()),
-        Some(ours.path()),
-        ServerOptions::default(),
-    )
-    .await;
+    let srv = start_mtls(ours.path()).await;
     // trusts our CA (so the server check passes) but presents their identity
     let creds = Credentials::load(
         &ours.path().join("root.crt"),
@@ -193,20 +192,14 @@ async fn rejects_client_certificate_from_another_ca() {
         Ok(mut c) => c.call(ECHO, b"x").await,
     };
     assert!(res.is_err(), "a certificate from another CA must be refused");
-    srv.shutdown.trigger();
+    srv.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_refuses_server_with_wrong_role_name() {
     let tmp = tempfile::tempdir().unwrap();
-    certs(tmp.path());
     // the server presents the fileserver identity; the client wants a key server
-    let srv = start(
-        Endpoint::Tcp("127.0.0.1:0".into()),
-        Some(tmp.path()),
-        ServerOptions::default(),
-    )
-    .await;
+    let srv = start_mtls(tmp.path()).await;
     let opts = ClientOptions::mtls(
         &Credentials::from_dir(tmp.path(), Role::Edge).unwrap(),
         Role::KeyServer,
@@ -217,19 +210,13 @@ async fn client_refuses_server_with_wrong_role_name() {
         .err()
         .expect("wrong server role must fail the handshake");
     assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
-    srv.shutdown.trigger();
+    srv.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_refuses_a_role_it_does_not_serve() {
     let tmp = tempfile::tempdir().unwrap();
-    certs(tmp.path());
-    let srv = start(
-        Endpoint::Tcp("127.0.0.1:0".into()),
-        Some(tmp.path()),
-        ServerOptions::default(),
-    )
-    .await;
+    let srv = start_mtls(tmp.path()).await;
     let opts = ClientOptions::mtls(
         &Credentials::from_dir(tmp.path(), Role::Client).unwrap(),
         Role::FileServer,
@@ -237,7 +224,7 @@ async fn service_refuses_a_role_it_does_not_serve() {
     .unwrap();
     let mut c = AsyncConnection::connect(&srv.endpoint, &opts).await.unwrap();
     assert_eq!(c.call(ECHO, b"x").await.unwrap().status(), Status::EACCES);
-    srv.shutdown.trigger();
+    srv.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,13 +309,7 @@ async fn oversized_and_truncated_frames_get_errors_while_others_are_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_finishes_request_in_flight() {
     let tmp = tempfile::tempdir().unwrap();
-    certs(tmp.path());
-    let srv = start(
-        Endpoint::Tcp("127.0.0.1:0".into()),
-        Some(tmp.path()),
-        ServerOptions::default(),
-    )
-    .await;
+    let srv = start_mtls(tmp.path()).await;
     let mut c = AsyncConnection::connect(&srv.endpoint, &edge_opts(tmp.path()))
         .await
         .unwrap();
@@ -337,7 +318,11 @@ async fn graceful_shutdown_finishes_request_in_flight() {
         .unwrap();
     assert_eq!(&idle.call(ECHO, b"hi").await.unwrap().body[..], b"hi");
     let inflight = tokio::spawn(async move { c.call(SLOW_ECHO, b"in flight").await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let svc = srv.svc.clone();
+    assert!(
+        wait_until_async(PATIENCE, || svc.slow_started.load(Ordering::SeqCst) == 1).await,
+        "the slow request never reached the service"
+    );
     srv.shutdown.trigger();
     let reply = inflight.await.unwrap().expect("request in flight is answered");
     assert_eq!(&reply.body[..], b"in flight");
@@ -368,12 +353,21 @@ async fn connection_limit_closes_extra_connections() {
         .unwrap();
     assert!(second.call(ECHO, b"b").await.is_err(), "over the limit");
     drop(first);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut third = AsyncConnection::connect(&srv.endpoint, &ClientOptions::plain())
-        .await
-        .unwrap();
-    assert!(third.call(ECHO, b"c").await.is_ok(), "a freed slot is reused");
-    srv.shutdown.trigger();
+    // The slot is freed once the server has seen the close: wait for that,
+    // retrying with fresh connections (each refused one frees nothing).
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let reused = loop {
+        let mut third = AsyncConnection::connect(&srv.endpoint, &ClientOptions::plain())
+            .await
+            .unwrap();
+        let served = third.call(ECHO, b"c").await.is_ok();
+        if served || std::time::Instant::now() >= deadline {
+            break served;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(reused, "a freed slot is reused");
+    srv.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -387,9 +381,14 @@ async fn idle_connection_is_closed_after_timeout() {
         .await
         .unwrap();
     assert!(c.call(ECHO, b"a").await.is_ok());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Idle until the server has closed the connection (the 200 ms timeout).
+    let svc = srv.svc.clone();
+    assert!(
+        wait_until_async(PATIENCE, || svc.closed.load(Ordering::SeqCst) == 1).await,
+        "the idle connection was never closed"
+    );
     assert!(c.call(ECHO, b"b").await.is_err(), "idle connection was closed");
-    srv.shutdown.trigger();
+    srv.stop().await;
 }
 
 #[test]

@@ -5,42 +5,11 @@
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 mod common;
-use common::free_port;
-
-const BIN: &str = env!("CARGO_BIN_EXE_conclave");
-
-/// Kills the whole process group (nginx master and workers) on drop.
-struct Group(Child);
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        let pgid = format!("-{}", self.0.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &pgid]).status();
-        let _ = self.0.wait();
-    }
-}
-
-fn tool(name: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use common::{conclave, free_port, on_path, stdout_ok as run_ok, wait_until, Proc};
 
 fn nginx_path() -> Option<PathBuf> {
     ["/usr/sbin/nginx", "/usr/bin/nginx"]
@@ -49,11 +18,12 @@ fn nginx_path() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-fn start_nginx(dir: &Path, port: u16) -> Group {
+/// nginx, its whole process group (master and workers) killed on drop.
+fn start_nginx(dir: &Path, port: u16) -> Proc {
     let certs = dir.join("certs");
     let html = dir.join("html");
-    run_ok(Command::new(BIN).arg("certs").arg("--out").arg(&certs));
-    run_ok(Command::new(BIN).arg("content").arg("--out").arg(&html));
+    common::certs(&certs, &[]);
+    run_ok(conclave().arg("content").arg("--out").arg(&html));
     let user = if run_ok(Command::new("id").arg("-u")).trim() == "0" {
         "user root;"
     } else {
@@ -83,16 +53,13 @@ fn start_nginx(dir: &Path, port: u16) -> Group {
         .process_group(0)
         .spawn()
         .unwrap();
-    let g = Group(child);
-    let t0 = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "nginx did not start: {:?}",
-            std::fs::read_to_string(dir.join("error.log"))
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let g = Proc::group(child);
+    let up = || TcpStream::connect(("127.0.0.1", port)).is_ok();
+    assert!(
+        wait_until(Duration::from_secs(10), up),
+        "nginx did not start: {:?}",
+        std::fs::read_to_string(dir.join("error.log"))
+    );
     g
 }
 
@@ -126,7 +93,7 @@ fn summary(text: &str) -> Summary {
 
 #[test]
 fn agrees_with_apachebench_on_counts_and_lengths() {
-    if !tool("ab") || nginx_path().is_none() {
+    if !on_path("ab") || nginx_path().is_none() {
         panic!("this test needs ApacheBench and nginx: apt-get install apache2-utils nginx");
     }
     let dir = tempfile::tempdir().unwrap();
@@ -142,13 +109,7 @@ fn agrees_with_apachebench_on_counts_and_lengths() {
     for (path, flags) in cases {
         let url = format!("https://127.0.0.1:{port}{path}");
         let theirs = summary(&run_ok(Command::new("ab").args(flags).arg(&url)));
-        let ours_text = run_ok(
-            Command::new(BIN)
-                .arg("ab")
-                .arg("--insecure")
-                .args(flags)
-                .arg(&url),
-        );
+        let ours_text = run_ok(conclave().arg("ab").arg("--insecure").args(flags).arg(&url));
         let ours = summary(&ours_text);
         assert_eq!(ours, theirs, "{path} {flags:?}\nours:\n{ours_text}");
         let n: u64 = flags[1].parse().unwrap();
@@ -184,7 +145,7 @@ fn verifies_the_conclave_ca_and_counts_connect_failures() {
     let ca = dir.path().join("certs/root.crt");
     for tls in ["1.2", "1.3"] {
         let text = run_ok(
-            Command::new(BIN)
+            conclave()
                 .args(["ab", "-n", "20", "-c", "2", "--tls", tls, "--cacert"])
                 .arg(&ca)
                 .arg(&url),
@@ -197,7 +158,7 @@ fn verifies_the_conclave_ca_and_counts_connect_failures() {
     // -t stops on time; -e writes ab's percentile CSV.
     let csv = dir.path().join("pct.csv");
     let text = run_ok(
-        Command::new(BIN)
+        conclave()
             .args(["ab", "-t", "1", "-c", "2", "--insecure", "-e"])
             .arg(&csv)
             .arg(&url),
@@ -209,7 +170,7 @@ fn verifies_the_conclave_ca_and_counts_connect_failures() {
     assert_eq!(table.lines().count(), 102);
     // With resumption allowed, later handshakes resume.
     let text = run_ok(
-        Command::new(BIN)
+        conclave()
             .args(["ab", "-n", "20", "-c", "1", "--resume", "--cacert"])
             .arg(&ca)
             .arg(&url),
@@ -217,9 +178,9 @@ fn verifies_the_conclave_ca_and_counts_connect_failures() {
     assert!(!text.contains(" 0 resumed"), "{text}");
     // A CA that did not issue the server's certificate: every request fails to connect.
     let other = dir.path().join("other");
-    run_ok(Command::new(BIN).arg("certs").arg("--out").arg(&other));
+    common::certs(&other, &[]);
     let text = run_ok(
-        Command::new(BIN)
+        conclave()
             .args(["ab", "-n", "10", "-c", "2", "--cacert"])
             .arg(other.join("root.crt"))
             .arg(&url),
@@ -231,11 +192,7 @@ fn verifies_the_conclave_ca_and_counts_connect_failures() {
         "{text}"
     );
     // https without a trust choice is a clear error.
-    let out = Command::new(BIN)
-        .args(["ab", "-n", "1"])
-        .arg(&url)
-        .output()
-        .unwrap();
+    let out = conclave().args(["ab", "-n", "1"]).arg(&url).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--cacert"));
 }

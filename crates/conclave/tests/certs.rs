@@ -4,9 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
-fn conclave() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_conclave"))
-}
+mod common;
+use common::conclave;
 
 fn openssl(args: &[&str], dir: &Path) -> String {
     let out = Command::new("openssl")

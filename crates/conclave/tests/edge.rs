@@ -5,22 +5,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
-use common::{free_port, wait_port, Proc};
+use common::{conclave, conclave_ok, free_port, poll_until, server, signal, wait_port, wait_until, Proc};
 
-const BIN: &str = env!("CARGO_BIN_EXE_conclave");
 const FILES: [&str; 5] = ["1k.txt", "10k.txt", "100k.txt", "1m.txt", "index.html"];
-
-fn conclave(args: &[&str]) {
-    let out = Command::new(BIN).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "conclave {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A temp dir with certs/, html/ and a running origin that logs requests.
 struct World {
@@ -33,10 +23,10 @@ impl World {
     fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path();
-        conclave(&["certs", "--out", p.join("certs").to_str().unwrap()]);
-        conclave(&["content", "--out", p.join("html").to_str().unwrap()]);
+        common::certs(&p.join("certs"), &[]);
+        conclave_ok(&["content", "--out", p.join("html").to_str().unwrap()]);
         let origin_port = free_port();
-        let origin = Command::new(BIN)
+        let origin = conclave()
             .args(["origin", "--root"])
             .arg(p.join("html"))
             .args(["--listen", &format!("127.0.0.1:{origin_port}"), "--access-log"])
@@ -44,7 +34,7 @@ impl World {
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
-        let origin = Proc(origin);
+        let origin = server(origin);
         wait_port(origin_port);
         World {
             dir,
@@ -83,14 +73,14 @@ impl World {
     }
 
     fn edge(&self, config: &Path, ports: &[u16]) -> Proc {
-        let child = Command::new(BIN)
+        let child = conclave()
             .arg("edge")
             .arg("--config")
             .arg(config)
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
-        let p = Proc(child);
+        let p = server(child);
         for port in ports {
             wait_port(*port);
         }
@@ -171,7 +161,7 @@ fn standalone_and_cache_serve_every_file_byte_identical_and_origin_once() {
     let w = World::new();
     let (sp, cp) = (free_port(), free_port());
     let cfg = w.config("both", 1, &[(sp, "standalone"), (cp, "cache")]);
-    let check = Command::new(BIN)
+    let check = conclave()
         .arg("edge")
         .arg("--config")
         .arg(&cfg)
@@ -301,25 +291,19 @@ fn ab_completes_without_failures_with_one_and_two_workers_and_a_killed_worker_is
         let edge = w.edge(&cfg, &[port]);
         ab(&format!("https://127.0.0.1:{port}/1k.txt"), workers);
         if workers == 2 {
-            let until = Instant::now() + Duration::from_secs(20);
-            let mut kids = children_of(edge.0.id());
-            while kids.len() < 2 && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(50));
-                kids = children_of(edge.0.id());
-            }
+            let mut kids = Vec::new();
+            wait_until(Duration::from_secs(20), || {
+                kids = children_of(edge.id());
+                kids.len() >= 2
+            });
             assert_eq!(kids.len(), 2, "two workers");
             let victim = kids[0];
-            assert!(Command::new("kill")
-                .arg("-KILL")
-                .arg(victim.to_string())
-                .status()
-                .unwrap()
-                .success());
-            let mut now = children_of(edge.0.id());
-            while (now.len() != 2 || now.contains(&victim)) && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(50));
-                now = children_of(edge.0.id());
-            }
+            assert!(signal(victim.into(), "KILL"));
+            let mut now = Vec::new();
+            wait_until(Duration::from_secs(20), || {
+                now = children_of(edge.id());
+                now.len() == 2 && !now.contains(&victim)
+            });
             assert!(
                 now.len() == 2 && !now.contains(&victim),
                 "worker replaced: {kids:?} -> {now:?}"
@@ -378,19 +362,16 @@ fn bad_input_is_refused_while_others_are_served() {
     assert_eq!(w.status(port, &[], "/1k.txt"), "200");
 
     // The slow client is cut off at the header timeout (2 s) though it keeps sending.
-    let until = Instant::now() + Duration::from_secs(30);
-    let mut closed = false;
-    while Instant::now() < until {
+    let mut slow = Proc::new(slow);
+    let closed = poll_until(Duration::from_secs(30), Duration::from_millis(200), || {
         if let Ok(Some(_)) = slow.try_wait() {
-            closed = true;
-            break;
+            return true;
         }
         let _ = stdin.write_all(b"X");
         let _ = stdin.flush();
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let _ = slow.kill();
-    let _ = slow.wait();
+        false
+    });
+    drop(slow);
     assert!(closed, "slowloris connection was not closed");
     assert_eq!(w.status(port, &[], "/1k.txt"), "200");
 }
@@ -404,7 +385,7 @@ fn check_names_the_line_of_an_error() {
         "workers = 1\n\n[[server]]\nlisten = \"127.0.0.1:1\"\nmode = \"mirror\"\n",
     )
     .unwrap();
-    let out = Command::new(BIN)
+    let out = conclave()
         .arg("edge")
         .arg("--config")
         .arg(&p)
@@ -422,18 +403,15 @@ fn workers_exit_when_the_master_dies() {
     let port = free_port();
     let cfg = w.config("orphan", 2, &[(port, "standalone")]);
     let mut edge = w.edge(&cfg, &[port]);
-    let until = Instant::now() + Duration::from_secs(20);
-    let mut kids = children_of(edge.0.id());
-    while kids.len() < 2 && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(50));
-        kids = children_of(edge.0.id());
-    }
+    let mut kids = Vec::new();
+    wait_until(Duration::from_secs(20), || {
+        kids = children_of(edge.id());
+        kids.len() >= 2
+    });
     assert_eq!(kids.len(), 2, "two workers");
-    edge.0.kill().unwrap();
-    edge.0.wait().unwrap();
+    edge.kill().unwrap();
+    edge.wait().unwrap();
     let gone = |k: &u32| !Path::new(&format!("/proc/{k}")).exists() || is_zombie(*k);
-    while !kids.iter().all(gone) && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(Duration::from_secs(20), || kids.iter().all(gone));
     assert!(kids.iter().all(gone), "workers {kids:?} outlived their master");
 }

@@ -10,33 +10,20 @@
 ))]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 mod common;
-use common::{free_port, wait_port, Proc};
+use common::{conclave, conclave_ok as run, free_port, server, wait_port, Proc};
 
 fn start(dir: &Path, name: &str, args: &[&str]) -> Proc {
     let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_conclave"))
+    let child = conclave()
         .args(args)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .unwrap();
-    Proc(child)
-}
-
-fn run(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "conclave {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    server(child)
 }
 
 fn curl(dir: &Path, url: &str) -> (String, Vec<u8>) {
@@ -67,7 +54,7 @@ impl World {
     fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        run(&["certs", "--out", d.join("certs").to_str().unwrap()]);
+        common::certs(&d.join("certs"), &[]);
         run(&["content", "--out", d.join("html").to_str().unwrap()]);
         World { dir }
     }

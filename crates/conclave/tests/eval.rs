@@ -6,20 +6,11 @@
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_conclave");
-
-/// Kills a started process on drop (its own children are its job: that is what is tested).
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod common;
+use common::{conclave, free_port, signal, wait_exit, wait_until, Proc};
 
 fn nginx_installed() -> bool {
     Path::new("/usr/sbin/nginx").exists() || Path::new("/usr/bin/nginx").exists()
@@ -28,11 +19,7 @@ fn nginx_installed() -> bool {
 /// A base port with the first 80 ports after it free right now.
 fn base_port() -> u16 {
     loop {
-        let p = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let p = free_port();
         if !(1100..=64_900).contains(&p) {
             continue;
         }
@@ -82,8 +69,8 @@ fn write_deploy(dir: &Path, base: u16) -> PathBuf {
 }
 
 /// Starts `conclave up` and returns it with the pids it reports, once it says it is up.
-fn start_up(deploy: &Path) -> (Guard, Vec<u32>, BufReader<std::process::ChildStdout>) {
-    let mut child = Command::new(BIN)
+fn start_up(deploy: &Path) -> (Proc, Vec<u32>, BufReader<std::process::ChildStdout>) {
+    let mut child = conclave()
         .arg("up")
         .arg(deploy)
         .stdout(Stdio::piped())
@@ -91,7 +78,7 @@ fn start_up(deploy: &Path) -> (Guard, Vec<u32>, BufReader<std::process::ChildStd
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
-    let guard = Guard(child);
+    let guard = Proc::new(child);
     let mut pids = Vec::new();
     let mut line = String::new();
     loop {
@@ -110,17 +97,6 @@ fn start_up(deploy: &Path) -> (Guard, Vec<u32>, BufReader<std::process::ChildStd
     (guard, pids, out)
 }
 
-fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let t0 = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        assert!(t0.elapsed() < limit, "process did not exit within {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn up_serves_and_leaves_no_process_behind_on_sigterm() {
     assert!(nginx_installed(), "this test needs nginx: apt-get install nginx");
@@ -131,18 +107,17 @@ fn up_serves_and_leaves_no_process_behind_on_sigterm() {
     assert_eq!(pids.len(), 2, "origin and edge");
     // nginx masters plus their workers (2 for the edge, 1 for the origin); a
     // master accepts connections before it has forked them all, so wait a bit.
-    let t0 = Instant::now();
-    let mut members = members_of(&pids);
-    while members.len() < 5 && t0.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(100));
+    let mut members = Vec::new();
+    wait_until(Duration::from_secs(10), || {
         members = members_of(&pids);
-    }
+        members.len() >= 5
+    });
     assert!(
         members.len() >= 5,
         "expected masters and workers, found {members:?}"
     );
     // The deployment serves the seed's content through the cache.
-    let ab = Command::new(BIN)
+    let ab = conclave()
         .args(["ab", "-n", "20", "-c", "2", "--cacert"])
         .arg(dir.path().join("certs/root.crt"))
         .arg(format!("https://127.0.0.1:{base}/10k.txt"))
@@ -153,11 +128,8 @@ fn up_serves_and_leaves_no_process_behind_on_sigterm() {
         text.contains("Failed requests:        0") && text.contains("Document Length:        10240"),
         "{text}"
     );
-    Command::new("kill")
-        .args(["-TERM", &up.0.id().to_string()])
-        .status()
-        .unwrap();
-    let status = wait_exit(&mut up.0, Duration::from_secs(15));
+    signal(up.id().into(), "TERM");
+    let status = wait_exit(&mut up, Duration::from_secs(15));
     assert!(status.success(), "up exited with {status}");
     let left = members_of(&pids);
     assert!(left.is_empty(), "processes left behind: {left:?}");
@@ -175,11 +147,8 @@ fn up_stops_everything_when_one_process_dies_and_names_it() {
     let deploy = write_deploy(dir.path(), base);
     let (mut up, pids, _out) = start_up(&deploy);
     // Kill the origin's master (the first process started) outright.
-    Command::new("kill")
-        .args(["-KILL", &pids[0].to_string()])
-        .status()
-        .unwrap();
-    let status = wait_exit(&mut up.0, Duration::from_secs(15));
+    signal(pids[0].into(), "KILL");
+    let status = wait_exit(&mut up, Duration::from_secs(15));
     assert!(!status.success());
     let left = members_of(&pids);
     assert!(left.is_empty(), "processes left behind: {left:?}");
@@ -190,7 +159,7 @@ fn up_rejects_a_bad_deployment_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("deploy.toml");
     std::fs::write(&p, "name = \"x\"\n[origin]\nkind = \"nginx\"\nlisten = \"127.0.0.1:1\"\n[edge]\nkind = \"conclave\"\nkey = \"keyserver\"\n[[edge.site]]\nlisten = \"127.0.0.1:2\"\n").unwrap();
-    let out = Command::new(BIN).arg("up").arg(&p).output().unwrap();
+    let out = conclave().arg("up").arg(&p).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("[keyserver]"), "{err}");
@@ -214,7 +183,7 @@ fn eval_writes_data_plots_and_a_report_that_chromium_renders() {
     let browser = chromium().expect("this test needs headless Chromium: apt-get install chromium");
     let dir = tempfile::tempdir().unwrap();
     let base = base_port();
-    let out = Command::new(BIN)
+    let out = conclave()
         .args([
             "eval",
             "--quiet",
@@ -318,7 +287,7 @@ fn eval_writes_data_plots_and_a_report_that_chromium_renders() {
     assert!(total.parse::<u32>().unwrap() >= 4, "{loaded}");
     assert_eq!(ok, total, "not every plot rendered: {loaded}");
     // Redrawing the report from the data gives the same page.
-    let again = Command::new(BIN)
+    let again = conclave()
         .args(["eval", "--report-only"])
         .arg(&run)
         .output()
@@ -351,8 +320,8 @@ fn eval_interrupted_keeps_finished_results_and_stops_every_server() {
     assert!(nginx_installed(), "this test needs nginx: apt-get install nginx");
     let dir = tempfile::tempdir().unwrap();
     let base = base_port();
-    let mut eval = Guard(
-        Command::new(BIN)
+    let mut eval = Proc::new(
+        conclave()
             .args([
                 "eval",
                 "--quiet",
@@ -380,21 +349,17 @@ fn eval_interrupted_keeps_finished_results_and_stops_every_server() {
             .unwrap(),
     );
     let json = dir.path().join("i/cells.json");
-    let t0 = Instant::now();
-    // Wait until the first load is under way (the edge is up), then interrupt.
-    while processes_mentioning(&dir.path().join("i/cells").display().to_string()).is_empty() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "eval never started a cell"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // Wait until the first load is under way (the edge is up), let it run a
+    // moment (the behaviour under test is an interrupt mid-run), then interrupt.
+    let cells = dir.path().join("i/cells").display().to_string();
+    assert!(
+        wait_until(Duration::from_secs(60), || !processes_mentioning(&cells)
+            .is_empty()),
+        "eval never started a cell"
+    );
     std::thread::sleep(Duration::from_millis(1500));
-    Command::new("kill")
-        .args(["-INT", &eval.0.id().to_string()])
-        .status()
-        .unwrap();
-    let status = wait_exit(&mut eval.0, Duration::from_secs(30));
+    signal(eval.id().into(), "INT");
+    let status = wait_exit(&mut eval, Duration::from_secs(30));
     assert!(status.success(), "eval exited with {status}");
     let left = processes_mentioning(&dir.path().display().to_string());
     assert!(left.is_empty(), "processes left behind: {left:?}");
@@ -408,7 +373,7 @@ fn eval_interrupted_keeps_finished_results_and_stops_every_server() {
 #[cfg(all(feature = "fs", feature = "mem", feature = "keys", feature = "edge"))]
 #[test]
 fn eval_list_shows_the_kernel_server_presets_available() {
-    let out = Command::new(BIN).args(["eval", "--list"]).output().unwrap();
+    let out = conclave().args(["eval", "--list"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     for name in [
@@ -461,7 +426,7 @@ fn up_starts_the_kernel_servers_in_order_and_leaves_none_behind() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = conclave()
         .arg("up")
         .arg(&deploy)
         .stdout(Stdio::piped())
@@ -470,7 +435,7 @@ fn up_starts_the_kernel_servers_in_order_and_leaves_none_behind() {
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut err = child.stderr.take().unwrap();
-    let mut up = Guard(child);
+    let mut up = Proc::new(child);
     let (mut names, mut pids) = (Vec::new(), Vec::new());
     let mut line = String::new();
     let mut edge_up = false;
@@ -513,7 +478,7 @@ fn up_starts_the_kernel_servers_in_order_and_leaves_none_behind() {
     assert_eq!(secret.permissions().mode() & 0o777, 0o600);
     assert!(dir.path().join("fs.img.tree").exists());
     if !edge_up {
-        let status = wait_exit(&mut up.0, Duration::from_secs(20));
+        let status = wait_exit(&mut up, Duration::from_secs(20));
         let mut e = String::new();
         err.read_to_string(&mut e).unwrap();
         let left = members_of(&pids);
@@ -522,7 +487,7 @@ fn up_starts_the_kernel_servers_in_order_and_leaves_none_behind() {
     }
     assert_eq!(names.len(), 5, "{names:?}");
     // The edge serves through its cache on the file server, signing with the key server.
-    let ab = Command::new(BIN)
+    let ab = conclave()
         .args(["ab", "-n", "20", "-c", "2", "--cacert"])
         .arg(dir.path().join("certs/root.crt"))
         .arg(format!("https://127.0.0.1:{base}/10k.txt"))
@@ -533,11 +498,8 @@ fn up_starts_the_kernel_servers_in_order_and_leaves_none_behind() {
         text.contains("Failed requests:        0") && text.contains("Document Length:        10240"),
         "{text}"
     );
-    Command::new("kill")
-        .args(["-TERM", &up.0.id().to_string()])
-        .status()
-        .unwrap();
-    let status = wait_exit(&mut up.0, Duration::from_secs(20));
+    signal(up.id().into(), "TERM");
+    let status = wait_exit(&mut up, Duration::from_secs(20));
     assert!(status.success(), "up exited with {status}");
     let left = members_of(&pids);
     assert!(left.is_empty(), "processes left behind: {left:?}");

@@ -8,17 +8,16 @@ use conclave_rpc::{BodyWriter, ClientOptions, Connection, Credentials, Endpoint,
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn conclave() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_conclave"))
-}
+mod common;
+use common::{conclave, flip_bit, signal, wait_until, Proc};
 
 /// A running `conclave fileserver`, killed on drop.
 struct FsProc {
-    child: Option<Child>,
+    proc: Proc,
     sock: PathBuf,
 }
 
@@ -38,14 +37,13 @@ impl FsProc {
             .spawn()
             .unwrap();
         let p = FsProc {
-            child: Some(child),
+            proc: Proc::new(child),
             sock,
         };
-        let t = Instant::now();
-        while !p.sock.exists() {
-            assert!(t.elapsed() < Duration::from_secs(20), "file server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert!(
+            wait_until(Duration::from_secs(20), || p.sock.exists()),
+            "file server did not start"
+        );
         p
     }
 
@@ -54,39 +52,23 @@ impl FsProc {
     }
 
     /// SIGTERM, wait, return stdout.
-    fn stop(mut self) -> String {
-        let c = self.child.take().unwrap();
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+    fn stop(self) -> String {
+        let c = self.proc.into_child();
+        signal(c.id().into(), "TERM");
         let out = c.wait_with_output().unwrap();
         assert!(out.status.success(), "file server exited with {}", out.status);
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn kill9(mut self) {
-        let mut c = self.child.take().unwrap();
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-}
-
-impl Drop for FsProc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+    /// SIGKILL: a crash.
+    fn kill9(self) {
+        drop(self.proc);
     }
 }
 
 fn setup() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
-    assert!(conclave()
-        .args(["certs", "--out"])
-        .arg(tmp.path().join("certs"))
-        .output()
-        .unwrap()
-        .status
-        .success());
+    common::certs(&tmp.path().join("certs"), &[]);
     let src = tmp.path().join("src");
     std::fs::create_dir_all(src.join("html/sub")).unwrap();
     std::fs::write(src.join("html/index.html"), b"<html>hi</html>").unwrap();
@@ -358,21 +340,7 @@ fn bad_input_gets_errors_and_the_server_keeps_serving() {
     assert_eq!(open(), Status::OK);
     assert_eq!(open(), Status::EMFILE);
     // a client without a certificate is refused
-    let roots = Credentials::from_dir(&tmp.path().join("certs"), Role::Client)
-        .unwrap()
-        .roots();
-    let cfg = rustls::ClientConfig::builder_with_provider(conclave_rpc::tls::provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let opts = ClientOptions {
-        tls: Some(conclave_rpc::stream::ClientTls {
-            config: Arc::new(cfg),
-            name: Role::FileServer.server_name(),
-        }),
-        ..ClientOptions::plain()
-    };
+    let opts = conclave_testkit::without_client_cert(&tmp.path().join("certs"), Role::FileServer);
     let anon = Connection::connect(&ep, &opts).and_then(|mut k| k.call(proto::STATFS, b""));
     assert!(anon.is_err(), "no certificate, no service");
     // a keyserver identity is not a file-server client
@@ -482,18 +450,7 @@ fn tampered_block_reads_as_eio_on_verity_and_vericrypt() {
         assert_eq!(c.read("/html/sub/big.bin").unwrap(), vec![7u8; 300_000]);
         // the host flips one bit in the file's 10th block
         let off = (blocks[10] + header_blocks) * 4096 + 123;
-        let mut img = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&image)
-            .unwrap();
-        let mut b = [0u8; 1];
-        img.seek(SeekFrom::Start(off)).unwrap();
-        img.read_exact(&mut b).unwrap();
-        b[0] ^= 0x10;
-        img.seek(SeekFrom::Start(off)).unwrap();
-        img.write_all(&b).unwrap();
-        img.sync_all().unwrap();
+        flip_bit(&image, off * 8 + 4);
         let err = c.read("/html/sub/big.bin").unwrap_err();
         assert_eq!(
             err.raw_os_error().or(Some(-1)),

@@ -13,41 +13,23 @@ use conclave_rpc::Role;
 use conclave_rpc::{BodyWriter, ClientOptions, Connection, Credentials, Endpoint, Status};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_conclave");
+mod common;
+use common::{conclave, flip_bit_in, on_path, Proc, BIN};
 
-/// A child process killed when the test ends, however it ends.
-struct Proc {
-    child: Child,
-    /// The pid to signal (the traced program when run under strace).
-    target_pid: Option<u32>,
+/// A started child (killed when the test ends, however it ends) and the
+/// first line it printed.
+struct Started {
+    proc: Proc,
     line: String,
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(pid) = self.target_pid {
-            let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
-            let t0 = Instant::now();
-            while t0.elapsed() < Duration::from_secs(5) {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
+impl Started {
     /// Starts `cmd` and waits for its first stdout line (its address).
-    fn start(mut cmd: Command, log: &Path) -> Proc {
+    fn start(mut cmd: Command, log: &Path) -> Started {
         let err = std::fs::File::create(log).unwrap();
         let mut child = cmd
             .stdout(Stdio::piped())
@@ -55,9 +37,8 @@ impl Proc {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
         let stdout = child.stdout.take().unwrap();
-        let mut p = Proc {
-            child,
-            target_pid: None,
+        let mut p = Started {
+            proc: Proc::new(child),
             line: String::new(),
         };
         BufReader::new(stdout).read_line(&mut p.line).unwrap();
@@ -70,19 +51,15 @@ impl Proc {
     }
 
     fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        matches!(self.proc.try_wait(), Ok(None))
     }
 }
 
 fn tool(name: &str) {
-    let ok = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "this test needs `{name}` on PATH (apt-get install {name})");
+    assert!(
+        on_path(name),
+        "this test needs `{name}` on PATH (apt-get install {name})"
+    );
 }
 
 /// A conclave: certs in `certs/` (without the site key), the site key in `keys/`.
@@ -99,12 +76,7 @@ impl Site {
         let root = tmp.path().to_path_buf();
         let certs = root.join("certs");
         let keys = root.join("keys");
-        let out = Command::new(BIN)
-            .args(["certs", "--site-key", site_key, "--out"])
-            .arg(&certs)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        common::certs(&certs, &["--site-key", site_key]);
         std::fs::create_dir(&keys).unwrap();
         // The only copy of the site key lives in the key server's directory.
         std::fs::rename(certs.join("server.key"), keys.join("server.key")).unwrap();
@@ -116,13 +88,13 @@ impl Site {
         }
     }
 
-    fn keyserver(&self, listen: &str, tag: &str) -> (Proc, Endpoint) {
+    fn keyserver(&self, listen: &str, tag: &str) -> (Started, Endpoint) {
         self.keyserver_with(listen, tag, &[])
     }
 
     /// `conclave keyserver` over this site's keys and certificates.
     fn keyserver_cmd(&self, listen: &str) -> Command {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = conclave();
         cmd.arg("keyserver")
             .arg("--keys")
             .arg(&self.keys)
@@ -132,10 +104,10 @@ impl Site {
         cmd
     }
 
-    fn keyserver_with(&self, listen: &str, tag: &str, extra: &[&str]) -> (Proc, Endpoint) {
+    fn keyserver_with(&self, listen: &str, tag: &str, extra: &[&str]) -> (Started, Endpoint) {
         let mut cmd = self.keyserver_cmd(listen);
         cmd.args(extra);
-        let p = Proc::start(cmd, &self.root.join(format!("keyserver-{tag}.log")));
+        let p = Started::start(cmd, &self.root.join(format!("keyserver-{tag}.log")));
         let ep = p
             .line
             .trim()
@@ -147,7 +119,7 @@ impl Site {
     }
 
     /// The keyless probe, optionally under `strace -f` writing to `trace`.
-    fn probe(&self, ks: &Endpoint, trace: Option<&Path>) -> (Proc, String) {
+    fn probe(&self, ks: &Endpoint, trace: Option<&Path>) -> (Started, String) {
         let mut cmd = match trace {
             Some(t) => {
                 let mut c = Command::new("strace");
@@ -156,7 +128,7 @@ impl Site {
                     .arg(BIN);
                 c
             }
-            None => Command::new(BIN),
+            None => conclave(),
         };
         cmd.arg("keyless-probe")
             .arg("--cert")
@@ -164,7 +136,7 @@ impl Site {
             .arg("--certs")
             .arg(&self.certs)
             .args(["--keyserver", &ks.to_string(), "--key-name", "server"]);
-        let mut p = Proc::start(cmd, &self.root.join("probe.log"));
+        let mut p = Started::start(cmd, &self.root.join("probe.log"));
         // "keyless-probe listening on https://ADDR pid N"
         let words: Vec<&str> = p.line.split_whitespace().collect();
         assert_eq!(
@@ -174,7 +146,8 @@ impl Site {
             p.line
         );
         let addr = words[3].strip_prefix("https://").unwrap().to_string();
-        p.target_pid = Some(words[5].parse().unwrap());
+        // Stop the probe itself (strace follows it out), gracefully.
+        p.proc.stop_via(words[5].parse().unwrap(), Duration::from_secs(5));
         (p, addr)
     }
 
@@ -421,7 +394,7 @@ fn signatures_verify_with_the_certificate_public_key() {
                 );
                 // A flipped message must not verify (the check is real).
                 let mut bad = message.clone();
-                bad[0] ^= 1;
+                flip_bit_in(&mut bad, 0);
                 std::fs::write(&msg_path, &bad).unwrap();
                 assert!(
                     !run(&mut cmd).status.success(),
@@ -608,8 +581,7 @@ fn probe_survives_a_keyserver_restart() {
 /// signatures (short run: this checks the tool, not the speed).
 #[test]
 fn bench_keys_reports_real_signatures() {
-    let out =
-        run(Command::new(BIN).args(["bench", "keys", "--seconds", "0.2", "--clients", "1,2", "--json"]));
+    let out = run(conclave().args(["bench", "keys", "--seconds", "0.2", "--clients", "1,2", "--json"]));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = v["results"].as_array().unwrap();

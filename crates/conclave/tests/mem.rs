@@ -4,26 +4,17 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{ChildStdin, Command, Output, Stdio};
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_conclave");
-
-/// Kills and reaps a child when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod common;
+use common::{conclave, flip_bit_in, wait_exit, Proc};
 
 /// Waits for a child with piped output; a child still running after
 /// `limit` is killed and the test fails (a hang is the bug, not a timing).
 fn wait_or_fail(mut p: Proc, limit: Duration) -> Output {
-    let mut stdout = p.0.stdout.take();
-    let mut stderr = p.0.stderr.take();
+    let mut stdout = p.stdout.take();
+    let mut stderr = p.stderr.take();
     let readers = std::thread::spawn(move || {
         use std::io::Read;
         let (mut o, mut e) = (Vec::new(), Vec::new());
@@ -35,14 +26,7 @@ fn wait_or_fail(mut p: Proc, limit: Duration) -> Output {
         }
         (o, e)
     });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = p.0.try_wait().unwrap() {
-            break st;
-        }
-        assert!(start.elapsed() < limit, "client still running after {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(&mut p, limit);
     let (stdout, stderr) = readers.join().unwrap();
     Output {
         status,
@@ -53,13 +37,7 @@ fn wait_or_fail(mut p: Proc, limit: Duration) -> Output {
 
 fn certs(dir: &Path, name: &str) -> PathBuf {
     let out = dir.join(name);
-    let st = Command::new(BIN)
-        .args(["certs", "--site-key", "ecdsa-p256", "--out"])
-        .arg(&out)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    common::certs(&out, &["--site-key", "ecdsa-p256"]);
     out
 }
 
@@ -82,7 +60,7 @@ fn setup(kind: &str) -> Setup {
     let (server, spec) = match kind {
         "smc" => (None, format!("smc://{}", host.display())),
         _ => {
-            let mut cmd = Command::new(BIN);
+            let mut cmd = conclave();
             cmd.args(["memserver", "--kind", kind, "--listen"])
                 .arg(format!("unix://{}", sock.display()))
                 .arg("--certs")
@@ -94,9 +72,9 @@ fn setup(kind: &str) -> Setup {
                 cmd.arg("--dir").arg(&host);
                 spec = format!("{spec}?dir={}", host.display());
             }
-            let mut p = Proc(cmd.spawn().unwrap());
+            let mut p = Proc::new(cmd.spawn().unwrap());
             let mut line = String::new();
-            BufReader::new(p.0.stdout.take().unwrap())
+            BufReader::new(p.stdout.take().unwrap())
                 .read_line(&mut line)
                 .unwrap();
             assert!(line.starts_with("listening on"), "memserver said {line:?}");
@@ -118,7 +96,7 @@ impl Setup {
     }
 
     fn mem_with(&self, certs: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
+        let mut c = conclave();
         c.args(["mem", "--spec", &self.spec, "--certs"])
             .arg(certs)
             .arg("--secret-file")
@@ -145,16 +123,16 @@ impl Setup {
     /// A process that keeps `name` open until dropped, so the memory file
     /// outlives the short-lived clients.
     fn keeper(&self, name: &str) -> (Proc, ChildStdin) {
-        let mut p = Proc(
+        let mut p = Proc::new(
             self.mem(&["open", name])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()
                 .unwrap(),
         );
-        let stdin = p.0.stdin.take().unwrap();
+        let stdin = p.stdin.take().unwrap();
         let mut line = String::new();
-        BufReader::new(p.0.stdout.take().unwrap())
+        BufReader::new(p.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
         assert_eq!(line.trim(), "open");
@@ -162,12 +140,7 @@ impl Setup {
     }
 
     fn host_file(&self, ext: &str) -> PathBuf {
-        let dir = self.dir.path().join("host");
-        std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|e| e == ext))
-            .unwrap_or_else(|| panic!("no .{ext} file in {}", dir.display()))
+        conclave_testkit::file_with_extension(&self.dir.path().join("host"), ext)
     }
 }
 
@@ -187,7 +160,7 @@ fn exact_counter(kind: &str) {
     let (_keeper, _stdin) = s.keeper("ctr");
     let kids: Vec<Proc> = (0..PROCS)
         .map(|_| {
-            Proc(
+            Proc::new(
                 s.mem(&["incr", "ctr", "--times", &TIMES.to_string()])
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
@@ -228,9 +201,9 @@ fn killed_lock_holder_does_not_block_others() {
         let s = setup(kind);
         let (_keeper, _stdin) = s.keeper("k");
         assert!(s.run(&["put", "k", "--value", "7"]).status.success());
-        let mut holder = Proc(s.mem(&["hold", "k"]).stdout(Stdio::piped()).spawn().unwrap());
+        let mut holder = Proc::new(s.mem(&["hold", "k"]).stdout(Stdio::piped()).spawn().unwrap());
         let mut line = String::new();
-        BufReader::new(holder.0.stdout.take().unwrap())
+        BufReader::new(holder.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
         assert_eq!(line.trim(), "locked");
@@ -238,10 +211,10 @@ fn killed_lock_holder_does_not_block_others() {
         let err = stderr_of(&s.run(&["get", "k", "--timeout-ms", "300"]));
         assert!(err.contains("not granted within 300 ms"), "{kind}: {err}");
         // SIGKILL the holder: the lock comes back.
-        holder.0.kill().unwrap();
-        holder.0.wait().unwrap();
+        holder.kill().unwrap();
+        holder.wait().unwrap();
         let out = wait_or_fail(
-            Proc(s.mem(&["incr", "k"]).stdout(Stdio::piped()).spawn().unwrap()),
+            Proc::new(s.mem(&["incr", "k"]).stdout(Stdio::piped()).spawn().unwrap()),
             Duration::from_secs(60),
         );
         assert!(out.status.success(), "{kind}");
@@ -275,7 +248,7 @@ fn memory_servers_refuse_clients_without_a_conclave_certificate() {
     for kind in ["smdish", "smuf"] {
         let s = setup(kind);
         // No certificate at all.
-        let out = Command::new(BIN)
+        let out = conclave()
             .args(["mem", "--spec", &s.spec, "get", "x"])
             .output()
             .unwrap();
@@ -298,7 +271,7 @@ fn smuf_detects_a_flipped_bit_and_an_old_copy_and_stays_up() {
     let seg = s.host_file("seg");
     let v1 = std::fs::read(&seg).unwrap();
     let mut flipped = v1.clone();
-    flipped[3] ^= 0x10;
+    flip_bit_in(&mut flipped, 3 * 8 + 4);
     std::fs::write(&seg, &flipped).unwrap();
     let err = stderr_of(&s.run(&["get", "t"]));
     assert!(err.contains("failed authentication"), "{err}");

@@ -3,15 +3,18 @@
 //! tampering and rollback seen from the command line, and `bench bd`.
 #![cfg(feature = "storage")]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Output;
 
-const BIN: &str = env!("CARGO_BIN_EXE_conclave");
+mod common;
+use common::flip_bit;
+
 /// Cheap Argon2id so the tests stay fast (recorded in the header).
 const FAST_KDF: [&str; 4] = ["--kdf-memory-kib", "8192", "--kdf-passes", "1"];
 
+/// `conclave ARGS...`, its output whether it succeeded or not.
 fn conclave(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run conclave")
+    common::conclave().args(args).output().expect("run conclave")
 }
 
 fn ok(out: &Output) -> String {
@@ -80,19 +83,6 @@ impl Site {
     }
 }
 
-fn flip(path: &Path, byte: u64) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut b = [0u8];
-    f.read_exact_at(&mut b, byte).unwrap();
-    b[0] ^= 0x10;
-    f.write_all_at(&b, byte).unwrap();
-}
-
 #[test]
 fn mkfs_then_fsck_is_clean_on_every_device() {
     let site = Site::new();
@@ -131,7 +121,7 @@ fn fsck_reports_tampering_wrong_secret_and_rollback() {
     let root = site.mkfs("vericrypt").trim().to_string();
     let img = site.p("vericrypt.img");
     // A flipped ciphertext byte in data block 10: fsck names the block.
-    flip(&img, 4096 + 10 * 4096 + 77);
+    flip_bit(&img, (4096 + 10 * 4096 + 77) * 8 + 4);
     let out = site.fsck("vericrypt", &[]);
     assert!(!out.status.success());
     assert!(
@@ -139,7 +129,7 @@ fn fsck_reports_tampering_wrong_secret_and_rollback() {
         "{}",
         stderr(&out)
     );
-    flip(&img, 4096 + 10 * 4096 + 77);
+    flip_bit(&img, (4096 + 10 * 4096 + 77) * 8 + 4);
     ok(&site.fsck("vericrypt", &["--expect-root", &root]));
     // Wrong secret.
     std::fs::write(site.p("other"), b"not the secret").unwrap();

@@ -1,10 +1,10 @@
 //! `conclave waf-rules`: writes the seed's rule sets, reproducibly, and they load.
 #![cfg(feature = "waf")]
 
-use std::process::Command;
+mod common;
 
 fn waf_rules(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_conclave"))
+    common::conclave()
         .arg("waf-rules")
         .args(args)
         .output()

@@ -81,20 +81,6 @@ pub fn data_offset(kind: DeviceKind, b: u64) -> u64 {
     header + b * BLOCK_SIZE as u64
 }
 
-/// Flips one bit of a file.
-pub fn flip_bit(path: &Path, bit: u64) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut b = [0u8];
-    f.read_exact_at(&mut b, bit / 8).unwrap();
-    b[0] ^= 1 << (bit % 8);
-    f.write_all_at(&b, bit / 8).unwrap();
-}
-
 /// `ext4-view`'s reader over one of our devices.
 pub struct DeviceReader(pub Arc<dyn BlockDevice>);
 

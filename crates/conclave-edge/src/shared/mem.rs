@@ -165,50 +165,15 @@ impl SharedSegment for MemSegment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use conclave_mem::{MemServer, ServerKind};
-    use conclave_rpc::pki::{self, CertsOptions, SiteKey};
-    use conclave_rpc::{Credentials, Endpoint, Role, Shutdown};
+    use conclave_rpc::Role;
+    use conclave_testkit::MemFixture;
 
     /// A memory server of each remote kind in this process, over a UNIX
     /// socket with real mTLS, and the edge's shared state on it.
     fn with_server(sealed: bool, test: impl FnOnce(&tokio::runtime::Runtime, MemSharedState)) {
-        let dir = tempfile::tempdir().unwrap();
-        let certs = dir.path().join("certs");
-        pki::generate(&CertsOptions {
-            out: certs.clone(),
-            site_key: SiteKey::EcdsaP256,
-            force: true,
-        })
-        .unwrap();
-        let ep = Endpoint::Unix(dir.path().join("mem.sock"));
-        let host = dir.path().join("host");
-        let kind = if sealed {
-            ServerKind::Smuf { dir: host.clone() }
-        } else {
-            ServerKind::Smdish
-        };
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let shutdown = Shutdown::new();
-        let creds = Credentials::from_dir(&certs, Role::MemServer).unwrap();
-        let (_, ep) = MemServer::spawn(kind, &ep, &creds, &shutdown, rt.handle()).unwrap();
-        let spec = if sealed {
-            MemSpec::Smuf {
-                endpoint: ep,
-                dir: host,
-            }
-        } else {
-            MemSpec::Smdish { endpoint: ep }
-        };
-        let opts = MemOptions {
-            creds: Some(Credentials::from_dir(&certs, Role::Edge).unwrap()),
-            secret_file: None,
-        };
-        test(&rt, MemSharedState::connect(&spec, &opts).unwrap());
-        shutdown.trigger();
+        let fx = MemFixture::start(sealed);
+        let opts = fx.options(Role::Edge);
+        test(&fx.rt, MemSharedState::connect(&fx.spec, &opts).unwrap());
     }
 
     #[test]

@@ -1,54 +1,38 @@
-//! Helpers shared by the integration tests that start real processes on
-//! loopback. Each test file uses what it needs (hence `dead_code`).
-#![allow(dead_code)]
+//! The binary's own handle on `conclave-testkit`: the path of the `conclave`
+//! binary (only this crate's tests have `CARGO_BIN_EXE_conclave`) and the
+//! commands every test file runs with it. Each test file uses what it needs
+//! (hence `dead_code`).
+#![allow(dead_code, unused_imports)]
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output};
 
-/// A started process, stopped when dropped: SIGTERM (so it can clean up, as
-/// in production), then SIGKILL if it has not exited within 15 s.
-pub struct Proc(pub Child);
+pub use conclave_testkit::{
+    flip_bit, flip_bit_in, free_port, on_path, poll_until, run_ok, signal, stdout_ok, wait_exit, wait_port,
+    wait_until, Proc,
+};
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(Some(_)) = self.0.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .stderr(Stdio::null())
-            .status();
-        let until = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < until {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// The `conclave` binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_conclave");
+
+/// `conclave` as a command, to add arguments to.
+pub fn conclave() -> Command {
+    conclave_testkit::conclave(BIN)
 }
 
-/// A loopback TCP port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `conclave ARGS...`, which must succeed.
+pub fn conclave_ok(args: &[&str]) -> Output {
+    run_ok(conclave().args(args))
 }
 
-/// Waits (at most 30 s) until something accepts on loopback `port`.
-pub fn wait_port(port: u16) {
-    let until = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < until {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("nothing listens on port {port}");
+/// `conclave certs [EXTRA...] --out OUT`: a conclave's CA and certificates,
+/// made as a user makes them.
+pub fn certs(out: &Path, extra: &[&str]) {
+    run_ok(conclave().arg("certs").args(extra).arg("--out").arg(out));
+}
+
+/// A started server, stopped on drop as in production: SIGTERM (so it can
+/// clean up), then SIGKILL if it has not exited within 15 s.
+pub fn server(child: std::process::Child) -> Proc {
+    Proc::graceful(child, std::time::Duration::from_secs(15))
 }

@@ -1,0 +1,12 @@
+//! Finding the files a server leaves on the host (sealed segments, images).
+
+use std::path::{Path, PathBuf};
+
+/// The first file in `dir` whose extension is `ext`; fails the test if there is none.
+pub fn file_with_extension(dir: &Path, ext: &str) -> PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == ext))
+        .unwrap_or_else(|| panic!("no .{ext} file in {}", dir.display()))
+}
