@@ -9,11 +9,14 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod cli;
 pub mod client;
+mod process;
 pub mod proto;
 pub mod server;
 pub mod settings;
 
 pub use client::{AsyncFsClient, DirEntry, File, FsClient, Metadata, OpenOptions};
+pub use process::{run, FileServerError};
 pub use server::{FileServer, FileServerOptions};
 pub use settings::FileServerSettings;

@@ -21,10 +21,12 @@
 #![forbid(unsafe_code)]
 
 pub mod async_client;
+pub mod cli;
 pub mod client;
 pub mod error;
 pub mod local;
 pub mod name;
+mod process;
 pub mod proto;
 mod remote;
 pub mod seal;
@@ -36,6 +38,7 @@ pub mod spec;
 pub use async_client::{AsyncLockGuard, AsyncMemoryFile, AsyncMemoryStore};
 pub use client::{connect, LockGuard, MemOptions, MemoryFile, MemoryStore, Segment};
 pub use error::MemError;
+pub use process::{run, MemServerError};
 pub use server::{MemServer, ServerKind};
 pub use settings::{MemServerKind, MemServerSettings};
 pub use spec::MemSpec;
