@@ -1,8 +1,9 @@
 //! Block devices under the file server: the [`BlockDevice`] trait (4096-byte
 //! blocks) and its implementations — std (raw image), crypt (AES-256-XTS),
 //! verity (HMAC-SHA256 Merkle tree with a sealed root) and vericrypt (the
-//! tree over the ciphertext) — plus their on-disk formats, key derivation
-//! and the tools' building blocks ([`create`], [`rebuild_tree`]). Knows
+//! tree over the ciphertext) — plus their on-disk formats, key derivation,
+//! the tools' building blocks ([`create`], [`rebuild_tree`]) and the tools
+//! themselves ([`tools`]: mkfs, mkmerkle, fsck, with their [`settings`]). Knows
 //! nothing of file systems. Formats and threat model: `docs/storage.md`.
 #![forbid(unsafe_code)]
 

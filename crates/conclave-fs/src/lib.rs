@@ -5,7 +5,9 @@
 //! connection has its own descriptor table, reads share a lock so many
 //! clients read at once, and a write holds the file system only for its own
 //! duration. The client (`FsClient`, `AsyncFsClient`) is shaped like
-//! `std::fs`. This crate knows nothing of HTTP.
+//! `std::fs`. [`run`] is the `conclave fileserver` process (its command line
+//! is [`FileServerSettings`]) and [`cli`] the `conclave fs` client commands.
+//! This crate knows nothing of HTTP.
 #![forbid(unsafe_code)]
 
 pub mod bench;

@@ -16,8 +16,9 @@
 //!   derived from the conclave's secret file, locked with `flock`.
 //!
 //! This crate owns the wire protocol of the memory servers ([`proto`]), the
-//! server ([`server::MemServer`]) and the blocking and async clients. It knows
-//! nothing of HTTP. See `docs/mem.md` for the threat model of each kind.
+//! server ([`server::MemServer`]), the blocking and async clients, the
+//! `conclave memserver` process ([`run`], settings [`MemServerSettings`]) and
+//! the `conclave mem` client commands ([`cli`]). It knows nothing of HTTP. See `docs/mem.md` for the threat model of each kind.
 #![forbid(unsafe_code)]
 
 pub mod async_client;
