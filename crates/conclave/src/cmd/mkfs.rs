@@ -9,9 +9,7 @@ pub use conclave_bd::KdfSettings as KdfArgs;
 
 /// Parses and checks an image size (`conclave bench bd --size`).
 pub fn parse_size(s: &str) -> anyhow::Result<u64> {
-    Ok(conclave_bd::settings::parse_image_size(s)
-        .map_err(anyhow::Error::msg)?
-        .bytes())
+    Ok(conclave_bd::settings::parse_image_size(s)?.bytes())
 }
 
 /// Runs the subcommand.
