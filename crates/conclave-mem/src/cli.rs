@@ -219,3 +219,21 @@ pub fn run(a: &MemClientArgs, out: &mut dyn Write) -> Result<(), MemCliError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_counter_is_the_little_endian_u64_at_byte_0() {
+        let mut seg = [0u8; 12];
+        set_counter(&mut seg, 0x0102).unwrap();
+        assert_eq!(seg[..2], [2, 1]);
+        assert_eq!(counter(&seg).unwrap(), 0x0102);
+        assert!(matches!(counter(&[0; 7]), Err(MemCliError::ShortSegment)));
+        assert!(matches!(
+            set_counter(&mut [0; 7], 1),
+            Err(MemCliError::ShortSegment)
+        ));
+    }
+}
