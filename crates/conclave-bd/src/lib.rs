@@ -17,9 +17,7 @@ mod keys;
 mod mem;
 mod merkle;
 mod seal;
-pub mod settings;
 mod spec;
-pub mod tools;
 mod verity;
 pub mod xts;
 
@@ -30,6 +28,11 @@ pub use error::BdError;
 pub use file::StdDevice;
 pub use keys::{read_secret, KdfParams};
 pub use mem::MemBlockDevice;
-pub use settings::{FsckSettings, KdfSettings, MkfsSettings, MkmerkleSettings};
 pub use spec::{open, DeviceKind, DeviceSpec, SealedRoot};
 pub use verity::VerityDevice;
+
+// The storage tools (`conclave mkfs`, `mkmerkle`, `fsck`) and their command lines.
+pub mod settings;
+pub mod tools;
+
+pub use settings::{FsckSettings, KdfSettings, MkfsSettings, MkmerkleSettings};
