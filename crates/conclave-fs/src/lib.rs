@@ -11,14 +11,17 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
-pub mod cli;
 pub mod client;
-mod process;
 pub mod proto;
 pub mod server;
-pub mod settings;
 
 pub use client::{AsyncFsClient, DirEntry, File, FsClient, Metadata, OpenOptions};
-pub use process::{run, FileServerError};
 pub use server::{FileServer, FileServerOptions};
+
+// The `conclave fileserver` process, its command line, and the `conclave fs` client.
+pub mod cli;
+mod process;
+pub mod settings;
+
+pub use process::{run, FileServerError};
 pub use settings::FileServerSettings;
