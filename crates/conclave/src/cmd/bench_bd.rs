@@ -3,7 +3,6 @@
 //! Files are page-cache resident (no O_DIRECT): this measures the CPU cost
 //! each device adds on the path the edge takes on every cache hit.
 
-use super::mkfs::parse_size;
 use anyhow::Context;
 use conclave_bd::{BdError, BlockDevice, CreateOptions, DeviceKind, DeviceSpec, BLOCK_SIZE};
 use std::fs::File;
@@ -183,7 +182,7 @@ fn bench_one(
 
 /// Runs the benchmark.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let size = parse_size(&args.size)?;
+    let size = conclave_bd::settings::parse_image_size(&args.size)?.bytes();
     let blocks = size / BLOCK_SIZE as u64;
     let tmp;
     let dir = match &args.dir {
