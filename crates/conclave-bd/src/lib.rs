@@ -1,8 +1,9 @@
 //! Block devices under the file server: the [`BlockDevice`] trait (4096-byte
 //! blocks) and its implementations — std (raw image), crypt (AES-256-XTS),
 //! verity (HMAC-SHA256 Merkle tree with a sealed root) and vericrypt (the
-//! tree over the ciphertext) — plus their on-disk formats, key derivation
-//! and the tools' building blocks ([`create`], [`rebuild_tree`]). Knows
+//! tree over the ciphertext) — plus their on-disk formats, key derivation,
+//! the tools' building blocks ([`create`], [`rebuild_tree`]) and the tools
+//! themselves ([`tools`]: mkfs, mkmerkle, fsck, with their [`settings`]). Knows
 //! nothing of file systems. Formats and threat model: `docs/storage.md`.
 #![forbid(unsafe_code)]
 
@@ -15,10 +16,8 @@ mod keys;
 mod merkle;
 mod ram_device;
 mod sealed_root;
-pub mod settings;
 mod spec;
 mod std_device;
-pub mod tools;
 mod verity;
 pub mod xts;
 
@@ -28,7 +27,12 @@ pub use device::{BlockDevice, BLOCK_SIZE};
 pub use error::BdError;
 pub use keys::{read_secret, KdfParams};
 pub use ram_device::MemBlockDevice;
-pub use settings::{FsckSettings, KdfSettings, MkfsSettings, MkmerkleSettings};
 pub use spec::{open, DeviceKind, DeviceSpec, SealedRoot};
 pub use std_device::StdDevice;
 pub use verity::VerityDevice;
+
+// The storage tools (`conclave mkfs`, `mkmerkle`, `fsck`) and their command lines.
+pub mod settings;
+pub mod tools;
+
+pub use settings::{FsckSettings, KdfSettings, MkfsSettings, MkmerkleSettings};

@@ -10,22 +10,30 @@ use std::path::PathBuf;
 /// Smallest image `conclave mkfs` makes.
 pub const MIN_IMAGE_SIZE: u64 = 1 << 20;
 
+/// An image size mkfs cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageSizeError {
+    /// Not a size (the `conclave-units` message).
+    #[error("{0}")]
+    Parse(String),
+    /// Too small, or not whole blocks.
+    #[error("size {0} must be at least 1M and a multiple of 4096 bytes")]
+    Bounds(String),
+}
+
 /// Checks an image size: at least 1 MiB and whole 4096-byte blocks, so
 /// mke2fs and the devices see whole blocks.
-pub fn check_image_size(bytes: u64) -> Result<(), String> {
+pub fn check_image_size(bytes: u64) -> Result<(), ImageSizeError> {
     if bytes < MIN_IMAGE_SIZE || !bytes.is_multiple_of(4096) {
-        return Err(format!(
-            "size {} must be at least 1M and a multiple of 4096 bytes",
-            ImageSize(bytes)
-        ));
+        return Err(ImageSizeError::Bounds(ImageSize(bytes).to_string()));
     }
     Ok(())
 }
 
 /// Parses `--size` (`128M`, `1G`, `4096K` or a byte count) and checks it
 /// with [`check_image_size`].
-pub fn parse_image_size(s: &str) -> Result<ByteSize, String> {
-    let size: ByteSize = s.parse()?;
+pub fn parse_image_size(s: &str) -> Result<ByteSize, ImageSizeError> {
+    let size: ByteSize = s.parse().map_err(ImageSizeError::Parse)?;
     check_image_size(size.bytes())?;
     Ok(size)
 }

@@ -5,7 +5,9 @@
 //! with one file per operation (`op/`), a blocking pooled client
 //! ([`KeyClient`]) and [`RemoteSigningKey`], a `rustls::sign::SigningKey`
 //! whose signatures are made by the key server, so the edge process holds only
-//! the certificate. It knows nothing of files served or shared memory.
+//! the certificate. [`run`] and [`run_probe`] are the `conclave keyserver` and
+//! `conclave keyless-probe` processes ([`KeyServerSettings`],
+//! [`KeylessProbeSettings`]). It knows nothing of files served or shared memory.
 //!
 //! What differs from the original nsm: no raw RSA, no decryption, no padding
 //! chosen by the client (only TLS signature schemes), keys named by an
@@ -20,6 +22,7 @@ pub mod name;
 pub mod op;
 pub mod pool;
 pub mod probe;
+mod process;
 pub mod remote;
 pub mod server;
 pub mod settings;
@@ -29,6 +32,7 @@ pub use algorithm::KeyAlgorithm;
 pub use client::{KeyClient, KeyInfo};
 pub use error::KeysError;
 pub use name::KeyName;
+pub use process::{run, run_probe, KeyServerError};
 pub use remote::{certified_key, RemoteSigningKey};
 pub use server::{KeyServer, KeyServerOptions};
 pub use settings::{KeyServerSettings, KeylessProbeSettings};

@@ -16,15 +16,18 @@
 //!   derived from the conclave's secret file, locked with `flock`.
 //!
 //! This crate owns the wire protocol of the memory servers ([`proto`]), the
-//! server ([`server::MemServer`]) and the blocking and async clients. It knows
-//! nothing of HTTP. See `docs/mem.md` for the threat model of each kind.
+//! server ([`server::MemServer`]), the blocking and async clients, the
+//! `conclave memserver` process ([`run`], settings [`MemServerSettings`]) and
+//! the `conclave mem` client commands ([`cli`]). It knows nothing of HTTP. See `docs/mem.md` for the threat model of each kind.
 #![forbid(unsafe_code)]
 
 pub mod async_client;
+pub mod cli;
 pub mod client;
 pub mod error;
 pub mod local;
 pub mod name;
+mod process;
 pub mod proto;
 mod remote;
 pub mod segment_seal;
@@ -36,6 +39,7 @@ pub mod spec;
 pub use async_client::{AsyncLockGuard, AsyncMemoryFile, AsyncMemoryStore};
 pub use client::{connect, LockGuard, MemOptions, MemoryFile, MemoryStore, Segment};
 pub use error::MemError;
+pub use process::{run, MemServerError};
 pub use server::{MemServer, ServerKind};
 pub use settings::{MemServerKind, MemServerSettings};
 pub use spec::MemSpec;

@@ -13,8 +13,8 @@ pub enum ToolError {
     #[error("device {0} needs --secret-file")]
     NeedsSecret(DeviceKind),
     /// An image size that is not whole blocks of at least 1 MiB.
-    #[error("{0}")]
-    Size(String),
+    #[error(transparent)]
+    Size(#[from] crate::settings::ImageSizeError),
     /// The source of `mkfs` is not a directory.
     #[error("{} is not a directory", .0.display())]
     NotADirectory(PathBuf),

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 /// Makes the image (and tree) `s` describes; prints the sealed root, if any.
 pub fn mkfs(s: &MkfsSettings, out: &mut dyn Write) -> Result<(), ToolError> {
     let size = s.size.bytes();
-    check_image_size(size).map_err(ToolError::Size)?;
+    check_image_size(size)?;
     let spec = device_spec(s.device, &s.image, s.tree.as_deref(), s.secret_file.as_deref())?;
     if !s.dir.is_dir() {
         return Err(ToolError::NotADirectory(s.dir.clone()));

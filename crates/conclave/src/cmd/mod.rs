@@ -65,13 +65,7 @@ pub fn print_line(line: impl std::fmt::Display) {
 
 /// A multi-threaded tokio runtime for servers.
 #[cfg_attr(
-    not(any(
-        feature = "fs",
-        feature = "edge",
-        feature = "keys",
-        feature = "mem",
-        feature = "eval"
-    )),
+    not(any(feature = "bench", feature = "edge", feature = "eval")),
     allow(dead_code)
 )]
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
