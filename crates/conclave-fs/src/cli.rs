@@ -16,7 +16,7 @@ pub struct FsClientArgs {
     #[arg(long)]
     pub certs: PathBuf,
     /// Identity to present (`client` or `edge`).
-    #[arg(long, default_value = "client")]
+    #[arg(long, default_value_t = Role::Client)]
     pub identity: Role,
     #[command(subcommand)]
     pub op: FsOp,

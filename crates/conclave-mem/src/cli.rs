@@ -20,7 +20,7 @@ pub struct MemClientArgs {
     #[arg(long)]
     pub certs: Option<PathBuf>,
     /// Identity to present: edge or client.
-    #[arg(long, default_value = "edge")]
+    #[arg(long, default_value_t = Role::Edge)]
     pub role: Role,
     /// The conclave's secret file (for smc).
     #[arg(long)]

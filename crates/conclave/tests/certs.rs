@@ -28,7 +28,8 @@ fn certs_verify_with_openssl_and_keys_are_private() {
     let out = tmp.path().join("certs");
     let st = conclave().args(["certs", "--out"]).arg(&out).status().unwrap();
     assert!(st.success());
-    for name in ["server", "edge", "fileserver", "memserver", "keyserver", "client"] {
+    let roles = conclave_rpc::Role::ALL.map(conclave_rpc::Role::as_str);
+    for name in std::iter::once("server").chain(roles) {
         let v = openssl(&["verify", "-CAfile", "root.crt", &format!("{name}.crt")], &out);
         assert_eq!(v.trim(), format!("{name}.crt: OK"));
         let mode = std::fs::metadata(out.join(format!("{name}.key")))
