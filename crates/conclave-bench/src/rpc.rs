@@ -253,7 +253,7 @@ impl RpcResult {
 }
 
 /// Checks the payload sizes, then generates certificates for the TLS cells
-/// in a temp dir when `certs` is `None`, and runs every cell.
+/// in a temp dir (removed afterwards) when `certs` is `None`, and runs every cell.
 pub fn run_with_certs(
     cfg: RpcBenchConfig,
     progress: impl FnMut(&RpcResult),
@@ -263,10 +263,14 @@ pub fn run_with_certs(
             "payload {big} exceeds the benchmark's maximum of {MAX_PAYLOAD} bytes"
         )));
     }
+    // Generated certificates live in a scratch directory removed afterwards.
+    let mut scratch = None;
     let certs = match cfg.certs {
         Some(d) => d,
         None => {
-            let tmp = std::env::temp_dir().join(format!("conclave-bench-certs-{}", std::process::id()));
+            let dir = Scratch::new(&std::env::temp_dir(), "rpc-certs").map_err(failed("temp dir"))?;
+            let tmp = dir.path().join("certs");
+            scratch = Some(dir);
             conclave_rpc::pki::generate(&conclave_rpc::pki::CertsOptions {
                 out: tmp.clone(),
                 site_key: conclave_rpc::pki::SiteKey::EcdsaP256,
@@ -276,13 +280,15 @@ pub fn run_with_certs(
             tmp
         }
     };
-    run(
+    let res = run(
         &RpcBenchConfig {
             certs: Some(certs),
             ..cfg
         },
         progress,
-    )
+    );
+    drop(scratch);
+    res
 }
 
 #[cfg(test)]
