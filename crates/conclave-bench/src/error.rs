@@ -1,5 +1,5 @@
-//! Why a benchmark could not run: one error type for every benchmark of the
-//! crate (the RPC and load generators keep their own).
+//! Why a benchmark could not run: one error type for every micro-benchmark
+//! of the crate (the load generator keeps its own).
 
 use std::fmt::Display;
 
@@ -26,6 +26,13 @@ impl BenchError {
     pub(crate) fn msg(msg: impl Into<String>) -> Self {
         BenchError::Failed(msg.into())
     }
+}
+
+/// Maps an error to `what: error`, with the error's own text only: for
+/// errors whose text already names their cause, which [`Context`] would
+/// repeat.
+pub(crate) fn failed<E: Display>(what: impl Display) -> impl FnOnce(E) -> BenchError {
+    move |e| BenchError::Failed(format!("{what}: {e}"))
 }
 
 /// The error and its sources, `: `-separated (as `anyhow`'s `{:#}`).

@@ -7,16 +7,18 @@
 //! blocking thread over a UNIX socket with mutual TLS), like the original
 //! fio-in-enclave against nextfs-in-enclave on one machine.
 
+use crate::error::failed;
+use crate::harness::{Meter, Rng, Scratch};
+use crate::BenchError;
 use conclave_bd::{CreateOptions, DeviceKind, DeviceSpec, KdfParams};
 use conclave_fs::{FileServer, FileServerOptions, FsClient, OpenOptions};
 use conclave_rpc::Role;
 use conclave_rpc::{ClientOptions, Credentials, Endpoint, Server, ServerOptions, Shutdown};
-use hdrhistogram::Histogram;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -54,108 +56,75 @@ pub struct FsBenchResult {
     pub p99_us: f64,
 }
 
-/// Why the benchmark could not run.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct FsBenchError(String);
-
-fn err<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> FsBenchError + '_ {
-    move |e| FsBenchError(format!("{what}: {e}"))
+/// Runs one operation of a workload on `m`; its failure is the run's.
+fn op<T>(m: &mut Meter, bytes: usize, f: impl FnOnce() -> std::io::Result<T>) -> Result<T, BenchError> {
+    m.time(bytes as u64, f).map_err(failed("benchmark I/O"))
 }
 
-struct Meter {
-    hist: Histogram<u64>,
-    start: Instant,
-    ops: u64,
-    bytes: u64,
-}
-
-impl Meter {
-    fn new() -> Meter {
-        Meter {
-            hist: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds"),
-            start: Instant::now(),
-            ops: 0,
-            bytes: 0,
-        }
-    }
-    fn time<T>(&mut self, bytes: usize, f: impl FnOnce() -> std::io::Result<T>) -> Result<T, FsBenchError> {
-        let t = Instant::now();
-        let v = f().map_err(err("benchmark I/O"))?;
-        let _ = self.hist.record(t.elapsed().as_nanos() as u64);
-        self.ops += 1;
-        self.bytes += bytes as u64;
-        Ok(v)
-    }
-    fn result(&self, target: &str, workload: &'static str) -> FsBenchResult {
-        let secs = self.start.elapsed().as_secs_f64();
-        FsBenchResult {
-            target: target.to_string(),
-            workload,
-            ops: self.ops,
-            iops: self.ops as f64 / secs,
-            mb_per_s: self.bytes as f64 / secs / 1e6,
-            mean_us: self.hist.mean() / 1000.0,
-            p50_us: self.hist.value_at_quantile(0.5) as f64 / 1000.0,
-            p99_us: self.hist.value_at_quantile(0.99) as f64 / 1000.0,
-        }
+/// The table cell of what `m` measured.
+fn cell(m: Meter, target: &str, workload: &'static str) -> FsBenchResult {
+    let r = m.finish();
+    FsBenchResult {
+        target: target.to_string(),
+        workload,
+        ops: r.ops,
+        iops: r.ops_per_s(),
+        mb_per_s: r.mb_per_s(),
+        mean_us: r.mean_us(),
+        p50_us: r.p50_us(),
+        p99_us: r.p99_us(),
     }
 }
 
-/// A tiny xorshift so random offsets are reproducible without a dependency.
-fn next(seed: &mut u64) -> u64 {
-    *seed ^= *seed << 13;
-    *seed ^= *seed >> 7;
-    *seed ^= *seed << 17;
-    *seed
-}
+/// The seed of the random-read offsets, so runs read the same blocks.
+const SEED: u64 = 0x2545F4914F6CDD1D;
 
 /// Builds the raw ext2 image holding `/testfile` with `mke2fs -d`.
-fn raw_image(cfg: &FsBenchConfig) -> Result<PathBuf, FsBenchError> {
+fn raw_image(cfg: &FsBenchConfig) -> Result<PathBuf, BenchError> {
     let src = cfg.workdir.join("src");
-    std::fs::create_dir_all(&src).map_err(err("scratch dir"))?;
+    std::fs::create_dir_all(&src).map_err(failed("scratch dir"))?;
     let data: Vec<u8> = (0..cfg.file_mib * 1024 * 1024).map(|i| (i % 251) as u8).collect();
-    std::fs::write(src.join("testfile"), &data).map_err(err("test file"))?;
+    std::fs::write(src.join("testfile"), &data).map_err(failed("test file"))?;
     let raw = cfg.workdir.join("raw.img");
     let size = (cfg.file_mib as u64 * 2 + 48) << 20;
-    conclave_bd::mke2fs(&src, &raw, size).map_err(err("building the raw image"))?;
+    conclave_bd::mke2fs(&src, &raw, size).map_err(failed("building the raw image"))?;
     Ok(raw)
 }
 
-fn host_file(cfg: &FsBenchConfig, out: &mut Vec<FsBenchResult>) -> Result<(), FsBenchError> {
+fn host_file(cfg: &FsBenchConfig, out: &mut Vec<FsBenchResult>) -> Result<(), BenchError> {
     let path = cfg.workdir.join("src/testfile");
-    let f = std::fs::File::open(&path).map_err(err("host test file"))?;
-    let len = f.metadata().map_err(err("host test file"))?.len();
+    let f = std::fs::File::open(&path).map_err(failed("host test file"))?;
+    let len = f.metadata().map_err(failed("host test file"))?.len();
     let mut buf = vec![0u8; 4096];
-    let mut m = Meter::new();
+    let mut m = Meter::start();
     let mut off = 0u64;
-    while m.start.elapsed() < cfg.duration {
-        m.time(4096, || f.read_at(&mut buf, off))?;
+    while m.elapsed() < cfg.duration {
+        op(&mut m, 4096, || f.read_at(&mut buf, off))?;
         off = (off + 4096) % len;
     }
-    out.push(m.result("host-file", "seq-read-4k"));
-    let mut m = Meter::new();
-    let mut seed = 0x2545F4914F6CDD1D;
-    while m.start.elapsed() < cfg.duration {
-        let o = next(&mut seed) % (len / 4096) * 4096;
-        m.time(4096, || f.read_at(&mut buf, o))?;
+    out.push(cell(m, "host-file", "seq-read-4k"));
+    let mut m = Meter::start();
+    let mut rng = Rng(SEED);
+    while m.elapsed() < cfg.duration {
+        let o = rng.below(len / 4096) * 4096;
+        op(&mut m, 4096, || f.read_at(&mut buf, o))?;
     }
-    out.push(m.result("host-file", "rand-read-4k"));
+    out.push(cell(m, "host-file", "rand-read-4k"));
     let wpath = cfg.workdir.join("host-write.dat");
-    let mut w = std::fs::File::create(&wpath).map_err(err("host write file"))?;
+    let mut w = std::fs::File::create(&wpath).map_err(failed("host write file"))?;
     let chunk = vec![0x5au8; 1024 * 1024];
-    let mut m = Meter::new();
+    let mut m = Meter::start();
     let mut written = 0;
-    while m.start.elapsed() < cfg.duration {
+    while m.elapsed() < cfg.duration {
         if written >= len {
-            w.seek(SeekFrom::Start(0)).map_err(err("seek"))?;
+            w.seek(SeekFrom::Start(0)).map_err(failed("seek"))?;
             written = 0;
         }
-        m.time(chunk.len(), || w.write_all(&chunk))?;
+        op(&mut m, chunk.len(), || w.write_all(&chunk))?;
         written += chunk.len() as u64;
     }
-    w.sync_all().map_err(err("fsync"))?;
-    out.push(m.result("host-file", "seq-write-1m"));
+    w.sync_all().map_err(failed("fsync"))?;
+    out.push(cell(m, "host-file", "seq-write-1m"));
     let _ = std::fs::remove_file(wpath);
     Ok(())
 }
@@ -165,12 +134,13 @@ fn device(
     raw: &Path,
     kind: DeviceKind,
     out: &mut Vec<FsBenchResult>,
-) -> Result<(), FsBenchError> {
+) -> Result<(), BenchError> {
     let image = cfg.workdir.join(format!("{kind}.img"));
     let mut spec = DeviceSpec::new(kind, &image);
     if kind.needs_secret() {
         let secret = cfg.workdir.join("secret");
-        std::fs::write(&secret, b"conclave benchmark secret, not for production").map_err(err("secret"))?;
+        std::fs::write(&secret, b"conclave benchmark secret, not for production")
+            .map_err(failed("secret"))?;
         spec = spec.secret_file(secret);
     }
     if kind.has_tree() {
@@ -180,73 +150,74 @@ fn device(
         kdf: KdfParams::MIN,
         ..CreateOptions::default()
     };
-    conclave_bd::create(&spec, raw, &opts).map_err(err("building the image"))?;
-    let dev = conclave_bd::open(&spec).map_err(err("opening the device"))?;
-    let fs = conclave_ext2::Ext2Fs::open(dev).map_err(err("opening ext2"))?;
+    conclave_bd::create(&spec, raw, &opts).map_err(failed("building the image"))?;
+    let dev = conclave_bd::open(&spec).map_err(failed("opening the device"))?;
+    let fs = conclave_ext2::Ext2Fs::open(dev).map_err(failed("opening ext2"))?;
     let svc = Arc::new(FileServer::new(fs, FileServerOptions::default()));
     let sock = cfg.workdir.join(format!("{kind}.sock"));
-    let screds = Credentials::from_dir(&cfg.certs, Role::FileServer).map_err(err("fileserver identity"))?;
-    let ccreds = Credentials::from_dir(&cfg.certs, Role::Client).map_err(err("client identity"))?;
+    let screds =
+        Credentials::from_dir(&cfg.certs, Role::FileServer).map_err(failed("fileserver identity"))?;
+    let ccreds = Credentials::from_dir(&cfg.certs, Role::Client).map_err(failed("client identity"))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
-        .map_err(err("runtime"))?;
+        .map_err(failed("runtime"))?;
     let server = rt
         .block_on(Server::bind(
             &Endpoint::Unix(sock.clone()),
-            Some(screds.server_config().map_err(err("server TLS"))?),
+            Some(screds.server_config().map_err(failed("server TLS"))?),
             ServerOptions {
                 max_body: conclave_fs::proto::MAX_BODY,
                 ..ServerOptions::default()
             },
         ))
-        .map_err(err("bind"))?;
+        .map_err(failed("bind"))?;
     let shutdown = Shutdown::new();
     let handle = rt.spawn(server.serve(svc.clone(), shutdown.clone()));
     let client = FsClient::new(
         Endpoint::Unix(sock),
-        ClientOptions::mtls(&ccreds, Role::FileServer).map_err(err("client TLS"))?,
+        ClientOptions::mtls(&ccreds, Role::FileServer).map_err(failed("client TLS"))?,
     );
     let name = kind.name();
     let res = (|| {
-        let mut f = client.open("/testfile").map_err(err("open /testfile"))?;
-        let len = f.metadata().map_err(err("fstat"))?.len();
+        let mut f = client.open("/testfile").map_err(failed("open /testfile"))?;
+        let len = f.metadata().map_err(failed("fstat"))?.len();
         let mut buf = vec![0u8; 4096];
-        let mut m = Meter::new();
-        while m.start.elapsed() < cfg.duration {
-            let n = m.time(4096, || f.read(&mut buf))?;
+        let mut m = Meter::start();
+        while m.elapsed() < cfg.duration {
+            let n = op(&mut m, 4096, || f.read(&mut buf))?;
             if n == 0 {
-                f.seek(SeekFrom::Start(0)).map_err(err("seek"))?;
+                f.seek(SeekFrom::Start(0)).map_err(failed("seek"))?;
             }
         }
-        out.push(m.result(name, "seq-read-4k"));
-        let mut m = Meter::new();
-        let mut seed = 0x2545F4914F6CDD1D;
-        while m.start.elapsed() < cfg.duration {
-            let o = next(&mut seed) % (len / 4096) * 4096;
-            m.time(4096, || f.read_at(&mut buf, o))?;
+        out.push(cell(m, name, "seq-read-4k"));
+        let mut m = Meter::start();
+        let mut rng = Rng(SEED);
+        while m.elapsed() < cfg.duration {
+            let o = rng.below(len / 4096) * 4096;
+            op(&mut m, 4096, || f.read_at(&mut buf, o))?;
         }
-        out.push(m.result(name, "rand-read-4k"));
+        out.push(cell(m, name, "rand-read-4k"));
         let mut w = client
             .open_with(
                 "/write.dat",
                 OpenOptions::new().write(true).create(true).truncate(true),
             )
-            .map_err(err("create /write.dat"))?;
+            .map_err(failed("create /write.dat"))?;
         let chunk = vec![0x5au8; 1024 * 1024];
-        let mut m = Meter::new();
+        let mut m = Meter::start();
         let mut written = 0u64;
-        while m.start.elapsed() < cfg.duration {
+        while m.elapsed() < cfg.duration {
             if written >= len {
-                w.seek(SeekFrom::Start(0)).map_err(err("seek"))?;
+                w.seek(SeekFrom::Start(0)).map_err(failed("seek"))?;
                 written = 0;
             }
-            m.time(chunk.len(), || w.write_all(&chunk))?;
+            op(&mut m, chunk.len(), || w.write_all(&chunk))?;
             written += chunk.len() as u64;
         }
-        w.sync_all().map_err(err("fsync"))?;
-        out.push(m.result(name, "seq-write-1m"));
+        w.sync_all().map_err(failed("fsync"))?;
+        out.push(cell(m, name, "seq-write-1m"));
         Ok(())
     })();
     shutdown.trigger();
@@ -258,7 +229,7 @@ fn device(
 pub fn run(
     cfg: &FsBenchConfig,
     mut progress: impl FnMut(&FsBenchResult),
-) -> Result<Vec<FsBenchResult>, FsBenchError> {
+) -> Result<Vec<FsBenchResult>, BenchError> {
     let raw = raw_image(cfg)?;
     let mut all = Vec::new();
     let mut out = Vec::new();
@@ -278,15 +249,15 @@ pub fn run(
 pub fn run_in_scratch(
     cfg: &FsBenchConfig,
     progress: impl FnMut(&FsBenchResult),
-) -> Result<Vec<FsBenchResult>, FsBenchError> {
-    let work = crate::harness::Scratch::new(&std::env::temp_dir(), "fs").map_err(err("scratch dir"))?;
+) -> Result<Vec<FsBenchResult>, BenchError> {
+    let work = Scratch::new(&std::env::temp_dir(), "fs").map_err(failed("scratch dir"))?;
     let certs = work.path().join("certs");
     conclave_rpc::pki::generate(&conclave_rpc::pki::CertsOptions {
         out: certs.clone(),
         site_key: conclave_rpc::pki::SiteKey::EcdsaP256,
         force: true,
     })
-    .map_err(err("generating certificates"))?;
+    .map_err(failed("generating certificates"))?;
     let cfg = FsBenchConfig {
         workdir: work.path().to_path_buf(),
         certs,

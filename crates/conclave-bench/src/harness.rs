@@ -1,10 +1,12 @@
 //! What every micro-benchmark shares: latency summaries (mean and
-//! percentiles of raw samples), a scratch directory and child processes
-//! removed however a run ends, a cheap deterministic random source, and
-//! the JSON-array layout of one object per row.
+//! percentiles of raw samples), the meter that times operations one after
+//! another, a scratch directory and child processes removed however a run
+//! ends, a cheap deterministic random source, and the JSON-array layout of
+//! one object per row.
 
 use std::path::PathBuf;
 use std::process::Child;
+use std::time::{Duration, Instant};
 
 /// Mean and percentiles of a set of latency samples, in the samples' unit.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -45,6 +47,95 @@ pub fn percentile(sorted: &[u64], q: f64) -> u64 {
         return 0;
     }
     sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+/// Times operations one after another, the loop of every throughput
+/// benchmark: counts them and their payload bytes, keeps each latency (ns)
+/// for a [`Summary`], and knows the wall time since it started.
+#[derive(Debug)]
+pub struct Meter {
+    start: Instant,
+    ns: Vec<u64>,
+    bytes: u64,
+}
+
+impl Meter {
+    /// A meter whose wall clock starts now.
+    pub fn start() -> Meter {
+        Meter {
+            start: Instant::now(),
+            ns: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Time since the meter started, for `while m.elapsed() < duration`.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Operations recorded so far.
+    pub fn ops(&self) -> u64 {
+        self.ns.len() as u64
+    }
+
+    /// Runs `op`; if it succeeds, records its latency and the `bytes` it
+    /// moved. A failed operation records nothing: its error is returned.
+    pub fn time<T, E>(&mut self, bytes: u64, op: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        let t = Instant::now();
+        let v = op()?;
+        self.ns.push(t.elapsed().as_nanos() as u64);
+        self.bytes += bytes;
+        Ok(v)
+    }
+
+    /// Stops the wall clock and summarises what was recorded.
+    pub fn finish(mut self) -> Metered {
+        let secs = self.start.elapsed().as_secs_f64();
+        Metered {
+            ops: self.ns.len() as u64,
+            bytes: self.bytes,
+            secs,
+            latency_ns: Summary::of(&mut self.ns),
+        }
+    }
+}
+
+/// What a [`Meter`] measured: rates over its wall time and the latency
+/// summary, so each benchmark only names and formats the figures.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Metered {
+    /// Operations completed.
+    pub ops: u64,
+    /// Payload bytes they moved.
+    pub bytes: u64,
+    /// Wall time from the meter's start to [`Meter::finish`], seconds.
+    pub secs: f64,
+    /// Latency of each operation, ns.
+    pub latency_ns: Summary,
+}
+
+impl Metered {
+    /// Operations per second.
+    pub fn ops_per_s(&self) -> f64 {
+        self.ops as f64 / self.secs
+    }
+    /// Payload MB/s (10^6 bytes).
+    pub fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / self.secs / 1e6
+    }
+    /// Mean latency, µs.
+    pub fn mean_us(&self) -> f64 {
+        self.latency_ns.mean / 1000.0
+    }
+    /// Median latency, µs.
+    pub fn p50_us(&self) -> f64 {
+        self.latency_ns.p50 as f64 / 1000.0
+    }
+    /// 99th-percentile latency, µs.
+    pub fn p99_us(&self) -> f64 {
+        self.latency_ns.p99 as f64 / 1000.0
+    }
 }
 
 /// A scratch directory, removed with everything in it on drop.
@@ -123,6 +214,19 @@ mod tests {
         assert_eq!(m.mean, 50.5);
         assert_eq!(Summary::of(&mut []), Summary::default());
         assert_eq!(percentile(&[7], 0.99), 7);
+    }
+
+    #[test]
+    fn meter_records_successes_only() {
+        let mut m = Meter::start();
+        assert_eq!(m.time(10, || Ok::<_, ()>(7)), Ok(7));
+        assert_eq!(m.time(10, || Err::<(), _>("no")), Err("no"));
+        m.time(5, || Ok::<_, ()>(())).unwrap();
+        assert_eq!(m.ops(), 2);
+        let r = m.finish();
+        assert_eq!((r.ops, r.bytes, r.latency_ns.count), (2, 15, 2));
+        assert!(r.secs > 0.0 && r.ops_per_s() > 0.0 && r.mb_per_s() > 0.0);
+        assert!(r.p99_us() >= r.p50_us());
     }
 
     #[test]

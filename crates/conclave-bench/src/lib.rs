@@ -1,7 +1,8 @@
 //! Load generation, micro-benchmarks and test content: the `ab`-like
 //! HTTP(S) load generator, the seed's web content, and the rpc, bd, fs, mem
-//! and keys micro-benchmarks behind one harness (latency summaries, scratch
-//! directories, child processes, the CPU-time reader). The binary only
+//! and keys micro-benchmarks behind one harness (the operation meter and
+//! latency summaries, scratch directories, child processes, the CPU-time
+//! reader). The binary only
 //! parses arguments and prints what these return. Knows nothing of
 //! deployments.
 #![forbid(unsafe_code)]

@@ -6,16 +6,18 @@
 //! blocking thread, as the original's `rpccombinedbench`), so the figures
 //! measure the transport, not process scheduling across machines.
 
+use crate::error::failed;
+use crate::harness::{Meter, Scratch};
+use crate::BenchError;
 use conclave_rpc::Role;
 use conclave_rpc::{
     BodyReader, BodyWriter, ClientOptions, Connection, Credentials, Endpoint, Frame, PeerInfo, Server,
     ServerOptions, Service, Shutdown, Status,
 };
-use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Request opcode: the client sends N bytes, the reply is empty.
 pub const UPLOAD: u32 = 0;
@@ -110,36 +112,15 @@ pub struct RpcResult {
     pub mb_per_s: f64,
 }
 
-/// Errors of the benchmark.
-#[derive(Debug, thiserror::Error)]
-pub enum RpcBenchError {
-    /// Setting up a server or a client failed.
-    #[error("{0}")]
-    Setup(String),
-    /// An RPC failed.
-    #[error("rpc failed: {0}")]
-    Rpc(#[from] conclave_rpc::RpcError),
-    /// The server replied with an error.
-    #[error("server replied {0}")]
-    Status(Status),
-}
-
-fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> RpcBenchError + '_ {
-    move |e| RpcBenchError::Setup(format!("{what}: {e}"))
-}
-
 /// Runs every cell and returns the results in order.
-pub fn run(
-    cfg: &RpcBenchConfig,
-    mut progress: impl FnMut(&RpcResult),
-) -> Result<Vec<RpcResult>, RpcBenchError> {
+pub fn run(cfg: &RpcBenchConfig, mut progress: impl FnMut(&RpcResult)) -> Result<Vec<RpcResult>, BenchError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
-        .map_err(setup("tokio runtime"))?;
+        .map_err(failed("tokio runtime"))?;
     let payload = bytes::Bytes::from((0..MAX_PAYLOAD).map(|i| i as u8).collect::<Vec<u8>>());
-    let sockdir = tempfile_dir()?;
+    let sockdir = Scratch::new(&std::env::temp_dir(), "rpc").map_err(failed("temp dir"))?;
     let mut out = Vec::new();
     let tls_modes: &[bool] = if cfg.certs.is_some() {
         &[false, true]
@@ -150,15 +131,16 @@ pub fn run(
         for &tls in tls_modes {
             let ep = match transport {
                 Transport::Tcp => Endpoint::Tcp("127.0.0.1:0".into()),
-                Transport::Unix => Endpoint::Unix(sockdir.join(format!("bench-{tls}.sock"))),
+                Transport::Unix => Endpoint::Unix(sockdir.path().join(format!("bench-{tls}.sock"))),
             };
             let (server_tls, client) = match (&cfg.certs, tls) {
                 (Some(dir), true) => {
-                    let s = Credentials::from_dir(dir, Role::FileServer).map_err(setup("server identity"))?;
-                    let c = Credentials::from_dir(dir, Role::Edge).map_err(setup("client identity"))?;
+                    let s =
+                        Credentials::from_dir(dir, Role::FileServer).map_err(failed("server identity"))?;
+                    let c = Credentials::from_dir(dir, Role::Edge).map_err(failed("client identity"))?;
                     (
-                        Some(s.server_config().map_err(setup("server TLS"))?),
-                        ClientOptions::mtls(&c, Role::FileServer).map_err(setup("client TLS"))?,
+                        Some(s.server_config().map_err(failed("server TLS"))?),
+                        ClientOptions::mtls(&c, Role::FileServer).map_err(failed("client TLS"))?,
                     )
                 }
                 _ => (None, ClientOptions::plain()),
@@ -169,14 +151,14 @@ pub fn run(
             };
             let server = rt
                 .block_on(Server::bind(&ep, server_tls, opts))
-                .map_err(setup("bind"))?;
+                .map_err(failed("bind"))?;
             let ep = server.local_endpoint().clone();
             let shutdown = Shutdown::new();
             let svc = Arc::new(BenchService {
                 payload: payload.clone(),
             });
             let handle = rt.spawn(server.serve(svc, shutdown.clone()));
-            let mut conn = Connection::connect(&ep, &client)?;
+            let mut conn = Connection::connect(&ep, &client).map_err(failed("rpc failed"))?;
             for &op in &[Op::Download, Op::Upload] {
                 for &size in &cfg.sizes {
                     let r = measure(&mut conn, transport, tls, op, size, &payload, cfg)?;
@@ -189,14 +171,7 @@ pub fn run(
             let _ = rt.block_on(handle);
         }
     }
-    let _ = std::fs::remove_dir_all(&sockdir);
     Ok(out)
-}
-
-fn tempfile_dir() -> Result<PathBuf, RpcBenchError> {
-    let d = std::env::temp_dir().join(format!("conclave-rpcbench-{}", std::process::id()));
-    std::fs::create_dir_all(&d).map_err(setup("temp dir"))?;
-    Ok(d)
 }
 
 fn measure(
@@ -207,7 +182,7 @@ fn measure(
     size: usize,
     payload: &[u8],
     cfg: &RpcBenchConfig,
-) -> Result<RpcResult, RpcBenchError> {
+) -> Result<RpcResult, BenchError> {
     let (code, body) = match op {
         Op::Download => {
             let mut w = BodyWriter::new();
@@ -216,13 +191,13 @@ fn measure(
         }
         Op::Upload => (UPLOAD, payload[..size].to_vec()),
     };
-    let mut once = || -> Result<(), RpcBenchError> {
-        let f = conn.call(code, &body)?;
+    let mut once = || -> Result<(), BenchError> {
+        let f = conn.call(code, &body).map_err(failed("rpc failed"))?;
         if f.code != 0 {
-            return Err(RpcBenchError::Status(f.status()));
+            return Err(BenchError::msg(format!("server replied {}", f.status())));
         }
         if op == Op::Download && f.body.len() != size {
-            return Err(RpcBenchError::Setup(format!(
+            return Err(BenchError::msg(format!(
                 "short download: {} of {size}",
                 f.body.len()
             )));
@@ -233,26 +208,21 @@ fn measure(
     for _ in 0..20 {
         once()?;
     }
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(setup("histogram"))?;
-    let start = Instant::now();
-    let mut n = 0u64;
-    while n < cfg.max_rpcs && start.elapsed() < cfg.duration {
-        let t = Instant::now();
-        once()?;
-        let _ = hist.record(t.elapsed().as_nanos() as u64);
-        n += 1;
+    let mut m = Meter::start();
+    while m.ops() < cfg.max_rpcs && m.elapsed() < cfg.duration {
+        m.time(size as u64, &mut once)?;
     }
-    let total = start.elapsed().as_secs_f64();
+    let r = m.finish();
     Ok(RpcResult {
         transport,
         tls,
         op,
         payload: size,
-        rpcs: n,
-        mean_us: hist.mean() / 1000.0,
-        p50_us: hist.value_at_quantile(0.5) as f64 / 1000.0,
-        p99_us: hist.value_at_quantile(0.99) as f64 / 1000.0,
-        mb_per_s: (n as f64 * size as f64) / total / 1e6,
+        rpcs: r.ops,
+        mean_us: r.mean_us(),
+        p50_us: r.p50_us(),
+        p99_us: r.p99_us(),
+        mb_per_s: r.mb_per_s(),
     })
 }
 
@@ -283,36 +253,42 @@ impl RpcResult {
 }
 
 /// Checks the payload sizes, then generates certificates for the TLS cells
-/// in a temp dir when `certs` is `None`, and runs every cell.
+/// in a temp dir (removed afterwards) when `certs` is `None`, and runs every cell.
 pub fn run_with_certs(
     cfg: RpcBenchConfig,
     progress: impl FnMut(&RpcResult),
-) -> Result<Vec<RpcResult>, RpcBenchError> {
+) -> Result<Vec<RpcResult>, BenchError> {
     if let Some(big) = cfg.sizes.iter().find(|&&s| s > MAX_PAYLOAD) {
-        return Err(RpcBenchError::Setup(format!(
+        return Err(BenchError::msg(format!(
             "payload {big} exceeds the benchmark's maximum of {MAX_PAYLOAD} bytes"
         )));
     }
+    // Generated certificates live in a scratch directory removed afterwards.
+    let mut scratch = None;
     let certs = match cfg.certs {
         Some(d) => d,
         None => {
-            let tmp = std::env::temp_dir().join(format!("conclave-bench-certs-{}", std::process::id()));
+            let dir = Scratch::new(&std::env::temp_dir(), "rpc-certs").map_err(failed("temp dir"))?;
+            let tmp = dir.path().join("certs");
+            scratch = Some(dir);
             conclave_rpc::pki::generate(&conclave_rpc::pki::CertsOptions {
                 out: tmp.clone(),
                 site_key: conclave_rpc::pki::SiteKey::EcdsaP256,
                 force: true,
             })
-            .map_err(setup("generating certificates for the TLS cells"))?;
+            .map_err(failed("generating certificates for the TLS cells"))?;
             tmp
         }
     };
-    run(
+    let res = run(
         &RpcBenchConfig {
             certs: Some(certs),
             ..cfg
         },
         progress,
-    )
+    );
+    drop(scratch);
+    res
 }
 
 #[cfg(test)]
