@@ -100,10 +100,10 @@ pub fn run(s: &FileServerSettings, out: &mut dyn Write) -> Result<(), FileServer
     ));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
-        let opts = ServerOptions {
+        let opts = s.rpc.apply(ServerOptions {
             max_body: proto::MAX_BODY,
             ..ServerOptions::default()
-        };
+        });
         let server = Server::bind(&s.listen, Some(creds.server_config()?), opts)
             .await
             .map_err(|source| FileServerError::Bind {

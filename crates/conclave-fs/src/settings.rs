@@ -4,7 +4,7 @@
 //! a flag itself.
 
 use conclave_bd::DeviceKind;
-use conclave_rpc::Endpoint;
+use conclave_rpc::{Endpoint, ServerLimits};
 use std::path::PathBuf;
 
 /// Descriptors one client may hold open unless `--max-open` says otherwise.
@@ -43,6 +43,9 @@ pub struct FileServerSettings {
     /// cleanly shut down, until it has been checked).
     #[arg(long)]
     pub read_only: bool,
+    /// The RPC server loop's connection limits (docs/protocol.md).
+    #[command(flatten)]
+    pub rpc: ServerLimits,
 }
 
 impl FileServerSettings {
@@ -59,6 +62,7 @@ impl FileServerSettings {
             certs,
             max_open: DEFAULT_MAX_OPEN,
             read_only: false,
+            rpc: ServerLimits::default(),
         }
     }
 
@@ -93,6 +97,7 @@ impl FileServerSettings {
         if self.read_only {
             argv.push("--read-only".into());
         }
+        argv.extend(self.rpc.to_args());
         argv
     }
 }
@@ -129,6 +134,7 @@ mod tests {
         s.listen = "unix:///s/fs.sock".parse().unwrap();
         s.max_open = 3;
         s.read_only = true;
+        s.rpc.max_conns_per_addr = 8;
         assert_eq!(reparse(&s), s);
         assert_eq!(
             s.to_args()[..5],

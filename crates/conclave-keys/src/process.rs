@@ -104,7 +104,7 @@ pub fn run(s: &KeyServerSettings, out: &mut dyn Write) -> Result<(), KeyServerEr
         let server = Server::bind(
             &s.listen,
             Some(creds.server_config()?),
-            KeyServer::server_options(),
+            s.rpc.apply(KeyServer::server_options()),
         )
         .await
         .map_err(|source| KeyServerError::Bind {

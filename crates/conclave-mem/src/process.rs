@@ -58,7 +58,7 @@ pub fn run(s: &MemServerSettings, out: &mut dyn Write) -> Result<(), MemServerEr
         let shutdown = Shutdown::new();
         shutdown.trigger_on_signals()?;
         let svc = Arc::new(MemServer::new(kind, shutdown.clone()).map_err(MemServerError::Start)?);
-        let server = Server::bind(&s.listen, Some(tls), MemServer::server_options())
+        let server = Server::bind(&s.listen, Some(tls), s.rpc.apply(MemServer::server_options()))
             .await
             .map_err(|source| MemServerError::Bind {
                 endpoint: s.listen.clone(),

@@ -4,7 +4,7 @@
 //! spells a flag itself.
 
 use crate::ServerKind;
-use conclave_rpc::Endpoint;
+use conclave_rpc::{Endpoint, ServerLimits};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -74,6 +74,9 @@ pub struct MemServerSettings {
     /// smuf: the host directory of the sealed segment files.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// The RPC server loop's connection limits (docs/protocol.md).
+    #[command(flatten)]
+    pub rpc: ServerLimits,
 }
 
 impl MemServerSettings {
@@ -88,6 +91,7 @@ impl MemServerSettings {
             listen,
             certs,
             dir,
+            rpc: ServerLimits::default(),
         }
     }
 
@@ -116,6 +120,7 @@ impl MemServerSettings {
         if let Some(d) = &self.dir {
             argv.extend(["--dir".into(), d.display().to_string()]);
         }
+        argv.extend(self.rpc.to_args());
         argv
     }
 }
@@ -145,7 +150,8 @@ mod tests {
         let smuf = ServerKind::Smuf {
             dir: "/s/memfiles".into(),
         };
-        let s = MemServerSettings::new(smuf.clone(), listen, "/s/certs".into());
+        let mut s = MemServerSettings::new(smuf.clone(), listen, "/s/certs".into());
+        s.rpc.max_inflight_per_identity = 3;
         assert_eq!(reparse(&s), s);
         assert_eq!(s.server_kind().unwrap(), smuf);
     }
