@@ -15,7 +15,7 @@ pub const INTERVAL: Duration = Duration::from_secs(10);
 
 fn clock_ms() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
-    // +1 so the first event (at 0 ms) is logged right away.
+    // Starts one interval in: the first event is logged right away.
     START.get_or_init(Instant::now).elapsed().as_millis() as u64 + INTERVAL.as_millis() as u64
 }
 

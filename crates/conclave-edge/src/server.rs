@@ -586,3 +586,30 @@ async fn serve_conn(
     };
     note_conn_error(r, peer);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_conn_counts_per_address_and_frees_on_drop() {
+        let l = ConnLimiter::new(2);
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let b: IpAddr = "::1".parse().unwrap();
+        let s1 = l.enter(a).unwrap();
+        let _s2 = l.enter(a).unwrap();
+        assert!(l.enter(a).is_none());
+        assert!(l.enter(b).is_some());
+        drop(s1);
+        assert!(l.enter(a).is_some());
+    }
+
+    #[test]
+    fn limit_req_allows_rate_plus_burst_then_refuses() {
+        let l = ReqLimiter::new(1, 3);
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let allowed = (0..10).filter(|_| l.allow(a)).count();
+        assert_eq!(allowed, 4);
+        assert!(l.allow("127.0.0.2".parse().unwrap()));
+    }
+}
