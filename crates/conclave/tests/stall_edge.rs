@@ -19,6 +19,7 @@ use common::{conclave, conclave_ok, free_port, server, wait_port, wait_until, Pr
 /// The timeouts of the test edge: short, so the test is quick.
 const BODY_TIMEOUT: Duration = Duration::from_secs(1);
 const H2_IDLE: Duration = Duration::from_secs(2);
+const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 /// Slots of the one worker: the attackers below fill them all.
 const CONNECTIONS: usize = 4;
 
@@ -41,10 +42,11 @@ impl Edge {
         let cfg = format!(
             "workers = 1\nworker_connections = {CONNECTIONS}\nkeepalive_timeout = \"60s\"\n\
              client_header_timeout = \"10s\"\nclient_body_timeout = \"{}s\"\nhttp2_idle_timeout = \"{}s\"\n\
-             send_timeout = \"10s\"\n\n[[server]]\nlisten = \"127.0.0.1:{port}\"\nmode = \"standalone\"\n\
+             send_timeout = \"{}s\"\n\n[[server]]\nlisten = \"127.0.0.1:{port}\"\nmode = \"standalone\"\n\
              root = \"html\"\n[server.tls]\ncertificate = \"certs/server.crt\"\nkey = \"certs/server.key\"\n",
             BODY_TIMEOUT.as_secs(),
-            H2_IDLE.as_secs()
+            H2_IDLE.as_secs(),
+            SEND_TIMEOUT.as_secs()
         );
         let path = p.join("edge.toml");
         std::fs::write(&path, cfg).unwrap();
@@ -293,4 +295,30 @@ fn malformed_requests_are_counted_and_logged_once_per_interval() {
     assert_eq!(edge.log().matches("malformed requests refused").count(), 1);
     // Still serving.
     assert_eq!(edge.curl(true), "200");
+}
+
+#[test]
+fn a_client_that_stops_reading_is_closed_by_send_timeout() {
+    let edge = Edge::start();
+    let mut s = edge.tls(&[b"http/1.1"]);
+    // 32 pipelined 1 MiB answers, never read: the edge's writes block once the
+    // socket buffers are full.
+    let req = "GET /1m.txt HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(32);
+    s.write_all(req.as_bytes()).unwrap();
+    let start = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(30), || edge
+            .log()
+            .contains("closed by send_timeout")),
+        "log: {}",
+        edge.log()
+    );
+    let took = start.elapsed();
+    eprintln!("send_timeout: closed {took:?} after the requests");
+    assert!(took >= SEND_TIMEOUT, "closed after {took:?}, before send_timeout");
+    assert!(
+        took < SEND_TIMEOUT + Duration::from_secs(10),
+        "closed after {took:?}"
+    );
+    assert_eq!(edge.curl(false), "200");
 }
