@@ -356,3 +356,30 @@ fn a_stalled_file_server_fails_the_request_with_504_within_storage_timeout() {
         .contains("file-server reads failed (502/504)")));
     drop(silent);
 }
+
+#[test]
+fn limit_conn_and_limit_req_refuse_the_excess_of_one_address() {
+    let edge = Edge::start_with("limit_conn = 1\nlimit_req_rate = 1\nlimit_req_burst = 2\n");
+    // limit_req: five pipelined requests at once; rate 1/s with burst 2 lets three through.
+    let head = "GET /1k.txt HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(4)
+        + "GET /1k.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let answer = edge.raw(&head);
+    assert_eq!(answer.matches("HTTP/1.1 200 ").count(), 3, "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1 503 ").count(), 2, "{answer}");
+    // limit_conn: while one connection of 127.0.0.1 is open, a second is closed at once.
+    let held = edge.tls(&[b"http/1.1"]);
+    let refused = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "--max-time", "10", "--cacert"])
+        .arg(edge.root())
+        .args(["--resolve", &format!("localhost:{}:127.0.0.1", edge.port)])
+        .arg(format!("https://localhost:{}/1k.txt", edge.port))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "a second connection was served");
+    drop(held);
+    // Once it is closed (and the bucket refilled) the address is served again.
+    assert!(wait_until(Duration::from_secs(10), || edge.curl(false) == "200"));
+    let log = edge.log();
+    assert!(log.contains("refused by limit_conn"), "{log}");
+    assert!(log.contains("refused by limit_req (503)"), "{log}");
+}
