@@ -206,14 +206,17 @@ impl ConnClock {
     fn wrote(&self, r: &Poll<io::Result<usize>>) {
         match r {
             Poll::Ready(Ok(n)) if *n > 0 => {
-                let now = clock_ms();
-                self.last_io.store(now, Ordering::Relaxed);
-                if self.blocked_since.load(Ordering::Relaxed) != 0 {
-                    self.blocked_since.store(0, Ordering::Relaxed);
-                }
+                self.last_io.store(clock_ms(), Ordering::Relaxed);
+                self.unblocked();
             }
             Poll::Pending => self.blocked(),
             _ => {}
+        }
+    }
+
+    fn unblocked(&self) {
+        if self.blocked_since.load(Ordering::Relaxed) != 0 {
+            self.blocked_since.store(0, Ordering::Relaxed);
         }
     }
 
@@ -327,8 +330,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for IdleIo<T
         match self.inner.as_mut() {
             Some(inner) => {
                 let r = Pin::new(inner).poll_flush(cx);
-                if r.is_pending() {
-                    self.clock.blocked();
+                match &r {
+                    Poll::Pending => self.clock.blocked(),
+                    // Everything written went out: nothing is blocked any more
+                    // (an idle keep-alive connection is no send_timeout case).
+                    Poll::Ready(Ok(())) => self.clock.unblocked(),
+                    Poll::Ready(Err(_)) => {}
                 }
                 r
             }
