@@ -57,7 +57,9 @@ pub fn run(s: &MemServerSettings, out: &mut dyn Write) -> Result<(), MemServerEr
     rt.block_on(async move {
         let shutdown = Shutdown::new();
         shutdown.trigger_on_signals()?;
-        let svc = Arc::new(MemServer::new(kind, shutdown.clone()).map_err(MemServerError::Start)?);
+        let svc = Arc::new(
+            MemServer::with_limits(kind, s.limits(), shutdown.clone()).map_err(MemServerError::Start)?,
+        );
         let server = Server::bind(&s.listen, Some(tls), s.rpc.apply(MemServer::server_options()))
             .await
             .map_err(|source| MemServerError::Bind {
