@@ -8,9 +8,11 @@
 //! * **pending**: accepted, not yet authenticated (TLS handshake or admission
 //!   still running). Pending connections are kept oldest first and are *shed*,
 //!   oldest first, whenever a new connection needs a slot and none is free. A
-//!   single source address may hold at most `max_conns_per_addr` of them, so
-//!   one host cannot even make the shedding cycle through everybody else's
-//!   handshakes.
+//!   single source address may hold at most `max_conns_per_addr` of them: a
+//!   new connection from an address at its limit sheds that address's own
+//!   oldest pending one, so one host cannot make the shedding cycle through
+//!   everybody else's handshakes, and cannot lock out a legitimate client
+//!   that shares its address either (on loopback every peer does).
 //! * **authenticated**: mTLS done and admitted. Never shed; counted per
 //!   identity (the certificate's role) against `max_conns_per_identity`, so
 //!   one identity cannot take every slot from the others.
@@ -27,8 +29,6 @@ use tokio_util::sync::CancellationToken;
 /// Why a new connection got no slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum NoSlot {
-    /// Its source address already holds `max_conns_per_addr` pending ones.
-    PerAddr,
     /// Every slot holds an authenticated connection.
     AllAuthenticated,
 }
@@ -117,12 +117,17 @@ impl Admission {
     /// pending connection is shed to make room, its shed signal fires.
     pub(crate) fn accept(self: &Arc<Self>, addr: Option<IpAddr>) -> Result<Slot, NoSlot> {
         let mut st = self.state();
-        if let Some(a) = addr {
-            if st.per_addr.get(&a).copied().unwrap_or(0) >= self.max_per_addr {
-                return Err(NoSlot::PerAddr);
-            }
-        }
-        if st.total >= self.max_connections {
+        let at_addr_limit =
+            addr.is_some_and(|a| st.per_addr.get(&a).copied().unwrap_or(0) >= self.max_per_addr);
+        // At its limit, the address's own oldest pending connection gives
+        // its slot to the new one (a linear scan, only for such an address).
+        let same_addr = match at_addr_limit {
+            true => st.pending.iter().find(|(_, p)| p.addr == addr).map(|(&id, _)| id),
+            false => None,
+        };
+        if let Some(p) = same_addr.and_then(|id| st.take_pending(id)) {
+            p.cancel.cancel();
+        } else if st.total >= self.max_connections {
             let Some(&oldest) = st.pending.keys().next() else {
                 return Err(NoSlot::AllAuthenticated);
             };
@@ -295,14 +300,24 @@ mod tests {
     }
 
     #[test]
-    fn per_address_limit_counts_pending_connections_only() {
+    fn per_address_limit_sheds_that_address_oldest_pending_connection() {
         let adm = Admission::new(10, 2, 10, 10);
-        let mut a = adm.accept(A).unwrap();
-        let _b = adm.accept(A).unwrap();
-        assert_eq!(adm.accept(A).err(), Some(NoSlot::PerAddr));
-        assert!(adm.accept(B).is_ok());
-        a.authenticate(Some(Role::Edge)).unwrap();
-        assert!(adm.accept(A).is_ok());
+        let a = adm.accept(A).unwrap();
+        let mut b = adm.accept(A).unwrap();
+        let _other = adm.accept(B).unwrap();
+        let c = adm.accept(A).unwrap();
+        assert!(a.shed_signal().is_cancelled(), "A's oldest pending is shed");
+        assert!(!b.shed_signal().is_cancelled() && !c.shed_signal().is_cancelled());
+        assert!(
+            !_other.shed_signal().is_cancelled(),
+            "another address is untouched"
+        );
+        assert_eq!(adm.state().per_addr.get(&A.unwrap()), Some(&2));
+        assert_eq!(adm.state().total, 4 - 1);
+        // Authenticated connections no longer count against the address.
+        b.authenticate(Some(Role::Edge)).unwrap();
+        let d = adm.accept(A).unwrap();
+        assert!(!c.shed_signal().is_cancelled() && !d.shed_signal().is_cancelled());
         assert!(adm.accept(None).is_ok());
     }
 

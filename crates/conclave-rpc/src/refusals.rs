@@ -20,8 +20,6 @@ pub const LOG_INTERVAL: Duration = Duration::from_secs(1);
 pub(crate) enum Kind {
     /// A new connection while every slot held an authenticated client.
     AllAuthenticated,
-    /// A new connection from an address over `max_conns_per_addr`.
-    PerAddr,
     /// A pending (unauthenticated) connection dropped to make room.
     Shed,
     /// A TLS handshake that failed.
@@ -36,7 +34,7 @@ pub(crate) enum Kind {
     IdentityInflight,
 }
 
-const KINDS: usize = 8;
+const KINDS: usize = 7;
 
 impl Kind {
     fn index(self) -> usize {
@@ -50,13 +48,10 @@ impl Kind {
                 format!("refused {n} connections"),
                 "every slot holds an authenticated client (--max-connections)",
             ),
-            Kind::PerAddr => (
-                format!("refused {n} connections"),
-                "too many unauthenticated connections from one address (--max-conns-per-addr)",
-            ),
             Kind::Shed => (
                 format!("shed {n} unauthenticated connections"),
-                "slots full, oldest unauthenticated connection dropped for a new one (--max-connections)",
+                "oldest unauthenticated connection dropped for a new one (slots full: --max-connections, \
+                 or its address over --max-conns-per-addr)",
             ),
             Kind::HandshakeFailed => (format!("refused {n} connections"), "TLS handshake failed"),
             Kind::HandshakeTimeout => (
@@ -80,7 +75,6 @@ impl Kind {
 
     const ALL: [Kind; KINDS] = [
         Kind::AllAuthenticated,
-        Kind::PerAddr,
         Kind::Shed,
         Kind::HandshakeFailed,
         Kind::HandshakeTimeout,
@@ -158,11 +152,14 @@ mod tests {
     fn each_kind_is_one_line_however_many_refusals() {
         let r = Refusals::new();
         for i in 0..500 {
-            r.note(Kind::PerAddr, &format!("127.0.0.1:{i}"), &"");
+            r.note(Kind::AllAuthenticated, &format!("127.0.0.1:{i}"), &"");
         }
         r.note(Kind::HandshakeFailed, "127.0.0.1:1", &"no certificate");
         assert_eq!(r.flush(&"tcp://x", LOG_INTERVAL), 2);
         assert_eq!(r.flush(&"tcp://x", LOG_INTERVAL), 0);
-        assert_eq!(Kind::describe(Kind::PerAddr, 517).0, "refused 517 connections");
+        assert_eq!(
+            Kind::describe(Kind::AllAuthenticated, 517).0,
+            "refused 517 connections"
+        );
     }
 }

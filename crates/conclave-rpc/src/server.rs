@@ -213,7 +213,6 @@ impl Server {
                     // Dropping the stream closes it: nothing is sent, so a
                     // refusal costs no more than the accept.
                     let kind = match no {
-                        NoSlot::PerAddr => Kind::PerAddr,
                         NoSlot::AllAuthenticated => Kind::AllAuthenticated,
                     };
                     ctx.refusals.note(kind, &addr, &"");
