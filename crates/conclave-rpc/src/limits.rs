@@ -52,7 +52,7 @@ pub struct ServerLimits {
     /// Deadline for the TLS handshake (and for a refused client's first request).
     #[arg(long, default_value_t = Dur(DEFAULT_HANDSHAKE_TIMEOUT), value_parser = positive_duration)]
     pub handshake_timeout: Dur,
-    /// Unauthenticated TCP connections one source address may hold; more are closed at accept.
+    /// Unauthenticated TCP connections one source address may hold; a new one sheds that address's oldest.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNS_PER_ADDR, value_parser = at_least_one())]
     pub max_conns_per_addr: usize,
     /// Connections one identity (certificate role) may hold; more get EMFILE.
