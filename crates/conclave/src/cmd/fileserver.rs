@@ -35,12 +35,20 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             a.image.display()
         );
     }
+    if a.max_write.bytes() > conclave_fs::proto::MAX_IO as u64 || a.max_write.bytes() == 0 {
+        bail!(
+            "--max-write {} is out of range: it must be between 1 and {} (the frame limit)",
+            a.max_write,
+            conclave_units::ByteSize(conclave_fs::proto::MAX_IO as u64)
+        );
+    }
     let creds =
         Credentials::from_dir(&a.certs, Role::FileServer).context("loading the fileserver identity")?;
     let svc = Arc::new(FileServer::new(
         fs,
         FileServerOptions {
             max_open_per_client: a.max_open,
+            max_write_per_request: a.max_write.bytes() as usize,
             read_only: a.read_only,
             ..FileServerOptions::default()
         },
