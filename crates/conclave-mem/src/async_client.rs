@@ -33,15 +33,36 @@ pub struct AsyncMemoryStore {
 impl AsyncMemoryStore {
     /// The store a spec names.
     pub fn new(spec: &MemSpec, opts: &MemOptions) -> Result<Self, MemError> {
+        Self::new_inner(spec, opts, None)
+    }
+
+    /// The store a spec names, connecting within `connect` (the caller
+    /// bounds each call with its own timer, e.g. `tokio::time::timeout`).
+    pub fn new_bounded(spec: &MemSpec, opts: &MemOptions, connect: Duration) -> Result<Self, MemError> {
+        Self::new_inner(spec, opts, Some(connect))
+    }
+
+    fn new_inner(
+        spec: &MemSpec,
+        opts: &MemOptions,
+        connect_timeout: Option<Duration>,
+    ) -> Result<Self, MemError> {
+        let remote_opts = || -> Result<ClientOptions, MemError> {
+            let mut o = client_options(opts)?;
+            if let Some(t) = connect_timeout {
+                o.connect_timeout = t;
+            }
+            Ok(o)
+        };
         let inner = match spec {
             MemSpec::Smdish { endpoint } => StoreInner::Remote {
                 endpoint: endpoint.clone(),
-                opts: client_options(opts)?,
+                opts: remote_opts()?,
                 sealing: Sealing::None,
             },
             MemSpec::Smuf { endpoint, dir } => StoreInner::Remote {
                 endpoint: endpoint.clone(),
-                opts: client_options(opts)?,
+                opts: remote_opts()?,
                 sealing: Sealing::Uf { dir: dir.clone() },
             },
             MemSpec::Local | MemSpec::Smc { .. } => StoreInner::Blocking(connect(spec, opts)?),
@@ -115,6 +136,7 @@ pub struct AsyncMemoryFile {
 enum Op {
     Lock(Option<Duration>),
     Unlock(bool),
+    Renew,
     Close,
 }
 
@@ -141,6 +163,10 @@ impl AsyncMemoryFile {
                     let reply = conn.call(proto::UNLOCK, &body).await?;
                     core.unlock_finish(reply).map(|()| 0)
                 }
+                Op::Renew => {
+                    let reply = conn.call(proto::RENEW, &core.renew_request()).await?;
+                    core.renew_finish(reply).map(|()| 0)
+                }
                 Op::Close => {
                     let reply = conn.call(proto::CLOSE, &core.close_request()).await?;
                     core.close_finish(reply).map(|()| 0)
@@ -153,6 +179,7 @@ impl AsyncMemoryFile {
                     let res = match op {
                         Op::Lock(t) => seg.lock(t, &mut buf),
                         Op::Unlock(publish) => seg.unlock(publish.then_some(&buf[..])).map(|()| 0),
+                        Op::Renew => seg.renew().map(|()| 0),
                         Op::Close => seg.close().map(|()| 0),
                     };
                     (seg, buf, res)
@@ -175,7 +202,7 @@ impl AsyncMemoryFile {
 
     async fn finish(&mut self, publish: bool) -> Result<(), MemError> {
         match self.run(Op::Unlock(publish)).await {
-            Err(e) if publish && !matches!(e, MemError::NotHolder(_)) => {
+            Err(e) if publish && !matches!(e, MemError::NotHolder(_) | MemError::LeaseExpired { .. }) => {
                 let _ = self.run(Op::Unlock(false)).await;
                 Err(e)
             }
@@ -241,6 +268,20 @@ impl AsyncLockGuard<'_> {
     /// Number of publishes before this lock was granted.
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// Extends the lease of this lock (memory servers): call it within each
+    /// lease while working, or lose the lock ([`MemError::LeaseExpired`]).
+    pub async fn renew(&mut self) -> Result<(), MemError> {
+        self.file.run(Op::Renew).await.map(|_| ())
+    }
+
+    /// The lease to renew within (`None`: this kind has no leases).
+    pub fn lease(&self) -> Option<Duration> {
+        match &self.file.seg {
+            AsyncSeg::Remote { core, .. } => Some(core.lease),
+            AsyncSeg::Blocking(seg) => seg.as_ref().and_then(|s| s.lease()),
+        }
     }
 
     /// Publishes the segment and releases the lock.

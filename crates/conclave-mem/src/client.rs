@@ -30,6 +30,16 @@ pub trait Segment: Send {
     }
     /// Closes the memory file (releasing the lock if held).
     fn close(&mut self) -> Result<(), MemError>;
+    /// Extends the held lock's lease (memory servers); kinds without
+    /// leases have nothing to do.
+    fn renew(&mut self) -> Result<(), MemError> {
+        Ok(())
+    }
+    /// The lock lease a holder must renew within; `None`: no lease (local,
+    /// smc: a holder keeps the lock until it unlocks or dies).
+    fn lease(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// A place memory files live; one per spec. Shared by threads.
@@ -52,16 +62,53 @@ pub struct MemOptions {
 
 /// Opens the memory store a spec names.
 pub fn connect(spec: &MemSpec, opts: &MemOptions) -> Result<Arc<dyn MemoryStore>, MemError> {
+    connect_inner(spec, opts, None)
+}
+
+/// Limits on each round trip to a memory server, for callers that must
+/// never hang on one (the edge): connecting plus the TLS handshake, and
+/// each read or write of a reply. A LOCK's reply legitimately waits for the
+/// grant, so `io` must exceed the longest lock timeout the caller uses. A
+/// call past its limit fails with [`MemError::Rpc`] and leaves the memory
+/// file's connection unusable: reopen it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallLimits {
+    /// Connecting and the TLS handshake.
+    pub connect: Duration,
+    /// Any one read or write.
+    pub io: Duration,
+}
+
+/// [`connect`] whose memory-server round trips are bounded by `limits`.
+pub fn connect_bounded(
+    spec: &MemSpec,
+    opts: &MemOptions,
+    limits: CallLimits,
+) -> Result<Arc<dyn MemoryStore>, MemError> {
+    connect_inner(spec, opts, Some(limits))
+}
+
+fn connect_inner(
+    spec: &MemSpec,
+    opts: &MemOptions,
+    limits: Option<CallLimits>,
+) -> Result<Arc<dyn MemoryStore>, MemError> {
+    let remote_opts = || -> Result<ClientOptions, MemError> {
+        let mut o = client_options(opts)?;
+        if let Some(l) = limits {
+            o.connect_timeout = l.connect;
+            o.io_timeout = l.io;
+        }
+        Ok(o)
+    };
     Ok(match spec {
         MemSpec::Local => Arc::new(LocalStore::new()),
-        MemSpec::Smdish { endpoint } => Arc::new(RemoteStore::new(
-            endpoint.clone(),
-            client_options(opts)?,
-            Sealing::None,
-        )),
+        MemSpec::Smdish { endpoint } => {
+            Arc::new(RemoteStore::new(endpoint.clone(), remote_opts()?, Sealing::None))
+        }
         MemSpec::Smuf { endpoint, dir } => Arc::new(RemoteStore::new(
             endpoint.clone(),
-            client_options(opts)?,
+            remote_opts()?,
             Sealing::Uf { dir: dir.clone() },
         )),
         MemSpec::Smc { dir, secret } => {
@@ -171,6 +218,58 @@ impl MemoryFile {
         }
     }
 
+    /// Runs `f` on the segment under the lock and publishes it if `f`
+    /// returns true (else releases without publishing), returning `f`'s
+    /// result. While `f` runs, a helper thread renews the lease every third
+    /// of it, so a long section keeps the lock (a section that outlives a
+    /// lease would otherwise lose it to the next waiter). If the lease is
+    /// broken anyway (the server was unreachable), nothing is published
+    /// and the result is [`MemError::LeaseExpired`].
+    pub fn with_locked<R>(
+        &mut self,
+        timeout: Option<Duration>,
+        f: impl FnOnce(&mut [u8]) -> (bool, R),
+    ) -> Result<R, MemError> {
+        let guard = self.lock_timeout(timeout)?;
+        std::mem::forget(guard);
+        let lease = self.seg()?.lease();
+        let (publish, out, renewed) = match lease {
+            None => {
+                let (p, out) = f(&mut self.buf);
+                (p, out, Ok(()))
+            }
+            Some(lease) => {
+                let every = (lease / 3).max(Duration::from_millis(1));
+                let seg = self
+                    .seg
+                    .as_mut()
+                    .ok_or_else(|| MemError::Closed(self.name.clone()))?;
+                let buf = &mut self.buf;
+                std::thread::scope(|s| {
+                    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+                    let renewer = s.spawn(move || loop {
+                        match stopped.recv_timeout(every) {
+                            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => seg.renew()?,
+                            _ => return Ok::<(), MemError>(()),
+                        }
+                    });
+                    let (p, out) = f(buf);
+                    drop(stop);
+                    let renewed = renewer.join().unwrap_or(Err(MemError::Closed(String::new())));
+                    (p, out, renewed)
+                })
+            }
+        };
+        match renewed {
+            Err(e @ MemError::LeaseExpired { .. }) => Err(e),
+            Err(e) => {
+                let _ = self.finish(false);
+                Err(e)
+            }
+            Ok(()) => self.finish(publish).map(|()| out),
+        }
+    }
+
     /// Sends an unlock without holding the lock. Exists so tools and tests
     /// can check that a server refuses it ([`MemError::NotHolder`]).
     pub fn unlock_unheld(&mut self) -> Result<(), MemError> {
@@ -198,7 +297,7 @@ impl MemoryFile {
         let res = self.seg()?.unlock(if publish { Some(&buf) } else { None });
         self.buf = buf;
         match res {
-            Err(e) if publish && !matches!(e, MemError::NotHolder(_)) => {
+            Err(e) if publish && !matches!(e, MemError::NotHolder(_) | MemError::LeaseExpired { .. }) => {
                 // Publishing failed but we still hold the lock: release it.
                 let _ = self.seg()?.unlock(None);
                 Err(e)
@@ -221,6 +320,19 @@ impl LockGuard<'_> {
     /// Number of publishes before this lock was granted.
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// Extends the lease of this lock (memory servers): a holder that works
+    /// longer than the server's lease calls it within each lease, or loses
+    /// the lock ([`MemError::LeaseExpired`]). See
+    /// [`MemoryFile::with_locked`], which does it for you.
+    pub fn renew(&mut self) -> Result<(), MemError> {
+        self.file.seg()?.renew()
+    }
+
+    /// The lease to renew within (`None`: this kind has no leases).
+    pub fn lease(&mut self) -> Option<Duration> {
+        self.file.seg.as_ref().and_then(|s| s.lease())
     }
 
     /// Publishes the segment and releases the lock.

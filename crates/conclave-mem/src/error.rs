@@ -48,6 +48,34 @@ pub enum MemError {
         /// The timeout.
         ms: u64,
     },
+    /// The server broke this holder's lock lease (it neither renewed nor
+    /// unlocked within the lease): nothing was published, and someone else
+    /// may hold the lock now. Lock again and redo the work.
+    #[error("lock lease of {name:?} ran out ({lease_ms} ms without renewal): the server broke the lock and nothing was published")]
+    LeaseExpired {
+        /// The memory file.
+        name: String,
+        /// The server's lease.
+        lease_ms: u64,
+    },
+    /// Creating the memory file would put this client's identity over its
+    /// byte quota on the server (`EDQUOT`).
+    #[error("memory file {name:?} of {requested} bytes refused: this identity is over its byte quota on the memory server (--max-bytes-per-identity)")]
+    OverQuota {
+        /// The memory file.
+        name: String,
+        /// Its segment size.
+        requested: u64,
+    },
+    /// Creating the memory file would put the server over its total byte
+    /// quota (`ENOSPC`).
+    #[error("memory file {name:?} of {requested} bytes refused: the memory server is full (--max-bytes)")]
+    NoSpace {
+        /// The memory file.
+        name: String,
+        /// Its segment size.
+        requested: u64,
+    },
     /// A second lock by the client that already holds it.
     #[error("lock of {0:?} refused: this client already holds it")]
     AlreadyHeld(String),

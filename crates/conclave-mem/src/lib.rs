@@ -34,9 +34,11 @@ pub mod smc;
 pub mod spec;
 
 pub use async_client::{AsyncLockGuard, AsyncMemoryFile, AsyncMemoryStore};
-pub use client::{connect, LockGuard, MemOptions, MemoryFile, MemoryStore, Segment};
+pub use client::{
+    connect, connect_bounded, CallLimits, LockGuard, MemOptions, MemoryFile, MemoryStore, Segment,
+};
 pub use error::MemError;
-pub use server::{MemServer, ServerKind};
+pub use server::{MemLimits, MemServer, ServerKind};
 pub use settings::{MemServerKind, MemServerSettings};
 pub use spec::MemSpec;
 

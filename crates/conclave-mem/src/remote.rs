@@ -5,7 +5,7 @@
 //! crashed process's locks are released when its connections drop.
 
 use crate::client::{MemoryFile, MemoryStore, Segment};
-use crate::proto::{self, lock, open, peek, unlock, KEY_LEN};
+use crate::proto::{self, lock, open, peek, renew, unlock, KEY_LEN};
 use crate::{name, segment_seal, MemError, MAX_SEGMENT};
 use conclave_rpc::{ClientOptions, Connection, Endpoint, Frame, Status};
 use std::io::Write;
@@ -28,6 +28,8 @@ pub(crate) struct RemoteCore {
     pub name: String,
     pub handle: u32,
     pub size: usize,
+    /// The server's lock lease (from OPEN): renew within it.
+    pub lease: Duration,
     sealing: Sealing,
     stem: String,
     /// smuf: the key for sealing the next version, and that version.
@@ -100,6 +102,18 @@ impl RemoteCore {
                     max: MAX_SEGMENT as u64,
                 })
             }
+            Status::EDQUOT => {
+                return Err(MemError::OverQuota {
+                    name: name.to_string(),
+                    requested: size as u64,
+                })
+            }
+            Status::ENOSPC => {
+                return Err(MemError::NoSpace {
+                    name: name.to_string(),
+                    requested: size as u64,
+                })
+            }
             s => return Err(server_err("open", name, s)),
         }
         let r = open::Reply::decode(&reply.body).map_err(|_| MemError::BadReply { op: "open" })?;
@@ -110,6 +124,7 @@ impl RemoteCore {
             name: name.to_string(),
             handle: r.handle,
             size,
+            lease: Duration::from_millis(r.lease_ms as u64),
             sealing,
             stem: name::host_stem(name),
             write: None,
@@ -326,10 +341,42 @@ impl RemoteCore {
                 self.publishing = None;
                 Err(MemError::NotHolder(self.name.clone()))
             }
+            Status::ETIMEDOUT => {
+                self.publishing = None;
+                self.write = None;
+                Err(self.lease_expired())
+            }
             s => {
                 self.publishing = None;
                 Err(server_err("unlock", &self.name, s))
             }
+        }
+    }
+
+    fn lease_expired(&self) -> MemError {
+        MemError::LeaseExpired {
+            name: self.name.clone(),
+            lease_ms: self.lease.as_millis() as u64,
+        }
+    }
+
+    pub fn renew_request(&self) -> Vec<u8> {
+        renew::encode(self.handle)
+    }
+
+    pub fn renew_finish(&mut self, reply: Frame) -> Result<(), MemError> {
+        match reply.status() {
+            Status::OK => {
+                let ms = renew::decode_reply(&reply.body).map_err(|_| MemError::BadReply { op: "renew" })?;
+                self.lease = Duration::from_millis(ms as u64);
+                Ok(())
+            }
+            Status::EPERM => Err(MemError::NotHolder(self.name.clone())),
+            Status::ETIMEDOUT => {
+                self.write = None;
+                Err(self.lease_expired())
+            }
+            s => Err(server_err("renew", &self.name, s)),
         }
     }
 
@@ -408,5 +455,14 @@ impl Segment for RemoteSegment {
     fn close(&mut self) -> Result<(), MemError> {
         let reply = self.conn.call(proto::CLOSE, &self.core.close_request())?;
         self.core.close_finish(reply)
+    }
+
+    fn renew(&mut self) -> Result<(), MemError> {
+        let reply = self.conn.call(proto::RENEW, &self.core.renew_request())?;
+        self.core.renew_finish(reply)
+    }
+
+    fn lease(&self) -> Option<Duration> {
+        Some(self.core.lease)
     }
 }

@@ -3,11 +3,13 @@
 //! starts a memory server (`conclave eval`, `conclave up`), so no caller
 //! spells a flag itself.
 
-use crate::ServerKind;
+use crate::{MemLimits, ServerKind};
 use conclave_rpc::Endpoint;
+use conclave_units::{ByteSize, Dur};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 /// The `--kind` of a memory server, before its `--dir` is joined to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +61,21 @@ pub enum MemSettingsError {
     SmufNeedsDir,
 }
 
+/// Default `--lease`: long enough for any critical section of the edge
+/// (microseconds of index work plus two round trips), short enough that a
+/// stuck holder stalls the others for about a second.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(1);
+/// Default `--max-bytes`: room for sixteen maximum-size segments; the edge
+/// uses a few kilobytes to a few megabytes.
+pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
+/// Default `--max-bytes-per-identity`: half the server, so one identity
+/// (say a `client` tool) cannot take the room the edge needs.
+pub const DEFAULT_MAX_BYTES_PER_IDENTITY: u64 = 128 << 20;
+
+fn default_lease() -> Dur {
+    Dur(DEFAULT_LEASE)
+}
+
 /// Everything `conclave memserver` needs.
 #[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
 pub struct MemServerSettings {
@@ -74,6 +91,18 @@ pub struct MemServerSettings {
     /// smuf: the host directory of the sealed segment files.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Every LOCK is a lease of this long; a holder that neither renews nor
+    /// unlocks in time loses the lock (its late UNLOCK gets ETIMEDOUT).
+    #[arg(long, default_value_t = default_lease())]
+    pub lease: Dur,
+    /// Total segment bytes of all memory files; an OPEN that would create
+    /// more gets ENOSPC.
+    #[arg(long, default_value_t = ByteSize(DEFAULT_MAX_BYTES))]
+    pub max_bytes: ByteSize,
+    /// Segment bytes of the memory files one identity (certificate role)
+    /// created; an OPEN beyond gets EDQUOT.
+    #[arg(long, default_value_t = ByteSize(DEFAULT_MAX_BYTES_PER_IDENTITY))]
+    pub max_bytes_per_identity: ByteSize,
 }
 
 impl MemServerSettings {
@@ -88,6 +117,18 @@ impl MemServerSettings {
             listen,
             certs,
             dir,
+            lease: default_lease(),
+            max_bytes: ByteSize(DEFAULT_MAX_BYTES),
+            max_bytes_per_identity: ByteSize(DEFAULT_MAX_BYTES_PER_IDENTITY),
+        }
+    }
+
+    /// The lease and quotas the server enforces.
+    pub fn limits(&self) -> MemLimits {
+        MemLimits {
+            lease: self.lease.0,
+            max_bytes: self.max_bytes.bytes(),
+            max_bytes_per_identity: self.max_bytes_per_identity.bytes(),
         }
     }
 
@@ -116,6 +157,14 @@ impl MemServerSettings {
         if let Some(d) = &self.dir {
             argv.extend(["--dir".into(), d.display().to_string()]);
         }
+        argv.extend([
+            "--lease".into(),
+            self.lease.to_string(),
+            "--max-bytes".into(),
+            self.max_bytes.to_string(),
+            "--max-bytes-per-identity".into(),
+            self.max_bytes_per_identity.to_string(),
+        ]);
         argv
     }
 }
@@ -145,7 +194,11 @@ mod tests {
         let smuf = ServerKind::Smuf {
             dir: "/s/memfiles".into(),
         };
-        let s = MemServerSettings::new(smuf.clone(), listen, "/s/certs".into());
+        let mut s = MemServerSettings::new(smuf.clone(), listen, "/s/certs".into());
+        assert_eq!(reparse(&s), s);
+        s.lease = Dur(Duration::from_millis(1500));
+        s.max_bytes = ByteSize(3 << 20);
+        s.max_bytes_per_identity = ByteSize(1 << 20);
         assert_eq!(reparse(&s), s);
         assert_eq!(s.server_kind().unwrap(), smuf);
     }

@@ -75,6 +75,7 @@ statuses! {
     ENOTSUP = 95, Unsupported, "operation not supported";
     ETIMEDOUT = 110, TimedOut, "timed out";
     EREMOTEIO = 121, Other, "remote I/O error (transport failure)";
+    EDQUOT = 122, QuotaExceeded, "disk quota exceeded";
 }
 
 impl Status {

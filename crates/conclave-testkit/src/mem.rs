@@ -1,7 +1,7 @@
 //! An in-process memory server with real mTLS over a UNIX socket, for tests
 //! of the memory clients and of what is built on them (the edge's shared state).
 
-use conclave_mem::{MemOptions, MemServer, MemSpec, ServerKind};
+use conclave_mem::{MemLimits, MemOptions, MemServer, MemSpec, ServerKind};
 use conclave_rpc::{Credentials, Endpoint, Role, Shutdown};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +27,11 @@ pub struct MemFixture {
 impl MemFixture {
     /// Starts the server: smuf with host files in `dir/host` if `sealed`, else smdish.
     pub fn start(sealed: bool) -> MemFixture {
+        Self::start_with(sealed, MemLimits::default())
+    }
+
+    /// [`start`](Self::start) with a lease and quotas of the test's choosing.
+    pub fn start_with(sealed: bool, limits: MemLimits) -> MemFixture {
         let dir = tempfile::tempdir().unwrap();
         let certs = crate::certs(dir.path());
         let host = dir.path().join("host");
@@ -43,7 +48,8 @@ impl MemFixture {
         let shutdown = Shutdown::new();
         let creds = Credentials::from_dir(&certs, Role::MemServer).unwrap();
         let sock = Endpoint::Unix(dir.path().join("mem.sock"));
-        let (server, endpoint) = MemServer::spawn(kind, &sock, &creds, &shutdown, rt.handle()).unwrap();
+        let (server, endpoint) =
+            MemServer::spawn_with(kind, limits, &sock, &creds, &shutdown, rt.handle()).unwrap();
         let spec = if sealed {
             MemSpec::Smuf { endpoint, dir: host }
         } else {

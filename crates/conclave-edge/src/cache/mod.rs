@@ -137,10 +137,16 @@ impl Cache {
             out = Some(f(&mut ix));
             ix.changed()
         });
-        if let Err(e) = r {
-            tracing::error!("cache zone {}: {e}", self.cfg.zone_name);
+        match r {
+            Ok(()) => out,
+            // Past a memory-server deadline: served as a miss without an
+            // index update (the seam logs these once per interval).
+            Err(crate::shared::SharedError::Unavailable { .. }) => None,
+            Err(e) => {
+                tracing::error!("cache zone {}: {e}", self.cfg.zone_name);
+                None
+            }
         }
-        out
     }
 
     fn file_name(hash: &KeyHash) -> String {
@@ -217,6 +223,8 @@ impl Cache {
     async fn lookup_on_snapshot(&self, hash: &KeyHash, now: u64) -> Option<Lookup> {
         let snap = match self.zone.snapshot()?.await {
             Ok(s) => s?,
+            // Counted and logged by the seam; the lookup falls back to the lock.
+            Err(crate::shared::SharedError::Unavailable { .. }) => return None,
             Err(e) => {
                 tracing::warn!("cache zone {}: snapshot: {e}", self.cfg.zone_name);
                 return None;

@@ -29,6 +29,17 @@ pub enum SharedError {
         /// The size asked for.
         want: usize,
     },
+    /// The memory server did not answer within the edge's deadline (lock
+    /// wait, PEEK, connect) or broke our lease: the caller degrades (serves
+    /// the request as a cache miss, without an index update). Already
+    /// logged by the seam, once per interval with a count.
+    #[error("memory file {name:?} unavailable: {reason}")]
+    Unavailable {
+        /// Name of the memory file.
+        name: String,
+        /// What ran out.
+        reason: String,
+    },
     /// The backend failed (I/O, RPC).
     #[error("memory file {name:?}: {message}")]
     Backend {

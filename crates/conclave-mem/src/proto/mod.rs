@@ -11,6 +11,7 @@ pub mod close;
 pub mod lock;
 pub mod open;
 pub mod peek;
+pub mod renew;
 pub mod unlock;
 
 /// Original opcode 0: replaced by one connection per process.
@@ -31,6 +32,8 @@ pub const UNLOCK: u32 = 6;
 pub const MMAP: u32 = 7;
 /// The last published state without the lock (conclave extension): see [`peek`].
 pub const PEEK: u32 = 8;
+/// Extends the holder's lock lease (conclave extension): see [`renew`].
+pub const RENEW: u32 = 9;
 
 /// Length of an smuf data key.
 pub const KEY_LEN: usize = 32;
@@ -52,6 +55,7 @@ mod tests {
         let r = open::Reply {
             handle: 3,
             size: 4096,
+            lease_ms: 1000,
         };
         assert_eq!(open::Reply::decode(&r.encode()).unwrap(), r);
         let l = lock::Request {
@@ -96,6 +100,8 @@ mod tests {
             assert!(peek::Reply::decode(&reply.encode(), 16) == Ok(reply));
         }
         assert_eq!(close::decode(&close::encode(7)).unwrap(), 7);
+        assert_eq!(renew::decode(&renew::encode(7)).unwrap(), 7);
+        assert_eq!(renew::decode_reply(&renew::encode_reply(1000)).unwrap(), 1000);
         assert_eq!(
             open::decode_existing_size(&open::encode_existing_size(8)),
             Some(8)
@@ -116,6 +122,8 @@ mod tests {
             let _ = unlock::Request::decode(&buf, false, 64);
             let _ = unlock::Request::decode(&buf, true, 64);
             let _ = close::decode(&buf);
+            let _ = renew::decode(&buf);
+            let _ = renew::decode_reply(&buf);
             let _ = open::decode_existing_size(&buf);
             let _ = crate::smc::SegmentFile::from_bytes(&buf);
         }

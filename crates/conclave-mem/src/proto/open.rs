@@ -1,10 +1,14 @@
-//! `OPEN` (3): `str name, u64 size` → `u32 handle, u64 size`.
+//! `OPEN` (3): `str name, u64 size` → `u32 handle, u64 size, u32 lease_ms`.
 //!
 //! Creates the memory file on its first open (size 0 = a pure lock) and
 //! counts an opener otherwise. Errors: `ENAMETOOLONG` (name over 255 bytes),
 //! `EINVAL` with body `u64 existing_size` (the size disagrees with the
 //! existing memory file's), `E2BIG` (size over the segment limit),
-//! `EMFILE` (too many handles on this connection).
+//! `EMFILE` (too many handles on this connection), `EDQUOT` (creating it
+//! would put the caller's identity over its byte quota), `ENOSPC` (it would
+//! put the server over its total byte quota). `lease_ms` is the server's
+//! lock lease: a holder must RENEW (or UNLOCK) within it, see
+//! [`super::renew`].
 
 use conclave_rpc::{BodyReader, BodyWriter, Status};
 
@@ -42,13 +46,15 @@ pub struct Reply {
     pub handle: u32,
     /// The segment size.
     pub size: u64,
+    /// The lease of every LOCK granted on this server, in milliseconds.
+    pub lease_ms: u32,
 }
 
 impl Reply {
     /// The body on the wire.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = BodyWriter::with_capacity(12);
-        w.u32(self.handle).u64(self.size);
+        let mut w = BodyWriter::with_capacity(16);
+        w.u32(self.handle).u64(self.size).u32(self.lease_ms);
         w.finish()
     }
 
@@ -57,8 +63,13 @@ impl Reply {
         let mut r = BodyReader::new(body);
         let handle = r.u32()?;
         let size = r.u64()?;
+        let lease_ms = r.u32()?;
         r.finish()?;
-        Ok(Reply { handle, size })
+        Ok(Reply {
+            handle,
+            size,
+            lease_ms,
+        })
     }
 }
 

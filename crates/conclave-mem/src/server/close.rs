@@ -21,12 +21,18 @@ pub(super) fn close_handle(srv: &MemServer, who: Holder, name: &str) {
         };
         if f.holder == Some(who) {
             tracing::debug!(name, "lock released by close or disconnect");
-            f.grant_next();
+            f.grant_next(srv.limits.lease);
         }
         f.waiters.retain(|w| w.who != who);
+        f.broken.retain(|b| *b != who);
         f.opens -= 1;
         if f.opens == 0 {
+            let (size, owner) = (f.size, f.owner);
             st.files.remove(name);
+            st.used -= size;
+            if let Some(u) = st.used_by.get_mut(&owner) {
+                *u -= size;
+            }
             true
         } else {
             false

@@ -14,14 +14,16 @@ pub(super) async fn handle(srv: &MemServer, conn: &mut ClientConn, body: &[u8]) 
     let req = Request::decode(body)?;
     let name = conn.handles.get(&req.handle).ok_or(Status::EBADF)?.clone();
     let me = (conn.id, req.handle);
+    let lease = srv.limits.lease;
     let wait = {
         let mut st = srv.state();
         let f = st.files.get_mut(&name).ok_or(Status::EBADF)?;
+        f.expire(&name, lease);
         if f.holder == Some(me) {
             return Err(Status::EDEADLK);
         }
         if f.holder.is_none() && f.waiters.is_empty() {
-            f.holder = Some(me);
+            f.grant(me, lease);
             None
         } else {
             let (tx, rx) = oneshot::channel();
@@ -29,17 +31,40 @@ pub(super) async fn handle(srv: &MemServer, conn: &mut ClientConn, body: &[u8]) 
             Some(rx)
         }
     };
-    if let Some(rx) = wait {
+    if let Some(mut rx) = wait {
         let limit = async {
             match req.timeout_ms {
                 0 => std::future::pending::<()>().await,
                 ms => tokio::time::sleep(Duration::from_millis(ms as u64)).await,
             }
         };
-        let failure = tokio::select! {
-            r = rx => if r.is_ok() { None } else { Some(Status::EBADF) },
-            _ = limit => Some(Status::ETIMEDOUT),
-            _ = srv.shutdown.wait() => Some(Status::EBUSY),
+        tokio::pin!(limit);
+        // Waiters enforce the holder's lease: when it runs out, the lease is
+        // broken and the lock handed on, so a holder that never unlocks
+        // (hung, or hostile) stalls the others for one lease at most.
+        let failure = loop {
+            let lease_end = {
+                let st = srv.state();
+                let f = st.files.get(&name).ok_or(Status::EBADF)?;
+                match f.holder {
+                    // Someone else holds it: its lease is the next deadline.
+                    Some(h) if h != me => tokio::time::Instant::from_std(f.lease_until),
+                    // Granted to us (the reply is on its way) or momentarily
+                    // free: only `rx` can fire next.
+                    _ => tokio::time::Instant::now() + Duration::from_secs(3600),
+                }
+            };
+            tokio::select! {
+                r = &mut rx => break if r.is_ok() { None } else { Some(Status::EBADF) },
+                _ = &mut limit => break Some(Status::ETIMEDOUT),
+                _ = srv.shutdown.wait() => break Some(Status::EBUSY),
+                _ = tokio::time::sleep_until(lease_end) => {
+                    let mut st = srv.state();
+                    let f = st.files.get_mut(&name).ok_or(Status::EBADF)?;
+                    f.expire(&name, lease);
+                    // A lease renewed meanwhile: wait for its new end.
+                }
+            }
         };
         if let Some(status) = failure {
             let mut st = srv.state();

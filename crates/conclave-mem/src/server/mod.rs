@@ -9,6 +9,7 @@ mod close;
 mod lock;
 mod open;
 mod peek;
+mod renew;
 mod unlock;
 
 use crate::proto::{self, KEY_LEN, TAG_LEN};
@@ -17,6 +18,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
@@ -36,6 +38,30 @@ pub enum ServerKind {
         /// The host directory (shared with the clients).
         dir: PathBuf,
     },
+}
+
+/// What a memory server allows one holder and one identity: the lock
+/// lease and the byte quotas. Written once in
+/// [`crate::MemServerSettings`]; the defaults are its defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemLimits {
+    /// How long a LOCK holds without RENEW before the server breaks it.
+    pub lease: Duration,
+    /// Total segment bytes of all memory files (`ENOSPC` beyond).
+    pub max_bytes: u64,
+    /// Segment bytes of the memory files one identity (the peer's role)
+    /// created and that are still open (`EDQUOT` beyond).
+    pub max_bytes_per_identity: u64,
+}
+
+impl Default for MemLimits {
+    fn default() -> Self {
+        MemLimits {
+            lease: crate::settings::DEFAULT_LEASE,
+            max_bytes: crate::settings::DEFAULT_MAX_BYTES,
+            max_bytes_per_identity: crate::settings::DEFAULT_MAX_BYTES_PER_IDENTITY,
+        }
+    }
 }
 
 /// Who holds or waits for a lock: (connection id, handle).
@@ -65,23 +91,74 @@ pub(crate) struct MemFile {
     /// Distinguishes instances of one name over time (key separation).
     uid: u64,
     size: u64,
+    /// The identity whose quota the segment counts against (its creator).
+    owner: Role,
     opens: usize,
     holder: Option<Holder>,
+    /// When the holder's lease runs out.
+    lease_until: Instant,
+    /// Holders whose lease the server broke and who have not been told yet
+    /// (their UNLOCK or RENEW gets `ETIMEDOUT` instead of `EPERM`).
+    broken: Vec<Holder>,
     waiters: VecDeque<Waiter>,
     version: u64,
     content: Content,
 }
 
 impl MemFile {
-    /// Hands the lock to the first waiter still waiting, or frees it.
-    fn grant_next(&mut self) {
+    /// Hands the lock to the first waiter still waiting, with a fresh
+    /// lease, or frees it.
+    fn grant_next(&mut self, lease: Duration) {
         self.holder = None;
         while let Some(w) = self.waiters.pop_front() {
             if w.grant.send(()).is_ok() {
-                self.holder = Some(w.who);
+                self.grant(w.who, lease);
                 return;
             }
         }
+    }
+
+    /// Makes `who` the holder for `lease` from now.
+    fn grant(&mut self, who: Holder, lease: Duration) {
+        self.holder = Some(who);
+        self.lease_until = Instant::now() + lease;
+        self.broken.retain(|b| *b != who);
+    }
+
+    /// Breaks the holder's lease if it ran out: the holder is remembered as
+    /// broken (publishes nothing) and the next waiter gets the lock. True
+    /// if a lease was broken.
+    fn expire(&mut self, name: &str, lease: Duration) -> bool {
+        match self.holder {
+            Some(h) if Instant::now() >= self.lease_until => {
+                tracing::warn!(
+                    name,
+                    conn = h.0,
+                    lease_ms = lease.as_millis() as u64,
+                    "lock lease ran out: broken, handed to the next waiter"
+                );
+                // Bounded: one entry per handle that held the lock and has not
+                // come back; close removes it.
+                self.broken.push(h);
+                self.grant_next(lease);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// `Ok` if `who` holds the lock with a live lease (breaking an expired
+    /// one first); `ETIMEDOUT` if its lease was broken, `EPERM` otherwise.
+    fn check_holder(&mut self, name: &str, who: Holder, lease: Duration) -> Result<(), Status> {
+        self.expire(name, lease);
+        if self.holder == Some(who) {
+            return Ok(());
+        }
+        if let Some(i) = self.broken.iter().position(|b| *b == who) {
+            self.broken.swap_remove(i);
+            return Err(Status::ETIMEDOUT);
+        }
+        Err(Status::EPERM)
     }
 }
 
@@ -89,11 +166,17 @@ impl MemFile {
 pub(crate) struct State {
     files: HashMap<String, MemFile>,
     next_uid: u64,
+    /// Segment bytes of all memory files.
+    used: u64,
+    /// Segment bytes per creating identity.
+    used_by: HashMap<Role, u64>,
 }
 
 /// Per-connection state: the handles it opened.
 pub struct ClientConn {
     id: u64,
+    /// The peer's identity (its quota).
+    role: Role,
     handles: HashMap<u32, String>,
     next_handle: u32,
 }
@@ -103,6 +186,7 @@ pub struct MemServer {
     kind: ServerKind,
     state: Mutex<State>,
     shutdown: Shutdown,
+    limits: MemLimits,
     next_conn: AtomicU64,
     next_grant: AtomicU64,
     /// smuf: never leaves this process; grant keys are derived from it.
@@ -110,9 +194,19 @@ pub struct MemServer {
 }
 
 impl MemServer {
-    /// A server of `kind`; waiting `LOCK`s give up with `EBUSY` when
-    /// `shutdown` fires so a graceful stop never hangs on a held lock.
+    /// A server of `kind` with the default [`MemLimits`]; waiting `LOCK`s
+    /// give up with `EBUSY` when `shutdown` fires so a graceful stop never
+    /// hangs on a held lock.
     pub fn new(kind: ServerKind, shutdown: Shutdown) -> Result<Self, std::io::Error> {
+        Self::with_limits(kind, MemLimits::default(), shutdown)
+    }
+
+    /// A server of `kind` with `limits` (lease, quotas).
+    pub fn with_limits(
+        kind: ServerKind,
+        limits: MemLimits,
+        shutdown: Shutdown,
+    ) -> Result<Self, std::io::Error> {
         let mut master = Zeroizing::new([0u8; KEY_LEN]);
         getrandom::fill(master.as_mut()).map_err(|e| std::io::Error::other(format!("no randomness: {e}")))?;
         if let ServerKind::Smuf { dir } = &kind {
@@ -122,6 +216,7 @@ impl MemServer {
             kind,
             state: Mutex::new(State::default()),
             shutdown,
+            limits,
             next_conn: AtomicU64::new(1),
             next_grant: AtomicU64::new(1),
             master,
@@ -175,8 +270,20 @@ impl MemServer {
         shutdown: &Shutdown,
         rt: &tokio::runtime::Handle,
     ) -> std::io::Result<(std::sync::Arc<MemServer>, conclave_rpc::Endpoint)> {
+        Self::spawn_with(kind, MemLimits::default(), ep, creds, shutdown, rt)
+    }
+
+    /// [`spawn`](Self::spawn) with `limits`.
+    pub fn spawn_with(
+        kind: ServerKind,
+        limits: MemLimits,
+        ep: &conclave_rpc::Endpoint,
+        creds: &conclave_rpc::Credentials,
+        shutdown: &Shutdown,
+        rt: &tokio::runtime::Handle,
+    ) -> std::io::Result<(std::sync::Arc<MemServer>, conclave_rpc::Endpoint)> {
         let tls = creds.server_config().map_err(std::io::Error::other)?;
-        let svc = std::sync::Arc::new(MemServer::new(kind, shutdown.clone())?);
+        let svc = std::sync::Arc::new(MemServer::with_limits(kind, limits, shutdown.clone())?);
         let server = rt.block_on(conclave_rpc::Server::bind(ep, Some(tls), Self::server_options()))?;
         let bound = server.local_endpoint().clone();
         rt.spawn(server.serve(svc.clone(), shutdown.clone()));
@@ -187,6 +294,16 @@ impl MemServer {
     pub fn file_count(&self) -> usize {
         self.state().files.len()
     }
+
+    /// Segment bytes held now (what `max_bytes` bounds).
+    pub fn bytes_used(&self) -> u64 {
+        self.state().used
+    }
+
+    /// The limits this server enforces.
+    pub fn limits(&self) -> MemLimits {
+        self.limits
+    }
 }
 
 impl Service for MemServer {
@@ -194,10 +311,12 @@ impl Service for MemServer {
 
     fn open(&self, peer: &PeerInfo) -> Result<ClientConn, Status> {
         peer.require_role(&CLIENT_ROLES)?;
+        let role = peer.role.ok_or(Status::EACCES)?;
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(peer = %peer.addr, role = ?peer.role, id, "client connected");
         Ok(ClientConn {
             id,
+            role,
             handles: HashMap::new(),
             next_handle: 1,
         })
@@ -210,6 +329,7 @@ impl Service for MemServer {
             proto::LOCK => lock::handle(self, conn, &req.body).await,
             proto::UNLOCK => unlock::handle(self, conn, &req.body),
             proto::PEEK => peek::handle(self, conn, &req.body),
+            proto::RENEW => renew::handle(self, conn, &req.body),
             proto::NEW_FDTABLE | proto::FORK | proto::CHILD_ATTACH | proto::MMAP => Err(Status::ENOSYS),
             _ => Err(Status::ENOSYS),
         };

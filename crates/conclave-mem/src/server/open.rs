@@ -5,6 +5,7 @@ use crate::proto::open::{encode_existing_size, Reply, Request};
 use crate::MAX_SEGMENT;
 use conclave_rpc::{Frame, Status};
 use std::collections::VecDeque;
+use std::time::Instant;
 
 pub(super) fn handle(srv: &MemServer, conn: &mut ClientConn, body: &[u8]) -> Result<Frame, Status> {
     let req = Request::decode(body)?;
@@ -30,6 +31,27 @@ pub(super) fn handle(srv: &MemServer, conn: &mut ClientConn, body: &[u8]) -> Res
                 false
             }
             None => {
+                // Quotas count segment bytes at creation, so memory files
+                // already open keep working when the server is full.
+                let mine = st.used_by.get(&conn.role).copied().unwrap_or(0);
+                if mine + req.size > srv.limits.max_bytes_per_identity {
+                    tracing::warn!(id = conn.id, role = %conn.role, name = req.name, size = req.size,
+                        used = mine, quota = srv.limits.max_bytes_per_identity, "open refused: identity over its byte quota");
+                    return Err(Status::EDQUOT);
+                }
+                if st.used + req.size > srv.limits.max_bytes {
+                    tracing::warn!(
+                        id = conn.id,
+                        name = req.name,
+                        size = req.size,
+                        used = st.used,
+                        quota = srv.limits.max_bytes,
+                        "open refused: server over its byte quota"
+                    );
+                    return Err(Status::ENOSPC);
+                }
+                st.used += req.size;
+                *st.used_by.entry(conn.role).or_insert(0) += req.size;
                 st.next_uid += 1;
                 let content = match srv.kind {
                     ServerKind::Smdish => Content::Dish(vec![0; req.size as usize]),
@@ -42,8 +64,11 @@ pub(super) fn handle(srv: &MemServer, conn: &mut ClientConn, body: &[u8]) -> Res
                 let f = MemFile {
                     uid: st.next_uid,
                     size: req.size,
+                    owner: conn.role,
                     opens: 1,
                     holder: None,
+                    lease_until: Instant::now(),
+                    broken: Vec::new(),
                     waiters: VecDeque::new(),
                     version: 0,
                     content,
@@ -68,6 +93,7 @@ pub(super) fn handle(srv: &MemServer, conn: &mut ClientConn, body: &[u8]) -> Res
         Reply {
             handle,
             size: req.size,
+            lease_ms: super::renew::lease_ms(srv.limits.lease),
         }
         .encode(),
     ))

@@ -12,9 +12,15 @@ pub(super) fn handle(srv: &MemServer, conn: &mut ClientConn, body: &[u8]) -> Res
     let me = (conn.id, req.handle);
     let mut st = srv.state();
     let f = st.files.get_mut(name).ok_or(Status::EBADF)?;
-    if f.holder != Some(me) {
-        tracing::warn!(id = conn.id, name = %name, "unlock by a client that does not hold the lock");
-        return Err(Status::EPERM);
+    // A holder whose lease the server broke gets ETIMEDOUT and publishes
+    // nothing: someone else may have the lock (and newer contents) by now.
+    if let Err(s) = f.check_holder(name, me, srv.limits.lease) {
+        if s == Status::EPERM {
+            tracing::warn!(id = conn.id, name = %name, "unlock by a client that does not hold the lock");
+        } else {
+            tracing::warn!(id = conn.id, name = %name, "late unlock after the lease was broken: nothing published");
+        }
+        return Err(s);
     }
     // Validate and publish before releasing: a bad request keeps the lock.
     match (req.publish, &mut f.content) {
@@ -47,6 +53,6 @@ pub(super) fn handle(srv: &MemServer, conn: &mut ClientConn, body: &[u8]) -> Res
         }
         _ => return Err(Status::EPROTO),
     }
-    f.grant_next();
+    f.grant_next(srv.limits.lease);
     Ok(Frame::ok(Vec::new()))
 }

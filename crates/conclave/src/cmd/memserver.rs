@@ -18,7 +18,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     super::runtime()?.block_on(async move {
         let shutdown = Shutdown::new();
         shutdown.trigger_on_signals()?;
-        let svc = Arc::new(MemServer::new(kind, shutdown.clone()).context("starting the memory server")?);
+        let svc = Arc::new(
+            MemServer::with_limits(kind, a.limits(), shutdown.clone())
+                .context("starting the memory server")?,
+        );
         let server = Server::bind(&a.listen, Some(tls), MemServer::server_options())
             .await
             .with_context(|| format!("binding {}", a.listen))?;
