@@ -8,7 +8,7 @@
 #   lock-hold  `conclave mem hold` on the edge's cache-zone lock, never released
 #   slow-body  HTTP/1.1 request bodies at 1 byte per 2 s
 #   h2-ping    HTTP/2 connections sending only PINGs
-#   publish    one client publishing six 16 MiB segments to an smdish server
+#   publish    one client publishing ten 16 MiB segments to an smdish server
 #   bad-cert   a flood of refused mTLS handshakes (another CA's certificate)
 #
 # and prints, per phase: requests, failed requests, non-2xx, req/s, the growth
@@ -162,6 +162,9 @@ logs_size() { cat "$DIR"/*.log 2>/dev/null | wc -c; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 mem_spec_smuf="smuf+tcp://127.0.0.1:$P_MS?dir=$DIR/memfiles"
 mem_spec_smdish="smdish+tcp://127.0.0.1:$P_SMDISH"
+# Ten 16 MiB segments from one client identity: more than the six, so
+# the per-identity quota (128 MiB by default) is reached within the phase.
+SEGMENTS=10
 
 # Starts the attack of phase $1 in the background; sets ATTACK_PID / OUTCOME_FILE.
 start_attack() {
@@ -192,9 +195,9 @@ start_attack() {
                 before=$(rss_kib "$SMDISH")
                 ok=0; refused=0; first=""
                 hp=()
-                for i in 1 2 3 4 5 6; do
+                for i in $(seq "$SEGMENTS"); do
                     out="$DIR/publish-$i.out"
-                    "$BIN" mem --spec "$mem_spec_smdish" --certs "$CERTS" \
+                    "$BIN" mem --spec "$mem_spec_smdish" --certs "$CERTS" --role client \
                         hold "soak-seg-$i" --size 16777216 > "$out" 2>&1 &
                     hp+=($!)
                     echo "$!" >> "$DIR/publish.pids"
@@ -209,7 +212,7 @@ start_attack() {
                     fi
                 done
                 after=$(rss_kib "$SMDISH")
-                echo "6 x 16 MiB: $ok accepted, $refused refused${first:+ ($first)}; smdish RSS $((before / 1024)) -> $((after / 1024)) MiB"
+                echo "$SEGMENTS x 16 MiB: $ok accepted, $refused refused${first:+ ($first)}; smdish RSS $((before / 1024)) -> $((after / 1024)) MiB"
             ) > "$OUTCOME_FILE" 2>&1 &
             ATTACK_PID=$! ;;
         bad-cert)
