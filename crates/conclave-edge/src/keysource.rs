@@ -11,6 +11,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A key-source failure.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +94,9 @@ pub struct KeyServerKey {
     pub key_name: String,
     /// `conclave certs` directory with the edge identity.
     pub certs: PathBuf,
+    /// Deadline of one call (`keyserver_timeout`): a handshake whose signature
+    /// does not come in time fails, that handshake only.
+    pub timeout: Duration,
 }
 
 impl KeySource for KeyServerKey {
@@ -104,7 +108,12 @@ impl KeySource for KeyServerKey {
         };
         let creds = conclave_rpc::Credentials::from_dir(&self.certs, Role::Edge)
             .map_err(|e| remote(e.to_string()))?;
-        conclave_keys::certified_key(chain, &self.endpoint, &self.key_name, &creds)
+        let mut opts =
+            conclave_keys::KeyClient::default_options(&creds).map_err(|e| remote(e.to_string()))?;
+        opts.io_timeout = self.timeout;
+        opts.connect_timeout = opts.connect_timeout.min(self.timeout);
+        let client = Arc::new(conclave_keys::KeyClient::new(self.endpoint.clone(), opts));
+        conclave_keys::remote::certified_key_with(chain, client, &self.key_name)
             .map_err(|e| remote(e.to_string()))
     }
 }

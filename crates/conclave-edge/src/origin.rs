@@ -93,16 +93,17 @@ pub fn run_origin(cfg: &OriginSettings) -> Result<(), EdgeError> {
             )],
             access_log,
             waf: None,
+            body_timeout: Duration::from_secs(60),
         });
         let tcp = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .map_err(|e| EdgeError::io(format!("listen {}", cfg.listen), e))?;
         tracing::info!("origin serving {} on http://{}", cfg.root.display(), cfg.listen);
-        let limits = Arc::new(Limits {
-            header_timeout: Duration::from_secs(60),
-            keepalive_timeout: Duration::from_secs(65),
-            max_header_bytes: 32 << 10,
-        });
+        let limits = Arc::new(Limits::basic(
+            Duration::from_secs(60),
+            Duration::from_secs(65),
+            32 << 10,
+        ));
         let graceful = Arc::new(GracefulShutdown::new());
         let l = Listener { tcp, tls: None, site };
         accept_loop(l, limits, Arc::new(Semaphore::new(8192)), graceful.clone(), stop).await;

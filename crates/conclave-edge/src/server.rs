@@ -1,16 +1,18 @@
 //! Accepting and serving connections: TLS, HTTP/1.1 or HTTP/2 by ALPN, the
-//! connection cap, the header and idle timeouts, graceful shutdown.
+//! connection cap, `limit_conn`/`limit_req`, the header, idle, send and
+//! HTTP/2 idle timeouts, graceful shutdown.
 
 use crate::site::Site;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -19,7 +21,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 /// Per-process connection limits and timeouts.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Limits {
     /// TLS handshake and each request head must finish within this.
     pub header_timeout: Duration,
@@ -27,6 +29,124 @@ pub struct Limits {
     pub keepalive_timeout: Duration,
     /// Max request head bytes (431 beyond).
     pub max_header_bytes: usize,
+    /// Close a connection whose write stays blocked this long (`send_timeout`).
+    pub send_timeout: Duration,
+    /// Close an HTTP/2 connection without open streams this long.
+    pub http2_idle_timeout: Duration,
+    /// Concurrent streams per HTTP/2 connection.
+    pub http2_max_concurrent_streams: u32,
+    /// `limit_conn`, if set.
+    pub conn_limit: Option<ConnLimiter>,
+    /// `limit_req`, if set.
+    pub req_limit: Option<ReqLimiter>,
+}
+
+impl Limits {
+    /// Limits without `limit_conn`/`limit_req` and with NGINX's default
+    /// send and HTTP/2 timeouts (the origin's).
+    pub fn basic(header_timeout: Duration, keepalive_timeout: Duration, max_header_bytes: usize) -> Limits {
+        Limits {
+            header_timeout,
+            keepalive_timeout,
+            max_header_bytes,
+            send_timeout: Duration::from_secs(60),
+            http2_idle_timeout: Duration::from_secs(180),
+            http2_max_concurrent_streams: 128,
+            conn_limit: None,
+            req_limit: None,
+        }
+    }
+}
+
+/// `limit_conn`: open connections per client address in this worker.
+#[derive(Debug)]
+pub struct ConnLimiter {
+    max: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One counted connection; uncounts itself when dropped.
+pub struct ConnSlot<'a> {
+    limiter: &'a ConnLimiter,
+    ip: IpAddr,
+}
+
+impl ConnLimiter {
+    /// At most `max` connections per address.
+    pub fn new(max: usize) -> ConnLimiter {
+        ConnLimiter {
+            max,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A slot for a connection from `ip`, or `None` when it has `max` already.
+    pub fn enter(&self, ip: IpAddr) -> Option<ConnSlot<'_>> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(ConnSlot { limiter: self, ip })
+    }
+}
+
+impl Drop for ConnSlot<'_> {
+    fn drop(&mut self) {
+        let mut open = self.limiter.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// `limit_req`: a token bucket per client address in this worker (NGINX's
+/// `limit_req zone=... rate=R burst=B nodelay`: excess requests are refused,
+/// never delayed).
+#[derive(Debug)]
+pub struct ReqLimiter {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+/// Addresses remembered before full buckets are forgotten (bounds the memory
+/// a scan of many addresses can take).
+const MAX_TRACKED: usize = 65536;
+
+impl ReqLimiter {
+    /// `rate` requests per second, `burst` more at once.
+    pub fn new(rate: u32, burst: u32) -> ReqLimiter {
+        ReqLimiter {
+            rate: f64::from(rate.max(1)),
+            burst: f64::from(burst),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one request's token for `ip`; false when it has none left.
+    pub fn allow(&self, ip: IpAddr) -> bool {
+        let now = Instant::now();
+        let cap = 1.0 + self.burst;
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if b.len() >= MAX_TRACKED && !b.contains_key(&ip) {
+            let (rate, cap2) = (self.rate, cap);
+            b.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < cap2);
+        }
+        let (tokens, at) = b.entry(ip).or_insert((cap, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(cap);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Binds `addr` with SO_REUSEPORT so several worker processes share the port.
@@ -42,18 +162,92 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(s.into())
 }
 
+/// Milliseconds since the first call, plus one: 0 never names a moment, so
+/// it can mean "not set" in [`ConnClock::blocked_since`].
 fn clock_ms() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
-/// A stream that records the time of its last successful read or write, and
+/// What a connection's watchdog reads: written by its stream and its
+/// service with relaxed atomics, the only per-request cost of the timeouts.
+#[derive(Debug)]
+struct ConnClock {
+    /// Last successful read or write (the keep-alive idle timer).
+    last_io: AtomicU64,
+    /// When a write started to be refused (`Pending`), 0 while writes pass:
+    /// `send_timeout` counts from there, so a client that stops reading is
+    /// found even while it keeps sending (PINGs, window updates).
+    blocked_since: AtomicU64,
+    /// HTTP/2 requests being answered.
+    streams: AtomicUsize,
+    /// When a request last began or ended: `http2_idle_timeout` counts from
+    /// there while `streams` is 0, whatever frames (PINGs) arrive.
+    last_stream: AtomicU64,
+    /// Set when a timer closes the connection: no lingering close then, or
+    /// the peer that stalled it (still sending PINGs or body bytes) would keep
+    /// it open [`LINGER`] longer.
+    abort: AtomicBool,
+}
+
+impl ConnClock {
+    fn new() -> ConnClock {
+        let now = clock_ms();
+        ConnClock {
+            last_io: AtomicU64::new(now),
+            blocked_since: AtomicU64::new(0),
+            streams: AtomicUsize::new(0),
+            last_stream: AtomicU64::new(now),
+            abort: AtomicBool::new(false),
+        }
+    }
+
+    fn wrote(&self, r: &Poll<io::Result<usize>>) {
+        match r {
+            Poll::Ready(Ok(n)) if *n > 0 => {
+                let now = clock_ms();
+                self.last_io.store(now, Ordering::Relaxed);
+                if self.blocked_since.load(Ordering::Relaxed) != 0 {
+                    self.blocked_since.store(0, Ordering::Relaxed);
+                }
+            }
+            Poll::Pending => self.blocked(),
+            _ => {}
+        }
+    }
+
+    fn blocked(&self) {
+        if self.blocked_since.load(Ordering::Relaxed) == 0 {
+            self.blocked_since.store(clock_ms(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Marks one HTTP/2 request in progress for the watchdog until dropped.
+struct StreamMark(Arc<ConnClock>);
+
+impl StreamMark {
+    fn new(clock: Arc<ConnClock>) -> StreamMark {
+        clock.streams.fetch_add(1, Ordering::Relaxed);
+        clock.last_stream.store(clock_ms(), Ordering::Relaxed);
+        StreamMark(clock)
+    }
+}
+
+impl Drop for StreamMark {
+    fn drop(&mut self) {
+        self.0.last_stream.store(clock_ms(), Ordering::Relaxed);
+        self.0.streams.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A stream that records its reads and writes in a [`ConnClock`], and
 /// closes lingeringly: when dropped it keeps reading (and discarding) for up to
 /// [`LINGER`] so a client still sending (e.g. a refused 100 KiB header) reads our
 /// answer instead of a reset (nginx's `lingering_close`).
 struct IdleIo<T: AsyncRead + Unpin + Send + 'static> {
     inner: Option<T>,
-    last: Arc<AtomicU64>,
+    clock: Arc<ConnClock>,
 }
 
 /// How long a closed connection's leftover input is drained.
@@ -68,6 +262,9 @@ impl<T: AsyncRead + Unpin + Send + 'static> Drop for IdleIo<T> {
         let (Some(mut inner), Ok(rt)) = (self.inner.take(), tokio::runtime::Handle::try_current()) else {
             return;
         };
+        if self.clock.abort.load(Ordering::Relaxed) {
+            return;
+        }
         rt.spawn(async move {
             use tokio::io::AsyncReadExt;
             let mut buf = [0u8; 4096];
@@ -95,7 +292,7 @@ impl<T: AsyncRead + Unpin + Send + 'static> AsyncRead for IdleIo<T> {
         };
         let r = Pin::new(inner).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.last.store(clock_ms(), Ordering::Relaxed);
+            self.clock.last_io.store(clock_ms(), Ordering::Relaxed);
         }
         r
     }
@@ -107,9 +304,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for IdleIo<T
             return Poll::Ready(Err(gone()));
         };
         let r = Pin::new(inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.last.store(clock_ms(), Ordering::Relaxed);
-        }
+        self.clock.wrote(&r);
         r
     }
     fn poll_write_vectored(
@@ -121,9 +316,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for IdleIo<T
             return Poll::Ready(Err(gone()));
         };
         let r = Pin::new(inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.last.store(clock_ms(), Ordering::Relaxed);
-        }
+        self.clock.wrote(&r);
         r
     }
     fn is_write_vectored(&self) -> bool {
@@ -131,7 +324,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for IdleIo<T
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.inner.as_mut() {
-            Some(inner) => Pin::new(inner).poll_flush(cx),
+            Some(inner) => {
+                let r = Pin::new(inner).poll_flush(cx);
+                if r.is_pending() {
+                    self.clock.blocked();
+                }
+                r
+            }
             None => Poll::Ready(Ok(())),
         }
     }
@@ -143,22 +342,95 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for IdleIo<T
     }
 }
 
-/// Runs `conn` until it ends or its stream has been idle for `idle`.
-async fn with_idle_timeout<F: std::future::Future>(conn: F, last: Arc<AtomicU64>, idle: Duration) {
+/// The timers a connection's watchdog enforces.
+struct Watch {
+    idle: Duration,
+    send: Duration,
+    /// `http2_idle_timeout` for HTTP/2 connections, `None` for HTTP/1.
+    h2_idle: Option<Duration>,
+}
+
+/// Runs `conn` until it ends (its result) or one of `w`'s timers fires
+/// (`None`, and `conn` is dropped: the connection closes). One timer per
+/// connection, re-armed at the nearest deadline.
+async fn watchdog<F: std::future::Future>(
+    conn: F,
+    clock: &ConnClock,
+    w: &Watch,
+    peer: SocketAddr,
+) -> Option<F::Output> {
     tokio::pin!(conn);
-    let idle_ms = idle.as_millis() as u64;
-    let mut wait = idle;
+    let r = watch_timers(conn, clock, w, peer).await;
+    if r.is_none() {
+        clock.abort.store(true, Ordering::Relaxed);
+    }
+    r
+}
+
+async fn watch_timers<F: std::future::Future>(
+    mut conn: Pin<&mut F>,
+    clock: &ConnClock,
+    w: &Watch,
+    peer: SocketAddr,
+) -> Option<F::Output> {
+    let ms = |d: Duration| d.as_millis() as u64;
+    let mut wait = w.idle.min(w.send).min(w.h2_idle.unwrap_or(w.idle));
     loop {
         tokio::select! {
-            _ = &mut conn => return,
+            r = &mut conn => return Some(r),
             _ = tokio::time::sleep(wait) => {
-                let quiet = clock_ms().saturating_sub(last.load(Ordering::Relaxed));
-                if quiet >= idle_ms {
-                    return;
+                let now = clock_ms();
+                let since = |t: u64| now.saturating_sub(t);
+                let quiet = since(clock.last_io.load(Ordering::Relaxed));
+                if quiet >= ms(w.idle) {
+                    return None;
                 }
-                wait = Duration::from_millis(idle_ms - quiet);
+                let mut left = ms(w.idle) - quiet;
+                let blocked = clock.blocked_since.load(Ordering::Relaxed);
+                if blocked != 0 {
+                    if since(blocked) >= ms(w.send) {
+                        crate::refusals::SEND_TIMEOUT.note(peer);
+                        return None;
+                    }
+                    left = left.min(ms(w.send) - since(blocked));
+                } else {
+                    left = left.min(ms(w.send));
+                }
+                if let Some(h2) = w.h2_idle {
+                    if clock.streams.load(Ordering::Relaxed) == 0 {
+                        let idle = since(clock.last_stream.load(Ordering::Relaxed));
+                        if idle >= ms(h2) {
+                            crate::refusals::H2_IDLE.note(peer);
+                            return None;
+                        }
+                        left = left.min(ms(h2) - idle);
+                    } else {
+                        left = left.min(ms(h2));
+                    }
+                }
+                wait = Duration::from_millis(left.max(1));
             }
         }
+    }
+}
+
+/// Counts and logs (rate-limited) a connection hyper ended with an error that
+/// is the peer's fault: a malformed request, or an HTTP/2 protocol error.
+/// Plain I/O ends (resets, EOF mid-request) and our own timeouts are not refusals.
+fn note_conn_error(r: Option<Result<(), hyper::Error>>, peer: SocketAddr) {
+    let Some(Err(e)) = r else { return };
+    let io = std::error::Error::source(&e).is_some_and(|s| s.downcast_ref::<io::Error>().is_some());
+    if e.is_parse()
+        || e.is_parse_too_large()
+        || !(io
+            || e.is_timeout()
+            || e.is_closed()
+            || e.is_canceled()
+            || e.is_incomplete_message()
+            || e.is_body_write_aborted()
+            || e.is_user())
+    {
+        crate::refusals::MALFORMED.note(format_args!("{peer}: {e}"));
     }
 }
 
@@ -190,7 +462,7 @@ pub async fn accept_loop(
     let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new())
         .max_header_list_size(limits.max_header_bytes as u32)
-        .max_concurrent_streams(128);
+        .max_concurrent_streams(limits.http2_max_concurrent_streams);
     let (h1, h2) = (Arc::new(h1), Arc::new(h2));
     loop {
         if *stop.borrow() {
@@ -222,9 +494,24 @@ pub async fn accept_loop(
         );
         tokio::spawn(async move {
             let _permit = permit;
+            let _slot = match &limits.conn_limit {
+                None => None,
+                Some(c) => match c.enter(peer.ip()) {
+                    Some(slot) => Some(slot),
+                    None => {
+                        crate::refusals::LIMIT_CONN.note(peer);
+                        return;
+                    }
+                },
+            };
             serve_conn(tcp, peer, tls, site, &limits, &h1, &h2, watcher).await;
         });
     }
+}
+
+/// The answer to a request `limit_req` refuses (NGINX's `limit_req_status` default).
+fn limited() -> hyper::Response<crate::entity::Body> {
+    crate::entity::status_response(http::StatusCode::SERVICE_UNAVAILABLE)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -233,58 +520,96 @@ async fn serve_conn(
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     site: Arc<Site>,
-    limits: &Limits,
+    limits: &Arc<Limits>,
     h1: &hyper::server::conn::http1::Builder,
     h2: &hyper::server::conn::http2::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
 ) {
+    let clock = Arc::new(ConnClock::new());
+    let mut w = Watch {
+        idle: limits.keepalive_timeout,
+        send: limits.send_timeout,
+        h2_idle: None,
+    };
+    let stream = match tls {
+        Some(acc) => match tokio::time::timeout(limits.header_timeout, acc.accept(tcp)).await {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) => {
+                tracing::debug!("TLS handshake with {peer}: {e}");
+                return;
+            }
+            Err(_) => return,
+        },
+        None => Err(tcp),
+    };
+    let is_h2 = matches!(&stream, Ok(s) if s.get_ref().1.alpn_protocol() == Some(b"h2"));
+    let mark = is_h2.then(|| clock.clone());
+    let lim = limits.clone();
     let svc = service_fn(move |req| {
         let site = site.clone();
-        async move { Ok::<_, Infallible>(site.handle(req, peer).await) }
-    });
-    let last = Arc::new(AtomicU64::new(clock_ms()));
-    match tls {
-        Some(acc) => {
-            let stream = match tokio::time::timeout(limits.header_timeout, acc.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!("TLS handshake with {peer}: {e}");
-                    return;
+        let lim = lim.clone();
+        let mark = mark.clone().map(StreamMark::new);
+        async move {
+            let _mark = mark;
+            if let Some(rl) = &lim.req_limit {
+                if !rl.allow(peer.ip()) {
+                    crate::refusals::LIMIT_REQ.note(peer);
+                    return Ok::<_, Infallible>(limited());
                 }
-                Err(_) => return,
-            };
-            let is_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            }
+            Ok::<_, Infallible>(site.handle(req, peer).await)
+        }
+    });
+    let r = match stream {
+        Ok(stream) if is_h2 => {
+            w.h2_idle = Some(limits.http2_idle_timeout);
             let io = TokioIo::new(IdleIo {
                 inner: Some(stream),
-                last: last.clone(),
+                clock: clock.clone(),
             });
-            if is_h2 {
-                with_idle_timeout(
-                    watcher.watch(h2.serve_connection(io, svc)),
-                    last,
-                    limits.keepalive_timeout,
-                )
-                .await
-            } else {
-                with_idle_timeout(
-                    watcher.watch(h1.serve_connection(io, svc)),
-                    last,
-                    limits.keepalive_timeout,
-                )
-                .await
-            }
+            watchdog(watcher.watch(h2.serve_connection(io, svc)), &clock, &w, peer).await
         }
-        None => {
+        Ok(stream) => {
+            let io = TokioIo::new(IdleIo {
+                inner: Some(stream),
+                clock: clock.clone(),
+            });
+            watchdog(watcher.watch(h1.serve_connection(io, svc)), &clock, &w, peer).await
+        }
+        Err(tcp) => {
             let io = TokioIo::new(IdleIo {
                 inner: Some(tcp),
-                last: last.clone(),
+                clock: clock.clone(),
             });
-            with_idle_timeout(
-                watcher.watch(h1.serve_connection(io, svc)),
-                last,
-                limits.keepalive_timeout,
-            )
-            .await
+            watchdog(watcher.watch(h1.serve_connection(io, svc)), &clock, &w, peer).await
         }
+    };
+    note_conn_error(r, peer);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_conn_counts_per_address_and_frees_on_drop() {
+        let l = ConnLimiter::new(2);
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let b: IpAddr = "::1".parse().unwrap();
+        let s1 = l.enter(a).unwrap();
+        let _s2 = l.enter(a).unwrap();
+        assert!(l.enter(a).is_none());
+        assert!(l.enter(b).is_some());
+        drop(s1);
+        assert!(l.enter(a).is_some());
+    }
+
+    #[test]
+    fn limit_req_allows_rate_plus_burst_then_refuses() {
+        let l = ReqLimiter::new(1, 3);
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let allowed = (0..10).filter(|_| l.allow(a)).count();
+        assert_eq!(allowed, 4);
+        assert!(l.allow("127.0.0.2".parse().unwrap()));
     }
 }

@@ -6,9 +6,10 @@ use crate::entity::{respond, status_response, Body, Entity};
 use crate::path::normalize;
 use crate::storage::Storage;
 use http::header::{self, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, Version};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Largest request body announced before the edge answers 413.
 pub const MAX_BODY: u64 = 1 << 20;
@@ -33,6 +34,8 @@ pub struct Site {
     pub access_log: Option<Arc<AccessLog>>,
     /// The web application firewall, if `[server.waf]` is set.
     pub waf: Option<Arc<conclave_waf::Waf>>,
+    /// Longest wait for the next piece of a request body (`client_body_timeout`).
+    pub body_timeout: Duration,
 }
 
 impl Site {
@@ -45,18 +48,53 @@ impl Site {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
+        let mut timed_out = false;
         if !body.is_end_stream() && announced.is_none_or(|n| n <= MAX_BODY) {
             // Read a small body before answering: an HTTP/2 client whose stream is
             // reset mid-upload reports an error instead of our status.
-            let _ =
-                http_body_util::BodyExt::collect(http_body_util::Limited::new(body, MAX_BODY as usize)).await;
+            timed_out = !self.drain_body(body).await;
         }
         let req = Request::from_parts(parts, ());
-        let resp = self.answer(&req).await;
+        let resp = if timed_out {
+            crate::refusals::BODY_TIMEOUT.note(peer);
+            let mut r = status_response(StatusCode::REQUEST_TIMEOUT);
+            if req.version() < Version::HTTP_2 {
+                // The rest of the body is still on its way: the connection
+                // cannot carry another request (NGINX closes it too).
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            r
+        } else if !host_ok(&req) {
+            crate::refusals::BAD_HOST.note(peer);
+            status_response(StatusCode::BAD_REQUEST)
+        } else {
+            self.answer(&req).await
+        };
         if let Some(log) = &self.access_log {
             log.record(peer, &req, &resp);
         }
         resp
+    }
+
+    /// Reads and drops up to [`MAX_BODY`] bytes of `body`; false when the
+    /// client let `body_timeout` pass between two pieces of it (NGINX
+    /// `client_body_timeout`): a trickled body must not hold the connection.
+    async fn drain_body(&self, mut body: hyper::body::Incoming) -> bool {
+        use http_body_util::BodyExt;
+        let mut got = 0u64;
+        loop {
+            match tokio::time::timeout(self.body_timeout, body.frame()).await {
+                Err(_) => return false,
+                Ok(None) | Ok(Some(Err(_))) => return true,
+                Ok(Some(Ok(f))) => {
+                    got += f.data_ref().map_or(0, |d| d.len() as u64);
+                    if got > MAX_BODY {
+                        return true;
+                    }
+                }
+            }
+        }
     }
 
     async fn answer(&self, req: &Request<()>) -> Response<Body> {
@@ -121,6 +159,21 @@ impl Site {
                 }
                 std::io::ErrorKind::PermissionDenied => status_response(StatusCode::FORBIDDEN),
                 std::io::ErrorKind::InvalidInput => status_response(StatusCode::BAD_REQUEST),
+                // The file server missed `storage_timeout`, or is unreachable:
+                // fail this request only, as a gateway would.
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+                    crate::refusals::STORAGE.note(format_args!("reading {name}: {e}"));
+                    status_response(StatusCode::GATEWAY_TIMEOUT)
+                }
+                std::io::ErrorKind::ConnectionRefused
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::NotConnected
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof => {
+                    crate::refusals::STORAGE.note(format_args!("reading {name}: {e}"));
+                    status_response(StatusCode::BAD_GATEWAY)
+                }
                 _ => {
                     tracing::error!("reading {name}: {e}");
                     status_response(StatusCode::INTERNAL_SERVER_ERROR)
@@ -128,6 +181,16 @@ impl Site {
             },
         }
     }
+}
+
+/// RFC 9112 section 3.2: an HTTP/1.1 request carries exactly one `Host`
+/// (HTTP/1.0 may omit it; HTTP/2 has `:authority`).
+fn host_ok(req: &Request<()>) -> bool {
+    if req.version() != Version::HTTP_11 {
+        return true;
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    hosts.next().is_some() && hosts.next().is_none()
 }
 
 /// Runs the WAF on the request line and headers (ModSecurity phases 1 and 2

@@ -5,7 +5,7 @@ use crate::access_log::AccessLog;
 use crate::cache::Cache;
 use crate::config::{EdgeConfig, KeyConfig, SharedConfig, SiteConfig, StorageConfig, TlsConfig};
 use crate::keysource::{KeyFile, KeyServerKey, KeySource};
-use crate::server::{accept_loop, bind_reuseport, Limits, Listener};
+use crate::server::{accept_loop, bind_reuseport, ConnLimiter, Limits, Listener, ReqLimiter};
 use crate::shared::{LocalSharedState, MemSharedState, SharedState};
 use crate::site::{Backend, Site};
 use crate::storage::{HostStorage, NextfsStorage, Storage};
@@ -102,14 +102,19 @@ fn shared_state(c: &SharedConfig) -> Result<Arc<dyn SharedState>, EdgeError> {
 }
 
 /// The file-server client `[storage] kind = "nextfs"` names.
+/// Each call has `timeout` (`storage_timeout`) per read or write: a stalled
+/// file server fails the request (504, or a cache miss) instead of holding it.
 fn fs_client(
     server: &conclave_rpc::Endpoint,
     certs: &std::path::Path,
+    timeout: std::time::Duration,
 ) -> Result<Arc<conclave_fs::FsClient>, EdgeError> {
     let creds = conclave_rpc::Credentials::from_dir(certs, Role::Edge)
         .map_err(|e| EdgeError::Setup(format!("[storage] certs: {e}")))?;
-    let opts = conclave_rpc::ClientOptions::mtls(&creds, Role::FileServer)
+    let mut opts = conclave_rpc::ClientOptions::mtls(&creds, Role::FileServer)
         .map_err(|e| EdgeError::Setup(format!("[storage] certs: {e}")))?;
+    opts.io_timeout = timeout;
+    opts.connect_timeout = opts.connect_timeout.min(timeout);
     Ok(conclave_fs::FsClient::new(server.clone(), opts))
 }
 
@@ -133,7 +138,7 @@ fn site_storage(
 }
 
 /// The key source of a site's TLS settings.
-fn key_source(tls: &TlsConfig) -> Box<dyn KeySource> {
+fn key_source(tls: &TlsConfig, timeout: std::time::Duration) -> Box<dyn KeySource> {
     match &tls.key {
         KeyConfig::File(k) => Box::new(KeyFile {
             certificate: tls.certificate.clone(),
@@ -148,6 +153,7 @@ fn key_source(tls: &TlsConfig) -> Box<dyn KeySource> {
             endpoint: endpoint.clone(),
             key_name: key_name.clone(),
             certs: certs.clone(),
+            timeout,
         }),
     }
 }
@@ -183,7 +189,7 @@ async fn serve(
     );
     let fs_client = match &cfg.storage {
         StorageConfig::Host => None,
-        StorageConfig::Nextfs { server, certs } => Some(fs_client(server, certs)?),
+        StorageConfig::Nextfs { server, certs } => Some(fs_client(server, certs, cfg.storage_timeout)?),
     };
     let access_log = match &cfg.access_log {
         Some(p) => {
@@ -197,6 +203,11 @@ async fn serve(
         header_timeout: cfg.client_header_timeout,
         keepalive_timeout: cfg.keepalive_timeout,
         max_header_bytes: cfg.max_header_bytes,
+        send_timeout: cfg.send_timeout,
+        http2_idle_timeout: cfg.http2_idle_timeout,
+        http2_max_concurrent_streams: cfg.http2_max_concurrent_streams,
+        conn_limit: cfg.limit_conn.map(ConnLimiter::new),
+        req_limit: cfg.limit_req.map(|r| ReqLimiter::new(r.rate, r.burst)),
     });
     let cap = Arc::new(Semaphore::new(cfg.worker_connections));
     let graceful = Arc::new(GracefulShutdown::new());
@@ -216,7 +227,7 @@ async fn serve(
                 )?))
             }
         };
-        let keys = key_source(&s.tls);
+        let keys = key_source(&s.tls, cfg.keyserver_timeout);
         let waf = match &s.waf {
             None => None,
             Some(p) => {
@@ -233,6 +244,7 @@ async fn serve(
             add_headers: Vec::new(),
             access_log: access_log.clone(),
             waf,
+            body_timeout: cfg.client_body_timeout,
         });
         let l = Listener {
             tcp,

@@ -200,7 +200,8 @@ impl Cache {
         let data = match self.storage.read_all(&name) {
             Ok((_, d)) => d,
             Err(e) => {
-                tracing::warn!("cache: reading {name}: {e}");
+                // A failed or late (`storage_timeout`) read: served as a miss.
+                crate::refusals::STORAGE.note(format_args!("cache: reading {name} (served as a miss): {e}"));
                 return None;
             }
         };

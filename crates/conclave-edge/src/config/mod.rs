@@ -15,7 +15,8 @@ pub use schema::{
 };
 pub use units::{parse_duration, parse_size, ByteSize, Dur};
 pub use validated::{
-    CacheConfig, EdgeConfig, KeyConfig, ServerConfig, SharedConfig, SiteConfig, StorageConfig, TlsConfig,
+    CacheConfig, EdgeConfig, KeyConfig, ReqLimit, ServerConfig, SharedConfig, SiteConfig, StorageConfig,
+    TlsConfig,
 };
 
 use lines::Lines;

@@ -41,6 +41,42 @@ pub struct EdgeSettings {
     /// Grace for in-flight requests at shutdown.
     #[serde(default = "default_graceful")]
     pub graceful_timeout: Dur,
+    /// Longest wait between two reads of a request body (NGINX
+    /// `client_body_timeout`): a client trickling its body would otherwise
+    /// hold a connection slot forever, since every byte resets the idle timer.
+    #[serde(default = "default_60s")]
+    pub client_body_timeout: Dur,
+    /// Longest a response write may stay blocked (NGINX `send_timeout`): a
+    /// client that stops reading frees its slot after this.
+    #[serde(default = "default_60s")]
+    pub send_timeout: Dur,
+    /// An HTTP/2 connection with no stream open for this long is closed, PINGs
+    /// and SETTINGS notwithstanding (NGINX `http2_idle_timeout`).
+    #[serde(default = "default_h2_idle")]
+    pub http2_idle_timeout: Dur,
+    /// Concurrent streams per HTTP/2 connection (NGINX `http2_max_concurrent_streams`).
+    #[serde(default = "default_h2_streams")]
+    pub http2_max_concurrent_streams: u32,
+    /// Open connections per client address and worker, 0 = no limit (NGINX
+    /// `limit_conn`); beyond it a new connection is closed at once.
+    #[serde(default)]
+    pub limit_conn: usize,
+    /// Requests per second per client address and worker, 0 = no limit
+    /// (NGINX `limit_req rate=`); beyond it (and the burst) the answer is 503.
+    #[serde(default)]
+    pub limit_req_rate: u32,
+    /// Requests a client address may make above `limit_req_rate` at once
+    /// (NGINX `limit_req burst= nodelay`).
+    #[serde(default)]
+    pub limit_req_burst: u32,
+    /// Deadline of one key-server call (a handshake signature): past it that
+    /// handshake fails instead of waiting on a stalled key server.
+    #[serde(default = "default_keyserver_timeout")]
+    pub keyserver_timeout: Dur,
+    /// Deadline of one file-server call (nextfs storage): past it the request
+    /// gets 504 (a cache site serves it from the origin as a miss).
+    #[serde(default = "default_storage_timeout")]
+    pub storage_timeout: Dur,
     /// `[storage]`.
     #[serde(default)]
     pub storage: StorageSettings,
@@ -65,6 +101,15 @@ impl Default for EdgeSettings {
             large_client_header_buffers: default_header_buffers(),
             max_uri_length: default_uri(),
             graceful_timeout: default_graceful(),
+            client_body_timeout: default_60s(),
+            send_timeout: default_60s(),
+            http2_idle_timeout: default_h2_idle(),
+            http2_max_concurrent_streams: default_h2_streams(),
+            limit_conn: 0,
+            limit_req_rate: 0,
+            limit_req_burst: 0,
+            keyserver_timeout: default_keyserver_timeout(),
+            storage_timeout: default_storage_timeout(),
             storage: StorageSettings::default(),
             shared: SharedSettings::default(),
             server: Vec::new(),
@@ -102,6 +147,21 @@ fn default_uri() -> usize {
     8192
 }
 fn default_graceful() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn default_60s() -> Dur {
+    Dur(Duration::from_secs(60))
+}
+fn default_h2_idle() -> Dur {
+    Dur(Duration::from_secs(180))
+}
+fn default_h2_streams() -> u32 {
+    128
+}
+fn default_keyserver_timeout() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+fn default_storage_timeout() -> Dur {
     Dur(Duration::from_secs(10))
 }
 

@@ -194,3 +194,46 @@ fn nextfs_settings_round_trip_with_paths_in_the_image() {
         &path,
     );
 }
+
+/// The issue-16 timers and limits: NGINX's defaults, limits off, and a
+/// refused value named with its line.
+#[test]
+fn stall_timeouts_and_limits_have_documented_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("edge.toml");
+    std::fs::write(dir.path().join("c.key"), "").unwrap();
+    std::fs::write(dir.path().join("c.crt"), "").unwrap();
+    let site = "[[server]]\nlisten = \"127.0.0.1:1\"\nmode = \"standalone\"\nroot = \".\"\n\
+                [server.tls]\ncertificate = \"c.crt\"\nkey = \"c.key\"\n";
+    let c = EdgeConfig::parse(&cfg, site).unwrap();
+    assert_eq!(c.client_body_timeout, Duration::from_secs(60));
+    assert_eq!(c.send_timeout, Duration::from_secs(60));
+    assert_eq!(c.http2_idle_timeout, Duration::from_secs(180));
+    assert_eq!(c.http2_max_concurrent_streams, 128);
+    assert_eq!(c.limit_conn, None);
+    assert_eq!(c.limit_req, None);
+    assert_eq!(c.keyserver_timeout, Duration::from_secs(5));
+    assert_eq!(c.storage_timeout, Duration::from_secs(10));
+    let text = format!("limit_conn = 8\nlimit_req_rate = 100\nlimit_req_burst = 50\n{site}");
+    let c = EdgeConfig::parse(&cfg, &text).unwrap();
+    assert_eq!(c.limit_conn, Some(8));
+    assert_eq!(c.limit_req, Some(ReqLimit { rate: 100, burst: 50 }));
+    let e = EdgeConfig::parse(&cfg, &format!("workers = 1\nsend_timeout = \"0s\"\n{site}"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(":2:") && e.contains("send_timeout must be more than 0s"),
+        "{e}"
+    );
+    let e = EdgeConfig::parse(&cfg, &format!("limit_req_burst = 5\n{site}"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(":1:") && e.contains("limit_req_burst needs limit_req_rate"),
+        "{e}"
+    );
+    let e = EdgeConfig::parse(&cfg, &format!("http2_max_concurrent_streams = 0\n{site}"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(":1:") && e.contains("at least 1"), "{e}");
+}

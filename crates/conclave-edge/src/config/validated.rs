@@ -31,6 +31,22 @@ pub struct EdgeConfig {
     pub max_uri_length: usize,
     /// Grace for in-flight requests at shutdown.
     pub graceful_timeout: Duration,
+    /// Longest wait between two reads of a request body.
+    pub client_body_timeout: Duration,
+    /// Longest a response write may stay blocked.
+    pub send_timeout: Duration,
+    /// An HTTP/2 connection without open streams this long is closed.
+    pub http2_idle_timeout: Duration,
+    /// Concurrent streams per HTTP/2 connection.
+    pub http2_max_concurrent_streams: u32,
+    /// Connections per client address and worker (`None`: no limit).
+    pub limit_conn: Option<usize>,
+    /// Request rate limit per client address and worker (`None`: no limit).
+    pub limit_req: Option<ReqLimit>,
+    /// Deadline of one key-server call.
+    pub keyserver_timeout: Duration,
+    /// Deadline of one file-server call.
+    pub storage_timeout: Duration,
     /// Storage backend.
     pub storage: StorageConfig,
     /// Shared-state backend.
@@ -50,6 +66,15 @@ impl EdgeConfig {
                 .iter()
                 .any(|s| matches!(s.tls.key, KeyConfig::KeyServer { .. }))
     }
+}
+
+/// `limit_req`: a token bucket per client address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReqLimit {
+    /// Requests per second refilled.
+    pub rate: u32,
+    /// Requests allowed at once above the rate.
+    pub burst: u32,
 }
 
 /// Where the docroot and the cache live.

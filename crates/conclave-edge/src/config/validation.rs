@@ -7,7 +7,8 @@ use super::schema::{
 };
 use super::units::parse_size;
 use super::validated::{
-    CacheConfig, EdgeConfig, KeyConfig, ServerConfig, SharedConfig, SiteConfig, StorageConfig, TlsConfig,
+    CacheConfig, EdgeConfig, KeyConfig, ReqLimit, ServerConfig, SharedConfig, SiteConfig, StorageConfig,
+    TlsConfig,
 };
 use super::ConfigError;
 use std::net::SocketAddr;
@@ -101,6 +102,17 @@ pub(super) fn validate(
         max_header_bytes: raw.large_client_header_buffers.0 as usize,
         max_uri_length: raw.max_uri_length,
         graceful_timeout: raw.graceful_timeout.0,
+        client_body_timeout: raw.client_body_timeout.0,
+        send_timeout: raw.send_timeout.0,
+        http2_idle_timeout: raw.http2_idle_timeout.0,
+        http2_max_concurrent_streams: raw.http2_max_concurrent_streams,
+        limit_conn: (raw.limit_conn > 0).then_some(raw.limit_conn),
+        limit_req: (raw.limit_req_rate > 0).then_some(ReqLimit {
+            rate: raw.limit_req_rate,
+            burst: raw.limit_req_burst,
+        }),
+        keyserver_timeout: raw.keyserver_timeout.0,
+        storage_timeout: raw.storage_timeout.0,
         storage,
         shared,
         servers,
@@ -159,6 +171,30 @@ fn limits(c: &Check<'_>, raw: &EdgeSettings) -> Result<(), ConfigError> {
         return Err(c.err(
             c.at(&["large_client_header_buffers".into()]),
             "large_client_header_buffers must be between 8k and 1m",
+        ));
+    }
+    // A zero timeout would close every connection at once: refuse it by name.
+    for (key, d) in [
+        ("client_body_timeout", raw.client_body_timeout.0),
+        ("send_timeout", raw.send_timeout.0),
+        ("http2_idle_timeout", raw.http2_idle_timeout.0),
+        ("keyserver_timeout", raw.keyserver_timeout.0),
+        ("storage_timeout", raw.storage_timeout.0),
+    ] {
+        if d.is_zero() {
+            return Err(c.err(c.at(&[key.into()]), format!("{key} must be more than 0s")));
+        }
+    }
+    if raw.http2_max_concurrent_streams == 0 {
+        return Err(c.err(
+            c.at(&["http2_max_concurrent_streams".into()]),
+            "http2_max_concurrent_streams must be at least 1",
+        ));
+    }
+    if raw.limit_req_rate == 0 && raw.limit_req_burst > 0 {
+        return Err(c.err(
+            c.at(&["limit_req_burst".into()]),
+            "limit_req_burst needs limit_req_rate (0 means no request limit)",
         ));
     }
     Ok(())
