@@ -4,7 +4,7 @@
 //! a flag itself.
 
 use conclave_bd::DeviceKind;
-use conclave_rpc::Endpoint;
+use conclave_rpc::{Endpoint, ServerLimits};
 use conclave_units::ByteSize;
 use std::path::PathBuf;
 
@@ -53,6 +53,9 @@ pub struct FileServerSettings {
     /// cleanly shut down, until it has been checked).
     #[arg(long)]
     pub read_only: bool,
+    /// The RPC server loop's connection limits (docs/protocol.md).
+    #[command(flatten)]
+    pub rpc: ServerLimits,
 }
 
 impl FileServerSettings {
@@ -70,6 +73,7 @@ impl FileServerSettings {
             max_open: DEFAULT_MAX_OPEN,
             max_write: DEFAULT_MAX_WRITE,
             read_only: false,
+            rpc: ServerLimits::default(),
         }
     }
 
@@ -107,6 +111,7 @@ impl FileServerSettings {
         if self.read_only {
             argv.push("--read-only".into());
         }
+        argv.extend(self.rpc.to_args());
         argv
     }
 }
@@ -144,6 +149,7 @@ mod tests {
         s.max_open = 3;
         s.max_write = ByteSize(64 * 1024);
         s.read_only = true;
+        s.rpc.max_conns_per_addr = 8;
         assert_eq!(reparse(&s), s);
         assert_eq!(
             s.to_args()[..5],

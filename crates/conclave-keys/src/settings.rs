@@ -4,7 +4,7 @@
 //! so no caller spells a flag itself.
 
 use crate::KeyName;
-use conclave_rpc::Endpoint;
+use conclave_rpc::{Endpoint, ServerLimits};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -36,6 +36,9 @@ pub struct KeyServerSettings {
     /// no queue bound (EAGAIN) and other requests wait behind a signature.
     #[arg(long, conflicts_with_all = ["threads", "queue"])]
     pub sign_inline: bool,
+    /// The RPC server loop's connection limits (docs/protocol.md).
+    #[command(flatten)]
+    pub rpc: ServerLimits,
 }
 
 impl KeyServerSettings {
@@ -49,6 +52,7 @@ impl KeyServerSettings {
             threads: 0,
             queue: DEFAULT_QUEUE,
             sign_inline: false,
+            rpc: ServerLimits::default(),
         }
     }
 
@@ -73,6 +77,7 @@ impl KeyServerSettings {
         if self.sign_inline {
             argv.push("--sign-inline".into());
         }
+        argv.extend(self.rpc.to_args());
         argv
     }
 }
@@ -155,6 +160,7 @@ mod tests {
             |s: &mut KeyServerSettings| s.threads = 3,
             |s: &mut KeyServerSettings| s.queue = 7,
             |s: &mut KeyServerSettings| s.sign_inline = true,
+            |s: &mut KeyServerSettings| s.rpc.max_connections = 64,
         ] {
             let mut t = s.clone();
             change(&mut t);

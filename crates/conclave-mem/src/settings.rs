@@ -4,7 +4,7 @@
 //! spells a flag itself.
 
 use crate::{MemLimits, ServerKind};
-use conclave_rpc::Endpoint;
+use conclave_rpc::{Endpoint, ServerLimits};
 use conclave_units::{ByteSize, Dur};
 use std::fmt;
 use std::path::PathBuf;
@@ -103,6 +103,9 @@ pub struct MemServerSettings {
     /// created; an OPEN beyond gets EDQUOT.
     #[arg(long, default_value_t = ByteSize(DEFAULT_MAX_BYTES_PER_IDENTITY))]
     pub max_bytes_per_identity: ByteSize,
+    /// The RPC server loop's connection limits (docs/protocol.md).
+    #[command(flatten)]
+    pub rpc: ServerLimits,
 }
 
 impl MemServerSettings {
@@ -120,6 +123,7 @@ impl MemServerSettings {
             lease: default_lease(),
             max_bytes: ByteSize(DEFAULT_MAX_BYTES),
             max_bytes_per_identity: ByteSize(DEFAULT_MAX_BYTES_PER_IDENTITY),
+            rpc: ServerLimits::default(),
         }
     }
 
@@ -165,6 +169,7 @@ impl MemServerSettings {
             "--max-bytes-per-identity".into(),
             self.max_bytes_per_identity.to_string(),
         ]);
+        argv.extend(self.rpc.to_args());
         argv
     }
 }
@@ -199,6 +204,7 @@ mod tests {
         s.lease = Dur(Duration::from_millis(1500));
         s.max_bytes = ByteSize(3 << 20);
         s.max_bytes_per_identity = ByteSize(1 << 20);
+        s.rpc.max_inflight_per_identity = 3;
         assert_eq!(reparse(&s), s);
         assert_eq!(s.server_kind().unwrap(), smuf);
     }

@@ -3,16 +3,20 @@
 //! Owns the wire format of the original Phoenix servers (an 8-byte header:
 //! `u32` big-endian code, `u32` big-endian body length, then the body), the
 //! status codes carried in replies, the `tcp://` and `unix://` endpoints,
-//! mutual TLS with rustls, a server loop with limits and graceful shutdown,
+//! mutual TLS with rustls, a server loop with limits (that no peer can use to
+//! stall or exhaust it) and graceful shutdown,
 //! and blocking and async clients with connection pooling. It also issues the
 //! conclave's certificates (`pki`). It knows nothing of what the services mean.
 #![forbid(unsafe_code)]
 
+mod admission;
 pub mod block_in_place;
 pub mod client;
 pub mod endpoint;
 pub mod frame;
+pub mod limits;
 pub mod pki;
+mod refusals;
 pub mod role;
 pub mod server;
 pub mod shutdown;
@@ -25,6 +29,7 @@ pub use block_in_place::run_blocking;
 pub use client::{AsyncConnection, AsyncPool, ClientOptions, Connection, Pool, RpcError};
 pub use endpoint::Endpoint;
 pub use frame::{Frame, FrameError, Header, HEADER_LEN};
+pub use limits::ServerLimits;
 pub use role::Role;
 pub use server::{PeerInfo, Server, ServerOptions, Service};
 pub use shutdown::Shutdown;

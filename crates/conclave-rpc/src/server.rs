@@ -1,9 +1,14 @@
 //! The server loop shared by every service: one task per connection, a cap
-//! on connections, handshake and idle timeouts, a per-service body limit, and
+//! on connections that sheds unauthenticated peers first (`admission`),
+//! per-address and per-identity limits, handshake and idle timeouts, a
+//! per-service body limit, refusals logged with counts (`refusals`), and
 //! graceful shutdown (stop accepting, finish requests already received).
 
+use crate::admission::{Admission, NoSlot, NotAdmitted, Slot};
 use crate::endpoint::Endpoint;
 use crate::frame::{read_body, read_header, write_frame, Frame, FrameError, Header};
+use crate::limits;
+use crate::refusals::{Kind, Refusals, LOG_INTERVAL};
 use crate::role::Role;
 use crate::shutdown::Shutdown;
 use crate::status::Status;
@@ -11,12 +16,13 @@ use crate::stream::AsyncStream;
 use crate::tls::peer_role;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::Semaphore;
+use tokio::time::MissedTickBehavior;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
@@ -24,17 +30,30 @@ use tracing::{debug, warn};
 /// the connection survives the error; larger ones close the connection.
 const MAX_DISCARD: u64 = 64 * 1024 * 1024;
 
-/// Limits and timeouts of one server.
+/// Limits and timeouts of one server. The connection limits have command-line
+/// flags in [`ServerLimits`](crate::limits::ServerLimits); see
+/// docs/protocol.md, "Limits", for how they work together.
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
     /// Largest request body accepted; larger ones get `E2BIG`.
     pub max_body: u32,
     /// How long a connection may sit without sending a whole request.
     pub idle_timeout: Duration,
-    /// How long a TLS handshake may take.
+    /// How long a TLS handshake may take; a refused client also has this
+    /// long to send the first request its refusal answers.
     pub handshake_timeout: Duration,
-    /// Connections served at once; more are closed at accept.
+    /// Connections served at once. When all are taken, the oldest
+    /// unauthenticated one is shed for a new one; a new connection is closed
+    /// at accept only when every slot holds an authenticated client.
     pub max_connections: usize,
+    /// Unauthenticated TCP connections one source address may hold; more are
+    /// closed at accept.
+    pub max_conns_per_addr: usize,
+    /// Authenticated connections one identity (certificate role) may hold;
+    /// more get `EMFILE` as the reply to their first request.
+    pub max_conns_per_identity: usize,
+    /// Requests one identity may have being served at once; more get `EAGAIN`.
+    pub max_inflight_per_identity: usize,
 }
 
 impl Default for ServerOptions {
@@ -42,8 +61,11 @@ impl Default for ServerOptions {
         ServerOptions {
             max_body: 1024 * 1024 + 4096,
             idle_timeout: Duration::from_secs(300),
-            handshake_timeout: Duration::from_secs(10),
-            max_connections: 1024,
+            handshake_timeout: limits::DEFAULT_HANDSHAKE_TIMEOUT,
+            max_connections: limits::DEFAULT_MAX_CONNECTIONS,
+            max_conns_per_addr: limits::DEFAULT_MAX_CONNS_PER_ADDR,
+            max_conns_per_identity: limits::DEFAULT_MAX_CONNS_PER_IDENTITY,
+            max_inflight_per_identity: limits::DEFAULT_MAX_INFLIGHT_PER_IDENTITY,
         }
     }
 }
@@ -153,15 +175,30 @@ impl Server {
     /// Serves until `shutdown` fires, then waits for in-flight requests.
     pub async fn serve<S: Service>(self, svc: Arc<S>, shutdown: Shutdown) -> io::Result<()> {
         let tracker = TaskTracker::new();
-        let slots = Arc::new(Semaphore::new(self.opts.max_connections));
-        let opts = Arc::new(self.opts.clone());
+        let o = &self.opts;
+        let ctx = Arc::new(Ctx {
+            adm: Admission::new(
+                o.max_connections,
+                o.max_conns_per_addr,
+                o.max_conns_per_identity,
+                o.max_inflight_per_identity,
+            ),
+            refusals: Refusals::new(),
+            opts: self.opts.clone(),
+        });
+        let mut tick = tokio::time::interval(LOG_INTERVAL);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         debug!(endpoint = %self.local, "serving");
         loop {
-            let accepted: io::Result<(Box<dyn AsyncStream>, String)> = tokio::select! {
+            let accepted: io::Result<(Box<dyn AsyncStream>, String, Option<IpAddr>)> = tokio::select! {
                 _ = shutdown.wait() => break,
+                _ = tick.tick() => {
+                    ctx.refusals.flush(&self.local, LOG_INTERVAL);
+                    continue;
+                }
                 r = accept(&self.listener) => r,
             };
-            let (stream, addr) = match accepted {
+            let (stream, addr, ip) = match accepted {
                 Ok(x) => x,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -170,68 +207,139 @@ impl Server {
                     continue;
                 }
             };
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                warn!(peer = %addr, limit = opts.max_connections, "connection limit reached; closing new connection");
-                continue;
+            let slot = match ctx.adm.accept(ip) {
+                Ok(slot) => slot,
+                Err(no) => {
+                    // Dropping the stream closes it: nothing is sent, so a
+                    // refusal costs no more than the accept.
+                    let kind = match no {
+                        NoSlot::PerAddr => Kind::PerAddr,
+                        NoSlot::AllAuthenticated => Kind::AllAuthenticated,
+                    };
+                    ctx.refusals.note(kind, &addr, &"");
+                    continue;
+                }
             };
-            let (svc, opts, tls, shutdown) = (svc.clone(), opts.clone(), self.tls.clone(), shutdown.clone());
-            tracker.spawn(async move {
-                let _permit = permit;
-                handle(stream, addr, tls, svc, opts, shutdown).await;
-            });
+            let (svc, ctx, tls, shutdown) = (svc.clone(), ctx.clone(), self.tls.clone(), shutdown.clone());
+            tracker.spawn(handle(stream, addr, slot, tls, svc, ctx, shutdown));
         }
         drop(self.listener);
         tracker.close();
         tracker.wait().await;
+        ctx.refusals.flush(&self.local, LOG_INTERVAL);
         debug!(endpoint = %self.local, "stopped");
         Ok(())
     }
 }
 
-async fn accept(l: &Listener) -> io::Result<(Box<dyn AsyncStream>, String)> {
+/// What every connection task of one server shares.
+struct Ctx {
+    opts: ServerOptions,
+    adm: Arc<Admission>,
+    refusals: Refusals,
+}
+
+async fn accept(l: &Listener) -> io::Result<(Box<dyn AsyncStream>, String, Option<IpAddr>)> {
     match l {
         Listener::Tcp(l) => {
             let (s, a) = l.accept().await?;
             s.set_nodelay(true)?;
-            Ok((Box::new(s), a.to_string()))
+            Ok((Box::new(s), a.to_string(), Some(a.ip())))
         }
         Listener::Unix(l, p) => {
             let (s, _) = l.accept().await?;
-            Ok((Box::new(s), format!("unix:{}", p.display())))
+            Ok((Box::new(s), format!("unix:{}", p.display()), None))
         }
     }
 }
 
+/// One connection, from accept to close. Until it is authenticated it may be
+/// shed (its slot given to a newer connection) at any await point.
 async fn handle<S: Service>(
     stream: Box<dyn AsyncStream>,
     addr: String,
+    mut slot: Slot,
     tls: Option<tokio_rustls::TlsAcceptor>,
     svc: Arc<S>,
-    opts: Arc<ServerOptions>,
+    ctx: Arc<Ctx>,
     shutdown: Shutdown,
 ) {
-    match tls {
-        None => {
-            let peer = PeerInfo { role: None, addr };
-            serve_conn(stream, peer, false, svc, opts, shutdown).await
+    let shed = slot.shed_signal();
+    let established = tokio::select! {
+        biased;
+        _ = shed.cancelled() => {
+            ctx.refusals.note(Kind::Shed, &addr, &"");
+            return;
         }
-        Some(acc) => {
-            let s = match tokio::time::timeout(opts.handshake_timeout, acc.accept(stream)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    warn!(peer = %addr, "TLS handshake refused: {e}");
-                    return;
-                }
-                Err(_) => {
-                    warn!(peer = %addr, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let role = peer_role(s.get_ref().1.peer_certificates());
-            let peer = PeerInfo { role, addr };
-            serve_conn(s, peer, true, svc, opts, shutdown).await
+        _ = shutdown.wait() => return,
+        r = establish(stream, addr.clone(), &mut slot, tls, &*svc, &ctx) => r,
+    };
+    let Some((stream, peer, conn)) = established else {
+        return;
+    };
+    serve_conn(stream, peer, conn, svc, ctx, shutdown).await;
+    drop(slot);
+}
+
+/// The TLS handshake and admission: the connection's service state once
+/// it is authenticated and admitted, or `None` (refused, counted, closed).
+async fn establish<S: Service>(
+    stream: Box<dyn AsyncStream>,
+    addr: String,
+    slot: &mut Slot,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    svc: &S,
+    ctx: &Ctx,
+) -> Option<(Box<dyn AsyncStream>, PeerInfo, S::Conn)> {
+    let deadline = ctx.opts.handshake_timeout;
+    let (mut s, peer, is_tls): (Box<dyn AsyncStream>, PeerInfo, bool) = match tls {
+        None => (stream, PeerInfo { role: None, addr }, false),
+        Some(acc) => match tokio::time::timeout(deadline, acc.accept(stream)).await {
+            Ok(Ok(s)) => {
+                let role = peer_role(s.get_ref().1.peer_certificates());
+                (Box::new(s), PeerInfo { role, addr }, true)
+            }
+            Ok(Err(e)) => {
+                ctx.refusals.note(Kind::HandshakeFailed, &addr, &e);
+                return None;
+            }
+            Err(_) => {
+                ctx.refusals.note(Kind::HandshakeTimeout, &addr, &"");
+                return None;
+            }
+        },
+    };
+    let (kind, st) = match admit(svc, &peer, is_tls) {
+        Err(st) => (Kind::Role, st),
+        Ok(conn) => match slot.authenticate(peer.role) {
+            Ok(()) => return Some((s, peer, conn)),
+            Err(NotAdmitted::Shed) => {
+                svc.close(conn);
+                ctx.refusals.note(Kind::Shed, &peer.addr, &"");
+                return None;
+            }
+            Err(NotAdmitted::IdentityFull) => {
+                svc.close(conn);
+                (Kind::IdentityConns, Status::EMFILE)
+            }
+        },
+    };
+    let role = peer.role.map_or("no role", |r| r.as_str());
+    ctx.refusals.note(kind, &peer.addr, &format_args!("{role}: {st}"));
+    // Answer the client's first request rather than writing first and
+    // closing: a client still sending would otherwise see a broken pipe
+    // instead of the status. The connection is still pending (sheddable)
+    // and the whole goodbye is bounded by the handshake deadline.
+    let _ = tokio::time::timeout(deadline, async {
+        if let Ok(Some(hdr)) = read_header(&mut s).await {
+            if hdr.len as u64 <= MAX_DISCARD && discard(&mut s, hdr.len as u64, deadline).await {
+                let _ = write_frame(&mut s, &Frame::error(st)).await;
+            }
         }
-    }
+        let _ = s.shutdown().await;
+    })
+    .await;
+    None
 }
 
 /// The one admission rule of every conclave server: over TLS, a certificate
@@ -247,28 +355,12 @@ fn admit<S: Service>(svc: &S, peer: &PeerInfo, tls: bool) -> Result<S::Conn, Sta
 async fn serve_conn<S: Service, T: AsyncStream>(
     mut s: T,
     peer: PeerInfo,
-    tls: bool,
+    mut conn: S::Conn,
     svc: Arc<S>,
-    opts: Arc<ServerOptions>,
+    ctx: Arc<Ctx>,
     shutdown: Shutdown,
 ) {
-    let mut conn = match admit(&*svc, &peer, tls) {
-        Ok(c) => c,
-        Err(st) => {
-            warn!(peer = %peer.addr, role = ?peer.role, "client refused: {st}");
-            // Answer the client's first request rather than writing first and
-            // closing: a client still sending would otherwise see a broken
-            // pipe instead of the status.
-            let first = tokio::time::timeout(opts.idle_timeout, read_header(&mut s)).await;
-            if let Ok(Ok(Some(hdr))) = first {
-                if hdr.len as u64 <= MAX_DISCARD && discard(&mut s, hdr.len as u64, opts.idle_timeout).await {
-                    let _ = write_frame(&mut s, &Frame::error(st)).await;
-                }
-            }
-            let _ = tokio::time::timeout(Duration::from_secs(1), s.shutdown()).await;
-            return;
-        }
-    };
+    let opts = &ctx.opts;
     loop {
         let hdr = tokio::select! {
             biased;
@@ -312,7 +404,23 @@ async fn serve_conn<S: Service, T: AsyncStream>(
                 break;
             }
         };
+        // Peers without an identity (no TLS) are trusted in-process callers.
+        let inflight = match peer.role {
+            None => None,
+            Some(r) => match ctx.adm.begin_request(r) {
+                Some(g) => Some(g),
+                None => {
+                    ctx.refusals
+                        .note(Kind::IdentityInflight, &peer.addr, &format_args!("{r}"));
+                    if write_frame(&mut s, &Frame::error(Status::EAGAIN)).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            },
+        };
         let reply = svc.call(&mut conn, req).await;
+        drop(inflight);
         if write_frame(&mut s, &reply).await.is_err() {
             break;
         }

@@ -55,10 +55,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     ));
     let rt = super::runtime()?;
     rt.block_on(async {
-        let opts = ServerOptions {
+        let opts = a.rpc.apply(ServerOptions {
             max_body: conclave_fs::proto::MAX_BODY,
             ..ServerOptions::default()
-        };
+        });
         let server = Server::bind(&a.listen, Some(creds.server_config()?), opts)
             .await
             .with_context(|| format!("binding {}", a.listen))?;

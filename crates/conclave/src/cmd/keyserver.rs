@@ -36,7 +36,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let server = Server::bind(
             &a.listen,
             Some(creds.server_config()?),
-            KeyServer::server_options(),
+            a.rpc.apply(KeyServer::server_options()),
         )
         .await
         .with_context(|| format!("binding {}", a.listen))?;

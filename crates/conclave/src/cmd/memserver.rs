@@ -22,7 +22,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             MemServer::with_limits(kind, a.limits(), shutdown.clone())
                 .context("starting the memory server")?,
         );
-        let server = Server::bind(&a.listen, Some(tls), MemServer::server_options())
+        let server = Server::bind(&a.listen, Some(tls), a.rpc.apply(MemServer::server_options()))
             .await
             .with_context(|| format!("binding {}", a.listen))?;
         super::print_line(format_args!("listening on {}", server.local_endpoint()));
