@@ -208,7 +208,7 @@ start_attack() {
                     done
                     if grep -q locked "$out"; then ok=$((ok + 1)); else
                         refused=$((refused + 1))
-                        [ -n "$first" ] || first=$(tail -1 "$out" | cut -c1-90)
+                        [ -n "$first" ] || first=$(tail -1 "$out" | sed "s/^conclave: error: //" | cut -c1-160)
                     fi
                 done
                 after=$(rss_kib "$SMDISH")
