@@ -161,18 +161,9 @@ impl Site {
                 std::io::ErrorKind::InvalidInput => status_response(StatusCode::BAD_REQUEST),
                 // The file server missed `storage_timeout`, or is unreachable:
                 // fail this request only, as a gateway would.
-                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+                _ if gateway_error(&e).is_some() => {
                     crate::refusals::STORAGE.note(format_args!("reading {name}: {e}"));
-                    status_response(StatusCode::GATEWAY_TIMEOUT)
-                }
-                std::io::ErrorKind::ConnectionRefused
-                | std::io::ErrorKind::ConnectionReset
-                | std::io::ErrorKind::ConnectionAborted
-                | std::io::ErrorKind::NotConnected
-                | std::io::ErrorKind::BrokenPipe
-                | std::io::ErrorKind::UnexpectedEof => {
-                    crate::refusals::STORAGE.note(format_args!("reading {name}: {e}"));
-                    status_response(StatusCode::BAD_GATEWAY)
+                    status_response(gateway_error(&e).unwrap_or(StatusCode::BAD_GATEWAY))
                 }
                 _ => {
                     tracing::error!("reading {name}: {e}");
@@ -181,6 +172,31 @@ impl Site {
             },
         }
     }
+}
+
+/// The status of a storage error that is the file server's fault: 504 when a
+/// call missed its deadline (`storage_timeout`), 502 when the server could
+/// not be reached or broke the call; `None` for the file's own errors.
+fn gateway_error(e: &std::io::Error) -> Option<StatusCode> {
+    use std::io::ErrorKind as K;
+    let late = |k: K| matches!(k, K::TimedOut | K::WouldBlock);
+    if late(e.kind()) {
+        return Some(StatusCode::GATEWAY_TIMEOUT);
+    }
+    let rpc = e
+        .get_ref()
+        .and_then(|r| r.downcast_ref::<conclave_rpc::RpcError>())?;
+    // A timeout deeper in the chain (a TLS handshake or read past the deadline).
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rpc);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| late(io.kind()))
+        {
+            return Some(StatusCode::GATEWAY_TIMEOUT);
+        }
+        cause = c.source();
+    }
+    Some(StatusCode::BAD_GATEWAY)
 }
 
 /// RFC 9112 section 3.2: an HTTP/1.1 request carries exactly one `Host`

@@ -34,6 +34,11 @@ impl Edge {
     /// timeouts and a long keep-alive (so only the new timers can close the
     /// attackers), stderr in `edge.log`.
     fn start() -> Edge {
+        Self::start_with("")
+    }
+
+    /// [`Edge::start`] with `extra` keys (top-level TOML) added.
+    fn start_with(extra: &str) -> Edge {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path();
         common::certs(&p.join("certs"), &[]);
@@ -42,7 +47,7 @@ impl Edge {
         let cfg = format!(
             "workers = 1\nworker_connections = {CONNECTIONS}\nkeepalive_timeout = \"60s\"\n\
              client_header_timeout = \"10s\"\nclient_body_timeout = \"{}s\"\nhttp2_idle_timeout = \"{}s\"\n\
-             send_timeout = \"{}s\"\n\n[[server]]\nlisten = \"127.0.0.1:{port}\"\nmode = \"standalone\"\n\
+             send_timeout = \"{}s\"\n{extra}\n[[server]]\nlisten = \"127.0.0.1:{port}\"\nmode = \"standalone\"\n\
              root = \"html\"\n[server.tls]\ncertificate = \"certs/server.crt\"\nkey = \"certs/server.key\"\n",
             BODY_TIMEOUT.as_secs(),
             H2_IDLE.as_secs(),
@@ -104,13 +109,18 @@ impl Edge {
 
     /// Status of a curl GET (HTTP/1.1 or 2).
     fn curl(&self, http2: bool) -> String {
+        self.curl_path(http2, "/1k.txt")
+    }
+
+    /// Status of a curl GET of `target`.
+    fn curl_path(&self, http2: bool, target: &str) -> String {
         let out = Command::new("curl")
             .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "30"])
             .arg(if http2 { "--http2" } else { "--http1.1" })
             .arg("--cacert")
             .arg(self.root())
             .args(["--resolve", &format!("localhost:{}:127.0.0.1", self.port)])
-            .arg(format!("https://localhost:{}/1k.txt", self.port))
+            .arg(format!("https://localhost:{}{target}", self.port))
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -321,4 +331,55 @@ fn a_client_that_stops_reading_is_closed_by_send_timeout() {
         "closed after {took:?}"
     );
     assert_eq!(edge.curl(false), "200");
+}
+
+#[test]
+fn a_stalled_file_server_fails_the_request_with_504_within_storage_timeout() {
+    // A "file server" that accepts TCP (the kernel does) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fport = silent.local_addr().unwrap().port();
+    let edge = Edge::start_with(&format!(
+        "storage_timeout = \"1s\"\n[storage]\nkind = \"nextfs\"\nserver = \"tcp://127.0.0.1:{fport}\"\ncerts = \"certs\"\n"
+    ));
+    for http2 in [false, true] {
+        let start = Instant::now();
+        assert_eq!(edge.curl(http2), "504", "log: {}", edge.log());
+        let took = start.elapsed();
+        eprintln!("stalled file server: 504 after {took:?}");
+        assert!(
+            took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+            "{took:?}"
+        );
+    }
+    assert!(wait_until(Duration::from_secs(10), || edge
+        .log()
+        .contains("file-server reads failed (502/504)")));
+    drop(silent);
+}
+
+#[test]
+fn limit_conn_and_limit_req_refuse_the_excess_of_one_address() {
+    let edge = Edge::start_with("limit_conn = 1\nlimit_req_rate = 1\nlimit_req_burst = 2\n");
+    // limit_req: five pipelined requests at once; rate 1/s with burst 2 lets three through.
+    let head = "GET /1k.txt HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(4)
+        + "GET /1k.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let answer = edge.raw(&head);
+    assert_eq!(answer.matches("HTTP/1.1 200 ").count(), 3, "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1 503 ").count(), 2, "{answer}");
+    // limit_conn: while one connection of 127.0.0.1 is open, a second is closed at once.
+    let held = edge.tls(&[b"http/1.1"]);
+    let refused = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "--max-time", "10", "--cacert"])
+        .arg(edge.root())
+        .args(["--resolve", &format!("localhost:{}:127.0.0.1", edge.port)])
+        .arg(format!("https://localhost:{}/1k.txt", edge.port))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "a second connection was served");
+    drop(held);
+    // Once it is closed (and the bucket refilled) the address is served again.
+    assert!(wait_until(Duration::from_secs(10), || edge.curl(false) == "200"));
+    let log = edge.log();
+    assert!(log.contains("refused by limit_conn"), "{log}");
+    assert!(log.contains("refused by limit_req (503)"), "{log}");
 }
