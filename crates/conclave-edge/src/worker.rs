@@ -82,6 +82,7 @@ fn shared_state(c: &SharedConfig) -> Result<Arc<dyn SharedState>, EdgeError> {
         spec,
         certs,
         secret_file,
+        deadlines,
     } = c
     else {
         return Ok(Arc::new(LocalSharedState::new()));
@@ -97,7 +98,8 @@ fn shared_state(c: &SharedConfig) -> Result<Arc<dyn SharedState>, EdgeError> {
         creds,
         secret_file: secret_file.clone(),
     };
-    let st = MemSharedState::connect(spec, &opts).map_err(|e| EdgeError::Setup(format!("[shared]: {e}")))?;
+    let st = MemSharedState::connect_with(spec, &opts, *deadlines)
+        .map_err(|e| EdgeError::Setup(format!("[shared]: {e}")))?;
     Ok(Arc::new(st))
 }
 

@@ -196,10 +196,26 @@ pub struct SharedSettings {
     /// The conclave's secret file (smc).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_file: Option<PathBuf>,
+    /// Memory servers: limit on connecting and on each round trip (NGINX
+    /// `proxy_connect_timeout`/`proxy_read_timeout`); past it the request is
+    /// served as a cache miss.
+    #[serde(default = "default_shared_timeout")]
+    pub timeout: Dur,
+    /// Memory servers: how long a request waits for the cache zone's lock
+    /// before it is served as a miss without an index update (NGINX
+    /// `proxy_cache_lock_timeout`).
+    #[serde(default = "default_lock_wait")]
+    pub lock_wait: Dur,
 }
 
 fn local_kind() -> String {
     "local".into()
+}
+fn default_shared_timeout() -> Dur {
+    Dur(crate::shared::mem::MemDeadlines::default().call)
+}
+fn default_lock_wait() -> Dur {
+    Dur(crate::shared::mem::MemDeadlines::default().lock_wait)
 }
 
 impl Default for SharedSettings {
@@ -208,6 +224,8 @@ impl Default for SharedSettings {
             kind: local_kind(),
             certs: None,
             secret_file: None,
+            timeout: default_shared_timeout(),
+            lock_wait: default_lock_wait(),
         }
     }
 }

@@ -91,6 +91,7 @@ fn host_settings(dir: &std::path::Path) -> EdgeSettings {
             ),
             certs: None,
             secret_file: Some(dir.join("s")),
+            ..SharedSettings::default()
         },
         server: vec![
             standalone,
@@ -169,6 +170,7 @@ fn nextfs_settings_round_trip_with_paths_in_the_image() {
         kind: "smdish+tcp://127.0.0.1:9100".into(),
         certs: Some("certs".into()),
         secret_file: None,
+        ..SharedSettings::default()
     };
     s.server[0].root = Some("/html".into());
     s.server[1].cache.as_mut().unwrap().path = "/cache0".into();

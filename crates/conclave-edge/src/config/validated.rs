@@ -104,6 +104,8 @@ pub enum SharedConfig {
         certs: Option<PathBuf>,
         /// The conclave's secret file (smc).
         secret_file: Option<PathBuf>,
+        /// Deadlines on memory-server calls.
+        deadlines: crate::shared::mem::MemDeadlines,
     },
 }
 

@@ -147,6 +147,12 @@ fn shared(c: &Check<'_>, s: &SharedSettings) -> Result<SharedConfig, ConfigError
         spec,
         certs: s.certs.as_deref().map(|p| c.rel(p)),
         secret_file: s.secret_file.as_deref().map(|p| c.rel(p)),
+        deadlines: crate::shared::mem::MemDeadlines {
+            connect: s.timeout.0,
+            call: s.timeout.0,
+            lock_wait: s.lock_wait.0,
+            ..Default::default()
+        },
     })
 }
 
