@@ -37,8 +37,9 @@ pub struct Limits {
     pub http2_max_concurrent_streams: u32,
     /// `limit_conn`, if set.
     pub conn_limit: Option<ConnLimiter>,
-    /// `limit_req`, if set.
-    pub req_limit: Option<ReqLimiter>,
+    /// `limit_req`, if set (shared by the connections' services: an `Arc`, so
+    /// without it a request pays nothing).
+    pub req_limit: Option<Arc<ReqLimiter>>,
 }
 
 impl Limits {
@@ -205,14 +206,17 @@ impl ConnClock {
     fn wrote(&self, r: &Poll<io::Result<usize>>) {
         match r {
             Poll::Ready(Ok(n)) if *n > 0 => {
-                let now = clock_ms();
-                self.last_io.store(now, Ordering::Relaxed);
-                if self.blocked_since.load(Ordering::Relaxed) != 0 {
-                    self.blocked_since.store(0, Ordering::Relaxed);
-                }
+                self.last_io.store(clock_ms(), Ordering::Relaxed);
+                self.unblocked();
             }
             Poll::Pending => self.blocked(),
             _ => {}
+        }
+    }
+
+    fn unblocked(&self) {
+        if self.blocked_since.load(Ordering::Relaxed) != 0 {
+            self.blocked_since.store(0, Ordering::Relaxed);
         }
     }
 
@@ -326,8 +330,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for IdleIo<T
         match self.inner.as_mut() {
             Some(inner) => {
                 let r = Pin::new(inner).poll_flush(cx);
-                if r.is_pending() {
-                    self.clock.blocked();
+                match &r {
+                    Poll::Pending => self.clock.blocked(),
+                    // Everything written went out: nothing is blocked any more
+                    // (an idle keep-alive connection is no send_timeout case).
+                    Poll::Ready(Ok(())) => self.clock.unblocked(),
+                    Poll::Ready(Err(_)) => {}
                 }
                 r
             }
@@ -520,7 +528,7 @@ async fn serve_conn(
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     site: Arc<Site>,
-    limits: &Arc<Limits>,
+    limits: &Limits,
     h1: &hyper::server::conn::http1::Builder,
     h2: &hyper::server::conn::http2::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
@@ -544,14 +552,14 @@ async fn serve_conn(
     };
     let is_h2 = matches!(&stream, Ok(s) if s.get_ref().1.alpn_protocol() == Some(b"h2"));
     let mark = is_h2.then(|| clock.clone());
-    let lim = limits.clone();
+    let req_limit = limits.req_limit.clone();
     let svc = service_fn(move |req| {
         let site = site.clone();
-        let lim = lim.clone();
+        let req_limit = req_limit.clone();
         let mark = mark.clone().map(StreamMark::new);
         async move {
             let _mark = mark;
-            if let Some(rl) = &lim.req_limit {
+            if let Some(rl) = &req_limit {
                 if !rl.allow(peer.ip()) {
                     crate::refusals::LIMIT_REQ.note(peer);
                     return Ok::<_, Infallible>(limited());

@@ -209,7 +209,7 @@ async fn serve(
         http2_idle_timeout: cfg.http2_idle_timeout,
         http2_max_concurrent_streams: cfg.http2_max_concurrent_streams,
         conn_limit: cfg.limit_conn.map(ConnLimiter::new),
-        req_limit: cfg.limit_req.map(|r| ReqLimiter::new(r.rate, r.burst)),
+        req_limit: cfg.limit_req.map(|r| Arc::new(ReqLimiter::new(r.rate, r.burst))),
     });
     let cap = Arc::new(Semaphore::new(cfg.worker_connections));
     let graceful = Arc::new(GracefulShutdown::new());

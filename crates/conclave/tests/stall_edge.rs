@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{conclave, conclave_ok, free_port, server, wait_port, wait_until, Proc};
+use common::{conclave, conclave_ok, free_port, server, signal, wait_port, wait_until, Proc};
 
 /// The timeouts of the test edge: short, so the test is quick.
 const BODY_TIMEOUT: Duration = Duration::from_secs(1);
@@ -43,12 +43,18 @@ impl Edge {
         let p = dir.path();
         common::certs(&p.join("certs"), &[]);
         conclave_ok(&["content", "--out", p.join("html").to_str().unwrap()]);
+        Self::start_in(dir, extra, "key = \"certs/server.key\"\n")
+    }
+
+    /// An edge in `dir` (certs and html made), its site's key given by `key`.
+    fn start_in(dir: tempfile::TempDir, extra: &str, key: &str) -> Edge {
+        let p = dir.path();
         let port = free_port();
         let cfg = format!(
             "workers = 1\nworker_connections = {CONNECTIONS}\nkeepalive_timeout = \"60s\"\n\
              client_header_timeout = \"10s\"\nclient_body_timeout = \"{}s\"\nhttp2_idle_timeout = \"{}s\"\n\
              send_timeout = \"{}s\"\n{extra}\n[[server]]\nlisten = \"127.0.0.1:{port}\"\nmode = \"standalone\"\n\
-             root = \"html\"\n[server.tls]\ncertificate = \"certs/server.crt\"\nkey = \"certs/server.key\"\n",
+             root = \"html\"\n[server.tls]\ncertificate = \"certs/server.crt\"\n{key}",
             BODY_TIMEOUT.as_secs(),
             H2_IDLE.as_secs(),
             SEND_TIMEOUT.as_secs()
@@ -382,4 +388,47 @@ fn limit_conn_and_limit_req_refuse_the_excess_of_one_address() {
     let log = edge.log();
     assert!(log.contains("refused by limit_conn"), "{log}");
     assert!(log.contains("refused by limit_req (503)"), "{log}");
+}
+
+#[test]
+fn a_stalled_key_server_fails_only_the_handshakes_past_keyserver_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    common::certs(&p.join("certs"), &[]);
+    conclave_ok(&["content", "--out", p.join("html").to_str().unwrap()]);
+    std::fs::create_dir_all(p.join("keys")).unwrap();
+    std::fs::rename(p.join("certs/server.key"), p.join("keys/server.key")).unwrap();
+    let kport = free_port();
+    let child = conclave()
+        .args(["keyserver", "--keys"])
+        .arg(p.join("keys"))
+        .arg("--certs")
+        .arg(p.join("certs"))
+        .args(["--listen", &format!("tcp://127.0.0.1:{kport}")])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(p.join("keyserver.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let kpid = i64::from(child.id());
+    let _ks = server(child);
+    wait_port(kport);
+    let edge = Edge::start_in(
+        dir,
+        "worker_threads = 2\nkeyserver_timeout = \"1s\"\n",
+        &format!("keyserver = \"tcp://127.0.0.1:{kport}\"\nkey_name = \"server\"\ncerts = \"certs\"\n"),
+    );
+    assert_eq!(edge.curl(false), "200");
+    assert!(signal(kpid, "STOP"));
+    let start = Instant::now();
+    let status = edge.curl(false);
+    let took = start.elapsed();
+    assert!(signal(kpid, "CONT"));
+    eprintln!("stalled key server: handshake failed (curl status {status:?}) after {took:?}");
+    assert_eq!(status, "000", "the handshake should fail");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    // The edge keeps serving once the key server answers again.
+    assert!(wait_until(Duration::from_secs(10), || edge.curl(true) == "200"));
 }
