@@ -517,6 +517,7 @@ pub fn edge_settings(d: &Deployment, dir: &Path) -> EdgeSettings {
             .to_string(),
             certs: Some(d.certs.clone()),
             secret_file: None,
+            ..SharedSettings::default()
         },
         (SharedKind::Smuf, Some(m)) => SharedSettings {
             kind: MemSpec::Smuf {
@@ -526,6 +527,7 @@ pub fn edge_settings(d: &Deployment, dir: &Path) -> EdgeSettings {
             .to_string(),
             certs: Some(d.certs.clone()),
             secret_file: None,
+            ..SharedSettings::default()
         },
         (SharedKind::Smc, _) => {
             let secret = dir.join("smc.secret");
@@ -537,6 +539,7 @@ pub fn edge_settings(d: &Deployment, dir: &Path) -> EdgeSettings {
                 .to_string(),
                 certs: None,
                 secret_file: Some(secret),
+                ..SharedSettings::default()
             }
         }
         _ => SharedSettings::default(),
