@@ -32,6 +32,15 @@ fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
 }
 
+/// A handshake deadline of zero would refuse every peer: refused by name.
+fn positive_duration(s: &str) -> Result<Dur, String> {
+    let d: Dur = s.parse()?;
+    if d.0.is_zero() {
+        return Err("must be more than 0 (e.g. 3s)".into());
+    }
+    Ok(d)
+}
+
 /// The server loop's limits as flags (docs/protocol.md, "Limits").
 #[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
 pub struct ServerLimits {
@@ -41,7 +50,7 @@ pub struct ServerLimits {
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = at_least_one())]
     pub max_connections: usize,
     /// Deadline for the TLS handshake (and for a refused client's first request).
-    #[arg(long, default_value_t = Dur(DEFAULT_HANDSHAKE_TIMEOUT))]
+    #[arg(long, default_value_t = Dur(DEFAULT_HANDSHAKE_TIMEOUT), value_parser = positive_duration)]
     pub handshake_timeout: Dur,
     /// Unauthenticated TCP connections one source address may hold; more are closed at accept.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNS_PER_ADDR, value_parser = at_least_one())]
@@ -162,5 +171,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--max-connections"), "{e}");
+        let e = parse(&["--handshake-timeout".into(), "0s".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--handshake-timeout") && e.contains("more than 0"),
+            "{e}"
+        );
     }
 }
