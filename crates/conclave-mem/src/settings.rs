@@ -161,14 +161,20 @@ impl MemServerSettings {
         if let Some(d) = &self.dir {
             argv.extend(["--dir".into(), d.display().to_string()]);
         }
-        argv.extend([
-            "--lease".into(),
-            self.lease.to_string(),
-            "--max-bytes".into(),
-            self.max_bytes.to_string(),
-            "--max-bytes-per-identity".into(),
-            self.max_bytes_per_identity.to_string(),
-        ]);
+        // Limits only when they differ from the defaults: command lines
+        // stay as short as the user would write them.
+        if self.lease != default_lease() {
+            argv.extend(["--lease".into(), self.lease.to_string()]);
+        }
+        if self.max_bytes != ByteSize(DEFAULT_MAX_BYTES) {
+            argv.extend(["--max-bytes".into(), self.max_bytes.to_string()]);
+        }
+        if self.max_bytes_per_identity != ByteSize(DEFAULT_MAX_BYTES_PER_IDENTITY) {
+            argv.extend([
+                "--max-bytes-per-identity".into(),
+                self.max_bytes_per_identity.to_string(),
+            ]);
+        }
         argv.extend(self.rpc.to_args());
         argv
     }
