@@ -41,6 +41,9 @@ pub enum FileServerError {
         .0.display()
     )]
     Unclean(PathBuf),
+    /// `--max-write` is 0 or over the frame limit.
+    #[error("--max-write {0} is out of range: it must be between 1 and {1} (the frame limit)")]
+    MaxWrite(conclave_units::ByteSize, conclave_units::ByteSize),
     /// The `fileserver` identity did not load.
     #[error("loading the fileserver identity")]
     Identity(#[source] TlsError),
@@ -89,11 +92,16 @@ pub fn run(s: &FileServerSettings, out: &mut dyn Write) -> Result<(), FileServer
     if !fs.was_clean() && !s.read_only {
         return Err(FileServerError::Unclean(s.image.clone()));
     }
+    let frame_limit = conclave_units::ByteSize(proto::MAX_IO as u64);
+    if s.max_write.bytes() == 0 || s.max_write > frame_limit {
+        return Err(FileServerError::MaxWrite(s.max_write, frame_limit));
+    }
     let creds = Credentials::from_dir(&s.certs, Role::FileServer).map_err(FileServerError::Identity)?;
     let svc = Arc::new(FileServer::new(
         fs,
         FileServerOptions {
             max_open_per_client: s.max_open,
+            max_write_per_request: s.max_write.bytes() as usize,
             read_only: s.read_only,
             ..FileServerOptions::default()
         },

@@ -5,10 +5,15 @@
 
 use conclave_bd::DeviceKind;
 use conclave_rpc::{Endpoint, ServerLimits};
+use conclave_units::ByteSize;
 use std::path::PathBuf;
 
 /// Descriptors one client may hold open unless `--max-open` says otherwise.
 pub const DEFAULT_MAX_OPEN: usize = 1024;
+
+/// Data one WRITE/PWRITE may carry unless `--max-write` says otherwise: the
+/// whole frame limit (1 MiB), which is also the largest value accepted.
+pub const DEFAULT_MAX_WRITE: ByteSize = ByteSize(crate::proto::MAX_IO as u64);
 
 /// Everything `conclave fileserver` needs: the image and its device, where
 /// to listen, the identity, and the limits.
@@ -39,6 +44,11 @@ pub struct FileServerSettings {
     /// Descriptors one client may hold open.
     #[arg(long, default_value_t = DEFAULT_MAX_OPEN)]
     pub max_open: usize,
+    /// Bytes one WRITE/PWRITE request may write (at most 1m, the frame
+    /// limit); larger requests get EFBIG, so no single request holds the
+    /// shared write lock for long.
+    #[arg(long, default_value_t = DEFAULT_MAX_WRITE)]
+    pub max_write: ByteSize,
     /// Serve without allowing changes (required for an image that was not
     /// cleanly shut down, until it has been checked).
     #[arg(long)]
@@ -61,6 +71,7 @@ impl FileServerSettings {
             listen,
             certs,
             max_open: DEFAULT_MAX_OPEN,
+            max_write: DEFAULT_MAX_WRITE,
             read_only: false,
             rpc: ServerLimits::default(),
         }
@@ -93,6 +104,9 @@ impl FileServerSettings {
         ]);
         if self.max_open != DEFAULT_MAX_OPEN {
             argv.extend(["--max-open".into(), self.max_open.to_string()]);
+        }
+        if self.max_write != DEFAULT_MAX_WRITE {
+            argv.extend(["--max-write".into(), self.max_write.to_string()]);
         }
         if self.read_only {
             argv.push("--read-only".into());
@@ -133,6 +147,7 @@ mod tests {
         s.expect_root = Some("ab".repeat(32));
         s.listen = "unix:///s/fs.sock".parse().unwrap();
         s.max_open = 3;
+        s.max_write = ByteSize(64 * 1024);
         s.read_only = true;
         s.rpc.max_conns_per_addr = 8;
         assert_eq!(reparse(&s), s);

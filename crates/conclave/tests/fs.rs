@@ -353,6 +353,49 @@ fn bad_input_gets_errors_and_the_server_keeps_serving() {
     srv.stop();
 }
 
+/// The per-request write bound: a WRITE/PWRITE carrying more than
+/// `--max-write` gets EFBIG and writes nothing, and the server keeps serving
+/// the same connection.
+#[test]
+fn writes_over_the_per_request_bound_get_efbig() {
+    let (tmp, image) = setup();
+    let srv = FsProc::start(tmp.path(), &image, &["--max-write", "4k"]);
+    let ep = srv.endpoint();
+    let mut c = raw(tmp.path(), &ep);
+    let mut w = BodyWriter::new();
+    // O_WRONLY | O_CREAT
+    w.str("/html/w.bin").i32(0o1 | 0o100).u32(0o644);
+    let fd = c.call(proto::OPEN, &w.finish()).unwrap().into_result().unwrap();
+    let mut w = BodyWriter::new();
+    w.raw(&fd).raw(&[1u8; 4096]);
+    assert_eq!(
+        c.call(proto::WRITE, &w.finish()).unwrap().into_result().unwrap()[..],
+        4096u32.to_be_bytes(),
+        "a write at the bound is accepted"
+    );
+    let mut w = BodyWriter::new();
+    w.raw(&fd).raw(&[2u8; 4097]);
+    assert_eq!(c.call(proto::WRITE, &w.finish()).unwrap().status(), Status::EFBIG);
+    let mut w = BodyWriter::new();
+    w.raw(&fd).u64(0).raw(&[3u8; 4097]);
+    assert_eq!(
+        c.call(proto::PWRITE, &w.finish()).unwrap().status(),
+        Status::EFBIG
+    );
+    assert_eq!(
+        c.call(proto::CLOSE, &fd).unwrap().status(),
+        Status::OK,
+        "the connection is still served"
+    );
+    let good = client(tmp.path(), ep.clone(), Role::Edge);
+    assert_eq!(
+        good.read("/html/w.bin").unwrap(),
+        vec![1u8; 4096],
+        "the refused writes wrote nothing"
+    );
+    srv.stop();
+}
+
 #[test]
 fn killed_server_leaves_an_image_that_is_refused_until_checked() {
     let (tmp, image) = setup();

@@ -139,6 +139,9 @@ fn write_at(s: &FileServer, f: &mut OpenFile, off: Option<u64>, data: &[u8]) -> 
     if !f.writable {
         return Err(Status::EBADF);
     }
+    if data.len() > s.opts.max_write_per_request {
+        return Err(Status::EFBIG);
+    }
     let mut fs = s.write()?;
     let at = match off {
         Some(o) => o,

@@ -24,6 +24,11 @@ pub struct FileServerOptions {
     pub allowed_roles: Vec<Role>,
     /// Refuse every mutation (for images that were not cleanly shut down).
     pub read_only: bool,
+    /// Largest data one WRITE/PWRITE may carry; larger ones get `EFBIG`
+    /// before the file system is locked, so one client cannot hold the
+    /// (single, shared) write lock for an arbitrarily long write. Capped by
+    /// the frame body limit (`proto::MAX_IO` of data) in any case.
+    pub max_write_per_request: usize,
 }
 
 impl Default for FileServerOptions {
@@ -32,6 +37,7 @@ impl Default for FileServerOptions {
             max_open_per_client: 1024,
             allowed_roles: vec![Role::Edge, Role::Client],
             read_only: false,
+            max_write_per_request: crate::proto::MAX_IO,
         }
     }
 }
