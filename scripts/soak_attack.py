@@ -197,7 +197,10 @@ def h2_frame(kind, flags, stream, payload=b""):
 
 
 def h2_ping(a):
-    """HTTP/2 connections that send the preface, then only PING frames."""
+    """HTTP/2 connections that send the preface, then only PING frames, one per
+    second each: a keep-alive that would reset an idle timer counting any
+    frame (the issue's attack). A PING *flood* is a CPU attack of its own,
+    not this one (docs/robustness.md)."""
 
     def worker(i, results):
         try:
@@ -214,9 +217,10 @@ def h2_ping(a):
         goaway = False
         try:
             s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0))
-            s.settimeout(1)
             n = 0
+            next_ping = time.monotonic()
             while time.monotonic() - t0 < a.duration:
+                s.settimeout(max(0.01, next_ping - time.monotonic()))
                 try:
                     data = s.recv(65536)
                     if not data:
@@ -226,6 +230,9 @@ def h2_ping(a):
                     goaway = goaway or b"\x07\x00\x00\x00\x00\x00" in data
                 except (socket.timeout, ssl.SSLWantReadError):
                     pass
+                if time.monotonic() < next_ping:
+                    continue
+                next_ping += 1.0
                 n += 1
                 s.sendall(h2_frame(6, 0, 0, struct.pack(">Q", n)))
             results[i] = ("open", time.monotonic() - t0)
