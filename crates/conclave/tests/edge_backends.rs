@@ -10,20 +10,13 @@
 ))]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 mod common;
-use common::{conclave, conclave_ok as run, free_port, server, wait_port, Proc};
+use common::{conclave_ok as run, free_port, wait_port, Proc};
 
 fn start(dir: &Path, name: &str, args: &[&str]) -> Proc {
-    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    let child = conclave()
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    server(child)
+    common::start_logged(dir, name, args)
 }
 
 fn curl(dir: &Path, url: &str) -> (String, Vec<u8>) {

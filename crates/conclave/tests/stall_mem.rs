@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{conclave, conclave_ok as run, free_port, server, wait_port, Proc};
+use common::{conclave, conclave_ok as run, free_port, wait_port, Proc};
 
 /// The memory server's lease in this test.
 const LEASE: Duration = Duration::from_secs(1);
@@ -18,14 +18,7 @@ const LEASE: Duration = Duration::from_secs(1);
 const MARGIN: Duration = Duration::from_millis(1500);
 
 fn start(dir: &Path, name: &str, args: &[&str]) -> Proc {
-    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    let child = conclave()
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    server(child)
+    common::start_logged(dir, name, args)
 }
 
 /// GET over TLS with curl: (status, X-Cache-Status, time taken).

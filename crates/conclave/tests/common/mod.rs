@@ -31,6 +31,18 @@ pub fn certs(out: &Path, extra: &[&str]) {
     run_ok(conclave().arg("certs").args(extra).arg("--out").arg(out));
 }
 
+/// Starts `conclave ARGS` as a server whose stderr goes to `DIR/NAME.log`.
+pub fn start_logged(dir: &Path, name: &str, args: &[&str]) -> Proc {
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    let child = conclave()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    server(child)
+}
+
 /// A started server, stopped on drop as in production: SIGTERM (so it can
 /// clean up), then SIGKILL if it has not exited within 15 s.
 pub fn server(child: std::process::Child) -> Proc {
