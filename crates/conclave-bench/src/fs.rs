@@ -61,6 +61,23 @@ fn op<T>(m: &mut Meter, bytes: usize, f: impl FnOnce() -> std::io::Result<T>) ->
     m.time(bytes as u64, f).map_err(failed("benchmark I/O"))
 }
 
+/// Sequential 1 MiB writes for `duration`, wrapping to the start after
+/// `len` bytes so a host file and a file-server file are written alike.
+fn seq_write(w: &mut (impl Write + Seek), len: u64, duration: Duration) -> Result<Meter, BenchError> {
+    let chunk = vec![0x5au8; 1024 * 1024];
+    let mut m = Meter::start();
+    let mut written = 0u64;
+    while m.elapsed() < duration {
+        if written >= len {
+            w.seek(SeekFrom::Start(0)).map_err(failed("seek"))?;
+            written = 0;
+        }
+        op(&mut m, chunk.len(), || w.write_all(&chunk))?;
+        written += chunk.len() as u64;
+    }
+    Ok(m)
+}
+
 /// The table cell of what `m` measured.
 fn cell(m: Meter, target: &str, workload: &'static str) -> FsBenchResult {
     let r = m.finish();
@@ -112,17 +129,7 @@ fn host_file(cfg: &FsBenchConfig, out: &mut Vec<FsBenchResult>) -> Result<(), Be
     out.push(cell(m, "host-file", "rand-read-4k"));
     let wpath = cfg.workdir.join("host-write.dat");
     let mut w = std::fs::File::create(&wpath).map_err(failed("host write file"))?;
-    let chunk = vec![0x5au8; 1024 * 1024];
-    let mut m = Meter::start();
-    let mut written = 0;
-    while m.elapsed() < cfg.duration {
-        if written >= len {
-            w.seek(SeekFrom::Start(0)).map_err(failed("seek"))?;
-            written = 0;
-        }
-        op(&mut m, chunk.len(), || w.write_all(&chunk))?;
-        written += chunk.len() as u64;
-    }
+    let m = seq_write(&mut w, len, cfg.duration)?;
     w.sync_all().map_err(failed("fsync"))?;
     out.push(cell(m, "host-file", "seq-write-1m"));
     let _ = std::fs::remove_file(wpath);
@@ -205,17 +212,7 @@ fn device(
                 OpenOptions::new().write(true).create(true).truncate(true),
             )
             .map_err(failed("create /write.dat"))?;
-        let chunk = vec![0x5au8; 1024 * 1024];
-        let mut m = Meter::start();
-        let mut written = 0u64;
-        while m.elapsed() < cfg.duration {
-            if written >= len {
-                w.seek(SeekFrom::Start(0)).map_err(failed("seek"))?;
-                written = 0;
-            }
-            op(&mut m, chunk.len(), || w.write_all(&chunk))?;
-            written += chunk.len() as u64;
-        }
+        let m = seq_write(&mut w, len, cfg.duration)?;
         w.sync_all().map_err(failed("fsync"))?;
         out.push(cell(m, name, "seq-write-1m"));
         Ok(())
