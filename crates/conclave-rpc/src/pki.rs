@@ -2,6 +2,7 @@
 //! server and client), and a site certificate for the edge. Keys are written
 //! 0600 and nothing is overwritten without `force`.
 
+use crate::identity::{Identity, Tenant};
 use crate::role::Role;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -115,6 +116,22 @@ impl Ca {
     /// Issues a leaf for `names` (DNS names or IP addresses), usable for TLS
     /// server and client authentication. Returns (certificate PEM, key PEM).
     pub fn issue(&self, names: &[&str], key: SiteKey) -> Result<(String, String), PkiError> {
+        self.issue_with_uris(names, &[], key)
+    }
+
+    /// Issues a process identity: the role as its DNS name (what clients
+    /// check as the server name) and the identity's SPIFFE URI (the tenant).
+    /// ECDSA P-256. Returns (certificate PEM, key PEM).
+    pub fn issue_identity(&self, id: &Identity) -> Result<(String, String), PkiError> {
+        self.issue_with_uris(&[id.role.as_str()], &[id.spiffe_uri()], SiteKey::EcdsaP256)
+    }
+
+    pub(crate) fn issue_with_uris(
+        &self,
+        names: &[&str],
+        uris: &[String],
+        key: SiteKey,
+    ) -> Result<(String, String), PkiError> {
         let alg = match key {
             SiteKey::Rsa2048 => &rcgen::PKCS_RSA_SHA256,
             SiteKey::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
@@ -126,6 +143,9 @@ impl Ca {
                 Ok(ip) => SanType::IpAddress(ip),
                 Err(_) => SanType::DnsName((*n).try_into()?),
             });
+        }
+        for u in uris {
+            p.subject_alt_names.push(SanType::URI(u.as_str().try_into()?));
         }
         p.distinguished_name
             .push(DnType::CommonName, names.first().copied().unwrap_or("conclave"));
@@ -205,7 +225,7 @@ pub fn generate(opts: &CertsOptions) -> Result<Vec<PathBuf>, PkiError> {
     put("root.crt".into(), &ca_pem, false)?;
     put("root.key".into(), &ca_key, true)?;
     for role in Role::ALL {
-        let (c, k) = ca.issue(&[role.as_str()], SiteKey::EcdsaP256)?;
+        let (c, k) = ca.issue_identity(&Identity::new(role, Tenant::default()))?;
         put(format!("{role}.crt"), &c, false)?;
         put(format!("{role}.key"), &k, true)?;
     }

@@ -7,13 +7,14 @@
 use crate::admission::{Admission, NoSlot, NotAdmitted, Slot};
 use crate::endpoint::Endpoint;
 use crate::frame::{read_body, read_header, write_frame, Frame, FrameError, Header};
+use crate::identity::{Identity, Tenant};
 use crate::limits;
 use crate::refusals::{Kind, Refusals, LOG_INTERVAL};
 use crate::role::Role;
 use crate::shutdown::Shutdown;
 use crate::status::Status;
 use crate::stream::AsyncStream;
-use crate::tls::peer_role;
+use crate::tls::peer_identity;
 use std::future::Future;
 use std::io;
 use std::net::IpAddr;
@@ -76,11 +77,19 @@ pub struct PeerInfo {
     /// The role named by the client's certificate (None without TLS; a TLS
     /// peer without a recognised role never reaches a service).
     pub role: Option<Role>,
+    /// The tenant named by the client's certificate (`default` when it
+    /// names none; None without TLS).
+    pub tenant: Option<Tenant>,
     /// The peer's address, for logs.
     pub addr: String,
 }
 
 impl PeerInfo {
+    /// The peer's identity (role and tenant), if its certificate names a role.
+    pub fn identity(&self) -> Option<Identity> {
+        Some(Identity::new(self.role?, self.tenant.clone().unwrap_or_default()))
+    }
+
     /// `Ok` if the peer's certificate names one of `roles`, else `EACCES`.
     pub fn require_role(&self, roles: &[Role]) -> Result<(), Status> {
         match self.role {
@@ -292,11 +301,23 @@ async fn establish<S: Service>(
 ) -> Option<(Box<dyn AsyncStream>, PeerInfo, S::Conn)> {
     let deadline = ctx.opts.handshake_timeout;
     let (mut s, peer, is_tls): (Box<dyn AsyncStream>, PeerInfo, bool) = match tls {
-        None => (stream, PeerInfo { role: None, addr }, false),
+        None => (
+            stream,
+            PeerInfo {
+                role: None,
+                tenant: None,
+                addr,
+            },
+            false,
+        ),
         Some(acc) => match tokio::time::timeout(deadline, acc.accept(stream)).await {
             Ok(Ok(s)) => {
-                let role = peer_role(s.get_ref().1.peer_certificates());
-                (Box::new(s), PeerInfo { role, addr }, true)
+                let id = peer_identity(s.get_ref().1.peer_certificates());
+                let (role, tenant) = match id {
+                    Some(id) => (Some(id.role), Some(id.tenant)),
+                    None => (None, None),
+                };
+                (Box::new(s), PeerInfo { role, tenant, addr }, true)
             }
             Ok(Err(e)) => {
                 ctx.refusals.note(Kind::HandshakeFailed, &addr, &e);

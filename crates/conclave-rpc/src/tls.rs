@@ -2,6 +2,7 @@
 //! certificate chained to the conclave CA, and every client checks that the
 //! server's certificate names the role it meant to reach.
 
+use crate::identity::{Identity, Tenant};
 use crate::role::Role;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
@@ -143,18 +144,85 @@ impl Credentials {
     }
 }
 
-/// The role named by a peer's end-entity certificate (its first DNS subject
-/// alternative name), if it names one of the conclave's roles. `None` is the
-/// one admission rule of every server: such a peer is refused (see
-/// `server::Server::serve`).
-pub fn peer_role(certs: Option<&[CertificateDer<'_>]>) -> Option<Role> {
+/// The identity named by a peer's end-entity certificate: the role is its
+/// first DNS subject alternative name, the tenant comes from its SPIFFE URI
+/// name (`default` when it has none). `None` (no certificate, no recognised
+/// role, a malformed or second SPIFFE name, or a URI whose role differs from
+/// the DNS name) is the one admission rule of every server: such a peer is
+/// refused (see `server::Server::serve`).
+pub fn peer_identity(certs: Option<&[CertificateDer<'_>]>) -> Option<Identity> {
     use x509_parser::prelude::*;
     let der = certs?.first()?;
     let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
     let san = cert.subject_alternative_name().ok()??;
-    let first = san.value.general_names.iter().find_map(|n| match n {
-        GeneralName::DNSName(s) => Some(s.to_string()),
+    let role: Role = san
+        .value
+        .general_names
+        .iter()
+        .find_map(|n| match n {
+            GeneralName::DNSName(s) => Some(s.to_string()),
+            _ => None,
+        })?
+        .parse()
+        .ok()?;
+    let mut uris = san.value.general_names.iter().filter_map(|n| match n {
+        GeneralName::URI(u) if u.starts_with("spiffe://") => Some(*u),
         _ => None,
-    })?;
-    first.parse().ok()
+    });
+    let tenant = match (uris.next(), uris.next()) {
+        (None, _) => Tenant::default(),
+        (Some(u), None) => {
+            let id = Identity::from_spiffe_uri(u)?;
+            if id.role != role {
+                return None;
+            }
+            id.tenant
+        }
+        (Some(_), Some(_)) => return None,
+    };
+    Some(Identity::new(role, tenant))
+}
+
+/// The role named by a peer's end-entity certificate (see [`peer_identity`]).
+pub fn peer_role(certs: Option<&[CertificateDer<'_>]>) -> Option<Role> {
+    peer_identity(certs).map(|id| id.role)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{Ca, SiteKey};
+
+    fn der(pem: &str) -> Vec<CertificateDer<'static>> {
+        CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_certificate_names_role_and_tenant() {
+        let (ca, _, _) = Ca::generate().unwrap();
+        let id = Identity::new(Role::Edge, "acme".parse().unwrap());
+        let (pem, _) = ca.issue_identity(&id).unwrap();
+        assert_eq!(peer_identity(Some(&der(&pem))), Some(id));
+        // Without a SPIFFE name: the default tenant.
+        let (pem, _) = ca.issue(&["client"], SiteKey::EcdsaP256).unwrap();
+        assert_eq!(
+            peer_identity(Some(&der(&pem))),
+            Some(Identity::new(Role::Client, Tenant::default()))
+        );
+        // No role: refused, whatever the URI says.
+        let (pem, _) = ca.issue(&["localhost"], SiteKey::EcdsaP256).unwrap();
+        assert_eq!(peer_identity(Some(&der(&pem))), None);
+        // A URI naming another role than the DNS name: refused.
+        let (pem, _) = ca
+            .issue_with_uris(
+                &["client"],
+                &[Identity::new(Role::Edge, Tenant::default()).spiffe_uri()],
+                SiteKey::EcdsaP256,
+            )
+            .unwrap();
+        assert_eq!(peer_identity(Some(&der(&pem))), None);
+        assert_eq!(peer_identity(None), None);
+    }
 }
