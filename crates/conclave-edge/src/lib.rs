@@ -8,12 +8,13 @@
 //!
 //! Layout: `config/` (the file as written, its units, its validation into
 //! typed settings), `cache/` (the proxy cache, its index and files),
-//! `storage/` (host and nextfs), `shared/` (local and memory-server state),
+//! `storage/` (host and nextfs), `compress/` (gzip, brotli, zstd), `shared/` (local and memory-server state),
 //! `launch` (the `conclave edge` start-up) and `origin` (`conclave origin`).
 #![forbid(unsafe_code)]
 
 pub mod access_log;
 pub mod cache;
+pub mod compress;
 pub mod config;
 pub mod entity;
 pub mod keysource;

@@ -2,6 +2,8 @@
 
 use crate::access_log::AccessLog;
 use crate::cache::Cache;
+use crate::compress;
+use crate::config::CompressionConfig;
 use crate::entity::{respond, status_response, Body, Entity};
 use crate::path::normalize;
 use crate::storage::Storage;
@@ -36,6 +38,8 @@ pub struct Site {
     pub waf: Option<Arc<conclave_waf::Waf>>,
     /// Longest wait for the next piece of a request body (`client_body_timeout`).
     pub body_timeout: Duration,
+    /// Compression of responses and precompressed siblings (`[server.compression]`).
+    pub compress: CompressionConfig,
 }
 
 impl Site {
@@ -139,17 +143,19 @@ impl Site {
         } else {
             rel.to_string()
         };
-        let mut read = storage.read_all(&name);
-        if let Ok((m, _)) = &read {
+        let read = |name: &str| compress::precompressed(&self.compress, req.headers(), storage, name);
+        let mut got = read(&name);
+        if let Ok((m, _, _)) = &got {
             if m.is_dir {
                 name = format!("{rel}/index.html");
-                read = storage.read_all(&name);
+                got = read(&name);
             }
         }
-        match read {
-            Ok((meta, body)) if !meta.is_dir => {
+        match got {
+            Ok((meta, body, rep)) if !meta.is_dir => {
                 let mut e = Entity::for_file(&name, body, meta.modified);
                 e.extra.clone_from(&self.add_headers);
+                e.extra.extend(rep.headers());
                 respond(req.method(), req.headers(), &e, None)
             }
             Ok(_) => status_response(StatusCode::NOT_FOUND),

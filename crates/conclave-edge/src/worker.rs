@@ -247,6 +247,7 @@ async fn serve(
             access_log: access_log.clone(),
             waf,
             body_timeout: cfg.client_body_timeout,
+            compress: s.compression.clone(),
         });
         let l = Listener {
             tcp,

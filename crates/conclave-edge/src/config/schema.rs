@@ -83,6 +83,9 @@ pub struct EdgeSettings {
     /// `[shared]`.
     #[serde(default)]
     pub shared: SharedSettings,
+    /// `[compression]`: the compression keys every site starts from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<CompressionSettings>,
     /// `[[server]]`: the sites.
     #[serde(default)]
     pub server: Vec<ServerSettings>,
@@ -112,6 +115,7 @@ impl Default for EdgeSettings {
             storage_timeout: default_storage_timeout(),
             storage: StorageSettings::default(),
             shared: SharedSettings::default(),
+            compression: None,
             server: Vec::new(),
         }
     }
@@ -265,6 +269,10 @@ pub struct ServerSettings {
     /// `[server.waf]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waf: Option<WafSettings>,
+    /// `[server.compression]`: this site's compression keys, each over the
+    /// top-level `[compression]` one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<CompressionSettings>,
 }
 
 impl ServerSettings {
@@ -283,6 +291,7 @@ impl ServerSettings {
             tls,
             cache: None,
             waf: None,
+            compression: None,
         }
     }
 
@@ -302,6 +311,7 @@ impl ServerSettings {
             tls,
             cache: Some(cache),
             waf: None,
+            compression: None,
         }
     }
 }
@@ -432,4 +442,48 @@ fn default_60m() -> Dur {
 }
 fn one_u32() -> u32 {
     1
+}
+
+/// `[compression]` and `[server.compression]`: NGINX's `gzip`, `brotli` and
+/// `zstd` directives under their NGINX names. Every key is optional so a
+/// site's block sets only what differs from the top-level one (as NGINX
+/// inherits directives); absent everywhere, the NGINX default applies, and
+/// compression is off.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionSettings {
+    /// Gzip responses on the fly (`gzip on`); default off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gzip: Option<bool>,
+    /// Media types compressed on the fly by every coding (`gzip_types`);
+    /// `type/*` and `*` match groups; `text/html` is always included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gzip_types: Option<Vec<String>>,
+    /// Responses announced shorter than this stay as they are (`gzip_min_length`, default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gzip_min_length: Option<ByteSize>,
+    /// Gzip level 1..=9 (`gzip_comp_level`, default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gzip_comp_level: Option<i32>,
+    /// Serve `FILE.gz` beside `FILE` to gzip clients (`gzip_static on`, standalone sites).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gzip_static: Option<bool>,
+    /// Brotli on the fly (`brotli on`, ngx_brotli); default off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brotli: Option<bool>,
+    /// Brotli quality 0..=11 (`brotli_comp_level`, default 6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brotli_comp_level: Option<i32>,
+    /// Serve `FILE.br` to brotli clients (`brotli_static on`, standalone sites).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brotli_static: Option<bool>,
+    /// Zstandard on the fly (`zstd on`, zstd-nginx-module); default off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zstd: Option<bool>,
+    /// Zstandard level 1..=19 (`zstd_comp_level`, default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zstd_comp_level: Option<i32>,
+    /// Serve `FILE.zst` to zstd clients (`zstd_static on`, standalone sites).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zstd_static: Option<bool>,
 }

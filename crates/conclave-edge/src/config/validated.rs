@@ -129,6 +129,66 @@ pub struct ServerConfig {
     pub tls: TlsConfig,
     /// WAF rule file, if any.
     pub waf: Option<PathBuf>,
+    /// Compression of its responses.
+    pub compression: CompressionConfig,
+}
+
+/// A site's compression policy (`[compression]` merged with
+/// `[server.compression]`); [`Default`] is NGINX's: everything off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompressionConfig {
+    /// Gzip on the fly.
+    pub gzip: bool,
+    /// Brotli on the fly.
+    pub brotli: bool,
+    /// Zstandard on the fly.
+    pub zstd: bool,
+    /// Compressible media types, lower case: `type/sub`, `type/*` or `*`.
+    pub types: Vec<String>,
+    /// Responses announced shorter than this are sent as they are.
+    pub min_length: u64,
+    /// Gzip level (1..=9).
+    pub gzip_level: i32,
+    /// Brotli quality (0..=11).
+    pub brotli_level: i32,
+    /// Zstandard level (1..=19).
+    pub zstd_level: i32,
+    /// Serve `FILE.gz` siblings (standalone).
+    pub gzip_static: bool,
+    /// Serve `FILE.br` siblings (standalone).
+    pub brotli_static: bool,
+    /// Serve `FILE.zst` siblings (standalone).
+    pub zstd_static: bool,
+}
+
+impl CompressionConfig {
+    /// `gzip_types` when none is given: text, and the structured text formats
+    /// NGINX setups usually add.
+    pub const DEFAULT_TYPES: [&'static str; 5] = [
+        "text/*",
+        "application/json",
+        "application/javascript",
+        "application/xml",
+        "image/svg+xml",
+    ];
+}
+
+impl Default for CompressionConfig {
+    fn default() -> Self {
+        CompressionConfig {
+            gzip: false,
+            brotli: false,
+            zstd: false,
+            types: Self::DEFAULT_TYPES.iter().map(|t| t.to_string()).collect(),
+            min_length: 20,
+            gzip_level: 1,
+            brotli_level: 6,
+            zstd_level: 1,
+            gzip_static: false,
+            brotli_static: false,
+            zstd_static: false,
+        }
+    }
 }
 
 /// What a site serves: files, or a cache in front of an origin.

@@ -3,12 +3,13 @@
 
 use super::lines::{Key, Lines};
 use super::schema::{
-    CacheSettings, EdgeSettings, Mode, ServerSettings, SharedSettings, StorageSettings, TlsSettings,
+    CacheSettings, CompressionSettings, EdgeSettings, Mode, ServerSettings, SharedSettings, StorageSettings,
+    TlsSettings,
 };
 use super::units::parse_size;
 use super::validated::{
-    CacheConfig, EdgeConfig, KeyConfig, ReqLimit, ServerConfig, SharedConfig, SiteConfig, StorageConfig,
-    TlsConfig,
+    CacheConfig, CompressionConfig, EdgeConfig, KeyConfig, ReqLimit, ServerConfig, SharedConfig, SiteConfig,
+    StorageConfig, TlsConfig,
 };
 use super::ConfigError;
 use std::net::SocketAddr;
@@ -85,7 +86,9 @@ pub(super) fn validate(
                 format!("two servers listen on {listen}"),
             ));
         }
-        servers.push(server(&c, i, s, listen)?);
+        let mut site = server(&c, i, s, listen)?;
+        site.compression = compression(&c, i, raw.compression.as_ref(), s)?;
+        servers.push(site);
     }
     let access_log = match raw.access_log.as_str() {
         "off" | "" => None,
@@ -245,6 +248,7 @@ fn server(
         site,
         tls,
         waf,
+        compression: CompressionConfig::default(),
     })
 }
 
@@ -390,4 +394,120 @@ fn key(c: &Check<'_>, i: usize, t: &TlsSettings) -> Result<KeyConfig, ConfigErro
             "[server.tls] needs `key`",
         )),
     }
+}
+
+/// A site's compression: each key of its `[server.compression]`, else of the
+/// top-level `[compression]`, else NGINX's default.
+fn compression(
+    c: &Check<'_>,
+    i: usize,
+    top: Option<&CompressionSettings>,
+    s: &ServerSettings,
+) -> Result<CompressionConfig, ConfigError> {
+    let own = s.compression.as_ref();
+    fn pick<T: Clone>(
+        own: Option<&CompressionSettings>,
+        top: Option<&CompressionSettings>,
+        f: impl Fn(&CompressionSettings) -> &Option<T>,
+    ) -> Option<T> {
+        own.and_then(|o| f(o).clone())
+            .or_else(|| top.and_then(|t| f(t).clone()))
+    }
+    // The line of a key: the site's own when it sets it, else the top-level one.
+    let at = |key: &'static str, own_set: bool| {
+        if own_set {
+            c.at(&["server".into(), i.into(), "compression".into(), key.into()])
+        } else {
+            c.at(&["compression".into(), key.into()])
+        }
+    };
+    let d = CompressionConfig::default();
+    let level = |key: &'static str,
+                 f: fn(&CompressionSettings) -> &Option<i32>,
+                 range: std::ops::RangeInclusive<i32>,
+                 default: i32| {
+        match pick(own, top, f) {
+            None => Ok(default),
+            Some(v) if range.contains(&v) => Ok(v),
+            Some(v) => Err(c.err(
+                at(key, own.is_some_and(|o| f(o).is_some())),
+                format!(
+                    "{key} = {v}: must be between {} and {}",
+                    range.start(),
+                    range.end()
+                ),
+            )),
+        }
+    };
+    let gzip_level = level("gzip_comp_level", |s| &s.gzip_comp_level, 1..=9, d.gzip_level)?;
+    let brotli_level = level(
+        "brotli_comp_level",
+        |s| &s.brotli_comp_level,
+        0..=11,
+        d.brotli_level,
+    )?;
+    let zstd_level = level("zstd_comp_level", |s| &s.zstd_comp_level, 1..=19, d.zstd_level)?;
+    let types = match pick(own, top, |s| &s.gzip_types) {
+        None => d.types,
+        Some(list) => {
+            let here = at("gzip_types", own.is_some_and(|o| o.gzip_types.is_some()));
+            let mut types = Vec::with_capacity(list.len() + 1);
+            for t in &list {
+                let t = t.trim().to_ascii_lowercase();
+                let ok = t == "*"
+                    || t.split_once('/').is_some_and(|(a, b)| {
+                        let token = |x: &str| {
+                            !x.is_empty() && x.bytes().all(|b| b.is_ascii_graphic() && !b"/;,\"".contains(&b))
+                        };
+                        token(a) && (b == "*" || token(b))
+                    });
+                if !ok {
+                    return Err(c.err(
+                        here,
+                        format!("gzip_types: {t:?} is not a media type (TYPE/SUBTYPE, TYPE/* or *)"),
+                    ));
+                }
+                types.push(t);
+            }
+            // As in NGINX, text/html is always compressible.
+            types.push("text/html".into());
+            types
+        }
+    };
+    let statics = [
+        ("gzip_static", pick(own, top, |s| &s.gzip_static)),
+        ("brotli_static", pick(own, top, |s| &s.brotli_static)),
+        ("zstd_static", pick(own, top, |s| &s.zstd_static)),
+    ];
+    if s.mode == Mode::Cache {
+        // Siblings are files of a docroot; a cache site has none. A top-level
+        // key meant for the standalone sites is not an error here.
+        for (key, _) in statics {
+            let own_set = own.is_some_and(|o| match key {
+                "gzip_static" => o.gzip_static == Some(true),
+                "brotli_static" => o.brotli_static == Some(true),
+                _ => o.zstd_static == Some(true),
+            });
+            if own_set {
+                return Err(c.err(
+                    at(key, true),
+                    format!("{key} serves files beside a docroot: it needs mode = \"standalone\""),
+                ));
+            }
+        }
+    }
+    let standalone = s.mode == Mode::Standalone;
+    Ok(CompressionConfig {
+        gzip: pick(own, top, |s| &s.gzip).unwrap_or(d.gzip),
+        brotli: pick(own, top, |s| &s.brotli).unwrap_or(d.brotli),
+        zstd: pick(own, top, |s| &s.zstd).unwrap_or(d.zstd),
+        types,
+        min_length: pick(own, top, |s| &s.gzip_min_length).map_or(d.min_length, |b| b.0),
+        gzip_level,
+        brotli_level,
+        zstd_level,
+        gzip_static: standalone && statics[0].1.unwrap_or(false),
+        brotli_static: standalone && statics[1].1.unwrap_or(false),
+        zstd_static: standalone && statics[2].1.unwrap_or(false),
+    })
 }

@@ -1,0 +1,274 @@
+use super::*;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use std::io::Read;
+
+fn ae(v: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+    h
+}
+
+fn all(_: Coding) -> bool {
+    true
+}
+
+#[test]
+fn q_values_parse_as_rfc_9110_says() {
+    assert_eq!(qvalue("1"), Some(1000));
+    assert_eq!(qvalue("1.000"), Some(1000));
+    assert_eq!(qvalue("0"), Some(0));
+    assert_eq!(qvalue("0.5"), Some(500));
+    assert_eq!(qvalue("0.123"), Some(123));
+    assert_eq!(qvalue("0.1234"), None);
+    assert_eq!(qvalue("1.5"), None);
+    assert_eq!(qvalue("2"), None);
+    assert_eq!(qvalue("abc"), None);
+}
+
+#[test]
+fn negotiation_prefers_weight_then_br_zstd_gzip() {
+    assert_eq!(negotiate(&ae("gzip"), all), Some(Coding::Gzip));
+    assert_eq!(negotiate(&ae("gzip, br"), all), Some(Coding::Brotli));
+    assert_eq!(negotiate(&ae("gzip, zstd"), all), Some(Coding::Zstd));
+    assert_eq!(negotiate(&ae("gzip;q=1, br;q=0.5"), all), Some(Coding::Gzip));
+    assert_eq!(
+        negotiate(&ae("deflate, gzip, br, zstd"), all),
+        Some(Coding::Brotli)
+    );
+    assert_eq!(negotiate(&ae("x-gzip"), all), Some(Coding::Gzip));
+    assert_eq!(negotiate(&ae("GZIP ; Q=0.8"), all), Some(Coding::Gzip));
+    // Only what the site offers.
+    assert_eq!(
+        negotiate(&ae("gzip, br"), |c| c == Coding::Gzip),
+        Some(Coding::Gzip)
+    );
+    assert_eq!(
+        ranked(&ae("gzip;q=0.2, br;q=0.9, zstd;q=0.5"), all),
+        [Coding::Brotli, Coding::Zstd, Coding::Gzip]
+    );
+}
+
+#[test]
+fn q_zero_star_and_identity_refuse_or_allow() {
+    assert_eq!(negotiate(&ae("gzip;q=0"), all), None);
+    assert_eq!(negotiate(&ae("gzip;q=0, br"), all), Some(Coding::Brotli));
+    assert_eq!(negotiate(&ae("*"), all), Some(Coding::Brotli));
+    assert_eq!(negotiate(&ae("*;q=0.5, gzip"), all), Some(Coding::Gzip));
+    assert_eq!(
+        negotiate(&ae("*, br;q=0"), |c| c != Coding::Zstd),
+        Some(Coding::Gzip)
+    );
+    assert_eq!(negotiate(&ae("*;q=0"), all), None);
+    assert_eq!(negotiate(&ae("identity"), all), None);
+    assert_eq!(negotiate(&ae(""), all), None);
+    assert_eq!(negotiate(&HeaderMap::new(), all), None);
+    // identity weighed above every coding wins; equal weights let us compress.
+    assert_eq!(negotiate(&ae("gzip;q=0.5, identity"), all), None);
+    assert_eq!(negotiate(&ae("gzip, identity"), all), Some(Coding::Gzip));
+    // A malformed weight drops its item, not the header.
+    assert_eq!(negotiate(&ae("br;q=2, gzip"), all), Some(Coding::Gzip));
+}
+
+#[test]
+fn accept_encoding_on_several_lines_is_one_list() {
+    let mut h = ae("gzip;q=0.5");
+    h.append(header::ACCEPT_ENCODING, HeaderValue::from_static("br"));
+    assert_eq!(negotiate(&h, all), Some(Coding::Brotli));
+}
+
+fn on() -> CompressionConfig {
+    CompressionConfig {
+        gzip: true,
+        brotli: true,
+        zstd: true,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn gzip_types_match_exact_group_and_star() {
+    let c = on();
+    let t = |s: &'static str| c.compressible(&HeaderValue::from_static(s));
+    assert!(t("text/html"));
+    assert!(t("text/plain; charset=utf-8"));
+    assert!(t("Application/JSON"));
+    assert!(t("image/svg+xml"));
+    assert!(!t("image/png"));
+    assert!(!t("application/octet-stream"));
+    assert!(!t("text/event-stream"));
+    let star = CompressionConfig {
+        types: vec!["*".into()],
+        ..on()
+    };
+    assert!(star.compressible(&HeaderValue::from_static("image/png")));
+}
+
+#[test]
+fn vary_is_merged_once() {
+    let mut h = HeaderMap::new();
+    add_vary(&mut h);
+    assert_eq!(h[header::VARY], "Accept-Encoding");
+    add_vary(&mut h);
+    assert_eq!(h.get_all(header::VARY).iter().count(), 1);
+    let mut h = HeaderMap::new();
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Language"));
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
+    add_vary(&mut h);
+    assert_eq!(h[header::VARY], "Accept-Language, Origin, Accept-Encoding");
+    let mut h = HeaderMap::new();
+    h.insert(header::VARY, HeaderValue::from_static("*"));
+    add_vary(&mut h);
+    assert_eq!(h[header::VARY], "*");
+}
+
+const TEXT: &[u8] = b"<html>compress me, compress me, compress me, compress me</html>\n";
+
+fn resp(
+    ct: &'static str,
+    body: &'static [u8],
+    extra: &[(&'static str, &'static str)],
+) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body)));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    h.insert(header::ETAG, HeaderValue::from_static("\"abc\""));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    for (k, v) in extra {
+        h.insert(*k, HeaderValue::from_static(v));
+    }
+    r
+}
+
+async fn body_of(r: Response<stream::Encoded>) -> Vec<u8> {
+    r.into_body().collect().await.unwrap().to_bytes().to_vec()
+}
+
+fn decode(coding: Coding, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    match coding {
+        Coding::Gzip => {
+            flate2::read::GzDecoder::new(data).read_to_end(&mut out).unwrap();
+        }
+        Coding::Brotli => {
+            brotli::Decompressor::new(data, 4096)
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        Coding::Zstd => {
+            out = zstd::decode_all(data).unwrap();
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn each_coding_round_trips_and_rewrites_the_headers() {
+    for c in Coding::ALL {
+        let r = apply(&on(), &Method::GET, &ae(c.token()), resp("text/html", TEXT, &[]));
+        assert_eq!(r.status(), 200);
+        let h = r.headers();
+        assert_eq!(h[header::CONTENT_ENCODING], c.token());
+        assert_eq!(h[header::VARY], "Accept-Encoding");
+        assert_eq!(h[header::ETAG], "W/\"abc\"");
+        assert!(h.get(header::CONTENT_LENGTH).is_none());
+        assert!(h.get(header::ACCEPT_RANGES).is_none());
+        let encoded = body_of(r).await;
+        assert_ne!(encoded, TEXT);
+        assert_eq!(decode(c, &encoded), TEXT);
+    }
+}
+
+#[tokio::test]
+async fn a_long_streamed_body_is_encoded_chunk_by_chunk() {
+    let chunks: Vec<Result<hyper::body::Frame<Bytes>, std::io::Error>> = (0..200)
+        .map(|i| {
+            Ok(hyper::body::Frame::data(Bytes::from(
+                format!("line {i} of many\n").repeat(100),
+            )))
+        })
+        .collect();
+    let want: Vec<u8> = (0..200)
+        .flat_map(|i| format!("line {i} of many\n").repeat(100).into_bytes())
+        .collect();
+    let body = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
+    let encoded = encode(body, Coding::Gzip, 1);
+    let got = encoded.collect().await.unwrap().to_bytes();
+    assert!(got.len() < want.len() / 10);
+    assert_eq!(decode(Coding::Gzip, &got), want);
+}
+
+async fn untouched(cfg: &CompressionConfig, method: Method, req: HeaderMap, r: Response<Full<Bytes>>) {
+    let before = r.headers().clone();
+    let out = apply(cfg, &method, &req, r);
+    assert_eq!(out.headers(), &before);
+    assert_eq!(body_of(out).await, TEXT);
+}
+
+#[tokio::test]
+async fn responses_that_must_not_be_compressed_pass_byte_identical() {
+    let gzip = ae("gzip, br, zstd");
+    // Off by default.
+    untouched(
+        &CompressionConfig::default(),
+        Method::GET,
+        gzip.clone(),
+        resp("text/html", TEXT, &[]),
+    )
+    .await;
+    // Already encoded by the origin.
+    untouched(
+        &on(),
+        Method::GET,
+        gzip.clone(),
+        resp("text/html", TEXT, &[("content-encoding", "gzip")]),
+    )
+    .await;
+    // no-transform, in the response or the request.
+    untouched(
+        &on(),
+        Method::GET,
+        gzip.clone(),
+        resp("text/html", TEXT, &[("cache-control", "public, no-transform")]),
+    )
+    .await;
+    let mut nt = gzip.clone();
+    nt.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-transform"));
+    untouched(&on(), Method::GET, nt, resp("text/html", TEXT, &[])).await;
+    // Not a compressible type.
+    untouched(&on(), Method::GET, gzip.clone(), resp("image/png", TEXT, &[])).await;
+    // Shorter than gzip_min_length.
+    let long_min = CompressionConfig {
+        min_length: 1000,
+        ..on()
+    };
+    untouched(&long_min, Method::GET, gzip.clone(), resp("text/html", TEXT, &[])).await;
+    // Not a 200.
+    let mut partial = resp("text/html", TEXT, &[]);
+    *partial.status_mut() = StatusCode::PARTIAL_CONTENT;
+    untouched(&on(), Method::GET, gzip.clone(), partial).await;
+}
+
+#[tokio::test]
+async fn a_client_that_refuses_gets_identity_with_vary() {
+    let r = apply(&on(), &Method::GET, &ae("gzip;q=0"), resp("text/html", TEXT, &[]));
+    assert_eq!(r.headers()[header::VARY], "Accept-Encoding");
+    assert!(r.headers().get(header::CONTENT_ENCODING).is_none());
+    assert_eq!(r.headers()[header::CONTENT_LENGTH], TEXT.len().to_string());
+    assert_eq!(r.headers()[header::ETAG], "\"abc\"");
+    assert_eq!(body_of(r).await, TEXT);
+}
+
+#[tokio::test]
+async fn head_gets_the_headers_of_get_and_no_body() {
+    let r = apply(
+        &on(),
+        &Method::HEAD,
+        &ae("gzip"),
+        resp("text/html", b"", &[("content-length", "5000")]),
+    );
+    assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip");
+    assert!(r.headers().get(header::CONTENT_LENGTH).is_none());
+    assert_eq!(body_of(r).await, b"");
+}
