@@ -272,3 +272,144 @@ async fn head_gets_the_headers_of_get_and_no_body() {
     assert!(r.headers().get(header::CONTENT_LENGTH).is_none());
     assert_eq!(body_of(r).await, b"");
 }
+
+/// A config dir with a certificate, a key and a docroot, and a site block.
+fn config_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("html")).unwrap();
+    std::fs::write(dir.path().join("c.crt"), "").unwrap();
+    std::fs::write(dir.path().join("c.key"), "").unwrap();
+    dir
+}
+
+fn site(port: u16, mode: &str) -> String {
+    format!(
+        "[[server]]\nlisten = \"127.0.0.1:{port}\"\nmode = \"{mode}\"\nroot = \"html\"\n\
+         proxy_pass = \"http://127.0.0.1:1\"\n[server.tls]\ncertificate = \"c.crt\"\nkey = \"c.key\"\n"
+    )
+}
+
+#[test]
+fn server_keys_override_top_level_keys_one_by_one() {
+    let dir = config_dir();
+    let text = format!(
+        "[compression]\ngzip = true\ngzip_comp_level = 5\ngzip_types = [\"application/json\"]\ngzip_static = true\n\n\
+         {}{}[server.compression]\nbrotli = true\ngzip_comp_level = 9\ngzip_min_length = \"1k\"\n",
+        site(1, "standalone"),
+        site(2, "cache")
+    );
+    let path = dir.path().join("edge.toml");
+    let cfg = crate::EdgeConfig::parse(&path, &text).unwrap();
+    let a = &cfg.servers[0].compression;
+    assert!(a.gzip && !a.brotli && !a.zstd && a.gzip_static);
+    assert_eq!((a.gzip_level, a.min_length), (5, 20));
+    assert_eq!(a.types, ["application/json", "text/html"]);
+    let b = &cfg.servers[1].compression;
+    assert!(b.gzip && b.brotli && !b.zstd);
+    // gzip_static from the top level does not reach a cache site.
+    assert!(!b.gzip_static);
+    assert_eq!((b.gzip_level, b.brotli_level, b.min_length), (9, 6, 1024));
+    // The value written back as TOML validates to the same configuration.
+    let settings: crate::EdgeSettings = toml::from_str(&text).unwrap();
+    let again = crate::EdgeConfig::parse(&path, &settings.to_toml()).unwrap();
+    assert_eq!(again.servers[0].compression, *a);
+    assert_eq!(again.servers[1].compression, *b);
+}
+
+#[test]
+fn compression_is_off_without_keys() {
+    let dir = config_dir();
+    let cfg = crate::EdgeConfig::parse(&dir.path().join("edge.toml"), &site(1, "cache")).unwrap();
+    assert_eq!(cfg.servers[0].compression, CompressionConfig::default());
+    assert!(!cfg.servers[0].compression.any_on_the_fly());
+    assert!(!cfg.servers[0].compression.any_static());
+}
+
+#[test]
+fn refuses_bad_compression_values_naming_the_line() {
+    let dir = config_dir();
+    let path = dir.path().join("edge.toml");
+    let err = |text: String| crate::EdgeConfig::parse(&path, &text).unwrap_err().to_string();
+    let e = err(format!(
+        "{}[server.compression]\ngzip = true\ngzip_comp_level = 10\n",
+        site(1, "cache")
+    ));
+    assert!(
+        e.contains(":11:") && e.contains("gzip_comp_level = 10: must be between 1 and 9"),
+        "{e}"
+    );
+    let e = err(format!(
+        "[compression]\nbrotli_comp_level = 12\n{}",
+        site(1, "cache")
+    ));
+    assert!(e.contains(":2:") && e.contains("brotli_comp_level"), "{e}");
+    let e = err(format!(
+        "[compression]\ngzip_types = [\"text html\"]\n{}",
+        site(1, "cache")
+    ));
+    assert!(e.contains(":2:") && e.contains("not a media type"), "{e}");
+    let e = err(format!(
+        "{}[server.compression]\nbrotli_static = true\n",
+        site(1, "cache")
+    ));
+    assert!(
+        e.contains(":10:") && e.contains("needs mode = \"standalone\""),
+        "{e}"
+    );
+    let e = err(format!(
+        "{}[server.compression]\ngzipp = true\n",
+        site(1, "cache")
+    ));
+    assert!(e.contains(":10:") && e.contains("unknown field"), "{e}");
+}
+
+#[test]
+fn static_siblings_are_chosen_by_the_client_and_what_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.css"), "body{}").unwrap();
+    std::fs::write(dir.path().join("a.css.gz"), "GZ").unwrap();
+    std::fs::write(dir.path().join("a.css.br"), "BR").unwrap();
+    std::fs::write(dir.path().join("plain.css"), "plain").unwrap();
+    let storage = crate::storage::HostStorage::new(dir.path(), false).unwrap();
+    let cfg = CompressionConfig {
+        gzip_static: true,
+        brotli_static: true,
+        zstd_static: true,
+        ..Default::default()
+    };
+    let get = |ae_: &str, name: &str| {
+        let (_, body, rep) = precompressed(&cfg, &ae(ae_), &storage, name).unwrap();
+        (String::from_utf8(body.to_vec()).unwrap(), rep.coding, rep.varies)
+    };
+    assert_eq!(get("gzip", "a.css"), ("GZ".into(), Some(Coding::Gzip), true));
+    assert_eq!(
+        get("gzip, br", "a.css"),
+        ("BR".into(), Some(Coding::Brotli), true)
+    );
+    // zstd preferred, but no .zst: the next one that exists.
+    assert_eq!(
+        get("zstd, gzip;q=0.5", "a.css"),
+        ("GZ".into(), Some(Coding::Gzip), true)
+    );
+    assert_eq!(get("gzip;q=0", "a.css"), ("body{}".into(), None, true));
+    assert_eq!(get("gzip", "plain.css"), ("plain".into(), None, false));
+    // Off: not even looked for.
+    let (_, body, rep) =
+        precompressed(&CompressionConfig::default(), &ae("gzip"), &storage, "a.css").unwrap();
+    assert_eq!((&body[..], rep), (&b"body{}"[..], Precompressed::default()));
+    let hs: Vec<_> = Precompressed {
+        coding: Some(Coding::Gzip),
+        varies: true,
+    }
+    .headers()
+    .collect();
+    assert_eq!(hs.len(), 2);
+    assert_eq!(
+        (&hs[0].0, &hs[0].1),
+        (&header::CONTENT_ENCODING, &HeaderValue::from_static("gzip"))
+    );
+    assert_eq!(
+        (&hs[1].0, &hs[1].1),
+        (&header::VARY, &HeaderValue::from_static("Accept-Encoding"))
+    );
+}
