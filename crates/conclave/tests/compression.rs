@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 mod common;
-use common::{conclave, conclave_ok, free_port, server, wait_port, Proc};
+use common::{conclave, free_port, server, wait_port, Proc};
 
 /// A page long enough to compress well (and above `gzip_min_length`).
 fn page() -> Vec<u8> {
