@@ -51,17 +51,16 @@ impl Site {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
+        let too_large = announced.is_some_and(|n| n > self.max_body);
         let mut timed_out = false;
-        let body = if self.passes_through(&parts.method) {
-            Some(body)
-        } else {
-            if !body.is_end_stream() && announced.is_none_or(|n| n <= self.max_body) {
+        let mut body = Some(body);
+        if !too_large && !self.passes_through(&parts.method) {
+            if let Some(b) = body.take().filter(|b| !b.is_end_stream()) {
                 // Read a small body before answering: an HTTP/2 client whose stream is
                 // reset mid-upload reports an error instead of our status.
-                timed_out = !self.drain_body(body).await;
+                timed_out = !self.drain_body(b).await;
             }
-            None
-        };
+        }
         let resp = if timed_out {
             crate::refusals::BODY_TIMEOUT.note(peer);
             let mut r = status_response(StatusCode::REQUEST_TIMEOUT);
@@ -75,8 +74,19 @@ impl Site {
         } else if !host_ok(&parts) {
             crate::refusals::BAD_HOST.note(peer);
             status_response(StatusCode::BAD_REQUEST)
+        } else if too_large {
+            let mut r = status_response(StatusCode::PAYLOAD_TOO_LARGE);
+            if parts.version < Version::HTTP_2 {
+                // The body is still on its way and will not be read.
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            match body.take().filter(|b| !b.is_end_stream()) {
+                Some(unread) => r.map(|b| hold(b, unread)),
+                None => r,
+            }
         } else {
-            self.answer(&parts, body, announced, peer).await
+            self.answer(&parts, body, peer).await
         };
         if let Some(log) = &self.access_log {
             log.record(peer, &Request::from_parts(parts, ()), &resp);
@@ -116,7 +126,6 @@ impl Site {
         &self,
         parts: &http::request::Parts,
         body: Option<hyper::body::Incoming>,
-        announced: Option<u64>,
         peer: SocketAddr,
     ) -> Response<Body> {
         let target = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
@@ -127,15 +136,6 @@ impl Site {
             if let Some(status) = waf_check(waf, parts, target) {
                 return status_response(status);
             }
-        }
-        if announced.is_some_and(|n| n > self.max_body) {
-            let mut r = status_response(StatusCode::PAYLOAD_TOO_LARGE);
-            if body.is_some() {
-                // The body is still on its way and will not be read.
-                r.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
-            return r;
         }
         let method = &parts.method;
         let get_or_head = method == Method::GET || method == Method::HEAD;
@@ -210,6 +210,44 @@ impl Site {
                 }
             },
         }
+    }
+}
+
+/// `body` with the request body `unread` kept open until it is sent: an
+/// HTTP/2 stream whose request body is dropped before the answer is reset
+/// (CANCEL) and the client never sees the status; after the answer, the reset
+/// is NO_ERROR (RFC 9113 §8.1) and the client reads the answer.
+fn hold(body: Body, unread: hyper::body::Incoming) -> Body {
+    use http_body_util::BodyExt;
+    Holding {
+        body,
+        _unread: unread,
+    }
+    .boxed_unsync()
+}
+
+struct Holding {
+    body: Body,
+    _unread: hyper::body::Incoming,
+}
+
+impl http_body::Body for Holding {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
