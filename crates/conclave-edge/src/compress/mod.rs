@@ -14,6 +14,7 @@ pub use static_files::{precompressed, Precompressed};
 pub use stream::encode;
 
 use crate::config::CompressionConfig;
+use crate::entity::Body;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 
@@ -275,18 +276,14 @@ fn weaken_etag(h: &mut HeaderMap) {
 /// Compresses `resp` on the fly when the site's policy and the client of
 /// `method`/`req` allow, else returns it as it is. The body is encoded as
 /// it streams; a HEAD answer gets the headers a GET would get.
-pub fn apply<B>(
+pub fn apply(
     cfg: &CompressionConfig,
     method: &Method,
     req: &HeaderMap,
-    mut resp: Response<B>,
-) -> Response<stream::Encoded>
-where
-    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+    mut resp: Response<Body>,
+) -> Response<Body> {
     if !cfg.any_on_the_fly() {
-        return resp.map(stream::identity);
+        return resp;
     }
     let len = resp
         .headers()
@@ -295,11 +292,11 @@ where
         .and_then(|v| v.parse::<u64>().ok())
         .or_else(|| hyper::body::Body::size_hint(resp.body()).exact());
     if !eligible(cfg, req, resp.status(), resp.headers(), len) {
-        return resp.map(stream::identity);
+        return resp;
     }
     add_vary(resp.headers_mut());
     let Some(coding) = negotiate(req, |c| cfg.on_the_fly(c)) else {
-        return resp.map(stream::identity);
+        return resp;
     };
     let h = resp.headers_mut();
     h.insert(header::CONTENT_ENCODING, coding.header());
@@ -307,7 +304,7 @@ where
     h.remove(header::ACCEPT_RANGES);
     weaken_etag(h);
     if method == Method::HEAD {
-        return resp.map(stream::identity);
+        return resp;
     }
     let level = cfg.level(coding);
     resp.map(|b| encode(b, coding, level))

@@ -2,38 +2,26 @@
 //! zstd-encoded out, one chunk at a time (nothing is read whole).
 
 use super::Coding;
+use crate::entity::Body;
 use async_compression::tokio::bufread::{BrotliEncoder, GzipEncoder, ZstdEncoder};
 use async_compression::Level;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
-use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Body, Frame};
+use hyper::body::Frame;
 use std::io;
 use tokio_util::io::{ReaderStream, StreamReader};
 
-/// A body as it leaves a site: as produced, or encoded.
-pub type Encoded = UnsyncBoxBody<Bytes, io::Error>;
-
 /// Largest piece of encoded output handed to the connection at once.
 const CHUNK: usize = 16 << 10;
-
-/// `body` unchanged, as an [`Encoded`].
-pub fn identity<B>(body: B) -> Encoded
-where
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    body.map_err(io::Error::other).boxed_unsync()
-}
 
 /// `body` encoded with `coding` at `level` as it streams. Trailers are
 /// dropped (an encoded body's trailers would describe other bytes); an error
 /// of the source ends the encoded body with that error, so the client sees a
 /// broken transfer, never a short body that looks whole.
-pub fn encode<B>(body: B, coding: Coding, level: i32) -> Encoded
+pub fn encode<B>(body: B, coding: Coding, level: i32) -> Body
 where
-    B: Body<Data = Bytes> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let source = StreamReader::new(Box::pin(body.into_data_stream().map_err(io::Error::other)));
@@ -45,7 +33,7 @@ where
     }
 }
 
-fn frames<R: tokio::io::AsyncRead + Send + 'static>(encoder: R) -> Encoded {
+fn frames<R: tokio::io::AsyncRead + Send + 'static>(encoder: R) -> Body {
     let chunks = ReaderStream::with_capacity(encoder, CHUNK).map_ok(Frame::data);
     StreamBody::new(chunks).boxed_unsync()
 }

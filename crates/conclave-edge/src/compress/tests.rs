@@ -1,6 +1,6 @@
 use super::*;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use std::io::Read;
 
 fn ae(v: &str) -> HeaderMap {
@@ -124,12 +124,8 @@ fn vary_is_merged_once() {
 
 const TEXT: &[u8] = b"<html>compress me, compress me, compress me, compress me</html>\n";
 
-fn resp(
-    ct: &'static str,
-    body: &'static [u8],
-    extra: &[(&'static str, &'static str)],
-) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from_static(body)));
+fn resp(ct: &'static str, body: &'static [u8], extra: &[(&'static str, &'static str)]) -> Response<Body> {
+    let mut r = Response::new(crate::entity::full(Bytes::from_static(body)));
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
@@ -141,7 +137,7 @@ fn resp(
     r
 }
 
-async fn body_of(r: Response<stream::Encoded>) -> Vec<u8> {
+async fn body_of(r: Response<Body>) -> Vec<u8> {
     r.into_body().collect().await.unwrap().to_bytes().to_vec()
 }
 
@@ -199,7 +195,7 @@ async fn a_long_streamed_body_is_encoded_chunk_by_chunk() {
     assert_eq!(decode(Coding::Gzip, &got), want);
 }
 
-async fn untouched(cfg: &CompressionConfig, method: Method, req: HeaderMap, r: Response<Full<Bytes>>) {
+async fn untouched(cfg: &CompressionConfig, method: Method, req: HeaderMap, r: Response<Body>) {
     let before = r.headers().clone();
     let out = apply(cfg, &method, &req, r);
     assert_eq!(out.headers(), &before);

@@ -11,12 +11,12 @@ mod validation;
 
 pub use schema::{
     CacheSettings, CompressionSettings, EdgeSettings, Mode, ServerSettings, SharedSettings, StorageSettings,
-    TlsSettings, WafSettings,
+    TlsSettings, UpstreamServerSettings, UpstreamSettings, WafSettings,
 };
 pub use units::{parse_duration, parse_size, ByteSize, Dur};
 pub use validated::{
-    CacheConfig, CompressionConfig, EdgeConfig, KeyConfig, ReqLimit, ServerConfig, SharedConfig, SiteConfig,
-    StorageConfig, TlsConfig,
+    CacheConfig, CompressionConfig, EdgeConfig, KeyConfig, OriginTlsConfig, ProxyConfig, ReqLimit,
+    ServerConfig, SharedConfig, SiteConfig, StorageConfig, TlsConfig, UpstreamConfig, UpstreamServerConfig,
 };
 
 use lines::Lines;
