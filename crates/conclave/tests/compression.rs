@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 mod common;
+mod proxy_common;
 use common::{conclave, free_port, server, wait_port, Proc};
+use conclave_testkit::{Reply, TestOrigin};
+use proxy_common::{dir_with_certs, Edge, SiteSpec};
 
 /// A page long enough to compress well (and above `gzip_min_length`).
 fn page() -> Vec<u8> {
@@ -323,4 +326,84 @@ fn gzip_static_serves_the_precompressed_sibling() {
     let h = w.get(w.on, "/app.js", &["-I", "-H", "Accept-Encoding: gzip"]);
     assert_eq!(h.header("content-encoding"), Some("gzip"));
     assert_eq!(h.header("content-length"), Some(js_gz.len().to_string().as_str()));
+}
+
+#[test]
+fn a_cache_site_compresses_what_the_client_gets_and_stores_the_origin_bytes() {
+    let origin = TestOrigin::start();
+    let text = page();
+    origin.route(
+        "/page",
+        Reply::ok(text.clone())
+            .header("content-type", "text/html; charset=utf-8")
+            .header("etag", "\"v1\"")
+            .header("vary", "Accept-Language")
+            .header("cache-control", "max-age=60"),
+    );
+    // Already gzip-encoded by the origin: passes byte-identical, labelled.
+    let pre = gzip(&text);
+    origin.route(
+        "/pre",
+        Reply::ok(pre.clone())
+            .header("content-type", "text/html")
+            .header("content-encoding", "gzip")
+            .header("cache-control", "max-age=60"),
+    );
+    // Length unknown to the edge (chunked from the origin): compressed.
+    origin.route(
+        "/chunked",
+        Reply::ok(text.clone())
+            .header("content-type", "application/json")
+            .chunked(),
+    );
+    let edge = Edge::start(
+        dir_with_certs(),
+        &[SiteSpec::new(
+            format!("127.0.0.1:{}", origin.port()),
+            "[server.compression]\ngzip = true\nbrotli = true\n",
+        )],
+        "",
+    );
+    let gz = ["-H", "Accept-Encoding: gzip"];
+
+    let miss = edge.curl(0, "/page", &gz);
+    assert_eq!(miss.status, 200);
+    assert_eq!(miss.header("x-cache-status"), Some("MISS"));
+    assert_eq!(miss.header("content-encoding"), Some("gzip"));
+    assert_eq!(miss.header("vary"), Some("Accept-Language, Accept-Encoding"));
+    assert_eq!(miss.header("etag"), Some("W/\"v1\""));
+    assert_eq!(miss.header("content-length"), None);
+    assert_eq!(gunzip(&miss.body), text);
+    // The cache holds the origin's bytes: an identity client gets them from
+    // the cache, whole, with the origin's length and strong ETag.
+    let hit = edge.curl(0, "/page", &[]);
+    assert_eq!(hit.header("x-cache-status"), Some("HIT"));
+    assert_eq!(hit.header("content-encoding"), None);
+    assert_eq!(
+        hit.header("content-length"),
+        Some(text.len().to_string().as_str())
+    );
+    assert_eq!(hit.header("etag"), Some("\"v1\""));
+    assert_eq!(hit.header("vary"), Some("Accept-Language, Accept-Encoding"));
+    assert_eq!(hit.body, text);
+    // A hit is compressed like a miss, here with the client's preferred br.
+    let br = edge.curl(0, "/page", &["-H", "Accept-Encoding: gzip, br"]);
+    assert_eq!(br.header("x-cache-status"), Some("HIT"));
+    assert_eq!(br.header("content-encoding"), Some("br"));
+    assert_eq!(unbrotli(&br.body), text);
+    assert_eq!(origin.count("/page"), 1);
+
+    for ae in ["gzip", "br"] {
+        let p = edge.curl(0, "/pre", &["-H", &format!("Accept-Encoding: {ae}")]);
+        assert_eq!(p.status, 200);
+        assert_eq!(p.header("content-encoding"), Some("gzip"));
+        assert_eq!(p.header("content-length"), Some(pre.len().to_string().as_str()));
+        assert_eq!(p.header("vary"), None);
+        assert_eq!(p.body, pre);
+    }
+
+    let c = edge.curl(0, "/chunked", &gz);
+    assert_eq!(c.status, 200);
+    assert_eq!(c.header("content-encoding"), Some("gzip"));
+    assert_eq!(gunzip(&c.body), text);
 }
