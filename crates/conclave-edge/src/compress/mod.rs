@@ -150,7 +150,7 @@ pub fn ranked(req: &HeaderMap, offered: impl Fn(Coding) -> bool) -> Vec<Coding> 
         .filter(|&(q, _)| q > 0)
         .collect();
     // Stable sort keeps the ALL order among equal weights.
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|&(q, _)| std::cmp::Reverse(q));
     if let (Some(&(best, _)), Some(identity)) = (out.first(), w.identity) {
         if identity > best {
             return Vec::new();
