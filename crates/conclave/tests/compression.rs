@@ -215,6 +215,12 @@ fn on_the_fly_codings_follow_accept_encoding() {
     assert!(g.body.len() < want.len() / 4, "{} bytes", g.body.len());
     assert_eq!(gunzip(&g.body), want);
 
+    // HTTP/2 alike.
+    let h2 = w.get(w.on, "/page.html", &["--http2", "-H", "Accept-Encoding: gzip"]);
+    assert_eq!(h2.status, 200);
+    assert_eq!(h2.header("content-encoding"), Some("gzip"));
+    assert_eq!(gunzip(&h2.body), want);
+
     // Equal weights: br over zstd over gzip.
     let b = w.get(w.on, "/page.html", &args(&ae("gzip, deflate, zstd, br")));
     assert_eq!(b.header("content-encoding"), Some("br"));

@@ -409,3 +409,22 @@ fn static_siblings_are_chosen_by_the_client_and_what_exists() {
         (&header::VARY, &HeaderValue::from_static("Accept-Encoding"))
     );
 }
+
+#[tokio::test]
+async fn encoded_pieces_leave_before_the_source_ends() {
+    // 4 MiB of text, then a source that never ends: a whole-body encoder
+    // would never answer; a streaming one hands out pieces already.
+    let piece = Bytes::from("streamed text that compresses, more or less\n".repeat(1500));
+    let pieces = (0..64).map(move |_| Ok::<_, std::io::Error>(hyper::body::Frame::data(piece.clone())));
+    let source = futures_util::StreamExt::chain(
+        futures_util::stream::iter(pieces),
+        futures_util::stream::pending(),
+    );
+    let mut body = encode(http_body_util::StreamBody::new(source), Coding::Gzip, 1);
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
+        .await
+        .expect("an encoded piece before the source ends")
+        .unwrap()
+        .unwrap();
+    assert!(!first.into_data().unwrap().is_empty());
+}
