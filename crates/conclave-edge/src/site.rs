@@ -183,7 +183,7 @@ impl Site {
         } else {
             rel.to_string()
         };
-        let read = |name: &str| compress::precompressed(&self.compress, &req.headers, storage, name);
+        let read = |name: &str| compress::read_for_client(&self.compress, &req.headers, storage, name);
         let mut got = read(&name);
         if let Ok((m, _, _)) = &got {
             if m.is_dir {

@@ -10,7 +10,7 @@
 mod static_files;
 mod stream;
 
-pub use static_files::{precompressed, Precompressed};
+pub use static_files::{read_for_client, Representation};
 pub use stream::encode;
 
 use crate::config::CompressionConfig;

@@ -12,7 +12,7 @@ use std::io;
 
 /// Which representation of a file was read, and what its response must say.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Precompressed {
+pub struct Representation {
     /// The sibling's coding; `None` for the file itself.
     pub coding: Option<Coding>,
     /// Whether the file has siblings, so the response depends on
@@ -20,7 +20,7 @@ pub struct Precompressed {
     pub varies: bool,
 }
 
-impl Precompressed {
+impl Representation {
     /// The headers this representation adds: `Content-Encoding` for a
     /// sibling, `Vary: Accept-Encoding` whenever siblings exist.
     pub fn headers(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
@@ -38,21 +38,21 @@ impl Precompressed {
 /// client accepts and the site serves, else the file. A sibling that cannot
 /// be read (absent, a directory, an I/O error) is skipped: the file is the
 /// truth, siblings only an optimisation.
-pub fn precompressed(
+pub fn read_for_client(
     cfg: &CompressionConfig,
     req: &HeaderMap,
     storage: &dyn Storage,
     name: &str,
-) -> io::Result<(FileMeta, Bytes, Precompressed)> {
+) -> io::Result<(FileMeta, Bytes, Representation)> {
     if !cfg.any_static() {
         let (meta, body) = storage.read_all(name)?;
-        return Ok((meta, body, Precompressed::default()));
+        return Ok((meta, body, Representation::default()));
     }
     let tried = ranked(req, |c| cfg.static_sibling(c));
     for &c in &tried {
         if let Ok((meta, body)) = storage.read_all(&format!("{name}{}", c.suffix())) {
             if !meta.is_dir {
-                let rep = Precompressed {
+                let rep = Representation {
                     coding: Some(c),
                     varies: true,
                 };
@@ -72,5 +72,5 @@ pub fn precompressed(
                     .stat(&format!("{name}{}", c.suffix()))
                     .is_ok_and(|m| !m.is_dir)
             });
-    Ok((meta, body, Precompressed { coding: None, varies }))
+    Ok((meta, body, Representation { coding: None, varies }))
 }

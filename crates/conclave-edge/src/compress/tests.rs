@@ -374,7 +374,7 @@ fn static_siblings_are_chosen_by_the_client_and_what_exists() {
         ..Default::default()
     };
     let get = |ae_: &str, name: &str| {
-        let (_, body, rep) = precompressed(&cfg, &ae(ae_), &storage, name).unwrap();
+        let (_, body, rep) = read_for_client(&cfg, &ae(ae_), &storage, name).unwrap();
         (String::from_utf8(body.to_vec()).unwrap(), rep.coding, rep.varies)
     };
     assert_eq!(get("gzip", "a.css"), ("GZ".into(), Some(Coding::Gzip), true));
@@ -391,9 +391,9 @@ fn static_siblings_are_chosen_by_the_client_and_what_exists() {
     assert_eq!(get("gzip", "plain.css"), ("plain".into(), None, false));
     // Off: not even looked for.
     let (_, body, rep) =
-        precompressed(&CompressionConfig::default(), &ae("gzip"), &storage, "a.css").unwrap();
-    assert_eq!((&body[..], rep), (&b"body{}"[..], Precompressed::default()));
-    let hs: Vec<_> = Precompressed {
+        read_for_client(&CompressionConfig::default(), &ae("gzip"), &storage, "a.css").unwrap();
+    assert_eq!((&body[..], rep), (&b"body{}"[..], Representation::default()));
+    let hs: Vec<_> = Representation {
         coding: Some(Coding::Gzip),
         varies: true,
     }

@@ -475,29 +475,21 @@ fn compression(
             types
         }
     };
-    let statics = [
-        ("gzip_static", pick(own, top, |s| &s.gzip_static)),
-        ("brotli_static", pick(own, top, |s| &s.brotli_static)),
-        ("zstd_static", pick(own, top, |s| &s.zstd_static)),
-    ];
-    if s.mode == Mode::Cache {
-        // Siblings are files of a docroot; a cache site has none. A top-level
-        // key meant for the standalone sites is not an error here.
-        for (key, _) in statics {
-            let own_set = own.is_some_and(|o| match key {
-                "gzip_static" => o.gzip_static == Some(true),
-                "brotli_static" => o.brotli_static == Some(true),
-                _ => o.zstd_static == Some(true),
-            });
-            if own_set {
-                return Err(c.err(
-                    at(key, true),
-                    format!("{key} serves files beside a docroot: it needs mode = \"standalone\""),
-                ));
-            }
-        }
-    }
+    // Siblings are files of a docroot; a cache site has none. A top-level
+    // key meant for the standalone sites is not an error there.
     let standalone = s.mode == Mode::Standalone;
+    let sibling = |key: &'static str, f: fn(&CompressionSettings) -> &Option<bool>| {
+        if !standalone && own.is_some_and(|o| *f(o) == Some(true)) {
+            return Err(c.err(
+                at(key, true),
+                format!("{key} serves files beside a docroot: it needs mode = \"standalone\""),
+            ));
+        }
+        Ok(standalone && pick(own, top, f).unwrap_or(false))
+    };
+    let gzip_static = sibling("gzip_static", |s| &s.gzip_static)?;
+    let brotli_static = sibling("brotli_static", |s| &s.brotli_static)?;
+    let zstd_static = sibling("zstd_static", |s| &s.zstd_static)?;
     Ok(CompressionConfig {
         gzip: pick(own, top, |s| &s.gzip).unwrap_or(d.gzip),
         brotli: pick(own, top, |s| &s.brotli).unwrap_or(d.brotli),
@@ -507,9 +499,9 @@ fn compression(
         gzip_level,
         brotli_level,
         zstd_level,
-        gzip_static: standalone && statics[0].1.unwrap_or(false),
-        brotli_static: standalone && statics[1].1.unwrap_or(false),
-        zstd_static: standalone && statics[2].1.unwrap_or(false),
+        gzip_static,
+        brotli_static,
+        zstd_static,
     })
 }
 
