@@ -8,7 +8,7 @@
 mod common;
 mod proxy_common;
 
-use conclave_testkit::{free_port, Reply, TestOrigin};
+use conclave_testkit::{free_port, BlackHole, Reply, TestOrigin};
 use proxy_common::{dir_with_certs, Edge, SiteSpec};
 use std::time::Duration;
 
@@ -78,6 +78,62 @@ fn a_refused_origin_gives_502_with_the_cause_logged() {
     }
     let log = edge.log();
     assert!(log.contains(&format!("127.0.0.1:{dead}: connecting: ")), "{log}");
+}
+
+#[test]
+fn an_origin_that_never_accepts_gives_504_within_proxy_connect_timeout() {
+    let hole = BlackHole::new();
+    let edge = Edge::start(
+        dir_with_certs(),
+        &[SiteSpec::new(
+            format!("127.0.0.1:{}", hole.port()),
+            "proxy_connect_timeout = \"1s\"",
+        )],
+        "",
+    );
+    let r = edge.curl(0, "/x", &[]);
+    assert_eq!(r.status, 504);
+    assert!(
+        r.took >= Duration::from_millis(900) && r.took < Duration::from_secs(1) + MARGIN,
+        "504 after {:?}",
+        r.took
+    );
+    let log = edge.log();
+    assert!(
+        log.contains("no connection within 1s (proxy_connect_timeout)"),
+        "{log}"
+    );
+}
+
+#[test]
+fn an_origin_that_stops_reading_the_body_gives_504_within_proxy_send_timeout() {
+    // Accepts, then never reads: the upload fills the socket buffers and stalls.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let holder = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    let edge = Edge::start(
+        dir_with_certs(),
+        &[SiteSpec::new(
+            format!("127.0.0.1:{port}"),
+            "proxy_send_timeout = \"1s\"\nclient_max_body_size = \"64m\"",
+        )],
+        "",
+    );
+    let big = edge.path("big.bin");
+    std::fs::write(&big, vec![1u8; 48 << 20]).unwrap();
+    let r = edge.curl(
+        0,
+        "/up",
+        &["--http1.1", "--data-binary", &format!("@{}", big.display())],
+    );
+    assert_eq!(r.status, 504);
+    assert!(r.took < Duration::from_secs(10), "504 after {:?}", r.took);
+    let log = edge.log();
+    assert!(
+        log.contains("request body not taken within 1s (proxy_send_timeout)"),
+        "{log}"
+    );
+    drop(holder.join());
 }
 
 #[test]
