@@ -337,3 +337,74 @@ fn classify(e: hyper_util::client::legacy::Error, progress: &Mutex<Progress>, ad
         source: Box::new(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::UpstreamServerConfig;
+
+    fn group(n: u16, max_fails: u32) -> Upstream {
+        let cfg = UpstreamConfig {
+            name: "g".into(),
+            tls: None,
+            servers: (1..=n)
+                .map(|p| UpstreamServerConfig {
+                    address: format!("127.0.0.1:{p}"),
+                    max_fails,
+                    fail_timeout: Duration::from_secs(10),
+                })
+                .collect(),
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            send_timeout: Duration::from_secs(1),
+        };
+        Upstream::new(&cfg).unwrap()
+    }
+
+    #[test]
+    fn picks_in_round_robin_and_skips_a_server_past_max_fails() {
+        let u = group(3, 2);
+        let picks: Vec<usize> = (0..6).map(|_| u.pick(&[]).unwrap()).collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+        u.servers[1].failed(false);
+        assert!(
+            u.servers[1].available(Instant::now()),
+            "one failure of max_fails = 2"
+        );
+        u.servers[1].failed(false);
+        assert!(!u.servers[1].available(Instant::now()));
+        let picks: Vec<usize> = (0..4).map(|_| u.pick(&[]).unwrap()).collect();
+        assert!(!picks.contains(&1), "{picks:?}");
+        // A retry never goes back to a server it tried.
+        assert_eq!(
+            u.pick(&[0, 2]),
+            Some(1),
+            "the only one left, even though it is out"
+        );
+        assert_eq!(u.pick(&[0, 1, 2]), None);
+        u.servers[1].succeeded();
+        assert!(u.servers[1].available(Instant::now()));
+    }
+
+    #[test]
+    fn when_all_are_out_the_one_back_soonest_is_tried() {
+        let u = group(2, 1);
+        u.servers[1].failed(false);
+        u.servers[0].failed(false);
+        assert!((0..4).all(|_| u.pick(&[]) == Some(1)));
+    }
+
+    #[test]
+    fn a_lone_server_or_max_fails_zero_is_never_taken_out() {
+        let u = group(1, 1);
+        for _ in 0..5 {
+            u.servers[0].failed(true);
+        }
+        assert!(u.servers[0].available(Instant::now()));
+        let u = group(2, 0);
+        for _ in 0..5 {
+            u.servers[0].failed(false);
+        }
+        assert!(u.servers[0].available(Instant::now()));
+    }
+}
