@@ -173,9 +173,10 @@ impl Upstream {
     /// Sends `req` (origin-form URI: path+query) to one server of the group: round robin,
     /// passive health, connect/send/read timeouts, keep-alive pool, http or https.
     ///
-    /// A failure before the request reached a server, or any failure of a
-    /// request without a body and with an idempotent method, is retried on the
-    /// next server (NGINX `proxy_next_upstream error timeout`).
+    /// A request without a body is retried on the next server after a
+    /// failure before it reached a server, or after any failure when its
+    /// method is idempotent (NGINX `proxy_next_upstream error timeout`); a
+    /// streamed body is not kept, so a request with one is never retried.
     pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<UpstreamBody>, UpstreamError> {
         let (parts, body) = req.into_parts();
         let bodiless = http_body::Body::is_end_stream(&body);
@@ -225,18 +226,13 @@ impl Upstream {
                         return Err(e);
                     }
                     server.failed(alone);
-                    let again = tried.len() < self.servers.len()
-                        && (bodiless || e.before_request())
-                        && (idempotent || e.before_request());
+                    // The body went with the failed attempt: only an empty one can go again.
+                    let again =
+                        tried.len() < self.servers.len() && bodiless && (idempotent || e.before_request());
                     if !again {
                         return Err(e);
                     }
                     super::note_failure(&e);
-                    if !bodiless {
-                        // The body went with the failed attempt; only a body that
-                        // was never sent can be sent again, and that is an empty one.
-                        return Err(e);
-                    }
                 }
             }
         }
