@@ -109,6 +109,11 @@ impl Site {
     /// client let `body_timeout` pass between two pieces of it (NGINX
     /// `client_body_timeout`): a trickled body must not hold the connection.
     async fn drain_body(&self, mut body: hyper::body::Incoming) -> bool {
+        self.drain(&mut body, self.max_body).await
+    }
+
+    /// [`Self::drain_body`] of at most `limit` bytes, the body left in place.
+    async fn drain(&self, body: &mut hyper::body::Incoming, limit: u64) -> bool {
         use http_body_util::BodyExt;
         let mut got = 0u64;
         loop {
@@ -117,7 +122,7 @@ impl Site {
                 Ok(None) | Ok(Some(Err(_))) => return true,
                 Ok(Some(Ok(f))) => {
                     got += f.data_ref().map_or(0, |d| d.len() as u64);
-                    if got > self.max_body {
+                    if got > limit {
                         return true;
                     }
                 }
@@ -156,13 +161,23 @@ impl Site {
             Backend::Cache(cache) if get_or_head => cache.handle(parts, peer).await,
             Backend::Cache(cache) => {
                 use hyper::body::Body as _;
-                let body = match body {
+                let (body, parked) = match body {
                     Some(b) if !b.is_end_stream() => {
                         crate::proxy::client_body(b, self.max_body, self.body_timeout)
                     }
-                    _ => crate::proxy::empty_body(),
+                    _ => (crate::proxy::empty_body(), crate::proxy::Parked::default()),
                 };
-                cache.proxy().pass(parts, body, peer).await
+                let resp = cache.proxy().pass(parts, body, peer).await;
+                match parked.take() {
+                    // The exchange failed before the body was sent: read a small
+                    // rest (as for a standalone answer) so an HTTP/2 client sees
+                    // the status, and keep a large one open until it is sent.
+                    Some(mut unread) => {
+                        self.drain(&mut unread, MAX_BODY).await;
+                        resp.map(|b| hold(b, unread))
+                    }
+                    None => resp,
+                }
             }
         }
     }

@@ -440,3 +440,45 @@ impl Body for ReplyBody {
         }
     }
 }
+
+/// A loopback port where TCP connects hang: a listener that never accepts,
+/// its accept queue full, so new SYNs are dropped (a connect-timeout test
+/// without leaving loopback). Closed when dropped.
+pub struct BlackHole {
+    _listener: socket2::Socket,
+    _queued: Vec<std::net::TcpStream>,
+    port: u16,
+}
+
+impl BlackHole {
+    /// Binds and fills the queue.
+    pub fn new() -> BlackHole {
+        use socket2::{Domain, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        s.bind(&addr.into()).unwrap();
+        s.listen(0).unwrap();
+        let port = s.local_addr().unwrap().as_socket().unwrap().port();
+        let at: SocketAddr = ([127, 0, 0, 1], port).into();
+        // Connect until one hangs: the queue is then full.
+        let queued = (0..8)
+            .map_while(|_| std::net::TcpStream::connect_timeout(&at, Duration::from_millis(300)).ok())
+            .collect();
+        BlackHole {
+            _listener: s,
+            _queued: queued,
+            port,
+        }
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Default for BlackHole {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -249,10 +249,6 @@ impl Cache {
         let method = &req.method;
         let req_headers = &req.headers;
         let key = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let mut to_origin = headers::to_origin(req, peer, &self.proxy.headers);
-        for h in &NOT_FORWARDED {
-            to_origin.remove(h);
-        }
         let hash: KeyHash = {
             let d = Sha256::digest(key.as_bytes());
             let mut h = [0u8; 16];
@@ -283,6 +279,11 @@ impl Cache {
             Some(Lookup::Miss { store }) => ("MISS", store),
             None => ("MISS", false),
         };
+        // Built on a miss only: a hit costs no header copy.
+        let mut to_origin = headers::to_origin(req, peer, &self.proxy.headers);
+        for h in &NOT_FORWARDED {
+            to_origin.remove(h);
+        }
         let (fetched, mine) = self.fetch_once(key, hash, store, &to_origin).await;
         // A private answer fetched for another client is not ours to see.
         let f = if fetched.shareable || mine {

@@ -48,23 +48,51 @@ impl Gap {
 }
 
 /// A client's request body bounded in size and in the gap between two pieces:
-/// what the edge streams to the origin (never read whole).
-pub fn client_body(incoming: hyper::body::Incoming, limit: u64, timeout: Duration) -> ProxyBody {
+/// what the edge streams to the origin (never read whole). The [`Parked`]
+/// handle gets the client's body back once the origin's side lets go of it.
+pub fn client_body(incoming: hyper::body::Incoming, limit: u64, timeout: Duration) -> (ProxyBody, Parked) {
     use http_body_util::BodyExt;
-    ClientBody {
-        inner: incoming,
+    let parked = Parked(Arc::new(Mutex::new(None)));
+    let body = ClientBody {
+        inner: Some(incoming),
         limit,
         got: 0,
         gap: Gap::new(timeout),
+        parked: parked.clone(),
     }
-    .boxed_unsync()
+    .boxed_unsync();
+    (body, parked)
+}
+
+/// Where a client's request body goes when the exchange with the origin drops
+/// it unfinished (a refused connection, a timeout): the site keeps it open
+/// until its answer is sent, or HTTP/2 would reset the stream first (CANCEL)
+/// and the client would never see the 502/504.
+#[derive(Clone, Default)]
+pub struct Parked(Arc<Mutex<Option<hyper::body::Incoming>>>);
+
+impl Parked {
+    /// The client's body, if it was dropped unfinished.
+    pub fn take(&self) -> Option<hyper::body::Incoming> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
 }
 
 struct ClientBody {
-    inner: hyper::body::Incoming,
+    /// Always `Some` until dropped.
+    inner: Option<hyper::body::Incoming>,
     limit: u64,
     got: u64,
     gap: Gap,
+    parked: Parked,
+}
+
+impl Drop for ClientBody {
+    fn drop(&mut self) {
+        if let Some(b) = self.inner.take().filter(|b| !b.is_end_stream()) {
+            *self.parked.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(b);
+        }
+    }
 }
 
 fn client_error(e: ClientBodyError) -> std::io::Error {
@@ -80,7 +108,10 @@ impl Body for ClientBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(f))) => {
                 this.gap.disarm();
                 this.got += f.data_ref().map_or(0, |d| d.len() as u64);
@@ -106,11 +137,11 @@ impl Body for ClientBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner.as_ref().map(|b| b.size_hint()).unwrap_or_default()
     }
 }
 

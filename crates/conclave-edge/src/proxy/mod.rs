@@ -12,7 +12,7 @@ mod error;
 pub mod headers;
 mod upstream;
 
-pub use body::{client_body, UpstreamBody};
+pub use body::{client_body, Parked, UpstreamBody};
 pub use connector::OriginTlsError;
 pub use error::{ClientBodyError, UpstreamError};
 pub use headers::ProxyHeaderConfig;

@@ -173,9 +173,10 @@ impl Upstream {
     /// Sends `req` (origin-form URI: path+query) to one server of the group: round robin,
     /// passive health, connect/send/read timeouts, keep-alive pool, http or https.
     ///
-    /// A failure before the request reached a server, or any failure of a
-    /// request without a body and with an idempotent method, is retried on the
-    /// next server (NGINX `proxy_next_upstream error timeout`).
+    /// A request without a body is retried on the next server after a
+    /// failure before it reached a server, or after any failure when its
+    /// method is idempotent (NGINX `proxy_next_upstream error timeout`); a
+    /// streamed body is not kept, so a request with one is never retried.
     pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<UpstreamBody>, UpstreamError> {
         let (parts, body) = req.into_parts();
         let bodiless = http_body::Body::is_end_stream(&body);
@@ -225,18 +226,13 @@ impl Upstream {
                         return Err(e);
                     }
                     server.failed(alone);
-                    let again = tried.len() < self.servers.len()
-                        && (bodiless || e.before_request())
-                        && (idempotent || e.before_request());
+                    // The body went with the failed attempt: only an empty one can go again.
+                    let again =
+                        tried.len() < self.servers.len() && bodiless && (idempotent || e.before_request());
                     if !again {
                         return Err(e);
                     }
                     super::note_failure(&e);
-                    if !bodiless {
-                        // The body went with the failed attempt; only a body that
-                        // was never sent can be sent again, and that is an empty one.
-                        return Err(e);
-                    }
                 }
             }
         }
@@ -335,5 +331,76 @@ fn classify(e: hyper_util::client::legacy::Error, progress: &Mutex<Progress>, ad
     UpstreamError::Broken {
         server,
         source: Box::new(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::UpstreamServerConfig;
+
+    fn group(n: u16, max_fails: u32) -> Upstream {
+        let cfg = UpstreamConfig {
+            name: "g".into(),
+            tls: None,
+            servers: (1..=n)
+                .map(|p| UpstreamServerConfig {
+                    address: format!("127.0.0.1:{p}"),
+                    max_fails,
+                    fail_timeout: Duration::from_secs(10),
+                })
+                .collect(),
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            send_timeout: Duration::from_secs(1),
+        };
+        Upstream::new(&cfg).unwrap()
+    }
+
+    #[test]
+    fn picks_in_round_robin_and_skips_a_server_past_max_fails() {
+        let u = group(3, 2);
+        let picks: Vec<usize> = (0..6).map(|_| u.pick(&[]).unwrap()).collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+        u.servers[1].failed(false);
+        assert!(
+            u.servers[1].available(Instant::now()),
+            "one failure of max_fails = 2"
+        );
+        u.servers[1].failed(false);
+        assert!(!u.servers[1].available(Instant::now()));
+        let picks: Vec<usize> = (0..4).map(|_| u.pick(&[]).unwrap()).collect();
+        assert!(!picks.contains(&1), "{picks:?}");
+        // A retry never goes back to a server it tried.
+        assert_eq!(
+            u.pick(&[0, 2]),
+            Some(1),
+            "the only one left, even though it is out"
+        );
+        assert_eq!(u.pick(&[0, 1, 2]), None);
+        u.servers[1].succeeded();
+        assert!(u.servers[1].available(Instant::now()));
+    }
+
+    #[test]
+    fn when_all_are_out_the_one_back_soonest_is_tried() {
+        let u = group(2, 1);
+        u.servers[1].failed(false);
+        u.servers[0].failed(false);
+        assert!((0..4).all(|_| u.pick(&[]) == Some(1)));
+    }
+
+    #[test]
+    fn a_lone_server_or_max_fails_zero_is_never_taken_out() {
+        let u = group(1, 1);
+        for _ in 0..5 {
+            u.servers[0].failed(true);
+        }
+        assert!(u.servers[0].available(Instant::now()));
+        let u = group(2, 0);
+        for _ in 0..5 {
+            u.servers[0].failed(false);
+        }
+        assert!(u.servers[0].available(Instant::now()));
     }
 }
