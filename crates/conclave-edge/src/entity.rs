@@ -7,12 +7,34 @@
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Empty, Full};
 use std::cell::RefCell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The response body type of the edge.
-pub type Body = Full<Bytes>;
+/// The response body type of the edge: boxed so one type carries a body in
+/// memory (files, hits, errors) and one streamed from an origin alike.
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// A body of bytes already in memory (its exact length is known, so the
+/// server sends `Content-Length`).
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// An empty body (HEAD, 304, 204).
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// A body streamed from `b` (e.g. an origin's), its errors turned into
+/// `io::Error` so the server resets the stream instead of sending a short body.
+pub fn stream<B>(b: B) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    b.map_err(std::io::Error::other).boxed_unsync()
+}
 
 /// A representation the edge can send: body, type and validators.
 #[derive(Debug, Clone)]
@@ -101,7 +123,7 @@ pub fn status_response(status: StatusCode) -> Response<Body> {
         status.as_u16(),
         status.canonical_reason().unwrap_or("")
     );
-    let mut r = Response::new(Full::new(Bytes::from(text)));
+    let mut r = Response::new(full(text));
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
@@ -211,7 +233,7 @@ pub fn respond(
     } else {
         body
     };
-    let mut r = Response::new(Full::new(send));
+    let mut r = Response::new(full(send));
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.reserve(8 + e.extra.len());

@@ -8,12 +8,14 @@
 //!
 //! Layout: `config/` (the file as written, its units, its validation into
 //! typed settings), `cache/` (the proxy cache, its index and files),
-//! `storage/` (host and nextfs), `shared/` (local and memory-server state),
+//! `proxy/` (upstream groups, header rewriting, streamed bodies to origins),
+//! `storage/` (host and nextfs), `compress/` (gzip, brotli, zstd), `shared/` (local and memory-server state),
 //! `launch` (the `conclave edge` start-up) and `origin` (`conclave origin`).
 #![forbid(unsafe_code)]
 
 pub mod access_log;
 pub mod cache;
+pub mod compress;
 pub mod config;
 pub mod entity;
 pub mod keysource;
@@ -21,6 +23,7 @@ pub mod launch;
 pub mod master;
 pub mod origin;
 pub mod path;
+pub mod proxy;
 pub mod refusals;
 pub mod server;
 pub mod shared;
@@ -48,6 +51,9 @@ pub enum EdgeError {
     /// The cache could not be set up.
     #[error("cache: {0}")]
     Cache(#[from] cache::CacheError),
+    /// The way to an origin could not be set up (its TLS).
+    #[error(transparent)]
+    Proxy(#[from] proxy::OriginTlsError),
     /// An I/O step failed.
     #[error("{what}: {source}")]
     Io {

@@ -7,14 +7,13 @@
 
 use crate::config::CacheConfig;
 use crate::entity::{content_type_for, respond, Body, Entity};
+use crate::proxy::{headers, Proxy};
 use crate::shared::{SharedSegment, SharedState};
 use crate::storage::Storage;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use http_body_util::{BodyExt, Limited};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,13 +28,20 @@ use index::{Index, KeyHash, Lookup, Policy};
 /// Largest origin body the edge accepts (bigger -> 502).
 const MAX_ORIGIN_BODY: usize = 256 << 20;
 
-/// Headers of an origin response kept in the cache and sent on hits.
-const KEPT: [&str; 5] = [
-    "content-type",
-    "etag",
-    "last-modified",
-    "cache-control",
-    "expires",
+/// Headers of an origin response NOT kept in the cache: per response
+/// (`Date`, `Content-Length`, set on every answer), per client (`Set-Cookie`,
+/// a stored response never carries one), or added again on each answer (`Via`).
+const NOT_KEPT: [&str; 5] = ["date", "content-length", "set-cookie", "via", "age"];
+
+/// Client conditionals and ranges are answered by the edge from the whole
+/// entity, never passed to the origin on a cache fetch (NGINX does the same).
+const NOT_FORWARDED: [HeaderName; 6] = [
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_MATCH,
+    header::IF_UNMODIFIED_SINCE,
+    header::IF_RANGE,
+    header::RANGE,
 ];
 
 fn cache_status(s: &'static str) -> Option<(HeaderName, HeaderValue)> {
@@ -57,6 +63,8 @@ fn now_ms() -> u64 {
 struct Fetched {
     status: StatusCode,
     entity: Arc<Entity>,
+    /// The origin's end-to-end headers, sent as they are when the answer is not a cacheable 200.
+    headers: http::HeaderMap,
     /// Safe to hand to other clients (no Set-Cookie / private).
     shareable: bool,
 }
@@ -65,10 +73,9 @@ struct Fetched {
 pub struct Cache {
     cfg: CacheConfig,
     policy: Policy,
-    origin: String,
+    proxy: Arc<Proxy>,
     storage: Arc<dyn Storage>,
     zone: Arc<dyn SharedSegment>,
-    client: Client<HttpConnector, Empty<Bytes>>,
     inflight: Mutex<HashMap<KeyHash, Arc<OnceCell<Arc<Fetched>>>>>,
     mem: Mutex<MemMirror>,
 }
@@ -83,7 +90,7 @@ impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
             .field("cfg", &self.cfg)
-            .field("origin", &self.origin)
+            .field("upstream", &self.proxy.upstream)
             .finish()
     }
 }
@@ -97,10 +104,10 @@ pub enum CacheError {
 }
 
 impl Cache {
-    /// A cache storing under `storage`, indexing in `shared`'s zone, fetching from `origin` (`host:port`).
+    /// A cache storing under `storage`, indexing in `shared`'s zone, fetching through `proxy`.
     pub fn new(
         cfg: CacheConfig,
-        origin: String,
+        proxy: Arc<Proxy>,
         storage: Arc<dyn Storage>,
         shared: &dyn SharedState,
     ) -> Result<Cache, CacheError> {
@@ -111,18 +118,12 @@ impl Cache {
             max_size: cfg.max_size,
             min_uses: cfg.min_uses,
         };
-        let mut conn = HttpConnector::new();
-        conn.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(256)
-            .build(conn);
         Ok(Cache {
             cfg,
             policy,
-            origin,
+            proxy,
             storage,
             zone,
-            client,
             inflight: Mutex::new(HashMap::new()),
             mem: Mutex::new(MemMirror::default()),
         })
@@ -238,8 +239,16 @@ impl Cache {
         (!ix.changed()).then_some(l)
     }
 
-    /// Answers a GET/HEAD for `key` (path and query) from the cache or the origin.
-    pub async fn handle(&self, method: &Method, req_headers: &http::HeaderMap, key: &str) -> Response<Body> {
+    /// The way to the origin (for the requests a site passes through uncached).
+    pub fn proxy(&self) -> &Arc<Proxy> {
+        &self.proxy
+    }
+
+    /// Answers a GET/HEAD from `peer` from the cache or the origin.
+    pub async fn handle(&self, req: &http::request::Parts, peer: std::net::SocketAddr) -> Response<Body> {
+        let method = &req.method;
+        let req_headers = &req.headers;
+        let key = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let hash: KeyHash = {
             let d = Sha256::digest(key.as_bytes());
             let mut h = [0u8; 16];
@@ -270,32 +279,46 @@ impl Cache {
             Some(Lookup::Miss { store }) => ("MISS", store),
             None => ("MISS", false),
         };
-        let (fetched, mine) = self.fetch_once(key, hash, store).await;
+        // Built on a miss only: a hit costs no header copy.
+        let mut to_origin = headers::to_origin(req, peer, &self.proxy.headers);
+        for h in &NOT_FORWARDED {
+            to_origin.remove(h);
+        }
+        let (fetched, mine) = self.fetch_once(key, hash, store, &to_origin).await;
         // A private answer fetched for another client is not ours to see.
         let f = if fetched.shareable || mine {
             fetched
         } else {
-            self.fetch(key, hash, store).await
+            self.fetch(key, hash, store, &to_origin).await
         };
-        if f.status == StatusCode::OK {
+        if f.status == StatusCode::OK && f.shareable {
             respond(method, req_headers, &f.entity, cache_status(label))
         } else {
-            let mut r = respond(
-                &Method::GET,
-                &http::HeaderMap::new(),
-                &f.entity,
-                cache_status(label),
-            );
+            // Anything else passes through as the origin sent it.
+            let body = if method == Method::HEAD {
+                crate::entity::empty()
+            } else {
+                crate::entity::full(f.entity.body.clone())
+            };
+            let mut r = Response::new(body);
             *r.status_mut() = f.status;
-            if method == Method::HEAD {
-                *r.body_mut() = Body::new(Bytes::new());
+            *r.headers_mut() = f.headers.clone();
+            r.headers_mut().insert(header::DATE, crate::entity::date_now());
+            if let Some((k, v)) = cache_status(label) {
+                r.headers_mut().insert(k, v);
             }
             r
         }
     }
 
     /// Single-flight: one fetch per key at a time; the others wait for its result.
-    async fn fetch_once(&self, key: &str, hash: KeyHash, store: bool) -> (Arc<Fetched>, bool) {
+    async fn fetch_once(
+        &self,
+        key: &str,
+        hash: KeyHash,
+        store: bool,
+        to_origin: &http::HeaderMap,
+    ) -> (Arc<Fetched>, bool) {
         let cell = {
             let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             inflight
@@ -307,7 +330,7 @@ impl Cache {
         let f = cell
             .get_or_init(|| {
                 mine = true;
-                self.fetch(key, hash, store)
+                self.fetch(key, hash, store, to_origin)
             })
             .await
             .clone();
@@ -318,13 +341,19 @@ impl Cache {
         (f, mine)
     }
 
-    async fn fetch(&self, key: &str, hash: KeyHash, store: bool) -> Arc<Fetched> {
-        match self.fetch_origin(key).await {
+    async fn fetch(
+        &self,
+        key: &str,
+        hash: KeyHash,
+        store: bool,
+        to_origin: &http::HeaderMap,
+    ) -> Arc<Fetched> {
+        match self.fetch_origin(key, to_origin).await {
             Ok((status, headers, body)) => {
                 let cacheable = status == StatusCode::OK && is_cacheable(&headers);
                 let kept: Vec<(String, String)> = headers
                     .iter()
-                    .filter(|(k, _)| KEPT.contains(&k.as_str()))
+                    .filter(|(k, _)| !NOT_KEPT.contains(&k.as_str()))
                     .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
                     .collect();
                 let shareable =
@@ -333,15 +362,23 @@ impl Cache {
                 if cacheable && store {
                     self.store(key, hash, &kept, &body, entity.clone());
                 }
+                let mut headers = headers;
+                headers.remove(header::CONTENT_LENGTH);
                 Arc::new(Fetched {
                     status,
                     entity,
+                    headers,
                     shareable,
                 })
             }
             Err(e) => {
-                tracing::error!("cache: origin {} for {key}: {e}", self.origin);
-                let body = Bytes::from_static(b"502 Bad Gateway\n");
+                let err = crate::proxy::error_response(&e);
+                let status = err.status();
+                let body = Bytes::from(format!(
+                    "{} {}\n",
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or("")
+                ));
                 let entity = Entity {
                     body,
                     content_type: HeaderValue::from_static("text/plain"),
@@ -349,9 +386,12 @@ impl Cache {
                     last_modified: None,
                     extra: Vec::new(),
                 };
+                let mut headers = http::HeaderMap::new();
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
                 Arc::new(Fetched {
-                    status: StatusCode::BAD_GATEWAY,
+                    status,
                     entity: Arc::new(entity),
+                    headers,
                     shareable: true,
                 })
             }
@@ -386,20 +426,27 @@ impl Cache {
         }
     }
 
-    async fn fetch_origin(&self, key: &str) -> Result<(StatusCode, http::HeaderMap, Bytes), String> {
-        let uri = format!("http://{}{}", self.origin, key);
-        let req = Request::builder()
-            .method(Method::GET)
-            .uri(&uri)
-            .header(header::HOST, &self.origin)
-            .body(Empty::new())
-            .map_err(|e| e.to_string())?;
-        let resp = self.client.request(req).await.map_err(|e| format!("{e}"))?;
-        let (parts, body) = resp.into_parts();
+    async fn fetch_origin(
+        &self,
+        key: &str,
+        to_origin: &http::HeaderMap,
+    ) -> Result<(StatusCode, http::HeaderMap, Bytes), crate::proxy::UpstreamError> {
+        let mut req = Request::new(crate::proxy::empty_body());
+        *req.uri_mut() = key.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
+        *req.headers_mut() = to_origin.clone();
+        let resp = self.proxy.upstream.send(req).await?;
+        let (mut parts, body) = resp.into_parts();
+        headers::from_origin(&mut parts.headers);
         let body = Limited::new(body, MAX_ORIGIN_BODY)
             .collect()
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| match e.downcast::<crate::proxy::UpstreamError>() {
+                Ok(u) => *u,
+                Err(other) => crate::proxy::UpstreamError::Broken {
+                    server: self.proxy.upstream.name().to_string(),
+                    source: other,
+                },
+            })?
             .to_bytes();
         Ok((parts.status, parts.headers, body))
     }
@@ -431,9 +478,16 @@ fn entity_from_headers(key: &str, headers: &[(String, String)], body: Bytes) -> 
             .and_then(|(_, v)| HeaderValue::from_str(v).ok())
     };
     let path = key.split('?').next().unwrap_or(key);
-    let extra = ["cache-control", "expires"]
+    // Every stored header but the ones `Entity` has fields for goes out as it is.
+    let extra = headers
         .iter()
-        .filter_map(|n| Some((HeaderName::from_static(n), get(n)?)))
+        .filter(|(k, _)| !matches!(k.as_str(), "content-type" | "etag" | "last-modified"))
+        .filter_map(|(k, v)| {
+            Some((
+                HeaderName::from_bytes(k.as_bytes()).ok()?,
+                HeaderValue::from_str(v).ok()?,
+            ))
+        })
         .collect();
     Entity {
         content_type: get("content-type").unwrap_or_else(|| content_type_for(path)),

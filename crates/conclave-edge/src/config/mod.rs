@@ -10,13 +10,13 @@ pub mod validated;
 mod validation;
 
 pub use schema::{
-    CacheSettings, EdgeSettings, Mode, ServerSettings, SharedSettings, StorageSettings, TlsSettings,
-    WafSettings,
+    CacheSettings, CompressionSettings, EdgeSettings, Mode, ServerSettings, SharedSettings, StorageSettings,
+    TlsSettings, UpstreamServerSettings, UpstreamSettings, WafSettings,
 };
 pub use units::{parse_duration, parse_size, ByteSize, Dur};
 pub use validated::{
-    CacheConfig, EdgeConfig, KeyConfig, ReqLimit, ServerConfig, SharedConfig, SiteConfig, StorageConfig,
-    TlsConfig,
+    CacheConfig, CompressionConfig, EdgeConfig, KeyConfig, OriginTlsConfig, ProxyConfig, ReqLimit,
+    ServerConfig, SharedConfig, SiteConfig, StorageConfig, TlsConfig, UpstreamConfig, UpstreamServerConfig,
 };
 
 use lines::Lines;

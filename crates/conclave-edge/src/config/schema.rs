@@ -7,6 +7,7 @@
 
 use super::units::{ByteSize, Dur};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -83,9 +84,15 @@ pub struct EdgeSettings {
     /// `[shared]`.
     #[serde(default)]
     pub shared: SharedSettings,
+    /// `[compression]`: the compression keys every site starts from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<CompressionSettings>,
     /// `[[server]]`: the sites.
     #[serde(default)]
     pub server: Vec<ServerSettings>,
+    /// `[[upstream]]`: named groups of origin servers for `proxy_pass = "http://NAME"`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstream: Vec<UpstreamSettings>,
 }
 
 impl Default for EdgeSettings {
@@ -112,7 +119,9 @@ impl Default for EdgeSettings {
             storage_timeout: default_storage_timeout(),
             storage: StorageSettings::default(),
             shared: SharedSettings::default(),
+            compression: None,
             server: Vec::new(),
+            upstream: Vec::new(),
         }
     }
 }
@@ -254,9 +263,32 @@ pub struct ServerSettings {
     /// Docroot (standalone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<PathBuf>,
-    /// Origin, `http://HOST:PORT` (cache).
+    /// Origin (cache): `HOST:PORT`, `http://HOST:PORT`, `https://HOST:PORT`,
+    /// or `http://NAME`/`https://NAME` of an `[[upstream]]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_pass: Option<String>,
+    // -- proxying keys (NGINX names; defaults applied by validation) --
+    /// Largest request body, NGINX `client_max_body_size` (default 1m): 413 beyond.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_max_body_size: Option<ByteSize>,
+    /// TCP connect plus TLS handshake to an origin server (default 60s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_connect_timeout: Option<Dur>,
+    /// Wait for the origin's response head, and between two body reads (default 60s): 504 past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_read_timeout: Option<Dur>,
+    /// Wait for the origin to take the next piece of a request body (default 60s): 504 past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_send_timeout: Option<Dur>,
+    /// PEM CA certificates an HTTPS origin is verified against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_ssl_trusted_certificate: Option<PathBuf>,
+    /// The name sent to and verified of an HTTPS origin (default: the `proxy_pass` host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_ssl_name: Option<String>,
+    /// Verify an HTTPS origin's certificate (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_ssl_verify: Option<bool>,
     /// `[server.tls]`.
     pub tls: TlsSettings,
     /// `[server.cache]` (cache; defaults when absent).
@@ -265,6 +297,14 @@ pub struct ServerSettings {
     /// `[server.waf]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waf: Option<WafSettings>,
+    /// Headers set on requests to the origin, NGINX `proxy_set_header`
+    /// (`{ Host = "origin.example" }`); an empty value removes the header.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub proxy_set_header: BTreeMap<String, String>,
+    /// `[server.compression]`: this site's compression keys, each over the
+    /// top-level `[compression]` one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<CompressionSettings>,
 }
 
 impl ServerSettings {
@@ -283,6 +323,7 @@ impl ServerSettings {
             tls,
             cache: None,
             waf: None,
+            ..ServerSettings::proxy_defaults()
         }
     }
 
@@ -302,8 +343,72 @@ impl ServerSettings {
             tls,
             cache: Some(cache),
             waf: None,
+            ..ServerSettings::proxy_defaults()
         }
     }
+
+    /// The proxying keys unset (their defaults), the rest placeholders.
+    fn proxy_defaults() -> ServerSettings {
+        ServerSettings {
+            listen: String::new(),
+            server_name: Vec::new(),
+            mode: Mode::Standalone,
+            root: None,
+            proxy_pass: None,
+            client_max_body_size: None,
+            proxy_connect_timeout: None,
+            proxy_read_timeout: None,
+            proxy_send_timeout: None,
+            proxy_ssl_trusted_certificate: None,
+            proxy_ssl_name: None,
+            proxy_ssl_verify: None,
+            tls: TlsSettings::key_file("", ""),
+            cache: None,
+            waf: None,
+            proxy_set_header: BTreeMap::new(),
+            compression: None,
+        }
+    }
+}
+
+/// `[[upstream]]`: a named group of origin servers (NGINX `upstream NAME { server ...; }`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSettings {
+    /// The name `proxy_pass = "http://NAME"` refers to.
+    pub name: String,
+    /// `[[upstream.server]]`: its servers, tried in round robin.
+    pub server: Vec<UpstreamServerSettings>,
+}
+
+/// `[[upstream.server]]`: one origin server of a group.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamServerSettings {
+    /// `HOST:PORT`.
+    pub address: String,
+    /// Failed attempts within `fail_timeout` that take the server out for
+    /// `fail_timeout` (default 1; 0 never takes it out).
+    #[serde(default = "one_u32")]
+    pub max_fails: u32,
+    /// The window failures are counted in, and the time out (default 10s).
+    #[serde(default = "default_fail_timeout")]
+    pub fail_timeout: Dur,
+}
+
+impl UpstreamServerSettings {
+    /// A server at `address` with NGINX's defaults.
+    pub fn new(address: impl Into<String>) -> UpstreamServerSettings {
+        UpstreamServerSettings {
+            address: address.into(),
+            max_fails: one_u32(),
+            fail_timeout: default_fail_timeout(),
+        }
+    }
+}
+
+fn default_fail_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
 }
 
 /// `[server.waf]`: a ModSecurity rule file (the subset in `docs/waf.md`).
@@ -432,4 +537,48 @@ fn default_60m() -> Dur {
 }
 fn one_u32() -> u32 {
     1
+}
+
+/// `[compression]` and `[server.compression]`: NGINX's `gzip`, `brotli` and
+/// `zstd` directives under their NGINX names. Every key is optional so a
+/// site's block sets only what differs from the top-level one (as NGINX
+/// inherits directives); absent everywhere, the NGINX default applies, and
+/// compression is off.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionSettings {
+    /// Gzip responses on the fly (`gzip on`); default off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gzip: Option<bool>,
+    /// Media types compressed on the fly by every coding (`gzip_types`);
+    /// `type/*` and `*` match groups; `text/html` is always included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gzip_types: Option<Vec<String>>,
+    /// Responses announced shorter than this stay as they are (`gzip_min_length`, default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gzip_min_length: Option<ByteSize>,
+    /// Gzip level 1..=9 (`gzip_comp_level`, default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gzip_comp_level: Option<i32>,
+    /// Serve `FILE.gz` beside `FILE` to gzip clients (`gzip_static on`, standalone sites).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gzip_static: Option<bool>,
+    /// Brotli on the fly (`brotli on`, ngx_brotli); default off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brotli: Option<bool>,
+    /// Brotli quality 0..=11 (`brotli_comp_level`, default 6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brotli_comp_level: Option<i32>,
+    /// Serve `FILE.br` to brotli clients (`brotli_static on`, standalone sites).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brotli_static: Option<bool>,
+    /// Zstandard on the fly (`zstd on`, zstd-nginx-module); default off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zstd: Option<bool>,
+    /// Zstandard level 1..=19 (`zstd_comp_level`, default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zstd_comp_level: Option<i32>,
+    /// Serve `FILE.zst` to zstd clients (`zstd_static on`, standalone sites).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zstd_static: Option<bool>,
 }

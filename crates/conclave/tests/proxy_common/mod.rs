@@ -1,0 +1,164 @@
+//! What the proxy tests share: an edge with cache sites in front of test
+//! origins (`conclave_testkit::TestOrigin`), and curl to talk to it.
+#![allow(dead_code)]
+
+use crate::common;
+use conclave_testkit::{wait_port, Proc};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A running edge and its directory (certificates, config, log).
+pub struct Edge {
+    pub dir: tempfile::TempDir,
+    /// The listening port of each site, in the order given.
+    pub ports: Vec<u16>,
+    _proc: Proc,
+}
+
+/// One cache site: `proxy_pass` and more `[[server]]` lines.
+pub struct SiteSpec<'a> {
+    pub proxy_pass: String,
+    pub extra: &'a str,
+}
+
+impl<'a> SiteSpec<'a> {
+    pub fn new(proxy_pass: impl Into<String>, extra: &'a str) -> SiteSpec<'a> {
+        SiteSpec {
+            proxy_pass: proxy_pass.into(),
+            extra,
+        }
+    }
+}
+
+/// The test's certificates (`conclave certs`) in a fresh directory.
+pub fn dir_with_certs() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    common::certs(&dir.path().join("certs"), &[]);
+    dir
+}
+
+impl Edge {
+    /// One edge worker serving `sites`; `top` is appended after them (e.g. `[[upstream]]`).
+    pub fn start(dir: tempfile::TempDir, sites: &[SiteSpec<'_>], top: &str) -> Edge {
+        let d = dir.path();
+        let mut toml = String::from("workers = 1\n");
+        let mut ports = Vec::new();
+        for (i, s) in sites.iter().enumerate() {
+            let port = common::free_port();
+            ports.push(port);
+            toml.push_str(&format!(
+                "[[server]]\nlisten = \"127.0.0.1:{port}\"\nmode = \"cache\"\nproxy_pass = \"{}\"\n{}\n\
+                 [server.tls]\ncertificate = \"certs/server.crt\"\nkey = \"certs/server.key\"\n\
+                 [server.cache]\npath = \"cache{i}\"\nkeys_zone = \"Z{i}:16k\"\n",
+                s.proxy_pass, s.extra
+            ));
+        }
+        toml.push_str(top);
+        let cfg = d.join("edge.toml");
+        std::fs::write(&cfg, toml).unwrap();
+        common::conclave_ok(&["edge", "--config", cfg.to_str().unwrap(), "--check"]);
+        let proc = common::start_logged(d, "edge", &["edge", "--config", cfg.to_str().unwrap()]);
+        for p in &ports {
+            wait_port(*p);
+        }
+        Edge {
+            dir,
+            ports,
+            _proc: proc,
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `curl ARGS https://localhost:PORT{target}` to site `site`.
+    pub fn curl(&self, site: usize, target: &str, args: &[&str]) -> Resp {
+        curl(
+            self.dir.path(),
+            &format!("https://localhost:{}{target}", self.ports[site]),
+            args,
+        )
+    }
+
+    /// The edge's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path("edge.log")).unwrap_or_default()
+    }
+}
+
+/// A response as curl got it.
+#[derive(Debug)]
+pub struct Resp {
+    /// 0 when curl got no response.
+    pub status: u16,
+    /// Header lines of the last response (names lowercase).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// curl's exit code (18: body cut short, 28: timed out, 92: HTTP/2 stream error).
+    pub exit: i32,
+    pub took: Duration,
+}
+
+impl Resp {
+    /// The first value of `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `name`, in order.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// curl with the test CA; the head and body kept apart.
+pub fn curl(dir: &Path, url: &str, args: &[&str]) -> Resp {
+    let head = tempfile::NamedTempFile::new_in(dir).unwrap();
+    let body = tempfile::NamedTempFile::new_in(dir).unwrap();
+    let t = Instant::now();
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "30", "-D"])
+        .arg(head.path())
+        .arg("-o")
+        .arg(body.path())
+        .arg("--cacert")
+        .arg(dir.join("certs/root.crt"))
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl must be installed");
+    let took = t.elapsed();
+    let text = std::fs::read_to_string(head.path()).unwrap_or_default();
+    // The last response block (after any 100 Continue).
+    let last = text
+        .split("\r\n\r\n")
+        .filter(|b| b.starts_with("HTTP/"))
+        .last()
+        .unwrap_or("");
+    let mut lines = last.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Resp {
+        status,
+        headers,
+        body: std::fs::read(body.path()).unwrap_or_default(),
+        exit: out.status.code().unwrap_or(-1),
+        took,
+    }
+}
