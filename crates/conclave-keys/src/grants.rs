@@ -9,70 +9,10 @@
 //! single-tenant deployment of before grants existed.
 
 use crate::name::KeyName;
+pub use conclave_rpc::identity::{IdentityPattern, TenantPattern};
 use conclave_rpc::{Identity, Role, Tenant};
 use std::fmt;
 use std::str::FromStr;
-
-/// Which tenants a grant applies to.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum TenantPattern {
-    /// One tenant.
-    Exact(Tenant),
-    /// Every tenant (`role@*`).
-    Any,
-}
-
-/// Who a grant applies to: a role in one tenant or in every tenant.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct IdentityPattern {
-    /// The role.
-    pub role: Role,
-    /// The tenant or tenants.
-    pub tenant: TenantPattern,
-}
-
-impl IdentityPattern {
-    /// True if `id` is one of the identities this pattern names.
-    pub fn matches(&self, id: &Identity) -> bool {
-        self.role == id.role
-            && match &self.tenant {
-                TenantPattern::Any => true,
-                TenantPattern::Exact(t) => *t == id.tenant,
-            }
-    }
-}
-
-/// `role@tenant` or `role@*` (tenant `default` when written as `role`).
-impl fmt::Display for IdentityPattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.tenant {
-            TenantPattern::Any => write!(f, "{}@*", self.role),
-            TenantPattern::Exact(t) => write!(f, "{}@{t}", self.role),
-        }
-    }
-}
-
-impl FromStr for IdentityPattern {
-    type Err = BadGrant;
-    fn from_str(s: &str) -> Result<Self, BadGrant> {
-        let bad = |reason: String| BadGrant {
-            grant: s.to_string(),
-            reason,
-        };
-        if let Some(role) = s.strip_suffix("@*") {
-            let role = role.parse().map_err(|e| bad(format!("{e}")))?;
-            return Ok(IdentityPattern {
-                role,
-                tenant: TenantPattern::Any,
-            });
-        }
-        let id: Identity = s.parse().map_err(|e| bad(format!("{e}")))?;
-        Ok(IdentityPattern {
-            role: id.role,
-            tenant: TenantPattern::Exact(id.tenant),
-        })
-    }
-}
 
 /// Which keys a grant covers.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -132,7 +72,7 @@ impl FromStr for KeyGrant {
         let (who, key) = s
             .split_once(':')
             .ok_or_else(|| bad("no ':' between the identity and the key name".into()))?;
-        let who = who.parse::<IdentityPattern>().map_err(|e| bad(e.reason))?;
+        let who = who.parse::<IdentityPattern>().map_err(|e| bad(e.to_string()))?;
         let key = if key == "*" {
             KeyPattern::Any
         } else {

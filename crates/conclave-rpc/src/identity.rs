@@ -136,6 +136,63 @@ impl FromStr for Identity {
     }
 }
 
+/// Which tenants a grant applies to (grants of the file, memory and key
+/// servers all name identities this way).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum TenantPattern {
+    /// One tenant.
+    Exact(Tenant),
+    /// Every tenant (`role@*`).
+    Any,
+}
+
+/// Who a grant applies to: a role in one tenant or in every tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct IdentityPattern {
+    /// The role.
+    pub role: Role,
+    /// The tenant or tenants.
+    pub tenant: TenantPattern,
+}
+
+impl IdentityPattern {
+    /// True if `id` is one of the identities this pattern names.
+    pub fn matches(&self, id: &Identity) -> bool {
+        self.role == id.role
+            && match &self.tenant {
+                TenantPattern::Any => true,
+                TenantPattern::Exact(t) => *t == id.tenant,
+            }
+    }
+}
+
+/// `role@tenant` or `role@*` (tenant `default` when written as `role`).
+impl fmt::Display for IdentityPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.tenant {
+            TenantPattern::Any => write!(f, "{}@*", self.role),
+            TenantPattern::Exact(t) => write!(f, "{}@{t}", self.role),
+        }
+    }
+}
+
+impl FromStr for IdentityPattern {
+    type Err = BadIdentity;
+    fn from_str(s: &str) -> Result<Self, BadIdentity> {
+        if let Some(role) = s.strip_suffix("@*") {
+            return Ok(IdentityPattern {
+                role: role.parse()?,
+                tenant: TenantPattern::Any,
+            });
+        }
+        let id: Identity = s.parse()?;
+        Ok(IdentityPattern {
+            role: id.role,
+            tenant: TenantPattern::Exact(id.tenant),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +221,16 @@ mod tests {
         assert!(Identity::from_spiffe_uri("spiffe://other/tenant/a/role/edge").is_none());
         assert!(Identity::from_spiffe_uri("spiffe://conclave/tenant/a/role/root").is_none());
         assert!(Identity::from_spiffe_uri("spiffe://conclave/tenant/A/role/edge").is_none());
+    }
+
+    #[test]
+    fn patterns_name_one_tenant_or_all() {
+        let acme = Identity::new(Role::Edge, "acme".parse().unwrap());
+        let any: IdentityPattern = "edge@*".parse().unwrap();
+        assert!(any.matches(&acme) && any.to_string() == "edge@*");
+        let one: IdentityPattern = "edge".parse().unwrap();
+        assert!(!one.matches(&acme) && one.to_string() == "edge@default");
+        assert!("edge@acme".parse::<IdentityPattern>().unwrap().matches(&acme));
+        assert!("root@*".parse::<IdentityPattern>().is_err());
     }
 }
