@@ -303,3 +303,34 @@ fn the_origin_sees_host_forwarded_for_proto_and_via() {
         );
     }
 }
+
+#[test]
+fn a_stalled_upload_gets_408_within_client_body_timeout() {
+    let origin = TestOrigin::start();
+    origin.route_fn("/up", |r| Reply::ok(format!("{}\n", r.body.len())));
+    let edge = Edge::start_with(
+        dir_with_certs(),
+        "client_body_timeout = \"1s\"",
+        &[SiteSpec::new(format!("127.0.0.1:{}", origin.port()), "")],
+        "",
+    );
+    let (answer, took) = proxy_common::raw_h1(
+        edge.dir.path(),
+        edge.ports[0],
+        b"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n0123456789",
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer:?}"
+    );
+    assert!(
+        took >= std::time::Duration::from_millis(900) && took < std::time::Duration::from_secs(4),
+        "408 after {took:?}"
+    );
+    assert!(
+        edge.log().contains("no data within 1s (client_body_timeout)"),
+        "{}",
+        edge.log()
+    );
+}

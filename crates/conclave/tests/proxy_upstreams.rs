@@ -231,3 +231,25 @@ fn https_origin_is_verified_against_the_configured_ca() {
     let log = edge.log();
     assert!(log.contains("TLS handshake: "), "{log}");
 }
+
+#[test]
+fn connections_to_the_origin_are_kept_alive_and_reused() {
+    let origin = TestOrigin::start();
+    origin.route("/k", Reply::ok("k").header("cache-control", "no-store"));
+    let edge = Edge::start(
+        dir_with_certs(),
+        &[SiteSpec::new(format!("127.0.0.1:{}", origin.port()), "")],
+        "",
+    );
+    for _ in 0..5 {
+        assert_eq!(edge.curl(0, "/k", &[]).status, 200);
+        assert_eq!(edge.curl(0, "/k", &["-X", "POST", "-d", "x"]).status, 200);
+    }
+    let peers: std::collections::BTreeSet<_> = origin.requests_to("/k").iter().map(|r| r.peer).collect();
+    assert_eq!(origin.count("/k"), 10);
+    assert_eq!(
+        peers.len(),
+        1,
+        "one pooled connection for sequential requests: {peers:?}"
+    );
+}

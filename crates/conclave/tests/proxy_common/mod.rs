@@ -41,8 +41,13 @@ pub fn dir_with_certs() -> tempfile::TempDir {
 impl Edge {
     /// One edge worker serving `sites`; `top` is appended after them (e.g. `[[upstream]]`).
     pub fn start(dir: tempfile::TempDir, sites: &[SiteSpec<'_>], top: &str) -> Edge {
+        Self::start_with(dir, "", sites, top)
+    }
+
+    /// [`Edge::start`] with top-level keys `head` (before the sites).
+    pub fn start_with(dir: tempfile::TempDir, head: &str, sites: &[SiteSpec<'_>], top: &str) -> Edge {
         let d = dir.path();
-        let mut toml = String::from("workers = 1\n");
+        let mut toml = format!("workers = 1\n{head}\n");
         let mut ports = Vec::new();
         for (i, s) in sites.iter().enumerate() {
             let port = common::free_port();
@@ -161,4 +166,30 @@ pub fn curl(dir: &Path, url: &str, args: &[&str]) -> Resp {
         exit: out.status.code().unwrap_or(-1),
         took,
     }
+}
+
+/// The raw HTTP/1.1 answer to `request` (sent as is, then nothing more) over
+/// TLS to `port`, and how long it took to come (the connection closed).
+pub fn raw_h1(dir: &Path, port: u16, request: &[u8]) -> (String, Duration) {
+    use std::io::{Read, Write};
+    let roots = conclave_rpc::tls::load_roots(&dir.join("certs/root.crt")).unwrap();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(conclave_rpc::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut conn =
+        rustls::ClientConnection::new(std::sync::Arc::new(cfg), "localhost".try_into().unwrap()).unwrap();
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).unwrap();
+    }
+    let mut s = rustls::StreamOwned::new(conn, sock);
+    let t = Instant::now();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    (String::from_utf8_lossy(&out).into_owned(), t.elapsed())
 }
