@@ -210,10 +210,13 @@ fn start_server(
     dir: Option<&Path>,
 ) -> Result<Reap, BenchError> {
     let mut cmd = Command::new(exe);
+    // The benchmark's processes present the `client` identity; a memory
+    // server grants it nothing unless told (docs/mem.md).
     cmd.args(["memserver", "--kind", kind, "--listen"])
         .arg(format!("unix://{}", sock.display()))
         .arg("--certs")
         .arg(certs)
+        .args(["--grant", "client:rw:bench-*"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     if let Some(d) = dir {
@@ -244,6 +247,7 @@ fn setup(base: &Path, kinds: &[String], exe: &Path) -> Result<Env, BenchError> {
         specs: Vec::new(),
     };
     pki::generate(&CertsOptions {
+        tenants: Vec::new(),
         out: certs.clone(),
         site_key: SiteKey::EcdsaP256,
         force: true,
@@ -251,7 +255,7 @@ fn setup(base: &Path, kinds: &[String], exe: &Path) -> Result<Env, BenchError> {
     .plain()?;
     let mut key = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
-    std::fs::write(&secret, key)?;
+    conclave_secret::write_private(&secret, &key)?;
     for k in kinds {
         let spec: MemSpec = match k.as_str() {
             "smdish" => {

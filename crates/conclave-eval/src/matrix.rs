@@ -247,7 +247,7 @@ pub fn run(opts: &MatrixOptions, cancel: Arc<AtomicBool>) -> Result<RunResults, 
     {
         bar.set_style(style.progress_chars("=> "));
     }
-    let trust = Trust::CaFile(certs.join("root.crt"));
+    let trust = Trust::CaFile(conclave_rpc::pki::CertsLayout::new(&certs).ca_cert());
     let machine = results.machine.clone();
     for cell in &cells {
         if is_cancelled() {

@@ -23,7 +23,7 @@ use conclave_edge::{EdgeSettings, OriginSettings};
 use conclave_fs::FileServerSettings;
 use conclave_keys::KeyServerSettings;
 use conclave_mem::{MemServerSettings, MemSpec, ServerKind};
-use conclave_rpc::pki::{self, CertsOptions, SiteKey};
+use conclave_rpc::pki::{self, CertsLayout, CertsOptions, SiteKey};
 use conclave_rpc::Endpoint;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -139,7 +139,7 @@ fn key_dir(certs: &Path, dir: &Path) -> Result<PathBuf, EvalError> {
         let p = e.map_err(EvalError::io(&keys))?.path();
         std::fs::remove_file(&p).map_err(EvalError::io(&p))?;
     }
-    let src = certs.join("server.key");
+    let src = CertsLayout::new(certs).site_key();
     let key = std::fs::read(&src).map_err(EvalError::io(&src))?;
     write_0600(&keys.join("server.key"), &key)?;
     Ok(keys)
@@ -308,6 +308,7 @@ pub fn ensure_certs(certs: &Path) -> Result<bool, EvalError> {
         )));
     }
     pki::generate(&CertsOptions {
+        tenants: Vec::new(),
         out: certs.to_path_buf(),
         site_key: SiteKey::Rsa2048,
         force: false,
@@ -416,6 +417,18 @@ fn memserver(
     })
 }
 
+/// What the edge may do in the file server: read `/html`, write its
+/// `/cacheI` directories (see `image_tree`), nothing else.
+fn edge_grants(d: &Deployment) -> Vec<conclave_fs::Grant> {
+    let mut g = vec![grant("edge:ro:/html")];
+    g.extend((0..d.edge.site.len()).map(|i| grant(&format!("edge:rw:/cache{i}"))));
+    g
+}
+
+fn grant(text: &str) -> conclave_fs::Grant {
+    text.parse().expect("the plan's grants are well-formed")
+}
+
 /// The file server's command line (docs/fs.md) for an image built by
 /// `build_image`.
 pub fn fileserver(d: &Deployment, bin: &Path, listen: SocketAddr, img: &Image, dir: &Path) -> ProcessSpec {
@@ -423,6 +436,7 @@ pub fn fileserver(d: &Deployment, bin: &Path, listen: SocketAddr, img: &Image, d
         tree: img.tree.clone(),
         secret_file: img.secret.clone(),
         expect_root: img.root.clone(),
+        grants: edge_grants(d),
         ..FileServerSettings::new(
             img.image.clone(),
             img.device.kind(),
@@ -545,12 +559,12 @@ pub fn edge_settings(d: &Deployment, dir: &Path) -> EdgeSettings {
         _ => SharedSettings::default(),
     };
     let tls = || {
-        let certificate = d.certs.join("server.crt");
+        let certificate = CertsLayout::new(&d.certs).site_cert();
         match (d.edge.key, &d.keyserver) {
             (KeyKind::Keyserver, Some(k)) => {
                 TlsSettings::key_server(certificate, endpoint(k.listen).to_string(), "server", &d.certs)
             }
-            _ => TlsSettings::key_file(certificate, d.certs.join("server.key")),
+            _ => TlsSettings::key_file(certificate, CertsLayout::new(&d.certs).site_key()),
         }
     };
     let server = d
@@ -660,7 +674,7 @@ mod tests {
         assert_eq!(v["workers"].as_integer(), Some(2));
         let server = &v["server"].as_array().unwrap()[0];
         assert_eq!(server["proxy_pass"].as_str(), Some("http://127.0.0.1:8081"));
-        assert_eq!(server["tls"]["key"].as_str(), Some("/s/certs/server.key"));
+        assert_eq!(server["tls"]["key"].as_str(), Some("/s/certs/site/server.key"));
         assert_eq!(server["cache"]["keys_zone"].as_str(), Some("ZONE0:16k"));
         d.edge.key = KeyKind::Keyserver;
         d.keyserver = Some(Keyserver {
@@ -695,7 +709,8 @@ mod tests {
             plan.processes[1].argv[1..5],
             ["origin", "--root", &d.content.display().to_string(), "--listen"]
         );
-        assert!(d.certs.join("root.crt").exists() && d.certs.join("server.key").exists());
+        let l = CertsLayout::new(&d.certs);
+        assert!(l.ca_cert().exists() && l.site_key().exists());
         assert!(dir.path().join("edge.toml").exists());
         assert_eq!(plan.created, vec![d.certs.clone()]);
     }
@@ -846,7 +861,11 @@ mod tests {
                 "--listen",
                 "tcp://127.0.0.1:9200",
                 "--certs",
-                "/s/certs"
+                "/s/certs",
+                "--grant",
+                "edge:ro:/html",
+                "--grant",
+                "edge:rw:/cache0"
             ])
         );
         // std: no secret, no tree, no KDF flags.
@@ -890,7 +909,7 @@ mod tests {
         let k = keys.join("server.key");
         assert_eq!(
             std::fs::read(&k).unwrap(),
-            std::fs::read(certs.join("server.key")).unwrap()
+            std::fs::read(CertsLayout::new(&certs).site_key()).unwrap()
         );
         assert_eq!(std::fs::metadata(&k).unwrap().permissions().mode() & 0o777, 0o600);
         let s = t.path().join("smc.secret");

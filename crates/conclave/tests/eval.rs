@@ -119,7 +119,7 @@ fn up_serves_and_leaves_no_process_behind_on_sigterm() {
     // The deployment serves the seed's content through the cache.
     let ab = conclave()
         .args(["ab", "-n", "20", "-c", "2", "--cacert"])
-        .arg(dir.path().join("certs/root.crt"))
+        .arg(dir.path().join("certs/ca/root.crt"))
         .arg(format!("https://127.0.0.1:{base}/10k.txt"))
         .output()
         .unwrap();
@@ -489,7 +489,7 @@ fn up_starts_the_kernel_servers_in_order_and_leaves_none_behind() {
     // The edge serves through its cache on the file server, signing with the key server.
     let ab = conclave()
         .args(["ab", "-n", "20", "-c", "2", "--cacert"])
-        .arg(dir.path().join("certs/root.crt"))
+        .arg(dir.path().join("certs/ca/root.crt"))
         .arg(format!("https://127.0.0.1:{base}/10k.txt"))
         .output()
         .unwrap();

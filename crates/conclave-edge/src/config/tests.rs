@@ -338,4 +338,30 @@ fn proxy_pass_refusals_name_the_problem() {
     assert!(t.verify);
     let (c, _) = proxy_of("https://[::1]:8443", "proxy_ssl_verify = false", "").unwrap();
     assert_eq!(c.upstream.tls.unwrap().server_name, "::1");
+#[test]
+fn ticket_secret_file_is_for_memory_stores_and_relative_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("edge.toml");
+    std::fs::create_dir_all(dir.path().join("html")).unwrap();
+    std::fs::write(dir.path().join("c.crt"), "").unwrap();
+    std::fs::write(dir.path().join("c.key"), "").unwrap();
+    let site = "[[server]]\nlisten = \"127.0.0.1:1\"\nmode = \"standalone\"\nroot = \"html\"\n\
+                [server.tls]\ncertificate = \"c.crt\"\nkey = \"c.key\"\n";
+    let text = format!(
+        "[shared]\nkind = \"smdish+tcp://127.0.0.1:9\"\ncerts = \"certs\"\nticket_secret_file = \"t.secret\"\n{site}"
+    );
+    let c = EdgeConfig::parse(&cfg, &text).unwrap();
+    let SharedConfig::Mem {
+        ticket_secret_file, ..
+    } = c.shared
+    else {
+        panic!("a memory store")
+    };
+    assert_eq!(ticket_secret_file, Some(dir.path().join("t.secret")));
+    let text = format!("[shared]\nkind = \"local\"\nticket_secret_file = \"t.secret\"\n{site}");
+    let e = EdgeConfig::parse(&cfg, &text).unwrap_err().to_string();
+    assert!(
+        e.contains(":3:") && e.contains("ticket_secret_file seals the ticket keys kept in a memory store"),
+        "{e}"
+    );
 }

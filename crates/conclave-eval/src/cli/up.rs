@@ -48,7 +48,7 @@ pub fn run(a: Args, bin: &Path) -> Result<(), EvalError> {
     for url in d.urls() {
         print_line(format!(
             "  {url}   e.g. curl --cacert {} {url}1k.txt",
-            d.certs.join("root.crt").display()
+            conclave_rpc::pki::CertsLayout::new(&d.certs).ca_cert().display()
         ));
     }
     print_line("Ctrl-C stops every process.");
