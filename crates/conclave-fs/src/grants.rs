@@ -12,7 +12,8 @@
 //! `/html` read-only), and at equal length a grant naming the tenant wins
 //! over `role@*`.
 
-use conclave_rpc::{Identity, Role, Tenant};
+use conclave_rpc::identity::{BadIdentity, IdentityPattern};
+use conclave_rpc::Identity;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -35,36 +36,11 @@ impl Access {
     }
 }
 
-/// The identities a grant is for: one role in one tenant, or in any (`role@*`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Grantee {
-    /// The role.
-    pub role: Role,
-    /// The tenant; `None` for every tenant.
-    pub tenant: Option<Tenant>,
-}
-
-impl Grantee {
-    fn matches(&self, id: &Identity) -> bool {
-        self.role == id.role && self.tenant.as_ref().is_none_or(|t| *t == id.tenant)
-    }
-}
-
-impl fmt::Display for Grantee {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.tenant {
-            None => write!(f, "{}@*", self.role),
-            Some(t) if t.as_str() == Tenant::DEFAULT => write!(f, "{}", self.role),
-            Some(t) => write!(f, "{}@{t}", self.role),
-        }
-    }
-}
-
 /// One grant: `IDENTITY:MODE:PATH`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
     /// Who.
-    pub who: Grantee,
+    pub who: IdentityPattern,
     /// What.
     pub access: Access,
     /// Where: an absolute, normalised path (`/` covers everything).
@@ -115,23 +91,7 @@ impl FromStr for Grant {
         let (Some(who), Some(mode), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(bad("needs three parts separated by ':'".into()));
         };
-        let who = match who.split_once('@') {
-            Some((r, "*")) => Grantee {
-                role: r
-                    .parse()
-                    .map_err(|e: conclave_rpc::role::UnknownRole| bad(e.to_string()))?,
-                tenant: None,
-            },
-            _ => {
-                let id: Identity = who
-                    .parse()
-                    .map_err(|e: conclave_rpc::identity::BadIdentity| bad(e.to_string()))?;
-                Grantee {
-                    role: id.role,
-                    tenant: Some(id.tenant),
-                }
-            }
-        };
+        let who: IdentityPattern = who.parse().map_err(|e: BadIdentity| bad(e.to_string()))?;
         let access = match mode {
             "ro" => Access::ReadOnly,
             "rw" => Access::ReadWrite,
@@ -212,7 +172,7 @@ impl Grants {
         self.grants
             .iter()
             .filter(|g| g.who.matches(id) && covers(&g.path, path))
-            .max_by_key(|g| (g.path.len(), g.who.tenant.is_some()))
+            .max_by_key(|g| (g.path.len(), g.who.names_tenant()))
             .map(|g| g.access)
     }
 

@@ -152,7 +152,8 @@ mod tests {
     #[test]
     fn grants_parse_and_print_back() {
         for (text, printed) in [
-            ("edge:*", "edge@default:*"),
+            ("edge:*", "edge:*"),
+            ("edge@default:*", "edge:*"),
             ("edge@acme:acme-site", "edge@acme:acme-site"),
             ("edge@*:shared", "edge@*:shared"),
             ("client@b:*", "client@b:*"),

@@ -6,7 +6,8 @@
 //! or write which of its names. No matching grant means `EACCES` at OPEN, so
 //! a stolen `client` certificate reaches nothing it was not granted.
 
-use conclave_rpc::{Identity, Role, Tenant};
+use conclave_rpc::identity::IdentityPattern;
+use conclave_rpc::{Identity, Role};
 use std::fmt;
 use std::str::FromStr;
 
@@ -31,21 +32,6 @@ impl Mode {
             Mode::Ro => "ro",
             Mode::Rw => "rw",
         }
-    }
-}
-
-/// Whose a grant is: one role, in one tenant or in every tenant (`role@*`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Grantee {
-    /// The role.
-    pub role: Role,
-    /// The tenant; `None` for every tenant (each in its own namespace).
-    pub tenant: Option<Tenant>,
-}
-
-impl Grantee {
-    fn covers(&self, id: &Identity) -> bool {
-        self.role == id.role && self.tenant.as_ref().is_none_or(|t| *t == id.tenant)
     }
 }
 
@@ -74,7 +60,7 @@ impl NamePattern {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct MemGrant {
     /// Whose.
-    pub grantee: Grantee,
+    pub grantee: IdentityPattern,
     /// What it allows.
     pub mode: Mode,
     /// On which names.
@@ -114,27 +100,10 @@ impl FromStr for MemGrant {
         let (Some(who), Some(mode), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(BadGrant::Shape(s.to_string()));
         };
-        let grantee = match who.strip_suffix("@*") {
-            Some(role) => Grantee {
-                role: role
-                    .parse()
-                    .map_err(|e: conclave_rpc::role::UnknownRole| BadGrant::Identity {
-                        grant: s.to_string(),
-                        source: e.into(),
-                    })?,
-                tenant: None,
-            },
-            None => {
-                let id: Identity = who.parse().map_err(|source| BadGrant::Identity {
-                    grant: s.to_string(),
-                    source,
-                })?;
-                Grantee {
-                    role: id.role,
-                    tenant: Some(id.tenant),
-                }
-            }
-        };
+        let grantee: IdentityPattern = who.parse().map_err(|source| BadGrant::Identity {
+            grant: s.to_string(),
+            source,
+        })?;
         let mode = match mode {
             "ro" => Mode::Ro,
             "rw" => Mode::Rw,
@@ -163,10 +132,7 @@ impl FromStr for MemGrant {
 /// The text form, which parses back to the same grant.
 impl fmt::Display for MemGrant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.grantee.tenant {
-            Some(t) => write!(f, "{}@{t}", self.grantee.role)?,
-            None => write!(f, "{}@*", self.grantee.role)?,
-        }
+        write!(f, "{}", self.grantee)?;
         write!(f, ":{}:", self.mode.as_str())?;
         match &self.name {
             NamePattern::Exact(n) => f.write_str(n),
@@ -206,10 +172,10 @@ impl MemGrants {
         }
         self.0
             .iter()
-            .filter(|g| g.grantee.covers(id))
+            .filter(|g| g.grantee.matches(id))
             .filter_map(|g| {
                 let spec = g.name.specificity(name)?;
-                Some(((spec, g.grantee.tenant.is_some(), g.mode), g.mode))
+                Some(((spec, g.grantee.names_tenant(), g.mode), g.mode))
             })
             .max_by_key(|(rank, _)| *rank)
             .map(|(_, mode)| mode)
@@ -219,10 +185,7 @@ impl MemGrants {
 impl Default for MemGrants {
     fn default() -> Self {
         MemGrants(vec![MemGrant {
-            grantee: Grantee {
-                role: Role::Edge,
-                tenant: None,
-            },
+            grantee: IdentityPattern::any_tenant(Role::Edge),
             mode: Mode::Rw,
             name: NamePattern::Prefix(String::new()),
         }])

@@ -156,6 +156,20 @@ pub struct IdentityPattern {
 }
 
 impl IdentityPattern {
+    /// `role@*`: the role in every tenant.
+    pub fn any_tenant(role: Role) -> IdentityPattern {
+        IdentityPattern {
+            role,
+            tenant: TenantPattern::Any,
+        }
+    }
+
+    /// True when the pattern names one tenant (it then wins over `role@*`
+    /// where both match).
+    pub fn names_tenant(&self) -> bool {
+        matches!(self.tenant, TenantPattern::Exact(_))
+    }
+
     /// True if `id` is one of the identities this pattern names.
     pub fn matches(&self, id: &Identity) -> bool {
         self.role == id.role
@@ -166,11 +180,13 @@ impl IdentityPattern {
     }
 }
 
-/// `role@tenant` or `role@*` (tenant `default` when written as `role`).
+/// `role@tenant` or `role@*`; `role` alone for the tenant `default`, the
+/// way it is written.
 impl fmt::Display for IdentityPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.tenant {
             TenantPattern::Any => write!(f, "{}@*", self.role),
+            TenantPattern::Exact(t) if t.as_str() == Tenant::DEFAULT => write!(f, "{}", self.role),
             TenantPattern::Exact(t) => write!(f, "{}@{t}", self.role),
         }
     }
@@ -229,7 +245,7 @@ mod tests {
         let any: IdentityPattern = "edge@*".parse().unwrap();
         assert!(any.matches(&acme) && any.to_string() == "edge@*");
         let one: IdentityPattern = "edge".parse().unwrap();
-        assert!(!one.matches(&acme) && one.to_string() == "edge@default");
+        assert!(!one.matches(&acme) && one.to_string() == "edge");
         assert!("edge@acme".parse::<IdentityPattern>().unwrap().matches(&acme));
         assert!("root@*".parse::<IdentityPattern>().is_err());
     }

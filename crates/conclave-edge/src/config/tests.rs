@@ -338,6 +338,8 @@ fn proxy_pass_refusals_name_the_problem() {
     assert!(t.verify);
     let (c, _) = proxy_of("https://[::1]:8443", "proxy_ssl_verify = false", "").unwrap();
     assert_eq!(c.upstream.tls.unwrap().server_name, "::1");
+}
+
 #[test]
 fn ticket_secret_file_is_for_memory_stores_and_relative_to_the_config() {
     let dir = tempfile::tempdir().unwrap();
