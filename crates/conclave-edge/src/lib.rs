@@ -21,6 +21,7 @@ pub mod launch;
 pub mod master;
 pub mod origin;
 pub mod path;
+pub mod proxy;
 pub mod refusals;
 pub mod server;
 pub mod shared;

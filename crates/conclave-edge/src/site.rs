@@ -69,7 +69,7 @@ impl Site {
             crate::refusals::BAD_HOST.note(peer);
             status_response(StatusCode::BAD_REQUEST)
         } else {
-            self.answer(&req).await
+            self.answer(&req, peer).await
         };
         if let Some(log) = &self.access_log {
             log.record(peer, &req, &resp);
@@ -97,7 +97,7 @@ impl Site {
         }
     }
 
-    async fn answer(&self, req: &Request<()>) -> Response<Body> {
+    async fn answer(&self, req: &Request<()>, peer: SocketAddr) -> Response<Body> {
         let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
         if target.len() > self.max_uri_length {
             return status_response(StatusCode::URI_TOO_LONG);
@@ -116,6 +116,12 @@ impl Site {
             return status_response(StatusCode::PAYLOAD_TOO_LARGE);
         }
         let method = req.method();
+        if let Backend::Cache(cache) = &self.backend {
+            if method.as_str() == "PURGE" && cache.purges() {
+                let (parts, ()) = req.clone().into_parts();
+                return cache.purge(&parts, peer).await;
+            }
+        }
         if method != Method::GET && method != Method::HEAD {
             return status_response(StatusCode::METHOD_NOT_ALLOWED);
         }
@@ -125,7 +131,10 @@ impl Site {
         };
         match &self.backend {
             Backend::Static(storage) => self.serve_file(storage.as_ref(), req, &clean.rel, clean.dir),
-            Backend::Cache(cache) => cache.handle(method, req.headers(), target).await,
+            Backend::Cache(cache) => {
+                let (parts, ()) = req.clone().into_parts();
+                cache.handle(&parts, peer).await
+            }
         }
     }
 

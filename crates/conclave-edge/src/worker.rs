@@ -223,7 +223,7 @@ async fn serve(
                 let st = site_storage(fs_client.as_ref(), &cache.path, true, "cache path")?;
                 Backend::Cache(Box::new(Cache::new(
                     cache.clone(),
-                    origin.clone(),
+                    Arc::new(crate::proxy::Proxy::new(origin)),
                     st,
                     shared.as_ref(),
                 )?))

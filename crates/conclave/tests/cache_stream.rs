@@ -1,0 +1,123 @@
+//! A 1 GiB object through the cache edge (host storage): served on a miss
+//! while it is written to the cache, then served from the cache, both times
+//! byte-identical to the origin's (sha256), with the edge workers' peak
+//! resident memory (`VmHWM`) under 64 MiB — nothing is read whole.
+//!
+//! `#[ignore]`d in debug runs (it moves 3 GiB through curl): run it with
+//! `cargo test --release -p conclave --test cache_stream -- --ignored`.
+#![cfg(feature = "edge")]
+
+use std::process::{Command, Stdio};
+
+mod common;
+use common::{conclave, server, wait_port};
+use conclave_testkit::{free_port, Reply, TestOrigin};
+
+const GIB: u64 = 1 << 30;
+
+/// `sha256sum` of the body `curl ARGS URL` gets, and its response head.
+fn curl_sha(args: &[&str], url: &str) -> (String, String) {
+    let head = tempfile::NamedTempFile::new().unwrap();
+    let mut curl = Command::new("curl")
+        .args(["-sS", "--http1.1", "-o", "-", "-D"])
+        .arg(head.path())
+        .args(args)
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sha = Command::new("sha256sum")
+        .stdin(curl.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    let out = curl.wait_with_output().unwrap();
+    assert!(out.status.success(), "curl {url}: {}", String::from_utf8_lossy(&out.stderr));
+    let sum = String::from_utf8_lossy(&sha.stdout)
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    (sum, std::fs::read_to_string(head.path()).unwrap().to_ascii_lowercase())
+}
+
+/// Peak resident memory (KiB) of every child process of `pid` (the workers).
+fn workers_vmhwm_kib(pid: u32) -> Vec<u64> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else { continue };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().trim_end_matches(" kB").trim().to_string())
+        };
+        if field("PPid:").as_deref() == Some(&pid.to_string()) {
+            if let Some(kib) = field("VmHWM:").and_then(|v| v.parse().ok()) {
+                out.push(kib);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+#[ignore = "moves 3 GiB; run in release with --ignored"]
+fn one_gib_streams_through_the_cache_twice_byte_identical_under_64_mib() {
+    let origin = TestOrigin::start();
+    origin.route(
+        "/big.bin",
+        Reply::status(200)
+            .generated(GIB)
+            .header("content-type", "application/octet-stream")
+            .header("cache-control", "max-age=3600"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    common::certs(&dir.path().join("certs"), &[]);
+    let port = free_port();
+    let cfg = format!(
+        "workers = 1\n\n[[server]]\nlisten = \"127.0.0.1:{port}\"\nserver_name = [\"localhost\"]\n\
+         mode = \"cache\"\nproxy_pass = \"http://127.0.0.1:{}\"\n[server.tls]\n\
+         certificate = \"certs/server.crt\"\nkey = \"certs/server.key\"\n[server.cache]\n\
+         path = \"cache\"\nkeys_zone = \"Z:1m\"\nmax_size = \"2g\"\n",
+        origin.port()
+    );
+    std::fs::write(dir.path().join("edge.toml"), cfg).unwrap();
+    let child = conclave()
+        .args(["edge", "--config", "edge.toml"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let master = child.id();
+    let _edge = server(child);
+    wait_port(port);
+
+    let (want, _) = curl_sha(&[], &format!("http://127.0.0.1:{}/big.bin", origin.port()));
+    let ca = dir.path().join("certs/root.crt");
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let args = ["--cacert", ca.to_str().unwrap(), "--resolve", &resolve];
+    let url = format!("https://localhost:{port}/big.bin");
+    let t = std::time::Instant::now();
+    let (miss, miss_head) = curl_sha(&args, &url);
+    let miss_secs = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    let (hit, hit_head) = curl_sha(&args, &url);
+    let hit_secs = t.elapsed().as_secs_f64();
+    assert!(miss_head.starts_with("http/1.1 200") && miss_head.contains("x-cache-status: miss"), "{miss_head}");
+    assert!(hit_head.starts_with("http/1.1 200") && hit_head.contains("x-cache-status: hit"), "{hit_head}");
+    assert!(hit_head.contains("content-length: 1073741824"), "{hit_head}");
+    assert_eq!(miss, want, "the miss differs from the origin's body");
+    assert_eq!(hit, want, "the hit differs from the origin's body");
+    assert_eq!(origin.count("/big.bin"), 2, "the origin served the direct fetch and one miss");
+    let hwm = workers_vmhwm_kib(master);
+    assert!(!hwm.is_empty(), "no worker found under {master}");
+    eprintln!(
+        "1 GiB: miss {:.0} MB/s, hit {:.0} MB/s, worker VmHWM {hwm:?} KiB",
+        GIB as f64 / 1e6 / miss_secs,
+        GIB as f64 / 1e6 / hit_secs
+    );
+    for kib in hwm {
+        assert!(kib < 64 * 1024, "a worker peaked at {kib} KiB");
+    }
+}
