@@ -37,7 +37,7 @@ pub fn empty() -> Body {
 /// `io::Error` so the server resets the stream instead of sending a short body.
 pub fn stream<B>(b: B) -> Body
 where
-    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     b.map_err(std::io::Error::other).boxed_unsync()

@@ -8,6 +8,7 @@
 //!
 //! Layout: `config/` (the file as written, its units, its validation into
 //! typed settings), `cache/` (the proxy cache, its index and files),
+//! `proxy/` (upstream groups, header rewriting, streamed bodies to origins),
 //! `storage/` (host and nextfs), `shared/` (local and memory-server state),
 //! `launch` (the `conclave edge` start-up) and `origin` (`conclave origin`).
 #![forbid(unsafe_code)]
@@ -49,6 +50,9 @@ pub enum EdgeError {
     /// The cache could not be set up.
     #[error("cache: {0}")]
     Cache(#[from] cache::CacheError),
+    /// The way to an origin could not be set up (its TLS).
+    #[error(transparent)]
+    Proxy(#[from] proxy::OriginTlsError),
     /// An I/O step failed.
     #[error("{what}: {source}")]
     Io {

@@ -94,6 +94,7 @@ pub fn run_origin(cfg: &OriginSettings) -> Result<(), EdgeError> {
             access_log,
             waf: None,
             body_timeout: Duration::from_secs(60),
+            max_body: crate::site::MAX_BODY,
         });
         let tcp = tokio::net::TcpListener::bind(cfg.listen)
             .await

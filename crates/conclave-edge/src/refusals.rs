@@ -85,6 +85,10 @@ pub static BODY_TIMEOUT: RateLog = RateLog::new("request bodies timed out (clien
 pub static SEND_TIMEOUT: RateLog = RateLog::new("connections closed by send_timeout");
 /// HTTP/2 connections closed by `http2_idle_timeout`.
 pub static H2_IDLE: RateLog = RateLog::new("HTTP/2 connections closed by http2_idle_timeout");
+/// Exchanges with an origin that failed (502) or timed out (504).
+pub static UPSTREAM: RateLog = RateLog::new("origin requests failed (502/504)");
+/// Request bodies refused on their way to an origin (413 past `client_max_body_size`, 408, 400).
+pub static UPSTREAM_CLIENT_BODY: RateLog = RateLog::new("proxied request bodies refused (413/408/400)");
 /// File-server calls that failed or passed `storage_timeout`.
 pub static STORAGE: RateLog = RateLog::new("file-server reads failed (502/504)");
 

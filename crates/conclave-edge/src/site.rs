@@ -11,14 +11,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Largest request body announced before the edge answers 413.
+/// The default largest request body (NGINX `client_max_body_size`), 413 beyond.
 pub const MAX_BODY: u64 = 1 << 20;
 
 /// What a site serves from.
 pub enum Backend {
     /// Files of a docroot.
     Static(Arc<dyn Storage>),
-    /// A proxy cache.
+    /// A proxy cache in front of an origin; requests it does not cache
+    /// (every method but GET and HEAD) pass through to the origin.
     Cache(Box<Cache>),
 }
 
@@ -36,6 +37,8 @@ pub struct Site {
     pub waf: Option<Arc<conclave_waf::Waf>>,
     /// Longest wait for the next piece of a request body (`client_body_timeout`).
     pub body_timeout: Duration,
+    /// Largest request body (`client_max_body_size`): 413 beyond.
+    pub max_body: u64,
 }
 
 impl Site {
@@ -49,35 +52,45 @@ impl Site {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         let mut timed_out = false;
-        if !body.is_end_stream() && announced.is_none_or(|n| n <= MAX_BODY) {
-            // Read a small body before answering: an HTTP/2 client whose stream is
-            // reset mid-upload reports an error instead of our status.
-            timed_out = !self.drain_body(body).await;
-        }
-        let req = Request::from_parts(parts, ());
+        let body = if self.passes_through(&parts.method) {
+            Some(body)
+        } else {
+            if !body.is_end_stream() && announced.is_none_or(|n| n <= self.max_body) {
+                // Read a small body before answering: an HTTP/2 client whose stream is
+                // reset mid-upload reports an error instead of our status.
+                timed_out = !self.drain_body(body).await;
+            }
+            None
+        };
         let resp = if timed_out {
             crate::refusals::BODY_TIMEOUT.note(peer);
             let mut r = status_response(StatusCode::REQUEST_TIMEOUT);
-            if req.version() < Version::HTTP_2 {
+            if parts.version < Version::HTTP_2 {
                 // The rest of the body is still on its way: the connection
                 // cannot carry another request (NGINX closes it too).
                 r.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             r
-        } else if !host_ok(&req) {
+        } else if !host_ok(&parts) {
             crate::refusals::BAD_HOST.note(peer);
             status_response(StatusCode::BAD_REQUEST)
         } else {
-            self.answer(&req, peer).await
+            self.answer(&parts, body, announced, peer).await
         };
         if let Some(log) = &self.access_log {
-            log.record(peer, &req, &resp);
+            log.record(peer, &Request::from_parts(parts, ()), &resp);
         }
         resp
     }
 
-    /// Reads and drops up to [`MAX_BODY`] bytes of `body`; false when the
+    /// Whether a request with `method` goes to the origin as it is, its body
+    /// streamed: everything a cache site does not cache.
+    fn passes_through(&self, method: &Method) -> bool {
+        matches!(self.backend, Backend::Cache(_)) && method != Method::GET && method != Method::HEAD
+    }
+
+    /// Reads and drops up to `max_body` bytes of `body`; false when the
     /// client let `body_timeout` pass between two pieces of it (NGINX
     /// `client_body_timeout`): a trickled body must not hold the connection.
     async fn drain_body(&self, mut body: hyper::body::Incoming) -> bool {
@@ -89,7 +102,7 @@ impl Site {
                 Ok(None) | Ok(Some(Err(_))) => return true,
                 Ok(Some(Ok(f))) => {
                     got += f.data_ref().map_or(0, |d| d.len() as u64);
-                    if got > MAX_BODY {
+                    if got > self.max_body {
                         return true;
                     }
                 }
@@ -97,48 +110,69 @@ impl Site {
         }
     }
 
-    async fn answer(&self, req: &Request<()>, peer: SocketAddr) -> Response<Body> {
-        let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    /// `body` is the request body when the request passes through to the
+    /// origin (not read yet), `None` when it was drained.
+    async fn answer(
+        &self,
+        parts: &http::request::Parts,
+        body: Option<hyper::body::Incoming>,
+        announced: Option<u64>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        let target = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         if target.len() > self.max_uri_length {
             return status_response(StatusCode::URI_TOO_LONG);
         }
         if let Some(waf) = &self.waf {
-            if let Some(status) = waf_check(waf, req, target) {
+            if let Some(status) = waf_check(waf, parts, target) {
                 return status_response(status);
             }
         }
-        let body_len = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if body_len.is_some_and(|n| n > MAX_BODY) {
-            return status_response(StatusCode::PAYLOAD_TOO_LARGE);
-        }
-        let method = req.method();
-        if let Backend::Cache(cache) = &self.backend {
-            if method.as_str() == "PURGE" && cache.purges() {
-                let (parts, ()) = req.clone().into_parts();
-                return cache.purge(&parts, peer).await;
+        if announced.is_some_and(|n| n > self.max_body) {
+            let mut r = status_response(StatusCode::PAYLOAD_TOO_LARGE);
+            if body.is_some() {
+                // The body is still on its way and will not be read.
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
+            return r;
         }
-        if method != Method::GET && method != Method::HEAD {
+        let method = &parts.method;
+        let get_or_head = method == Method::GET || method == Method::HEAD;
+        if method == Method::CONNECT || (!get_or_head && matches!(self.backend, Backend::Static(_))) {
             return status_response(StatusCode::METHOD_NOT_ALLOWED);
         }
-        let clean = match normalize(req.uri().path()) {
+        let clean = match normalize(parts.uri.path()) {
             Ok(c) => c,
             Err(_) => return status_response(StatusCode::BAD_REQUEST),
         };
         match &self.backend {
-            Backend::Static(storage) => self.serve_file(storage.as_ref(), req, &clean.rel, clean.dir),
+            Backend::Static(storage) => self.serve_file(storage.as_ref(), parts, &clean.rel, clean.dir),
+            Backend::Cache(cache) if get_or_head => cache.handle(parts, peer).await,
+            // Purging is the cache's own method, from `purge_allow` addresses only.
+            Backend::Cache(cache) if method.as_str() == "PURGE" && cache.purges() => {
+                cache.purge(parts, peer).await
+            }
             Backend::Cache(cache) => {
-                let (parts, ()) = req.clone().into_parts();
-                cache.handle(&parts, peer).await
+                use hyper::body::Body as _;
+                let body = match body {
+                    Some(b) if !b.is_end_stream() => {
+                        crate::proxy::client_body(b, self.max_body, self.body_timeout)
+                    }
+                    _ => crate::proxy::empty_body(),
+                };
+                cache.proxy().pass(parts, body, peer).await
             }
         }
     }
 
-    fn serve_file<B>(&self, storage: &dyn Storage, req: &Request<B>, rel: &str, dir: bool) -> Response<Body> {
+    fn serve_file(
+        &self,
+        storage: &dyn Storage,
+        req: &http::request::Parts,
+        rel: &str,
+        dir: bool,
+    ) -> Response<Body> {
         let mut name = if dir || rel.is_empty() {
             if rel.is_empty() {
                 "index.html".to_string()
@@ -159,7 +193,7 @@ impl Site {
             Ok((meta, body)) if !meta.is_dir => {
                 let mut e = Entity::for_file(&name, body, meta.modified);
                 e.extra.clone_from(&self.add_headers);
-                respond(req.method(), req.headers(), &e, None)
+                respond(&req.method, &req.headers, &e, None)
             }
             Ok(_) => status_response(StatusCode::NOT_FOUND),
             Err(e) => match e.kind() {
@@ -210,24 +244,24 @@ fn gateway_error(e: &std::io::Error) -> Option<StatusCode> {
 
 /// RFC 9112 section 3.2: an HTTP/1.1 request carries exactly one `Host`
 /// (HTTP/1.0 may omit it; HTTP/2 has `:authority`).
-fn host_ok(req: &Request<()>) -> bool {
-    if req.version() != Version::HTTP_11 {
+fn host_ok(req: &http::request::Parts) -> bool {
+    if req.version != Version::HTTP_11 {
         return true;
     }
-    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let mut hosts = req.headers.get_all(header::HOST).iter();
     hosts.next().is_some() && hosts.next().is_none()
 }
 
 /// Runs the WAF on the request line and headers (ModSecurity phases 1 and 2
 /// without a body); a denial is logged with the rule id.
-fn waf_check(waf: &conclave_waf::Waf, req: &Request<()>, target: &str) -> Option<StatusCode> {
+fn waf_check(waf: &conclave_waf::Waf, req: &http::request::Parts, target: &str) -> Option<StatusCode> {
     let headers: Vec<(&str, &[u8])> = req
-        .headers()
+        .headers
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_bytes()))
         .collect();
     let view = conclave_waf::RequestView {
-        method: req.method().as_str(),
+        method: req.method.as_str(),
         uri: target,
         headers: &headers,
     };

@@ -219,11 +219,11 @@ async fn serve(
             SiteConfig::Standalone { root } => {
                 Backend::Static(site_storage(fs_client.as_ref(), root, false, "root")?)
             }
-            SiteConfig::Cache { origin, cache } => {
+            SiteConfig::Cache { proxy, cache } => {
                 let st = site_storage(fs_client.as_ref(), &cache.path, true, "cache path")?;
                 Backend::Cache(Box::new(Cache::new(
                     cache.clone(),
-                    Arc::new(crate::proxy::Proxy::new(origin)),
+                    Arc::new(crate::proxy::Proxy::new(proxy)?),
                     st,
                     shared.as_ref(),
                 )?))
@@ -247,6 +247,7 @@ async fn serve(
             access_log: access_log.clone(),
             waf,
             body_timeout: cfg.client_body_timeout,
+            max_body: s.client_max_body_size,
         });
         let l = Listener {
             tcp,

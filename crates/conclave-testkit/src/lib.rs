@@ -9,6 +9,7 @@ pub mod cmd;
 pub mod files;
 pub mod mem;
 pub mod net;
+pub mod origin;
 pub mod proc;
 pub mod wait;
 
@@ -18,5 +19,6 @@ pub use cmd::{conclave, on_path, run_ok, signal, stdout_ok};
 pub use files::file_with_extension;
 pub use mem::MemFixture;
 pub use net::{free_port, wait_port};
+pub use origin::{pattern, Recorded, Reply, TestOrigin};
 pub use proc::Proc;
 pub use wait::{poll_until, wait_exit, wait_until, wait_until_async, within};

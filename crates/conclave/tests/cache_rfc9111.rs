@@ -124,10 +124,16 @@ impl Resp {
 }
 
 /// A reply that answers `If-None-Match: etag` with a 304 (same `Cache-Control`).
-fn validating(body: &'static str, etag: &'static str, cc: &'static str) -> impl Fn(&conclave_testkit::Recorded) -> Reply {
+fn validating(
+    body: &'static str,
+    etag: &'static str,
+    cc: &'static str,
+) -> impl Fn(&conclave_testkit::Recorded) -> Reply {
     move |r| {
         if r.header("if-none-match").as_deref() == Some(etag) {
-            Reply::status(304).header("etag", etag).header("cache-control", cc)
+            Reply::status(304)
+                .header("etag", etag)
+                .header("cache-control", cc)
         } else {
             Reply::ok(body).header("etag", etag).header("cache-control", cc)
         }
@@ -140,17 +146,27 @@ fn max_age_2_is_a_hit_with_age_then_expires_at_2s_and_revalidates() {
     origin.route_fn("/ma", validating("v1", "\"e1\"", "max-age=2"));
     let edge = Edge::start(&origin, "", "");
     let first = edge.get("/ma", &[]);
-    assert_eq!((first.status, first.cache(), first.text().as_str()), (200, "MISS", "v1"));
+    assert_eq!(
+        (first.status, first.cache(), first.text().as_str()),
+        (200, "MISS", "v1")
+    );
     let hit = edge.get("/ma", &[]);
     assert_eq!((hit.status, hit.cache(), hit.text().as_str()), (200, "HIT", "v1"));
-    assert!(matches!(hit.header("age"), Some("0") | Some("1")), "{:?}", hit.header("age"));
+    assert!(
+        matches!(hit.header("age"), Some("0") | Some("1")),
+        "{:?}",
+        hit.header("age")
+    );
     assert_eq!(hit.header("cache-control"), Some("max-age=2"));
     assert_eq!(hit.header("etag"), Some("\"e1\""));
     assert_eq!(origin.count("/ma"), 1);
     // Time itself is what is tested here: max-age=2 ends 2 s after the response.
     std::thread::sleep(Duration::from_millis(2100));
     let again = edge.get("/ma", &[]);
-    assert_eq!((again.status, again.cache(), again.text().as_str()), (200, "REVALIDATED", "v1"));
+    assert_eq!(
+        (again.status, again.cache(), again.text().as_str()),
+        (200, "REVALIDATED", "v1")
+    );
     let seen = origin.requests_to("/ma");
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[1].header("if-none-match").as_deref(), Some("\"e1\""));
@@ -162,8 +178,14 @@ fn max_age_2_is_a_hit_with_age_then_expires_at_2s_and_revalidates() {
 #[test]
 fn s_maxage_wins_over_max_age() {
     let origin = TestOrigin::start();
-    origin.route("/s", Reply::ok("s").header("cache-control", "max-age=0, s-maxage=60"));
-    origin.route("/z", Reply::ok("z").header("cache-control", "max-age=60, s-maxage=0"));
+    origin.route(
+        "/s",
+        Reply::ok("s").header("cache-control", "max-age=0, s-maxage=60"),
+    );
+    origin.route(
+        "/z",
+        Reply::ok("z").header("cache-control", "max-age=60, s-maxage=0"),
+    );
     let edge = Edge::start(&origin, "", "");
     assert_eq!(edge.get("/s", &[]).cache(), "MISS");
     assert_eq!(edge.get("/s", &[]).cache(), "HIT");
@@ -177,8 +199,14 @@ fn s_maxage_wins_over_max_age() {
 #[test]
 fn expires_gives_freshness_when_max_age_is_absent_and_max_age_0_is_never_a_hit() {
     let origin = TestOrigin::start();
-    origin.route("/exp", Reply::ok("e").header("expires", "Thu, 01 Jan 2099 00:00:00 GMT"));
-    origin.route("/past", Reply::ok("p").header("expires", "Thu, 01 Jan 2015 00:00:00 GMT"));
+    origin.route(
+        "/exp",
+        Reply::ok("e").header("expires", "Thu, 01 Jan 2099 00:00:00 GMT"),
+    );
+    origin.route(
+        "/past",
+        Reply::ok("p").header("expires", "Thu, 01 Jan 2015 00:00:00 GMT"),
+    );
     origin.route("/zero", Reply::ok("0").header("cache-control", "max-age=0"));
     // No `valid` fallback: only the origin's headers count.
     let edge = Edge::start(&origin, "", "valid = \"0s\"");
@@ -188,7 +216,10 @@ fn expires_gives_freshness_when_max_age_is_absent_and_max_age_0_is_never_a_hit()
     assert_eq!(edge.get("/exp", &[]).cache(), "HIT");
     assert_eq!(edge.get("/past", &[]).cache(), "EXPIRED");
     assert_eq!(edge.get("/zero", &[]).cache(), "EXPIRED");
-    assert_eq!((origin.count("/exp"), origin.count("/past"), origin.count("/zero")), (1, 2, 2));
+    assert_eq!(
+        (origin.count("/exp"), origin.count("/past"), origin.count("/zero")),
+        (1, 2, 2)
+    );
 }
 
 #[test]
@@ -199,7 +230,10 @@ fn no_cache_is_stored_but_revalidated_with_a_conditional_request_every_time() {
     assert_eq!(edge.get("/nc", &[]).cache(), "MISS");
     for _ in 0..2 {
         let r = edge.get("/nc", &[]);
-        assert_eq!((r.status, r.cache(), r.text().as_str()), (200, "REVALIDATED", "body"));
+        assert_eq!(
+            (r.status, r.cache(), r.text().as_str()),
+            (200, "REVALIDATED", "body")
+        );
     }
     let seen = origin.requests_to("/nc");
     assert_eq!(seen.len(), 3);
@@ -216,9 +250,14 @@ fn set_cookie_passes_but_is_not_cached_and_private_or_no_store_neither() {
     let origin = TestOrigin::start();
     origin.route(
         "/cookie",
-        Reply::ok("c").header("set-cookie", "sid=1; Path=/").header("cache-control", "max-age=60"),
+        Reply::ok("c")
+            .header("set-cookie", "sid=1; Path=/")
+            .header("cache-control", "max-age=60"),
     );
-    origin.route("/private", Reply::ok("p").header("cache-control", "private, max-age=60"));
+    origin.route(
+        "/private",
+        Reply::ok("p").header("cache-control", "private, max-age=60"),
+    );
     origin.route("/nostore", Reply::ok("n").header("cache-control", "no-store"));
     let edge = Edge::start(&origin, "", "");
     for _ in 0..2 {
@@ -229,7 +268,11 @@ fn set_cookie_passes_but_is_not_cached_and_private_or_no_store_neither() {
         assert_eq!(edge.get("/nostore", &[]).cache(), "MISS");
     }
     assert_eq!(
-        (origin.count("/cookie"), origin.count("/private"), origin.count("/nostore")),
+        (
+            origin.count("/cookie"),
+            origin.count("/private"),
+            origin.count("/nostore")
+        ),
         (2, 2, 2)
     );
 }
@@ -267,7 +310,12 @@ fn vary_accept_language_keeps_variants_apart() {
 #[test]
 fn vary_star_is_never_stored() {
     let origin = TestOrigin::start();
-    origin.route("/star", Reply::ok("s").header("vary", "*").header("cache-control", "max-age=60"));
+    origin.route(
+        "/star",
+        Reply::ok("s")
+            .header("vary", "*")
+            .header("cache-control", "max-age=60"),
+    );
     let edge = Edge::start(&origin, "", "");
     edge.get("/star", &[]);
     assert_eq!(edge.get("/star", &[]).cache(), "MISS");
@@ -277,8 +325,14 @@ fn vary_star_is_never_stored() {
 #[test]
 fn stale_if_error_serves_stale_with_the_origin_down() {
     let mut origin = TestOrigin::start();
-    origin.route("/sie", Reply::ok("old").header("cache-control", "max-age=1, stale-if-error=60"));
-    origin.route("/mr", Reply::ok("mr").header("cache-control", "max-age=1, must-revalidate"));
+    origin.route(
+        "/sie",
+        Reply::ok("old").header("cache-control", "max-age=1, stale-if-error=60"),
+    );
+    origin.route(
+        "/mr",
+        Reply::ok("mr").header("cache-control", "max-age=1, must-revalidate"),
+    );
     let edge = Edge::start(&origin, "", "");
     assert_eq!(edge.get("/sie", &[]).cache(), "MISS");
     assert_eq!(edge.get("/mr", &[]).cache(), "MISS");
@@ -309,7 +363,11 @@ fn use_stale_error_serves_stale_and_without_it_the_client_gets_502() {
 fn a_hung_origin_with_use_stale_timeout_serves_stale_within_the_read_timeout() {
     let origin = TestOrigin::start();
     origin.route("/h", Reply::ok("before").header("cache-control", "max-age=1"));
-    let edge = Edge::start(&origin, "proxy_read_timeout = \"1s\"", "use_stale = [\"timeout\"]");
+    let edge = Edge::start(
+        &origin,
+        "proxy_read_timeout = \"1s\"",
+        "use_stale = [\"timeout\"]",
+    );
     assert_eq!(edge.get("/h", &[]).cache(), "MISS");
     std::thread::sleep(Duration::from_millis(1100));
     origin.route("/h", Reply::hang());
@@ -322,7 +380,10 @@ fn a_hung_origin_with_use_stale_timeout_serves_stale_within_the_read_timeout() {
 #[test]
 fn stale_while_revalidate_serves_stale_and_refreshes_in_the_background() {
     let origin = TestOrigin::start();
-    origin.route("/swr", Reply::ok("one").header("cache-control", "max-age=1, stale-while-revalidate=60"));
+    origin.route(
+        "/swr",
+        Reply::ok("one").header("cache-control", "max-age=1, stale-while-revalidate=60"),
+    );
     let edge = Edge::start(&origin, "", "");
     edge.get("/swr", &[]);
     std::thread::sleep(Duration::from_millis(1100));
@@ -343,7 +404,10 @@ fn a_cached_redirect_keeps_its_status_and_location() {
     let edge = Edge::start(&origin, "", "");
     for label in ["MISS", "HIT"] {
         let r = edge.get("/old", &[]);
-        assert_eq!((r.status, r.cache(), r.header("location")), (301, label, Some("/new")));
+        assert_eq!(
+            (r.status, r.cache(), r.header("location")),
+            (301, label, Some("/new"))
+        );
     }
     assert_eq!(origin.count("/old"), 1);
 }
@@ -402,7 +466,10 @@ fn hits_answer_ranges_and_several_ranges_as_multipart_byteranges() {
         &body[998..]
     );
     assert_eq!(many.text(), want);
-    assert_eq!(many.header("content-length"), Some(want.len().to_string().as_str()));
+    assert_eq!(
+        many.header("content-length"),
+        Some(want.len().to_string().as_str())
+    );
     assert_eq!(edge.get("/r.txt", &["-H", "Range: bytes=5000-"]).status, 416);
 }
 

@@ -32,20 +32,29 @@ fn curl_sha(args: &[&str], url: &str) -> (String, String) {
         .output()
         .unwrap();
     let out = curl.wait_with_output().unwrap();
-    assert!(out.status.success(), "curl {url}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curl {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sum = String::from_utf8_lossy(&sha.stdout)
         .split(' ')
         .next()
         .unwrap()
         .to_string();
-    (sum, std::fs::read_to_string(head.path()).unwrap().to_ascii_lowercase())
+    (
+        sum,
+        std::fs::read_to_string(head.path()).unwrap().to_ascii_lowercase(),
+    )
 }
 
 /// Peak resident memory (KiB) of every child process of `pid` (the workers).
 fn workers_vmhwm_kib(pid: u32) -> Vec<u64> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else { continue };
+        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else {
+            continue;
+        };
         let field = |name: &str| {
             status
                 .lines()
@@ -104,12 +113,22 @@ fn one_gib_streams_through_the_cache_twice_byte_identical_under_64_mib() {
     let t = std::time::Instant::now();
     let (hit, hit_head) = curl_sha(&args, &url);
     let hit_secs = t.elapsed().as_secs_f64();
-    assert!(miss_head.starts_with("http/1.1 200") && miss_head.contains("x-cache-status: miss"), "{miss_head}");
-    assert!(hit_head.starts_with("http/1.1 200") && hit_head.contains("x-cache-status: hit"), "{hit_head}");
+    assert!(
+        miss_head.starts_with("http/1.1 200") && miss_head.contains("x-cache-status: miss"),
+        "{miss_head}"
+    );
+    assert!(
+        hit_head.starts_with("http/1.1 200") && hit_head.contains("x-cache-status: hit"),
+        "{hit_head}"
+    );
     assert!(hit_head.contains("content-length: 1073741824"), "{hit_head}");
     assert_eq!(miss, want, "the miss differs from the origin's body");
     assert_eq!(hit, want, "the hit differs from the origin's body");
-    assert_eq!(origin.count("/big.bin"), 2, "the origin served the direct fetch and one miss");
+    assert_eq!(
+        origin.count("/big.bin"),
+        2,
+        "the origin served the direct fetch and one miss"
+    );
     let hwm = workers_vmhwm_kib(master);
     assert!(!hwm.is_empty(), "no worker found under {master}");
     eprintln!(

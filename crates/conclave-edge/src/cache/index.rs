@@ -487,10 +487,9 @@ mod tests {
         assert_eq!((version(hit), ix.changed()), (Some(v), false));
         assert_eq!(seg, before);
         let p = P;
-        let mut ix = Index::open(&mut seg);
-        ix.refresh(&k(1), v, 0, 100 * TOUCH_GRANULARITY_MS, false)
+        Index::open(&mut seg)
+            .refresh(&k(1), v, 0, 100 * TOUCH_GRANULARITY_MS, false)
             .unwrap();
-        drop(ix);
         let mut ix = Index::open(&mut seg);
         let hit = ix.lookup(&k(1), TOUCH_GRANULARITY_MS, &p, &mut ev);
         assert_eq!((version(hit), ix.changed()), (Some(v), true));

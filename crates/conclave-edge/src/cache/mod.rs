@@ -224,14 +224,14 @@ impl Store {
                 .map(|(_, d)| file::decode(key, d).map(|(h, b)| (h, EntityBody::Memory(b))))
         } else {
             self.read_head(key, &name).map(|h| {
-                h.and_then(|h| {
+                h.map(|h| {
                     let body = EntityBody::Stored {
                         storage: self.storage.clone(),
                         path: name.clone(),
                         offset: h.body_offset,
                         len: s.size,
                     };
-                    Ok((h, body))
+                    (h, body)
                 })
             })
         };
@@ -578,7 +578,7 @@ impl Inner {
         }
         match looked {
             Some(Lookup::Hit(s)) => match self.store.load(&place.full_key, &place.hash, &s) {
-                Some(c) => return serve(req, &c, &s, now, "HIT"),
+                Some(c) => serve(req, &c, &s, now, "HIT"),
                 None => {
                     self.store.remove(&place.hash);
                     self.miss(req, peer, place, true, "MISS").await
@@ -615,7 +615,7 @@ impl Inner {
             Joined::Leader(f) => Some(f),
             Joined::Follower(rx) => {
                 if wait_stored(rx, self.cfg().lock_timeout).await {
-                    if let Some(r) = self.from_store(req, &place) {
+                    if let Some(r) = self.stored_answer(req, &place) {
                         return r;
                     }
                 }
@@ -630,7 +630,7 @@ impl Inner {
     }
 
     /// Serves the entry a single-flight leader just stored.
-    fn from_store(&self, req: &Parts, place: &Place) -> Option<Response<Body>> {
+    fn stored_answer(&self, req: &Parts, place: &Place) -> Option<Response<Body>> {
         let now = now_ms();
         let s = self.store.with_index(|ix| {
             let mut ev = Vec::new();
@@ -830,7 +830,7 @@ impl Inner {
                     return serve(req, &c, &s, now, "UPDATING");
                 }
                 if wait_stored(rx, cfg.lock_timeout).await {
-                    if let Some(r) = self.from_store(req, &place) {
+                    if let Some(r) = self.stored_answer(req, &place) {
                         return r;
                     }
                 }

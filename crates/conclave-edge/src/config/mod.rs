@@ -11,12 +11,12 @@ mod validation;
 
 pub use schema::{
     CacheSettings, EdgeSettings, Mode, ServerSettings, SharedSettings, StorageSettings, TlsSettings,
-    WafSettings,
+    UpstreamServerSettings, UpstreamSettings, WafSettings,
 };
 pub use units::{parse_duration, parse_size, ByteSize, Dur};
 pub use validated::{
-    CacheConfig, EdgeConfig, KeyConfig, ReqLimit, ServerConfig, SharedConfig, SiteConfig, StorageConfig,
-    TlsConfig,
+    CacheConfig, EdgeConfig, KeyConfig, OriginTlsConfig, ProxyConfig, ReqLimit, ServerConfig, SharedConfig,
+    SiteConfig, StorageConfig, TlsConfig, UpstreamConfig, UpstreamServerConfig,
 };
 
 use lines::Lines;

@@ -7,6 +7,7 @@
 
 use super::units::{ByteSize, Dur};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -86,6 +87,9 @@ pub struct EdgeSettings {
     /// `[[server]]`: the sites.
     #[serde(default)]
     pub server: Vec<ServerSettings>,
+    /// `[[upstream]]`: named groups of origin servers for `proxy_pass = "http://NAME"`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstream: Vec<UpstreamSettings>,
 }
 
 impl Default for EdgeSettings {
@@ -113,6 +117,7 @@ impl Default for EdgeSettings {
             storage: StorageSettings::default(),
             shared: SharedSettings::default(),
             server: Vec::new(),
+            upstream: Vec::new(),
         }
     }
 }
@@ -254,9 +259,32 @@ pub struct ServerSettings {
     /// Docroot (standalone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<PathBuf>,
-    /// Origin, `http://HOST:PORT` (cache).
+    /// Origin (cache): `HOST:PORT`, `http://HOST:PORT`, `https://HOST:PORT`,
+    /// or `http://NAME`/`https://NAME` of an `[[upstream]]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_pass: Option<String>,
+    // -- proxying keys (NGINX names; defaults applied by validation) --
+    /// Largest request body, NGINX `client_max_body_size` (default 1m): 413 beyond.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_max_body_size: Option<ByteSize>,
+    /// TCP connect plus TLS handshake to an origin server (default 60s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_connect_timeout: Option<Dur>,
+    /// Wait for the origin's response head, and between two body reads (default 60s): 504 past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_read_timeout: Option<Dur>,
+    /// Wait for the origin to take the next piece of a request body (default 60s): 504 past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_send_timeout: Option<Dur>,
+    /// PEM CA certificates an HTTPS origin is verified against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_ssl_trusted_certificate: Option<PathBuf>,
+    /// The name sent to and verified of an HTTPS origin (default: the `proxy_pass` host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_ssl_name: Option<String>,
+    /// Verify an HTTPS origin's certificate (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_ssl_verify: Option<bool>,
     /// `[server.tls]`.
     pub tls: TlsSettings,
     /// `[server.cache]` (cache; defaults when absent).
@@ -265,6 +293,10 @@ pub struct ServerSettings {
     /// `[server.waf]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waf: Option<WafSettings>,
+    /// Headers set on requests to the origin, NGINX `proxy_set_header`
+    /// (`{ Host = "origin.example" }`); an empty value removes the header.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub proxy_set_header: BTreeMap<String, String>,
 }
 
 impl ServerSettings {
@@ -283,6 +315,7 @@ impl ServerSettings {
             tls,
             cache: None,
             waf: None,
+            ..ServerSettings::proxy_defaults()
         }
     }
 
@@ -302,8 +335,71 @@ impl ServerSettings {
             tls,
             cache: Some(cache),
             waf: None,
+            ..ServerSettings::proxy_defaults()
         }
     }
+
+    /// The proxying keys unset (their defaults), the rest placeholders.
+    fn proxy_defaults() -> ServerSettings {
+        ServerSettings {
+            listen: String::new(),
+            server_name: Vec::new(),
+            mode: Mode::Standalone,
+            root: None,
+            proxy_pass: None,
+            client_max_body_size: None,
+            proxy_connect_timeout: None,
+            proxy_read_timeout: None,
+            proxy_send_timeout: None,
+            proxy_ssl_trusted_certificate: None,
+            proxy_ssl_name: None,
+            proxy_ssl_verify: None,
+            tls: TlsSettings::key_file("", ""),
+            cache: None,
+            waf: None,
+            proxy_set_header: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[[upstream]]`: a named group of origin servers (NGINX `upstream NAME { server ...; }`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSettings {
+    /// The name `proxy_pass = "http://NAME"` refers to.
+    pub name: String,
+    /// `[[upstream.server]]`: its servers, tried in round robin.
+    pub server: Vec<UpstreamServerSettings>,
+}
+
+/// `[[upstream.server]]`: one origin server of a group.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamServerSettings {
+    /// `HOST:PORT`.
+    pub address: String,
+    /// Failed attempts within `fail_timeout` that take the server out for
+    /// `fail_timeout` (default 1; 0 never takes it out).
+    #[serde(default = "one_u32")]
+    pub max_fails: u32,
+    /// The window failures are counted in, and the time out (default 10s).
+    #[serde(default = "default_fail_timeout")]
+    pub fail_timeout: Dur,
+}
+
+impl UpstreamServerSettings {
+    /// A server at `address` with NGINX's defaults.
+    pub fn new(address: impl Into<String>) -> UpstreamServerSettings {
+        UpstreamServerSettings {
+            address: address.into(),
+            max_fails: one_u32(),
+            fail_timeout: default_fail_timeout(),
+        }
+    }
+}
+
+fn default_fail_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
 }
 
 /// `[server.waf]`: a ModSecurity rule file (the subset in `docs/waf.md`).

@@ -140,10 +140,12 @@ fn settings_round_trip_through_toml() {
     );
     assert_eq!(s.tls.key, KeyConfig::File(dir.path().join("server.key")));
     assert_eq!(s.waf, Some(dir.path().join("waf.conf")));
-    let SiteConfig::Cache { origin, cache } = &c.site else {
+    let SiteConfig::Cache { proxy, cache } = &c.site else {
         panic!()
     };
-    assert_eq!(origin, "127.0.0.1:8081");
+    assert_eq!(proxy.upstream.name, "127.0.0.1:8081");
+    assert_eq!(proxy.upstream.servers[0].address, "127.0.0.1:8081");
+    assert_eq!(c.client_max_body_size, 1 << 20);
     assert_eq!(
         (cache.zone_name.as_str(), cache.zone_size, cache.min_uses),
         ("ZONE0", 16 << 10, 2)
@@ -245,4 +247,102 @@ fn stall_timeouts_and_limits_have_documented_defaults() {
         .unwrap_err()
         .to_string();
     assert!(e.contains(":1:") && e.contains("at least 1"), "{e}");
+}
+
+/// A cache site's proxying keys from `extra` lines (after `proxy_pass`) and
+/// `tail` (top-level tables after the site), or the error message.
+fn proxy_of(proxy_pass: &str, extra: &str, tail: &str) -> Result<(crate::config::ProxyConfig, u64), String> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.pem"), "x").unwrap();
+    std::fs::write(dir.path().join("k.pem"), "x").unwrap();
+    let path = dir.path().join("edge.toml");
+    let text = format!(
+        "[[server]]\nlisten = \"127.0.0.1:8443\"\nmode = \"cache\"\nproxy_pass = \"{proxy_pass}\"\n{extra}\n\
+         [server.tls]\ncertificate = \"c.pem\"\nkey = \"k.pem\"\n{tail}"
+    );
+    let cfg = EdgeConfig::parse(&path, &text).map_err(|e| e.to_string())?;
+    let s = &cfg.servers[0];
+    match &s.site {
+        SiteConfig::Cache { proxy, .. } => Ok(((**proxy).clone(), s.client_max_body_size)),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn proxy_pass_takes_host_port_urls_and_upstream_groups() {
+    for p in [
+        "127.0.0.1:8081",
+        "http://127.0.0.1:8081",
+        "http://127.0.0.1:8081/",
+    ] {
+        let (c, max) = proxy_of(p, "", "").unwrap();
+        assert_eq!(c.upstream.name, "127.0.0.1:8081", "{p}");
+        assert_eq!(c.upstream.tls, None);
+        assert_eq!(
+            c.upstream.servers,
+            vec![crate::config::UpstreamServerConfig {
+                address: "127.0.0.1:8081".into(),
+                max_fails: 1,
+                fail_timeout: Duration::from_secs(10),
+            }]
+        );
+        assert_eq!(c.upstream.connect_timeout, Duration::from_secs(60));
+        assert_eq!(c.upstream.read_timeout, Duration::from_secs(60));
+        assert_eq!(c.upstream.send_timeout, Duration::from_secs(60));
+        assert_eq!(max, 1 << 20);
+    }
+    let (c, max) = proxy_of(
+        "http://backend",
+        "proxy_read_timeout = \"1s\"\nclient_max_body_size = \"2m\"\nproxy_set_header = { Host = \"origin.example\", X-Drop = \"\" }",
+        "[[upstream]]\nname = \"backend\"\n[[upstream.server]]\naddress = \"127.0.0.1:1\"\n\
+         [[upstream.server]]\naddress = \"127.0.0.1:2\"\nmax_fails = 3\nfail_timeout = \"30s\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.upstream.name, "backend");
+    assert_eq!(c.upstream.servers.len(), 2);
+    assert_eq!(c.upstream.servers[1].max_fails, 3);
+    assert_eq!(c.upstream.servers[1].fail_timeout, Duration::from_secs(30));
+    assert_eq!(c.upstream.read_timeout, Duration::from_secs(1));
+    assert_eq!(max, 2 << 20);
+    assert_eq!(
+        c.set_headers,
+        vec![
+            (
+                http::header::HOST,
+                http::HeaderValue::from_static("origin.example")
+            ),
+            (
+                http::HeaderName::from_static("x-drop"),
+                http::HeaderValue::from_static("")
+            ),
+        ]
+    );
+}
+
+#[test]
+fn proxy_pass_refusals_name_the_problem() {
+    let e = proxy_of("http://nowhere", "", "").unwrap_err();
+    assert!(e.contains(":4: proxy_pass \"http://nowhere\" must be"), "{e}");
+    let e = proxy_of("https://127.0.0.1:8443", "", "").unwrap_err();
+    assert!(e.contains("needs proxy_ssl_trusted_certificate"), "{e}");
+    let e = proxy_of("http://127.0.0.1:1", "proxy_ssl_name = \"a\"", "").unwrap_err();
+    assert!(
+        e.contains(":5: proxy_ssl_name needs an https:// proxy_pass"),
+        "{e}"
+    );
+    let e = proxy_of("http://b", "", "[[upstream]]\nname = \"b\"\nserver = []\n").unwrap_err();
+    assert!(e.contains("upstream \"b\" has no [[upstream.server]]"), "{e}");
+    let e = proxy_of("127.0.0.1:1", "proxy_connect_timeout = \"0s\"", "").unwrap_err();
+    assert!(e.contains("proxy_connect_timeout must be above 0"), "{e}");
+    let (c, _) = proxy_of(
+        "https://127.0.0.1:8443",
+        "proxy_ssl_trusted_certificate = \"c.pem\"\nproxy_ssl_name = \"origin.test\"",
+        "",
+    )
+    .unwrap();
+    let t = c.upstream.tls.unwrap();
+    assert_eq!(t.server_name, "origin.test");
+    assert!(t.verify);
+    let (c, _) = proxy_of("https://[::1]:8443", "proxy_ssl_verify = false", "").unwrap();
+    assert_eq!(c.upstream.tls.unwrap().server_name, "::1");
 }

@@ -129,6 +129,8 @@ pub struct ServerConfig {
     pub tls: TlsConfig,
     /// WAF rule file, if any.
     pub waf: Option<PathBuf>,
+    /// Largest request body (`client_max_body_size`): 413 beyond.
+    pub client_max_body_size: u64,
 }
 
 /// What a site serves: files, or a cache in front of an origin.
@@ -141,8 +143,9 @@ pub enum SiteConfig {
     },
     /// A caching reverse proxy.
     Cache {
-        /// The origin as `host:port`.
-        origin: String,
+        /// Where requests go that the cache does not answer (boxed: it is
+        /// much larger than a standalone site).
+        proxy: Box<ProxyConfig>,
         /// The cache.
         cache: CacheConfig,
     },
@@ -216,4 +219,57 @@ pub struct CacheConfig {
     pub lock_timeout: Duration,
     /// Who may `PURGE`.
     pub purge_allow: Vec<crate::cache::purge::Cidr>,
+}
+
+// ---- Proxying (issue 14: `proxy_pass`, `[[upstream]]`, `proxy_*` keys) ----
+
+/// How a cache site talks to its origin: the upstream and the request headers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProxyConfig {
+    /// The `proxy_pass` target.
+    pub upstream: UpstreamConfig,
+    /// `proxy_set_header`: set last on every request to the origin; an empty
+    /// value removes the header (NGINX).
+    pub set_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+/// One `proxy_pass` target: a group of servers sharing a scheme and timeouts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpstreamConfig {
+    /// The host of `proxy_pass` (an `[[upstream]]` name or `host:port`):
+    /// the `Host` sent without a client one, and the default TLS name.
+    pub name: String,
+    /// TLS to the servers (`proxy_pass = "https://..."`), `None` for plain HTTP.
+    pub tls: Option<OriginTlsConfig>,
+    /// The servers, tried in round robin.
+    pub servers: Vec<UpstreamServerConfig>,
+    /// `proxy_connect_timeout`: TCP connect and TLS handshake.
+    pub connect_timeout: Duration,
+    /// `proxy_read_timeout`: longest wait for the response head after the
+    /// request is sent, and between two pieces of the response body.
+    pub read_timeout: Duration,
+    /// `proxy_send_timeout`: longest the origin may leave a piece of the request body untaken.
+    pub send_timeout: Duration,
+}
+
+/// One server of an upstream group (NGINX `server ADDRESS max_fails= fail_timeout=`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamServerConfig {
+    /// `host:port`.
+    pub address: String,
+    /// Failures within `fail_timeout` that take it out (0: never).
+    pub max_fails: u32,
+    /// The window failures are counted in, and how long it stays out.
+    pub fail_timeout: Duration,
+}
+
+/// TLS to an HTTPS origin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OriginTlsConfig {
+    /// `proxy_ssl_trusted_certificate`: PEM CA certificates the origin's chain must reach.
+    pub trusted_certificate: Option<PathBuf>,
+    /// `proxy_ssl_name`: the name sent in SNI and verified (default: the `proxy_pass` host).
+    pub server_name: String,
+    /// `proxy_ssl_verify`: verify the origin's certificate.
+    pub verify: bool,
 }

@@ -4,11 +4,12 @@
 use super::lines::{Key, Lines};
 use super::schema::{
     CacheSettings, EdgeSettings, Mode, ServerSettings, SharedSettings, StorageSettings, TlsSettings,
+    UpstreamSettings,
 };
 use super::units::parse_size;
 use super::validated::{
-    CacheConfig, EdgeConfig, KeyConfig, ReqLimit, ServerConfig, SharedConfig, SiteConfig, StorageConfig,
-    TlsConfig,
+    CacheConfig, EdgeConfig, KeyConfig, OriginTlsConfig, ProxyConfig, ReqLimit, ServerConfig, SharedConfig,
+    SiteConfig, StorageConfig, TlsConfig, UpstreamConfig, UpstreamServerConfig,
 };
 use super::ConfigError;
 use std::net::SocketAddr;
@@ -85,7 +86,7 @@ pub(super) fn validate(
                 format!("two servers listen on {listen}"),
             ));
         }
-        servers.push(server(&c, i, s, listen)?);
+        servers.push(server(&c, i, s, listen, &raw.upstream)?);
     }
     let access_log = match raw.access_log.as_str() {
         "off" | "" => None,
@@ -222,11 +223,12 @@ fn server(
     i: usize,
     s: &ServerSettings,
     listen: SocketAddr,
+    upstreams: &[UpstreamSettings],
 ) -> Result<ServerConfig, ConfigError> {
     let block = c.at(&["server".into(), i.into()]);
     let site = match s.mode {
         Mode::Standalone => standalone(c, i, s)?,
-        Mode::Cache => cache_site(c, i, s)?,
+        Mode::Cache => cache_site(c, i, s, upstreams)?,
     };
     let tls = tls(c, i, &s.tls)?;
     let waf = match &s.waf {
@@ -245,6 +247,9 @@ fn server(
         site,
         tls,
         waf,
+        client_max_body_size: s
+            .client_max_body_size
+            .map_or(DEFAULT_CLIENT_MAX_BODY_SIZE, |b| b.0),
     })
 }
 
@@ -265,26 +270,23 @@ fn standalone(c: &Check<'_>, i: usize, s: &ServerSettings) -> Result<SiteConfig,
     Ok(SiteConfig::Standalone { root: c.site_path(r) })
 }
 
-/// `mode = "cache"`: `proxy_pass` as `host:port`, and `[server.cache]`.
-fn cache_site(c: &Check<'_>, i: usize, s: &ServerSettings) -> Result<SiteConfig, ConfigError> {
+/// `mode = "cache"`: `proxy_pass` and the proxying keys, and `[server.cache]`.
+fn cache_site(
+    c: &Check<'_>,
+    i: usize,
+    s: &ServerSettings,
+    upstreams: &[UpstreamSettings],
+) -> Result<SiteConfig, ConfigError> {
     let block = c.at(&["server".into(), i.into()]);
-    let Some(p) = &s.proxy_pass else {
-        return Err(c.err(block, "mode = \"cache\" needs `proxy_pass`"));
-    };
-    let origin = match p.strip_prefix("http://").map(|h| h.trim_end_matches('/')) {
-        Some(h) if !h.is_empty() && !h.contains('/') && h.contains(':') => h.to_string(),
-        _ => {
-            return Err(c.err(
-                c.at(&["server".into(), i.into(), "proxy_pass".into()]),
-                format!("proxy_pass {p:?} must look like \"http://HOST:PORT\""),
-            ))
-        }
-    };
+    let proxy = proxy(c, i, s, upstreams)?;
     let cache = match &s.cache {
         Some(k) => cache(c, i, k, c.at(&["server".into(), i.into(), "cache".into()]))?,
         None => cache(c, i, &CacheSettings::default(), block)?,
     };
-    Ok(SiteConfig::Cache { origin, cache })
+    Ok(SiteConfig::Cache {
+        proxy: Box::new(proxy),
+        cache,
+    })
 }
 
 /// `[server.cache]`; `c_span` is the block (or the site when absent).
@@ -409,4 +411,189 @@ fn key(c: &Check<'_>, i: usize, t: &TlsSettings) -> Result<KeyConfig, ConfigErro
             "[server.tls] needs `key`",
         )),
     }
+}
+
+// ---- Proxying (issue 14): `proxy_pass`, `[[upstream]]`, `proxy_*` keys ----
+
+/// NGINX's `client_max_body_size` default.
+pub(super) const DEFAULT_CLIENT_MAX_BODY_SIZE: u64 = 1 << 20;
+/// NGINX's default for `proxy_connect_timeout`, `proxy_read_timeout` and `proxy_send_timeout`.
+const DEFAULT_PROXY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `proxy_pass` with its upstream group, timeouts, TLS and `proxy_set_header`.
+fn proxy(
+    c: &Check<'_>,
+    i: usize,
+    s: &ServerSettings,
+    upstreams: &[UpstreamSettings],
+) -> Result<ProxyConfig, ConfigError> {
+    let here = |k: &'static str| c.at(&["server".into(), i.into(), k.into()]);
+    let Some(p) = &s.proxy_pass else {
+        return Err(c.err(
+            c.at(&["server".into(), i.into()]),
+            "mode = \"cache\" needs `proxy_pass`",
+        ));
+    };
+    let bad = || {
+        c.err(
+            here("proxy_pass"),
+            format!(
+                "proxy_pass {p:?} must be HOST:PORT, http://HOST:PORT, https://HOST:PORT or http(s)://NAME of an [[upstream]]"
+            ),
+        )
+    };
+    let (https, rest) = if let Some(r) = p.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = p.strip_prefix("http://") {
+        (false, r)
+    } else {
+        (false, p.as_str())
+    };
+    let host = rest.strip_suffix('/').unwrap_or(rest);
+    if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
+        return Err(bad());
+    }
+    let servers = match upstreams.iter().position(|u| u.name == host) {
+        Some(u) => upstream_servers(c, u, &upstreams[u])?,
+        None if host_port(host) => vec![UpstreamServerConfig {
+            address: host.to_string(),
+            max_fails: 1,
+            fail_timeout: std::time::Duration::from_secs(10),
+        }],
+        None => return Err(bad()),
+    };
+    let tls = if https {
+        let verify = s.proxy_ssl_verify.unwrap_or(true);
+        let trusted = s.proxy_ssl_trusted_certificate.as_ref().map(|t| c.rel(t));
+        match &trusted {
+            Some(t) if !t.is_file() => {
+                return Err(c.err(
+                    here("proxy_ssl_trusted_certificate"),
+                    format!("proxy_ssl_trusted_certificate {t:?} is not a file"),
+                ))
+            }
+            None if verify => {
+                return Err(c.err(
+                    here("proxy_pass"),
+                    "an https proxy_pass with proxy_ssl_verify on needs proxy_ssl_trusted_certificate (the CA of the origin)",
+                ))
+            }
+            _ => {}
+        }
+        let name = s
+            .proxy_ssl_name
+            .clone()
+            .unwrap_or_else(|| strip_port(host).to_string());
+        if rustls_pki_types::ServerName::try_from(name.clone()).is_err() {
+            return Err(c.err(
+                here("proxy_ssl_name"),
+                format!("proxy_ssl_name {name:?} is not a DNS name or IP address"),
+            ));
+        }
+        Some(OriginTlsConfig {
+            trusted_certificate: trusted,
+            server_name: name,
+            verify,
+        })
+    } else {
+        let given = [
+            (
+                "proxy_ssl_trusted_certificate",
+                s.proxy_ssl_trusted_certificate.is_some(),
+            ),
+            ("proxy_ssl_name", s.proxy_ssl_name.is_some()),
+            ("proxy_ssl_verify", s.proxy_ssl_verify.is_some()),
+        ];
+        if let Some((k, _)) = given.iter().find(|(_, set)| *set) {
+            return Err(c.err(here(k), format!("{k} needs an https:// proxy_pass")));
+        }
+        None
+    };
+    let mut set_headers = Vec::new();
+    for (k, v) in &s.proxy_set_header {
+        let name = http::HeaderName::from_bytes(k.as_bytes());
+        let value = http::HeaderValue::from_str(v);
+        match (name, value) {
+            (Ok(n), Ok(v)) => set_headers.push((n, v)),
+            _ => {
+                return Err(c.err(
+                    here("proxy_set_header"),
+                    format!("proxy_set_header {k:?} = {v:?} is not a valid header"),
+                ))
+            }
+        }
+    }
+    let timeout = |d: Option<super::Dur>, k: &'static str| -> Result<std::time::Duration, ConfigError> {
+        let d = d.map_or(DEFAULT_PROXY_TIMEOUT, |d| d.0);
+        if d.is_zero() {
+            return Err(c.err(here(k), format!("{k} must be above 0")));
+        }
+        Ok(d)
+    };
+    Ok(ProxyConfig {
+        upstream: UpstreamConfig {
+            name: host.to_string(),
+            tls,
+            servers,
+            connect_timeout: timeout(s.proxy_connect_timeout, "proxy_connect_timeout")?,
+            read_timeout: timeout(s.proxy_read_timeout, "proxy_read_timeout")?,
+            send_timeout: timeout(s.proxy_send_timeout, "proxy_send_timeout")?,
+        },
+        set_headers,
+    })
+}
+
+/// The servers of the `u`th `[[upstream]]`.
+fn upstream_servers(
+    c: &Check<'_>,
+    u: usize,
+    up: &UpstreamSettings,
+) -> Result<Vec<UpstreamServerConfig>, ConfigError> {
+    if up.server.is_empty() {
+        return Err(c.err(
+            c.at(&["upstream".into(), u.into()]),
+            format!("upstream {:?} has no [[upstream.server]]", up.name),
+        ));
+    }
+    up.server
+        .iter()
+        .enumerate()
+        .map(|(j, s)| {
+            if !host_port(&s.address) {
+                return Err(c.err(
+                    c.at(&[
+                        "upstream".into(),
+                        u.into(),
+                        "server".into(),
+                        j.into(),
+                        "address".into(),
+                    ]),
+                    format!("upstream server address {:?} must be HOST:PORT", s.address),
+                ));
+            }
+            Ok(UpstreamServerConfig {
+                address: s.address.clone(),
+                max_fails: s.max_fails,
+                fail_timeout: s.fail_timeout.0,
+            })
+        })
+        .collect()
+}
+
+/// `HOST:PORT` with a numeric port (`[v6]:port` too).
+fn host_port(s: &str) -> bool {
+    match s.rsplit_once(':') {
+        Some((h, p)) => !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0),
+        None => false,
+    }
+}
+
+/// `HOST` of `HOST[:PORT]`, without the brackets of an IPv6 literal.
+fn strip_port(s: &str) -> &str {
+    let h = if host_port(s) {
+        s.rsplit_once(':').map_or(s, |(h, _)| h)
+    } else {
+        s
+    };
+    h.trim_start_matches('[').trim_end_matches(']')
 }
