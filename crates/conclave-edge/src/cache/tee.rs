@@ -45,8 +45,11 @@ pub(crate) struct Tee<B> {
 
 impl<B> Tee<B> {
     /// Tees `inner` (announced as `expected` bytes, if known) into `pending`.
-    pub(crate) fn new(inner: B, pending: Pending, expected: Option<u64>, flight: Option<Flight>) -> Tee<B> {
-        Tee {
+    pub(crate) fn new(inner: B, pending: Pending, expected: Option<u64>, flight: Option<Flight>) -> Tee<B>
+    where
+        B: Body,
+    {
+        let mut t = Tee {
             inner,
             pending: Some(pending),
             expected,
@@ -54,7 +57,12 @@ impl<B> Tee<B> {
             buf: Vec::new(),
             mem: Some(Vec::new()),
             flight,
+        };
+        // An empty body (a redirect) is never polled: it is complete already.
+        if t.inner.is_end_stream() {
+            t.finish();
         }
+        t
     }
 
     fn abort(&mut self, why: &str) {
@@ -155,6 +163,11 @@ where
                 if let Some(d) = f.data_ref() {
                     this.take(d);
                 }
+                // The server stops polling once the announced length is sent:
+                // the last piece commits the entry.
+                if this.inner.is_end_stream() || this.expected.is_some_and(|n| n == this.got) {
+                    this.finish();
+                }
                 Poll::Ready(Some(Ok(f)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -170,7 +183,8 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        // Until finished, one more poll is needed to commit the entry.
+        // Until finished (an empty or chunked body), one more poll is needed
+        // to commit the entry.
         self.pending.is_none() && self.inner.is_end_stream()
     }
 
