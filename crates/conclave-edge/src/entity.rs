@@ -514,8 +514,18 @@ pub fn respond_with(
         h.insert(header::CONTENT_RANGE, cr);
     }
     for (k, v) in &e.extra {
-        // A stored response may carry repeated fields (Link, Vary...).
-        h.append(k.clone(), v.clone());
+        // Framing and range headers are this answer's own; the rest may
+        // repeat (Link, Vary...) and is sent as stored.
+        if ![
+            header::DATE,
+            header::CONTENT_LENGTH,
+            header::ACCEPT_RANGES,
+            header::CONTENT_RANGE,
+        ]
+        .contains(k)
+        {
+            h.append(k.clone(), v.clone());
+        }
     }
     for (k, v) in extra {
         h.insert(k.clone(), v.clone());

@@ -483,3 +483,49 @@ fn the_configured_key_decides_what_is_shared() {
     assert_eq!(edge.get("/k?y=2", &[]).cache(), "HIT");
     assert_eq!(origin.count("/k"), 1);
 }
+
+#[test]
+fn a_body_cut_short_is_never_stored() {
+    let origin = TestOrigin::start();
+    origin.route(
+        "/cut",
+        Reply::status(200)
+            .generated(1 << 20)
+            .stall_after(100_000)
+            .header("cache-control", "max-age=600"),
+    );
+    let edge = Edge::start(&origin, "proxy_read_timeout = \"1s\"", "");
+    let out = Command::new("curl")
+        .args(["-sS", "--http1.1", "-o", "/dev/null", "--cacert"])
+        .arg(edge.path().join("certs/root.crt"))
+        .args(["--resolve", &format!("localhost:{}:127.0.0.1", edge.port)])
+        .arg(format!("https://localhost:{}/cut", edge.port))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a cut body must not look complete");
+    origin.route("/cut", Reply::ok("whole").header("cache-control", "max-age=600"));
+    let r = edge.get("/cut", &[]);
+    assert_eq!((r.cache(), r.text().as_str()), ("MISS", "whole"));
+    assert_eq!(edge.get("/cut", &[]).cache(), "HIT");
+    assert_eq!(origin.count("/cut"), 2);
+}
+
+#[test]
+fn a_head_miss_stores_the_body_for_the_next_get() {
+    let origin = TestOrigin::start();
+    origin.route(
+        "/hd",
+        Reply::ok("head body").header("cache-control", "max-age=600"),
+    );
+    let edge = Edge::start(&origin, "", "");
+    let h = edge.get("/hd", &["-I"]);
+    assert_eq!((h.status, h.cache(), h.body.len()), (200, "MISS", 0));
+    assert!(common::wait_until(Duration::from_secs(10), || edge
+        .get("/hd", &["-I"])
+        .cache()
+        == "HIT"));
+    let g = edge.get("/hd", &[]);
+    assert_eq!((g.cache(), g.text().as_str()), ("HIT", "head body"));
+    assert_eq!(origin.requests_to("/hd")[0].method, "GET");
+    assert_eq!(origin.count("/hd"), 1);
+}

@@ -131,7 +131,10 @@ fn one_gib_streams_through_the_cache_twice_byte_identical_under_64_mib() {
         hit_head.starts_with("http/1.1 200") && hit_head.contains("x-cache-status: hit"),
         "{hit_head}"
     );
-    assert!(hit_head.contains(&format!("content-length: {size}")), "{hit_head}");
+    assert!(
+        hit_head.contains(&format!("content-length: {size}")),
+        "{hit_head}"
+    );
     assert_eq!(miss, want, "the miss differs from the origin's body");
     assert_eq!(hit, want, "the hit differs from the origin's body");
     assert_eq!(

@@ -53,6 +53,10 @@ const NOT_FORWARDED: [HeaderName; 6] = [
 /// memory; larger ones stream from storage.
 pub const MEM_MAX: u64 = 1 << 20;
 
+/// The most a worker's memory mirror holds (less when `max_size` is smaller):
+/// bounded so a large cache does not grow a worker's resident memory with it.
+const MEM_MIRROR_MAX: u64 = 32 << 20;
+
 fn cache_status(s: &'static str) -> (HeaderName, HeaderValue) {
     (
         HeaderName::from_static("x-cache-status"),
@@ -196,7 +200,7 @@ impl Store {
         }
         let mut mem = self.mem.lock().unwrap_or_else(|p| p.into_inner());
         // Bounded like the disk cache; entries evicted by other workers age out here.
-        if mem.bytes + len > self.cfg.max_size.clamp(MEM_MAX, 64 * MEM_MAX) {
+        if mem.bytes + len > self.cfg.max_size.clamp(MEM_MAX, MEM_MIRROR_MAX) {
             mem.map.clear();
             mem.bytes = 0;
         }
@@ -845,8 +849,10 @@ impl Inner {
             let me = self.clone();
             let (req2, c2) = (req.clone(), c.clone());
             tokio::spawn(async move {
+                // As a HEAD: what is fetched is drained into the cache, and a
+                // 304 sends nothing on.
                 let mut bg = req2.clone();
-                bg.method = Method::GET;
+                bg.method = Method::HEAD;
                 let r = me.revalidate(&bg, peer, place, c2, s, flight).await;
                 // Drain what the refresh streams into the cache.
                 tee::drain(r.into_body()).await;
