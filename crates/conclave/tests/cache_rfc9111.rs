@@ -529,3 +529,40 @@ fn a_head_miss_stores_the_body_for_the_next_get() {
     assert_eq!(origin.requests_to("/hd")[0].method, "GET");
     assert_eq!(origin.count("/hd"), 1);
 }
+
+#[test]
+fn concurrent_misses_share_one_origin_fetch() {
+    let origin = TestOrigin::start();
+    origin.route(
+        "/slow",
+        Reply::ok("shared")
+            .header("cache-control", "max-age=600")
+            .delay(Duration::from_millis(500)),
+    );
+    let edge = Edge::start(&origin, "", "");
+    let answers: Vec<Resp> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4).map(|_| s.spawn(|| edge.get("/slow", &[]))).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for a in &answers {
+        assert_eq!((a.status, a.text().as_str()), (200, "shared"));
+    }
+    assert_eq!(origin.count("/slow"), 1);
+}
+
+#[test]
+fn age_includes_the_age_the_origin_reported() {
+    let origin = TestOrigin::start();
+    origin.route(
+        "/aged",
+        Reply::ok("a")
+            .header("cache-control", "max-age=600")
+            .header("age", "100"),
+    );
+    let edge = Edge::start(&origin, "", "");
+    edge.get("/aged", &[]);
+    let hit = edge.get("/aged", &[]);
+    assert_eq!(hit.cache(), "HIT");
+    let age: u64 = hit.header("age").unwrap().parse().unwrap();
+    assert!((100..110).contains(&age), "Age {age}");
+}
