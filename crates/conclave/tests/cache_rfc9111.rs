@@ -566,3 +566,17 @@ fn age_includes_the_age_the_origin_reported() {
     let age: u64 = hit.header("age").unwrap().parse().unwrap();
     assert!((100..110).contains(&age), "Age {age}");
 }
+
+#[test]
+fn an_entry_the_origin_now_marks_no_store_is_dropped() {
+    let origin = TestOrigin::start();
+    origin.route("/ns", Reply::ok("kept").header("cache-control", "max-age=1"));
+    let edge = Edge::start(&origin, "", "");
+    edge.get("/ns", &[]);
+    std::thread::sleep(Duration::from_millis(1100));
+    origin.route("/ns", Reply::ok("fresh").header("cache-control", "no-store"));
+    let r = edge.get("/ns", &[]);
+    assert_eq!((r.cache(), r.text().as_str()), ("EXPIRED", "fresh"));
+    assert_eq!(edge.get("/ns", &[]).cache(), "MISS");
+    assert_eq!(origin.count("/ns"), 3);
+}

@@ -17,6 +17,13 @@ pub const FIXED: usize = 16;
 #[error("corrupt cache file: {0}")]
 pub struct CorruptCacheFile(&'static str);
 
+impl CorruptCacheFile {
+    /// A corrupt file, for `why`.
+    pub fn new(why: &'static str) -> CorruptCacheFile {
+        CorruptCacheFile(why)
+    }
+}
+
 /// The head of a cache file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {

@@ -227,7 +227,7 @@ impl Store {
                 .read_all(&name)
                 .map(|(_, d)| file::decode(key, d).map(|(h, b)| (h, EntityBody::Memory(b))))
         } else {
-            self.read_head(key, &name).map(|h| {
+            self.read_head(key, &name, Some(s.size)).map(|h| {
                 h.map(|h| {
                     let body = EntityBody::Stored {
                         storage: self.storage.clone(),
@@ -264,8 +264,26 @@ impl Store {
         Some(e)
     }
 
-    /// The head of a large cache file (and a check that the file is whole).
+    /// The head of a large cache file; with `body`, also a check that the
+    /// file holds exactly that many body bytes (the index's size).
     fn read_head(
+        &self,
+        key: &str,
+        name: &str,
+        body: Option<u64>,
+    ) -> std::io::Result<Result<file::Head, file::CorruptCacheFile>> {
+        let h = self.read_head_only(key, name)?;
+        if let (Ok(head), Some(len)) = (&h, body) {
+            if self.storage.stat(name)?.len != head.body_offset + len {
+                return Ok(Err(file::CorruptCacheFile::new(
+                    "body length differs from the index",
+                )));
+            }
+        }
+        Ok(h)
+    }
+
+    fn read_head_only(
         &self,
         key: &str,
         name: &str,
@@ -711,6 +729,10 @@ impl Inner {
         );
         if let Err(why) = verdict {
             tracing::debug!("cache: {} not stored: {why:?}", place.full_key);
+            if label == "EXPIRED" {
+                // The origin no longer lets the stale entry be kept.
+                self.store.remove(&place.hash);
+            }
         }
         let writer = if store && verdict.is_ok() && len.is_none_or(|n| n <= cfg.max_size) {
             self.start_store(req, place, &parts, &cc, request_time, response_time)

@@ -110,7 +110,7 @@ pub(crate) fn run(store: &Store, req: &Parts, peer: SocketAddr) -> Response<Body
         Target::Exact(k) => {
             let primary = hash_of(k);
             let name = Store::file_name(&primary);
-            let head = store.read_head(k, &name).ok().and_then(Result::ok);
+            let head = store.read_head(k, &name, None).ok().and_then(Result::ok);
             let mut n = 0;
             // A vary record: its variants live under their own keys.
             if head
