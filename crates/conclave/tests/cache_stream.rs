@@ -153,3 +153,95 @@ fn one_gib_streams_through_the_cache_twice_byte_identical_under_64_mib() {
         assert!(kib < 64 * 1024, "a worker peaked at {kib} KiB");
     }
 }
+
+/// `conclave ARGS` started with its stderr in `DIR/NAME.log`.
+fn start(dir: &std::path::Path, name: &str, args: &[&str]) -> common::Proc {
+    common::start_logged(dir, name, args)
+}
+
+#[test]
+fn a_large_object_streams_into_and_out_of_a_file_server_cache() {
+    const SIZE: u64 = 5 << 20;
+    let origin = TestOrigin::start();
+    origin.route(
+        "/big.bin",
+        Reply::status(200)
+            .generated(SIZE)
+            .header("cache-control", "max-age=3600")
+            .header("etag", "\"big\""),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    common::certs(&d.join("certs"), &[]);
+    std::fs::create_dir_all(d.join("imgsrc/cache")).unwrap();
+    let image = d.join("site.img");
+    common::conclave_ok(&[
+        "mkfs",
+        "--device",
+        "std",
+        "--size",
+        "64M",
+        d.join("imgsrc").to_str().unwrap(),
+        image.to_str().unwrap(),
+    ]);
+    let fport = free_port();
+    let _fs = start(
+        d,
+        "fileserver",
+        &[
+            "fileserver",
+            "--image",
+            image.to_str().unwrap(),
+            "--listen",
+            &format!("tcp://127.0.0.1:{fport}"),
+            "--certs",
+            d.join("certs").to_str().unwrap(),
+        ],
+    );
+    wait_port(fport);
+    let port = free_port();
+    let cfg = format!(
+        "workers = 1\n[storage]\nkind = \"nextfs\"\nserver = \"tcp://127.0.0.1:{fport}\"\ncerts = \"certs\"\n\n\
+         [[server]]\nlisten = \"127.0.0.1:{port}\"\nserver_name = [\"localhost\"]\n\
+         mode = \"cache\"\nproxy_pass = \"http://127.0.0.1:{}\"\n[server.tls]\n\
+         certificate = \"certs/server.crt\"\nkey = \"certs/server.key\"\n[server.cache]\n\
+         path = \"/cache\"\nkeys_zone = \"Z:1m\"\nmax_size = \"32m\"\n",
+        origin.port()
+    );
+    std::fs::write(d.join("edge.toml"), cfg).unwrap();
+    let _edge = start(
+        d,
+        "edge",
+        &["edge", "--config", d.join("edge.toml").to_str().unwrap()],
+    );
+    wait_port(port);
+    let (want, _) = curl_sha(&[], &format!("http://127.0.0.1:{}/big.bin", origin.port()));
+    let ca = d.join("certs/root.crt");
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let args = ["--cacert", ca.to_str().unwrap(), "--resolve", &resolve];
+    let url = format!("https://localhost:{port}/big.bin");
+    let (miss, miss_head) = curl_sha(&args, &url);
+    let (hit, hit_head) = curl_sha(&args, &url);
+    assert!(miss_head.contains("x-cache-status: miss"), "{miss_head}");
+    assert!(hit_head.contains("x-cache-status: hit"), "{hit_head}");
+    assert_eq!((miss.as_str(), hit.as_str()), (want.as_str(), want.as_str()));
+    // A range of the stored body: only its bytes, the right ones.
+    let mut ranged = args.to_vec();
+    ranged.extend_from_slice(&["-H", "Range: bytes=3000000-3000009"]);
+    let out = Command::new("curl")
+        .args(["-sS", "--http1.1", "-i"])
+        .args(&ranged)
+        .arg(&url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 206"), "{text}");
+    assert!(
+        text.contains(&format!("content-range: bytes 3000000-3000009/{SIZE}")),
+        "{text}"
+    );
+    let body = &out.stdout[out.stdout.len() - 10..];
+    let expect: Vec<u8> = (3_000_000..3_000_010).map(conclave_testkit::pattern).collect();
+    assert_eq!(body, expect.as_slice());
+    assert_eq!(origin.count("/big.bin"), 2);
+}
