@@ -580,3 +580,50 @@ fn an_entry_the_origin_now_marks_no_store_is_dropped() {
     assert_eq!(edge.get("/ns", &[]).cache(), "MISS");
     assert_eq!(origin.count("/ns"), 3);
 }
+
+#[test]
+fn use_stale_updating_serves_stale_while_another_request_refreshes() {
+    let origin = TestOrigin::start();
+    origin.route("/up", Reply::ok("old").header("cache-control", "max-age=1"));
+    let edge = Edge::start(&origin, "", "use_stale = [\"updating\"]");
+    edge.get("/up", &[]);
+    std::thread::sleep(Duration::from_millis(1100));
+    origin.route(
+        "/up",
+        Reply::ok("new")
+            .header("cache-control", "max-age=600")
+            .delay(Duration::from_millis(1500)),
+    );
+    std::thread::scope(|s| {
+        let refresh = s.spawn(|| edge.get("/up", &[]));
+        // Once the refresh reached the origin, a second request is served stale.
+        assert!(common::wait_until(Duration::from_secs(10), || origin
+            .count("/up")
+            == 2));
+        let during = edge.get("/up", &[]);
+        assert_eq!((during.cache(), during.text().as_str()), ("UPDATING", "old"));
+        let r = refresh.join().unwrap();
+        assert_eq!((r.cache(), r.text().as_str()), ("EXPIRED", "new"));
+    });
+    assert_eq!(edge.get("/up", &[]).text(), "new");
+}
+
+#[test]
+fn background_update_serves_stale_at_once_and_refreshes() {
+    let origin = TestOrigin::start();
+    origin.route("/bg", Reply::ok("old").header("cache-control", "max-age=1"));
+    let edge = Edge::start(
+        &origin,
+        "",
+        "use_stale = [\"updating\"]\nbackground_update = true",
+    );
+    edge.get("/bg", &[]);
+    std::thread::sleep(Duration::from_millis(1100));
+    origin.route("/bg", Reply::ok("new").header("cache-control", "max-age=600"));
+    let r = edge.get("/bg", &[]);
+    assert_eq!((r.cache(), r.text().as_str()), ("STALE", "old"));
+    assert!(common::wait_until(Duration::from_secs(10), || {
+        let r = edge.get("/bg", &[]);
+        r.cache() == "HIT" && r.text() == "new"
+    }));
+}
