@@ -729,8 +729,9 @@ impl Inner {
         );
         if let Err(why) = verdict {
             tracing::debug!("cache: {} not stored: {why:?}", place.full_key);
-            if label == "EXPIRED" {
-                // The origin no longer lets the stale entry be kept.
+            if label == "EXPIRED" && !parts.status.is_server_error() {
+                // The origin no longer lets the stale entry be kept (a 5xx
+                // says nothing about it: it stays, for use_stale next time).
                 self.store.remove(&place.hash);
             }
         }
