@@ -43,6 +43,10 @@ cargo test --workspace -- --test-threads=2 2>&1 | tee -a "$log"
 # and ext4-view; #[ignore]d in the default run): about 2.5 min on 2 cores.
 echo "== ext2 long model test"
 cargo test -p conclave-ext2 --test ext2 -- --ignored --test-threads=2 2>&1 | tee -a "$log"
+# The 1 GiB object through the cache twice (sha256, worker VmHWM < 64 MiB;
+# #[ignore]d in the default run): about 90 s in a debug build on 2 cores.
+echo "== cache 1 GiB streaming test"
+cargo test -p conclave --test cache_stream -- --ignored 2>&1 | tee -a "$log"
 echo "== WAF differential tests against libmodsecurity"
 cargo test -p conclave-waf --features modsecurity -- --test-threads=2 2>&1 | tee -a "$log"
 

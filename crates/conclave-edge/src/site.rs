@@ -159,6 +159,10 @@ impl Site {
         match &self.backend {
             Backend::Static(storage) => self.serve_file(storage.as_ref(), parts, &clean.rel, clean.dir),
             Backend::Cache(cache) if get_or_head => cache.handle(parts, peer).await,
+            // Purging is the cache's own method, from `purge_allow` addresses only.
+            Backend::Cache(cache) if method.as_str() == "PURGE" && cache.purges() => {
+                cache.purge(parts, peer).await
+            }
             Backend::Cache(cache) => {
                 use hyper::body::Body as _;
                 let (body, parked) = match body {

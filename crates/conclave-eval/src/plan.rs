@@ -589,6 +589,7 @@ pub fn edge_settings(d: &Deployment, dir: &Path) -> EdgeSettings {
                         inactive: Dur(Duration::from_secs(3600)),
                         valid: Dur(Duration::from_secs(3600)),
                         min_uses: 1,
+                        ..CacheSettings::default()
                     },
                     tls(),
                 ),

@@ -208,15 +208,15 @@ mod tests {
     fn grants_round_trip_through_their_text() {
         for g in [
             "edge@*:rw:*",
-            "client@default:ro:stats",
+            "client:ro:stats",
             "client@acme:rw:zone-*",
             "edge@b:ro:a:b:c",
         ] {
             assert_eq!(g.parse::<MemGrant>().unwrap().to_string(), g);
         }
         assert_eq!(
-            "client:ro:x".parse::<MemGrant>().unwrap().to_string(),
-            "client@default:ro:x"
+            "client@default:ro:x".parse::<MemGrant>().unwrap().to_string(),
+            "client:ro:x"
         );
         let g: MemGrant = "edge@b:ro:a:b:c".parse().unwrap();
         assert_eq!(g.name, NamePattern::Exact("a:b:c".into()));

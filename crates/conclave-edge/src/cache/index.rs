@@ -1,16 +1,20 @@
 //! The cache index as it lies in a shared segment (the `keys_zone`).
 //!
-//! Layout (little endian): a 16-byte header `"CZI1"`, capacity u32, next version
+//! Layout (little endian): a 16-byte header `"CZI2"`, capacity u32, next version
 //! u64; then `capacity` 64-byte slots, open addressing by key hash with linear
-//! probing and tombstones. Slot: key hash [16] | state u8 | 3 pad | uses u32 |
-//! stored_ms u64 | last_use_ms u64 | size u64 | version u64 | 8 pad.
+//! probing and tombstones. Slot: key hash [16] | state u8 | flags u8 | 2 pad |
+//! uses u32 | birth_ms u64 | last_use_ms u64 | size u64 | version u64 |
+//! fresh_until_ms u64. `birth_ms` is when the response was age 0 (RFC 9111
+//! §4.2.3: response time − initial age), so `Age` = now − birth; freshness is
+//! per entry, from the origin's headers (see `freshness`). A segment of an
+//! older layout (`CZI1`) is reformatted: the cache starts empty.
 //! The whole index lives in the segment so every worker sharing the segment sees
 //! the same entries; each operation runs under the segment's lock.
 
 /// Hash of a cache key (SHA-256, truncated).
 pub type KeyHash = [u8; 16];
 
-const MAGIC: &[u8; 4] = b"CZI1";
+const MAGIC: &[u8; 4] = b"CZI2";
 const HEADER: usize = 16;
 const SLOT: usize = 64;
 
@@ -19,11 +23,12 @@ const COUNTING: u8 = 1;
 const STORED: u8 = 2;
 const TOMBSTONE: u8 = 3;
 
+/// Slot flag: the entry is a vary record (the variants live under secondary keys).
+const FLAG_VARY: u8 = 1;
+
 /// Policy numbers the index applies.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
-    /// Freshness of a stored entry (ms).
-    pub valid_ms: u64,
     /// Unused entries are dropped after this (ms).
     pub inactive_ms: u64,
     /// Max total stored bytes.
@@ -32,16 +37,41 @@ pub struct Policy {
     pub min_uses: u32,
 }
 
+/// A stored entry as the index knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// Version (names the stored generation).
+    pub version: u64,
+    /// Body size.
+    pub size: u64,
+    /// When the response had age 0 (ms since the epoch).
+    pub birth_ms: u64,
+    /// When it stops being fresh (ms since the epoch).
+    pub fresh_until_ms: u64,
+}
+
+/// What to record for a stored response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewEntry {
+    /// Body size (counted against `max_size`).
+    pub size: u64,
+    /// When the response had age 0 (ms since the epoch).
+    pub birth_ms: u64,
+    /// When it stops being fresh (ms since the epoch).
+    pub fresh_until_ms: u64,
+    /// A vary record rather than a response.
+    pub vary: bool,
+}
+
 /// What a lookup found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
-    /// Fresh stored entry with this version and size.
-    Hit {
-        /// Version (names the stored generation).
-        version: u64,
-    },
-    /// Stored but past `valid`.
-    Expired,
+    /// Fresh stored entry.
+    Hit(Stored),
+    /// Stored but no longer fresh: to validate, or to serve stale where allowed.
+    Stale(Stored),
+    /// A vary record: look the variant up under its secondary key.
+    Vary(Stored),
     /// Not stored; `store` says whether `min_uses` is reached.
     Miss {
         /// Store the response when it comes.
@@ -53,11 +83,24 @@ pub enum Lookup {
 struct Slot {
     key: KeyHash,
     state: u8,
+    flags: u8,
     uses: u32,
-    stored_ms: u64,
+    birth_ms: u64,
     last_use_ms: u64,
     size: u64,
     version: u64,
+    fresh_until_ms: u64,
+}
+
+impl Slot {
+    fn stored(&self) -> Stored {
+        Stored {
+            version: self.version,
+            size: self.size,
+            birth_ms: self.birth_ms,
+            fresh_until_ms: self.fresh_until_ms,
+        }
+    }
 }
 
 fn u32_at(b: &[u8], o: usize) -> u32 {
@@ -113,11 +156,13 @@ impl<'a> Index<'a> {
         Slot {
             key: b[..16].try_into().unwrap_or([0; 16]),
             state: b[16],
+            flags: b[17],
             uses: u32_at(b, 20),
-            stored_ms: u64_at(b, 24),
+            birth_ms: u64_at(b, 24),
             last_use_ms: u64_at(b, 32),
             size: u64_at(b, 40),
             version: u64_at(b, 48),
+            fresh_until_ms: u64_at(b, 56),
         }
     }
 
@@ -126,11 +171,13 @@ impl<'a> Index<'a> {
         let b = &mut self.seg[HEADER + i * SLOT..HEADER + (i + 1) * SLOT];
         b[..16].copy_from_slice(&s.key);
         b[16] = s.state;
+        b[17] = s.flags;
         b[20..24].copy_from_slice(&s.uses.to_le_bytes());
-        b[24..32].copy_from_slice(&s.stored_ms.to_le_bytes());
+        b[24..32].copy_from_slice(&s.birth_ms.to_le_bytes());
         b[32..40].copy_from_slice(&s.last_use_ms.to_le_bytes());
         b[40..48].copy_from_slice(&s.size.to_le_bytes());
         b[48..56].copy_from_slice(&s.version.to_le_bytes());
+        b[56..64].copy_from_slice(&s.fresh_until_ms.to_le_bytes());
     }
 
     fn next_version(&mut self) -> u64 {
@@ -209,10 +256,12 @@ impl<'a> Index<'a> {
                     s.last_use_ms = now_ms;
                     self.put(i, &s);
                 }
-                return if now_ms.saturating_sub(s.stored_ms) < p.valid_ms {
-                    Lookup::Hit { version: s.version }
+                return if s.flags & FLAG_VARY != 0 {
+                    Lookup::Vary(s.stored())
+                } else if now_ms < s.fresh_until_ms {
+                    Lookup::Hit(s.stored())
                 } else {
-                    Lookup::Expired
+                    Lookup::Stale(s.stored())
                 };
             } else {
                 s.uses = s.uses.saturating_add(1);
@@ -229,11 +278,13 @@ impl<'a> Index<'a> {
         let s = Slot {
             key: *key,
             state: COUNTING,
+            flags: 0,
             uses: 1,
-            stored_ms: 0,
+            birth_ms: 0,
             last_use_ms: now_ms,
             size: 0,
             version: 0,
+            fresh_until_ms: 0,
         };
         self.put(i, &s);
         Lookup::Miss {
@@ -241,16 +292,17 @@ impl<'a> Index<'a> {
         }
     }
 
-    /// Marks `key` stored with `size` bytes; returns its new version, or `None` if
+    /// Marks `key` stored as `e`; returns its new version, or `None` if
     /// it cannot fit. Evicts least-recently used and inactive entries as needed.
     pub fn commit(
         &mut self,
         key: &KeyHash,
-        size: u64,
+        e: NewEntry,
         now_ms: u64,
         p: &Policy,
         evicted: &mut Vec<KeyHash>,
     ) -> Option<u64> {
+        let size = e.size;
         if size > p.max_size || self.cap == 0 {
             return None;
         }
@@ -301,16 +353,53 @@ impl<'a> Index<'a> {
             &Slot {
                 key: *key,
                 state: STORED,
+                flags: if e.vary { FLAG_VARY } else { 0 },
                 uses,
-                stored_ms: now_ms,
+                birth_ms: e.birth_ms,
                 last_use_ms: now_ms,
                 size,
                 version,
+                fresh_until_ms: e.fresh_until_ms,
             },
         );
         // A replaced generation's file is overwritten in place, not removed.
         evicted.retain(|k| k != key);
         Some(version)
+    }
+
+    /// Renews the freshness of `key`'s generation `version` (a 304 from the
+    /// origin, RFC 9111 §4.3.4); with `bump`, the generation gets a new version
+    /// (its file was rewritten). Returns the version now stored, or `None`
+    /// when another generation replaced it meanwhile.
+    pub fn refresh(
+        &mut self,
+        key: &KeyHash,
+        version: u64,
+        birth_ms: u64,
+        fresh_until_ms: u64,
+        bump: bool,
+    ) -> Option<u64> {
+        let i = self.find(key)?;
+        let mut s = self.slot(i);
+        if s.state != STORED || s.version != version {
+            return None;
+        }
+        if bump {
+            s.version = self.next_version();
+        }
+        s.birth_ms = birth_ms;
+        s.fresh_until_ms = fresh_until_ms;
+        self.put(i, &s);
+        Some(s.version)
+    }
+
+    /// Stored keys, for a purge that must look at every entry.
+    pub fn stored_keys(&self) -> Vec<KeyHash> {
+        (0..self.cap)
+            .map(|i| self.slot(i))
+            .filter(|s| s.state == STORED)
+            .map(|s| s.key)
+            .collect()
     }
 
     /// Forgets `key` (its file is gone or unreadable).
@@ -330,11 +419,27 @@ mod tests {
         [n; 16]
     }
     const P: Policy = Policy {
-        valid_ms: 1000,
         inactive_ms: 10_000,
         max_size: 100,
         min_uses: 1,
     };
+
+    /// An entry of `size` bytes born at `now`, fresh for 1 s.
+    fn e(size: u64, now: u64) -> NewEntry {
+        NewEntry {
+            size,
+            birth_ms: now,
+            fresh_until_ms: now + 1000,
+            vary: false,
+        }
+    }
+
+    fn version(l: Lookup) -> Option<u64> {
+        match l {
+            Lookup::Hit(s) => Some(s.version),
+            _ => None,
+        }
+    }
 
     #[test]
     fn miss_commit_hit_expire() {
@@ -342,12 +447,28 @@ mod tests {
         let mut ix = Index::open(&mut seg);
         let mut ev = vec![];
         assert_eq!(ix.lookup(&k(1), 0, &P, &mut ev), Lookup::Miss { store: true });
-        let v = ix.commit(&k(1), 10, 0, &P, &mut ev).unwrap();
-        assert_eq!(ix.lookup(&k(1), 500, &P, &mut ev), Lookup::Hit { version: v });
-        assert_eq!(ix.lookup(&k(1), 1500, &P, &mut ev), Lookup::Expired);
-        let v2 = ix.commit(&k(1), 10, 1500, &P, &mut ev).unwrap();
+        let v = ix.commit(&k(1), e(10, 0), 0, &P, &mut ev).unwrap();
+        let s = Stored {
+            version: v,
+            size: 10,
+            birth_ms: 0,
+            fresh_until_ms: 1000,
+        };
+        assert_eq!(ix.lookup(&k(1), 500, &P, &mut ev), Lookup::Hit(s));
+        assert_eq!(ix.lookup(&k(1), 1500, &P, &mut ev), Lookup::Stale(s));
+        // A 304 renews it in place; a stale version is not renewed.
+        assert_eq!(ix.refresh(&k(1), v, 1500, 2500, false), Some(v));
+        assert_eq!(ix.refresh(&k(1), v + 7, 1500, 2500, false), None);
+        assert_eq!(version(ix.lookup(&k(1), 2000, &P, &mut ev)), Some(v));
+        let v2 = ix.commit(&k(1), e(10, 2500), 2500, &P, &mut ev).unwrap();
         assert!(v2 > v);
         assert!(ev.is_empty());
+        let mut vary = e(0, 3000);
+        vary.vary = true;
+        ix.lookup(&k(2), 3000, &P, &mut ev);
+        ix.commit(&k(2), vary, 3000, &P, &mut ev).unwrap();
+        assert!(matches!(ix.lookup(&k(2), 3000, &P, &mut ev), Lookup::Vary(_)));
+        assert_eq!(ix.stored_keys().len(), 2);
     }
 
     #[test]
@@ -358,24 +479,24 @@ mod tests {
             let mut ix = Index::open(&mut seg);
             assert!(ix.changed(), "formatting a blank segment is a change");
             ix.lookup(&k(1), 0, &P, &mut ev);
-            ix.commit(&k(1), 10, 0, &P, &mut ev).unwrap()
+            ix.commit(&k(1), e(10, 0), 0, &P, &mut ev).unwrap()
         };
         let before = seg.clone();
         let mut ix = Index::open(&mut seg);
         let hit = ix.lookup(&k(1), TOUCH_GRANULARITY_MS - 1, &P, &mut ev);
-        assert_eq!((hit, ix.changed()), (Lookup::Hit { version: v }, false));
+        assert_eq!((version(hit), ix.changed()), (Some(v), false));
         assert_eq!(seg, before);
-        let p = Policy {
-            valid_ms: 100 * TOUCH_GRANULARITY_MS,
-            ..P
-        };
+        let p = P;
+        Index::open(&mut seg)
+            .refresh(&k(1), v, 0, 100 * TOUCH_GRANULARITY_MS, false)
+            .unwrap();
         let mut ix = Index::open(&mut seg);
         let hit = ix.lookup(&k(1), TOUCH_GRANULARITY_MS, &p, &mut ev);
-        assert_eq!((hit, ix.changed()), (Lookup::Hit { version: v }, true));
+        assert_eq!((version(hit), ix.changed()), (Some(v), true));
         // The touched last use keeps the entry from going inactive.
         let mut ix = Index::open(&mut seg);
         let late = TOUCH_GRANULARITY_MS + P.inactive_ms;
-        assert_eq!(ix.lookup(&k(1), late, &p, &mut ev), Lookup::Hit { version: v });
+        assert_eq!(version(ix.lookup(&k(1), late, &p, &mut ev)), Some(v));
         // A miss always counts (and so always changes the segment).
         let mut ix = Index::open(&mut seg);
         ix.lookup(&k(2), late, &p, &mut ev);
@@ -400,15 +521,15 @@ mod tests {
         let mut ev = vec![];
         for n in 1..=3 {
             ix.lookup(&k(n), n as u64, &P, &mut ev);
-            ix.commit(&k(n), 40, n as u64, &P, &mut ev).unwrap();
+            ix.commit(&k(n), e(40, n as u64), n as u64, &P, &mut ev).unwrap();
         }
         assert_eq!(ev, vec![k(1)]);
         assert_eq!(ix.lookup(&k(1), 10, &P, &mut ev), Lookup::Miss { store: true });
-        assert!(matches!(ix.lookup(&k(2), 10, &P, &mut ev), Lookup::Hit { .. }));
-        assert!(ix.commit(&k(9), 101, 10, &P, &mut ev).is_none());
+        assert!(matches!(ix.lookup(&k(2), 10, &P, &mut ev), Lookup::Hit(_)));
+        assert!(ix.commit(&k(9), e(101, 10), 10, &P, &mut ev).is_none());
         ev.clear();
         ix.lookup(&k(4), 20_000, &P, &mut ev);
-        ix.commit(&k(4), 1, 20_000, &P, &mut ev).unwrap();
+        ix.commit(&k(4), e(1, 20_000), 20_000, &P, &mut ev).unwrap();
         ev.sort();
         assert_eq!(ev, vec![k(2), k(3)]);
     }
@@ -421,7 +542,7 @@ mod tests {
         let mut ev = vec![];
         for n in 1..=3 {
             ix.lookup(&k(n), n as u64, &P, &mut ev);
-            ix.commit(&k(n), 1, n as u64, &P, &mut ev).unwrap();
+            ix.commit(&k(n), e(1, n as u64), n as u64, &P, &mut ev).unwrap();
         }
         assert_eq!(ev, vec![k(1)]);
     }

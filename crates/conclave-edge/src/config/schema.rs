@@ -511,12 +511,33 @@ pub struct CacheSettings {
     /// Unused entries are dropped after this.
     #[serde(default = "default_60m")]
     pub inactive: Dur,
-    /// Freshness of a stored 200.
+    /// Freshness of a stored 200/301/302 whose origin gives none
+    /// (`Cache-Control` max-age/s-maxage, `Expires`); `"0s"`: no fallback
+    /// (NGINX `proxy_cache_valid`).
     #[serde(default = "default_60m")]
     pub valid: Dur,
     /// Requests before storing.
     #[serde(default = "one_u32")]
     pub min_uses: u32,
+    /// The cache key template (NGINX `proxy_cache_key`).
+    #[serde(default = "default_key")]
+    pub key: String,
+    /// When a stale entry is served instead of the origin's answer
+    /// (NGINX `proxy_cache_use_stale`): "error", "timeout", "updating",
+    /// "http_500", "http_502", "http_503", "http_504".
+    #[serde(default)]
+    pub use_stale: Vec<String>,
+    /// With "updating" in `use_stale`: a stale entry is served at once and
+    /// refreshed in the background (NGINX `proxy_cache_background_update`).
+    #[serde(default)]
+    pub background_update: bool,
+    /// How long concurrent misses for one key wait for the first one's
+    /// stored response before fetching themselves (NGINX `proxy_cache_lock_timeout`).
+    #[serde(default = "default_lock_timeout")]
+    pub lock_timeout: Dur,
+    /// Addresses (CIDR) allowed to send `PURGE` (empty: purging is off).
+    #[serde(default)]
+    pub purge_allow: Vec<String>,
 }
 
 impl Default for CacheSettings {
@@ -528,8 +549,20 @@ impl Default for CacheSettings {
             inactive: default_60m(),
             valid: default_60m(),
             min_uses: one_u32(),
+            key: default_key(),
+            use_stale: Vec::new(),
+            background_update: false,
+            lock_timeout: default_lock_timeout(),
+            purge_allow: Vec::new(),
         }
     }
+}
+
+fn default_key() -> String {
+    crate::cache::key::DEFAULT_KEY.into()
+}
+fn default_lock_timeout() -> Dur {
+    Dur(Duration::from_secs(5))
 }
 
 fn default_cache_path() -> PathBuf {

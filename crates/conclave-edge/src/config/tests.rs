@@ -77,6 +77,9 @@ fn host_settings(dir: &std::path::Path) -> EdgeSettings {
         inactive: Dur(Duration::from_secs(3600)),
         valid: Dur(Duration::from_millis(1500)),
         min_uses: 2,
+        use_stale: vec!["error".into(), "timeout".into()],
+        purge_allow: vec!["127.0.0.1/32".into()],
+        ..CacheSettings::default()
     };
     EdgeSettings {
         workers: 2,
@@ -147,7 +150,11 @@ fn settings_round_trip_through_toml() {
         (cache.zone_name.as_str(), cache.zone_size, cache.min_uses),
         ("ZONE0", 16 << 10, 2)
     );
-    assert_eq!(cache.valid, Duration::from_millis(1500));
+    assert_eq!(cache.valid, Some(Duration::from_millis(1500)));
+    assert!(cache.use_stale.error && cache.use_stale.timeout && !cache.use_stale.updating);
+    assert_eq!(cache.purge_allow, vec!["127.0.0.1/32".parse().unwrap()]);
+    assert_eq!(cache.key, crate::cache::key::CacheKey::default());
+    assert_eq!(cache.lock_timeout, Duration::from_secs(5));
     assert!(c.tls.tls13 && !c.tls.tls12 && !c.tls.session_resumption);
     assert_eq!(
         c.tls.key,

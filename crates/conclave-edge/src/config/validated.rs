@@ -268,10 +268,20 @@ pub struct CacheConfig {
     pub max_size: u64,
     /// Unused entries are dropped after this.
     pub inactive: Duration,
-    /// Freshness of a stored 200.
-    pub valid: Duration,
+    /// Fallback freshness when the origin gives none; `None`: no fallback.
+    pub valid: Option<Duration>,
     /// Requests before storing.
     pub min_uses: u32,
+    /// The cache key template.
+    pub key: crate::cache::key::CacheKey,
+    /// `proxy_cache_use_stale`.
+    pub use_stale: crate::cache::freshness::UseStale,
+    /// `proxy_cache_background_update`.
+    pub background_update: bool,
+    /// `proxy_cache_lock_timeout`.
+    pub lock_timeout: Duration,
+    /// Who may `PURGE`.
+    pub purge_allow: Vec<crate::cache::purge::Cidr>,
 }
 
 // ---- Proxying (issue 14: `proxy_pass`, `[[upstream]]`, `proxy_*` keys) ----

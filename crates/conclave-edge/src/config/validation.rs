@@ -327,14 +327,33 @@ fn cache(c: &Check<'_>, i: usize, k: &CacheSettings, c_span: Span) -> Result<Cac
     if k.min_uses == 0 {
         return Err(c.err(c_span, "min_uses must be at least 1"));
     }
+    let here = |key: &'static str| {
+        c.at(&["server".into(), i.into(), "cache".into(), key.into()])
+            .filter(|s| !s.is_empty())
+            .or(c_span.clone())
+    };
+    let key = k.key.parse().map_err(|e| c.err(here("key"), format!("{e}")))?;
+    let use_stale = crate::cache::freshness::UseStale::parse(&k.use_stale)
+        .map_err(|e| c.err(here("use_stale"), format!("{e}")))?;
+    let purge_allow = k
+        .purge_allow
+        .iter()
+        .map(|a| a.parse())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| c.err(here("purge_allow"), format!("{e}")))?;
     Ok(CacheConfig {
         path: c.site_path(&k.path),
         zone_name: name.to_string(),
         zone_size: size as usize,
         max_size: k.max_size.0,
         inactive: k.inactive.0,
-        valid: k.valid.0,
+        valid: Some(k.valid.0).filter(|v| !v.is_zero()),
         min_uses: k.min_uses,
+        key,
+        use_stale,
+        background_update: k.background_update,
+        lock_timeout: k.lock_timeout.0,
+        purge_allow,
     })
 }
 

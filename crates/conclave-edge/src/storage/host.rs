@@ -1,6 +1,6 @@
 //! Host directories as storage (the seed's `nonextfs`).
 
-use super::{FileMeta, Storage};
+use super::{FileMeta, Storage, StorageReader, StorageWriter};
 use bytes::Bytes;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -53,20 +53,13 @@ impl Storage for HostStorage {
     }
 
     fn read_at(&self, path: &str, offset: u64, len: usize) -> io::Result<Bytes> {
-        use std::os::unix::fs::FileExt;
-        let f = std::fs::File::open(self.full(path)?)?;
-        let mut buf = vec![0u8; len];
-        let mut got = 0;
-        while got < len {
-            match f.read_at(&mut buf[got..], offset + got as u64) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        buf.truncate(got);
-        Ok(Bytes::from(buf))
+        read_file_at(&std::fs::File::open(self.full(path)?)?, offset, len)
+    }
+
+    fn open_reader(&self, path: &str) -> io::Result<Box<dyn StorageReader>> {
+        let file = std::fs::File::open(self.full(path)?)?;
+        let len = file.metadata()?.len();
+        Ok(Box::new(HostReader { file, len }))
     }
 
     fn read_all(&self, path: &str) -> io::Result<(FileMeta, Bytes)> {
@@ -82,7 +75,12 @@ impl Storage for HostStorage {
     }
 
     fn write_atomic(&self, path: &str, data: &[u8]) -> io::Result<()> {
-        use std::io::Write;
+        let mut w = self.create_streaming(path)?;
+        w.write(data)?;
+        w.commit()
+    }
+
+    fn create_streaming(&self, path: &str) -> io::Result<Box<dyn StorageWriter>> {
         let full = self.full(path)?;
         if let Some(dir) = full.parent() {
             std::fs::create_dir_all(dir)?;
@@ -90,18 +88,107 @@ impl Storage for HostStorage {
         static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = full.with_extension(format!("tmp.{}.{seq}", std::process::id()));
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        drop(f);
-        std::fs::rename(&tmp, &full).inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
+        let file = std::fs::File::create(&tmp)?;
+        Ok(Box::new(HostWriter {
+            file: Some(file),
+            tmp,
+            full,
+            written: 0,
+        }))
+    }
+
+    fn list_dir(&self, path: &str) -> io::Result<Vec<(String, bool)>> {
+        let rd = match std::fs::read_dir(self.full(path)?) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            r => r?,
+        };
+        rd.map(|e| {
+            let e = e?;
+            Ok((
+                e.file_name().to_string_lossy().into_owned(),
+                e.file_type()?.is_dir(),
+            ))
         })
+        .collect()
     }
 
     fn remove(&self, path: &str) -> io::Result<()> {
         match std::fs::remove_file(self.full(path)?) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
+        }
+    }
+}
+
+/// Reads up to `len` bytes of `f` at `offset` (short only at end of file).
+fn read_file_at(f: &std::fs::File, offset: u64, len: usize) -> io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        match f.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(got);
+    Ok(Bytes::from(buf))
+}
+
+/// A host file kept open while its body is sent.
+struct HostReader {
+    file: std::fs::File,
+    len: u64,
+}
+
+impl StorageReader for HostReader {
+    fn read_at(&mut self, offset: u64, len: usize) -> io::Result<Bytes> {
+        read_file_at(&self.file, offset, len)
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+/// A host file being written under a temporary name beside its final one.
+struct HostWriter {
+    file: Option<std::fs::File>,
+    tmp: PathBuf,
+    full: PathBuf,
+    written: u64,
+}
+
+impl StorageWriter for HostWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        let f = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("writer already finished"))?;
+        f.write_all(data)?;
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    fn written(&self) -> u64 {
+        self.written
+    }
+
+    fn commit(mut self: Box<Self>) -> io::Result<()> {
+        drop(self.file.take());
+        std::fs::rename(&self.tmp, &self.full)
+        // On error, Drop removes the temporary file.
+    }
+}
+
+impl Drop for HostWriter {
+    fn drop(&mut self) {
+        // Uncommitted (or a failed rename): never leave a partial file.
+        if self.file.take().is_some() || self.tmp.exists() {
+            let _ = std::fs::remove_file(&self.tmp);
         }
     }
 }
@@ -122,5 +209,25 @@ mod tests {
         s.remove("a/b").unwrap();
         s.remove("a/b").unwrap();
         assert_eq!(s.stat("a/b").unwrap_err().kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn streaming_writer_commits_atomically_and_aborts_cleanly() {
+        let d = tempfile::tempdir().unwrap();
+        let s = HostStorage::new(d.path(), true).unwrap();
+        s.write_atomic("x/f", b"old").unwrap();
+        let mut w = s.create_streaming("x/f").unwrap();
+        w.write(b"new ").unwrap();
+        w.write(b"body").unwrap();
+        assert_eq!(w.written(), 8);
+        assert_eq!(s.read_all("x/f").unwrap().1.as_ref(), b"old");
+        w.commit().unwrap();
+        assert_eq!(s.read_all("x/f").unwrap().1.as_ref(), b"new body");
+        let mut w = s.create_streaming("x/f").unwrap();
+        w.write(b"partial").unwrap();
+        drop(w);
+        assert_eq!(s.read_all("x/f").unwrap().1.as_ref(), b"new body");
+        assert_eq!(s.list_dir("x").unwrap(), vec![("f".to_string(), false)]);
+        assert!(s.list_dir("nothing").unwrap().is_empty());
     }
 }

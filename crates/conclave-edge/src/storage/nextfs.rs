@@ -2,7 +2,7 @@
 //! conclave file server (an ext2 image behind a protected block device),
 //! reached over mutual TLS with the `edge` identity.
 
-use super::{FileMeta, Storage};
+use super::{FileMeta, Storage, StorageReader, StorageWriter};
 use bytes::Bytes;
 use conclave_fs::{proto::MAX_IO, FsClient};
 use conclave_rpc::run_blocking;
@@ -135,5 +135,132 @@ impl Storage for NextfsStorage {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         })
+    }
+
+    fn create_streaming(&self, path: &str) -> io::Result<Box<dyn StorageWriter>> {
+        run_blocking(|| {
+            static SEQ: AtomicU64 = AtomicU64::new(0);
+            let full = self.full(path)?;
+            let tmp = format!(
+                "{full}.tmp.{}.{}",
+                std::process::id(),
+                SEQ.fetch_add(1, Ordering::Relaxed)
+            );
+            let file = match self.client.create(&tmp) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if let Some((dir, _)) = full.rsplit_once('/') {
+                        if !dir.is_empty() {
+                            self.client.create_dir_all(dir)?;
+                        }
+                    }
+                    self.client.create(&tmp)?
+                }
+                r => r?,
+            };
+            Ok(Box::new(NextfsWriter {
+                client: self.client.clone(),
+                file: Some(file),
+                tmp,
+                full,
+                written: 0,
+            }) as Box<dyn StorageWriter>)
+        })
+    }
+
+    fn open_reader(&self, path: &str) -> io::Result<Box<dyn StorageReader>> {
+        run_blocking(|| {
+            let mut file = self.client.open(&self.full(path)?)?;
+            let len = file.metadata()?.len();
+            Ok(Box::new(NextfsReader { file, len }) as Box<dyn StorageReader>)
+        })
+    }
+
+    fn list_dir(&self, path: &str) -> io::Result<Vec<(String, bool)>> {
+        run_blocking(|| match self.client.read_dir(&self.full(path)?) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            r => Ok(r?
+                .into_iter()
+                .map(|e| (e.name, e.file_type == conclave_fs::proto::ftype::DIR))
+                .collect()),
+        })
+    }
+}
+
+/// A file-server file kept open while its body is sent.
+struct NextfsReader {
+    file: conclave_fs::File,
+    len: u64,
+}
+
+impl StorageReader for NextfsReader {
+    fn read_at(&mut self, offset: u64, len: usize) -> io::Result<Bytes> {
+        run_blocking(|| {
+            let mut out = vec![0u8; len];
+            let mut got = 0;
+            while got < len {
+                let n = self.file.read_at(&mut out[got..], offset + got as u64)?;
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            out.truncate(got);
+            Ok(Bytes::from(out))
+        })
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+/// A file-server file being written under a temporary name.
+struct NextfsWriter {
+    client: Arc<FsClient>,
+    file: Option<conclave_fs::File>,
+    tmp: String,
+    full: String,
+    written: u64,
+}
+
+impl StorageWriter for NextfsWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        let f = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("writer already finished"))?;
+        run_blocking(|| {
+            let mut done = 0;
+            while done < data.len() {
+                let n = f.write_at(&data[done..], self.written + done as u64)?;
+                if n == 0 {
+                    return Err(io::Error::from(io::ErrorKind::WriteZero));
+                }
+                done += n;
+            }
+            Ok(())
+        })?;
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    fn written(&self) -> u64 {
+        self.written
+    }
+
+    fn commit(mut self: Box<Self>) -> io::Result<()> {
+        drop(self.file.take());
+        run_blocking(|| self.client.rename(&self.tmp, &self.full))?;
+        self.tmp.clear();
+        Ok(())
+    }
+}
+
+impl Drop for NextfsWriter {
+    fn drop(&mut self) {
+        drop(self.file.take());
+        if !self.tmp.is_empty() {
+            let _ = run_blocking(|| self.client.remove_file(&self.tmp));
+        }
     }
 }
