@@ -12,6 +12,7 @@
 use crate::deploy::{
     Deployment, Device, EdgeKind, Fileserver, Kdf, KeyKind, Mode, Origin, OriginKind, SharedKind, StorageKind,
 };
+use crate::layout::{self, Part, RunDir, SiteKeySource, UnixUser};
 use crate::{nginx, EvalError};
 use conclave_bd::{KdfSettings, MkfsSettings};
 use conclave_edge::config::schema::{
@@ -24,7 +25,7 @@ use conclave_fs::FileServerSettings;
 use conclave_keys::KeyServerSettings;
 use conclave_mem::{MemServerSettings, MemSpec, ServerKind};
 use conclave_rpc::pki::{self, CertsOptions, SiteKey};
-use conclave_rpc::Endpoint;
+use conclave_rpc::{Endpoint, Identity, Role, Tenant};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -47,6 +48,15 @@ pub struct ProcessSpec {
     pub log: PathBuf,
     /// Readiness check.
     pub probe: Probe,
+    /// The Unix user it runs as (`users = true`); `None`: as its starter.
+    pub user: Option<UnixUser>,
+}
+
+impl ProcessSpec {
+    /// The same process, run as `user`.
+    pub fn run_as(self, user: Option<UnixUser>) -> ProcessSpec {
+        ProcessSpec { user, ..self }
+    }
 }
 
 /// Paths of a prepared deployment.
@@ -58,10 +68,15 @@ pub struct Plan {
     pub created: Vec<PathBuf>,
 }
 
-/// Creates what is missing and returns the processes. `bin` is the
-/// `conclave` binary used for every conclave process. A file server's image
-/// is rebuilt here (with `conclave mkfs`) before anything starts.
-pub fn prepare(d: &Deployment, bin: &Path) -> Result<Plan, EvalError> {
+/// Creates what is missing, lays out the run directory (one directory per
+/// process with only its identity and secrets, see [`crate::layout`]) and
+/// returns the processes. `bin` is the `conclave` binary used for every
+/// conclave process. A file server's image is rebuilt here (with `conclave
+/// mkfs`) before anything starts.
+pub fn prepare(d: &Deployment, bin: &Path, site_key: &SiteKeySource) -> Result<Plan, EvalError> {
+    if d.users {
+        layout::require_root()?;
+    }
     let dir = d.state_dir();
     std::fs::create_dir_all(&dir).map_err(EvalError::io(&dir))?;
     let mut created = Vec::new();
@@ -71,31 +86,102 @@ pub fn prepare(d: &Deployment, bin: &Path) -> Result<Plan, EvalError> {
     if ensure_content(&d.content, bin)? {
         created.push(d.content.clone());
     }
+    let run = RunDir::of(d);
+    lay_out(d, &run, site_key)?;
     let mut processes = Vec::new();
     if let Some(f) = &d.fileserver {
         let img = build_image(d, f, bin, &dir)?;
         created.push(img.image.clone());
-        processes.push(fileserver(d, bin, f.listen, &img, &dir));
+        if let Some(u) = run.user(Part::FileServer) {
+            for p in [Some(&img.image), img.tree.as_ref()].into_iter().flatten() {
+                layout::chown_tree(p, u)?;
+            }
+        }
+        processes.push(fileserver(d, bin, f.listen, &img, &dir).run_as(run.user(Part::FileServer)));
     }
     if let Some(m) = &d.memserver {
         if d.edge.shared == SharedKind::Smuf {
             let files = dir.join("memfiles");
             std::fs::create_dir_all(&files).map_err(EvalError::io(&files))?;
         }
-        processes.push(memserver(d, bin, d.edge.shared, m.listen, &dir)?);
+        processes.push(memserver(bin, d.edge.shared, m.listen, &dir)?.run_as(run.user(Part::MemServer)));
     }
     if d.edge.shared == SharedKind::Smc {
-        let smc = dir.join("smc");
+        let edir = run.dir(Part::Edge);
+        let smc = edir.join("smc");
         std::fs::create_dir_all(&smc).map_err(EvalError::io(&smc))?;
-        ensure_secret(&dir.join("smc.secret"), false)?;
+        ensure_secret(&edir.join("smc.secret"), false)?;
     }
     if let Some(k) = &d.keyserver {
-        key_dir(&d.certs, &dir)?;
-        processes.push(keyserver(d, bin, k.listen, &dir));
+        processes.push(keyserver(d, bin, k.listen, &dir).run_as(run.user(Part::KeyServer)));
     }
-    processes.extend(origin(&d.origin, &d.content, bin, &dir)?);
-    processes.push(edge(d, bin, &dir)?);
+    processes.extend(origin(&d.origin, &d.content, bin, &dir)?.map(|p| p.run_as(run.user(Part::Origin))));
+    processes.push(edge(d, bin, &dir)?.run_as(run.user(Part::Edge)));
+    for part in Part::ALL {
+        let pdir = run.dir(part);
+        if let (Some(u), true) = (run.user(part), pdir.exists()) {
+            layout::chown_tree(&pdir, u)?;
+        }
+    }
     Ok(Plan { processes, created })
+}
+
+/// A part's directory under the state directory `dir`.
+fn part_dir(dir: &Path, part: Part) -> PathBuf {
+    dir.join(layout::RUN).join(part.name())
+}
+
+/// The run directory: one 0700 directory per process of `d`, each holding
+/// that process's identity only (the edge's is `edge@tenant`); the site
+/// certificate beside the edge's; the site key moved to its signer. With
+/// `users`, `run/` itself is 0711 (each uid may reach its own directory,
+/// none may list the others) and every directory above it must let others
+/// through.
+fn lay_out(d: &Deployment, run: &RunDir, site_key: &SiteKeySource) -> Result<(), EvalError> {
+    use std::os::unix::fs::PermissionsExt;
+    let root = run.root();
+    std::fs::create_dir_all(root).map_err(EvalError::io(root))?;
+    let mode = if d.users { 0o711 } else { 0o700 };
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(mode)).map_err(EvalError::io(root))?;
+    if d.users {
+        layout::check_traversable(root)?;
+    }
+    let edge_id = d.edge_identity();
+    let mut parts = vec![(Part::Edge, Some(edge_id))];
+    if d.fileserver.is_some() {
+        parts.push((
+            Part::FileServer,
+            Some(Identity::new(Role::FileServer, Tenant::default())),
+        ));
+    }
+    if d.memserver.is_some() {
+        parts.push((
+            Part::MemServer,
+            Some(Identity::new(Role::MemServer, Tenant::default())),
+        ));
+    }
+    if d.keyserver.is_some() {
+        parts.push((
+            Part::KeyServer,
+            Some(Identity::new(Role::KeyServer, Tenant::default())),
+        ));
+        std::fs::create_dir_all(run.keys_dir()).map_err(EvalError::io(run.keys_dir()))?;
+    }
+    if d.origin.kind != OriginKind::External {
+        parts.push((Part::Origin, None));
+    }
+    for (part, id) in &parts {
+        // Stock nginx has no conclave identity: it gets the site certificate only.
+        let id = id
+            .as_ref()
+            .filter(|_| !(*part == Part::Edge && d.edge.kind == EdgeKind::Nginx));
+        layout::install_identity(run, *part, &d.certs, id)?;
+    }
+    let site_crt = layout::site_dir(&d.certs).join("server.crt");
+    let text = std::fs::read_to_string(&site_crt).map_err(EvalError::io(&site_crt))?;
+    pki::write_file(&run.dir(Part::Edge).join("server.crt"), &text, false, true)?;
+    layout::place_site_key(run, &d.certs, layout::keyless(d), site_key)?;
+    Ok(())
 }
 
 /// Writes a random 32-byte secret (mode 0600): always when `fresh`, else
@@ -105,44 +191,12 @@ fn ensure_secret(path: &Path, fresh: bool) -> Result<(), EvalError> {
     if !fresh && std::fs::metadata(path).is_ok_and(|m| m.len() >= 16) {
         return Ok(());
     }
-    let mut bytes = [0u8; 32];
+    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
     let rnd = Path::new("/dev/urandom");
     std::fs::File::open(rnd)
-        .and_then(|mut f| f.read_exact(&mut bytes))
+        .and_then(|mut f| f.read_exact(&mut bytes[..]))
         .map_err(EvalError::io(rnd))?;
-    write_0600(path, &bytes)
-}
-
-/// Replaces `path` by a new file readable by its owner only.
-fn write_0600(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let _ = std::fs::remove_file(path);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(bytes))
-        .map_err(EvalError::io(path))
-}
-
-/// The key server loads every `NAME.key` of its directory, so it gets one
-/// of its own, `STATE/keys/`, holding only a copy of the site key (never
-/// the certs dir, whose role keys must not become signing keys).
-fn key_dir(certs: &Path, dir: &Path) -> Result<PathBuf, EvalError> {
-    use std::os::unix::fs::PermissionsExt;
-    let keys = dir.join("keys");
-    std::fs::create_dir_all(&keys).map_err(EvalError::io(&keys))?;
-    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700)).map_err(EvalError::io(&keys))?;
-    for e in std::fs::read_dir(&keys).map_err(EvalError::io(&keys))? {
-        let p = e.map_err(EvalError::io(&keys))?.path();
-        std::fs::remove_file(&p).map_err(EvalError::io(&p))?;
-    }
-    let src = certs.join("server.key");
-    let key = std::fs::read(&src).map_err(EvalError::io(&src))?;
-    write_0600(&keys.join("server.key"), &key)?;
-    Ok(keys)
+    layout::write_private(path, &bytes[..])
 }
 
 /// A built file-server image and what opening it takes.
@@ -223,7 +277,7 @@ pub fn mkfs_argv(bin: &Path, img: &Image, kdf: Kdf, top: &Path) -> Vec<String> {
     conclave_argv(bin, mkfs_settings(img, kdf, top).to_args())
 }
 
-/// What the image of `f` is made of: secret at `STATE/fs.secret` (not for
+/// What the image of `f` is made of: secret at `run/fileserver/fs.secret` (not for
 /// std), tree next to the image (verity, vericrypt).
 pub fn image_of(f: &Fileserver, dir: &Path) -> Image {
     Image {
@@ -231,7 +285,7 @@ pub fn image_of(f: &Fileserver, dir: &Path) -> Image {
         image: f.image.clone(),
         tree: matches!(f.device, Device::Verity | Device::Vericrypt)
             .then(|| PathBuf::from(format!("{}.tree", f.image.display()))),
-        secret: (f.device != Device::Std).then(|| dir.join("fs.secret")),
+        secret: (f.device != Device::Std).then(|| part_dir(dir, Part::FileServer).join("fs.secret")),
         root: None,
     }
 }
@@ -288,21 +342,30 @@ pub fn discard_image(d: &Deployment) {
     }
 }
 
+/// Removes a stopped deployment's copy of the site key (the evaluation
+/// writes one per cell from memory; see [`SiteKeySource::Bytes`]).
+pub fn discard_site_key(d: &Deployment) {
+    let run = RunDir::of(d);
+    for keyless in [true, false] {
+        let _ = std::fs::remove_file(run.site_key_path(keyless));
+    }
+}
+
 fn write(path: &Path, text: &str) -> Result<(), EvalError> {
     std::fs::write(path, text).map_err(EvalError::io(path))
 }
 
 /// Writes the certificates with the same code as `conclave certs` unless
-/// they are all there. Returns whether it wrote them.
+/// they are there (`ca/root.crt` names a `conclave certs` directory).
+/// Returns whether it wrote them.
 pub fn ensure_certs(certs: &Path) -> Result<bool, EvalError> {
-    let names = pki::file_names();
-    let present = names.iter().filter(|n| certs.join(n).exists()).count();
-    if present == names.len() {
+    if layout::ca_dir(certs).join("root.crt").exists() {
         return Ok(false);
     }
-    if present > 0 {
+    let used = std::fs::read_dir(certs).is_ok_and(|mut entries| entries.next().is_some());
+    if used {
         return Err(EvalError::Config(format!(
-            "{}: some certificate files are missing; run `conclave certs --out {} --force`",
+            "{}: not a `conclave certs` directory (no ca/root.crt); run `conclave certs --out {} --force`",
             certs.display(),
             certs.display()
         )));
@@ -347,6 +410,7 @@ pub fn origin(o: &Origin, content: &Path, bin: &Path, dir: &Path) -> Result<Opti
             argv: conclave_argv(bin, OriginSettings::new(content, o.listen).to_args()),
             log: dir.join("origin.log"),
             probe: Probe::Tcp(vec![o.listen]),
+            user: None,
         })),
         OriginKind::Nginx => {
             let odir = dir.join("origin");
@@ -361,6 +425,7 @@ pub fn origin(o: &Origin, content: &Path, bin: &Path, dir: &Path) -> Result<Opti
                 argv: nginx::argv(&nb, &odir, &conf),
                 log: dir.join("origin.log"),
                 probe: Probe::Tcp(vec![o.listen]),
+                user: None,
             }))
         }
     }
@@ -376,26 +441,27 @@ fn conclave_argv(bin: &Path, args: Vec<String>) -> Vec<String> {
     std::iter::once(bin.display().to_string()).chain(args).collect()
 }
 
+/// The name the key server gives the site key (the stem of `server.key`).
+pub const SITE_KEY_NAME: &str = "server";
+
 /// The key server's command line. It serves every `NAME.key` of
-/// `STATE/keys/`, which holds only the site key (see [`key_dir`]).
+/// `run/keyserver/keys/`, which holds only the site key, and grants it to
+/// the deployment's edge identity only (`edge@tenant:server`).
 fn keyserver(d: &Deployment, bin: &Path, listen: SocketAddr, dir: &Path) -> ProcessSpec {
-    let settings = KeyServerSettings::new(dir.join("keys"), endpoint(listen), d.certs.clone());
+    let kdir = part_dir(dir, Part::KeyServer);
+    let settings = KeyServerSettings::new(kdir.join("keys"), endpoint(listen), kdir);
+    let grants = vec![format!("{}:{SITE_KEY_NAME}", d.edge_identity())];
     ProcessSpec {
         name: "keyserver".into(),
-        argv: conclave_argv(bin, settings.to_args()),
+        argv: with_grants(conclave_argv(bin, settings.to_args()), &grants),
         log: dir.join("keyserver.log"),
         probe: Probe::Tcp(vec![listen]),
+        user: None,
     }
 }
 
 /// The memory server's command line (docs/mem.md).
-fn memserver(
-    d: &Deployment,
-    bin: &Path,
-    kind: SharedKind,
-    listen: SocketAddr,
-    dir: &Path,
-) -> Result<ProcessSpec, EvalError> {
+fn memserver(bin: &Path, kind: SharedKind, listen: SocketAddr, dir: &Path) -> Result<ProcessSpec, EvalError> {
     let kind = match kind {
         SharedKind::Smdish => ServerKind::Smdish,
         SharedKind::Smuf => ServerKind::Smuf {
@@ -407,13 +473,34 @@ fn memserver(
             )))
         }
     };
-    let settings = MemServerSettings::new(kind, endpoint(listen), d.certs.clone());
+    // The memory server's default grants (every tenant's edge, in its own
+    // namespace; nothing for `client`) are what a deployment needs.
+    let settings = MemServerSettings::new(kind, endpoint(listen), part_dir(dir, Part::MemServer));
     Ok(ProcessSpec {
         name: format!("memserver ({})", settings.kind),
         argv: conclave_argv(bin, settings.to_args()),
         log: dir.join("memserver.log"),
         probe: Probe::Tcp(vec![listen]),
+        user: None,
     })
+}
+
+/// What the file server grants the edge: its docroot read-only, its
+/// caches read-write (paths inside the image, see [`image_tree`]).
+pub fn fs_grants(d: &Deployment) -> Vec<String> {
+    let id = d.edge_identity();
+    std::iter::once(format!("{id}:ro:/html"))
+        .chain((0..d.edge.site.len()).map(|i| format!("{id}:rw:/cache{i}")))
+        .collect()
+}
+
+/// The command line with `--grant G` for each of `grants`.
+fn with_grants(mut argv: Vec<String>, grants: &[String]) -> Vec<String> {
+    for g in grants {
+        argv.push("--grant".into());
+        argv.push(g.clone());
+    }
+    argv
 }
 
 /// The file server's command line (docs/fs.md) for an image built by
@@ -427,14 +514,15 @@ pub fn fileserver(d: &Deployment, bin: &Path, listen: SocketAddr, img: &Image, d
             img.image.clone(),
             img.device.kind(),
             endpoint(listen),
-            d.certs.clone(),
+            part_dir(dir, Part::FileServer),
         )
     };
     ProcessSpec {
         name: format!("fileserver ({})", img.device),
-        argv: conclave_argv(bin, settings.to_args()),
+        argv: with_grants(conclave_argv(bin, settings.to_args()), &fs_grants(d)),
         log: dir.join("fileserver.log"),
         probe: Probe::Tcp(vec![listen]),
+        user: None,
     }
 }
 
@@ -449,8 +537,7 @@ fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError
                     "the stock nginx edge is generated in cache mode only".into(),
                 ));
             }
-            let edir = dir.join("edge");
-            std::fs::create_dir_all(&edir).map_err(EvalError::io(&edir))?;
+            let edir = part_dir(dir, Part::Edge);
             let sites: Vec<nginx::CacheSite> = d
                 .edge
                 .site
@@ -463,23 +550,19 @@ fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError
                 })
                 .collect();
             let conf = edir.join("nginx.conf");
-            let text = nginx::cache_edge_conf(
-                &edir,
-                d.edge.workers,
-                &sites,
-                &d.certs,
-                &d.origin.listen.to_string(),
-            );
+            let text =
+                nginx::cache_edge_conf(&edir, d.edge.workers, &sites, &edir, &d.origin.listen.to_string());
             write(&conf, &text)?;
             Ok(ProcessSpec {
                 name: "edge (nginx)".into(),
                 argv: nginx::argv(&nb, &edir, &conf),
                 log: dir.join("edge.log"),
                 probe: Probe::Tcp(listens),
+                user: None,
             })
         }
         EdgeKind::Conclave => {
-            let conf = dir.join("edge.toml");
+            let conf = part_dir(dir, Part::Edge).join("edge.toml");
             write(&conf, &edge_toml(d, dir))?;
             Ok(ProcessSpec {
                 name: "edge".into(),
@@ -493,6 +576,7 @@ fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError
                 ),
                 log: dir.join("edge.log"),
                 probe: Probe::Tcp(listens),
+                user: None,
             })
         }
     }
@@ -501,11 +585,12 @@ fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError
 /// The edge's settings (docs/edge.md) for this deployment, as the value
 /// `conclave edge` reads back from `edge.toml`.
 pub fn edge_settings(d: &Deployment, dir: &Path) -> EdgeSettings {
+    let edir = part_dir(dir, Part::Edge);
     let nextfs = d.edge.storage == StorageKind::Nextfs && d.fileserver.is_some();
     let storage = match (d.edge.storage, &d.fileserver) {
         (StorageKind::Nextfs, Some(f)) => StorageSettings::Nextfs {
             server: endpoint(f.listen).to_string(),
-            certs: d.certs.clone(),
+            certs: edir.clone(),
         },
         _ => StorageSettings::Host,
     };
@@ -515,7 +600,7 @@ pub fn edge_settings(d: &Deployment, dir: &Path) -> EdgeSettings {
                 endpoint: endpoint(m.listen),
             }
             .to_string(),
-            certs: Some(d.certs.clone()),
+            certs: Some(edir.clone()),
             secret_file: None,
             ..SharedSettings::default()
         },
@@ -525,15 +610,15 @@ pub fn edge_settings(d: &Deployment, dir: &Path) -> EdgeSettings {
                 dir: dir.join("memfiles"),
             }
             .to_string(),
-            certs: Some(d.certs.clone()),
+            certs: Some(edir.clone()),
             secret_file: None,
             ..SharedSettings::default()
         },
         (SharedKind::Smc, _) => {
-            let secret = dir.join("smc.secret");
+            let secret = edir.join("smc.secret");
             SharedSettings {
                 kind: MemSpec::Smc {
-                    dir: dir.join("smc"),
+                    dir: edir.join("smc"),
                     secret: Some(secret.clone()),
                 }
                 .to_string(),
@@ -545,12 +630,12 @@ pub fn edge_settings(d: &Deployment, dir: &Path) -> EdgeSettings {
         _ => SharedSettings::default(),
     };
     let tls = || {
-        let certificate = d.certs.join("server.crt");
+        let certificate = edir.join("server.crt");
         match (d.edge.key, &d.keyserver) {
             (KeyKind::Keyserver, Some(k)) => {
-                TlsSettings::key_server(certificate, endpoint(k.listen).to_string(), "server", &d.certs)
+                TlsSettings::key_server(certificate, endpoint(k.listen).to_string(), SITE_KEY_NAME, &edir)
             }
-            _ => TlsSettings::key_file(certificate, d.certs.join("server.key")),
+            _ => TlsSettings::key_file(certificate, edir.join("server.key")),
         }
     };
     let server = d
@@ -568,7 +653,7 @@ pub fn edge_settings(d: &Deployment, dir: &Path) -> EdgeSettings {
                         path: if nextfs {
                             PathBuf::from(format!("/cache{i}"))
                         } else {
-                            dir.join(format!("cache{i}"))
+                            edir.join(format!("cache{i}"))
                         },
                         keys_zone: format!("ZONE{i}:16k"),
                         max_size: ByteSize(10 << 20),
@@ -783,7 +868,7 @@ mod tests {
                 "tcp://127.0.0.1:9000"
             ])
         );
-        let m = memserver(&d, bin, SharedKind::Smuf, "127.0.0.1:9100".parse().unwrap(), dir).unwrap();
+        let m = memserver(bin, SharedKind::Smuf, "127.0.0.1:9100".parse().unwrap(), dir).unwrap();
         assert_eq!(
             m.argv[1..],
             strs(&[
@@ -798,7 +883,7 @@ mod tests {
                 "/s/memfiles"
             ])
         );
-        assert!(memserver(&d, bin, SharedKind::Smc, "127.0.0.1:9100".parse().unwrap(), dir).is_err());
+        assert!(memserver(bin, SharedKind::Smc, "127.0.0.1:9100".parse().unwrap(), dir).is_err());
         let f = Fileserver {
             device: Device::Vericrypt,
             listen: "127.0.0.1:9200".parse().unwrap(),
