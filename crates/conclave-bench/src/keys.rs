@@ -195,7 +195,10 @@ pub fn run(cfg: &KeysBenchConfig, mut progress: impl FnMut(&KeysRow)) -> Result<
     let creds = Credentials::from_dir(&certs, Role::Edge).plain()?;
     let client = Arc::new(KeyClient::with_credentials(endpoint, &creds).plain()?);
 
-    let message = vec![0x20u8; MESSAGE_LEN];
+    // TLS 1.3 CertificateVerify content: the key server signs only
+    // handshake-shaped messages by default.
+    let message = conclave_keys::shape::tls13_certificate_verify(&[0x5a; 32]);
+    debug_assert_eq!(message.len(), MESSAGE_LEN);
     let dur = cfg.duration;
     let mut rows = Vec::new();
     for (&(name, _, scheme), local) in specs.iter().zip(&local_keys) {
@@ -248,6 +251,8 @@ fn spawn_keyserver(
         .arg("--certs")
         .arg(certs)
         .args(["--listen", "tcp://127.0.0.1:0", "--threads", &threads.to_string()])
+        // The bench measures signing capacity, not the per-identity policy.
+        .args(["--max-signs-per-sec", "0"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -12,25 +12,31 @@
 //! What differs from the original nsm: no raw RSA, no decryption, no padding
 //! chosen by the client (only TLS signature schemes), keys named by an
 //! allow-listed name instead of a host path, exact-match lookup, mutual TLS
-//! with the `edge` role required, and signing on every core.
+//! with keys granted per identity (role + tenant, [`grants`]), only TLS
+//! handshake content signed by default ([`shape`]), a per-identity rate
+//! limit ([`rate`]), and signing on every core.
 #![forbid(unsafe_code)]
 
 pub mod algorithm;
 pub mod client;
 pub mod error;
+pub mod grants;
 pub mod name;
 pub mod op;
 pub mod pool;
 pub mod probe;
 mod process;
+pub mod rate;
 pub mod remote;
 pub mod server;
 pub mod settings;
+pub mod shape;
 pub mod store;
 
 pub use algorithm::KeyAlgorithm;
 pub use client::{KeyClient, KeyInfo};
 pub use error::KeysError;
+pub use grants::{KeyGrant, KeyGrants};
 pub use name::KeyName;
 pub use process::{run, run_probe, KeyServerError};
 pub use remote::{certified_key, RemoteSigningKey};
@@ -42,5 +48,6 @@ pub use store::KeyStore;
 /// callers use the same version.
 pub use rustls;
 
-/// The only role allowed to ask for signatures.
+/// The role that asks for signatures (the default grant's, and the one the
+/// probe presents).
 pub const CLIENT_ROLE: conclave_rpc::Role = conclave_rpc::Role::Edge;

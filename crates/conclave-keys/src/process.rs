@@ -2,9 +2,7 @@
 //! processes: load, bind, print the listening line, serve until SIGINT or
 //! SIGTERM.
 
-use crate::{
-    probe, KeyServer, KeyServerOptions, KeyServerSettings, KeyStore, KeylessProbeSettings, KeysError,
-};
+use crate::{probe, KeyServer, KeyServerSettings, KeyStore, KeylessProbeSettings, KeysError};
 use conclave_rpc::{Credentials, Endpoint, Server, Shutdown, TlsError};
 use std::io::Write;
 use std::path::PathBuf;
@@ -93,12 +91,16 @@ pub fn run(s: &KeyServerSettings, out: &mut dyn Write) -> Result<(), KeyServerEr
         certs: s.certs.clone(),
         source,
     })?;
-    let opts = KeyServerOptions {
-        threads: s.threads,
-        queue: s.queue,
-        inline: s.sign_inline,
-        ..KeyServerOptions::default()
-    };
+    let opts = s.options();
+    if s.grants.is_empty() {
+        tracing::info!(
+            "no --grant given: granting {} (the edge of tenant default may use every key)",
+            crate::grants::DEFAULT_GRANT
+        );
+    }
+    if !opts.handshake_only {
+        tracing::warn!("--sign-any-input: any granted caller may sign arbitrary messages");
+    }
     let svc = Arc::new(KeyServer::new(store, &opts).map_err(KeyServerError::Start)?);
     runtime()?.block_on(async {
         let server = Server::bind(

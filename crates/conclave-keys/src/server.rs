@@ -1,12 +1,15 @@
-//! The key server as an RPC service: refuses every client but the `edge`
-//! role at connect time, then dispatches by opcode with an exhaustive match
-//! (unknown and retired opcodes get `ENOSYS`; the original crashed on some).
+//! The key server as an RPC service: refuses at connect time every client
+//! no grant names (by default all but `edge@default`), then dispatches by
+//! opcode with an exhaustive match (unknown and retired opcodes get
+//! `ENOSYS`; the original crashed on some). Each operation sees the caller's
+//! identity, so keys are listed, described and used only as granted.
 
+use crate::grants::KeyGrants;
 use crate::op;
 use crate::pool::SigningPool;
+use crate::rate::{IdentityLimit, RateLimits, DEFAULT_MAX_SIGNS_PER_SEC};
 use crate::store::KeyStore;
-use crate::CLIENT_ROLE;
-use conclave_rpc::{Frame, PeerInfo, ServerOptions, Service, Status};
+use conclave_rpc::{Frame, Identity, PeerInfo, ServerOptions, Service, Status};
 use tracing::{debug, info};
 
 /// How the key server runs.
@@ -19,8 +22,12 @@ pub struct KeyServerOptions {
     /// Sign on the runtime thread that read the request, with no pool
     /// (see [`SigningPool::inline`]); `threads` and `queue` are then unused.
     pub inline: bool,
-    /// Roles allowed to call (by default only `edge`).
-    pub allowed_roles: Vec<conclave_rpc::Role>,
+    /// Who may use which key (by default `edge:*`).
+    pub grants: KeyGrants,
+    /// Sign only TLS handshake content ([`crate::shape`]); else `EPERM`.
+    pub handshake_only: bool,
+    /// Signatures per second per identity (0 = no limit); over it, `EAGAIN`.
+    pub max_signs_per_sec: u32,
 }
 
 impl Default for KeyServerOptions {
@@ -29,21 +36,40 @@ impl Default for KeyServerOptions {
             threads: 0,
             queue: 4096,
             inline: false,
-            allowed_roles: vec![CLIENT_ROLE],
+            grants: KeyGrants::default(),
+            handshake_only: true,
+            max_signs_per_sec: DEFAULT_MAX_SIGNS_PER_SEC,
         }
     }
 }
 
-/// The service: a key store and a signing pool.
+/// The service: a key store, a signing pool and the rules of who signs what.
 pub struct KeyServer {
     store: KeyStore,
     pool: SigningPool,
-    allowed_roles: Vec<conclave_rpc::Role>,
+    grants: KeyGrants,
+    handshake_only: bool,
+    limits: RateLimits,
 }
 
-/// Per-connection state: who is calling, for logs.
+/// Per-connection state: who is calling (checked against the grants on
+/// every operation) and that identity's rate limit.
 pub struct Caller {
     addr: String,
+    identity: Identity,
+    limit: IdentityLimit,
+}
+
+impl Caller {
+    /// The caller's identity, from its certificate.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The caller's signing rate limit (shared with its other connections).
+    pub fn limit(&self) -> &IdentityLimit {
+        &self.limit
+    }
 }
 
 impl KeyServer {
@@ -58,12 +84,19 @@ impl KeyServer {
             keys = store.len(),
             threads = pool.threads(),
             inline = opts.inline,
+            handshake_only = opts.handshake_only,
+            max_signs_per_sec = opts.max_signs_per_sec,
             "key server ready"
         );
+        for g in opts.grants.iter() {
+            info!(grant = %g, "granted");
+        }
         Ok(KeyServer {
             store,
             pool,
-            allowed_roles: opts.allowed_roles.clone(),
+            grants: opts.grants.clone(),
+            handshake_only: opts.handshake_only,
+            limits: RateLimits::new(opts.max_signs_per_sec),
         })
     }
 
@@ -84,29 +117,50 @@ impl KeyServer {
     pub fn threads(&self) -> usize {
         self.pool.threads()
     }
+
+    /// The signing pool.
+    pub(crate) fn pool(&self) -> &SigningPool {
+        &self.pool
+    }
+
+    /// The grants enforced.
+    pub fn grants(&self) -> &KeyGrants {
+        &self.grants
+    }
+
+    /// True if only handshake-shaped messages are signed.
+    pub fn handshake_only(&self) -> bool {
+        self.handshake_only
+    }
 }
 
 impl Service for KeyServer {
     type Conn = Caller;
 
     fn open(&self, peer: &PeerInfo) -> Result<Caller, Status> {
-        peer.require_role(&self.allowed_roles)?;
+        let identity = peer.identity().ok_or(Status::EACCES)?;
+        if !self.grants.admits(&identity) {
+            debug!(peer = %peer.addr, %identity, "refused: no key is granted to this identity");
+            return Err(Status::EACCES);
+        }
         Ok(Caller {
             addr: peer.addr.clone(),
+            limit: self.limits.for_identity(&identity),
+            identity,
         })
     }
 
     async fn call(&self, conn: &mut Caller, req: Frame) -> Frame {
         let res = match req.code {
-            op::SIGN => op::sign::handle(&self.store, &self.pool, &req.body).await,
-            op::LIST_KEYS => op::list::handle(&self.store, &req.body),
-            op::GET_KEY => op::get_key::handle(&self.store, &req.body),
+            op::SIGN => op::sign::handle(self, conn, &req.body).await,
+            op::LIST_KEYS => op::list::handle(&self.store, &self.grants, &conn.identity, &req.body),
+            op::GET_KEY => op::get_key::handle(&self.store, &self.grants, &conn.identity, &req.body),
             _ => Err(Status::ENOSYS),
         };
         match res {
             Ok(body) => Frame::ok(body),
             Err(st) => {
-                debug!(peer = %conn.addr, opcode = req.code, "refused: {st}");
+                debug!(peer = %conn.addr, identity = %conn.identity, opcode = req.code, "refused: {st}");
                 Frame::error(st)
             }
         }

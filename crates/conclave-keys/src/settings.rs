@@ -3,6 +3,8 @@
 //! `to_args` for whoever starts them (`conclave eval`, `conclave up`, tests),
 //! so no caller spells a flag itself.
 
+use crate::grants::KeyGrant;
+use crate::rate::DEFAULT_MAX_SIGNS_PER_SEC;
 use crate::KeyName;
 use conclave_rpc::{Endpoint, ServerLimits};
 use std::net::SocketAddr;
@@ -36,6 +38,20 @@ pub struct KeyServerSettings {
     /// no queue bound (EAGAIN) and other requests wait behind a signature.
     #[arg(long, conflicts_with_all = ["threads", "queue"])]
     pub sign_inline: bool,
+    /// Who may use which key, IDENTITY:KEYNAME (repeatable): `edge@acme:acme`,
+    /// `edge@*:shared`, `edge:*`. None given = `edge:*` (the `edge` of tenant
+    /// `default` uses every key). Others see and sign nothing (EACCES).
+    #[arg(long = "grant", value_name = "IDENTITY:KEYNAME")]
+    pub grants: Vec<KeyGrant>,
+    /// Sign any message a granted caller sends, not only TLS 1.3
+    /// CertificateVerify and TLS 1.2 ECDHE ServerKeyExchange content
+    /// (refused with EPERM by default).
+    #[arg(long)]
+    pub sign_any_input: bool,
+    /// Signatures per second per identity (role + tenant, all its
+    /// connections together); more get EAGAIN. 0 = no limit.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SIGNS_PER_SEC)]
+    pub max_signs_per_sec: u32,
     /// The RPC server loop's connection limits (docs/protocol.md).
     #[command(flatten)]
     pub rpc: ServerLimits,
@@ -52,7 +68,22 @@ impl KeyServerSettings {
             threads: 0,
             queue: DEFAULT_QUEUE,
             sign_inline: false,
+            grants: Vec::new(),
+            sign_any_input: false,
+            max_signs_per_sec: DEFAULT_MAX_SIGNS_PER_SEC,
             rpc: ServerLimits::default(),
+        }
+    }
+
+    /// The service options these settings ask for.
+    pub fn options(&self) -> crate::KeyServerOptions {
+        crate::KeyServerOptions {
+            threads: self.threads,
+            queue: self.queue,
+            inline: self.sign_inline,
+            grants: crate::KeyGrants::new(self.grants.clone()),
+            handshake_only: !self.sign_any_input,
+            max_signs_per_sec: self.max_signs_per_sec,
         }
     }
 
@@ -76,6 +107,15 @@ impl KeyServerSettings {
         }
         if self.sign_inline {
             argv.push("--sign-inline".into());
+        }
+        for g in &self.grants {
+            argv.extend(["--grant".into(), g.to_string()]);
+        }
+        if self.sign_any_input {
+            argv.push("--sign-any-input".into());
+        }
+        if self.max_signs_per_sec != DEFAULT_MAX_SIGNS_PER_SEC {
+            argv.extend(["--max-signs-per-sec".into(), self.max_signs_per_sec.to_string()]);
         }
         argv.extend(self.rpc.to_args());
         argv
@@ -161,6 +201,16 @@ mod tests {
             |s: &mut KeyServerSettings| s.queue = 7,
             |s: &mut KeyServerSettings| s.sign_inline = true,
             |s: &mut KeyServerSettings| s.rpc.max_connections = 64,
+            |s: &mut KeyServerSettings| {
+                s.grants = vec![
+                    "edge@a:site-a".parse().unwrap(),
+                    "edge@*:shared".parse().unwrap(),
+                    "edge:*".parse().unwrap(),
+                ]
+            },
+            |s: &mut KeyServerSettings| s.sign_any_input = true,
+            |s: &mut KeyServerSettings| s.max_signs_per_sec = 0,
+            |s: &mut KeyServerSettings| s.max_signs_per_sec = 5,
         ] {
             let mut t = s.clone();
             change(&mut t);
@@ -169,6 +219,12 @@ mod tests {
             };
             assert_eq!(back, t);
         }
+        let Cli::Keyserver(back) = reparse(s.to_args()) else {
+            panic!()
+        };
+        assert_eq!(back, s, "defaults parse back");
+        assert!(back.options().handshake_only, "handshake-only is the default");
+        assert_eq!(back.options().grants, crate::KeyGrants::default());
         s.listen = "unix:///s/k.sock".parse().unwrap();
         let Cli::Keyserver(back) = reparse(s.to_args()) else {
             panic!()

@@ -4,6 +4,7 @@
 //! multi-thread runtime against an in-process key server.
 
 use conclave_keys::rustls::{self, SignatureScheme};
+use conclave_keys::shape::tls13_certificate_verify;
 use conclave_keys::{
     KeyAlgorithm, KeyClient, KeyServer, KeyServerOptions, KeyStore, KeysError, RemoteSigningKey,
 };
@@ -202,11 +203,13 @@ fn remote_key_signs_from_any_thread_or_runtime_and_matches_the_certificate() {
             SignatureScheme::RSA_PKCS1_SHA256,
             SignatureScheme::RSA_PSS_SHA256,
         ];
+        // The key server signs only handshake content by default.
+        let hello = tls13_certificate_verify(&[0x11; 32]);
         let sign_and_check = |key: &Arc<dyn SigningKey>| {
             let signer = key.choose_scheme(&offered).unwrap();
             let scheme = signer.scheme();
-            let sig = signer.sign(b"hello").unwrap();
-            assert!(verify(&spki, scheme, b"hello", &sig), "{site:?} {scheme:?}");
+            let sig = signer.sign(&hello).unwrap();
+            assert!(verify(&spki, scheme, &hello, &sig), "{site:?} {scheme:?}");
             scheme
         };
         // Plain thread, outside tokio.
@@ -225,11 +228,12 @@ fn remote_key_signs_from_any_thread_or_runtime_and_matches_the_certificate() {
             .unwrap();
         let k2 = key.clone();
         let sp = spki.clone();
+        let task = tls13_certificate_verify(&[0x22; 48]);
         rt.block_on(async move {
             tokio::spawn(async move {
                 let s = k2.choose_scheme(&offered).unwrap();
-                let sig = s.sign(b"task").unwrap();
-                assert!(verify(&sp, s.scheme(), b"task", &sig));
+                let sig = s.sign(&task).unwrap();
+                assert!(verify(&sp, s.scheme(), &task, &sig));
             })
             .await
             .unwrap();
@@ -287,7 +291,7 @@ fn a_stuck_keyserver_fails_the_signature_in_bounded_time() {
     let signer = key
         .choose_scheme(&[SignatureScheme::ECDSA_NISTP256_SHA256])
         .unwrap();
-    let err = signer.sign(b"hello").unwrap_err();
+    let err = signer.sign(&tls13_certificate_verify(&[0; 32])).unwrap_err();
     assert!(err.to_string().contains("keyless signature failed"), "{err}");
     done_tx.send(()).unwrap();
     holder.join().unwrap();

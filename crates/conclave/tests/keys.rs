@@ -367,8 +367,8 @@ fn signatures_verify_with_the_certificate_public_key() {
                 .arg(&pubkey));
             assert!(out.status.success());
             let msg_path = site.root.join("msg");
-            let mut message = vec![0x20u8; 64];
-            message.extend_from_slice(b"TLS 1.3, server CertificateVerify\0known answer");
+            // Handshake-shaped: the key server signs nothing else by default.
+            let message = conclave_keys::shape::tls13_certificate_verify(b"known answer, 32 bytes of hash!!");
             std::fs::write(&msg_path, &message).unwrap();
             for &(scheme, digest, pss) in &schemes {
                 let sig = client.sign("server", scheme, &message).unwrap();
@@ -421,7 +421,7 @@ fn refusals_are_clear_and_the_server_keeps_serving() {
     let site = Site::new("rsa2048");
     let (mut ks, ep) = site.keyserver("tcp://127.0.0.1:0", "a");
     let edge = KeyClient::with_credentials(ep.clone(), &site.creds(Role::Edge)).unwrap();
-    let msg = [7u8; 100];
+    let msg = conclave_keys::shape::tls13_certificate_verify(&[7u8; 32]);
 
     // A client without a certificate: the TLS handshake is refused.
     let roots = conclave_rpc::tls::load_roots(&site.certs.join("root.crt")).unwrap();

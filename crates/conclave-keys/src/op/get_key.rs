@@ -3,12 +3,14 @@
 //!
 //! Request: `str name`. Reply: `u16 algorithm`, `blob spki` (DER),
 //! `u16 count`, `count × u16` TLS signature schemes (preferred first).
-//! Errors: `ENOENT` unknown name, `EINVAL` invalid name, `ENAMETOOLONG`.
+//! Errors: `EACCES` key not granted to the caller (checked before its
+//! existence), `ENOENT` unknown name, `EINVAL` invalid name, `ENAMETOOLONG`.
 
 use super::read_name;
 use crate::algorithm::KeyAlgorithm;
+use crate::grants::KeyGrants;
 use crate::store::KeyStore;
-use conclave_rpc::{BodyReader, BodyWriter, Status};
+use conclave_rpc::{BodyReader, BodyWriter, Identity, Status};
 use rustls::SignatureScheme;
 
 /// Largest SPKI accepted in a reply (RSA-4096 is about 550 bytes).
@@ -33,10 +35,18 @@ pub fn encode_request(name: &str) -> Vec<u8> {
 }
 
 /// Server side.
-pub fn handle(store: &KeyStore, body: &[u8]) -> Result<Vec<u8>, Status> {
+pub fn handle(
+    store: &KeyStore,
+    grants: &KeyGrants,
+    caller: &Identity,
+    body: &[u8],
+) -> Result<Vec<u8>, Status> {
     let mut r = BodyReader::new(body);
     let name = read_name(&mut r)?;
     r.finish()?;
+    if !grants.allows(caller, name) {
+        return Err(Status::EACCES);
+    }
     let key = store.get(name).ok_or(Status::ENOENT)?;
     let mut w = BodyWriter::new();
     w.u16(key.algorithm.code()).blob(&key.spki);

@@ -1,10 +1,12 @@
-//! `LIST_KEYS` (8): which keys the server holds.
+//! `LIST_KEYS` (8): which keys the caller may use. Keys granted to other
+//! identities are left out, so one tenant does not learn another's names.
 //!
 //! Request: empty. Reply: `u32 count`, then per key `str name`, `u16 algorithm`.
 
 use crate::algorithm::KeyAlgorithm;
+use crate::grants::KeyGrants;
 use crate::store::KeyStore;
-use conclave_rpc::{BodyReader, BodyWriter, Status};
+use conclave_rpc::{BodyReader, BodyWriter, Identity, Status};
 
 /// One key in a listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,11 +18,20 @@ pub struct KeyEntry {
 }
 
 /// Server side.
-pub fn handle(store: &KeyStore, body: &[u8]) -> Result<Vec<u8>, Status> {
+pub fn handle(
+    store: &KeyStore,
+    grants: &KeyGrants,
+    caller: &Identity,
+    body: &[u8],
+) -> Result<Vec<u8>, Status> {
     BodyReader::new(body).finish()?;
+    let visible: Vec<_> = store
+        .iter()
+        .filter(|k| grants.allows(caller, k.name.as_str()))
+        .collect();
     let mut w = BodyWriter::new();
-    w.u32(store.len() as u32);
-    for k in store.iter() {
+    w.u32(visible.len() as u32);
+    for k in visible {
         w.str(k.name.as_str()).u16(k.algorithm.code());
     }
     Ok(w.finish())

@@ -78,8 +78,11 @@ mod tests {
             let _ = list::decode_reply(&buf);
             let _ = get_key::decode_reply(&buf);
             let store = crate::store::KeyStore::new();
-            let _ = list::handle(&store, &buf);
-            let _ = get_key::handle(&store, &buf);
+            let grants = crate::grants::KeyGrants::default();
+            let edge: conclave_rpc::Identity = "edge".parse().unwrap();
+            let _ = list::handle(&store, &grants, &edge, &buf);
+            let _ = get_key::handle(&store, &grants, &edge, &buf);
+            let _ = crate::shape::classify(&buf);
         }
     }
 }

@@ -5,15 +5,20 @@
 //! and pads as the scheme says; the client never chooses a padding and never
 //! sends a digest, so there is no raw-RSA and no decryption path.
 //! Reply: `blob signature`.
-//! Errors: `ENOENT` unknown key, `EINVAL` invalid name, `ENAMETOOLONG`,
-//! `ENOTSUP` scheme not valid for the key's type, `E2BIG` message too long,
-//! `EPROTO` malformed body, `EAGAIN` signing queue full.
+//! Errors, checked in this order: `EPROTO` malformed body, `EINVAL` invalid
+//! name, `ENAMETOOLONG`, `E2BIG` message too long; `EACCES` key not granted
+//! to the caller (whether or not it exists, so a refusal does not reveal
+//! other tenants' key names); `ENOENT` unknown key; `ENOTSUP` scheme not
+//! valid for the key's type; `EPERM` message is not TLS handshake content
+//! (handshake-only mode, the default; [`crate::shape`]); `EAGAIN` the
+//! caller's identity is over its signing rate, or the signing queue is full.
 
 use super::{read_name, MAX_MESSAGE};
-use crate::pool::SigningPool;
-use crate::store::KeyStore;
+use crate::server::{Caller, KeyServer};
+use crate::shape;
 use conclave_rpc::{BodyReader, BodyWriter, Status};
 use rustls::SignatureScheme;
+use tracing::debug;
 
 /// Largest signature accepted in a reply (RSA-4096 is 512 bytes).
 const MAX_SIGNATURE: usize = 1024;
@@ -58,13 +63,27 @@ impl<'a> SignRequest<'a> {
 }
 
 /// Server side.
-pub async fn handle(store: &KeyStore, pool: &SigningPool, body: &[u8]) -> Result<Vec<u8>, Status> {
+pub async fn handle(server: &KeyServer, caller: &Caller, body: &[u8]) -> Result<Vec<u8>, Status> {
     let req = SignRequest::decode(body)?;
-    let key = store.get(req.name).ok_or(Status::ENOENT)?;
+    if !server.grants().allows(caller.identity(), req.name) {
+        return Err(Status::EACCES);
+    }
+    let key = server.store().get(req.name).ok_or(Status::ENOENT)?;
     if !key.algorithm.supports(req.scheme) {
         return Err(Status::ENOTSUP);
     }
-    let sig = pool
+    if server.handshake_only() {
+        if let Err(why) = shape::classify(req.message) {
+            debug!(identity = %caller.identity(), key = req.name, "refused to sign: {why}");
+            return Err(Status::EPERM);
+        }
+    }
+    // Only signatures count against the rate: refusals above cost nothing.
+    if !caller.limit().try_sign() {
+        return Err(Status::EAGAIN);
+    }
+    let sig = server
+        .pool()
         .sign(key.key.clone(), req.scheme, req.message.to_vec())
         .await?;
     let mut w = BodyWriter::with_capacity(sig.len() + 4);
