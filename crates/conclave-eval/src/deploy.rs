@@ -500,6 +500,26 @@ listen = "127.0.0.1:8443"
             let e = Deployment::load(&p).unwrap_err().to_string();
             assert!(e.contains(want), "{extra}: {e}");
         }
+        for (top, want) in [
+            ("tenant = \"Acme\"\n", "bad tenant name"),
+            ("users = true\nbase_uid = 0\n", "base_uid = 0"),
+            ("users = true\nbase_uid = 65530\n", "base_uid = 65530"),
+        ] {
+            std::fs::write(&p, format!("{top}{MIN}")).unwrap();
+            let e = Deployment::load(&p).unwrap_err().to_string();
+            assert!(e.contains(want), "{top}: {e}");
+        }
+        let smuf = MIN.replace(
+            "kind = \"conclave\"\n[[edge",
+            "kind = \"conclave\"\nshared = \"smuf\"\n[[edge",
+        ) + "[memserver]\nlisten = \"127.0.0.1:9100\"\n";
+        std::fs::write(&p, format!("users = true\n{smuf}")).unwrap();
+        let e = Deployment::load(&p).unwrap_err().to_string();
+        assert!(e.contains("smuf") && e.contains("smdish"), "{e}");
+        std::fs::write(&p, format!("tenant = \"acme\"\nusers = true\n{MIN}")).unwrap();
+        let d = Deployment::load(&p).unwrap();
+        assert_eq!(d.edge_identity().to_string(), "edge@acme");
+        assert_eq!(d.base_uid, DEFAULT_BASE_UID);
         std::fs::write(&p, MIN.replace("127.0.0.1:8443", "10.0.0.1:8443")).unwrap();
         assert!(Deployment::load(&p).unwrap_err().to_string().contains("loopback"));
         std::fs::write(&p, MIN.replace("8443", "8081")).unwrap();

@@ -22,7 +22,8 @@ use conclave_edge::config::{ByteSize, Dur};
 use conclave_edge::launch::EdgeArgs;
 use conclave_edge::{EdgeSettings, OriginSettings};
 use conclave_fs::FileServerSettings;
-use conclave_keys::KeyServerSettings;
+use conclave_keys::grants::{IdentityPattern, KeyPattern, TenantPattern};
+use conclave_keys::{KeyGrant, KeyName, KeyServerSettings};
 use conclave_mem::{MemServerSettings, MemSpec, ServerKind};
 use conclave_rpc::pki::{self, CertsOptions, SiteKey};
 use conclave_rpc::{Endpoint, Identity, Role, Tenant};
@@ -444,16 +445,31 @@ fn conclave_argv(bin: &Path, args: Vec<String>) -> Vec<String> {
 /// The name the key server gives the site key (the stem of `server.key`).
 pub const SITE_KEY_NAME: &str = "server";
 
+/// The key server's one grant: the deployment's edge identity may use the
+/// site key (and sees no other).
+pub fn site_key_grant(d: &Deployment) -> Option<KeyGrant> {
+    let id = d.edge_identity();
+    Some(KeyGrant {
+        who: IdentityPattern {
+            role: id.role,
+            tenant: TenantPattern::Exact(id.tenant),
+        },
+        key: KeyPattern::Exact(KeyName::new(SITE_KEY_NAME).ok()?),
+    })
+}
+
 /// The key server's command line. It serves every `NAME.key` of
 /// `run/keyserver/keys/`, which holds only the site key, and grants it to
 /// the deployment's edge identity only (`edge@tenant:server`).
 fn keyserver(d: &Deployment, bin: &Path, listen: SocketAddr, dir: &Path) -> ProcessSpec {
     let kdir = part_dir(dir, Part::KeyServer);
-    let settings = KeyServerSettings::new(kdir.join("keys"), endpoint(listen), kdir);
-    let grants = vec![format!("{}:{SITE_KEY_NAME}", d.edge_identity())];
+    let settings = KeyServerSettings {
+        grants: site_key_grant(d).into_iter().collect(),
+        ..KeyServerSettings::new(kdir.join("keys"), endpoint(listen), kdir)
+    };
     ProcessSpec {
         name: "keyserver".into(),
-        argv: with_grants(conclave_argv(bin, settings.to_args()), &grants),
+        argv: conclave_argv(bin, settings.to_args()),
         log: dir.join("keyserver.log"),
         probe: Probe::Tcp(vec![listen]),
         user: None,
@@ -734,6 +750,9 @@ mod tests {
             keyserver: None,
             memserver: None,
             fileserver: None,
+            tenant: None,
+            users: false,
+            base_uid: crate::deploy::DEFAULT_BASE_UID,
         }
     }
 
@@ -745,7 +764,7 @@ mod tests {
         assert_eq!(v["workers"].as_integer(), Some(2));
         let server = &v["server"].as_array().unwrap()[0];
         assert_eq!(server["proxy_pass"].as_str(), Some("http://127.0.0.1:8081"));
-        assert_eq!(server["tls"]["key"].as_str(), Some("/s/certs/server.key"));
+        assert_eq!(server["tls"]["key"].as_str(), Some("/s/run/edge/server.key"));
         assert_eq!(server["cache"]["keys_zone"].as_str(), Some("ZONE0:16k"));
         d.edge.key = KeyKind::Keyserver;
         d.keyserver = Some(Keyserver {
@@ -771,17 +790,17 @@ mod tests {
         d.resolve(dir.path());
         std::fs::create_dir_all(&d.content).unwrap();
         std::fs::write(d.content.join("1k.txt"), "x").unwrap();
-        let plan = prepare(&d, Path::new("/bin/false")).unwrap();
+        let plan = prepare(&d, Path::new("/bin/false"), &SiteKeySource::Move).unwrap();
         let names: Vec<_> = plan.processes.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["keyserver", "origin", "edge"]);
-        let conf = dir.path().join("edge.toml").display().to_string();
+        let conf = dir.path().join("run/edge/edge.toml").display().to_string();
         assert_eq!(plan.processes[2].argv[1..], ["edge", "--config", &conf]);
         assert_eq!(
             plan.processes[1].argv[1..5],
             ["origin", "--root", &d.content.display().to_string(), "--listen"]
         );
-        assert!(d.certs.join("root.crt").exists() && d.certs.join("server.key").exists());
-        assert!(dir.path().join("edge.toml").exists());
+        assert!(d.certs.join("ca/root.crt").exists());
+        assert!(dir.path().join("run/edge/edge.toml").exists());
         assert_eq!(plan.created, vec![d.certs.clone()]);
     }
 
@@ -802,7 +821,7 @@ mod tests {
         let v = table(&d);
         assert_eq!(v["storage"]["kind"].as_str(), Some("nextfs"));
         assert_eq!(v["storage"]["server"].as_str(), Some("tcp://127.0.0.1:9200"));
-        assert_eq!(v["storage"]["certs"].as_str(), Some("/s/certs"));
+        assert_eq!(v["storage"]["certs"].as_str(), Some("/s/run/edge"));
         assert_eq!(v["server"][0]["cache"]["path"].as_str(), Some("/cache0"));
         d.edge.mode = Mode::Standalone;
         assert_eq!(table(&d)["server"][0]["root"].as_str(), Some("/html"));
@@ -813,7 +832,7 @@ mod tests {
         d.edge.mode = Mode::Cache;
         assert_eq!(
             table(&d)["server"][0]["cache"]["path"].as_str(),
-            Some("/s/cache0")
+            Some("/s/run/edge/cache0")
         );
     }
 
@@ -826,22 +845,25 @@ mod tests {
         d.edge.shared = SharedKind::Smdish;
         let v = table(&d);
         assert_eq!(v["shared"]["kind"].as_str(), Some("smdish+tcp://127.0.0.1:9100"));
-        assert_eq!(v["shared"]["certs"].as_str(), Some("/s/certs"));
+        assert_eq!(v["shared"]["certs"].as_str(), Some("/s/run/edge"));
         d.edge.shared = SharedKind::Smuf;
         let v = table(&d);
         assert_eq!(
             v["shared"]["kind"].as_str(),
             Some("smuf+tcp://127.0.0.1:9100?dir=/s/memfiles")
         );
-        assert_eq!(v["shared"]["certs"].as_str(), Some("/s/certs"));
+        assert_eq!(v["shared"]["certs"].as_str(), Some("/s/run/edge"));
         d.memserver = None;
         d.edge.shared = SharedKind::Smc;
         let v = table(&d);
         assert_eq!(
             v["shared"]["kind"].as_str(),
-            Some("smc:///s/smc?secret=/s/smc.secret")
+            Some("smc:///s/run/edge/smc?secret=/s/run/edge/smc.secret")
         );
-        assert_eq!(v["shared"]["secret_file"].as_str(), Some("/s/smc.secret"));
+        assert_eq!(
+            v["shared"]["secret_file"].as_str(),
+            Some("/s/run/edge/smc.secret")
+        );
         assert!(v["shared"].get("certs").is_none());
     }
 
@@ -861,11 +883,13 @@ mod tests {
                 "/b/conclave",
                 "keyserver",
                 "--keys",
-                "/s/keys",
+                "/s/run/keyserver/keys",
                 "--certs",
-                "/s/certs",
+                "/s/run/keyserver",
                 "--listen",
-                "tcp://127.0.0.1:9000"
+                "tcp://127.0.0.1:9000",
+                "--grant",
+                "edge@default:server"
             ])
         );
         let m = memserver(bin, SharedKind::Smuf, "127.0.0.1:9100".parse().unwrap(), dir).unwrap();
@@ -878,7 +902,7 @@ mod tests {
                 "--listen",
                 "tcp://127.0.0.1:9100",
                 "--certs",
-                "/s/certs",
+                "/s/run/memserver",
                 "--dir",
                 "/s/memfiles"
             ])
@@ -901,7 +925,7 @@ mod tests {
                 "128M",
                 "--force",
                 "--secret-file",
-                "/s/fs.secret",
+                "/s/run/fileserver/fs.secret",
                 "--kdf-memory-kib",
                 "8192",
                 "--kdf-passes",
@@ -925,13 +949,17 @@ mod tests {
                 "--tree",
                 "/s/fs.img.tree",
                 "--secret-file",
-                "/s/fs.secret",
+                "/s/run/fileserver/fs.secret",
                 "--expect-root",
                 &"ab".repeat(32),
                 "--listen",
                 "tcp://127.0.0.1:9200",
                 "--certs",
-                "/s/certs"
+                "/s/run/fileserver",
+                "--grant",
+                "edge@default:ro:/html",
+                "--grant",
+                "edge@default:rw:/cache0"
             ])
         );
         // std: no secret, no tree, no KDF flags.
@@ -958,35 +986,157 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_key_server_gets_a_directory_with_only_the_site_key() {
-        use std::os::unix::fs::PermissionsExt;
-        let t = tempfile::tempdir().unwrap();
-        let certs = t.path().join("certs");
-        ensure_certs(&certs).unwrap();
-        std::fs::create_dir_all(t.path().join("keys")).unwrap();
-        std::fs::write(t.path().join("keys/stale.key"), "x").unwrap();
-        let keys = key_dir(&certs, t.path()).unwrap();
-        let names: Vec<_> = std::fs::read_dir(&keys)
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
-        assert_eq!(names, ["server.key"]);
-        let k = keys.join("server.key");
+        v.sort();
+        v
+    }
+
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn each_process_directory_holds_only_its_identity_and_the_site_key_moves_to_its_signer() {
+        let t = tempfile::tempdir().unwrap();
+        let mut d = dep();
+        d.edge.key = KeyKind::Keyserver;
+        d.keyserver = Some(Keyserver {
+            listen: "127.0.0.1:9000".parse().unwrap(),
+        });
+        d.memserver = Some(Memserver {
+            listen: "127.0.0.1:9100".parse().unwrap(),
+        });
+        d.edge.shared = SharedKind::Smdish;
+        d.tenant = Some("acme".into());
+        d.certs = "certs".into();
+        d.resolve(t.path());
+        ensure_certs(&d.certs).unwrap();
+        let site_key = std::fs::read(d.certs.join("site/server.key")).unwrap();
+        let run = RunDir::of(&d);
+        lay_out(&d, &run, &SiteKeySource::Move).unwrap();
+        assert_eq!(mode(run.root()), 0o700);
+        assert_eq!(names(run.root()), ["edge", "keyserver", "memserver", "origin"]);
+        // The edge of tenant acme, issued from the CA because the file names it.
         assert_eq!(
-            std::fs::read(&k).unwrap(),
-            std::fs::read(certs.join("server.key")).unwrap()
+            names(&run.dir(Part::Edge)),
+            ["edge.crt", "edge.key", "root.crt", "server.crt"]
         );
-        assert_eq!(std::fs::metadata(&k).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::read(run.dir(Part::Edge).join("edge.crt")).unwrap(),
+            std::fs::read(d.certs.join("edge@acme/edge.crt")).unwrap()
+        );
+        assert_eq!(
+            names(&run.dir(Part::KeyServer)),
+            ["keys", "keyserver.crt", "keyserver.key", "root.crt"]
+        );
+        assert_eq!(names(&run.keys_dir()), ["server.key"]);
+        assert_eq!(
+            names(&run.dir(Part::MemServer)),
+            ["memserver.crt", "memserver.key", "root.crt"]
+        );
+        assert!(names(&run.dir(Part::Origin)).is_empty());
+        for part in [Part::Edge, Part::KeyServer, Part::MemServer, Part::Origin] {
+            assert_eq!(mode(&run.dir(part)), 0o700, "{part:?}");
+        }
+        for key in [
+            "edge/edge.key",
+            "keyserver/keyserver.key",
+            "keyserver/keys/server.key",
+        ] {
+            assert_eq!(mode(&run.root().join(key)), 0o600, "{key}");
+        }
+        // Moved, not copied.
+        assert!(!d.certs.join("site/server.key").exists());
+        assert_eq!(
+            std::fs::read(run.keys_dir().join("server.key")).unwrap(),
+            site_key
+        );
+        // Again (a second `up`): the key stays where it is.
+        lay_out(&d, &run, &SiteKeySource::Move).unwrap();
+        assert_eq!(
+            std::fs::read(run.keys_dir().join("server.key")).unwrap(),
+            site_key
+        );
+        // Not keyless any more: it moves to the edge, and leaves the key server.
+        d.edge.key = KeyKind::Local;
+        d.keyserver = None;
+        lay_out(&d, &run, &SiteKeySource::Move).unwrap();
+        assert_eq!(
+            std::fs::read(run.dir(Part::Edge).join("server.key")).unwrap(),
+            site_key
+        );
+        assert!(names(&run.keys_dir()).is_empty());
+        // The CA key is nowhere under run/.
+        let ca_key = std::fs::read(d.certs.join("ca/root.key")).unwrap();
+        fn walk(p: &Path, out: &mut Vec<PathBuf>) {
+            for e in std::fs::read_dir(p).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out)
+                } else {
+                    out.push(p)
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(run.root(), &mut files);
+        for f in files {
+            assert_ne!(std::fs::read(&f).unwrap(), ca_key, "{}", f.display());
+        }
+    }
+
+    #[test]
+    fn secrets_are_owner_only_and_kept_unless_fresh() {
+        let t = tempfile::tempdir().unwrap();
         let s = t.path().join("smc.secret");
         ensure_secret(&s, false).unwrap();
         let first = std::fs::read(&s).unwrap();
         assert_eq!(first.len(), 32);
-        assert_eq!(std::fs::metadata(&s).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(mode(&s), 0o600);
         ensure_secret(&s, false).unwrap();
         assert_eq!(std::fs::read(&s).unwrap(), first, "an existing secret is kept");
         ensure_secret(&s, true).unwrap();
         assert_ne!(std::fs::read(&s).unwrap(), first, "fresh means fresh");
+    }
+
+    #[test]
+    fn a_tenant_edge_gets_grants_for_its_own_identity_only() {
+        let mut d = dep();
+        d.tenant = Some("acme".into());
+        d.edge.site.push(Site {
+            listen: "127.0.0.1:8444".parse().unwrap(),
+            server_name: "other".into(),
+        });
+        assert_eq!(
+            fs_grants(&d),
+            [
+                "edge@acme:ro:/html",
+                "edge@acme:rw:/cache0",
+                "edge@acme:rw:/cache1"
+            ]
+        );
+        assert_eq!(site_key_grant(&d).unwrap().to_string(), "edge@acme:server");
+        d.users = true;
+        let run = RunDir::of(&d);
+        assert_eq!(
+            run.user(Part::FileServer),
+            Some(UnixUser {
+                uid: 64000,
+                gid: 64000
+            })
+        );
+        assert_eq!(
+            run.user(Part::Edge),
+            Some(UnixUser {
+                uid: 64004,
+                gid: 64004
+            })
+        );
     }
 
     #[test]
@@ -1000,15 +1150,18 @@ mod tests {
             image: t.path().join("fs.img"),
             kdf: Kdf::Cheap,
         });
-        for f in ["fs.img", "fs.img.tree", "fs.secret", "fileserver.log"] {
+        std::fs::create_dir_all(t.path().join("run/fileserver")).unwrap();
+        for f in [
+            "fs.img",
+            "fs.img.tree",
+            "run/fileserver/fs.secret",
+            "fileserver.log",
+        ] {
             std::fs::write(t.path().join(f), "x").unwrap();
         }
         discard_image(&d);
-        let left: Vec<_> = std::fs::read_dir(t.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        assert_eq!(left, ["fileserver.log"]);
+        assert_eq!(names(t.path()), ["fileserver.log", "run"]);
+        assert!(names(&t.path().join("run/fileserver")).is_empty());
     }
 
     #[test]
