@@ -210,10 +210,13 @@ fn start_server(
     dir: Option<&Path>,
 ) -> Result<Reap, BenchError> {
     let mut cmd = Command::new(exe);
+    // The benchmark's processes present the `client` identity; a memory
+    // server grants it nothing unless told (docs/mem.md).
     cmd.args(["memserver", "--kind", kind, "--listen"])
         .arg(format!("unix://{}", sock.display()))
         .arg("--certs")
         .arg(certs)
+        .args(["--grant", "client:rw:bench-*"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     if let Some(d) = dir {

@@ -76,6 +76,36 @@ pub fn stop_signal(
     Ok((tx, rx))
 }
 
+/// The TLS ticket keys: derived from the master's seed (`local`), or kept
+/// in the memory store sealed with the edge's key (see [`crate::tickets`]).
+fn ticketer(
+    cfg: &EdgeConfig,
+    shared: &dyn SharedState,
+    seed: Option<[u8; crate::tickets::SEED_LEN]>,
+) -> Result<crate::tickets::SharedTicketer, EdgeError> {
+    use crate::tickets::{SharedTicketer, TicketSeal};
+    let ticket_secret_file = match &cfg.shared {
+        SharedConfig::Local => {
+            let seed = match seed {
+                Some(s) => s,
+                None => {
+                    let mut s = [0u8; crate::tickets::SEED_LEN];
+                    getrandom::fill(&mut s)
+                        .map_err(|e| EdgeError::Setup(format!("no randomness for the ticket seed: {e}")))?;
+                    s
+                }
+            };
+            return Ok(SharedTicketer::derived(seed));
+        }
+        SharedConfig::Mem {
+            ticket_secret_file, ..
+        } => ticket_secret_file.as_deref(),
+    };
+    let seal = TicketSeal::for_edge(ticket_secret_file, seed.as_ref())
+        .map_err(|e| EdgeError::Setup(format!("[shared] ticket_secret_file: {e}")))?;
+    SharedTicketer::in_segment(shared, seal).map_err(|e| EdgeError::Setup(format!("TLS ticket keys: {e}")))
+}
+
 /// The cross-worker state `[shared]` names.
 fn shared_state(c: &SharedConfig) -> Result<Arc<dyn SharedState>, EdgeError> {
     let SharedConfig::Mem {
@@ -83,6 +113,7 @@ fn shared_state(c: &SharedConfig) -> Result<Arc<dyn SharedState>, EdgeError> {
         certs,
         secret_file,
         deadlines,
+        ..
     } = c
     else {
         return Ok(Arc::new(LocalSharedState::new()));
@@ -185,10 +216,7 @@ async fn serve(
 ) -> Result<(), EdgeError> {
     let (_stopper, stop) = stop_signal(watch_stdin)?;
     let shared: Arc<dyn SharedState> = shared_state(&cfg.shared)?;
-    let tickets: Arc<dyn rustls::server::ProducesTickets> = Arc::new(
-        crate::tickets::SharedTicketer::new(shared.as_ref(), cfg.shared.is_local().then_some(seed).flatten())
-            .map_err(|e| EdgeError::Setup(format!("TLS ticket keys: {e}")))?,
-    );
+    let tickets: Arc<dyn rustls::server::ProducesTickets> = Arc::new(ticketer(cfg, shared.as_ref(), seed)?);
     let fs_client = match &cfg.storage {
         StorageConfig::Host => None,
         StorageConfig::Nextfs { server, certs } => Some(fs_client(server, certs, cfg.storage_timeout)?),

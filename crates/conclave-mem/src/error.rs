@@ -76,6 +76,15 @@ pub enum MemError {
         /// Its segment size.
         requested: u64,
     },
+    /// No grant of the memory server lets this client's identity do this
+    /// with the name (`EACCES`): open it at all, or (read-only) publish.
+    #[error("{op} of {name:?} refused: no grant of the memory server lets this identity do it (EACCES; see --grant in docs/mem.md)")]
+    Denied {
+        /// The operation.
+        op: &'static str,
+        /// The memory file.
+        name: String,
+    },
     /// A second lock by the client that already holds it.
     #[error("lock of {0:?} refused: this client already holds it")]
     AlreadyHeld(String),

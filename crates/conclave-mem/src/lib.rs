@@ -25,6 +25,7 @@ pub mod async_client;
 pub mod cli;
 pub mod client;
 pub mod error;
+pub mod grant;
 pub mod local;
 pub mod name;
 mod process;
@@ -41,6 +42,7 @@ pub use client::{
     connect, connect_bounded, CallLimits, LockGuard, MemOptions, MemoryFile, MemoryStore, Segment,
 };
 pub use error::MemError;
+pub use grant::{MemGrant, MemGrants};
 pub use process::{run, MemServerError};
 pub use server::{MemLimits, MemServer, ServerKind};
 pub use settings::{MemServerKind, MemServerSettings};

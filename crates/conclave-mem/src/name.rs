@@ -22,13 +22,22 @@ pub fn validate(name: &str) -> Result<(), MemError> {
 }
 
 /// The stem of a memory file's host files: 32 hex digits of SHA-256 of the
-/// name. Hashing keeps `..`, `/` and long names out of host paths, and the
-/// file suffixes (`.seg`, `.new`, `.lock`) within NAME_MAX.
+/// name (smc) or of the memory server's `tenant/name` key (smuf, whose
+/// server sends it in the OPEN reply). Hashing keeps `..`, `/` and long
+/// names out of host paths, and the file suffixes (`.seg`, `.new`, `.lock`)
+/// within NAME_MAX.
 pub fn host_stem(name: &str) -> String {
+    hex::encode(host_id(name))
+}
+
+/// The 16 bytes [`host_stem`] writes in hex.
+pub fn host_id(name: &str) -> [u8; 16] {
     let mut h = Sha256::new();
     h.update(b"conclave-mem-name\0");
     h.update(name.as_bytes());
-    hex::encode(&h.finalize()[..16])
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&h.finalize()[..16]);
+    id
 }
 
 #[cfg(test)]

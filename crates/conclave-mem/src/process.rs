@@ -57,8 +57,16 @@ pub fn run(s: &MemServerSettings, out: &mut dyn Write) -> Result<(), MemServerEr
     rt.block_on(async move {
         let shutdown = Shutdown::new();
         shutdown.trigger_on_signals()?;
+        let grants = s.grants();
+        if s.grants.is_empty() {
+            tracing::info!(
+                "no --grant given: the default {} (every tenant's edge, in its own namespace)",
+                grants.as_slice()[0]
+            );
+        }
         let svc = Arc::new(
-            MemServer::with_limits(kind, s.limits(), shutdown.clone()).map_err(MemServerError::Start)?,
+            MemServer::with_grants(kind, s.limits(), grants, shutdown.clone())
+                .map_err(MemServerError::Start)?,
         );
         let server = Server::bind(&s.listen, Some(tls), s.rpc.apply(MemServer::server_options()))
             .await

@@ -114,19 +114,32 @@ impl RemoteCore {
                     requested: size as u64,
                 })
             }
+            Status::EACCES => {
+                return Err(MemError::Denied {
+                    op: "open",
+                    name: name.to_string(),
+                })
+            }
             s => return Err(server_err("open", name, s)),
         }
         let r = open::Reply::decode(&reply.body).map_err(|_| MemError::BadReply { op: "open" })?;
         if r.size != size as u64 {
             return Err(MemError::BadReply { op: "open" });
         }
+        // smuf's server names the host files (per tenant); without its
+        // answer there is no file to read.
+        let stem = match (&sealing, r.host_id) {
+            (Sealing::Uf { .. }, Some(id)) => hex::encode(id),
+            (Sealing::Uf { .. }, None) => return Err(MemError::BadReply { op: "open" }),
+            (Sealing::None, _) => String::new(),
+        };
         Ok(RemoteCore {
             name: name.to_string(),
             handle: r.handle,
             size,
             lease: Duration::from_millis(r.lease_ms as u64),
             sealing,
-            stem: name::host_stem(name),
+            stem,
             write: None,
             known: None,
             publishing: None,
@@ -345,6 +358,15 @@ impl RemoteCore {
                 self.publishing = None;
                 self.write = None;
                 Err(self.lease_expired())
+            }
+            Status::EACCES => {
+                // The server released the lock, publishing nothing.
+                self.publishing = None;
+                self.write = None;
+                Err(MemError::Denied {
+                    op: "publish",
+                    name: self.name.clone(),
+                })
             }
             s => {
                 self.publishing = None;

@@ -3,7 +3,7 @@
 //! starts a memory server (`conclave eval`, `conclave up`), so no caller
 //! spells a flag itself.
 
-use crate::{MemLimits, ServerKind};
+use crate::{MemGrant, MemGrants, MemLimits, ServerKind};
 use conclave_rpc::{Endpoint, ServerLimits};
 use conclave_units::{ByteSize, Dur};
 use std::fmt;
@@ -106,6 +106,13 @@ pub struct MemServerSettings {
     /// created; an OPEN beyond gets EDQUOT.
     #[arg(long, default_value_t = ByteSize(DEFAULT_MAX_BYTES_PER_IDENTITY))]
     pub max_bytes_per_identity: ByteSize,
+    /// IDENTITY:MODE:NAME (repeatable): lets IDENTITY (`role`, `role@tenant`
+    /// or `role@*`) use NAME (exact, or a prefix ending in `*`) in its own
+    /// tenant's namespace, `ro` (open, peek, lock without publishing) or
+    /// `rw`. Most specific grant wins; none → EACCES. Without any
+    /// `--grant`: `edge@*:rw:*`. TLS_TICKET_KEYS is the edge's alone.
+    #[arg(long = "grant", value_name = "IDENTITY:MODE:NAME")]
+    pub grants: Vec<MemGrant>,
 }
 
 impl MemServerSettings {
@@ -124,7 +131,13 @@ impl MemServerSettings {
             lease: default_lease(),
             max_bytes: ByteSize(DEFAULT_MAX_BYTES),
             max_bytes_per_identity: ByteSize(DEFAULT_MAX_BYTES_PER_IDENTITY),
+            grants: Vec::new(),
         }
+    }
+
+    /// The grants the server enforces: `--grant`s, or the default.
+    pub fn grants(&self) -> MemGrants {
+        MemGrants::new(self.grants.clone())
     }
 
     /// The lease and quotas the server enforces.
@@ -176,6 +189,9 @@ impl MemServerSettings {
                 self.max_bytes_per_identity.to_string(),
             ]);
         }
+        for g in &self.grants {
+            argv.extend(["--grant".into(), g.to_string()]);
+        }
         argv
     }
 }
@@ -212,7 +228,40 @@ mod tests {
         s.max_bytes = ByteSize(3 << 20);
         s.max_bytes_per_identity = ByteSize(1 << 20);
         assert_eq!(reparse(&s), s);
+        s.grants = vec![
+            "edge@*:rw:*".parse().unwrap(),
+            "client@acme:ro:stats-*".parse().unwrap(),
+        ];
+        assert_eq!(reparse(&s), s);
+        assert_eq!(s.grants().as_slice(), &s.grants[..]);
         assert_eq!(s.server_kind().unwrap(), smuf);
+    }
+
+    #[test]
+    fn no_grant_means_every_tenants_edge() {
+        let s = MemServerSettings::new(
+            ServerKind::Smdish,
+            "unix:///s/m.sock".parse().unwrap(),
+            "/c".into(),
+        );
+        assert!(!s.to_args().contains(&"--grant".to_string()));
+        assert_eq!(s.grants(), MemGrants::default());
+        let err = Cli::try_parse_from([
+            "conclave",
+            "memserver",
+            "--kind",
+            "smdish",
+            "--listen",
+            "unix:///m",
+            "--certs",
+            "/c",
+            "--grant",
+            "edge:rx:*",
+        ])
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("the mode must be ro or rw"), "{err}");
     }
 
     #[test]

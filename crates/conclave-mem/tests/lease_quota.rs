@@ -7,7 +7,7 @@
 use conclave_mem::proto::{self, open, unlock};
 use conclave_mem::{connect, MemError, MemLimits, MemSpec, MemoryStore};
 use conclave_rpc::{ClientOptions, Connection, Credentials, Role, Status};
-use conclave_testkit::{within, MemFixture};
+use conclave_testkit::{edge_and_client_grants, within, MemFixture};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,11 @@ fn limits() -> MemLimits {
         max_bytes: 64 << 10,
         max_bytes_per_identity: 40 << 10,
     }
+}
+
+/// A server with [`limits`] whose `client` may use every name too.
+fn start(sealed: bool) -> MemFixture {
+    MemFixture::start_granted(sealed, limits(), edge_and_client_grants())
 }
 
 fn store(fx: &MemFixture, role: Role) -> Arc<dyn MemoryStore> {
@@ -40,7 +45,7 @@ fn raw(fx: &MemFixture, role: Role) -> Connection {
 #[test]
 fn an_expired_lease_is_broken_for_the_next_waiter_and_the_late_unlock_publishes_nothing() {
     for sealed in [false, true] {
-        let fx = MemFixture::start_with(sealed, limits());
+        let fx = start(sealed);
         let (a, b) = (store(&fx, Role::Client), store(&fx, Role::Client));
         let mut fa = a.open("zone", 8).unwrap();
         let mut fb = b.open("zone", 8).unwrap();
@@ -83,7 +88,7 @@ fn an_expired_lease_is_broken_for_the_next_waiter_and_the_late_unlock_publishes_
 
 #[test]
 fn a_late_unlock_on_the_wire_gets_etimedout_and_a_second_one_eperm() {
-    let fx = MemFixture::start_with(false, limits());
+    let fx = start(false);
     let mut c = raw(&fx, Role::Client);
     let r = c
         .call(proto::OPEN, &open::Request { name: "w", size: 4 }.encode())
@@ -138,7 +143,7 @@ fn a_late_unlock_on_the_wire_gets_etimedout_and_a_second_one_eperm() {
 #[test]
 fn a_holder_that_renews_keeps_the_lock_past_its_lease() {
     for sealed in [false, true] {
-        let fx = MemFixture::start_with(sealed, limits());
+        let fx = start(sealed);
         let mut fa = store(&fx, Role::Client).open("long", 8).unwrap();
         let mut fb = store(&fx, Role::Client).open("long", 8).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -180,7 +185,7 @@ fn a_holder_that_renews_keeps_the_lock_past_its_lease() {
 #[test]
 fn quotas_refuse_with_edquot_and_enospc_and_open_files_keep_working() {
     for sealed in [false, true] {
-        let fx = MemFixture::start_with(sealed, limits());
+        let fx = start(sealed);
         let tool = store(&fx, Role::Client);
         let edge = store(&fx, Role::Edge);
         let mut a = tool.open("a", 32 << 10).unwrap();

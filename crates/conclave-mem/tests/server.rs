@@ -6,7 +6,9 @@ use conclave_mem::proto::{self, lock, open, peek, unlock};
 use conclave_mem::{connect, AsyncMemoryStore, MemError, MemOptions, MemSpec, MemoryStore};
 use conclave_rpc::Role;
 use conclave_rpc::{ClientOptions, Connection, Credentials, Status};
-use conclave_testkit::{certs, file_with_extension, flip_bit_in, wait_until, within, MemFixture};
+use conclave_testkit::{
+    certs, edge_and_client_grants, file_with_extension, flip_bit_in, wait_until, within, MemFixture,
+};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +26,13 @@ impl std::ops::Deref for Fixture {
 /// A generous bound for what a test waits on.
 const PATIENCE: Duration = Duration::from_secs(30);
 
+/// A server whose `client` may use every name too (a second process).
 fn start(sealed: bool) -> Fixture {
-    Fixture(MemFixture::start(sealed))
+    Fixture(MemFixture::start_granted(
+        sealed,
+        conclave_mem::MemLimits::default(),
+        edge_and_client_grants(),
+    ))
 }
 
 impl Fixture {
@@ -220,7 +227,7 @@ fn refuses_clients_without_certificate_or_with_wrong_role() {
     // A server's own identity is not a client role.
     let s = fx.store(Role::FileServer);
     match s.open("x", 8) {
-        Err(MemError::Server { status, .. }) => assert_eq!(status, Status::EACCES),
+        Err(MemError::Denied { op: "open", name }) => assert_eq!(name, "x"),
         other => panic!("expected EACCES, got {other:?}"),
     }
     // No client certificate at all: the TLS handshake is refused.

@@ -16,7 +16,7 @@ pub use bits::{flip_bit, flip_bit_in};
 pub use certs::{certs, generate_certs, without_client_cert};
 pub use cmd::{conclave, on_path, run_ok, signal, stdout_ok};
 pub use files::file_with_extension;
-pub use mem::MemFixture;
+pub use mem::{edge_and_client_grants, MemFixture};
 pub use net::{free_port, wait_port};
 pub use proc::Proc;
 pub use wait::{poll_until, wait_exit, wait_until, wait_until_async, within};

@@ -1,7 +1,7 @@
 //! An in-process memory server with real mTLS over a UNIX socket, for tests
 //! of the memory clients and of what is built on them (the edge's shared state).
 
-use conclave_mem::{MemLimits, MemOptions, MemServer, MemSpec, ServerKind};
+use conclave_mem::{MemGrants, MemLimits, MemOptions, MemServer, MemSpec, ServerKind};
 use conclave_rpc::{Credentials, Endpoint, Role, Shutdown};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +32,12 @@ impl MemFixture {
 
     /// [`start`](Self::start) with a lease and quotas of the test's choosing.
     pub fn start_with(sealed: bool, limits: MemLimits) -> MemFixture {
+        Self::start_granted(sealed, limits, MemGrants::default())
+    }
+
+    /// [`start_with`](Self::start_with) with grants of the test's choosing
+    /// (the default grants only `edge`; see [`edge_and_client_grants`]).
+    pub fn start_granted(sealed: bool, limits: MemLimits, grants: MemGrants) -> MemFixture {
         let dir = tempfile::tempdir().unwrap();
         let certs = crate::certs(dir.path());
         let host = dir.path().join("host");
@@ -49,7 +55,7 @@ impl MemFixture {
         let creds = Credentials::from_dir(&certs, Role::MemServer).unwrap();
         let sock = Endpoint::Unix(dir.path().join("mem.sock"));
         let (server, endpoint) =
-            MemServer::spawn_with(kind, limits, &sock, &creds, &shutdown, rt.handle()).unwrap();
+            MemServer::spawn_granted(kind, limits, grants, &sock, &creds, &shutdown, rt.handle()).unwrap();
         let spec = if sealed {
             MemSpec::Smuf { endpoint, dir: host }
         } else {
@@ -72,6 +78,15 @@ impl MemFixture {
             secret_file: None,
         }
     }
+}
+
+/// `edge@*:rw:*` and `client@*:rw:*`: the grants of a memory server whose
+/// tests use `client` as a second process beside the edge.
+pub fn edge_and_client_grants() -> MemGrants {
+    MemGrants::new(vec![
+        "edge@*:rw:*".parse().expect("a grant"),
+        "client@*:rw:*".parse().expect("a grant"),
+    ])
 }
 
 impl Drop for MemFixture {

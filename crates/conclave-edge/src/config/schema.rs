@@ -196,6 +196,14 @@ pub struct SharedSettings {
     /// The conclave's secret file (smc).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_file: Option<PathBuf>,
+    /// Memory stores: the file (mode 0600, at least 32 random bytes) from
+    /// which the edge derives the key that seals `TLS_TICKET_KEYS` before
+    /// it leaves the edge. Every edge sharing the memory store needs the
+    /// same file; without it the key comes from the master's random seed
+    /// (one edge's workers share it; another edge's sealed keys are
+    /// replaced, with a warning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_secret_file: Option<PathBuf>,
     /// Memory servers: limit on connecting and on each round trip (NGINX
     /// `proxy_connect_timeout`/`proxy_read_timeout`); past it the request is
     /// served as a cache miss.
@@ -224,6 +232,7 @@ impl Default for SharedSettings {
             kind: local_kind(),
             certs: None,
             secret_file: None,
+            ticket_secret_file: None,
             timeout: default_shared_timeout(),
             lock_wait: default_lock_wait(),
         }

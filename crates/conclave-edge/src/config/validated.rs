@@ -104,6 +104,9 @@ pub enum SharedConfig {
         certs: Option<PathBuf>,
         /// The conclave's secret file (smc).
         secret_file: Option<PathBuf>,
+        /// The secret the sealing key of `TLS_TICKET_KEYS` is derived from
+        /// (`None`: from the master's seed), see [`crate::tickets`].
+        ticket_secret_file: Option<PathBuf>,
         /// Deadlines on memory-server calls.
         deadlines: crate::shared::mem::MemDeadlines,
     },

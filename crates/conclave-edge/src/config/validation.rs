@@ -135,6 +135,13 @@ fn storage(c: &Check<'_>, s: &StorageSettings) -> Result<StorageConfig, ConfigEr
 /// `[shared]`: `local` or a memory spec parsed once.
 fn shared(c: &Check<'_>, s: &SharedSettings) -> Result<SharedConfig, ConfigError> {
     if s.kind == "local" {
+        if s.ticket_secret_file.is_some() {
+            return Err(c.err(
+                c.at(&["shared".into(), "ticket_secret_file".into()]),
+                "[shared] ticket_secret_file seals the ticket keys kept in a memory store; \
+                 with kind = \"local\" they never leave the edge (remove it, or name a memory store)",
+            ));
+        }
         return Ok(SharedConfig::Local);
     }
     let spec = s.kind.parse().map_err(|e| {
@@ -147,6 +154,7 @@ fn shared(c: &Check<'_>, s: &SharedSettings) -> Result<SharedConfig, ConfigError
         spec,
         certs: s.certs.as_deref().map(|p| c.rel(p)),
         secret_file: s.secret_file.as_deref().map(|p| c.rel(p)),
+        ticket_secret_file: s.ticket_secret_file.as_deref().map(|p| c.rel(p)),
         deadlines: crate::shared::mem::MemDeadlines {
             connect: s.timeout.0,
             call: s.timeout.0,

@@ -52,12 +52,18 @@ mod tests {
             size: 4096,
         };
         assert_eq!(open::Request::decode(&o.encode()).unwrap(), o);
-        let r = open::Reply {
+        let mut r = open::Reply {
             handle: 3,
             size: 4096,
             lease_ms: 1000,
+            host_id: None,
         };
         assert_eq!(open::Reply::decode(&r.encode()).unwrap(), r);
+        r.host_id = Some([7; 16]);
+        assert_eq!(open::Reply::decode(&r.encode()).unwrap(), r);
+        let mut short = r.encode();
+        short.pop();
+        assert_eq!(open::Reply::decode(&short), Err(conclave_rpc::Status::EPROTO));
         let l = lock::Request {
             handle: 3,
             timeout_ms: 250,

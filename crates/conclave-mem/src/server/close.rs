@@ -6,13 +6,14 @@ use conclave_rpc::{Frame, Status};
 
 pub(super) fn handle(srv: &MemServer, conn: &mut ClientConn, body: &[u8]) -> Result<Frame, Status> {
     let h = decode(body)?;
-    let name = conn.handles.remove(&h).ok_or(Status::EBADF)?;
-    close_handle(srv, (conn.id, h), &name);
+    let open = conn.handles.remove(&h).ok_or(Status::EBADF)?;
+    close_handle(srv, (conn.id, h), &open.key);
     Ok(Frame::ok(Vec::new()))
 }
 
 /// Releases the lock if `who` holds it (publishing nothing) and forgets
-/// the opener; the last one removes the memory file.
+/// the opener; the last one removes the memory file. `name` is its
+/// [`super::file_key`].
 pub(super) fn close_handle(srv: &MemServer, who: Holder, name: &str) {
     let removed = {
         let mut st = srv.state();
@@ -27,11 +28,15 @@ pub(super) fn close_handle(srv: &MemServer, who: Holder, name: &str) {
         f.broken.retain(|b| *b != who);
         f.opens -= 1;
         if f.opens == 0 {
-            let (size, owner) = (f.size, f.owner);
-            st.files.remove(name);
-            st.used -= size;
-            if let Some(u) = st.used_by.get_mut(&owner) {
-                *u -= size;
+            let size = f.size;
+            if let Some(f) = st.files.remove(name) {
+                st.used -= size;
+                if let Some(u) = st.used_by.get_mut(&f.owner) {
+                    *u -= size;
+                    if *u == 0 {
+                        st.used_by.remove(&f.owner);
+                    }
+                }
             }
             true
         } else {

@@ -2,6 +2,7 @@
 //! keys of the sealed host file (smuf). See [`crate::proto::lock`].
 
 use super::{ClientConn, Content, MemServer, Waiter};
+use crate::grant::Mode;
 use crate::proto::lock::{Reply, Request};
 use crate::segment_seal::smuf_grant_key;
 use bytes::Bytes;
@@ -12,7 +13,8 @@ use tokio::sync::oneshot;
 
 pub(super) async fn handle(srv: &MemServer, conn: &mut ClientConn, body: &[u8]) -> Result<Frame, Status> {
     let req = Request::decode(body)?;
-    let name = conn.handles.get(&req.handle).ok_or(Status::EBADF)?.clone();
+    let open = conn.handle(req.handle)?;
+    let (name, writable) = (open.key.clone(), open.mode == Mode::Rw);
     let me = (conn.id, req.handle);
     let lease = srv.limits.lease;
     let wait = {
@@ -90,8 +92,12 @@ pub(super) async fn handle(srv: &MemServer, conn: &mut ClientConn, body: &[u8]) 
                 tag,
                 write_grant,
             } => {
-                *write_grant = srv.next_grant.fetch_add(1, Ordering::Relaxed);
-                Err((uid, version, *key_grant, *tag, *write_grant))
+                // A reader gets no write key: it could seal a host file no
+                // one may install, and its publish is refused anyway.
+                if writable {
+                    *write_grant = srv.next_grant.fetch_add(1, Ordering::Relaxed);
+                }
+                Err((uid, version, *key_grant, *tag, writable.then_some(*write_grant)))
             }
         }
     };
@@ -107,7 +113,7 @@ pub(super) async fn handle(srv: &MemServer, conn: &mut ClientConn, body: &[u8]) 
                 version,
                 read_key,
                 tag,
-                write_key: *smuf_grant_key(&srv.master, uid, write_grant),
+                write_key: write_grant.map_or([0; 32], |g| *smuf_grant_key(&srv.master, uid, g)),
             }
         }
     };

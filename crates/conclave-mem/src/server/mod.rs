@@ -4,6 +4,14 @@
 //! `LOCK` parks in a FIFO queue until granted, only the holder may unlock,
 //! and a connection that ends releases everything it held. One file per
 //! operation.
+//!
+//! Every name lives in its opener's tenant namespace (the tenant named by
+//! its certificate): the server keys memory files by `tenant/name`, so a
+//! name opened by tenant B is B's own memory file and nothing of tenant A's
+//! (its existence, size, contents or lock) is reachable from B. Within a
+//! tenant, [`MemGrants`] decide at OPEN which roles may read or write which
+//! names (`EACCES` otherwise); a read-only handle's publishing UNLOCK gets
+//! `EACCES`.
 
 mod close;
 mod lock;
@@ -12,8 +20,9 @@ mod peek;
 mod renew;
 mod unlock;
 
+use crate::grant::{MemGrants, Mode};
 use crate::proto::{self, KEY_LEN, TAG_LEN};
-use conclave_rpc::{Frame, PeerInfo, Role, Service, Shutdown, Status};
+use conclave_rpc::{Frame, Identity, PeerInfo, Role, Service, Shutdown, Status};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,8 +58,8 @@ pub struct MemLimits {
     pub lease: Duration,
     /// Total segment bytes of all memory files (`ENOSPC` beyond).
     pub max_bytes: u64,
-    /// Segment bytes of the memory files one identity (the peer's role)
-    /// created and that are still open (`EDQUOT` beyond).
+    /// Segment bytes of the memory files one identity (the peer's role
+    /// and tenant) created and that are still open (`EDQUOT` beyond).
     pub max_bytes_per_identity: u64,
 }
 
@@ -92,7 +101,7 @@ pub(crate) struct MemFile {
     uid: u64,
     size: u64,
     /// The identity whose quota the segment counts against (its creator).
-    owner: Role,
+    owner: Identity,
     opens: usize,
     holder: Option<Holder>,
     /// When the holder's lease runs out.
@@ -164,21 +173,65 @@ impl MemFile {
 
 #[derive(Default)]
 pub(crate) struct State {
+    /// By [`file_key`]: `tenant/name`.
     files: HashMap<String, MemFile>,
     next_uid: u64,
     /// Segment bytes of all memory files.
     used: u64,
     /// Segment bytes per creating identity.
-    used_by: HashMap<Role, u64>,
+    used_by: HashMap<Identity, u64>,
+}
+
+/// The key of a memory file in [`State::files`]: its tenant and its name.
+/// Tenants are DNS labels (no `/`), so the key names one pair.
+pub(crate) fn file_key(id: &Identity, name: &str) -> String {
+    format!("{}/{name}", id.tenant)
+}
+
+/// One open handle: which memory file, and what its grant allows.
+pub(crate) struct OpenHandle {
+    /// The memory file's [`file_key`].
+    key: String,
+    /// From the grant at OPEN.
+    mode: Mode,
 }
 
 /// Per-connection state: the handles it opened.
 pub struct ClientConn {
     id: u64,
-    /// The peer's identity (its quota).
-    role: Role,
-    handles: HashMap<u32, String>,
+    /// The peer's identity (its namespace, grants and quota).
+    identity: Identity,
+    handles: HashMap<u32, OpenHandle>,
     next_handle: u32,
+}
+
+impl ClientConn {
+    /// The memory-file key and mode of handle `h` (`EBADF` if not open here).
+    fn handle(&self, h: u32) -> Result<&OpenHandle, Status> {
+        self.handles.get(&h).ok_or(Status::EBADF)
+    }
+}
+
+/// Logs refusals (`EACCES`) at most once a second, with how many were not
+/// logged: a client hammering names it may not use cannot flood the log.
+#[derive(Default)]
+struct RefusalLog {
+    state: Mutex<Option<(Instant, u64)>>,
+}
+
+impl RefusalLog {
+    fn refused(&self, identity: &Identity, op: &str, name: &str) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match *st {
+            Some((last, ref mut quiet)) if now.duration_since(last) < Duration::from_secs(1) => *quiet += 1,
+            prev => {
+                let quiet = prev.map_or(0, |(_, q)| q);
+                tracing::warn!(%identity, op, name, not_logged = quiet, "refused: no grant allows it");
+                *st = Some((now, 0));
+            }
+        }
+    }
 }
 
 /// A memory server of either kind.
@@ -187,6 +240,8 @@ pub struct MemServer {
     state: Mutex<State>,
     shutdown: Shutdown,
     limits: MemLimits,
+    grants: MemGrants,
+    refusals: RefusalLog,
     next_conn: AtomicU64,
     next_grant: AtomicU64,
     /// smuf: never leaves this process; grant keys are derived from it.
@@ -201,10 +256,20 @@ impl MemServer {
         Self::with_limits(kind, MemLimits::default(), shutdown)
     }
 
-    /// A server of `kind` with `limits` (lease, quotas).
+    /// A server of `kind` with `limits` (lease, quotas) and the default grants.
     pub fn with_limits(
         kind: ServerKind,
         limits: MemLimits,
+        shutdown: Shutdown,
+    ) -> Result<Self, std::io::Error> {
+        Self::with_grants(kind, limits, MemGrants::default(), shutdown)
+    }
+
+    /// A server of `kind` with `limits` and `grants`.
+    pub fn with_grants(
+        kind: ServerKind,
+        limits: MemLimits,
+        grants: MemGrants,
         shutdown: Shutdown,
     ) -> Result<Self, std::io::Error> {
         let mut master = Zeroizing::new([0u8; KEY_LEN]);
@@ -217,6 +282,8 @@ impl MemServer {
             state: Mutex::new(State::default()),
             shutdown,
             limits,
+            grants,
+            refusals: RefusalLog::default(),
             next_conn: AtomicU64::new(1),
             next_grant: AtomicU64::new(1),
             master,
@@ -244,16 +311,18 @@ impl MemServer {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn host_path(&self, name: &str, ext: &str) -> Option<PathBuf> {
+    /// smuf: the host file `ext` of the memory file `key` (a [`file_key`],
+    /// so tenants never share a host file).
+    fn host_path(&self, key: &str, ext: &str) -> Option<PathBuf> {
         match &self.kind {
             ServerKind::Smdish => None,
-            ServerKind::Smuf { dir } => Some(dir.join(format!("{}.{ext}", crate::name::host_stem(name)))),
+            ServerKind::Smuf { dir } => Some(dir.join(format!("{}.{ext}", crate::name::host_stem(key)))),
         }
     }
 
-    fn remove_host_files(&self, name: &str) {
+    fn remove_host_files(&self, key: &str) {
         for ext in ["seg", "new"] {
-            if let Some(p) = self.host_path(name, ext) {
+            if let Some(p) = self.host_path(key, ext) {
                 let _ = std::fs::remove_file(p);
             }
         }
@@ -282,8 +351,21 @@ impl MemServer {
         shutdown: &Shutdown,
         rt: &tokio::runtime::Handle,
     ) -> std::io::Result<(std::sync::Arc<MemServer>, conclave_rpc::Endpoint)> {
+        Self::spawn_granted(kind, limits, MemGrants::default(), ep, creds, shutdown, rt)
+    }
+
+    /// [`spawn`](Self::spawn) with `limits` and `grants`.
+    pub fn spawn_granted(
+        kind: ServerKind,
+        limits: MemLimits,
+        grants: MemGrants,
+        ep: &conclave_rpc::Endpoint,
+        creds: &conclave_rpc::Credentials,
+        shutdown: &Shutdown,
+        rt: &tokio::runtime::Handle,
+    ) -> std::io::Result<(std::sync::Arc<MemServer>, conclave_rpc::Endpoint)> {
         let tls = creds.server_config().map_err(std::io::Error::other)?;
-        let svc = std::sync::Arc::new(MemServer::with_limits(kind, limits, shutdown.clone())?);
+        let svc = std::sync::Arc::new(MemServer::with_grants(kind, limits, grants, shutdown.clone())?);
         let server = rt.block_on(conclave_rpc::Server::bind(ep, Some(tls), Self::server_options()))?;
         let bound = server.local_endpoint().clone();
         rt.spawn(server.serve(svc.clone(), shutdown.clone()));
@@ -304,6 +386,11 @@ impl MemServer {
     pub fn limits(&self) -> MemLimits {
         self.limits
     }
+
+    /// The grants this server enforces.
+    pub fn grants(&self) -> &MemGrants {
+        &self.grants
+    }
 }
 
 impl Service for MemServer {
@@ -311,12 +398,12 @@ impl Service for MemServer {
 
     fn open(&self, peer: &PeerInfo) -> Result<ClientConn, Status> {
         peer.require_role(&CLIENT_ROLES)?;
-        let role = peer.role.ok_or(Status::EACCES)?;
+        let identity = peer.identity().ok_or(Status::EACCES)?;
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(peer = %peer.addr, role = ?peer.role, id, "client connected");
+        tracing::debug!(peer = %peer.addr, %identity, id, "client connected");
         Ok(ClientConn {
             id,
-            role,
+            identity,
             handles: HashMap::new(),
             next_handle: 1,
         })
@@ -337,8 +424,8 @@ impl Service for MemServer {
     }
 
     fn close(&self, conn: ClientConn) {
-        for (h, name) in conn.handles {
-            close::close_handle(self, (conn.id, h), &name);
+        for (h, open) in conn.handles {
+            close::close_handle(self, (conn.id, h), &open.key);
         }
         tracing::debug!(id = conn.id, "client disconnected");
     }

@@ -1,6 +1,6 @@
 //! `OPEN`: create or join a memory file (see [`crate::proto::open`]).
 
-use super::{ClientConn, Content, MemFile, MemServer, ServerKind, MAX_HANDLES};
+use super::{file_key, ClientConn, Content, MemFile, MemServer, OpenHandle, ServerKind, MAX_HANDLES};
 use crate::proto::open::{encode_existing_size, Reply, Request};
 use crate::MAX_SEGMENT;
 use conclave_rpc::{Frame, Status};
@@ -12,6 +12,12 @@ pub(super) fn handle(srv: &MemServer, conn: &mut ClientConn, body: &[u8]) -> Res
     if req.name.is_empty() || req.name.contains('\0') {
         return Err(Status::EINVAL);
     }
+    // Before anything that could tell whether the name exists.
+    let Some(mode) = srv.grants.mode_for(&conn.identity, req.name) else {
+        srv.refusals.refused(&conn.identity, "open", req.name);
+        return Err(Status::EACCES);
+    };
+    let key = file_key(&conn.identity, req.name);
     if req.size > MAX_SEGMENT as u64 {
         return Err(Status::E2BIG);
     }
@@ -22,7 +28,7 @@ pub(super) fn handle(srv: &MemServer, conn: &mut ClientConn, body: &[u8]) -> Res
     conn.next_handle = conn.next_handle.checked_add(1).ok_or(Status::EMFILE)?;
     let created = {
         let mut st = srv.state();
-        match st.files.get_mut(req.name) {
+        match st.files.get_mut(&key) {
             Some(f) if f.size != req.size => {
                 return Ok(Frame::new(Status::EINVAL.0, encode_existing_size(f.size)));
             }
@@ -33,9 +39,9 @@ pub(super) fn handle(srv: &MemServer, conn: &mut ClientConn, body: &[u8]) -> Res
             None => {
                 // Quotas count segment bytes at creation, so memory files
                 // already open keep working when the server is full.
-                let mine = st.used_by.get(&conn.role).copied().unwrap_or(0);
+                let mine = st.used_by.get(&conn.identity).copied().unwrap_or(0);
                 if mine + req.size > srv.limits.max_bytes_per_identity {
-                    tracing::warn!(id = conn.id, role = %conn.role, name = req.name, size = req.size,
+                    tracing::warn!(id = conn.id, identity = %conn.identity, name = req.name, size = req.size,
                         used = mine, quota = srv.limits.max_bytes_per_identity, "open refused: identity over its byte quota");
                     return Err(Status::EDQUOT);
                 }
@@ -51,7 +57,7 @@ pub(super) fn handle(srv: &MemServer, conn: &mut ClientConn, body: &[u8]) -> Res
                     return Err(Status::ENOSPC);
                 }
                 st.used += req.size;
-                *st.used_by.entry(conn.role).or_insert(0) += req.size;
+                *st.used_by.entry(conn.identity.clone()).or_insert(0) += req.size;
                 st.next_uid += 1;
                 let content = match srv.kind {
                     ServerKind::Smdish => Content::Dish(vec![0; req.size as usize]),
@@ -64,7 +70,7 @@ pub(super) fn handle(srv: &MemServer, conn: &mut ClientConn, body: &[u8]) -> Res
                 let f = MemFile {
                     uid: st.next_uid,
                     size: req.size,
-                    owner: conn.role,
+                    owner: conn.identity.clone(),
                     opens: 1,
                     holder: None,
                     lease_until: Instant::now(),
@@ -73,27 +79,22 @@ pub(super) fn handle(srv: &MemServer, conn: &mut ClientConn, body: &[u8]) -> Res
                     version: 0,
                     content,
                 };
-                st.files.insert(req.name.to_string(), f);
+                st.files.insert(key.clone(), f);
                 // Leftovers of a crashed server are never trusted.
-                srv.remove_host_files(req.name);
+                srv.remove_host_files(&key);
                 true
             }
         }
     };
-    conn.handles.insert(handle, req.name.to_string());
-    tracing::debug!(
-        id = conn.id,
-        handle,
-        name = req.name,
-        size = req.size,
-        created,
-        "open"
-    );
+    let host_id = matches!(srv.kind, ServerKind::Smuf { .. }).then(|| crate::name::host_id(&key));
+    tracing::debug!(id = conn.id, handle, key, size = req.size, created, ?mode, "open");
+    conn.handles.insert(handle, OpenHandle { key, mode });
     Ok(Frame::ok(
         Reply {
             handle,
             size: req.size,
             lease_ms: super::renew::lease_ms(srv.limits.lease),
+            host_id,
         }
         .encode(),
     ))

@@ -9,7 +9,8 @@ use conclave_rpc::{Frame, Status};
 
 pub(super) fn handle(srv: &MemServer, conn: &mut ClientConn, body: &[u8]) -> Result<Frame, Status> {
     let req = Request::decode(body)?;
-    let name = conn.handles.get(&req.handle).ok_or(Status::EBADF)?;
+    // Read-only and read-write handles alike.
+    let name = &conn.handle(req.handle)?.key;
     let (uid, version, sealed) = {
         let st = srv.state();
         let f = st.files.get(name).ok_or(Status::EBADF)?;

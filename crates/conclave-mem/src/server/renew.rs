@@ -7,7 +7,7 @@ use std::time::Instant;
 
 pub(super) fn handle(srv: &MemServer, conn: &mut ClientConn, body: &[u8]) -> Result<Frame, Status> {
     let h = decode(body)?;
-    let name = conn.handles.get(&h).ok_or(Status::EBADF)?;
+    let name = &conn.handle(h)?.key;
     let lease = srv.limits.lease;
     let mut st = srv.state();
     let f = st.files.get_mut(name).ok_or(Status::EBADF)?;

@@ -2,13 +2,15 @@
 //! then publish and hand the lock on. See [`crate::proto::unlock`].
 
 use super::{ClientConn, Content, MemServer, ServerKind};
+use crate::grant::Mode;
 use crate::proto::unlock::{Publish, Request};
 use conclave_rpc::{Frame, Status};
 
 pub(super) fn handle(srv: &MemServer, conn: &mut ClientConn, body: &[u8]) -> Result<Frame, Status> {
     let sealed = matches!(srv.kind, ServerKind::Smuf { .. });
     let req = Request::decode(body, sealed, crate::MAX_SEGMENT)?;
-    let name = conn.handles.get(&req.handle).ok_or(Status::EBADF)?;
+    let open = conn.handle(req.handle)?;
+    let (name, mode) = (&open.key, open.mode);
     let me = (conn.id, req.handle);
     let mut st = srv.state();
     let f = st.files.get_mut(name).ok_or(Status::EBADF)?;
@@ -21,6 +23,13 @@ pub(super) fn handle(srv: &MemServer, conn: &mut ClientConn, body: &[u8]) -> Res
             tracing::warn!(id = conn.id, name = %name, "late unlock after the lease was broken: nothing published");
         }
         return Err(s);
+    }
+    // A reader's publish is refused and the lock released with nothing
+    // published, so a read-only identity can neither write nor keep the lock.
+    if mode == Mode::Ro && !matches!(req.publish, Publish::Nothing) {
+        srv.refusals.refused(&conn.identity, "publish", name);
+        f.grant_next(srv.limits.lease);
+        return Err(Status::EACCES);
     }
     // Validate and publish before releasing: a bad request keeps the lock.
     match (req.publish, &mut f.content) {
