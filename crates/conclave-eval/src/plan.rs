@@ -107,6 +107,10 @@ pub fn prepare(d: &Deployment, bin: &Path, site_key: &SiteKeySource) -> Result<P
         }
         processes.push(memserver(bin, d.edge.shared, m.listen, &dir)?.run_as(run.user(Part::MemServer)));
     }
+    if d.memserver.is_some() {
+        // Kept across restarts, so tickets issued before a restart still resume.
+        ensure_secret(&run.dir(Part::Edge).join(TICKET_SECRET), false)?;
+    }
     if d.edge.shared == SharedKind::Smc {
         let edir = run.dir(Part::Edge);
         let smc = edir.join("smc");
@@ -126,6 +130,10 @@ pub fn prepare(d: &Deployment, bin: &Path, site_key: &SiteKeySource) -> Result<P
     }
     Ok(Plan { processes, created })
 }
+
+/// The edge's ticket-sealing secret (memory stores), in its own directory:
+/// the memory server sees `TLS_TICKET_KEYS` sealed under it, never the key.
+const TICKET_SECRET: &str = "ticket.secret";
 
 /// A part's directory under the state directory `dir`.
 fn part_dir(dir: &Path, part: Part) -> PathBuf {
@@ -618,6 +626,7 @@ pub fn edge_settings(d: &Deployment, dir: &Path) -> EdgeSettings {
             .to_string(),
             certs: Some(edir.clone()),
             secret_file: None,
+            ticket_secret_file: Some(edir.join(TICKET_SECRET)),
             ..SharedSettings::default()
         },
         (SharedKind::Smuf, Some(m)) => SharedSettings {
@@ -628,6 +637,7 @@ pub fn edge_settings(d: &Deployment, dir: &Path) -> EdgeSettings {
             .to_string(),
             certs: Some(edir.clone()),
             secret_file: None,
+            ticket_secret_file: Some(edir.join(TICKET_SECRET)),
             ..SharedSettings::default()
         },
         (SharedKind::Smc, _) => {
@@ -845,6 +855,10 @@ mod tests {
         d.edge.shared = SharedKind::Smdish;
         let v = table(&d);
         assert_eq!(v["shared"]["kind"].as_str(), Some("smdish+tcp://127.0.0.1:9100"));
+        assert_eq!(
+            v["shared"]["ticket_secret_file"].as_str(),
+            Some("/s/run/edge/ticket.secret")
+        );
         assert_eq!(v["shared"]["certs"].as_str(), Some("/s/run/edge"));
         d.edge.shared = SharedKind::Smuf;
         let v = table(&d);
