@@ -72,7 +72,8 @@ impl Default for KdfParams {
     }
 }
 
-/// Reads a secret file. Errors name the file, never its content.
+/// Reads a secret file, refusing one that group or others may read
+/// (`conclave_secret`). Errors name the file, never its content.
 pub fn read_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>, BdError> {
     let meta = std::fs::metadata(path)
         .map_err(|e| BdError::Config(format!("cannot read secret file {}: {e}", path.display())))?;
@@ -83,10 +84,7 @@ pub fn read_secret(path: &Path) -> Result<Zeroizing<Vec<u8>>, BdError> {
             meta.len()
         )));
     }
-    let secret = Zeroizing::new(
-        std::fs::read(path)
-            .map_err(|e| BdError::Config(format!("cannot read secret file {}: {e}", path.display())))?,
-    );
+    let secret = conclave_secret::read_private(path).map_err(|e| BdError::Config(e.to_string()))?;
     if secret.is_empty() {
         return Err(BdError::Config(format!(
             "secret file {} is empty",

@@ -166,7 +166,7 @@ fn open_device(
     }
     if kind.needs_secret() {
         let secret = dir.join("secret");
-        std::fs::write(&secret, b"benchmark secret, not a real one")?;
+        conclave_secret::write_private(&secret, b"benchmark secret, not a real one")?;
         spec = spec.secret_file(secret);
     }
     conclave_bd::create(&spec, raw, opts)?;

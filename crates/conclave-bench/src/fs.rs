@@ -146,7 +146,7 @@ fn device(
     let mut spec = DeviceSpec::new(kind, &image);
     if kind.needs_secret() {
         let secret = cfg.workdir.join("secret");
-        std::fs::write(&secret, b"conclave benchmark secret, not for production")
+        conclave_secret::write_private(&secret, b"conclave benchmark secret, not for production")
             .map_err(failed("secret"))?;
         spec = spec.secret_file(secret);
     }
@@ -160,7 +160,12 @@ fn device(
     conclave_bd::create(&spec, raw, &opts).map_err(failed("building the image"))?;
     let dev = conclave_bd::open(&spec).map_err(failed("opening the device"))?;
     let fs = conclave_ext2::Ext2Fs::open(dev).map_err(failed("opening ext2"))?;
-    let svc = Arc::new(FileServer::new(fs, FileServerOptions::default()));
+    // The bench's client may do everything, as a trusted tool.
+    let opts = FileServerOptions {
+        grants: conclave_fs::Grants::new(vec!["client:rw:/".parse().expect("a valid grant")]),
+        ..FileServerOptions::default()
+    };
+    let svc = Arc::new(FileServer::new(fs, opts));
     let sock = cfg.workdir.join(format!("{kind}.sock"));
     let screds =
         Credentials::from_dir(&cfg.certs, Role::FileServer).map_err(failed("fileserver identity"))?;
@@ -250,6 +255,7 @@ pub fn run_in_scratch(
     let work = Scratch::new(&std::env::temp_dir(), "fs").map_err(failed("scratch dir"))?;
     let certs = work.path().join("certs");
     conclave_rpc::pki::generate(&conclave_rpc::pki::CertsOptions {
+        tenants: Vec::new(),
         out: certs.clone(),
         site_key: conclave_rpc::pki::SiteKey::EcdsaP256,
         force: true,

@@ -247,6 +247,7 @@ fn setup(base: &Path, kinds: &[String], exe: &Path) -> Result<Env, BenchError> {
         specs: Vec::new(),
     };
     pki::generate(&CertsOptions {
+        tenants: Vec::new(),
         out: certs.clone(),
         site_key: SiteKey::EcdsaP256,
         force: true,
@@ -254,7 +255,7 @@ fn setup(base: &Path, kinds: &[String], exe: &Path) -> Result<Env, BenchError> {
     .plain()?;
     let mut key = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
-    std::fs::write(&secret, key)?;
+    conclave_secret::write_private(&secret, &key)?;
     for k in kinds {
         let spec: MemSpec = match k.as_str() {
             "smdish" => {

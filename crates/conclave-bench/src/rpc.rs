@@ -272,6 +272,7 @@ pub fn run_with_certs(
             let tmp = dir.path().join("certs");
             scratch = Some(dir);
             conclave_rpc::pki::generate(&conclave_rpc::pki::CertsOptions {
+                tenants: Vec::new(),
                 out: tmp.clone(),
                 site_key: conclave_rpc::pki::SiteKey::EcdsaP256,
                 force: true,

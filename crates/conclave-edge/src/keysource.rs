@@ -71,7 +71,12 @@ pub struct KeyFile {
 impl KeySource for KeyFile {
     fn certified_key(&self, provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, KeyError> {
         let chain = load_chain(&self.certificate)?;
-        let der = PrivateKeyDer::from_pem_file(&self.key).map_err(|e| KeyError::Pem {
+        // Refused when group or others may read it (conclave_secret).
+        let pem = conclave_secret::read_private(&self.key).map_err(|e| KeyError::Pem {
+            path: self.key.clone(),
+            message: e.to_string(),
+        })?;
+        let der = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| KeyError::Pem {
             path: self.key.clone(),
             message: e.to_string(),
         })?;

@@ -19,9 +19,9 @@
 
 use crate::deploy::{Deployment, KeyKind};
 use crate::EvalError;
-use conclave_rpc::pki::{write_file, Ca};
-use conclave_rpc::{Identity, Role, Tenant};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use conclave_rpc::pki::{self, write_file, CertsLayout};
+use conclave_rpc::{Identity, Role};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// The run directory's name under the deployment's state directory.
@@ -131,39 +131,19 @@ impl RunDir {
     /// Where the site key lives while the deployment runs: with the signer.
     pub fn site_key_path(&self, keyless: bool) -> PathBuf {
         if keyless {
-            self.keys_dir().join("server.key")
+            self.keys_dir().join(CertsLayout::SITE_KEY)
         } else {
-            self.dir(Part::Edge).join("server.key")
+            self.dir(Part::Edge).join(CertsLayout::SITE_KEY)
         }
     }
 }
 
-/// A `conclave certs` directory (`ca/`, `site/`, one directory per identity).
-pub fn identity_dir(certs: &Path, id: &Identity) -> PathBuf {
-    if id.tenant == Tenant::default() {
-        certs.join(id.role.as_str())
-    } else {
-        certs.join(format!("{}@{}", id.role, id.tenant))
-    }
-}
-
-/// The CA's directory in a `conclave certs` directory.
-pub fn ca_dir(certs: &Path) -> PathBuf {
-    certs.join("ca")
-}
-
-/// The site certificate and key's directory in a `conclave certs` directory.
-pub fn site_dir(certs: &Path) -> PathBuf {
-    certs.join("site")
-}
-
 fn mkdir_private(dir: &Path) -> Result<(), EvalError> {
-    std::fs::create_dir_all(dir).map_err(EvalError::io(dir))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(EvalError::io(dir))
+    Ok(pki::private_dir(dir)?)
 }
 
 fn copy_file(from: &Path, to: &Path, private: bool) -> Result<(), EvalError> {
-    let text = std::fs::read_to_string(from).map_err(EvalError::io(from))?;
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(from).map_err(EvalError::io(from))?);
     write_file(to, &text, private, true)?;
     Ok(())
 }
@@ -171,13 +151,13 @@ fn copy_file(from: &Path, to: &Path, private: bool) -> Result<(), EvalError> {
 /// Issues `id`'s directory from the CA in `certs/ca/` when it is missing
 /// (for example a tenant's edge named only in the deployment file).
 pub fn ensure_identity(certs: &Path, id: &Identity) -> Result<PathBuf, EvalError> {
-    let dir = identity_dir(certs, id);
-    let role = id.role.as_str();
-    if dir.join(format!("{role}.crt")).exists() {
+    let layout = CertsLayout::new(certs);
+    let dir = layout.identity_dir(id);
+    if dir.join(format!("{}.crt", id.role)).exists() {
         return Ok(dir);
     }
-    let ca = ca_dir(certs);
-    if !ca.join("root.key").exists() {
+    let ca = layout.ca_dir();
+    if !ca.join(CertsLayout::CA_KEY).exists() {
         return Err(EvalError::Config(format!(
             "{}: no identity {id}, and no CA key in {} to issue it (run `conclave certs --out {} --tenant {}`)",
             certs.display(),
@@ -186,11 +166,7 @@ pub fn ensure_identity(certs: &Path, id: &Identity) -> Result<PathBuf, EvalError
             id.tenant
         )));
     }
-    let (cert, key) = Ca::load(&ca)?.issue_identity(id)?;
-    mkdir_private(&dir)?;
-    copy_file(&ca.join("root.crt"), &dir.join("root.crt"), false)?;
-    write_file(&dir.join(format!("{role}.crt")), &cert, false, true)?;
-    write_file(&dir.join(format!("{role}.key")), &key, true, true)?;
+    pki::issue_one(&ca, id, certs, false)?;
     Ok(dir)
 }
 
@@ -207,18 +183,11 @@ pub fn install_identity(
     mkdir_private(&dest)?;
     if let Some(id) = id {
         let src = ensure_identity(certs, id)?;
-        let role = id.role.as_str();
-        copy_file(&src.join("root.crt"), &dest.join("root.crt"), false)?;
-        copy_file(
-            &src.join(format!("{role}.crt")),
-            &dest.join(format!("{role}.crt")),
-            false,
-        )?;
-        copy_file(
-            &src.join(format!("{role}.key")),
-            &dest.join(format!("{role}.key")),
-            true,
-        )?;
+        // root.crt, <role>.crt, <role>.key: the key is the last, private one.
+        let files = CertsLayout::identity_files(id.role);
+        for (i, f) in files.iter().enumerate() {
+            copy_file(&src.join(f), &dest.join(f), i + 1 == files.len())?;
+        }
     }
     Ok(dest)
 }
@@ -243,7 +212,7 @@ pub fn place_site_key(
             write_private(&dest, bytes)?;
         }
         SiteKeySource::Move => {
-            let from = [site_dir(certs).join("server.key"), other.clone()]
+            let from = [CertsLayout::new(certs).site_key(), other.clone()]
                 .into_iter()
                 .find(|p| p.exists());
             match from {
@@ -252,7 +221,7 @@ pub fn place_site_key(
                 None => {
                     return Err(EvalError::Config(format!(
                         "no site key: expected {} (made by `conclave certs`)",
-                        site_dir(certs).join("server.key").display()
+                        CertsLayout::new(certs).site_key().display()
                     )))
                 }
             }

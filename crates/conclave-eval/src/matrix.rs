@@ -17,6 +17,7 @@ use crate::results::{jain, Cell, CellResult, RunResults, Status, Tenancy, Tenant
 use crate::supervisor::Supervisor;
 use crate::EvalError;
 use conclave_bench::ab::{self, LoadReport, LoadSpec, RunControl, TlsVersion, Trust};
+use conclave_rpc::pki::CertsLayout;
 use conclave_rpc::{Identity, Role};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -259,7 +260,7 @@ pub fn run(opts: &MatrixOptions, cancel: Arc<AtomicBool>) -> Result<RunResults, 
     {
         bar.set_style(style.progress_chars("=> "));
     }
-    let trust = Trust::CaFile(layout::ca_dir(&certs).join("root.crt"));
+    let trust = Trust::CaFile(CertsLayout::new(&certs).ca_cert());
     let machine = results.machine.clone();
     for cell in &cells {
         if is_cancelled() {
@@ -349,7 +350,7 @@ fn seal_certs(certs: &Path, tenants: u32) -> Result<zeroize::Zeroizing<Vec<u8>>,
     for i in 0..tenants {
         layout::ensure_identity(certs, &Identity::new(Role::Edge, tenant(i)))?;
     }
-    let key = layout::site_dir(certs).join("server.key");
+    let key = CertsLayout::new(certs).site_key();
     let bytes = zeroize::Zeroizing::new(std::fs::read(&key).map_err(|e| {
         EvalError::Config(format!(
             "{}: {e} (an evaluation deletes its site and CA keys once read: use a fresh --out)",
@@ -357,7 +358,7 @@ fn seal_certs(certs: &Path, tenants: u32) -> Result<zeroize::Zeroizing<Vec<u8>>,
         ))
     })?);
     std::fs::remove_file(&key).map_err(EvalError::io(&key))?;
-    let ca_key = layout::ca_dir(certs).join("root.key");
+    let ca_key = CertsLayout::new(certs).ca_dir().join(CertsLayout::CA_KEY);
     match std::fs::remove_file(&ca_key) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(EvalError::io(&ca_key)(e)),
         _ => {}

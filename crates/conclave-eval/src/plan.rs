@@ -21,11 +21,12 @@ use conclave_edge::config::schema::{
 use conclave_edge::config::{ByteSize, Dur};
 use conclave_edge::launch::EdgeArgs;
 use conclave_edge::{EdgeSettings, OriginSettings};
-use conclave_fs::FileServerSettings;
+use conclave_fs::grants::Grantee;
+use conclave_fs::{Access, FileServerSettings, Grant};
 use conclave_keys::grants::{IdentityPattern, KeyPattern, TenantPattern};
 use conclave_keys::{KeyGrant, KeyName, KeyServerSettings};
 use conclave_mem::{MemServerSettings, MemSpec, ServerKind};
-use conclave_rpc::pki::{self, CertsOptions, SiteKey};
+use conclave_rpc::pki::{self, CertsLayout, CertsOptions, SiteKey};
 use conclave_rpc::{Endpoint, Identity, Role, Tenant};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -186,9 +187,14 @@ fn lay_out(d: &Deployment, run: &RunDir, site_key: &SiteKeySource) -> Result<(),
             .filter(|_| !(*part == Part::Edge && d.edge.kind == EdgeKind::Nginx));
         layout::install_identity(run, *part, &d.certs, id)?;
     }
-    let site_crt = layout::site_dir(&d.certs).join("server.crt");
+    let site_crt = CertsLayout::new(&d.certs).site_cert();
     let text = std::fs::read_to_string(&site_crt).map_err(EvalError::io(&site_crt))?;
-    pki::write_file(&run.dir(Part::Edge).join("server.crt"), &text, false, true)?;
+    pki::write_file(
+        &run.dir(Part::Edge).join(CertsLayout::SITE_CERT),
+        &text,
+        false,
+        true,
+    )?;
     layout::place_site_key(run, &d.certs, layout::keyless(d), site_key)?;
     Ok(())
 }
@@ -368,7 +374,7 @@ fn write(path: &Path, text: &str) -> Result<(), EvalError> {
 /// they are there (`ca/root.crt` names a `conclave certs` directory).
 /// Returns whether it wrote them.
 pub fn ensure_certs(certs: &Path) -> Result<bool, EvalError> {
-    if layout::ca_dir(certs).join("root.crt").exists() {
+    if CertsLayout::new(certs).ca_cert().exists() {
         return Ok(false);
     }
     let used = std::fs::read_dir(certs).is_ok_and(|mut entries| entries.next().is_some());
@@ -380,6 +386,7 @@ pub fn ensure_certs(certs: &Path) -> Result<bool, EvalError> {
         )));
     }
     pki::generate(&CertsOptions {
+        tenants: Vec::new(),
         out: certs.to_path_buf(),
         site_key: SiteKey::Rsa2048,
         force: false,
@@ -510,21 +517,21 @@ fn memserver(bin: &Path, kind: SharedKind, listen: SocketAddr, dir: &Path) -> Re
 }
 
 /// What the file server grants the edge: its docroot read-only, its
-/// caches read-write (paths inside the image, see [`image_tree`]).
-pub fn fs_grants(d: &Deployment) -> Vec<String> {
+/// caches read-write (paths inside the image, see [`image_tree`]); every
+/// other path, and every other identity, gets EACCES.
+pub fn fs_grants(d: &Deployment) -> Vec<Grant> {
     let id = d.edge_identity();
-    std::iter::once(format!("{id}:ro:/html"))
-        .chain((0..d.edge.site.len()).map(|i| format!("{id}:rw:/cache{i}")))
+    let grant = |access, path: String| Grant {
+        who: Grantee {
+            role: id.role,
+            tenant: Some(id.tenant.clone()),
+        },
+        access,
+        path,
+    };
+    std::iter::once(grant(Access::ReadOnly, "/html".into()))
+        .chain((0..d.edge.site.len()).map(|i| grant(Access::ReadWrite, format!("/cache{i}"))))
         .collect()
-}
-
-/// The command line with `--grant G` for each of `grants`.
-fn with_grants(mut argv: Vec<String>, grants: &[String]) -> Vec<String> {
-    for g in grants {
-        argv.push("--grant".into());
-        argv.push(g.clone());
-    }
-    argv
 }
 
 /// The file server's command line (docs/fs.md) for an image built by
@@ -534,6 +541,7 @@ pub fn fileserver(d: &Deployment, bin: &Path, listen: SocketAddr, img: &Image, d
         tree: img.tree.clone(),
         secret_file: img.secret.clone(),
         expect_root: img.root.clone(),
+        grants: fs_grants(d),
         ..FileServerSettings::new(
             img.image.clone(),
             img.device.kind(),
@@ -543,7 +551,7 @@ pub fn fileserver(d: &Deployment, bin: &Path, listen: SocketAddr, img: &Image, d
     };
     ProcessSpec {
         name: format!("fileserver ({})", img.device),
-        argv: with_grants(conclave_argv(bin, settings.to_args()), &fs_grants(d)),
+        argv: conclave_argv(bin, settings.to_args()),
         log: dir.join("fileserver.log"),
         probe: Probe::Tcp(vec![listen]),
         user: None,
@@ -656,12 +664,12 @@ pub fn edge_settings(d: &Deployment, dir: &Path) -> EdgeSettings {
         _ => SharedSettings::default(),
     };
     let tls = || {
-        let certificate = edir.join("server.crt");
+        let certificate = edir.join(CertsLayout::SITE_CERT);
         match (d.edge.key, &d.keyserver) {
             (KeyKind::Keyserver, Some(k)) => {
                 TlsSettings::key_server(certificate, endpoint(k.listen).to_string(), SITE_KEY_NAME, &edir)
             }
-            _ => TlsSettings::key_file(certificate, edir.join("server.key")),
+            _ => TlsSettings::key_file(certificate, edir.join(CertsLayout::SITE_KEY)),
         }
     };
     let server = d
@@ -971,9 +979,9 @@ mod tests {
                 "--certs",
                 "/s/run/fileserver",
                 "--grant",
-                "edge@default:ro:/html",
+                "edge:ro:/html",
                 "--grant",
-                "edge@default:rw:/cache0"
+                "edge:rw:/cache0"
             ])
         );
         // std: no secret, no tree, no KDF flags.
@@ -1126,8 +1134,9 @@ mod tests {
             listen: "127.0.0.1:8444".parse().unwrap(),
             server_name: "other".into(),
         });
+        let fs: Vec<String> = fs_grants(&d).iter().map(|g| g.to_string()).collect();
         assert_eq!(
-            fs_grants(&d),
+            fs,
             [
                 "edge@acme:ro:/html",
                 "edge@acme:rw:/cache0",

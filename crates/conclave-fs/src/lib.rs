@@ -11,10 +11,12 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod grants;
 pub mod proto;
 pub mod server;
 
 pub use client::{AsyncFsClient, DirEntry, File, FsClient, Metadata, OpenOptions};
+pub use grants::{Access, Grant, Grants};
 pub use server::{FileServer, FileServerOptions};
 
 // The `conclave fileserver` process, its command line, and the `conclave fs` client.

@@ -44,6 +44,9 @@ pub enum FileServerError {
     /// `--max-write` is 0 or over the frame limit.
     #[error("--max-write {0} is out of range: it must be between 1 and {1} (the frame limit)")]
     MaxWrite(conclave_units::ByteSize, conclave_units::ByteSize),
+    /// The grants file could not be used.
+    #[error(transparent)]
+    Grants(#[from] crate::grants::GrantsFileError),
     /// The `fileserver` identity did not load.
     #[error("loading the fileserver identity")]
     Identity(#[source] TlsError),
@@ -97,12 +100,23 @@ pub fn run(s: &FileServerSettings, out: &mut dyn Write) -> Result<(), FileServer
         return Err(FileServerError::MaxWrite(s.max_write, frame_limit));
     }
     let creds = Credentials::from_dir(&s.certs, Role::FileServer).map_err(FileServerError::Identity)?;
+    let mut grants = s.grants.clone();
+    if let Some(f) = &s.grants_file {
+        grants.extend(crate::grants::read_grants_file(f)?);
+    }
+    if grants.is_empty() {
+        tracing::warn!("no --grant given: every client will be denied every operation (EACCES)");
+    }
+    for g in &grants {
+        tracing::info!(grant = %g, "file-server grant");
+    }
     let svc = Arc::new(FileServer::new(
         fs,
         FileServerOptions {
             max_open_per_client: s.max_open,
             max_write_per_request: s.max_write.bytes() as usize,
             read_only: s.read_only,
+            grants: crate::grants::Grants::new(grants),
             ..FileServerOptions::default()
         },
     ));

@@ -3,6 +3,7 @@
 //! starts a file server (`conclave eval`, `conclave up`), so no caller spells
 //! a flag itself.
 
+use crate::grants::Grant;
 use conclave_bd::DeviceKind;
 use conclave_rpc::{Endpoint, ServerLimits};
 use conclave_units::ByteSize;
@@ -53,6 +54,15 @@ pub struct FileServerSettings {
     /// cleanly shut down, until it has been checked).
     #[arg(long)]
     pub read_only: bool,
+    /// What an identity may do under a path: `IDENTITY:ro|rw:/PATH`
+    /// (repeatable), e.g. `edge:ro:/html` and `edge:rw:/cache`. The longest
+    /// matching path wins; anything not granted gets EACCES. With no grant
+    /// at all every client is denied everything.
+    #[arg(long = "grant", value_name = "IDENTITY:MODE:PATH")]
+    pub grants: Vec<Grant>,
+    /// A file of grants, one per line (`#` comments), added to `--grant`.
+    #[arg(long, value_name = "FILE")]
+    pub grants_file: Option<PathBuf>,
     /// The RPC server loop's connection limits (docs/protocol.md).
     #[command(flatten)]
     pub rpc: ServerLimits,
@@ -73,6 +83,8 @@ impl FileServerSettings {
             max_open: DEFAULT_MAX_OPEN,
             max_write: DEFAULT_MAX_WRITE,
             read_only: false,
+            grants: Vec::new(),
+            grants_file: None,
             rpc: ServerLimits::default(),
         }
     }
@@ -110,6 +122,12 @@ impl FileServerSettings {
         }
         if self.read_only {
             argv.push("--read-only".into());
+        }
+        for g in &self.grants {
+            argv.extend(["--grant".into(), g.to_string()]);
+        }
+        if let Some(f) = &self.grants_file {
+            argv.extend(["--grants-file".into(), f.display().to_string()]);
         }
         argv.extend(self.rpc.to_args());
         argv
@@ -150,6 +168,11 @@ mod tests {
         s.max_write = ByteSize(64 * 1024);
         s.read_only = true;
         s.rpc.max_conns_per_addr = 8;
+        s.grants = vec![
+            "edge:ro:/html".parse().unwrap(),
+            "edge@acme:rw:/cache/acme".parse().unwrap(),
+        ];
+        s.grants_file = Some("/s/grants".into());
         assert_eq!(reparse(&s), s);
         assert_eq!(
             s.to_args()[..5],

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
 
 /// One loaded private key.
 #[derive(Clone)]
@@ -103,10 +103,11 @@ impl KeyStore {
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
-            let pem = Zeroizing::new(std::fs::read(&path).map_err(|source| KeysError::Io {
+            // Refused when group or others may read it (conclave_secret).
+            let pem = conclave_secret::read_private(&path).map_err(|e| KeysError::Load {
                 path: path.clone(),
-                source,
-            })?);
+                reason: e.to_string(),
+            })?;
             store.insert(StoredKey::from_pem(name, &pem, &path)?);
         }
         Ok(store)

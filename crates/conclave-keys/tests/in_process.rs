@@ -154,7 +154,7 @@ fn start(site_key: SiteKey) -> Running {
     generate_certs(&certs, site_key);
     let keys = dir.path().join("keys");
     std::fs::create_dir(&keys).unwrap();
-    std::fs::rename(certs.join("server.key"), keys.join("server.key")).unwrap();
+    std::fs::rename(certs.join("site/server.key"), keys.join("server.key")).unwrap();
     let store = KeyStore::load_dir(&keys).unwrap();
     let svc = Arc::new(KeyServer::new(store, &KeyServerOptions::default()).unwrap());
     let creds = Credentials::from_dir(&certs, Role::KeyServer).unwrap();
@@ -193,7 +193,7 @@ fn remote_key_signs_from_any_thread_or_runtime_and_matches_the_certificate() {
     for site in [SiteKey::Rsa2048, SiteKey::EcdsaP256] {
         let ks = start(site);
         let creds = Credentials::from_dir(&ks.certs, Role::Edge).unwrap();
-        let chain = conclave_rpc::tls::load_certs(&ks.certs.join("server.crt")).unwrap();
+        let chain = conclave_rpc::tls::load_certs(&ks.certs.join("site/server.crt")).unwrap();
         let ck = conclave_keys::certified_key(chain, &ks.endpoint, "server", &creds).unwrap();
         ck.keys_match().unwrap();
         let key: Arc<dyn SigningKey> = ck.key.clone();
@@ -248,7 +248,7 @@ fn certified_key_refuses_a_certificate_of_another_key() {
     let ks = start(SiteKey::Rsa2048);
     let creds = Credentials::from_dir(&ks.certs, Role::Edge).unwrap();
     // A fresh certificate for a different key, from the same CA.
-    let ca = pki::Ca::load(&ks.certs).unwrap();
+    let ca = pki::Ca::load(&ks.certs.join("ca")).unwrap();
     let (pem, _) = ca.issue(&["localhost"], SiteKey::Rsa2048).unwrap();
     let other = ks.certs.join("other.crt");
     std::fs::write(&other, pem).unwrap();
@@ -256,7 +256,7 @@ fn certified_key_refuses_a_certificate_of_another_key() {
     let err = conclave_keys::certified_key(chain, &ks.endpoint, "server", &creds).unwrap_err();
     assert!(matches!(err, KeysError::KeyMismatch { .. }), "{err}");
     // Path-like names are refused before any call.
-    let chain = conclave_rpc::tls::load_certs(&ks.certs.join("server.crt")).unwrap();
+    let chain = conclave_rpc::tls::load_certs(&ks.certs.join("site/server.crt")).unwrap();
     let err = conclave_keys::certified_key(chain, &ks.endpoint, "../server", &creds).unwrap_err();
     assert!(matches!(err, KeysError::BadName { .. }), "{err}");
     // And a client reaching nothing gets an RPC error, not a hang or a panic.

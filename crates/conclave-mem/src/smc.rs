@@ -95,12 +95,9 @@ impl SmcStore {
     /// Opens the store over `dir` (created if missing) with the key derived
     /// from `secret_file` (at least [`MIN_SECRET`] bytes).
     pub fn new(dir: &Path, secret_file: &Path) -> Result<Self, MemError> {
-        let secret = Zeroizing::new(std::fs::read(secret_file).map_err(|e| {
-            MemError::Config(format!(
-                "cannot read the secret file {}: {e}",
-                secret_file.display()
-            ))
-        })?);
+        // Refused when group or others may read it (conclave_secret).
+        let secret =
+            conclave_secret::read_private(secret_file).map_err(|e| MemError::Config(e.to_string()))?;
         if secret.len() < MIN_SECRET {
             return Err(MemError::Config(format!(
                 "secret file {} holds {} bytes; at least {MIN_SECRET} are needed",

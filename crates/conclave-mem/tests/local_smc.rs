@@ -10,7 +10,7 @@ use std::time::Duration;
 
 fn smc(dir: &Path) -> (MemSpec, MemOptions) {
     let secret = dir.join("secret");
-    std::fs::write(&secret, [7u8; 32]).unwrap();
+    conclave_testkit::write_private(&secret, [7u8; 32]);
     let spec: MemSpec = format!("smc://{}", dir.join("mf").display()).parse().unwrap();
     (
         spec,
@@ -108,7 +108,7 @@ fn smc_detects_tampering_but_not_rollback_and_cleans_up() {
     assert_eq!(f.lock().unwrap()[0], 5);
     // A different secret cannot open it.
     let other_secret = dir.path().join("other");
-    std::fs::write(&other_secret, [8u8; 32]).unwrap();
+    conclave_testkit::write_private(&other_secret, [8u8; 32]);
     let other = connect(
         &spec,
         &MemOptions {

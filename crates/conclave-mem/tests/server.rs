@@ -231,7 +231,7 @@ fn refuses_clients_without_certificate_or_with_wrong_role() {
         other => panic!("expected EACCES, got {other:?}"),
     }
     // No client certificate at all: the TLS handshake is refused.
-    let roots = conclave_rpc::tls::load_roots(&fx.certs.join("root.crt")).unwrap();
+    let roots = conclave_rpc::tls::load_roots(&fx.certs.join("ca/root.crt")).unwrap();
     let cfg = rustls::ClientConfig::builder_with_provider(conclave_rpc::tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
@@ -252,9 +252,9 @@ fn refuses_clients_without_certificate_or_with_wrong_role() {
     // A certificate from another conclave's CA (trusting ours) is refused too.
     let foreign = certs(&fx.dir.path().join("foreign"));
     let mixed = Credentials::load(
-        &fx.certs.join("root.crt"),
-        &foreign.join("edge.crt"),
-        &foreign.join("edge.key"),
+        &fx.certs.join("ca/root.crt"),
+        &foreign.join("edge/edge.crt"),
+        &foreign.join("edge/edge.key"),
         Role::Edge,
     )
     .unwrap();

@@ -24,6 +24,9 @@ pub enum TlsError {
         /// What went wrong (never the file's contents).
         reason: String,
     },
+    /// A private key file could not be read, or group or others may read it.
+    #[error(transparent)]
+    Secret(#[from] conclave_secret::SecretFileError),
     /// A certificate file held no certificate.
     #[error("{0} holds no certificate")]
     NoCertificate(PathBuf),
@@ -74,9 +77,11 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     Ok(certs)
 }
 
-/// Reads a private key from a PEM file (PKCS#8, PKCS#1 or SEC1).
+/// Reads a private key from a PEM file (PKCS#8, PKCS#1 or SEC1), refusing
+/// a file that group or others may read (`conclave_secret`).
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Read {
+    let pem = conclave_secret::read_private(path)?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| TlsError::Read {
         path: path.to_path_buf(),
         // pem errors name the section kind, never key bytes
         reason: e.to_string(),
@@ -93,9 +98,18 @@ pub fn load_roots(path: &Path) -> Result<Arc<RootCertStore>, TlsError> {
 }
 
 impl Credentials {
-    /// Loads `root.crt`, `<role>.crt` and `<role>.key` from a directory
-    /// written by `conclave certs`.
+    /// Loads `root.crt`, `<role>.crt` and `<role>.key` from a process's
+    /// identity directory (`conclave certs` writes one per identity). Given
+    /// the whole `conclave certs` output instead (no `<role>.crt` in `dir`
+    /// but a `<role>/<role>.crt`), it uses the default tenant's `<role>/`,
+    /// so tests and configs that name the top directory keep working.
     pub fn from_dir(dir: &Path, role: Role) -> Result<Self, TlsError> {
+        let sub = dir.join(role.as_str());
+        let dir = if !dir.join(format!("{role}.crt")).exists() && sub.join(format!("{role}.crt")).exists() {
+            sub.as_path()
+        } else {
+            dir
+        };
         Self::load(
             &dir.join("root.crt"),
             &dir.join(format!("{role}.crt")),

@@ -180,9 +180,9 @@ async fn rejects_client_certificate_from_another_ca() {
     let srv = start_mtls(ours.path()).await;
     // trusts our CA (so the server check passes) but presents their identity
     let creds = Credentials::load(
-        &ours.path().join("root.crt"),
-        &theirs.path().join("edge.crt"),
-        &theirs.path().join("edge.key"),
+        &ours.path().join("ca/root.crt"),
+        &theirs.path().join("edge/edge.crt"),
+        &theirs.path().join("edge/edge.key"),
         Role::Edge,
     )
     .unwrap();
@@ -451,9 +451,9 @@ async fn a_certificate_without_a_role_is_refused_before_any_service() {
     // The site certificate is signed by the conclave CA but names `localhost`,
     // no role: refused with EACCES, and the service never sees the peer.
     let site = Credentials::load(
-        &tmp.path().join("root.crt"),
-        &tmp.path().join("server.crt"),
-        &tmp.path().join("server.key"),
+        &tmp.path().join("ca/root.crt"),
+        &tmp.path().join("site/server.crt"),
+        &tmp.path().join("site/server.key"),
         Role::Client,
     )
     .unwrap();

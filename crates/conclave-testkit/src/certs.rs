@@ -10,6 +10,7 @@ use std::sync::Arc;
 /// into `out` (overwriting): the identities an in-process server and its clients need.
 pub fn generate_certs(out: &Path, site_key: SiteKey) {
     pki::generate(&CertsOptions {
+        tenants: Vec::new(),
         out: out.to_path_buf(),
         site_key,
         force: true,

@@ -15,7 +15,7 @@ pub mod wait;
 pub use bits::{flip_bit, flip_bit_in};
 pub use certs::{certs, generate_certs, without_client_cert};
 pub use cmd::{conclave, on_path, run_ok, signal, stdout_ok};
-pub use files::file_with_extension;
+pub use files::{file_with_extension, write_private};
 pub use mem::{edge_and_client_grants, MemFixture};
 pub use net::{free_port, wait_port};
 pub use proc::Proc;

@@ -37,7 +37,7 @@ fn start_nginx(dir: &Path, port: u16) -> Proc {
          fastcgi_temp_path {d}/tmp_fcgi;\n uwsgi_temp_path {d}/tmp_uwsgi;\n scgi_temp_path {d}/tmp_scgi;\n\
          keepalive_timeout 65;\n\
          server {{\n  listen 127.0.0.1:{port} ssl;\n  server_name localhost;\n\
-         ssl_protocols TLSv1.2 TLSv1.3;\n  ssl_certificate {c}/server.crt;\n  ssl_certificate_key {c}/server.key;\n  root {h};\n }}\n}}\n",
+         ssl_protocols TLSv1.2 TLSv1.3;\n  ssl_certificate {c}/site/server.crt;\n  ssl_certificate_key {c}/site/server.key;\n  root {h};\n }}\n}}\n",
         c = certs.display(),
         h = html.display()
     );
@@ -142,7 +142,7 @@ fn verifies_the_conclave_ca_and_counts_connect_failures() {
     let port = free_port();
     let _nginx = start_nginx(dir.path(), port);
     let url = format!("https://127.0.0.1:{port}/1k.txt");
-    let ca = dir.path().join("certs/root.crt");
+    let ca = dir.path().join("certs/ca/root.crt");
     for tls in ["1.2", "1.3"] {
         let text = run_ok(
             conclave()
@@ -182,7 +182,7 @@ fn verifies_the_conclave_ca_and_counts_connect_failures() {
     let text = run_ok(
         conclave()
             .args(["ab", "-n", "10", "-c", "2", "--cacert"])
-            .arg(other.join("root.crt"))
+            .arg(other.join("ca/root.crt"))
             .arg(&url),
     );
     let s = summary(&text);

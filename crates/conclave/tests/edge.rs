@@ -57,7 +57,7 @@ impl World {
             t += &format!(
                 "\n[[server]]\nlisten = \"127.0.0.1:{port}\"\nserver_name = [\"localhost\"]\nmode = \"{mode}\"\n\
                  root = \"html\"\nproxy_pass = \"http://127.0.0.1:{}\"\n[server.tls]\n\
-                 certificate = \"certs/server.crt\"\nkey = \"certs/server.key\"\n",
+                 certificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"\n",
                 self.origin_port
             );
             if *mode == "cache" {
@@ -98,7 +98,7 @@ impl World {
     fn curl(&self, port: u16, extra: &[&str], target: &str) -> std::process::Output {
         Command::new("curl")
             .args(["-sS", "--path-as-is", "--cacert"])
-            .arg(self.path().join("certs/root.crt"))
+            .arg(self.path().join("certs/ca/root.crt"))
             .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
             .args(extra)
             .arg(format!("https://localhost:{port}{target}"))
@@ -184,7 +184,7 @@ fn standalone_and_cache_serve_every_file_byte_identical_and_origin_once() {
             .map(|_| {
                 Command::new("curl")
                     .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
-                    .arg(w.path().join("certs/root.crt"))
+                    .arg(w.path().join("certs/ca/root.crt"))
                     .args(["--resolve", &format!("localhost:{cp}:127.0.0.1")])
                     .arg(format!("https://localhost:{cp}{target}"))
                     .stdout(Stdio::piped())

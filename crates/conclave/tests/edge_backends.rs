@@ -24,7 +24,7 @@ fn curl(dir: &Path, url: &str) -> (String, Vec<u8>) {
         .args(["-s", "-D", "-", "-o"])
         .arg(dir.join("body"))
         .arg("--cacert")
-        .arg(dir.join("certs/root.crt"))
+        .arg(dir.join("certs/ca/root.crt"))
         .arg(url)
         .output()
         .expect("curl must be installed");
@@ -89,7 +89,7 @@ fn keyless_edge_serves_with_the_key_only_in_the_key_server() {
     let w = World::new();
     let keys = w.p("keys");
     std::fs::create_dir_all(&keys).unwrap();
-    std::fs::rename(w.p("certs/server.key"), keys.join("server.key")).unwrap();
+    std::fs::rename(w.p("certs/site/server.key"), keys.join("server.key")).unwrap();
     let kport = free_port();
     let _ks = start(
         w.dir.path(),
@@ -108,7 +108,7 @@ fn keyless_edge_serves_with_the_key_only_in_the_key_server() {
     let port = free_port();
     let _edge = w.edge(&format!(
         "workers = 1\nworker_threads = 2\n[[server]]\nlisten = \"127.0.0.1:{port}\"\nmode = \"standalone\"\nroot = \"html\"\n\
-         [server.tls]\ncertificate = \"certs/server.crt\"\nkeyserver = \"tcp://127.0.0.1:{kport}\"\nkey_name = \"server\"\ncerts = \"certs\"\n"
+         [server.tls]\ncertificate = \"certs/site/server.crt\"\nkeyserver = \"tcp://127.0.0.1:{kport}\"\nkey_name = \"server\"\ncerts = \"certs\"\n"
     ));
     wait_port(port);
     for tls in ["--tlsv1.2", "--tlsv1.3"] {
@@ -117,7 +117,7 @@ fn keyless_edge_serves_with_the_key_only_in_the_key_server() {
                 "-s",
                 tls,
                 "--cacert",
-                &w.s("certs/root.crt"),
+                &w.s("certs/ca/root.crt"),
                 &format!("https://localhost:{port}/10k.txt"),
             ])
             .output()
@@ -126,7 +126,7 @@ fn keyless_edge_serves_with_the_key_only_in_the_key_server() {
         assert_eq!(out.stdout, std::fs::read(w.p("html/10k.txt")).unwrap());
     }
     assert!(
-        !w.p("certs/server.key").exists(),
+        !w.p("certs/site/server.key").exists(),
         "the edge never had a key file to open"
     );
 }
@@ -170,6 +170,13 @@ fn edge_serves_docroot_and_cache_from_the_file_server_with_smdish_index() {
             &format!("tcp://127.0.0.1:{fport}"),
             "--certs",
             &w.s("certs"),
+            // What the edge needs, nothing more; `conclave fs ls` below is a client.
+            "--grant",
+            "edge:ro:/html",
+            "--grant",
+            "edge:rw:/cache",
+            "--grant",
+            "client:ro:/cache",
         ],
     );
     wait_port(fport);
@@ -190,7 +197,7 @@ fn edge_serves_docroot_and_cache_from_the_file_server_with_smdish_index() {
     wait_port(mport);
     let (_origin, oport) = w.origin();
     let (sport, cport) = (free_port(), free_port());
-    let tls = "[server.tls]\ncertificate = \"certs/server.crt\"\nkey = \"certs/server.key\"\n";
+    let tls = "[server.tls]\ncertificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"\n";
     let _edge = w.edge(&format!(
         "workers = 2\n[storage]\nkind = \"nextfs\"\nserver = \"tcp://127.0.0.1:{fport}\"\ncerts = \"certs\"\n\
          [shared]\nkind = \"smdish+tcp://127.0.0.1:{mport}\"\ncerts = \"certs\"\n\
@@ -248,7 +255,7 @@ fn waf_denies_listed_strings_and_lets_others_through() {
     let port = free_port();
     let _edge = w.edge(&format!(
         "[[server]]\nlisten = \"127.0.0.1:{port}\"\nmode = \"standalone\"\nroot = \"html\"\n\
-         [server.tls]\ncertificate = \"certs/server.crt\"\nkey = \"certs/server.key\"\n[server.waf]\nrules = \"waf/main.conf\"\n"
+         [server.tls]\ncertificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"\n[server.waf]\nrules = \"waf/main.conf\"\n"
     ));
     wait_port(port);
     let (h, _) = curl(
@@ -275,7 +282,7 @@ fn tls_sessions_resume_on_any_worker() {
     let port = free_port();
     let _edge = w.edge(&format!(
         "workers = 2\n[[server]]\nlisten = \"127.0.0.1:{port}\"\nmode = \"standalone\"\nroot = \"html\"\n\
-         [server.tls]\ncertificate = \"certs/server.crt\"\nkey = \"certs/server.key\"\n"
+         [server.tls]\ncertificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"\n"
     ));
     wait_port(port);
     for tls in ["1.2", "1.3"] {
@@ -289,7 +296,7 @@ fn tls_sessions_resume_on_any_worker() {
             "--tls",
             tls,
             "--cacert",
-            &w.s("certs/root.crt"),
+            &w.s("certs/ca/root.crt"),
             "--json",
             &format!("https://127.0.0.1:{port}/1k.txt"),
         ]);

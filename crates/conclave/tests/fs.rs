@@ -32,6 +32,9 @@ impl FsProc {
             .arg(format!("unix://{}", sock.display()))
             .arg("--certs")
             .arg(dir.join("certs"))
+            // These tests exercise the protocol, not the grants
+            // (least_privilege_fs.rs does): both test identities may do all.
+            .args(["--grant", "client:rw:/", "--grant", "edge:rw:/"])
             .args(extra)
             .stdout(Stdio::piped())
             .spawn()
@@ -463,7 +466,7 @@ fn tampered_block_reads_as_eio_on_verity_and_vericrypt() {
     use conclave_bd::{CreateOptions, DeviceKind, DeviceSpec, KdfParams};
     let (tmp, raw) = setup();
     let secret = tmp.path().join("secret");
-    std::fs::write(&secret, b"tamper test secret").unwrap();
+    conclave_testkit::write_private(&secret, b"tamper test secret");
     let blocks = blocks_of(&raw, "/html/sub/big.bin");
     assert!(blocks.len() >= 70, "{blocks:?}");
     for (kind, header_blocks) in [(DeviceKind::Verity, 0u64), (DeviceKind::Vericrypt, 1)] {

@@ -79,7 +79,7 @@ impl Site {
         common::certs(&certs, &["--site-key", site_key]);
         std::fs::create_dir(&keys).unwrap();
         // The only copy of the site key lives in the key server's directory.
-        std::fs::rename(certs.join("server.key"), keys.join("server.key")).unwrap();
+        std::fs::rename(certs.join("site/server.key"), keys.join("server.key")).unwrap();
         Site {
             _tmp: tmp,
             root,
@@ -132,7 +132,7 @@ impl Site {
         };
         cmd.arg("keyless-probe")
             .arg("--cert")
-            .arg(self.certs.join("server.crt"))
+            .arg(self.certs.join("site/server.crt"))
             .arg("--certs")
             .arg(&self.certs)
             .args(["--keyserver", &ks.to_string(), "--key-name", "server"]);
@@ -164,7 +164,7 @@ fn curl(site: &Site, addr: &str, tls: &str) -> Output {
     let port = addr.rsplit(':').next().unwrap();
     run(Command::new("curl")
         .args(["-sS", "--max-time", "20", "--cacert"])
-        .arg(site.certs.join("root.crt"))
+        .arg(site.certs.join("ca/root.crt"))
         .args(tls.split_whitespace())
         .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
         .arg(format!("https://localhost:{port}/")))
@@ -182,7 +182,7 @@ fn s_client(site: &Site, addr: &str, version: &str) -> String {
             version,
         ])
         .args(["-verify_return_error", "-verify_hostname", "localhost", "-CAfile"])
-        .arg(site.certs.join("root.crt"))
+        .arg(site.certs.join("ca/root.crt"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -203,7 +203,7 @@ fn s_client(site: &Site, addr: &str, version: &str) -> String {
 }
 
 fn rustls_get(site: &Site, addr: &str, version: &'static rustls::SupportedProtocolVersion) -> String {
-    let roots = conclave_rpc::tls::load_roots(&site.certs.join("root.crt")).unwrap();
+    let roots = conclave_rpc::tls::load_roots(&site.certs.join("ca/root.crt")).unwrap();
     let cfg = rustls::ClientConfig::builder_with_provider(conclave_rpc::tls::provider())
         .with_protocol_versions(&[version])
         .unwrap()
@@ -362,7 +362,7 @@ fn signatures_verify_with_the_certificate_public_key() {
             let pubkey = site.root.join("pub.pem");
             let out = run(Command::new("openssl")
                 .args(["x509", "-pubkey", "-noout", "-in"])
-                .arg(site.certs.join("server.crt"))
+                .arg(site.certs.join("site/server.crt"))
                 .arg("-out")
                 .arg(&pubkey));
             assert!(out.status.success());
@@ -424,7 +424,7 @@ fn refusals_are_clear_and_the_server_keeps_serving() {
     let msg = conclave_keys::shape::tls13_certificate_verify(&[7u8; 32]);
 
     // A client without a certificate: the TLS handshake is refused.
-    let roots = conclave_rpc::tls::load_roots(&site.certs.join("root.crt")).unwrap();
+    let roots = conclave_rpc::tls::load_roots(&site.certs.join("ca/root.crt")).unwrap();
     let cfg = rustls::ClientConfig::builder_with_provider(conclave_rpc::tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()

@@ -54,7 +54,7 @@ fn setup(kind: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let certs = certs(dir.path(), "certs");
     let secret = dir.path().join("secret");
-    std::fs::write(&secret, b"0123456789abcdef0123456789abcdef").unwrap();
+    conclave_testkit::write_private(&secret, b"0123456789abcdef0123456789abcdef");
     let sock = dir.path().join("mem.sock");
     let host = dir.path().join("host");
     let (server, spec) = match kind {

@@ -43,7 +43,7 @@ impl Edge {
         let p = dir.path();
         common::certs(&p.join("certs"), &[]);
         conclave_ok(&["content", "--out", p.join("html").to_str().unwrap()]);
-        Self::start_in(dir, extra, "key = \"certs/server.key\"\n")
+        Self::start_in(dir, extra, "key = \"certs/site/server.key\"\n")
     }
 
     /// An edge in `dir` (certs and html made), its site's key given by `key`.
@@ -54,7 +54,7 @@ impl Edge {
             "workers = 1\nworker_connections = {CONNECTIONS}\nkeepalive_timeout = \"60s\"\n\
              client_header_timeout = \"10s\"\nclient_body_timeout = \"{}s\"\nhttp2_idle_timeout = \"{}s\"\n\
              send_timeout = \"{}s\"\n{extra}\n[[server]]\nlisten = \"127.0.0.1:{port}\"\nmode = \"standalone\"\n\
-             root = \"html\"\n[server.tls]\ncertificate = \"certs/server.crt\"\n{key}",
+             root = \"html\"\n[server.tls]\ncertificate = \"certs/site/server.crt\"\n{key}",
             BODY_TIMEOUT.as_secs(),
             H2_IDLE.as_secs(),
             SEND_TIMEOUT.as_secs()
@@ -83,7 +83,7 @@ impl Edge {
     }
 
     fn root(&self) -> PathBuf {
-        self.dir.path().join("certs/root.crt")
+        self.dir.path().join("certs/ca/root.crt")
     }
 
     /// A TLS connection (handshake done) offering `alpn`.
@@ -397,7 +397,7 @@ fn a_stalled_key_server_fails_only_the_handshakes_past_keyserver_timeout() {
     common::certs(&p.join("certs"), &[]);
     conclave_ok(&["content", "--out", p.join("html").to_str().unwrap()]);
     std::fs::create_dir_all(p.join("keys")).unwrap();
-    std::fs::rename(p.join("certs/server.key"), p.join("keys/server.key")).unwrap();
+    std::fs::rename(p.join("certs/site/server.key"), p.join("keys/server.key")).unwrap();
     let kport = free_port();
     let child = conclave()
         .args(["keyserver", "--keys"])

@@ -26,7 +26,7 @@ fn get(dir: &Path, url: &str) -> (u16, String, Duration) {
     let t = Instant::now();
     let out = Command::new("curl")
         .args(["-s", "-o", "/dev/null", "--max-time", "20", "-D", "-", "--cacert"])
-        .arg(dir.join("certs/root.crt"))
+        .arg(dir.join("certs/ca/root.crt"))
         .arg(url)
         .output()
         .expect("curl must be installed");
@@ -97,7 +97,7 @@ fn a_held_cache_zone_lock_never_stalls_the_edge_and_its_lease_is_broken() {
         format!(
             "workers = 2\n[shared]\nkind = \"{spec}\"\ncerts = \"certs\"\n\
              [[server]]\nlisten = \"127.0.0.1:{cport}\"\nmode = \"cache\"\nproxy_pass = \"http://127.0.0.1:{oport}\"\n\
-             [server.tls]\ncertificate = \"certs/server.crt\"\nkey = \"certs/server.key\"\n\
+             [server.tls]\ncertificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"\n\
              [server.cache]\npath = \"cache\"\n"
         ),
     )

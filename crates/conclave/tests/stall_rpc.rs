@@ -38,7 +38,7 @@ impl KeyServer {
         let keys = tmp.path().join("keys");
         common::certs(&certs, &[]);
         std::fs::create_dir(&keys).unwrap();
-        std::fs::rename(certs.join("server.key"), keys.join("server.key")).unwrap();
+        std::fs::rename(certs.join("site/server.key"), keys.join("server.key")).unwrap();
         let log = tmp.path().join("keyserver.log");
         let mut child = conclave()
             .arg("keyserver")

@@ -43,7 +43,7 @@ impl Site {
         std::fs::write(content.join("index.html"), b"<h1>hello</h1>\n").unwrap();
         let big: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
         std::fs::write(content.join("sub/300k.txt"), big).unwrap();
-        std::fs::write(dir.path().join("secret"), b"a secret from a file\n").unwrap();
+        conclave_testkit::write_private(dir.path().join("secret"), b"a secret from a file\n");
         Site { dir }
     }
 
@@ -132,7 +132,7 @@ fn fsck_reports_tampering_wrong_secret_and_rollback() {
     flip_bit(&img, (4096 + 10 * 4096 + 77) * 8 + 4);
     ok(&site.fsck("vericrypt", &["--expect-root", &root]));
     // Wrong secret.
-    std::fs::write(site.p("other"), b"not the secret").unwrap();
+    conclave_testkit::write_private(site.p("other"), b"not the secret");
     let out = conclave(&[
         "fsck",
         "--device",

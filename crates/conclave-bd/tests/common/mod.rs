@@ -63,7 +63,7 @@ pub fn mke2fs(dir: &Path, raw: &Path, size_mb: u64) {
 pub fn spec_in(dir: &Path, kind: DeviceKind) -> DeviceSpec {
     let secret = dir.join("secret");
     if !secret.exists() {
-        std::fs::write(&secret, b"correct horse battery staple").unwrap();
+        conclave_testkit::write_private(&secret, b"correct horse battery staple");
     }
     let mut s = DeviceSpec::new(kind, dir.join(format!("{kind}.img")));
     if kind.has_tree() {

@@ -4,7 +4,7 @@
 
 use super::{print_line, runtime, stop_on_signals};
 use crate::deploy::Deployment;
-use crate::layout::{self, SiteKeySource};
+use crate::layout::SiteKeySource;
 use crate::plan;
 use crate::supervisor::Supervisor;
 use crate::EvalError;
@@ -62,7 +62,7 @@ pub fn run(a: Args, bin: &Path) -> Result<(), EvalError> {
     for url in d.urls() {
         print_line(format!(
             "  {url}   e.g. curl --cacert {} {url}1k.txt",
-            layout::ca_dir(&d.certs).join("root.crt").display()
+            conclave_rpc::pki::CertsLayout::new(&d.certs).ca_cert().display()
         ));
     }
     print_line("Ctrl-C stops every process.");

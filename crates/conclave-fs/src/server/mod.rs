@@ -1,6 +1,7 @@
 //! The file server: one ext2 file system shared by every connection, each
 //! connection with its own descriptor table.
 
+mod access;
 mod attrs;
 mod dir;
 mod fdtable;
@@ -8,12 +9,19 @@ mod file;
 mod names;
 mod path;
 
+use crate::grants::Grants;
 use crate::proto;
 use conclave_ext2::{Ext2Error, Ext2Fs, Metadata};
-use conclave_rpc::{BodyReader, Frame, PeerInfo, Role, Service, Status};
+use conclave_rpc::{BodyReader, Frame, Identity, PeerInfo, Role, Service, Status};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use fdtable::FdTable;
+
+/// Normalises a client or grant path (`/a/./b/../c//` → `/a/c`); `..`
+/// above the root is `EACCES`.
+pub(crate) fn normalize_path(p: &str) -> Result<String, Status> {
+    path::normalize(p)
+}
 
 /// Settings of a file server.
 #[derive(Clone, Debug)]
@@ -29,6 +37,10 @@ pub struct FileServerOptions {
     /// (single, shared) write lock for an arbitrarily long write. Capped by
     /// the frame body limit (`proto::MAX_IO` of data) in any case.
     pub max_write_per_request: usize,
+    /// What each identity may do where (`--grant`); none: every TLS peer
+    /// is denied everything. Peers without TLS (in-process callers) are
+    /// not checked.
+    pub grants: Grants,
 }
 
 impl Default for FileServerOptions {
@@ -38,6 +50,7 @@ impl Default for FileServerOptions {
             allowed_roles: vec![Role::Edge, Role::Client],
             read_only: false,
             max_write_per_request: crate::proto::MAX_IO,
+            grants: Grants::default(),
         }
     }
 }
@@ -145,20 +158,35 @@ impl FileServer {
     }
 }
 
-impl Service for FileServer {
-    type Conn = FdTable;
+/// One connection: its descriptors and who it is.
+pub struct Client {
+    fds: FdTable,
+    /// The certificate's identity; `None` without TLS (not checked).
+    who: Option<Identity>,
+}
 
-    fn open(&self, peer: &PeerInfo) -> Result<FdTable, Status> {
+impl Service for FileServer {
+    type Conn = Client;
+
+    fn open(&self, peer: &PeerInfo) -> Result<Client, Status> {
         if peer.role.is_some() {
             peer.require_role(&self.opts.allowed_roles)?;
         }
-        Ok(FdTable::new(self.opts.max_open_per_client))
+        Ok(Client {
+            fds: FdTable::new(self.opts.max_open_per_client),
+            who: peer.identity(),
+        })
     }
 
-    async fn call(&self, t: &mut FdTable, req: Frame) -> Frame {
+    async fn call(&self, c: &mut Client, req: Frame) -> Frame {
         // ext2 work is short, synchronous block I/O: run it in place rather
         // than paying a thread hop per request.
-        let res = tokio::task::block_in_place(|| self.dispatch(t, &req));
+        let res = tokio::task::block_in_place(|| {
+            if let Some(who) = &c.who {
+                access::authorize(self, &self.opts.grants, who, &req)?;
+            }
+            self.dispatch(&mut c.fds, &req)
+        });
         res.unwrap_or_else(Frame::error)
     }
 }
