@@ -107,7 +107,10 @@ fn start_up(args: &[&str], deploy: &Path) -> Started {
     let mut line = String::new();
     loop {
         line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "conclave up ended before it was up");
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "conclave up ended before it was up"
+        );
         if let Some((name, rest)) = line.strip_prefix("started ").and_then(|l| l.split_once(" (pid ")) {
             let (pid, rest) = rest.split_once(')').unwrap();
             let w: Vec<&str> = rest.split_whitespace().collect();
@@ -212,7 +215,11 @@ fn up_with_users_keeps_the_site_key_and_the_ca_key_out_of_the_edges_reach() {
     let (site_bytes, ca_bytes) = (std::fs::read(&site_key).unwrap(), std::fs::read(&ca_key).unwrap());
     for f in &edge_files {
         let b = std::fs::read(f).unwrap();
-        assert!(b != site_bytes && b != ca_bytes, "{} is a secret the edge must not hold", f.display());
+        assert!(
+            b != site_bytes && b != ca_bytes,
+            "{} is a secret the edge must not hold",
+            f.display()
+        );
     }
 
     // As the edge's user: neither the site key nor the CA key (nor the key server's identity) opens.
