@@ -8,6 +8,7 @@ use crate::layout::SiteKeySource;
 use crate::plan;
 use crate::supervisor::Supervisor;
 use crate::EvalError;
+use conclave_rpc::pki::CertsLayout;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -62,7 +63,15 @@ pub fn run(a: Args, bin: &Path) -> Result<(), EvalError> {
     for url in d.urls() {
         print_line(format!(
             "  {url}   e.g. curl --cacert {} {url}1k.txt",
-            conclave_rpc::pki::CertsLayout::new(&d.certs).ca_cert().display()
+            CertsLayout::new(&d.certs).ca_cert().display()
+        ));
+    }
+    let ca_key = CertsLayout::new(&d.certs).ca_dir().join(CertsLayout::CA_KEY);
+    if ca_key.exists() {
+        print_line(format!(
+            "note: the CA key {} can issue any identity; no process reads it: move it offline \
+             (docs/security.md)",
+            ca_key.display()
         ));
     }
     print_line("Ctrl-C stops every process.");
