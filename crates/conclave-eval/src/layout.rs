@@ -321,3 +321,25 @@ pub fn role(part: Part) -> Option<Role> {
         Part::Origin => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_directory_others_cannot_traverse_is_named_with_the_fix() {
+        let t = tempfile::tempdir().unwrap();
+        let run = t.path().join("state/run");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let e = check_traversable(&run).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("{}: mode 0700", t.path().display()))
+                && e.contains(&format!("chmod o+x {}", t.path().display())),
+            "{e}"
+        );
+        std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        check_traversable(&run).unwrap();
+    }
+}

@@ -27,7 +27,7 @@ use conclave_keys::grants::{IdentityPattern, KeyPattern, TenantPattern};
 use conclave_keys::{KeyGrant, KeyName, KeyServerSettings};
 use conclave_mem::{MemServerSettings, MemSpec, ServerKind};
 use conclave_rpc::pki::{self, CertsLayout, CertsOptions, SiteKey};
-use conclave_rpc::{Endpoint, Identity, Role, Tenant};
+use conclave_rpc::{Endpoint, Identity, Tenant};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -156,36 +156,25 @@ fn lay_out(d: &Deployment, run: &RunDir, site_key: &SiteKeySource) -> Result<(),
     if d.users {
         layout::check_traversable(root)?;
     }
-    let edge_id = d.edge_identity();
-    let mut parts = vec![(Part::Edge, Some(edge_id))];
-    if d.fileserver.is_some() {
-        parts.push((
-            Part::FileServer,
-            Some(Identity::new(Role::FileServer, Tenant::default())),
-        ));
-    }
-    if d.memserver.is_some() {
-        parts.push((
-            Part::MemServer,
-            Some(Identity::new(Role::MemServer, Tenant::default())),
-        ));
+    let present = |part: Part| match part {
+        Part::FileServer => d.fileserver.is_some(),
+        Part::MemServer => d.memserver.is_some(),
+        Part::KeyServer => d.keyserver.is_some(),
+        Part::Origin => d.origin.kind != OriginKind::External,
+        Part::Edge => true,
+    };
+    for part in Part::ALL.into_iter().filter(|p| present(*p)) {
+        // Servers are the default tenant's; the edge is its deployment's
+        // tenant's; stock nginx and the origin have no conclave identity.
+        let id = match (part, layout::role(part)) {
+            (Part::Edge, _) if d.edge.kind == EdgeKind::Nginx => None,
+            (Part::Edge, _) => Some(d.edge_identity()),
+            (_, role) => role.map(|r| Identity::new(r, Tenant::default())),
+        };
+        layout::install_identity(run, part, &d.certs, id.as_ref())?;
     }
     if d.keyserver.is_some() {
-        parts.push((
-            Part::KeyServer,
-            Some(Identity::new(Role::KeyServer, Tenant::default())),
-        ));
         std::fs::create_dir_all(run.keys_dir()).map_err(EvalError::io(run.keys_dir()))?;
-    }
-    if d.origin.kind != OriginKind::External {
-        parts.push((Part::Origin, None));
-    }
-    for (part, id) in &parts {
-        // Stock nginx has no conclave identity: it gets the site certificate only.
-        let id = id
-            .as_ref()
-            .filter(|_| !(*part == Part::Edge && d.edge.kind == EdgeKind::Nginx));
-        layout::install_identity(run, *part, &d.certs, id)?;
     }
     let site_crt = CertsLayout::new(&d.certs).site_cert();
     let text = std::fs::read_to_string(&site_crt).map_err(EvalError::io(&site_crt))?;
