@@ -155,7 +155,7 @@ EOF
 "$BIN" certs --out "$DIR/wrong-ca" > /dev/null || die "conclave certs failed"
 
 URL="https://127.0.0.1:$P_SITE/1k.txt"
-"$BIN" ab -n 20 -c 2 -s 10 --cacert "$CERTS/root.crt" "$URL" > "$DIR/warmup.txt" 2>&1 \
+"$BIN" ab -n 20 -c 2 -s 10 --cacert "$CERTS/ca/root.crt" "$URL" > "$DIR/warmup.txt" 2>&1 \
     || die "warm-up load failed: $(tail -3 "$DIR/warmup.txt")"
 
 logs_size() { cat "$DIR"/*.log 2>/dev/null | wc -c; }
@@ -278,7 +278,7 @@ for phase in baseline idle-tcp lock-hold slow-body h2-ping publish bad-cert; do
         baseline) ;;
         *) sleep 1 ;;
     esac
-    timeout $((PHASE + 20)) "$BIN" ab -t "$PHASE" -c 8 -s 5 --json --cacert "$CERTS/root.crt" "$URL" \
+    timeout $((PHASE + 20)) "$BIN" ab -t "$PHASE" -c 8 -s 5 --json --cacert "$CERTS/ca/root.crt" "$URL" \
         > "$DIR/ab-$phase.json" 2> "$DIR/ab-$phase.err" || true
     outcome=$(finish_attack "$phase")
     log1=$(logs_size)

@@ -15,7 +15,7 @@ C=${C:-128}
 PROTO=${PROTOCOLS:-'"TLSv1.2"'}
 mkdir -p "$W"
 cd "$W"
-[ -f certs/server.crt ] || "$BIN" certs --out certs >/dev/null
+[ -f certs/site/server.crt ] || "$BIN" certs --out certs >/dev/null
 [ -f html/1k.txt ] || "$BIN" content --out html >/dev/null
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
@@ -50,8 +50,8 @@ http {
   server {
     listen 127.0.0.1:$NP ssl;
     server_name localhost "";
-    ssl_certificate $W/certs/server.crt;
-    ssl_certificate_key $W/certs/server.key;
+    ssl_certificate $W/certs/site/server.crt;
+    ssl_certificate_key $W/certs/site/server.key;
     ssl_ciphers HIGH:!aNULL:!MD5;
     ssl_prefer_server_ciphers on;
     location / {
@@ -74,8 +74,8 @@ server_name = ["localhost"]
 mode = "cache"
 proxy_pass = "http://127.0.0.1:$OP"
 [server.tls]
-certificate = "certs/server.crt"
-key = "certs/server.key"
+certificate = "certs/site/server.crt"
+key = "certs/site/server.key"
 protocols = [$PROTO]
 [server.cache]
 path = "conclave-cache"

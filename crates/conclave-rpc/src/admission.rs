@@ -14,12 +14,13 @@
 //!   everybody else's handshakes, and cannot lock out a legitimate client
 //!   that shares its address either (on loopback every peer does).
 //! * **authenticated**: mTLS done and admitted. Never shed; counted per
-//!   identity (the certificate's role) against `max_conns_per_identity`, so
-//!   one identity cannot take every slot from the others.
+//!   identity (the certificate's role *and* tenant, so one tenant's edge
+//!   cannot starve another's) against `max_conns_per_identity`, so one
+//!   identity cannot take every slot from the others.
 //!
 //! A new connection is refused only when every slot is authenticated.
 
-use crate::role::Role;
+use crate::identity::Identity;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,7 +60,11 @@ struct State {
     /// Pending connections per TCP source address.
     per_addr: HashMap<IpAddr, usize>,
     /// Authenticated connections per identity.
-    per_identity: HashMap<Role, usize>,
+    per_identity: HashMap<Identity, usize>,
+    /// Requests being served per identity: one counter per identity ever
+    /// admitted (identities are certificates from the CA, so few), shared
+    /// by its connections so a request costs no lock.
+    inflight: HashMap<Identity, Arc<AtomicUsize>>,
 }
 
 impl State {
@@ -86,8 +91,6 @@ pub(crate) struct Admission {
     max_per_identity: usize,
     max_inflight: usize,
     state: Mutex<State>,
-    /// Requests being served per identity (indexed by [`role_index`]).
-    inflight: [AtomicUsize; Role::ALL.len()],
 }
 
 impl Admission {
@@ -103,7 +106,6 @@ impl Admission {
             max_per_identity,
             max_inflight,
             state: Mutex::new(State::default()),
-            inflight: Default::default(),
         })
     }
 
@@ -157,14 +159,15 @@ impl Admission {
             id,
             cancel,
             authenticated: None,
+            inflight: None,
         };
         Ok(slot)
     }
 
-    /// Reserves one in-flight request for `role`; `None` when the identity
-    /// already has `max_inflight_per_identity` requests being served.
-    pub(crate) fn begin_request(&self, role: Role) -> Option<Inflight<'_>> {
-        let c = &self.inflight[role_index(role)];
+    /// Reserves one in-flight request on an identity's counter (from
+    /// [`Slot::inflight_counter`]); `None` when the identity already has
+    /// `max_inflight_per_identity` requests being served.
+    pub(crate) fn begin_request<'a>(&self, c: &'a AtomicUsize) -> Option<Inflight<'a>> {
         if c.fetch_add(1, Ordering::AcqRel) >= self.max_inflight {
             c.fetch_sub(1, Ordering::AcqRel);
             return None;
@@ -182,20 +185,11 @@ impl Drop for Inflight<'_> {
     }
 }
 
-fn role_index(r: Role) -> usize {
-    match r {
-        Role::FileServer => 0,
-        Role::MemServer => 1,
-        Role::KeyServer => 2,
-        Role::Edge => 3,
-        Role::Client => 4,
-    }
-}
-
-/// Identity under which an authenticated connection is counted: its role,
-/// or nothing for a connection without TLS (in-process tests, UNIX sockets
-/// without TLS) or whose certificate names no role (refused anyway).
-pub(crate) type Identity = Option<Role>;
+/// Identity under which an authenticated connection is counted: its role
+/// and tenant, or nothing for a connection without TLS (in-process tests,
+/// UNIX sockets without TLS) or whose certificate names no role (refused
+/// anyway).
+pub(crate) type Counted = Option<Identity>;
 
 /// A connection's hold on a slot; freed when dropped.
 pub(crate) struct Slot {
@@ -203,10 +197,18 @@ pub(crate) struct Slot {
     id: u64,
     cancel: CancellationToken,
     /// Set once authenticated; the slot is then no longer sheddable.
-    authenticated: Option<Identity>,
+    authenticated: Option<Counted>,
+    /// The identity's in-flight counter, once authenticated with one.
+    inflight: Option<Arc<AtomicUsize>>,
 }
 
 impl Slot {
+    /// The in-flight counter of the identity this connection authenticated
+    /// as (`None` before, or without an identity).
+    pub(crate) fn inflight_counter(&self) -> Option<Arc<AtomicUsize>> {
+        self.inflight.clone()
+    }
+
     /// Fires when this pending connection is shed for a newer one.
     pub(crate) fn shed_signal(&self) -> CancellationToken {
         self.cancel.clone()
@@ -214,18 +216,19 @@ impl Slot {
 
     /// Marks the connection authenticated as `identity`: no longer sheddable,
     /// and counted against its identity's connection limit.
-    pub(crate) fn authenticate(&mut self, identity: Identity) -> Result<(), NotAdmitted> {
+    pub(crate) fn authenticate(&mut self, identity: Counted) -> Result<(), NotAdmitted> {
         let adm = self.adm.clone();
         let mut st = adm.state();
         if !st.pending.contains_key(&self.id) {
             return Err(NotAdmitted::Shed);
         }
-        if let Some(r) = identity {
-            let n = st.per_identity.get(&r).copied().unwrap_or(0);
+        if let Some(r) = &identity {
+            let n = st.per_identity.get(r).copied().unwrap_or(0);
             if n >= adm.max_per_identity {
                 return Err(NotAdmitted::IdentityFull);
             }
-            st.per_identity.insert(r, n + 1);
+            st.per_identity.insert(r.clone(), n + 1);
+            self.inflight = Some(st.inflight.entry(r.clone()).or_default().clone());
         }
         st.take_pending(self.id);
         self.authenticated = Some(identity);
@@ -236,12 +239,15 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut st = self.adm.state();
-        match self.authenticated {
+        match &self.authenticated {
             Some(identity) => {
                 st.total -= 1;
                 if let Some(r) = identity {
-                    if let Some(n) = st.per_identity.get_mut(&r) {
+                    if let Some(n) = st.per_identity.get_mut(r) {
                         *n -= 1;
+                        if *n == 0 {
+                            st.per_identity.remove(r);
+                        }
                     }
                 }
             }
@@ -258,6 +264,10 @@ impl Drop for Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn id(s: &str) -> Counted {
+        Some(s.parse().unwrap())
+    }
 
     const A: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)));
     const B: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2)));
@@ -280,8 +290,8 @@ mod tests {
         let adm = Admission::new(2, 10, 10, 10);
         let mut a = adm.accept(A).unwrap();
         let mut b = adm.accept(A).unwrap();
-        a.authenticate(Some(Role::Edge)).unwrap();
-        b.authenticate(Some(Role::Client)).unwrap();
+        a.authenticate(id("edge")).unwrap();
+        b.authenticate(id("client")).unwrap();
         assert_eq!(adm.accept(B).err(), Some(NoSlot::AllAuthenticated));
         drop(b);
         let c = adm.accept(B).unwrap();
@@ -294,7 +304,7 @@ mod tests {
         let adm = Admission::new(1, 10, 10, 10);
         let mut a = adm.accept(A).unwrap();
         let _b = adm.accept(B).unwrap();
-        assert_eq!(a.authenticate(Some(Role::Edge)), Err(NotAdmitted::Shed));
+        assert_eq!(a.authenticate(id("edge")), Err(NotAdmitted::Shed));
         drop(a);
         assert_eq!(adm.state().total, 1);
     }
@@ -315,7 +325,7 @@ mod tests {
         assert_eq!(adm.state().per_addr.get(&A.unwrap()), Some(&2));
         assert_eq!(adm.state().total, 4 - 1);
         // Authenticated connections no longer count against the address.
-        b.authenticate(Some(Role::Edge)).unwrap();
+        b.authenticate(id("edge")).unwrap();
         let d = adm.accept(A).unwrap();
         assert!(!c.shed_signal().is_cancelled() && !d.shed_signal().is_cancelled());
         assert!(adm.accept(None).is_ok());
@@ -326,16 +336,36 @@ mod tests {
         let adm = Admission::new(10, 10, 1, 1);
         let mut a = adm.accept(A).unwrap();
         let mut b = adm.accept(A).unwrap();
-        a.authenticate(Some(Role::Edge)).unwrap();
-        assert_eq!(b.authenticate(Some(Role::Edge)), Err(NotAdmitted::IdentityFull));
-        b.authenticate(Some(Role::Client)).unwrap();
-        let r = adm.begin_request(Role::Edge).unwrap();
-        assert!(adm.begin_request(Role::Edge).is_none());
-        assert!(adm.begin_request(Role::Client).is_some());
+        a.authenticate(id("edge")).unwrap();
+        assert_eq!(b.authenticate(id("edge")), Err(NotAdmitted::IdentityFull));
+        b.authenticate(id("client")).unwrap();
+        let (ea, cb) = (a.inflight_counter().unwrap(), b.inflight_counter().unwrap());
+        let r = adm.begin_request(&ea).unwrap();
+        assert!(adm.begin_request(&ea).is_none());
+        assert!(adm.begin_request(&cb).is_some());
         drop(r);
-        assert!(adm.begin_request(Role::Edge).is_some());
+        assert!(adm.begin_request(&ea).is_some());
         drop(a);
         let mut c = adm.accept(B).unwrap();
-        c.authenticate(Some(Role::Edge)).unwrap();
+        c.authenticate(id("edge")).unwrap();
+    }
+
+    #[test]
+    fn limits_count_role_and_tenant_together() {
+        let adm = Admission::new(10, 10, 1, 1);
+        let mut a = adm.accept(A).unwrap();
+        let mut b = adm.accept(A).unwrap();
+        let mut c = adm.accept(A).unwrap();
+        a.authenticate(id("edge@acme")).unwrap();
+        // Another tenant's edge has its own connection and request budget.
+        b.authenticate(id("edge@beta")).unwrap();
+        assert_eq!(c.authenticate(id("edge@acme")), Err(NotAdmitted::IdentityFull));
+        let acme = a.inflight_counter().unwrap();
+        let _busy = adm.begin_request(&acme).unwrap();
+        assert!(adm.begin_request(&b.inflight_counter().unwrap()).is_some());
+        // Connections of one identity share one in-flight budget.
+        drop(a);
+        c.authenticate(id("edge@acme")).unwrap();
+        assert!(adm.begin_request(&c.inflight_counter().unwrap()).is_none());
     }
 }

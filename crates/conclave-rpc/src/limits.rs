@@ -19,7 +19,7 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 /// so that one host alone never fills them and never makes the shedding
 /// cycle through other peers' handshakes.
 pub const DEFAULT_MAX_CONNS_PER_ADDR: usize = 256;
-/// Connections one identity (role) may hold: three quarters of the default
+/// Connections one identity (role and tenant) may hold: three quarters of the default
 /// slots, so the other identities always find room.
 pub const DEFAULT_MAX_CONNS_PER_IDENTITY: usize = 768;
 /// Requests one identity may have being served at once. Each connection
@@ -55,10 +55,10 @@ pub struct ServerLimits {
     /// Unauthenticated TCP connections one source address may hold; a new one sheds that address's oldest.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNS_PER_ADDR, value_parser = at_least_one())]
     pub max_conns_per_addr: usize,
-    /// Connections one identity (certificate role) may hold; more get EMFILE.
+    /// Connections one identity (certificate role and tenant) may hold; more get EMFILE.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNS_PER_IDENTITY, value_parser = at_least_one())]
     pub max_conns_per_identity: usize,
-    /// Requests one identity may have in flight; more get EAGAIN.
+    /// Requests one identity (role and tenant) may have in flight; more get EAGAIN.
     #[arg(long, default_value_t = DEFAULT_MAX_INFLIGHT_PER_IDENTITY, value_parser = at_least_one())]
     pub max_inflight_per_identity: usize,
 }

@@ -439,7 +439,7 @@ mod tests {
             force: false,
         })
         .unwrap();
-        let mut expect: Vec<PathBuf> = file_names_for(&[acme.clone()])
+        let mut expect: Vec<PathBuf> = file_names_for(std::slice::from_ref(&acme))
             .iter()
             .map(|f| tmp.path().join(f))
             .collect();
@@ -450,7 +450,7 @@ mod tests {
         let l = CertsLayout::new(tmp.path());
         assert_eq!(mode(&l.ca_dir()), 0o700);
         assert_eq!(mode(&l.site_dir()), 0o700);
-        for id in CertsLayout::identities(&[acme.clone()]) {
+        for id in CertsLayout::identities(std::slice::from_ref(&acme)) {
             let d = l.identity_dir(&id);
             assert_eq!(mode(&d), 0o700, "{}", d.display());
             let mut names: Vec<String> = fs::read_dir(&d)

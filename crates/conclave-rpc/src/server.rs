@@ -50,7 +50,7 @@ pub struct ServerOptions {
     /// Unauthenticated TCP connections one source address may hold; more are
     /// closed at accept.
     pub max_conns_per_addr: usize,
-    /// Authenticated connections one identity (certificate role) may hold;
+    /// Authenticated connections one identity (certificate role and tenant) may hold;
     /// more get `EMFILE` as the reply to their first request.
     pub max_conns_per_identity: usize,
     /// Requests one identity may have being served at once; more get `EAGAIN`.
@@ -285,7 +285,8 @@ async fn handle<S: Service>(
     let Some((stream, peer, conn)) = established else {
         return;
     };
-    serve_conn(stream, peer, conn, svc, ctx, shutdown).await;
+    let inflight = slot.inflight_counter();
+    serve_conn(stream, peer, conn, inflight, svc, ctx, shutdown).await;
     drop(slot);
 }
 
@@ -331,7 +332,7 @@ async fn establish<S: Service>(
     };
     let (kind, st) = match admit(svc, &peer, is_tls) {
         Err(st) => (Kind::Role, st),
-        Ok(conn) => match slot.authenticate(peer.role) {
+        Ok(conn) => match slot.authenticate(peer.identity()) {
             Ok(()) => return Some((s, peer, conn)),
             Err(NotAdmitted::Shed) => {
                 svc.close(conn);
@@ -344,8 +345,10 @@ async fn establish<S: Service>(
             }
         },
     };
-    let role = peer.role.map_or("no role", |r| r.as_str());
-    ctx.refusals.note(kind, &peer.addr, &format_args!("{role}: {st}"));
+    let who = peer
+        .identity()
+        .map_or_else(|| "no role".to_string(), |id| id.to_string());
+    ctx.refusals.note(kind, &peer.addr, &format_args!("{who}: {st}"));
     // Answer the client's first request rather than writing first and
     // closing: a client still sending would otherwise see a broken pipe
     // instead of the status. The connection is still pending (sheddable)
@@ -376,6 +379,7 @@ async fn serve_conn<S: Service, T: AsyncStream>(
     mut s: T,
     peer: PeerInfo,
     mut conn: S::Conn,
+    inflight_counter: Option<Arc<std::sync::atomic::AtomicUsize>>,
     svc: Arc<S>,
     ctx: Arc<Ctx>,
     shutdown: Shutdown,
@@ -425,13 +429,13 @@ async fn serve_conn<S: Service, T: AsyncStream>(
             }
         };
         // Peers without an identity (no TLS) are trusted in-process callers.
-        let inflight = match peer.role {
+        let inflight = match &inflight_counter {
             None => None,
-            Some(r) => match ctx.adm.begin_request(r) {
+            Some(c) => match ctx.adm.begin_request(c) {
                 Some(g) => Some(g),
                 None => {
-                    ctx.refusals
-                        .note(Kind::IdentityInflight, &peer.addr, &format_args!("{r}"));
+                    let who = peer.identity().map_or_else(String::new, |id| id.to_string());
+                    ctx.refusals.note(Kind::IdentityInflight, &peer.addr, &who);
                     if write_frame(&mut s, &Frame::error(Status::EAGAIN)).await.is_err() {
                         break;
                     }

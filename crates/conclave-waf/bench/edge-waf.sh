@@ -31,8 +31,8 @@ listen = "127.0.0.1:$port"
 mode = "standalone"
 root = "html"
 [server.tls]
-certificate = "certs/server.crt"
-key = "certs/server.key"
+certificate = "certs/site/server.crt"
+key = "certs/site/server.key"
 protocols = ["TLSv1.2"]
 $waf
 EOT
@@ -50,8 +50,8 @@ $modline
 worker_processes 1; pid $work/ng/nginx.pid; error_log /dev/null crit; user root;
 events { worker_connections 4096; }
 http { access_log off; sendfile on; keepalive_timeout 65; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$port ssl; ssl_certificate $work/certs/server.crt;
-    ssl_certificate_key $work/certs/server.key; ssl_protocols TLSv1.2; ssl_ciphers HIGH:!aNULL:!MD5;
+  server { listen 127.0.0.1:$port ssl; ssl_certificate $work/certs/site/server.crt;
+    ssl_certificate_key $work/certs/site/server.key; ssl_protocols TLSv1.2; ssl_ciphers HIGH:!aNULL:!MD5;
     root $work/html; $rules } }
 EOT
     nginx -p "$work/ng" -c "$work/ng/nginx.conf" -g 'daemon off;' & npid=$!

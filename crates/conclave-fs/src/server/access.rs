@@ -28,11 +28,11 @@ pub(crate) fn authorize(s: &FileServer, g: &Grants, who: &Identity, req: &Frame)
             false => Err(Status::EACCES),
         },
         Needs::Path(p, Access::ReadOnly) if is_stat(req.code) && g.is_ancestor_of_grant(who, &p) => Ok(()),
-        Needs::Path(p, want) => need(&p, want).or_else(|e| {
+        Needs::Path(p, want) => need(&p, want).map_err(|e| {
             if req.code == proto::MKDIR && g.is_ancestor_of_grant(who, &p) && s.read().lookup(&p).is_ok() {
-                Err(Status::EEXIST)
+                Status::EEXIST
             } else {
-                Err(e)
+                e
             }
         }),
         Needs::Two(a, b) => need(&a, Access::ReadWrite).and_then(|_| need(&b, Access::ReadWrite)),
