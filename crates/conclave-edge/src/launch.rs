@@ -58,6 +58,16 @@ pub fn check_summary(args: &EdgeArgs, cfg: &EdgeConfig) -> String {
 /// master, which starts the workers (this same binary as `edge-worker`).
 pub fn run_edge(args: &EdgeArgs) -> Result<(), EdgeError> {
     let cfg = EdgeConfig::load(&args.config)?;
+    // Every worker reads the ticket secret; a bad one is refused here, once,
+    // naming the file, instead of as a worker failing to start.
+    if let crate::config::SharedConfig::Mem {
+        ticket_secret_file: Some(p),
+        ..
+    } = &cfg.shared
+    {
+        crate::tickets::TicketSeal::from_file(p)
+            .map_err(|e| EdgeError::Setup(format!("[shared] ticket_secret_file: {e}")))?;
+    }
     if args.check {
         use std::io::Write;
         // A closed stdout is not an error of the check.

@@ -71,23 +71,10 @@ impl std::fmt::Debug for TicketKeys {
 /// Why the ticket secret did not load.
 #[derive(Debug, thiserror::Error)]
 pub enum TicketSecretError {
-    /// The file could not be read.
-    #[error("ticket secret {}: {source}", .path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Group or others may read it.
-    #[error("refusing {}: mode {mode:04o} lets group or others read it (run: chmod 600 {})", .path.display(), .path.display())]
-    Mode {
-        /// The file.
-        path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
+    /// Unreadable, or readable by group or others (the message names the
+    /// file and the `chmod` that fixes it).
+    #[error(transparent)]
+    File(#[from] conclave_secret::SecretFileError),
     /// Too short to be a key.
     #[error("ticket secret {}: {len} bytes; at least {MIN_SECRET_LEN} random bytes are needed (e.g. head -c 32 /dev/urandom)", .path.display())]
     TooShort {
@@ -126,22 +113,7 @@ impl TicketSeal {
     /// ticket_secret_file`), which must be private to its owner (no group
     /// or other permission bits) and hold at least [`MIN_SECRET_LEN`] bytes.
     pub fn from_file(path: &Path) -> Result<TicketSeal, TicketSecretError> {
-        use std::io::Read;
-        use std::os::unix::fs::PermissionsExt;
-        let read = |source| TicketSecretError::Read {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut f = std::fs::File::open(path).map_err(read)?;
-        let mode = f.metadata().map_err(read)?.permissions().mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(TicketSecretError::Mode {
-                path: path.to_path_buf(),
-                mode,
-            });
-        }
-        let mut secret = Zeroizing::new(Vec::new());
-        f.read_to_end(&mut secret).map_err(read)?;
+        let secret = conclave_secret::read_private(path)?;
         if secret.len() < MIN_SECRET_LEN {
             return Err(TicketSecretError::TooShort {
                 path: path.to_path_buf(),

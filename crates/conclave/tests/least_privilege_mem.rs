@@ -483,3 +483,39 @@ fn a_read_only_grant_cannot_publish_and_client_gets_nothing_by_default() {
         g.release().unwrap();
     }
 }
+
+#[test]
+fn edge_refuses_a_ticket_secret_that_group_or_others_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = World::new();
+    conclave_ok(&["content", "--out", &w.p("html").display().to_string()]);
+    let secret = w.p("ticket.secret");
+    std::fs::write(&secret, "5a".repeat(32)).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(
+        w.p("edge.toml"),
+        "[shared]\nkind = \"smdish+tcp://127.0.0.1:9\"\ncerts = \"certs\"\nticket_secret_file = \"ticket.secret\"\n\
+         [[server]]\nlisten = \"127.0.0.1:9\"\nmode = \"standalone\"\nroot = \"html\"\n\
+         [server.tls]\ncertificate = \"certs/server.crt\"\nkey = \"certs/server.key\"\n",
+    )
+    .unwrap();
+    let out = common::conclave()
+        .args(["edge", "--check", "--config"])
+        .arg(w.p("edge.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "refusing {0}: mode 0644 lets group or others read it (run: chmod 600 {0})",
+        secret.display()
+    );
+    assert!(err.contains(&want), "{err}");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = common::conclave()
+        .args(["edge", "--check", "--config"])
+        .arg(w.p("edge.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

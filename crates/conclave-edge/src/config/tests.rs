@@ -239,3 +239,31 @@ fn stall_timeouts_and_limits_have_documented_defaults() {
         .to_string();
     assert!(e.contains(":1:") && e.contains("at least 1"), "{e}");
 }
+
+#[test]
+fn ticket_secret_file_is_for_memory_stores_and_relative_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("edge.toml");
+    std::fs::create_dir_all(dir.path().join("html")).unwrap();
+    std::fs::write(dir.path().join("c.crt"), "").unwrap();
+    std::fs::write(dir.path().join("c.key"), "").unwrap();
+    let site = "[[server]]\nlisten = \"127.0.0.1:1\"\nmode = \"standalone\"\nroot = \"html\"\n\
+                [server.tls]\ncertificate = \"c.crt\"\nkey = \"c.key\"\n";
+    let text = format!(
+        "[shared]\nkind = \"smdish+tcp://127.0.0.1:9\"\ncerts = \"certs\"\nticket_secret_file = \"t.secret\"\n{site}"
+    );
+    let c = EdgeConfig::parse(&cfg, &text).unwrap();
+    let SharedConfig::Mem {
+        ticket_secret_file, ..
+    } = c.shared
+    else {
+        panic!("a memory store")
+    };
+    assert_eq!(ticket_secret_file, Some(dir.path().join("t.secret")));
+    let text = format!("[shared]\nkind = \"local\"\nticket_secret_file = \"t.secret\"\n{site}");
+    let e = EdgeConfig::parse(&cfg, &text).unwrap_err().to_string();
+    assert!(
+        e.contains(":3:") && e.contains("ticket_secret_file seals the ticket keys kept in a memory store"),
+        "{e}"
+    );
+}
