@@ -13,7 +13,7 @@ use tracing::warn;
 
 /// Signatures per second per identity unless told otherwise: far above what
 /// one edge's handshakes need on the machines we run on (a core signs about
-/// 2000 RSA-2048 signatures a second), low enough to bound an abuser.
+/// 2,700 RSA-2048 signatures a second), low enough to bound an abuser.
 pub const DEFAULT_MAX_SIGNS_PER_SEC: u32 = 20_000;
 
 /// Least time between two "rate limited" log lines of one identity.
