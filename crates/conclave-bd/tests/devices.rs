@@ -250,7 +250,7 @@ fn wrong_secret_is_reported_clearly() {
     for kind in [DeviceKind::Crypt, DeviceKind::Verity, DeviceKind::Vericrypt] {
         let spec = fx.device(kind);
         let wrong = fx.dir.path().join("wrong-secret");
-        std::fs::write(&wrong, b"correct horse battery stapler").unwrap();
+        conclave_testkit::write_private(&wrong, b"correct horse battery stapler");
         let res = open(&spec.clone().secret_file(&wrong));
         let err = res.err().expect("wrong secret accepted");
         assert!(matches!(err, BdError::WrongSecret { .. }), "{kind}: {err}");

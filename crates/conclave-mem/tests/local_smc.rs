@@ -123,7 +123,7 @@ fn smc_detects_tampering_but_not_rollback_and_cleans_up() {
     f.close().unwrap();
     assert!(!seg.exists(), "the last close removes the segment");
     // A short secret is refused.
-    std::fs::write(dir.path().join("short"), b"abc").unwrap();
+    conclave_testkit::write_private(dir.path().join("short"), b"abc");
     let short = MemOptions {
         creds: None,
         secret_file: Some(dir.path().join("short")),
