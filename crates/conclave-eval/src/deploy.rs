@@ -4,7 +4,10 @@
 //!
 //! ```toml
 //! name = "linux"
-//! certs = "certs"          # made with `conclave certs` if missing
+//! certs = "certs"          # made with `conclave certs` if missing (kept outside `run/`)
+//! # tenant = "acme"        # the edge's tenant (identity `edge@acme`); default `default`
+//! # users = true           # as root: each process under its own uid (base_uid + i)
+//! # base_uid = 64000
 //! content = "html"         # made with `conclave content` if missing
 //! [origin]
 //! kind = "conclave"        # conclave | nginx | external (already running)
@@ -29,8 +32,11 @@
 //! # kdf = "full"           # full | cheap (Argon2id cost of the image secret)
 //! ```
 //! Relative paths are relative to the file's directory (or `dir`).
+//! Every process runs from its own directory under `DIR/run/` (see
+//! [`crate::layout`]), holding only its identity and its own secrets.
 
 use crate::EvalError;
+use conclave_rpc::{Identity, Role, Tenant};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -63,6 +69,28 @@ pub struct Deployment {
     /// The file server, when storage is nextfs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fileserver: Option<Fileserver>,
+    /// The edge's tenant: it runs as `edge@TENANT` and the servers grant
+    /// that identity its paths and keys. `None` is the tenant `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Run each process under its own Unix user (root only), so a
+    /// compromised edge cannot even open the key server's files.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub users: bool,
+    /// First uid (and gid) of `users`: process `i` runs as `base_uid + i`.
+    #[serde(default = "default_base_uid", skip_serializing_if = "is_default_base_uid")]
+    pub base_uid: u32,
+}
+
+/// Above the ranges distributions hand out to people and system services
+/// (and below 65534, `nobody`), so the uids own nothing else.
+pub const DEFAULT_BASE_UID: u32 = 64000;
+
+fn default_base_uid() -> u32 {
+    DEFAULT_BASE_UID
+}
+fn is_default_base_uid(u: &u32) -> bool {
+    *u == DEFAULT_BASE_UID
 }
 
 fn default_certs() -> PathBuf {
@@ -354,6 +382,25 @@ impl Deployment {
         {
             return Err("stock nginx runs only with host storage, local shared state and a local key".into());
         }
+        let tenant = self.tenant()?;
+        if self.users {
+            if self.edge.kind == EdgeKind::Nginx || self.origin.kind == OriginKind::Nginx {
+                return Err("users = true runs conclave processes only (not stock nginx)".into());
+            }
+            if self.edge.shared == SharedKind::Smuf {
+                // The edge and the memory server both open smuf's host files.
+                return Err("users = true does not support edge.shared = \"smuf\" \
+                            (its host files are shared by the edge and the memory server): use smdish"
+                    .into());
+            }
+            let top = self.base_uid.checked_add(crate::layout::Part::ALL.len() as u32);
+            if self.base_uid == 0 || top.is_none_or(|t| t > 65534) {
+                return Err(format!("base_uid = {}: expected 1..=65529", self.base_uid));
+            }
+        }
+        if self.edge.kind == EdgeKind::Nginx && tenant != Tenant::default() {
+            return Err("stock nginx has no conclave identity: it serves the default tenant only".into());
+        }
         let mut ports: Vec<SocketAddr> = self.edge.site.iter().map(|s| s.listen).collect();
         if self.origin.kind != OriginKind::External {
             ports.push(self.origin.listen);
@@ -373,6 +420,21 @@ impl Deployment {
             return Err("two servers of the deployment use the same address".into());
         }
         Ok(())
+    }
+
+    /// The edge's tenant.
+    pub fn tenant(&self) -> Result<Tenant, String> {
+        match &self.tenant {
+            None => Ok(Tenant::default()),
+            Some(t) => t
+                .parse()
+                .map_err(|e: conclave_rpc::identity::BadTenant| format!("tenant: {e}")),
+        }
+    }
+
+    /// The edge's identity (`edge@tenant`).
+    pub fn edge_identity(&self) -> Identity {
+        Identity::new(Role::Edge, self.tenant().unwrap_or_default())
     }
 
     /// The deployment as TOML.
@@ -438,6 +500,26 @@ listen = "127.0.0.1:8443"
             let e = Deployment::load(&p).unwrap_err().to_string();
             assert!(e.contains(want), "{extra}: {e}");
         }
+        for (top, want) in [
+            ("tenant = \"Acme\"\n", "bad tenant name"),
+            ("users = true\nbase_uid = 0\n", "base_uid = 0"),
+            ("users = true\nbase_uid = 65530\n", "base_uid = 65530"),
+        ] {
+            std::fs::write(&p, format!("{top}{MIN}")).unwrap();
+            let e = Deployment::load(&p).unwrap_err().to_string();
+            assert!(e.contains(want), "{top}: {e}");
+        }
+        let smuf = MIN.replace(
+            "kind = \"conclave\"\n[[edge",
+            "kind = \"conclave\"\nshared = \"smuf\"\n[[edge",
+        ) + "[memserver]\nlisten = \"127.0.0.1:9100\"\n";
+        std::fs::write(&p, format!("users = true\n{smuf}")).unwrap();
+        let e = Deployment::load(&p).unwrap_err().to_string();
+        assert!(e.contains("smuf") && e.contains("smdish"), "{e}");
+        std::fs::write(&p, format!("tenant = \"acme\"\nusers = true\n{MIN}")).unwrap();
+        let d = Deployment::load(&p).unwrap();
+        assert_eq!(d.edge_identity().to_string(), "edge@acme");
+        assert_eq!(d.base_uid, DEFAULT_BASE_UID);
         std::fs::write(&p, MIN.replace("127.0.0.1:8443", "10.0.0.1:8443")).unwrap();
         assert!(Deployment::load(&p).unwrap_err().to_string().contains("loopback"));
         std::fs::write(&p, MIN.replace("8443", "8081")).unwrap();

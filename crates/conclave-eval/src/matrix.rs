@@ -8,6 +8,7 @@ use crate::deploy::{
     Deployment, Edge, Fileserver, Kdf, KeyKind, Keyserver, Memserver, Mode, Origin, OriginKind, SharedKind,
     Site,
 };
+use crate::layout::{self, SiteKeySource};
 use crate::machine::Machine;
 use crate::plan;
 use crate::preset::{self, Preset};
@@ -16,6 +17,8 @@ use crate::results::{jain, Cell, CellResult, RunResults, Status, Tenancy, Tenant
 use crate::supervisor::Supervisor;
 use crate::EvalError;
 use conclave_bench::ab::{self, LoadReport, LoadSpec, RunControl, TlsVersion, Trust};
+use conclave_rpc::pki::CertsLayout;
+use conclave_rpc::{Identity, Role};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -119,6 +122,9 @@ pub fn cell_deployments(
                     })
                 })
                 .transpose()?,
+            tenant: None,
+            users: false,
+            base_uid: crate::deploy::DEFAULT_BASE_UID,
         })
     };
     let site = |i: u32| {
@@ -134,8 +140,14 @@ pub fn cell_deployments(
             (0..tenants).map(site).collect::<Result<_, _>>()?,
             dir,
         )?]),
+        // Each tenant's edge runs as that tenant (`edge@tenantI`); a shared
+        // edge is one process, so one identity (the default tenant).
         Tenancy::ShareNothing => (0..tenants)
-            .map(|i| make(i, vec![site(i)?], &dir.join(format!("tenant{i}"))))
+            .map(|i| {
+                let mut d = make(i, vec![site(i)?], &dir.join(format!("tenant{i}")))?;
+                d.tenant = Some(tenant(i).to_string());
+                Ok(d)
+            })
             .collect(),
     }
 }
@@ -185,6 +197,7 @@ pub fn run(opts: &MatrixOptions, cancel: Arc<AtomicBool>) -> Result<RunResults, 
     let certs = opts.out.join("certs");
     let content = opts.out.join("html");
     plan::ensure_certs(&certs)?;
+    let site_key = seal_certs(&certs, opts.tenants.iter().copied().max().unwrap_or(1))?;
     plan::ensure_content(&content, &opts.bin)?;
     let origin_addr = addr(opts.base_port as u32 + 20)?;
     let origin_kind = if avail.conclave_origin() {
@@ -247,7 +260,7 @@ pub fn run(opts: &MatrixOptions, cancel: Arc<AtomicBool>) -> Result<RunResults, 
     {
         bar.set_style(style.progress_chars("=> "));
     }
-    let trust = Trust::CaFile(conclave_rpc::pki::CertsLayout::new(&certs).ca_cert());
+    let trust = Trust::CaFile(CertsLayout::new(&certs).ca_cert());
     let machine = results.machine.clone();
     for cell in &cells {
         if is_cancelled() {
@@ -258,7 +271,7 @@ pub fn run(opts: &MatrixOptions, cancel: Arc<AtomicBool>) -> Result<RunResults, 
         let deps = cell_deployments(cell, opts.base_port, origin_addr, &certs, &content, &dir)?;
         bar.set_message(format!("{} w={workers} {tenancy} x{tenants}: starting", p.name));
         let mut sup = Supervisor::new();
-        let started = start_cell(&deps, &opts.bin, &mut sup, &is_cancelled);
+        let started = start_cell(&deps, &opts.bin, &site_key, &mut sup, &is_cancelled);
         let urls: Vec<String> = deps.iter().flat_map(|d| d.urls()).collect();
         for file in &cell.files {
             if is_cancelled() {
@@ -319,6 +332,7 @@ pub fn run(opts: &MatrixOptions, cancel: Arc<AtomicBool>) -> Result<RunResults, 
         sup.stop_all();
         // A cell's image is 128 MiB: keep its configs and logs, not the image.
         deps.iter().for_each(plan::discard_image);
+        deps.iter().for_each(plan::discard_site_key);
     }
     bar.finish_and_clear();
     origin_sup.stop_all();
@@ -327,14 +341,45 @@ pub fn run(opts: &MatrixOptions, cancel: Arc<AtomicBool>) -> Result<RunResults, 
     Ok(results)
 }
 
+/// Issues the edge identity of every tenant a share-nothing cell runs
+/// (`edge@tenant0` ...), then takes the site key into memory and deletes
+/// it and the CA key from the run's `certs/`: every identity the run needs
+/// exists, the CA key has nothing left to do, and each cell's key server
+/// gets its own copy of the site key for the cell's life only.
+fn seal_certs(certs: &Path, tenants: u32) -> Result<zeroize::Zeroizing<Vec<u8>>, EvalError> {
+    for i in 0..tenants {
+        layout::ensure_identity(certs, &Identity::new(Role::Edge, tenant(i)))?;
+    }
+    let key = CertsLayout::new(certs).site_key();
+    let bytes = zeroize::Zeroizing::new(std::fs::read(&key).map_err(|e| {
+        EvalError::Config(format!(
+            "{}: {e} (an evaluation deletes its site and CA keys once read: use a fresh --out)",
+            key.display()
+        ))
+    })?);
+    std::fs::remove_file(&key).map_err(EvalError::io(&key))?;
+    let ca_key = CertsLayout::new(certs).ca_dir().join(CertsLayout::CA_KEY);
+    match std::fs::remove_file(&ca_key) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(EvalError::io(&ca_key)(e)),
+        _ => {}
+    }
+    Ok(bytes)
+}
+
+/// The tenant of share-nothing deployment `i` (a DNS label by construction).
+pub fn tenant(i: u32) -> conclave_rpc::Tenant {
+    format!("tenant{i}").parse().unwrap_or_default()
+}
+
 fn start_cell(
     deps: &[Deployment],
     bin: &Path,
+    site_key: &[u8],
     sup: &mut Supervisor,
     cancel: &dyn Fn() -> bool,
 ) -> Result<(), EvalError> {
     for d in deps {
-        let plan = plan::prepare(d, bin)?;
+        let plan = plan::prepare(d, bin, &SiteKeySource::Bytes(site_key))?;
         for spec in &plan.processes {
             sup.start(spec, cancel)?;
         }

@@ -70,7 +70,13 @@ pub struct CacheSite {
 
 /// The seed's Linux cache edge (`linux-cache-nomodsec-release_nonsm`), one
 /// `server` block per site (share-nginx when several).
-pub fn cache_edge_conf(dir: &Path, workers: u32, sites: &[CacheSite], certs: &Path, origin: &str) -> String {
+pub fn cache_edge_conf(
+    dir: &Path,
+    workers: u32,
+    sites: &[CacheSite],
+    site_dir: &Path,
+    origin: &str,
+) -> String {
     let mut o = String::new();
     preamble(dir, workers, &mut o);
     o.push_str("events { worker_connections 4096; }\nhttp {\n    access_log off;\n");
@@ -91,9 +97,14 @@ pub fn cache_edge_conf(dir: &Path, workers: u32, sites: &[CacheSite], certs: &Pa
             "    server {{\n        listen {} ssl;\n        server_name localhost \"\";",
             s.listen
         );
-        let site = conclave_rpc::pki::CertsLayout::new(certs);
-        let _ = writeln!(o, "        ssl_certificate {};", site.site_cert().display());
-        let _ = writeln!(o, "        ssl_certificate_key {};", site.site_key().display());
+        // The edge's own run directory, holding the site certificate and key.
+        use conclave_rpc::pki::CertsLayout;
+        let (cert, key) = (
+            site_dir.join(CertsLayout::SITE_CERT),
+            site_dir.join(CertsLayout::SITE_KEY),
+        );
+        let _ = writeln!(o, "        ssl_certificate {};", cert.display());
+        let _ = writeln!(o, "        ssl_certificate_key {};", key.display());
         // TLS 1.3 too (nginx 1.22 leaves it off by default), so `--tls 1.3` cells can run.
         o.push_str("        ssl_protocols TLSv1.2 TLSv1.3;\n");
         o.push_str("        ssl_ciphers HIGH:!aNULL:!MD5;\n        ssl_prefer_server_ciphers on;\n");
@@ -151,7 +162,7 @@ mod tests {
             "keys_zone=ZONE0:16k max_size=10m inactive=60m use_temp_path=off",
             "keys_zone=ZONE1:16k",
             "listen 127.0.0.1:8441 ssl;",
-            "ssl_certificate_key /c/site/server.key;",
+            "ssl_certificate_key /c/server.key;",
             "proxy_cache_valid 200 60m;",
             "proxy_pass http://127.0.0.1:8081;",
             "daemon off;",

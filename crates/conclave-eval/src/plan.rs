@@ -12,6 +12,7 @@
 use crate::deploy::{
     Deployment, Device, EdgeKind, Fileserver, Kdf, KeyKind, Mode, Origin, OriginKind, SharedKind, StorageKind,
 };
+use crate::layout::{self, Part, RunDir, SiteKeySource, UnixUser};
 use crate::{nginx, EvalError};
 use conclave_bd::{KdfSettings, MkfsSettings};
 use conclave_edge::config::schema::{
@@ -20,11 +21,13 @@ use conclave_edge::config::schema::{
 use conclave_edge::config::{ByteSize, Dur};
 use conclave_edge::launch::EdgeArgs;
 use conclave_edge::{EdgeSettings, OriginSettings};
-use conclave_fs::FileServerSettings;
-use conclave_keys::KeyServerSettings;
+use conclave_fs::grants::Grantee;
+use conclave_fs::{Access, FileServerSettings, Grant};
+use conclave_keys::grants::{IdentityPattern, KeyPattern, TenantPattern};
+use conclave_keys::{KeyGrant, KeyName, KeyServerSettings};
 use conclave_mem::{MemServerSettings, MemSpec, ServerKind};
 use conclave_rpc::pki::{self, CertsLayout, CertsOptions, SiteKey};
-use conclave_rpc::Endpoint;
+use conclave_rpc::{Endpoint, Identity, Tenant};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -47,6 +50,15 @@ pub struct ProcessSpec {
     pub log: PathBuf,
     /// Readiness check.
     pub probe: Probe,
+    /// The Unix user it runs as (`users = true`); `None`: as its starter.
+    pub user: Option<UnixUser>,
+}
+
+impl ProcessSpec {
+    /// The same process, run as `user`.
+    pub fn run_as(self, user: Option<UnixUser>) -> ProcessSpec {
+        ProcessSpec { user, ..self }
+    }
 }
 
 /// Paths of a prepared deployment.
@@ -58,10 +70,15 @@ pub struct Plan {
     pub created: Vec<PathBuf>,
 }
 
-/// Creates what is missing and returns the processes. `bin` is the
-/// `conclave` binary used for every conclave process. A file server's image
-/// is rebuilt here (with `conclave mkfs`) before anything starts.
-pub fn prepare(d: &Deployment, bin: &Path) -> Result<Plan, EvalError> {
+/// Creates what is missing, lays out the run directory (one directory per
+/// process with only its identity and secrets, see [`crate::layout`]) and
+/// returns the processes. `bin` is the `conclave` binary used for every
+/// conclave process. A file server's image is rebuilt here (with `conclave
+/// mkfs`) before anything starts.
+pub fn prepare(d: &Deployment, bin: &Path, site_key: &SiteKeySource) -> Result<Plan, EvalError> {
+    if d.users {
+        layout::require_root()?;
+    }
     let dir = d.state_dir();
     std::fs::create_dir_all(&dir).map_err(EvalError::io(&dir))?;
     let mut created = Vec::new();
@@ -71,31 +88,104 @@ pub fn prepare(d: &Deployment, bin: &Path) -> Result<Plan, EvalError> {
     if ensure_content(&d.content, bin)? {
         created.push(d.content.clone());
     }
+    let run = RunDir::of(d);
+    lay_out(d, &run, site_key)?;
     let mut processes = Vec::new();
     if let Some(f) = &d.fileserver {
         let img = build_image(d, f, bin, &dir)?;
         created.push(img.image.clone());
-        processes.push(fileserver(d, bin, f.listen, &img, &dir));
+        if let Some(u) = run.user(Part::FileServer) {
+            for p in [Some(&img.image), img.tree.as_ref()].into_iter().flatten() {
+                layout::chown_tree(p, u)?;
+            }
+        }
+        processes.push(fileserver(d, bin, f.listen, &img, &dir).run_as(run.user(Part::FileServer)));
     }
     if let Some(m) = &d.memserver {
         if d.edge.shared == SharedKind::Smuf {
             let files = dir.join("memfiles");
             std::fs::create_dir_all(&files).map_err(EvalError::io(&files))?;
         }
-        processes.push(memserver(d, bin, d.edge.shared, m.listen, &dir)?);
+        processes.push(memserver(bin, d.edge.shared, m.listen, &dir)?.run_as(run.user(Part::MemServer)));
+    }
+    if d.memserver.is_some() {
+        // Kept across restarts, so tickets issued before a restart still resume.
+        ensure_secret(&run.dir(Part::Edge).join(TICKET_SECRET), false)?;
     }
     if d.edge.shared == SharedKind::Smc {
-        let smc = dir.join("smc");
+        let edir = run.dir(Part::Edge);
+        let smc = edir.join("smc");
         std::fs::create_dir_all(&smc).map_err(EvalError::io(&smc))?;
-        ensure_secret(&dir.join("smc.secret"), false)?;
+        ensure_secret(&edir.join("smc.secret"), false)?;
     }
     if let Some(k) = &d.keyserver {
-        key_dir(&d.certs, &dir)?;
-        processes.push(keyserver(d, bin, k.listen, &dir));
+        processes.push(keyserver(d, bin, k.listen, &dir).run_as(run.user(Part::KeyServer)));
     }
-    processes.extend(origin(&d.origin, &d.content, bin, &dir)?);
-    processes.push(edge(d, bin, &dir)?);
+    processes.extend(origin(&d.origin, &d.content, bin, &dir)?.map(|p| p.run_as(run.user(Part::Origin))));
+    processes.push(edge(d, bin, &dir)?.run_as(run.user(Part::Edge)));
+    for part in Part::ALL {
+        let pdir = run.dir(part);
+        if let (Some(u), true) = (run.user(part), pdir.exists()) {
+            layout::chown_tree(&pdir, u)?;
+        }
+    }
     Ok(Plan { processes, created })
+}
+
+/// The edge's ticket-sealing secret (memory stores), in its own directory:
+/// the memory server sees `TLS_TICKET_KEYS` sealed under it, never the key.
+const TICKET_SECRET: &str = "ticket.secret";
+
+/// A part's directory under the state directory `dir`.
+fn part_dir(dir: &Path, part: Part) -> PathBuf {
+    dir.join(layout::RUN).join(part.name())
+}
+
+/// The run directory: one 0700 directory per process of `d`, each holding
+/// that process's identity only (the edge's is `edge@tenant`); the site
+/// certificate beside the edge's; the site key moved to its signer. With
+/// `users`, `run/` itself is 0711 (each uid may reach its own directory,
+/// none may list the others) and every directory above it must let others
+/// through.
+fn lay_out(d: &Deployment, run: &RunDir, site_key: &SiteKeySource) -> Result<(), EvalError> {
+    use std::os::unix::fs::PermissionsExt;
+    let root = run.root();
+    std::fs::create_dir_all(root).map_err(EvalError::io(root))?;
+    let mode = if d.users { 0o711 } else { 0o700 };
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(mode)).map_err(EvalError::io(root))?;
+    if d.users {
+        layout::check_traversable(root)?;
+    }
+    let present = |part: Part| match part {
+        Part::FileServer => d.fileserver.is_some(),
+        Part::MemServer => d.memserver.is_some(),
+        Part::KeyServer => d.keyserver.is_some(),
+        Part::Origin => d.origin.kind != OriginKind::External,
+        Part::Edge => true,
+    };
+    for part in Part::ALL.into_iter().filter(|p| present(*p)) {
+        // Servers are the default tenant's; the edge is its deployment's
+        // tenant's; stock nginx and the origin have no conclave identity.
+        let id = match (part, layout::role(part)) {
+            (Part::Edge, _) if d.edge.kind == EdgeKind::Nginx => None,
+            (Part::Edge, _) => Some(d.edge_identity()),
+            (_, role) => role.map(|r| Identity::new(r, Tenant::default())),
+        };
+        layout::install_identity(run, part, &d.certs, id.as_ref())?;
+    }
+    if d.keyserver.is_some() {
+        std::fs::create_dir_all(run.keys_dir()).map_err(EvalError::io(run.keys_dir()))?;
+    }
+    let site_crt = CertsLayout::new(&d.certs).site_cert();
+    let text = std::fs::read_to_string(&site_crt).map_err(EvalError::io(&site_crt))?;
+    pki::write_file(
+        &run.dir(Part::Edge).join(CertsLayout::SITE_CERT),
+        &text,
+        false,
+        true,
+    )?;
+    layout::place_site_key(run, &d.certs, layout::keyless(d), site_key)?;
+    Ok(())
 }
 
 /// Writes a random 32-byte secret (mode 0600): always when `fresh`, else
@@ -105,44 +195,12 @@ fn ensure_secret(path: &Path, fresh: bool) -> Result<(), EvalError> {
     if !fresh && std::fs::metadata(path).is_ok_and(|m| m.len() >= 16) {
         return Ok(());
     }
-    let mut bytes = [0u8; 32];
+    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
     let rnd = Path::new("/dev/urandom");
     std::fs::File::open(rnd)
-        .and_then(|mut f| f.read_exact(&mut bytes))
+        .and_then(|mut f| f.read_exact(&mut bytes[..]))
         .map_err(EvalError::io(rnd))?;
-    write_0600(path, &bytes)
-}
-
-/// Replaces `path` by a new file readable by its owner only.
-fn write_0600(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let _ = std::fs::remove_file(path);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(bytes))
-        .map_err(EvalError::io(path))
-}
-
-/// The key server loads every `NAME.key` of its directory, so it gets one
-/// of its own, `STATE/keys/`, holding only a copy of the site key (never
-/// the certs dir, whose role keys must not become signing keys).
-fn key_dir(certs: &Path, dir: &Path) -> Result<PathBuf, EvalError> {
-    use std::os::unix::fs::PermissionsExt;
-    let keys = dir.join("keys");
-    std::fs::create_dir_all(&keys).map_err(EvalError::io(&keys))?;
-    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700)).map_err(EvalError::io(&keys))?;
-    for e in std::fs::read_dir(&keys).map_err(EvalError::io(&keys))? {
-        let p = e.map_err(EvalError::io(&keys))?.path();
-        std::fs::remove_file(&p).map_err(EvalError::io(&p))?;
-    }
-    let src = CertsLayout::new(certs).site_key();
-    let key = std::fs::read(&src).map_err(EvalError::io(&src))?;
-    write_0600(&keys.join("server.key"), &key)?;
-    Ok(keys)
+    layout::write_private(path, &bytes[..])
 }
 
 /// A built file-server image and what opening it takes.
@@ -223,7 +281,7 @@ pub fn mkfs_argv(bin: &Path, img: &Image, kdf: Kdf, top: &Path) -> Vec<String> {
     conclave_argv(bin, mkfs_settings(img, kdf, top).to_args())
 }
 
-/// What the image of `f` is made of: secret at `STATE/fs.secret` (not for
+/// What the image of `f` is made of: secret at `run/fileserver/fs.secret` (not for
 /// std), tree next to the image (verity, vericrypt).
 pub fn image_of(f: &Fileserver, dir: &Path) -> Image {
     Image {
@@ -231,7 +289,7 @@ pub fn image_of(f: &Fileserver, dir: &Path) -> Image {
         image: f.image.clone(),
         tree: matches!(f.device, Device::Verity | Device::Vericrypt)
             .then(|| PathBuf::from(format!("{}.tree", f.image.display()))),
-        secret: (f.device != Device::Std).then(|| dir.join("fs.secret")),
+        secret: (f.device != Device::Std).then(|| part_dir(dir, Part::FileServer).join("fs.secret")),
         root: None,
     }
 }
@@ -288,21 +346,30 @@ pub fn discard_image(d: &Deployment) {
     }
 }
 
+/// Removes a stopped deployment's copy of the site key (the evaluation
+/// writes one per cell from memory; see [`SiteKeySource::Bytes`]).
+pub fn discard_site_key(d: &Deployment) {
+    let run = RunDir::of(d);
+    for keyless in [true, false] {
+        let _ = std::fs::remove_file(run.site_key_path(keyless));
+    }
+}
+
 fn write(path: &Path, text: &str) -> Result<(), EvalError> {
     std::fs::write(path, text).map_err(EvalError::io(path))
 }
 
 /// Writes the certificates with the same code as `conclave certs` unless
-/// they are all there. Returns whether it wrote them.
+/// they are there (`ca/root.crt` names a `conclave certs` directory).
+/// Returns whether it wrote them.
 pub fn ensure_certs(certs: &Path) -> Result<bool, EvalError> {
-    let names = pki::file_names();
-    let present = names.iter().filter(|n| certs.join(n).exists()).count();
-    if present == names.len() {
+    if CertsLayout::new(certs).ca_cert().exists() {
         return Ok(false);
     }
-    if present > 0 {
+    let used = std::fs::read_dir(certs).is_ok_and(|mut entries| entries.next().is_some());
+    if used {
         return Err(EvalError::Config(format!(
-            "{}: some certificate files are missing; run `conclave certs --out {} --force`",
+            "{}: not a `conclave certs` directory (no ca/root.crt); run `conclave certs --out {} --force`",
             certs.display(),
             certs.display()
         )));
@@ -348,6 +415,7 @@ pub fn origin(o: &Origin, content: &Path, bin: &Path, dir: &Path) -> Result<Opti
             argv: conclave_argv(bin, OriginSettings::new(content, o.listen).to_args()),
             log: dir.join("origin.log"),
             probe: Probe::Tcp(vec![o.listen]),
+            user: None,
         })),
         OriginKind::Nginx => {
             let odir = dir.join("origin");
@@ -362,6 +430,7 @@ pub fn origin(o: &Origin, content: &Path, bin: &Path, dir: &Path) -> Result<Opti
                 argv: nginx::argv(&nb, &odir, &conf),
                 log: dir.join("origin.log"),
                 probe: Probe::Tcp(vec![o.listen]),
+                user: None,
             }))
         }
     }
@@ -377,26 +446,42 @@ fn conclave_argv(bin: &Path, args: Vec<String>) -> Vec<String> {
     std::iter::once(bin.display().to_string()).chain(args).collect()
 }
 
+/// The name the key server gives the site key (the stem of `server.key`).
+pub const SITE_KEY_NAME: &str = "server";
+
+/// The key server's one grant: the deployment's edge identity may use the
+/// site key (and sees no other).
+pub fn site_key_grant(d: &Deployment) -> Option<KeyGrant> {
+    let id = d.edge_identity();
+    Some(KeyGrant {
+        who: IdentityPattern {
+            role: id.role,
+            tenant: TenantPattern::Exact(id.tenant),
+        },
+        key: KeyPattern::Exact(KeyName::new(SITE_KEY_NAME).ok()?),
+    })
+}
+
 /// The key server's command line. It serves every `NAME.key` of
-/// `STATE/keys/`, which holds only the site key (see [`key_dir`]).
+/// `run/keyserver/keys/`, which holds only the site key, and grants it to
+/// the deployment's edge identity only (`edge@tenant:server`).
 fn keyserver(d: &Deployment, bin: &Path, listen: SocketAddr, dir: &Path) -> ProcessSpec {
-    let settings = KeyServerSettings::new(dir.join("keys"), endpoint(listen), d.certs.clone());
+    let kdir = part_dir(dir, Part::KeyServer);
+    let settings = KeyServerSettings {
+        grants: site_key_grant(d).into_iter().collect(),
+        ..KeyServerSettings::new(kdir.join("keys"), endpoint(listen), kdir)
+    };
     ProcessSpec {
         name: "keyserver".into(),
         argv: conclave_argv(bin, settings.to_args()),
         log: dir.join("keyserver.log"),
         probe: Probe::Tcp(vec![listen]),
+        user: None,
     }
 }
 
 /// The memory server's command line (docs/mem.md).
-fn memserver(
-    d: &Deployment,
-    bin: &Path,
-    kind: SharedKind,
-    listen: SocketAddr,
-    dir: &Path,
-) -> Result<ProcessSpec, EvalError> {
+fn memserver(bin: &Path, kind: SharedKind, listen: SocketAddr, dir: &Path) -> Result<ProcessSpec, EvalError> {
     let kind = match kind {
         SharedKind::Smdish => ServerKind::Smdish,
         SharedKind::Smuf => ServerKind::Smuf {
@@ -408,25 +493,34 @@ fn memserver(
             )))
         }
     };
-    let settings = MemServerSettings::new(kind, endpoint(listen), d.certs.clone());
+    // The memory server's default grants (every tenant's edge, in its own
+    // namespace; nothing for `client`) are what a deployment needs.
+    let settings = MemServerSettings::new(kind, endpoint(listen), part_dir(dir, Part::MemServer));
     Ok(ProcessSpec {
         name: format!("memserver ({})", settings.kind),
         argv: conclave_argv(bin, settings.to_args()),
         log: dir.join("memserver.log"),
         probe: Probe::Tcp(vec![listen]),
+        user: None,
     })
 }
 
-/// What the edge may do in the file server: read `/html`, write its
-/// `/cacheI` directories (see `image_tree`), nothing else.
-fn edge_grants(d: &Deployment) -> Vec<conclave_fs::Grant> {
-    let mut g = vec![grant("edge:ro:/html")];
-    g.extend((0..d.edge.site.len()).map(|i| grant(&format!("edge:rw:/cache{i}"))));
-    g
-}
-
-fn grant(text: &str) -> conclave_fs::Grant {
-    text.parse().expect("the plan's grants are well-formed")
+/// What the file server grants the edge: its docroot read-only, its
+/// caches read-write (paths inside the image, see [`image_tree`]); every
+/// other path, and every other identity, gets EACCES.
+pub fn fs_grants(d: &Deployment) -> Vec<Grant> {
+    let id = d.edge_identity();
+    let grant = |access, path: String| Grant {
+        who: Grantee {
+            role: id.role,
+            tenant: Some(id.tenant.clone()),
+        },
+        access,
+        path,
+    };
+    std::iter::once(grant(Access::ReadOnly, "/html".into()))
+        .chain((0..d.edge.site.len()).map(|i| grant(Access::ReadWrite, format!("/cache{i}"))))
+        .collect()
 }
 
 /// The file server's command line (docs/fs.md) for an image built by
@@ -436,12 +530,12 @@ pub fn fileserver(d: &Deployment, bin: &Path, listen: SocketAddr, img: &Image, d
         tree: img.tree.clone(),
         secret_file: img.secret.clone(),
         expect_root: img.root.clone(),
-        grants: edge_grants(d),
+        grants: fs_grants(d),
         ..FileServerSettings::new(
             img.image.clone(),
             img.device.kind(),
             endpoint(listen),
-            d.certs.clone(),
+            part_dir(dir, Part::FileServer),
         )
     };
     ProcessSpec {
@@ -449,6 +543,7 @@ pub fn fileserver(d: &Deployment, bin: &Path, listen: SocketAddr, img: &Image, d
         argv: conclave_argv(bin, settings.to_args()),
         log: dir.join("fileserver.log"),
         probe: Probe::Tcp(vec![listen]),
+        user: None,
     }
 }
 
@@ -463,8 +558,7 @@ fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError
                     "the stock nginx edge is generated in cache mode only".into(),
                 ));
             }
-            let edir = dir.join("edge");
-            std::fs::create_dir_all(&edir).map_err(EvalError::io(&edir))?;
+            let edir = part_dir(dir, Part::Edge);
             let sites: Vec<nginx::CacheSite> = d
                 .edge
                 .site
@@ -477,23 +571,19 @@ fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError
                 })
                 .collect();
             let conf = edir.join("nginx.conf");
-            let text = nginx::cache_edge_conf(
-                &edir,
-                d.edge.workers,
-                &sites,
-                &d.certs,
-                &d.origin.listen.to_string(),
-            );
+            let text =
+                nginx::cache_edge_conf(&edir, d.edge.workers, &sites, &edir, &d.origin.listen.to_string());
             write(&conf, &text)?;
             Ok(ProcessSpec {
                 name: "edge (nginx)".into(),
                 argv: nginx::argv(&nb, &edir, &conf),
                 log: dir.join("edge.log"),
                 probe: Probe::Tcp(listens),
+                user: None,
             })
         }
         EdgeKind::Conclave => {
-            let conf = dir.join("edge.toml");
+            let conf = part_dir(dir, Part::Edge).join("edge.toml");
             write(&conf, &edge_toml(d, dir))?;
             Ok(ProcessSpec {
                 name: "edge".into(),
@@ -507,6 +597,7 @@ fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError
                 ),
                 log: dir.join("edge.log"),
                 probe: Probe::Tcp(listens),
+                user: None,
             })
         }
     }
@@ -515,11 +606,12 @@ fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError
 /// The edge's settings (docs/edge.md) for this deployment, as the value
 /// `conclave edge` reads back from `edge.toml`.
 pub fn edge_settings(d: &Deployment, dir: &Path) -> EdgeSettings {
+    let edir = part_dir(dir, Part::Edge);
     let nextfs = d.edge.storage == StorageKind::Nextfs && d.fileserver.is_some();
     let storage = match (d.edge.storage, &d.fileserver) {
         (StorageKind::Nextfs, Some(f)) => StorageSettings::Nextfs {
             server: endpoint(f.listen).to_string(),
-            certs: d.certs.clone(),
+            certs: edir.clone(),
         },
         _ => StorageSettings::Host,
     };
@@ -529,8 +621,9 @@ pub fn edge_settings(d: &Deployment, dir: &Path) -> EdgeSettings {
                 endpoint: endpoint(m.listen),
             }
             .to_string(),
-            certs: Some(d.certs.clone()),
+            certs: Some(edir.clone()),
             secret_file: None,
+            ticket_secret_file: Some(edir.join(TICKET_SECRET)),
             ..SharedSettings::default()
         },
         (SharedKind::Smuf, Some(m)) => SharedSettings {
@@ -539,15 +632,16 @@ pub fn edge_settings(d: &Deployment, dir: &Path) -> EdgeSettings {
                 dir: dir.join("memfiles"),
             }
             .to_string(),
-            certs: Some(d.certs.clone()),
+            certs: Some(edir.clone()),
             secret_file: None,
+            ticket_secret_file: Some(edir.join(TICKET_SECRET)),
             ..SharedSettings::default()
         },
         (SharedKind::Smc, _) => {
-            let secret = dir.join("smc.secret");
+            let secret = edir.join("smc.secret");
             SharedSettings {
                 kind: MemSpec::Smc {
-                    dir: dir.join("smc"),
+                    dir: edir.join("smc"),
                     secret: Some(secret.clone()),
                 }
                 .to_string(),
@@ -559,12 +653,12 @@ pub fn edge_settings(d: &Deployment, dir: &Path) -> EdgeSettings {
         _ => SharedSettings::default(),
     };
     let tls = || {
-        let certificate = CertsLayout::new(&d.certs).site_cert();
+        let certificate = edir.join(CertsLayout::SITE_CERT);
         match (d.edge.key, &d.keyserver) {
             (KeyKind::Keyserver, Some(k)) => {
-                TlsSettings::key_server(certificate, endpoint(k.listen).to_string(), "server", &d.certs)
+                TlsSettings::key_server(certificate, endpoint(k.listen).to_string(), SITE_KEY_NAME, &edir)
             }
-            _ => TlsSettings::key_file(certificate, CertsLayout::new(&d.certs).site_key()),
+            _ => TlsSettings::key_file(certificate, edir.join(CertsLayout::SITE_KEY)),
         }
     };
     let server = d
@@ -582,7 +676,7 @@ pub fn edge_settings(d: &Deployment, dir: &Path) -> EdgeSettings {
                         path: if nextfs {
                             PathBuf::from(format!("/cache{i}"))
                         } else {
-                            dir.join(format!("cache{i}"))
+                            edir.join(format!("cache{i}"))
                         },
                         keys_zone: format!("ZONE{i}:16k"),
                         max_size: ByteSize(10 << 20),
@@ -664,6 +758,9 @@ mod tests {
             keyserver: None,
             memserver: None,
             fileserver: None,
+            tenant: None,
+            users: false,
+            base_uid: crate::deploy::DEFAULT_BASE_UID,
         }
     }
 
@@ -675,7 +772,7 @@ mod tests {
         assert_eq!(v["workers"].as_integer(), Some(2));
         let server = &v["server"].as_array().unwrap()[0];
         assert_eq!(server["proxy_pass"].as_str(), Some("http://127.0.0.1:8081"));
-        assert_eq!(server["tls"]["key"].as_str(), Some("/s/certs/site/server.key"));
+        assert_eq!(server["tls"]["key"].as_str(), Some("/s/run/edge/server.key"));
         assert_eq!(server["cache"]["keys_zone"].as_str(), Some("ZONE0:16k"));
         d.edge.key = KeyKind::Keyserver;
         d.keyserver = Some(Keyserver {
@@ -701,18 +798,17 @@ mod tests {
         d.resolve(dir.path());
         std::fs::create_dir_all(&d.content).unwrap();
         std::fs::write(d.content.join("1k.txt"), "x").unwrap();
-        let plan = prepare(&d, Path::new("/bin/false")).unwrap();
+        let plan = prepare(&d, Path::new("/bin/false"), &SiteKeySource::Move).unwrap();
         let names: Vec<_> = plan.processes.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["keyserver", "origin", "edge"]);
-        let conf = dir.path().join("edge.toml").display().to_string();
+        let conf = dir.path().join("run/edge/edge.toml").display().to_string();
         assert_eq!(plan.processes[2].argv[1..], ["edge", "--config", &conf]);
         assert_eq!(
             plan.processes[1].argv[1..5],
             ["origin", "--root", &d.content.display().to_string(), "--listen"]
         );
-        let l = CertsLayout::new(&d.certs);
-        assert!(l.ca_cert().exists() && l.site_key().exists());
-        assert!(dir.path().join("edge.toml").exists());
+        assert!(d.certs.join("ca/root.crt").exists());
+        assert!(dir.path().join("run/edge/edge.toml").exists());
         assert_eq!(plan.created, vec![d.certs.clone()]);
     }
 
@@ -733,7 +829,7 @@ mod tests {
         let v = table(&d);
         assert_eq!(v["storage"]["kind"].as_str(), Some("nextfs"));
         assert_eq!(v["storage"]["server"].as_str(), Some("tcp://127.0.0.1:9200"));
-        assert_eq!(v["storage"]["certs"].as_str(), Some("/s/certs"));
+        assert_eq!(v["storage"]["certs"].as_str(), Some("/s/run/edge"));
         assert_eq!(v["server"][0]["cache"]["path"].as_str(), Some("/cache0"));
         d.edge.mode = Mode::Standalone;
         assert_eq!(table(&d)["server"][0]["root"].as_str(), Some("/html"));
@@ -744,7 +840,7 @@ mod tests {
         d.edge.mode = Mode::Cache;
         assert_eq!(
             table(&d)["server"][0]["cache"]["path"].as_str(),
-            Some("/s/cache0")
+            Some("/s/run/edge/cache0")
         );
     }
 
@@ -757,22 +853,29 @@ mod tests {
         d.edge.shared = SharedKind::Smdish;
         let v = table(&d);
         assert_eq!(v["shared"]["kind"].as_str(), Some("smdish+tcp://127.0.0.1:9100"));
-        assert_eq!(v["shared"]["certs"].as_str(), Some("/s/certs"));
+        assert_eq!(
+            v["shared"]["ticket_secret_file"].as_str(),
+            Some("/s/run/edge/ticket.secret")
+        );
+        assert_eq!(v["shared"]["certs"].as_str(), Some("/s/run/edge"));
         d.edge.shared = SharedKind::Smuf;
         let v = table(&d);
         assert_eq!(
             v["shared"]["kind"].as_str(),
             Some("smuf+tcp://127.0.0.1:9100?dir=/s/memfiles")
         );
-        assert_eq!(v["shared"]["certs"].as_str(), Some("/s/certs"));
+        assert_eq!(v["shared"]["certs"].as_str(), Some("/s/run/edge"));
         d.memserver = None;
         d.edge.shared = SharedKind::Smc;
         let v = table(&d);
         assert_eq!(
             v["shared"]["kind"].as_str(),
-            Some("smc:///s/smc?secret=/s/smc.secret")
+            Some("smc:///s/run/edge/smc?secret=/s/run/edge/smc.secret")
         );
-        assert_eq!(v["shared"]["secret_file"].as_str(), Some("/s/smc.secret"));
+        assert_eq!(
+            v["shared"]["secret_file"].as_str(),
+            Some("/s/run/edge/smc.secret")
+        );
         assert!(v["shared"].get("certs").is_none());
     }
 
@@ -792,14 +895,16 @@ mod tests {
                 "/b/conclave",
                 "keyserver",
                 "--keys",
-                "/s/keys",
+                "/s/run/keyserver/keys",
                 "--certs",
-                "/s/certs",
+                "/s/run/keyserver",
                 "--listen",
-                "tcp://127.0.0.1:9000"
+                "tcp://127.0.0.1:9000",
+                "--grant",
+                "edge@default:server"
             ])
         );
-        let m = memserver(&d, bin, SharedKind::Smuf, "127.0.0.1:9100".parse().unwrap(), dir).unwrap();
+        let m = memserver(bin, SharedKind::Smuf, "127.0.0.1:9100".parse().unwrap(), dir).unwrap();
         assert_eq!(
             m.argv[1..],
             strs(&[
@@ -809,12 +914,12 @@ mod tests {
                 "--listen",
                 "tcp://127.0.0.1:9100",
                 "--certs",
-                "/s/certs",
+                "/s/run/memserver",
                 "--dir",
                 "/s/memfiles"
             ])
         );
-        assert!(memserver(&d, bin, SharedKind::Smc, "127.0.0.1:9100".parse().unwrap(), dir).is_err());
+        assert!(memserver(bin, SharedKind::Smc, "127.0.0.1:9100".parse().unwrap(), dir).is_err());
         let f = Fileserver {
             device: Device::Vericrypt,
             listen: "127.0.0.1:9200".parse().unwrap(),
@@ -832,7 +937,7 @@ mod tests {
                 "128M",
                 "--force",
                 "--secret-file",
-                "/s/fs.secret",
+                "/s/run/fileserver/fs.secret",
                 "--kdf-memory-kib",
                 "8192",
                 "--kdf-passes",
@@ -856,13 +961,13 @@ mod tests {
                 "--tree",
                 "/s/fs.img.tree",
                 "--secret-file",
-                "/s/fs.secret",
+                "/s/run/fileserver/fs.secret",
                 "--expect-root",
                 &"ab".repeat(32),
                 "--listen",
                 "tcp://127.0.0.1:9200",
                 "--certs",
-                "/s/certs",
+                "/s/run/fileserver",
                 "--grant",
                 "edge:ro:/html",
                 "--grant",
@@ -893,35 +998,158 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_key_server_gets_a_directory_with_only_the_site_key() {
-        use std::os::unix::fs::PermissionsExt;
-        let t = tempfile::tempdir().unwrap();
-        let certs = t.path().join("certs");
-        ensure_certs(&certs).unwrap();
-        std::fs::create_dir_all(t.path().join("keys")).unwrap();
-        std::fs::write(t.path().join("keys/stale.key"), "x").unwrap();
-        let keys = key_dir(&certs, t.path()).unwrap();
-        let names: Vec<_> = std::fs::read_dir(&keys)
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
-        assert_eq!(names, ["server.key"]);
-        let k = keys.join("server.key");
+        v.sort();
+        v
+    }
+
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn each_process_directory_holds_only_its_identity_and_the_site_key_moves_to_its_signer() {
+        let t = tempfile::tempdir().unwrap();
+        let mut d = dep();
+        d.edge.key = KeyKind::Keyserver;
+        d.keyserver = Some(Keyserver {
+            listen: "127.0.0.1:9000".parse().unwrap(),
+        });
+        d.memserver = Some(Memserver {
+            listen: "127.0.0.1:9100".parse().unwrap(),
+        });
+        d.edge.shared = SharedKind::Smdish;
+        d.tenant = Some("acme".into());
+        d.certs = "certs".into();
+        d.resolve(t.path());
+        ensure_certs(&d.certs).unwrap();
+        let site_key = std::fs::read(d.certs.join("site/server.key")).unwrap();
+        let run = RunDir::of(&d);
+        lay_out(&d, &run, &SiteKeySource::Move).unwrap();
+        assert_eq!(mode(run.root()), 0o700);
+        assert_eq!(names(run.root()), ["edge", "keyserver", "memserver", "origin"]);
+        // The edge of tenant acme, issued from the CA because the file names it.
         assert_eq!(
-            std::fs::read(&k).unwrap(),
-            std::fs::read(CertsLayout::new(&certs).site_key()).unwrap()
+            names(&run.dir(Part::Edge)),
+            ["edge.crt", "edge.key", "root.crt", "server.crt"]
         );
-        assert_eq!(std::fs::metadata(&k).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::read(run.dir(Part::Edge).join("edge.crt")).unwrap(),
+            std::fs::read(d.certs.join("edge@acme/edge.crt")).unwrap()
+        );
+        assert_eq!(
+            names(&run.dir(Part::KeyServer)),
+            ["keys", "keyserver.crt", "keyserver.key", "root.crt"]
+        );
+        assert_eq!(names(&run.keys_dir()), ["server.key"]);
+        assert_eq!(
+            names(&run.dir(Part::MemServer)),
+            ["memserver.crt", "memserver.key", "root.crt"]
+        );
+        assert!(names(&run.dir(Part::Origin)).is_empty());
+        for part in [Part::Edge, Part::KeyServer, Part::MemServer, Part::Origin] {
+            assert_eq!(mode(&run.dir(part)), 0o700, "{part:?}");
+        }
+        for key in [
+            "edge/edge.key",
+            "keyserver/keyserver.key",
+            "keyserver/keys/server.key",
+        ] {
+            assert_eq!(mode(&run.root().join(key)), 0o600, "{key}");
+        }
+        // Moved, not copied.
+        assert!(!d.certs.join("site/server.key").exists());
+        assert_eq!(
+            std::fs::read(run.keys_dir().join("server.key")).unwrap(),
+            site_key
+        );
+        // Again (a second `up`): the key stays where it is.
+        lay_out(&d, &run, &SiteKeySource::Move).unwrap();
+        assert_eq!(
+            std::fs::read(run.keys_dir().join("server.key")).unwrap(),
+            site_key
+        );
+        // Not keyless any more: it moves to the edge, and leaves the key server.
+        d.edge.key = KeyKind::Local;
+        d.keyserver = None;
+        lay_out(&d, &run, &SiteKeySource::Move).unwrap();
+        assert_eq!(
+            std::fs::read(run.dir(Part::Edge).join("server.key")).unwrap(),
+            site_key
+        );
+        assert!(names(&run.keys_dir()).is_empty());
+        // The CA key is nowhere under run/.
+        let ca_key = std::fs::read(d.certs.join("ca/root.key")).unwrap();
+        fn walk(p: &Path, out: &mut Vec<PathBuf>) {
+            for e in std::fs::read_dir(p).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out)
+                } else {
+                    out.push(p)
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(run.root(), &mut files);
+        for f in files {
+            assert_ne!(std::fs::read(&f).unwrap(), ca_key, "{}", f.display());
+        }
+    }
+
+    #[test]
+    fn secrets_are_owner_only_and_kept_unless_fresh() {
+        let t = tempfile::tempdir().unwrap();
         let s = t.path().join("smc.secret");
         ensure_secret(&s, false).unwrap();
         let first = std::fs::read(&s).unwrap();
         assert_eq!(first.len(), 32);
-        assert_eq!(std::fs::metadata(&s).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(mode(&s), 0o600);
         ensure_secret(&s, false).unwrap();
         assert_eq!(std::fs::read(&s).unwrap(), first, "an existing secret is kept");
         ensure_secret(&s, true).unwrap();
         assert_ne!(std::fs::read(&s).unwrap(), first, "fresh means fresh");
+    }
+
+    #[test]
+    fn a_tenant_edge_gets_grants_for_its_own_identity_only() {
+        let mut d = dep();
+        d.tenant = Some("acme".into());
+        d.edge.site.push(Site {
+            listen: "127.0.0.1:8444".parse().unwrap(),
+            server_name: "other".into(),
+        });
+        let fs: Vec<String> = fs_grants(&d).iter().map(|g| g.to_string()).collect();
+        assert_eq!(
+            fs,
+            [
+                "edge@acme:ro:/html",
+                "edge@acme:rw:/cache0",
+                "edge@acme:rw:/cache1"
+            ]
+        );
+        assert_eq!(site_key_grant(&d).unwrap().to_string(), "edge@acme:server");
+        d.users = true;
+        let run = RunDir::of(&d);
+        assert_eq!(
+            run.user(Part::FileServer),
+            Some(UnixUser {
+                uid: 64000,
+                gid: 64000
+            })
+        );
+        assert_eq!(
+            run.user(Part::Edge),
+            Some(UnixUser {
+                uid: 64004,
+                gid: 64004
+            })
+        );
     }
 
     #[test]
@@ -935,15 +1163,18 @@ mod tests {
             image: t.path().join("fs.img"),
             kdf: Kdf::Cheap,
         });
-        for f in ["fs.img", "fs.img.tree", "fs.secret", "fileserver.log"] {
+        std::fs::create_dir_all(t.path().join("run/fileserver")).unwrap();
+        for f in [
+            "fs.img",
+            "fs.img.tree",
+            "run/fileserver/fs.secret",
+            "fileserver.log",
+        ] {
             std::fs::write(t.path().join(f), "x").unwrap();
         }
         discard_image(&d);
-        let left: Vec<_> = std::fs::read_dir(t.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        assert_eq!(left, ["fileserver.log"]);
+        assert_eq!(names(t.path()), ["fileserver.log", "run"]);
+        assert!(names(&t.path().join("run/fileserver")).is_empty());
     }
 
     #[test]

@@ -96,13 +96,18 @@ impl Supervisor {
         let log2 = log.try_clone().map_err(EvalError::io(&spec.log))?;
         let child = {
             use std::os::unix::process::CommandExt;
-            Command::new(prog)
-                .args(args)
+            let mut cmd = Command::new(prog);
+            cmd.args(args)
                 .stdin(Stdio::null())
                 .stdout(log)
                 .stderr(log2)
-                .process_group(0)
-                .spawn()
+                .process_group(0);
+            if let Some(u) = spec.user {
+                // std calls setgroups(0) before setuid when it changes the
+                // uid, so the process keeps no supplementary group of ours.
+                cmd.gid(u.gid).uid(u.uid);
+            }
+            cmd.spawn()
                 .map_err(|e| EvalError::Process(format!("cannot start {} ({prog}): {e}", spec.name)))?
         };
         tracing::debug!(name = %spec.name, pid = child.id(), "started");
@@ -206,6 +211,7 @@ mod tests {
             argv: argv.iter().map(|s| s.to_string()).collect(),
             log: log.to_path_buf(),
             probe: Probe::Tcp(vec![addr]),
+            user: None,
         }
     }
 

@@ -468,13 +468,14 @@ fn up_starts_the_kernel_servers_in_order_and_leaves_none_behind() {
         let text = std::fs::read_to_string(dir.path().join(log)).unwrap();
         assert!(text.contains(want), "{log}: {text}");
     }
-    // The key server's directory holds the site key only, owner-readable.
-    let keys: Vec<_> = std::fs::read_dir(dir.path().join("keys"))
+    // The key server's directory holds the site key only (moved out of certs/), owner-readable.
+    assert!(!dir.path().join("certs/site/server.key").exists());
+    let keys: Vec<_> = std::fs::read_dir(dir.path().join("run/keyserver/keys"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     assert_eq!(keys, ["server.key"]);
-    let secret = std::fs::metadata(dir.path().join("fs.secret")).unwrap();
+    let secret = std::fs::metadata(dir.path().join("run/fileserver/fs.secret")).unwrap();
     assert_eq!(secret.permissions().mode() & 0o777, 0o600);
     assert!(dir.path().join("fs.img.tree").exists());
     if !edge_up {

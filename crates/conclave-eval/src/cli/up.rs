@@ -4,9 +4,11 @@
 
 use super::{print_line, runtime, stop_on_signals};
 use crate::deploy::Deployment;
+use crate::layout::SiteKeySource;
 use crate::plan;
 use crate::supervisor::Supervisor;
 use crate::EvalError;
+use conclave_rpc::pki::CertsLayout;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,16 +19,25 @@ use std::time::Duration;
 pub struct Args {
     /// The deployment file (see docs/eval.md).
     pub deploy: PathBuf,
+    /// Run each process under its own uid (`base_uid` + i of the file),
+    /// its directory given to it; needs root. Same as `users = true`.
+    #[arg(long)]
+    pub users: bool,
 }
 
 /// Runs the deployment until a signal or a death; `bin` is the `conclave`
 /// binary every conclave process runs.
 pub fn run(a: Args, bin: &Path) -> Result<(), EvalError> {
-    let d = Deployment::load(&a.deploy)?;
+    let mut d = Deployment::load(&a.deploy)?;
+    if a.users {
+        d.users = true;
+        d.validate()
+            .map_err(|e| EvalError::Config(format!("{}: {e}", a.deploy.display())))?;
+    }
     let rt = runtime()?;
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signals(&rt, stop.clone())?;
-    let plan = plan::prepare(&d, bin)?;
+    let plan = plan::prepare(&d, bin, &SiteKeySource::Move)?;
     for p in &plan.created {
         print_line(format!("created {}", p.display()));
     }
@@ -38,8 +49,12 @@ pub fn run(a: Args, bin: &Path) -> Result<(), EvalError> {
             source: Box::new(e),
         })?;
         let pid = sup.pids().last().copied().unwrap_or(0);
+        let user = spec
+            .user
+            .map(|u| format!(" as uid {} gid {}", u.uid, u.gid))
+            .unwrap_or_default();
         print_line(format!(
-            "started {} (pid {pid}), log {}",
+            "started {} (pid {pid}){user}, log {}",
             spec.name,
             spec.log.display()
         ));
@@ -48,7 +63,15 @@ pub fn run(a: Args, bin: &Path) -> Result<(), EvalError> {
     for url in d.urls() {
         print_line(format!(
             "  {url}   e.g. curl --cacert {} {url}1k.txt",
-            conclave_rpc::pki::CertsLayout::new(&d.certs).ca_cert().display()
+            CertsLayout::new(&d.certs).ca_cert().display()
+        ));
+    }
+    let ca_key = CertsLayout::new(&d.certs).ca_dir().join(CertsLayout::CA_KEY);
+    if ca_key.exists() {
+        print_line(format!(
+            "note: the CA key {} can issue any identity; no process reads it: move it offline \
+             (docs/security.md)",
+            ca_key.display()
         ));
     }
     print_line("Ctrl-C stops every process.");
