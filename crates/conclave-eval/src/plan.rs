@@ -21,9 +21,8 @@ use conclave_edge::config::schema::{
 use conclave_edge::config::{ByteSize, Dur};
 use conclave_edge::launch::EdgeArgs;
 use conclave_edge::{EdgeSettings, OriginSettings};
-use conclave_fs::grants::Grantee;
 use conclave_fs::{Access, FileServerSettings, Grant};
-use conclave_keys::grants::{IdentityPattern, KeyPattern, TenantPattern};
+use conclave_keys::grants::{IdentityPattern, KeyPattern};
 use conclave_keys::{KeyGrant, KeyName, KeyServerSettings};
 use conclave_mem::{MemServerSettings, MemSpec, ServerKind};
 use conclave_rpc::pki::{self, CertsLayout, CertsOptions, SiteKey};
@@ -454,10 +453,7 @@ pub const SITE_KEY_NAME: &str = "server";
 pub fn site_key_grant(d: &Deployment) -> Option<KeyGrant> {
     let id = d.edge_identity();
     Some(KeyGrant {
-        who: IdentityPattern {
-            role: id.role,
-            tenant: TenantPattern::Exact(id.tenant),
-        },
+        who: IdentityPattern::exact(id),
         key: KeyPattern::Exact(KeyName::new(SITE_KEY_NAME).ok()?),
     })
 }
@@ -511,10 +507,7 @@ fn memserver(bin: &Path, kind: SharedKind, listen: SocketAddr, dir: &Path) -> Re
 pub fn fs_grants(d: &Deployment) -> Vec<Grant> {
     let id = d.edge_identity();
     let grant = |access, path: String| Grant {
-        who: Grantee {
-            role: id.role,
-            tenant: Some(id.tenant.clone()),
-        },
+        who: IdentityPattern::exact(id.clone()),
         access,
         path,
     };

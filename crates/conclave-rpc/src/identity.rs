@@ -156,6 +156,14 @@ pub struct IdentityPattern {
 }
 
 impl IdentityPattern {
+    /// Exactly `id`.
+    pub fn exact(id: Identity) -> IdentityPattern {
+        IdentityPattern {
+            role: id.role,
+            tenant: TenantPattern::Exact(id.tenant),
+        }
+    }
+
     /// `role@*`: the role in every tenant.
     pub fn any_tenant(role: Role) -> IdentityPattern {
         IdentityPattern {
