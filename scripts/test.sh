@@ -38,7 +38,7 @@ cargo clippy -p conclave-bench --features modsecurity --all-targets -- -D warnin
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 echo "== cargo test"
-cargo test --workspace -- --test-threads=2 2>&1 | tee -a "$log"
+cargo test --workspace --no-fail-fast -- --test-threads=2 2>&1 | tee -a "$log"
 # The long ext2 model run (3 seeds x 12000 operations against a model, e2fsck
 # and ext4-view; #[ignore]d in the default run): about 2.5 min on 2 cores.
 echo "== ext2 long model test"

@@ -894,7 +894,7 @@ mod tests {
                 "--listen",
                 "tcp://127.0.0.1:9000",
                 "--grant",
-                "edge@default:server"
+                "edge:server"
             ])
         );
         let m = memserver(bin, SharedKind::Smuf, "127.0.0.1:9100".parse().unwrap(), dir).unwrap();

@@ -29,7 +29,7 @@ impl Edge {
         let cfg = format!(
             "workers = 1\n\n[[server]]\nlisten = \"127.0.0.1:{port}\"\nserver_name = [\"localhost\"]\n\
              mode = \"cache\"\nproxy_pass = \"http://127.0.0.1:{}\"\n{site}\n[server.tls]\n\
-             certificate = \"certs/server.crt\"\nkey = \"certs/server.key\"\n[server.cache]\n\
+             certificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"\n[server.cache]\n\
              path = \"cache\"\nkeys_zone = \"Z:1m\"\nmax_size = \"100m\"\n{cache}\n",
             origin.port()
         );
@@ -60,7 +60,7 @@ impl Edge {
     fn get(&self, target: &str, extra: &[&str]) -> Resp {
         let out = Command::new("curl")
             .args(["-sS", "-i", "--http1.1", "--cacert"])
-            .arg(self.path().join("certs/root.crt"))
+            .arg(self.path().join("certs/ca/root.crt"))
             .args(["--resolve", &format!("localhost:{}:127.0.0.1", self.port)])
             .args(extra)
             .arg(format!("https://localhost:{}{target}", self.port))
@@ -497,7 +497,7 @@ fn a_body_cut_short_is_never_stored() {
     let edge = Edge::start(&origin, "proxy_read_timeout = \"1s\"", "");
     let out = Command::new("curl")
         .args(["-sS", "--http1.1", "-o", "/dev/null", "--cacert"])
-        .arg(edge.path().join("certs/root.crt"))
+        .arg(edge.path().join("certs/ca/root.crt"))
         .args(["--resolve", &format!("localhost:{}:127.0.0.1", edge.port)])
         .arg(format!("https://localhost:{}/cut", edge.port))
         .output()

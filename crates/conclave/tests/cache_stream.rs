@@ -98,7 +98,7 @@ fn one_gib_streams_through_the_cache_twice_byte_identical_under_64_mib() {
     let cfg = format!(
         "workers = 1\n\n[[server]]\nlisten = \"127.0.0.1:{port}\"\nserver_name = [\"localhost\"]\n\
          mode = \"cache\"\nproxy_pass = \"http://127.0.0.1:{}\"\n[server.tls]\n\
-         certificate = \"certs/server.crt\"\nkey = \"certs/server.key\"\n[server.cache]\n\
+         certificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"\n[server.cache]\n\
          path = \"cache\"\nkeys_zone = \"Z:1m\"\nmax_size = \"2g\"\n",
         origin.port()
     );
@@ -114,7 +114,7 @@ fn one_gib_streams_through_the_cache_twice_byte_identical_under_64_mib() {
     wait_port(port);
 
     let (want, _) = curl_sha(&[], &format!("http://127.0.0.1:{}/big.bin", origin.port()));
-    let ca = dir.path().join("certs/root.crt");
+    let ca = dir.path().join("certs/ca/root.crt");
     let resolve = format!("localhost:{port}:127.0.0.1");
     let args = ["--cacert", ca.to_str().unwrap(), "--resolve", &resolve];
     let url = format!("https://localhost:{port}/big.bin");
@@ -197,6 +197,8 @@ fn a_large_object_streams_into_and_out_of_a_file_server_cache() {
             &format!("tcp://127.0.0.1:{fport}"),
             "--certs",
             d.join("certs").to_str().unwrap(),
+            "--grant",
+            "edge:rw:/cache",
         ],
     );
     wait_port(fport);
@@ -205,7 +207,7 @@ fn a_large_object_streams_into_and_out_of_a_file_server_cache() {
         "workers = 1\n[storage]\nkind = \"nextfs\"\nserver = \"tcp://127.0.0.1:{fport}\"\ncerts = \"certs\"\n\n\
          [[server]]\nlisten = \"127.0.0.1:{port}\"\nserver_name = [\"localhost\"]\n\
          mode = \"cache\"\nproxy_pass = \"http://127.0.0.1:{}\"\n[server.tls]\n\
-         certificate = \"certs/server.crt\"\nkey = \"certs/server.key\"\n[server.cache]\n\
+         certificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"\n[server.cache]\n\
          path = \"/cache\"\nkeys_zone = \"Z:1m\"\nmax_size = \"32m\"\n",
         origin.port()
     );
@@ -217,7 +219,7 @@ fn a_large_object_streams_into_and_out_of_a_file_server_cache() {
     );
     wait_port(port);
     let (want, _) = curl_sha(&[], &format!("http://127.0.0.1:{}/big.bin", origin.port()));
-    let ca = d.join("certs/root.crt");
+    let ca = d.join("certs/ca/root.crt");
     let resolve = format!("localhost:{port}:127.0.0.1");
     let args = ["--cacert", ca.to_str().unwrap(), "--resolve", &resolve];
     let url = format!("https://localhost:{port}/big.bin");

@@ -104,7 +104,7 @@ impl World {
         );
         wait_port(origin_port);
         let (on, off, cache) = (free_port(), free_port(), free_port());
-        let tls = "[server.tls]\ncertificate = \"certs/server.crt\"\nkey = \"certs/server.key\"\n";
+        let tls = "[server.tls]\ncertificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"\n";
         let text = format!(
             "client_header_timeout = \"2s\"\n\
              [[server]]\nlisten = \"127.0.0.1:{on}\"\nmode = \"standalone\"\nroot = \"html\"\n{tls}\
@@ -153,7 +153,7 @@ impl World {
         );
         let out = Command::new("curl")
             .args(["-sS", "--http1.1", "--cacert"])
-            .arg(self.path().join("certs/root.crt"))
+            .arg(self.path().join("certs/ca/root.crt"))
             .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
             .arg("-D")
             .arg(&head)

@@ -197,7 +197,7 @@ fn https_origin_is_verified_against_the_configured_ca() {
     let d = dir.path();
     // Another CA, which did not sign the origin's certificate.
     common::certs(&d.join("other"), &[]);
-    let origin = TestOrigin::start_tls(&d.join("certs/server.crt"), &d.join("certs/server.key"));
+    let origin = TestOrigin::start_tls(&d.join("certs/site/server.crt"), &d.join("certs/site/server.key"));
     origin.route(
         "/s",
         Reply::ok("secret origin\n").header("cache-control", "no-store"),
@@ -208,15 +208,15 @@ fn https_origin_is_verified_against_the_configured_ca() {
         &[
             SiteSpec::new(
                 pass.clone(),
-                "proxy_ssl_trusted_certificate = \"certs/root.crt\"\nproxy_ssl_name = \"localhost\"",
+                "proxy_ssl_trusted_certificate = \"certs/ca/root.crt\"\nproxy_ssl_name = \"localhost\"",
             ),
             SiteSpec::new(
                 pass.clone(),
-                "proxy_ssl_trusted_certificate = \"other/root.crt\"\nproxy_ssl_name = \"localhost\"",
+                "proxy_ssl_trusted_certificate = \"other/ca/root.crt\"\nproxy_ssl_name = \"localhost\"",
             ),
             SiteSpec::new(
                 pass,
-                "proxy_ssl_trusted_certificate = \"certs/root.crt\"\nproxy_ssl_name = \"not-the-name.test\"",
+                "proxy_ssl_trusted_certificate = \"certs/ca/root.crt\"\nproxy_ssl_name = \"not-the-name.test\"",
             ),
         ],
         "",

@@ -54,7 +54,7 @@ impl Edge {
             ports.push(port);
             toml.push_str(&format!(
                 "[[server]]\nlisten = \"127.0.0.1:{port}\"\nmode = \"cache\"\nproxy_pass = \"{}\"\n{}\n\
-                 [server.tls]\ncertificate = \"certs/server.crt\"\nkey = \"certs/server.key\"\n\
+                 [server.tls]\ncertificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"\n\
                  [server.cache]\npath = \"cache{i}\"\nkeys_zone = \"Z{i}:16k\"\n",
                 s.proxy_pass, s.extra
             ));
@@ -136,7 +136,7 @@ pub fn curl(dir: &Path, url: &str, args: &[&str]) -> Resp {
         .arg("-o")
         .arg(body.path())
         .arg("--cacert")
-        .arg(dir.join("certs/root.crt"))
+        .arg(dir.join("certs/ca/root.crt"))
         .args(args)
         .arg(url)
         .output()
@@ -172,7 +172,7 @@ pub fn curl(dir: &Path, url: &str, args: &[&str]) -> Resp {
 /// TLS to `port`, and how long it took to come (the connection closed).
 pub fn raw_h1(dir: &Path, port: u16, request: &[u8]) -> (String, Duration) {
     use std::io::{Read, Write};
-    let roots = conclave_rpc::tls::load_roots(&dir.join("certs/root.crt")).unwrap();
+    let roots = conclave_rpc::tls::load_roots(&dir.join("certs/ca/root.crt")).unwrap();
     let mut cfg = rustls::ClientConfig::builder_with_provider(conclave_rpc::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
