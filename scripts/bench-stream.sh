@@ -28,15 +28,17 @@ mkdir -p "$d/origin" "$d/ncache" "$d/ccache" "$d/ntmp"
 head -c $((size_mib << 20)) /dev/urandom > "$d/origin/big.bin"
 want=$(sha256sum < "$d/origin/big.bin" | cut -d' ' -f1)
 po=$(port); pc=$(port); pn=$(port)
+# As root, NGINX workers would run as nobody and could not read the temp dir.
+user=""; [ "$(id -u)" -eq 0 ] && user="user root;"
 cat > "$d/origin.conf" <<CONF
-daemon off; worker_processes 1; pid $d/origin.pid; error_log $d/origin.err;
+$user daemon off; worker_processes 1; pid $d/origin.pid; error_log $d/origin.err;
 events { worker_connections 1024; }
 http { access_log off; sendfile on; client_body_temp_path $d/ntmp; proxy_temp_path $d/ntmp;
   fastcgi_temp_path $d/ntmp; uwsgi_temp_path $d/ntmp; scgi_temp_path $d/ntmp;
   server { listen 127.0.0.1:$po; root $d/origin; add_header Cache-Control "max-age=3600"; } }
 CONF
 cat > "$d/nginx.conf" <<CONF
-daemon off; worker_processes 1; pid $d/nginx.pid; error_log $d/nginx.err;
+$user daemon off; worker_processes 1; pid $d/nginx.pid; error_log $d/nginx.err;
 events { worker_connections 1024; }
 http { access_log off; client_body_temp_path $d/ntmp; proxy_temp_path $d/ntmp;
   fastcgi_temp_path $d/ntmp; uwsgi_temp_path $d/ntmp; scgi_temp_path $d/ntmp;
