@@ -202,6 +202,55 @@ pub fn peer_role(certs: Option<&[CertificateDer<'_>]>) -> Option<Role> {
     peer_identity(certs).map(|id| id.role)
 }
 
+/// A server-certificate verifier that accepts any certificate chain but
+/// still checks the handshake signature, so the server must really hold the
+/// key of the certificate it sent. For `proxy_ssl_verify = false` (edge) and
+/// `ab` without `--cacert` (bench): never for the conclave's own RPC.
+#[derive(Debug)]
+pub struct SignatureOnlyVerifier(Arc<CryptoProvider>);
+
+impl SignatureOnlyVerifier {
+    /// Checks signatures with `provider`'s algorithms.
+    pub fn new(provider: Arc<CryptoProvider>) -> SignatureOnlyVerifier {
+        SignatureOnlyVerifier(provider)
+    }
+}
+
+impl rustls::client::danger::ServerCertVerifier for SignatureOnlyVerifier {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
