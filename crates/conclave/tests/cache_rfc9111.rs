@@ -5,121 +5,37 @@
 //! headers, and how many requests the origin saw.
 #![cfg(feature = "edge")]
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod common;
-use common::{conclave, server, wait_port, Proc};
-use conclave_testkit::{free_port, Reply, TestOrigin};
+use common::edge::{dir_with_certs, Resp, SiteSpec};
+use conclave_testkit::{Reply, TestOrigin};
 
-/// An edge with one cache site in front of `origin`.
-struct Edge {
-    dir: tempfile::TempDir,
-    port: u16,
-    _edge: Proc,
-}
+/// An edge with one cache site in front of `origin`, spoken to over HTTP/1.1.
+struct Edge(common::edge::Edge);
 
 impl Edge {
     /// `site` and `cache` are extra TOML lines for `[[server]]` and `[server.cache]`.
     fn start(origin: &TestOrigin, site: &str, cache: &str) -> Edge {
-        let dir = tempfile::tempdir().unwrap();
-        common::certs(&dir.path().join("certs"), &[]);
-        let port = free_port();
-        let cfg = format!(
-            "workers = 1\n\n[[server]]\nlisten = \"127.0.0.1:{port}\"\nserver_name = [\"localhost\"]\n\
-             mode = \"cache\"\nproxy_pass = \"http://127.0.0.1:{}\"\n{site}\n[server.tls]\n\
-             certificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"\n[server.cache]\n\
-             path = \"cache\"\nkeys_zone = \"Z:1m\"\nmax_size = \"100m\"\n{cache}\n",
-            origin.port()
-        );
-        let path = dir.path().join("edge.toml");
-        std::fs::write(&path, cfg).unwrap();
-        let child = conclave()
-            .arg("edge")
-            .arg("--config")
-            .arg(&path)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        let edge = server(child);
-        wait_port(port);
-        Edge {
-            dir,
-            port,
-            _edge: edge,
-        }
+        let extra = format!("server_name = [\"localhost\"]\n{site}");
+        let spec = SiteSpec::new(format!("http://127.0.0.1:{}", origin.port()), &extra).with_cache(format!(
+            "path = \"cache\"\nkeys_zone = \"Z:1m\"\nmax_size = \"100m\"\n{cache}\n"
+        ));
+        Edge(common::edge::Edge::start(dir_with_certs(), &[spec], ""))
     }
 
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// `curl -i` of `target` with extra arguments.
+    /// `curl --http1.1` of `target` with extra arguments, which must succeed.
     fn get(&self, target: &str, extra: &[&str]) -> Resp {
-        let out = Command::new("curl")
-            .args(["-sS", "-i", "--http1.1", "--cacert"])
-            .arg(self.path().join("certs/ca/root.crt"))
-            .args(["--resolve", &format!("localhost:{}:127.0.0.1", self.port)])
-            .args(extra)
-            .arg(format!("https://localhost:{}{target}", self.port))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "curl {target}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Resp::parse(&out.stdout)
-    }
-}
-
-/// A response as curl printed it.
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn parse(raw: &[u8]) -> Resp {
-        let end = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("a response head");
-        let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|s| s.parse().ok())
-            .unwrap();
-        let headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
-        Resp {
-            status,
-            headers,
-            body: raw[end + 4..].to_vec(),
-        }
+        let r = self.try_get(target, extra);
+        assert_eq!(r.exit, 0, "curl {target}: {r:?}");
+        r
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn cache(&self) -> &str {
-        self.header("x-cache-status").unwrap_or("-")
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
+    /// [`Edge::get`] that may fail (`exit` says how).
+    fn try_get(&self, target: &str, extra: &[&str]) -> Resp {
+        let mut args = vec!["--http1.1"];
+        args.extend_from_slice(extra);
+        self.0.curl(0, target, &args)
     }
 }
 
@@ -495,14 +411,8 @@ fn a_body_cut_short_is_never_stored() {
             .header("cache-control", "max-age=600"),
     );
     let edge = Edge::start(&origin, "proxy_read_timeout = \"1s\"", "");
-    let out = Command::new("curl")
-        .args(["-sS", "--http1.1", "-o", "/dev/null", "--cacert"])
-        .arg(edge.path().join("certs/ca/root.crt"))
-        .args(["--resolve", &format!("localhost:{}:127.0.0.1", edge.port)])
-        .arg(format!("https://localhost:{}/cut", edge.port))
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "a cut body must not look complete");
+    let cut = edge.try_get("/cut", &[]);
+    assert_ne!(cut.exit, 0, "a cut body must not look complete");
     origin.route("/cut", Reply::ok("whole").header("cache-control", "max-age=600"));
     let r = edge.get("/cut", &[]);
     assert_eq!((r.cache(), r.text().as_str()), ("MISS", "whole"));

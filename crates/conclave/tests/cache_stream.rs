@@ -11,8 +11,9 @@
 use std::process::{Command, Stdio};
 
 mod common;
-use common::{conclave, server, wait_port};
-use conclave_testkit::{free_port, Reply, TestOrigin};
+use common::edge::{dir_with_certs, Edge, SiteSpec};
+use common::{free_port, wait_port};
+use conclave_testkit::{Reply, TestOrigin};
 
 const GIB: u64 = 1 << 30;
 
@@ -92,29 +93,18 @@ fn one_gib_streams_through_the_cache_twice_byte_identical_under_64_mib() {
             .header("content-type", "application/octet-stream")
             .header("cache-control", "max-age=3600"),
     );
-    let dir = tempfile::tempdir().unwrap();
-    common::certs(&dir.path().join("certs"), &[]);
-    let port = free_port();
-    let cfg = format!(
-        "workers = 1\n\n[[server]]\nlisten = \"127.0.0.1:{port}\"\nserver_name = [\"localhost\"]\n\
-         mode = \"cache\"\nproxy_pass = \"http://127.0.0.1:{}\"\n[server.tls]\n\
-         certificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"\n[server.cache]\n\
-         path = \"cache\"\nkeys_zone = \"Z:1m\"\nmax_size = \"2g\"\n",
-        origin.port()
+    let edge = Edge::start(
+        dir_with_certs(),
+        &[cache_site(
+            &origin,
+            "path = \"cache\"\nkeys_zone = \"Z:1m\"\nmax_size = \"2g\"\n",
+        )],
+        "",
     );
-    std::fs::write(dir.path().join("edge.toml"), cfg).unwrap();
-    let child = conclave()
-        .args(["edge", "--config", "edge.toml"])
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let master = child.id();
-    let _edge = server(child);
-    wait_port(port);
+    let (port, master) = (edge.ports[0], edge.pid());
 
     let (want, _) = curl_sha(&[], &format!("http://127.0.0.1:{}/big.bin", origin.port()));
-    let ca = dir.path().join("certs/ca/root.crt");
+    let ca = edge.path("certs/ca/root.crt");
     let resolve = format!("localhost:{port}:127.0.0.1");
     let args = ["--cacert", ca.to_str().unwrap(), "--resolve", &resolve];
     let url = format!("https://localhost:{port}/big.bin");
@@ -155,9 +145,14 @@ fn one_gib_streams_through_the_cache_twice_byte_identical_under_64_mib() {
     }
 }
 
-/// `conclave ARGS` started with its stderr in `DIR/NAME.log`.
-fn start(dir: &std::path::Path, name: &str, args: &[&str]) -> common::Proc {
-    common::start_logged(dir, name, args)
+/// The one cache site of these tests, in front of `origin`, with `cache` as
+/// its `[server.cache]` table.
+fn cache_site(origin: &TestOrigin, cache: &str) -> SiteSpec<'static> {
+    SiteSpec::new(
+        format!("http://127.0.0.1:{}", origin.port()),
+        "server_name = [\"localhost\"]",
+    )
+    .with_cache(cache)
 }
 
 #[test]
@@ -171,9 +166,8 @@ fn a_large_object_streams_into_and_out_of_a_file_server_cache() {
             .header("cache-control", "max-age=3600")
             .header("etag", "\"big\""),
     );
-    let dir = tempfile::tempdir().unwrap();
+    let dir = dir_with_certs();
     let d = dir.path();
-    common::certs(&d.join("certs"), &[]);
     std::fs::create_dir_all(d.join("imgsrc/cache")).unwrap();
     let image = d.join("site.img");
     common::conclave_ok(&[
@@ -186,7 +180,7 @@ fn a_large_object_streams_into_and_out_of_a_file_server_cache() {
         image.to_str().unwrap(),
     ]);
     let fport = free_port();
-    let _fs = start(
+    let _fs = common::start_logged(
         d,
         "fileserver",
         &[
@@ -202,24 +196,18 @@ fn a_large_object_streams_into_and_out_of_a_file_server_cache() {
         ],
     );
     wait_port(fport);
-    let port = free_port();
-    let cfg = format!(
-        "workers = 1\n[storage]\nkind = \"nextfs\"\nserver = \"tcp://127.0.0.1:{fport}\"\ncerts = \"certs\"\n\n\
-         [[server]]\nlisten = \"127.0.0.1:{port}\"\nserver_name = [\"localhost\"]\n\
-         mode = \"cache\"\nproxy_pass = \"http://127.0.0.1:{}\"\n[server.tls]\n\
-         certificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"\n[server.cache]\n\
-         path = \"/cache\"\nkeys_zone = \"Z:1m\"\nmax_size = \"32m\"\n",
-        origin.port()
+    let edge = Edge::start_with(
+        dir,
+        &format!("[storage]\nkind = \"nextfs\"\nserver = \"tcp://127.0.0.1:{fport}\"\ncerts = \"certs\"\n"),
+        &[cache_site(
+            &origin,
+            "path = \"/cache\"\nkeys_zone = \"Z:1m\"\nmax_size = \"32m\"\n",
+        )],
+        "",
     );
-    std::fs::write(d.join("edge.toml"), cfg).unwrap();
-    let _edge = start(
-        d,
-        "edge",
-        &["edge", "--config", d.join("edge.toml").to_str().unwrap()],
-    );
-    wait_port(port);
+    let port = edge.ports[0];
     let (want, _) = curl_sha(&[], &format!("http://127.0.0.1:{}/big.bin", origin.port()));
-    let ca = d.join("certs/ca/root.crt");
+    let ca = edge.path("certs/ca/root.crt");
     let resolve = format!("localhost:{port}:127.0.0.1");
     let args = ["--cacert", ca.to_str().unwrap(), "--resolve", &resolve];
     let url = format!("https://localhost:{port}/big.bin");
@@ -229,22 +217,17 @@ fn a_large_object_streams_into_and_out_of_a_file_server_cache() {
     assert!(hit_head.contains("x-cache-status: hit"), "{hit_head}");
     assert_eq!((miss.as_str(), hit.as_str()), (want.as_str(), want.as_str()));
     // A range of the stored body: only its bytes, the right ones.
-    let mut ranged = args.to_vec();
-    ranged.extend_from_slice(&["-H", "Range: bytes=3000000-3000009"]);
-    let out = Command::new("curl")
-        .args(["-sS", "--http1.1", "-i"])
-        .args(&ranged)
-        .arg(&url)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
-    assert!(text.starts_with("http/1.1 206"), "{text}");
-    assert!(
-        text.contains(&format!("content-range: bytes 3000000-3000009/{SIZE}")),
-        "{text}"
+    let r = edge.curl(
+        0,
+        "/big.bin",
+        &["--http1.1", "-H", "Range: bytes=3000000-3000009"],
     );
-    let body = &out.stdout[out.stdout.len() - 10..];
+    assert_eq!((r.version.as_str(), r.status), ("HTTP/1.1", 206));
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes 3000000-3000009/{SIZE}").as_str())
+    );
     let expect: Vec<u8> = (3_000_000..3_000_010).map(conclave_testkit::pattern).collect();
-    assert_eq!(body, expect.as_slice());
+    assert_eq!(r.body, expect);
     assert_eq!(origin.count("/big.bin"), 2);
 }

@@ -5,14 +5,13 @@
 #![cfg(feature = "edge")]
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 
 mod common;
-mod proxy_common;
+use common::edge::{dir_with_certs, Edge, Resp, SiteSpec};
 use common::{conclave, free_port, server, wait_port, Proc};
 use conclave_testkit::{Reply, TestOrigin};
-use proxy_common::{dir_with_certs, Edge, SiteSpec};
 
 /// A page long enough to compress well (and above `gzip_min_length`).
 fn page() -> Vec<u8> {
@@ -26,19 +25,21 @@ fn page() -> Vec<u8> {
     p
 }
 
-/// What curl got: status, headers (lower-case names, one entry per line) and raw body.
-struct Got {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+/// What curl got (the body raw), where a header sent twice fails the test.
+struct Got(Resp);
+
+impl std::ops::Deref for Got {
+    type Target = Resp;
+    fn deref(&self) -> &Resp {
+        &self.0
+    }
 }
 
 impl Got {
     fn header(&self, name: &str) -> Option<&str> {
-        let mut it = self.headers.iter().filter(|(k, _)| k == name);
-        let first = it.next().map(|(_, v)| v.as_str());
-        assert!(it.next().is_none(), "{name} sent twice");
-        first
+        let all = self.0.all(name);
+        assert!(all.len() <= 1, "{name} sent twice");
+        all.first().copied()
     }
 }
 
@@ -146,44 +147,13 @@ impl World {
 
     /// `curl` of `target` on `port` with `extra` arguments; the body raw.
     fn get(&self, port: u16, target: &str, extra: &[&str]) -> Got {
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (head, body): (PathBuf, PathBuf) = (
-            self.path().join(format!("h{n}")),
-            self.path().join(format!("b{n}")),
-        );
-        let out = Command::new("curl")
-            .args(["-sS", "--http1.1", "--cacert"])
-            .arg(self.path().join("certs/ca/root.crt"))
-            .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
-            .arg("-D")
-            .arg(&head)
-            .arg("-o")
-            .arg(&body)
-            .args(extra)
-            .arg(format!("https://localhost:{port}{target}"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "curl: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let head = std::fs::read_to_string(head).unwrap();
-        let mut lines = head.lines();
-        let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-        let headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
-        Got {
-            status,
-            headers,
-            body: std::fs::read(body).unwrap_or_default(),
-        }
+        let resolve = format!("localhost:{port}:127.0.0.1");
+        let args = [&["--http1.1", "--resolve", resolve.as_str()][..], extra].concat();
+        let r = common::edge::curl(self.path(), &format!("https://localhost:{port}{target}"), &args);
+        assert_eq!(r.exit, 0, "curl: {r:?}");
+        Got(r)
     }
 }
-
-static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 fn ae(v: &str) -> [String; 2] {
     ["-H".into(), format!("Accept-Encoding: {v}")]

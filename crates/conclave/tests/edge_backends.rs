@@ -286,35 +286,11 @@ fn tls_sessions_resume_on_any_worker() {
     ));
     wait_port(port);
     for tls in ["1.2", "1.3"] {
-        let out = run(&[
-            "ab",
-            "-n",
-            "200",
-            "-c",
-            "2",
-            "--resume",
-            "--tls",
+        let (full, resumed) = common::ab_resumed(
+            &w.p("certs/ca/root.crt"),
             tls,
-            "--cacert",
-            &w.s("certs/ca/root.crt"),
-            "--json",
             &format!("https://127.0.0.1:{port}/1k.txt"),
-        ]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        let num = |key: &str| -> u64 {
-            let i = text
-                .find(&format!("\"{key}\""))
-                .unwrap_or_else(|| panic!("{key} in {text}"));
-            text[i + key.len() + 3..]
-                .trim_start()
-                .split(|c: char| !c.is_ascii_digit())
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap()
-        };
-        assert_eq!(num("failed"), 0);
-        let (full, resumed) = (num("handshakes_full"), num("handshakes_resumed"));
+        );
         assert_eq!(full + resumed, 200);
         // With per-worker ticket keys about half the connections (those that
         // land on the other worker) would need a full handshake.

@@ -184,39 +184,6 @@ fn tls12_ticket(dir: &Path, port: u16) -> Vec<u8> {
     ticket
 }
 
-/// `conclave ab --resume` over TLS `tls` against the edge: (full, resumed).
-fn ab_resumed(dir: &Path, port: u16, tls: &str) -> (u64, u64) {
-    let out = conclave_ok(&[
-        "ab",
-        "-n",
-        "200",
-        "-c",
-        "2",
-        "--resume",
-        "--tls",
-        tls,
-        "--cacert",
-        &dir.join("certs/root.crt").display().to_string(),
-        "--json",
-        &format!("https://127.0.0.1:{port}/1k.txt"),
-    ]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let num = |key: &str| -> u64 {
-        let i = text
-            .find(&format!("\"{key}\""))
-            .unwrap_or_else(|| panic!("{key} in {text}"));
-        text[i + key.len() + 3..]
-            .trim_start()
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    assert_eq!(num("failed"), 0);
-    (num("handshakes_full"), num("handshakes_resumed"))
-}
-
 /// Every 32-byte window of `bytes`, tried as the ticket key of `ticket`.
 fn no_window_opens(bytes: &[u8], ticket: &[u8]) -> bool {
     bytes
@@ -326,7 +293,11 @@ fn ticket_keys_are_the_edges_alone_and_sealed(kind: &str) {
 
     // Resumption across the two workers, with sealed keys.
     for tls in ["1.2", "1.3"] {
-        let (full, resumed) = ab_resumed(w.dir.path(), port, tls);
+        let (full, resumed) = common::ab_resumed(
+            &w.dir.path().join("certs/root.crt"),
+            tls,
+            &format!("https://127.0.0.1:{port}/1k.txt"),
+        );
         assert_eq!(full + resumed, 200);
         assert!(
             resumed >= 190,

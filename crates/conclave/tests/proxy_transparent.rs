@@ -7,10 +7,9 @@
 #![cfg(feature = "edge")]
 
 mod common;
-mod proxy_common;
 
+use common::edge::{dir_with_certs, Edge, SiteSpec};
 use conclave_testkit::{Reply, TestOrigin};
-use proxy_common::{dir_with_certs, Edge, SiteSpec};
 
 fn edge_for(origin: &TestOrigin, extra: &str) -> Edge {
     Edge::start(
@@ -314,7 +313,7 @@ fn a_stalled_upload_gets_408_within_client_body_timeout() {
         &[SiteSpec::new(format!("127.0.0.1:{}", origin.port()), "")],
         "",
     );
-    let (answer, took) = proxy_common::raw_h1(
+    let (answer, took) = common::edge::raw_h1(
         edge.dir.path(),
         edge.ports[0],
         b"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n0123456789",

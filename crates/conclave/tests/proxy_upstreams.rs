@@ -6,10 +6,9 @@
 #![cfg(feature = "edge")]
 
 mod common;
-mod proxy_common;
 
+use common::edge::{dir_with_certs, Edge, SiteSpec};
 use conclave_testkit::{free_port, BlackHole, Reply, TestOrigin};
-use proxy_common::{dir_with_certs, Edge, SiteSpec};
 use std::time::Duration;
 
 /// Scheduling slack on a loaded 2-core machine.

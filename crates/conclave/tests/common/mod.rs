@@ -4,6 +4,8 @@
 //! (hence `dead_code`).
 #![allow(dead_code, unused_imports)]
 
+pub mod edge;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -47,4 +49,40 @@ pub fn start_logged(dir: &Path, name: &str, args: &[&str]) -> Proc {
 /// clean up), then SIGKILL if it has not exited within 15 s.
 pub fn server(child: std::process::Child) -> Proc {
     Proc::graceful(child, std::time::Duration::from_secs(15))
+}
+
+/// The whole number at JSON `pointer` (e.g. `/tls/handshakes_full`) in what
+/// `conclave ab --json` printed: the one reader of ab's report in the tests.
+pub fn ab_json_u64(stdout: &[u8], pointer: &str) -> u64 {
+    let text = String::from_utf8_lossy(stdout);
+    let report: serde_json::Value =
+        serde_json::from_slice(stdout).unwrap_or_else(|e| panic!("ab --json printed no JSON ({e}): {text}"));
+    report
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_else(|| panic!("no whole number at {pointer} in {text}"))
+}
+
+/// `conclave ab -n 200 -c 2 --resume --tls TLS --cacert CACERT --json URL`,
+/// which must fail no request: (full, resumed) handshakes.
+pub fn ab_resumed(cacert: &Path, tls: &str, url: &str) -> (u64, u64) {
+    let out = conclave_ok(&[
+        "ab",
+        "-n",
+        "200",
+        "-c",
+        "2",
+        "--resume",
+        "--tls",
+        tls,
+        "--cacert",
+        &cacert.display().to_string(),
+        "--json",
+        url,
+    ]);
+    assert_eq!(ab_json_u64(&out.stdout, "/failed"), 0);
+    (
+        ab_json_u64(&out.stdout, "/tls/handshakes_full"),
+        ab_json_u64(&out.stdout, "/tls/handshakes_resumed"),
+    )
 }

@@ -1,8 +1,8 @@
-//! What the proxy tests share: an edge with cache sites in front of test
-//! origins (`conclave_testkit::TestOrigin`), and curl to talk to it.
+//! An edge with cache sites in front of test origins
+//! (`conclave_testkit::TestOrigin`), and curl to talk to it: what the proxy,
+//! compression and cache tests share, so they start and query the edge one way.
 #![allow(dead_code)]
 
-use crate::common;
 use conclave_testkit::{wait_port, Proc};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,16 +10,21 @@ use std::time::{Duration, Instant};
 
 /// A running edge and its directory (certificates, config, log).
 pub struct Edge {
+    /// First, so the edge is stopped before its directory is removed (fields
+    /// drop in order).
+    proc: Proc,
     pub dir: tempfile::TempDir,
     /// The listening port of each site, in the order given.
     pub ports: Vec<u16>,
-    _proc: Proc,
 }
 
 /// One cache site: `proxy_pass` and more `[[server]]` lines.
 pub struct SiteSpec<'a> {
     pub proxy_pass: String,
     pub extra: &'a str,
+    /// The whole `[server.cache]` table; `None`: `path = "cacheN"` and
+    /// `keys_zone = "ZN:16k"` (N: the site's index), enough for a few keys.
+    pub cache: Option<String>,
 }
 
 impl<'a> SiteSpec<'a> {
@@ -27,14 +32,22 @@ impl<'a> SiteSpec<'a> {
         SiteSpec {
             proxy_pass: proxy_pass.into(),
             extra,
+            cache: None,
         }
+    }
+
+    /// This site with `lines` as its whole `[server.cache]` table (they must
+    /// name `path` and `keys_zone`), for tests that size or place the cache.
+    pub fn with_cache(mut self, lines: impl Into<String>) -> SiteSpec<'a> {
+        self.cache = Some(lines.into());
+        self
     }
 }
 
 /// The test's certificates (`conclave certs`) in a fresh directory.
 pub fn dir_with_certs() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    common::certs(&dir.path().join("certs"), &[]);
+    super::certs(&dir.path().join("certs"), &[]);
     dir
 }
 
@@ -50,40 +63,50 @@ impl Edge {
         let mut toml = format!("workers = 1\n{head}\n");
         let mut ports = Vec::new();
         for (i, s) in sites.iter().enumerate() {
-            let port = common::free_port();
+            let port = super::free_port();
             ports.push(port);
+            let cache = s
+                .cache
+                .clone()
+                .unwrap_or_else(|| format!("path = \"cache{i}\"\nkeys_zone = \"Z{i}:16k\"\n"));
             toml.push_str(&format!(
                 "[[server]]\nlisten = \"127.0.0.1:{port}\"\nmode = \"cache\"\nproxy_pass = \"{}\"\n{}\n\
                  [server.tls]\ncertificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"\n\
-                 [server.cache]\npath = \"cache{i}\"\nkeys_zone = \"Z{i}:16k\"\n",
+                 [server.cache]\n{cache}\n",
                 s.proxy_pass, s.extra
             ));
         }
         toml.push_str(top);
         let cfg = d.join("edge.toml");
         std::fs::write(&cfg, toml).unwrap();
-        common::conclave_ok(&["edge", "--config", cfg.to_str().unwrap(), "--check"]);
-        let proc = common::start_logged(d, "edge", &["edge", "--config", cfg.to_str().unwrap()]);
+        super::conclave_ok(&["edge", "--config", cfg.to_str().unwrap(), "--check"]);
+        let proc = super::start_logged(d, "edge", &["edge", "--config", cfg.to_str().unwrap()]);
         for p in &ports {
             wait_port(*p);
         }
-        Edge {
-            dir,
-            ports,
-            _proc: proc,
-        }
+        Edge { proc, dir, ports }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 
-    /// `curl ARGS https://localhost:PORT{target}` to site `site`.
+    /// The edge's master process (its workers are its children).
+    pub fn pid(&self) -> u32 {
+        self.proc.id()
+    }
+
+    /// `curl ARGS https://localhost:PORT{target}` to site `site`, with
+    /// `localhost` pinned to 127.0.0.1 (the edge listens there only).
     pub fn curl(&self, site: usize, target: &str, args: &[&str]) -> Resp {
+        let port = self.ports[site];
+        let resolve = format!("localhost:{port}:127.0.0.1");
+        let mut all = vec!["--resolve", resolve.as_str()];
+        all.extend_from_slice(args);
         curl(
             self.dir.path(),
-            &format!("https://localhost:{}{target}", self.ports[site]),
-            args,
+            &format!("https://localhost:{port}{target}"),
+            &all,
         )
     }
 
@@ -96,6 +119,9 @@ impl Edge {
 /// A response as curl got it.
 #[derive(Debug)]
 pub struct Resp {
+    /// The status line's protocol (`HTTP/1.1`, `HTTP/2`); empty when curl got
+    /// no response.
+    pub version: String,
     /// 0 when curl got no response.
     pub status: u16,
     /// Header lines of the last response (names lowercase).
@@ -122,6 +148,16 @@ impl Resp {
             .filter(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
             .collect()
+    }
+
+    /// `X-Cache-Status` (`-` when absent).
+    pub fn cache(&self) -> &str {
+        self.header("x-cache-status").unwrap_or("-")
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
@@ -150,16 +186,15 @@ pub fn curl(dir: &Path, url: &str, args: &[&str]) -> Resp {
         .last()
         .unwrap_or("");
     let mut lines = last.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let mut status_line = lines.next().unwrap_or("").split_whitespace();
+    let version = status_line.next().unwrap_or("").to_string();
+    let status = status_line.next().and_then(|s| s.parse().ok()).unwrap_or(0);
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
     Resp {
+        version,
         status,
         headers,
         body: std::fs::read(body.path()).unwrap_or_default(),
