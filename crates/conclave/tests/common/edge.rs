@@ -197,7 +197,12 @@ pub fn curl(dir: &Path, url: &str, args: &[&str]) -> Resp {
         version,
         status,
         headers,
-        body: std::fs::read(body.path()).unwrap_or_default(),
+        // With -I curl writes the head to `-o` too; a HEAD answer has no body.
+        body: if args.iter().any(|a| *a == "-I" || *a == "--head") {
+            Vec::new()
+        } else {
+            std::fs::read(body.path()).unwrap_or_default()
+        },
         exit: out.status.code().unwrap_or(-1),
         took,
     }
