@@ -17,7 +17,7 @@ pub mod frame;
 pub mod identity;
 pub mod limits;
 pub mod pki;
-mod refusals;
+pub mod refusals;
 pub mod role;
 pub mod server;
 pub mod shutdown;

@@ -192,17 +192,19 @@ impl Server {
                 o.max_conns_per_identity,
                 o.max_inflight_per_identity,
             ),
-            refusals: Refusals::new(),
+            refusals: Refusals::new(&self.local),
             opts: self.opts.clone(),
         });
-        let mut tick = tokio::time::interval(LOG_INTERVAL);
+        // Twice per interval, so the tail of a burst is written soon after
+        // its line is due, and a late tick never skips a whole interval.
+        let mut tick = tokio::time::interval(LOG_INTERVAL / 2);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         debug!(endpoint = %self.local, "serving");
         loop {
             let accepted: io::Result<(Box<dyn AsyncStream>, String, Option<IpAddr>)> = tokio::select! {
                 _ = shutdown.wait() => break,
                 _ = tick.tick() => {
-                    ctx.refusals.flush(&self.local, LOG_INTERVAL);
+                    ctx.refusals.flush();
                     continue;
                 }
                 r = accept(&self.listener) => r,
@@ -234,7 +236,7 @@ impl Server {
         drop(self.listener);
         tracker.close();
         tracker.wait().await;
-        ctx.refusals.flush(&self.local, LOG_INTERVAL);
+        ctx.refusals.drain();
         debug!(endpoint = %self.local, "stopped");
         Ok(())
     }
