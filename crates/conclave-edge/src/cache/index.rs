@@ -402,6 +402,20 @@ impl<'a> Index<'a> {
             .collect()
     }
 
+    /// Drops `key` if a response or vary record is stored under it (RFC 9111
+    /// §4.4 invalidation); returns whether it was a vary record. A key only
+    /// counted towards `min_uses` keeps its count: nothing stored is wrong.
+    pub fn remove_stored(&mut self, key: &KeyHash) -> Option<bool> {
+        let i = self.find(key)?;
+        let s = self.slot(i);
+        if s.state != STORED {
+            return None;
+        }
+        let mut ev = Vec::new();
+        self.drop_slot(i, &mut ev);
+        Some(s.flags & FLAG_VARY != 0)
+    }
+
     /// Forgets `key` (its file is gone or unreadable).
     pub fn remove(&mut self, key: &KeyHash) {
         if let Some(i) = self.find(key) {

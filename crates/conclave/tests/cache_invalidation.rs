@@ -1,0 +1,215 @@
+//! RFC 9111 §4.4 on the cache edge: an unsafe method (POST, PUT, DELETE)
+//! answered with 2xx/3xx drops the stored entry of its target URI (every
+//! `Vary` variant) and of same-origin `Location`/`Content-Location` URIs; an
+//! error answer or another origin's URI drops nothing. Each test counts the
+//! GETs the origin saw.
+#![cfg(feature = "edge")]
+
+use conclave_testkit::{free_port, run_ok, wait_port, Proc, Recorded, Reply, TestOrigin};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_conclave");
+
+/// An edge with one cache site (`localhost`) in front of `origin`.
+struct Edge {
+    dir: tempfile::TempDir,
+    port: u16,
+    _edge: Proc,
+}
+
+impl Edge {
+    fn start(origin: &TestOrigin) -> Edge {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().join("certs");
+        run_ok(Command::new(BIN).arg("certs").arg("--out").arg(&certs));
+        let port = free_port();
+        let cfg = format!(
+            "workers = 1\n\n[[server]]\nlisten = \"127.0.0.1:{port}\"\nserver_name = [\"localhost\"]\n\
+             mode = \"cache\"\nproxy_pass = \"http://127.0.0.1:{}\"\n[server.tls]\n\
+             certificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"\n[server.cache]\n\
+             path = \"cache\"\nkeys_zone = \"Z:1m\"\nmax_size = \"100m\"\n",
+            origin.port()
+        );
+        let path = dir.path().join("edge.toml");
+        std::fs::write(&path, cfg).unwrap();
+        let child = Command::new(BIN)
+            .arg("edge")
+            .arg("--config")
+            .arg(&path)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let edge = Proc::graceful(child, Duration::from_secs(15));
+        wait_port(port);
+        Edge {
+            dir,
+            port,
+            _edge: edge,
+        }
+    }
+
+    /// `curl` of `target` with extra arguments: the status and `X-Cache-Status`.
+    fn req(&self, target: &str, extra: &[&str]) -> (u16, String) {
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-D", "-", "--http1.1", "--cacert"])
+            .arg(self.dir.path().join("certs/ca/root.crt"))
+            .args(["--resolve", &format!("localhost:{}:127.0.0.1", self.port)])
+            .args(extra)
+            .arg(format!("https://localhost:{}{target}", self.port))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "curl {target}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let head = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap();
+        let cache = lines
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.eq_ignore_ascii_case("x-cache-status"))
+            .map_or("-".to_string(), |(_, v)| v.trim().to_string());
+        (status, cache)
+    }
+
+    fn get(&self, target: &str) -> (u16, String) {
+        self.req(target, &[])
+    }
+
+    /// The absolute URL of `target` on this edge (for `Location` values).
+    fn url(&self, target: &str) -> String {
+        format!("https://localhost:{}{target}", self.port)
+    }
+}
+
+/// GETs are cacheable for a minute; any other method gets `status` and `headers`.
+fn doc(status: u16, headers: Vec<(&'static str, String)>) -> impl Fn(&Recorded) -> Reply {
+    move |r| {
+        if r.method == "GET" {
+            Reply::ok("doc").header("cache-control", "max-age=60")
+        } else {
+            headers
+                .iter()
+                .fold(Reply::status(status), |rep, (k, v)| rep.header(k, v))
+        }
+    }
+}
+
+fn gets(origin: &TestOrigin, path: &str) -> usize {
+    origin
+        .requests_to(path)
+        .iter()
+        .filter(|r| r.method == "GET")
+        .count()
+}
+
+fn s(status: u16, cache: &str) -> (u16, String) {
+    (status, cache.to_string())
+}
+
+#[test]
+fn a_post_answered_200_invalidates_and_one_answered_500_does_not() {
+    let origin = TestOrigin::start();
+    origin.route_fn("/doc", doc(200, Vec::new()));
+    origin.route_fn("/keep", doc(500, Vec::new()));
+    let edge = Edge::start(&origin);
+    for p in ["/doc", "/keep"] {
+        assert_eq!(edge.get(p), s(200, "MISS"));
+        assert_eq!(edge.get(p), s(200, "HIT"));
+    }
+    // Passed through (no cache status), the body reaching the origin.
+    assert_eq!(edge.req("/doc", &["--data", "x=1"]), s(200, "-"));
+    assert_eq!(edge.req("/keep", &["--data", "x=1"]), s(500, "-"));
+    assert_eq!(edge.get("/doc"), s(200, "MISS"));
+    assert_eq!(edge.get("/doc"), s(200, "HIT"));
+    assert_eq!(edge.get("/keep"), s(200, "HIT"));
+    assert_eq!((gets(&origin, "/doc"), gets(&origin, "/keep")), (2, 1));
+    let posts: Vec<_> = origin
+        .requests_to("/doc")
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].body, b"x=1");
+}
+
+#[test]
+fn location_and_content_location_of_the_same_origin_are_invalidated_too() {
+    let origin = TestOrigin::start();
+    let edge = Edge::start(&origin);
+    // The edge's port is known only now: the routes name it.
+    origin.route_fn(
+        "/form",
+        doc(
+            303,
+            vec![
+                ("location", "/a".to_string()),
+                ("content-location", edge.url("/b")),
+            ],
+        ),
+    );
+    origin.route_fn(
+        "/elsewhere",
+        doc(201, vec![("location", "https://other.example/c".to_string())]),
+    );
+    origin.route_fn(
+        "/other-port",
+        doc(201, vec![("location", "https://localhost/d".to_string())]),
+    );
+    for p in ["/a", "/b", "/c", "/d"] {
+        origin.route_fn(p, doc(200, Vec::new()));
+        assert_eq!(edge.get(p), s(200, "MISS"));
+        assert_eq!(edge.get(p), s(200, "HIT"));
+    }
+    assert_eq!(edge.req("/form", &["-X", "PUT", "--data", "v"]), s(303, "-"));
+    assert_eq!(edge.req("/elsewhere", &["--data", "v"]), s(201, "-"));
+    assert_eq!(edge.req("/other-port", &["--data", "v"]), s(201, "-"));
+    assert_eq!(edge.get("/a"), s(200, "MISS"));
+    assert_eq!(edge.get("/b"), s(200, "MISS"));
+    // Another host, another port: another origin, not touched.
+    assert_eq!(edge.get("/c"), s(200, "HIT"));
+    assert_eq!(edge.get("/d"), s(200, "HIT"));
+    let n: Vec<usize> = ["/a", "/b", "/c", "/d"]
+        .iter()
+        .map(|p| gets(&origin, p))
+        .collect();
+    assert_eq!(n, [2, 2, 1, 1]);
+}
+
+#[test]
+fn a_delete_invalidates_every_vary_variant() {
+    let origin = TestOrigin::start();
+    origin.route_fn("/v", |r| {
+        if r.method == "GET" {
+            let lang = r.header("accept-language").unwrap_or_default();
+            Reply::ok(format!("in {lang}"))
+                .header("cache-control", "max-age=60")
+                .header("vary", "Accept-Language")
+        } else {
+            Reply::status(204)
+        }
+    });
+    let edge = Edge::start(&origin);
+    for lang in ["fr", "en"] {
+        let h = format!("Accept-Language: {lang}");
+        assert_eq!(edge.req("/v", &["-H", &h]), s(200, "MISS"));
+        assert_eq!(edge.req("/v", &["-H", &h]), s(200, "HIT"));
+    }
+    assert_eq!(
+        edge.req("/v", &["-X", "DELETE", "-H", "Accept-Language: fr"]),
+        s(204, "-")
+    );
+    for lang in ["fr", "en"] {
+        let h = format!("Accept-Language: {lang}");
+        assert_eq!(edge.req("/v", &["-H", &h]), s(200, "MISS"), "{lang}");
+        assert_eq!(edge.req("/v", &["-H", &h]), s(200, "HIT"), "{lang}");
+    }
+    assert_eq!(gets(&origin, "/v"), 4);
+}
