@@ -483,6 +483,14 @@ mod tests {
         ix.commit(&k(2), vary, 3000, &P, &mut ev).unwrap();
         assert!(matches!(ix.lookup(&k(2), 3000, &P, &mut ev), Lookup::Vary(_)));
         assert_eq!(ix.stored_keys().len(), 2);
+        // Invalidation drops stored entries only, saying which were vary records.
+        ix.lookup(&k(3), 3000, &P, &mut ev);
+        assert_eq!(ix.remove_stored(&k(3)), None);
+        assert_eq!(ix.remove_stored(&k(2)), Some(true));
+        assert_eq!(ix.remove_stored(&k(1)), Some(false));
+        assert_eq!(ix.remove_stored(&k(1)), None);
+        assert!(ix.stored_keys().is_empty());
+        assert_eq!(ix.lookup(&k(1), 3000, &P, &mut ev), Lookup::Miss { store: true });
     }
 
     #[test]
