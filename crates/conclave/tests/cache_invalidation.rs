@@ -5,7 +5,9 @@
 //! GETs the origin saw.
 #![cfg(feature = "edge")]
 
-use conclave_testkit::{free_port, run_ok, wait_port, Proc, Recorded, Reply, TestOrigin};
+use conclave_testkit::{
+    free_port, pattern, run_ok, wait_port, wait_until, Proc, Recorded, Reply, TestOrigin,
+};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -77,6 +79,50 @@ impl Edge {
             .find(|(k, _)| k.eq_ignore_ascii_case("x-cache-status"))
             .map_or("-".to_string(), |(_, v)| v.trim().to_string());
         (status, cache)
+    }
+
+    /// `curl` of `target` with extra arguments: the head's lines and the body.
+    fn fetch(&self, target: &str, extra: &[&str]) -> (String, Vec<u8>) {
+        let body = self.dir.path().join("body");
+        let out = Command::new("curl")
+            .args(["-sS", "-D", "-", "--http1.1", "-o"])
+            .arg(&body)
+            .arg("--cacert")
+            .arg(self.dir.path().join("certs/ca/root.crt"))
+            .args(["--resolve", &format!("localhost:{}:127.0.0.1", self.port)])
+            .args(extra)
+            .arg(format!("https://localhost:{}{target}", self.port))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "curl {target}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).to_lowercase(),
+            std::fs::read(&body).unwrap(),
+        )
+    }
+
+    /// How many complete entries the cache directory holds (`LEVEL1/LEVEL2/HASH`).
+    fn stored(&self) -> usize {
+        let ls = |p: &std::path::Path| {
+            std::fs::read_dir(p)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+        };
+        ls(&self.dir.path().join("cache"))
+            .flat_map(|d| ls(&d).collect::<Vec<_>>())
+            .flat_map(|d| ls(&d).collect::<Vec<_>>())
+            .filter(|f| {
+                f.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.len() == 32 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+            })
+            .count()
     }
 
     fn get(&self, target: &str) -> (u16, String) {
@@ -212,4 +258,33 @@ fn a_delete_invalidates_every_vary_variant() {
         assert_eq!(edge.req("/v", &["-H", &h]), s(200, "HIT"), "{lang}");
     }
     assert_eq!(gets(&origin, "/v"), 4);
+}
+
+#[test]
+fn a_range_on_a_miss_answers_206_and_still_stores_the_whole_body() {
+    const LEN: u64 = 3 << 20;
+    let origin = TestOrigin::start();
+    origin.route(
+        "/big",
+        Reply::ok("").generated(LEN).header("cache-control", "max-age=60"),
+    );
+    let edge = Edge::start(&origin);
+    let (head, body) = edge.fetch("/big", &["-H", "Range: bytes=1000000-1000099"]);
+    assert!(head.starts_with("http/1.1 206"), "{head}");
+    assert!(
+        head.contains("\r\ncontent-range: bytes 1000000-1000099/3145728\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("\r\ncontent-length: 100\r\n"), "{head}");
+    assert!(head.contains("\r\nx-cache-status: miss\r\n"), "{head}");
+    let want: Vec<u8> = (1_000_000..1_000_100).map(pattern).collect();
+    assert_eq!(body, want);
+    // The rest of the body goes on into the cache after the client's range.
+    assert!(wait_until(Duration::from_secs(20), || edge.stored() == 1));
+    let (head, body) = edge.fetch("/big", &[]);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("\r\nx-cache-status: hit\r\n"), "{head}");
+    assert_eq!(body.len() as u64, LEN);
+    assert!(body.iter().enumerate().all(|(i, b)| *b == pattern(i as u64)));
+    assert_eq!(origin.count("/big"), 1);
 }

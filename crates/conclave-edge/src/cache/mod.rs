@@ -769,6 +769,14 @@ impl Inner {
                 if head_only {
                     // The client wants no body; the cache still does.
                     tokio::spawn(tee::drain(body));
+                } else if let Some((a, b, total)) = miss_range(req, out.status(), len) {
+                    *out.status_mut() = StatusCode::PARTIAL_CONTENT;
+                    let h = out.headers_mut();
+                    if let Ok(v) = HeaderValue::from_str(&format!("bytes {a}-{b}/{total}")) {
+                        h.insert(header::CONTENT_RANGE, v);
+                    }
+                    h.insert(header::CONTENT_LENGTH, HeaderValue::from(b - a + 1));
+                    *out.body_mut() = entity::stream(tee::Window::new(body, a, b - a + 1));
                 } else {
                     *out.body_mut() = entity::stream(body);
                 }
@@ -1022,6 +1030,23 @@ impl Inner {
 
     fn purge(&self, req: &Parts, peer: SocketAddr) -> Response<Body> {
         purge::run(&self.store, req, peer)
+    }
+}
+
+/// The one byte range (first, last, total) a miss answers 206 with while
+/// the whole body goes to the cache: a single satisfiable range of a 200
+/// whose length is announced. Several ranges, an `If-Range` (the edge has
+/// no stored validators to check it against yet) or an unknown length get
+/// the whole 200, as RFC 9110 §14.2 allows.
+fn miss_range(req: &Parts, status: StatusCode, len: Option<u64>) -> Option<(u64, u64, u64)> {
+    let total = len?;
+    if status != StatusCode::OK || req.headers.contains_key(header::IF_RANGE) {
+        return None;
+    }
+    let v = req.headers.get(header::RANGE)?;
+    match entity::parse_ranges(v.as_bytes(), total)? {
+        Ok(r) if r.len() == 1 => Some((r[0].0, r[0].1, total)),
+        _ => None,
     }
 }
 
