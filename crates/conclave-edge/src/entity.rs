@@ -207,7 +207,7 @@ const MAX_RANGES: usize = 32;
 /// The satisfiable byte ranges (inclusive) of a `Range` value: `None` to
 /// serve the whole (not a byte range, malformed, or too many), `Err` for 416
 /// (none satisfiable, RFC 9110 §14.1.2).
-fn parse_ranges(v: &[u8], len: u64) -> Option<Result<Vec<(u64, u64)>, ()>> {
+pub(crate) fn parse_ranges(v: &[u8], len: u64) -> Option<Result<Vec<(u64, u64)>, ()>> {
     let s = std::str::from_utf8(v).ok()?.trim();
     let (unit, spec) = s.split_once('=')?;
     if !unit.trim().eq_ignore_ascii_case("bytes") {

@@ -172,6 +172,7 @@ impl Site {
                     _ => (crate::proxy::empty_body(), crate::proxy::Parked::default()),
                 };
                 let resp = cache.proxy().pass(parts, body, peer).await;
+                cache.invalidate(parts, &resp);
                 match parked.take() {
                     // The exchange failed before the body was sent: read a small
                     // rest (as for a standalone answer) so an HTTP/2 client sees

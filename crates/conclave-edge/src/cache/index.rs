@@ -402,6 +402,20 @@ impl<'a> Index<'a> {
             .collect()
     }
 
+    /// Drops `key` if a response or vary record is stored under it (RFC 9111
+    /// §4.4 invalidation); returns whether it was a vary record. A key only
+    /// counted towards `min_uses` keeps its count: nothing stored is wrong.
+    pub fn remove_stored(&mut self, key: &KeyHash) -> Option<bool> {
+        let i = self.find(key)?;
+        let s = self.slot(i);
+        if s.state != STORED {
+            return None;
+        }
+        let mut ev = Vec::new();
+        self.drop_slot(i, &mut ev);
+        Some(s.flags & FLAG_VARY != 0)
+    }
+
     /// Forgets `key` (its file is gone or unreadable).
     pub fn remove(&mut self, key: &KeyHash) {
         if let Some(i) = self.find(key) {
@@ -469,6 +483,14 @@ mod tests {
         ix.commit(&k(2), vary, 3000, &P, &mut ev).unwrap();
         assert!(matches!(ix.lookup(&k(2), 3000, &P, &mut ev), Lookup::Vary(_)));
         assert_eq!(ix.stored_keys().len(), 2);
+        // Invalidation drops stored entries only, saying which were vary records.
+        ix.lookup(&k(3), 3000, &P, &mut ev);
+        assert_eq!(ix.remove_stored(&k(3)), None);
+        assert_eq!(ix.remove_stored(&k(2)), Some(true));
+        assert_eq!(ix.remove_stored(&k(1)), Some(false));
+        assert_eq!(ix.remove_stored(&k(1)), None);
+        assert!(ix.stored_keys().is_empty());
+        assert_eq!(ix.lookup(&k(1), 3000, &P, &mut ev), Lookup::Miss { store: true });
     }
 
     #[test]

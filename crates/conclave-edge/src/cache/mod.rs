@@ -25,6 +25,7 @@ use std::time::SystemTime;
 pub mod file;
 pub mod freshness;
 pub mod index;
+mod invalidate;
 pub mod key;
 pub mod purge;
 mod tee;
@@ -412,8 +413,9 @@ struct Place {
     key: String,
     /// Its hash.
     primary: KeyHash,
-    /// The `Vary` names recorded under the primary key, if any.
-    vary: Option<Vec<String>>,
+    /// The `Vary` names recorded under the primary key and the record's
+    /// generation, if there is a record.
+    vary: Option<(Vec<String>, Option<String>)>,
     /// The key of the entry (primary, or primary + secondary key).
     full_key: String,
     /// Its hash.
@@ -490,6 +492,15 @@ impl Cache {
     /// Answers a GET/HEAD from `peer` from the cache or the origin.
     pub async fn handle(&self, req: &Parts, peer: SocketAddr) -> Response<Body> {
         self.inner.clone().handle(req, peer).await
+    }
+
+    /// RFC 9111 §4.4: after a request passed through to the origin, drops
+    /// what an unsafe method answered with 2xx/3xx may have changed (the
+    /// target's entry, same-origin `Location` and `Content-Location`).
+    /// Call it when the response head arrives, before the client can send
+    /// its next request.
+    pub fn invalidate(&self, req: &Parts, resp: &Response<Body>) {
+        invalidate::after(&self.inner.store, req, resp.status(), resp.headers());
     }
 
     /// Answers a `PURGE` from `peer` (see [`purge`]).
@@ -587,9 +598,15 @@ impl Inner {
             match self.store.load(&place.key, &primary, &s) {
                 Some(rec) => {
                     let names = vary::names(&rec.headers);
-                    place.full_key = format!("{}{}", place.key, vary::secondary_key(&names, &req.headers));
+                    let generation = rec
+                        .headers
+                        .get(vary::GENERATION)
+                        .and_then(|g| g.to_str().ok())
+                        .map(str::to_string);
+                    place.full_key =
+                        vary::variant_key(&place.key, generation.as_deref(), &names, &req.headers);
                     place.hash = hash_of(&place.full_key);
-                    place.vary = Some(names);
+                    place.vary = Some((names, generation));
                     looked = self.lookup(&place.hash, now).await;
                 }
                 None => {
@@ -752,6 +769,14 @@ impl Inner {
                 if head_only {
                     // The client wants no body; the cache still does.
                     tokio::spawn(tee::drain(body));
+                } else if let Some((a, b, total)) = miss_range(req, out.status(), len) {
+                    *out.status_mut() = StatusCode::PARTIAL_CONTENT;
+                    let h = out.headers_mut();
+                    if let Ok(v) = HeaderValue::from_str(&format!("bytes {a}-{b}/{total}")) {
+                        h.insert(header::CONTENT_RANGE, v);
+                    }
+                    h.insert(header::CONTENT_LENGTH, HeaderValue::from(b - a + 1));
+                    *out.body_mut() = entity::stream(tee::Window::new(body, a, b - a + 1));
                 } else {
                     *out.body_mut() = entity::stream(body);
                 }
@@ -783,8 +808,18 @@ impl Inner {
             place.full_key.clone_from(&place.key);
             place.hash = place.primary;
         } else {
-            if place.vary.as_ref() != Some(&names) {
-                let rec = vec![("vary".to_string(), names.join(", "))];
+            let generation = match &place.vary {
+                Some((n, g)) if *n == names => g.clone(),
+                _ => None,
+            };
+            let generation = if let Some(g) = generation {
+                Some(g)
+            } else {
+                let g = vary::new_generation();
+                let rec = vec![
+                    ("vary".to_string(), names.join(", ")),
+                    (vary::GENERATION.to_string(), g.clone()),
+                ];
                 let head = file::encode_head(&place.key, 200, &rec);
                 let now = now_ms();
                 if !self.store.write_whole(&place.primary, &head, &[]) {
@@ -797,8 +832,9 @@ impl Inner {
                     vary: true,
                 };
                 self.store.commit(place.primary, e)?;
-            }
-            place.full_key = format!("{}{}", place.key, vary::secondary_key(&names, &req.headers));
+                Some(g)
+            };
+            place.full_key = vary::variant_key(&place.key, generation.as_deref(), &names, &req.headers);
             place.hash = hash_of(&place.full_key);
         }
         let lifetime = freshness::lifetime(&parts.headers, cc, response_time, self.cfg().valid);
@@ -994,6 +1030,23 @@ impl Inner {
 
     fn purge(&self, req: &Parts, peer: SocketAddr) -> Response<Body> {
         purge::run(&self.store, req, peer)
+    }
+}
+
+/// The one byte range (first, last, total) a miss answers 206 with while
+/// the whole body goes to the cache: a single satisfiable range of a 200
+/// whose length is announced. Several ranges, an `If-Range` (the edge has
+/// no stored validators to check it against yet) or an unknown length get
+/// the whole 200, as RFC 9110 §14.2 allows.
+fn miss_range(req: &Parts, status: StatusCode, len: Option<u64>) -> Option<(u64, u64, u64)> {
+    let total = len?;
+    if status != StatusCode::OK || req.headers.contains_key(header::IF_RANGE) {
+        return None;
+    }
+    let v = req.headers.get(header::RANGE)?;
+    match entity::parse_ranges(v.as_bytes(), total)? {
+        Ok(r) if r.len() == 1 => Some((r[0].0, r[0].1, total)),
+        _ => None,
     }
 }
 

@@ -195,6 +195,91 @@ where
 
 /// Reads `body` to its end (a HEAD miss, a background refresh): what it
 /// tees into the cache gets stored.
+/// The client's one range of a body being teed into the cache (a `Range`
+/// request on a miss): the bytes before the range are dropped, the client's
+/// body ends after the range, and the rest is drained into the cache in the
+/// background so the whole entity is still stored.
+pub(crate) struct Window<B> {
+    inner: Option<B>,
+    skip: u64,
+    left: u64,
+}
+
+impl<B> Window<B> {
+    /// The `len` bytes of `inner` from offset `skip`.
+    pub(crate) fn new(inner: B, skip: u64, len: u64) -> Window<B> {
+        Window {
+            inner: Some(inner),
+            skip,
+            left: len,
+        }
+    }
+}
+
+impl<B> Body for Window<B>
+where
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.get_mut();
+        loop {
+            if this.left == 0 {
+                if let Some(rest) = this.inner.take() {
+                    tokio::spawn(drain(rest));
+                }
+                return Poll::Ready(None);
+            }
+            let Some(inner) = this.inner.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match std::task::ready!(Pin::new(inner).poll_frame(cx)) {
+                None => {
+                    this.inner = None;
+                    return Poll::Ready(None);
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Some(Ok(f)) => {
+                    // Trailers are not part of a range.
+                    let Ok(mut d) = f.into_data() else { continue };
+                    let n = d.len() as u64;
+                    if this.skip >= n {
+                        this.skip -= n;
+                        continue;
+                    }
+                    d = d.slice(this.skip as usize..);
+                    this.skip = 0;
+                    if d.len() as u64 > this.left {
+                        d.truncate(this.left as usize);
+                    }
+                    this.left -= d.len() as u64;
+                    if this.left == 0 {
+                        // Now: the server may drop a body that says it has ended
+                        // without polling it again.
+                        if let Some(rest) = this.inner.take() {
+                            tokio::spawn(drain(rest));
+                        }
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(d))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0 || self.inner.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.left)
+    }
+}
+
 pub(crate) async fn drain<B: Body>(body: B) {
     use http_body_util::BodyExt;
     let mut body = std::pin::pin!(body);

@@ -55,6 +55,35 @@ pub fn secondary_key(names: &[String], req: &HeaderMap) -> String {
     k
 }
 
+/// The header of a vary record naming its generation: variants are stored
+/// under keys that include it, so replacing the record (an invalidation,
+/// RFC 9111 §4.4) leaves every old variant unreachable at once, without
+/// finding them (they age out of the index as unused entries do).
+pub const GENERATION: &str = "generation";
+
+/// A fresh generation: unique per process and, by the clock, across workers.
+pub fn new_generation() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{t:x}.{:x}.{n:x}", std::process::id())
+}
+
+/// The key a variant is stored under: the primary key, the record's
+/// generation (`\n@`, a character no header name has; none for records
+/// written before generations existed), then the secondary key.
+pub fn variant_key(primary: &str, generation: Option<&str>, names: &[String], req: &HeaderMap) -> String {
+    let mut k = String::from(primary);
+    if let Some(g) = generation {
+        k.push_str("\n@");
+        k.push_str(g);
+    }
+    k.push_str(&secondary_key(names, req));
+    k
+}
+
 /// Encodes a vary record (the body of the primary key's marker entry).
 pub fn encode_record(names: &[String]) -> Vec<u8> {
     names.join(",").into_bytes()
@@ -105,6 +134,21 @@ mod tests {
         assert_eq!(
             secondary_key(&n, &h(&[("accept-language", "fr,  en")])),
             secondary_key(&n, &h(&[("accept-language", "fr"), ("accept-language", "en")]))
+        );
+    }
+
+    #[test]
+    fn generations_tell_variant_keys_apart() {
+        let n = vec!["accept-language".to_string()];
+        let req = h(&[("accept-language", "fr")]);
+        let (g1, g2) = (new_generation(), new_generation());
+        assert_ne!(g1, g2);
+        let k1 = variant_key("p", Some(&g1), &n, &req);
+        assert_ne!(k1, variant_key("p", Some(&g2), &n, &req));
+        assert_eq!(k1.split('\n').next(), Some("p"));
+        assert_eq!(
+            variant_key("p", None, &n, &req),
+            format!("p{}", secondary_key(&n, &req))
         );
     }
 
