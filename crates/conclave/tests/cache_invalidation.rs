@@ -5,104 +5,43 @@
 //! GETs the origin saw.
 #![cfg(feature = "edge")]
 
-use conclave_testkit::{
-    free_port, pattern, run_ok, wait_port, wait_until, Proc, Recorded, Reply, TestOrigin,
-};
-use std::process::{Command, Stdio};
+use conclave_testkit::{pattern, wait_until, Recorded, Reply, TestOrigin};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_conclave");
+mod common;
+use common::edge::{dir_with_certs, Resp, SiteSpec};
 
-/// An edge with one cache site (`localhost`) in front of `origin`.
-struct Edge {
-    dir: tempfile::TempDir,
-    port: u16,
-    _edge: Proc,
-}
+/// An edge with one cache site (`localhost`) in front of `origin`, spoken to
+/// over HTTP/1.1.
+struct Edge(common::edge::Edge);
 
 impl Edge {
     fn start(origin: &TestOrigin) -> Edge {
-        let dir = tempfile::tempdir().unwrap();
-        let certs = dir.path().join("certs");
-        run_ok(Command::new(BIN).arg("certs").arg("--out").arg(&certs));
-        let port = free_port();
-        let cfg = format!(
-            "workers = 1\n\n[[server]]\nlisten = \"127.0.0.1:{port}\"\nserver_name = [\"localhost\"]\n\
-             mode = \"cache\"\nproxy_pass = \"http://127.0.0.1:{}\"\n[server.tls]\n\
-             certificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"\n[server.cache]\n\
-             path = \"cache\"\nkeys_zone = \"Z:1m\"\nmax_size = \"100m\"\n",
-            origin.port()
-        );
-        let path = dir.path().join("edge.toml");
-        std::fs::write(&path, cfg).unwrap();
-        let child = Command::new(BIN)
-            .arg("edge")
-            .arg("--config")
-            .arg(&path)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        let edge = Proc::graceful(child, Duration::from_secs(15));
-        wait_port(port);
-        Edge {
-            dir,
-            port,
-            _edge: edge,
-        }
-    }
-
-    /// `curl` of `target` with extra arguments: the status and `X-Cache-Status`.
-    fn req(&self, target: &str, extra: &[&str]) -> (u16, String) {
-        let out = Command::new("curl")
-            .args(["-sS", "-o", "/dev/null", "-D", "-", "--http1.1", "--cacert"])
-            .arg(self.dir.path().join("certs/ca/root.crt"))
-            .args(["--resolve", &format!("localhost:{}:127.0.0.1", self.port)])
-            .args(extra)
-            .arg(format!("https://localhost:{}{target}", self.port))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "curl {target}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let head = String::from_utf8_lossy(&out.stdout).into_owned();
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|s| s.parse().ok())
-            .unwrap();
-        let cache = lines
-            .filter_map(|l| l.split_once(':'))
-            .find(|(k, _)| k.eq_ignore_ascii_case("x-cache-status"))
-            .map_or("-".to_string(), |(_, v)| v.trim().to_string());
-        (status, cache)
-    }
-
-    /// `curl` of `target` with extra arguments: the head's lines and the body.
-    fn fetch(&self, target: &str, extra: &[&str]) -> (String, Vec<u8>) {
-        let body = self.dir.path().join("body");
-        let out = Command::new("curl")
-            .args(["-sS", "-D", "-", "--http1.1", "-o"])
-            .arg(&body)
-            .arg("--cacert")
-            .arg(self.dir.path().join("certs/ca/root.crt"))
-            .args(["--resolve", &format!("localhost:{}:127.0.0.1", self.port)])
-            .args(extra)
-            .arg(format!("https://localhost:{}{target}", self.port))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "curl {target}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (
-            String::from_utf8_lossy(&out.stdout).to_lowercase(),
-            std::fs::read(&body).unwrap(),
+        let spec = SiteSpec::new(
+            format!("http://127.0.0.1:{}", origin.port()),
+            "server_name = [\"localhost\"]",
         )
+        .with_cache("path = \"cache\"\nkeys_zone = \"Z:1m\"\nmax_size = \"100m\"\n");
+        Edge(common::edge::Edge::start(dir_with_certs(), &[spec], ""))
+    }
+
+    /// `curl --http1.1` of `target` with extra arguments, which must succeed.
+    fn fetch(&self, target: &str, extra: &[&str]) -> Resp {
+        let mut args = vec!["--http1.1"];
+        args.extend_from_slice(extra);
+        let r = self.0.curl(0, target, &args);
+        assert_eq!(r.exit, 0, "curl {target}: {r:?}");
+        r
+    }
+
+    /// [`Edge::fetch`]'s status and `X-Cache-Status` (`-` when absent).
+    fn req(&self, target: &str, extra: &[&str]) -> (u16, String) {
+        let r = self.fetch(target, extra);
+        (r.status, r.cache().to_string())
+    }
+
+    fn get(&self, target: &str) -> (u16, String) {
+        self.req(target, &[])
     }
 
     /// How many complete entries the cache directory holds (`LEVEL1/LEVEL2/HASH`).
@@ -114,7 +53,7 @@ impl Edge {
                 .flatten()
                 .map(|e| e.path())
         };
-        ls(&self.dir.path().join("cache"))
+        ls(&self.0.path("cache"))
             .flat_map(|d| ls(&d).collect::<Vec<_>>())
             .flat_map(|d| ls(&d).collect::<Vec<_>>())
             .filter(|f| {
@@ -125,13 +64,9 @@ impl Edge {
             .count()
     }
 
-    fn get(&self, target: &str) -> (u16, String) {
-        self.req(target, &[])
-    }
-
     /// The absolute URL of `target` on this edge (for `Location` values).
     fn url(&self, target: &str) -> String {
-        format!("https://localhost:{}{target}", self.port)
+        format!("https://localhost:{}{target}", self.0.ports[0])
     }
 }
 
@@ -269,30 +204,26 @@ fn a_range_on_a_miss_answers_206_and_still_stores_the_whole_body() {
         Reply::ok("").generated(LEN).header("cache-control", "max-age=60"),
     );
     let edge = Edge::start(&origin);
-    let (head, body) = edge.fetch("/big", &["-H", "Range: bytes=1000000-1000099"]);
-    assert!(head.starts_with("http/1.1 206"), "{head}");
-    assert!(
-        head.contains("\r\ncontent-range: bytes 1000000-1000099/3145728\r\n"),
-        "{head}"
-    );
-    assert!(head.contains("\r\ncontent-length: 100\r\n"), "{head}");
-    assert!(head.contains("\r\nx-cache-status: miss\r\n"), "{head}");
+    let r = edge.fetch("/big", &["-H", "Range: bytes=1000000-1000099"]);
+    assert_eq!((r.version.as_str(), r.status), ("HTTP/1.1", 206), "{r:?}");
+    assert_eq!(r.header("content-range"), Some("bytes 1000000-1000099/3145728"));
+    assert_eq!(r.header("content-length"), Some("100"));
+    assert_eq!(r.cache(), "MISS");
     let want: Vec<u8> = (1_000_000..1_000_100).map(pattern).collect();
-    assert_eq!(body, want);
+    assert_eq!(r.body, want);
     // The rest of the body goes on into the cache after the client's range.
     assert!(wait_until(Duration::from_secs(20), || edge.stored() == 1));
-    let (head, body) = edge.fetch("/big", &[]);
-    assert!(head.starts_with("http/1.1 200"), "{head}");
-    assert!(head.contains("\r\nx-cache-status: hit\r\n"), "{head}");
-    assert_eq!(body.len() as u64, LEN);
-    assert!(body.iter().enumerate().all(|(i, b)| *b == pattern(i as u64)));
+    let r = edge.fetch("/big", &[]);
+    assert_eq!((r.status, r.cache()), (200, "HIT"));
+    assert_eq!(r.body.len() as u64, LEN);
+    assert!(r.body.iter().enumerate().all(|(i, b)| *b == pattern(i as u64)));
     assert_eq!(origin.count("/big"), 1);
     // Several ranges on a miss: the whole 200 (the stored entity answers them next).
     origin.route(
         "/two",
         Reply::ok("0123456789").header("cache-control", "max-age=60"),
     );
-    let (head, body) = edge.fetch("/two", &["-H", "Range: bytes=0-1,4-5"]);
-    assert!(head.starts_with("http/1.1 200"), "{head}");
-    assert_eq!(body, b"0123456789");
+    let r = edge.fetch("/two", &["-H", "Range: bytes=0-1,4-5"]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"0123456789");
 }
