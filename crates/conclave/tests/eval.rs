@@ -68,42 +68,15 @@ fn write_deploy(dir: &Path, base: u16) -> PathBuf {
     p
 }
 
-/// Starts `conclave up` and returns it with the pids it reports, once it says it is up.
-fn start_up(deploy: &Path) -> (Proc, Vec<u32>, BufReader<std::process::ChildStdout>) {
-    let mut child = conclave()
-        .arg("up")
-        .arg(deploy)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let guard = Proc::new(child);
-    let mut pids = Vec::new();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "conclave up ended before it was up"
-        );
-        if let Some(rest) = line.split("(pid ").nth(1) {
-            pids.push(rest.split(')').next().unwrap().parse().unwrap());
-        }
-        if line.contains("is up") {
-            break;
-        }
-    }
-    (guard, pids, out)
-}
-
 #[test]
 fn up_serves_and_leaves_no_process_behind_on_sigterm() {
     assert!(nginx_installed(), "this test needs nginx: apt-get install nginx");
     let dir = tempfile::tempdir().unwrap();
     let base = base_port();
     let deploy = write_deploy(dir.path(), base);
-    let (mut up, pids, _out) = start_up(&deploy);
+    let started = common::up::start(&[], &deploy);
+    let pids: Vec<u32> = started.procs.iter().map(|p| p.pid).collect();
+    let mut up = started.proc;
     assert_eq!(pids.len(), 2, "origin and edge");
     // nginx masters plus their workers (2 for the edge, 1 for the origin); a
     // master accepts connections before it has forked them all, so wait a bit.
@@ -145,7 +118,9 @@ fn up_stops_everything_when_one_process_dies_and_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let base = base_port();
     let deploy = write_deploy(dir.path(), base);
-    let (mut up, pids, _out) = start_up(&deploy);
+    let started = common::up::start(&[], &deploy);
+    let pids: Vec<u32> = started.procs.iter().map(|p| p.pid).collect();
+    let mut up = started.proc;
     // Kill the origin's master (the first process started) outright.
     signal(pids[0].into(), "KILL");
     let status = wait_exit(&mut up, Duration::from_secs(15));

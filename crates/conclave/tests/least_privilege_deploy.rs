@@ -7,7 +7,6 @@
 //! These tests need root (only root starts processes under other uids);
 //! run as another user they fail and say so, like the tests that need nginx.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -16,7 +15,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 mod common;
-use common::{conclave, free_port, signal, wait_exit, Proc};
+use common::{conclave, free_port, signal, wait_exit};
 
 fn require_root() {
     assert!(
@@ -84,51 +83,6 @@ fn deploy_dir() -> tempfile::TempDir {
     dir
 }
 
-struct Started {
-    up: Proc,
-    /// (name, pid, uid, gid) per started process.
-    procs: Vec<(String, u32, u32, u32)>,
-    _out: BufReader<std::process::ChildStdout>,
-}
-
-/// Starts `conclave up ARGS` and reads its "started NAME (pid P) as uid U gid G" lines until it is up.
-fn start_up(args: &[&str], deploy: &Path) -> Started {
-    let mut child = conclave()
-        .arg("up")
-        .args(args)
-        .arg(deploy)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let up = Proc::new(child);
-    let mut procs = Vec::new();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "conclave up ended before it was up"
-        );
-        if let Some((name, rest)) = line.strip_prefix("started ").and_then(|l| l.split_once(" (pid ")) {
-            let (pid, rest) = rest.split_once(')').unwrap();
-            let w: Vec<&str> = rest.split_whitespace().collect();
-            assert_eq!(w.first(), Some(&"as"), "{line}");
-            procs.push((
-                name.to_string(),
-                pid.parse().unwrap(),
-                w[2].parse().unwrap(),
-                w[4].trim_end_matches(',').parse().unwrap(),
-            ));
-        }
-        if line.contains("is up") {
-            break;
-        }
-    }
-    Started { up, procs, _out: out }
-}
-
 fn write_keyless(dir: &Path, base: u16, extra_top: &str) -> PathBuf {
     let deploy = dir.join("deploy.toml");
     std::fs::write(
@@ -168,20 +122,25 @@ fn up_with_users_keeps_the_site_key_and_the_ca_key_out_of_the_edges_reach() {
     let dir = deploy_dir();
     let base = base_port();
     let deploy = write_keyless(dir.path(), base, "tenant = \"acme\"\nbase_uid = 64100\n");
-    let Started { mut up, procs, _out } = start_up(&["--users"], &deploy);
+    let started = common::up::start(&["--users"], &deploy);
+    let procs = started.procs.clone();
+    let mut up = started.proc;
     let by_name = |n: &str| {
-        procs
+        let p = procs
             .iter()
-            .find(|p| p.0.split(' ').next() == Some(n))
-            .unwrap_or_else(|| panic!("no {n} in {procs:?}"))
-            .clone()
+            .find(|p| p.name.split(' ').next() == Some(n))
+            .unwrap_or_else(|| panic!("no {n} in {procs:?}"));
+        let (uid, gid) = p
+            .ids
+            .unwrap_or_else(|| panic!("{n} started without its own uid: {p:?}"));
+        (p.pid, uid, gid)
     };
-    let (_, edge_pid, edge_uid, edge_gid) = by_name("edge");
-    let (_, _, key_uid, key_gid) = by_name("keyserver");
+    let (edge_pid, edge_uid, edge_gid) = by_name("edge");
+    let (_, key_uid, key_gid) = by_name("keyserver");
     // base_uid + the part's index: fileserver, memserver, keyserver, origin, edge.
     assert_eq!((key_uid, key_gid), (64102, 64102));
     assert_eq!((edge_uid, edge_gid), (64104, 64104));
-    let uids: Vec<u32> = procs.iter().map(|p| p.2).collect();
+    let uids: Vec<u32> = procs.iter().map(|p| p.ids.map_or(0, |(u, _)| u)).collect();
     assert_eq!(uids, [64100, 64101, 64102, 64103, 64104], "{procs:?}");
 
     // The kernel says so too: every id of the edge is its own, no supplementary group.
