@@ -340,13 +340,7 @@ fn key_and_secret_files_others_can_read_are_refused_by_name() {
         .arg(tmp.path().join("certs"))
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    let want = format!(
-        "refusing {0}: mode 0644 lets group or others read it (run: chmod 600 {0})",
-        key.display()
-    );
-    assert!(err.contains(&want), "{err}");
+    common::assert_refused_as_readable(&out, &key, "0644");
     chmod(&key, 0o600);
     // A block-device secret file, 0640.
     let secret = tmp.path().join("fs.secret");
@@ -360,13 +354,7 @@ fn key_and_secret_files_others_can_read_are_refused_by_name() {
         .arg(tmp.path().join("crypt.img"))
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    let want = format!(
-        "refusing {0}: mode 0640 lets group or others read it (run: chmod 600 {0})",
-        secret.display()
-    );
-    assert!(err.contains(&want), "{err}");
+    common::assert_refused_as_readable(&out, &secret, "0640");
     // Fixed as the message says, both work.
     chmod(&secret, 0o600);
     let out = conclave()

@@ -475,13 +475,7 @@ fn edge_refuses_a_ticket_secret_that_group_or_others_can_read() {
         .arg(w.p("edge.toml"))
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    let want = format!(
-        "refusing {0}: mode 0644 lets group or others read it (run: chmod 600 {0})",
-        secret.display()
-    );
-    assert!(err.contains(&want), "{err}");
+    common::assert_refused_as_readable(&out, &secret, "0644");
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = common::conclave()
         .args(["edge", "--check", "--config"])

@@ -87,3 +87,15 @@ pub fn ab_resumed(cacert: &Path, tls: &str, url: &str) -> (u64, u64) {
         ab_json_u64(&out.stdout, "/tls/handshakes_resumed"),
     )
 }
+
+/// Asserts that `out` is a failed run whose stderr refuses the secret file
+/// `path` for its `mode` (e.g. "0644"), with the exact message and fix.
+pub fn assert_refused_as_readable(out: &Output, path: &Path, mode: &str) {
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "refusing {0}: mode {mode} lets group or others read it (run: chmod 600 {0})",
+        path.display()
+    );
+    assert!(err.contains(&want), "{err}");
+}
