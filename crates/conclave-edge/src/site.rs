@@ -117,6 +117,11 @@ impl Site {
             compress::apply(&self.compress, &parts.method, &parts.headers, resp)
         };
         let mut resp = resp;
+        if parts.method == Method::HEAD && !resp.body().is_end_stream() {
+            // An error page answering HEAD keeps its Content-Length but
+            // sends no body: HTTP/2 resets a HEAD stream that carries DATA.
+            resp = resp.map(|_| crate::entity::empty());
+        }
         self.decorate(&mut resp);
         if let Some(log) = &self.access_log {
             log.record(peer, &Request::from_parts(parts, ()), &resp);

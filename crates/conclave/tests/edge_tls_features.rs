@@ -125,7 +125,7 @@ fn two_names_on_one_port_get_their_own_certificate_key_source_and_headers() {
     // add_header is on errors too (NGINX `always`), and on HEAD (curl -I).
     for args in [&["-I"][..], &["--http1.1", "-I"][..]] {
         let missing = get(d, "a.example", port, "/missing", args);
-        assert_eq!(missing.status, 404);
+        assert_eq!(missing.status, 404, "{missing:?}");
         assert_eq!(
             missing.header("strict-transport-security"),
             Some("max-age=63072000; includeSubDomains")
