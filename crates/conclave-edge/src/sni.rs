@@ -36,11 +36,6 @@ impl ServerNames {
         ServerNames(names)
     }
 
-    /// Whether there are none (a site that answers any name).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// The best match of `host` (any case, no port) among these names.
     fn best(&self, host: &str) -> Option<Match> {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
