@@ -110,6 +110,37 @@ fn check_lists_a_mismatched_key_a_held_port_and_a_bad_waf_line_at_once() {
     );
     drop(held);
 
+    // A chain that does not parse, and a stapled OCSP file that is not DER.
+    std::fs::write(d.join("junk.crt"), "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+        .unwrap();
+    std::fs::write(d.join("stale.ocsp"), "not DER").unwrap();
+    let out = check(
+        d,
+        &site(
+            free,
+            &format!(
+                "certificate = \"junk.crt\"\nkey = \"{}\"\n[[server.tls.certificates]]\ncertificate = \"{}\"\nkey = \"{}\"\nocsp_staple = \"stale.ocsp\"",
+                a_key.display(),
+                a_crt.display(),
+                a_key.display()
+            ),
+        ),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("2 problem(s) found"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "  {}: certificate 1 of the chain does not parse",
+            d.join("junk.crt").display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("  {}: not a DER OCSP response", d.join("stale.ocsp").display())),
+        "{err}"
+    );
+
     // A key others may read is refused as a start refuses it.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&a_key, std::fs::Permissions::from_mode(0o644)).unwrap();
