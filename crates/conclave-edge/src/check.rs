@@ -279,7 +279,10 @@ impl Run<'_> {
             seen.push(s.listen);
             if let Err(e) = std::net::TcpListener::bind(s.listen) {
                 let why = if e.kind() == std::io::ErrorKind::AddrInUse {
-                    "is held by another process".to_string()
+                    match holder(s.listen.port()) {
+                        Some(who) => format!("is held by another process ({who})"),
+                        None => "is held by another process".to_string(),
+                    }
                 } else {
                     format!("cannot be bound: {e}")
                 };
@@ -290,6 +293,54 @@ impl Run<'_> {
             }
         }
     }
+}
+
+/// Who listens on TCP `port`: "pid N, COMMAND" from `/proc` (Linux; only
+/// processes this user may inspect, all of them as root), `None` if unknown.
+fn holder(port: u16) -> Option<String> {
+    const LISTEN: &str = "0A";
+    let mut sockets = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        // sl local_address rem_address st ... inode (column 9)
+        for cols in text
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        {
+            let local_port = cols
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if cols.get(3) == Some(&LISTEN) && local_port == Some(port) {
+                if let Some(inode) = cols.get(9) {
+                    sockets.push(format!("socket:[{inode}]"));
+                }
+            }
+        }
+    }
+    if sockets.is_empty() {
+        return None;
+    }
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds
+            .flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .any(|link| sockets.iter().any(|s| link.as_os_str() == s.as_str()));
+        if holds {
+            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            return Some(format!("pid {pid}, {}", comm.trim()));
+        }
+    }
+    None
 }
 
 /// `message` without a leading `PATH: ` (the problem names the file already).

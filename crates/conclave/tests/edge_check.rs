@@ -96,8 +96,9 @@ fn check_lists_a_mismatched_key_a_held_port_and_a_bad_waf_line_at_once() {
     );
     assert!(
         err.contains(&format!(
-            "  {}:9: port {held_port} (listen 127.0.0.1:{held_port}) is held by another process",
-            cfg.display()
+            "  {}:9: port {held_port} (listen 127.0.0.1:{held_port}) is held by another process (pid {}, ",
+            cfg.display(),
+            std::process::id()
         )),
         "{err}"
     );
@@ -111,8 +112,11 @@ fn check_lists_a_mismatched_key_a_held_port_and_a_bad_waf_line_at_once() {
     drop(held);
 
     // A chain that does not parse, and a stapled OCSP file that is not DER.
-    std::fs::write(d.join("junk.crt"), "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
-        .unwrap();
+    std::fs::write(
+        d.join("junk.crt"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
     std::fs::write(d.join("stale.ocsp"), "not DER").unwrap();
     let out = check(
         d,
@@ -137,7 +141,10 @@ fn check_lists_a_mismatched_key_a_held_port_and_a_bad_waf_line_at_once() {
         "{err}"
     );
     assert!(
-        err.contains(&format!("  {}: not a DER OCSP response", d.join("stale.ocsp").display())),
+        err.contains(&format!(
+            "  {}: not a DER OCSP response",
+            d.join("stale.ocsp").display()
+        )),
         "{err}"
     );
 
