@@ -416,6 +416,17 @@ fn sites_share_an_address_when_server_name_tells_them_apart() {
         .unwrap_err()
         .to_string();
     assert!(e.contains(":11:") && e.contains("need `server_name`"), "{e}");
+    // One site without names may be the catch-all default.
+    let catch_all = tls_site(d, "127.0.0.1:1", "default_server = true", "");
+    let ok = EdgeConfig::parse(&cfg, &format!("{a}{catch_all}")).unwrap();
+    assert!(ok.servers[1].server_name.is_empty() && ok.servers[1].default_server);
+    let e = EdgeConfig::parse(&cfg, &format!("{unnamed}{b}"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(":15:") && e.contains("the one without server_name is"),
+        "{e}"
+    );
     let c = tls_site(
         d,
         "127.0.0.1:1",

@@ -237,10 +237,21 @@ fn shares_listen(
     if same.is_empty() {
         return Ok(());
     }
-    if s.server_name.is_empty() || same.iter().any(|o| o.server_name.is_empty()) {
+    // A site without names is reached only as the address's default (a
+    // catch-all, as an NGINX `server` without `server_name`).
+    let unnamed_before = same.iter().any(|o| o.server_name.is_empty());
+    if s.server_name.is_empty() && (unnamed_before || !s.default_server) {
         return Err(c.err(
             here("listen"),
-            format!("two servers listen on {listen}: sites sharing an address need `server_name` to be told apart by SNI"),
+            format!(
+                "two servers listen on {listen}: sites sharing an address need `server_name` to be                  told apart by SNI (one without it may be the catch-all, with default_server = true)"
+            ),
+        ));
+    }
+    if unnamed_before && s.default_server {
+        return Err(c.err(
+            here("default_server"),
+            format!("two servers on {listen} are default_server (the one without server_name is)"),
         ));
     }
     for n in &s.server_name {
