@@ -24,6 +24,14 @@ pub enum KeyError {
         /// What was wrong.
         message: String,
     },
+    /// An OCSP response file (`ocsp_staple`) could not be read or is not DER.
+    #[error("{path}: {message}")]
+    Ocsp {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        message: String,
+    },
     /// rustls refused the key or the pair.
     #[error("{0}")]
     Tls(#[from] rustls::Error),

@@ -12,7 +12,8 @@ pub struct EdgeArgs {
     /// The edge configuration file (see docs/edge.md).
     #[arg(long)]
     pub config: PathBuf,
-    /// Only validate the configuration and exit.
+    /// Check everything a start would (config, certificates and keys, key
+    /// servers, WAF rules, ports) without serving; list every problem, exit 1.
     #[arg(long)]
     pub check: bool,
 }
@@ -57,6 +58,14 @@ pub fn check_summary(args: &EdgeArgs, cfg: &EdgeConfig) -> String {
 /// Validates the config; with `--check` prints the summary, else runs the
 /// master, which starts the workers (this same binary as `edge-worker`).
 pub fn run_edge(args: &EdgeArgs) -> Result<(), EdgeError> {
+    if args.check {
+        // Everything a start would do but serve, every problem listed.
+        let cfg = crate::check::check(&args.config)?;
+        use std::io::Write;
+        // A closed stdout is not an error of the check.
+        let _ = writeln!(std::io::stdout().lock(), "{}", check_summary(args, &cfg));
+        return Ok(());
+    }
     let cfg = EdgeConfig::load(&args.config)?;
     // Every worker reads the ticket secret; a bad one is refused here, once,
     // naming the file, instead of as a worker failing to start.
@@ -67,12 +76,6 @@ pub fn run_edge(args: &EdgeArgs) -> Result<(), EdgeError> {
     {
         crate::tickets::TicketSeal::from_file(p)
             .map_err(|e| EdgeError::Setup(format!("[shared] ticket_secret_file: {e}")))?;
-    }
-    if args.check {
-        use std::io::Write;
-        // A closed stdout is not an error of the check.
-        let _ = writeln!(std::io::stdout().lock(), "{}", check_summary(args, &cfg));
-        return Ok(());
     }
     let exe = std::env::current_exe().map_err(|e| EdgeError::io("locating the conclave binary", e))?;
     let config =

@@ -15,6 +15,7 @@
 
 pub mod access_log;
 pub mod cache;
+pub mod check;
 pub mod compress;
 pub mod config;
 pub mod entity;
@@ -28,6 +29,7 @@ pub mod refusals;
 pub mod server;
 pub mod shared;
 pub mod site;
+pub mod sni;
 pub mod storage;
 pub mod tickets;
 pub mod tls;
@@ -65,6 +67,9 @@ pub enum EdgeError {
     /// Anything else that stops start-up.
     #[error("{0}")]
     Setup(String),
+    /// `--check` found problems (all of them listed).
+    #[error(transparent)]
+    Check(#[from] check::CheckFailed),
 }
 
 impl EdgeError {

@@ -96,6 +96,8 @@ pub fn run_origin(cfg: &OriginSettings) -> Result<(), EdgeError> {
             body_timeout: Duration::from_secs(60),
             max_body: crate::site::MAX_BODY,
             compress: Default::default(),
+            always_headers: Vec::new(),
+            server_tokens: false,
         });
         let tcp = tokio::net::TcpListener::bind(cfg.listen)
             .await

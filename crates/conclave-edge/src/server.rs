@@ -3,6 +3,7 @@
 //! HTTP/2 idle timeouts, graceful shutdown.
 
 use crate::site::Site;
+use crate::sni::SniRouter;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -18,7 +19,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
-use tokio_rustls::TlsAcceptor;
 
 /// Per-process connection limits and timeouts.
 #[derive(Debug)]
@@ -446,9 +446,10 @@ fn note_conn_error(r: Option<Result<(), hyper::Error>>, peer: SocketAddr) {
 pub struct Listener {
     /// The bound socket.
     pub tcp: TcpListener,
-    /// TLS, or `None` for plain HTTP (the origin).
-    pub tls: Option<TlsAcceptor>,
-    /// What to serve.
+    /// TLS with the sites of this address chosen by SNI, or `None` for
+    /// plain HTTP (the origin).
+    pub tls: Option<Arc<SniRouter>>,
+    /// What to serve over plain HTTP (with TLS, the router's sites).
     pub site: Arc<Site>,
 }
 
@@ -526,7 +527,7 @@ fn limited() -> hyper::Response<crate::entity::Body> {
 async fn serve_conn(
     tcp: TcpStream,
     peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<SniRouter>>,
     site: Arc<Site>,
     limits: &Limits,
     h1: &hyper::server::conn::http1::Builder,
@@ -539,22 +540,23 @@ async fn serve_conn(
         send: limits.send_timeout,
         h2_idle: None,
     };
-    let stream = match tls {
-        Some(acc) => match tokio::time::timeout(limits.header_timeout, acc.accept(tcp)).await {
-            Ok(Ok(s)) => Ok(s),
+    let (stream, site, host_check) = match tls {
+        Some(router) => match tokio::time::timeout(limits.header_timeout, router.accept(tcp)).await {
+            Ok(Ok(r)) => (Ok(r.stream), r.site, r.host_check),
             Ok(Err(e)) => {
                 tracing::debug!("TLS handshake with {peer}: {e}");
                 return;
             }
             Err(_) => return,
         },
-        None => Err(tcp),
+        None => (Err(tcp), site, None),
     };
     let is_h2 = matches!(&stream, Ok(s) if s.get_ref().1.alpn_protocol() == Some(b"h2"));
     let mark = is_h2.then(|| clock.clone());
     let req_limit = limits.req_limit.clone();
     let svc = service_fn(move |req| {
         let site = site.clone();
+        let host_check = host_check.clone();
         let req_limit = req_limit.clone();
         let mark = mark.clone().map(StreamMark::new);
         async move {
@@ -562,10 +564,12 @@ async fn serve_conn(
             if let Some(rl) = &req_limit {
                 if !rl.allow(peer.ip()) {
                     crate::refusals::LIMIT_REQ.note(peer);
-                    return Ok::<_, Infallible>(limited());
+                    let mut r = limited();
+                    site.decorate(&mut r);
+                    return Ok::<_, Infallible>(r);
                 }
             }
-            Ok::<_, Infallible>(site.handle(req, peer).await)
+            Ok::<_, Infallible>(site.handle_routed(req, peer, host_check.as_ref()).await)
         }
     });
     let r = match stream {

@@ -6,6 +6,7 @@ use crate::compress;
 use crate::config::CompressionConfig;
 use crate::entity::{respond, status_response, Body, Entity};
 use crate::path::normalize;
+use crate::sni::HostCheck;
 use crate::storage::Storage;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
@@ -43,11 +44,31 @@ pub struct Site {
     pub max_body: u64,
     /// Compression of responses and precompressed siblings (`[server.compression]`).
     pub compress: CompressionConfig,
+    /// `add_header`: set on every response, errors included (NGINX `always`).
+    pub always_headers: Vec<(HeaderName, HeaderValue)>,
+    /// `server_tokens`: `Server: conclave` on every response; false: no `Server`.
+    pub server_tokens: bool,
 }
+
+/// The `Server` header of `server_tokens = true`.
+pub const SERVER: &str = "conclave";
 
 impl Site {
     /// Answers one request.
     pub async fn handle(&self, req: Request<hyper::body::Incoming>, peer: SocketAddr) -> Response<Body> {
+        self.handle_routed(req, peer, None).await
+    }
+
+    /// Answers one request on a connection the client's SNI routed here
+    /// among several sites of its address: a `Host` that names another of
+    /// them gets 421 Misdirected Request (RFC 9110 section 15.5.20), as the
+    /// certificate and TLS settings of the connection are this site's.
+    pub async fn handle_routed(
+        &self,
+        req: Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+        host_check: Option<&HostCheck>,
+    ) -> Response<Body> {
         use hyper::body::Body as _;
         let (parts, body) = req.into_parts();
         let announced = parts
@@ -78,6 +99,8 @@ impl Site {
         } else if !host_ok(&parts) {
             crate::refusals::BAD_HOST.note(peer);
             status_response(StatusCode::BAD_REQUEST)
+        } else if host_check.is_some_and(|c| request_host(&parts).is_some_and(|h| !c.allows(h))) {
+            status_response(StatusCode::MISDIRECTED_REQUEST)
         } else if too_large {
             let mut r = status_response(StatusCode::PAYLOAD_TOO_LARGE);
             if parts.version < Version::HTTP_2 {
@@ -93,10 +116,33 @@ impl Site {
             let resp = self.answer(&parts, body, peer).await;
             compress::apply(&self.compress, &parts.method, &parts.headers, resp)
         };
+        let mut resp = resp;
+        if parts.method == Method::HEAD && !resp.body().is_end_stream() {
+            // An error page answering HEAD keeps its Content-Length but
+            // sends no body: HTTP/2 resets a HEAD stream that carries DATA.
+            resp = resp.map(|_| crate::entity::empty());
+        }
+        self.decorate(&mut resp);
         if let Some(log) = &self.access_log {
             log.record(peer, &Request::from_parts(parts, ()), &resp);
         }
         resp
+    }
+
+    /// Sets the site's own response headers on `resp`, whatever made it (a
+    /// file, the origin, an error, a refusal before the site saw the
+    /// request): `Server` (an origin's is never passed on, as NGINX hides
+    /// it) and `add_header`.
+    pub fn decorate<B>(&self, resp: &mut Response<B>) {
+        let h = resp.headers_mut();
+        if self.server_tokens {
+            h.insert(header::SERVER, HeaderValue::from_static(SERVER));
+        } else {
+            h.remove(header::SERVER);
+        }
+        for (k, v) in &self.always_headers {
+            h.insert(k.clone(), v.clone());
+        }
     }
 
     /// Whether a request with `method` goes to the origin as it is, its body
@@ -311,6 +357,24 @@ fn host_ok(req: &http::request::Parts) -> bool {
     }
     let mut hosts = req.headers.get_all(header::HOST).iter();
     hosts.next().is_some() && hosts.next().is_none()
+}
+
+/// The host a request names, without port: the target's authority
+/// (HTTP/2 `:authority`, absolute form), else `Host`; `None` without either.
+fn request_host(req: &http::request::Parts) -> Option<&str> {
+    let authority = match req.uri.host() {
+        Some(h) => h,
+        None => req.headers.get(header::HOST)?.to_str().ok()?,
+    };
+    Some(strip_port(authority))
+}
+
+/// `host` of `host[:port]` (`[v6]:port` keeps its brackets off too).
+fn strip_port(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
 }
 
 /// Runs the WAF on the request line and headers (ModSecurity phases 1 and 2

@@ -3,11 +3,12 @@
 
 use crate::access_log::AccessLog;
 use crate::cache::Cache;
-use crate::config::{EdgeConfig, KeyConfig, SharedConfig, SiteConfig, StorageConfig, TlsConfig};
+use crate::config::{CertConfig, EdgeConfig, KeyConfig, SharedConfig, SiteConfig, StorageConfig};
 use crate::keysource::{KeyFile, KeyServerKey, KeySource};
 use crate::server::{accept_loop, bind_reuseport, ConnLimiter, Limits, Listener, ReqLimiter};
 use crate::shared::{LocalSharedState, MemSharedState, SharedState};
 use crate::site::{Backend, Site};
+use crate::sni::{ServerNames, SniRouter};
 use crate::storage::{HostStorage, NextfsStorage, Storage};
 use crate::EdgeError;
 use conclave_rpc::Role;
@@ -170,8 +171,8 @@ fn site_storage(
     })
 }
 
-/// The key source of a site's TLS settings.
-fn key_source(tls: &TlsConfig, timeout: std::time::Duration) -> Box<dyn KeySource> {
+/// The key source of one certificate of a site.
+pub fn key_source(tls: &CertConfig, timeout: std::time::Duration) -> Box<dyn KeySource> {
     match &tls.key {
         KeyConfig::File(k) => Box::new(KeyFile {
             certificate: tls.certificate.clone(),
@@ -242,6 +243,7 @@ async fn serve(
     let cap = Arc::new(Semaphore::new(cfg.worker_connections));
     let graceful = Arc::new(GracefulShutdown::new());
     let mut loops = Vec::new();
+    let mut routers: Vec<(std::net::SocketAddr, SniRouter)> = Vec::new();
     for s in &cfg.servers {
         let backend = match &s.site {
             SiteConfig::Standalone { root } => {
@@ -257,7 +259,15 @@ async fn serve(
                 )?))
             }
         };
-        let keys = key_source(&s.tls, cfg.keyserver_timeout);
+        let keys: Vec<_> = s
+            .tls
+            .all_certificates()
+            .into_iter()
+            .map(|c| {
+                let k = key_source(&c, cfg.keyserver_timeout);
+                (c, k)
+            })
+            .collect();
         let waf = match &s.waf {
             None => None,
             Some(p) => {
@@ -266,8 +276,7 @@ async fn serve(
                 })?))
             }
         };
-        let tls = crate::tls::server_config(&s.tls, keys.as_ref(), Some(tickets.clone()))?;
-        let tcp = bind_reuseport(s.listen).map_err(|e| EdgeError::io(format!("listen {}", s.listen), e))?;
+        let tls = crate::tls::server_config(&s.tls, &keys, Some(tickets.clone()))?;
         let site = Arc::new(Site {
             backend,
             max_uri_length: cfg.max_uri_length,
@@ -277,10 +286,28 @@ async fn serve(
             body_timeout: cfg.client_body_timeout,
             max_body: s.client_max_body_size,
             compress: s.compression.clone(),
+            always_headers: s.add_headers.clone(),
+            server_tokens: s.server_tokens,
         });
+        // Sites sharing an address share its socket; SNI picks among them.
+        let at = match routers.iter().position(|(a, _)| *a == s.listen) {
+            Some(at) => at,
+            None => {
+                routers.push((s.listen, SniRouter::new()));
+                routers.len() - 1
+            }
+        };
+        let names = ServerNames::new(s.server_name.clone());
+        routers[at].1.add(names, tls, site, s.default_server);
+    }
+    for (listen, router) in routers {
+        let tcp = bind_reuseport(listen).map_err(|e| EdgeError::io(format!("listen {listen}"), e))?;
+        let site = router
+            .default_site()
+            .ok_or_else(|| EdgeError::Setup(format!("no site on {listen}")))?;
         let l = Listener {
             tcp,
-            tls: Some(tokio_rustls::TlsAcceptor::from(tls)),
+            tls: Some(Arc::new(router)),
             site,
         };
         loops.push(tokio::spawn(accept_loop(

@@ -3,20 +3,21 @@
 //!
 //! The schema is documented in `docs/edge.md`; keep the two in step.
 
-mod lines;
+pub(crate) mod lines;
 pub mod schema;
 pub mod units;
 pub mod validated;
 mod validation;
 
 pub use schema::{
-    CacheSettings, CompressionSettings, EdgeSettings, Mode, ServerSettings, SharedSettings, StorageSettings,
-    TlsSettings, UpstreamServerSettings, UpstreamSettings, WafSettings,
+    CacheSettings, CertificateSettings, CompressionSettings, EdgeSettings, Mode, ServerSettings,
+    SharedSettings, StorageSettings, TlsSettings, UpstreamServerSettings, UpstreamSettings, WafSettings,
 };
 pub use units::{parse_duration, parse_size, ByteSize, Dur};
 pub use validated::{
-    CacheConfig, CompressionConfig, EdgeConfig, KeyConfig, OriginTlsConfig, ProxyConfig, ReqLimit,
-    ServerConfig, SharedConfig, SiteConfig, StorageConfig, TlsConfig, UpstreamConfig, UpstreamServerConfig,
+    CacheConfig, CertConfig, CompressionConfig, EdgeConfig, KeyConfig, OriginTlsConfig, ProxyConfig,
+    ReqLimit, ServerConfig, SharedConfig, SiteConfig, StorageConfig, TlsConfig, UpstreamConfig,
+    UpstreamServerConfig,
 };
 
 use lines::Lines;

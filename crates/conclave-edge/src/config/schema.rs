@@ -314,6 +314,18 @@ pub struct ServerSettings {
     /// top-level `[compression]` one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<CompressionSettings>,
+    /// Headers set on every response of the site, errors included (NGINX
+    /// `add_header ... always`), e.g. `{ Strict-Transport-Security = "max-age=63072000" }`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub add_header: BTreeMap<String, String>,
+    /// `Server: conclave` on every response (default true); false omits the
+    /// header (NGINX `server_tokens`, stricter: no product name either).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub server_tokens: bool,
+    /// The site a client gets on this `listen` address when its SNI names no
+    /// site (NGINX `listen ... default_server`); default: the first site.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub default_server: bool,
 }
 
 impl ServerSettings {
@@ -376,6 +388,9 @@ impl ServerSettings {
             waf: None,
             proxy_set_header: BTreeMap::new(),
             compression: None,
+            add_header: BTreeMap::new(),
+            server_tokens: true,
+            default_server: false,
         }
     }
 }
@@ -452,6 +467,46 @@ pub struct TlsSettings {
     /// Session IDs and tickets.
     #[serde(default = "yes")]
     pub session_resumption: bool,
+    /// A DER OCSP response for `certificate`, stapled to handshakes that ask
+    /// for it (re-read when workers start, so a reload picks up a fresh one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ocsp_staple: Option<PathBuf>,
+    /// Cipher suites, rustls names (`TLS13_AES_128_GCM_SHA256`,
+    /// `TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256`...), preferred first; empty: rustls' defaults.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ciphers: Vec<String>,
+    /// Key-exchange groups, rustls names (`X25519`, `secp256r1`,
+    /// `secp384r1`, `X25519MLKEM768`), preferred first; empty: rustls' defaults.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub curves: Vec<String>,
+    /// `[[server.tls.certificates]]`: more certificates of the site (e.g. an
+    /// ECDSA one beside an RSA one), each chosen for the clients whose
+    /// signature algorithms it serves; the one above comes first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertificateSettings>,
+}
+
+/// `[[server.tls.certificates]]`: one more certificate and where its key is.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateSettings {
+    /// PEM certificate chain.
+    pub certificate: PathBuf,
+    /// PEM private key file (or `keyserver`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// Key server endpoint (keyless TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyserver: Option<String>,
+    /// Name of the key in the key server (default `server`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_name: Option<String>,
+    /// `conclave certs` directory with the edge identity (default: the one of `[server.tls]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certs: Option<PathBuf>,
+    /// A DER OCSP response for this certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ocsp_staple: Option<PathBuf>,
 }
 
 impl TlsSettings {
@@ -465,6 +520,10 @@ impl TlsSettings {
             certs: None,
             protocols: default_protocols(),
             session_resumption: true,
+            ocsp_staple: None,
+            ciphers: Vec::new(),
+            curves: Vec::new(),
+            certificates: Vec::new(),
         }
     }
 
@@ -484,6 +543,10 @@ impl TlsSettings {
             certs: Some(certs.into()),
             protocols: default_protocols(),
             session_resumption: true,
+            ocsp_staple: None,
+            ciphers: Vec::new(),
+            curves: Vec::new(),
+            certificates: Vec::new(),
         }
     }
 }
@@ -493,6 +556,12 @@ fn default_protocols() -> Vec<String> {
 }
 fn yes() -> bool {
     true
+}
+fn is_true(b: &bool) -> bool {
+    *b
+}
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// `[server.cache]`: the proxy cache of a cache site.

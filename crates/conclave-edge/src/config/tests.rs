@@ -374,3 +374,198 @@ fn ticket_secret_file_is_for_memory_stores_and_relative_to_the_config() {
         "{e}"
     );
 }
+
+/// A standalone site on `listen` with the TOML lines `extra` in `[[server]]`
+/// and `tls` in `[server.tls]`, certificates and keys as empty files.
+fn tls_site(dir: &std::path::Path, listen: &str, extra: &str, tls: &str) -> String {
+    std::fs::create_dir_all(dir.join("html")).unwrap();
+    for f in ["a.crt", "a.key", "b.crt", "b.key", "a.ocsp"] {
+        std::fs::write(dir.join(f), "").unwrap();
+    }
+    format!(
+        "[[server]]\nlisten = \"{listen}\"\nmode = \"standalone\"\nroot = \"html\"\n{extra}\n\
+         [server.tls]\ncertificate = \"a.crt\"\nkey = \"a.key\"\n{tls}\n"
+    )
+}
+
+#[test]
+fn sites_share_an_address_when_server_name_tells_them_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("edge.toml");
+    let d = dir.path();
+    let a = tls_site(d, "127.0.0.1:1", "server_name = [\"a.example\"]", "");
+    let b = tls_site(
+        d,
+        "127.0.0.1:1",
+        "server_name = [\"*.B.example\"]\ndefault_server = true",
+        "",
+    );
+    let ok = EdgeConfig::parse(&cfg, &format!("{a}{b}")).unwrap();
+    assert_eq!(ok.servers[1].server_name, vec!["*.b.example".to_string()]);
+    assert!(!ok.servers[0].default_server && ok.servers[1].default_server);
+    let same = tls_site(d, "127.0.0.1:1", "server_name = [\"A.example\"]", "");
+    let e = EdgeConfig::parse(&cfg, &format!("{a}{same}"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(":14:") && e.contains("with server_name \"A.example\""),
+        "{e}"
+    );
+    let unnamed = tls_site(d, "127.0.0.1:1", "", "");
+    let e = EdgeConfig::parse(&cfg, &format!("{a}{unnamed}"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(":11:") && e.contains("need `server_name`"), "{e}");
+    // One site without names may be the catch-all default.
+    let catch_all = tls_site(d, "127.0.0.1:1", "default_server = true", "");
+    let ok = EdgeConfig::parse(&cfg, &format!("{a}{catch_all}")).unwrap();
+    assert!(ok.servers[1].server_name.is_empty() && ok.servers[1].default_server);
+    let e = EdgeConfig::parse(&cfg, &format!("{unnamed}{b}"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(":15:") && e.contains("the one without server_name is"),
+        "{e}"
+    );
+    let c = tls_site(
+        d,
+        "127.0.0.1:1",
+        "server_name = [\"c.example\"]\ndefault_server = true",
+        "",
+    );
+    let e = EdgeConfig::parse(&cfg, &format!("{a}{b}{c}"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(":25:") && e.contains("two servers on 127.0.0.1:1 are default_server"),
+        "{e}"
+    );
+    let bad = tls_site(d, "127.0.0.1:1", "server_name = [\"a..example\"]", "");
+    let e = EdgeConfig::parse(&cfg, &bad).unwrap_err().to_string();
+    assert!(e.contains(":5:") && e.contains("not a host name"), "{e}");
+}
+
+#[test]
+fn ciphers_and_curves_take_rustls_names_and_name_an_unknown_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("edge.toml");
+    let d = dir.path();
+    let site = tls_site(
+        d,
+        "127.0.0.1:1",
+        "",
+        "ciphers = [\"TLS13_AES_256_GCM_SHA384\", \"tls_ecdhe_ecdsa_with_aes_128_gcm_sha256\"]\n\
+         curves = [\"secp384r1\", \"X25519\"]",
+    );
+    let ok = EdgeConfig::parse(&cfg, &site).unwrap();
+    assert_eq!(
+        ok.servers[0].tls.ciphers,
+        vec![
+            rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
+            rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+        ]
+    );
+    assert_eq!(
+        ok.servers[0].tls.curves,
+        vec![rustls::NamedGroup::secp384r1, rustls::NamedGroup::X25519]
+    );
+    let site = tls_site(d, "127.0.0.1:1", "", "ciphers = [\"RC4-MD5\"]");
+    let e = EdgeConfig::parse(&cfg, &site).unwrap_err().to_string();
+    assert!(
+        e.contains(":9:")
+            && e.contains("unknown cipher suite \"RC4-MD5\"")
+            && e.contains("TLS13_AES_128_GCM_SHA256"),
+        "{e}"
+    );
+    let site = tls_site(d, "127.0.0.1:1", "", "ciphers = [\"TLS13_AES_128_GCM_SHA256\"]");
+    let e = EdgeConfig::parse(&cfg, &site).unwrap_err().to_string();
+    assert!(e.contains("no TLSv1.2 suite"), "{e}");
+    let site = tls_site(d, "127.0.0.1:1", "", "curves = [\"prime256v1\"]");
+    let e = EdgeConfig::parse(&cfg, &site).unwrap_err().to_string();
+    assert!(
+        e.contains(":9:") && e.contains("unknown group \"prime256v1\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn add_header_and_extra_certificates_are_checked_and_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = d.join("edge.toml");
+    let bad = tls_site(d, "127.0.0.1:1", "add_header = { \"Bad Name\" = \"x\" }", "");
+    let e = EdgeConfig::parse(&path, &bad).unwrap_err().to_string();
+    assert!(
+        e.contains(":5:") && e.contains("\"Bad Name\" is not a header name"),
+        "{e}"
+    );
+    let missing = tls_site(
+        d,
+        "127.0.0.1:1",
+        "",
+        "[[server.tls.certificates]]\ncertificate = \"b.crt\"",
+    );
+    let e = EdgeConfig::parse(&path, &missing).unwrap_err().to_string();
+    assert!(
+        e.contains(":9:") && e.contains("needs `key` or `keyserver`"),
+        "{e}"
+    );
+
+    let mut tls = TlsSettings::key_file(d.join("a.crt"), "a.key");
+    tls.ocsp_staple = Some("a.ocsp".into());
+    tls.ciphers = vec![
+        "TLS13_AES_128_GCM_SHA256".into(),
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into(),
+    ];
+    tls.curves = vec!["X25519".into()];
+    tls.certs = Some("certs".into());
+    tls.certificates = vec![
+        CertificateSettings {
+            certificate: "b.crt".into(),
+            key: Some("b.key".into()),
+            keyserver: None,
+            key_name: None,
+            certs: None,
+            ocsp_staple: None,
+        },
+        CertificateSettings {
+            certificate: "b.crt".into(),
+            key: None,
+            keyserver: Some("tcp://127.0.0.1:9000".into()),
+            key_name: Some("ecdsa".into()),
+            certs: None,
+            ocsp_staple: Some("a.ocsp".into()),
+        },
+    ];
+    let mut site = ServerSettings::standalone("127.0.0.1:8443", d.join("html"), tls);
+    site.server_name = vec!["a.example".into()];
+    site.add_header = [(
+        "Strict-Transport-Security".to_string(),
+        "max-age=63072000".to_string(),
+    )]
+    .into();
+    site.server_tokens = false;
+    site.default_server = true;
+    let settings = EdgeSettings {
+        server: vec![site],
+        ..EdgeSettings::default()
+    };
+    let cfg = round_trips(&settings, &path);
+    let s = &cfg.servers[0];
+    assert!(!s.server_tokens && s.default_server);
+    assert_eq!(s.add_headers[0].0, "strict-transport-security");
+    assert_eq!(s.add_headers[0].1, "max-age=63072000");
+    let all = s.tls.all_certificates();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].ocsp_staple, Some(d.join("a.ocsp")));
+    assert_eq!(all[1].key, KeyConfig::File(d.join("b.key")));
+    assert_eq!(
+        all[2].key,
+        KeyConfig::KeyServer {
+            endpoint: "tcp://127.0.0.1:9000".parse().unwrap(),
+            key_name: "ecdsa".into(),
+            certs: d.join("certs"),
+        }
+    );
+    assert!(cfg.has_remote_seam());
+}

@@ -61,10 +61,12 @@ impl EdgeConfig {
     pub fn has_remote_seam(&self) -> bool {
         !matches!(self.storage, StorageConfig::Host)
             || !self.shared.is_local()
-            || self
-                .servers
-                .iter()
-                .any(|s| matches!(s.tls.key, KeyConfig::KeyServer { .. }))
+            || self.servers.iter().any(|s| {
+                s.tls
+                    .all_certificates()
+                    .iter()
+                    .any(|c| matches!(c.key, KeyConfig::KeyServer { .. }))
+            })
     }
 }
 
@@ -136,6 +138,12 @@ pub struct ServerConfig {
     pub client_max_body_size: u64,
     /// Compression of its responses.
     pub compression: CompressionConfig,
+    /// `add_header`: set on every response of the site, errors included.
+    pub add_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// `server_tokens`: send `Server: conclave` (false: no `Server` at all).
+    pub server_tokens: bool,
+    /// `default_server`: the site of its `listen` for clients whose SNI names no site.
+    pub default_server: bool,
 }
 
 /// A site's compression policy (`[compression]` merged with
@@ -253,6 +261,38 @@ pub struct TlsConfig {
     pub tls13: bool,
     /// Session IDs and tickets.
     pub session_resumption: bool,
+    /// DER OCSP response stapled with `certificate`.
+    pub ocsp_staple: Option<PathBuf>,
+    /// Cipher suites, preferred first (empty: rustls' defaults).
+    pub ciphers: Vec<rustls::CipherSuite>,
+    /// Key-exchange groups, preferred first (empty: rustls' defaults).
+    pub curves: Vec<rustls::NamedGroup>,
+    /// `[[server.tls.certificates]]`: the site's other certificates.
+    pub certificates: Vec<CertConfig>,
+}
+
+impl TlsConfig {
+    /// Every certificate of the site, the one of `[server.tls]` first.
+    pub fn all_certificates(&self) -> Vec<CertConfig> {
+        let mut all = vec![CertConfig {
+            certificate: self.certificate.clone(),
+            key: self.key.clone(),
+            ocsp_staple: self.ocsp_staple.clone(),
+        }];
+        all.extend(self.certificates.iter().cloned());
+        all
+    }
+}
+
+/// One certificate of a site and where its key is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertConfig {
+    /// PEM certificate chain.
+    pub certificate: PathBuf,
+    /// Key source.
+    pub key: KeyConfig,
+    /// DER OCSP response to staple.
+    pub ocsp_staple: Option<PathBuf>,
 }
 
 /// Cache settings of a site.

@@ -3,13 +3,14 @@
 
 use super::lines::{Key, Lines};
 use super::schema::{
-    CacheSettings, CompressionSettings, EdgeSettings, Mode, ServerSettings, SharedSettings, StorageSettings,
-    TlsSettings, UpstreamSettings,
+    CacheSettings, CertificateSettings, CompressionSettings, EdgeSettings, Mode, ServerSettings,
+    SharedSettings, StorageSettings, TlsSettings, UpstreamSettings,
 };
 use super::units::parse_size;
 use super::validated::{
-    CacheConfig, CompressionConfig, EdgeConfig, KeyConfig, OriginTlsConfig, ProxyConfig, ReqLimit,
-    ServerConfig, SharedConfig, SiteConfig, StorageConfig, TlsConfig, UpstreamConfig, UpstreamServerConfig,
+    CacheConfig, CertConfig, CompressionConfig, EdgeConfig, KeyConfig, OriginTlsConfig, ProxyConfig,
+    ReqLimit, ServerConfig, SharedConfig, SiteConfig, StorageConfig, TlsConfig, UpstreamConfig,
+    UpstreamServerConfig,
 };
 use super::ConfigError;
 use std::net::SocketAddr;
@@ -80,12 +81,7 @@ pub(super) fn validate(
     let mut servers: Vec<ServerConfig> = Vec::new();
     for (i, s) in raw.server.iter().enumerate() {
         let listen = listen(&c, i, s)?;
-        if servers.iter().any(|o| o.listen == listen) {
-            return Err(c.err(
-                c.at(&["server".into(), i.into(), "listen".into()]),
-                format!("two servers listen on {listen}"),
-            ));
-        }
+        shares_listen(&c, i, s, listen, &servers)?;
         let mut site = server(&c, i, s, listen, &raw.upstream)?;
         site.compression = compression(&c, i, raw.compression.as_ref(), s)?;
         servers.push(site);
@@ -227,6 +223,100 @@ fn listen(c: &Check<'_>, i: usize, s: &ServerSettings) -> Result<SocketAddr, Con
     })
 }
 
+/// Sites on one `listen` are told apart by SNI: the `i`th may join the
+/// earlier ones there only with names none of them has, and one default at most.
+fn shares_listen(
+    c: &Check<'_>,
+    i: usize,
+    s: &ServerSettings,
+    listen: SocketAddr,
+    earlier: &[ServerConfig],
+) -> Result<(), ConfigError> {
+    let here = |k: &'static str| c.at(&["server".into(), i.into(), k.into()]);
+    let same: Vec<&ServerConfig> = earlier.iter().filter(|o| o.listen == listen).collect();
+    if same.is_empty() {
+        return Ok(());
+    }
+    // A site without names is reached only as the address's default (a
+    // catch-all, as an NGINX `server` without `server_name`).
+    let unnamed_before = same.iter().any(|o| o.server_name.is_empty());
+    if s.server_name.is_empty() && (unnamed_before || !s.default_server) {
+        return Err(c.err(
+            here("listen"),
+            format!(
+                "two servers listen on {listen}: sites sharing an address need `server_name` to be                  told apart by SNI (one without it may be the catch-all, with default_server = true)"
+            ),
+        ));
+    }
+    if unnamed_before && s.default_server {
+        return Err(c.err(
+            here("default_server"),
+            format!("two servers on {listen} are default_server (the one without server_name is)"),
+        ));
+    }
+    for n in &s.server_name {
+        if same
+            .iter()
+            .any(|o| o.server_name.iter().any(|m| m.eq_ignore_ascii_case(n)))
+        {
+            return Err(c.err(
+                here("server_name"),
+                format!("two servers listen on {listen} with server_name {n:?}"),
+            ));
+        }
+    }
+    if s.default_server && same.iter().any(|o| o.default_server) {
+        return Err(c.err(
+            here("default_server"),
+            format!("two servers on {listen} are default_server"),
+        ));
+    }
+    Ok(())
+}
+
+/// `server_name`: host names, lower-cased, each exact or `*.` and a domain.
+fn server_names(c: &Check<'_>, i: usize, names: &[String]) -> Result<Vec<String>, ConfigError> {
+    names
+        .iter()
+        .map(|n| {
+            let lower = n.trim().to_ascii_lowercase();
+            let rest = lower.strip_prefix("*.").unwrap_or(&lower);
+            let label_ok = |l: &str| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            };
+            if rest.split('.').all(label_ok) {
+                Ok(lower)
+            } else {
+                Err(c.err(
+                    c.at(&["server".into(), i.into(), "server_name".into()]),
+                    format!("server_name {n:?} is not a host name (a.example, or *.example for every name under example)"),
+                ))
+            }
+        })
+        .collect()
+}
+
+/// `add_header`: header names and values as HTTP allows them.
+fn add_headers(
+    c: &Check<'_>,
+    i: usize,
+    s: &ServerSettings,
+) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, ConfigError> {
+    let here = || c.at(&["server".into(), i.into(), "add_header".into()]);
+    s.add_header
+        .iter()
+        .map(|(k, v)| {
+            let name = http::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| c.err(here(), format!("add_header: {k:?} is not a header name")))?;
+            let value = http::HeaderValue::from_str(v)
+                .map_err(|_| c.err(here(), format!("add_header {k}: {v:?} is not a header value")))?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
 /// The rest of the `i`th `[[server]]` block, listening on `listen`.
 fn server(
     c: &Check<'_>,
@@ -253,7 +343,7 @@ fn server(
     };
     Ok(ServerConfig {
         listen,
-        server_name: s.server_name.clone(),
+        server_name: server_names(c, i, &s.server_name)?,
         site,
         tls,
         waf,
@@ -261,6 +351,9 @@ fn server(
             .client_max_body_size
             .map_or(DEFAULT_CLIENT_MAX_BODY_SIZE, |b| b.0),
         compression: CompressionConfig::default(),
+        add_headers: add_headers(c, i, s)?,
+        server_tokens: s.server_tokens,
+        default_server: s.default_server,
     })
 }
 
@@ -383,13 +476,166 @@ fn tls(c: &Check<'_>, i: usize, t: &TlsSettings) -> Result<TlsConfig, ConfigErro
     if !tls12 && !tls13 {
         return Err(c.err(here("protocols").filter(|s| !s.is_empty()), "protocols is empty"));
     }
+    let ocsp_staple = match &t.ocsp_staple {
+        Some(p) => Some(readable_file(c, here("ocsp_staple"), "ocsp_staple", p)?),
+        None => None,
+    };
+    let ciphers = cipher_suites(c, here("ciphers"), &t.ciphers, tls12, tls13)?;
+    let curves = kx_groups(c, here("curves"), &t.curves)?;
+    let certificates = t
+        .certificates
+        .iter()
+        .enumerate()
+        .map(|(j, e)| extra_certificate(c, i, j, e, t.certs.as_deref()))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(TlsConfig {
         certificate: c.rel(&t.certificate),
         key,
         tls12,
         tls13,
         session_resumption: t.session_resumption,
+        ocsp_staple,
+        ciphers,
+        curves,
+        certificates,
     })
+}
+
+/// `p` relative to the config, refused (at `span`, naming `what`) unless it is a file.
+fn readable_file(c: &Check<'_>, span: Span, what: &str, p: &Path) -> Result<PathBuf, ConfigError> {
+    let full = c.rel(p);
+    if !full.is_file() {
+        return Err(c.err(span, format!("{what} {p:?} is not a file")));
+    }
+    Ok(full)
+}
+
+/// The `j`th `[[server.tls.certificates]]` of site `i`: a certificate and
+/// exactly one of `key` and `keyserver`; `certs` defaults to `[server.tls]`'s.
+fn extra_certificate(
+    c: &Check<'_>,
+    i: usize,
+    j: usize,
+    e: &CertificateSettings,
+    tls_certs: Option<&Path>,
+) -> Result<CertConfig, ConfigError> {
+    let here = |k: &'static str| {
+        c.at(&[
+            "server".into(),
+            i.into(),
+            "tls".into(),
+            "certificates".into(),
+            j.into(),
+            k.into(),
+        ])
+    };
+    let block = c.at(&[
+        "server".into(),
+        i.into(),
+        "tls".into(),
+        "certificates".into(),
+        j.into(),
+    ]);
+    let certificate = readable_file(c, here("certificate"), "certificate", &e.certificate)?;
+    let key = match (&e.key, &e.keyserver) {
+        (Some(k), None) => KeyConfig::File(readable_file(c, here("key"), "key", k)?),
+        (None, Some(ks)) => {
+            let endpoint = ks
+                .parse()
+                .map_err(|err| c.err(here("keyserver"), format!("{err}")))?;
+            let Some(certs) = e.certs.as_deref().or(tls_certs) else {
+                return Err(c.err(
+                    here("keyserver"),
+                    "`keyserver` needs `certs` (the directory with the edge identity), here or in [server.tls]",
+                ));
+            };
+            KeyConfig::KeyServer {
+                endpoint,
+                key_name: e.key_name.clone().unwrap_or_else(|| "server".into()),
+                certs: c.rel(certs),
+            }
+        }
+        (Some(_), Some(_)) => {
+            return Err(c.err(here("key"), "give either `key` or `keyserver`, not both"));
+        }
+        (None, None) => {
+            return Err(c.err(block, "[[server.tls.certificates]] needs `key` or `keyserver`"));
+        }
+    };
+    let ocsp_staple = match &e.ocsp_staple {
+        Some(p) => Some(readable_file(c, here("ocsp_staple"), "ocsp_staple", p)?),
+        None => None,
+    };
+    Ok(CertConfig {
+        certificate,
+        key,
+        ocsp_staple,
+    })
+}
+
+/// `ciphers`: rustls suite names (any case), each known to the provider;
+/// every protocol left on keeps at least one suite, or no client could connect with it.
+fn cipher_suites(
+    c: &Check<'_>,
+    span: Span,
+    names: &[String],
+    tls12: bool,
+    tls13: bool,
+) -> Result<Vec<rustls::CipherSuite>, ConfigError> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let known = rustls::crypto::aws_lc_rs::ALL_CIPHER_SUITES;
+    let mut out = Vec::new();
+    for n in names {
+        let Some(s) = known
+            .iter()
+            .find(|s| format!("{:?}", s.suite()).eq_ignore_ascii_case(n.trim()))
+        else {
+            let list: Vec<String> = known.iter().map(|s| format!("{:?}", s.suite())).collect();
+            return Err(c.err(
+                span,
+                format!("ciphers: unknown cipher suite {n:?} (known: {})", list.join(", ")),
+            ));
+        };
+        out.push(s.suite());
+    }
+    let has = |v: &'static rustls::SupportedProtocolVersion| {
+        known.iter().any(|s| out.contains(&s.suite()) && s.version() == v)
+    };
+    for (on, v, name) in [
+        (tls12, &rustls::version::TLS12, "TLSv1.2"),
+        (tls13, &rustls::version::TLS13, "TLSv1.3"),
+    ] {
+        if on && !has(v) {
+            return Err(c.err(
+                span,
+                format!("ciphers: no {name} suite, but protocols has {name} (add one, or remove {name})"),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// `curves`: rustls key-exchange group names (any case), each known to the provider.
+fn kx_groups(c: &Check<'_>, span: Span, names: &[String]) -> Result<Vec<rustls::NamedGroup>, ConfigError> {
+    let known = rustls::crypto::aws_lc_rs::ALL_KX_GROUPS;
+    names
+        .iter()
+        .map(|n| {
+            known
+                .iter()
+                .map(|g| g.name())
+                .find(|g| format!("{g:?}").eq_ignore_ascii_case(n.trim()))
+                .ok_or_else(|| {
+                    let list: Vec<String> = known.iter().map(|g| format!("{:?}", g.name())).collect();
+                    c.err(
+                        span.clone(),
+                        format!("curves: unknown group {n:?} (known: {})", list.join(", ")),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// Where the key is: exactly one of `key` (a file) and `keyserver` (+ `certs`).
