@@ -1,0 +1,444 @@
+//! Operating the edge, issue 17 points 4 and 5: access log formats (NGINX
+//! `combined`, JSON lines), the error log, reopening both on SIGUSR1 after a
+//! rotation, and the admin listener (`/metrics` summed over the workers,
+//! `/healthz`, `/readyz`).
+#![cfg(all(feature = "edge", feature = "bench"))]
+
+mod common;
+
+use common::edge::{curl, dir_with_certs, Resp};
+use common::{conclave, conclave_ok, free_port, server, wait_port, wait_until, Proc};
+use conclave_testkit::{Reply, TestOrigin};
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// An edge with one cache site in front of `origin`, plus `extra` top-level
+/// keys (before the site) and `tail` (after it).
+struct Observed {
+    proc: Proc,
+    dir: tempfile::TempDir,
+    port: u16,
+    admin: u16,
+}
+
+impl Observed {
+    fn start(origin: &TestOrigin, workers: usize, extra: &str, site_extra: &str) -> Observed {
+        let dir = dir_with_certs();
+        let (port, admin) = (free_port(), free_port());
+        let toml = format!(
+            "workers = {workers}\naccess_log = \"access.log\"\nerror_log = \"error.log\"\n{extra}\n\
+             [[server]]\nlisten = \"127.0.0.1:{port}\"\nserver_name = [\"localhost\"]\nmode = \"cache\"\n\
+             proxy_pass = \"http://127.0.0.1:{}\"\n{site_extra}\n\
+             [server.tls]\ncertificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"\n\
+             [server.cache]\npath = \"cache\"\nkeys_zone = \"Z:64k\"\n\
+             [admin]\nlisten = \"127.0.0.1:{admin}\"\n",
+            origin.port()
+        );
+        let cfg = dir.path().join("edge.toml");
+        std::fs::write(&cfg, toml).unwrap();
+        conclave_ok(&["edge", "--config", cfg.to_str().unwrap(), "--check"]);
+        let child = conclave()
+            .args(["edge", "--config", cfg.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let proc = server(child);
+        wait_port(port);
+        wait_port(admin);
+        let o = Observed {
+            proc,
+            dir,
+            port,
+            admin,
+        };
+        // Every worker has bound its listeners and answers scrapes.
+        assert!(
+            wait_until(Duration::from_secs(20), || o.admin_get("/readyz").status == 200),
+            "not ready: {}",
+            o.admin_get("/readyz").text()
+        );
+        o
+    }
+
+    fn path(&self, rel: &str) -> std::path::PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn get(&self, target: &str, args: &[&str]) -> Resp {
+        let resolve = format!("localhost:{}:127.0.0.1", self.port);
+        let mut all = vec!["--resolve", resolve.as_str()];
+        all.extend_from_slice(args);
+        curl(
+            self.dir.path(),
+            &format!("https://localhost:{}{target}", self.port),
+            &all,
+        )
+    }
+
+    fn admin_get(&self, path: &str) -> Resp {
+        curl(
+            self.dir.path(),
+            &format!("http://127.0.0.1:{}{path}", self.admin),
+            &[],
+        )
+    }
+
+    /// `/metrics` read by the Prometheus project's own OpenMetrics parser.
+    fn metrics(&self) -> Metrics {
+        let r = self.admin_get("/metrics");
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        );
+        Metrics::parse(&r.text())
+    }
+
+    /// The worker processes (the master's children).
+    fn workers(&self) -> Vec<i64> {
+        let pid = self.proc.id();
+        let text = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        text.split_whitespace().filter_map(|p| p.parse().ok()).collect()
+    }
+}
+
+/// Samples as (name, labels) -> value, from `prometheus_client`'s parser.
+struct Metrics(Vec<(String, BTreeMap<String, String>, f64)>);
+
+/// Parses stdin with the reference OpenMetrics parser and prints the samples as JSON.
+const PARSE: &str = "import sys, json\n\
+from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+out = []\n\
+for fam in text_string_to_metric_families(sys.stdin.read()):\n\
+    for s in fam.samples:\n\
+        out.append([s.name, s.labels, s.value])\n\
+print(json.dumps(out))\n";
+
+impl Metrics {
+    fn parse(text: &str) -> Metrics {
+        use std::io::Write;
+        // Debian's python3-prometheus-client (scripts/test.sh installs it).
+        let python = ["/usr/bin/python3", "python3"]
+            .into_iter()
+            .find(|p| {
+                std::process::Command::new(p)
+                    .args(["-c", "import prometheus_client"])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            })
+            .expect("python3 with prometheus_client is required (apt install python3-prometheus-client)");
+        let mut child = std::process::Command::new(python)
+            .args(["-c", PARSE])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "the OpenMetrics parser refused /metrics: {}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Vec<(String, BTreeMap<String, String>, f64)> = serde_json::from_slice(&out.stdout).unwrap();
+        Metrics(v)
+    }
+
+    /// The sum of `name`'s samples whose labels include `labels`.
+    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.0
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|(_, _, v)| v)
+            .sum()
+    }
+}
+
+fn cacheable(origin: &TestOrigin, path: &str, body: &'static str) {
+    origin.route(path, Reply::ok(body).header("cache-control", "max-age=600"));
+}
+
+#[test]
+fn metrics_count_exactly_what_two_workers_served() {
+    let origin = TestOrigin::start();
+    cacheable(&origin, "/a", "hello");
+    let e = Observed::start(&origin, 2, "access_log_format = \"json\"", "");
+    assert_eq!(e.admin_get("/healthz").status, 200);
+    assert_eq!(e.admin_get("/nothing").status, 404);
+
+    // A scripted sequence: one miss, two hits, one 404 from the origin.
+    assert_eq!(e.get("/a", &[]).cache(), "MISS");
+    assert_eq!(e.get("/a", &[]).cache(), "HIT");
+    assert_eq!(e.get("/a", &[]).cache(), "HIT");
+    origin.route("/gone", Reply::status(404));
+    let gone = e.get("/gone", &[]);
+    assert_eq!(gone.status, 404);
+    // Then `conclave ab`: 200 requests, 200 connections, resumed where it can.
+    let (full, resumed) = common::ab_resumed(
+        &e.path("certs/ca/root.crt"),
+        "1.3",
+        &format!("https://127.0.0.1:{}/a", e.port),
+    );
+    assert_eq!(full + resumed, 200);
+
+    // A request is counted when its body has been handed on: wait for the last ones.
+    let total = 4.0 + 200.0;
+    assert!(wait_until(Duration::from_secs(10), || {
+        e.metrics().sum("conclave_edge_requests_total", &[]) == total
+    }));
+    let m = e.metrics();
+    assert_eq!(m.sum("conclave_edge_requests_total", &[]), total);
+    let site = ("site", "localhost");
+    assert_eq!(
+        m.sum(
+            "conclave_edge_requests_total",
+            &[site, ("cache", "MISS"), ("status", "200")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.sum(
+            "conclave_edge_requests_total",
+            &[site, ("cache", "HIT"), ("status", "200")]
+        ),
+        202.0
+    );
+    assert_eq!(m.sum("conclave_edge_requests_total", &[("status", "404")]), 1.0);
+    assert_eq!(
+        m.sum("conclave_edge_sent_bytes_total", &[site]),
+        203.0 * 5.0 + gone.body.len() as f64
+    );
+    assert_eq!(
+        m.sum("conclave_edge_request_duration_seconds_count", &[site]),
+        total
+    );
+    // curl makes three full handshakes, and one more for /gone.
+    assert_eq!(
+        m.sum(
+            "conclave_edge_handshakes_total",
+            &[("kind", "full"), ("version", "TLSv1.3")]
+        ),
+        full as f64 + 4.0
+    );
+    assert_eq!(
+        m.sum(
+            "conclave_edge_handshakes_total",
+            &[("kind", "resumed"), ("version", "TLSv1.3")]
+        ),
+        resumed as f64
+    );
+    assert!(wait_until(Duration::from_secs(10), || {
+        e.metrics().sum("conclave_edge_connections_active", &[]) == 0.0
+    }));
+    // Both workers were asked: two processes answered the scrape.
+    assert_eq!(e.workers().len(), 2);
+
+    // The JSON access log: one object per request, with the cache, TLS and timings.
+    let log = e.path("access.log");
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).unwrap_or_default().lines().count() == total as usize
+    }));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let miss = lines.iter().find(|l| l["cache_status"] == "MISS").unwrap();
+    assert_eq!(miss["status"], 200);
+    assert_eq!(miss["method"], "GET");
+    assert_eq!(miss["uri"], "/a");
+    assert_eq!(miss["bytes_sent"], 5);
+    assert_eq!(miss["remote_addr"], "127.0.0.1");
+    assert_eq!(miss["tls_version"], "TLSv1.3");
+    assert_eq!(miss["tls_resumed"], false);
+    assert!(miss["upstream_response_time"].is_f64(), "{miss}");
+    assert!(miss["request_time"].is_f64(), "{miss}");
+    assert_eq!(miss["waf_rule_id"], serde_json::Value::Null);
+    assert!(miss["http_version"].as_str().unwrap().starts_with("HTTP/"));
+    let hits = lines.iter().filter(|l| l["cache_status"] == "HIT").count();
+    assert_eq!(hits, 202);
+    let resumed_lines = lines.iter().filter(|l| l["tls_resumed"] == true).count();
+    assert_eq!(resumed_lines as u64, resumed);
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l["upstream_response_time"].is_null())
+            .count(),
+        202,
+        "hits never asked the origin"
+    );
+}
+
+#[test]
+fn json_log_keeps_a_hostile_user_agent_intact() {
+    use std::os::unix::ffi::OsStrExt;
+    let origin = TestOrigin::start();
+    cacheable(&origin, "/a", "hello");
+    let e = Observed::start(&origin, 1, "access_log_format = \"json\"", "");
+    // Quotes, backslashes, a tab, a lone 0xFF byte and a JSON-looking tail.
+    let ua: &[u8] = b"User-Agent: evil\"agent\\ \t{\"x\":1}\xff end";
+    let resolve = format!("localhost:{}:127.0.0.1", e.port);
+    let st = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--resolve", &resolve, "--cacert"])
+        .arg(e.path("certs/ca/root.crt"))
+        .arg("-H")
+        .arg(std::ffi::OsStr::from_bytes(ua))
+        .arg(format!("https://localhost:{}/a", e.port))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let log = e.path("access.log");
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).unwrap_or_default().lines().count() == 1
+    }));
+    let bytes = std::fs::read(&log).unwrap();
+    assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 1, "one line");
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["user_agent"], "evil\"agent\\ \t{\"x\":1}\\xFF end");
+    assert_eq!(v["referer"], serde_json::Value::Null);
+}
+
+#[test]
+fn combined_log_matches_nginx_format_and_reopens_on_sigusr1() {
+    let origin = TestOrigin::start();
+    cacheable(&origin, "/a", "hello");
+    let e = Observed::start(
+        &origin,
+        2,
+        "access_log_format = \"combined\"\nerror_log_level = \"info\"",
+        "",
+    );
+    let r = e.get("/a?x=\"q\"", &["-A", "agent \"7\"", "-e", "https://ref.example/"]);
+    assert_eq!(r.status, 200);
+    let log = e.path("access.log");
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).unwrap_or_default().lines().count() == 1
+    }));
+    let line = std::fs::read_to_string(&log).unwrap();
+    // NGINX: '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"'
+    let re = regex::Regex::new(
+        r#"^(\S+) - (\S+) \[(\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4})\] "([^"]*)" (\d{3}) (\d+) "([^"]*)" "([^"]*)"\n$"#,
+    )
+    .unwrap();
+    let c = re
+        .captures(&line)
+        .unwrap_or_else(|| panic!("not NGINX combined: {line:?}"));
+    assert_eq!(&c[1], "127.0.0.1");
+    assert_eq!(&c[2], "-");
+    assert_eq!(&c[4], "GET /a?x=\\x22q\\x22 HTTP/2.0");
+    assert_eq!(&c[5], "200");
+    assert_eq!(&c[6], "5");
+    assert_eq!(&c[7], "https://ref.example/");
+    assert_eq!(&c[8], "agent \\x227\\x22");
+
+    // Rotation: move both logs away, SIGUSR1 every worker, and new lines
+    // land in new files (the master forwarding SIGUSR1 is the signals work;
+    // here the workers get it directly).
+    let errors = e.path("error.log");
+    assert!(
+        std::fs::read_to_string(&errors).unwrap().contains("worker"),
+        "the master logs to error.log"
+    );
+    std::fs::rename(&log, e.path("access.log.1")).unwrap();
+    std::fs::rename(&errors, e.path("error.log.1")).unwrap();
+    let workers = e.workers();
+    assert_eq!(workers.len(), 2);
+    for w in &workers {
+        assert!(common::signal(*w, "USR1"));
+    }
+    // Each worker writes one line into its new error log once reopened.
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&errors)
+            .unwrap_or_default()
+            .matches("SIGUSR1: log files reopened")
+            .count()
+            == 2
+    }));
+    for _ in 0..4 {
+        assert_eq!(e.get("/a", &[]).status, 200);
+    }
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).unwrap_or_default().lines().count() == 4
+    }));
+    assert_eq!(
+        std::fs::read_to_string(e.path("access.log.1"))
+            .unwrap()
+            .lines()
+            .count(),
+        1,
+        "nothing more in the rotated file"
+    );
+    // The workers survived the signal.
+    assert_eq!(e.workers(), workers);
+}
+
+#[test]
+fn waf_denials_are_counted_and_logged_by_rule_id() {
+    let origin = TestOrigin::start();
+    cacheable(&origin, "/a", "hello");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("main.conf");
+    std::fs::write(
+        &rules,
+        "SecRuleEngine On\nSecRule ARGS:testparam \"@contains evil\" \"id:4242,deny,status:403\"\n",
+    )
+    .unwrap();
+    let site = format!("[server.waf]\nrules = \"{}\"", rules.display());
+    let e = Observed::start(&origin, 1, "access_log_format = \"json\"", &site);
+    assert_eq!(e.get("/a?testparam=evil", &[]).status, 403);
+    assert_eq!(e.get("/a?testparam=fine", &[]).status, 200);
+    let m = e.metrics();
+    assert_eq!(
+        m.sum(
+            "conclave_edge_waf_denials_total",
+            &[("site", "localhost"), ("rule_id", "4242")]
+        ),
+        1.0
+    );
+    let log = e.path("access.log");
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).unwrap_or_default().lines().count() == 2
+    }));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let v: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(v[0]["status"], 403);
+    assert_eq!(v[0]["waf_rule_id"], "4242");
+    assert_eq!(v[1]["waf_rule_id"], serde_json::Value::Null);
+}
+
+#[test]
+fn admin_off_loopback_needs_certs() {
+    let dir = dir_with_certs();
+    let port = free_port();
+    let cfg = dir.path().join("edge.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[server]]\nlisten = \"127.0.0.1:{port}\"\nmode = \"standalone\"\nroot = \".\"\n\
+             [server.tls]\ncertificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"\n\
+             [admin]\nlisten = \"0.0.0.0:{port}\"\n"
+        ),
+    )
+    .unwrap();
+    let out = conclave()
+        .args(["edge", "--config", cfg.to_str().unwrap(), "--check"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "[admin] listen 0.0.0.0:{port} is not loopback: give certs = DIR for mTLS, or listen on 127.0.0.1"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("edge.toml:9:"), "names the line: {err}");
+}
