@@ -557,7 +557,10 @@ async fn serve_conn(
             Ok(Ok(s)) => Ok(s),
             Ok(Err(e)) => {
                 tracing::debug!("TLS handshake with {peer}: {e}");
-                crate::metrics::handshake_failed();
+                // A client that hung up (a port probe) did not fail a handshake.
+                if e.kind() != io::ErrorKind::UnexpectedEof {
+                    crate::metrics::handshake_failed();
+                }
                 return;
             }
             Err(_) => {

@@ -24,13 +24,25 @@ struct Observed {
 
 impl Observed {
     fn start(origin: &TestOrigin, workers: usize, extra: &str, site_extra: &str) -> Observed {
-        let dir = dir_with_certs();
+        let tls = "certificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"";
+        Self::start_in(dir_with_certs(), origin, workers, extra, site_extra, tls)
+    }
+
+    /// [`Observed::start`] in `dir` (with `certs/`), with `tls` as the `[server.tls]` lines.
+    fn start_in(
+        dir: tempfile::TempDir,
+        origin: &TestOrigin,
+        workers: usize,
+        extra: &str,
+        site_extra: &str,
+        tls: &str,
+    ) -> Observed {
         let (port, admin) = (free_port(), free_port());
         let toml = format!(
             "workers = {workers}\naccess_log = \"access.log\"\nerror_log = \"error.log\"\n{extra}\n\
              [[server]]\nlisten = \"127.0.0.1:{port}\"\nserver_name = [\"localhost\"]\nmode = \"cache\"\n\
              proxy_pass = \"http://127.0.0.1:{}\"\n{site_extra}\n\
-             [server.tls]\ncertificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"\n\
+             [server.tls]\n{tls}\n\
              [server.cache]\npath = \"cache\"\nkeys_zone = \"Z:64k\"\n\
              [admin]\nlisten = \"127.0.0.1:{admin}\"\n",
             origin.port()
@@ -470,4 +482,61 @@ fn admin_off_loopback_needs_certs() {
         "{err}"
     );
     assert!(err.contains("edge.toml:9:"), "names the line: {err}");
+}
+
+#[test]
+fn key_server_signatures_are_timed_and_readyz_names_a_failed_one() {
+    let origin = TestOrigin::start();
+    cacheable(&origin, "/a", "hello");
+    let dir = dir_with_certs();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::rename(dir.path().join("certs/site/server.key"), keys.join("server.key")).unwrap();
+    let kport = free_port();
+    let ks = common::start_logged(
+        dir.path(),
+        "keyserver",
+        &[
+            "keyserver",
+            "--keys",
+            keys.to_str().unwrap(),
+            "--certs",
+            dir.path().join("certs").to_str().unwrap(),
+            "--listen",
+            &format!("tcp://127.0.0.1:{kport}"),
+        ],
+    );
+    wait_port(kport);
+    let tls = format!(
+        "certificate = \"certs/site/server.crt\"\nkeyserver = \"tcp://127.0.0.1:{kport}\"\n\
+         key_name = \"server\"\ncerts = \"certs\""
+    );
+    let e = Observed::start_in(dir, &origin, 1, "worker_threads = 2", "", &tls);
+    let (full, resumed) = common::ab_resumed(
+        &e.path("certs/ca/root.crt"),
+        "1.3",
+        &format!("https://127.0.0.1:{}/a", e.port),
+    );
+    assert_eq!(full + resumed, 200);
+    let sign = [("server", "keyserver"), ("op", "sign")];
+    let m = e.metrics();
+    // One signature per full handshake, none for a resumed one.
+    assert_eq!(
+        m.sum("conclave_edge_backend_call_duration_seconds_count", &sign),
+        full as f64
+    );
+    assert_eq!(m.sum("conclave_edge_backend_call_errors_total", &sign), 0.0);
+    assert_eq!(m.sum("conclave_edge_backend_up", &sign), 1.0);
+    assert_eq!(e.admin_get("/readyz").status, 200);
+
+    // The key server goes away: the next full handshake fails, and /readyz says why.
+    drop(ks);
+    assert_eq!(e.get("/a", &[]).status, 0, "no handshake without the key server");
+    let r = e.admin_get("/readyz");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.text(), "last call failed: server=\"keyserver\",op=\"sign\"\n");
+    let m = e.metrics();
+    assert_eq!(m.sum("conclave_edge_backend_call_errors_total", &sign), 1.0);
+    assert_eq!(m.sum("conclave_edge_handshake_failures_total", &[]), 1.0);
+    assert_eq!(e.admin_get("/healthz").status, 200, "alive, not ready");
 }

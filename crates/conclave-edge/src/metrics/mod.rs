@@ -145,7 +145,7 @@ impl Metrics {
         );
         registry.register(
             "handshake_failures",
-            "TLS handshakes that failed or timed out",
+            "TLS handshakes that failed or timed out (not those the client hung up on)",
             m.handshake_failures.clone(),
         );
         registry.register(
