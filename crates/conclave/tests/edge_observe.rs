@@ -20,12 +20,14 @@ struct Observed {
     dir: tempfile::TempDir,
     port: u16,
     admin: u16,
+    /// The admin listener asks for a client certificate (`[admin] certs`).
+    admin_mtls: bool,
 }
 
 impl Observed {
     fn start(origin: &TestOrigin, workers: usize, extra: &str, site_extra: &str) -> Observed {
         let tls = "certificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"";
-        Self::start_in(dir_with_certs(), origin, workers, extra, site_extra, tls)
+        Self::start_in(dir_with_certs(), origin, workers, extra, site_extra, tls, false)
     }
 
     /// [`Observed::start`] in `dir` (with `certs/`), with `tls` as the `[server.tls]` lines.
@@ -36,6 +38,7 @@ impl Observed {
         extra: &str,
         site_extra: &str,
         tls: &str,
+        admin_mtls: bool,
     ) -> Observed {
         let (port, admin) = (free_port(), free_port());
         let toml = format!(
@@ -44,8 +47,13 @@ impl Observed {
              proxy_pass = \"http://127.0.0.1:{}\"\n{site_extra}\n\
              [server.tls]\n{tls}\n\
              [server.cache]\npath = \"cache\"\nkeys_zone = \"Z:64k\"\n\
-             [admin]\nlisten = \"127.0.0.1:{admin}\"\n",
-            origin.port()
+             [admin]\nlisten = \"127.0.0.1:{admin}\"\n{}",
+            origin.port(),
+            if admin_mtls {
+                "certs = \"certs/edge\"\n"
+            } else {
+                ""
+            }
         );
         let cfg = dir.path().join("edge.toml");
         std::fs::write(&cfg, toml).unwrap();
@@ -64,6 +72,7 @@ impl Observed {
             dir,
             port,
             admin,
+            admin_mtls,
         };
         // Every worker has bound its listeners and answers scrapes.
         assert!(
@@ -90,10 +99,32 @@ impl Observed {
     }
 
     fn admin_get(&self, path: &str) -> Resp {
+        if self.admin_mtls {
+            return self.admin_as("client", path);
+        }
         curl(
             self.dir.path(),
             &format!("http://127.0.0.1:{}{path}", self.admin),
             &[],
+        )
+    }
+
+    /// `path` from the mTLS admin listener, with the certificate of `role`
+    /// (`None`: no client certificate).
+    fn admin_as(&self, role: &str, path: &str) -> Resp {
+        let resolve = format!("edge:{}:127.0.0.1", self.admin);
+        let (cert, key) = (
+            self.path(&format!("certs/{role}/{role}.crt")),
+            self.path(&format!("certs/{role}/{role}.key")),
+        );
+        let mut args = vec!["--resolve", resolve.as_str()];
+        if role != "none" {
+            args.extend(["--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+        }
+        curl(
+            self.dir.path(),
+            &format!("https://edge:{}{path}", self.admin),
+            &args,
         )
     }
 
@@ -283,11 +314,11 @@ fn metrics_count_exactly_what_two_workers_served() {
     assert_eq!((logged("MISS"), logged("HIT")), (misses, hits));
     let resumed_lines = lines.iter().filter(|l| l["tls_resumed"] == true).count();
     assert_eq!(resumed_lines as u64, resumed);
-    let no_upstream = lines
+    // Hits never asked the origin (a miss that waited for another's fetch did not either).
+    assert!(lines
         .iter()
-        .filter(|l| l["upstream_response_time"].is_null())
-        .count() as f64;
-    assert_eq!(no_upstream, hits, "hits never asked the origin");
+        .filter(|l| l["cache_status"] == "HIT")
+        .all(|l| l["upstream_response_time"].is_null()));
 }
 
 #[test]
@@ -295,7 +326,15 @@ fn json_log_keeps_a_hostile_user_agent_intact() {
     use std::os::unix::ffi::OsStrExt;
     let origin = TestOrigin::start();
     cacheable(&origin, "/a", "hello");
-    let e = Observed::start(&origin, 1, "access_log_format = \"json\"", "");
+    let e = Observed::start(
+        &origin,
+        1,
+        "access_log_format = \"json\"\nerror_log_level = \"warn\"",
+        "",
+    );
+    // At "warn" the error log has none of the start-up's info lines.
+    let errors = std::fs::read_to_string(e.path("error.log")).unwrap();
+    assert!(!errors.contains("started"), "{errors}");
     // Quotes, backslashes, a tab, a lone 0xFF byte and a JSON-looking tail.
     let ua: &[u8] = b"User-Agent: evil\"agent\\ \t{\"x\":1}\xff end";
     let resolve = format!("localhost:{}:127.0.0.1", e.port);
@@ -365,9 +404,10 @@ fn combined_log_matches_nginx_format_and_reopens_on_sigusr1() {
     // land in new files (the master forwarding SIGUSR1 is the signals work;
     // here the workers get it directly).
     let errors = e.path("error.log");
+    let started = std::fs::read_to_string(&errors).unwrap();
     assert!(
-        std::fs::read_to_string(&errors).unwrap().contains("worker"),
-        "the master logs to error.log"
+        started.contains("INFO") && started.contains("worker 0 started"),
+        "the master logs to error.log: {started}"
     );
     std::fs::rename(&log, e.path("access.log.1")).unwrap();
     std::fs::rename(&errors, e.path("error.log.1")).unwrap();
@@ -511,7 +551,7 @@ fn key_server_signatures_are_timed_and_readyz_names_a_failed_one() {
         "certificate = \"certs/site/server.crt\"\nkeyserver = \"tcp://127.0.0.1:{kport}\"\n\
          key_name = \"server\"\ncerts = \"certs\""
     );
-    let e = Observed::start_in(dir, &origin, 1, "worker_threads = 2", "", &tls);
+    let e = Observed::start_in(dir, &origin, 1, "worker_threads = 2", "", &tls, false);
     let (full, resumed) = common::ab_resumed(
         &e.path("certs/ca/root.crt"),
         "1.3",
@@ -539,4 +579,20 @@ fn key_server_signatures_are_timed_and_readyz_names_a_failed_one() {
     assert_eq!(m.sum("conclave_edge_backend_call_errors_total", &sign), 1.0);
     assert_eq!(m.sum("conclave_edge_handshake_failures_total", &[]), 1.0);
     assert_eq!(e.admin_get("/healthz").status, 200, "alive, not ready");
+}
+
+#[test]
+fn admin_with_certs_admits_only_conclave_client_certificates() {
+    let origin = TestOrigin::start();
+    cacheable(&origin, "/a", "hello");
+    let tls = "certificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"";
+    let e = Observed::start_in(dir_with_certs(), &origin, 1, "", "", tls, true);
+    assert_eq!(e.get("/a", &[]).status, 200);
+    let r = e.admin_as("client", "/metrics");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("conclave_edge_requests_total"));
+    // No certificate: the TLS handshake fails; a server role's certificate is refused.
+    assert_eq!(e.admin_as("none", "/metrics").status, 0);
+    assert_eq!(e.admin_as("keyserver", "/metrics").status, 0);
+    assert_eq!(e.admin_as("client", "/healthz").status, 200);
 }
