@@ -280,36 +280,8 @@ impl SharedSegment for MemSegment {
         let deadline = Instant::now() + d.lock_wait;
         // Round trips to the memory server: never stall the worker's other
         // connections (see conclave_rpc::block_in_place).
-        crate::metrics::time_call(crate::metrics::Backend::MemServer, "locked_section", || {
-            conclave_rpc::run_blocking(|| self.locked_section(f, deadline))
-        })
-    }
-
-    fn snapshot(&self) -> Option<SnapshotFuture<'_>> {
-        let store = self.peeks.clone()?;
-        Some(Box::pin(async move {
-            let t = Instant::now();
-            let r = self.shared_snapshot(&store).await;
-            crate::metrics::backend_call(
-                crate::metrics::Backend::MemServer,
-                "snapshot",
-                t.elapsed(),
-                r.is_ok(),
-            );
-            r
-        }))
-    }
-}
-
-impl MemSegment {
-    /// [`SharedSegment::with_locked`] inside `run_blocking`, until `deadline`.
-    fn locked_section(
-        &self,
-        f: &mut dyn FnMut(&mut [u8]) -> bool,
-        deadline: Instant,
-    ) -> Result<(), SharedError> {
-        let d = self.deadlines;
-        {
+        let started = Instant::now();
+        let r = conclave_rpc::run_blocking(|| {
             let mut slot = self.file.lock().unwrap_or_else(|p| p.into_inner());
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -349,18 +321,22 @@ impl MemSegment {
                     Err(self.fail(e))
                 }
             }
-        }
+        });
+        let mem = crate::metrics::Backend::MemServer;
+        crate::metrics::backend_call(mem, "locked_section", started.elapsed(), r.is_ok());
+        r
     }
 
-    /// One snapshot, shared by the callers that board the same flight.
-    async fn shared_snapshot(&self, store: &AsyncMemoryStore) -> Result<Option<Arc<Snapshot>>, SharedError> {
-        {
+    fn snapshot(&self) -> Option<SnapshotFuture<'_>> {
+        let store = self.peeks.clone()?;
+        Some(Box::pin(async move {
+            let started = Instant::now();
             let flight = {
                 let mut boarding = self.boarding.lock().unwrap_or_else(|p| p.into_inner());
                 boarding.get_or_insert_with(|| Arc::new(OnceCell::new())).clone()
             };
-            flight
-                .get_or_init(|| self.peek_once(store, &flight))
+            let r = flight
+                .get_or_init(|| self.peek_once(&store, &flight))
                 .await
                 .clone()
                 .map_err(|e| match e {
@@ -372,8 +348,11 @@ impl MemSegment {
                         name: self.name.clone(),
                         message,
                     },
-                })
-        }
+                });
+            let mem = crate::metrics::Backend::MemServer;
+            crate::metrics::backend_call(mem, "snapshot", started.elapsed(), r.is_ok());
+            r
+        }))
     }
 }
 
