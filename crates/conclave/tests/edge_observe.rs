@@ -416,13 +416,15 @@ fn combined_log_matches_nginx_format_and_reopens_on_sigusr1() {
     for w in &workers {
         assert!(common::signal(*w, "USR1"));
     }
-    // Each worker writes one line into its new error log once reopened.
+    // The master reopens its own error log (and no longer dies of SIGUSR1).
+    assert!(common::signal(i64::from(e.proc.id()), "USR1"));
+    // Each process writes one line into its new error log once reopened.
     assert!(wait_until(Duration::from_secs(10), || {
         std::fs::read_to_string(&errors)
             .unwrap_or_default()
             .matches("SIGUSR1: log files reopened")
             .count()
-            == 2
+            == 3
     }));
     for _ in 0..4 {
         assert_eq!(e.get("/a", &[]).status, 200);
