@@ -40,8 +40,16 @@ impl SocketDir {
     /// Makes a fresh private directory under the system's temporary directory.
     pub fn create() -> Result<SocketDir, EdgeError> {
         use std::os::unix::fs::DirBuilderExt;
-        let path = std::env::temp_dir().join(format!("conclave-edge-{}-metrics", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
+        // A random name: nobody can make it first and have the master use theirs
+        // (creating it fails if it exists).
+        let mut nonce = [0u8; 8];
+        getrandom::fill(&mut nonce)
+            .map_err(|e| EdgeError::Setup(format!("no randomness for the metrics directory: {e}")))?;
+        let path = std::env::temp_dir().join(format!(
+            "conclave-edge-{}-{}-metrics",
+            std::process::id(),
+            hex::encode(nonce)
+        ));
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&path)
