@@ -10,6 +10,7 @@ use common::edge::{curl, dir_with_certs, Resp};
 use common::{conclave, conclave_ok, free_port, server, wait_port, wait_until, Proc};
 use conclave_testkit::{Reply, TestOrigin};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -26,27 +27,35 @@ struct Observed {
 
 impl Observed {
     fn start(origin: &TestOrigin, workers: usize, extra: &str, site_extra: &str) -> Observed {
-        let tls = "certificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"";
-        Self::start_in(dir_with_certs(), origin, workers, extra, site_extra, tls, false)
+        Self::start_in(
+            dir_with_certs(),
+            origin,
+            &Setup {
+                workers,
+                extra,
+                site_extra,
+                ..Setup::default()
+            },
+        )
     }
 
-    /// [`Observed::start`] in `dir` (with `certs/`), with `tls` as the `[server.tls]` lines.
-    fn start_in(
-        dir: tempfile::TempDir,
-        origin: &TestOrigin,
-        workers: usize,
-        extra: &str,
-        site_extra: &str,
-        tls: &str,
-        admin_mtls: bool,
-    ) -> Observed {
+    /// An edge in `dir` (with `certs/`) as `setup` says.
+    fn start_in(dir: tempfile::TempDir, origin: &TestOrigin, setup: &Setup<'_>) -> Observed {
+        let Setup {
+            workers,
+            extra,
+            site_extra,
+            tls,
+            admin_mtls,
+            cache_path,
+        } = *setup;
         let (port, admin) = (free_port(), free_port());
         let toml = format!(
             "workers = {workers}\naccess_log = \"access.log\"\nerror_log = \"error.log\"\n{extra}\n\
              [[server]]\nlisten = \"127.0.0.1:{port}\"\nserver_name = [\"localhost\"]\nmode = \"cache\"\n\
              proxy_pass = \"http://127.0.0.1:{}\"\n{site_extra}\n\
              [server.tls]\n{tls}\n\
-             [server.cache]\npath = \"cache\"\nkeys_zone = \"Z:64k\"\n\
+             [server.cache]\npath = \"{cache_path}\"\nkeys_zone = \"Z:64k\"\n\
              [admin]\nlisten = \"127.0.0.1:{admin}\"\n{}",
             origin.port(),
             if admin_mtls {
@@ -144,6 +153,35 @@ impl Observed {
         let pid = self.proc.id();
         let text = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
         text.split_whitespace().filter_map(|p| p.parse().ok()).collect()
+    }
+}
+
+/// How an [`Observed`] edge is set up.
+#[derive(Clone, Copy)]
+struct Setup<'a> {
+    workers: usize,
+    /// Top-level keys and tables, before the site.
+    extra: &'a str,
+    /// More `[[server]]` keys.
+    site_extra: &'a str,
+    /// The `[server.tls]` lines.
+    tls: &'a str,
+    /// `[admin] certs`: the listener asks for a client certificate.
+    admin_mtls: bool,
+    /// `[server.cache] path`.
+    cache_path: &'a str,
+}
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Setup {
+            workers: 1,
+            extra: "",
+            site_extra: "",
+            tls: "certificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"",
+            admin_mtls: false,
+            cache_path: "cache",
+        }
     }
 }
 
@@ -553,7 +591,15 @@ fn key_server_signatures_are_timed_and_readyz_names_a_failed_one() {
         "certificate = \"certs/site/server.crt\"\nkeyserver = \"tcp://127.0.0.1:{kport}\"\n\
          key_name = \"server\"\ncerts = \"certs\""
     );
-    let e = Observed::start_in(dir, &origin, 1, "worker_threads = 2", "", &tls, false);
+    let e = Observed::start_in(
+        dir,
+        &origin,
+        &Setup {
+            extra: "worker_threads = 2",
+            tls: &tls,
+            ..Setup::default()
+        },
+    );
     let (full, resumed) = common::ab_resumed(
         &e.path("certs/ca/root.crt"),
         "1.3",
@@ -587,8 +633,14 @@ fn key_server_signatures_are_timed_and_readyz_names_a_failed_one() {
 fn admin_with_certs_admits_only_conclave_client_certificates() {
     let origin = TestOrigin::start();
     cacheable(&origin, "/a", "hello");
-    let tls = "certificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"";
-    let e = Observed::start_in(dir_with_certs(), &origin, 1, "", "", tls, true);
+    let e = Observed::start_in(
+        dir_with_certs(),
+        &origin,
+        &Setup {
+            admin_mtls: true,
+            ..Setup::default()
+        },
+    );
     assert_eq!(e.get("/a", &[]).status, 200);
     let r = e.admin_as("client", "/metrics");
     assert_eq!(r.status, 200);
@@ -597,4 +649,141 @@ fn admin_with_certs_admits_only_conclave_client_certificates() {
     assert_eq!(e.admin_as("none", "/metrics").status, 0);
     assert_eq!(e.admin_as("keyserver", "/metrics").status, 0);
     assert_eq!(e.admin_as("client", "/healthz").status, 200);
+}
+
+#[test]
+fn two_workers_sharing_an_index_count_exact_hits_and_time_their_kernel_servers() {
+    let origin = TestOrigin::start();
+    cacheable(&origin, "/a", "hello");
+    cacheable(&origin, "/b", "world");
+    let dir = dir_with_certs();
+    let (d, s) = (dir.path(), |p: &Path| p.display().to_string());
+    let src = d.join("imgsrc");
+    std::fs::create_dir_all(src.join("cache")).unwrap();
+    conclave_ok(&[
+        "mkfs",
+        "--device",
+        "std",
+        "--size",
+        "64M",
+        &s(&src),
+        &s(&d.join("site.img")),
+    ]);
+    let (fport, mport) = (free_port(), free_port());
+    let _fs = common::start_logged(
+        d,
+        "fileserver",
+        &[
+            "fileserver",
+            "--image",
+            &s(&d.join("site.img")),
+            "--listen",
+            &format!("tcp://127.0.0.1:{fport}"),
+            "--certs",
+            &s(&d.join("certs")),
+            "--grant",
+            "edge:rw:/cache",
+        ],
+    );
+    let _ms = common::start_logged(
+        d,
+        "memserver",
+        &[
+            "memserver",
+            "--kind",
+            "smdish",
+            "--listen",
+            &format!("tcp://127.0.0.1:{mport}"),
+            "--certs",
+            &s(&d.join("certs")),
+        ],
+    );
+    wait_port(fport);
+    wait_port(mport);
+    let extra = format!(
+        "access_log_format = \"json\"\n\
+         [storage]\nkind = \"nextfs\"\nserver = \"tcp://127.0.0.1:{fport}\"\ncerts = \"certs\"\n\
+         [shared]\nkind = \"smdish+tcp://127.0.0.1:{mport}\"\ncerts = \"certs\""
+    );
+    let e = Observed::start_in(
+        dir,
+        &origin,
+        &Setup {
+            workers: 2,
+            extra: &extra,
+            cache_path: "/cache",
+            ..Setup::default()
+        },
+    );
+    // What curl saw, by cache status.
+    let mut seen: BTreeMap<String, f64> = BTreeMap::new();
+    // `host` is part of the cache key: ab below asks for 127.0.0.1.
+    let mut get_from = |host: &str, target: &str| {
+        let url = format!("https://{host}:{}{target}", e.port);
+        let resolve = format!("localhost:{}:127.0.0.1", e.port);
+        let c = curl(e.dir.path(), &url, &["--resolve", &resolve])
+            .cache()
+            .to_string();
+        *seen.entry(c.clone()).or_default() += 1.0;
+        c
+    };
+    let mut get = |target: &str| get_from("localhost", target);
+    assert_eq!(get("/a"), "MISS");
+    assert_eq!(get("/b"), "MISS");
+    // Once stored (the body is written to the file server as it is sent, the
+    // index entry follows), the index in the memory server makes every
+    // request a hit, whichever worker answers.
+    assert!(wait_until(Duration::from_secs(10), || get("/b") == "HIT"));
+    for _ in 0..4 {
+        assert_eq!(get("/a"), "HIT");
+    }
+    assert!(wait_until(Duration::from_secs(10), || {
+        get_from("127.0.0.1", "/b") == "HIT"
+    }));
+    let curled: f64 = seen.values().sum();
+    let out = conclave_ok(&[
+        "ab",
+        "-n",
+        "60",
+        "-c",
+        "4",
+        "--cacert",
+        &s(&e.path("certs/ca/root.crt")),
+        "--json",
+        &format!("https://127.0.0.1:{}/b", e.port),
+    ]);
+    assert_eq!(common::ab_json_u64(&out.stdout, "/failed"), 0);
+    assert!(wait_until(Duration::from_secs(10), || {
+        e.metrics().sum("conclave_edge_requests_total", &[]) == curled + 60.0
+    }));
+    let m = e.metrics();
+    let count = |cache: &str| {
+        m.sum(
+            "conclave_edge_requests_total",
+            &[("status", "200"), ("cache", cache)],
+        )
+    };
+    let saw = |c: &str| seen.get(c).copied().unwrap_or(0.0);
+    assert_eq!((count("MISS"), count("HIT")), (saw("MISS"), saw("HIT") + 60.0));
+    // Both kernel servers were called and timed, and none failed.
+    for server in ["fileserver", "memserver"] {
+        let calls = m.sum(
+            "conclave_edge_backend_call_duration_seconds_count",
+            &[("server", server)],
+        );
+        assert!(calls >= 2.0, "{server}: {calls} calls");
+        assert_eq!(
+            m.sum("conclave_edge_backend_call_errors_total", &[("server", server)]),
+            0.0
+        );
+    }
+    // Each miss stored its body in the image, committed once.
+    assert_eq!(
+        m.sum(
+            "conclave_edge_backend_call_duration_seconds_count",
+            &[("server", "fileserver"), ("op", "commit")]
+        ),
+        saw("MISS")
+    );
+    assert_eq!(e.admin_get("/readyz").status, 200);
 }
