@@ -272,9 +272,15 @@ fn metrics_count_exactly_what_two_workers_served() {
         &format!("https://127.0.0.1:{}/a", e.port),
     );
     assert_eq!(full + resumed, 200);
+    let (full12, resumed12) = common::ab_resumed(
+        &e.path("certs/ca/root.crt"),
+        "1.2",
+        &format!("https://127.0.0.1:{}/a", e.port),
+    );
+    assert_eq!(full12 + resumed12, 200);
 
     // A request is counted when its body has been handed on: wait for the last ones.
-    let total = 4.0 + 200.0;
+    let total = 4.0 + 400.0;
     assert!(wait_until(Duration::from_secs(10), || {
         e.metrics().sum("conclave_edge_requests_total", &[]) == total
     }));
@@ -289,11 +295,11 @@ fn metrics_count_exactly_what_two_workers_served() {
         "conclave_edge_requests_total",
         &[site, ("cache", "HIT"), ("status", "200")],
     );
-    assert_eq!(misses + hits, 203.0);
+    assert_eq!(misses + hits, 403.0);
     assert_eq!(m.sum("conclave_edge_requests_total", &[("status", "404")]), 1.0);
     assert_eq!(
         m.sum("conclave_edge_sent_bytes_total", &[site]),
-        203.0 * 5.0 + gone.body.len() as f64
+        403.0 * 5.0 + gone.body.len() as f64
     );
     assert_eq!(
         m.sum("conclave_edge_request_duration_seconds_count", &[site]),
@@ -313,6 +319,16 @@ fn metrics_count_exactly_what_two_workers_served() {
             &[("kind", "resumed"), ("version", "TLSv1.3")]
         ),
         resumed as f64
+    );
+    let tls12 = |kind: &str| {
+        m.sum(
+            "conclave_edge_handshakes_total",
+            &[("kind", kind), ("version", "TLSv1.2")],
+        )
+    };
+    assert_eq!(
+        (tls12("full"), tls12("resumed")),
+        (full12 as f64, resumed12 as f64)
     );
     assert!(wait_until(Duration::from_secs(10), || {
         e.metrics().sum("conclave_edge_connections_active", &[]) == 0.0
@@ -351,7 +367,9 @@ fn metrics_count_exactly_what_two_workers_served() {
     };
     assert_eq!((logged("MISS"), logged("HIT")), (misses, hits));
     let resumed_lines = lines.iter().filter(|l| l["tls_resumed"] == true).count();
-    assert_eq!(resumed_lines as u64, resumed);
+    assert_eq!(resumed_lines as u64, resumed + resumed12);
+    let tls12_lines = lines.iter().filter(|l| l["tls_version"] == "TLSv1.2").count();
+    assert_eq!(tls12_lines, 200);
     // Hits never asked the origin (a miss that waited for another's fetch did not either).
     assert!(lines
         .iter()
