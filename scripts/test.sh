@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 # (TLS clients), e2fsprogs (mke2fs -d, e2fsck -fn), strace (the keyless
 # test proves the edge never opens the key), libmodsecurity-dev and
 # pkg-config (WAF differential tests), chromium (the report renders),
-# python3-cryptography (XTS known answers from OpenSSL), fonts for plots.
+# python3-cryptography (XTS known answers from OpenSSL), fonts for plots,
+# python3-prometheus-client (the reference OpenMetrics parser reads /metrics).
 PACKAGES=(nginx apache2-utils curl openssl e2fsprogs strace pkg-config libmodsecurity-dev
-          chromium fonts-dejavu-core python3-cryptography)
+          chromium fonts-dejavu-core python3-cryptography python3-prometheus-client)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

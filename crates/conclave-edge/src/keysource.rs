@@ -127,6 +127,7 @@ impl KeySource for KeyServerKey {
         opts.connect_timeout = opts.connect_timeout.min(self.timeout);
         let client = Arc::new(conclave_keys::KeyClient::new(self.endpoint.clone(), opts));
         conclave_keys::remote::certified_key_with(chain, client, &self.key_name)
+            .map(crate::metrics::keyless::observe)
             .map_err(|e| remote(e.to_string()))
     }
 }

@@ -43,6 +43,10 @@ pub struct WorkerArgs {
     /// Which worker this is (for logs).
     #[arg(long, default_value_t = 0)]
     pub index: usize,
+    /// The master's private directory where this worker answers metrics
+    /// scrapes (`[admin]` on; see `conclave_edge::admin`).
+    #[arg(long)]
+    pub metrics_dir: Option<PathBuf>,
 }
 
 /// The line `--check` prints for a valid configuration.
@@ -67,6 +71,9 @@ pub fn run_edge(args: &EdgeArgs) -> Result<(), EdgeError> {
         return Ok(());
     }
     let cfg = EdgeConfig::load(&args.config)?;
+    if !args.check {
+        crate::access_log::init_error_log(&cfg)?;
+    }
     // Every worker reads the ticket secret; a bad one is refused here, once,
     // naming the file, instead of as a worker failing to start.
     if let crate::config::SharedConfig::Mem {
@@ -83,6 +90,17 @@ pub fn run_edge(args: &EdgeArgs) -> Result<(), EdgeError> {
     for s in &cfg.servers {
         tracing::info!("edge: {:?} site on https://{}", s.site.mode(), s.listen);
     }
+    // The admin listener lives in the master for the whole run (dropped last).
+    let metrics_dir = cfg
+        .admin
+        .as_ref()
+        .map(|_| crate::admin::SocketDir::create())
+        .transpose()?;
+    let _admin = match (&cfg.admin, &metrics_dir) {
+        (Some(a), Some(d)) => Some(crate::admin::start(a, d.path(), cfg.workers)?),
+        _ => None,
+    };
+    let dir = metrics_dir.as_ref().map(|d| d.path().to_path_buf());
     crate::master::run_master(cfg.workers, cfg.graceful_timeout, move |i| {
         let mut c = std::process::Command::new(&exe);
         c.arg("edge-worker")
@@ -90,6 +108,9 @@ pub fn run_edge(args: &EdgeArgs) -> Result<(), EdgeError> {
             .arg(&config)
             .arg("--index")
             .arg(i.to_string());
+        if let Some(d) = &dir {
+            c.arg("--metrics-dir").arg(d);
+        }
         c
     })
 }
@@ -97,5 +118,6 @@ pub fn run_edge(args: &EdgeArgs) -> Result<(), EdgeError> {
 /// Runs one worker until SIGTERM/SIGINT or EOF on stdin (the master is gone).
 pub fn run_worker(args: &WorkerArgs) -> Result<(), EdgeError> {
     let cfg = EdgeConfig::load(&args.config)?;
-    crate::worker::run_worker(&cfg, true)
+    crate::access_log::init_error_log(&cfg)?;
+    crate::worker::run_worker_with(&cfg, true, args.metrics_dir.as_deref())
 }

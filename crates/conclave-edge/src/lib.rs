@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access_log;
+pub mod admin;
 pub mod cache;
 pub mod check;
 pub mod compress;
@@ -22,6 +23,7 @@ pub mod entity;
 pub mod keysource;
 pub mod launch;
 pub mod master;
+pub mod metrics;
 pub mod origin;
 pub mod path;
 pub mod proxy;

@@ -30,6 +30,8 @@ pub fn run_master(
         .map_err(|e| EdgeError::io("building the runtime", e))?;
     rt.block_on(async move {
         let (stopper, stop) = stop_signal(false)?;
+        // The master writes to the error log too.
+        crate::access_log::reopen_on_sigusr1()?;
         let make = std::sync::Arc::new(make_worker);
         let mut seed = [0u8; crate::tickets::SEED_LEN];
         getrandom::fill(&mut seed)

@@ -77,11 +77,10 @@ pub fn run_origin(cfg: &OriginSettings) -> Result<(), EdgeError> {
             )));
         }
         let access_log = match &cfg.access_log {
-            Some(p) => {
-                Some(Arc::new(AccessLog::open(p).map_err(|e| {
-                    EdgeError::io(format!("access log {}", p.display()), e)
-                })?))
-            }
+            Some(p) => Some(Arc::new(
+                AccessLog::open(p, crate::config::AccessLogFormat::Main)
+                    .map_err(|e| EdgeError::io(format!("access log {}", p.display()), e))?,
+            )),
             None => None,
         };
         let site = Arc::new(Site {
@@ -92,6 +91,7 @@ pub fn run_origin(cfg: &OriginSettings) -> Result<(), EdgeError> {
                 HeaderValue::from_static("public, no-transform"),
             )],
             access_log,
+            name: Arc::from(cfg.listen.to_string()),
             waf: None,
             body_timeout: Duration::from_secs(60),
             max_body: crate::site::MAX_BODY,

@@ -513,8 +513,21 @@ pub async fn accept_loop(
                     }
                 },
             };
+            let _open = crate::metrics::connection_opened();
             serve_conn(tcp, peer, tls, site, &limits, &h1, &h2, watcher).await;
         });
+    }
+}
+
+/// The version and resumption of a finished handshake, for the log and metrics.
+fn tls_info(c: &rustls::ServerConnection) -> crate::access_log::TlsInfo {
+    crate::access_log::TlsInfo {
+        version: match c.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "other",
+        },
+        resumed: c.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
     }
 }
 
@@ -545,16 +558,30 @@ async fn serve_conn(
             Ok(Ok(r)) => (Ok(r.stream), r.site, r.host_check),
             Ok(Err(e)) => {
                 tracing::debug!("TLS handshake with {peer}: {e}");
+                // A client that hung up (a port probe) did not fail a handshake.
+                if e.kind() != io::ErrorKind::UnexpectedEof {
+                    crate::metrics::handshake_failed();
+                }
                 return;
             }
-            Err(_) => return,
+            Err(_) => {
+                crate::metrics::handshake_failed();
+                return;
+            }
         },
         None => (Err(tcp), site, None),
     };
     let is_h2 = matches!(&stream, Ok(s) if s.get_ref().1.alpn_protocol() == Some(b"h2"));
+    let tls_info = stream.as_ref().ok().map(|s| tls_info(s.get_ref().1));
+    if let Some(t) = tls_info {
+        crate::metrics::handshake(t.version, t.resumed);
+    }
     let mark = is_h2.then(|| clock.clone());
     let req_limit = limits.req_limit.clone();
-    let svc = service_fn(move |req| {
+    let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        if let Some(t) = tls_info {
+            req.extensions_mut().insert(t);
+        }
         let site = site.clone();
         let host_check = host_check.clone();
         let req_limit = req_limit.clone();

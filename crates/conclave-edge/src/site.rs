@@ -36,6 +36,8 @@ pub struct Site {
     pub add_headers: Vec<(HeaderName, HeaderValue)>,
     /// Access log, if on.
     pub access_log: Option<Arc<AccessLog>>,
+    /// Its name in metrics and the JSON log: the first `server_name`, else `listen`.
+    pub name: Arc<str>,
     /// The web application firewall, if `[server.waf]` is set.
     pub waf: Option<Arc<conclave_waf::Waf>>,
     /// Longest wait for the next piece of a request body (`client_body_timeout`).
@@ -70,7 +72,9 @@ impl Site {
         host_check: Option<&HostCheck>,
     ) -> Response<Body> {
         use hyper::body::Body as _;
+        let started = std::time::Instant::now();
         let (parts, body) = req.into_parts();
+        let head = crate::access_log::RequestHead::of(&parts, started);
         let announced = parts
             .headers
             .get(header::CONTENT_LENGTH)
@@ -123,10 +127,7 @@ impl Site {
             resp = resp.map(|_| crate::entity::empty());
         }
         self.decorate(&mut resp);
-        if let Some(log) = &self.access_log {
-            log.record(peer, &Request::from_parts(parts, ()), &resp);
-        }
-        resp
+        crate::access_log::track(&self.name, self.access_log.as_ref(), head, peer, resp)
     }
 
     /// Sets the site's own response headers on `resp`, whatever made it (a
@@ -189,8 +190,10 @@ impl Site {
             return status_response(StatusCode::URI_TOO_LONG);
         }
         if let Some(waf) = &self.waf {
-            if let Some(status) = waf_check(waf, parts, target) {
-                return status_response(status);
+            if let Some((status, rule_id)) = waf_check(waf, parts, target) {
+                let mut r = status_response(status);
+                r.extensions_mut().insert(crate::access_log::WafDenied(rule_id));
+                return r;
             }
         }
         let method = &parts.method;
@@ -378,8 +381,12 @@ fn strip_port(authority: &str) -> &str {
 }
 
 /// Runs the WAF on the request line and headers (ModSecurity phases 1 and 2
-/// without a body); a denial is logged with the rule id.
-fn waf_check(waf: &conclave_waf::Waf, req: &http::request::Parts, target: &str) -> Option<StatusCode> {
+/// without a body); a denial is logged with the rule id, and returned with it.
+fn waf_check(
+    waf: &conclave_waf::Waf,
+    req: &http::request::Parts,
+    target: &str,
+) -> Option<(StatusCode, String)> {
     let headers: Vec<(&str, &[u8])> = req
         .headers
         .iter()
@@ -399,7 +406,10 @@ fn waf_check(waf: &conclave_waf::Waf, req: &http::request::Parts, target: &str) 
                 target,
                 "request denied by the WAF"
             );
-            Some(StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN))
+            Some((
+                StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN),
+                rule_id.to_string(),
+            ))
         }
     }
 }

@@ -194,6 +194,16 @@ pub fn key_source(tls: &CertConfig, timeout: std::time::Duration) -> Box<dyn Key
 
 /// Serves `cfg` in this process until stopped; `watch_stdin` makes EOF on stdin a stop.
 pub fn run_worker(cfg: &EdgeConfig, watch_stdin: bool) -> Result<(), EdgeError> {
+    run_worker_with(cfg, watch_stdin, None)
+}
+
+/// [`run_worker`], also answering the master's metrics scrapes on a socket
+/// in `metrics_dir` (see [`crate::admin`]).
+pub fn run_worker_with(
+    cfg: &EdgeConfig,
+    watch_stdin: bool,
+    metrics_dir: Option<&std::path::Path>,
+) -> Result<(), EdgeError> {
     // The master's first bytes on our stdin: the seed of the shared ticket keys.
     let seed = if watch_stdin {
         use std::io::Read;
@@ -207,15 +217,17 @@ pub fn run_worker(cfg: &EdgeConfig, watch_stdin: bool) -> Result<(), EdgeError> 
     };
     let rt = runtime(cfg.worker_threads, cfg.has_remote_seam())
         .map_err(|e| EdgeError::io("building the runtime", e))?;
-    rt.block_on(serve(cfg, watch_stdin, seed))
+    rt.block_on(serve(cfg, watch_stdin, seed, metrics_dir))
 }
 
 async fn serve(
     cfg: &EdgeConfig,
     watch_stdin: bool,
     seed: Option<[u8; crate::tickets::SEED_LEN]>,
+    metrics_dir: Option<&std::path::Path>,
 ) -> Result<(), EdgeError> {
     let (_stopper, stop) = stop_signal(watch_stdin)?;
+    crate::access_log::reopen_on_sigusr1()?;
     let shared: Arc<dyn SharedState> = shared_state(&cfg.shared)?;
     let tickets: Arc<dyn rustls::server::ProducesTickets> = Arc::new(ticketer(cfg, shared.as_ref(), seed)?);
     let fs_client = match &cfg.storage {
@@ -223,11 +235,10 @@ async fn serve(
         StorageConfig::Nextfs { server, certs } => Some(fs_client(server, certs, cfg.storage_timeout)?),
     };
     let access_log = match &cfg.access_log {
-        Some(p) => {
-            Some(Arc::new(AccessLog::open(p).map_err(|e| {
-                EdgeError::io(format!("access log {}", p.display()), e)
-            })?))
-        }
+        Some(p) => Some(Arc::new(
+            AccessLog::open(p, cfg.access_log_format)
+                .map_err(|e| EdgeError::io(format!("access log {}", p.display()), e))?,
+        )),
         None => None,
     };
     let limits = Arc::new(Limits {
@@ -282,6 +293,12 @@ async fn serve(
             max_uri_length: cfg.max_uri_length,
             add_headers: Vec::new(),
             access_log: access_log.clone(),
+            name: Arc::from(
+                s.server_name
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| s.listen.to_string()),
+            ),
             waf,
             body_timeout: cfg.client_body_timeout,
             max_body: s.client_max_body_size,
@@ -318,6 +335,8 @@ async fn serve(
             stop.clone(),
         )));
     }
+    // Bound after the listeners: a worker that answers scrapes serves.
+    let _metrics = metrics_dir.map(crate::admin::serve_worker).transpose()?;
     tracing::debug!(
         "worker {} serving {} site(s)",
         std::process::id(),

@@ -82,7 +82,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cmd::init_logging();
+    // The edge sets up its own log (`error_log`, `error_log_level`) once its
+    // configuration is read.
+    #[cfg(feature = "edge")]
+    let edge = matches!(cli.command, Command::Edge(_) | Command::EdgeWorker(_));
+    #[cfg(not(feature = "edge"))]
+    let edge = false;
+    if !edge {
+        cmd::init_logging();
+    }
     let res = match cli.command {
         Command::Certs(a) => cmd::certs::run(a),
         #[cfg(feature = "bench")]

@@ -763,6 +763,9 @@ impl Inner {
         *out.headers_mut() = parts.headers;
         let (k, v) = cache_status(label);
         out.headers_mut().insert(k, v);
+        if let Some(t) = parts.extensions.get::<crate::access_log::UpstreamTime>() {
+            out.extensions_mut().insert(*t);
+        }
         match writer {
             Some(w) => {
                 let body = tee::Tee::new(body, w, len, flight);

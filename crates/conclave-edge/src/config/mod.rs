@@ -9,11 +9,13 @@ pub mod units;
 pub mod validated;
 mod validation;
 
+pub use schema::{AccessLogFormat, AdminSettings, LogLevel};
 pub use schema::{
     CacheSettings, CertificateSettings, CompressionSettings, EdgeSettings, Mode, ServerSettings,
     SharedSettings, StorageSettings, TlsSettings, UpstreamServerSettings, UpstreamSettings, WafSettings,
 };
 pub use units::{parse_duration, parse_size, ByteSize, Dur};
+pub use validated::{AdminConfig, ErrorLog};
 pub use validated::{
     CacheConfig, CertConfig, CompressionConfig, EdgeConfig, KeyConfig, OriginTlsConfig, ProxyConfig,
     ReqLimit, ServerConfig, SharedConfig, SiteConfig, StorageConfig, TlsConfig, UpstreamConfig,

@@ -93,6 +93,62 @@ pub struct EdgeSettings {
     /// `[[upstream]]`: named groups of origin servers for `proxy_pass = "http://NAME"`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upstream: Vec<UpstreamSettings>,
+    /// The access log's line format (NGINX `log_format`): `main`, `combined` or `json`.
+    #[serde(default)]
+    pub access_log_format: AccessLogFormat,
+    /// `"off"`, `"stderr"` or the error log file (reopened on SIGUSR1).
+    #[serde(default = "default_error_log")]
+    pub error_log: String,
+    /// The least severe error-log level written.
+    #[serde(default)]
+    pub error_log_level: LogLevel,
+    /// `[admin]`: the metrics and health listener; absent = off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminSettings>,
+}
+
+/// The line format of the access log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    /// `unix-time addr method target status length cache-status` (conclave's own).
+    #[default]
+    Main,
+    /// NGINX's predefined `combined` format, for tools that read NGINX logs.
+    Combined,
+    /// One JSON object per line, with timings, cache and TLS details.
+    Json,
+}
+
+/// Error-log severity, most severe first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Only errors.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// The default: start-up, workers, refusals.
+    #[default]
+    Info,
+    /// Everything, per connection.
+    Debug,
+}
+
+/// `[admin]`: where `/metrics`, `/healthz` and `/readyz` are served.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// `"127.0.0.1:PORT"`; a non-loopback address needs `certs`.
+    pub listen: String,
+    /// A `conclave certs` identity directory: with it the listener asks for
+    /// a client certificate from the conclave's CA (mTLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certs: Option<PathBuf>,
+}
+
+fn default_error_log() -> String {
+    "stderr".into()
 }
 
 impl Default for EdgeSettings {
@@ -122,6 +178,10 @@ impl Default for EdgeSettings {
             compression: None,
             server: Vec::new(),
             upstream: Vec::new(),
+            access_log_format: AccessLogFormat::default(),
+            error_log: default_error_log(),
+            error_log_level: LogLevel::default(),
+            admin: None,
         }
     }
 }

@@ -568,4 +568,60 @@ fn add_header_and_extra_certificates_are_checked_and_round_trip() {
         }
     );
     assert!(cfg.has_remote_seam());
+/// The issue-17 log and admin keys: defaults, and written out they read back
+/// the same (after `[[server]]` tables, as `conclave eval` writes them).
+#[test]
+fn log_and_admin_keys_round_trip_through_toml() {
+    use crate::config::{AccessLogFormat, AdminConfig, AdminSettings, ErrorLog, LogLevel};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edge.toml");
+    let defaults = round_trips(
+        &EdgeSettings {
+            server: host_settings(dir.path()).server,
+            ..EdgeSettings::default()
+        },
+        &path,
+    );
+    assert_eq!(defaults.access_log_format, AccessLogFormat::Main);
+    assert_eq!(defaults.error_log, ErrorLog::Stderr);
+    assert_eq!(defaults.error_log_level, LogLevel::Info);
+    assert_eq!(defaults.admin, None);
+    let cfg = round_trips(
+        &EdgeSettings {
+            server: host_settings(dir.path()).server,
+            access_log_format: AccessLogFormat::Json,
+            error_log: "logs/error.log".into(),
+            error_log_level: LogLevel::Debug,
+            admin: Some(AdminSettings {
+                listen: "127.0.0.1:9145".into(),
+                certs: Some("certs/edge".into()),
+            }),
+            ..EdgeSettings::default()
+        },
+        &path,
+    );
+    assert_eq!(cfg.access_log_format, AccessLogFormat::Json);
+    assert_eq!(cfg.error_log, ErrorLog::File(dir.path().join("logs/error.log")));
+    assert_eq!(cfg.error_log_level, LogLevel::Debug);
+    assert_eq!(
+        cfg.admin,
+        Some(AdminConfig {
+            listen: "127.0.0.1:9145".parse().unwrap(),
+            certs: Some(dir.path().join("certs/edge")),
+        })
+    );
+    let off = EdgeConfig::parse(
+        &path,
+        &format!(
+            "error_log = \"off\"\n{}",
+            EdgeSettings {
+                server: host_settings(dir.path()).server,
+                ..EdgeSettings::default()
+            }
+            .to_toml()
+            .replace("error_log = \"stderr\"\n", "")
+        ),
+    )
+    .unwrap();
+    assert_eq!(off.error_log, ErrorLog::Off);
 }

@@ -53,6 +53,34 @@ pub struct EdgeConfig {
     pub shared: SharedConfig,
     /// The sites.
     pub servers: Vec<ServerConfig>,
+    /// The access log's line format.
+    pub access_log_format: super::AccessLogFormat,
+    /// Where the error log goes.
+    pub error_log: ErrorLog,
+    /// The least severe level the error log writes.
+    pub error_log_level: super::LogLevel,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`), `None` when off.
+    pub admin: Option<AdminConfig>,
+}
+
+/// Where the error log (the `tracing` output) goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ErrorLog {
+    /// Nowhere.
+    Off,
+    /// The process's standard error (the default: systemd's journal takes it).
+    Stderr,
+    /// A file, appended to and reopened on SIGUSR1.
+    File(PathBuf),
+}
+
+/// The admin listener, validated: loopback, or any address with mTLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Its address.
+    pub listen: SocketAddr,
+    /// The identity directory that turns on mTLS (required off loopback).
+    pub certs: Option<PathBuf>,
 }
 
 impl EdgeConfig {

@@ -3,13 +3,14 @@
 
 use super::lines::{Key, Lines};
 use super::schema::{
-    CacheSettings, CertificateSettings, CompressionSettings, EdgeSettings, Mode, ServerSettings,
-    SharedSettings, StorageSettings, TlsSettings, UpstreamSettings,
+    AdminSettings, CacheSettings, CertificateSettings, CompressionSettings, EdgeSettings, Mode,
+    ServerSettings, SharedSettings, StorageSettings, TlsSettings, UpstreamSettings,
 };
 use super::units::parse_size;
 use super::validated::{
-    CacheConfig, CertConfig, CompressionConfig, EdgeConfig, KeyConfig, OriginTlsConfig, ProxyConfig,
-    ReqLimit, ServerConfig, SharedConfig, SiteConfig, StorageConfig, TlsConfig, UpstreamConfig,
+    AdminConfig, CacheConfig, CertConfig, CompressionConfig, EdgeConfig, ErrorLog, KeyConfig,
+    OriginTlsConfig, ProxyConfig, ReqLimit, ServerConfig, SharedConfig, SiteConfig, StorageConfig,
+    TlsConfig, UpstreamConfig,
     UpstreamServerConfig,
 };
 use super::ConfigError;
@@ -114,8 +115,53 @@ pub(super) fn validate(
         storage_timeout: raw.storage_timeout.0,
         storage,
         shared,
+        admin: admin(&c, raw.admin.as_ref(), &servers)?,
         servers,
+        access_log_format: raw.access_log_format,
+        error_log: error_log(&c, &raw.error_log),
+        error_log_level: raw.error_log_level,
     })
+}
+
+/// `error_log`: `off`, `stderr` or a file relative to the config.
+fn error_log(c: &Check<'_>, raw: &str) -> ErrorLog {
+    match raw {
+        "off" | "" => ErrorLog::Off,
+        "stderr" => ErrorLog::Stderr,
+        p => ErrorLog::File(c.rel(Path::new(p))),
+    }
+}
+
+/// `[admin]`: its address parsed; off loopback only with mTLS, since
+/// `/metrics` tells who the sites are and how loaded they are.
+fn admin(
+    c: &Check<'_>,
+    raw: Option<&AdminSettings>,
+    servers: &[ServerConfig],
+) -> Result<Option<AdminConfig>, ConfigError> {
+    let Some(a) = raw else { return Ok(None) };
+    let at = c.at(&["admin".into(), "listen".into()]);
+    let listen: SocketAddr = a.listen.parse().map_err(|_| {
+        c.err(
+            at.clone(),
+            format!("[admin] listen {:?} is not an IP:port", a.listen),
+        )
+    })?;
+    if !listen.ip().is_loopback() && a.certs.is_none() {
+        return Err(c.err(
+            at,
+            format!(
+                "[admin] listen {listen} is not loopback: give certs = DIR for mTLS, or listen on 127.0.0.1"
+            ),
+        ));
+    }
+    if servers.iter().any(|s| s.listen == listen) {
+        return Err(c.err(at, format!("[admin] listen {listen} is also a [[server]] listen")));
+    }
+    Ok(Some(AdminConfig {
+        listen,
+        certs: a.certs.as_deref().map(|p| c.rel(p)),
+    }))
 }
 
 /// `[storage]`: the file server's endpoint parsed once.

@@ -180,6 +180,7 @@ impl Upstream {
     /// method is idempotent (NGINX `proxy_next_upstream error timeout`); a
     /// streamed body is not kept, so a request with one is never retried.
     pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let started = std::time::Instant::now();
         let (parts, body) = req.into_parts();
         let bodiless = http_body::Body::is_end_stream(&body);
         let idempotent = matches!(
@@ -219,7 +220,10 @@ impl Upstream {
             *r.version_mut() = Version::HTTP_11;
             *r.headers_mut() = parts.headers.clone();
             match self.exchange(server, r).await {
-                Ok(resp) => {
+                Ok(mut resp) => {
+                    // For the access log's upstream_response_time (to the response head).
+                    resp.extensions_mut()
+                        .insert(crate::access_log::UpstreamTime(started.elapsed()));
                     server.succeeded();
                     return Ok(resp);
                 }

@@ -280,7 +280,8 @@ impl SharedSegment for MemSegment {
         let deadline = Instant::now() + d.lock_wait;
         // Round trips to the memory server: never stall the worker's other
         // connections (see conclave_rpc::block_in_place).
-        conclave_rpc::run_blocking(|| {
+        let started = Instant::now();
+        let r = conclave_rpc::run_blocking(|| {
             let mut slot = self.file.lock().unwrap_or_else(|p| p.into_inner());
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -320,17 +321,21 @@ impl SharedSegment for MemSegment {
                     Err(self.fail(e))
                 }
             }
-        })
+        });
+        let mem = crate::metrics::Backend::MemServer;
+        crate::metrics::backend_call(mem, "locked_section", started.elapsed(), r.is_ok());
+        r
     }
 
     fn snapshot(&self) -> Option<SnapshotFuture<'_>> {
         let store = self.peeks.clone()?;
         Some(Box::pin(async move {
+            let started = Instant::now();
             let flight = {
                 let mut boarding = self.boarding.lock().unwrap_or_else(|p| p.into_inner());
                 boarding.get_or_insert_with(|| Arc::new(OnceCell::new())).clone()
             };
-            flight
+            let r = flight
                 .get_or_init(|| self.peek_once(&store, &flight))
                 .await
                 .clone()
@@ -343,7 +348,10 @@ impl SharedSegment for MemSegment {
                         name: self.name.clone(),
                         message,
                     },
-                })
+                });
+            let mem = crate::metrics::Backend::MemServer;
+            crate::metrics::backend_call(mem, "snapshot", started.elapsed(), r.is_ok());
+            r
         }))
     }
 }

@@ -58,15 +58,21 @@ fn meta_of(m: &conclave_fs::Metadata) -> FileMeta {
     }
 }
 
+/// `run_blocking` of one file-server operation, timed and counted in the
+/// metrics (a file's own errors, such as not found, are answers, not failures).
+fn call<T>(op: &'static str, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    crate::metrics::time_io(crate::metrics::Backend::FileServer, op, || run_blocking(f))
+}
+
 // Each call is a round trip to the file server: through `run_blocking` so it
 // never stalls the worker's other connections (see conclave_rpc::block_in_place).
 impl Storage for NextfsStorage {
     fn stat(&self, path: &str) -> io::Result<FileMeta> {
-        run_blocking(|| Ok(meta_of(&self.client.metadata(&self.full(path)?)?)))
+        call("stat", || Ok(meta_of(&self.client.metadata(&self.full(path)?)?)))
     }
 
     fn read_at(&self, path: &str, offset: u64, len: usize) -> io::Result<Bytes> {
-        run_blocking(|| {
+        call("read_at", || {
             let full = self.full(path)?;
             let mut out = Vec::with_capacity(len);
             while out.len() < len {
@@ -82,7 +88,7 @@ impl Storage for NextfsStorage {
     }
 
     fn read_all(&self, path: &str) -> io::Result<(FileMeta, Bytes)> {
-        run_blocking(|| {
+        call("read_all", || {
             let full = self.full(path)?;
             // One round trip for every file up to 1 MiB: stat and data together.
             let (m, first) = self.client.read_path(&full, 0, MAX_IO)?;
@@ -104,7 +110,7 @@ impl Storage for NextfsStorage {
     }
 
     fn write_atomic(&self, path: &str, data: &[u8]) -> io::Result<()> {
-        run_blocking(|| {
+        call("write_atomic", || {
             static SEQ: AtomicU64 = AtomicU64::new(0);
             let full = self.full(path)?;
             let tmp = format!(
@@ -131,14 +137,14 @@ impl Storage for NextfsStorage {
     }
 
     fn remove(&self, path: &str) -> io::Result<()> {
-        run_blocking(|| match self.client.remove_file(&self.full(path)?) {
+        call("remove", || match self.client.remove_file(&self.full(path)?) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         })
     }
 
     fn create_streaming(&self, path: &str) -> io::Result<Box<dyn StorageWriter>> {
-        run_blocking(|| {
+        call("create_streaming", || {
             static SEQ: AtomicU64 = AtomicU64::new(0);
             let full = self.full(path)?;
             let tmp = format!(
@@ -168,7 +174,7 @@ impl Storage for NextfsStorage {
     }
 
     fn open_reader(&self, path: &str) -> io::Result<Box<dyn StorageReader>> {
-        run_blocking(|| {
+        call("open_reader", || {
             let mut file = self.client.open(&self.full(path)?)?;
             let len = file.metadata()?.len();
             Ok(Box::new(NextfsReader { file, len }) as Box<dyn StorageReader>)
@@ -176,7 +182,7 @@ impl Storage for NextfsStorage {
     }
 
     fn list_dir(&self, path: &str) -> io::Result<Vec<(String, bool)>> {
-        run_blocking(|| match self.client.read_dir(&self.full(path)?) {
+        call("list_dir", || match self.client.read_dir(&self.full(path)?) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
             r => Ok(r?
                 .into_iter()
@@ -194,7 +200,7 @@ struct NextfsReader {
 
 impl StorageReader for NextfsReader {
     fn read_at(&mut self, offset: u64, len: usize) -> io::Result<Bytes> {
-        run_blocking(|| {
+        call("reader_read_at", || {
             let mut out = vec![0u8; len];
             let mut got = 0;
             while got < len {
@@ -229,7 +235,7 @@ impl StorageWriter for NextfsWriter {
             .file
             .as_mut()
             .ok_or_else(|| io::Error::other("writer already finished"))?;
-        run_blocking(|| {
+        call("write", || {
             let mut done = 0;
             while done < data.len() {
                 let n = f.write_at(&data[done..], self.written + done as u64)?;
@@ -250,7 +256,7 @@ impl StorageWriter for NextfsWriter {
 
     fn commit(mut self: Box<Self>) -> io::Result<()> {
         drop(self.file.take());
-        run_blocking(|| self.client.rename(&self.tmp, &self.full))?;
+        call("commit", || self.client.rename(&self.tmp, &self.full))?;
         self.tmp.clear();
         Ok(())
     }
