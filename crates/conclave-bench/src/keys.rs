@@ -201,7 +201,8 @@ fn compared_row<'a>(rows: &'a [KeysRow], key: &str) -> Option<&'a KeysRow> {
 pub fn compare_with_openssl(rows: &[KeysRow], seconds: u32) -> OpensslReference {
     let seconds = seconds.max(1);
     let version = match openssl::version() {
-        Ok(v) => v,
+        // "OpenSSL 3.0.19 27 Jan 2026 (Library: …)": the first part says it.
+        Ok(v) => v.split(" (").next().unwrap_or_default().to_string(),
         Err(e) => {
             return OpensslReference {
                 version: String::new(),
@@ -315,7 +316,8 @@ pub fn openssl_lines(r: &OpensslReference) -> Vec<String> {
     }
     if let Some(m) = c.first().map(|x| x.multi) {
         out.push(format!(
-            "openssl_multi/s = `openssl speed -multi {m}` (one process per core), summed"
+            "openssl_multi/s = `openssl speed -multi {m}` (one process per core), summed; with -multi \
+             openssl measures wall-clock time, so this ratio, like signs/s, depends on what else runs"
         ));
     }
     out

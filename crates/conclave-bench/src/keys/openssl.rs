@@ -40,7 +40,7 @@ fn algorithm(key: &str) -> Option<(&'static str, &'static str)> {
 /// and the parent's sum last.
 pub fn parse_signs_per_sec(output: &str, key: &str) -> Option<f64> {
     let (_, prefix) = algorithm(key)?;
-    let line = output.lines().filter(|l| l.starts_with(prefix)).last()?;
+    let line = output.lines().rfind(|l| l.starts_with(prefix))?;
     let rate: f64 = line.split(':').nth(3)?.parse().ok()?;
     (rate.is_finite() && rate > 0.0).then_some(rate)
 }
