@@ -151,16 +151,29 @@ impl CpuMeter {
         }
     }
 
-    /// Samples every group and this process.
-    pub fn read(&self) -> CpuReading {
+    /// The reading before a load: the groups, then this process last, so
+    /// the pass over `/proc` is not charged to the load generator.
+    pub fn start(&self) -> CpuReading {
+        let groups = self.sample_groups();
         CpuReading {
-            groups: self
-                .groups
-                .iter()
-                .map(|&(class, pgid)| (class, GroupSample::take(pgid)))
-                .collect(),
+            groups,
             this: cpu::self_cpu().unwrap_or_default(),
         }
+    }
+
+    /// The reading after a load: this process first, then the groups.
+    pub fn finish(&self) -> CpuReading {
+        let this = cpu::self_cpu().unwrap_or_default();
+        CpuReading {
+            groups: self.sample_groups(),
+            this,
+        }
+    }
+
+    fn sample_groups(&self) -> Vec<(ProcessClass, GroupSample)> {
+        let pgids: Vec<u32> = self.groups.iter().map(|&(_, g)| g).collect();
+        let classes = self.groups.iter().map(|&(c, _)| c);
+        classes.zip(GroupSample::take_all(&pgids)).collect()
     }
 }
 
@@ -238,7 +251,7 @@ mod tests {
             .spawn()
             .unwrap();
         let meter = CpuMeter::new([(ProcessClass::Edge, server.id())]);
-        let before = meter.read();
+        let before = meter.start();
         // Burn 200 ms of this process's CPU in a thread, as a load would.
         std::thread::spawn(|| {
             let t0 = cpu::thread_cpu().unwrap();
@@ -248,7 +261,7 @@ mod tests {
         })
         .join()
         .unwrap();
-        let after = meter.read();
+        let after = meter.finish();
         let _ = server.kill();
         let _ = server.wait();
         let t = before.until(&after);

@@ -301,9 +301,9 @@ pub fn run(opts: &MatrixOptions, cancel: Arc<AtomicBool>) -> Result<RunResults, 
             bar.set_message(format!("{} w={workers} {tenancy} x{tenants} {file}", p.name));
             // Every server's group and this process, sampled around the load only.
             let meter = CpuMeter::new(sup.groups().into_iter().chain(origin_sup.groups()));
-            let cpu0 = meter.read();
+            let cpu0 = meter.start();
             let reports = rt.block_on(load_all(opts, &urls, file, &trust, cancel.clone()));
-            let cpu_times = cpu0.until(&meter.read());
+            let cpu_times = cpu0.until(&meter.finish());
             let mut ok = Vec::new();
             for (i, r) in reports.iter().enumerate() {
                 let tenant = if tenancy == Tenancy::Single {
