@@ -5,6 +5,8 @@
 //! signature of a TLS-1.3-sized message.
 
 use crate::cpu::{process_cpu, self_cpu};
+
+pub mod openssl;
 use crate::error::{BenchError, Context};
 use crate::harness::{Reap, Summary};
 use conclave_keys::rustls::SignatureScheme;
@@ -58,13 +60,26 @@ pub struct KeysRow {
     /// CPU time (user + system, client and key server processes) per
     /// signature: what the row would cost on an idle machine.
     pub cpu_us_per_sign: f64,
+    /// CPU time of the key-server process alone per signature (keyserver
+    /// rows): the raw signature plus the server's TLS records, framing and
+    /// scheduling, to set beside `openssl speed`'s per-signature CPU.
+    pub server_cpu_us_per_sign: Option<f64>,
 }
 
 /// Table heading, aligned with [`KeysRow::line`].
 pub fn header() -> String {
     format!(
-        "{:<11} {:<10} {:>7} {:>10} {:>9} {:>8} {:>8} {:>6} {:>11}",
-        "key", "mode", "clients", "signs/s", "mean_us", "p50_us", "p99_us", "errors", "cpu_us/sign"
+        "{:<11} {:<10} {:>7} {:>10} {:>9} {:>8} {:>8} {:>6} {:>11} {:>14}",
+        "key",
+        "mode",
+        "clients",
+        "signs/s",
+        "mean_us",
+        "p50_us",
+        "p99_us",
+        "errors",
+        "cpu_us/sign",
+        "server_us/sign"
     )
 }
 
@@ -72,7 +87,7 @@ impl KeysRow {
     /// One table line.
     pub fn line(&self) -> String {
         format!(
-            "{:<11} {:<10} {:>7} {:>10.0} {:>9.1} {:>8} {:>8} {:>6} {:>11.1}",
+            "{:<11} {:<10} {:>7} {:>10.0} {:>9.1} {:>8} {:>8} {:>6} {:>11.1} {:>14}",
             self.key,
             self.mode,
             self.clients,
@@ -81,8 +96,16 @@ impl KeysRow {
             self.latency.p50,
             self.latency.p99,
             self.errors,
-            self.cpu_us_per_sign
+            self.cpu_us_per_sign,
+            self.server_cpu_us_per_sign
+                .map(|x| format!("{x:.1}"))
+                .unwrap_or_else(|| "-".into())
         )
+    }
+
+    /// Signatures per second of wall time.
+    pub fn signs_per_sec(&self) -> f64 {
+        self.signs as f64 / self.secs
     }
 
     fn json(&self) -> serde_json::Value {
@@ -93,28 +116,211 @@ impl KeysRow {
             "latency_us": {"mean": self.latency.mean, "p50": self.latency.p50, "p99": self.latency.p99},
             "errors": self.errors,
             "cpu_us_per_sign": self.cpu_us_per_sign,
+            "server_cpu_us_per_sign": self.server_cpu_us_per_sign,
         })
     }
 }
 
-/// The rows as the JSON document of `--json`.
-pub fn json(rows: &[KeysRow]) -> String {
+/// The key server beside `openssl speed` for one key type.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpensslComparison {
+    /// `rsa-2048` or `ecdsa-p256`.
+    pub key: &'static str,
+    /// `openssl speed`, one process: signatures per CPU-second.
+    pub openssl_signs_per_cpu_sec: f64,
+    /// `openssl speed -multi N`: the processes' summed signs/s.
+    pub openssl_multi_signs_per_sec: f64,
+    /// N of `-multi` (the cores).
+    pub multi: usize,
+    /// The key-server row compared: 4 clients if measured, else the most.
+    pub clients: usize,
+    /// That row's key-server CPU per signature.
+    pub server_cpu_us_per_sign: f64,
+    /// That row's signs/s.
+    pub keyserver_signs_per_sec: f64,
+}
+
+impl OpensslComparison {
+    /// OpenSSL's CPU µs per signature: 1e6 / signs per CPU-second.
+    pub fn openssl_cpu_us_per_sign(&self) -> f64 {
+        1e6 / self.openssl_signs_per_cpu_sec
+    }
+
+    /// Key-server CPU per signature over OpenSSL's (1 = no overhead).
+    pub fn cpu_ratio(&self) -> f64 {
+        self.server_cpu_us_per_sign / self.openssl_cpu_us_per_sign()
+    }
+
+    /// Key-server signs/s over `openssl speed -multi N`'s.
+    pub fn throughput_ratio(&self) -> f64 {
+        self.keyserver_signs_per_sec / self.openssl_multi_signs_per_sec
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "key": self.key,
+            "openssl_signs_per_cpu_sec": self.openssl_signs_per_cpu_sec,
+            "openssl_cpu_us_per_sign": self.openssl_cpu_us_per_sign(),
+            "keyserver_clients": self.clients,
+            "keyserver_cpu_us_per_sign": self.server_cpu_us_per_sign,
+            "cpu_ratio": self.cpu_ratio(),
+            "openssl_multi": self.multi,
+            "openssl_multi_signs_per_sec": self.openssl_multi_signs_per_sec,
+            "keyserver_signs_per_sec": self.keyserver_signs_per_sec,
+            "throughput_ratio": self.throughput_ratio(),
+        })
+    }
+}
+
+/// What `openssl speed` gave to compare with: one comparison per key type,
+/// or why there is none (openssl missing, or it failed).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpensslReference {
+    /// `openssl version`.
+    pub version: String,
+    /// `-seconds` of each run.
+    pub seconds: u32,
+    /// The comparisons, or the reason there are none.
+    pub result: Result<Vec<OpensslComparison>, String>,
+}
+
+/// The key-server row of `key` to set beside OpenSSL: 4 clients (the
+/// issue's target) if measured, else the most clients.
+fn compared_row<'a>(rows: &'a [KeysRow], key: &str) -> Option<&'a KeysRow> {
+    let ks = || {
+        rows.iter()
+            .filter(move |r| r.key == key && r.mode == "keyserver" && r.server_cpu_us_per_sign.is_some())
+    };
+    ks().find(|r| r.clients == 4)
+        .or_else(|| ks().max_by_key(|r| r.clients))
+}
+
+/// Runs `openssl speed` (one process, then `-multi` one per core) for each
+/// key type measured through the key server, `seconds` each, and sets the
+/// results beside the key-server rows. Run it while the key server is idle.
+pub fn compare_with_openssl(rows: &[KeysRow], seconds: u32) -> OpensslReference {
+    let seconds = seconds.max(1);
+    let version = match openssl::version() {
+        // "OpenSSL 3.0.19 27 Jan 2026 (Library: …)": the first part says it.
+        Ok(v) => v.split(" (").next().unwrap_or_default().to_string(),
+        Err(e) => {
+            return OpensslReference {
+                version: String::new(),
+                seconds,
+                result: Err(e.to_string()),
+            }
+        }
+    };
+    let multi = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut keys: Vec<&'static str> = Vec::new();
+    for r in rows {
+        if !keys.contains(&r.key) {
+            keys.push(r.key);
+        }
+    }
+    let result = keys
+        .into_iter()
+        .filter_map(|key| compared_row(rows, key).map(|row| (key, row)))
+        .map(|(key, row)| {
+            Ok(OpensslComparison {
+                key,
+                openssl_signs_per_cpu_sec: openssl::speed(key, seconds, None)?,
+                openssl_multi_signs_per_sec: openssl::speed(key, seconds, Some(multi))?,
+                multi,
+                clients: row.clients,
+                server_cpu_us_per_sign: row.server_cpu_us_per_sign.unwrap_or_default(),
+                keyserver_signs_per_sec: row.signs_per_sec(),
+            })
+        })
+        .collect::<Result<Vec<_>, openssl::OpensslError>>()
+        .map_err(|e| e.to_string());
+    OpensslReference {
+        version,
+        seconds,
+        result,
+    }
+}
+
+/// The rows (and the OpenSSL reference, when run) as the JSON document of
+/// `--json`.
+pub fn json(rows: &[KeysRow], reference: Option<&OpensslReference>) -> String {
     let v: Vec<_> = rows.iter().map(KeysRow::json).collect();
+    let openssl = reference.map(|r| match &r.result {
+        Ok(c) => serde_json::json!({
+            "version": r.version,
+            "seconds": r.seconds,
+            "comparisons": c.iter().map(OpensslComparison::json).collect::<Vec<_>>(),
+        }),
+        Err(e) => serde_json::json!({ "error": e }),
+    });
     serde_json::to_string_pretty(&serde_json::json!({
         "benchmark": "keys",
         "message_bytes": MESSAGE_LEN,
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "results": v,
+        "openssl": openssl,
     }))
     .unwrap_or_default()
 }
 
-/// The rows as a table.
-pub fn table(rows: &[KeysRow]) -> String {
-    std::iter::once(header())
+/// The rows as a table, then the OpenSSL comparison (or a loud line saying
+/// why there is none).
+pub fn table(rows: &[KeysRow], reference: Option<&OpensslReference>) -> String {
+    let mut lines: Vec<String> = std::iter::once(header())
         .chain(rows.iter().map(KeysRow::line))
-        .collect::<Vec<_>>()
-        .join("\n")
+        .collect();
+    if let Some(r) = reference {
+        lines.push(String::new());
+        lines.extend(openssl_lines(r));
+    }
+    lines.join("\n")
+}
+
+/// The comparison with `openssl speed` as text lines.
+pub fn openssl_lines(r: &OpensslReference) -> Vec<String> {
+    let c = match &r.result {
+        Ok(c) => c,
+        Err(e) => return vec![format!("WARNING: {e}")],
+    };
+    let mut out = vec![
+        format!(
+            "key server vs `openssl speed -seconds {}` ({}): one openssl process's signs/s are per \
+             CPU-second, so 1e6/rate = its CPU µs per signature; server_us/sign = the key-server \
+             process's CPU per signature (from /proc)",
+            r.seconds, r.version
+        ),
+        format!(
+            "{:<11} {:>15} {:>14} {:>7} {:>7} {:>14} {:>12} {:>7}",
+            "key",
+            "openssl_us/sign",
+            "server_us/sign",
+            "clients",
+            "ratio",
+            "openssl_multi/s",
+            "keyserver/s",
+            "ratio"
+        ),
+    ];
+    for x in c {
+        out.push(format!(
+            "{:<11} {:>15.1} {:>14.1} {:>7} {:>6.2}x {:>14.0} {:>12.0} {:>6.2}x",
+            x.key,
+            x.openssl_cpu_us_per_sign(),
+            x.server_cpu_us_per_sign,
+            x.clients,
+            x.cpu_ratio(),
+            x.openssl_multi_signs_per_sec,
+            x.keyserver_signs_per_sec,
+            x.throughput_ratio()
+        ));
+    }
+    if let Some(m) = c.first().map(|x| x.multi) {
+        out.push(format!(
+            "openssl_multi/s = `openssl speed -multi {m}` (one process per core), summed; with -multi \
+             openssl measures wall-clock time, so this ratio, like signs/s, depends on what else runs"
+        ));
+    }
+    out
 }
 
 /// Removes the scratch directory and stops the key server, however the run ends.
@@ -217,12 +423,14 @@ pub fn run(cfg: &KeysBenchConfig, mut progress: impl FnMut(&KeysRow)) -> Result<
             }
             let client = client.clone();
             let msg = message.clone();
-            let cpu0 = cpu_secs(None) + cpu_secs(server_pid);
+            let (client0, server0) = (cpu_secs(None), cpu_secs(server_pid));
             let mut r = measure(name, "keyserver", c, dur, move || {
                 client.sign(name, scheme, &msg).map(|_| ()).map_err(|_| ())
             });
-            let cpu = cpu_secs(None) + cpu_secs(server_pid) - cpu0;
+            let server = cpu_secs(server_pid) - server0;
+            let cpu = cpu_secs(None) - client0 + server;
             r.cpu_us_per_sign = cpu * 1e6 / r.signs.max(1) as f64;
+            r.server_cpu_us_per_sign = server_pid.map(|_| server * 1e6 / r.signs.max(1) as f64);
             progress(&r);
             rows.push(r);
         }
@@ -319,5 +527,80 @@ where
         latency,
         errors,
         cpu_us_per_sign: 0.0,
+        server_cpu_us_per_sign: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(
+        key: &'static str,
+        mode: &'static str,
+        clients: usize,
+        signs: u64,
+        server: Option<f64>,
+    ) -> KeysRow {
+        KeysRow {
+            key,
+            mode,
+            clients,
+            signs,
+            secs: 1.0,
+            latency: Summary::default(),
+            errors: 0,
+            cpu_us_per_sign: 300.0,
+            server_cpu_us_per_sign: server,
+        }
+    }
+
+    #[test]
+    fn compares_the_four_client_key_server_row_with_openssl() {
+        let rows = [
+            row("rsa-2048", "in-process", 4, 4000, None),
+            row("rsa-2048", "keyserver", 1, 1500, Some(260.0)),
+            row("rsa-2048", "keyserver", 4, 4000, Some(240.0)),
+            row("rsa-2048", "keyserver", 8, 4100, Some(250.0)),
+            row("ecdsa-p256", "keyserver", 2, 20000, Some(40.0)),
+        ];
+        assert_eq!(compared_row(&rows, "rsa-2048").unwrap().clients, 4);
+        // No 4-client row: the most clients.
+        assert_eq!(compared_row(&rows, "ecdsa-p256").unwrap().clients, 2);
+        let c = OpensslComparison {
+            key: "rsa-2048",
+            openssl_signs_per_cpu_sec: 5000.0,
+            openssl_multi_signs_per_sec: 5000.0,
+            multi: 2,
+            clients: 4,
+            server_cpu_us_per_sign: 240.0,
+            keyserver_signs_per_sec: 4000.0,
+        };
+        assert_eq!(c.openssl_cpu_us_per_sign(), 200.0);
+        assert!((c.cpu_ratio() - 1.2).abs() < 1e-12);
+        assert!((c.throughput_ratio() - 0.8).abs() < 1e-12);
+        let reference = OpensslReference {
+            version: "OpenSSL 3.0.19".into(),
+            seconds: 3,
+            result: Ok(vec![c]),
+        };
+        let text = table(&rows, Some(&reference));
+        assert!(
+            text.contains("rsa-2048              200.0          240.0       4   1.20x           5000         4000   0.80x"),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&json(&rows, Some(&reference))).unwrap();
+        assert_eq!(v["openssl"]["comparisons"][0]["cpu_ratio"], 1.2);
+        assert_eq!(v["results"][2]["server_cpu_us_per_sign"], 240.0);
+        assert!(v["results"][0]["server_cpu_us_per_sign"].is_null());
+        let missing = OpensslReference {
+            version: String::new(),
+            seconds: 3,
+            result: Err(openssl::OpensslError::Missing.to_string()),
+        };
+        assert!(table(&rows, Some(&missing)).ends_with(
+            "WARNING: openssl is NOT installed: no `openssl speed` reference (apt-get install openssl)"
+        ));
+        assert!(json(&rows, Some(&missing)).contains("\"error\": \"openssl is NOT installed"));
     }
 }

@@ -12,11 +12,13 @@
 
 pub mod availability;
 pub mod cli;
+pub mod cpu;
 pub mod deploy;
 pub mod layout;
 pub mod machine;
 pub mod matrix;
 pub mod nginx;
+pub mod paper;
 pub mod plan;
 pub mod preset;
 pub mod report;

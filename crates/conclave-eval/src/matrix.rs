@@ -4,6 +4,7 @@
 //! load, so an interrupted run keeps what it finished.
 
 use crate::availability::Availability;
+use crate::cpu::{CpuMeter, CpuPerRequest};
 use crate::deploy::{
     Deployment, Edge, Fileserver, Kdf, KeyKind, Keyserver, Memserver, Mode, Origin, OriginKind, SharedKind,
     Site,
@@ -298,7 +299,11 @@ pub fn run(opts: &MatrixOptions, cancel: Arc<AtomicBool>) -> Result<RunResults, 
                 continue;
             }
             bar.set_message(format!("{} w={workers} {tenancy} x{tenants} {file}", p.name));
+            // Every server's group and this process, sampled around the load only.
+            let meter = CpuMeter::new(sup.groups().into_iter().chain(origin_sup.groups()));
+            let cpu0 = meter.start();
             let reports = rt.block_on(load_all(opts, &urls, file, &trust, cancel.clone()));
+            let cpu_times = cpu0.until(&meter.finish());
             let mut ok = Vec::new();
             for (i, r) in reports.iter().enumerate() {
                 let tenant = if tenancy == Tenancy::Single {
@@ -309,16 +314,21 @@ pub fn run(opts: &MatrixOptions, cancel: Arc<AtomicBool>) -> Result<RunResults, 
                 match r {
                     Ok(rep) => {
                         let status = load_status(rep);
-                        results.cells.push(row(tenant, status, Some(rep)));
+                        let mut line = row(tenant, status, Some(rep));
+                        if tenancy == Tenancy::Single {
+                            line.cpu = CpuPerRequest::from_times(&cpu_times, rep.complete);
+                        }
+                        results.cells.push(line);
                         ok.push(rep.clone());
                     }
                     Err(e) => results.cells.push(row(tenant, Status::Error(e.clone()), None)),
                 }
             }
             if tenancy != Tenancy::Single && !ok.is_empty() {
-                results
-                    .cells
-                    .push(total_row(row(Tenant::Total, Status::Ok, None), &ok));
+                let mut total = total_row(row(Tenant::Total, Status::Ok, None), &ok);
+                // The loads ran at once, on shared processes: one cost for the whole cell.
+                total.cpu = CpuPerRequest::from_times(&cpu_times, total.complete);
+                results.cells.push(total);
             }
             // A process that died under load makes the cell's numbers suspect: say so.
             if let Some(d) = sup.poll_deaths().into_iter().next() {
@@ -521,6 +531,7 @@ fn cell_row(
         handshakes_full: r.and_then(|r| r.tls.as_ref()).map_or(0, |t| t.handshakes_full),
         handshakes_resumed: r.and_then(|r| r.tls.as_ref()).map_or(0, |t| t.handshakes_resumed),
         fairness: None,
+        cpu: CpuPerRequest::default(),
         cpu_model: m.cpu_model.clone(),
         cores: m.cores,
         kernel: m.kernel.clone(),

@@ -9,6 +9,7 @@
 //! `conclave_edge::EdgeSettings` written with `to_toml()`. No flag or TOML
 //! key is spelled here.
 
+use crate::cpu::ProcessClass;
 use crate::deploy::{
     Deployment, Device, EdgeKind, Fileserver, Kdf, KeyKind, Mode, Origin, OriginKind, SharedKind, StorageKind,
 };
@@ -43,6 +44,8 @@ pub enum Probe {
 pub struct ProcessSpec {
     /// Role name for messages (`edge`, `origin`, `keyserver`, ...).
     pub name: String,
+    /// What it is, for the CPU accounting of a load.
+    pub class: ProcessClass,
     /// Program and arguments.
     pub argv: Vec<String>,
     /// stdout and stderr go here.
@@ -411,6 +414,7 @@ pub fn origin(o: &Origin, content: &Path, bin: &Path, dir: &Path) -> Result<Opti
         OriginKind::External => Ok(None),
         OriginKind::Conclave => Ok(Some(ProcessSpec {
             name: "origin".into(),
+            class: ProcessClass::Origin,
             argv: conclave_argv(bin, OriginSettings::new(content, o.listen).to_args()),
             log: dir.join("origin.log"),
             probe: Probe::Tcp(vec![o.listen]),
@@ -426,6 +430,7 @@ pub fn origin(o: &Origin, content: &Path, bin: &Path, dir: &Path) -> Result<Opti
             write(&conf, &nginx::origin_conf(&odir, &o.listen.to_string(), content))?;
             Ok(Some(ProcessSpec {
                 name: "origin (nginx)".into(),
+                class: ProcessClass::Origin,
                 argv: nginx::argv(&nb, &odir, &conf),
                 log: dir.join("origin.log"),
                 probe: Probe::Tcp(vec![o.listen]),
@@ -469,6 +474,7 @@ fn keyserver(d: &Deployment, bin: &Path, listen: SocketAddr, dir: &Path) -> Proc
     };
     ProcessSpec {
         name: "keyserver".into(),
+        class: ProcessClass::Keyserver,
         argv: conclave_argv(bin, settings.to_args()),
         log: dir.join("keyserver.log"),
         probe: Probe::Tcp(vec![listen]),
@@ -494,6 +500,7 @@ fn memserver(bin: &Path, kind: SharedKind, listen: SocketAddr, dir: &Path) -> Re
     let settings = MemServerSettings::new(kind, endpoint(listen), part_dir(dir, Part::MemServer));
     Ok(ProcessSpec {
         name: format!("memserver ({})", settings.kind),
+        class: ProcessClass::Memserver,
         argv: conclave_argv(bin, settings.to_args()),
         log: dir.join("memserver.log"),
         probe: Probe::Tcp(vec![listen]),
@@ -533,6 +540,7 @@ pub fn fileserver(d: &Deployment, bin: &Path, listen: SocketAddr, img: &Image, d
     };
     ProcessSpec {
         name: format!("fileserver ({})", img.device),
+        class: ProcessClass::Fileserver,
         argv: conclave_argv(bin, settings.to_args()),
         log: dir.join("fileserver.log"),
         probe: Probe::Tcp(vec![listen]),
@@ -569,6 +577,7 @@ fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError
             write(&conf, &text)?;
             Ok(ProcessSpec {
                 name: "edge (nginx)".into(),
+                class: ProcessClass::Edge,
                 argv: nginx::argv(&nb, &edir, &conf),
                 log: dir.join("edge.log"),
                 probe: Probe::Tcp(listens),
@@ -580,6 +589,7 @@ fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError
             write(&conf, &edge_toml(d, dir))?;
             Ok(ProcessSpec {
                 name: "edge".into(),
+                class: ProcessClass::Edge,
                 argv: conclave_argv(
                     bin,
                     EdgeArgs {

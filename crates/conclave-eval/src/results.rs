@@ -2,6 +2,7 @@
 //! and the rows of `cells.csv` / `cells.json`. The matrix fills them, the
 //! report reads them; neither imports the other.
 
+use crate::cpu::CpuPerRequest;
 use crate::machine::Machine;
 use crate::preset::Preset;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -266,6 +267,11 @@ pub struct CellResult {
     pub handshakes_resumed: u64,
     /// Jain's fairness index over tenants (total rows of multi-tenant cells).
     pub fairness: Option<f64>,
+    /// CPU µs per completed request by process class, over the whole cell
+    /// (single-tenant rows and the total rows of multi-tenant cells; the
+    /// per-tenant rows of a cell whose loads ran at once leave it empty).
+    #[serde(flatten)]
+    pub cpu: CpuPerRequest,
     /// CPU model.
     pub cpu_model: String,
     /// Cores.

@@ -3,6 +3,7 @@
 //! probed until it answers, watched for death, and stopped — TERM to the
 //! group, then KILL — on every exit path, including drop.
 
+use crate::cpu::ProcessClass;
 use crate::plan::{Probe, ProcessSpec};
 use crate::EvalError;
 use nix::sys::signal::{killpg, Signal};
@@ -18,6 +19,7 @@ const STOP_GRACE: Duration = Duration::from_secs(3);
 
 struct Running {
     name: String,
+    class: ProcessClass,
     child: Child,
     log: std::path::PathBuf,
     exited: Option<ExitStatus>,
@@ -73,6 +75,16 @@ impl Supervisor {
         self.running.iter().map(|r| r.child.id()).collect()
     }
 
+    /// The process groups still running, by class: what a load's CPU
+    /// accounting samples.
+    pub fn groups(&self) -> Vec<(ProcessClass, u32)> {
+        self.running
+            .iter()
+            .filter(|r| r.exited.is_none())
+            .map(|r| (r.class, r.child.id()))
+            .collect()
+    }
+
     /// Starts one process and waits until its probe answers. A process that
     /// exits or does not answer in time is an error naming it, with its log.
     pub fn start(&mut self, spec: &ProcessSpec, cancel: &dyn Fn() -> bool) -> Result<(), EvalError> {
@@ -113,6 +125,7 @@ impl Supervisor {
         tracing::debug!(name = %spec.name, pid = child.id(), "started");
         self.running.push(Running {
             name: spec.name.clone(),
+            class: spec.class,
             child,
             log: spec.log.clone(),
             exited: None,
@@ -208,6 +221,7 @@ mod tests {
     fn spec(argv: &[&str], addr: std::net::SocketAddr, log: &std::path::Path) -> ProcessSpec {
         ProcessSpec {
             name: "test".into(),
+            class: crate::cpu::ProcessClass::Edge,
             argv: argv.iter().map(|s| s.to_string()).collect(),
             log: log.to_path_buf(),
             probe: Probe::Tcp(vec![addr]),

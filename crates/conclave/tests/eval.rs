@@ -203,8 +203,46 @@ fn eval_writes_data_plots_and_a_report_that_chromium_renders() {
         "failed",
         "cpu_model",
         "kernel",
+        "cpu_us_per_req_edge",
+        "cpu_us_per_req_keyserver",
+        "cpu_us_per_req_fileserver",
+        "cpu_us_per_req_memserver",
+        "cpu_us_per_req_origin",
+        "cpu_us_per_req_loadgen",
+        "cpu_us_per_req_total",
     ] {
         assert!(header.split(',').any(|h| h == col), "no {col} column: {header}");
+    }
+    // CPU per request, from /proc of the real processes: the edge and the
+    // load generator spent CPU in every clean single-tenant load; a process
+    // the preset does not run is null, not 0.
+    let data: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("cells.json")).unwrap()).unwrap();
+    let single: Vec<&serde_json::Value> = data["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["tenant"] == "-" && c["status"] == "ok")
+        .collect();
+    assert!(single.iter().any(|c| c["preset"] == "linux"), "{data}");
+    for c in &single {
+        let us = |k: &str| c[format!("cpu_us_per_req_{k}")].as_f64();
+        assert!(us("edge").is_some_and(|x| x > 0.0), "edge CPU: {c}");
+        assert!(us("loadgen").is_some_and(|x| x > 0.0), "load generator CPU: {c}");
+        assert!(us("total").unwrap() >= us("edge").unwrap(), "{c}");
+        if c["preset"] == "linux" || c["preset"] == "nginx" {
+            for absent in ["keyserver", "fileserver", "memserver"] {
+                assert!(c[format!("cpu_us_per_req_{absent}")].is_null(), "{absent}: {c}");
+            }
+        }
+    }
+    // Multi-tenant totals carry the cell's CPU; per-tenant rows do not.
+    for c in data["cells"].as_array().unwrap() {
+        let has = c["cpu_us_per_req_edge"].as_f64().is_some();
+        match c["tenant"].as_str().unwrap() {
+            "-" | "total" => assert!(has || c["status"] != "ok", "{c}"),
+            _ => assert!(!has, "{c}"),
+        }
     }
     // nginx: 2 workers x 2 files, plus 2 sharing modes x (2 tenants + total).
     let nginx_rows: Vec<&str> = csv.lines().filter(|l| l.starts_with("nginx,")).collect();
@@ -219,6 +257,12 @@ fn eval_writes_data_plots_and_a_report_that_chromium_renders() {
     );
     // A preset whose servers have not landed is listed, not dropped.
     assert!(md.contains("conclave-vericrypt"), "{md}");
+    // The cost of each protection in CPU comes first, then beside throughput by process.
+    let cost = md
+        .find("## CPU per request: the cost of each protection")
+        .expect(&md);
+    assert!(cost < md.find("## Configurations").unwrap(), "{md}");
+    assert!(md.contains("## CPU µs per request by process"), "{md}");
     assert!(std::fs::read_dir(run.join("plots")).unwrap().count() >= 4);
     for f in [
         "plots/throughput-1k.png",

@@ -6,6 +6,7 @@ mod markdown;
 mod plots;
 mod tables;
 
+use crate::cpu::ProcessClass;
 use crate::results::{CellResult, RunResults};
 use crate::EvalError;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,13 @@ const CSV_HEADER: &[&str] = &[
     "handshakes_full",
     "handshakes_resumed",
     "fairness",
+    "cpu_us_per_req_edge",
+    "cpu_us_per_req_keyserver",
+    "cpu_us_per_req_fileserver",
+    "cpu_us_per_req_memserver",
+    "cpu_us_per_req_origin",
+    "cpu_us_per_req_loadgen",
+    "cpu_us_per_req_total",
     "cpu_model",
     "cores",
     "kernel",
@@ -55,7 +63,7 @@ const CSV_HEADER: &[&str] = &[
 
 fn csv_row(c: &CellResult) -> Vec<String> {
     let f = |x: f64| format!("{x:.3}");
-    vec![
+    let mut row = vec![
         c.preset.clone(),
         c.edge.clone(),
         c.storage.clone(),
@@ -90,10 +98,13 @@ fn csv_row(c: &CellResult) -> Vec<String> {
         c.handshakes_full.to_string(),
         c.handshakes_resumed.to_string(),
         c.fairness.map(|x| format!("{x:.4}")).unwrap_or_default(),
-        c.cpu_model.clone(),
-        c.cores.to_string(),
-        c.kernel.clone(),
-    ]
+    ];
+    // An absent process class is an empty field, not 0.
+    let us = |x: Option<f64>| x.map(|x| format!("{x:.1}")).unwrap_or_default();
+    row.extend(ProcessClass::ALL.iter().map(|&k| us(c.cpu.get(k))));
+    row.push(us(c.cpu.total));
+    row.extend([c.cpu_model.clone(), c.cores.to_string(), c.kernel.clone()]);
+    row
 }
 
 /// Writes cells.json and cells.csv (called after every load).
@@ -211,6 +222,12 @@ mod tests {
             handshakes_full: 100,
             handshakes_resumed: 0,
             fairness: None,
+            cpu: crate::cpu::CpuPerRequest {
+                edge: Some(400.0 * 1000.0 / rps),
+                loadgen: Some(250.0),
+                total: Some(400.0 * 1000.0 / rps),
+                ..Default::default()
+            },
             cpu_model: "cpu".into(),
             cores: 2,
             kernel: "6".into(),
@@ -258,5 +275,72 @@ mod tests {
         }
         let csv = std::fs::read_to_string(dir.path().join("cells.csv")).unwrap();
         assert_eq!(csv.lines().count(), 4);
+    }
+
+    #[test]
+    fn cpu_columns_hold_microseconds_per_request_and_stay_empty_for_absent_processes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut keyless = cell("linux-keyless", 1, "1k.txt", 1024, 400.0);
+        keyless.cpu = crate::cpu::CpuPerRequest {
+            edge: Some(600.0),
+            keyserver: Some(300.0),
+            loadgen: Some(250.0),
+            total: Some(900.0),
+            ..Default::default()
+        };
+        let r = RunResults {
+            run_id: "x".into(),
+            nginx: "stock nginx: 1.22".into(),
+            presets: vec!["linux".into(), "linux-keyless".into()],
+            cells: vec![cell("linux", 1, "1k.txt", 1024, 800.0), keyless],
+            ..RunResults::default()
+        };
+        write_data(dir.path(), &r).unwrap();
+        assert_eq!(read_data(dir.path()).unwrap(), r);
+        let text = std::fs::read_to_string(dir.path().join("cells.csv")).unwrap();
+        let mut rd = csv::Reader::from_reader(text.as_bytes());
+        let header: Vec<String> = rd.headers().unwrap().iter().map(String::from).collect();
+        let rows: Vec<csv::StringRecord> = rd.records().map(|r| r.unwrap()).collect();
+        let col = |name: &str, row: usize| {
+            let i = header
+                .iter()
+                .position(|h| h == name)
+                .unwrap_or_else(|| panic!("no {name}"));
+            rows[row][i].to_string()
+        };
+        for (name, linux, keyless) in [
+            ("cpu_us_per_req_edge", "500.0", "600.0"),
+            ("cpu_us_per_req_keyserver", "", "300.0"),
+            ("cpu_us_per_req_fileserver", "", ""),
+            ("cpu_us_per_req_memserver", "", ""),
+            ("cpu_us_per_req_origin", "", ""),
+            ("cpu_us_per_req_loadgen", "250.0", "250.0"),
+            ("cpu_us_per_req_total", "500.0", "900.0"),
+        ] {
+            assert_eq!(
+                (col(name, 0).as_str(), col(name, 1).as_str()),
+                (linux, keyless),
+                "{name}"
+            );
+        }
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("cells.json")).unwrap()).unwrap();
+        assert_eq!(json["cells"][1]["cpu_us_per_req_keyserver"], 300.0);
+        assert!(json["cells"][0]["cpu_us_per_req_keyserver"].is_null());
+        let md = std::fs::read_to_string(write_report(dir.path(), &r).unwrap().markdown).unwrap();
+        // The cost table comes first, with the ratio to linux and the paper's ratio.
+        let first = md
+            .find("## CPU per request: the cost of each protection (1k.txt)")
+            .unwrap();
+        assert!(first < md.find("## Configurations").unwrap(), "{md}");
+        assert!(
+            md.contains("| linux-keyless | 1 | 900.0 | 1.80× | 1111 | 0.50× | 1.17× (Linux-keyless) |"),
+            "{md}"
+        );
+        assert!(md.contains("1e6 / total µs"), "{md}");
+        assert!(
+            md.contains("| linux-keyless | 1 | 1k.txt | 400 | 600.0 | 300.0 |  |  |  | 900.0 | 250.0 |"),
+            "{md}"
+        );
     }
 }

@@ -3,8 +3,9 @@
 //! protection's cost relative to `linux` and stock nginx, multi-tenant
 //! totals and fairness, and every cell that did not run clean.
 
-use crate::preset;
+use crate::cpu::ProcessClass;
 use crate::results::{CellResult, RunResults, Tenancy, Tenant};
+use crate::{paper, preset};
 
 /// A table: title, header, rows of text cells.
 pub struct Table {
@@ -94,9 +95,133 @@ fn header(r: &RunResults) -> Vec<String> {
     h
 }
 
+/// CPU µs per request with one decimal; `–` when not measured.
+fn us(x: Option<f64>) -> String {
+    x.map(|x| format!("{x:.1}")).unwrap_or_else(|| "–".into())
+}
+
+/// The report's first table: each preset's servers' CPU per request (the
+/// smallest file), its ratio to `linux`, and the paper's throughput ratio
+/// for the same protection.
+fn cost_summary(r: &RunResults) -> Option<Table> {
+    let file = files(r).into_iter().next()?;
+    let mut rows = Vec::new();
+    for p in presets(r) {
+        for w in workers(r, &p) {
+            let c = cell(r, &p, w, &file);
+            let total = c.and_then(|c| c.cpu.total);
+            let base = cell(r, "linux", w, &file);
+            let ratio = |x: Option<f64>, b: Option<f64>| match (x, b) {
+                (Some(x), Some(b)) if b > 0.0 => format!("{:.2}×", x / b),
+                _ => "–".into(),
+            };
+            rows.push(vec![
+                p.clone(),
+                w.to_string(),
+                us(total),
+                ratio(total, base.and_then(|b| b.cpu.total)),
+                total
+                    .filter(|&t| t > 0.0)
+                    .map_or_else(|| "–".into(), |t| num(1e6 / t)),
+                ratio(c.map(|c| c.requests_per_sec), base.map(|b| b.requests_per_sec)),
+                paper::throughput_vs_linux(&p, w)
+                    .map(|x| format!("{x:.2}× ({})", paper::paper_name(&p).unwrap_or("")))
+                    .unwrap_or_else(|| "–".into()),
+            ]);
+        }
+    }
+    Some(Table {
+        title: format!("CPU per request: the cost of each protection ({file})"),
+        note: "CPU µs per request = user + system time of every server process (edge, key, file, memory \
+               servers, origin; not the load generator) during the load, divided by completed requests. \
+               This is the machine-independent cost of each protection, and it predicts throughput on a \
+               larger machine: requests/s per core ≈ 1e6 / total µs. A CPU ratio r to `linux` predicts a \
+               throughput ratio ≈ 1/r once the servers are CPU-bound. The paper measured throughput only \
+               (NGINX under SGX, 4-core machine, 1 KiB, draft figure), so its column is a throughput ratio \
+               to its Linux at the same workers."
+            .into(),
+        header: [
+            "configuration",
+            "workers",
+            "CPU µs/req",
+            "CPU × linux",
+            "req/s per core (1e6/µs)",
+            "req/s × linux (here)",
+            "paper: req/s × Linux",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    })
+}
+
+/// CPU µs per request of each process class beside throughput, for every
+/// clean single-tenant cell and every multi-tenant total.
+fn cpu_by_process(r: &RunResults) -> Table {
+    // A class the configuration does not run is an empty cell, not 0.
+    let us = |x: Option<f64>| x.map(|x| format!("{x:.1}")).unwrap_or_default();
+    let line = |name: String, c: &CellResult| {
+        let mut row = vec![
+            name,
+            c.workers.to_string(),
+            c.file.clone(),
+            num(c.requests_per_sec),
+        ];
+        row.extend(
+            ProcessClass::ALL
+                .iter()
+                .filter(|k| k.is_server())
+                .map(|&k| us(c.cpu.get(k))),
+        );
+        row.push(us(c.cpu.total));
+        row.push(us(c.cpu.loadgen));
+        row
+    };
+    let mut rows = Vec::new();
+    for p in presets(r) {
+        for w in workers(r, &p) {
+            for f in files(r) {
+                if let Some(c) = cell(r, &p, w, &f) {
+                    rows.push(line(p.clone(), c));
+                }
+            }
+        }
+    }
+    for c in r
+        .cells
+        .iter()
+        .filter(|c| c.tenant == Tenant::Total && c.status.is_ok())
+    {
+        rows.push(line(format!("{} ({} x{})", c.preset, c.tenancy, c.tenants), c));
+    }
+    let mut header: Vec<String> = ["configuration", "workers", "file", "req/s"]
+        .map(String::from)
+        .to_vec();
+    header.extend(
+        ProcessClass::ALL
+            .iter()
+            .filter(|k| k.is_server())
+            .map(|k| k.as_str().to_string()),
+    );
+    header.push("servers total".into());
+    header.push("load generator".into());
+    Table {
+        title: "CPU µs per request by process".into(),
+        note: "User + system CPU time (each process's CPU clock, /proc) of each kind of process during the load, divided by \
+               completed requests: the machine-independent cost of each protection, which predicts \
+               throughput on a larger machine (requests/s per core ≈ 1e6 / servers total). The edge is its \
+               master and every worker (a worker that exits is counted through its master); the load \
+               generator is the eval process itself. An empty cell: the configuration runs no such process."
+            .into(),
+        header,
+        rows,
+    }
+}
+
 /// All tables, in report order.
 pub fn all(r: &RunResults) -> Vec<Table> {
     let mut t = Vec::new();
+    t.extend(cost_summary(r));
     // Presets and availability.
     let mut rows = Vec::new();
     for name in &r.presets {
@@ -140,6 +265,7 @@ pub fn all(r: &RunResults) -> Vec<Table> {
                 .unwrap_or_else(|| "–".into())
         }),
     });
+    t.push(cpu_by_process(r));
     t.push(Table {
         title: "Latency (ms): mean / p50 / p99".into(),
         note: "mean = ab's time per request (concurrency / throughput); percentiles from the HDR histogram."

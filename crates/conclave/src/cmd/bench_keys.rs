@@ -26,6 +26,12 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Do not run `openssl speed` after the measurements (by default it
+    /// runs for each key type, alone and with `-multi` one per core, for
+    /// `--seconds` rounded up, as the reference for the key server's CPU
+    /// per signature and throughput).
+    #[arg(long)]
+    pub no_openssl: bool,
 }
 
 /// Runs the benchmark and prints the table (or JSON); rows go to stderr as
@@ -47,10 +53,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             eprintln!("{}", r.line());
         }
     })?;
+    // After the key server's rows, so openssl has the cores to itself.
+    let reference = (!a.no_openssl).then(|| keys::compare_with_openssl(&rows, a.seconds.ceil() as u32));
+    if let Some(Err(e)) = reference.as_ref().map(|r| &r.result) {
+        eprintln!("WARNING: {e}");
+    }
     super::print_line(if a.json {
-        keys::json(&rows)
+        keys::json(&rows, reference.as_ref())
     } else {
-        keys::table(&rows)
+        keys::table(&rows, reference.as_ref())
     });
     Ok(())
 }
