@@ -13,6 +13,7 @@
 pub mod availability;
 pub mod cli;
 pub mod deploy;
+pub mod k8s;
 pub mod layout;
 pub mod machine;
 pub mod matrix;
