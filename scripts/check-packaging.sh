@@ -98,8 +98,8 @@ if [ -n "$HELM" ]; then
   "$HELM" template fleet deploy/helm/conclave --namespace conclave > "$PK/helm-default.yaml"
   validate "$PK/helm-default.yaml"
   "$HELM" template fleet deploy/helm/conclave --namespace conclave \
-    --set edge.workload=daemonset --set memserver.enabled=false --set keyserver.enabled=false \
-    --set fileserver.enabled=false --set edge.mode=standalone > "$PK/helm-small.yaml"
+    --set edge.workload=daemonset --set edge.key=local --set edge.storage=host \
+    --set edge.shared=smc --set edge.mode=standalone > "$PK/helm-small.yaml"
   validate "$PK/helm-small.yaml"
 fi
 

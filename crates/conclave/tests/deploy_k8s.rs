@@ -558,11 +558,15 @@ fn helm_chart_renders_the_same_fleet() {
     for (k, v) in &b {
         assert_eq!(&a[k], v, "command of {k}");
     }
-    let edge_toml = |objs: &[Value]| -> toml::Table {
+    // The same edge settings, read as `conclave edge` reads them (keys at
+    // their defaults may be left out), and the same admin listener.
+    let edge_settings = |objs: &[Value]| -> (conclave_edge::EdgeSettings, toml::Value) {
         let cm = objs.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
-        toml::from_str(cm["data"]["edge.toml"].as_str().unwrap()).unwrap()
+        let mut t: toml::Table = toml::from_str(cm["data"]["edge.toml"].as_str().unwrap()).unwrap();
+        let admin = t.remove("admin").expect("[admin]");
+        (t.try_into().unwrap(), admin)
     };
-    assert_eq!(edge_toml(&theirs), edge_toml(&ours));
+    assert_eq!(edge_settings(&theirs), edge_settings(&ours));
 }
 
 /// A one-shot HTTP server answering `status` to whatever comes.
