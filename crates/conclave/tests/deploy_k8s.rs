@@ -579,12 +579,17 @@ fn answer_once(status: &'static str) -> u16 {
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
         let (mut s, _) = l.accept().unwrap();
+        // The whole request head, so closing after the answer resets nothing.
+        let mut head = Vec::new();
         let mut buf = [0u8; 1024];
-        let _ = s.read(&mut buf);
-        let _ = write!(
-            s,
-            "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        );
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let answer = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let _ = s.write_all(answer.as_bytes());
     });
     port
 }
@@ -603,7 +608,8 @@ fn probe_passes_on_200_and_an_open_port_only() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("HTTP/1.1 503 Service Unavailable"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("HTTP/1.1 503 Service Unavailable"), "{err}");
     let open = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = open.local_addr().unwrap().port();
     let o = conclave()
@@ -617,7 +623,8 @@ fn probe_passes_on_200_and_an_open_port_only() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("Connection refused"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("Connection refused"), "{err}");
     let o = conclave()
         .args(["deploy", "probe", "udp://x:1"])
         .output()

@@ -98,10 +98,9 @@ fn probe(target: &str, timeout: Duration) -> anyhow::Result<()> {
         TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {addr}"))?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n"
-    )?;
+    // One write: a server that answers on the first bytes sees the whole request.
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes())?;
     // The status line is all the verdict needs: stop reading at its end.
     let mut head = Vec::with_capacity(256);
     let mut buf = [0u8; 256];
