@@ -454,6 +454,54 @@ fn renders_a_fleet_whose_secrets_stay_with_their_owners() {
     assert_eq!(std::fs::read(out.join("10-secrets.yaml")).unwrap(), before);
 }
 
+/// The checks above fail on a fleet that breaks them (so a passing run
+/// means something): a container mounting another part's identity, a flow
+/// the protocol does not have, a container with a writable root.
+#[test]
+fn the_checks_catch_a_borrowed_identity_an_extra_flow_and_a_writable_root() {
+    let t = tempfile::tempdir().unwrap();
+    let (out, _) = render(t.path());
+    let objs = all_objects(&read_manifests(&out));
+    let fails = |f: &dyn Fn(&[Value]), objs: &[Value]| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(objs))).is_err()
+    };
+    let edge_at = objs
+        .iter()
+        .position(|o| kind_name(o) == ("Deployment".into(), "fleet-edge".into()))
+        .unwrap();
+
+    let mut borrowed = objs.clone();
+    borrowed[edge_at]["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({ "name": "memserver-run", "mountPath": "/m" }));
+    assert!(fails(
+        &|o| assert_each_container_mounts_only_its_identity(o, "fleet"),
+        &borrowed
+    ));
+
+    let mut extra = objs.clone();
+    let ks = extra
+        .iter()
+        .position(|o| kind_name(o) == ("NetworkPolicy".into(), "fleet-keyserver".into()))
+        .unwrap();
+    extra[ks]["spec"]["egress"] = serde_json::json!([{ "ports": [{ "protocol": "TCP", "port": 443 }] }]);
+    assert!(fails(&assert_protocol_flows, &extra));
+
+    let mut writable = objs.clone();
+    writable[edge_at]["spec"]["template"]["spec"]["initContainers"][0]["securityContext"]
+        ["readOnlyRootFilesystem"] = serde_json::json!(false);
+    assert!(fails(&assert_restricted, &writable));
+
+    for f in [
+        &(|o: &[Value]| assert_each_container_mounts_only_its_identity(o, "fleet")) as &dyn Fn(&[Value]),
+        &assert_protocol_flows,
+        &assert_restricted,
+    ] {
+        assert!(!fails(f, &objs));
+    }
+}
+
 #[test]
 fn refuses_what_a_fleet_cannot_run() {
     let t = tempfile::tempdir().unwrap();

@@ -37,7 +37,7 @@ pub enum EdgeWorkload {
 /// The fleet-level choices the deployment file does not hold (it describes
 /// one machine): flags of `conclave deploy k8s`, mirrored by the Helm
 /// chart's `values.yaml`.
-#[derive(Clone, Debug, clap::Args)]
+#[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
 pub struct K8sOptions {
     /// Namespace of every object (created, with the restricted Pod Security level).
     #[arg(long, default_value = "conclave")]
@@ -294,6 +294,17 @@ impl Manifests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_options_are_the_flags_defaults() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            o: K8sOptions,
+        }
+        assert_eq!(Cli::parse_from(["k8s"]).o, K8sOptions::default());
+    }
 
     #[test]
     fn names_become_dns_labels() {
