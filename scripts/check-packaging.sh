@@ -5,7 +5,8 @@
 #      strictly, against the schemas of a pinned Kubernetes version
 #      (kubernetes-validate, offline, in a venv under target/packaging);
 #   2. crates/conclave/tests/deploy_k8s.rs with a real, pinned helm (mounts,
-#      NetworkPolicies, pod security, chart = renderer);
+#      NetworkPolicies, pod security, chart = renderer), then one rendered
+#      node run on loopback (scripts/k8s_node_smoke.py: HTTPS MISS then HIT);
 #   3. `systemd-analyze verify` on deploy/systemd/*.service;
 #   4. the .deb: `cargo deb` from the debug binary (the release build takes
 #      too long for CI; the release command is in docs/operations.md), then
@@ -105,6 +106,14 @@ fi
 
 echo "== packaging: deploy_k8s tests (mounts, NetworkPolicies, pod security, chart = renderer)"
 cargo test -q -p conclave --test deploy_k8s -- --test-threads=2
+
+echo "== packaging: one rendered node on loopback (scripts/k8s_node_smoke.py)"
+if [ "$(id -u)" -eq 0 ] && command -v unshare >/dev/null 2>&1; then
+  unshare -m --propagation private "$PK/venv/bin/python" scripts/k8s_node_smoke.py "$BIN" "$PK/node"
+else
+  loud "the node smoke test needs root and unshare (a private mount namespace): NOT run"
+  fail=1
+fi
 
 echo "== packaging: systemd-analyze verify"
 if ! command -v systemd-analyze >/dev/null 2>&1; then
