@@ -14,6 +14,7 @@ pub mod availability;
 pub mod cli;
 pub mod cpu;
 pub mod deploy;
+pub mod k8s;
 pub mod layout;
 pub mod machine;
 pub mod matrix;

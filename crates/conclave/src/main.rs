@@ -65,6 +65,10 @@ enum Command {
     /// Start every process of a deployment and stop them all together.
     #[cfg(feature = "eval")]
     Up(cmd::up::Args),
+    /// Fleet tools: Kubernetes manifests, container probes (docs/fleet.md).
+    #[cfg(feature = "eval")]
+    #[command(subcommand)]
+    Deploy(cmd::deploy::Deploy),
     /// Run the evaluation matrix and write a report.
     #[cfg(feature = "eval")]
     Eval(cmd::eval::Args),
@@ -125,6 +129,8 @@ fn main() -> ExitCode {
         Command::Fsck(a) => cmd::fsck::run(a),
         #[cfg(feature = "eval")]
         Command::Up(a) => cmd::up::run(a),
+        #[cfg(feature = "eval")]
+        Command::Deploy(d) => cmd::deploy::run(d),
         #[cfg(feature = "eval")]
         Command::Eval(a) => cmd::eval::run(a),
         #[cfg(feature = "waf")]

@@ -18,6 +18,8 @@ pub mod bench_mem;
 pub mod bench_rpc;
 #[cfg(feature = "bench")]
 pub mod content;
+#[cfg(feature = "eval")]
+pub mod deploy;
 #[cfg(feature = "edge")]
 pub mod edge;
 #[cfg(feature = "eval")]
