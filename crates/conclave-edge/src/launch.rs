@@ -4,10 +4,11 @@
 
 use crate::config::EdgeConfig;
 use crate::EdgeError;
-use std::path::PathBuf;
+use nix::sys::signal::Signal;
+use std::path::{Path, PathBuf};
 
 /// Arguments of `conclave edge`.
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
 pub struct EdgeArgs {
     /// The edge configuration file (see docs/edge.md).
     #[arg(long)]
@@ -15,9 +16,35 @@ pub struct EdgeArgs {
     /// Only validate the configuration and exit.
     #[arg(long)]
     pub check: bool,
+    /// Tell the running edge (found through the config's pid_file) to
+    /// re-read its configuration (SIGHUP).
+    #[arg(long, conflicts_with_all = ["check", "stop", "reopen", "upgrade"])]
+    pub reload: bool,
+    /// Tell the running edge to stop gracefully (SIGQUIT).
+    #[arg(long, conflicts_with_all = ["check", "reopen", "upgrade"])]
+    pub stop: bool,
+    /// Tell the running edge's workers to reopen their log files (SIGUSR1).
+    #[arg(long, conflicts_with_all = ["check", "upgrade"])]
+    pub reopen: bool,
+    /// Tell the running edge to start the binary now installed at its path
+    /// as a new master that takes over its sockets (SIGUSR2).
+    #[arg(long, conflicts_with = "check")]
+    pub upgrade: bool,
 }
 
 impl EdgeArgs {
+    /// Run the edge of `config` (no `--check`, no signal).
+    pub fn serve(config: PathBuf) -> EdgeArgs {
+        EdgeArgs {
+            config,
+            check: false,
+            reload: false,
+            stop: false,
+            reopen: false,
+            upgrade: false,
+        }
+    }
+
     /// The argument list after the binary, `["edge", "--config", ..]`, that
     /// `conclave` parses back into these arguments (for `conclave eval`).
     pub fn to_args(&self) -> Vec<String> {
@@ -26,10 +53,30 @@ impl EdgeArgs {
             "--config".into(),
             self.config.display().to_string(),
         ];
-        if self.check {
-            a.push("--check".into());
+        for (set, flag) in [
+            (self.check, "--check"),
+            (self.reload, "--reload"),
+            (self.stop, "--stop"),
+            (self.reopen, "--reopen"),
+            (self.upgrade, "--upgrade"),
+        ] {
+            if set {
+                a.push(flag.into());
+            }
         }
         a
+    }
+
+    /// The signal these arguments send to a running master, if any.
+    pub fn signal(&self) -> Option<Signal> {
+        [
+            (self.reload, Signal::SIGHUP),
+            (self.stop, Signal::SIGQUIT),
+            (self.reopen, Signal::SIGUSR1),
+            (self.upgrade, Signal::SIGUSR2),
+        ]
+        .into_iter()
+        .find_map(|(set, sig)| set.then_some(sig))
     }
 }
 
@@ -54,10 +101,10 @@ pub fn check_summary(args: &EdgeArgs, cfg: &EdgeConfig) -> String {
     )
 }
 
-/// Validates the config; with `--check` prints the summary, else runs the
-/// master, which starts the workers (this same binary as `edge-worker`).
-pub fn run_edge(args: &EdgeArgs) -> Result<(), EdgeError> {
-    let cfg = EdgeConfig::load(&args.config)?;
+/// Reads and validates the configuration as a start would: `--check`, the
+/// master's start and every reload (SIGHUP) go through here.
+pub fn load_checked(path: &Path) -> Result<EdgeConfig, EdgeError> {
+    let cfg = EdgeConfig::load(path)?;
     // Every worker reads the ticket secret; a bad one is refused here, once,
     // naming the file, instead of as a worker failing to start.
     if let crate::config::SharedConfig::Mem {
@@ -68,8 +115,22 @@ pub fn run_edge(args: &EdgeArgs) -> Result<(), EdgeError> {
         crate::tickets::TicketSeal::from_file(p)
             .map_err(|e| EdgeError::Setup(format!("[shared] ticket_secret_file: {e}")))?;
     }
+    Ok(cfg)
+}
+
+/// With `--reload`/`--stop`/`--reopen`/`--upgrade` signals the running
+/// master; else validates the config, and with `--check` prints the
+/// summary, else runs the master, which starts the workers (this same
+/// binary as `edge-worker`).
+pub fn run_edge(args: &EdgeArgs) -> Result<(), EdgeError> {
+    use std::io::Write;
+    if let Some(sig) = args.signal() {
+        let line = signal_master(&args.config, sig)?;
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
+        return Ok(());
+    }
+    let cfg = load_checked(&args.config)?;
     if args.check {
-        use std::io::Write;
         // A closed stdout is not an error of the check.
         let _ = writeln!(std::io::stdout().lock(), "{}", check_summary(args, &cfg));
         return Ok(());
@@ -80,19 +141,158 @@ pub fn run_edge(args: &EdgeArgs) -> Result<(), EdgeError> {
     for s in &cfg.servers {
         tracing::info!("edge: {:?} site on https://{}", s.site.mode(), s.listen);
     }
-    crate::master::run_master(cfg.workers, cfg.graceful_timeout, move |i| {
-        let mut c = std::process::Command::new(&exe);
-        c.arg("edge-worker")
-            .arg("--config")
-            .arg(&config)
-            .arg("--index")
-            .arg(i.to_string());
-        c
+    crate::master::run_master(cfg, crate::master::MasterPlan { exe, config })
+}
+
+/// Sends `sig` to the master named by the pid file of `config`; the line
+/// to print.
+pub fn signal_master(config: &Path, sig: Signal) -> Result<String, EdgeError> {
+    let pid_file = pid_file_of(config)?;
+    let pid = crate::pid_file::running_master(&pid_file)?;
+    let raw = i32::try_from(pid).map_err(|_| EdgeError::Setup(format!("pid {pid} out of range")))?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), sig)
+        .map_err(|e| EdgeError::io(format!("sending {sig} to pid {pid}"), e.into()))?;
+    Ok(format!("sent {sig} to the conclave edge master (pid {pid})"))
+}
+
+/// The `pid_file` of `config`, read leniently (only that key), so a master
+/// can be stopped even while the file holds an edit that would not load.
+fn pid_file_of(config: &Path) -> Result<PathBuf, EdgeError> {
+    /// The one key this reads.
+    #[derive(serde::Deserialize)]
+    struct PidFileKey {
+        pid_file: Option<PathBuf>,
+    }
+    let text = std::fs::read_to_string(config)
+        .map_err(|e| EdgeError::io(format!("reading {}", config.display()), e))?;
+    let key: PidFileKey = toml::from_str(&text)
+        .map_err(|e| EdgeError::Setup(format!("{}: {}", config.display(), e.message())))?;
+    let p = key.pid_file.ok_or_else(|| {
+        EdgeError::Setup(format!(
+            "{} has no pid_file key: the running edge is found through it",
+            config.display()
+        ))
+    })?;
+    Ok(match config.parent() {
+        Some(dir) if p.is_relative() => dir.join(p),
+        _ => p,
     })
 }
 
-/// Runs one worker until SIGTERM/SIGINT or EOF on stdin (the master is gone).
+/// Runs one worker until SIGTERM/SIGINT/SIGQUIT or EOF on stdin (the master is gone).
 pub fn run_worker(args: &WorkerArgs) -> Result<(), EdgeError> {
     let cfg = EdgeConfig::load(&args.config)?;
     crate::worker::run_worker(&cfg, true)
+}
+
+/// What a worker that could not run tells its master (on its stdout, the
+/// master's pipe) before it exits with [`crate::master::EX_CONFIG`].
+pub fn report_worker_failure(e: &EdgeError) {
+    use std::io::Write;
+    let reason = e.to_string().replace('\n', " ");
+    let _ = writeln!(std::io::stdout().lock(), "error: {reason}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: Cmd,
+    }
+
+    #[derive(clap::Subcommand)]
+    enum Cmd {
+        Edge(EdgeArgs),
+    }
+
+    fn parse(args: Vec<String>) -> Result<EdgeArgs, clap::Error> {
+        let Cli { cmd: Cmd::Edge(a) } =
+            Cli::try_parse_from(std::iter::once("conclave".to_string()).chain(args))?;
+        Ok(a)
+    }
+
+    #[test]
+    fn to_args_parses_back_to_the_same_arguments() {
+        let base = EdgeArgs::serve("/etc/conclave/edge.toml".into());
+        let variants = [
+            base.clone(),
+            EdgeArgs {
+                check: true,
+                ..base.clone()
+            },
+            EdgeArgs {
+                reload: true,
+                ..base.clone()
+            },
+            EdgeArgs {
+                stop: true,
+                ..base.clone()
+            },
+            EdgeArgs {
+                reopen: true,
+                ..base.clone()
+            },
+            EdgeArgs {
+                upgrade: true,
+                ..base.clone()
+            },
+        ];
+        for a in variants {
+            assert_eq!(parse(a.to_args()).unwrap(), a);
+        }
+        assert_eq!(
+            EdgeArgs {
+                reload: true,
+                ..base.clone()
+            }
+            .signal(),
+            Some(Signal::SIGHUP)
+        );
+        assert_eq!(
+            EdgeArgs {
+                stop: true,
+                ..base.clone()
+            }
+            .signal(),
+            Some(Signal::SIGQUIT)
+        );
+        assert_eq!(base.signal(), None);
+    }
+
+    #[test]
+    fn two_actions_are_refused() {
+        let a = ["edge", "--config", "e.toml", "--reload", "--stop"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            parse(a).unwrap_err().kind(),
+            clap::error::ErrorKind::ArgumentConflict
+        );
+    }
+
+    #[test]
+    fn signalling_needs_a_pid_file_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("edge.toml");
+        std::fs::write(&cfg, "workers = 1\n").unwrap();
+        let e = signal_master(&cfg, Signal::SIGHUP).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{} has no pid_file key: the running edge is found through it",
+                cfg.display()
+            )
+        );
+        std::fs::write(&cfg, "pid_file = \"edge.pid\"\n[[server]]\nlisten = \"x\"\n").unwrap();
+        assert_eq!(pid_file_of(&cfg).unwrap(), dir.path().join("edge.pid"));
+        let e = signal_master(&cfg, Signal::SIGHUP).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("pid file {}: ", dir.path().join("edge.pid").display())),
+            "{e}"
+        );
+    }
 }

@@ -1,11 +1,12 @@
 //! One worker process: builds the sites of the config and serves them until told
-//! to stop (SIGTERM, SIGINT, or EOF on stdin, i.e. the master is gone).
+//! to stop (SIGTERM, SIGINT, SIGQUIT, or EOF on stdin: the master drains it or
+//! is gone). Its listening sockets are the master's ([`crate::listen`]).
 
 use crate::access_log::AccessLog;
 use crate::cache::Cache;
 use crate::config::{EdgeConfig, KeyConfig, SharedConfig, SiteConfig, StorageConfig, TlsConfig};
 use crate::keysource::{KeyFile, KeyServerKey, KeySource};
-use crate::server::{accept_loop, bind_reuseport, ConnLimiter, Limits, Listener, ReqLimiter};
+use crate::server::{accept_loop, ConnLimiter, Limits, Listener, ReqLimiter};
 use crate::shared::{LocalSharedState, MemSharedState, SharedState};
 use crate::site::{Backend, Site};
 use crate::storage::{HostStorage, NextfsStorage, Storage};
@@ -31,7 +32,7 @@ pub fn runtime(threads: usize, remote_seams: bool) -> std::io::Result<tokio::run
     }
 }
 
-/// Stops when SIGTERM or SIGINT arrives, or (if `watch_stdin`) stdin reaches EOF.
+/// Stops when SIGTERM, SIGINT or SIGQUIT arrives, or (if `watch_stdin`) stdin reaches EOF.
 pub fn stop_signal(
     watch_stdin: bool,
 ) -> Result<(Arc<watch::Sender<bool>>, watch::Receiver<bool>), EdgeError> {
@@ -64,16 +65,48 @@ pub fn stop_signal(
     }
     let mut term = signal(SignalKind::terminate()).map_err(|e| EdgeError::io("SIGTERM handler", e))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| EdgeError::io("SIGINT handler", e))?;
+    let mut quit = signal(SignalKind::quit()).map_err(|e| EdgeError::io("SIGQUIT handler", e))?;
     let tx2 = tx.clone();
     tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
+            _ = quit.recv() => {}
         }
         tracing::debug!("signal: stopping");
         let _ = tx2.send(true);
     });
     Ok((tx, rx))
+}
+
+/// Keeps the master's signals from killing a worker that gets them too (a
+/// signal to the whole process group, a terminal's hang-up): SIGHUP and
+/// SIGUSR2 are the master's business; SIGUSR1 (reopen the logs) is acted on
+/// by its own handler. A handler once installed stays for the process's life.
+fn hold_master_signals() -> Result<(), EdgeError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    for (kind, name) in [
+        (SignalKind::hangup(), "SIGHUP"),
+        (SignalKind::user_defined1(), "SIGUSR1"),
+        (SignalKind::user_defined2(), "SIGUSR2"),
+    ] {
+        // Dropping the stream keeps the handler: the signal is then ignored.
+        drop(signal(kind).map_err(|e| EdgeError::io(format!("{name} handler"), e))?);
+    }
+    Ok(())
+}
+
+/// Tells the master (the first line on our stdout, its pipe) that this
+/// worker serves, so a reload can let the old workers drain.
+fn report_ready() {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{}", crate::master::READY_LINE)
+        .and_then(|()| out.flush())
+        .is_err()
+    {
+        tracing::debug!("the master's pipe is closed");
+    }
 }
 
 /// The TLS ticket keys: derived from the master's seed (`local`), or kept
@@ -215,6 +248,7 @@ async fn serve(
     seed: Option<[u8; crate::tickets::SEED_LEN]>,
 ) -> Result<(), EdgeError> {
     let (_stopper, stop) = stop_signal(watch_stdin)?;
+    hold_master_signals()?;
     let shared: Arc<dyn SharedState> = shared_state(&cfg.shared)?;
     let tickets: Arc<dyn rustls::server::ProducesTickets> = Arc::new(ticketer(cfg, shared.as_ref(), seed)?);
     let fs_client = match &cfg.storage {
@@ -267,7 +301,7 @@ async fn serve(
             }
         };
         let tls = crate::tls::server_config(&s.tls, keys.as_ref(), Some(tickets.clone()))?;
-        let tcp = bind_reuseport(s.listen).map_err(|e| EdgeError::io(format!("listen {}", s.listen), e))?;
+        let tcp = crate::listen::take_or_bind(s.listen)?;
         let site = Arc::new(Site {
             backend,
             max_uri_length: cfg.max_uri_length,
@@ -291,11 +325,15 @@ async fn serve(
             stop.clone(),
         )));
     }
+    crate::listen::close_unused();
     tracing::debug!(
         "worker {} serving {} site(s)",
         std::process::id(),
         cfg.servers.len()
     );
+    if watch_stdin {
+        report_ready();
+    }
     for l in loops {
         let _ = l.await;
     }

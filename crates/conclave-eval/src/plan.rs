@@ -580,14 +580,7 @@ fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError
             write(&conf, &edge_toml(d, dir))?;
             Ok(ProcessSpec {
                 name: "edge".into(),
-                argv: conclave_argv(
-                    bin,
-                    EdgeArgs {
-                        config: conf,
-                        check: false,
-                    }
-                    .to_args(),
-                ),
+                argv: conclave_argv(bin, EdgeArgs::serve(conf).to_args()),
                 log: dir.join("edge.log"),
                 probe: Probe::Tcp(listens),
                 user: None,

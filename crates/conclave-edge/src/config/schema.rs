@@ -93,6 +93,11 @@ pub struct EdgeSettings {
     /// `[[upstream]]`: named groups of origin servers for `proxy_pass = "http://NAME"`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upstream: Vec<UpstreamSettings>,
+    /// File the master writes its pid to (NGINX `pid`): how
+    /// `conclave edge --reload/--stop` find it, and how a second master
+    /// started by mistake sees that one already runs. Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_file: Option<PathBuf>,
 }
 
 impl Default for EdgeSettings {
@@ -122,6 +127,7 @@ impl Default for EdgeSettings {
             compression: None,
             server: Vec::new(),
             upstream: Vec::new(),
+            pid_file: None,
         }
     }
 }

@@ -53,6 +53,8 @@ pub struct EdgeConfig {
     pub shared: SharedConfig,
     /// The sites.
     pub servers: Vec<ServerConfig>,
+    /// Where the master writes its pid, `None` when not kept.
+    pub pid_file: Option<PathBuf>,
 }
 
 impl EdgeConfig {

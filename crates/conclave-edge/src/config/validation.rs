@@ -119,6 +119,7 @@ pub(super) fn validate(
         storage,
         shared,
         servers,
+        pid_file: raw.pid_file.as_deref().map(|p| c.rel(p)),
     })
 }
 
