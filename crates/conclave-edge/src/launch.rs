@@ -102,9 +102,15 @@ pub fn check_summary(args: &EdgeArgs, cfg: &EdgeConfig) -> String {
 }
 
 /// Reads and validates the configuration as a start would: `--check`, the
-/// master's start and every reload (SIGHUP) go through here.
-pub fn load_checked(path: &Path) -> Result<EdgeConfig, EdgeError> {
-    let cfg = EdgeConfig::load(path)?;
+/// master's start and every reload (SIGHUP) go through here. Also returns
+/// the text validated, which the master hands to its workers so they never
+/// read a later edit of the file.
+pub fn load_checked(path: &Path) -> Result<(EdgeConfig, String), EdgeError> {
+    let text = std::fs::read_to_string(path).map_err(|source| crate::ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let cfg = EdgeConfig::parse(path, &text)?;
     // Every worker reads the ticket secret; a bad one is refused here, once,
     // naming the file, instead of as a worker failing to start.
     if let crate::config::SharedConfig::Mem {
@@ -115,7 +121,43 @@ pub fn load_checked(path: &Path) -> Result<EdgeConfig, EdgeError> {
         crate::tickets::TicketSeal::from_file(p)
             .map_err(|e| EdgeError::Setup(format!("[shared] ticket_secret_file: {e}")))?;
     }
-    Ok(cfg)
+    Ok((cfg, text))
+}
+
+/// Largest configuration text the master hands to a worker.
+const MAX_HANDOFF_TEXT: usize = 16 << 20;
+
+/// What the master writes on a worker's stdin at start: the ticket seed
+/// (32 bytes), then the configuration text it validated (u32 big-endian
+/// length, UTF-8 bytes).
+pub fn handoff(seed: &[u8; crate::tickets::SEED_LEN], text: &str) -> Vec<u8> {
+    let mut b = Vec::with_capacity(seed.len() + 4 + text.len());
+    b.extend_from_slice(seed);
+    b.extend_from_slice(&(text.len() as u32).to_be_bytes());
+    b.extend_from_slice(text.as_bytes());
+    b
+}
+
+/// Reads [`handoff`] from `r` (the worker's stdin).
+pub fn read_handoff(
+    r: &mut impl std::io::Read,
+) -> Result<([u8; crate::tickets::SEED_LEN], String), EdgeError> {
+    let io = |e| EdgeError::io("reading the seed and configuration from the master", e);
+    let mut seed = [0u8; crate::tickets::SEED_LEN];
+    r.read_exact(&mut seed).map_err(io)?;
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).map_err(io)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_HANDOFF_TEXT {
+        return Err(EdgeError::Setup(format!(
+            "the master sent a {len}-byte configuration"
+        )));
+    }
+    let mut text = vec![0u8; len];
+    r.read_exact(&mut text).map_err(io)?;
+    let text = String::from_utf8(text)
+        .map_err(|_| EdgeError::Setup("the master sent a configuration that is not UTF-8".into()))?;
+    Ok((seed, text))
 }
 
 /// With `--reload`/`--stop`/`--reopen`/`--upgrade` signals the running
@@ -129,7 +171,7 @@ pub fn run_edge(args: &EdgeArgs) -> Result<(), EdgeError> {
         let _ = writeln!(std::io::stdout().lock(), "{line}");
         return Ok(());
     }
-    let cfg = load_checked(&args.config)?;
+    let (cfg, text) = load_checked(&args.config)?;
     if args.check {
         // A closed stdout is not an error of the check.
         let _ = writeln!(std::io::stdout().lock(), "{}", check_summary(args, &cfg));
@@ -141,7 +183,7 @@ pub fn run_edge(args: &EdgeArgs) -> Result<(), EdgeError> {
     for s in &cfg.servers {
         tracing::info!("edge: {:?} site on https://{}", s.site.mode(), s.listen);
     }
-    crate::master::run_master(cfg, crate::master::MasterPlan { exe, config })
+    crate::master::run_master(cfg, text, crate::master::MasterPlan { exe, config })
 }
 
 /// Sends `sig` to the master named by the pid file of `config`; the line
@@ -179,10 +221,13 @@ fn pid_file_of(config: &Path) -> Result<PathBuf, EdgeError> {
     })
 }
 
-/// Runs one worker until SIGTERM/SIGINT/SIGQUIT or EOF on stdin (the master is gone).
+/// Runs one worker until SIGTERM/SIGINT/SIGQUIT or EOF on stdin (the master
+/// drains it, or is gone): the configuration is the text the master validated
+/// (relative paths still relative to `--config`'s directory).
 pub fn run_worker(args: &WorkerArgs) -> Result<(), EdgeError> {
-    let cfg = EdgeConfig::load(&args.config)?;
-    crate::worker::run_worker(&cfg, true)
+    let (seed, text) = read_handoff(&mut std::io::stdin().lock())?;
+    let cfg = EdgeConfig::parse(&args.config, &text)?;
+    crate::worker::run_worker(&cfg, Some(seed))
 }
 
 /// What a worker that could not run tells its master (on its stdout, the
@@ -261,6 +306,17 @@ mod tests {
             Some(Signal::SIGQUIT)
         );
         assert_eq!(base.signal(), None);
+    }
+
+    #[test]
+    fn the_handoff_reads_back_and_a_short_one_is_an_error() {
+        let seed = [7u8; crate::tickets::SEED_LEN];
+        let b = handoff(&seed, "workers = 2\n");
+        assert_eq!(
+            read_handoff(&mut &b[..]).unwrap(),
+            (seed, "workers = 2\n".to_string())
+        );
+        assert!(read_handoff(&mut &b[..b.len() - 1]).is_err());
     }
 
     #[test]

@@ -15,9 +15,10 @@
 //! Each worker has two pipes to the master. Its stdin carries a 32-byte
 //! secret from which every worker derives the same TLS ticket keys (as
 //! NGINX's workers inherit the master's ticket key), so a client resumes on
-//! any worker, of any generation; closing it (a drain, a stop, or the master
-//! died) tells the worker to stop gracefully, so no worker outlives its
-//! master. Its stdout carries its report: `ready` once it serves, or
+//! any worker, of any generation, and the configuration text the master
+//! validated (a worker never reads a later edit of the file); closing it (a
+//! drain, a stop, or the master died) tells the worker to stop gracefully,
+//! so no worker outlives its master. Its stdout carries its report: `ready` once it serves, or
 //! `error: REASON` before it exits with [`EX_CONFIG`] because it could not
 //! set up (a key that does not match its certificate, unreadable WAF rules):
 //! restarting it would fail again, so the master stops with that reason,
@@ -65,8 +66,9 @@ pub struct MasterPlan {
     pub config: PathBuf,
 }
 
-/// Runs the master until it is stopped, or a worker cannot start.
-pub fn run_master(cfg: EdgeConfig, plan: MasterPlan) -> Result<(), EdgeError> {
+/// Runs the master until it is stopped, or a worker cannot start; `text`
+/// is the configuration file's text `cfg` was validated from.
+pub fn run_master(cfg: EdgeConfig, text: String, plan: MasterPlan) -> Result<(), EdgeError> {
     // The pid file first: a second master of the same edge is named as such,
     // not as a port conflict.
     let pid_file = cfg.pid_file.as_deref().map(PidFile::create).transpose()?;
@@ -92,7 +94,7 @@ pub fn run_master(cfg: EdgeConfig, plan: MasterPlan) -> Result<(), EdgeError> {
         pid_file,
         upgrading: false,
     };
-    rt.block_on(master.run(cfg, inbox))
+    rt.block_on(master.run(cfg, text, inbox))
 }
 
 /// What slots and helpers tell the master loop.
@@ -173,6 +175,7 @@ impl Master {
     async fn run(
         mut self,
         cfg: EdgeConfig,
+        text: String,
         mut inbox: mpsc::UnboundedReceiver<Event>,
     ) -> Result<(), EdgeError> {
         use tokio::signal::unix::SignalKind;
@@ -182,7 +185,7 @@ impl Master {
         let mut quit = on(SignalKind::quit(), "SIGQUIT")?;
         let mut term = on(SignalKind::terminate(), "SIGTERM")?;
         let mut int = on(SignalKind::interrupt(), "SIGINT")?;
-        let mut current = self.start_generation(&cfg);
+        let mut current = self.start_generation(&cfg, &text);
         let mut pending: Option<Generation> = None;
         let mut draining: Vec<Generation> = Vec::new();
         let result = loop {
@@ -280,14 +283,15 @@ impl Master {
         result
     }
 
-    /// Starts a generation of workers for `cfg` (already validated, its
-    /// sockets held).
-    fn start_generation(&mut self, cfg: &EdgeConfig) -> Generation {
+    /// Starts a generation of workers for `cfg` (already validated from
+    /// `text`, its sockets held).
+    fn start_generation(&mut self, cfg: &EdgeConfig, text: &str) -> Generation {
         let id = self.next_gen;
         self.next_gen += 1;
         let (stop, stopped) = watch::channel(false);
         let pids = Arc::new(Mutex::new(vec![None; cfg.workers]));
         let env = self.listen.env_value();
+        let handoff: Arc<[u8]> = crate::launch::handoff(&self.seed, text).into();
         let slots = (0..cfg.workers)
             .map(|index| {
                 let slot = Slot {
@@ -296,7 +300,7 @@ impl Master {
                     exe: self.plan.exe.clone(),
                     config: self.plan.config.clone(),
                     listen_fds: env.clone(),
-                    seed: self.seed,
+                    handoff: handoff.clone(),
                     grace: cfg.graceful_timeout,
                     events: self.events.clone(),
                     pids: pids.clone(),
@@ -320,7 +324,7 @@ impl Master {
     /// disk, or `None` (logged) when it is not valid.
     fn reload(&mut self) -> Option<Generation> {
         let path = self.plan.config.display().to_string();
-        let cfg = match crate::launch::load_checked(&self.plan.config) {
+        let (cfg, text) = match crate::launch::load_checked(&self.plan.config) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("SIGHUP: reload of {path} refused, the running workers go on: {e}");
@@ -332,7 +336,7 @@ impl Master {
             return None;
         }
         tracing::info!("SIGHUP: {path} is valid; starting {} new worker(s)", cfg.workers);
-        Some(self.start_generation(&cfg))
+        Some(self.start_generation(&cfg, &text))
     }
 
     /// SIGUSR2: starts the binary at `plan.exe` as a new master that
@@ -395,7 +399,8 @@ struct Slot {
     exe: PathBuf,
     config: PathBuf,
     listen_fds: String,
-    seed: [u8; crate::tickets::SEED_LEN],
+    /// The ticket seed and configuration text ([`crate::launch::handoff`]).
+    handoff: Arc<[u8]>,
     grace: Duration,
     events: mpsc::UnboundedSender<Event>,
     pids: Arc<Mutex<Vec<Option<u32>>>>,
@@ -457,8 +462,8 @@ impl Slot {
             // `Child::wait` would close stdin; keep it open until we mean to stop the worker.
             let mut pipe = child.stdin.take();
             if let Some(p) = pipe.as_mut() {
-                if let Err(e) = p.write_all(&self.seed).await {
-                    tracing::warn!("worker {i}: passing the ticket seed: {e}");
+                if let Err(e) = p.write_all(&self.handoff).await {
+                    tracing::warn!("worker {i}: passing the seed and configuration: {e}");
                 }
             }
             let report = child.stdout.take().map(|out| {

@@ -224,19 +224,11 @@ fn key_source(tls: &TlsConfig, timeout: std::time::Duration) -> Box<dyn KeySourc
     }
 }
 
-/// Serves `cfg` in this process until stopped; `watch_stdin` makes EOF on stdin a stop.
-pub fn run_worker(cfg: &EdgeConfig, watch_stdin: bool) -> Result<(), EdgeError> {
-    // The master's first bytes on our stdin: the seed of the shared ticket keys.
-    let seed = if watch_stdin {
-        use std::io::Read;
-        let mut seed = [0u8; crate::tickets::SEED_LEN];
-        std::io::stdin()
-            .read_exact(&mut seed)
-            .map_err(|e| EdgeError::io("reading the ticket seed from the master", e))?;
-        Some(seed)
-    } else {
-        None
-    };
+/// Serves `cfg` in this process until stopped. `seed` is the master's (see
+/// [`crate::launch::read_handoff`]): with one, EOF on stdin (the master's
+/// pipe) is a stop and readiness is reported on stdout.
+pub fn run_worker(cfg: &EdgeConfig, seed: Option<[u8; crate::tickets::SEED_LEN]>) -> Result<(), EdgeError> {
+    let watch_stdin = seed.is_some();
     let rt = runtime(cfg.worker_threads, cfg.has_remote_seam())
         .map_err(|e| EdgeError::io("building the runtime", e))?;
     rt.block_on(serve(cfg, watch_stdin, seed))

@@ -213,7 +213,12 @@ fn an_invalid_config_on_sighup_keeps_the_old_one_serving() {
         "{}",
         w.log()
     );
-    assert_eq!(w.get(), ONE);
+    let r = curl(
+        w.dir.path(),
+        &format!("https://127.0.0.1:{}/index.html", w.port),
+        &[],
+    );
+    assert_eq!(r.text(), ONE, "{r:?} {}", w.log());
     assert_eq!(children_of(edge.id()), workers, "the workers were not replaced");
 
     // A valid file again reloads.
@@ -270,14 +275,18 @@ fn a_second_edge_on_a_held_port_exits_naming_the_port() {
         &cfg2,
         std::fs::read_to_string(&cfg)
             .unwrap()
-            .replace("certs/", &format!("{}/certs/", w.dir.path().display())),
+            .replace("certs/", &format!("{}/certs/", w.dir.path().display()))
+            .replace(
+                "root = \"one\"",
+                &format!("root = \"{}\"", w.path("one").display()),
+            ),
     )
     .unwrap();
     let want = format!(
         "error: 127.0.0.1:{} is already in use (by another process)",
         w.port
     );
-    let mut run = |cfg: &Path| {
+    let run = |cfg: &Path| {
         let mut c = conclave()
             .args(["edge", "--config"])
             .arg(cfg)
