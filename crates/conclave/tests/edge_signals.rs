@@ -132,7 +132,9 @@ fn assert_no_failure(ab: Child) {
     );
     assert_eq!(common::ab_json_u64(&out.stdout, "/failed"), 0, "{text}");
     assert_eq!(common::ab_json_u64(&out.stdout, "/non_2xx"), 0, "{text}");
-    assert!(common::ab_json_u64(&out.stdout, "/complete") > 100, "{text}");
+    let complete = common::ab_json_u64(&out.stdout, "/complete");
+    assert!(complete > 100, "{text}");
+    eprintln!("ab: {complete} requests, none failed");
 }
 
 /// The pids of `pid`'s child processes (its workers).
@@ -162,7 +164,7 @@ fn sighup_under_load_serves_the_new_root_with_no_failed_request() {
     let first: Vec<u32> = children_of(edge.id());
     assert_eq!(first.len(), 2, "two workers");
 
-    let mut ab = w.ab(10);
+    let mut ab = w.ab(15);
     w.wait_load();
     w.config("two", "");
     assert!(signal(edge.id().into(), "HUP"));
@@ -229,6 +231,37 @@ fn an_invalid_config_on_sighup_keeps_the_old_one_serving() {
         "{}",
         w.log()
     );
+}
+
+#[test]
+fn a_reload_whose_workers_cannot_set_up_keeps_the_old_ones() {
+    let w = World::new();
+    common::certs(&w.path("other"), &[]);
+    let cfg = w.config("one", "");
+    let edge = w.start(&cfg);
+    let workers = children_of(edge.id());
+    // Valid as a file (what --check sees), but the key is not the certificate's.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "key = \"certs/site/server.key\"",
+            "key = \"other/site/server.key\"",
+        )
+        .replace("\"one\"", "\"two\""),
+    )
+    .unwrap();
+    assert!(signal(edge.id().into(), "HUP"));
+    assert!(
+        wait_until(Duration::from_secs(30), || w
+            .log()
+            .contains("reload failed, the running workers go on: worker ")),
+        "{}",
+        w.log()
+    );
+    assert!(w.log().contains(" could not start: TLS: "), "{}", w.log());
+    assert_eq!(w.get(), ONE);
+    assert_eq!(children_of(edge.id()), workers);
 }
 
 #[test]
@@ -418,7 +451,7 @@ fn sigusr2_upgrade_hands_the_sockets_over_with_no_failed_request() {
     assert!(wait_until(Duration::from_secs(10), || read_pid(&pid_file) == Some(old_pid)));
     let old_workers = children_of(old_pid);
 
-    let ab = w.ab(10);
+    let ab = w.ab(15);
     w.wait_load();
     let out = w.control(&cfg, "--upgrade");
     assert!(out.status.success(), "{out:?}");
