@@ -177,8 +177,9 @@ struct ConnClock {
     /// the peer that stalled it (still sending PINGs or body bytes) would keep
     /// it open [`LINGER`] longer.
     abort: AtomicBool,
-    /// Set when the first request head has been read: from then on a drain
-    /// may close the connection between requests (see [`drain_after_first_request`]).
+    /// Set when the first request head has been read (at once for HTTP/2):
+    /// from then on a drain may close the connection between requests (see
+    /// [`drain_after_first_request`]).
     requested: AtomicBool,
 }
 
@@ -584,6 +585,9 @@ async fn serve_conn(
         None => Err(tcp),
     };
     let is_h2 = matches!(&stream, Ok(s) if s.get_ref().1.alpn_protocol() == Some(b"h2"));
+    // HTTP/2's GOAWAY tells the client which streams were not served, and
+    // clients retry those: such a connection may be drained at once.
+    clock.requested.store(is_h2, Ordering::Relaxed);
     let mark = is_h2.then(|| clock.clone());
     let seen = clock.clone();
     let req_limit = limits.req_limit.clone();

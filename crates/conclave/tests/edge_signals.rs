@@ -64,6 +64,11 @@ impl World {
             &["edge", "--config", config.to_str().unwrap()],
         );
         wait_port(self.port);
+        assert!(
+            wait_until(Duration::from_secs(30), || self.log().contains("worker(s) ready")),
+            "{}",
+            self.log()
+        );
         edge
     }
 
@@ -137,14 +142,23 @@ fn assert_no_failure(ab: Child) {
     eprintln!("ab: {complete} requests, none failed");
 }
 
-/// The pids of `pid`'s child processes (its workers).
+/// The pids of `pid`'s live child processes (its workers), sorted: every
+/// process whose parent it is (`/proc/PID/task/*/children` would miss one
+/// forked by another of its threads).
 fn children_of(pid: u32) -> Vec<u32> {
-    let path = format!("/proc/{pid}/task/{pid}/children");
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|s| s.parse().ok())
-        .collect()
+    let mut kids: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|k| {
+            let stat = std::fs::read_to_string(format!("/proc/{k}/stat")).unwrap_or_default();
+            // After "(comm) ": state, then the parent's pid.
+            let mut rest = stat.rsplit_once(") ").map_or("", |(_, r)| r).split(' ');
+            let state = rest.next();
+            state != Some("Z") && rest.next().and_then(|p| p.parse().ok()) == Some(pid)
+        })
+        .collect();
+    kids.sort_unstable();
+    kids
 }
 
 fn alive(pid: u32) -> bool {
@@ -226,7 +240,12 @@ fn an_invalid_config_on_sighup_keeps_the_old_one_serving() {
         &[],
     );
     assert_eq!(r.text(), ONE, "{r:?} {}", w.log());
-    assert_eq!(children_of(edge.id()), workers, "the workers were not replaced");
+    assert_eq!(
+        children_of(edge.id()),
+        workers,
+        "the workers were not replaced: {}",
+        w.log()
+    );
 
     // A valid file again reloads.
     std::fs::write(&cfg, good.replace("\"one\"", "\"two\"")).unwrap();
