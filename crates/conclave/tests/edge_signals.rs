@@ -518,3 +518,50 @@ fn sigusr2_upgrade_hands_the_sockets_over_with_no_failed_request() {
 fn ab_ran_past(ab: &Child) -> bool {
     alive(ab.id())
 }
+
+#[test]
+fn a_reload_binds_an_added_port_and_refuses_a_held_one() {
+    let w = World::new();
+    let cfg = w.config("one", "");
+    let edge = w.start(&cfg);
+    let site = |port: u16, root: &str| {
+        format!(
+            "\n[[server]]\nlisten = \"127.0.0.1:{port}\"\nmode = \"standalone\"\nroot = \"{root}\"\n\
+             [server.tls]\ncertificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"\n"
+        )
+    };
+    let base = std::fs::read_to_string(&cfg).unwrap();
+    let get = |port: u16| curl(w.dir.path(), &format!("https://127.0.0.1:{port}/index.html"), &[]).text();
+
+    // A held port: the reload is refused by name, the old workers go on.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let held_port = held.local_addr().unwrap().port();
+    std::fs::write(&cfg, format!("{base}{}", site(held_port, "two"))).unwrap();
+    assert!(signal(edge.id().into(), "HUP"));
+    let want = format!("127.0.0.1:{held_port} is already in use (by another process)");
+    assert!(
+        wait_until(Duration::from_secs(20), || w.log().contains(&want)),
+        "{}",
+        w.log()
+    );
+    assert!(
+        w.log().contains("refused, the running workers go on"),
+        "{}",
+        w.log()
+    );
+    assert_eq!(w.get(), ONE);
+
+    // A free port: bound by the master, served by the new workers.
+    let added = free_port();
+    std::fs::write(&cfg, format!("{base}{}", site(added, "two"))).unwrap();
+    assert!(signal(edge.id().into(), "HUP"));
+    assert!(
+        wait_until(Duration::from_secs(30), || w
+            .log()
+            .contains("reload: generation 1 serves")),
+        "{}",
+        w.log()
+    );
+    assert_eq!(get(added), TWO);
+    assert_eq!(w.get(), ONE);
+}
