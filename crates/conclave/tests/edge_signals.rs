@@ -565,3 +565,29 @@ fn a_reload_binds_an_added_port_and_refuses_a_held_one() {
     assert_eq!(get(added), TWO);
     assert_eq!(w.get(), ONE);
 }
+
+#[test]
+fn an_upgrade_whose_new_master_fails_leaves_the_old_one_in_charge() {
+    let w = World::new();
+    let cfg = w.config("one", "pid_file = \"edge.pid\"");
+    let pid_file = w.path("edge.pid");
+    let old = w.start(&cfg);
+    assert!(wait_until(Duration::from_secs(10), || read_pid(&pid_file) == Some(old.id())));
+    // The new master refuses this file and exits.
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, good.replace("workers = 2", "workers = 0")).unwrap();
+    assert!(w.control(&cfg, "--upgrade").status.success());
+    assert!(
+        wait_until(Duration::from_secs(20), || w
+            .log()
+            .contains("the new master exited (exit status: 1); this one goes on")),
+        "{}",
+        w.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || read_pid(&pid_file) == Some(old.id())),
+        "the pid file is not back"
+    );
+    assert!(!w.path("edge.pid.oldbin").exists());
+    assert_eq!(w.get(), ONE);
+}
