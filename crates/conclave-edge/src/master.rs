@@ -441,6 +441,16 @@ impl Slot {
         }
     }
 
+    /// Forgets the worker that exited: its report reader may not set its
+    /// pid again (on this single-threaded runtime an aborted task never runs
+    /// again), then its pid is cleared.
+    fn forget(&self, report: Option<JoinHandle<Option<String>>>) {
+        if let Some(r) = report {
+            r.abort();
+        }
+        self.set_pid(None);
+    }
+
     fn fail(&self, error: EdgeError) {
         let _ = self.events.send(Event::Failed { gen: self.gen, error });
     }
@@ -458,7 +468,6 @@ impl Slot {
                 Ok(c) => c,
                 Err(e) => return self.fail(e),
             };
-            self.set_pid(child.id());
             // `Child::wait` would close stdin; keep it open until we mean to stop the worker.
             let mut pipe = child.stdin.take();
             if let Some(p) = pipe.as_mut() {
@@ -468,28 +477,43 @@ impl Slot {
             }
             let report = child.stdout.take().map(|out| {
                 // Only a slot's first worker counts towards its generation being ready.
-                let ready = (!announced).then(|| (self.events.clone(), self.gen));
+                let first = !announced;
                 announced = true;
-                tokio::spawn(read_report(out, ready))
+                let (events, gen, pids, index, pid) =
+                    (self.events.clone(), self.gen, self.pids.clone(), i, child.id());
+                tokio::spawn(read_report(out, move || {
+                    // Signalled (SIGUSR1) only once ready: before, its handlers
+                    // are not installed and the signal would kill it.
+                    if let Some(p) = pids.lock().unwrap_or_else(|p| p.into_inner()).get_mut(index) {
+                        *p = pid;
+                    }
+                    if first {
+                        let _ = events.send(Event::Ready { gen });
+                    }
+                }))
             });
             tokio::select! {
                 st = child.wait() => {
-                    self.set_pid(None);
                     let st = match st {
                         Ok(st) => st,
-                        Err(e) => return self.fail(EdgeError::io(format!("waiting for worker {i}"), e)),
+                        Err(e) => {
+                            self.forget(report);
+                            return self.fail(EdgeError::io(format!("waiting for worker {i}"), e));
+                        }
                     };
                     if *stop.borrow() {
-                        return;
+                        return self.forget(report);
                     }
                     if st.code() == Some(EX_CONFIG) {
                         let reason = match report {
                             Some(r) => r.await.ok().flatten(),
                             None => None,
                         };
+                        self.set_pid(None);
                         let reason = reason.unwrap_or_else(|| format!("exited with code {EX_CONFIG} and gave no reason"));
                         return self.fail(EdgeError::WorkerSetup { index: i, reason });
                     }
+                    self.forget(report);
                     tracing::warn!("worker {i} exited ({st}); restarting");
                     fails = if started.elapsed() < FAST_FAIL { fails + 1 } else { 0 };
                     if fails >= MAX_FAST_FAILS {
@@ -505,7 +529,7 @@ impl Slot {
                         tracing::warn!("worker {i} did not stop in time; killing it");
                         let _ = child.kill().await;
                     }
-                    self.set_pid(None);
+                    self.forget(report);
                     return;
                 }
             }
@@ -513,20 +537,14 @@ impl Slot {
     }
 }
 
-/// Reads a worker's report until it closes its stdout: tells the master
-/// when it is ready (if `ready` names where), returns the reason it gave
-/// for failing, if any.
-async fn read_report(
-    out: tokio::process::ChildStdout,
-    ready: Option<(mpsc::UnboundedSender<Event>, u64)>,
-) -> Option<String> {
+/// Reads a worker's report until it closes its stdout: calls `on_ready`
+/// when it says it serves, returns the reason it gave for failing, if any.
+async fn read_report(out: tokio::process::ChildStdout, mut on_ready: impl FnMut()) -> Option<String> {
     let mut lines = tokio::io::BufReader::new(out).lines();
     let mut reason = None;
     while let Ok(Some(line)) = lines.next_line().await {
         if line == READY_LINE {
-            if let Some((events, gen)) = &ready {
-                let _ = events.send(Event::Ready { gen: *gen });
-            }
+            on_ready();
         } else if let Some(r) = line.strip_prefix("error: ") {
             reason = Some(r.to_string());
         }
