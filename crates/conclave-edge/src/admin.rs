@@ -221,10 +221,15 @@ impl Drop for Admin {
     }
 }
 
-/// In the master: binds `cfg.listen` (an error names it) and serves it on a
-/// thread of its own, reading the workers' sockets in `dir`; `workers` is
-/// how many must answer for `/readyz`.
-pub fn start(cfg: &AdminConfig, dir: &Path, workers: usize) -> Result<Admin, EdgeError> {
+/// In the master: serves `std_l` (the socket the master holds for
+/// `cfg.listen`) on a thread of its own, reading the workers' sockets in
+/// `dir`; `workers` is how many must answer for `/readyz`.
+pub fn start(
+    cfg: &AdminConfig,
+    std_l: std::net::TcpListener,
+    dir: &Path,
+    workers: usize,
+) -> Result<Admin, EdgeError> {
     let tls = match &cfg.certs {
         None => None,
         Some(d) => {
@@ -237,8 +242,6 @@ pub fn start(cfg: &AdminConfig, dir: &Path, workers: usize) -> Result<Admin, Edg
             ))
         }
     };
-    let std_l = std::net::TcpListener::bind(cfg.listen)
-        .map_err(|e| EdgeError::io(format!("[admin] listen {}", cfg.listen), e))?;
     std_l
         .set_nonblocking(true)
         .map_err(|e| EdgeError::io("[admin] listener", e))?;

@@ -10,8 +10,12 @@
 //! typed settings), `cache/` (the proxy cache, its index and files),
 //! `proxy/` (upstream groups, header rewriting, streamed bodies to origins),
 //! `storage/` (host and nextfs), `compress/` (gzip, brotli, zstd), `shared/` (local and memory-server state),
-//! `launch` (the `conclave edge` start-up) and `origin` (`conclave origin`).
-#![forbid(unsafe_code)]
+//! `launch` (the `conclave edge` start-up), `master` (worker generations
+//! and signals), `listen` (the listening sockets the master hands down),
+//! `pid_file` and `origin` (`conclave origin`).
+// `deny`, not `forbid`: `listen::adopt` owns an inherited descriptor by
+// number, the one `unsafe` of the crate.
+#![deny(unsafe_code)]
 
 pub mod access_log;
 pub mod admin;
@@ -22,10 +26,12 @@ pub mod config;
 pub mod entity;
 pub mod keysource;
 pub mod launch;
+pub mod listen;
 pub mod master;
 pub mod metrics;
 pub mod origin;
 pub mod path;
+pub mod pid_file;
 pub mod proxy;
 pub mod refusals;
 pub mod server;
@@ -72,6 +78,21 @@ pub enum EdgeError {
     /// `--check` found problems (all of them listed).
     #[error(transparent)]
     Check(#[from] check::CheckFailed),
+    /// A listening socket could not be had (e.g. the port is held).
+    #[error(transparent)]
+    Listen(#[from] listen::ListenError),
+    /// The pid file names another running edge, or cannot be written.
+    #[error(transparent)]
+    PidFile(#[from] pid_file::PidFileError),
+    /// A worker could not set up (it exited with `master::EX_CONFIG`):
+    /// the edge stops instead of restarting it in a loop.
+    #[error("worker {index} could not start: {reason}")]
+    WorkerSetup {
+        /// Which worker.
+        index: usize,
+        /// The reason it gave.
+        reason: String,
+    },
 }
 
 impl EdgeError {

@@ -9,6 +9,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -150,19 +151,6 @@ impl ReqLimiter {
     }
 }
 
-/// Binds `addr` with SO_REUSEPORT so several worker processes share the port.
-pub fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    s.set_reuse_address(true)?;
-    s.set_reuse_port(true)?;
-    s.set_nonblocking(true)?;
-    s.set_tcp_nodelay(true)?;
-    s.bind(&addr.into())?;
-    s.listen(4096)?;
-    TcpListener::from_std(s.into())
-}
-
 /// Milliseconds since the first call, plus one: 0 never names a moment, so
 /// it can mean "not set" in [`ConnClock::blocked_since`].
 fn clock_ms() -> u64 {
@@ -189,6 +177,10 @@ struct ConnClock {
     /// the peer that stalled it (still sending PINGs or body bytes) would keep
     /// it open [`LINGER`] longer.
     abort: AtomicBool,
+    /// Set when the first request head has been read (at once for HTTP/2):
+    /// from then on a drain may close the connection between requests (see
+    /// [`drain_after_first_request`]).
+    requested: AtomicBool,
 }
 
 impl ConnClock {
@@ -200,6 +192,7 @@ impl ConnClock {
             streams: AtomicUsize::new(0),
             last_stream: AtomicU64::new(now),
             abort: AtomicBool::new(false),
+            requested: AtomicBool::new(false),
         }
     }
 
@@ -494,6 +487,7 @@ pub async fn accept_loop(
         };
         let _ = tcp.set_nodelay(true);
         let watcher = graceful.watcher();
+        let stop = stop.clone();
         let (site, limits, tls, h1, h2) = (
             l.site.clone(),
             limits.clone(),
@@ -514,7 +508,7 @@ pub async fn accept_loop(
                 },
             };
             let _open = crate::metrics::connection_opened();
-            serve_conn(tcp, peer, tls, site, &limits, &h1, &h2, watcher).await;
+            serve_conn(tcp, peer, tls, site, &limits, &h1, &h2, (watcher, stop)).await;
         });
     }
 }
@@ -531,6 +525,44 @@ fn tls_info(c: &rustls::ServerConnection) -> crate::access_log::TlsInfo {
     }
 }
 
+/// Runs `conn` and, once `stop` turns true (a drain: reload, upgrade or
+/// stop), shuts it down gracefully with `shutdown` (HTTP/1: close after the
+/// response in progress, or now if idle; HTTP/2: GOAWAY) but never before
+/// its first request head was read: a connection accepted just before the
+/// drain is idle until its request arrives, and closing it then would fail a
+/// request the client has already sent. The header and idle timers still
+/// bound how long that wait can be.
+async fn drain_after_first_request<C: Future>(
+    conn: C,
+    clock: &ConnClock,
+    mut stop: watch::Receiver<bool>,
+    shutdown: impl Fn(Pin<&mut C>),
+) -> C::Output {
+    let mut conn = std::pin::pin!(conn);
+    let stopping = async move {
+        // A closed sender (the worker is going away) is a stop too.
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let mut stopping = std::pin::pin!(stopping);
+    let (mut asked, mut done) = (false, false);
+    std::future::poll_fn(|cx| loop {
+        if !asked && stopping.as_mut().poll(cx).is_ready() {
+            asked = true;
+        }
+        if asked && !done && clock.requested.load(Ordering::Relaxed) {
+            done = true;
+            shutdown(conn.as_mut());
+        }
+        match conn.as_mut().poll(cx) {
+            Poll::Ready(r) => return Poll::Ready(r),
+            // The first request may have been read in that poll: shut down now.
+            Poll::Pending if asked && !done && clock.requested.load(Ordering::Relaxed) => continue,
+            Poll::Pending => return Poll::Pending,
+        }
+    })
+    .await
+}
+
 /// The answer to a request `limit_req` refuses (NGINX's `limit_req_status` default).
 fn limited() -> hyper::Response<crate::entity::Body> {
     crate::entity::status_response(http::StatusCode::SERVICE_UNAVAILABLE)
@@ -545,8 +577,10 @@ async fn serve_conn(
     limits: &Limits,
     h1: &hyper::server::conn::http1::Builder,
     h2: &hyper::server::conn::http2::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
+    (watcher, stop): (hyper_util::server::graceful::Watcher, watch::Receiver<bool>),
 ) {
+    // Held until the connection ends: `GracefulShutdown::shutdown` waits for it.
+    let _watcher = watcher;
     let clock = Arc::new(ConnClock::new());
     let mut w = Watch {
         idle: limits.keepalive_timeout,
@@ -576,7 +610,11 @@ async fn serve_conn(
     if let Some(t) = tls_info {
         crate::metrics::handshake(t.version, t.resumed);
     }
+    // HTTP/2's GOAWAY tells the client which streams were not served, and
+    // clients retry those: such a connection may be drained at once.
+    clock.requested.store(is_h2, Ordering::Relaxed);
     let mark = is_h2.then(|| clock.clone());
+    let seen = clock.clone();
     let req_limit = limits.req_limit.clone();
     let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         if let Some(t) = tls_info {
@@ -586,6 +624,7 @@ async fn serve_conn(
         let host_check = host_check.clone();
         let req_limit = req_limit.clone();
         let mark = mark.clone().map(StreamMark::new);
+        seen.requested.store(true, Ordering::Relaxed);
         async move {
             let _mark = mark;
             if let Some(rl) = &req_limit {
@@ -606,21 +645,30 @@ async fn serve_conn(
                 inner: Some(stream),
                 clock: clock.clone(),
             });
-            watchdog(watcher.watch(h2.serve_connection(io, svc)), &clock, &w, peer).await
+            let conn = drain_after_first_request(h2.serve_connection(io, svc), &clock, stop, |c| {
+                c.graceful_shutdown()
+            });
+            watchdog(conn, &clock, &w, peer).await
         }
         Ok(stream) => {
             let io = TokioIo::new(IdleIo {
                 inner: Some(stream),
                 clock: clock.clone(),
             });
-            watchdog(watcher.watch(h1.serve_connection(io, svc)), &clock, &w, peer).await
+            let conn = drain_after_first_request(h1.serve_connection(io, svc), &clock, stop, |c| {
+                c.graceful_shutdown()
+            });
+            watchdog(conn, &clock, &w, peer).await
         }
         Err(tcp) => {
             let io = TokioIo::new(IdleIo {
                 inner: Some(tcp),
                 clock: clock.clone(),
             });
-            watchdog(watcher.watch(h1.serve_connection(io, svc)), &clock, &w, peer).await
+            let conn = drain_after_first_request(h1.serve_connection(io, svc), &clock, stop, |c| {
+                c.graceful_shutdown()
+            });
+            watchdog(conn, &clock, &w, peer).await
         }
     };
     note_conn_error(r, peer);

@@ -1,11 +1,12 @@
 //! One worker process: builds the sites of the config and serves them until told
-//! to stop (SIGTERM, SIGINT, or EOF on stdin, i.e. the master is gone).
+//! to stop (SIGTERM, SIGINT, SIGQUIT, or EOF on stdin: the master drains it or
+//! is gone). Its listening sockets are the master's ([`crate::listen`]).
 
 use crate::access_log::AccessLog;
 use crate::cache::Cache;
 use crate::config::{CertConfig, EdgeConfig, KeyConfig, SharedConfig, SiteConfig, StorageConfig};
 use crate::keysource::{KeyFile, KeyServerKey, KeySource};
-use crate::server::{accept_loop, bind_reuseport, ConnLimiter, Limits, Listener, ReqLimiter};
+use crate::server::{accept_loop, ConnLimiter, Limits, Listener, ReqLimiter};
 use crate::shared::{LocalSharedState, MemSharedState, SharedState};
 use crate::site::{Backend, Site};
 use crate::sni::{ServerNames, SniRouter};
@@ -32,7 +33,7 @@ pub fn runtime(threads: usize, remote_seams: bool) -> std::io::Result<tokio::run
     }
 }
 
-/// Stops when SIGTERM or SIGINT arrives, or (if `watch_stdin`) stdin reaches EOF.
+/// Stops when SIGTERM, SIGINT or SIGQUIT arrives, or (if `watch_stdin`) stdin reaches EOF.
 pub fn stop_signal(
     watch_stdin: bool,
 ) -> Result<(Arc<watch::Sender<bool>>, watch::Receiver<bool>), EdgeError> {
@@ -65,16 +66,48 @@ pub fn stop_signal(
     }
     let mut term = signal(SignalKind::terminate()).map_err(|e| EdgeError::io("SIGTERM handler", e))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| EdgeError::io("SIGINT handler", e))?;
+    let mut quit = signal(SignalKind::quit()).map_err(|e| EdgeError::io("SIGQUIT handler", e))?;
     let tx2 = tx.clone();
     tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
+            _ = quit.recv() => {}
         }
         tracing::debug!("signal: stopping");
         let _ = tx2.send(true);
     });
     Ok((tx, rx))
+}
+
+/// Keeps the master's signals from killing a worker that gets them too (a
+/// signal to the whole process group, a terminal's hang-up): SIGHUP and
+/// SIGUSR2 are the master's business; SIGUSR1 (reopen the logs) is acted on
+/// by its own handler. A handler once installed stays for the process's life.
+fn hold_master_signals() -> Result<(), EdgeError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    for (kind, name) in [
+        (SignalKind::hangup(), "SIGHUP"),
+        (SignalKind::user_defined1(), "SIGUSR1"),
+        (SignalKind::user_defined2(), "SIGUSR2"),
+    ] {
+        // Dropping the stream keeps the handler: the signal is then ignored.
+        drop(signal(kind).map_err(|e| EdgeError::io(format!("{name} handler"), e))?);
+    }
+    Ok(())
+}
+
+/// Tells the master (the first line on our stdout, its pipe) that this
+/// worker serves, so a reload can let the old workers drain.
+fn report_ready() {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{}", crate::master::READY_LINE)
+        .and_then(|()| out.flush())
+        .is_err()
+    {
+        tracing::debug!("the master's pipe is closed");
+    }
 }
 
 /// The TLS ticket keys: derived from the master's seed (`local`), or kept
@@ -192,29 +225,17 @@ pub fn key_source(tls: &CertConfig, timeout: std::time::Duration) -> Box<dyn Key
     }
 }
 
-/// Serves `cfg` in this process until stopped; `watch_stdin` makes EOF on stdin a stop.
-pub fn run_worker(cfg: &EdgeConfig, watch_stdin: bool) -> Result<(), EdgeError> {
-    run_worker_with(cfg, watch_stdin, None)
-}
-
-/// [`run_worker`], also answering the master's metrics scrapes on a socket
-/// in `metrics_dir` (see [`crate::admin`]).
-pub fn run_worker_with(
+/// Serves `cfg` in this process until stopped. `seed` is the master's (see
+/// [`crate::launch::read_handoff`]): with one, EOF on stdin (the master's
+/// pipe) is a stop and readiness is reported on stdout. With `metrics_dir`
+/// it also answers the master's metrics scrapes on a socket there (see
+/// [`crate::admin`]).
+pub fn run_worker(
     cfg: &EdgeConfig,
-    watch_stdin: bool,
+    seed: Option<[u8; crate::tickets::SEED_LEN]>,
     metrics_dir: Option<&std::path::Path>,
 ) -> Result<(), EdgeError> {
-    // The master's first bytes on our stdin: the seed of the shared ticket keys.
-    let seed = if watch_stdin {
-        use std::io::Read;
-        let mut seed = [0u8; crate::tickets::SEED_LEN];
-        std::io::stdin()
-            .read_exact(&mut seed)
-            .map_err(|e| EdgeError::io("reading the ticket seed from the master", e))?;
-        Some(seed)
-    } else {
-        None
-    };
+    let watch_stdin = seed.is_some();
     let rt = runtime(cfg.worker_threads, cfg.has_remote_seam())
         .map_err(|e| EdgeError::io("building the runtime", e))?;
     rt.block_on(serve(cfg, watch_stdin, seed, metrics_dir))
@@ -227,6 +248,8 @@ async fn serve(
     metrics_dir: Option<&std::path::Path>,
 ) -> Result<(), EdgeError> {
     let (_stopper, stop) = stop_signal(watch_stdin)?;
+    hold_master_signals()?;
+    // SIGUSR1 (forwarded by the master) reopens the log files.
     crate::access_log::reopen_on_sigusr1()?;
     let shared: Arc<dyn SharedState> = shared_state(&cfg.shared)?;
     let tickets: Arc<dyn rustls::server::ProducesTickets> = Arc::new(ticketer(cfg, shared.as_ref(), seed)?);
@@ -318,7 +341,7 @@ async fn serve(
         routers[at].1.add(names, tls, site, s.default_server);
     }
     for (listen, router) in routers {
-        let tcp = bind_reuseport(listen).map_err(|e| EdgeError::io(format!("listen {listen}"), e))?;
+        let tcp = crate::listen::take_or_bind(listen)?;
         let site = router
             .default_site()
             .ok_or_else(|| EdgeError::Setup(format!("no site on {listen}")))?;
@@ -335,6 +358,7 @@ async fn serve(
             stop.clone(),
         )));
     }
+    crate::listen::close_unused();
     // Bound after the listeners: a worker that answers scrapes serves.
     let _metrics = metrics_dir.map(crate::admin::serve_worker).transpose()?;
     tracing::debug!(
@@ -342,6 +366,9 @@ async fn serve(
         std::process::id(),
         cfg.servers.len()
     );
+    if watch_stdin {
+        report_ready();
+    }
     for l in loops {
         let _ = l.await;
     }

@@ -590,14 +590,7 @@ fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError
             Ok(ProcessSpec {
                 name: "edge".into(),
                 class: ProcessClass::Edge,
-                argv: conclave_argv(
-                    bin,
-                    EdgeArgs {
-                        config: conf,
-                        check: false,
-                    }
-                    .to_args(),
-                ),
+                argv: conclave_argv(bin, EdgeArgs::serve(conf).to_args()),
                 log: dir.join("edge.log"),
                 probe: Probe::Tcp(listens),
                 user: None,

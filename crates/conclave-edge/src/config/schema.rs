@@ -105,6 +105,11 @@ pub struct EdgeSettings {
     /// `[admin]`: the metrics and health listener; absent = off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminSettings>,
+    /// File the master writes its pid to (NGINX `pid`): how
+    /// `conclave edge --reload/--stop` find it, and how a second master
+    /// started by mistake sees that one already runs. Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_file: Option<PathBuf>,
 }
 
 /// The line format of the access log.
@@ -182,6 +187,7 @@ impl Default for EdgeSettings {
             error_log: default_error_log(),
             error_log_level: LogLevel::default(),
             admin: None,
+            pid_file: None,
         }
     }
 }

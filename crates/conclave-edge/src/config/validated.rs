@@ -61,6 +61,8 @@ pub struct EdgeConfig {
     pub error_log_level: super::LogLevel,
     /// The admin listener (`/metrics`, `/healthz`, `/readyz`), `None` when off.
     pub admin: Option<AdminConfig>,
+    /// Where the master writes its pid, `None` when not kept.
+    pub pid_file: Option<PathBuf>,
 }
 
 /// Where the error log (the `tracing` output) goes.

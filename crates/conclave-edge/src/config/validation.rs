@@ -120,6 +120,7 @@ pub(super) fn validate(
         access_log_format: raw.access_log_format,
         error_log: error_log(&c, &raw.error_log),
         error_log_level: raw.error_log_level,
+        pid_file: raw.pid_file.as_deref().map(|p| c.rel(p)),
     })
 }
 

@@ -486,7 +486,7 @@ pub(crate) fn edge(d: &Deployment, o: &K8sOptions, n: &Names, parts: &Parts) -> 
         dirs.push(dir.join("smc"));
     }
     let config = Path::new(EDGE_CONFIG_DIR).join("edge.toml");
-    let args = EdgeArgs { config, check: false }.to_args();
+    let args = EdgeArgs::serve(config).to_args();
     let ports: Vec<Value> = parts
         .sites
         .iter()
