@@ -272,6 +272,12 @@ impl Run<'_> {
     /// by anything, another edge included, is found).
     fn ports(&mut self, cfg: &EdgeConfig) {
         let mut seen: Vec<SocketAddr> = Vec::new();
+        // This edge's own running master (its pid file): the ports it holds
+        // are what a reload keeps, so `--check` before a SIGHUP passes.
+        let own = cfg
+            .pid_file
+            .as_deref()
+            .and_then(|p| crate::pid_file::running_master(p).ok());
         for (i, s) in cfg.servers.iter().enumerate() {
             if seen.contains(&s.listen) {
                 continue;
@@ -280,7 +286,8 @@ impl Run<'_> {
             if let Err(e) = std::net::TcpListener::bind(s.listen) {
                 let why = if e.kind() == std::io::ErrorKind::AddrInUse {
                     match holder(s.listen.port()) {
-                        Some(who) => format!("is held by another process ({who})"),
+                        Some((pid, _)) if own.is_some_and(|m| pid == m || parent(pid) == Some(m)) => continue,
+                        Some((pid, comm)) => format!("is held by another process (pid {pid}, {comm})"),
                         None => "is held by another process".to_string(),
                     }
                 } else {
@@ -295,9 +302,16 @@ impl Run<'_> {
     }
 }
 
-/// Who listens on TCP `port`: "pid N, COMMAND" from `/proc` (Linux; only
+/// The parent of `pid`, from `/proc/PID/stat`.
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid ...`: comm may hold spaces and parentheses.
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Who listens on TCP `port`: pid and command from `/proc` (Linux; only
 /// processes this user may inspect, all of them as root), `None` if unknown.
-fn holder(port: u16) -> Option<String> {
+fn holder(port: u16) -> Option<(u32, String)> {
     const LISTEN: &str = "0A";
     let mut sockets = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
@@ -337,7 +351,7 @@ fn holder(port: u16) -> Option<String> {
             .any(|link| sockets.iter().any(|s| link.as_os_str() == s.as_str()));
         if holds {
             let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-            return Some(format!("pid {pid}, {}", comm.trim()));
+            return Some((pid, comm.trim().to_string()));
         }
     }
     None

@@ -91,9 +91,10 @@ impl ListenSet {
     /// A second handle on the socket held for `addr` (the master's admin
     /// listener serves one the set holds, so an upgrade hands it down too).
     pub fn listener(&self, addr: SocketAddr) -> Result<std::net::TcpListener, ListenError> {
-        let l = self.sockets.get(&addr).ok_or_else(|| {
-            ListenError::Inherited(format!("no socket is held for {addr}"))
-        })?;
+        let l = self
+            .sockets
+            .get(&addr)
+            .ok_or_else(|| ListenError::Inherited(format!("no socket is held for {addr}")))?;
         l.try_clone().map_err(|source| ListenError::Bind { addr, source })
     }
 

@@ -270,8 +270,9 @@ impl Master {
                         .flat_map(Generation::pids)
                         .collect();
                     // The master's own error log first, then the workers'.
-                    if let Err(e) = crate::access_log::reopen() {
-                        tracing::error!("SIGUSR1: {e}");
+                    match crate::access_log::reopen() {
+                        Ok(()) => tracing::info!("SIGUSR1: log files reopened"),
+                        Err(e) => tracing::error!("SIGUSR1: {e}"),
                     }
                     tracing::info!("SIGUSR1: {} worker(s) reopen their logs", pids.len());
                     for pid in pids {
@@ -337,7 +338,12 @@ impl Master {
             workers: cfg.workers,
             ready: 0,
             started: Instant::now(),
-            addrs: cfg.servers.iter().map(|s| s.listen).chain(self.admin_addr).collect(),
+            addrs: cfg
+                .servers
+                .iter()
+                .map(|s| s.listen)
+                .chain(self.admin_addr)
+                .collect(),
             stop,
             pids,
             slots,

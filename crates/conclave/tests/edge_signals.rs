@@ -49,6 +49,7 @@ impl World {
         let text = format!(
             "workers = 2\ngraceful_timeout = \"5s\"\naccess_log = \"access.log\"\n{extra}\n\
              [[server]]\nlisten = \"127.0.0.1:{}\"\nmode = \"standalone\"\nroot = \"{root}\"\n\
+             add_header = {{ X-Root = \"{root}\" }}\n\
              [server.tls]\ncertificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"\n",
             self.port
         );
@@ -80,6 +81,17 @@ impl World {
             &[],
         )
         .text()
+    }
+
+    /// The `X-Root` header (`add_header`) of `/index.html`.
+    fn root_header(&self) -> Option<String> {
+        curl(
+            self.dir.path(),
+            &format!("https://127.0.0.1:{}/index.html", self.port),
+            &[],
+        )
+        .header("x-root")
+        .map(str::to_string)
     }
 
     fn log(&self) -> String {
@@ -170,7 +182,7 @@ fn read_pid(p: &Path) -> Option<u32> {
 }
 
 #[test]
-fn sighups_under_load_serve_the_new_root_with_no_failed_request() {
+fn sighups_under_load_serve_the_new_root_and_header_with_no_failed_request() {
     let w = World::new();
     let cfg = w.config("one", "");
     let edge = w.start(&cfg);
@@ -191,6 +203,8 @@ fn sighups_under_load_serve_the_new_root_with_no_failed_request() {
             w.log()
         );
         assert_eq!(w.get(), want);
+        // The response header `add_header` sets changed with the reload too.
+        assert_eq!(w.root_header().as_deref(), Some(root));
     }
     assert!(
         ab.try_wait().unwrap().is_none(),
@@ -527,6 +541,7 @@ fn a_reload_binds_an_added_port_and_refuses_a_held_one() {
     let site = |port: u16, root: &str| {
         format!(
             "\n[[server]]\nlisten = \"127.0.0.1:{port}\"\nmode = \"standalone\"\nroot = \"{root}\"\n\
+             add_header = {{ X-Root = \"{root}\" }}\n\
              [server.tls]\ncertificate = \"certs/site/server.crt\"\nkey = \"certs/site/server.key\"\n"
         )
     };

@@ -568,6 +568,8 @@ fn add_header_and_extra_certificates_are_checked_and_round_trip() {
         }
     );
     assert!(cfg.has_remote_seam());
+}
+
 /// The issue-17 log and admin keys: defaults, and written out they read back
 /// the same (after `[[server]]` tables, as `conclave eval` writes them).
 #[test]

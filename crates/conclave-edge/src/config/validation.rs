@@ -9,9 +9,8 @@ use super::schema::{
 use super::units::parse_size;
 use super::validated::{
     AdminConfig, CacheConfig, CertConfig, CompressionConfig, EdgeConfig, ErrorLog, KeyConfig,
-    OriginTlsConfig, ProxyConfig, ReqLimit, ServerConfig, SharedConfig, SiteConfig, StorageConfig,
-    TlsConfig, UpstreamConfig,
-    UpstreamServerConfig,
+    OriginTlsConfig, ProxyConfig, ReqLimit, ServerConfig, SharedConfig, SiteConfig, StorageConfig, TlsConfig,
+    UpstreamConfig, UpstreamServerConfig,
 };
 use super::ConfigError;
 use std::net::SocketAddr;
