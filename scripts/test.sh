@@ -10,9 +10,11 @@ cd "$(dirname "$0")/.."
 # test proves the edge never opens the key), libmodsecurity-dev and
 # pkg-config (WAF differential tests), chromium (the report renders),
 # python3-cryptography (XTS known answers from OpenSSL), fonts for plots,
-# python3-prometheus-client (the reference OpenMetrics parser reads /metrics).
+# python3-prometheus-client (the reference OpenMetrics parser reads /metrics),
+# systemd (systemd-analyze verify on the units).
 PACKAGES=(nginx apache2-utils curl openssl e2fsprogs strace pkg-config libmodsecurity-dev
-          chromium fonts-dejavu-core python3-cryptography python3-prometheus-client)
+          chromium fonts-dejavu-core python3-cryptography python3-prometheus-client
+          systemd)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -36,6 +38,11 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p conclave-waf --features modsecurity --all-targets -- -D warnings
 cargo clippy -p conclave-bench --features modsecurity --all-targets -- -D warnings
+# Kubernetes manifests and the Helm chart against pinned schemas, the
+# systemd units, the .deb (installs kubernetes-validate, helm and cargo-deb
+# under target/packaging on first use; see the script's header).
+echo "== packaging"
+bash scripts/check-packaging.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 echo "== cargo test"
