@@ -54,6 +54,17 @@ pub enum KeysError {
         /// What differs.
         reason: String,
     },
+    /// Two endpoints of one key-server set hold different keys under one
+    /// name: signatures would fail on one of them, so this refuses at start.
+    #[error("key {name:?} differs between key servers {first} and {second}: every endpoint of a site must hold the same key")]
+    EndpointsDisagree {
+        /// The key name.
+        name: String,
+        /// The endpoint whose key was taken first.
+        first: String,
+        /// The endpoint whose key differs.
+        second: String,
+    },
     /// Reading a directory or file failed.
     #[error("{path}: {source}")]
     Io {

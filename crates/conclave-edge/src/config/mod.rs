@@ -9,11 +9,13 @@ pub mod units;
 pub mod validated;
 mod validation;
 
+pub use schema::TicketSource;
 pub use schema::{
     CacheSettings, CompressionSettings, EdgeSettings, Mode, ServerSettings, SharedSettings, StorageSettings,
     TlsSettings, UpstreamServerSettings, UpstreamSettings, WafSettings,
 };
 pub use units::{parse_duration, parse_size, ByteSize, Dur};
+pub use validated::FleetTicketsConfig;
 pub use validated::{
     CacheConfig, CompressionConfig, EdgeConfig, KeyConfig, OriginTlsConfig, ProxyConfig, ReqLimit,
     ServerConfig, SharedConfig, SiteConfig, StorageConfig, TlsConfig, UpstreamConfig, UpstreamServerConfig,

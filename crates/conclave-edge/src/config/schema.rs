@@ -223,6 +223,41 @@ pub struct SharedSettings {
     /// `proxy_cache_lock_timeout`).
     #[serde(default = "default_lock_wait")]
     pub lock_wait: Dur,
+    /// Where TLS ticket keys come from: `"edge"` (the default: the master's
+    /// seed, or the memory store sealed with `ticket_secret_file`) or
+    /// `"keyserver"` (per-epoch keys fetched from `ticket_keyservers`, the
+    /// same on every edge of the fleet, so a client resumes on any node).
+    #[serde(default, skip_serializing_if = "TicketSource::is_edge")]
+    pub ticket_source: TicketSource,
+    /// With `ticket_source = "keyserver"`: the key servers to fetch ticket
+    /// keys from (fail-over in order of health), reached with `certs`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ticket_keyservers: Vec<String>,
+    /// With `ticket_source = "keyserver"`: how often a worker fetches the
+    /// keys again (it also fetches right after each epoch change).
+    #[serde(default = "default_ticket_refresh")]
+    pub ticket_refresh: Dur,
+}
+
+/// `[shared] ticket_source`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TicketSource {
+    /// The edge makes its own keys (one edge's workers share them).
+    #[default]
+    Edge,
+    /// The fleet's key servers hand out per-epoch keys.
+    Keyserver,
+}
+
+impl TicketSource {
+    fn is_edge(&self) -> bool {
+        *self == TicketSource::Edge
+    }
+}
+
+fn default_ticket_refresh() -> Dur {
+    Dur(Duration::from_secs(60))
 }
 
 fn local_kind() -> String {
@@ -244,6 +279,9 @@ impl Default for SharedSettings {
             ticket_secret_file: None,
             timeout: default_shared_timeout(),
             lock_wait: default_lock_wait(),
+            ticket_source: TicketSource::Edge,
+            ticket_keyservers: Vec::new(),
+            ticket_refresh: default_ticket_refresh(),
         }
     }
 }
@@ -452,6 +490,11 @@ pub struct TlsSettings {
     /// Session IDs and tickets.
     #[serde(default = "yes")]
     pub session_resumption: bool,
+    /// Several key-server endpoints holding the same key (instead of
+    /// `keyserver`): signatures go round robin over the healthy ones and a
+    /// failed call is retried once on the next within `keyserver_timeout`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keyservers: Vec<String>,
 }
 
 impl TlsSettings {
@@ -465,6 +508,7 @@ impl TlsSettings {
             certs: None,
             protocols: default_protocols(),
             session_resumption: true,
+            keyservers: Vec::new(),
         }
     }
 
@@ -484,6 +528,7 @@ impl TlsSettings {
             certs: Some(certs.into()),
             protocols: default_protocols(),
             session_resumption: true,
+            keyservers: Vec::new(),
         }
     }
 }

@@ -162,6 +162,7 @@ fn settings_round_trip_through_toml() {
             endpoint: "tcp://127.0.0.1:9000".parse().unwrap(),
             key_name: "server".into(),
             certs: dir.path().join("certs"),
+            fallbacks: Vec::new(),
         }
     );
 }

@@ -53,6 +53,22 @@ pub struct EdgeConfig {
     pub shared: SharedConfig,
     /// The sites.
     pub servers: Vec<ServerConfig>,
+    /// `[shared] ticket_source = "keyserver"`: the fleet's ticket keys;
+    /// `None`: the edge makes its own.
+    pub fleet_tickets: Option<FleetTicketsConfig>,
+}
+
+/// Where the fleet's TLS ticket keys are fetched from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetTicketsConfig {
+    /// The key servers (fail-over).
+    pub endpoints: Vec<Endpoint>,
+    /// `conclave certs` directory with the edge identity.
+    pub certs: PathBuf,
+    /// How often a worker fetches again.
+    pub refresh: Duration,
+    /// Deadline of one fetch (`keyserver_timeout`).
+    pub timeout: Duration,
 }
 
 impl EdgeConfig {
@@ -65,6 +81,7 @@ impl EdgeConfig {
                 .servers
                 .iter()
                 .any(|s| matches!(s.tls.key, KeyConfig::KeyServer { .. }))
+            || self.fleet_tickets.is_some()
     }
 }
 
@@ -237,6 +254,8 @@ pub enum KeyConfig {
         key_name: String,
         /// `conclave certs` directory with the edge identity.
         certs: PathBuf,
+        /// More endpoints holding the same key (`keyservers`), after `endpoint`.
+        fallbacks: Vec<Endpoint>,
     },
 }
 
