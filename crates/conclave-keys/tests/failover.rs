@@ -135,13 +135,17 @@ fn an_endpoint_that_does_not_answer_is_left_out_and_no_signature_fails() {
     for _ in 0..6 {
         // Round robin would send every other call to the dead endpoint: each
         // is retried on the live one, and the dead one stays out.
-        let sig = set.sign("server", SignatureScheme::ECDSA_NISTP256_SHA256, &msg).unwrap();
+        let sig = set
+            .sign("server", SignatureScheme::ECDSA_NISTP256_SHA256, &msg)
+            .unwrap();
         assert!(!sig.is_empty());
     }
     assert_eq!(set.down(), vec![dead]);
     assert_eq!(info.name, "server");
     // A refusal is an answer, not a failure: returned, not retried elsewhere.
-    let err = set.sign("nokey", SignatureScheme::ECDSA_NISTP256_SHA256, &msg).unwrap_err();
+    let err = set
+        .sign("nokey", SignatureScheme::ECDSA_NISTP256_SHA256, &msg)
+        .unwrap_err();
     assert_eq!(err.status(), Some(Status::ENOENT), "{err}");
 }
 
@@ -149,19 +153,20 @@ fn an_endpoint_that_does_not_answer_is_left_out_and_no_signature_fails() {
 fn two_key_servers_with_one_secret_hand_out_the_same_ticket_keys_each_tenant_its_own() {
     let (dir, certs) = world();
     let secret = [42u8; 32];
-    let source = || {
-        Some(TicketKeySource::new(&secret, Duration::from_secs(3600), TicketGrants::default()).unwrap())
-    };
+    let source =
+        || Some(TicketKeySource::new(&secret, Duration::from_secs(3600), TicketGrants::default()).unwrap());
     let k1 = serve(&certs, &dir.path().join("keys1"), source());
     let k2 = serve(&certs, &dir.path().join("keys1"), source());
     let b = edge_of(&certs, "b");
-    let from = |ep: &Endpoint, creds: &Credentials| {
-        KeyServers::with_credentials(vec![ep.clone()], creds).unwrap()
-    };
+    let from =
+        |ep: &Endpoint, creds: &Credentials| KeyServers::with_credentials(vec![ep.clone()], creds).unwrap();
     let one = from(&k1.endpoint, &b).ticket_keys("").unwrap();
     let two = from(&k2.endpoint, &b).ticket_keys("").unwrap();
     assert_eq!(one.epoch, two.epoch);
-    assert_eq!((one.current, one.previous, one.next), (two.current, two.previous, two.next));
+    assert_eq!(
+        (one.current, one.previous, one.next),
+        (two.current, two.previous, two.next)
+    );
     let a_keys = from(&k1.endpoint, &edge_of(&certs, "a")).ticket_keys("").unwrap();
     assert_ne!(a_keys.current, one.current, "tenants get different keys");
     let err = from(&k1.endpoint, &b).ticket_keys("a").unwrap_err();
@@ -173,8 +178,11 @@ fn two_key_servers_with_one_secret_hand_out_the_same_ticket_keys_each_tenant_its
         Some(Status::EACCES),
         "without --ticket-keys, tenant b's edge (no key grant) is refused at connect: {err}"
     );
-    let err = from(&plain.endpoint, &Credentials::from_dir(&certs, Role::Edge).unwrap())
-        .ticket_keys("")
-        .unwrap_err();
+    let err = from(
+        &plain.endpoint,
+        &Credentials::from_dir(&certs, Role::Edge).unwrap(),
+    )
+    .ticket_keys("")
+    .unwrap_err();
     assert_eq!(err.status(), Some(Status::ENOTSUP), "{err}");
 }

@@ -268,7 +268,10 @@ fn s_client_reused(fleet: &Fleet, port: u16, sess: &Path, save: bool) -> bool {
         .output()
         .expect("this test needs openssl on PATH");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("BEGIN CERTIFICATE") || text.contains("Reused"), "{text}");
+    assert!(
+        text.contains("BEGIN CERTIFICATE") || text.contains("Reused"),
+        "{text}"
+    );
     text.contains("Reused, TLSv1.2")
 }
 
@@ -289,15 +292,20 @@ fn ticket_keys_rolling_during_load_keep_sessions_resuming_across_nodes() {
     let sess = fleet.dir.path().join("session.pem");
     let e = epoch(period);
     // Start early in an epoch, so the next step is surely in the next one.
-    assert!(common::poll_until(Duration::from_secs(5), Duration::from_millis(20), || {
-        let ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() % period.as_millis();
-        epoch(period) > e && ms < 500
-    }));
+    assert!(common::poll_until(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        || {
+            let ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() % period.as_millis();
+            epoch(period) > e && ms < 500
+        }
+    ));
     let made = epoch(period);
     assert!(!s_client_reused(&fleet, fleet.nodes[0].port, &sess, true));
     // Time itself is what is tested here: wait for the next epoch.
     std::thread::sleep(Duration::from_millis(
-        (period.as_millis() - SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() % period.as_millis())
+        (period.as_millis()
+            - SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() % period.as_millis())
             as u64
             + 300,
     ));

@@ -257,8 +257,8 @@ async fn worker(s: &Shared, first_error: &Mutex<Option<String>>) -> Recorder {
             };
             let mut c = c;
             let connected = Instant::now();
-            let r =
-                tokio::time::timeout(s.timeout, http::exchange(&mut c, &node.request, s.head, &mut buf)).await;
+            let r = tokio::time::timeout(s.timeout, http::exchange(&mut c, &node.request, s.head, &mut buf))
+                .await;
             match r {
                 Ok(Ok(resp)) => {
                     let connect_us = if reused {

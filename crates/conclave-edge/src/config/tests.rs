@@ -398,7 +398,10 @@ fn keyservers_and_the_fleet_ticket_source_parse_once_and_refuse_mixtures() {
             fallbacks: vec!["unix:///run/ks.sock".parse().unwrap()],
         }
     );
-    assert_eq!(c.fleet_tickets, None, "ticket_source defaults to the edge's own keys");
+    assert_eq!(
+        c.fleet_tickets, None,
+        "ticket_source defaults to the edge's own keys"
+    );
     for (tls, want) in [
         (
             format!("{two}keyserver = \"tcp://127.0.0.1:3\"\n"),

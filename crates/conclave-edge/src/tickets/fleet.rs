@@ -113,7 +113,10 @@ impl FleetTicketer {
     /// A ticketer over keys already held (no fetching): for tests, and the
     /// start of [`FleetTicketer::start`].
     pub fn from_keys(keys: EpochKeys) -> FleetTicketer {
-        let lifetime = u32::try_from((keys.period_ms / 1000).max(1)).unwrap_or(u32::MAX);
+        // A ticket opens until the end of the epoch after its own: up to
+        // two periods after it was issued. A shorter hint would make clients
+        // drop tickets the fleet still accepts.
+        let lifetime = u32::try_from((keys.period_ms.saturating_mul(2) / 1000).max(1)).unwrap_or(u32::MAX);
         FleetTicketer {
             keys: Arc::new(Mutex::new(keys)),
             lifetime,
