@@ -232,8 +232,7 @@ impl KeyServers {
                     Some((first, at)) if first.spki != info.spki => {
                         return Err(KeysError::EndpointsDisagree {
                             name: name.to_string(),
-                            first: at.to_string(),
-                            second: m.client.endpoint().to_string(),
+                            endpoints: Box::new([at.to_string(), m.client.endpoint().to_string()]),
                         });
                     }
                     Some(_) => {}

@@ -201,6 +201,7 @@ fn counts(stdout: &[u8]) -> (u64, u64, u64, u64) {
 /// At least 95% of the connections after the first `concurrency` (which
 /// have no session yet) resumed.
 fn assert_resumed(what: &str, concurrency: u64, (complete, failed, full, resumed): (u64, u64, u64, u64)) {
+    eprintln!("{what}: {complete} complete, {failed} failed, {full} full, {resumed} resumed");
     assert_eq!(failed, 0, "{what}: failed requests");
     assert_eq!(full + resumed, complete, "{what}");
     let after_first = complete - concurrency;
@@ -240,6 +241,7 @@ fn sessions_resume_on_any_node_and_a_lost_key_server_costs_no_request() {
     let out = load.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (complete, failed, full, _) = counts(&out.stdout);
+    eprintln!("key server 0 killed during the load: {complete} complete, {failed} failed");
     assert_eq!((complete, failed, full), (1500, 0, 1500), "no request lost");
     let logs = fleet.logs();
     assert!(
