@@ -363,3 +363,26 @@ async fn connect<'a>(s: &Shared, node: &'a Node, rec: &mut Recorder) -> Result<(
     }
     Ok((Conn::Tls(Box::new(tls)), node))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn more_urls_must_share_the_first_ones_scheme() {
+        let mut spec = LoadSpec::new("https://127.0.0.1:1/a");
+        spec.more_urls = vec!["http://127.0.0.1:2/a".into()];
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = rt.block_on(run(&spec, RunControl::default())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "http://127.0.0.1:2/a: every URL of one run must use the scheme of https://127.0.0.1:1/a"
+        );
+        spec.more_urls = vec!["https://127.0.0.1:2".into(), "ftp://x".into()];
+        let err = rt.block_on(run(&spec, RunControl::default())).unwrap_err();
+        assert!(matches!(err, AbError::Url(_)), "{err}");
+    }
+}
