@@ -317,3 +317,68 @@ fn ticket_keys_rolling_during_load_keep_sessions_resuming_across_nodes() {
         "a session of the previous epoch resumes on another node"
     );
 }
+
+#[test]
+fn an_edge_refuses_key_servers_holding_different_keys_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    common::certs(&d.join("certs"), &[]);
+    common::certs(&d.join("other"), &[]);
+    std::fs::create_dir_all(d.join("html")).unwrap();
+    let s = |p: &Path| p.display().to_string();
+    let ports: Vec<u16> = ["certs", "other"]
+        .iter()
+        .map(|from| {
+            let keys = d.join(format!("keys-{from}"));
+            std::fs::create_dir_all(&keys).unwrap();
+            std::fs::rename(d.join(from).join("site/server.key"), keys.join("server.key")).unwrap();
+            free_port()
+        })
+        .collect();
+    let _ks: Vec<Proc> = ["certs", "other"]
+        .iter()
+        .zip(&ports)
+        .map(|(from, port)| {
+            let p = common::start_logged(
+                d,
+                &format!("keyserver-{from}"),
+                &[
+                    "keyserver",
+                    "--keys",
+                    &s(&d.join(format!("keys-{from}"))),
+                    "--certs",
+                    &s(&d.join("certs")),
+                    "--listen",
+                    &format!("tcp://127.0.0.1:{port}"),
+                ],
+            );
+            wait_port(*port);
+            p
+        })
+        .collect();
+    let (a, b) = (
+        format!("tcp://127.0.0.1:{}", ports[0]),
+        format!("tcp://127.0.0.1:{}", ports[1]),
+    );
+    let cfg = d.join("edge.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[server]]\nlisten = \"127.0.0.1:{}\"\nmode = \"standalone\"\nroot = \"html\"\n\
+             [server.tls]\ncertificate = \"certs/site/server.crt\"\nkeyservers = [\"{a}\", \"{b}\"]\n\
+             certs = \"certs\"\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let mut edge = common::start_logged(d, "edge", &["edge", "--config", &s(&cfg)]);
+    let st = common::wait_exit(&mut edge, Duration::from_secs(60));
+    assert!(!st.success(), "the edge must not start");
+    let log = std::fs::read_to_string(d.join("edge.log")).unwrap();
+    assert!(
+        log.contains(&format!(
+            "key \"server\" differs between key servers {a} and {b}: every endpoint of a site must hold the same key"
+        )),
+        "{log}"
+    );
+}
