@@ -110,23 +110,46 @@ pub struct KeyServerKey {
     /// Deadline of one call (`keyserver_timeout`): a handshake whose signature
     /// does not come in time fails, that handshake only.
     pub timeout: Duration,
+    /// More key servers holding the same key (`keyservers`): a failed call
+    /// is retried once on the next, each attempt given half of `timeout`.
+    pub fallbacks: Vec<conclave_rpc::Endpoint>,
+}
+
+impl KeyServerKey {
+    /// Every endpoint, `endpoint` first, as one text for errors.
+    fn endpoint_list(&self) -> String {
+        std::iter::once(&self.endpoint)
+            .chain(&self.fallbacks)
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 impl KeySource for KeyServerKey {
     fn certified_key(&self, _provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, KeyError> {
         let chain = load_chain(&self.certificate)?;
         let remote = |message: String| KeyError::Remote {
-            endpoint: self.endpoint.to_string(),
+            endpoint: self.endpoint_list(),
             message,
         };
         let creds = conclave_rpc::Credentials::from_dir(&self.certs, Role::Edge)
             .map_err(|e| remote(e.to_string()))?;
         let mut opts =
             conclave_keys::KeyClient::default_options(&creds).map_err(|e| remote(e.to_string()))?;
-        opts.io_timeout = self.timeout;
-        opts.connect_timeout = opts.connect_timeout.min(self.timeout);
-        let client = Arc::new(conclave_keys::KeyClient::new(self.endpoint.clone(), opts));
-        conclave_keys::remote::certified_key_with(chain, client, &self.key_name)
+        // With fail-over, two attempts must fit in the handshake's deadline.
+        let per_call = if self.fallbacks.is_empty() {
+            self.timeout
+        } else {
+            self.timeout / 2
+        };
+        opts.io_timeout = per_call;
+        opts.connect_timeout = opts.connect_timeout.min(per_call);
+        let endpoints = std::iter::once(self.endpoint.clone())
+            .chain(self.fallbacks.iter().cloned())
+            .collect();
+        let servers = Arc::new(conclave_keys::KeyServers::new(endpoints, opts));
+        conclave_keys::remote::certified_key_from(chain, servers, &self.key_name)
             .map(crate::metrics::keyless::observe)
             .map_err(|e| remote(e.to_string()))
     }

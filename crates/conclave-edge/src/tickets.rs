@@ -10,6 +10,8 @@
 //! [`LIFETIME`] seconds; the previous key is still accepted, so a roll never
 //! breaks a ticket issued just before it.
 
+pub mod fleet;
+
 use crate::shared::{SharedError, SharedSegment, SharedState};
 use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};

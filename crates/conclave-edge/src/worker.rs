@@ -215,12 +215,14 @@ pub fn key_source(tls: &CertConfig, timeout: std::time::Duration) -> Box<dyn Key
             endpoint,
             key_name,
             certs,
+            fallbacks,
         } => Box::new(KeyServerKey {
             certificate: tls.certificate.clone(),
             endpoint: endpoint.clone(),
             key_name: key_name.clone(),
             certs: certs.clone(),
             timeout,
+            fallbacks: fallbacks.clone(),
         }),
     }
 }
@@ -252,7 +254,13 @@ async fn serve(
     // SIGUSR1 (forwarded by the master) reopens the log files.
     crate::access_log::reopen_on_sigusr1()?;
     let shared: Arc<dyn SharedState> = shared_state(&cfg.shared)?;
-    let tickets: Arc<dyn rustls::server::ProducesTickets> = Arc::new(ticketer(cfg, shared.as_ref(), seed)?);
+    let tickets: Arc<dyn rustls::server::ProducesTickets> = match &cfg.fleet_tickets {
+        Some(f) => Arc::new(
+            crate::tickets::fleet::FleetTicketer::start(f)
+                .map_err(|e| EdgeError::Setup(format!("[shared] ticket_source = \"keyserver\": {e}")))?,
+        ),
+        None => Arc::new(ticketer(cfg, shared.as_ref(), seed)?),
+    };
     let fs_client = match &cfg.storage {
         StorageConfig::Host => None,
         StorageConfig::Nextfs { server, certs } => Some(fs_client(server, certs, cfg.storage_timeout)?),

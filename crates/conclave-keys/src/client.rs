@@ -95,4 +95,15 @@ impl KeyClient {
         let body = self.call("SIGN", op::SIGN, &SignRequest::encode(name, scheme, message))?;
         op::sign::decode_reply(&body).map_err(|_| KeysError::Malformed { op: "SIGN" })
     }
+
+    /// The fleet ticket keys of `tenant` (`""`: the caller's own), see
+    /// [`op::ticket_keys`].
+    pub fn ticket_keys(&self, tenant: &str) -> Result<op::ticket_keys::EpochKeys, KeysError> {
+        let body = self.call(
+            "TICKET_KEYS",
+            op::TICKET_KEYS,
+            &op::ticket_keys::encode_request(tenant),
+        )?;
+        op::ticket_keys::decode_reply(&body).map_err(|_| KeysError::Malformed { op: "TICKET_KEYS" })
+    }
 }

@@ -54,6 +54,16 @@ pub enum KeysError {
         /// What differs.
         reason: String,
     },
+    /// Two endpoints of one key-server set hold different keys under one
+    /// name: signatures would fail on one of them, so this refuses at start.
+    #[error("key {name:?} differs between key servers {} and {}: every endpoint of a site must hold the same key", .endpoints[0], .endpoints[1])]
+    EndpointsDisagree {
+        /// The key name.
+        name: String,
+        /// The endpoint whose key was taken first, and the one whose key
+        /// differs (boxed: keeps every `Result<_, KeysError>` small).
+        endpoints: Box<[String; 2]>,
+    },
     /// Reading a directory or file failed.
     #[error("{path}: {source}")]
     Io {

@@ -20,6 +20,7 @@
 pub mod algorithm;
 pub mod client;
 pub mod error;
+pub mod failover;
 pub mod grants;
 pub mod name;
 pub mod op;
@@ -36,6 +37,7 @@ pub mod store;
 pub use algorithm::KeyAlgorithm;
 pub use client::{KeyClient, KeyInfo};
 pub use error::KeysError;
+pub use failover::KeyServers;
 pub use grants::{KeyGrant, KeyGrants};
 pub use name::KeyName;
 pub use process::{run, run_probe, KeyServerError};

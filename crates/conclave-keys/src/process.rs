@@ -63,6 +63,9 @@ pub enum KeyServerError {
         #[source]
         source: std::io::Error,
     },
+    /// `--ticket-keys` or `--ticket-rotation` is unusable.
+    #[error(transparent)]
+    TicketKeys(#[from] crate::op::ticket_keys::TicketSecretError),
     /// The runtime, the signal handlers or the server loop failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -91,7 +94,11 @@ pub fn run(s: &KeyServerSettings, out: &mut dyn Write) -> Result<(), KeyServerEr
         certs: s.certs.clone(),
         source,
     })?;
-    let opts = s.options();
+    let mut opts = s.options();
+    opts.tickets = s.ticket_source()?.map(Arc::new);
+    if let Some(t) = &opts.tickets {
+        tracing::info!(rotation = ?t.period(), "serving fleet ticket keys (TICKET_KEYS)");
+    }
     if s.grants.is_empty() {
         tracing::info!(
             "no --grant given: granting {} (the edge of tenant default may use every key)",

@@ -13,6 +13,7 @@
 use crate::algorithm::KeyAlgorithm;
 use crate::client::{KeyClient, KeyInfo};
 use crate::error::KeysError;
+use crate::failover::KeyServers;
 use crate::name::KeyName;
 use conclave_rpc::{run_blocking, Credentials, Endpoint};
 use rustls::server::ParsedCertificate;
@@ -26,7 +27,7 @@ use tracing::warn;
 /// A signing key held by a key server, known here by name and public key.
 #[derive(Clone)]
 pub struct RemoteSigningKey {
-    client: Arc<KeyClient>,
+    client: Arc<KeyServers>,
     name: Arc<str>,
     algorithm: KeyAlgorithm,
     spki: Vec<u8>,
@@ -36,7 +37,7 @@ pub struct RemoteSigningKey {
 impl fmt::Debug for RemoteSigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RemoteSigningKey")
-            .field("keyserver", &self.client.endpoint().to_string())
+            .field("keyservers", &self.client)
             .field("name", &self.name)
             .field("algorithm", &self.algorithm)
             .finish()
@@ -47,6 +48,12 @@ impl RemoteSigningKey {
     /// A key described by `info` (from [`KeyClient::key_info`]). Only the
     /// schemes both the key server lists and the key type allows are offered.
     pub fn new(client: Arc<KeyClient>, info: KeyInfo) -> RemoteSigningKey {
+        Self::with_servers(Arc::new(KeyServers::from_clients(vec![client])), info)
+    }
+
+    /// [`RemoteSigningKey::new`] over a set of key servers holding the same
+    /// key ([`KeyServers`]): each signature fails over between them.
+    pub fn with_servers(client: Arc<KeyServers>, info: KeyInfo) -> RemoteSigningKey {
         let schemes = info
             .schemes
             .iter()
@@ -66,6 +73,13 @@ impl RemoteSigningKey {
     pub fn fetch(client: Arc<KeyClient>, name: &str) -> Result<RemoteSigningKey, KeysError> {
         let info = run_blocking(|| client.key_info(name))?;
         Ok(Self::new(client, info))
+    }
+
+    /// Asks every endpoint of `servers` for key `name` (blocking); they must
+    /// agree ([`KeyServers::key_info`]).
+    pub fn fetch_from(servers: Arc<KeyServers>, name: &str) -> Result<RemoteSigningKey, KeysError> {
+        let info = run_blocking(|| servers.key_info(name))?;
+        Ok(Self::with_servers(servers, info))
     }
 
     /// The key's name on the key server.
@@ -100,7 +114,7 @@ impl SigningKey for RemoteSigningKey {
 
 /// One handshake's signer.
 struct RemoteSigner {
-    client: Arc<KeyClient>,
+    client: Arc<KeyServers>,
     name: Arc<str>,
     scheme: SignatureScheme,
 }
@@ -118,7 +132,7 @@ impl Signer for RemoteSigner {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
         run_blocking(|| self.client.sign(&self.name, self.scheme, message)).map_err(|e| {
             warn!(
-                keyserver = %self.client.endpoint(),
+                keyservers = ?self.client,
                 key = %self.name,
                 scheme = ?self.scheme,
                 "keyless signature failed, handshake aborted: {e}"
@@ -153,6 +167,20 @@ pub fn certified_key_with(
     client: Arc<KeyClient>,
     key_name: &str,
 ) -> Result<Arc<CertifiedKey>, KeysError> {
+    certified_key_from(
+        cert_chain,
+        Arc::new(KeyServers::from_clients(vec![client])),
+        key_name,
+    )
+}
+
+/// [`certified_key`] over a set of key servers that must all hold the
+/// certificate's key ([`KeyServers`]).
+pub fn certified_key_from(
+    cert_chain: Vec<CertificateDer<'static>>,
+    client: Arc<KeyServers>,
+    key_name: &str,
+) -> Result<Arc<CertifiedKey>, KeysError> {
     let mismatch = |reason: String| KeysError::KeyMismatch {
         name: key_name.to_string(),
         reason,
@@ -165,7 +193,7 @@ pub fn certified_key_with(
         .subject_public_key_info()
         .as_ref()
         .to_vec();
-    let key = RemoteSigningKey::fetch(client, key_name)?;
+    let key = RemoteSigningKey::fetch_from(client, key_name)?;
     if key.spki != cert_spki {
         let cert_alg = KeyAlgorithm::from_spki(&cert_spki)
             .map(|a| a.to_string())

@@ -28,6 +28,8 @@ pub struct KeyServerOptions {
     pub handshake_only: bool,
     /// Signatures per second per identity (0 = no limit); over it, `EAGAIN`.
     pub max_signs_per_sec: u32,
+    /// The fleet's ticket-key secret (`TICKET_KEYS`); `None`: `ENOTSUP`.
+    pub tickets: Option<std::sync::Arc<crate::op::ticket_keys::TicketKeySource>>,
 }
 
 impl Default for KeyServerOptions {
@@ -39,6 +41,7 @@ impl Default for KeyServerOptions {
             grants: KeyGrants::default(),
             handshake_only: true,
             max_signs_per_sec: DEFAULT_MAX_SIGNS_PER_SEC,
+            tickets: None,
         }
     }
 }
@@ -50,6 +53,7 @@ pub struct KeyServer {
     grants: KeyGrants,
     handshake_only: bool,
     limits: RateLimits,
+    tickets: Option<std::sync::Arc<crate::op::ticket_keys::TicketKeySource>>,
 }
 
 /// Per-connection state: who is calling (checked against the grants on
@@ -97,6 +101,7 @@ impl KeyServer {
             grants: opts.grants.clone(),
             handshake_only: opts.handshake_only,
             limits: RateLimits::new(opts.max_signs_per_sec),
+            tickets: opts.tickets.clone(),
         })
     }
 
@@ -139,7 +144,11 @@ impl Service for KeyServer {
 
     fn open(&self, peer: &PeerInfo) -> Result<Caller, Status> {
         let identity = peer.identity().ok_or(Status::EACCES)?;
-        if !self.grants.admits(&identity) {
+        let ticket_only = self
+            .tickets
+            .as_ref()
+            .is_some_and(|t| t.grants().admits(&identity));
+        if !self.grants.admits(&identity) && !ticket_only {
             debug!(peer = %peer.addr, %identity, "refused: no key is granted to this identity");
             return Err(Status::EACCES);
         }
@@ -155,6 +164,7 @@ impl Service for KeyServer {
             op::SIGN => op::sign::handle(self, conn, &req.body).await,
             op::LIST_KEYS => op::list::handle(&self.store, &self.grants, &conn.identity, &req.body),
             op::GET_KEY => op::get_key::handle(&self.store, &self.grants, &conn.identity, &req.body),
+            op::TICKET_KEYS => op::ticket_keys::handle(self.tickets.as_deref(), &conn.identity, &req.body),
             _ => Err(Status::ENOSYS),
         };
         match res {

@@ -6,7 +6,9 @@
 use crate::grants::KeyGrant;
 use crate::rate::DEFAULT_MAX_SIGNS_PER_SEC;
 use crate::KeyName;
+use conclave_rpc::identity::IdentityPattern;
 use conclave_rpc::{Endpoint, ServerLimits};
+use conclave_units::Dur;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -55,6 +57,19 @@ pub struct KeyServerSettings {
     /// The RPC server loop's connection limits (docs/protocol.md).
     #[command(flatten)]
     pub rpc: ServerLimits,
+    /// The fleet's TLS ticket-key secret (mode 0600, at least 32 random
+    /// bytes): edges with `[shared] ticket_source = "keyserver"` fetch
+    /// per-epoch keys derived from it (TICKET_KEYS). Key servers given the
+    /// same file hand out the same keys. Absent: TICKET_KEYS is ENOTSUP.
+    #[arg(long, value_name = "FILE")]
+    pub ticket_keys: Option<PathBuf>,
+    /// How long one ticket-key epoch lasts (at least 1s).
+    #[arg(long, value_name = "DURATION", default_value_t = Dur(crate::op::ticket_keys::DEFAULT_ROTATION))]
+    pub ticket_rotation: Dur,
+    /// Who may fetch its own tenant's ticket keys, IDENTITY (repeatable):
+    /// `edge@*`, `edge@acme`. None given = `edge@*`. Never another tenant's.
+    #[arg(long = "ticket-grant", value_name = "IDENTITY")]
+    pub ticket_grants: Vec<IdentityPattern>,
 }
 
 impl KeyServerSettings {
@@ -72,6 +87,9 @@ impl KeyServerSettings {
             sign_any_input: false,
             max_signs_per_sec: DEFAULT_MAX_SIGNS_PER_SEC,
             rpc: ServerLimits::default(),
+            ticket_keys: None,
+            ticket_rotation: Dur(crate::op::ticket_keys::DEFAULT_ROTATION),
+            ticket_grants: Vec::new(),
         }
     }
 
@@ -84,7 +102,26 @@ impl KeyServerSettings {
             grants: crate::KeyGrants::new(self.grants.clone()),
             handshake_only: !self.sign_any_input,
             max_signs_per_sec: self.max_signs_per_sec,
+            tickets: None,
         }
+    }
+
+    /// The ticket-key source `--ticket-keys` names (reads the secret file), if any.
+    pub fn ticket_source(
+        &self,
+    ) -> Result<Option<crate::op::ticket_keys::TicketKeySource>, crate::op::ticket_keys::TicketSecretError>
+    {
+        use crate::op::ticket_keys::{TicketGrants, TicketKeySource};
+        self.ticket_keys
+            .as_deref()
+            .map(|p| {
+                TicketKeySource::from_file(
+                    p,
+                    self.ticket_rotation.0,
+                    TicketGrants::new(self.ticket_grants.clone()),
+                )
+            })
+            .transpose()
     }
 
     /// The argv tail `["keyserver", "--keys", ...]` that parses back to
@@ -118,6 +155,15 @@ impl KeyServerSettings {
             argv.extend(["--max-signs-per-sec".into(), self.max_signs_per_sec.to_string()]);
         }
         argv.extend(self.rpc.to_args());
+        if let Some(p) = &self.ticket_keys {
+            argv.extend(["--ticket-keys".into(), p.display().to_string()]);
+        }
+        if self.ticket_rotation.0 != crate::op::ticket_keys::DEFAULT_ROTATION {
+            argv.extend(["--ticket-rotation".into(), self.ticket_rotation.to_string()]);
+        }
+        for g in &self.ticket_grants {
+            argv.extend(["--ticket-grant".into(), g.to_string()]);
+        }
         argv
     }
 }
@@ -211,6 +257,11 @@ mod tests {
             |s: &mut KeyServerSettings| s.sign_any_input = true,
             |s: &mut KeyServerSettings| s.max_signs_per_sec = 0,
             |s: &mut KeyServerSettings| s.max_signs_per_sec = 5,
+            |s: &mut KeyServerSettings| s.ticket_keys = Some("/s/tickets.secret".into()),
+            |s: &mut KeyServerSettings| s.ticket_rotation = Dur(std::time::Duration::from_secs(3)),
+            |s: &mut KeyServerSettings| {
+                s.ticket_grants = vec!["edge@acme".parse().unwrap(), "edge@*".parse().unwrap()]
+            },
         ] {
             let mut t = s.clone();
             change(&mut t);

@@ -71,6 +71,11 @@ pub struct LoadSpec {
     pub trust: Option<Trust>,
     /// `-s`: per-request timeout.
     pub timeout: Duration,
+    /// More targets (same scheme), served round robin with `url`: each new
+    /// connection goes to the next. One TLS session cache serves them all,
+    /// so with `--resume` a session made on one node is offered to the
+    /// others (a fleet sharing ticket keys resumes it).
+    pub more_urls: Vec<String>,
 }
 
 impl LoadSpec {
@@ -88,6 +93,7 @@ impl LoadSpec {
             resume: false,
             trust: None,
             timeout: Duration::from_secs(30),
+            more_urls: Vec::new(),
         }
     }
 }

@@ -58,15 +58,23 @@ impl AsyncWrite for Conn {
     }
 }
 
+/// One target of a run: where to connect, the TLS name, the request bytes.
+struct Node {
+    addr: std::net::SocketAddr,
+    name: Option<ServerName<'static>>,
+    request: Vec<u8>,
+}
+
 /// Shared, read-only state of a run.
 struct Shared {
     target: Target,
-    addr: std::net::SocketAddr,
-    request: Vec<u8>,
+    /// The targets, `url` first; new connections go round robin.
+    nodes: Vec<Node>,
+    next_node: std::sync::atomic::AtomicUsize,
     head: bool,
     keepalive: bool,
     timeout: Duration,
-    connector: Option<(TlsConnector, ServerName<'static>)>,
+    connector: Option<TlsConnector>,
     requests: u64,
     deadline: Option<Instant>,
     control: RunControl,
@@ -77,6 +85,11 @@ struct Shared {
 }
 
 impl Shared {
+    /// The node the next new connection goes to.
+    fn pick(&self) -> &Node {
+        &self.nodes[self.next_node.fetch_add(1, Ordering::Relaxed) % self.nodes.len()]
+    }
+
     fn take_ticket(&self) -> bool {
         if self.control.cancel.load(Ordering::Relaxed) {
             return false;
@@ -93,17 +106,44 @@ impl Shared {
 /// Runs the load described by `spec` on the current tokio runtime.
 pub async fn run(spec: &LoadSpec, control: RunControl) -> Result<LoadReport, AbError> {
     let target = Target::parse(&spec.url)?;
+    let mut targets = vec![target.clone()];
+    for u in &spec.more_urls {
+        let t = Target::parse(u)?;
+        if t.scheme != target.scheme {
+            return Err(AbError::Usage(format!(
+                "{u}: every URL of one run must use the scheme of {}",
+                spec.url
+            )));
+        }
+        targets.push(t);
+    }
     if spec.concurrency == 0 {
         return Err(AbError::Usage("concurrency must be at least 1".into()));
     }
     if spec.requests == 0 && spec.time_limit.is_none() {
         return Err(AbError::Usage("number of requests must be at least 1".into()));
     }
-    let addr = tokio::net::lookup_host(target.authority())
-        .await
-        .map_err(|e| AbError::Url(format!("{}: cannot resolve: {e}", target.authority())))?
-        .next()
-        .ok_or_else(|| AbError::Url(format!("{}: no address", target.authority())))?;
+    let mut nodes = Vec::with_capacity(targets.len());
+    for t in &targets {
+        let addr = tokio::net::lookup_host(t.authority())
+            .await
+            .map_err(|e| AbError::Url(format!("{}: cannot resolve: {e}", t.authority())))?
+            .next()
+            .ok_or_else(|| AbError::Url(format!("{}: no address", t.authority())))?;
+        let name = match t.scheme {
+            Scheme::Http => None,
+            Scheme::Https => Some(
+                ServerName::try_from(t.host.clone())
+                    .map_err(|e| AbError::Url(format!("{:?}: bad TLS server name: {e}", t.host)))?,
+            ),
+        };
+        nodes.push(Node {
+            addr,
+            name,
+            request: http::build_request(t, spec.head, spec.keepalive, &spec.headers),
+        });
+    }
+    // One client configuration, so one session cache, for every node.
     let connector = match target.scheme {
         Scheme::Http => None,
         Scheme::Https => {
@@ -111,9 +151,7 @@ pub async fn run(spec: &LoadSpec, control: RunControl) -> Result<LoadReport, AbE
                 AbError::Usage("https needs --cacert FILE (the conclave's root.crt) or --insecure".into())
             })?;
             let cfg = tls::client_config(spec.tls, &trust, spec.resume)?;
-            let name = ServerName::try_from(target.host.clone())
-                .map_err(|e| AbError::Url(format!("{:?}: bad TLS server name: {e}", target.host)))?;
-            Some((TlsConnector::from(Arc::new(cfg)), name))
+            Some(TlsConnector::from(Arc::new(cfg)))
         }
     };
     // ab -t: at most 50000 requests unless -n was given too.
@@ -125,9 +163,9 @@ pub async fn run(spec: &LoadSpec, control: RunControl) -> Result<LoadReport, AbE
     control.completed.store(0, Ordering::Relaxed);
     let start = Instant::now();
     let shared = Arc::new(Shared {
-        request: http::build_request(&target, spec.head, spec.keepalive, &spec.headers),
         target,
-        addr,
+        nodes,
+        next_node: std::sync::atomic::AtomicUsize::new(0),
         head: spec.head,
         keepalive: spec.keepalive,
         timeout: spec.timeout,
@@ -188,7 +226,8 @@ enum Outcome {
 
 async fn worker(s: &Shared, first_error: &Mutex<Option<String>>) -> Recorder {
     let mut rec = Recorder::default();
-    let mut conn: Option<Conn> = None;
+    // A kept-alive connection and the node it goes to.
+    let mut conn: Option<(Conn, &Node)> = None;
     let mut buf = Vec::with_capacity(32 * 1024);
     let note = |msg: String| {
         if let Ok(mut g) = first_error.lock() {
@@ -200,9 +239,9 @@ async fn worker(s: &Shared, first_error: &Mutex<Option<String>>) -> Recorder {
         let mut retried = false;
         let outcome = loop {
             let reused = conn.is_some();
-            let c = match conn.take() {
+            let (c, node) = match conn.take() {
                 Some(c) => c,
-                None => match tokio::time::timeout(s.timeout, connect(s, &mut rec)).await {
+                None => match tokio::time::timeout(s.timeout, connect(s, s.pick(), &mut rec)).await {
                     Ok(Ok(c)) => c,
                     Ok(Err(e)) => {
                         rec.failures.connect += 1;
@@ -218,8 +257,8 @@ async fn worker(s: &Shared, first_error: &Mutex<Option<String>>) -> Recorder {
             };
             let mut c = c;
             let connected = Instant::now();
-            let r =
-                tokio::time::timeout(s.timeout, http::exchange(&mut c, &s.request, s.head, &mut buf)).await;
+            let r = tokio::time::timeout(s.timeout, http::exchange(&mut c, &node.request, s.head, &mut buf))
+                .await;
             match r {
                 Ok(Ok(resp)) => {
                     let connect_us = if reused {
@@ -238,7 +277,7 @@ async fn worker(s: &Shared, first_error: &Mutex<Option<String>>) -> Recorder {
                         total_us: (done - start).as_micros() as u64,
                     });
                     if s.keepalive && resp.keep_alive {
-                        conn = Some(c);
+                        conn = Some((c, node));
                     }
                     break Outcome::Done(resp);
                 }
@@ -294,18 +333,18 @@ async fn worker(s: &Shared, first_error: &Mutex<Option<String>>) -> Recorder {
     rec
 }
 
-async fn connect(s: &Shared, rec: &mut Recorder) -> Result<Conn, String> {
-    let tcp = TcpStream::connect(s.addr)
+async fn connect<'a>(s: &Shared, node: &'a Node, rec: &mut Recorder) -> Result<(Conn, &'a Node), String> {
+    let tcp = TcpStream::connect(node.addr)
         .await
-        .map_err(|e| format!("{}: {e}", s.addr))?;
+        .map_err(|e| format!("{}: {e}", node.addr))?;
     let _ = tcp.set_nodelay(true);
-    let Some((connector, name)) = &s.connector else {
-        return Ok(Conn::Plain(tcp));
+    let (Some(connector), Some(name)) = (&s.connector, &node.name) else {
+        return Ok((Conn::Plain(tcp), node));
     };
     let tls = connector
         .connect(name.clone(), tcp)
         .await
-        .map_err(|e| format!("TLS handshake with {}: {e}", s.addr))?;
+        .map_err(|e| format!("TLS handshake with {}: {e}", node.addr))?;
     let (_, state) = tls.get_ref();
     match state.handshake_kind() {
         Some(rustls::HandshakeKind::Resumed) => rec.handshakes_resumed += 1,
@@ -322,5 +361,28 @@ async fn connect(s: &Shared, rec: &mut Recorder) -> Result<Conn, String> {
             .unwrap_or_default();
         let _ = s.tls_info.set((proto, cipher));
     }
-    Ok(Conn::Tls(Box::new(tls)))
+    Ok((Conn::Tls(Box::new(tls)), node))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn more_urls_must_share_the_first_ones_scheme() {
+        let mut spec = LoadSpec::new("https://127.0.0.1:1/a");
+        spec.more_urls = vec!["http://127.0.0.1:2/a".into()];
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = rt.block_on(run(&spec, RunControl::default())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "http://127.0.0.1:2/a: every URL of one run must use the scheme of https://127.0.0.1:1/a"
+        );
+        spec.more_urls = vec!["https://127.0.0.1:2".into(), "ftp://x".into()];
+        let err = rt.block_on(run(&spec, RunControl::default())).unwrap_err();
+        assert!(matches!(err, AbError::Url(_)), "{err}");
+    }
 }

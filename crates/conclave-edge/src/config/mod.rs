@@ -9,12 +9,14 @@ pub mod units;
 pub mod validated;
 mod validation;
 
+pub use schema::TicketSource;
 pub use schema::{AccessLogFormat, AdminSettings, LogLevel};
 pub use schema::{
     CacheSettings, CertificateSettings, CompressionSettings, EdgeSettings, Mode, ServerSettings,
     SharedSettings, StorageSettings, TlsSettings, UpstreamServerSettings, UpstreamSettings, WafSettings,
 };
 pub use units::{parse_duration, parse_size, ByteSize, Dur};
+pub use validated::FleetTicketsConfig;
 pub use validated::{AdminConfig, ErrorLog};
 pub use validated::{
     CacheConfig, CertConfig, CompressionConfig, EdgeConfig, KeyConfig, OriginTlsConfig, ProxyConfig,

@@ -289,6 +289,41 @@ pub struct SharedSettings {
     /// `proxy_cache_lock_timeout`).
     #[serde(default = "default_lock_wait")]
     pub lock_wait: Dur,
+    /// Where TLS ticket keys come from: `"edge"` (the default: the master's
+    /// seed, or the memory store sealed with `ticket_secret_file`) or
+    /// `"keyserver"` (per-epoch keys fetched from `ticket_keyservers`, the
+    /// same on every edge of the fleet, so a client resumes on any node).
+    #[serde(default, skip_serializing_if = "TicketSource::is_edge")]
+    pub ticket_source: TicketSource,
+    /// With `ticket_source = "keyserver"`: the key servers to fetch ticket
+    /// keys from (fail-over in order of health), reached with `certs`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ticket_keyservers: Vec<String>,
+    /// With `ticket_source = "keyserver"`: how often a worker fetches the
+    /// keys again (it also fetches right after each epoch change).
+    #[serde(default = "default_ticket_refresh")]
+    pub ticket_refresh: Dur,
+}
+
+/// `[shared] ticket_source`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TicketSource {
+    /// The edge makes its own keys (one edge's workers share them).
+    #[default]
+    Edge,
+    /// The fleet's key servers hand out per-epoch keys.
+    Keyserver,
+}
+
+impl TicketSource {
+    fn is_edge(&self) -> bool {
+        *self == TicketSource::Edge
+    }
+}
+
+fn default_ticket_refresh() -> Dur {
+    Dur(Duration::from_secs(60))
 }
 
 fn local_kind() -> String {
@@ -310,6 +345,9 @@ impl Default for SharedSettings {
             ticket_secret_file: None,
             timeout: default_shared_timeout(),
             lock_wait: default_lock_wait(),
+            ticket_source: TicketSource::Edge,
+            ticket_keyservers: Vec::new(),
+            ticket_refresh: default_ticket_refresh(),
         }
     }
 }
@@ -550,6 +588,11 @@ pub struct TlsSettings {
     /// signature algorithms it serves; the one above comes first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificates: Vec<CertificateSettings>,
+    /// Several key-server endpoints holding the same key (instead of
+    /// `keyserver`): signatures go round robin over the healthy ones and a
+    /// failed call is retried once on the next within `keyserver_timeout`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keyservers: Vec<String>,
 }
 
 /// `[[server.tls.certificates]]`: one more certificate and where its key is.
@@ -590,6 +633,7 @@ impl TlsSettings {
             ciphers: Vec::new(),
             curves: Vec::new(),
             certificates: Vec::new(),
+            keyservers: Vec::new(),
         }
     }
 
@@ -613,6 +657,7 @@ impl TlsSettings {
             ciphers: Vec::new(),
             curves: Vec::new(),
             certificates: Vec::new(),
+            keyservers: Vec::new(),
         }
     }
 }

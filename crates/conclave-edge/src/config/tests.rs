@@ -162,6 +162,7 @@ fn settings_round_trip_through_toml() {
             endpoint: "tcp://127.0.0.1:9000".parse().unwrap(),
             key_name: "server".into(),
             certs: dir.path().join("certs"),
+            fallbacks: Vec::new(),
         }
     );
 }
@@ -565,6 +566,7 @@ fn add_header_and_extra_certificates_are_checked_and_round_trip() {
             endpoint: "tcp://127.0.0.1:9000".parse().unwrap(),
             key_name: "ecdsa".into(),
             certs: d.join("certs"),
+            fallbacks: Vec::new(),
         }
     );
     assert!(cfg.has_remote_seam());
@@ -626,4 +628,101 @@ fn log_and_admin_keys_round_trip_through_toml() {
     )
     .unwrap();
     assert_eq!(off.error_log, ErrorLog::Off);
+}
+
+#[test]
+fn keyservers_and_the_fleet_ticket_source_parse_once_and_refuse_mixtures() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("edge.toml");
+    std::fs::write(dir.path().join("c.crt"), "").unwrap();
+    let site = |tls: &str| {
+        format!(
+            "[[server]]\nlisten = \"127.0.0.1:1\"\nmode = \"standalone\"\nroot = \".\"\n\
+             [server.tls]\ncertificate = \"c.crt\"\ncerts = \"certs\"\n{tls}"
+        )
+    };
+    let two = "keyservers = [\"tcp://127.0.0.1:2\", \"unix:///run/ks.sock\"]\n";
+    let c = EdgeConfig::parse(&cfg, &site(two)).unwrap();
+    assert_eq!(
+        c.servers[0].tls.key,
+        KeyConfig::KeyServer {
+            endpoint: "tcp://127.0.0.1:2".parse().unwrap(),
+            key_name: "server".into(),
+            certs: dir.path().join("certs"),
+            fallbacks: vec!["unix:///run/ks.sock".parse().unwrap()],
+        }
+    );
+    assert_eq!(
+        c.fleet_tickets, None,
+        "ticket_source defaults to the edge's own keys"
+    );
+    for (tls, want) in [
+        (
+            format!("{two}keyserver = \"tcp://127.0.0.1:3\"\n"),
+            "give either `keyserver` or `keyservers`, not both",
+        ),
+        (
+            "keyservers = [\"tcp://127.0.0.1:2\", \"tcp://127.0.0.1:2\"]\n".to_string(),
+            "key server tcp://127.0.0.1:2 is listed twice",
+        ),
+        (
+            "keyservers = [\"tcp://127.0.0.1:2\"]\nkey = \"c.crt\"\n".to_string(),
+            "give either `key` or `keyservers`, not both",
+        ),
+    ] {
+        let e = EdgeConfig::parse(&cfg, &site(&tls)).unwrap_err().to_string();
+        assert!(e.contains(want), "{tls}: {e}");
+    }
+    let shared = |lines: &str| format!("[shared]\n{lines}\n{}", site(two));
+    let c = EdgeConfig::parse(
+        &cfg,
+        &shared(
+            "certs = \"certs\"\nticket_source = \"keyserver\"\n\
+             ticket_keyservers = [\"tcp://127.0.0.1:2\", \"tcp://127.0.0.1:3\"]\nticket_refresh = \"10s\"",
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        c.fleet_tickets,
+        Some(FleetTicketsConfig {
+            endpoints: vec![
+                "tcp://127.0.0.1:2".parse().unwrap(),
+                "tcp://127.0.0.1:3".parse().unwrap()
+            ],
+            certs: dir.path().join("certs"),
+            refresh: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+        })
+    );
+    assert!(c.has_remote_seam());
+    for (lines, want) in [
+        (
+            "certs = \"certs\"\nticket_source = \"keyserver\"",
+            "ticket_source = \"keyserver\" needs [shared] ticket_keyservers",
+        ),
+        (
+            "ticket_source = \"keyserver\"\nticket_keyservers = [\"tcp://127.0.0.1:2\"]",
+            "needs [shared] certs",
+        ),
+        (
+            "ticket_keyservers = [\"tcp://127.0.0.1:2\"]",
+            "ticket_keyservers needs ticket_source = \"keyserver\"",
+        ),
+        ("ticket_source = \"memory\"", "unknown variant"),
+    ] {
+        let e = EdgeConfig::parse(&cfg, &shared(lines)).unwrap_err().to_string();
+        assert!(e.contains(want), "{lines}: {e}");
+    }
+    let mut s: EdgeSettings = toml::from_str(&shared(
+        "certs = \"certs\"\nticket_source = \"keyserver\"\nticket_keyservers = [\"tcp://127.0.0.1:2\"]",
+    ))
+    .unwrap();
+    assert_eq!(
+        toml::from_str::<EdgeSettings>(&s.to_toml()).unwrap(),
+        s,
+        "the new keys round-trip"
+    );
+    s.shared.ticket_source = TicketSource::Edge;
+    s.shared.ticket_keyservers.clear();
+    assert!(!s.to_toml().contains("ticket_source"), "the default is left out");
 }

@@ -63,6 +63,9 @@ pub struct EdgeConfig {
     pub admin: Option<AdminConfig>,
     /// Where the master writes its pid, `None` when not kept.
     pub pid_file: Option<PathBuf>,
+    /// `[shared] ticket_source = "keyserver"`: the fleet's ticket keys;
+    /// `None`: the edge makes its own.
+    pub fleet_tickets: Option<FleetTicketsConfig>,
 }
 
 /// Where the error log (the `tracing` output) goes.
@@ -85,6 +88,19 @@ pub struct AdminConfig {
     pub certs: Option<PathBuf>,
 }
 
+/// Where the fleet's TLS ticket keys are fetched from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetTicketsConfig {
+    /// The key servers (fail-over).
+    pub endpoints: Vec<Endpoint>,
+    /// `conclave certs` directory with the edge identity.
+    pub certs: PathBuf,
+    /// How often a worker fetches again.
+    pub refresh: Duration,
+    /// Deadline of one fetch (`keyserver_timeout`).
+    pub timeout: Duration,
+}
+
 impl EdgeConfig {
     /// Whether a worker calls a kernel server (and so blocks in its calls):
     /// nextfs storage, a memory server or smc, or a key server for any site.
@@ -97,6 +113,7 @@ impl EdgeConfig {
                     .iter()
                     .any(|c| matches!(c.key, KeyConfig::KeyServer { .. }))
             })
+            || self.fleet_tickets.is_some()
     }
 }
 
@@ -275,6 +292,8 @@ pub enum KeyConfig {
         key_name: String,
         /// `conclave certs` directory with the edge identity.
         certs: PathBuf,
+        /// More endpoints holding the same key (`keyservers`), after `endpoint`.
+        fallbacks: Vec<Endpoint>,
     },
 }
 

@@ -2,11 +2,13 @@
 //! ([`EdgeConfig`]): one function per section, each naming the line of what it refuses.
 
 use super::lines::{Key, Lines};
+use super::schema::TicketSource;
 use super::schema::{
     AdminSettings, CacheSettings, CertificateSettings, CompressionSettings, EdgeSettings, Mode,
     ServerSettings, SharedSettings, StorageSettings, TlsSettings, UpstreamSettings,
 };
 use super::units::parse_size;
+use super::validated::FleetTicketsConfig;
 use super::validated::{
     AdminConfig, CacheConfig, CertConfig, CompressionConfig, EdgeConfig, ErrorLog, KeyConfig,
     OriginTlsConfig, ProxyConfig, ReqLimit, ServerConfig, SharedConfig, SiteConfig, StorageConfig, TlsConfig,
@@ -74,6 +76,7 @@ pub(super) fn validate(
     };
     let storage = storage(&c, &raw.storage)?;
     let shared = shared(&c, &raw.shared)?;
+    let fleet_tickets = fleet_tickets(&c, raw)?;
     limits(&c, raw)?;
     if raw.server.is_empty() {
         return Err(c.err(Some(0..0), "no [[server]] block: an edge needs at least one site"));
@@ -120,6 +123,7 @@ pub(super) fn validate(
         error_log: error_log(&c, &raw.error_log),
         error_log_level: raw.error_log_level,
         pid_file: raw.pid_file.as_deref().map(|p| c.rel(p)),
+        fleet_tickets,
     })
 }
 
@@ -162,6 +166,63 @@ fn admin(
         listen,
         certs: a.certs.as_deref().map(|p| c.rel(p)),
     }))
+}
+
+/// `[shared] ticket_source = "keyserver"`: its key servers and identity.
+fn fleet_tickets(c: &Check<'_>, raw: &EdgeSettings) -> Result<Option<FleetTicketsConfig>, ConfigError> {
+    let s = &raw.shared;
+    let at = |k: &'static str| c.at(&["shared".into(), k.into()]);
+    if s.ticket_source == TicketSource::Edge {
+        if !s.ticket_keyservers.is_empty() {
+            return Err(c.err(
+                at("ticket_keyservers"),
+                "[shared] ticket_keyservers needs ticket_source = \"keyserver\"",
+            ));
+        }
+        return Ok(None);
+    }
+    if s.ticket_secret_file.is_some() {
+        return Err(c.err(
+            at("ticket_secret_file"),
+            "[shared] ticket_secret_file seals edge-made ticket keys; with ticket_source = \"keyserver\" \
+             the keys come from the key servers (remove it)",
+        ));
+    }
+    if s.ticket_keyservers.is_empty() {
+        return Err(c.err(
+            at("ticket_source"),
+            "ticket_source = \"keyserver\" needs [shared] ticket_keyservers = [\"tcp://HOST:PORT\", ...]",
+        ));
+    }
+    let Some(certs) = &s.certs else {
+        return Err(c.err(
+            at("ticket_source"),
+            "ticket_source = \"keyserver\" needs [shared] certs (the directory with the edge identity)",
+        ));
+    };
+    let endpoints = endpoints(c, at("ticket_keyservers"), &s.ticket_keyservers)?;
+    if s.ticket_refresh.0 < std::time::Duration::from_secs(1) {
+        return Err(c.err(at("ticket_refresh"), "ticket_refresh must be at least 1s"));
+    }
+    Ok(Some(FleetTicketsConfig {
+        endpoints,
+        certs: c.rel(certs),
+        refresh: s.ticket_refresh.0,
+        timeout: raw.keyserver_timeout.0,
+    }))
+}
+
+/// A list of key-server endpoints, each parsed once, none twice.
+fn endpoints(c: &Check<'_>, span: Span, list: &[String]) -> Result<Vec<conclave_rpc::Endpoint>, ConfigError> {
+    let mut out: Vec<conclave_rpc::Endpoint> = Vec::new();
+    for e in list {
+        let ep: conclave_rpc::Endpoint = e.parse().map_err(|err| c.err(span.clone(), format!("{err}")))?;
+        if out.contains(&ep) {
+            return Err(c.err(span, format!("key server {ep} is listed twice")));
+        }
+        out.push(ep);
+    }
+    Ok(out)
 }
 
 /// `[storage]`: the file server's endpoint parsed once.
@@ -599,6 +660,8 @@ fn extra_certificate(
                 endpoint,
                 key_name: e.key_name.clone().unwrap_or_else(|| "server".into()),
                 certs: c.rel(certs),
+                // One endpoint: fail-over (`keyservers`) is a `[server.tls]` key.
+                fallbacks: Vec::new(),
             }
         }
         (Some(_), Some(_)) => {
@@ -687,6 +750,31 @@ fn kx_groups(c: &Check<'_>, span: Span, names: &[String]) -> Result<Vec<rustls::
 /// Where the key is: exactly one of `key` (a file) and `keyserver` (+ `certs`).
 fn key(c: &Check<'_>, i: usize, t: &TlsSettings) -> Result<KeyConfig, ConfigError> {
     let here = |k: &'static str| c.at(&["server".into(), i.into(), "tls".into(), k.into()]);
+    if !t.keyservers.is_empty() {
+        if t.keyserver.is_some() {
+            return Err(c.err(
+                here("keyservers"),
+                "give either `keyserver` or `keyservers`, not both",
+            ));
+        }
+        if t.key.is_some() {
+            return Err(c.err(here("key"), "give either `key` or `keyservers`, not both"));
+        }
+        let mut all = endpoints(c, here("keyservers"), &t.keyservers)?;
+        let Some(certs) = &t.certs else {
+            return Err(c.err(
+                here("keyservers"),
+                "`keyservers` needs `certs` (the directory with the edge identity)",
+            ));
+        };
+        let endpoint = all.remove(0);
+        return Ok(KeyConfig::KeyServer {
+            endpoint,
+            key_name: t.key_name.clone().unwrap_or_else(|| "server".into()),
+            certs: c.rel(certs),
+            fallbacks: all,
+        });
+    }
     match (&t.key, &t.keyserver) {
         (Some(k), None) => {
             if !c.rel(k).is_file() {
@@ -706,6 +794,7 @@ fn key(c: &Check<'_>, i: usize, t: &TlsSettings) -> Result<KeyConfig, ConfigErro
                 endpoint,
                 key_name: t.key_name.clone().unwrap_or_else(|| "server".into()),
                 certs: c.rel(certs),
+                fallbacks: Vec::new(),
             })
         }
         (Some(_), Some(_)) => Err(c.err(here("key"), "give either `key` or `keyserver`, not both")),

@@ -9,6 +9,7 @@
 pub mod get_key;
 pub mod list;
 pub mod sign;
+pub mod ticket_keys;
 
 use crate::name::{KeyName, MAX_NAME};
 use conclave_rpc::{BodyReader, Status};
@@ -19,6 +20,9 @@ pub const SIGN: u32 = 6;
 pub const LIST_KEYS: u32 = 8;
 /// The public key (SPKI DER), algorithm and schemes of one key.
 pub const GET_KEY: u32 = 9;
+/// The fleet's TLS ticket keys of the caller's tenant (previous, current
+/// and next epoch), see [`ticket_keys`].
+pub const TICKET_KEYS: u32 = 10;
 
 /// Opcodes of the original nsm that are deliberately not served.
 pub const RETIRED: [u32; 7] = [0, 1, 2, 3, 4, 5, 7];
@@ -77,6 +81,8 @@ mod tests {
             let _ = sign::decode_reply(&buf);
             let _ = list::decode_reply(&buf);
             let _ = get_key::decode_reply(&buf);
+            let _ = ticket_keys::decode_reply(&buf);
+            let _ = ticket_keys::handle(None, &"edge".parse().unwrap(), &buf);
             let store = crate::store::KeyStore::new();
             let grants = crate::grants::KeyGrants::default();
             let edge: conclave_rpc::Identity = "edge".parse().unwrap();

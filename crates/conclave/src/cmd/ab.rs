@@ -49,6 +49,10 @@ pub struct Args {
     pub json: bool,
     /// http[s]://host[:port]/path
     pub url: String,
+    /// More URLs (same scheme), e.g. the other nodes of a fleet: new
+    /// connections go round robin over all, sharing one TLS session cache.
+    #[arg(value_name = "MORE_URLS")]
+    pub more_urls: Vec<String>,
 }
 
 /// Runs the load and prints ab's summary (or JSON).
@@ -81,6 +85,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         resume: a.resume,
         trust,
         timeout: ab::seconds("-s", a.timeout)?,
+        more_urls: a.more_urls.clone(),
     };
     spec.check()?;
     let report = super::runtime()?.block_on(ab::run_until_interrupted(&spec))?;
