@@ -107,7 +107,12 @@ pub fn run_origin(cfg: &OriginSettings) -> Result<(), EdgeError> {
             32 << 10,
         ));
         let graceful = Arc::new(GracefulShutdown::new());
-        let l = Listener { tcp, tls: None, site };
+        let l = Listener {
+            tcp,
+            tls: None,
+            site,
+            handshakes: None,
+        };
         accept_loop(l, limits, Arc::new(Semaphore::new(8192)), graceful.clone(), stop).await;
         finish(graceful, Duration::from_secs(10)).await;
         Ok(())

@@ -450,6 +450,9 @@ pub struct Listener {
     pub tls: Option<TlsAcceptor>,
     /// What to serve.
     pub site: Arc<Site>,
+    /// For a keyless site: the threads that run the signing step of its
+    /// handshakes, so no runtime thread waits for the key server.
+    pub handshakes: Option<Arc<conclave_keys::HandshakeThreads>>,
 }
 
 /// Accepts until `stop` turns true, serving each connection in its own task.
@@ -496,7 +499,10 @@ pub async fn accept_loop(
         let (site, limits, tls, h1, h2) = (
             l.site.clone(),
             limits.clone(),
-            l.tls.clone(),
+            l.tls.clone().map(|acc| Handshake {
+                acc,
+                threads: l.handshakes.clone(),
+            }),
             h1.clone(),
             h2.clone(),
         );
@@ -517,6 +523,22 @@ pub async fn accept_loop(
     }
 }
 
+/// How one listener's TLS handshakes run: on the runtime thread, or (keyless
+/// sites) with the signing step on [`conclave_keys::HandshakeThreads`].
+struct Handshake {
+    acc: TlsAcceptor,
+    threads: Option<Arc<conclave_keys::HandshakeThreads>>,
+}
+
+impl Handshake {
+    async fn accept(&self, tcp: TcpStream) -> io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+        match &self.threads {
+            None => self.acc.accept(tcp).await,
+            Some(t) => t.accept(tcp, self.acc.config().clone()).await,
+        }
+    }
+}
+
 /// The answer to a request `limit_req` refuses (NGINX's `limit_req_status` default).
 fn limited() -> hyper::Response<crate::entity::Body> {
     crate::entity::status_response(http::StatusCode::SERVICE_UNAVAILABLE)
@@ -526,7 +548,7 @@ fn limited() -> hyper::Response<crate::entity::Body> {
 async fn serve_conn(
     tcp: TcpStream,
     peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Handshake>,
     site: Arc<Site>,
     limits: &Limits,
     h1: &hyper::server::conn::http1::Builder,
@@ -540,7 +562,7 @@ async fn serve_conn(
         h2_idle: None,
     };
     let stream = match tls {
-        Some(acc) => match tokio::time::timeout(limits.header_timeout, acc.accept(tcp)).await {
+        Some(hs) => match tokio::time::timeout(limits.header_timeout, hs.accept(tcp)).await {
             Ok(Ok(s)) => Ok(s),
             Ok(Err(e)) => {
                 tracing::debug!("TLS handshake with {peer}: {e}");

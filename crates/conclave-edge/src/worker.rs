@@ -191,6 +191,22 @@ fn key_source(tls: &TlsConfig, timeout: std::time::Duration) -> Box<dyn KeySourc
     }
 }
 
+/// The worker's handshake threads, shared by its keyless sites (none if it
+/// has none): their signing step waits for the key server there, not on a
+/// runtime thread (`conclave_keys::handshake`).
+fn keyless_handshakes(cfg: &EdgeConfig) -> Result<Option<Arc<conclave_keys::HandshakeThreads>>, EdgeError> {
+    if !cfg
+        .servers
+        .iter()
+        .any(|s| matches!(s.tls.key, KeyConfig::KeyServer { .. }))
+    {
+        return Ok(None);
+    }
+    let t = conclave_keys::HandshakeThreads::new(conclave_keys::handshake::DEFAULT_THREADS)
+        .map_err(|e| EdgeError::io("starting the keyless handshake threads", e))?;
+    Ok(Some(Arc::new(t)))
+}
+
 /// Serves `cfg` in this process until stopped; `watch_stdin` makes EOF on stdin a stop.
 pub fn run_worker(cfg: &EdgeConfig, watch_stdin: bool) -> Result<(), EdgeError> {
     // The master's first bytes on our stdin: the seed of the shared ticket keys.
@@ -240,6 +256,7 @@ async fn serve(
         req_limit: cfg.limit_req.map(|r| Arc::new(ReqLimiter::new(r.rate, r.burst))),
     });
     let cap = Arc::new(Semaphore::new(cfg.worker_connections));
+    let handshakes = keyless_handshakes(cfg)?;
     let graceful = Arc::new(GracefulShutdown::new());
     let mut loops = Vec::new();
     for s in &cfg.servers {
@@ -282,6 +299,9 @@ async fn serve(
             tcp,
             tls: Some(tokio_rustls::TlsAcceptor::from(tls)),
             site,
+            handshakes: handshakes
+                .clone()
+                .filter(|_| matches!(s.tls.key, KeyConfig::KeyServer { .. })),
         };
         loops.push(tokio::spawn(accept_loop(
             l,

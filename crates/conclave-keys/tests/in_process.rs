@@ -296,3 +296,144 @@ fn a_stuck_keyserver_fails_the_signature_in_bounded_time() {
     done_tx.send(()).unwrap();
     holder.join().unwrap();
 }
+
+/// Records the thread each signature is made on (the keyless key inside).
+#[derive(Debug)]
+struct WhereSigned {
+    inner: Arc<dyn SigningKey>,
+    threads: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+#[derive(Debug)]
+struct WhereSigner {
+    inner: Box<dyn rustls::sign::Signer>,
+    threads: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl SigningKey for WhereSigned {
+    fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn rustls::sign::Signer>> {
+        Some(Box::new(WhereSigner {
+            inner: self.inner.choose_scheme(offered)?,
+            threads: self.threads.clone(),
+        }))
+    }
+    fn public_key(&self) -> Option<rustls::pki_types::SubjectPublicKeyInfoDer<'_>> {
+        self.inner.public_key()
+    }
+    fn algorithm(&self) -> rustls::SignatureAlgorithm {
+        self.inner.algorithm()
+    }
+}
+
+impl rustls::sign::Signer for WhereSigner {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+        let name = std::thread::current().name().unwrap_or("").to_string();
+        self.threads.lock().unwrap().push(name);
+        self.inner.sign(message)
+    }
+    fn scheme(&self) -> SignatureScheme {
+        self.inner.scheme()
+    }
+}
+
+/// The edge's keyless handshakes: with `HandshakeThreads`, the signature
+/// (a key-server round trip) is made on a handshake thread, never on a
+/// runtime thread, and full TLS 1.2 and 1.3 handshakes complete and carry data.
+#[test]
+fn keyless_handshake_signs_on_a_handshake_thread_not_the_runtime() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ks = start(SiteKey::Rsa2048);
+    let creds = Credentials::from_dir(&ks.certs, Role::Edge).unwrap();
+    let chain = conclave_rpc::tls::load_certs(&ks.certs.join("site/server.crt")).unwrap();
+    let ck = conclave_keys::certified_key(chain.clone(), &ks.endpoint, "server", &creds).unwrap();
+    let threads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let key = Arc::new(WhereSigned {
+        inner: ck.key.clone(),
+        threads: threads.clone(),
+    });
+    let ck = Arc::new(rustls::sign::CertifiedKey::new(chain, key));
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in conclave_rpc::tls::load_certs(&ks.certs.join("root.crt")).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let roots = Arc::new(roots);
+    let hs = Arc::new(conclave_keys::HandshakeThreads::new(2).unwrap());
+    assert_eq!(hs.threads(), 2);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let server = Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider.clone())
+                .with_protocol_versions(&[version])
+                .unwrap()
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(ck.clone()))),
+        );
+        let client = Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_protocol_versions(&[version])
+                .unwrap()
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth(),
+        );
+        let hs = hs.clone();
+        let echoed = rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            // Several handshakes at once, more than there are handshake threads.
+            let srv = tokio::spawn(async move {
+                let mut done = Vec::new();
+                for _ in 0..4 {
+                    let (tcp, _) = l.accept().await.unwrap();
+                    let (hs, server) = (hs.clone(), server.clone());
+                    done.push(tokio::spawn(async move {
+                        let mut s = hs.accept(tcp, server).await.unwrap();
+                        let mut b = [0u8; 4];
+                        s.read_exact(&mut b).await.unwrap();
+                        s.write_all(&b).await.unwrap();
+                        s.shutdown().await.unwrap();
+                    }));
+                }
+                for d in done {
+                    d.await.unwrap();
+                }
+            });
+            let mut got = Vec::new();
+            let clients: Vec<_> = (0..4u8)
+                .map(|i| {
+                    let client = client.clone();
+                    tokio::spawn(async move {
+                        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+                        let c = tokio_rustls::TlsConnector::from(client);
+                        let mut s = c.connect("localhost".try_into().unwrap(), tcp).await.unwrap();
+                        s.write_all(&[i; 4]).await.unwrap();
+                        let mut b = Vec::new();
+                        s.read_to_end(&mut b).await.unwrap();
+                        b
+                    })
+                })
+                .collect();
+            for c in clients {
+                got.push(c.await.unwrap());
+            }
+            srv.await.unwrap();
+            got
+        });
+        assert_eq!(
+            echoed,
+            (0..4u8).map(|i| vec![i; 4]).collect::<Vec<_>>(),
+            "{version:?}"
+        );
+        let mut seen = std::mem::take(&mut *threads.lock().unwrap());
+        seen.sort();
+        seen.dedup();
+        assert!(
+            !seen.is_empty() && seen.iter().all(|t| t.starts_with("handshake-")),
+            "{version:?}: signed on {seen:?}"
+        );
+    }
+}
