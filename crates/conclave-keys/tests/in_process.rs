@@ -354,7 +354,7 @@ fn keyless_handshake_signs_on_a_handshake_thread_not_the_runtime() {
     let ck = Arc::new(rustls::sign::CertifiedKey::new(chain, key));
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    for c in conclave_rpc::tls::load_certs(&ks.certs.join("root.crt")).unwrap() {
+    for c in conclave_rpc::tls::load_certs(&ks.certs.join("ca/root.crt")).unwrap() {
         roots.add(c).unwrap();
     }
     let roots = Arc::new(roots);
