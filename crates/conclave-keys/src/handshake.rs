@@ -7,7 +7,8 @@
 //! that was the runtime thread itself, lent out with `block_in_place`: every
 //! keyless handshake moved the worker's run queue to another thread and back
 //! (a blocking-pool spawn, two wake-ups, malloc arenas changing hands), which
-//! measured ~100 µs of edge CPU per handshake. Here the runtime only reads the
+//! cost 30-60 µs of edge CPU per handshake more than this module does
+//! (docs/benchmarks-keys.md). Here the runtime only reads the
 //! ClientHello and finishes the handshake (both async); the middle step goes
 //! to a fixed set of threads through a bounded queue and comes back through a
 //! oneshot. The threads are made once, so there is no per-handshake thread
@@ -63,14 +64,18 @@ impl HandshakeThreads {
             }),
             ready: Condvar::new(),
         });
-        let threads = threads.max(1);
-        for i in 0..threads {
-            let q = queue.clone();
+        let hs = HandshakeThreads {
+            queue,
+            threads: threads.max(1),
+        };
+        for i in 0..hs.threads {
+            let q = hs.queue.clone();
+            // On an error `hs` is dropped, which ends the threads already started.
             std::thread::Builder::new()
                 .name(format!("handshake-{i}"))
                 .spawn(move || q.work())?;
         }
-        Ok(HandshakeThreads { queue, threads })
+        Ok(hs)
     }
 
     /// Number of threads.
