@@ -63,6 +63,7 @@ impl ServerNames {
 struct Route {
     config: Arc<ServerConfig>,
     site: Arc<Site>,
+    threads: Option<Arc<conclave_keys::HandshakeThreads>>,
 }
 
 /// The names of every site of one address, in order, and the default.
@@ -133,14 +134,27 @@ impl SniRouter {
     }
 
     /// Adds a site; `default` makes it the one for unknown names (else the first is).
-    pub fn add(&mut self, names: ServerNames, config: Arc<ServerConfig>, site: Arc<Site>, default: bool) {
+    /// `threads`: for a site with a keyless certificate, where the signing
+    /// step of its handshakes runs ([`conclave_keys::HandshakeThreads`]).
+    pub fn add(
+        &mut self,
+        names: ServerNames,
+        config: Arc<ServerConfig>,
+        site: Arc<Site>,
+        default: bool,
+        threads: Option<Arc<conclave_keys::HandshakeThreads>>,
+    ) {
         // Built before any connection holds the table: no copy is made.
         let table = Arc::make_mut(&mut self.table);
         if default {
             table.default = self.routes.len();
         }
         table.names.push(names);
-        self.routes.push(Route { config, site });
+        self.routes.push(Route {
+            config,
+            site,
+            threads,
+        });
     }
 
     /// The default site (the one plain connections would get).
@@ -157,7 +171,11 @@ impl SniRouter {
             .routes
             .get(i)
             .ok_or_else(|| io::Error::other("no site on this address"))?;
-        let stream = start.into_stream(route.config.clone()).await?;
+        // A keyless site's signing step runs on its handshake threads.
+        let stream = match &route.threads {
+            Some(t) => t.finish(start, route.config.clone()).await?,
+            None => start.into_stream(route.config.clone()).await?,
+        };
         Ok(Routed {
             stream,
             site: route.site.clone(),

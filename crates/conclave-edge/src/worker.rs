@@ -227,6 +227,25 @@ pub fn key_source(tls: &CertConfig, timeout: std::time::Duration) -> Box<dyn Key
     }
 }
 
+/// The worker's handshake threads, shared by its keyless sites (none if it
+/// has none): their signing step waits for the key server there, not on a
+/// runtime thread (`conclave_keys::handshake`).
+fn keyless_handshakes(cfg: &EdgeConfig) -> Result<Option<Arc<conclave_keys::HandshakeThreads>>, EdgeError> {
+    if !cfg.servers.iter().any(|s| keyless(&s.tls)) {
+        return Ok(None);
+    }
+    let t = conclave_keys::HandshakeThreads::new(conclave_keys::handshake::DEFAULT_THREADS)
+        .map_err(|e| EdgeError::io("starting the keyless handshake threads", e))?;
+    Ok(Some(Arc::new(t)))
+}
+
+/// Whether any certificate of a site has its key in a key server.
+fn keyless(tls: &crate::config::TlsConfig) -> bool {
+    tls.all_certificates()
+        .iter()
+        .any(|c| matches!(c.key, KeyConfig::KeyServer { .. }))
+}
+
 /// Serves `cfg` in this process until stopped. `seed` is the master's (see
 /// [`crate::launch::read_handoff`]): with one, EOF on stdin (the master's
 /// pipe) is a stop and readiness is reported on stdout. With `metrics_dir`
@@ -283,6 +302,7 @@ async fn serve(
         req_limit: cfg.limit_req.map(|r| Arc::new(ReqLimiter::new(r.rate, r.burst))),
     });
     let cap = Arc::new(Semaphore::new(cfg.worker_connections));
+    let handshakes = keyless_handshakes(cfg)?;
     let graceful = Arc::new(GracefulShutdown::new());
     let mut loops = Vec::new();
     let mut routers: Vec<(std::net::SocketAddr, SniRouter)> = Vec::new();
@@ -346,7 +366,8 @@ async fn serve(
             }
         };
         let names = ServerNames::new(s.server_name.clone());
-        routers[at].1.add(names, tls, site, s.default_server);
+        let threads = handshakes.clone().filter(|_| keyless(&s.tls));
+        routers[at].1.add(names, tls, site, s.default_server, threads);
     }
     for (listen, router) in routers {
         let tcp = crate::listen::take_or_bind(listen)?;

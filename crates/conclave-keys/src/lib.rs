@@ -6,7 +6,8 @@
 //! ([`KeyClient`]) and [`RemoteSigningKey`], a `rustls::sign::SigningKey`
 //! whose signatures are made by the key server, so the edge process holds only
 //! the certificate. [`run`] and [`run_probe`] are the `conclave keyserver` and
-//! `conclave keyless-probe` processes ([`KeyServerSettings`],
+//! `conclave keyless-probe` processes; [`HandshakeThreads`] keep the
+//! edge's runtime threads out of the signing step of keyless handshakes ([`KeyServerSettings`],
 //! [`KeylessProbeSettings`]). It knows nothing of files served or shared memory.
 //!
 //! What differs from the original nsm: no raw RSA, no decryption, no padding
@@ -22,6 +23,7 @@ pub mod client;
 pub mod error;
 pub mod failover;
 pub mod grants;
+pub mod handshake;
 pub mod name;
 pub mod op;
 pub mod pool;
@@ -39,6 +41,7 @@ pub use client::{KeyClient, KeyInfo};
 pub use error::KeysError;
 pub use failover::KeyServers;
 pub use grants::{KeyGrant, KeyGrants};
+pub use handshake::HandshakeThreads;
 pub use name::KeyName;
 pub use process::{run, run_probe, KeyServerError};
 pub use remote::{certified_key, RemoteSigningKey};

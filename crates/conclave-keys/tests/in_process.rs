@@ -155,12 +155,24 @@ fn start(site_key: SiteKey) -> Running {
     let keys = dir.path().join("keys");
     std::fs::create_dir(&keys).unwrap();
     std::fs::rename(certs.join("site/server.key"), keys.join("server.key")).unwrap();
-    let store = KeyStore::load_dir(&keys).unwrap();
+    let (shutdown, thread, endpoint) = serve(&keys, &certs, &"tcp://127.0.0.1:0".parse().unwrap());
+    Running {
+        shutdown,
+        thread: Some(thread),
+        endpoint,
+        _dir: dir,
+        certs,
+    }
+}
+
+/// A key server over the keys of `keys` on `at`, on its own thread.
+fn serve(keys: &Path, certs: &Path, at: &Endpoint) -> (Shutdown, std::thread::JoinHandle<()>, Endpoint) {
+    let store = KeyStore::load_dir(keys).unwrap();
     let svc = Arc::new(KeyServer::new(store, &KeyServerOptions::default()).unwrap());
-    let creds = Credentials::from_dir(&certs, Role::KeyServer).unwrap();
+    let creds = Credentials::from_dir(certs, Role::KeyServer).unwrap();
     let shutdown = Shutdown::new();
     let (tx, rx) = std::sync::mpsc::channel();
-    let sd = shutdown.clone();
+    let (sd, at) = (shutdown.clone(), at.clone());
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -168,7 +180,7 @@ fn start(site_key: SiteKey) -> Running {
             .unwrap();
         rt.block_on(async move {
             let server = Server::bind(
-                &"tcp://127.0.0.1:0".parse().unwrap(),
+                &at,
                 Some(creds.server_config().unwrap()),
                 KeyServer::server_options(),
             )
@@ -179,12 +191,21 @@ fn start(site_key: SiteKey) -> Running {
         });
     });
     let endpoint = rx.recv().unwrap();
-    Running {
-        shutdown,
-        thread: Some(thread),
-        endpoint,
-        _dir: dir,
-        certs,
+    (shutdown, thread, endpoint)
+}
+
+impl Running {
+    /// Stops the key server (in-flight requests finish), then starts it again
+    /// on the same address once `between` has run.
+    fn restart(&mut self, between: impl FnOnce()) {
+        self.shutdown.trigger();
+        self.thread.take().unwrap().join().unwrap();
+        between();
+        let keys = self._dir.path().join("keys");
+        let (shutdown, thread, endpoint) = serve(&keys, &self.certs, &self.endpoint);
+        assert_eq!(endpoint, self.endpoint);
+        self.shutdown = shutdown;
+        self.thread = Some(thread);
     }
 }
 
@@ -295,4 +316,223 @@ fn a_stuck_keyserver_fails_the_signature_in_bounded_time() {
     assert!(err.to_string().contains("keyless signature failed"), "{err}");
     done_tx.send(()).unwrap();
     holder.join().unwrap();
+}
+
+/// Records the thread each signature is made on (the keyless key inside).
+#[derive(Debug)]
+struct WhereSigned {
+    inner: Arc<dyn SigningKey>,
+    threads: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+#[derive(Debug)]
+struct WhereSigner {
+    inner: Box<dyn rustls::sign::Signer>,
+    threads: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl SigningKey for WhereSigned {
+    fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn rustls::sign::Signer>> {
+        Some(Box::new(WhereSigner {
+            inner: self.inner.choose_scheme(offered)?,
+            threads: self.threads.clone(),
+        }))
+    }
+    fn public_key(&self) -> Option<rustls::pki_types::SubjectPublicKeyInfoDer<'_>> {
+        self.inner.public_key()
+    }
+    fn algorithm(&self) -> rustls::SignatureAlgorithm {
+        self.inner.algorithm()
+    }
+}
+
+impl rustls::sign::Signer for WhereSigner {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+        let name = std::thread::current().name().unwrap_or("").to_string();
+        self.threads.lock().unwrap().push(name);
+        self.inner.sign(message)
+    }
+    fn scheme(&self) -> SignatureScheme {
+        self.inner.scheme()
+    }
+}
+
+/// The edge's keyless handshakes: with `HandshakeThreads`, the signature
+/// (a key-server round trip) is made on a handshake thread, never on a
+/// runtime thread, and full TLS 1.2 and 1.3 handshakes complete and carry data.
+#[test]
+fn keyless_handshake_signs_on_a_handshake_thread_not_the_runtime() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ks = start(SiteKey::Rsa2048);
+    let creds = Credentials::from_dir(&ks.certs, Role::Edge).unwrap();
+    let chain = conclave_rpc::tls::load_certs(&ks.certs.join("site/server.crt")).unwrap();
+    let ck = conclave_keys::certified_key(chain.clone(), &ks.endpoint, "server", &creds).unwrap();
+    let threads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let key = Arc::new(WhereSigned {
+        inner: ck.key.clone(),
+        threads: threads.clone(),
+    });
+    let ck = Arc::new(rustls::sign::CertifiedKey::new(chain, key));
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in conclave_rpc::tls::load_certs(&ks.certs.join("ca/root.crt")).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let roots = Arc::new(roots);
+    let hs = Arc::new(conclave_keys::HandshakeThreads::new(2).unwrap());
+    assert_eq!(hs.threads(), 2);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let server = Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider.clone())
+                .with_protocol_versions(&[version])
+                .unwrap()
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(ck.clone()))),
+        );
+        let mut client = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        client.resumption = rustls::client::Resumption::disabled();
+        let client = Arc::new(client);
+        let hs = hs.clone();
+        let echoed = rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            // Several handshakes at once, more than there are handshake threads.
+            let srv = tokio::spawn(async move {
+                let mut done = Vec::new();
+                for _ in 0..4 {
+                    let (tcp, _) = l.accept().await.unwrap();
+                    let (hs, server) = (hs.clone(), server.clone());
+                    done.push(tokio::spawn(async move {
+                        let mut s = hs.accept(tcp, server).await.unwrap();
+                        let mut b = [0u8; 4];
+                        s.read_exact(&mut b).await.unwrap();
+                        s.write_all(&b).await.unwrap();
+                        s.shutdown().await.unwrap();
+                    }));
+                }
+                for d in done {
+                    d.await.unwrap();
+                }
+            });
+            let mut got = Vec::new();
+            let clients: Vec<_> = (0..4u8)
+                .map(|i| {
+                    let client = client.clone();
+                    tokio::spawn(async move {
+                        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+                        let c = tokio_rustls::TlsConnector::from(client);
+                        let mut s = c.connect("localhost".try_into().unwrap(), tcp).await.unwrap();
+                        s.write_all(&[i; 4]).await.unwrap();
+                        let mut b = Vec::new();
+                        s.read_to_end(&mut b).await.unwrap();
+                        b
+                    })
+                })
+                .collect();
+            for c in clients {
+                got.push(c.await.unwrap());
+            }
+            srv.await.unwrap();
+            got
+        });
+        assert_eq!(
+            echoed,
+            (0..4u8).map(|i| vec![i; 4]).collect::<Vec<_>>(),
+            "{version:?}"
+        );
+        let mut seen = std::mem::take(&mut *threads.lock().unwrap());
+        assert_eq!(seen.len(), 4, "{version:?}: one signature per full handshake");
+        seen.sort();
+        seen.dedup();
+        assert!(
+            !seen.is_empty() && seen.iter().all(|t| t.starts_with("handshake-")),
+            "{version:?}: signed on {seen:?}"
+        );
+    }
+}
+
+/// A keyless site served through `HandshakeThreads` survives a key-server
+/// restart: while the key server is down its handshakes fail (promptly, with
+/// the threads free again), and once it is back they succeed without any
+/// action on the edge side (the client pool reconnects).
+#[test]
+fn handshake_threads_survive_a_keyserver_restart() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut ks = start(SiteKey::EcdsaP256);
+    let creds = Credentials::from_dir(&ks.certs, Role::Edge).unwrap();
+    let chain = conclave_rpc::tls::load_certs(&ks.certs.join("site/server.crt")).unwrap();
+    let ck = conclave_keys::certified_key(chain, &ks.endpoint, "server", &creds).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let server = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(ck))),
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    for c in conclave_rpc::tls::load_certs(&ks.certs.join("ca/root.crt")).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // Every handshake a full one: a resumed session needs no signature.
+    client.resumption = rustls::client::Resumption::disabled();
+    let client = Arc::new(client);
+    // One thread: a handshake stuck on a dead key server would block the next.
+    let hs = Arc::new(conclave_keys::HandshakeThreads::new(1).unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let handshake = || -> Result<Vec<u8>, String> {
+        let (hs, server, client) = (hs.clone(), server.clone(), client.clone());
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            let srv = tokio::spawn(async move {
+                let (tcp, _) = l.accept().await.unwrap();
+                let mut s = hs.accept(tcp, server).await?;
+                s.write_all(b"up").await?;
+                s.shutdown().await
+            });
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let got = async {
+                let c = tokio_rustls::TlsConnector::from(client);
+                let mut s = c.connect("localhost".try_into().unwrap(), tcp).await?;
+                let mut b = Vec::new();
+                s.read_to_end(&mut b).await?;
+                Ok::<_, std::io::Error>(b)
+            }
+            .await;
+            let served = srv.await.unwrap();
+            match (got, served) {
+                (Ok(b), Ok(())) => Ok(b),
+                (c, s) => Err(format!("client: {c:?}, server: {s:?}")),
+            }
+        })
+    };
+    assert_eq!(handshake().unwrap(), b"up");
+    ks.restart(|| {
+        for _ in 0..2 {
+            let started = std::time::Instant::now();
+            let err = handshake().unwrap_err();
+            assert!(err.contains("server: Err"), "{err}");
+            assert!(started.elapsed() < std::time::Duration::from_secs(5), "{err}");
+        }
+    });
+    assert_eq!(handshake().unwrap(), b"up");
 }
