@@ -379,7 +379,8 @@ fn renders_a_fleet_whose_secrets_stay_with_their_owners() {
         .collect();
     assert_eq!(
         keys,
-        BTreeSet::from(["root.crt", "edge.crt", "edge.key", "server.crt", "ticket.secret"])
+        BTreeSet::from(["root.crt", "edge.crt", "edge.key", "server.crt"]),
+        "with key servers the edge holds no ticket secret: the fleet's ticket keys come from them"
     );
     // The edge pod's volumes: its own identity, the sidecar's, its config; none holds the site key.
     let (_, edge) = pod_specs(&objs)
@@ -404,6 +405,12 @@ fn renders_a_fleet_whose_secrets_stay_with_their_owners() {
         .as_str()
         .unwrap()
         .contains("PRIVATE KEY"));
+    // The fleet's ticket-key secret: in the key servers' Secret only.
+    assert_eq!(
+        ks["stringData"]["ticket.keys"].as_str().map(str::len),
+        Some(64),
+        "32 random bytes, hex"
+    );
 
     // The edge config: pod address, Services for key and file servers,
     // loopback sidecar, the origin given, the admin listener for probes.
@@ -426,6 +433,15 @@ fn renders_a_fleet_whose_secrets_stay_with_their_owners() {
         Some("smdish+tcp://127.0.0.1:9100")
     );
     assert_eq!(edge_toml["admin"]["listen"].as_str(), Some("127.0.0.1:9901"));
+    // One ticket-key source for the fleet: the key servers.
+    assert_eq!(edge_toml["shared"]["ticket_source"].as_str(), Some("keyserver"));
+    assert_eq!(
+        edge_toml["shared"]["ticket_keyservers"]
+            .as_array()
+            .map(|a| a.len()),
+        Some(1)
+    );
+    assert!(edge_toml["shared"].get("ticket_secret_file").is_none());
     // Probes: the admin listener through `conclave deploy probe`.
     let edge_c = &edge["containers"][0];
     assert_eq!(

@@ -10,6 +10,7 @@ use crate::layout::Part;
 use crate::plan;
 use crate::EvalError;
 use conclave_edge::config::schema::StorageSettings;
+use conclave_edge::config::TicketSource;
 use conclave_edge::launch::EdgeArgs;
 use conclave_fs::FileServerSettings;
 use conclave_keys::KeyServerSettings;
@@ -265,6 +266,17 @@ pub(crate) fn edge_toml(
             site.tls.keyserver = Some(tcp_endpoint(&n.service_host("keyserver"), port).to_string());
         }
     }
+    // One source of ticket keys for the fleet: the key servers hand out
+    // per-epoch keys, so a client resumes on any node (docs/fleet-runtime.md).
+    if let Some(port) = parts.keyserver {
+        let certs = s.server.iter().find_map(|site| site.tls.certs.clone());
+        s.shared.ticket_source = TicketSource::Keyserver;
+        s.shared.ticket_keyservers = vec![tcp_endpoint(&n.service_host("keyserver"), port).to_string()];
+        s.shared.ticket_secret_file = None;
+        if s.shared.certs.is_none() {
+            s.shared.certs = certs;
+        }
+    }
     if let (StorageSettings::Nextfs { server, .. }, Some(port)) = (&mut s.storage, parts.fileserver) {
         *server = tcp_endpoint(&n.service_host("fileserver"), port).to_string();
     }
@@ -310,6 +322,7 @@ pub(crate) fn keyserver(d: &Deployment, o: &K8sOptions, n: &Names, parts: &Parts
     let dir = run_dir(Part::KeyServer);
     let settings = KeyServerSettings {
         grants: plan::site_key_grant(d).into_iter().collect(),
+        ticket_keys: Some(dir.join(secrets::TICKET_KEYS)),
         ..KeyServerSettings::new(dir.join("keys"), tcp_endpoint("0.0.0.0", port), dir.clone())
     };
     let files = secrets::files(d, Part::KeyServer);

@@ -59,6 +59,9 @@ fn identity_of(d: &Deployment, part: Part) -> Option<Identity> {
     }
 }
 
+/// The key servers' ticket-key secret, in their directory.
+pub(crate) const TICKET_KEYS: &str = "ticket.keys";
+
 /// What a part's directory holds, as `up` lays it out.
 pub(crate) fn files(d: &Deployment, part: Part) -> Vec<SecretFile> {
     let mut out: Vec<SecretFile> = Vec::new();
@@ -74,7 +77,9 @@ pub(crate) fn files(d: &Deployment, part: Part) -> Vec<SecretFile> {
             if !keyless {
                 out.push(SecretFile::new(CertsLayout::SITE_KEY, Source::SiteKey));
             }
-            if d.edge.shared == SharedKind::Smdish && d.memserver.is_some() {
+            // With key servers the fleet's ticket keys come from them
+            // (`ticket_source = "keyserver"`): no edge holds a ticket secret.
+            if !keyless && d.edge.shared == SharedKind::Smdish && d.memserver.is_some() {
                 out.push(SecretFile::new("ticket.secret", Source::Random));
             }
             if d.edge.shared == SharedKind::Smc {
@@ -86,6 +91,9 @@ pub(crate) fn files(d: &Deployment, part: Part) -> Vec<SecretFile> {
                 &format!("keys/{}", CertsLayout::SITE_KEY),
                 Source::SiteKey,
             ));
+            // The fleet's ticket-key secret: every replica derives the same
+            // per-epoch keys from it (`--ticket-keys`, docs/fleet-runtime.md).
+            out.push(SecretFile::new(TICKET_KEYS, Source::Random));
         }
         Part::FileServer => {
             if d.fileserver.as_ref().is_some_and(|f| f.device != Device::Std) {

@@ -52,10 +52,11 @@ seccompProfile:
 {{- if eq .part "edge" -}}
 {{- $files = append $files "server.crt=server.crt" -}}
 {{- if ne $v.edge.key "keyserver" }}{{ $files = append $files "server.key=server.key" }}{{ end -}}
-{{- if eq $v.edge.shared "smdish" }}{{ $files = append $files "ticket.secret=ticket.secret" }}{{ end -}}
+{{- if and (eq $v.edge.shared "smdish") (ne $v.edge.key "keyserver") }}{{ $files = append $files "ticket.secret=ticket.secret" }}{{ end -}}
 {{- if eq $v.edge.shared "smc" }}{{ $files = append $files "smc.secret=smc.secret" }}{{ end -}}
 {{- else if eq .part "keyserver" -}}
 {{- $files = append $files "keys-server.key=keys/server.key" -}}
+{{- $files = append $files "ticket.keys=ticket.keys" -}}
 {{- else if eq .part "fileserver" -}}
 {{- if ne $v.fileserver.device "std" }}{{ $files = append $files "fs.secret=fs.secret" }}{{ end -}}
 {{- end -}}
