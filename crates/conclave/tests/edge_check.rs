@@ -7,7 +7,7 @@
 mod common;
 
 use common::pki::{KeyType, Pki};
-use common::{conclave, free_port, start_logged, wait_port};
+use common::{conclave, free_port};
 use std::path::Path;
 use std::process::Output;
 
@@ -166,21 +166,7 @@ fn check_names_a_key_server_key_that_is_not_the_certificates() {
     let keys = d.join("keys");
     std::fs::create_dir_all(&keys).unwrap();
     std::fs::rename(&b_key, keys.join("site.key")).unwrap();
-    let kport = free_port();
-    let _ks = start_logged(
-        d,
-        "keyserver",
-        &[
-            "keyserver",
-            "--keys",
-            &keys.display().to_string(),
-            "--certs",
-            &d.join("certs").display().to_string(),
-            "--listen",
-            &format!("tcp://127.0.0.1:{kport}"),
-        ],
-    );
-    wait_port(kport);
+    let (_ks, kport) = common::start_keyserver(d, &keys, &d.join("certs"), &[]);
     let port = free_port();
     let toml = site(
         port,

@@ -683,7 +683,7 @@ fn two_workers_sharing_an_index_count_exact_hits_and_time_their_kernel_servers()
         &s(&src),
         &s(&d.join("site.img")),
     ]);
-    let (fport, mport) = (free_port(), free_port());
+    let fport = free_port();
     let _fs = common::start_logged(
         d,
         "fileserver",
@@ -699,21 +699,8 @@ fn two_workers_sharing_an_index_count_exact_hits_and_time_their_kernel_servers()
             "edge:rw:/cache",
         ],
     );
-    let _ms = common::start_logged(
-        d,
-        "memserver",
-        &[
-            "memserver",
-            "--kind",
-            "smdish",
-            "--listen",
-            &format!("tcp://127.0.0.1:{mport}"),
-            "--certs",
-            &s(&d.join("certs")),
-        ],
-    );
+    let (_ms, mport) = common::start_smdish(d, &d.join("certs"));
     wait_port(fport);
-    wait_port(mport);
     let extra = format!(
         "access_log_format = \"json\"\n\
          [storage]\nkind = \"nextfs\"\nserver = \"tcp://127.0.0.1:{fport}\"\ncerts = \"certs\"\n\

@@ -57,21 +57,7 @@ fn two_names_on_one_port_get_their_own_certificate_key_source_and_headers() {
     let keys = d.join("keys");
     std::fs::create_dir_all(&keys).unwrap();
     std::fs::rename(&b_key, keys.join("b.key")).unwrap();
-    let kport = free_port();
-    let _ks = start_logged(
-        d,
-        "keyserver",
-        &[
-            "keyserver",
-            "--keys",
-            &keys.display().to_string(),
-            "--certs",
-            &d.join("certs").display().to_string(),
-            "--listen",
-            &format!("tcp://127.0.0.1:{kport}"),
-        ],
-    );
-    wait_port(kport);
+    let (_ks, kport) = common::start_keyserver(d, &keys, &d.join("certs"), &[]);
     html(&d.join("a"), "site a\n");
     html(&d.join("b"), "site b\n");
     let port = free_port();

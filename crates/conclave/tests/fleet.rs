@@ -96,7 +96,7 @@ impl Fleet {
                 std::fs::create_dir_all(&nd).unwrap();
                 // Each node's docroot is its own image on its own file server.
                 std::fs::copy(d.join("site.img"), nd.join("site.img")).unwrap();
-                let (fport, mport, port) = (free_port(), free_port(), free_port());
+                let (fport, port) = (free_port(), free_port());
                 let fs = common::start_logged(
                     &nd,
                     "fileserver",
@@ -112,21 +112,8 @@ impl Fleet {
                         "edge:ro:/html",
                     ],
                 );
-                let mem = common::start_logged(
-                    &nd,
-                    "memserver",
-                    &[
-                        "memserver",
-                        "--kind",
-                        "smdish",
-                        "--listen",
-                        &format!("tcp://127.0.0.1:{mport}"),
-                        "--certs",
-                        &s(&d.join("certs")),
-                    ],
-                );
+                let (mem, mport) = common::start_smdish(&nd, &d.join("certs"));
                 wait_port(fport);
-                wait_port(mport);
                 let certs = s(&d.join("certs"));
                 let toml = format!(
                     "workers = 1\nworker_threads = 2\naccess_log = \"access.log\"\n\

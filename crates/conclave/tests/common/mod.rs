@@ -47,6 +47,55 @@ pub fn start_logged(dir: &Path, name: &str, args: &[&str]) -> Proc {
     server(child)
 }
 
+/// Starts a key server on a free loopback port holding the keys in `keys`,
+/// with the identity in `certs` and `extra` flags (grants...); logs to
+/// `dir/keyserver.log`. Returns it once it accepts connections, and its port.
+#[allow(dead_code)]
+pub fn start_keyserver(dir: &Path, keys: &Path, certs: &Path, extra: &[&str]) -> (Proc, u16) {
+    let port = free_port();
+    let (keys, certs, listen) = (
+        keys.display().to_string(),
+        certs.display().to_string(),
+        format!("tcp://127.0.0.1:{port}"),
+    );
+    let mut args = vec![
+        "keyserver",
+        "--keys",
+        &keys,
+        "--certs",
+        &certs,
+        "--listen",
+        &listen,
+    ];
+    args.extend_from_slice(extra);
+    let p = start_logged(dir, "keyserver", &args);
+    wait_port(port);
+    (p, port)
+}
+
+/// Starts an smdish memory server on a free loopback port with the identity
+/// in `certs`; logs to `dir/memserver.log`. Returns it once it accepts
+/// connections, and its port.
+#[allow(dead_code)]
+pub fn start_smdish(dir: &Path, certs: &Path) -> (Proc, u16) {
+    let port = free_port();
+    let p = start_logged(
+        dir,
+        "memserver",
+        &[
+            "memserver",
+            "--kind",
+            "smdish",
+            "--listen",
+            &format!("tcp://127.0.0.1:{port}"),
+            "--certs",
+            &certs.display().to_string(),
+        ],
+    );
+    wait_port(port);
+    (p, port)
+}
+
 /// A started server, stopped on drop as in production: SIGTERM (so it can
 /// clean up), then SIGKILL if it has not exited within 15 s.
 pub fn server(child: std::process::Child) -> Proc {
