@@ -210,14 +210,8 @@ pub struct WafDenied(pub String);
 pub struct Pending {
     site: Arc<str>,
     log: Option<Arc<AccessLog>>,
-    started: Instant,
     peer: SocketAddr,
-    method: Method,
-    uri: String,
-    version: Version,
-    user_agent: Option<Vec<u8>>,
-    referer: Option<Vec<u8>>,
-    tls: Option<TlsInfo>,
+    head: RequestHead,
     status: u16,
     length: Option<String>,
     cache: Option<String>,
@@ -286,14 +280,8 @@ pub fn track(
     let pending = Pending {
         site: site.clone(),
         log: log.cloned(),
-        started: head.started,
         peer,
-        method: head.method,
-        uri: head.uri,
-        version: head.version,
-        user_agent: head.user_agent,
-        referer: head.referer,
-        tls: head.tls,
+        head,
         status: resp.status().as_u16(),
         length: text("content-length"),
         cache: text("x-cache-status"),
@@ -323,7 +311,7 @@ struct Counted {
 impl Counted {
     fn finish(&mut self) {
         let Some(p) = self.pending.take() else { return };
-        let elapsed = p.started.elapsed();
+        let elapsed = p.head.started.elapsed();
         crate::metrics::request_done(&crate::metrics::RequestDone {
             site: &p.site,
             status: p.status,
@@ -392,8 +380,8 @@ fn main_line(r: &Finished<'_>) -> Vec<u8> {
         "{:.3} {} {} {} {} {} {}\n",
         unix_secs(r.at),
         p.peer.ip(),
-        p.method,
-        p.uri.escape_debug(),
+        p.head.method,
+        p.head.uri.escape_debug(),
         p.status,
         p.length.as_deref().unwrap_or("-"),
         p.cache.as_deref().unwrap_or("-"),
@@ -407,15 +395,15 @@ fn main_line(r: &Finished<'_>) -> Vec<u8> {
 fn combined_line(r: &Finished<'_>) -> Vec<u8> {
     let p = r.req;
     let mut out = format!("{} - - [{}] \"", p.peer.ip(), time_local(r.at)).into_bytes();
-    escape_nginx(&mut out, p.method.as_str().as_bytes());
+    escape_nginx(&mut out, p.head.method.as_str().as_bytes());
     out.push(b' ');
-    escape_nginx(&mut out, p.uri.as_bytes());
+    escape_nginx(&mut out, p.head.uri.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(http_version(p.version).as_bytes());
+    out.extend_from_slice(http_version(p.head.version).as_bytes());
     out.extend_from_slice(format!("\" {} {} \"", p.status, r.bytes_sent).as_bytes());
-    escape_nginx(&mut out, p.referer.as_deref().unwrap_or(b"-"));
+    escape_nginx(&mut out, p.head.referer.as_deref().unwrap_or(b"-"));
     out.extend_from_slice(b"\" \"");
-    escape_nginx(&mut out, p.user_agent.as_deref().unwrap_or(b"-"));
+    escape_nginx(&mut out, p.head.user_agent.as_deref().unwrap_or(b"-"));
     out.extend_from_slice(b"\"\n");
     out
 }
@@ -462,18 +450,18 @@ fn json_line(r: &Finished<'_>) -> Vec<u8> {
         "time": rfc3339(r.at),
         "site": &*p.site,
         "remote_addr": p.peer.ip().to_string(),
-        "method": p.method.as_str(),
-        "uri": p.uri,
-        "http_version": http_version(p.version),
+        "method": p.head.method.as_str(),
+        "uri": p.head.uri,
+        "http_version": http_version(p.head.version),
         "status": p.status,
         "bytes_sent": r.bytes_sent,
         "request_time": secs(r.elapsed),
         "upstream_response_time": p.upstream.map(secs),
         "cache_status": p.cache,
-        "tls_version": p.tls.map(|t| t.version),
-        "tls_resumed": p.tls.map(|t| t.resumed),
-        "user_agent": p.user_agent.as_deref().map(lossless_text),
-        "referer": p.referer.as_deref().map(lossless_text),
+        "tls_version": p.head.tls.map(|t| t.version),
+        "tls_resumed": p.head.tls.map(|t| t.resumed),
+        "user_agent": p.head.user_agent.as_deref().map(lossless_text),
+        "referer": p.head.referer.as_deref().map(lossless_text),
         "waf_rule_id": p.waf_rule,
     });
     let mut line = serde_json::to_vec(&v).unwrap_or_default();
@@ -536,17 +524,19 @@ mod tests {
         Pending {
             site: Arc::from("a.example"),
             log: None,
-            started: Instant::now(),
             peer: "127.0.0.1:5000".parse().unwrap(),
-            method: Method::GET,
-            uri: "/x?q=\"1\"".into(),
-            version: Version::HTTP_11,
-            user_agent: Some(ua.to_vec()),
-            referer: None,
-            tls: Some(TlsInfo {
-                version: "TLSv1.3",
-                resumed: true,
-            }),
+            head: RequestHead {
+                started: Instant::now(),
+                method: Method::GET,
+                uri: "/x?q=\"1\"".into(),
+                version: Version::HTTP_11,
+                user_agent: Some(ua.to_vec()),
+                referer: None,
+                tls: Some(TlsInfo {
+                    version: "TLSv1.3",
+                    resumed: true,
+                }),
+            },
             status: 403,
             length: Some("10".into()),
             cache: None,
