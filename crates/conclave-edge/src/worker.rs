@@ -231,19 +231,12 @@ pub fn key_source(tls: &CertConfig, timeout: std::time::Duration) -> Box<dyn Key
 /// has none): their signing step waits for the key server there, not on a
 /// runtime thread (`conclave_keys::handshake`).
 fn keyless_handshakes(cfg: &EdgeConfig) -> Result<Option<Arc<conclave_keys::HandshakeThreads>>, EdgeError> {
-    if !cfg.servers.iter().any(|s| keyless(&s.tls)) {
+    if !cfg.servers.iter().any(|s| s.tls.is_keyless()) {
         return Ok(None);
     }
     let t = conclave_keys::HandshakeThreads::new(conclave_keys::handshake::DEFAULT_THREADS)
         .map_err(|e| EdgeError::io("starting the keyless handshake threads", e))?;
     Ok(Some(Arc::new(t)))
-}
-
-/// Whether any certificate of a site has its key in a key server.
-fn keyless(tls: &crate::config::TlsConfig) -> bool {
-    tls.all_certificates()
-        .iter()
-        .any(|c| matches!(c.key, KeyConfig::KeyServer { .. }))
 }
 
 /// Serves `cfg` in this process until stopped. `seed` is the master's (see
@@ -366,7 +359,7 @@ async fn serve(
             }
         };
         let names = ServerNames::new(s.server_name.clone());
-        let threads = handshakes.clone().filter(|_| keyless(&s.tls));
+        let threads = handshakes.clone().filter(|_| s.tls.is_keyless());
         routers[at].1.add(names, tls, site, s.default_server, threads);
     }
     for (listen, router) in routers {

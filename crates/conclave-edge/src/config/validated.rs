@@ -107,12 +107,7 @@ impl EdgeConfig {
     pub fn has_remote_seam(&self) -> bool {
         !matches!(self.storage, StorageConfig::Host)
             || !self.shared.is_local()
-            || self.servers.iter().any(|s| {
-                s.tls
-                    .all_certificates()
-                    .iter()
-                    .any(|c| matches!(c.key, KeyConfig::KeyServer { .. }))
-            })
+            || self.servers.iter().any(|s| s.tls.is_keyless())
             || self.fleet_tickets.is_some()
     }
 }
@@ -330,6 +325,12 @@ impl TlsConfig {
         }];
         all.extend(self.certificates.iter().cloned());
         all
+    }
+    /// Whether any certificate of the site has its key in a key server.
+    pub fn is_keyless(&self) -> bool {
+        std::iter::once(&self.key)
+            .chain(self.certificates.iter().map(|c| &c.key))
+            .any(|k| matches!(k, KeyConfig::KeyServer { .. }))
     }
 }
 
