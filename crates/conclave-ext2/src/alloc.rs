@@ -162,12 +162,7 @@ impl Alloc {
 
     /// Allocates an inode, preferring the parent's group (directories go to the group
     /// with the fewest directories, to spread them).
-    pub fn alloc_inode(
-        &mut self,
-        io: &BlockIo,
-        parent: u32,
-        is_dir: bool,
-    ) -> Result<u32, Ext2Error> {
+    pub fn alloc_inode(&mut self, io: &BlockIo, parent: u32, is_dir: bool) -> Result<u32, Ext2Error> {
         if self.sb.free_inodes_count == 0 {
             return Err(Ext2Error::NoSpace);
         }

@@ -24,10 +24,7 @@ impl BlockIo {
     /// File-system blocks of `bs` bytes (a power of two, 1024..=65536, checked by
     /// the superblock parser) on `dev`.
     pub fn new(dev: Arc<dyn BlockDevice>, bs: u32) -> BlockIo {
-        BlockIo {
-            dev,
-            bs: bs as usize,
-        }
+        BlockIo { dev, bs: bs as usize }
     }
 
     /// The device underneath.

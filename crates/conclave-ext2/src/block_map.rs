@@ -250,7 +250,13 @@ impl Mapper {
     }
 
     /// Frees block `b` and, for an indirect block of `depth` levels, all it points to.
-    fn free_tree(&mut self, alloc: &mut Alloc, inode: &mut Inode, b: u64, depth: u32) -> Result<(), Ext2Error> {
+    fn free_tree(
+        &mut self,
+        alloc: &mut Alloc,
+        inode: &mut Inode,
+        b: u64,
+        depth: u32,
+    ) -> Result<(), Ext2Error> {
         if depth > 0 {
             let ptrs = self.load(b)?.ptrs.clone();
             for &c in ptrs.iter().filter(|&&c| c != 0) {
@@ -290,7 +296,10 @@ impl Mapper {
             if cb >= keep {
                 self.free_tree(alloc, inode, c, depth - 1)?;
                 new[i] = 0;
-            } else if depth > 1 && cb + span > keep && self.trunc_tree(alloc, inode, c, depth - 1, cb, keep)? {
+            } else if depth > 1
+                && cb + span > keep
+                && self.trunc_tree(alloc, inode, c, depth - 1, cb, keep)?
+            {
                 self.free_tree(alloc, inode, c, 0)?;
                 new[i] = 0;
             }
@@ -381,8 +390,14 @@ mod tests {
                 depth: 3
             }
         );
-        assert_eq!(path_of(max_blocks(4096) - 1, 4096).unwrap().idx, [1023, 1023, 1023]);
-        assert!(matches!(path_of(max_blocks(4096), 4096), Err(Ext2Error::FileTooLarge)));
+        assert_eq!(
+            path_of(max_blocks(4096) - 1, 4096).unwrap().idx,
+            [1023, 1023, 1023]
+        );
+        assert!(matches!(
+            path_of(max_blocks(4096), 4096),
+            Err(Ext2Error::FileTooLarge)
+        ));
         // 1 KiB blocks: 256 pointers per indirect block.
         assert_eq!(path_of(12 + 256, 1024).unwrap().slot, 13);
         assert_eq!(path_of(12 + 256 + 256 * 256, 1024).unwrap().slot, 14);

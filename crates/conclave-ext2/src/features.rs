@@ -232,7 +232,13 @@ mod tests {
         );
         assert_eq!(
             fs.names(),
-            ["resize_inode", "sparse_super", "metadata_csum", "ro_compat_0x1000000", "filetype"]
+            [
+                "resize_inode",
+                "sparse_super",
+                "metadata_csum",
+                "ro_compat_0x1000000",
+                "filetype"
+            ]
         );
     }
 
@@ -243,13 +249,21 @@ mod tests {
             incompat: INCOMPAT_RECOVER | INCOMPAT_FILETYPE,
             ro_compat: 0,
         };
-        assert!(fs.check_readable().unwrap_err().to_string().contains("run e2fsck"));
+        assert!(fs
+            .check_readable()
+            .unwrap_err()
+            .to_string()
+            .contains("run e2fsck"));
         let clean = FeatureSet {
             incompat: INCOMPAT_FILETYPE,
             ..fs
         };
         clean.check_readable().unwrap();
-        assert!(clean.check_writable().unwrap_err().to_string().contains("has_journal"));
+        assert!(clean
+            .check_writable()
+            .unwrap_err()
+            .to_string()
+            .contains("has_journal"));
     }
 
     #[test]

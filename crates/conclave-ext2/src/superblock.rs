@@ -142,7 +142,8 @@ impl Superblock {
         if sb.blocks_count < 8 || sb.blocks_count <= u64::from(sb.first_data_block) {
             return Err(corrupt(format!("blocks count {}", sb.blocks_count)));
         }
-        let groups = (sb.blocks_count - u64::from(sb.first_data_block)).div_ceil(u64::from(sb.blocks_per_group));
+        let groups =
+            (sb.blocks_count - u64::from(sb.first_data_block)).div_ceil(u64::from(sb.blocks_per_group));
         if groups * u64::from(sb.inodes_per_group) != u64::from(sb.inodes_count) {
             return Err(corrupt(format!(
                 "inodes count {} != {groups} groups x {} inodes",
