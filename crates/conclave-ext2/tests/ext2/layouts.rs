@@ -27,7 +27,9 @@ fn mke2fs(tree: &Path, bs: u32, rev0: bool, size_kib: u64, extra: &[&str]) -> Ve
     }
     cmd.args(["-E", "root_owner=0:0"]).args(extra).arg("-d").arg(tree);
     cmd.arg(&img).arg(format!("{size_kib}k"));
-    let out = cmd.output().expect("mke2fs (e2fsprogs) is required for these tests");
+    let out = cmd
+        .output()
+        .expect("mke2fs (e2fsprogs) is required for these tests");
     assert!(
         out.status.success(),
         "mke2fs -b {bs} failed: {}",
@@ -103,7 +105,10 @@ fn scripted_writes(fs: &mut Ext2Fs, host: &Path, bs: usize) {
     for (name, len) in [("f6", 100 * 1024 + 3), ("f5", 0), ("f2", bs as u64 + 9)] {
         let ino = fs.lookup(format!("/{name}")).unwrap();
         fs.truncate(ino, len).unwrap();
-        let f = std::fs::OpenOptions::new().write(true).open(host.join(name)).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(host.join(name))
+            .unwrap();
         f.set_len(len).unwrap();
     }
 
@@ -141,7 +146,10 @@ fn scripted_writes(fs: &mut Ext2Fs, host: &Path, bs: usize) {
 /// with a `debugfs rdump` of the image.
 fn snapshot(root: &Path) -> Vec<(String, u8, Vec<u8>, u32)> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u8, Vec<u8>, u32)>) {
-        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         entries.sort();
         for p in entries {
             let rel = p.strip_prefix(root).unwrap().display().to_string();
@@ -268,7 +276,10 @@ fn check_layout(bs: u32, rev0: bool, size_kib: u64, extra: &[&str]) {
         // ext4-view requires the `filetype` feature, which revision 0 cannot have.
         assert_ext4_view_matches(after.clone(), &host);
     }
-    let (_, reopened) = (dev, Ext2Fs::open(Arc::new(MemBlockDevice::from_image(after))).unwrap());
+    let (_, reopened) = (
+        dev,
+        Ext2Fs::open(Arc::new(MemBlockDevice::from_image(after))).unwrap(),
+    );
     assert!(reopened.was_clean());
     compare(&reopened, &host, "");
 
@@ -325,7 +336,10 @@ fn truncated_and_odd_sized_images_say_what_the_superblock_expects() {
     let image = mke2fs(&tmp.path().join("t"), 1024, false, 4099, &[]);
     for (len, tail) in [
         (4098 * 1024, "(truncated?)"),
-        (4099 * 1024 - 1, "(not a multiple of 1024: truncated or not an ext2 image)"),
+        (
+            4099 * 1024 - 1,
+            "(not a multiple of 1024: truncated or not an ext2 image)",
+        ),
     ] {
         let path = tmp.path().join("cut.img");
         std::fs::write(&path, &image[..len]).unwrap();
@@ -381,7 +395,10 @@ fn unsupported_features_are_refused_by_name() {
     // A journal that needs recovery.
     let mut image = mke2fs(&t, 4096, false, 8192, &[]);
     image[1024 + 96] |= 0x4;
-    assert_eq!(open(image).unwrap_err().to_string(), "needs journal recovery, run e2fsck");
+    assert_eq!(
+        open(image).unwrap_err().to_string(),
+        "needs journal recovery, run e2fsck"
+    );
 }
 
 #[test]
@@ -407,4 +424,21 @@ fn unknown_ro_compat_features_open_read_only_only() {
     assert_eq!(err.errno(), 30);
     fs.sync().unwrap();
     assert!(dev.to_image() == image, "a read-only open never writes");
+}
+
+#[test]
+fn flex_bg_sparse_super2_and_the_ext4_inode_features_are_read_and_written() {
+    // Five groups of 1 KiB blocks whose bitmaps and inode tables flex_bg packs into
+    // group 0, backups only where sparse_super2 puts them, 256-byte inodes.
+    check_layout(
+        1024,
+        false,
+        40 * 1024 + 1,
+        &[
+            "-I",
+            "256",
+            "-O",
+            "flex_bg,sparse_super2,huge_file,dir_nlink,extra_isize",
+        ],
+    );
 }
