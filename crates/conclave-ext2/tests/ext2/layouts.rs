@@ -442,3 +442,45 @@ fn flex_bg_sparse_super2_and_the_ext4_inode_features_are_read_and_written() {
         ],
     );
 }
+
+#[test]
+fn sparse_writes_reach_triple_indirect_blocks_with_1k_and_64k_blocks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path().join("t");
+    std::fs::create_dir(&t).unwrap();
+    for (bs, size_kib, extra) in [
+        (1024u32, 8 * 1024, &[][..]),
+        (65536, 16 * 1024, &["-N", "256"][..]),
+    ] {
+        let image = mke2fs(&t, bs, false, size_kib, extra);
+        let dev = Arc::new(MemBlockDevice::from_image(image));
+        let mut fs = Ext2Fs::open(dev.clone()).unwrap();
+        let f = fs.create_path("/sparse", 0o644).unwrap();
+        let free0 = fs.statfs().free_blocks;
+        let p = u64::from(bs / 4);
+        let tind = (12 + p + p * p) * u64::from(bs);
+        assert_eq!(fs.write(f, tind + 3, b"tail").unwrap(), 4);
+        assert_eq!(
+            free0 - fs.statfs().free_blocks,
+            4,
+            "-b {bs}: data + triple + double + single indirect"
+        );
+        let mut buf = [1u8; 16];
+        assert_eq!(fs.read(f, tind - 9, &mut buf).unwrap(), 16);
+        assert_eq!(&buf, b"\0\0\0\0\0\0\0\0\0\0\0\0tail");
+        assert_eq!(fs.stat(f).unwrap().blocks, 4 * u64::from(bs / 512));
+        let max = fs.max_file_size();
+        assert_eq!(max, conclave_ext2::max_blocks(bs) * u64::from(bs));
+        assert_eq!(fs.write(f, max - 1, b"xy").unwrap_err().errno(), 27);
+        fs.sync().unwrap();
+        assert_fsck_clean(&dev.to_image());
+        fs.truncate(f, tind).unwrap();
+        assert_eq!(
+            fs.statfs().free_blocks,
+            free0,
+            "-b {bs}: truncation frees all four"
+        );
+        fs.sync().unwrap();
+        assert_fsck_clean(&dev.to_image());
+    }
+}
