@@ -484,3 +484,53 @@ fn sparse_writes_reach_triple_indirect_blocks_with_1k_and_64k_blocks() {
         assert_fsck_clean(&dev.to_image());
     }
 }
+
+/// Counts device block reads.
+struct Counting {
+    inner: MemBlockDevice,
+    reads: std::sync::atomic::AtomicU64,
+}
+
+impl BlockDevice for Counting {
+    fn block_count(&self) -> u64 {
+        self.inner.block_count()
+    }
+    fn byte_len(&self) -> u64 {
+        self.inner.byte_len()
+    }
+    fn read_block(&self, idx: u64, buf: &mut [u8; 4096]) -> Result<(), conclave_bd::BdError> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.read_block(idx, buf)
+    }
+    fn write_block(&self, idx: u64, buf: &[u8; 4096]) -> Result<(), conclave_bd::BdError> {
+        self.inner.write_block(idx, buf)
+    }
+    fn flush(&self) -> Result<(), conclave_bd::BdError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn small_blocks_read_each_device_block_once_in_a_contiguous_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path().join("t");
+    std::fs::create_dir(&t).unwrap();
+    let data = Rng(5).bytes(300 * 1024);
+    std::fs::write(t.join("f"), &data).unwrap();
+    let image = mke2fs(&t, 1024, false, 4096, &[]);
+    let dev = Arc::new(Counting {
+        inner: MemBlockDevice::from_image(image),
+        reads: Default::default(),
+    });
+    let fs = Ext2Fs::open(dev.clone()).unwrap();
+    let f = fs.lookup("/f").unwrap();
+    let start = dev.reads.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(fs.read_all(f).unwrap() == data);
+    let reads = dev.reads.load(std::sync::atomic::Ordering::Relaxed) - start;
+    // 300 KiB = 75 device blocks of data (mke2fs lays the file out contiguously,
+    // around its indirect blocks), plus the inode and indirect blocks.
+    assert!(
+        reads <= 75 + 12,
+        "{reads} device reads for 75 device blocks of data"
+    );
+}
