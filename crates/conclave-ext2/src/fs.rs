@@ -293,7 +293,7 @@ impl Ext2Fs {
         skip: usize,
         out: &mut [u8],
     ) -> Result<(), Ext2Error> {
-        let end = first.checked_add(count).unwrap_or(u64::MAX);
+        let end = first.saturating_add(count);
         if first == 0 || end > self.alloc.sb.blocks_count {
             return Err(corrupt(format!("data blocks {first}..{end} out of range")));
         }
