@@ -54,6 +54,11 @@ impl BlockIo {
         read_bytes(&*self.dev, off, buf)
     }
 
+    /// Writes `data` at byte `off` of the file system (a run of blocks).
+    pub fn write_at(&self, off: u64, data: &[u8]) -> Result<(), BdError> {
+        write_bytes(&*self.dev, off, data)
+    }
+
     fn offset(&self, b: u64) -> Result<u64, BdError> {
         b.checked_mul(self.bs as u64).ok_or(BdError::OutOfRange {
             block: b,

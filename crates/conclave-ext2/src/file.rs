@@ -91,6 +91,8 @@ impl Ext2Fs {
         let bsz = self.io.block_size();
         let bs = bsz as u64;
         let mut tmp = vec![0u8; bsz];
+        // Pending whole blocks: (first block, offset in `data`, bytes).
+        let mut run: Option<(u64, usize, usize)> = None;
         while done < data.len() {
             let pos = offset + done as u64;
             let (lb, in_block) = (pos / bs, (pos % bs) as usize);
@@ -109,8 +111,20 @@ impl Ext2Fs {
             goal = phys.saturating_add(1);
             let src = &data[done..done + n];
             if n == bsz {
-                self.write_data_block(phys, src)?;
+                // Whole blocks that follow each other on disk go down as one run.
+                match &mut run {
+                    Some((first, start, len))
+                        if *first + (*len / bsz) as u64 == phys && *start + *len == done =>
+                    {
+                        *len += n
+                    }
+                    _ => {
+                        self.write_data_run(run.take(), data)?;
+                        run = Some((phys, done, n));
+                    }
+                }
             } else {
+                self.write_data_run(run.take(), data)?;
                 if fresh {
                     tmp.fill(0);
                 } else {
@@ -121,6 +135,7 @@ impl Ext2Fs {
             }
             done += n;
         }
+        self.write_data_run(run.take(), data)?;
         mapper.flush()?;
         if done > 0 {
             inode.size = inode.size.max(offset + done as u64);

@@ -489,6 +489,7 @@ fn sparse_writes_reach_triple_indirect_blocks_with_1k_and_64k_blocks() {
 struct Counting {
     inner: MemBlockDevice,
     reads: std::sync::atomic::AtomicU64,
+    writes: std::sync::atomic::AtomicU64,
 }
 
 impl BlockDevice for Counting {
@@ -503,6 +504,7 @@ impl BlockDevice for Counting {
         self.inner.read_block(idx, buf)
     }
     fn write_block(&self, idx: u64, buf: &[u8; 4096]) -> Result<(), conclave_bd::BdError> {
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.inner.write_block(idx, buf)
     }
     fn flush(&self) -> Result<(), conclave_bd::BdError> {
@@ -511,7 +513,7 @@ impl BlockDevice for Counting {
 }
 
 #[test]
-fn small_blocks_read_each_device_block_once_in_a_contiguous_file() {
+fn small_blocks_read_and_write_each_device_block_once_in_a_contiguous_file() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path().join("t");
     std::fs::create_dir(&t).unwrap();
@@ -521,8 +523,9 @@ fn small_blocks_read_each_device_block_once_in_a_contiguous_file() {
     let dev = Arc::new(Counting {
         inner: MemBlockDevice::from_image(image),
         reads: Default::default(),
+        writes: Default::default(),
     });
-    let fs = Ext2Fs::open(dev.clone()).unwrap();
+    let mut fs = Ext2Fs::open(dev.clone()).unwrap();
     let f = fs.lookup("/f").unwrap();
     let start = dev.reads.load(std::sync::atomic::Ordering::Relaxed);
     assert!(fs.read_all(f).unwrap() == data);
@@ -533,4 +536,21 @@ fn small_blocks_read_each_device_block_once_in_a_contiguous_file() {
         reads <= 75 + 12,
         "{reads} device reads for 75 device blocks of data"
     );
+    // Writing it again as a new file: whole blocks go down in runs.
+    let g = fs.create_path("/g", 0o644).unwrap();
+    let (r0, w0) = (
+        dev.reads.load(std::sync::atomic::Ordering::Relaxed),
+        dev.writes.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    assert_eq!(fs.write(g, 0, &data).unwrap(), data.len());
+    let reads = dev.reads.load(std::sync::atomic::Ordering::Relaxed) - r0;
+    let writes = dev.writes.load(std::sync::atomic::Ordering::Relaxed) - w0;
+    eprintln!("300 KiB at 1 KiB blocks: {writes} device writes, {reads} reads");
+    assert!(
+        writes <= 75 + 12 && reads <= 12,
+        "{writes} device writes and {reads} reads for 75 device blocks of data"
+    );
+    fs.sync().unwrap();
+    assert!(fs.read_all(g).unwrap() == data);
+    assert_fsck_clean(&dev.inner.to_image());
 }
