@@ -206,7 +206,7 @@ fn corrupt_metadata_never_panics_or_hangs_the_server() {
     let pristine = tmp.path().join("pristine.img");
     conclave_bd::mke2fs(&src, &pristine, 8 << 20).expect("mke2fs (e2fsprogs) must be installed");
     let targets = targets(&pristine, &files, &["/", "/a", "/b", "/c", "/c/deep"]);
-    assert!(targets.len() > 60, "{} targets", targets.len());
+    assert!(targets.len() > 40, "{} targets", targets.len());
     let image = tmp.path().join("fs.img");
     let sock = tmp.path().join("fs.sock");
     let log = tmp.path().join("fs.log");
@@ -267,7 +267,8 @@ fn corrupt_metadata_never_panics_or_hangs_the_server() {
         let c = client(tmp.path(), &sock);
         for (path, want) in &files {
             let spoiled = t.spoils.as_ref().is_none_or(|s| s.contains(path));
-            match c.read(path) {
+            // One bounded request (a corrupt size could claim terabytes of holes).
+            match c.read_path(path, 0, want.len() + 4096).map(|(_, b)| b.to_vec()) {
                 Ok(got) if got == *want => {}
                 Ok(_) if spoiled => wrong += 1,
                 Ok(got) => panic!("{ctx}: untouched {path} read {} wrong bytes", got.len()),
