@@ -414,7 +414,10 @@ fn killed_server_restarts_at_the_last_commit() {
     let srv = FsProc::start(tmp.path(), &image, &[]);
     let c = client(tmp.path(), srv.endpoint(), Role::Client);
     assert_eq!(c.read("/synced.txt").unwrap(), b"kept");
-    assert!(!c.exists("/unsynced.txt").unwrap(), "an unsynced write is not committed");
+    assert!(
+        !c.exists("/unsynced.txt").unwrap(),
+        "an unsynced write is not committed"
+    );
     srv.stop();
     // read-only serving works, writes are refused
     let srv = FsProc::start(tmp.path(), &image, &["--read-only"]);

@@ -80,7 +80,12 @@ impl Bed {
             p("other/fs.counter"),
         ];
         if device != "std" {
-            args.extend(["--secret-file".into(), p("secret"), "--tree".into(), p("fs.img.tree")]);
+            args.extend([
+                "--secret-file".into(),
+                p("secret"),
+                "--tree".into(),
+                p("fs.img.tree"),
+            ]);
         }
         Bed { dir, device, args }
     }

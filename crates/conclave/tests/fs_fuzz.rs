@@ -93,7 +93,11 @@ fn targets(image: &Path, files: &BTreeMap<String, Vec<u8>>, dirs: &[&str]) -> Ve
     let dump = Command::new("dumpe2fs").arg(image).output().unwrap();
     let dump = String::from_utf8_lossy(&dump.stdout).into_owned();
     let inode_size = number_after(&dump, "Inode size:").unwrap();
-    let block = 4096u64;
+    let block = number_after(&dump, "Block size:").unwrap();
+    // 64 with the 64bit feature (dumpe2fs prints it then), 32 otherwise.
+    let desc_size = number_after(&dump, "Group descriptor size:").unwrap_or(32);
+    let blocks_per_group = number_after(&dump, "Blocks per group:").unwrap();
+    let first_data_block = number_after(&dump, "First block:").unwrap_or(0);
     let mut t = vec![
         Target {
             what: "superblock".into(),
@@ -103,8 +107,11 @@ fn targets(image: &Path, files: &BTreeMap<String, Vec<u8>>, dirs: &[&str]) -> Ve
         },
         Target {
             what: "group descriptors".into(),
-            start: block,
-            len: 32 * number_after(&dump, "Block count:").unwrap().div_ceil(32768),
+            start: (first_data_block + 1) * block,
+            len: desc_size
+                * number_after(&dump, "Block count:")
+                    .unwrap()
+                    .div_ceil(blocks_per_group),
             spoils: None,
         },
     ];
