@@ -37,9 +37,11 @@ pub enum FileServerError {
         #[source]
         source: Ext2Error,
     },
-    /// The image was not cleanly shut down and `--read-only` was not given.
+    /// The image's superblock says "not clean" and `--read-only` was not
+    /// given. Commits never leave it so; an older server that crashed, or
+    /// another tool, did.
     #[error(
-        "{} was not cleanly shut down (the server was killed or crashed while it had unsynced changes); \
+        "{} was not cleanly shut down (a server without atomic commits crashed, or another tool left it so); \
          check it with `conclave fsck` (or e2fsck on a decrypted copy) before serving it for writing, \
          or serve it with --read-only",
         .0.display()

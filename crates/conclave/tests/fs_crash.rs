@@ -482,3 +482,42 @@ fn restart_after_sigkill_needs_no_operator_input_and_keeps_the_printed_root_vali
     assert!(!c.exists("/w/y").unwrap(), "the unsynced file is not there");
     drop(proc);
 }
+
+/// Lines `committed (counter N)` the server printed so far.
+fn commits_printed(bed: &Bed) -> usize {
+    let out = std::fs::read_to_string(bed.path("fs.out")).unwrap_or_default();
+    out.lines()
+        .filter(|l| l.starts_with("committed (counter ") && !l.ends_with("(counter 0)"))
+        .count()
+}
+
+#[test]
+fn the_timer_and_the_size_bound_commit_without_an_fsync() {
+    let bed = Bed::new("std");
+    // The timer: an idle server commits what it holds.
+    let proc = bed.start(&["--commit-interval".into(), "200ms".into()]).unwrap();
+    bed.client().write("/w/timed", b"no fsync").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || commits_printed(&bed) >= 1),
+        "no timed commit"
+    );
+    drop(proc);
+    let proc = bed.start(&[]).unwrap();
+    assert_eq!(bed.client().read("/w/timed").unwrap(), b"no fsync");
+    drop(proc);
+    // The bound: an operation that leaves more than --commit-bytes pending commits.
+    let proc = bed.start(&["--commit-bytes".into(), "64k".into()]).unwrap();
+    let big = vec![0x42u8; 200_000];
+    bed.client().write("/w/big", &big).unwrap();
+    bed.client().write("/w/small", b"under the bound").unwrap();
+    drop(proc);
+    let proc = bed.start(&[]).unwrap();
+    let c = bed.client();
+    assert_eq!(
+        c.read("/w/big").unwrap(),
+        big,
+        "committed by the bound, before the reply"
+    );
+    assert!(!c.exists("/w/small").unwrap(), "below the bound: not committed");
+    drop(proc);
+}
