@@ -200,6 +200,129 @@ fn root_of(dev: &dyn BlockDevice) -> [u8; 32] {
     dev.sealed_root().map(|r| r.root).unwrap_or([0; 32])
 }
 
+/// The steps of [`CommittedDevice::open`], over the device just opened.
+struct Opened<'a> {
+    inner: &'a dyn BlockDevice,
+    keys: &'a CommitKeys,
+    bind: Binding,
+    opts: &'a CommitOptions,
+    read_only: bool,
+    recovery: Recovery,
+}
+
+impl Opened<'_> {
+    fn state_what(&self) -> String {
+        self.opts.state_file.display().to_string()
+    }
+
+    /// The state file's newest record, or (first start: no record yet) a
+    /// record of the device as it is, written unless read-only. A missing
+    /// record while the counter file says commits were made is refused.
+    fn load_state(
+        &mut self,
+        file: Option<&File>,
+        created: bool,
+        kept: Option<u64>,
+    ) -> Result<StateRecord, BdError> {
+        if let Some(f) = file {
+            if !created && f.metadata()?.len() > 0 {
+                return state_file::read(f, &self.keys.mac, self.bind, &self.state_what());
+            }
+        }
+        if let (Some(k @ 1..), Some(cf)) = (kept, &self.opts.counter_file) {
+            return Err(BdError::StateMissing {
+                state: self.state_what(),
+                counter_file: cf.display().to_string(),
+                kept: k,
+            });
+        }
+        let root = root_of(self.inner);
+        let rec = StateRecord {
+            counter: 0,
+            root,
+            prev_root: root,
+        };
+        if let Some(f) = file {
+            state_file::write(f, &self.keys.mac, self.bind, &rec)?;
+            self.recovery.initialized = true;
+        }
+        Ok(rec)
+    }
+
+    /// Replays a complete log record of the commit after `state` (a crash
+    /// came after the log was synced) and seals it; notes a torn one.
+    fn finish_interrupted(
+        &mut self,
+        log: &File,
+        state_file: Option<&File>,
+        state: &mut StateRecord,
+    ) -> Result<(), BdError> {
+        match redo_log::inspect(log, self.keys, self.bind)? {
+            LogContent::Valid(h) if h.counter == state.counter + 1 && h.base_root == state.root => {
+                let Some(sf) = state_file.filter(|_| !self.read_only) else {
+                    return Err(BdError::Config(format!(
+                        "{} holds commit {} that a crash interrupted; start once without --read-only to finish it",
+                        self.opts.redo_log.display(),
+                        h.counter
+                    )));
+                };
+                redo_log::replay(log, self.keys, self.bind, &h, |b, d| self.inner.write_block(b, d))?;
+                self.inner.flush()?;
+                let next = StateRecord {
+                    counter: h.counter,
+                    root: root_of(self.inner),
+                    prev_root: state.root,
+                };
+                state_file::write(sf, &self.keys.mac, self.bind, &next)?;
+                *state = next;
+                self.recovery.replayed = Some(h.counter);
+            }
+            LogContent::Torn => self.recovery.discarded_torn_log = true,
+            // Empty, or a record of a commit the state already has.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The device must seal the state's root, the pinned root must be the
+    /// state's (or the one before), and the counter file must not be ahead.
+    fn check_fresh(
+        &self,
+        state: &StateRecord,
+        expected: Option<[u8; 32]>,
+        kept: Option<u64>,
+    ) -> Result<(), BdError> {
+        let device_root = root_of(self.inner);
+        if self.bind.kind.has_tree() && device_root != state.root {
+            return Err(BdError::StateMismatch {
+                state: self.state_what(),
+                counter: state.counter,
+                recorded: hex::encode(state.root),
+                device: hex::encode(device_root),
+            });
+        }
+        if let Some(e) = expected {
+            if e != state.root && e != state.prev_root {
+                return Err(BdError::RootMismatch {
+                    expected: hex::encode(e),
+                    found: hex::encode(state.root),
+                });
+            }
+        }
+        if let (Some(k), Some(cf)) = (kept, &self.opts.counter_file) {
+            if k > state.counter {
+                return Err(BdError::Rollback {
+                    state: self.state_what(),
+                    sealed: state.counter,
+                    counter_file: cf.display().to_string(),
+                    kept: k,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 impl CommittedDevice {
     /// Opens the device, finishes or discards an interrupted commit, checks
     /// the device against the state file, and refuses a rollback that the
@@ -216,115 +339,43 @@ impl CommittedDevice {
         }
         let expected = spec.expected_root()?;
         let (inner, keys) = open_inner(spec)?;
-        let bind = Binding {
-            kind: spec.kind,
-            blocks: inner.block_count(),
-        };
         let ro = spec.read_only;
-        let state_what = opts.state_file.display().to_string();
         let kept = match &opts.counter_file {
             Some(p) => read_counter(p)?,
             None => None,
         };
-        let (state_file, created) = open_or_create(&opts.state_file, ro)?;
-        let has_record = match &state_file {
-            Some(f) => !created && f.metadata()?.len() > 0,
-            None => false,
-        };
-        let mut recovery = Recovery {
-            replayed: None,
-            discarded_torn_log: false,
-            initialized: false,
-            state: Commit {
-                counter: 0,
-                root: None,
+        let mut opened = Opened {
+            bind: Binding {
+                kind: spec.kind,
+                blocks: inner.block_count(),
+            },
+            inner: &*inner,
+            keys: &keys,
+            opts,
+            read_only: ro,
+            recovery: Recovery {
+                replayed: None,
+                discarded_torn_log: false,
+                initialized: false,
+                state: Commit {
+                    counter: 0,
+                    root: None,
+                },
             },
         };
-        let mut state = if has_record {
-            let f = state_file.as_ref().expect("checked above");
-            state_file::read(f, &keys.mac, bind, &state_what)?
-        } else {
-            if let (Some(k), Some(cf)) = (kept, &opts.counter_file) {
-                if k > 0 {
-                    return Err(BdError::StateMissing {
-                        state: state_what,
-                        counter_file: cf.display().to_string(),
-                        kept: k,
-                    });
-                }
-            }
-            let root = root_of(&*inner);
-            let rec = StateRecord {
-                counter: 0,
-                root,
-                prev_root: root,
-            };
-            if let Some(f) = &state_file {
-                state_file::write(f, &keys.mac, bind, &rec)?;
-                recovery.initialized = true;
-            }
-            rec
-        };
+        let (state_file, created) = open_or_create(&opts.state_file, ro)?;
+        let mut state = opened.load_state(state_file.as_ref(), created, kept)?;
         let (log, _) = open_or_create(&opts.redo_log, ro)?;
         if let Some(f) = &log {
-            match redo_log::inspect(f, &keys, bind)? {
-                LogContent::Valid(h) if h.counter == state.counter + 1 && h.base_root == state.root => {
-                    if ro {
-                        return Err(BdError::Config(format!(
-                            "{} holds commit {} that a crash interrupted; start once without --read-only to finish it",
-                            opts.redo_log.display(),
-                            h.counter
-                        )));
-                    }
-                    redo_log::replay(f, &keys, bind, &h, |b, d| inner.write_block(b, d))?;
-                    inner.flush()?;
-                    let next = StateRecord {
-                        counter: h.counter,
-                        root: root_of(&*inner),
-                        prev_root: state.root,
-                    };
-                    let sf = state_file.as_ref().expect("read-write opens have a state file");
-                    state_file::write(sf, &keys.mac, bind, &next)?;
-                    state = next;
-                    recovery.replayed = Some(h.counter);
-                }
-                LogContent::Torn => recovery.discarded_torn_log = true,
-                // Empty, or a record of a commit the state already has.
-                _ => {}
-            }
+            opened.finish_interrupted(f, state_file.as_ref(), &mut state)?;
         }
-        let device_root = root_of(&*inner);
-        if spec.kind.has_tree() && device_root != state.root {
-            return Err(BdError::StateMismatch {
-                state: state_what,
-                counter: state.counter,
-                recorded: hex::encode(state.root),
-                device: hex::encode(device_root),
-            });
-        }
-        if let Some(e) = expected {
-            if e != state.root && e != state.prev_root {
-                return Err(BdError::RootMismatch {
-                    expected: hex::encode(e),
-                    found: hex::encode(state.root),
-                });
-            }
-        }
-        if let (Some(k), Some(cf)) = (kept, &opts.counter_file) {
-            if k > state.counter {
-                return Err(BdError::Rollback {
-                    state: state_what,
-                    sealed: state.counter,
-                    counter_file: cf.display().to_string(),
-                    kept: k,
-                });
-            }
-        }
+        opened.check_fresh(&state, expected, kept)?;
         if let Some(cf) = &opts.counter_file {
             if !ro && kept != Some(state.counter) {
                 write_counter(cf, state.counter)?;
             }
         }
+        let (bind, mut recovery) = (opened.bind, opened.recovery);
         let dev = CommittedDevice {
             inner,
             keys,
@@ -643,6 +694,40 @@ mod tests {
         let (dev, rec) = CommittedDevice::open(&spec, &no_counter).unwrap();
         assert_eq!(rec.state, old);
         assert_eq!(read(&*dev, 1), 1);
+    }
+
+    #[test]
+    fn a_deleted_state_file_is_refused_under_a_counter_file_and_read_only_never_replays() {
+        let (dir, spec) = setup(DeviceKind::Crypt);
+        let o = opts(dir.path());
+        let (dev, _) = CommittedDevice::open(&spec, &o).unwrap();
+        dev.write_block(2, &[2; BLOCK_SIZE]).unwrap();
+        dev.commit().unwrap().unwrap();
+        drop(dev);
+        let state = std::fs::read(&o.state_file).unwrap();
+        std::fs::remove_file(&o.state_file).unwrap();
+        assert!(matches!(
+            CommittedDevice::open(&spec, &o),
+            Err(BdError::StateMissing { kept: 1, .. })
+        ));
+        std::fs::write(&o.state_file, &state).unwrap();
+        // A commit interrupted after its log was synced: read-only names it and stops.
+        let (inner, keys) = open_inner(&spec).unwrap();
+        let bind = Binding {
+            kind: DeviceKind::Crypt,
+            blocks: inner.block_count(),
+        };
+        let log = OpenOptions::new().write(true).open(&o.redo_log).unwrap();
+        redo_log::write(&log, &keys, bind, 2, [0; 32], &[(3, &[3; BLOCK_SIZE])]).unwrap();
+        drop(inner);
+        let ro = spec.clone().read_only(true);
+        match CommittedDevice::open(&ro, &o) {
+            Err(BdError::Config(m)) => assert!(m.contains("holds commit 2"), "{m}"),
+            Err(e) => panic!("wrong refusal: {e}"),
+            Ok(_) => panic!("read-only open over a pending commit"),
+        }
+        let (dev, rec) = CommittedDevice::open(&spec, &o).unwrap();
+        assert_eq!((rec.replayed, read(&*dev, 3)), (Some(2), 3));
     }
 
     #[test]
