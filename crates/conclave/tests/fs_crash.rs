@@ -131,7 +131,8 @@ impl Bed {
         let mut exited = false;
         let up = wait_until(Duration::from_secs(60), || {
             exited = p.try_wait().unwrap().is_some();
-            exited || sock.exists()
+            // the socket file appears at bind(), a moment before listen()
+            exited || std::os::unix::net::UnixStream::connect(&sock).is_ok()
         });
         assert!(up, "{}: the file server neither started nor exited", self.device);
         if exited {

@@ -251,7 +251,8 @@ fn corrupt_metadata_never_panics_or_hangs_the_server() {
         let mut status = None;
         let up = wait_until(Duration::from_secs(30), || {
             status = p.try_wait().unwrap();
-            status.is_some() || sock.exists()
+            // the socket file appears at bind(), a moment before listen()
+            status.is_some() || std::os::unix::net::UnixStream::connect(&sock).is_ok()
         });
         assert!(up, "{ctx}: the server neither started nor exited (hang at open)");
         let stderr = || std::fs::read_to_string(&log).unwrap();
