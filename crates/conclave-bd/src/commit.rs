@@ -60,6 +60,21 @@ pub fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Removes the commit files beside `image` (`IMAGE.state`, `IMAGE.redo`):
+/// `conclave mkfs` and `mkmerkle` start a new history, against which an old
+/// state would be refused (`StateMismatch`). Files elsewhere (`--state-file`)
+/// are the operator's to remove.
+pub fn forget_commits(image: &Path) -> Result<(), BdError> {
+    let o = CommitOptions::beside(image);
+    for p in [o.state_file, o.redo_log] {
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_at(&p, e)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// One commit: its counter and, for tree devices, the root it sealed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Commit {

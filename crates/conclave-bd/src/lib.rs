@@ -27,7 +27,7 @@ mod verity;
 pub mod xts;
 
 pub use build::{create, mke2fs, rebuild_tree, CreateOptions};
-pub use commit::{with_suffix, Commit, CommitOptions, CommittedDevice, Recovery};
+pub use commit::{forget_commits, with_suffix, Commit, CommitOptions, CommittedDevice, Recovery};
 pub use crypt::CryptDevice;
 pub use device::{BlockDevice, BLOCK_SIZE};
 pub use error::BdError;
