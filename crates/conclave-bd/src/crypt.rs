@@ -4,7 +4,7 @@
 //! garbled block and is not detected.
 
 use crate::header::{Header, Kdf, Role, HEADER_BYTES};
-use crate::keys::{read_secret, DeviceKeys};
+use crate::keys::{read_secret, CommitKeys, DeviceKeys};
 use crate::std_device::{check_range, host_len, open_host_file};
 use crate::xts::{decrypt_block, encrypt_block, Xts};
 use crate::{BdError, BlockDevice, DeviceKind, DeviceSpec, BLOCK_SIZE};
@@ -70,18 +70,24 @@ pub(crate) fn open_encrypted_image(
 impl CryptDevice {
     /// Opens `spec.image` with `spec.secret_file`.
     pub fn open(spec: &DeviceSpec) -> Result<CryptDevice, BdError> {
+        Ok(Self::open_keyed(spec)?.0)
+    }
+
+    /// [`CryptDevice::open`], also handing over the commit layer's keys.
+    pub(crate) fn open_keyed(spec: &DeviceSpec) -> Result<(CryptDevice, CommitKeys), BdError> {
         let (file, header, keys) = open_encrypted_image(
             &spec.image,
             DeviceKind::Crypt,
             spec.secret_path()?,
             spec.read_only,
         )?;
-        Ok(CryptDevice {
+        let dev = CryptDevice {
             file,
             blocks: header.blocks,
             xts: keys.xts,
             read_only: spec.read_only,
-        })
+        };
+        Ok((dev, keys.commit))
     }
 }
 

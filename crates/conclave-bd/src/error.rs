@@ -60,6 +60,51 @@ pub enum BdError {
         /// The root sealed in the tree file (hex).
         found: String,
     },
+    /// The commit counter sealed in the state file is below the one kept on
+    /// other storage (`--counter-file`): the whole local set was rolled back.
+    #[error(
+        "sealed commit counter {sealed} in {state} is lower than counter {kept} in {counter_file} \
+         (image, tree and state were rolled back to an older commit)"
+    )]
+    Rollback {
+        /// The state file.
+        state: String,
+        /// The counter sealed there (after any redo-log replay).
+        sealed: u64,
+        /// The counter file.
+        counter_file: String,
+        /// The counter it holds.
+        kept: u64,
+    },
+    /// The state file is gone but the counter file says commits were made.
+    #[error("state file {state} is missing but {counter_file} records commit {kept} (state file deleted or rolled back)")]
+    StateMissing {
+        /// The state file.
+        state: String,
+        /// The counter file.
+        counter_file: String,
+        /// The counter it holds.
+        kept: u64,
+    },
+    /// The device's sealed root is not the one the state file sealed.
+    #[error(
+        "the tree seals root {device} but {state} records root {recorded} at commit {counter} \
+         (tree file or state file replaced)"
+    )]
+    StateMismatch {
+        /// The state file.
+        state: String,
+        /// Its commit counter.
+        counter: u64,
+        /// The root it records (hex).
+        recorded: String,
+        /// The root the tree file seals (hex).
+        device: String,
+    },
+    /// A commit failed after it began to write in place; writes stop until a
+    /// restart finishes that commit from the redo log.
+    #[error("an earlier commit failed half-way ({0}); restart to finish it from the redo log")]
+    CommitFailed(String),
     /// The device was opened read-only.
     #[error("the device is read-only")]
     ReadOnly,

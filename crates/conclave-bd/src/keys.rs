@@ -107,6 +107,29 @@ pub(crate) struct DeviceKeys {
     pub header_mac: HmacSha256,
     /// Stored in the header so a wrong secret is detected at open.
     pub key_check: [u8; 32],
+    /// The redo log and state file of atomic commits (`commit.rs`).
+    pub commit: CommitKeys,
+}
+
+/// Keys of the commit layer: a MAC over redo-log records and state-file
+/// records, and (for encrypting devices) an XTS key so the log never holds
+/// plaintext. Subkeys of their own, so a log record can never pass for a
+/// seal, a header or a data block.
+pub(crate) struct CommitKeys {
+    pub mac: HmacSha256,
+    pub xts: Option<Xts>,
+}
+
+impl CommitKeys {
+    /// Keys for the std device, which has no secret: the "MAC" is a checksum
+    /// under a public key (it catches torn writes, not forgery).
+    pub fn public() -> CommitKeys {
+        CommitKeys {
+            mac: <HmacSha256 as KeyInit>::new_from_slice(b"conclave-bd v1 commit (std, no secret)")
+                .expect("HMAC takes any key length"),
+            xts: None,
+        }
+    }
 }
 
 const INFO_XTS: &[u8] = b"conclave-bd v1 aes-256-xts";
@@ -114,6 +137,8 @@ const INFO_NODE: &[u8] = b"conclave-bd v1 merkle node";
 const INFO_SEAL: &[u8] = b"conclave-bd v1 seal";
 const INFO_HEADER: &[u8] = b"conclave-bd v1 header";
 const INFO_CHECK: &[u8] = b"conclave-bd v1 key check";
+const INFO_COMMIT: &[u8] = b"conclave-bd v1 commit";
+const INFO_COMMIT_XTS: &[u8] = b"conclave-bd v1 commit aes-256-xts";
 
 impl DeviceKeys {
     /// Argon2id(secret, salt) → master; HKDF(master, salt, purpose) → subkeys.
@@ -141,6 +166,8 @@ impl DeviceKeys {
         let expand = |info: &[u8], out: &mut [u8]| hk.expand(info, out).expect("HKDF output length is valid");
         expand(INFO_XTS, &mut xts_key[..]);
         let xts = Xts::new(&xts_key);
+        expand(INFO_COMMIT_XTS, &mut xts_key[..]);
+        let commit_xts = Xts::new(&xts_key);
         let mut mac = |info: &[u8]| {
             expand(info, &mut k[..]);
             <HmacSha256 as KeyInit>::new_from_slice(&k[..]).expect("HMAC takes any key length")
@@ -148,6 +175,7 @@ impl DeviceKeys {
         let node_mac = mac(INFO_NODE);
         let seal_mac = mac(INFO_SEAL);
         let header_mac = mac(INFO_HEADER);
+        let commit_mac = mac(INFO_COMMIT);
         let mut key_check = [0u8; 32];
         expand(INFO_CHECK, &mut key_check);
         k.zeroize();
@@ -157,6 +185,10 @@ impl DeviceKeys {
             seal_mac,
             header_mac,
             key_check,
+            commit: CommitKeys {
+                mac: commit_mac,
+                xts: Some(commit_xts),
+            },
         }
     }
 

@@ -19,7 +19,7 @@
 
 use crate::crypt::open_encrypted_image;
 use crate::header::{Header, Kdf, Role, HEADER_BYTES};
-use crate::keys::{read_secret, DeviceKeys, HmacSha256};
+use crate::keys::{read_secret, CommitKeys, DeviceKeys, HmacSha256};
 use crate::merkle::{leaf_hash, MerkleTree, Node};
 use crate::sealed_root::{self, SealContext};
 use crate::std_device::{check_range, host_len, open_host_file};
@@ -93,6 +93,11 @@ impl VerityDevice {
     /// Opens image and tree, checks headers, secret, sizes and the seal, and
     /// refuses a sealed root other than `spec.expect_root`.
     pub fn open(spec: &DeviceSpec) -> Result<VerityDevice, BdError> {
+        Ok(Self::open_keyed(spec)?.0)
+    }
+
+    /// [`VerityDevice::open`], also handing over the commit layer's keys.
+    pub(crate) fn open_keyed(spec: &DeviceSpec) -> Result<(VerityDevice, CommitKeys), BdError> {
         let kind = spec.kind;
         let tree_path = spec.tree_path()?;
         let secret_path = spec.secret_path()?;
@@ -214,9 +219,10 @@ impl VerityDevice {
             xts,
             node_mac,
             seal_mac,
+            commit,
             ..
         } = keys;
-        Ok(VerityDevice {
+        let dev = VerityDevice {
             kind,
             image,
             tree_file,
@@ -229,7 +235,8 @@ impl VerityDevice {
             seal_mac,
             read_only: spec.read_only,
             state: RwLock::new(State { tree, sealed }),
-        })
+        };
+        Ok((dev, commit))
     }
 
     fn read_state(&self) -> RwLockReadGuard<'_, State> {

@@ -96,6 +96,10 @@ pub fn prepare(d: &Deployment, bin: &Path, site_key: &SiteKeySource) -> Result<P
     if let Some(f) = &d.fileserver {
         let img = build_image(d, f, bin, &dir)?;
         created.push(img.image.clone());
+        // A new image starts a new commit history.
+        for p in commit_files(&dir) {
+            let _ = std::fs::remove_file(p);
+        }
         if let Some(u) = run.user(Part::FileServer) {
             for p in [Some(&img.image), img.tree.as_ref()].into_iter().flatten() {
                 layout::chown_tree(p, u)?;
@@ -141,6 +145,13 @@ const TICKET_SECRET: &str = "ticket.secret";
 /// A part's directory under the state directory `dir`.
 fn part_dir(dir: &Path, part: Part) -> PathBuf {
     dir.join(layout::RUN).join(part.name())
+}
+
+/// The file server's state file and redo log (docs/fs.md), in its own
+/// directory: with `--users` it may not create files beside the image.
+fn commit_files(dir: &Path) -> [PathBuf; 2] {
+    let p = part_dir(dir, Part::FileServer);
+    [p.join("fs.state"), p.join("fs.redo")]
 }
 
 /// The run directory: one 0700 directory per process of `d`, each holding
@@ -530,6 +541,8 @@ pub fn fileserver(d: &Deployment, bin: &Path, listen: SocketAddr, img: &Image, d
         tree: img.tree.clone(),
         secret_file: img.secret.clone(),
         expect_root: img.root.clone(),
+        state_file: Some(commit_files(dir)[0].clone()),
+        redo_log: Some(commit_files(dir)[1].clone()),
         grants: fs_grants(d),
         ..FileServerSettings::new(
             img.image.clone(),
@@ -960,6 +973,10 @@ mod tests {
                 "/s/run/fileserver/fs.secret",
                 "--expect-root",
                 &"ab".repeat(32),
+                "--state-file",
+                "/s/run/fileserver/fs.state",
+                "--redo-log",
+                "/s/run/fileserver/fs.redo",
                 "--listen",
                 "tcp://127.0.0.1:9200",
                 "--certs",

@@ -17,7 +17,7 @@ pub mod server;
 
 pub use client::{AsyncFsClient, DirEntry, File, FsClient, Metadata, OpenOptions};
 pub use grants::{Access, Grant, Grants};
-pub use server::{FileServer, FileServerOptions};
+pub use server::{CommitHook, FileServer, FileServerOptions};
 
 // The `conclave fileserver` process, its command line, and the `conclave fs` client.
 pub mod cli;

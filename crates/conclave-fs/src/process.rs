@@ -1,9 +1,13 @@
-//! `conclave fileserver` as a process: opens the device and the ext2 image
-//! (refusing an unclean image for writing), serves it over mutual TLS until
-//! SIGTERM/SIGINT, then syncs and prints the sealed root.
+//! `conclave fileserver` as a process: opens the device under its commit
+//! layer (finishing or discarding a commit a crash interrupted, checking the
+//! state file, the pinned root and the counter file) and the ext2 image,
+//! serves it over mutual TLS until SIGTERM/SIGINT, committing on FSYNC, on a
+//! size bound and on a timer and printing each commit, then syncs and prints
+//! the sealed root.
 
+use crate::server::CommitHook;
 use crate::{proto, FileServer, FileServerOptions, FileServerSettings};
-use conclave_bd::{BdError, DeviceKind, DeviceSpec};
+use conclave_bd::{BdError, Commit, CommittedDevice, DeviceKind, DeviceSpec};
 use conclave_ext2::{Ext2Error, Ext2Fs};
 use conclave_rpc::{Credentials, Endpoint, Role, Server, ServerOptions, Shutdown, TlsError};
 use std::io::Write;
@@ -33,9 +37,11 @@ pub enum FileServerError {
         #[source]
         source: Ext2Error,
     },
-    /// The image was not cleanly shut down and `--read-only` was not given.
+    /// The image's superblock says "not clean" and `--read-only` was not
+    /// given. Commits never leave it so; an older server that crashed, or
+    /// another tool, did.
     #[error(
-        "{} was not cleanly shut down (the server was killed or crashed while it had unsynced changes); \
+        "{} was not cleanly shut down (a server without atomic commits crashed, or another tool left it so); \
          check it with `conclave fsck` (or e2fsck on a decrypted copy) before serving it for writing, \
          or serve it with --read-only",
         .0.display()
@@ -72,6 +78,8 @@ pub enum FileServerError {
 
 /// Runs the file server `s` describes until SIGTERM/SIGINT, then syncs and
 /// prints `sealed root: HEX (counter N)` (tree devices) or `synced` to `out`.
+/// At start it prints the state it opened at to `out`; every commit prints
+/// its line to stdout (and the log).
 pub fn run(s: &FileServerSettings, out: &mut dyn Write) -> Result<(), FileServerError> {
     let mut spec = DeviceSpec::new(s.device, &s.image).read_only(s.read_only);
     if let Some(t) = &s.tree {
@@ -83,11 +91,27 @@ pub fn run(s: &FileServerSettings, out: &mut dyn Write) -> Result<(), FileServer
     if let Some(r) = &s.expect_root {
         spec = spec.expect_root(r);
     }
-    let dev = conclave_bd::open(&spec).map_err(|source| FileServerError::Open {
-        image: s.image.clone(),
-        kind: s.device,
-        source,
-    })?;
+    let (dev, recovery) =
+        CommittedDevice::open(&spec, &s.commit_options()).map_err(|source| FileServerError::Open {
+            image: s.image.clone(),
+            kind: s.device,
+            source,
+        })?;
+    if let Some(n) = recovery.replayed {
+        tracing::warn!(
+            commit = n,
+            "finished commit {n}, which a crash interrupted, from the redo log"
+        );
+    }
+    if recovery.discarded_torn_log {
+        tracing::warn!(
+            "discarded a torn redo-log record (a crash while it was written): the image is the last commit"
+        );
+    }
+    if recovery.initialized {
+        tracing::info!(state = %dev.state_path().display(), "made the state file (first start with commits)");
+    }
+    let _ = writeln!(out, "{}", recovery.state);
     // Read-only also serves images with features the engine reads but cannot write.
     let open = if s.read_only {
         Ext2Fs::open_read_only
@@ -116,8 +140,16 @@ pub fn run(s: &FileServerSettings, out: &mut dyn Write) -> Result<(), FileServer
     for g in &grants {
         tracing::info!(grant = %g, "file-server grant");
     }
-    let svc = Arc::new(FileServer::new(
+    let on_commit: CommitHook = Box::new(|c: &Commit| {
+        tracing::info!(counter = c.counter, "{c}");
+        let mut o = std::io::stdout().lock();
+        let _ = writeln!(o, "{c}").and_then(|_| o.flush());
+    });
+    let svc = Arc::new(FileServer::with_commits(
         fs,
+        dev.clone(),
+        s.commit_bytes.bytes(),
+        on_commit,
         FileServerOptions {
             max_open_per_client: s.max_open,
             max_write_per_request: s.max_write.bytes() as usize,
@@ -140,14 +172,37 @@ pub fn run(s: &FileServerSettings, out: &mut dyn Write) -> Result<(), FileServer
             })?;
         let shutdown = Shutdown::new();
         shutdown.trigger_on_signals()?;
+        if !s.read_only {
+            tokio::spawn(commit_timer(svc.clone(), s.commit_interval.0));
+        }
         tracing::info!(endpoint = %server.local_endpoint(), device = %s.device, "file server listening");
         server.serve(svc.clone(), shutdown).await?;
         Ok::<_, FileServerError>(())
     })?;
     svc.sync().map_err(FileServerError::Sync)?;
-    let _ = match dev.sealed_root() {
-        Some(root) => writeln!(out, "sealed root: {} (counter {})", root.hex(), root.counter),
+    let last = dev.last_commit();
+    let _ = match last.root {
+        Some(_) => writeln!(out, "{last}"),
         None => writeln!(out, "synced"),
     };
     Ok(())
+}
+
+/// Commits writes no FSYNC has covered, every `every`, so an idle server
+/// does not keep changes in memory indefinitely.
+async fn commit_timer(svc: Arc<FileServer>, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if svc.pending_bytes() == 0 {
+            continue;
+        }
+        let s = svc.clone();
+        match tokio::task::spawn_blocking(move || s.sync()).await {
+            Ok(Err(e)) => tracing::error!("timed commit failed: {e}"),
+            Err(e) => tracing::error!("timed commit task failed: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
 }

@@ -24,6 +24,7 @@ pub fn mkfs(s: &MkfsSettings, out: &mut dyn Write) -> Result<(), ToolError> {
     if spec.kind == DeviceKind::Std {
         let _ = std::fs::remove_file(&spec.image);
         crate::mke2fs(&s.dir, &spec.image, size)?;
+        crate::forget_commits(&spec.image)?;
         return Ok(());
     }
     // The raw file system goes next to the image and is removed afterwards.
@@ -33,11 +34,13 @@ pub fn mkfs(s: &MkfsSettings, out: &mut dyn Write) -> Result<(), ToolError> {
     let _ = std::fs::remove_file(&raw);
     let res = crate::mke2fs(&s.dir, &raw, size).and_then(|()| crate::create(&spec, &raw, &s.kdf.options()));
     let _ = std::fs::remove_file(&raw);
-    let made = res.map_err(|source| ToolError::Make {
-        kind: spec.kind,
-        image: spec.image.clone(),
-        source,
-    })?;
+    let made = res
+        .and_then(|made| crate::forget_commits(&spec.image).map(|()| made))
+        .map_err(|source| ToolError::Make {
+            kind: spec.kind,
+            image: spec.image.clone(),
+            source,
+        })?;
     if let Some(root) = made {
         let tree = spec.tree.as_deref().unwrap_or(Path::new("")).display();
         tracing::info!("sealed root (counter {}) written to {tree}", root.counter);

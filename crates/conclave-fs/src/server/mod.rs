@@ -11,9 +11,10 @@ mod path;
 
 use crate::grants::Grants;
 use crate::proto;
+use conclave_bd::{Commit, CommittedDevice};
 use conclave_ext2::{Ext2Error, Ext2Fs, Metadata};
 use conclave_rpc::{BodyReader, Frame, Identity, PeerInfo, Role, Service, Status};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use fdtable::FdTable;
 
@@ -55,16 +56,31 @@ impl Default for FileServerOptions {
     }
 }
 
+/// What a commit reports to (the process prints `sealed root: HEX (counter N)`).
+pub type CommitHook = Box<dyn Fn(&Commit) + Send + Sync>;
+
+/// Atomic commits: the device that holds writes until a commit, when one is
+/// due, and who hears of each.
+struct Commits {
+    dev: Arc<CommittedDevice>,
+    max_pending: u64,
+    on_commit: CommitHook,
+}
+
 /// The file-server service (plug it into `conclave_rpc::Server`).
 pub struct FileServer {
     fs: RwLock<Ext2Fs>,
     opts: FileServerOptions,
+    commits: Option<Commits>,
 }
 
-/// Maps an ext2 error to the status sent to the client.
+/// Maps an ext2 error to the status sent to the client; device errors and
+/// corrupt metadata are logged with their message (the wire carries only the errno).
 pub(crate) fn status(e: Ext2Error) -> Status {
-    if let Ext2Error::Device(ref d) = e {
-        tracing::warn!("device error: {d}");
+    match e {
+        Ext2Error::Device(ref d) => tracing::warn!("device error: {d}"),
+        Ext2Error::Corrupt(ref m) => tracing::warn!("corrupt file system: {m}"),
+        _ => {}
     }
     Status(e.errno() as u32)
 }
@@ -98,6 +114,28 @@ impl FileServer {
         FileServer {
             fs: RwLock::new(fs),
             opts,
+            commits: None,
+        }
+    }
+
+    /// Serves `fs`, which sits on `dev`, committing at operation boundaries
+    /// only: on every sync (FSYNC, timer, shutdown) and after any operation
+    /// that leaves more than `max_pending` bytes uncommitted. So after a
+    /// crash the image is exactly the last commit (docs/fs.md).
+    pub fn with_commits(
+        fs: Ext2Fs,
+        dev: Arc<CommittedDevice>,
+        max_pending: u64,
+        on_commit: CommitHook,
+        opts: FileServerOptions,
+    ) -> FileServer {
+        FileServer {
+            commits: Some(Commits {
+                dev,
+                max_pending,
+                on_commit,
+            }),
+            ..FileServer::new(fs, opts)
         }
     }
 
@@ -112,12 +150,36 @@ impl FileServer {
         Ok(self.fs.write().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Writes back metadata and flushes the device (sealing a new root).
+    /// Writes back metadata and flushes the device (sealing a new root); with
+    /// commits, also commits, under the file-system lock so no operation is
+    /// half in it. Returns when the commit is durable.
     pub fn sync(&self) -> Result<(), Ext2Error> {
         if self.opts.read_only {
             return Ok(());
         }
-        self.fs.write().unwrap_or_else(|p| p.into_inner()).sync()
+        let mut fs = self.fs.write().unwrap_or_else(|p| p.into_inner());
+        fs.sync()?;
+        if let Some(c) = &self.commits {
+            if let Some(done) = c.dev.commit()? {
+                (c.on_commit)(&done);
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes written since the last commit (0 without commits).
+    pub fn pending_bytes(&self) -> u64 {
+        self.commits.as_ref().map_or(0, |c| c.dev.pending_bytes())
+    }
+
+    /// Commits if the uncommitted bytes passed the bound; called between operations.
+    fn commit_if_due(&self) {
+        let Some(c) = &self.commits else { return };
+        if c.dev.pending_bytes() >= c.max_pending {
+            if let Err(e) = self.sync() {
+                tracing::error!("commit after {} pending bytes failed: {e}", c.max_pending);
+            }
+        }
     }
 
     fn dispatch(&self, t: &mut FdTable, req: &Frame) -> Result<Frame, Status> {
@@ -185,7 +247,9 @@ impl Service for FileServer {
             if let Some(who) = &c.who {
                 access::authorize(self, &self.opts.grants, who, &req)?;
             }
-            self.dispatch(&mut c.fds, &req)
+            let reply = self.dispatch(&mut c.fds, &req);
+            self.commit_if_due();
+            reply
         });
         res.unwrap_or_else(Frame::error)
     }
