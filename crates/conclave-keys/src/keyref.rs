@@ -113,8 +113,8 @@ impl KeyReference {
         text[start..].starts_with(begin.as_bytes())
     }
 
-    /// Reads a reference from its PEM text.
-    pub fn from_pem(text: &[u8]) -> Result<KeyReference, KeyRefError> {
+    /// The decoded PEM body (the `FIELD VALUE` lines) of a reference.
+    pub fn body_from_pem(text: &[u8]) -> Result<Vec<u8>, KeyRefError> {
         let text = std::str::from_utf8(text).map_err(|_| KeyRefError::NotAKeyReference)?;
         let begin = format!("-----BEGIN {PEM_LABEL}-----");
         let end = format!("-----END {PEM_LABEL}-----");
@@ -124,9 +124,25 @@ impl KeyReference {
             .chars()
             .filter(|c| !c.is_ascii_whitespace())
             .collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.as_bytes())
+            .map_err(|_| KeyRefError::Encoding)
+    }
+
+    /// True if `body` is a decoded reference body (starts with the version line).
+    pub fn is_body(body: &[u8]) -> bool {
+        body.starts_with(MAGIC.as_bytes())
+    }
+
+    /// Reads a reference from its PEM text.
+    pub fn from_pem(text: &[u8]) -> Result<KeyReference, KeyRefError> {
+        Self::from_body(&Self::body_from_pem(text)?)
+    }
+
+    /// Reads a reference from its decoded PEM body.
+    pub fn from_body(body: &[u8]) -> Result<KeyReference, KeyRefError> {
         let b64e = base64::engine::general_purpose::STANDARD;
-        let body = b64e.decode(b64.as_bytes()).map_err(|_| KeyRefError::Encoding)?;
-        let body = String::from_utf8(body).map_err(|_| KeyRefError::Encoding)?;
+        let body = std::str::from_utf8(body).map_err(|_| KeyRefError::Encoding)?;
         let mut lines = body.lines();
         if lines.next() != Some(MAGIC) {
             return Err(KeyRefError::Version);

@@ -69,8 +69,16 @@ impl ProviderError {
     /// Sorts a key-server error: no answer vs an answer that refuses.
     pub fn from_sign(endpoint: String, name: String, source: KeysError) -> ProviderError {
         match source {
-            KeysError::Refused { .. } => ProviderError::Refused { endpoint, name, source },
-            _ => ProviderError::Unreachable { endpoint, name, source },
+            KeysError::Refused { .. } => ProviderError::Refused {
+                endpoint,
+                name,
+                source,
+            },
+            _ => ProviderError::Unreachable {
+                endpoint,
+                name,
+                source,
+            },
         }
     }
 }

@@ -7,8 +7,8 @@
 //!
 //! Object lifetimes: a decoded key is an `Arc<RemoteKey>`. The decoder hands
 //! OpenSSL a reference to its own `Arc` (a pointer's bytes); the key
-//! manager's `load` takes a new strong count for the key object it returns;
-//! `free` drops that count. Signature contexts hold their own `Arc`.
+//! manager's `load` boxes a new strong count in the key object it returns;
+//! `free` drops the box. Signature contexts hold their own `Arc`.
 #![allow(unsafe_code)]
 
 use crate::error::{ProviderError, REASONS};
@@ -68,9 +68,6 @@ const RETURN_SIZE_UNMODIFIED: usize = usize::MAX;
 const OP_KEYMGMT: c_int = 10;
 const OP_SIGNATURE: c_int = 12;
 const OP_DECODER: c_int = 21;
-
-const SELECT_PUBLIC_KEY: c_int = 0x02;
-const SELECT_DOMAIN_PARAMETERS: c_int = 0x04;
 
 const OBJECT_PKEY: c_int = 2;
 
@@ -331,16 +328,22 @@ static SIGNATURES: Table<[Algorithm; 3]> = Table([
     },
 ]);
 
-static DECODERS: Table<[Algorithm; 3]> = Table([
+static DECODERS: Table<[Algorithm; 4]> = Table([
+    Algorithm {
+        names: c"DER".as_ptr(),
+        props: c"provider=conclave,input=pem".as_ptr(),
+        implementation: PEM_DECODER.0.as_ptr(),
+        description: c"conclave key reference (PEM to its body)".as_ptr(),
+    },
     Algorithm {
         names: RSA_NAMES.as_ptr(),
-        props: c"provider=conclave,input=pem".as_ptr(),
+        props: c"provider=conclave,input=der,structure=ConclaveKeyRef".as_ptr(),
         implementation: RSA_DECODER.0.as_ptr(),
         description: c"conclave key reference (RSA)".as_ptr(),
     },
     Algorithm {
         names: EC_NAMES.as_ptr(),
-        props: c"provider=conclave,input=pem".as_ptr(),
+        props: c"provider=conclave,input=der,structure=ConclaveKeyRef".as_ptr(),
         implementation: EC_DECODER.0.as_ptr(),
         description: c"conclave key reference (EC)".as_ptr(),
     },
@@ -375,35 +378,74 @@ type KmHas = unsafe extern "C" fn(*const c_void, c_int) -> c_int;
 type KmGetParams = unsafe extern "C" fn(*mut c_void, *mut Param) -> c_int;
 type KmGettable = unsafe extern "C" fn(*mut c_void) -> *const Param;
 type KmQueryName = unsafe extern "C" fn(c_int) -> *const c_char;
-type KmExport = unsafe extern "C" fn(*mut c_void, c_int, ParamCallback, *mut c_void) -> c_int;
-type KmExportTypes = unsafe extern "C" fn(c_int) -> *const Param;
+type KmNew = unsafe extern "C" fn(*mut c_void) -> *mut c_void;
+type KmMatch = unsafe extern "C" fn(*const c_void, *const c_void, c_int) -> c_int;
+type KmImport = unsafe extern "C" fn(*mut c_void, c_int, *const Param) -> c_int;
+type KmImportTypes = unsafe extern "C" fn(c_int) -> *const Param;
 
+// No `export`: OpenSSL 3.0 first tries the default provider's signature
+// with the key exported to it, and only when that export fails uses the
+// key's own provider. A key that cannot leave is what routes signing here.
+// The certificate check (`X509_check_private_key`) instead imports the
+// certificate's public key into our key manager and asks `match`.
 macro_rules! keymgmt_table {
     ($name:ident, $query:ident, $gettable:ident, $types:ident) => {
-        static $name: Table<[Dispatch; 9]> = Table([
+        static $name: Table<[Dispatch; 11]> = Table([
+            func!(1, km_new, KmNew),
             func!(8, km_load, KmLoad),
             func!(10, km_free, KmFree),
             func!(11, km_get_params, KmGetParams),
             func!(12, $gettable, KmGettable),
             func!(20, $query, KmQueryName),
             func!(21, km_has, KmHas),
-            func!(42, km_export, KmExport),
-            func!(43, $types, KmExportTypes),
+            func!(23, km_match, KmMatch),
+            func!(40, km_import, KmImport),
+            func!(41, $types, KmImportTypes),
             END,
         ]);
     };
 }
 
-keymgmt_table!(RSA_KEYMGMT, km_rsa_query, km_rsa_gettable, km_rsa_export_types);
-keymgmt_table!(EC_KEYMGMT, km_ec_query, km_ec_gettable, km_ec_export_types);
+keymgmt_table!(RSA_KEYMGMT, km_rsa_query, km_rsa_gettable, km_rsa_import_types);
+keymgmt_table!(EC_KEYMGMT, km_ec_query, km_ec_gettable, km_ec_import_types);
 
-/// Borrows the key behind a key object.
+/// A key object: a key at the key server, or a public key imported to be
+/// compared with one (what OpenSSL makes of a certificate's key).
+#[derive(Default)]
+struct KeyObject {
+    remote: Option<Arc<RemoteKey>>,
+    public: Option<PublicParts>,
+}
+
+impl KeyObject {
+    fn public(&self) -> Option<&PublicParts> {
+        self.remote.as_ref().map(|k| k.public()).or(self.public.as_ref())
+    }
+}
+
+/// Borrows a key object.
 ///
 /// # Safety
-/// `keydata` is null or a pointer `km_load` returned and `km_free` has not freed.
+/// `keydata` is null or a pointer `km_new`/`km_load` returned and `km_free`
+/// has not freed.
+unsafe fn key_obj<'a>(keydata: *const c_void) -> Option<&'a KeyObject> {
+    // SAFETY: per the caller.
+    unsafe { (keydata as *const KeyObject).as_ref() }
+}
+
+/// Borrows the remote key of a key object.
+///
+/// # Safety
+/// As [`key_obj`].
 unsafe fn key_ref<'a>(keydata: *const c_void) -> Option<&'a RemoteKey> {
-    // SAFETY: per the caller, a live `Arc<RemoteKey>` pointer.
-    unsafe { (keydata as *const RemoteKey).as_ref() }
+    // SAFETY: per the caller.
+    unsafe { key_obj(keydata) }.and_then(|o| o.remote.as_deref())
+}
+
+unsafe extern "C" fn km_new(_provctx: *mut c_void) -> *mut c_void {
+    guard(ptr::null_mut(), || {
+        Box::into_raw(Box::<KeyObject>::default()) as *mut c_void
+    })
 }
 
 unsafe extern "C" fn km_load(reference: *const c_void, size: usize) -> *mut c_void {
@@ -413,24 +455,109 @@ unsafe extern "C" fn km_load(reference: *const c_void, size: usize) -> *mut c_vo
         }
         // SAFETY: our decoder passed the bytes of an `Arc::as_ptr` it keeps
         // alive for the duration of the callback that leads here.
-        unsafe {
+        let key = unsafe {
             let p = ptr::read_unaligned(reference as *const *const RemoteKey);
             Arc::increment_strong_count(p);
-            p as *mut c_void
-        }
+            Arc::from_raw(p)
+        };
+        Box::into_raw(Box::new(KeyObject {
+            remote: Some(key),
+            public: None,
+        })) as *mut c_void
     })
 }
 
 unsafe extern "C" fn km_free(keydata: *mut c_void) {
     if !keydata.is_null() {
-        // SAFETY: `keydata` came from `km_load`, which took one strong count.
-        unsafe { drop(Arc::from_raw(keydata as *const RemoteKey)) };
+        // SAFETY: `keydata` came from `km_new` or `km_load`.
+        unsafe { drop(Box::from_raw(keydata as *mut KeyObject)) };
     }
 }
 
-unsafe extern "C" fn km_has(keydata: *const c_void, _selection: c_int) -> c_int {
-    // A key object always has both halves: the private one is at the key server.
-    c_int::from(!keydata.is_null())
+unsafe extern "C" fn km_has(keydata: *const c_void, selection: c_int) -> c_int {
+    // SAFETY: a live key object or null.
+    let Some(o) = (unsafe { key_obj(keydata) }) else {
+        return 0;
+    };
+    // A remote key has both halves (the private one at the key server).
+    if o.remote.is_some() {
+        return 1;
+    }
+    let private = 0x01; // OSSL_KEYMGMT_SELECT_PRIVATE_KEY
+    c_int::from(o.public.is_some() && selection & private == 0)
+}
+
+unsafe extern "C" fn km_match(a: *const c_void, b: *const c_void, _selection: c_int) -> c_int {
+    guard(0, || {
+        // SAFETY: live key objects or null.
+        let (Some(a), Some(b)) = (unsafe { key_obj(a) }, unsafe { key_obj(b) }) else {
+            return 0;
+        };
+        match (a.public(), b.public()) {
+            (Some(x), Some(y)) => c_int::from(x == y),
+            _ => 0,
+        }
+    })
+}
+
+/// Big-endian bytes, without leading zeros, of an OSSL_PARAM unsigned integer.
+///
+/// # Safety
+/// `p` is a valid parameter.
+unsafe fn param_uint(p: *const Param) -> Option<Vec<u8>> {
+    // SAFETY: per the caller; `data` is readable for `data_size` bytes.
+    unsafe {
+        if (*p).data_type != PARAM_UNSIGNED_INTEGER || (*p).data.is_null() {
+            return None;
+        }
+        let mut v = std::slice::from_raw_parts((*p).data as *const u8, (*p).data_size).to_vec();
+        if cfg!(target_endian = "little") {
+            v.reverse();
+        }
+        let start = v.iter().position(|&x| x != 0).unwrap_or(v.len());
+        Some(v[start..].to_vec())
+    }
+}
+
+/// Imports a public key (OpenSSL's parameters of the certificate's key).
+unsafe extern "C" fn km_import(keydata: *mut c_void, _selection: c_int, params: *const Param) -> c_int {
+    guard(0, || {
+        // SAFETY: a live key object from `km_new`; `params` END-terminated.
+        unsafe {
+            let Some(o) = (keydata as *mut KeyObject).as_mut() else {
+                return 0;
+            };
+            if params.is_null() {
+                return 0;
+            }
+            let n = OSSL_PARAM_locate_const(params, c"n".as_ptr());
+            let e = OSSL_PARAM_locate_const(params, c"e".as_ptr());
+            if !n.is_null() && !e.is_null() {
+                let (Some(n), Some(e)) = (param_uint(n), param_uint(e)) else {
+                    return 0;
+                };
+                o.public = Some(PublicParts::Rsa { n, e });
+                return 1;
+            }
+            let g = OSSL_PARAM_locate_const(params, c"group".as_ptr());
+            let p = OSSL_PARAM_locate_const(params, c"pub".as_ptr());
+            if g.is_null() || p.is_null() || (*p).data.is_null() {
+                return 0;
+            }
+            let mut name: *const c_char = ptr::null();
+            if OSSL_PARAM_get_utf8_string_ptr(g, &mut name) == 0 {
+                return 0;
+            }
+            let group = match str_arg(name) {
+                Some("prime256v1" | "P-256" | "secp256r1") => "prime256v1",
+                Some("secp384r1" | "P-384") => "secp384r1",
+                _ => return 0,
+            };
+            let point = std::slice::from_raw_parts((*p).data as *const u8, (*p).data_size).to_vec();
+            o.public = Some(PublicParts::Ec { group, point });
+            1
+        }
+    })
 }
 
 static RSA_GETTABLE: Table<[Param; 5]> = Table([
@@ -448,12 +575,12 @@ static EC_GETTABLE: Table<[Param; 6]> = Table([
     param_decl(c"group", PARAM_UTF8_STRING),
     PARAM_END,
 ]);
-static RSA_EXPORT_TYPES: Table<[Param; 3]> = Table([
+static RSA_IMPORT_TYPES: Table<[Param; 3]> = Table([
     param_decl(c"n", PARAM_UNSIGNED_INTEGER),
     param_decl(c"e", PARAM_UNSIGNED_INTEGER),
     PARAM_END,
 ]);
-static EC_EXPORT_TYPES: Table<[Param; 3]> = Table([
+static EC_IMPORT_TYPES: Table<[Param; 3]> = Table([
     param_decl(c"group", PARAM_UTF8_STRING),
     param_decl(c"pub", PARAM_OCTET_STRING),
     PARAM_END,
@@ -465,11 +592,11 @@ unsafe extern "C" fn km_rsa_gettable(_provctx: *mut c_void) -> *const Param {
 unsafe extern "C" fn km_ec_gettable(_provctx: *mut c_void) -> *const Param {
     EC_GETTABLE.0.as_ptr()
 }
-unsafe extern "C" fn km_rsa_export_types(_selection: c_int) -> *const Param {
-    RSA_EXPORT_TYPES.0.as_ptr()
+unsafe extern "C" fn km_rsa_import_types(_selection: c_int) -> *const Param {
+    RSA_IMPORT_TYPES.0.as_ptr()
 }
-unsafe extern "C" fn km_ec_export_types(_selection: c_int) -> *const Param {
-    EC_EXPORT_TYPES.0.as_ptr()
+unsafe extern "C" fn km_ec_import_types(_selection: c_int) -> *const Param {
+    EC_IMPORT_TYPES.0.as_ptr()
 }
 unsafe extern "C" fn km_rsa_query(op: c_int) -> *const c_char {
     if op == OP_SIGNATURE {
@@ -490,7 +617,7 @@ unsafe extern "C" fn km_get_params(keydata: *mut c_void, params: *mut Param) -> 
     guard(0, || {
         // SAFETY: a live key object and an END-terminated array from OpenSSL.
         unsafe {
-            let Some(key) = key_ref(keydata) else { return 0 };
+            let Some(key) = key_ref(keydata) else { return 1 };
             let ints = [
                 (c"bits", key.bits()),
                 (c"security-bits", key.security_bits()),
@@ -518,62 +645,6 @@ unsafe extern "C" fn km_get_params(keydata: *mut c_void, params: *mut Param) -> 
     })
 }
 
-/// Native-endian bytes of a big-endian unsigned integer (OSSL_PARAM's BN form).
-fn native_endian(be: &[u8]) -> Vec<u8> {
-    let mut v = be.to_vec();
-    if cfg!(target_endian = "little") {
-        v.reverse();
-    }
-    v
-}
-
-unsafe extern "C" fn km_export(
-    keydata: *mut c_void,
-    selection: c_int,
-    cb: ParamCallback,
-    cbarg: *mut c_void,
-) -> c_int {
-    guard(0, || {
-        // SAFETY: a live key object; `cb` is OpenSSL's import callback. The
-        // buffers outlive the call, which copies what it keeps.
-        unsafe {
-            let Some(key) = key_ref(keydata) else { return 0 };
-            if selection & (SELECT_PUBLIC_KEY | SELECT_DOMAIN_PARAMETERS) == 0 {
-                // Only the public half leaves: nothing else was asked for.
-                return 0;
-            }
-            let param = |name: &'static CStr, t: c_uint, data: &mut Vec<u8>| Param {
-                key: name.as_ptr(),
-                data_type: t,
-                data: data.as_mut_ptr() as *mut c_void,
-                data_size: data.len(),
-                return_size: RETURN_SIZE_UNMODIFIED,
-            };
-            match key.public() {
-                PublicParts::Rsa { n, e } => {
-                    let (mut n, mut e) = (native_endian(n), native_endian(e));
-                    let params = [
-                        param(c"n", PARAM_UNSIGNED_INTEGER, &mut n),
-                        param(c"e", PARAM_UNSIGNED_INTEGER, &mut e),
-                        PARAM_END,
-                    ];
-                    cb(params.as_ptr(), cbarg)
-                }
-                PublicParts::Ec { group, point } => {
-                    let mut g = group.as_bytes().to_vec();
-                    let mut pt = point.clone();
-                    let params = [
-                        param(c"group", PARAM_UTF8_STRING, &mut g),
-                        param(c"pub", PARAM_OCTET_STRING, &mut pt),
-                        PARAM_END,
-                    ];
-                    cb(params.as_ptr(), cbarg)
-                }
-            }
-        }
-    })
-}
-
 // ---- decoder ----
 
 type DecNewCtx = unsafe extern "C" fn(*mut c_void) -> *mut c_void;
@@ -588,6 +659,12 @@ type DecDecode = unsafe extern "C" fn(
     *mut c_void,
 ) -> c_int;
 
+static PEM_DECODER: Table<[Dispatch; 4]> = Table([
+    func!(1, dec_new_pem, DecNewCtx),
+    func!(2, dec_free, DecFreeCtx),
+    func!(11, dec_decode_pem, DecDecode),
+    END,
+]);
 static RSA_DECODER: Table<[Dispatch; 4]> = Table([
     func!(1, dec_new_rsa, DecNewCtx),
     func!(2, dec_free, DecFreeCtx),
@@ -601,16 +678,30 @@ static EC_DECODER: Table<[Dispatch; 4]> = Table([
     END,
 ]);
 
-/// Which key type a decoder instance produces.
+/// Which step a decoder instance does: PEM to body, or body to an RSA or EC key.
 struct DecoderCtx {
+    pem: bool,
     rsa: bool,
 }
 
+unsafe extern "C" fn dec_new_pem(_provctx: *mut c_void) -> *mut c_void {
+    Box::into_raw(Box::new(DecoderCtx {
+        pem: true,
+        rsa: false,
+    })) as *mut c_void
+}
+
 unsafe extern "C" fn dec_new_rsa(_provctx: *mut c_void) -> *mut c_void {
-    Box::into_raw(Box::new(DecoderCtx { rsa: true })) as *mut c_void
+    Box::into_raw(Box::new(DecoderCtx {
+        pem: false,
+        rsa: true,
+    })) as *mut c_void
 }
 unsafe extern "C" fn dec_new_ec(_provctx: *mut c_void) -> *mut c_void {
-    Box::into_raw(Box::new(DecoderCtx { rsa: false })) as *mut c_void
+    Box::into_raw(Box::new(DecoderCtx {
+        pem: false,
+        rsa: false,
+    })) as *mut c_void
 }
 unsafe extern "C" fn dec_free(ctx: *mut c_void) {
     if !ctx.is_null() {
@@ -644,6 +735,60 @@ unsafe fn read_all(bio: *mut c_void) -> Option<Vec<u8>> {
     }
 }
 
+/// PEM to body: OpenSSL's own PEM decoder passes over a label it does not
+/// know, so ours turns a `CONCLAVE KEY REFERENCE` into its body, tagged with
+/// the structure our key decoders take (this is also what lets OpenSSL's
+/// `file:` store, used by `openssl s_server -key`, find them).
+unsafe extern "C" fn dec_decode_pem(
+    _ctx: *mut c_void,
+    bio: *mut c_void,
+    _selection: c_int,
+    data_cb: ParamCallback,
+    data_cbarg: *mut c_void,
+    _pw_cb: *const c_void,
+    _pw_cbarg: *mut c_void,
+) -> c_int {
+    // "Empty handed" (1 without a callback) lets OpenSSL try other decoders;
+    // 0 stops the whole decoding, so it is kept for our own broken files.
+    guard(0, || {
+        // SAFETY: `bio` is the core BIO of this call.
+        let Some(text) = (unsafe { read_all(bio) }) else {
+            return 1;
+        };
+        if !conclave_keys::keyref::KeyReference::looks_like(&text) {
+            return 1;
+        }
+        let mut body = match conclave_keys::keyref::KeyReference::body_from_pem(&text) {
+            Ok(b) => b,
+            Err(e) => {
+                raise(&ProviderError::BadReference(e.to_string()), c"decode");
+                return 0;
+            }
+        };
+        let structure = c"ConclaveKeyRef";
+        let params = [
+            Param {
+                key: c"data".as_ptr(),
+                data_type: PARAM_OCTET_STRING,
+                data: body.as_mut_ptr() as *mut c_void,
+                data_size: body.len(),
+                return_size: RETURN_SIZE_UNMODIFIED,
+            },
+            Param {
+                key: c"data-structure".as_ptr(),
+                data_type: PARAM_UTF8_STRING,
+                data: structure.as_ptr() as *mut c_void,
+                data_size: structure.to_bytes().len(),
+                return_size: RETURN_SIZE_UNMODIFIED,
+            },
+            PARAM_END,
+        ];
+        // SAFETY: `params` and `body` outlive the callback, which copies.
+        unsafe { data_cb(params.as_ptr(), data_cbarg) }
+    })
+}
+
+/// Body to key: builds the [`RemoteKey`] and hands OpenSSL a reference.
 unsafe extern "C" fn dec_decode(
     ctx: *mut c_void,
     bio: *mut c_void,
@@ -653,19 +798,22 @@ unsafe extern "C" fn dec_decode(
     _pw_cb: *const c_void,
     _pw_cbarg: *mut c_void,
 ) -> c_int {
-    // "Empty handed" (1 without a callback) lets OpenSSL try other decoders;
-    // 0 stops the whole decoding, so it is kept for our own broken files.
     guard(0, || {
         // SAFETY: `ctx` from `dec_new_*`, `bio` the core BIO of this call.
-        let (want_rsa, text) = unsafe {
-            let Some(c) = (ctx as *const DecoderCtx).as_ref() else { return 0 };
+        let (want_rsa, body) = unsafe {
+            let Some(c) = (ctx as *const DecoderCtx).as_ref() else {
+                return 0;
+            };
+            if c.pem {
+                return 0;
+            }
             (c.rsa, read_all(bio))
         };
-        let Some(text) = text else { return 1 };
-        if !conclave_keys::keyref::KeyReference::looks_like(&text) {
+        let Some(body) = body else { return 1 };
+        if !conclave_keys::keyref::KeyReference::is_body(&body) {
             return 1;
         }
-        let key = match RemoteKey::from_pem(&text) {
+        let key = match RemoteKey::from_body(&body) {
             Ok(k) => Arc::new(k),
             Err(e) => {
                 raise(&e, c"decode");
@@ -815,7 +963,8 @@ unsafe fn apply_params(c: &mut SigCtx, params: *const Param) -> Result<(), Provi
         let p = OSSL_PARAM_locate_const(params, c"digest".as_ptr());
         if !p.is_null() {
             let name = text(p).unwrap_or_default();
-            c.md = Digest::parse(&name).ok_or_else(|| ProviderError::Unsupported(format!("digest {name:?}")))?;
+            c.md =
+                Digest::parse(&name).ok_or_else(|| ProviderError::Unsupported(format!("digest {name:?}")))?;
         }
         let p = OSSL_PARAM_locate_const(params, c"pad-mode".as_ptr());
         if !p.is_null() {
@@ -824,7 +973,9 @@ unsafe fn apply_params(c: &mut SigCtx, params: *const Param) -> Result<(), Provi
             } else {
                 text(p).as_deref().and_then(Padding::from_name)
             };
-            c.pad = pad.ok_or_else(|| ProviderError::Unsupported("RSA padding other than PKCS#1 v1.5 or PSS".into()))?;
+            c.pad = pad.ok_or_else(|| {
+                ProviderError::Unsupported("RSA padding other than PKCS#1 v1.5 or PSS".into())
+            })?;
         }
         let p = OSSL_PARAM_locate_const(params, c"saltlen".as_ptr());
         if !p.is_null() {
@@ -837,7 +988,10 @@ unsafe fn apply_params(c: &mut SigCtx, params: *const Param) -> Result<(), Provi
         let p = OSSL_PARAM_locate_const(params, c"mgf1-digest".as_ptr());
         if !p.is_null() {
             let name = text(p).unwrap_or_default();
-            c.mgf1 = Some(Digest::parse(&name).ok_or_else(|| ProviderError::Unsupported(format!("MGF1 digest {name:?}")))?);
+            c.mgf1 = Some(
+                Digest::parse(&name)
+                    .ok_or_else(|| ProviderError::Unsupported(format!("MGF1 digest {name:?}")))?,
+            );
         }
     }
     Ok(())
@@ -853,11 +1007,14 @@ unsafe extern "C" fn sig_digest_sign_init(
         // SAFETY: `ctx` from `sig_new`, `keydata` a live key object or null
         // (re-init with the same key), `mdname` null or a C string.
         unsafe {
-            let Some(c) = (ctx as *mut SigCtx).as_mut() else { return 0 };
+            let Some(c) = (ctx as *mut SigCtx).as_mut() else {
+                return 0;
+            };
             if !keydata.is_null() {
-                let p = keydata as *const RemoteKey;
-                Arc::increment_strong_count(p);
-                c.key = Some(Arc::from_raw(p));
+                // A public key imported for comparison cannot sign.
+                let Some(o) = key_obj(keydata) else { return 0 };
+                let Some(k) = o.remote.clone() else { return 0 };
+                c.key = Some(k);
             }
             let Some(key) = c.key.clone() else { return 0 };
             c.buf.clear();
@@ -892,7 +1049,9 @@ unsafe extern "C" fn sig_set_params(ctx: *mut c_void, params: *const Param) -> c
     guard(0, || {
         // SAFETY: `ctx` from `sig_new`; `params` END-terminated.
         unsafe {
-            let Some(c) = (ctx as *mut SigCtx).as_mut() else { return 0 };
+            let Some(c) = (ctx as *mut SigCtx).as_mut() else {
+                return 0;
+            };
             match apply_params(c, params) {
                 Ok(()) => 1,
                 Err(e) => {
@@ -912,7 +1071,9 @@ unsafe extern "C" fn sig_update(ctx: *mut c_void, data: *const u8, len: usize) -
     guard(0, || {
         // SAFETY: `ctx` from `sig_new`; `data` readable for `len` bytes.
         unsafe {
-            let Some(c) = (ctx as *mut SigCtx).as_mut() else { return 0 };
+            let Some(c) = (ctx as *mut SigCtx).as_mut() else {
+                return 0;
+            };
             if len > 0 {
                 if data.is_null() {
                     return 0;
@@ -970,7 +1131,9 @@ unsafe extern "C" fn sig_final(ctx: *mut c_void, sig: *mut u8, siglen: *mut usiz
     guard(0, || {
         // SAFETY: `ctx` from `sig_new`; the rest per OpenSSL's contract.
         unsafe {
-            let Some(c) = (ctx as *const SigCtx).as_ref() else { return 0 };
+            let Some(c) = (ctx as *const SigCtx).as_ref() else {
+                return 0;
+            };
             sign_into(c, sig, siglen, sigsize, &c.buf)
         }
     })
@@ -987,7 +1150,9 @@ unsafe extern "C" fn sig_digest_sign(
     guard(0, || {
         // SAFETY: `ctx` from `sig_new`; `tbs` readable for `tbslen` bytes.
         unsafe {
-            let Some(c) = (ctx as *const SigCtx).as_ref() else { return 0 };
+            let Some(c) = (ctx as *const SigCtx).as_ref() else {
+                return 0;
+            };
             let msg: &[u8] = if tbslen == 0 || tbs.is_null() {
                 &[]
             } else {

@@ -58,10 +58,16 @@ impl PublicParts {
                 })
             }
             (PublicKey::EC(p), KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384) => Ok(PublicParts::Ec {
-                group: if alg == KeyAlgorithm::EcdsaP256 { "prime256v1" } else { "secp384r1" },
+                group: if alg == KeyAlgorithm::EcdsaP256 {
+                    "prime256v1"
+                } else {
+                    "secp384r1"
+                },
                 point: p.data().to_vec(),
             }),
-            _ => Err(bad("only RSA and ECDSA P-256/P-384 keys are served through OpenSSL")),
+            _ => Err(bad(
+                "only RSA and ECDSA P-256/P-384 keys are served through OpenSSL",
+            )),
         }
     }
 }
@@ -86,18 +92,21 @@ impl std::fmt::Debug for RemoteKey {
 }
 
 impl RemoteKey {
-    /// Reads a key reference (PEM text) and loads the identity it names.
-    /// No connection is made: NGINX's master decodes but never signs.
-    pub fn from_pem(text: &[u8]) -> Result<RemoteKey, ProviderError> {
-        let reference = KeyReference::from_pem(text).map_err(|e| ProviderError::BadReference(e.to_string()))?;
+    /// Reads a key reference (its decoded PEM body, [`KeyReference::from_body`])
+    /// and loads the identity it names. No connection is made: NGINX's
+    /// master decodes but never signs.
+    pub fn from_body(body: &[u8]) -> Result<RemoteKey, ProviderError> {
+        let reference =
+            KeyReference::from_body(body).map_err(|e| ProviderError::BadReference(e.to_string()))?;
         let algorithm = reference
             .algorithm()
             .map_err(|e| ProviderError::BadReference(e.to_string()))?;
         let public = PublicParts::from_spki(&reference.spki, algorithm)?;
-        let creds = Credentials::from_dir(&reference.certs, reference.role).map_err(|e| ProviderError::Identity {
-            dir: reference.certs.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let creds =
+            Credentials::from_dir(&reference.certs, reference.role).map_err(|e| ProviderError::Identity {
+                dir: reference.certs.display().to_string(),
+                reason: e.to_string(),
+            })?;
         Ok(RemoteKey {
             reference,
             algorithm,
@@ -181,8 +190,8 @@ impl RemoteKey {
     /// Signs the whole `message` under `scheme` at the key server.
     pub fn sign(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, ProviderError> {
         let client = self.client()?;
-        client
-            .sign(&self.reference.name, scheme, message)
-            .map_err(|e| ProviderError::from_sign(self.reference.server.to_string(), self.reference.name.clone(), e))
+        client.sign(&self.reference.name, scheme, message).map_err(|e| {
+            ProviderError::from_sign(self.reference.server.to_string(), self.reference.name.clone(), e)
+        })
     }
 }

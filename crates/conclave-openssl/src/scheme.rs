@@ -168,22 +168,61 @@ mod tests {
     fn maps_tls_parameters_to_schemes() {
         let rsa = KeyAlgorithm::Rsa2048;
         let p = |md, pad, salt| scheme(rsa, md, pad, salt, None).unwrap();
-        assert_eq!(p(Digest::Sha256, Padding::Pkcs1, SaltLen::Digest), S::RSA_PKCS1_SHA256);
-        assert_eq!(p(Digest::Sha384, Padding::Pss, SaltLen::Digest), S::RSA_PSS_SHA384);
-        assert_eq!(p(Digest::Sha512, Padding::Pss, SaltLen::Other(64)), S::RSA_PSS_SHA512);
-        let ec = scheme(KeyAlgorithm::EcdsaP256, Digest::Sha256, Padding::Pkcs1, SaltLen::Digest, None);
+        assert_eq!(
+            p(Digest::Sha256, Padding::Pkcs1, SaltLen::Digest),
+            S::RSA_PKCS1_SHA256
+        );
+        assert_eq!(
+            p(Digest::Sha384, Padding::Pss, SaltLen::Digest),
+            S::RSA_PSS_SHA384
+        );
+        assert_eq!(
+            p(Digest::Sha512, Padding::Pss, SaltLen::Other(64)),
+            S::RSA_PSS_SHA512
+        );
+        let ec = scheme(
+            KeyAlgorithm::EcdsaP256,
+            Digest::Sha256,
+            Padding::Pkcs1,
+            SaltLen::Digest,
+            None,
+        );
         assert_eq!(ec.unwrap(), S::ECDSA_NISTP256_SHA256);
-        let ec = scheme(KeyAlgorithm::EcdsaP384, Digest::Sha384, Padding::Pkcs1, SaltLen::Digest, None);
+        let ec = scheme(
+            KeyAlgorithm::EcdsaP384,
+            Digest::Sha384,
+            Padding::Pkcs1,
+            SaltLen::Digest,
+            None,
+        );
         assert_eq!(ec.unwrap(), S::ECDSA_NISTP384_SHA384);
     }
 
     #[test]
     fn refuses_what_tls_does_not_use() {
-        let r = scheme(KeyAlgorithm::EcdsaP256, Digest::Sha384, Padding::Pkcs1, SaltLen::Digest, None);
+        let r = scheme(
+            KeyAlgorithm::EcdsaP256,
+            Digest::Sha384,
+            Padding::Pkcs1,
+            SaltLen::Digest,
+            None,
+        );
         assert!(matches!(r, Err(ProviderError::Unsupported(_))));
-        let r = scheme(KeyAlgorithm::Rsa2048, Digest::Sha256, Padding::Pss, SaltLen::Other(-3), None);
+        let r = scheme(
+            KeyAlgorithm::Rsa2048,
+            Digest::Sha256,
+            Padding::Pss,
+            SaltLen::Other(-3),
+            None,
+        );
         assert!(matches!(r, Err(ProviderError::Unsupported(_))));
-        let r = scheme(KeyAlgorithm::Rsa2048, Digest::Sha256, Padding::Pss, SaltLen::Digest, Some(Digest::Sha512));
+        let r = scheme(
+            KeyAlgorithm::Rsa2048,
+            Digest::Sha256,
+            Padding::Pss,
+            SaltLen::Digest,
+            Some(Digest::Sha512),
+        );
         assert!(matches!(r, Err(ProviderError::Unsupported(_))));
         assert!(!digest_allowed(KeyAlgorithm::EcdsaP256, Digest::Sha512));
         assert_eq!(Digest::parse("sha2-256"), Some(Digest::Sha256));
