@@ -75,14 +75,18 @@ impl Setup {
         certs(&d.join("certs"), &[]);
         let pki = Pki::new(&d.join("site"));
         std::fs::create_dir(d.join("keys")).unwrap();
-        for (stem, kind) in [("rsa", KeyType::Rsa), ("ec", KeyType::Ecdsa)] {
+        for (stem, kind) in [
+            ("rsa", KeyType::Rsa),
+            ("ec", KeyType::Ecdsa),
+            ("ec384", KeyType::EcdsaP384),
+        ] {
             let (_, key) = pki.leaf(stem, "localhost", &["localhost"], kind);
             // The only copy of the key: nginx's side of the test never sees it.
             std::fs::rename(&key, d.join("keys").join(format!("{stem}.key"))).unwrap();
         }
         let ks_port = common::free_port();
         let keyserver = Some(keyserver(d, ks_port));
-        for stem in ["rsa", "ec"] {
+        for stem in ["rsa", "ec", "ec384"] {
             conclave_ok(&[
                 "keyref",
                 "--server",
@@ -362,39 +366,43 @@ fn openssl_s_server_uses_a_key_reference() {
         needs(t);
     }
     let s = Setup::new();
-    let k = s.snippet("ec");
-    let port = common::free_port();
-    let mut cmd = Command::new("openssl");
-    cmd.args([
-        "s_server",
-        "-accept",
-        &format!("127.0.0.1:{port}"),
-        "-www",
-        "-cert",
-    ])
-    .arg(s.path("site/ec.crt"))
-    .arg("-key")
-    .arg(&k.ssl_certificate_key)
-    .envs(k.env.clone())
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(std::fs::File::create(s.path("s_server.log")).unwrap());
-    let _server = Proc::new(cmd.spawn().unwrap());
-    wait_port(port);
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "--cacert"])
-        .arg(&s.ca)
-        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
-        .arg(format!("https://localhost:{port}/"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "curl to s_server: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        std::fs::read_to_string(s.path("s_server.log")).unwrap_or_default()
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Ciphers supported in s_server binary"));
+    // RSA-2048, ECDSA P-256 and P-384, each in TLS 1.2 and 1.3.
+    for stem in ["rsa", "ec", "ec384"] {
+        let k = s.snippet(stem);
+        let port = common::free_port();
+        let log = s.path(&format!("s_server_{stem}.log"));
+        let mut cmd = Command::new("openssl");
+        cmd.args([
+            "s_server",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-www",
+            "-cert",
+        ])
+        .arg(s.path(&format!("site/{stem}.crt")))
+        .arg("-key")
+        .arg(&k.ssl_certificate_key)
+        .envs(k.env.clone())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+        let _server = Proc::new(cmd.spawn().unwrap());
+        wait_port(port);
+        for tls in ["1.2", "1.3"] {
+            let out = curl(&s.ca, port, tls);
+            assert!(
+                out.status.success(),
+                "curl TLS {tls} to s_server with {stem}: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            let page = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                page.contains(&format!("Protocol  : TLSv{tls}")),
+                "{stem} TLS {tls}: {page}"
+            );
+        }
+    }
 }
 
 #[test]
