@@ -261,4 +261,19 @@ mod tests {
             Err(KeyRefError::Field { field: "certs", .. })
         ));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_input_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = KeyReference::from_body(&bytes);
+            let _ = KeyReference::from_pem(&bytes);
+            let _ = KeyReference::looks_like(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_fields_never_panic(lines in proptest::collection::vec("(server|name|certs|role|spki|x)( [ -~]{0,40})?", 0..8)) {
+            let body = format!("{MAGIC}\n{}", lines.join("\n"));
+            let _ = KeyReference::from_body(body.as_bytes());
+        }
+    }
 }
