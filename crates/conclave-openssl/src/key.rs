@@ -195,3 +195,42 @@ impl RemoteKey {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_parts_of_an_ecdsa_p256_key() {
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&kp);
+        let alg = KeyAlgorithm::from_spki(&spki).unwrap();
+        assert_eq!(alg, KeyAlgorithm::EcdsaP256);
+        match PublicParts::from_spki(&spki, alg).unwrap() {
+            PublicParts::Ec { group, point } => {
+                assert_eq!(group, "prime256v1");
+                assert_eq!(point.len(), 65);
+                assert_eq!(point[0], 4);
+            }
+            other => panic!("not EC: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn refuses_a_key_of_another_type_than_its_algorithm() {
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&kp);
+        let r = PublicParts::from_spki(&spki, KeyAlgorithm::Rsa2048);
+        assert!(matches!(r, Err(ProviderError::BadReference(_))));
+        assert!(matches!(
+            PublicParts::from_spki(b"junk", KeyAlgorithm::EcdsaP256),
+            Err(ProviderError::BadReference(_))
+        ));
+    }
+
+    #[test]
+    fn strips_leading_zeros() {
+        assert_eq!(strip_zeros(&[0, 0, 1, 0]), vec![1, 0]);
+        assert_eq!(strip_zeros(&[0]), Vec::<u8>::new());
+    }
+}
