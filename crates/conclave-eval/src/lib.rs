@@ -19,6 +19,7 @@ pub mod layout;
 pub mod machine;
 pub mod matrix;
 pub mod nginx;
+pub mod nginx_keyless;
 pub mod paper;
 pub mod plan;
 pub mod preset;

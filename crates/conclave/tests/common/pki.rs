@@ -16,6 +16,8 @@ pub enum KeyType {
     Rsa,
     /// ECDSA P-256.
     Ecdsa,
+    /// ECDSA P-384.
+    EcdsaP384,
 }
 
 /// A CA (`ca.crt`, `ca.key`) in `dir`, which issues leaves there.
@@ -33,6 +35,7 @@ fn key_args(kind: KeyType) -> &'static [&'static str] {
     match kind {
         KeyType::Rsa => &["-newkey", "rsa:2048"],
         KeyType::Ecdsa => &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        KeyType::EcdsaP384 => &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"],
     }
 }
 
