@@ -26,6 +26,7 @@ use conclave_fs::{Access, FileServerSettings, Grant};
 use conclave_keys::grants::{IdentityPattern, KeyPattern};
 use conclave_keys::{KeyGrant, KeyName, KeyServerSettings};
 use conclave_mem::{MemServerSettings, MemSpec, ServerKind};
+use conclave_mount::MountSettings;
 use conclave_rpc::pki::{self, CertsLayout, CertsOptions, SiteKey};
 use conclave_rpc::{Endpoint, Identity, Tenant};
 use std::net::SocketAddr;
@@ -37,6 +38,8 @@ use std::time::Duration;
 pub enum Probe {
     /// A TCP connect succeeds on every one of these addresses.
     Tcp(Vec<SocketAddr>),
+    /// A FUSE file system is mounted at this directory (`conclave mount`).
+    Mounted(PathBuf),
 }
 
 /// One process of a deployment.
@@ -54,6 +57,8 @@ pub struct ProcessSpec {
     pub probe: Probe,
     /// The Unix user it runs as (`users = true`); `None`: as its starter.
     pub user: Option<UnixUser>,
+    /// Environment variables added to the starter's (nginx's `OPENSSL_CONF`).
+    pub env: Vec<(String, String)>,
 }
 
 impl ProcessSpec {
@@ -124,6 +129,14 @@ pub fn prepare(d: &Deployment, bin: &Path, site_key: &SiteKeySource) -> Result<P
         processes.push(keyserver(d, bin, k.listen, &dir).run_as(run.user(Part::KeyServer)));
     }
     processes.extend(origin(&d.origin, &d.content, bin, &dir)?.map(|p| p.run_as(run.user(Part::Origin))));
+    if let (EdgeKind::Nginx, Some(f)) = (d.edge.kind, &d.fileserver) {
+        // Stock nginx reaches the file server through a FUSE mount in its
+        // own directory, as its own identity (users = true excludes nginx).
+        processes.push(mount(bin, f.listen, &dir)?);
+    }
+    if nginx_keyless(d) {
+        write_keyref(d, bin, &dir)?;
+    }
     processes.push(edge(d, bin, &dir)?.run_as(run.user(Part::Edge)));
     for part in Part::ALL {
         let pdir = run.dir(part);
@@ -169,7 +182,12 @@ fn lay_out(d: &Deployment, run: &RunDir, site_key: &SiteKeySource) -> Result<(),
         // Servers are the default tenant's; the edge is its deployment's
         // tenant's; stock nginx and the origin have no conclave identity.
         let id = match (part, layout::role(part)) {
-            (Part::Edge, _) if d.edge.kind == EdgeKind::Nginx => None,
+            // Stock nginx needs an identity only for what signs or mounts for it.
+            (Part::Edge, _)
+                if d.edge.kind == EdgeKind::Nginx && d.fileserver.is_none() && !nginx_keyless(d) =>
+            {
+                None
+            }
             (Part::Edge, _) => Some(d.edge_identity()),
             (_, role) => role.map(|r| Identity::new(r, Tenant::default())),
         };
@@ -419,6 +437,7 @@ pub fn origin(o: &Origin, content: &Path, bin: &Path, dir: &Path) -> Result<Opti
             log: dir.join("origin.log"),
             probe: Probe::Tcp(vec![o.listen]),
             user: None,
+            env: Vec::new(),
         })),
         OriginKind::Nginx => {
             let odir = dir.join("origin");
@@ -435,6 +454,7 @@ pub fn origin(o: &Origin, content: &Path, bin: &Path, dir: &Path) -> Result<Opti
                 log: dir.join("origin.log"),
                 probe: Probe::Tcp(vec![o.listen]),
                 user: None,
+                env: Vec::new(),
             }))
         }
     }
@@ -479,6 +499,7 @@ fn keyserver(d: &Deployment, bin: &Path, listen: SocketAddr, dir: &Path) -> Proc
         log: dir.join("keyserver.log"),
         probe: Probe::Tcp(vec![listen]),
         user: None,
+        env: Vec::new(),
     }
 }
 
@@ -505,6 +526,7 @@ fn memserver(bin: &Path, kind: SharedKind, listen: SocketAddr, dir: &Path) -> Re
         log: dir.join("memserver.log"),
         probe: Probe::Tcp(vec![listen]),
         user: None,
+        env: Vec::new(),
     })
 }
 
@@ -545,7 +567,88 @@ pub fn fileserver(d: &Deployment, bin: &Path, listen: SocketAddr, img: &Image, d
         log: dir.join("fileserver.log"),
         probe: Probe::Tcp(vec![listen]),
         user: None,
+        env: Vec::new(),
     }
+}
+
+/// Where stock nginx's FUSE mount of the file server sits: its cache
+/// directories are `MNT/cacheI` (the paths [`fs_grants`] grants the edge).
+pub fn nginx_mountpoint(dir: &Path) -> PathBuf {
+    part_dir(dir, Part::Edge).join("mnt")
+}
+
+/// Whether stock nginx signs through the key server (OpenSSL provider).
+fn nginx_keyless(d: &Deployment) -> bool {
+    d.edge.kind == EdgeKind::Nginx && layout::keyless(d)
+}
+
+/// The key reference nginx's `ssl_certificate_key` names.
+pub fn nginx_keyref(dir: &Path) -> PathBuf {
+    part_dir(dir, Part::Edge).join("site.keyref")
+}
+
+/// The keyless OpenSSL provider next to the `conclave` binary.
+fn keyless_module(bin: &Path) -> PathBuf {
+    bin.parent()
+        .unwrap_or(Path::new("."))
+        .join(crate::availability::KEYLESS_MODULE)
+}
+
+/// Writes nginx's key reference with `conclave keyref` (docs/nginx.md,
+/// "Keyless"): the key server, the site key's name and the edge's
+/// identity directory.
+fn write_keyref(d: &Deployment, bin: &Path, dir: &Path) -> Result<(), EvalError> {
+    let k = d
+        .keyserver
+        .as_ref()
+        .ok_or_else(|| EvalError::Config("edge.key = \"keyserver\" needs a [keyserver] section".into()))?;
+    let out = nginx_keyref(dir);
+    let argv = [
+        "keyref".to_string(),
+        "--server".into(),
+        endpoint(k.listen).to_string(),
+        "--certs".into(),
+        part_dir(dir, Part::Edge).display().to_string(),
+        "--name".into(),
+        SITE_KEY_NAME.into(),
+        "--out".into(),
+        out.display().to_string(),
+    ];
+    let o = std::process::Command::new(bin)
+        .args(&argv)
+        .output()
+        .map_err(EvalError::io(bin))?;
+    if !o.status.success() {
+        return Err(EvalError::Process(format!(
+            "`conclave {}` failed: {}",
+            argv.join(" "),
+            String::from_utf8_lossy(&o.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// `conclave mount` of the file server at [`nginx_mountpoint`], as the
+/// edge's identity (installed in the edge's directory). A mount left by a
+/// killed run is detached first, so the directory can be mounted again.
+fn mount(bin: &Path, listen: SocketAddr, dir: &Path) -> Result<ProcessSpec, EvalError> {
+    let mnt = nginx_mountpoint(dir);
+    let _ = nix::mount::umount2(&mnt, nix::mount::MntFlags::MNT_DETACH);
+    std::fs::create_dir_all(&mnt).map_err(EvalError::io(&mnt))?;
+    let settings = MountSettings {
+        identity: conclave_rpc::Role::Edge,
+        ..MountSettings::new(endpoint(listen), part_dir(dir, Part::Edge), mnt.clone())
+    };
+    Ok(ProcessSpec {
+        name: "mount".into(),
+        // nginx's storage client: its CPU is part of the edge's cost.
+        class: ProcessClass::Edge,
+        argv: conclave_argv(bin, settings.to_args()),
+        log: dir.join("mount.log"),
+        probe: Probe::Mounted(mnt),
+        user: None,
+        env: Vec::new(),
+    })
 }
 
 fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError> {
@@ -560,6 +663,16 @@ fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError
                 ));
             }
             let edir = part_dir(dir, Part::Edge);
+            // Cache on the host, or inside the image through the mount.
+            let cache_top = match d.fileserver {
+                Some(_) => nginx_mountpoint(dir),
+                None => edir.clone(),
+            };
+            let keyless = nginx_keyless(d)
+                .then(|| crate::nginx_keyless::nginx_snippet(&keyless_module(bin), &nginx_keyref(dir)));
+            if let Some(k) = &keyless {
+                k.write_files().map_err(EvalError::io(&edir))?;
+            }
             let sites: Vec<nginx::CacheSite> = d
                 .edge
                 .site
@@ -567,13 +680,21 @@ fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError
                 .enumerate()
                 .map(|(i, s)| nginx::CacheSite {
                     listen: s.listen.to_string(),
-                    cache_dir: edir.join(format!("cache{i}")),
+                    cache_dir: cache_top.join(format!("cache{i}")),
                     zone: format!("ZONE{i}"),
                 })
                 .collect();
             let conf = edir.join("nginx.conf");
+            let tls = nginx::EdgeTls {
+                site_dir: edir.clone(),
+                ssl_certificate_key: keyless.as_ref().map(|k| k.ssl_certificate_key.clone()),
+                extra_main_conf: keyless
+                    .as_ref()
+                    .map(|k| k.extra_main_conf.clone())
+                    .unwrap_or_default(),
+            };
             let text =
-                nginx::cache_edge_conf(&edir, d.edge.workers, &sites, &edir, &d.origin.listen.to_string());
+                nginx::cache_edge_conf(&edir, d.edge.workers, &sites, &tls, &d.origin.listen.to_string());
             write(&conf, &text)?;
             Ok(ProcessSpec {
                 name: "edge (nginx)".into(),
@@ -582,6 +703,7 @@ fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError
                 log: dir.join("edge.log"),
                 probe: Probe::Tcp(listens),
                 user: None,
+                env: keyless.map(|k| k.env).unwrap_or_default(),
             })
         }
         EdgeKind::Conclave => {
@@ -594,6 +716,7 @@ fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError
                 log: dir.join("edge.log"),
                 probe: Probe::Tcp(listens),
                 user: None,
+                env: Vec::new(),
             })
         }
     }
