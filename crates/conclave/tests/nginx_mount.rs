@@ -527,3 +527,82 @@ fn mount_refuses_to_start_without_a_reachable_server() {
     assert!(err.contains("is not usable"), "{err}");
     assert!(!mounted(&mnt));
 }
+
+/// A base port with the first 80 ports after it free right now (the eval
+/// lays its servers out from it).
+fn base_port() -> u16 {
+    loop {
+        let p = free_port();
+        if !(1100..=64_900).contains(&p) {
+            continue;
+        }
+        if (0..80).all(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok()) {
+            return p;
+        }
+    }
+}
+
+/// `conclave eval` runs the nginx-fs-vericrypt preset end to end (stock
+/// nginx caching on a vericrypt image through `conclave mount`) and lists
+/// nginx-keyless as measured or, when the keyless module is not built, as
+/// not run with a warning among the report's first lines.
+#[test]
+fn eval_runs_nginx_on_a_mounted_vericrypt_image() {
+    assert!(
+        nginx_path().is_some(),
+        "this test needs nginx: apt-get install nginx"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let base = base_port();
+    let out = conclave()
+        .args([
+            "eval",
+            "--quiet",
+            "--preset",
+            "nginx-fs-vericrypt",
+            "--preset",
+            "nginx-keyless",
+        ])
+        .args(["--sizes", "1k,100k", "--workers", "1", "-n", "40", "-c", "4"])
+        .args(["--base-port", &base.to_string(), "--run-id", "t", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = dir.path().join("t");
+    let csv = std::fs::read_to_string(run.join("cells.csv")).unwrap();
+    let rows: Vec<&str> = csv
+        .lines()
+        .filter(|l| l.starts_with("nginx-fs-vericrypt,"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    for row in &rows {
+        assert!(row.contains(",ok,"), "nginx-fs-vericrypt cell not clean: {row}");
+    }
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    let module = Path::new(common::BIN).with_file_name("libconclave_openssl.so");
+    if module.exists() && csv.lines().any(|l| l.starts_with("nginx-keyless,")) {
+        assert!(md.starts_with("# conclave evaluation"), "{md}");
+    } else {
+        let first = md.lines().next().unwrap_or("");
+        assert!(
+            first.starts_with("**WARNING:") && first.ends_with("not run: nginx-keyless.**"),
+            "the missing keyless module must open the report: {first}"
+        );
+        assert!(
+            md.contains("| nginx-keyless |") && md.contains("not available yet:"),
+            "{md}"
+        );
+    }
+    // No mount is left behind by the cells.
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !info.contains(&s(dir.path())),
+        "a mount under the run is left: {info}"
+    );
+}
