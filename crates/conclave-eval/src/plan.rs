@@ -931,6 +931,66 @@ mod tests {
         assert_eq!(plan.created, vec![d.certs.clone()]);
     }
 
+    #[test]
+    fn stock_nginx_on_nextfs_caches_inside_a_mount_and_signs_through_the_provider() {
+        if nginx::binary().is_none() {
+            panic!("this test needs nginx: apt-get install nginx");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = dep();
+        d.edge.kind = EdgeKind::Nginx;
+        d.edge.storage = StorageKind::Nextfs;
+        d.edge.key = KeyKind::Keyserver;
+        d.keyserver = Some(Keyserver {
+            listen: "127.0.0.1:9000".parse().unwrap(),
+        });
+        d.fileserver = Some(Fileserver {
+            device: Device::Vericrypt,
+            listen: "127.0.0.1:9200".parse().unwrap(),
+            image: "fs.img".into(),
+            kdf: Kdf::Cheap,
+        });
+        d.resolve(dir.path());
+        assert_eq!(d.validate(), Ok(()));
+        let edir = dir.path().join("run/edge");
+        std::fs::create_dir_all(&edir).unwrap();
+        let bin = Path::new("/b/conclave");
+        let m = mount(bin, "127.0.0.1:9200".parse().unwrap(), dir.path()).unwrap();
+        let mnt = edir.join("mnt");
+        assert_eq!(m.probe, Probe::Mounted(mnt.clone()));
+        assert_eq!(
+            m.argv[1..],
+            strs(&[
+                "mount",
+                "--server",
+                "tcp://127.0.0.1:9200",
+                "--certs",
+                &edir.display().to_string(),
+                "--identity",
+                "edge",
+                &mnt.display().to_string(),
+            ])
+        );
+        let e = edge(&d, bin, dir.path()).unwrap();
+        let conf = std::fs::read_to_string(edir.join("nginx.conf")).unwrap();
+        let keyref = edir.join("site.keyref").display().to_string();
+        assert!(
+            conf.contains(&format!("proxy_cache_path {}/cache0 ", mnt.display())),
+            "{conf}"
+        );
+        assert!(conf.contains(&format!("ssl_certificate_key {keyref};")), "{conf}");
+        assert!(conf.contains("\nenv OPENSSL_CONF;\n"), "{conf}");
+        assert_eq!(
+            e.env,
+            [("OPENSSL_CONF".to_string(), format!("{keyref}.openssl.cnf"))]
+        );
+        let cnf = std::fs::read_to_string(format!("{keyref}.openssl.cnf")).unwrap();
+        assert!(cnf.contains("module = /b/libconclave_openssl.so\n"), "{cnf}");
+        // The grants the mount works under: the docroot read-only, the cache read-write.
+        let g: Vec<String> = fs_grants(&d).iter().map(|g| g.to_string()).collect();
+        assert_eq!(g, ["edge:ro:/html", "edge:rw:/cache0"]);
+    }
+
     fn table(d: &Deployment) -> toml::Table {
         toml::from_str(&edge_toml(d, Path::new("/s"))).unwrap()
     }
