@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 # python3-cryptography (XTS known answers from OpenSSL), fonts for plots,
 # python3-prometheus-client (the reference OpenMetrics parser reads /metrics),
 # systemd (systemd-analyze verify on the units).
-PACKAGES=(nginx apache2-utils curl openssl e2fsprogs strace pkg-config libmodsecurity-dev
+PACKAGES=(nginx apache2-utils curl openssl e2fsprogs strace pkg-config libmodsecurity-dev fuse3
           chromium fonts-dejavu-core python3-cryptography python3-prometheus-client
           systemd)
 
