@@ -606,3 +606,65 @@ fn eval_runs_nginx_on_a_mounted_vericrypt_image() {
         "a mount under the run is left: {info}"
     );
 }
+
+/// `conclave up` with a stock-nginx edge on a vericrypt file server: the
+/// mount starts after the file server and before nginx, nginx serves the
+/// origin's files through a cache inside the image, and SIGTERM leaves no
+/// mount behind.
+#[test]
+fn up_runs_stock_nginx_with_its_cache_on_a_mounted_image() {
+    assert!(
+        nginx_path().is_some(),
+        "this test needs nginx: apt-get install nginx"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let base = base_port();
+    let deploy = dir.path().join("deploy.toml");
+    std::fs::write(
+        &deploy,
+        format!(
+            "name = \"nginx-mount\"\n[origin]\nkind = \"conclave\"\nlisten = \"127.0.0.1:{o}\"\n\
+             [edge]\nkind = \"nginx\"\nstorage = \"nextfs\"\n[[edge.site]]\nlisten = \"127.0.0.1:{base}\"\n\
+             [fileserver]\ndevice = \"vericrypt\"\nlisten = \"127.0.0.1:{f}\"\nkdf = \"cheap\"\n",
+            o = base + 20,
+            f = base + 70
+        ),
+    )
+    .unwrap();
+    let started = common::up::start(&[], &deploy);
+    let names: Vec<&str> = started.procs.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["fileserver (vericrypt)", "origin", "mount", "edge (nginx)"]
+    );
+    let mut up = started.proc;
+    let mnt = dir.path().join("run/edge/mnt");
+    assert!(mounted(&mnt));
+    let ca = dir.path().join("certs/ca/root.crt");
+    let out = dir.path().join("body");
+    for want in ["MISS", "HIT"] {
+        let o = Command::new("curl")
+            .args(["-s", "-o"])
+            .arg(&out)
+            .args(["-w", "%{http_code}", "--cacert"])
+            .arg(&ca)
+            .arg(format!("https://127.0.0.1:{base}/10k.txt"))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "200", "{want}");
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            std::fs::read(dir.path().join("html/10k.txt")).unwrap()
+        );
+    }
+    let mut cached = Vec::new();
+    walk(&mnt.join("cache0"), Path::new("/nonexistent"), &mut cached);
+    assert_eq!(
+        cached.iter().filter(|p| is_cache_key_name(p)).count(),
+        1,
+        "{cached:?}"
+    );
+    assert!(signal(up.id() as i64, "TERM"));
+    assert!(wait_exit(&mut up, Duration::from_secs(20)).success());
+    assert!(!mounted(&mnt), "the mount outlived `up`");
+}
