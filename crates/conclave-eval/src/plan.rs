@@ -59,6 +59,10 @@ pub struct ProcessSpec {
     pub user: Option<UnixUser>,
     /// Environment variables added to the starter's (nginx's `OPENSSL_CONF`).
     pub env: Vec<(String, String)>,
+    /// Commands run to completion just before it starts, once the processes
+    /// before it answer (nginx's key reference: `conclave keyref` asks the
+    /// running key server for the public key).
+    pub setup: Vec<Vec<String>>,
 }
 
 impl ProcessSpec {
@@ -133,9 +137,6 @@ pub fn prepare(d: &Deployment, bin: &Path, site_key: &SiteKeySource) -> Result<P
         // Stock nginx reaches the file server through a FUSE mount in its
         // own directory, as its own identity (users = true excludes nginx).
         processes.push(mount(bin, f.listen, &dir)?);
-    }
-    if nginx_keyless(d) {
-        write_keyref(d, bin, &dir)?;
     }
     processes.push(edge(d, bin, &dir)?.run_as(run.user(Part::Edge)));
     for part in Part::ALL {
@@ -438,6 +439,7 @@ pub fn origin(o: &Origin, content: &Path, bin: &Path, dir: &Path) -> Result<Opti
             probe: Probe::Tcp(vec![o.listen]),
             user: None,
             env: Vec::new(),
+            setup: Vec::new(),
         })),
         OriginKind::Nginx => {
             let odir = dir.join("origin");
@@ -455,6 +457,7 @@ pub fn origin(o: &Origin, content: &Path, bin: &Path, dir: &Path) -> Result<Opti
                 probe: Probe::Tcp(vec![o.listen]),
                 user: None,
                 env: Vec::new(),
+                setup: Vec::new(),
             }))
         }
     }
@@ -500,6 +503,7 @@ fn keyserver(d: &Deployment, bin: &Path, listen: SocketAddr, dir: &Path) -> Proc
         probe: Probe::Tcp(vec![listen]),
         user: None,
         env: Vec::new(),
+        setup: Vec::new(),
     }
 }
 
@@ -527,6 +531,7 @@ fn memserver(bin: &Path, kind: SharedKind, listen: SocketAddr, dir: &Path) -> Re
         probe: Probe::Tcp(vec![listen]),
         user: None,
         env: Vec::new(),
+        setup: Vec::new(),
     })
 }
 
@@ -568,6 +573,7 @@ pub fn fileserver(d: &Deployment, bin: &Path, listen: SocketAddr, img: &Image, d
         probe: Probe::Tcp(vec![listen]),
         user: None,
         env: Vec::new(),
+        setup: Vec::new(),
     }
 }
 
@@ -594,38 +600,29 @@ fn keyless_module(bin: &Path) -> PathBuf {
         .join(crate::availability::KEYLESS_MODULE)
 }
 
-/// Writes nginx's key reference with `conclave keyref` (docs/nginx.md,
-/// "Keyless"): the key server, the site key's name and the edge's
-/// identity directory.
-fn write_keyref(d: &Deployment, bin: &Path, dir: &Path) -> Result<(), EvalError> {
+/// The command that writes nginx's key reference (docs/nginx.md,
+/// "Keyless"): `conclave keyref` with the key server, the site key's name
+/// and the edge's identity directory. It asks the key server for the
+/// public key, so it runs once the key server is up ([`ProcessSpec::setup`]).
+fn keyref_argv(d: &Deployment, bin: &Path, dir: &Path) -> Result<Vec<String>, EvalError> {
     let k = d
         .keyserver
         .as_ref()
         .ok_or_else(|| EvalError::Config("edge.key = \"keyserver\" needs a [keyserver] section".into()))?;
-    let out = nginx_keyref(dir);
-    let argv = [
-        "keyref".to_string(),
-        "--server".into(),
-        endpoint(k.listen).to_string(),
-        "--certs".into(),
-        part_dir(dir, Part::Edge).display().to_string(),
-        "--name".into(),
-        SITE_KEY_NAME.into(),
-        "--out".into(),
-        out.display().to_string(),
-    ];
-    let o = std::process::Command::new(bin)
-        .args(&argv)
-        .output()
-        .map_err(EvalError::io(bin))?;
-    if !o.status.success() {
-        return Err(EvalError::Process(format!(
-            "`conclave {}` failed: {}",
-            argv.join(" "),
-            String::from_utf8_lossy(&o.stderr).trim()
-        )));
-    }
-    Ok(())
+    Ok(conclave_argv(
+        bin,
+        vec![
+            "keyref".to_string(),
+            "--server".into(),
+            endpoint(k.listen).to_string(),
+            "--certs".into(),
+            part_dir(dir, Part::Edge).display().to_string(),
+            "--name".into(),
+            SITE_KEY_NAME.into(),
+            "--out".into(),
+            nginx_keyref(dir).display().to_string(),
+        ],
+    ))
 }
 
 /// `conclave mount` of the file server at [`nginx_mountpoint`], as the
@@ -648,6 +645,7 @@ fn mount(bin: &Path, listen: SocketAddr, dir: &Path) -> Result<ProcessSpec, Eval
         probe: Probe::Mounted(mnt),
         user: None,
         env: Vec::new(),
+        setup: Vec::new(),
     })
 }
 
@@ -670,8 +668,10 @@ fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError
             };
             let keyless = nginx_keyless(d)
                 .then(|| crate::nginx_keyless::nginx_snippet(&keyless_module(bin), &nginx_keyref(dir)));
+            let mut setup = Vec::new();
             if let Some(k) = &keyless {
                 k.write_files().map_err(EvalError::io(&edir))?;
+                setup.push(keyref_argv(d, bin, dir)?);
             }
             let sites: Vec<nginx::CacheSite> = d
                 .edge
@@ -704,6 +704,7 @@ fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError
                 probe: Probe::Tcp(listens),
                 user: None,
                 env: keyless.map(|k| k.env).unwrap_or_default(),
+                setup,
             })
         }
         EdgeKind::Conclave => {
@@ -717,6 +718,7 @@ fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError
                 probe: Probe::Tcp(listens),
                 user: None,
                 env: Vec::new(),
+                setup: Vec::new(),
             })
         }
     }
@@ -983,6 +985,21 @@ mod tests {
         assert_eq!(
             e.env,
             [("OPENSSL_CONF".to_string(), format!("{keyref}.openssl.cnf"))]
+        );
+        assert_eq!(
+            e.setup,
+            [strs(&[
+                "/b/conclave",
+                "keyref",
+                "--server",
+                "tcp://127.0.0.1:9000",
+                "--certs",
+                &edir.display().to_string(),
+                "--name",
+                "server",
+                "--out",
+                &keyref,
+            ])]
         );
         let cnf = std::fs::read_to_string(format!("{keyref}.openssl.cnf")).unwrap();
         assert!(cnf.contains("module = /b/libconclave_openssl.so\n"), "{cnf}");

@@ -125,6 +125,24 @@ impl Supervisor {
                 }
             }
         }
+        for argv in &spec.setup {
+            let (sprog, sargs) = argv
+                .split_first()
+                .ok_or_else(|| EvalError::Config(format!("{}: empty setup command", spec.name)))?;
+            let o = Command::new(sprog)
+                .args(sargs)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| EvalError::Process(format!("cannot run {sprog} for {}: {e}", spec.name)))?;
+            if !o.status.success() {
+                return Err(EvalError::Process(format!(
+                    "`{}` (before {}) failed: {}",
+                    argv.join(" "),
+                    spec.name,
+                    String::from_utf8_lossy(&o.stderr).trim()
+                )));
+            }
+        }
         let log = std::fs::File::create(&spec.log).map_err(EvalError::io(&spec.log))?;
         let log2 = log.try_clone().map_err(EvalError::io(&spec.log))?;
         let child = {
@@ -253,6 +271,7 @@ mod tests {
             probe: Probe::Tcp(vec![addr]),
             user: None,
             env: Vec::new(),
+            setup: Vec::new(),
         }
     }
 
@@ -270,6 +289,25 @@ mod tests {
             &|| false,
         );
         assert!(e.unwrap_err().to_string().contains("already answers"));
+        assert!(sup.pids().is_empty());
+    }
+
+    #[test]
+    fn a_failed_setup_command_stops_the_start_and_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut s = spec(&["sleep", "30"], free, &dir.path().join("l"));
+        s.setup = vec![vec![
+            "sh".into(),
+            "-c".into(),
+            "echo no key server >&2; exit 3".into(),
+        ]];
+        let mut sup = Supervisor::new();
+        let e = sup.start(&s, &|| false).unwrap_err().to_string();
+        assert!(e.contains("(before test) failed: no key server"), "{e}");
         assert!(sup.pids().is_empty());
     }
 
