@@ -24,6 +24,7 @@ pub mod error;
 pub mod failover;
 pub mod grants;
 pub mod handshake;
+pub mod keyref;
 pub mod name;
 pub mod op;
 pub mod pool;

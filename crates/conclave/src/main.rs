@@ -41,6 +41,9 @@ enum Command {
     #[cfg(feature = "keys")]
     #[command(hide = true)]
     KeylessProbe(cmd::keyserver::ProbeArgs),
+    /// Write a key reference file for OpenSSL programs (NGINX) to use a key server's key.
+    #[cfg(feature = "keys")]
+    Keyref(cmd::keyref::Args),
     /// A client of memory files (lock, read, write, increment), for scripts and tests.
     #[cfg(feature = "mem")]
     Mem(cmd::mem::Args),
@@ -116,6 +119,8 @@ fn main() -> ExitCode {
         Command::Keyserver(a) => cmd::keyserver::run(a),
         #[cfg(feature = "keys")]
         Command::KeylessProbe(a) => cmd::keyserver::run_probe(a),
+        #[cfg(feature = "keys")]
+        Command::Keyref(a) => cmd::keyref::run(a),
         #[cfg(feature = "mem")]
         Command::Mem(a) => cmd::mem::run(a),
         #[cfg(feature = "mem")]

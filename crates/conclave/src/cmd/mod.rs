@@ -31,6 +31,8 @@ pub mod fs;
 #[cfg(feature = "storage")]
 pub mod fsck;
 #[cfg(feature = "keys")]
+pub mod keyref;
+#[cfg(feature = "keys")]
 pub mod keyserver;
 #[cfg(feature = "mem")]
 pub mod mem;

@@ -1,0 +1,397 @@
+//! Stock Debian NGINX with a TLS key held by the key server, through the
+//! conclave OpenSSL provider (`libconclave_openssl.so`, docs/nginx.md
+//! "Keyless"): TLS 1.2 and 1.3 handshakes with RSA (PKCS#1 and PSS) and
+//! ECDSA keys verified by curl and `openssl s_client`, no NGINX process
+//! opening a key file (strace), NGINX surviving a key-server outage with the
+//! cause in its error log, and recovering when the key server is back.
+//! Also `openssl s_server`, to show the provider is not NGINX-specific.
+
+mod common;
+
+use common::pki::{KeyType, Pki};
+use common::{certs, conclave_ok, on_path, start_logged, wait_port, wait_until, Proc};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn needs(name: &str) {
+    assert!(
+        on_path(name),
+        "this test needs `{name}` on PATH (scripts/test.sh installs it)"
+    );
+}
+
+/// The provider built beside the binary under test (`target/<profile>/`, or
+/// `deps/` when cargo built it only as this crate's dev-dependency).
+fn provider_so() -> PathBuf {
+    let dir = Path::new(common::BIN).parent().unwrap();
+    for p in [
+        dir.join("libconclave_openssl.so"),
+        dir.join("deps/libconclave_openssl.so"),
+    ] {
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!(
+        "libconclave_openssl.so not built next to {}: cargo build -p conclave-openssl",
+        common::BIN
+    );
+}
+
+/// A key server for the test's keys, its port fixed so it can be restarted.
+fn keyserver(dir: &Path, port: u16) -> Proc {
+    let listen = format!("tcp://127.0.0.1:{port}");
+    let (keys, ids) = (
+        dir.join("keys").display().to_string(),
+        dir.join("certs").display().to_string(),
+    );
+    let p = start_logged(
+        dir,
+        "keyserver",
+        &["keyserver", "--keys", &keys, "--certs", &ids, "--listen", &listen],
+    );
+    wait_port(port);
+    p
+}
+
+/// Everything one test needs: a conclave PKI, a site CA with an RSA and an
+/// ECDSA leaf whose keys live only in the key server's directory, the key
+/// server, and a key reference for each key.
+struct Setup {
+    dir: tempfile::TempDir,
+    ks_port: u16,
+    keyserver: Option<Proc>,
+    ca: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        certs(&d.join("certs"), &[]);
+        let pki = Pki::new(&d.join("site"));
+        std::fs::create_dir(d.join("keys")).unwrap();
+        for (stem, kind) in [("rsa", KeyType::Rsa), ("ec", KeyType::Ecdsa)] {
+            let (_, key) = pki.leaf(stem, "localhost", &["localhost"], kind);
+            // The only copy of the key: nginx's side of the test never sees it.
+            std::fs::rename(&key, d.join("keys").join(format!("{stem}.key"))).unwrap();
+        }
+        let ks_port = common::free_port();
+        let keyserver = Some(keyserver(d, ks_port));
+        for stem in ["rsa", "ec"] {
+            conclave_ok(&[
+                "keyref",
+                "--server",
+                &format!("tcp://127.0.0.1:{ks_port}"),
+                "--certs",
+                &d.join("certs").display().to_string(),
+                "--name",
+                stem,
+                "--out",
+                &d.join(format!("{stem}.keyref")).display().to_string(),
+            ]);
+        }
+        let ca = pki.ca();
+        Setup {
+            dir,
+            ks_port,
+            keyserver,
+            ca,
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The nginx settings for key reference `stem`, its files written.
+    fn snippet(&self, stem: &str) -> conclave_eval::nginx_keyless::NginxKeyless {
+        let k = conclave_eval::nginx_keyless::nginx_snippet(
+            &provider_so(),
+            &self.path(&format!("{stem}.keyref")),
+        );
+        k.write_files().unwrap();
+        k
+    }
+}
+
+fn curl(ca: &Path, port: u16, tls: &str) -> Output {
+    let (min, max) = match tls {
+        "1.2" => ("--tlsv1.2", "1.2"),
+        _ => ("--tlsv1.3", "1.3"),
+    };
+    Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(ca)
+        .args([
+            min,
+            "--tls-max",
+            max,
+            "--resolve",
+            &format!("localhost:{port}:127.0.0.1"),
+        ])
+        .arg(format!("https://localhost:{port}/"))
+        .output()
+        .unwrap()
+}
+
+fn assert_curl_ok(ca: &Path, port: u16, tls: &str) {
+    let out = curl(ca, port, tls);
+    assert!(
+        out.status.success(),
+        "curl TLS {tls} to :{port}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "keyless ok\n");
+}
+
+/// `openssl s_client -verify_return_error` with `extra` flags; returns (exit ok, stdout).
+fn s_client(ca: &Path, port: u16, extra: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            "localhost",
+        ])
+        .arg("-CAfile")
+        .arg(ca)
+        .args(["-verify_return_error", "-brief"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn assert_s_client_ok(ca: &Path, port: u16, extra: &[&str], expect: &[&str]) {
+    let (ok, text) = s_client(ca, port, extra);
+    assert!(ok, "s_client {extra:?} to :{port} failed:\n{text}");
+    for e in expect {
+        assert!(text.contains(e), "s_client {extra:?}: no {e:?} in\n{text}");
+    }
+}
+
+/// nginx.conf: a server for the RSA key reference and one for the ECDSA one.
+fn nginx_conf(s: &Setup, rsa_port: u16, ec_port: u16) -> (PathBuf, Vec<(String, String)>) {
+    let (rsa, ec) = (s.snippet("rsa"), s.snippet("ec"));
+    let d = s.dir.path().display();
+    let mut conf = format!(
+        "daemon off;\nmaster_process on;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n{}",
+        rsa.extra_main_conf
+    );
+    conf.push_str(&format!(
+        "events {{ worker_connections 64; }}\nhttp {{\n    access_log off;\n"
+    ));
+    for t in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+        conf.push_str(&format!("    {t}_temp_path {d}/tmp_{t};\n"));
+    }
+    for (port, stem, k) in [(rsa_port, "rsa", &rsa), (ec_port, "ec", &ec)] {
+        conf.push_str(&format!(
+            "    server {{\n        listen 127.0.0.1:{port} ssl;\n        server_name localhost;\n        \
+             ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_certificate {d}/site/{stem}.crt;\n        \
+             ssl_certificate_key {};\n        location / {{ return 200 \"keyless ok\\n\"; }}\n    }}\n",
+            k.ssl_certificate_key
+        ));
+    }
+    conf.push_str("}\n");
+    let path = s.path("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    // Both snippets name the same provider; either environment will do.
+    assert_eq!(rsa.files[0].1, ec.files[0].1);
+    (path, rsa.env)
+}
+
+fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+fn workers_of(master: i32) -> Vec<i32> {
+    let out = Command::new("pgrep")
+        .args(["-P", &master.to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+#[test]
+fn stock_nginx_signs_through_the_key_server() {
+    for t in ["nginx", "strace", "curl", "openssl", "pgrep"] {
+        needs(t);
+    }
+    let mut s = Setup::new();
+    let (rsa_port, ec_port) = (common::free_port(), common::free_port());
+    let (conf, env) = nginx_conf(&s, rsa_port, ec_port);
+    let trace = s.path("strace.log");
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-e", "trace=openat", "-o"])
+        .arg(&trace)
+        .args(["nginx", "-p"])
+        .arg(s.dir.path())
+        .arg("-c")
+        .arg(&conf)
+        .args(["-e", &s.path("error.log").display().to_string()])
+        .envs(env)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(s.path("nginx.stderr")).unwrap());
+    let nginx = Proc::group(cmd.spawn().unwrap());
+    wait_port(rsa_port);
+    wait_port(ec_port);
+    let master: i32 = {
+        let pidfile = s.path("nginx.pid");
+        assert!(wait_until(Duration::from_secs(10), || pidfile.exists()));
+        std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap()
+    };
+
+    // Handshakes: both TLS versions, both key types, PKCS#1 and PSS.
+    for tls in ["1.2", "1.3"] {
+        assert_curl_ok(&s.ca, rsa_port, tls);
+        assert_curl_ok(&s.ca, ec_port, tls);
+    }
+    assert_s_client_ok(
+        &s.ca,
+        rsa_port,
+        &["-tls1_3"],
+        &["Protocol version: TLSv1.3", "RSA-PSS", "Verification: OK"],
+    );
+    assert_s_client_ok(
+        &s.ca,
+        rsa_port,
+        &["-tls1_2", "-sigalgs", "RSA+SHA256"],
+        &[
+            "Protocol version: TLSv1.2",
+            "Signature type: RSA\n",
+            "Verification: OK",
+        ],
+    );
+    assert_s_client_ok(
+        &s.ca,
+        rsa_port,
+        &["-tls1_2", "-sigalgs", "rsa_pss_rsae_sha384"],
+        &["Protocol version: TLSv1.2", "RSA-PSS", "Verification: OK"],
+    );
+    assert_s_client_ok(
+        &s.ca,
+        ec_port,
+        &["-tls1_3"],
+        &["Protocol version: TLSv1.3", "ECDSA", "Verification: OK"],
+    );
+    assert_s_client_ok(
+        &s.ca,
+        ec_port,
+        &["-tls1_2"],
+        &["Protocol version: TLSv1.2", "ECDSA", "Verification: OK"],
+    );
+
+    // No NGINX process opened a key file; it read the references.
+    let opened = std::fs::read_to_string(&trace).unwrap();
+    let keys_dir = s.path("keys").display().to_string();
+    assert!(!opened.contains(&keys_dir), "nginx opened a file in {keys_dir}");
+    // (It does open its own mTLS identity, certs/edge/edge.key: that is
+    // its key-server client's credential, not the site's key.)
+    for site_key in ["/rsa.key\"", "/ec.key\""] {
+        assert!(
+            !opened.contains(site_key),
+            "nginx opened a site key:\n{}",
+            grep(&opened, site_key)
+        );
+    }
+    assert!(
+        opened.contains("rsa.keyref") && opened.contains("ec.keyref"),
+        "no keyref open traced"
+    );
+    assert!(opened.contains("libconclave_openssl.so"), "provider not loaded");
+
+    // Key server down: handshakes fail, nginx stays up and says why.
+    drop(s.keyserver.take());
+    for tls in ["1.2", "1.3"] {
+        let out = curl(&s.ca, rsa_port, tls);
+        assert_eq!(
+            out.status.code(),
+            Some(35),
+            "curl TLS {tls} with the key server down should fail the handshake"
+        );
+        assert_eq!(curl(&s.ca, ec_port, tls).status.code(), Some(35));
+    }
+    assert!(alive(master), "nginx master died with the key server");
+    let workers = workers_of(master);
+    assert_eq!(workers.len(), 2, "nginx workers: {workers:?}");
+    let log = std::fs::read_to_string(s.path("error.log")).unwrap();
+    assert!(
+        log.contains("conclave")
+            && log.contains("key server unreachable")
+            && log.contains(&format!("127.0.0.1:{}", s.ks_port)),
+        "error log does not name the failure:\n{log}"
+    );
+    assert!(!log.contains("PRIVATE KEY"), "error log leaks key material");
+
+    // Back on the same port: handshakes succeed again, on the same workers.
+    s.keyserver = Some(keyserver(s.dir.path(), s.ks_port));
+    for tls in ["1.2", "1.3"] {
+        assert_curl_ok(&s.ca, rsa_port, tls);
+        assert_curl_ok(&s.ca, ec_port, tls);
+    }
+    assert_eq!(workers_of(master), workers);
+    drop(nginx);
+}
+
+fn grep(text: &str, needle: &str) -> String {
+    text.lines()
+        .filter(|l| l.contains(needle))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn openssl_s_server_uses_a_key_reference() {
+    for t in ["openssl", "curl"] {
+        needs(t);
+    }
+    let s = Setup::new();
+    let k = s.snippet("ec");
+    let port = common::free_port();
+    let mut cmd = Command::new("openssl");
+    cmd.args([
+        "s_server",
+        "-accept",
+        &format!("127.0.0.1:{port}"),
+        "-www",
+        "-cert",
+    ])
+    .arg(s.path("site/ec.crt"))
+    .arg("-key")
+    .arg(&k.ssl_certificate_key)
+    .envs(k.env.clone())
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(s.path("s_server.log")).unwrap());
+    let _server = Proc::new(cmd.spawn().unwrap());
+    wait_port(port);
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(&s.ca)
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+        .arg(format!("https://localhost:{port}/"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "curl to s_server: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(s.path("s_server.log")).unwrap_or_default()
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Ciphers supported in s_server binary"));
+}
