@@ -31,7 +31,7 @@ impl Digest {
     }
 
     /// Output length in bytes (the PSS salt length TLS uses).
-    pub fn len(self) -> usize {
+    pub fn output_len(self) -> usize {
         match self {
             Digest::Sha256 => 32,
             Digest::Sha384 => 48,
@@ -140,7 +140,7 @@ pub fn scheme(
             Padding::Pss => {
                 let salt_ok = match salt {
                     SaltLen::Digest => true,
-                    SaltLen::Other(n) => n == md.len() as i64,
+                    SaltLen::Other(n) => n == md.output_len() as i64,
                 };
                 if !salt_ok {
                     return unsupported(format!("PSS salt length {salt:?} (TLS uses the digest length)"));

@@ -25,18 +25,21 @@ fn needs(name: &str) {
 /// `deps/` when cargo built it only as this crate's dev-dependency).
 fn provider_so() -> PathBuf {
     let dir = Path::new(common::BIN).parent().unwrap();
-    for p in [
+    // The newer of the two, so a stale top-level copy never hides a rebuild.
+    [
         dir.join("libconclave_openssl.so"),
         dir.join("deps/libconclave_openssl.so"),
-    ] {
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!(
-        "libconclave_openssl.so not built next to {}: cargo build -p conclave-openssl",
-        common::BIN
-    );
+    ]
+    .into_iter()
+    .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+    .max()
+    .map(|(_, p)| p)
+    .unwrap_or_else(|| {
+        panic!(
+            "libconclave_openssl.so not built next to {}: cargo build -p conclave-openssl",
+            common::BIN
+        )
+    })
 }
 
 /// A key server for the test's keys, its port fixed so it can be restarted.
@@ -187,9 +190,7 @@ fn nginx_conf(s: &Setup, rsa_port: u16, ec_port: u16) -> (PathBuf, Vec<(String, 
         "daemon off;\nmaster_process on;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n{}",
         rsa.extra_main_conf
     );
-    conf.push_str(&format!(
-        "events {{ worker_connections 64; }}\nhttp {{\n    access_log off;\n"
-    ));
+    conf.push_str("events { worker_connections 64; }\nhttp {\n    access_log off;\n");
     for t in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
         conf.push_str(&format!("    {t}_temp_path {d}/tmp_{t};\n"));
     }
@@ -394,4 +395,62 @@ fn openssl_s_server_uses_a_key_reference() {
         std::fs::read_to_string(s.path("s_server.log")).unwrap_or_default()
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("Ciphers supported in s_server binary"));
+}
+
+#[test]
+fn keyref_is_refused_for_a_key_not_granted() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    certs(&d.join("certs"), &[]);
+    let pki = Pki::new(&d.join("site"));
+    std::fs::create_dir(d.join("keys")).unwrap();
+    for (stem, kind) in [("rsa", KeyType::Rsa), ("ec", KeyType::Ecdsa)] {
+        let (_, key) = pki.leaf(stem, "localhost", &["localhost"], kind);
+        std::fs::rename(&key, d.join("keys").join(format!("{stem}.key"))).unwrap();
+    }
+    let (_ks, port) = common::start_keyserver(d, &d.join("keys"), &d.join("certs"), &["--grant", "edge:rsa"]);
+    let out = common::conclave()
+        .args([
+            "keyref",
+            "--server",
+            &format!("tcp://127.0.0.1:{port}"),
+            "--certs",
+        ])
+        .arg(d.join("certs"))
+        .args(["--name", "ec", "--out"])
+        .arg(d.join("ec.keyref"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("EACCES"), "keyref for an ungranted key: {err}");
+    assert!(!d.join("ec.keyref").exists());
+}
+
+#[test]
+fn nginx_refuses_a_broken_key_reference_and_says_why() {
+    needs("nginx");
+    let s = Setup::new();
+    // Ours (the label) but not base64 inside: a bad reference, not "no key".
+    std::fs::write(
+        s.path("rsa.keyref"),
+        "-----BEGIN CONCLAVE KEY REFERENCE-----\n!!!\n-----END CONCLAVE KEY REFERENCE-----\n",
+    )
+    .unwrap();
+    let (conf, env) = nginx_conf(&s, common::free_port(), common::free_port());
+    let out = Command::new("nginx")
+        .args(["-t", "-p"])
+        .arg(s.dir.path())
+        .arg("-c")
+        .arg(&conf)
+        .args(["-e", &s.path("error.log").display().to_string()])
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("conclave::bad key reference") && err.contains("rsa.keyref"),
+        "nginx -t output: {err}"
+    );
 }
