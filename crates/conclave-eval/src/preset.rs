@@ -153,7 +153,7 @@ pub const PRESETS: &[Preset] = &[
     // keyless through the OpenSSL provider, storage through `conclave mount`.
     p(
         "nginx-keyless",
-        "stock nginx, key in the key server (OpenSSL provider)",
+        "stock nginx + key server (OpenSSL provider)",
         NG,
         Host,
         None,
@@ -162,7 +162,7 @@ pub const PRESETS: &[Preset] = &[
     ),
     p(
         "nginx-fs-crypt",
-        "stock nginx, cache on an AES-XTS image through conclave mount",
+        "stock nginx, cache on a crypt image (mount)",
         NG,
         Nextfs,
         Some(Device::Crypt),
@@ -171,7 +171,7 @@ pub const PRESETS: &[Preset] = &[
     ),
     p(
         "nginx-fs-vericrypt",
-        "stock nginx, cache on an encrypted and verified image through conclave mount",
+        "stock nginx, cache on a vericrypt image (mount)",
         NG,
         Nextfs,
         Some(Device::Vericrypt),
@@ -180,7 +180,7 @@ pub const PRESETS: &[Preset] = &[
     ),
     p(
         "nginx-conclave",
-        "stock nginx, keyless + vericrypt image through conclave mount",
+        "stock nginx + key server + vericrypt (mount)",
         NG,
         Nextfs,
         Some(Device::Vericrypt),
