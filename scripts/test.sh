@@ -12,8 +12,9 @@ cd "$(dirname "$0")/.."
 # python3-cryptography (XTS known answers from OpenSSL), fonts for plots,
 # python3-prometheus-client (the reference OpenMetrics parser reads /metrics),
 # systemd (systemd-analyze verify on the units), libssl-dev (libcrypto to
-# link crates/conclave-openssl, the provider stock NGINX loads).
-PACKAGES=(nginx apache2-utils curl openssl e2fsprogs strace pkg-config libmodsecurity-dev
+# link crates/conclave-openssl, the provider stock NGINX loads), fuse3
+# (fusermount3 for `conclave mount` when not root).
+PACKAGES=(nginx apache2-utils curl openssl e2fsprogs strace pkg-config libmodsecurity-dev fuse3
           chromium fonts-dejavu-core python3-cryptography python3-prometheus-client
           systemd libssl-dev)
 

@@ -16,9 +16,9 @@
 //! kind = "conclave"        # conclave | nginx
 //! workers = 1
 //! mode = "cache"           # cache | standalone
-//! storage = "host"         # host | nextfs   (nextfs needs [fileserver])
+//! storage = "host"         # host | nextfs   (nextfs needs [fileserver]; nginx: through `conclave mount`)
 //! shared = "local"         # local | smdish | smuf | smc (smdish/smuf need [memserver])
-//! key = "local"            # local | keyserver (needs [keyserver])
+//! key = "local"            # local | keyserver (needs [keyserver]; nginx: the OpenSSL provider)
 //! [[edge.site]]            # one per tenant sharing this edge
 //! listen = "127.0.0.1:8443"
 //! [keyserver]
@@ -375,12 +375,13 @@ impl Deployment {
         if self.edge.storage == StorageKind::Nextfs && self.fileserver.is_none() {
             return Err("edge.storage = \"nextfs\" needs a [fileserver] section".into());
         }
-        if self.edge.kind == EdgeKind::Nginx
-            && (self.edge.storage != StorageKind::Host
-                || self.edge.shared != SharedKind::Local
-                || self.edge.key != KeyKind::Local)
-        {
-            return Err("stock nginx runs only with host storage, local shared state and a local key".into());
+        // Stock nginx reaches the file server through `conclave mount` and
+        // the key server through the OpenSSL provider; its shared state is
+        // its own shared-memory zones (docs/nginx.md).
+        if self.edge.kind == EdgeKind::Nginx && self.edge.shared != SharedKind::Local {
+            return Err(
+                "stock nginx keeps its shared state in its own zones: edge.shared must be \"local\"".into(),
+            );
         }
         let tenant = self.tenant()?;
         if self.users {

@@ -181,6 +181,8 @@ pub fn run(opts: &MatrixOptions, cancel: Arc<AtomicBool>) -> Result<RunResults, 
         ..RunResults::default()
     };
     let mut runnable: Vec<&'static Preset> = Vec::new();
+    let asked: Vec<&'static Preset> = opts.presets.iter().filter_map(|n| preset::find(n)).collect();
+    results.warnings = avail.warnings(&asked);
     for name in &opts.presets {
         let p = preset::find(name).ok_or_else(|| {
             let all: Vec<_> = preset::PRESETS.iter().map(|p| p.name).collect();

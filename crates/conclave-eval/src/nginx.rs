@@ -68,17 +68,35 @@ pub struct CacheSite {
     pub zone: String,
 }
 
+/// How a cache edge gets its TLS key: the site key file beside the
+/// certificate in `site_dir`, or (keyless, issue 19) a key reference the
+/// conclave OpenSSL provider decodes, loaded by `extra_main_conf`.
+#[derive(Clone, Debug, Default)]
+pub struct EdgeTls {
+    /// Directory holding the site certificate (and, when not keyless, its key).
+    pub site_dir: PathBuf,
+    /// `ssl_certificate_key` instead of `site_dir/server.key` (keyless).
+    pub ssl_certificate_key: Option<String>,
+    /// Lines for the main context (keyless: `env OPENSSL_CONF;`).
+    pub extra_main_conf: String,
+}
+
+impl EdgeTls {
+    /// The site key file in `site_dir`.
+    pub fn local(site_dir: &Path) -> EdgeTls {
+        EdgeTls {
+            site_dir: site_dir.to_path_buf(),
+            ..EdgeTls::default()
+        }
+    }
+}
+
 /// The seed's Linux cache edge (`linux-cache-nomodsec-release_nonsm`), one
 /// `server` block per site (share-nginx when several).
-pub fn cache_edge_conf(
-    dir: &Path,
-    workers: u32,
-    sites: &[CacheSite],
-    site_dir: &Path,
-    origin: &str,
-) -> String {
+pub fn cache_edge_conf(dir: &Path, workers: u32, sites: &[CacheSite], tls: &EdgeTls, origin: &str) -> String {
     let mut o = String::new();
     preamble(dir, workers, &mut o);
+    o.push_str(&tls.extra_main_conf);
     o.push_str("events { worker_connections 4096; }\nhttp {\n    access_log off;\n");
     temp_paths(dir, &mut o);
     o.push_str("    sendfile on;\n    tcp_nopush on;\n    tcp_nodelay on;\n    keepalive_timeout 65;\n");
@@ -99,12 +117,13 @@ pub fn cache_edge_conf(
         );
         // The edge's own run directory, holding the site certificate and key.
         use conclave_rpc::pki::CertsLayout;
-        let (cert, key) = (
-            site_dir.join(CertsLayout::SITE_CERT),
-            site_dir.join(CertsLayout::SITE_KEY),
-        );
+        let cert = tls.site_dir.join(CertsLayout::SITE_CERT);
+        let key = match &tls.ssl_certificate_key {
+            Some(k) => k.clone(),
+            None => tls.site_dir.join(CertsLayout::SITE_KEY).display().to_string(),
+        };
         let _ = writeln!(o, "        ssl_certificate {};", cert.display());
-        let _ = writeln!(o, "        ssl_certificate_key {};", key.display());
+        let _ = writeln!(o, "        ssl_certificate_key {key};");
         // TLS 1.3 too (nginx 1.22 leaves it off by default), so `--tls 1.3` cells can run.
         o.push_str("        ssl_protocols TLSv1.2 TLSv1.3;\n");
         o.push_str("        ssl_ciphers HIGH:!aNULL:!MD5;\n        ssl_prefer_server_ciphers on;\n");
@@ -156,7 +175,13 @@ mod tests {
                 zone: "ZONE1".into(),
             },
         ];
-        let c = cache_edge_conf(Path::new("/s"), 4, &sites, Path::new("/c"), "127.0.0.1:8081");
+        let c = cache_edge_conf(
+            Path::new("/s"),
+            4,
+            &sites,
+            &EdgeTls::local(Path::new("/c")),
+            "127.0.0.1:8081",
+        );
         for want in [
             "worker_processes 4;",
             "keys_zone=ZONE0:16k max_size=10m inactive=60m use_temp_path=off",
@@ -169,6 +194,17 @@ mod tests {
         ] {
             assert!(c.contains(want), "missing {want:?} in\n{c}");
         }
+        let keyless = EdgeTls {
+            site_dir: "/c".into(),
+            ssl_certificate_key: Some("/c/site.keyref".into()),
+            extra_main_conf: "env OPENSSL_CONF;\n".into(),
+        };
+        let k = cache_edge_conf(Path::new("/s"), 1, &sites[..1], &keyless, "127.0.0.1:8081");
+        assert!(
+            k.contains("\nenv OPENSSL_CONF;\n") && k.contains("ssl_certificate_key /c/site.keyref;"),
+            "{k}"
+        );
+        assert!(!k.contains("server.key"), "{k}");
         let o = origin_conf(Path::new("/s"), "127.0.0.1:8081", Path::new("/h"));
         assert!(o.contains("add_header Cache-Control \"public, no-transform\";") && o.contains("root /h;"));
     }

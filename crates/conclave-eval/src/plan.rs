@@ -26,6 +26,7 @@ use conclave_fs::{Access, FileServerSettings, Grant};
 use conclave_keys::grants::{IdentityPattern, KeyPattern};
 use conclave_keys::{KeyGrant, KeyName, KeyServerSettings};
 use conclave_mem::{MemServerSettings, MemSpec, ServerKind};
+use conclave_mount::MountSettings;
 use conclave_rpc::pki::{self, CertsLayout, CertsOptions, SiteKey};
 use conclave_rpc::{Endpoint, Identity, Tenant};
 use std::net::SocketAddr;
@@ -37,6 +38,8 @@ use std::time::Duration;
 pub enum Probe {
     /// A TCP connect succeeds on every one of these addresses.
     Tcp(Vec<SocketAddr>),
+    /// A FUSE file system is mounted at this directory (`conclave mount`).
+    Mounted(PathBuf),
 }
 
 /// One process of a deployment.
@@ -54,6 +57,12 @@ pub struct ProcessSpec {
     pub probe: Probe,
     /// The Unix user it runs as (`users = true`); `None`: as its starter.
     pub user: Option<UnixUser>,
+    /// Environment variables added to the starter's (nginx's `OPENSSL_CONF`).
+    pub env: Vec<(String, String)>,
+    /// Commands run to completion just before it starts, once the processes
+    /// before it answer (nginx's key reference: `conclave keyref` asks the
+    /// running key server for the public key).
+    pub setup: Vec<Vec<String>>,
 }
 
 impl ProcessSpec {
@@ -128,6 +137,11 @@ pub fn prepare(d: &Deployment, bin: &Path, site_key: &SiteKeySource) -> Result<P
         processes.push(keyserver(d, bin, k.listen, &dir).run_as(run.user(Part::KeyServer)));
     }
     processes.extend(origin(&d.origin, &d.content, bin, &dir)?.map(|p| p.run_as(run.user(Part::Origin))));
+    if let (EdgeKind::Nginx, Some(f)) = (d.edge.kind, &d.fileserver) {
+        // Stock nginx reaches the file server through a FUSE mount in its
+        // own directory, as its own identity (users = true excludes nginx).
+        processes.push(mount(bin, f.listen, &dir)?);
+    }
     processes.push(edge(d, bin, &dir)?.run_as(run.user(Part::Edge)));
     for part in Part::ALL {
         let pdir = run.dir(part);
@@ -180,7 +194,12 @@ fn lay_out(d: &Deployment, run: &RunDir, site_key: &SiteKeySource) -> Result<(),
         // Servers are the default tenant's; the edge is its deployment's
         // tenant's; stock nginx and the origin have no conclave identity.
         let id = match (part, layout::role(part)) {
-            (Part::Edge, _) if d.edge.kind == EdgeKind::Nginx => None,
+            // Stock nginx needs an identity only for what signs or mounts for it.
+            (Part::Edge, _)
+                if d.edge.kind == EdgeKind::Nginx && d.fileserver.is_none() && !nginx_keyless(d) =>
+            {
+                None
+            }
             (Part::Edge, _) => Some(d.edge_identity()),
             (_, role) => role.map(|r| Identity::new(r, Tenant::default())),
         };
@@ -430,6 +449,8 @@ pub fn origin(o: &Origin, content: &Path, bin: &Path, dir: &Path) -> Result<Opti
             log: dir.join("origin.log"),
             probe: Probe::Tcp(vec![o.listen]),
             user: None,
+            env: Vec::new(),
+            setup: Vec::new(),
         })),
         OriginKind::Nginx => {
             let odir = dir.join("origin");
@@ -446,6 +467,8 @@ pub fn origin(o: &Origin, content: &Path, bin: &Path, dir: &Path) -> Result<Opti
                 log: dir.join("origin.log"),
                 probe: Probe::Tcp(vec![o.listen]),
                 user: None,
+                env: Vec::new(),
+                setup: Vec::new(),
             }))
         }
     }
@@ -490,6 +513,8 @@ fn keyserver(d: &Deployment, bin: &Path, listen: SocketAddr, dir: &Path) -> Proc
         log: dir.join("keyserver.log"),
         probe: Probe::Tcp(vec![listen]),
         user: None,
+        env: Vec::new(),
+        setup: Vec::new(),
     }
 }
 
@@ -516,6 +541,8 @@ fn memserver(bin: &Path, kind: SharedKind, listen: SocketAddr, dir: &Path) -> Re
         log: dir.join("memserver.log"),
         probe: Probe::Tcp(vec![listen]),
         user: None,
+        env: Vec::new(),
+        setup: Vec::new(),
     })
 }
 
@@ -558,7 +585,81 @@ pub fn fileserver(d: &Deployment, bin: &Path, listen: SocketAddr, img: &Image, d
         log: dir.join("fileserver.log"),
         probe: Probe::Tcp(vec![listen]),
         user: None,
+        env: Vec::new(),
+        setup: Vec::new(),
     }
+}
+
+/// Where stock nginx's FUSE mount of the file server sits: its cache
+/// directories are `MNT/cacheI` (the paths [`fs_grants`] grants the edge).
+pub fn nginx_mountpoint(dir: &Path) -> PathBuf {
+    part_dir(dir, Part::Edge).join("mnt")
+}
+
+/// Whether stock nginx signs through the key server (OpenSSL provider).
+fn nginx_keyless(d: &Deployment) -> bool {
+    d.edge.kind == EdgeKind::Nginx && layout::keyless(d)
+}
+
+/// The key reference nginx's `ssl_certificate_key` names.
+pub fn nginx_keyref(dir: &Path) -> PathBuf {
+    part_dir(dir, Part::Edge).join("site.keyref")
+}
+
+/// The keyless OpenSSL provider next to the `conclave` binary.
+fn keyless_module(bin: &Path) -> PathBuf {
+    bin.parent()
+        .unwrap_or(Path::new("."))
+        .join(crate::availability::KEYLESS_MODULE)
+}
+
+/// The command that writes nginx's key reference (docs/nginx.md,
+/// "Keyless"): `conclave keyref` with the key server, the site key's name
+/// and the edge's identity directory. It asks the key server for the
+/// public key, so it runs once the key server is up ([`ProcessSpec::setup`]).
+fn keyref_argv(d: &Deployment, bin: &Path, dir: &Path) -> Result<Vec<String>, EvalError> {
+    let k = d
+        .keyserver
+        .as_ref()
+        .ok_or_else(|| EvalError::Config("edge.key = \"keyserver\" needs a [keyserver] section".into()))?;
+    Ok(conclave_argv(
+        bin,
+        vec![
+            "keyref".to_string(),
+            "--server".into(),
+            endpoint(k.listen).to_string(),
+            "--certs".into(),
+            part_dir(dir, Part::Edge).display().to_string(),
+            "--name".into(),
+            SITE_KEY_NAME.into(),
+            "--out".into(),
+            nginx_keyref(dir).display().to_string(),
+        ],
+    ))
+}
+
+/// `conclave mount` of the file server at [`nginx_mountpoint`], as the
+/// edge's identity (installed in the edge's directory). A mount left by a
+/// killed run is detached first, so the directory can be mounted again.
+fn mount(bin: &Path, listen: SocketAddr, dir: &Path) -> Result<ProcessSpec, EvalError> {
+    let mnt = nginx_mountpoint(dir);
+    let _ = nix::mount::umount2(&mnt, nix::mount::MntFlags::MNT_DETACH);
+    std::fs::create_dir_all(&mnt).map_err(EvalError::io(&mnt))?;
+    let settings = MountSettings {
+        identity: conclave_rpc::Role::Edge,
+        ..MountSettings::new(endpoint(listen), part_dir(dir, Part::Edge), mnt.clone())
+    };
+    Ok(ProcessSpec {
+        name: "mount".into(),
+        // nginx's storage client: its CPU is part of the edge's cost.
+        class: ProcessClass::Edge,
+        argv: conclave_argv(bin, settings.to_args()),
+        log: dir.join("mount.log"),
+        probe: Probe::Mounted(mnt),
+        user: None,
+        env: Vec::new(),
+        setup: Vec::new(),
+    })
 }
 
 fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError> {
@@ -573,6 +674,18 @@ fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError
                 ));
             }
             let edir = part_dir(dir, Part::Edge);
+            // Cache on the host, or inside the image through the mount.
+            let cache_top = match d.fileserver {
+                Some(_) => nginx_mountpoint(dir),
+                None => edir.clone(),
+            };
+            let keyless = nginx_keyless(d)
+                .then(|| crate::nginx_keyless::nginx_snippet(&keyless_module(bin), &nginx_keyref(dir)));
+            let mut setup = Vec::new();
+            if let Some(k) = &keyless {
+                k.write_files().map_err(EvalError::io(&edir))?;
+                setup.push(keyref_argv(d, bin, dir)?);
+            }
             let sites: Vec<nginx::CacheSite> = d
                 .edge
                 .site
@@ -580,13 +693,21 @@ fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError
                 .enumerate()
                 .map(|(i, s)| nginx::CacheSite {
                     listen: s.listen.to_string(),
-                    cache_dir: edir.join(format!("cache{i}")),
+                    cache_dir: cache_top.join(format!("cache{i}")),
                     zone: format!("ZONE{i}"),
                 })
                 .collect();
             let conf = edir.join("nginx.conf");
+            let tls = nginx::EdgeTls {
+                site_dir: edir.clone(),
+                ssl_certificate_key: keyless.as_ref().map(|k| k.ssl_certificate_key.clone()),
+                extra_main_conf: keyless
+                    .as_ref()
+                    .map(|k| k.extra_main_conf.clone())
+                    .unwrap_or_default(),
+            };
             let text =
-                nginx::cache_edge_conf(&edir, d.edge.workers, &sites, &edir, &d.origin.listen.to_string());
+                nginx::cache_edge_conf(&edir, d.edge.workers, &sites, &tls, &d.origin.listen.to_string());
             write(&conf, &text)?;
             Ok(ProcessSpec {
                 name: "edge (nginx)".into(),
@@ -595,6 +716,8 @@ fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError
                 log: dir.join("edge.log"),
                 probe: Probe::Tcp(listens),
                 user: None,
+                env: keyless.map(|k| k.env).unwrap_or_default(),
+                setup,
             })
         }
         EdgeKind::Conclave => {
@@ -607,6 +730,8 @@ fn edge(d: &Deployment, bin: &Path, dir: &Path) -> Result<ProcessSpec, EvalError
                 log: dir.join("edge.log"),
                 probe: Probe::Tcp(listens),
                 user: None,
+                env: Vec::new(),
+                setup: Vec::new(),
             })
         }
     }
@@ -819,6 +944,81 @@ mod tests {
         assert!(d.certs.join("ca/root.crt").exists());
         assert!(dir.path().join("run/edge/edge.toml").exists());
         assert_eq!(plan.created, vec![d.certs.clone()]);
+    }
+
+    #[test]
+    fn stock_nginx_on_nextfs_caches_inside_a_mount_and_signs_through_the_provider() {
+        if nginx::binary().is_none() {
+            panic!("this test needs nginx: apt-get install nginx");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = dep();
+        d.edge.kind = EdgeKind::Nginx;
+        d.edge.storage = StorageKind::Nextfs;
+        d.edge.key = KeyKind::Keyserver;
+        d.keyserver = Some(Keyserver {
+            listen: "127.0.0.1:9000".parse().unwrap(),
+        });
+        d.fileserver = Some(Fileserver {
+            device: Device::Vericrypt,
+            listen: "127.0.0.1:9200".parse().unwrap(),
+            image: "fs.img".into(),
+            kdf: Kdf::Cheap,
+        });
+        d.resolve(dir.path());
+        assert_eq!(d.validate(), Ok(()));
+        let edir = dir.path().join("run/edge");
+        std::fs::create_dir_all(&edir).unwrap();
+        let bin = Path::new("/b/conclave");
+        let m = mount(bin, "127.0.0.1:9200".parse().unwrap(), dir.path()).unwrap();
+        let mnt = edir.join("mnt");
+        assert_eq!(m.probe, Probe::Mounted(mnt.clone()));
+        assert_eq!(
+            m.argv[1..],
+            strs(&[
+                "mount",
+                "--server",
+                "tcp://127.0.0.1:9200",
+                "--certs",
+                &edir.display().to_string(),
+                "--identity",
+                "edge",
+                &mnt.display().to_string(),
+            ])
+        );
+        let e = edge(&d, bin, dir.path()).unwrap();
+        let conf = std::fs::read_to_string(edir.join("nginx.conf")).unwrap();
+        let keyref = edir.join("site.keyref").display().to_string();
+        assert!(
+            conf.contains(&format!("proxy_cache_path {}/cache0 ", mnt.display())),
+            "{conf}"
+        );
+        assert!(conf.contains(&format!("ssl_certificate_key {keyref};")), "{conf}");
+        assert!(conf.contains("\nenv OPENSSL_CONF;\n"), "{conf}");
+        assert_eq!(
+            e.env,
+            [("OPENSSL_CONF".to_string(), format!("{keyref}.openssl.cnf"))]
+        );
+        assert_eq!(
+            e.setup,
+            [strs(&[
+                "/b/conclave",
+                "keyref",
+                "--server",
+                "tcp://127.0.0.1:9000",
+                "--certs",
+                &edir.display().to_string(),
+                "--name",
+                "server",
+                "--out",
+                &keyref,
+            ])]
+        );
+        let cnf = std::fs::read_to_string(format!("{keyref}.openssl.cnf")).unwrap();
+        assert!(cnf.contains("module = /b/libconclave_openssl.so\n"), "{cnf}");
+        // The grants the mount works under: the docroot read-only, the cache read-write.
+        let g: Vec<String> = fs_grants(&d).iter().map(|g| g.to_string()).collect();
+        assert_eq!(g, ["edge:ro:/html", "edge:rw:/cache0"]);
     }
 
     fn table(d: &Deployment) -> toml::Table {

@@ -149,6 +149,44 @@ pub const PRESETS: &[Preset] = &[
         Smuf,
         KS,
     ),
+    // Stock nginx as a client of the conclave (issue 19, docs/nginx.md):
+    // keyless through the OpenSSL provider, storage through `conclave mount`.
+    p(
+        "nginx-keyless",
+        "stock nginx + key server (OpenSSL provider)",
+        NG,
+        Host,
+        None,
+        SL,
+        KS,
+    ),
+    p(
+        "nginx-fs-crypt",
+        "stock nginx, cache on a crypt image (mount)",
+        NG,
+        Nextfs,
+        Some(Device::Crypt),
+        SL,
+        KL,
+    ),
+    p(
+        "nginx-fs-vericrypt",
+        "stock nginx, cache on a vericrypt image (mount)",
+        NG,
+        Nextfs,
+        Some(Device::Vericrypt),
+        SL,
+        KL,
+    ),
+    p(
+        "nginx-conclave",
+        "stock nginx + key server + vericrypt (mount)",
+        NG,
+        Nextfs,
+        Some(Device::Vericrypt),
+        SL,
+        KS,
+    ),
 ];
 
 /// Looks a preset up by name.
@@ -172,6 +210,10 @@ mod tests {
             "conclave-crypt",
             "conclave-vericrypt",
             "nginx",
+            "nginx-keyless",
+            "nginx-fs-crypt",
+            "nginx-fs-vericrypt",
+            "nginx-conclave",
         ] {
             assert!(find(n).is_some(), "{n}");
         }
@@ -179,6 +221,17 @@ mod tests {
         assert_eq!(
             (v.device, v.shared, v.key),
             (Some(Device::Vericrypt), SharedKind::Smuf, KeyKind::Keyserver)
+        );
+        let n = find("nginx-conclave").unwrap();
+        assert_eq!(
+            (n.edge, n.storage, n.device, n.shared, n.key),
+            (
+                EdgeKind::Nginx,
+                StorageKind::Nextfs,
+                Some(Device::Vericrypt),
+                SharedKind::Local,
+                KeyKind::Keyserver
+            )
         );
     }
 }

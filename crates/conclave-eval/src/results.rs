@@ -307,6 +307,10 @@ pub struct RunResults {
     pub unavailable: Vec<Unavailable>,
     /// Stock nginx status line: installed version, or why it is missing.
     pub nginx: String,
+    /// What this machine or build lacks for some presets (FUSE, the keyless
+    /// OpenSSL module), each naming the presets not run: the report's first lines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Which origin served the content.
     pub origin: String,
     /// Whether the run was interrupted.

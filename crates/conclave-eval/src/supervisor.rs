@@ -58,6 +58,15 @@ impl std::fmt::Display for Death {
     }
 }
 
+/// Whether a FUSE file system is mounted at `dir` (/proc/self/mountinfo:
+/// field 5 is the mount point, the type follows " - ").
+pub fn fuse_mounted(dir: &std::path::Path) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let want = dir.display().to_string();
+    info.lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()) && l.contains(" - fuse"))
+}
+
 fn tail(path: &std::path::Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let v: Vec<&str> = text.lines().collect();
@@ -93,16 +102,46 @@ impl Supervisor {
             .split_first()
             .ok_or_else(|| EvalError::Config(format!("{}: empty command line", spec.name)))?;
         // Something already answering would pass the probe and be measured in our place.
-        let Probe::Tcp(addrs) = &spec.probe;
-        if let Some(a) = addrs
-            .iter()
-            .find(|a| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok())
-        {
-            return Err(EvalError::Process(format!(
-                "{a} already answers before {} started: another server uses this port \
-                 (stop it, or pick other ports, e.g. `conclave eval --base-port`)",
-                spec.name
-            )));
+        match &spec.probe {
+            Probe::Tcp(addrs) => {
+                if let Some(a) = addrs
+                    .iter()
+                    .find(|a| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok())
+                {
+                    return Err(EvalError::Process(format!(
+                        "{a} already answers before {} started: another server uses this port \
+                         (stop it, or pick other ports, e.g. `conclave eval --base-port`)",
+                        spec.name
+                    )));
+                }
+            }
+            Probe::Mounted(dir) => {
+                if fuse_mounted(dir) {
+                    return Err(EvalError::Process(format!(
+                        "{} is already mounted before {} started (umount it)",
+                        dir.display(),
+                        spec.name
+                    )));
+                }
+            }
+        }
+        for argv in &spec.setup {
+            let (sprog, sargs) = argv
+                .split_first()
+                .ok_or_else(|| EvalError::Config(format!("{}: empty setup command", spec.name)))?;
+            let o = Command::new(sprog)
+                .args(sargs)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| EvalError::Process(format!("cannot run {sprog} for {}: {e}", spec.name)))?;
+            if !o.status.success() {
+                return Err(EvalError::Process(format!(
+                    "`{}` (before {}) failed: {}",
+                    argv.join(" "),
+                    spec.name,
+                    String::from_utf8_lossy(&o.stderr).trim()
+                )));
+            }
         }
         let log = std::fs::File::create(&spec.log).map_err(EvalError::io(&spec.log))?;
         let log2 = log.try_clone().map_err(EvalError::io(&spec.log))?;
@@ -113,6 +152,7 @@ impl Supervisor {
                 .stdin(Stdio::null())
                 .stdout(log)
                 .stderr(log2)
+                .envs(spec.env.iter().map(|(k, v)| (k, v)))
                 .process_group(0);
             if let Some(u) = spec.user {
                 // std calls setgroups(0) before setuid when it changes the
@@ -135,10 +175,13 @@ impl Supervisor {
             if let Some(d) = self.poll_deaths().into_iter().next() {
                 return Err(EvalError::Process(format!("{} did not start: {d}", spec.name)));
             }
-            if addrs
-                .iter()
-                .all(|a| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok())
-            {
+            let ready = match &spec.probe {
+                Probe::Tcp(addrs) => addrs
+                    .iter()
+                    .all(|a| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok()),
+                Probe::Mounted(dir) => fuse_mounted(dir),
+            };
+            if ready {
                 return Ok(());
             }
             if cancel() {
@@ -146,8 +189,9 @@ impl Supervisor {
             }
             if t0.elapsed() > START_TIMEOUT {
                 return Err(EvalError::Process(format!(
-                    "{} did not answer on {addrs:?} within {START_TIMEOUT:?}; its log ({}) ends:\n{}",
+                    "{} did not answer on {:?} within {START_TIMEOUT:?}; its log ({}) ends:\n{}",
                     spec.name,
+                    spec.probe,
                     spec.log.display(),
                     tail(&spec.log, 15)
                 )));
@@ -226,6 +270,8 @@ mod tests {
             log: log.to_path_buf(),
             probe: Probe::Tcp(vec![addr]),
             user: None,
+            env: Vec::new(),
+            setup: Vec::new(),
         }
     }
 
@@ -243,6 +289,25 @@ mod tests {
             &|| false,
         );
         assert!(e.unwrap_err().to_string().contains("already answers"));
+        assert!(sup.pids().is_empty());
+    }
+
+    #[test]
+    fn a_failed_setup_command_stops_the_start_and_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut s = spec(&["sleep", "30"], free, &dir.path().join("l"));
+        s.setup = vec![vec![
+            "sh".into(),
+            "-c".into(),
+            "echo no key server >&2; exit 3".into(),
+        ]];
+        let mut sup = Supervisor::new();
+        let e = sup.start(&s, &|| false).unwrap_err().to_string();
+        assert!(e.contains("(before test) failed: no key server"), "{e}");
         assert!(sup.pids().is_empty());
     }
 

@@ -56,6 +56,9 @@ enum Command {
     /// A small client for a running file server.
     #[cfg(feature = "fs")]
     Fs(cmd::fs::Args),
+    /// Present a file server's tree as a local directory (FUSE), for stock programs such as NGINX.
+    #[cfg(feature = "mount")]
+    Mount(cmd::mount::Args),
     /// Build a file-system image from a directory, for a block device.
     #[cfg(feature = "storage")]
     Mkfs(cmd::mkfs::Args),
@@ -126,6 +129,8 @@ fn main() -> ExitCode {
         Command::Fileserver(a) => cmd::fileserver::run(a),
         #[cfg(feature = "fs")]
         Command::Fs(a) => cmd::fs::run(a),
+        #[cfg(feature = "mount")]
+        Command::Mount(a) => cmd::mount::run(a),
         #[cfg(feature = "storage")]
         Command::Mkfs(a) => cmd::mkfs::run(a),
         #[cfg(feature = "storage")]

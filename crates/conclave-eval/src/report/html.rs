@@ -70,9 +70,15 @@ pub fn render(r: &RunResults, plots: &[Plot]) -> String {
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>conclave evaluation {}</title><style>{STYLE}</style></head><body>",
         esc(&r.run_id)
     );
-    o.push_str(&md_inline(&tables::first_line(r)));
-    o.push('\n');
-    if r.nginx.contains("NOT installed") {
+    let warnings = tables::warnings(r);
+    for w in &warnings {
+        o.push_str(&md_inline(w));
+        o.push('\n');
+    }
+    if warnings.is_empty() {
+        o.push_str(&md_inline(&tables::first_line(r)));
+        o.push('\n');
+    } else {
         let _ = writeln!(o, "<h1>conclave evaluation — run {}</h1>", esc(&r.run_id));
     }
     let _ = writeln!(

@@ -36,8 +36,13 @@ fn table(o: &mut String, t: &Table) {
 /// Renders the whole report.
 pub fn render(r: &RunResults, plots: &[Plot]) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "{}\n", tables::first_line(r));
-    if r.nginx.contains("NOT installed") {
+    let warnings = tables::warnings(r);
+    for w in &warnings {
+        let _ = writeln!(o, "{w}\n");
+    }
+    if warnings.is_empty() {
+        let _ = writeln!(o, "{}\n", tables::first_line(r));
+    } else {
         let _ = writeln!(o, "# conclave evaluation — run {}\n", r.run_id);
     }
     let _ = writeln!(o, "- machine: {}", r.machine.summary());

@@ -278,6 +278,57 @@ mod tests {
     }
 
     #[test]
+    fn missing_fuse_and_keyless_module_open_the_report_and_their_presets_show_not_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = RunResults {
+            run_id: "x".into(),
+            nginx: "stock nginx: 1.22".into(),
+            presets: vec![
+                "nginx".into(),
+                "nginx-fs-vericrypt".into(),
+                "nginx-keyless".into(),
+            ],
+            warnings: vec![
+                "FUSE is unavailable: no /dev/fuse; not run: nginx-fs-vericrypt".into(),
+                "the keyless OpenSSL module is not built; not run: nginx-keyless".into(),
+            ],
+            unavailable: vec![
+                Unavailable {
+                    preset: "nginx-fs-vericrypt".into(),
+                    missing: "FUSE is unavailable: no /dev/fuse".into(),
+                },
+                Unavailable {
+                    preset: "nginx-keyless".into(),
+                    missing: "the keyless OpenSSL module is not built".into(),
+                },
+            ],
+            cells: vec![cell("nginx", 1, "1k.txt", 1024, 800.0)],
+            ..RunResults::default()
+        };
+        write_data(dir.path(), &r).unwrap();
+        assert_eq!(read_data(dir.path()).unwrap(), r);
+        let files = write_report(dir.path(), &r).unwrap();
+        let md = std::fs::read_to_string(&files.markdown).unwrap();
+        let lines: Vec<&str> = md.lines().filter(|l| !l.is_empty()).take(3).collect();
+        assert_eq!(
+            lines,
+            [
+                "**WARNING: FUSE is unavailable: no /dev/fuse; not run: nginx-fs-vericrypt.**",
+                "**WARNING: the keyless OpenSSL module is not built; not run: nginx-keyless.**",
+                "# conclave evaluation — run x",
+            ]
+        );
+        assert!(
+            md.contains("| nginx-fs-vericrypt |") && md.contains("not available yet: FUSE is unavailable")
+        );
+        let html = std::fs::read_to_string(&files.html).unwrap();
+        assert!(
+            html.contains("<p class=\"warn\"><strong>WARNING: FUSE is unavailable"),
+            "{html}"
+        );
+    }
+
+    #[test]
     fn cpu_columns_hold_microseconds_per_request_and_stay_empty_for_absent_processes() {
         let dir = tempfile::tempdir().unwrap();
         let mut keyless = cell("linux-keyless", 1, "1k.txt", 1024, 400.0);

@@ -19,14 +19,24 @@ pub struct Table {
     pub rows: Vec<Vec<String>>,
 }
 
-/// The report's first line: the missing-nginx warning when the baseline is
-/// absent (so nobody reads ratios without it), else the title.
-pub fn first_line(r: &RunResults) -> String {
+/// Every warning the report opens with: the missing-nginx baseline (so
+/// nobody reads ratios without it), then what the machine or build lacks
+/// for some presets (FUSE, the keyless module) and which presets did not run.
+pub fn warnings(r: &RunResults) -> Vec<String> {
+    let mut w = Vec::new();
     if r.nginx.contains("NOT installed") {
-        format!("**WARNING: {}.**", r.nginx)
-    } else {
-        format!("# conclave evaluation — run {}", r.run_id)
+        w.push(format!("**WARNING: {}.**", r.nginx));
     }
+    w.extend(r.warnings.iter().map(|x| format!("**WARNING: {x}.**")));
+    w
+}
+
+/// The report's first line: the first warning, else the title.
+pub fn first_line(r: &RunResults) -> String {
+    warnings(r)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| format!("# conclave evaluation — run {}", r.run_id))
 }
 
 fn single(r: &RunResults) -> impl Iterator<Item = &CellResult> {

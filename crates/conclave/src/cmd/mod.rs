@@ -42,6 +42,8 @@ pub mod memserver;
 pub mod mkfs;
 #[cfg(feature = "storage")]
 pub mod mkmerkle;
+#[cfg(feature = "mount")]
+pub mod mount;
 #[cfg(feature = "edge")]
 pub mod origin;
 #[cfg(feature = "eval")]

@@ -1,0 +1,681 @@
+//! The FUSE operations: each is one or two calls of the file-server client.
+//!
+//! Caching is exact for a single writer (this mount): the kernel keeps
+//! attributes and names for `--attr-ttl`, and its page cache only for the
+//! life of one open (no `FOPEN_KEEP_CACHE`), so a reopen sees what the
+//! server has now; writes through this mount drop the read-ahead kept in
+//! other open handles of the same file.
+
+use crate::errno::errno_of;
+use crate::inodes::{fuse_ino, join, InodeTable, ROOT};
+use bytes::Bytes;
+use conclave_fs::proto::{ftype, Stat, MAX_IO};
+use conclave_fs::{DirEntry, File, FsClient, Metadata, OpenOptions};
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Bytes fetched with the open of a file for reading (one READ_PATH round
+/// trip gives the attributes and this much data). Small files are then
+/// served without another call, and a file whose first blocks fail their
+/// integrity check fails at open, so NGINX answers an error status before it
+/// has sent a header.
+const READ_AHEAD: usize = 128 * 1024;
+
+/// One open file or directory.
+enum Handle {
+    /// Opened read-only: reads go by path through the client's pool (no
+    /// server descriptor, so many readers cost no connections).
+    Reader {
+        ino: u64,
+        /// The first bytes, fetched at open; dropped when this mount writes the file.
+        head: Mutex<Option<Head>>,
+    },
+    /// Opened for writing: a server descriptor on its own connection.
+    Writer { ino: u64, file: Mutex<File> },
+    /// An open directory: its listing, read once at opendir.
+    Dir { entries: Vec<DirEntry> },
+}
+
+struct Head {
+    data: Bytes,
+    /// The data is the whole file (it was shorter than [`READ_AHEAD`]).
+    whole: bool,
+}
+
+/// The FUSE file system over one file server.
+pub struct MountFs {
+    client: Arc<FsClient>,
+    inodes: RwLock<InodeTable>,
+    handles: RwLock<HashMap<u64, Arc<Handle>>>,
+    next_fh: AtomicU64,
+    ttl: Duration,
+}
+
+type Res<T> = Result<T, Errno>;
+
+fn err(e: io::Error) -> Errno {
+    Errno::from_i32(errno_of(&e))
+}
+
+fn time(secs: i64) -> SystemTime {
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::from_secs(secs as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+    }
+}
+
+fn secs(t: TimeOrNow) -> i64 {
+    let t = match t {
+        TimeOrNow::SpecificTime(t) => t,
+        TimeOrNow::Now => SystemTime::now(),
+    };
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    }
+}
+
+fn kind(file_type: u8) -> FileType {
+    match file_type {
+        ftype::DIR => FileType::Directory,
+        ftype::SYMLINK => FileType::Symlink,
+        _ => FileType::RegularFile,
+    }
+}
+
+/// FUSE attributes for an image `stat`.
+fn attr(s: &Stat) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(fuse_ino(s.ino)),
+        size: s.size,
+        blocks: s.blocks,
+        atime: time(s.atime),
+        mtime: time(s.mtime),
+        ctime: time(s.ctime),
+        crtime: time(s.ctime),
+        kind: kind(s.file_type),
+        perm: (s.mode & 0o7777) as u16,
+        nlink: s.nlink,
+        uid: s.uid,
+        gid: s.gid,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn name_str(name: &OsStr) -> Res<&str> {
+    let n = name.to_str().ok_or(Errno::EINVAL)?;
+    if n.is_empty() || n.contains('/') {
+        return Err(Errno::EINVAL);
+    }
+    Ok(n)
+}
+
+impl MountFs {
+    /// A file system over `client`; the kernel caches attributes and names for `ttl`.
+    pub fn new(client: Arc<FsClient>, ttl: Duration) -> MountFs {
+        MountFs {
+            client,
+            inodes: RwLock::new(InodeTable::default()),
+            handles: RwLock::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            ttl,
+        }
+    }
+
+    fn path(&self, ino: INodeNo) -> Res<String> {
+        let t = self.inodes.read().unwrap_or_else(|p| p.into_inner());
+        // A number the kernel still holds but whose name was removed or
+        // renamed by someone else: the handle is stale.
+        t.path(ino.0).map(str::to_string).ok_or(Errno::ESTALE)
+    }
+
+    fn child(&self, parent: INodeNo, name: &OsStr) -> Res<String> {
+        Ok(join(&self.path(parent)?, name_str(name)?))
+    }
+
+    fn remember(&self, path: &str, md: &Metadata) -> FileAttr {
+        let a = attr(md.stat());
+        if a.ino.0 != ROOT {
+            self.inodes
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(a.ino.0, path.to_string());
+        }
+        a
+    }
+
+    fn stat_path(&self, path: &str) -> Res<FileAttr> {
+        let md = self.client.metadata(path).map_err(err)?;
+        Ok(self.remember(path, &md))
+    }
+
+    fn handle(&self, fh: FileHandle) -> Res<Arc<Handle>> {
+        let h = self.handles.read().unwrap_or_else(|p| p.into_inner());
+        h.get(&fh.0).cloned().ok_or(Errno::EBADF)
+    }
+
+    fn add_handle(&self, h: Handle) -> FileHandle {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(fh, Arc::new(h));
+        FileHandle(fh)
+    }
+
+    /// This mount changed `ino`: read-ahead kept by its readers is stale.
+    fn changed(&self, ino: u64) {
+        let h = self.handles.read().unwrap_or_else(|p| p.into_inner());
+        for handle in h.values() {
+            if let Handle::Reader { ino: i, head } = handle.as_ref() {
+                if *i == ino {
+                    *head.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                }
+            }
+        }
+    }
+
+    fn do_read(&self, ino: INodeNo, fh: FileHandle, offset: u64, size: u32) -> Res<Vec<u8>> {
+        let size = size as usize;
+        match self.handle(fh)?.as_ref() {
+            Handle::Reader { head, .. } => {
+                if let Some(h) = head.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                    let len = h.data.len() as u64;
+                    if offset + size as u64 <= len || (h.whole && offset <= len) {
+                        let end = (offset as usize + size).min(h.data.len());
+                        return Ok(h.data[offset as usize..end].to_vec());
+                    }
+                    if h.whole {
+                        return Ok(Vec::new());
+                    }
+                }
+                let path = self.path(ino)?;
+                let mut out = Vec::with_capacity(size);
+                while out.len() < size {
+                    let want = (size - out.len()).min(MAX_IO);
+                    let (_, data) = self
+                        .client
+                        .read_path(&path, offset + out.len() as u64, want)
+                        .map_err(err)?;
+                    out.extend_from_slice(&data);
+                    if data.len() < want {
+                        break;
+                    }
+                }
+                Ok(out)
+            }
+            Handle::Writer { file, .. } => {
+                let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+                let mut out = vec![0u8; size];
+                let mut got = 0;
+                while got < size {
+                    let n = f.read_at(&mut out[got..], offset + got as u64).map_err(err)?;
+                    if n == 0 {
+                        break;
+                    }
+                    got += n;
+                }
+                out.truncate(got);
+                Ok(out)
+            }
+            Handle::Dir { .. } => Err(Errno::EISDIR),
+        }
+    }
+
+    fn do_write(&self, fh: FileHandle, offset: u64, data: &[u8]) -> Res<u32> {
+        let h = self.handle(fh)?;
+        let Handle::Writer { ino, file } = h.as_ref() else {
+            return Err(Errno::EBADF);
+        };
+        let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+        let mut done = 0;
+        while done < data.len() {
+            let n = f.write_at(&data[done..], offset + done as u64).map_err(err)?;
+            if n == 0 {
+                return Err(Errno::EIO);
+            }
+            done += n;
+        }
+        drop(f);
+        self.changed(*ino);
+        Ok(done as u32)
+    }
+
+    fn do_open(&self, ino: INodeNo, flags: OpenFlags) -> Res<FileHandle> {
+        let path = self.path(ino)?;
+        let acc = flags.acc_mode();
+        if acc == OpenAccMode::O_RDONLY && flags.0 & libc::O_TRUNC == 0 {
+            // One round trip: checks the grant, fetches the attributes and the
+            // first bytes (an integrity failure there fails the open: EIO).
+            let (md, data) = self.client.read_path(&path, 0, READ_AHEAD).map_err(err)?;
+            if md.is_dir() {
+                return Err(Errno::EISDIR);
+            }
+            let whole = data.len() < READ_AHEAD;
+            return Ok(self.add_handle(Handle::Reader {
+                ino: ino.0,
+                head: Mutex::new(Some(Head { data, whole })),
+            }));
+        }
+        let mut o = OpenOptions::new();
+        o.read(acc == OpenAccMode::O_RDWR)
+            .write(acc != OpenAccMode::O_RDONLY)
+            .append(flags.0 & libc::O_APPEND != 0)
+            .truncate(flags.0 & libc::O_TRUNC != 0);
+        let file = self.client.open_with(&path, &o).map_err(err)?;
+        self.changed(ino.0);
+        Ok(self.add_handle(Handle::Writer {
+            ino: ino.0,
+            file: Mutex::new(file),
+        }))
+    }
+
+    fn do_create(&self, parent: INodeNo, name: &OsStr, mode: u32, flags: i32) -> Res<(FileAttr, FileHandle)> {
+        let path = self.child(parent, name)?;
+        let mut o = OpenOptions::new();
+        o.read(flags & libc::O_ACCMODE == libc::O_RDWR)
+            .write(true)
+            .create(true)
+            .create_new(flags & libc::O_EXCL != 0)
+            .truncate(flags & libc::O_TRUNC != 0)
+            .append(flags & libc::O_APPEND != 0)
+            .mode(mode & 0o7777);
+        let mut file = self.client.open_with(&path, &o).map_err(err)?;
+        let md = file.metadata().map_err(err)?;
+        let a = self.remember(&path, &md);
+        self.changed(a.ino.0);
+        let fh = self.add_handle(Handle::Writer {
+            ino: a.ino.0,
+            file: Mutex::new(file),
+        });
+        Ok((a, fh))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn do_setattr(
+        &self,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        fh: Option<FileHandle>,
+    ) -> Res<FileAttr> {
+        let path = self.path(ino)?;
+        if let Some(size) = size {
+            let writer = fh.and_then(|fh| self.handle(fh).ok());
+            match writer.as_deref() {
+                Some(Handle::Writer { file, .. }) => file
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .set_len(size)
+                    .map_err(err)?,
+                _ => self.client.truncate(&path, size).map_err(err)?,
+            }
+            self.changed(ino.0);
+        }
+        if let Some(mode) = mode {
+            self.client.set_permissions(&path, mode & 0o7777).map_err(err)?;
+        }
+        if uid.is_some() || gid.is_some() {
+            self.client.chown(&path, uid, gid).map_err(err)?;
+        }
+        if atime.is_some() || mtime.is_some() {
+            self.client
+                .set_times(&path, atime.map(secs), mtime.map(secs))
+                .map_err(err)?;
+        }
+        self.stat_path(&path)
+    }
+
+    fn do_getattr(&self, ino: INodeNo, fh: Option<FileHandle>) -> Res<FileAttr> {
+        if let Some(h) = fh.and_then(|fh| self.handle(fh).ok()) {
+            if let Handle::Writer { file, .. } = h.as_ref() {
+                let md = file
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .metadata()
+                    .map_err(err)?;
+                return Ok(attr(md.stat()));
+            }
+        }
+        self.stat_path(&self.path(ino)?)
+    }
+
+    fn do_mkdir(&self, parent: INodeNo, name: &OsStr, mode: u32) -> Res<FileAttr> {
+        let path = self.child(parent, name)?;
+        self.client.create_dir(&path).map_err(err)?;
+        // MKDIR creates 0755; NGINX's cache levels ask for 0700.
+        if mode & 0o7777 != 0o755 {
+            self.client.set_permissions(&path, mode & 0o7777).map_err(err)?;
+        }
+        self.stat_path(&path)
+    }
+
+    fn do_remove(&self, parent: INodeNo, name: &OsStr, dir: bool) -> Res<()> {
+        let path = self.child(parent, name)?;
+        if dir {
+            self.client.remove_dir(&path).map_err(err)?;
+        } else {
+            self.client.remove_file(&path).map_err(err)?;
+        }
+        self.inodes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove_path(&path);
+        Ok(())
+    }
+
+    fn do_rename(&self, parent: INodeNo, name: &OsStr, newparent: INodeNo, newname: &OsStr) -> Res<()> {
+        let from = self.child(parent, name)?;
+        let to = self.child(newparent, newname)?;
+        self.client.rename(&from, &to).map_err(err)?;
+        self.inodes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .rename(&from, &to);
+        Ok(())
+    }
+
+    fn do_opendir(&self, ino: INodeNo) -> Res<FileHandle> {
+        let path = self.path(ino)?;
+        let entries = self.client.read_dir(&path).map_err(err)?;
+        Ok(self.add_handle(Handle::Dir { entries }))
+    }
+
+    fn do_readdir(&self, ino: INodeNo, fh: FileHandle, offset: u64, reply: &mut ReplyDirectory) -> Res<()> {
+        let h = self.handle(fh)?;
+        let Handle::Dir { entries } = h.as_ref() else {
+            return Err(Errno::ENOTDIR);
+        };
+        // Offsets: 1 after ".", 2 after "..", 3 + i after entries[i].
+        let dots = [
+            (ino.0, FileType::Directory, "."),
+            (ino.0, FileType::Directory, ".."),
+        ];
+        let listing = dots.into_iter().chain(
+            entries
+                .iter()
+                .map(|e| (fuse_ino(e.ino), kind(e.file_type), e.name.as_str())),
+        );
+        for (i, (ino, k, name)) in listing.enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(ino), i as u64 + 1, k, name) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn do_fsync(&self, fh: FileHandle) -> Res<()> {
+        match self.handle(fh)?.as_ref() {
+            Handle::Writer { file, .. } => file
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .sync_all()
+                .map_err(err),
+            _ => self.client.sync().map_err(err),
+        }
+    }
+}
+
+fn reply_empty(r: Res<()>, reply: ReplyEmpty) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(e),
+    }
+}
+
+impl Filesystem for MountFs {
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.child(parent, name).and_then(|p| self.stat_path(&p)) {
+            Ok(a) => reply.entry(&self.ttl, &a, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.do_getattr(ino, fh) {
+            Ok(a) => reply.attr(&self.ttl, &a),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        match self.do_setattr(ino, mode, uid, gid, size, atime, mtime, fh) {
+            Ok(a) => reply.attr(&self.ttl, &a),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        match self.do_mkdir(parent, name, mode & !umask) {
+            Ok(a) => reply.entry(&self.ttl, &a, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_empty(self.do_remove(parent, name, false), reply)
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_empty(self.do_remove(parent, name, true), reply)
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        // RENAME_NOREPLACE / RENAME_EXCHANGE have no file-server operation.
+        if !flags.is_empty() {
+            return reply.error(Errno::EINVAL);
+        }
+        reply_empty(self.do_rename(parent, name, newparent, newname), reply)
+    }
+
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        let r = self.path(ino).and_then(|from| {
+            let to = self.child(newparent, newname)?;
+            self.client.hard_link(&from, &to).map_err(err)?;
+            self.stat_path(&to)
+        });
+        match r {
+            Ok(a) => reply.entry(&self.ttl, &a, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self
+            .path(ino)
+            .and_then(|p| self.client.read_link(&p).map_err(err))
+        {
+            Ok(t) => reply.data(t.as_bytes()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.do_open(ino, flags) {
+            Ok(fh) => reply.opened(fh, FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        match self.do_create(parent, name, mode & !umask, flags) {
+            Ok((a, fh)) => reply.created(&self.ttl, &a, Generation(0), fh, FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.do_read(ino, fh, offset, size) {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.do_write(fh, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // Writes are sent as they come; close-to-open needs nothing more.
+        reply.ok()
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        // Dropping a writer's File closes its server descriptor.
+        self.handles
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&fh.0);
+        reply.ok()
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        reply_empty(self.do_fsync(fh), reply)
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.do_opendir(ino) {
+            Ok(fh) => reply.opened(fh, FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        match self.do_readdir(ino, fh, offset, &mut reply) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.handles
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&fh.0);
+        reply.ok()
+    }
+
+    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        reply_empty(self.client.sync().map_err(err), reply)
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match self.client.statfs() {
+            Ok(s) => reply.statfs(
+                s.blocks, s.bfree, s.bfree, s.files, s.ffree, s.bsize, 255, s.bsize,
+            ),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // Modes are not enforced (docs/fs.md): the server's grants decide.
+        reply.ok()
+    }
+
+    fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
+        reply.error(Errno::ENOSYS)
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        reply.error(Errno::ENOSYS)
+    }
+}
