@@ -36,6 +36,8 @@ mod extent;
 mod file;
 mod fs;
 mod group_desc;
+#[allow(dead_code)] // until the ext4 read/write paths use every helper
+mod htree;
 mod inode;
 mod le;
 mod metadata;
