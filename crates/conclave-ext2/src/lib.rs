@@ -39,6 +39,8 @@ mod group_desc;
 #[allow(dead_code)] // until the ext4 read/write paths use every helper
 mod htree;
 mod inode;
+#[allow(dead_code)] // until Ext2Fs::open recovers journals
+mod journal;
 mod le;
 mod metadata;
 mod namespace;
