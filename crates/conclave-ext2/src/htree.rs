@@ -10,7 +10,7 @@
 
 use crate::csum;
 use crate::error::{corrupt, Ext2Error};
-use crate::le::{put_u16, put_u32, u16_at, u32_at};
+use crate::le::{put_u16, put_u32, u32_at};
 
 /// Superblock offset of `s_hash_seed` (4 little-endian words).
 const SB_HASH_SEED: usize = 0xEC;
@@ -393,6 +393,7 @@ mod tests {
     use super::*;
     use crate::csum::test_image::TestImage;
     use crate::extent::{lookup, TreeCtx, ROOT_BYTES};
+    use crate::le::u16_at;
     use std::process::Command;
 
     /// The hash debugfs computes for `name` (`dx_hash -h ALG -s SEED`).
