@@ -14,6 +14,9 @@ use crate::csum;
 use crate::error::{corrupt, Ext2Error};
 use crate::le::{put_u16, put_u32, u16_at, u32_at};
 
+mod map;
+pub use map::{ExtentMap, Finished};
+
 /// `eh_magic`.
 pub const MAGIC: u16 = 0xF30A;
 /// Bytes of a node header, and of one index or leaf entry.
