@@ -41,17 +41,20 @@ fn io_at(path: &Path, e: std::io::Error) -> BdError {
     BdError::Io(std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
-fn open_raw(raw: &Path) -> Result<(File, u64), BdError> {
+/// Opens a raw image for reading block by block: its length in bytes and in device
+/// blocks (the last one padded with zeros: a file system of 1 KiB or 2 KiB blocks
+/// need only be a multiple of 1 KiB long, and the device stores whole 4 KiB blocks).
+fn open_raw(raw: &Path) -> Result<(File, u64, u64), BdError> {
     let f = File::open(raw).map_err(|e| io_at(raw, e))?;
     let len = f.metadata()?.len();
-    if len == 0 || !len.is_multiple_of(BLOCK_SIZE as u64) {
+    if len == 0 || !len.is_multiple_of(1024) {
         return Err(BdError::Size {
             what: raw.display().to_string(),
-            expected: len.div_ceil(BLOCK_SIZE as u64).max(1) * BLOCK_SIZE as u64,
+            expected: len.div_ceil(1024).max(1) * 1024,
             found: len,
         });
     }
-    Ok((f, len / BLOCK_SIZE as u64))
+    Ok((f, len, len.div_ceil(BLOCK_SIZE as u64)))
 }
 
 /// Reads `reader` in chunks of whole blocks, handing each block and its number to `f`.
@@ -148,7 +151,7 @@ fn write_tree(
 /// tree devices. `raw` and `spec.image` may be the same file only for std
 /// and verity (whose images are the raw file system).
 pub fn create(spec: &DeviceSpec, raw: &Path, opts: &CreateOptions) -> Result<Option<SealedRoot>, BdError> {
-    let (raw_file, blocks) = open_raw(raw)?;
+    let (raw_file, raw_len, blocks) = open_raw(raw)?;
     let same = std::fs::canonicalize(raw).ok() == std::fs::canonicalize(&spec.image).ok();
     if same && spec.kind.encrypts() {
         return Err(BdError::Config(
@@ -171,6 +174,16 @@ pub fn create(spec: &DeviceSpec, raw: &Path, opts: &CreateOptions) -> Result<Opt
     } else {
         Vec::new()
     };
+    let padded = blocks * BLOCK_SIZE as u64;
+    if same && raw_len != padded {
+        // A verity image is the raw file system itself: pad it to whole device blocks
+        // (the file system never looks past its own last block).
+        OpenOptions::new()
+            .write(true)
+            .open(raw)
+            .and_then(|f| f.set_len(padded))
+            .map_err(|e| io_at(raw, e))?;
+    }
     let mut out = if same {
         None
     } else {
@@ -198,7 +211,8 @@ pub fn create(spec: &DeviceSpec, raw: &Path, opts: &CreateOptions) -> Result<Opt
             .write_all(&header.to_block(&keys)[..])?;
     }
     let tree = spec.kind.has_tree();
-    for_each_block(std::io::BufReader::new(raw_file), blocks, |b, blk| {
+    let reader = std::io::BufReader::new(raw_file).chain(std::io::repeat(0));
+    for_each_block(reader, blocks, |b, blk| {
         if spec.kind.encrypts() {
             encrypt_block(&keys.xts, b, blk);
         }
@@ -242,7 +256,14 @@ pub fn rebuild_tree(spec: &DeviceSpec, opts: &CreateOptions) -> Result<SealedRoo
     let tree_path = spec.tree_path()?;
     match spec.kind {
         DeviceKind::Verity => {
-            let (raw, blocks) = open_raw(&spec.image)?;
+            let (raw, len, blocks) = open_raw(&spec.image)?;
+            if len != blocks * BLOCK_SIZE as u64 {
+                return Err(BdError::Size {
+                    what: spec.image.display().to_string(),
+                    expected: blocks * BLOCK_SIZE as u64,
+                    found: len,
+                });
+            }
             let secret = read_secret(spec.secret_path()?)?;
             let salt = random_salt()?;
             let keys = DeviceKeys::derive(&secret, &salt, &opts.kdf)?;

@@ -11,6 +11,13 @@ pub trait BlockDevice: Send + Sync {
     /// Number of blocks.
     fn block_count(&self) -> u64;
 
+    /// Bytes of data the device holds: `block_count() * BLOCK_SIZE`, except for a
+    /// std image whose length is not whole 4 KiB blocks (a 1 KiB-block file system),
+    /// whose last block is partial. A file system checks its own size against this.
+    fn byte_len(&self) -> u64 {
+        self.block_count() * BLOCK_SIZE as u64
+    }
+
     /// Reads block `idx` into `buf`; an integrity failure is an error, never
     /// wrong data.
     fn read_block(&self, idx: u64, buf: &mut [u8; BLOCK_SIZE]) -> Result<(), BdError>;
@@ -34,6 +41,9 @@ impl<T: BlockDevice + ?Sized> BlockDevice for std::sync::Arc<T> {
     fn block_count(&self) -> u64 {
         (**self).block_count()
     }
+    fn byte_len(&self) -> u64 {
+        (**self).byte_len()
+    }
     fn read_block(&self, idx: u64, buf: &mut [u8; BLOCK_SIZE]) -> Result<(), BdError> {
         (**self).read_block(idx, buf)
     }
@@ -51,6 +61,9 @@ impl<T: BlockDevice + ?Sized> BlockDevice for std::sync::Arc<T> {
 impl<T: BlockDevice + ?Sized> BlockDevice for Box<T> {
     fn block_count(&self) -> u64 {
         (**self).block_count()
+    }
+    fn byte_len(&self) -> u64 {
+        (**self).byte_len()
     }
     fn read_block(&self, idx: u64, buf: &mut [u8; BLOCK_SIZE]) -> Result<(), BdError> {
         (**self).read_block(idx, buf)

@@ -7,6 +7,8 @@ use std::sync::RwLock;
 #[derive(Debug)]
 pub struct MemBlockDevice {
     data: RwLock<Vec<u8>>,
+    /// Bytes the image had (the data is padded with zeros to whole blocks).
+    len: u64,
 }
 
 impl MemBlockDevice {
@@ -14,20 +16,27 @@ impl MemBlockDevice {
     pub fn new(blocks: u64) -> Self {
         MemBlockDevice {
             data: RwLock::new(vec![0u8; blocks as usize * BLOCK_SIZE]),
+            len: blocks * BLOCK_SIZE as u64,
         }
     }
 
-    /// A device over an image (its length is rounded down to whole blocks).
+    /// A device over an image of any length (like the std device, a partial last
+    /// block reads as zeros past the end; [`MemBlockDevice::to_image`] gives back
+    /// the original length).
     pub fn from_image(mut image: Vec<u8>) -> Self {
-        image.truncate(image.len() / BLOCK_SIZE * BLOCK_SIZE);
+        let len = image.len() as u64;
+        image.resize(image.len().div_ceil(BLOCK_SIZE) * BLOCK_SIZE, 0);
         MemBlockDevice {
             data: RwLock::new(image),
+            len,
         }
     }
 
-    /// A copy of the whole image.
+    /// A copy of the whole image, at its original length.
     pub fn to_image(&self) -> Vec<u8> {
-        self.data.read().unwrap_or_else(|p| p.into_inner()).clone()
+        let mut v = self.data.read().unwrap_or_else(|p| p.into_inner()).clone();
+        v.truncate(self.len as usize);
+        v
     }
 
     fn range(&self, idx: u64) -> Result<std::ops::Range<usize>, BdError> {
@@ -43,6 +52,10 @@ impl MemBlockDevice {
 impl BlockDevice for MemBlockDevice {
     fn block_count(&self) -> u64 {
         (self.data.read().unwrap_or_else(|p| p.into_inner()).len() / BLOCK_SIZE) as u64
+    }
+
+    fn byte_len(&self) -> u64 {
+        self.len
     }
 
     fn read_block(&self, idx: u64, buf: &mut [u8; BLOCK_SIZE]) -> Result<(), BdError> {

@@ -1,5 +1,12 @@
 //! The std device: a raw image file, one block at `idx * 4096`. No
 //! confidentiality, no integrity; `e2fsck` reads the image directly.
+//!
+//! An image of any non-zero length opens: a file system with 1 KiB or 2 KiB blocks
+//! need not be whole 4 KiB blocks long, so the last device block may be partial. It
+//! reads as zeros past the end of the file, and a write may not put anything but
+//! zeros there. Whether the length suits the file system is for the file system to
+//! say (conclave-ext2 compares it with its superblock), since only it knows what
+//! length to expect.
 
 use crate::{BdError, BlockDevice, BLOCK_SIZE};
 use std::fs::{File, OpenOptions};
@@ -25,26 +32,34 @@ pub(crate) fn host_len(f: &File) -> Result<u64, BdError> {
 pub struct StdDevice {
     file: File,
     blocks: u64,
+    /// Length of the file in bytes (`blocks * 4096` unless the last block is partial).
+    len: u64,
     read_only: bool,
 }
 
 impl StdDevice {
-    /// Opens an image; its size must be a non-zero multiple of 4096.
+    /// Opens an image of any non-zero length (see the module doc for a partial last block).
     pub fn open(path: &Path, read_only: bool) -> Result<StdDevice, BdError> {
         let file = open_host_file(path, read_only)?;
         let len = host_len(&file)?;
-        if len == 0 || !len.is_multiple_of(BLOCK_SIZE as u64) {
+        if len == 0 {
             return Err(BdError::Size {
                 what: path.display().to_string(),
-                expected: len.div_ceil(BLOCK_SIZE as u64).max(1) * BLOCK_SIZE as u64,
+                expected: BLOCK_SIZE as u64,
                 found: len,
             });
         }
         Ok(StdDevice {
             file,
-            blocks: len / BLOCK_SIZE as u64,
+            blocks: len.div_ceil(BLOCK_SIZE as u64),
+            len,
             read_only,
         })
+    }
+
+    /// Bytes of block `idx` that lie inside the file.
+    fn in_file(&self, idx: u64) -> usize {
+        (self.len - idx * BLOCK_SIZE as u64).min(BLOCK_SIZE as u64) as usize
     }
 }
 
@@ -61,9 +76,15 @@ impl BlockDevice for StdDevice {
         self.blocks
     }
 
+    fn byte_len(&self) -> u64 {
+        self.len
+    }
+
     fn read_block(&self, idx: u64, buf: &mut [u8; BLOCK_SIZE]) -> Result<(), BdError> {
         check_range(idx, self.blocks)?;
-        self.file.read_exact_at(buf, idx * BLOCK_SIZE as u64)?;
+        let n = self.in_file(idx);
+        self.file.read_exact_at(&mut buf[..n], idx * BLOCK_SIZE as u64)?;
+        buf[n..].fill(0);
         Ok(())
     }
 
@@ -72,7 +93,15 @@ impl BlockDevice for StdDevice {
         if self.read_only {
             return Err(BdError::ReadOnly);
         }
-        self.file.write_all_at(buf, idx * BLOCK_SIZE as u64)?;
+        let n = self.in_file(idx);
+        if buf[n..].iter().any(|&b| b != 0) {
+            // Data past the end of the image would be lost: refuse rather than drop it.
+            return Err(BdError::OutOfRange {
+                block: idx,
+                count: self.len / BLOCK_SIZE as u64,
+            });
+        }
+        self.file.write_all_at(&buf[..n], idx * BLOCK_SIZE as u64)?;
         Ok(())
     }
 

@@ -4,10 +4,11 @@
 //! allocation or release updates all three in memory; `flush` writes them back.
 
 use crate::bitmap::Bitmap;
+use crate::block_io::{read_bytes, write_bytes, BlockIo};
 use crate::error::{corrupt, Ext2Error};
-use crate::group_desc::{GroupDesc, GROUP_DESC_SIZE};
+use crate::group_desc::GroupDesc;
 use crate::superblock::{Superblock, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
-use conclave_bd::{BlockDevice, BLOCK_SIZE};
+use conclave_bd::BlockDevice;
 
 /// Allocation state of the whole file system.
 pub(crate) struct Alloc {
@@ -20,57 +21,71 @@ pub(crate) struct Alloc {
 }
 
 impl Alloc {
-    /// Reads the superblock and the group descriptor table.
+    /// Reads the superblock (checking the device is as long as it says) and the
+    /// group descriptor table.
     pub fn load(dev: &dyn BlockDevice) -> Result<Alloc, Ext2Error> {
-        if dev.block_count() < 2 {
-            return Err(corrupt("device too small for an ext2 file system"));
-        }
-        let mut b0 = [0u8; BLOCK_SIZE];
-        dev.read_block(0, &mut b0)?;
-        let mut raw = [0u8; SUPERBLOCK_SIZE];
-        raw.copy_from_slice(&b0[SUPERBLOCK_OFFSET..SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE]);
-        let sb = Superblock::from_bytes(&raw)?;
-        if u64::from(sb.blocks_count) > dev.block_count() {
+        let len = dev.byte_len();
+        if len < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE as u64 {
             return Err(corrupt(format!(
-                "superblock says {} blocks, device has {}",
-                sb.blocks_count,
-                dev.block_count()
+                "image of {len} bytes is too small to hold an ext2 superblock (at bytes 1024..2048)"
             )));
         }
-        let count = sb.group_count() as usize;
-        let per_block = BLOCK_SIZE / GROUP_DESC_SIZE;
-        let mut groups = Vec::with_capacity(count);
-        let mut buf = [0u8; BLOCK_SIZE];
-        for g in 0..count {
-            if g % per_block == 0 {
-                dev.read_block(1 + (g / per_block) as u64, &mut buf)?;
-            }
-            let off = (g % per_block) * GROUP_DESC_SIZE;
-            let mut raw = [0u8; GROUP_DESC_SIZE];
-            raw.copy_from_slice(&buf[off..off + GROUP_DESC_SIZE]);
-            groups.push(GroupDesc::from_bytes(&raw, g as u32, &sb)?);
+        let mut raw = [0u8; SUPERBLOCK_SIZE];
+        read_bytes(dev, SUPERBLOCK_OFFSET, &mut raw)?;
+        let sb = Superblock::from_bytes(&raw)?;
+        let want = sb.blocks_count.saturating_mul(u64::from(sb.block_size));
+        if len < want {
+            return Err(Ext2Error::ImageSize {
+                found: len,
+                blocks: sb.blocks_count,
+                block_size: sb.block_size,
+            });
         }
-        Ok(Alloc {
+        Ok(Alloc::with_superblock(sb))
+    }
+
+    fn with_superblock(sb: Superblock) -> Alloc {
+        let count = sb.group_count() as usize;
+        Alloc {
             sb,
-            groups,
+            groups: Vec::with_capacity(count),
             block_bitmaps: vec![None; count],
             inode_bitmaps: vec![None; count],
             block_bm_dirty: vec![false; count],
             inode_bm_dirty: vec![false; count],
-        })
+        }
+    }
+
+    /// Reads the group descriptor table (from the block after the superblock's).
+    pub fn load_groups(&mut self, io: &BlockIo) -> Result<(), Ext2Error> {
+        let count = self.sb.group_count() as usize;
+        let dsz = usize::from(self.sb.desc_size);
+        let per_block = io.block_size() / dsz;
+        let first = u64::from(self.sb.first_data_block) + 1;
+        let mut buf = vec![0u8; io.block_size()];
+        self.groups.clear();
+        for g in 0..count {
+            if g % per_block == 0 {
+                io.read(first + (g / per_block) as u64, &mut buf)?;
+            }
+            let off = (g % per_block) * dsz;
+            self.groups
+                .push(GroupDesc::from_bytes(&buf[off..off + dsz], g as u32, &self.sb)?);
+        }
+        Ok(())
     }
 
     /// Blocks in group `g` (the last group may be short).
     fn blocks_in_group(&self, g: usize) -> usize {
         let start = u64::from(self.sb.first_data_block) + g as u64 * u64::from(self.sb.blocks_per_group);
-        let left = u64::from(self.sb.blocks_count).saturating_sub(start);
+        let left = self.sb.blocks_count.saturating_sub(start);
         left.min(u64::from(self.sb.blocks_per_group)) as usize
     }
 
-    fn block_bitmap(&mut self, dev: &dyn BlockDevice, g: usize) -> Result<&mut Bitmap, Ext2Error> {
+    fn block_bitmap(&mut self, io: &BlockIo, g: usize) -> Result<&mut Bitmap, Ext2Error> {
         if self.block_bitmaps[g].is_none() {
-            let mut b = [0u8; BLOCK_SIZE];
-            dev.read_block(u64::from(self.groups[g].block_bitmap), &mut b)?;
+            let mut b = vec![0u8; io.block_size()];
+            io.read(self.groups[g].block_bitmap, &mut b)?;
             self.block_bitmaps[g] = Some(Bitmap::from_bytes(&b, self.blocks_in_group(g)));
         }
         self.block_bitmaps[g]
@@ -78,10 +93,10 @@ impl Alloc {
             .ok_or_else(|| corrupt("bitmap vanished"))
     }
 
-    fn inode_bitmap(&mut self, dev: &dyn BlockDevice, g: usize) -> Result<&mut Bitmap, Ext2Error> {
+    fn inode_bitmap(&mut self, io: &BlockIo, g: usize) -> Result<&mut Bitmap, Ext2Error> {
         if self.inode_bitmaps[g].is_none() {
-            let mut b = [0u8; BLOCK_SIZE];
-            dev.read_block(u64::from(self.groups[g].inode_bitmap), &mut b)?;
+            let mut b = vec![0u8; io.block_size()];
+            io.read(self.groups[g].inode_bitmap, &mut b)?;
             self.inode_bitmaps[g] = Some(Bitmap::from_bytes(&b, self.sb.inodes_per_group as usize));
         }
         self.inode_bitmaps[g]
@@ -90,41 +105,47 @@ impl Alloc {
     }
 
     /// Allocates one block, preferring `goal` and the blocks after it.
-    pub fn alloc_block(&mut self, dev: &dyn BlockDevice, goal: u32) -> Result<u32, Ext2Error> {
+    pub fn alloc_block(&mut self, io: &BlockIo, goal: u64) -> Result<u64, Ext2Error> {
         if self.sb.free_blocks_count == 0 {
             return Err(Ext2Error::NoSpace);
         }
-        let bpg = self.sb.blocks_per_group as usize;
-        let goal = if goal < self.sb.blocks_count { goal } else { 0 } as usize;
+        let bpg = u64::from(self.sb.blocks_per_group);
+        let fdb = u64::from(self.sb.first_data_block);
+        let rel = if goal >= fdb && goal < self.sb.blocks_count {
+            goal - fdb
+        } else {
+            0
+        };
         let n = self.groups.len();
-        let first = goal / bpg;
+        let first = (rel / bpg) as usize;
         for k in 0..n {
             let g = (first + k) % n;
             if self.groups[g].free_blocks_count == 0 {
                 continue;
             }
-            let start = if k == 0 { goal % bpg } else { 0 };
-            let bm = self.block_bitmap(dev, g)?;
+            let start = if k == 0 { (rel % bpg) as usize } else { 0 };
+            let bm = self.block_bitmap(io, g)?;
             if let Some(bit) = bm.find_free(start) {
                 bm.set(bit);
                 self.block_bm_dirty[g] = true;
                 self.groups[g].free_blocks_count -= 1;
                 self.sb.free_blocks_count -= 1;
-                return Ok((g * bpg + bit) as u32 + self.sb.first_data_block);
+                return Ok(g as u64 * bpg + bit as u64 + fdb);
             }
         }
         Err(Ext2Error::NoSpace)
     }
 
     /// Releases block `b`; releasing a free or out-of-range block is corruption.
-    pub fn free_block(&mut self, dev: &dyn BlockDevice, b: u32) -> Result<(), Ext2Error> {
-        if b <= self.sb.first_data_block || b >= self.sb.blocks_count {
+    pub fn free_block(&mut self, io: &BlockIo, b: u64) -> Result<(), Ext2Error> {
+        let fdb = u64::from(self.sb.first_data_block);
+        if b <= fdb || b >= self.sb.blocks_count {
             return Err(corrupt(format!("freeing block {b} out of range")));
         }
-        let rel = (b - self.sb.first_data_block) as usize;
-        let bpg = self.sb.blocks_per_group as usize;
-        let (g, bit) = (rel / bpg, rel % bpg);
-        let bm = self.block_bitmap(dev, g)?;
+        let rel = b - fdb;
+        let bpg = u64::from(self.sb.blocks_per_group);
+        let (g, bit) = ((rel / bpg) as usize, (rel % bpg) as usize);
+        let bm = self.block_bitmap(io, g)?;
         if !bm.is_set(bit) {
             return Err(corrupt(format!("block {b} freed twice")));
         }
@@ -141,12 +162,7 @@ impl Alloc {
 
     /// Allocates an inode, preferring the parent's group (directories go to the group
     /// with the fewest directories, to spread them).
-    pub fn alloc_inode(
-        &mut self,
-        dev: &dyn BlockDevice,
-        parent: u32,
-        is_dir: bool,
-    ) -> Result<u32, Ext2Error> {
+    pub fn alloc_inode(&mut self, io: &BlockIo, parent: u32, is_dir: bool) -> Result<u32, Ext2Error> {
         if self.sb.free_inodes_count == 0 {
             return Err(Ext2Error::NoSpace);
         }
@@ -167,7 +183,7 @@ impl Alloc {
                 continue;
             }
             let start = if g == 0 { self.sb.first_ino as usize - 1 } else { 0 };
-            let bm = self.inode_bitmap(dev, g)?;
+            let bm = self.inode_bitmap(io, g)?;
             let Some(bit) = bm.find_free(start).filter(|&b| g > 0 || b >= start) else {
                 continue;
             };
@@ -185,13 +201,13 @@ impl Alloc {
     }
 
     /// Releases inode `ino`.
-    pub fn free_inode(&mut self, dev: &dyn BlockDevice, ino: u32, is_dir: bool) -> Result<(), Ext2Error> {
+    pub fn free_inode(&mut self, io: &BlockIo, ino: u32, is_dir: bool) -> Result<(), Ext2Error> {
         if ino < self.sb.first_ino || ino > self.sb.inodes_count {
             return Err(corrupt(format!("freeing inode {ino} out of range")));
         }
         let ipg = self.sb.inodes_per_group as usize;
         let (g, bit) = ((ino - 1) as usize / ipg, (ino - 1) as usize % ipg);
-        let bm = self.inode_bitmap(dev, g)?;
+        let bm = self.inode_bitmap(io, g)?;
         if !bm.is_set(bit) {
             return Err(corrupt(format!("inode {ino} freed twice")));
         }
@@ -210,40 +226,39 @@ impl Alloc {
     }
 
     /// Writes just the superblock (used to mark the file system dirty or clean).
-    pub fn write_superblock(&self, dev: &dyn BlockDevice) -> Result<(), Ext2Error> {
-        let mut b0 = [0u8; BLOCK_SIZE];
-        dev.read_block(0, &mut b0)?;
-        b0[SUPERBLOCK_OFFSET..SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE].copy_from_slice(&self.sb.to_bytes());
-        dev.write_block(0, &b0)?;
+    pub fn write_superblock(&self, io: &BlockIo) -> Result<(), Ext2Error> {
+        write_bytes(&**io.device(), SUPERBLOCK_OFFSET, &self.sb.to_bytes())?;
         Ok(())
     }
 
     /// Writes dirty bitmaps, every group descriptor and the superblock.
-    pub fn flush(&mut self, dev: &dyn BlockDevice) -> Result<(), Ext2Error> {
+    pub fn flush(&mut self, io: &BlockIo) -> Result<(), Ext2Error> {
         for g in 0..self.groups.len() {
             if self.block_bm_dirty[g] {
                 if let Some(bm) = &self.block_bitmaps[g] {
-                    dev.write_block(u64::from(self.groups[g].block_bitmap), bm.as_bytes())?;
+                    io.write(self.groups[g].block_bitmap, bm.as_bytes())?;
                 }
                 self.block_bm_dirty[g] = false;
             }
             if self.inode_bm_dirty[g] {
                 if let Some(bm) = &self.inode_bitmaps[g] {
-                    dev.write_block(u64::from(self.groups[g].inode_bitmap), bm.as_bytes())?;
+                    io.write(self.groups[g].inode_bitmap, bm.as_bytes())?;
                 }
                 self.inode_bm_dirty[g] = false;
             }
         }
-        let per_block = BLOCK_SIZE / GROUP_DESC_SIZE;
+        let dsz = usize::from(self.sb.desc_size);
+        let per_block = io.block_size() / dsz;
+        let first = u64::from(self.sb.first_data_block) + 1;
+        let mut buf = vec![0u8; io.block_size()];
         for (i, chunk) in self.groups.chunks(per_block).enumerate() {
-            let idx = 1 + i as u64;
-            let mut buf = [0u8; BLOCK_SIZE];
-            dev.read_block(idx, &mut buf)?;
+            let idx = first + i as u64;
+            io.read(idx, &mut buf)?;
             for (j, gd) in chunk.iter().enumerate() {
-                buf[j * GROUP_DESC_SIZE..(j + 1) * GROUP_DESC_SIZE].copy_from_slice(&gd.to_bytes());
+                buf[j * dsz..(j + 1) * dsz].copy_from_slice(&gd.to_bytes());
             }
-            dev.write_block(idx, &buf)?;
+            io.write(idx, &buf)?;
         }
-        self.write_superblock(dev)
+        self.write_superblock(io)
     }
 }

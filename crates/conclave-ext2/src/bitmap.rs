@@ -1,25 +1,24 @@
-//! A group's block or inode bitmap (one 4 KiB block; bit i = item i of the group).
-
-use conclave_bd::BLOCK_SIZE;
+//! A group's block or inode bitmap (one file-system block; bit i = item i of the group).
 
 /// One bitmap block, with the number of meaningful bits.
 #[derive(Clone, Debug)]
 pub struct Bitmap {
-    bits: Box<[u8; BLOCK_SIZE]>,
+    bits: Vec<u8>,
     len: usize,
 }
 
 impl Bitmap {
-    /// A bitmap over `len` items (at most 32768; the caller checked the geometry).
-    pub fn from_bytes(b: &[u8; BLOCK_SIZE], len: usize) -> Bitmap {
+    /// A bitmap over `len` items of the block `b` (at most `8 * b.len()`; the
+    /// superblock parser checked the geometry).
+    pub fn from_bytes(b: &[u8], len: usize) -> Bitmap {
         Bitmap {
-            bits: Box::new(*b),
-            len: len.min(BLOCK_SIZE * 8),
+            bits: b.to_vec(),
+            len: len.min(b.len() * 8),
         }
     }
 
     /// The block as it should be written back.
-    pub fn as_bytes(&self) -> &[u8; BLOCK_SIZE] {
+    pub fn as_bytes(&self) -> &[u8] {
         &self.bits
     }
 
@@ -58,7 +57,7 @@ mod tests {
 
     #[test]
     fn finds_free_bits_wrapping_and_treats_the_tail_as_used() {
-        let mut raw = [0xffu8; BLOCK_SIZE];
+        let mut raw = [0xffu8; 4096];
         raw[0] = 0b1110_1111; // bit 4 free
         raw[10] = 0b0111_1111; // bit 87 free
         let mut bm = Bitmap::from_bytes(&raw, 100);

@@ -1,22 +1,21 @@
 //! The block map of an inode: 12 direct pointers, then single, double and triple
-//! indirect blocks of 1024 pointers each. Maps logical blocks to device blocks,
-//! allocates missing ones, and frees the tail on truncation.
+//! indirect blocks of `block_size / 4` pointers each. Maps logical blocks to
+//! file-system blocks, allocates missing ones, and frees the tail on truncation.
 
 use crate::alloc::Alloc;
+use crate::block_io::BlockIo;
 use crate::cache::MetaCache;
 use crate::error::{corrupt, Ext2Error};
 use crate::inode::{Inode, DIND_SLOT, DIRECT_BLOCKS, IND_SLOT, TIND_SLOT};
 use crate::le::u32_at;
-use conclave_bd::{BlockDevice, BLOCK_SIZE};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Pointers per indirect block.
-pub const PTRS: u64 = (BLOCK_SIZE / 4) as u64;
-/// Logical blocks the map can address.
-pub const MAX_BLOCKS: u64 = DIRECT_BLOCKS as u64 + PTRS + PTRS * PTRS + PTRS * PTRS * PTRS;
-/// 512-byte sectors per block, the unit of `i_blocks`.
-pub const SECTORS_PER_BLOCK: u64 = (BLOCK_SIZE / 512) as u64;
+/// Logical blocks a map of `block_size`-byte blocks can address.
+pub fn max_blocks(block_size: u32) -> u64 {
+    let p = u64::from(block_size / 4);
+    DIRECT_BLOCKS as u64 + p + p * p + p * p * p
+}
 
 /// Where a logical block's pointer lives: `i_block[slot]`, then `depth` indirect
 /// blocks indexed by `idx[0..depth]`.
@@ -30,8 +29,10 @@ pub struct BlockPath {
     pub depth: usize,
 }
 
-/// The path to logical block `lb`, or `FileTooLarge` past the triple-indirect range.
-pub fn path_of(lb: u64) -> Result<BlockPath, Ext2Error> {
+/// The path to logical block `lb` with `block_size`-byte blocks, or `FileTooLarge`
+/// past the triple-indirect range.
+pub fn path_of(lb: u64, block_size: u32) -> Result<BlockPath, Ext2Error> {
+    let ptrs = u64::from(block_size / 4);
     let d = DIRECT_BLOCKS as u64;
     if lb < d {
         return Ok(BlockPath {
@@ -41,29 +42,29 @@ pub fn path_of(lb: u64) -> Result<BlockPath, Ext2Error> {
         });
     }
     let mut r = lb - d;
-    if r < PTRS {
+    if r < ptrs {
         return Ok(BlockPath {
             slot: IND_SLOT,
             idx: [r as usize, 0, 0],
             depth: 1,
         });
     }
-    r -= PTRS;
-    if r < PTRS * PTRS {
+    r -= ptrs;
+    if r < ptrs * ptrs {
         return Ok(BlockPath {
             slot: DIND_SLOT,
-            idx: [(r / PTRS) as usize, (r % PTRS) as usize, 0],
+            idx: [(r / ptrs) as usize, (r % ptrs) as usize, 0],
             depth: 2,
         });
     }
-    r -= PTRS * PTRS;
-    if r < PTRS * PTRS * PTRS {
+    r -= ptrs * ptrs;
+    if r < ptrs * ptrs * ptrs {
         return Ok(BlockPath {
             slot: TIND_SLOT,
             idx: [
-                (r / (PTRS * PTRS)) as usize,
-                ((r / PTRS) % PTRS) as usize,
-                (r % PTRS) as usize,
+                (r / (ptrs * ptrs)) as usize,
+                ((r / ptrs) % ptrs) as usize,
+                (r % ptrs) as usize,
             ],
             depth: 3,
         });
@@ -72,29 +73,46 @@ pub fn path_of(lb: u64) -> Result<BlockPath, Ext2Error> {
 }
 
 struct IndBlock {
-    ptrs: Box<[u32; PTRS as usize]>,
+    ptrs: Vec<u32>,
     dirty: bool,
 }
 
 /// Maps logical blocks of one inode during one operation, keeping the indirect blocks
 /// it has read so a sequential run reads each only once.
 pub(crate) struct Mapper {
-    cache: HashMap<u32, IndBlock>,
+    cache: HashMap<u64, IndBlock>,
     shared: Arc<MetaCache>,
-    blocks_count: u32,
+    io: BlockIo,
+    blocks_count: u64,
+    block_size: u32,
+    /// 512-byte sectors per block, the unit of `i_blocks`.
+    sectors: u64,
 }
 
 impl Mapper {
-    /// A mapper for a device of `blocks_count` blocks, backed by the shared cache.
-    pub fn new(blocks_count: u32, shared: Arc<MetaCache>) -> Mapper {
+    /// A mapper for a file system of `blocks_count` blocks, backed by the shared cache.
+    pub fn new(io: BlockIo, blocks_count: u64, shared: Arc<MetaCache>) -> Mapper {
+        let block_size = io.block_size() as u32;
         Mapper {
             cache: HashMap::new(),
             shared,
+            io,
             blocks_count,
+            block_size,
+            sectors: u64::from(block_size / 512),
         }
     }
 
-    fn check(&self, p: u32) -> Result<u32, Ext2Error> {
+    fn ptrs(&self) -> u64 {
+        u64::from(self.block_size / 4)
+    }
+
+    fn path(&self, lb: u64) -> Result<BlockPath, Ext2Error> {
+        path_of(lb, self.block_size)
+    }
+
+    fn check(&self, p: u32) -> Result<u64, Ext2Error> {
+        let p = u64::from(p);
         if p >= self.blocks_count {
             return Err(corrupt(format!(
                 "block pointer {p} past the end ({} blocks)",
@@ -104,13 +122,19 @@ impl Mapper {
         Ok(p)
     }
 
-    fn load(&mut self, dev: &dyn BlockDevice, b: u32) -> Result<&mut IndBlock, Ext2Error> {
+    /// A block number as an indirect-map pointer (32 bits on disk).
+    fn narrow(b: u64) -> Result<u32, Ext2Error> {
+        u32::try_from(b).map_err(|_| corrupt(format!("block {b} does not fit a 32-bit block map")))
+    }
+
+    fn load(&mut self, b: u64) -> Result<&mut IndBlock, Ext2Error> {
         if !self.cache.contains_key(&b) {
-            self.check(b)?;
-            let buf = self.shared.read(dev, u64::from(b))?;
-            let mut ptrs = Box::new([0u32; PTRS as usize]);
+            self.check(Self::narrow(b)?)?;
+            let buf = self.shared.read(&self.io, b)?;
+            let mut ptrs = vec![0u32; self.ptrs() as usize];
             for (i, p) in ptrs.iter_mut().enumerate() {
-                *p = self.check(u32_at(&buf[..], 4 * i))?;
+                *p = u32_at(&buf[..], 4 * i);
+                self.check(*p)?;
             }
             self.cache.insert(b, IndBlock { ptrs, dirty: false });
         }
@@ -119,49 +143,49 @@ impl Mapper {
             .ok_or_else(|| corrupt("indirect block vanished"))
     }
 
-    /// The device block holding logical block `lb`, or 0 for a hole.
-    pub fn lookup(&mut self, dev: &dyn BlockDevice, inode: &Inode, lb: u64) -> Result<u32, Ext2Error> {
-        let p = path_of(lb)?;
+    /// The file-system block holding logical block `lb`, or 0 for a hole.
+    pub fn lookup(&mut self, inode: &Inode, lb: u64) -> Result<u64, Ext2Error> {
+        let p = self.path(lb)?;
         let mut cur = self.check(inode.block[p.slot])?;
         for level in 0..p.depth {
             if cur == 0 {
                 return Ok(0);
             }
-            cur = self.load(dev, cur)?.ptrs[p.idx[level]];
+            cur = u64::from(self.load(cur)?.ptrs[p.idx[level]]);
         }
         Ok(cur)
     }
 
     /// How many blocks mapping `lb` would allocate (data plus missing indirect blocks).
-    pub fn missing(&mut self, dev: &dyn BlockDevice, inode: &Inode, lb: u64) -> Result<u32, Ext2Error> {
-        let p = path_of(lb)?;
+    pub fn missing(&mut self, inode: &Inode, lb: u64) -> Result<u64, Ext2Error> {
+        let p = self.path(lb)?;
         let mut cur = self.check(inode.block[p.slot])?;
         for level in 0..p.depth {
             if cur == 0 {
-                return Ok((p.depth - level + 1) as u32);
+                return Ok((p.depth - level + 1) as u64);
             }
-            cur = self.load(dev, cur)?.ptrs[p.idx[level]];
+            cur = u64::from(self.load(cur)?.ptrs[p.idx[level]]);
         }
-        Ok(u32::from(cur == 0))
+        Ok(u64::from(cur == 0))
     }
 
-    /// The device block for `lb`, allocating it (and indirect blocks) near `goal` if
-    /// missing. Returns whether the data block is new (the caller zero-fills it).
+    /// The block for `lb`, allocating it (and indirect blocks) near `goal` if
+    /// missing; also whether the data block is freshly allocated (its contents are
+    /// garbage and must be overwritten whole or zero-filled).
     pub fn map_alloc(
         &mut self,
-        dev: &dyn BlockDevice,
         alloc: &mut Alloc,
         inode: &mut Inode,
         lb: u64,
-        goal: u32,
-    ) -> Result<(u32, bool), Ext2Error> {
-        let p = path_of(lb)?;
+        goal: u64,
+    ) -> Result<(u64, bool), Ext2Error> {
+        let p = self.path(lb)?;
         let mut cur = self.check(inode.block[p.slot])?;
         let mut fresh = false;
         if cur == 0 {
-            cur = alloc.alloc_block(dev, goal)?;
-            inode.block[p.slot] = cur;
-            inode.blocks += SECTORS_PER_BLOCK;
+            cur = alloc.alloc_block(&self.io, goal)?;
+            inode.block[p.slot] = Self::narrow(cur)?;
+            inode.blocks += self.sectors;
             fresh = true;
             if p.depth > 0 {
                 self.insert_zeroed(cur);
@@ -170,14 +194,15 @@ impl Mapper {
         for level in 0..p.depth {
             let parent = cur;
             let i = p.idx[level];
-            cur = self.load(dev, parent)?.ptrs[i];
+            cur = u64::from(self.load(parent)?.ptrs[i]);
             fresh = false;
             if cur == 0 {
-                cur = alloc.alloc_block(dev, parent.saturating_add(1))?;
-                let entry = self.load(dev, parent)?;
-                entry.ptrs[i] = cur;
+                cur = alloc.alloc_block(&self.io, parent.saturating_add(1))?;
+                let narrow = Self::narrow(cur)?;
+                let entry = self.load(parent)?;
+                entry.ptrs[i] = narrow;
                 entry.dirty = true;
-                inode.blocks += SECTORS_PER_BLOCK;
+                inode.blocks += self.sectors;
                 fresh = true;
                 if level + 1 < p.depth {
                     self.insert_zeroed(cur);
@@ -187,36 +212,26 @@ impl Mapper {
         Ok((cur, fresh))
     }
 
-    fn insert_zeroed(&mut self, b: u32) {
-        self.cache.insert(
-            b,
-            IndBlock {
-                ptrs: Box::new([0; PTRS as usize]),
-                dirty: true,
-            },
-        );
+    fn insert_zeroed(&mut self, b: u64) {
+        let ptrs = vec![0; self.ptrs() as usize];
+        self.cache.insert(b, IndBlock { ptrs, dirty: true });
     }
 
     /// Frees every block that maps logical blocks `>= keep`, and indirect blocks left empty.
-    pub fn truncate(
-        &mut self,
-        dev: &dyn BlockDevice,
-        alloc: &mut Alloc,
-        inode: &mut Inode,
-        keep: u64,
-    ) -> Result<(), Ext2Error> {
+    pub fn truncate(&mut self, alloc: &mut Alloc, inode: &mut Inode, keep: u64) -> Result<(), Ext2Error> {
         for slot in 0..DIRECT_BLOCKS {
             let b = self.check(inode.block[slot])?;
             if slot as u64 >= keep && b != 0 {
-                self.free_tree(dev, alloc, inode, b, 0)?;
+                self.free_tree(alloc, inode, b, 0)?;
                 inode.block[slot] = 0;
             }
         }
         let d = DIRECT_BLOCKS as u64;
+        let ptrs = self.ptrs();
         let tops = [
             (IND_SLOT, 1u32, d),
-            (DIND_SLOT, 2, d + PTRS),
-            (TIND_SLOT, 3, d + PTRS + PTRS * PTRS),
+            (DIND_SLOT, 2, d + ptrs),
+            (TIND_SLOT, 3, d + ptrs + ptrs * ptrs),
         ];
         for (slot, depth, base) in tops {
             let b = self.check(inode.block[slot])?;
@@ -224,12 +239,10 @@ impl Mapper {
                 continue;
             }
             if keep <= base {
-                self.free_tree(dev, alloc, inode, b, depth)?;
+                self.free_tree(alloc, inode, b, depth)?;
                 inode.block[slot] = 0;
-            } else if keep < base + PTRS.pow(depth)
-                && self.trunc_tree(dev, alloc, inode, b, depth, base, keep)?
-            {
-                self.free_tree(dev, alloc, inode, b, 0)?;
+            } else if keep < base + ptrs.pow(depth) && self.trunc_tree(alloc, inode, b, depth, base, keep)? {
+                self.free_tree(alloc, inode, b, 0)?;
                 inode.block[slot] = 0;
             }
         }
@@ -239,61 +252,59 @@ impl Mapper {
     /// Frees block `b` and, for an indirect block of `depth` levels, all it points to.
     fn free_tree(
         &mut self,
-        dev: &dyn BlockDevice,
         alloc: &mut Alloc,
         inode: &mut Inode,
-        b: u32,
+        b: u64,
         depth: u32,
     ) -> Result<(), Ext2Error> {
         if depth > 0 {
-            let ptrs = self.load(dev, b)?.ptrs.clone();
+            let ptrs = self.load(b)?.ptrs.clone();
             for &c in ptrs.iter().filter(|&&c| c != 0) {
-                self.free_tree(dev, alloc, inode, c, depth - 1)?;
+                self.free_tree(alloc, inode, u64::from(c), depth - 1)?;
             }
         }
         self.cache.remove(&b);
-        self.shared.forget(u64::from(b));
-        alloc.free_block(dev, b)?;
+        self.shared.forget(b);
+        alloc.free_block(&self.io, b)?;
         inode.blocks = inode
             .blocks
-            .checked_sub(SECTORS_PER_BLOCK)
+            .checked_sub(self.sectors)
             .ok_or_else(|| corrupt("i_blocks smaller than the blocks mapped"))?;
         Ok(())
     }
 
     /// Frees the part of indirect block `b` (covering logical blocks from `base`) at or
     /// past `keep`. Returns whether `b` is now empty.
-    #[allow(clippy::too_many_arguments)]
     fn trunc_tree(
         &mut self,
-        dev: &dyn BlockDevice,
         alloc: &mut Alloc,
         inode: &mut Inode,
-        b: u32,
+        b: u64,
         depth: u32,
         base: u64,
         keep: u64,
     ) -> Result<bool, Ext2Error> {
-        let span = PTRS.pow(depth - 1);
-        let old = self.load(dev, b)?.ptrs.clone();
+        let span = self.ptrs().pow(depth - 1);
+        let old = self.load(b)?.ptrs.clone();
         let mut new = old.clone();
         for (i, &c) in old.iter().enumerate() {
             if c == 0 {
                 continue;
             }
+            let c = u64::from(c);
             let cb = base + i as u64 * span;
             if cb >= keep {
-                self.free_tree(dev, alloc, inode, c, depth - 1)?;
+                self.free_tree(alloc, inode, c, depth - 1)?;
                 new[i] = 0;
             } else if depth > 1
                 && cb + span > keep
-                && self.trunc_tree(dev, alloc, inode, c, depth - 1, cb, keep)?
+                && self.trunc_tree(alloc, inode, c, depth - 1, cb, keep)?
             {
-                self.free_tree(dev, alloc, inode, c, 0)?;
+                self.free_tree(alloc, inode, c, 0)?;
                 new[i] = 0;
             }
         }
-        let entry = self.load(dev, b)?;
+        let entry = self.load(b)?;
         if new != old {
             entry.ptrs = new;
             entry.dirty = true;
@@ -302,13 +313,13 @@ impl Mapper {
     }
 
     /// Writes back the indirect blocks this operation changed.
-    pub fn flush(&mut self, dev: &dyn BlockDevice) -> Result<(), Ext2Error> {
+    pub fn flush(&mut self) -> Result<(), Ext2Error> {
+        let mut buf = vec![0u8; self.io.block_size()];
         for (&b, entry) in self.cache.iter_mut().filter(|(_, e)| e.dirty) {
-            let mut buf = [0u8; BLOCK_SIZE];
             for (i, p) in entry.ptrs.iter().enumerate() {
                 buf[4 * i..4 * i + 4].copy_from_slice(&p.to_le_bytes());
             }
-            self.shared.write(dev, u64::from(b), &buf)?;
+            self.shared.write(&self.io, b, &buf)?;
             entry.dirty = false;
         }
         Ok(())
@@ -322,16 +333,16 @@ mod tests {
     #[test]
     fn paths_cover_direct_single_double_and_triple_indirect() {
         assert_eq!(
-            path_of(0).unwrap(),
+            path_of(0, 4096).unwrap(),
             BlockPath {
                 slot: 0,
                 idx: [0; 3],
                 depth: 0
             }
         );
-        assert_eq!(path_of(11).unwrap().slot, 11);
+        assert_eq!(path_of(11, 4096).unwrap().slot, 11);
         assert_eq!(
-            path_of(12).unwrap(),
+            path_of(12, 4096).unwrap(),
             BlockPath {
                 slot: 12,
                 idx: [0, 0, 0],
@@ -339,7 +350,7 @@ mod tests {
             }
         );
         assert_eq!(
-            path_of(12 + 1023).unwrap(),
+            path_of(12 + 1023, 4096).unwrap(),
             BlockPath {
                 slot: 12,
                 idx: [1023, 0, 0],
@@ -347,7 +358,7 @@ mod tests {
             }
         );
         assert_eq!(
-            path_of(12 + 1024).unwrap(),
+            path_of(12 + 1024, 4096).unwrap(),
             BlockPath {
                 slot: 13,
                 idx: [0, 0, 0],
@@ -355,7 +366,7 @@ mod tests {
             }
         );
         assert_eq!(
-            path_of(12 + 1024 + 1025).unwrap(),
+            path_of(12 + 1024 + 1025, 4096).unwrap(),
             BlockPath {
                 slot: 13,
                 idx: [1, 1, 0],
@@ -364,7 +375,7 @@ mod tests {
         );
         let t = 12 + 1024 + 1024 * 1024;
         assert_eq!(
-            path_of(t).unwrap(),
+            path_of(t, 4096).unwrap(),
             BlockPath {
                 slot: 14,
                 idx: [0, 0, 0],
@@ -372,14 +383,25 @@ mod tests {
             }
         );
         assert_eq!(
-            path_of(t + 1024 * 1024 + 2048 + 5).unwrap(),
+            path_of(t + 1024 * 1024 + 2048 + 5, 4096).unwrap(),
             BlockPath {
                 slot: 14,
                 idx: [1, 2, 5],
                 depth: 3
             }
         );
-        assert_eq!(path_of(MAX_BLOCKS - 1).unwrap().idx, [1023, 1023, 1023]);
-        assert!(matches!(path_of(MAX_BLOCKS), Err(Ext2Error::FileTooLarge)));
+        assert_eq!(
+            path_of(max_blocks(4096) - 1, 4096).unwrap().idx,
+            [1023, 1023, 1023]
+        );
+        assert!(matches!(
+            path_of(max_blocks(4096), 4096),
+            Err(Ext2Error::FileTooLarge)
+        ));
+        // 1 KiB blocks: 256 pointers per indirect block.
+        assert_eq!(path_of(12 + 256, 1024).unwrap().slot, 13);
+        assert_eq!(path_of(12 + 256 + 256 * 256, 1024).unwrap().slot, 14);
+        assert_eq!(max_blocks(1024), 12 + 256 + 65536 + 16_777_216);
+        assert_eq!(path_of(max_blocks(65536) - 1, 65536).unwrap().idx, [16383; 3]);
     }
 }

@@ -1,52 +1,53 @@
-//! A shared cache of metadata blocks (inode-table and indirect blocks), so repeated
-//! reads of one file (e.g. a server reading it 64 KiB per request) do not re-read and
-//! re-verify the same blocks from the device on every call.
+//! A shared cache of metadata blocks (inode-table, indirect and directory blocks), so
+//! repeated reads of one file (e.g. a server reading it 64 KiB per request) do not
+//! re-read and re-verify the same blocks from the device on every call.
 //!
-//! Every write of such a block goes through [`MetaCache::write`], and a freed indirect
-//! block is forgotten, so the cache never serves stale metadata. Data and directory
-//! blocks are not cached.
+//! Every write of such a block goes through [`MetaCache::write`], and a freed or
+//! overwritten block is forgotten, so the cache never serves stale metadata. Data
+//! blocks are not cached. Keys are file-system block numbers.
 
-use conclave_bd::{BdError, BlockDevice, BLOCK_SIZE};
+use crate::block_io::BlockIo;
+use conclave_bd::BdError;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Blocks kept before the cache is emptied (16 MiB).
-const CAPACITY: usize = 4096;
+/// Bytes kept before the cache is emptied (16 MiB).
+const CAPACITY_BYTES: usize = 16 << 20;
 
 /// Shared block cache; reads take `&self`.
 #[derive(Default)]
 pub(crate) struct MetaCache {
-    map: Mutex<HashMap<u64, Arc<[u8; BLOCK_SIZE]>>>,
+    map: Mutex<HashMap<u64, Arc<[u8]>>>,
 }
 
 impl MetaCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<[u8; BLOCK_SIZE]>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<[u8]>>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Block `b`, from the cache or the device.
-    pub fn read(&self, dev: &dyn BlockDevice, b: u64) -> Result<Arc<[u8; BLOCK_SIZE]>, BdError> {
+    pub fn read(&self, io: &BlockIo, b: u64) -> Result<Arc<[u8]>, BdError> {
         if let Some(hit) = self.lock().get(&b) {
             return Ok(hit.clone());
         }
-        let mut buf = Box::new([0u8; BLOCK_SIZE]);
-        dev.read_block(b, &mut buf)?;
-        let block: Arc<[u8; BLOCK_SIZE]> = Arc::from(buf);
-        self.insert(b, block.clone());
+        let mut buf = vec![0u8; io.block_size()];
+        io.read(b, &mut buf)?;
+        let block: Arc<[u8]> = Arc::from(buf);
+        self.insert(io, b, block.clone());
         Ok(block)
     }
 
     /// Writes block `b` to the device and keeps the new contents.
-    pub fn write(&self, dev: &dyn BlockDevice, b: u64, data: &[u8; BLOCK_SIZE]) -> Result<(), BdError> {
+    pub fn write(&self, io: &BlockIo, b: u64, data: &[u8]) -> Result<(), BdError> {
         self.forget(b);
-        dev.write_block(b, data)?;
-        self.insert(b, Arc::new(*data));
+        io.write(b, data)?;
+        self.insert(io, b, Arc::from(data));
         Ok(())
     }
 
-    fn insert(&self, b: u64, block: Arc<[u8; BLOCK_SIZE]>) {
+    fn insert(&self, io: &BlockIo, b: u64, block: Arc<[u8]>) {
         let mut map = self.lock();
-        if map.len() >= CAPACITY {
+        if map.len() >= CAPACITY_BYTES / io.block_size() {
             map.clear();
         }
         map.insert(b, block);

@@ -11,18 +11,17 @@ use crate::error::{corrupt, Ext2Error};
 use crate::fs::{now, Ext2Fs};
 use crate::inode::{Inode, INDEX_FL, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use crate::metadata::{DirListEntry, FileType, Ino};
-use conclave_bd::BLOCK_SIZE;
 use std::sync::Arc;
 
-/// A directory block: device block, contents, parsed entries.
-type DirBlock = (u32, Arc<[u8; BLOCK_SIZE]>, Vec<RawEntry>);
+/// A directory block: file-system block, contents, parsed entries.
+type DirBlock = (u64, Arc<[u8]>, Vec<RawEntry>);
 
 /// Where an entry was found.
 pub(crate) struct Slot {
-    /// Device block of the directory block.
-    pub phys: u32,
+    /// File-system block of the directory block.
+    pub phys: u64,
     /// The whole directory block.
-    pub block: Box<[u8; BLOCK_SIZE]>,
+    pub block: Vec<u8>,
     /// Parsed entries of that block.
     pub entries: Vec<RawEntry>,
     /// Index of the entry in `entries`.
@@ -91,14 +90,15 @@ impl Ext2Fs {
         Ok(inode)
     }
 
-    fn dir_block_count(inode: &Inode, ino: Ino) -> Result<u64, Ext2Error> {
-        if inode.size % BLOCK_SIZE as u64 != 0 {
+    fn dir_block_count(&self, inode: &Inode, ino: Ino) -> Result<u64, Ext2Error> {
+        let bs = self.io.block_size() as u64;
+        if inode.size % bs != 0 {
             return Err(corrupt(format!(
                 "directory {ino} has size {} (not whole blocks)",
                 inode.size
             )));
         }
-        Ok(inode.size / BLOCK_SIZE as u64)
+        Ok(inode.size / bs)
     }
 
     /// Reads and parses directory block `lb`.
@@ -109,13 +109,13 @@ impl Ext2Fs {
         ino: Ino,
         lb: u64,
     ) -> Result<DirBlock, Ext2Error> {
-        let phys = mapper.lookup(&*self.dev, inode, lb)?;
+        let phys = mapper.lookup(inode, lb)?;
         if phys == 0 || phys >= self.alloc.sb.blocks_count {
             return Err(corrupt(format!(
                 "directory {ino} has a hole or bad pointer at block {lb}"
             )));
         }
-        let block = self.cache.read(&*self.dev, u64::from(phys))?;
+        let block = self.cache.read(&self.io, phys)?;
         let sb = &self.alloc.sb;
         let entries = RawEntry::scan_block(&block, sb.inodes_count, sb.has_filetype())
             .map_err(|e| corrupt(format!("directory {ino} block {lb}: {e}")))?;
@@ -125,7 +125,7 @@ impl Ext2Fs {
     /// Finds `name` in directory `dir`.
     pub(crate) fn find_entry(&self, dir: Ino, inode: &Inode, name: &[u8]) -> Result<Option<Slot>, Ext2Error> {
         let mut mapper = self.mapper();
-        for lb in 0..Self::dir_block_count(inode, dir)? {
+        for lb in 0..self.dir_block_count(inode, dir)? {
             let (phys, block, entries) = self.dir_block(&mut mapper, inode, dir, lb)?;
             if let Some(index) = entries
                 .iter()
@@ -133,7 +133,7 @@ impl Ext2Fs {
             {
                 return Ok(Some(Slot {
                     phys,
-                    block: Box::new(*block),
+                    block: block.to_vec(),
                     entries,
                     index,
                 }));
@@ -160,7 +160,7 @@ impl Ext2Fs {
         let inode = self.dir_inode(dir)?;
         let mut mapper = self.mapper();
         let mut out = Vec::new();
-        for lb in 0..Self::dir_block_count(&inode, dir)? {
+        for lb in 0..self.dir_block_count(&inode, dir)? {
             let (_, block, entries) = self.dir_block(&mut mapper, &inode, dir, lb)?;
             out.extend(
                 entries
@@ -190,17 +190,17 @@ impl Ext2Fs {
         dir: Ino,
         inode: &Inode,
         name_len: usize,
-    ) -> Result<u32, Ext2Error> {
+    ) -> Result<u64, Ext2Error> {
         let need = needed_len(name_len);
         let mut mapper = self.mapper();
-        let n = Self::dir_block_count(inode, dir)?;
+        let n = self.dir_block_count(inode, dir)?;
         for lb in 0..n {
             let (_, _, entries) = self.dir_block(&mut mapper, inode, dir, lb)?;
             if entries.iter().any(|e| e.rec_len - e.used_len() >= need) {
                 return Ok(0);
             }
         }
-        mapper.missing(&*self.dev, inode, n)
+        mapper.missing(inode, n)
     }
 
     /// Adds `name -> ino` to directory `dir` (which the caller checked has no such name
@@ -210,7 +210,8 @@ impl Ext2Fs {
         let need = needed_len(name.len());
         let has_ft = self.alloc.sb.has_filetype();
         let mut mapper = self.mapper();
-        let n = Self::dir_block_count(&inode, dir)?;
+        let n = self.dir_block_count(&inode, dir)?;
+        let bs = self.io.block_size();
         let new_entry = |offset, rec_len| DirEntry {
             offset,
             inode: ino.0,
@@ -224,7 +225,7 @@ impl Ext2Fs {
             let Some(e) = entries.iter().find(|e| e.rec_len - e.used_len() >= need) else {
                 continue;
             };
-            let mut block = *block;
+            let mut block = block.to_vec();
             if e.inode == 0 {
                 new_entry(e.offset, e.rec_len).write_to(&mut block, has_ft);
             } else {
@@ -237,17 +238,16 @@ impl Ext2Fs {
             break;
         }
         if !placed {
-            let dev = self.dev.clone();
             let goal = match n {
                 0 => self.group_start_of(dir),
-                _ => mapper.lookup(&*dev, &inode, n - 1)?.saturating_add(1),
+                _ => mapper.lookup(&inode, n - 1)?.saturating_add(1),
             };
-            let (phys, _) = mapper.map_alloc(&*dev, &mut self.alloc, &mut inode, n, goal)?;
-            let mut block = [0u8; BLOCK_SIZE];
-            new_entry(0, BLOCK_SIZE).write_to(&mut block, has_ft);
+            let (phys, _) = mapper.map_alloc(&mut self.alloc, &mut inode, n, goal)?;
+            let mut block = vec![0u8; bs];
+            new_entry(0, bs).write_to(&mut block, has_ft);
             self.write_dir_block(phys, &block)?;
-            mapper.flush(&*dev)?;
-            inode.size += BLOCK_SIZE as u64;
+            mapper.flush()?;
+            inode.size += bs as u64;
         }
         let t = now();
         inode.mtime = t;
@@ -295,11 +295,11 @@ impl Ext2Fs {
     }
 
     /// Writes a directory block through the metadata cache.
-    pub(crate) fn write_dir_block(&self, phys: u32, block: &[u8; BLOCK_SIZE]) -> Result<(), Ext2Error> {
+    pub(crate) fn write_dir_block(&self, phys: u64, block: &[u8]) -> Result<(), Ext2Error> {
         if phys == 0 || phys >= self.alloc.sb.blocks_count {
             return Err(corrupt(format!("directory block pointer {phys} out of range")));
         }
-        self.cache.write(&*self.dev, u64::from(phys), block)?;
+        self.cache.write(&self.io, phys, block)?;
         Ok(())
     }
 

@@ -11,9 +11,30 @@ pub enum Ext2Error {
     /// On-disk metadata is inconsistent or out of range.
     #[error("corrupt file system: {0}")]
     Corrupt(String),
-    /// A feature or structure this engine does not handle.
+    /// A feature or structure this engine does not handle (features by name:
+    /// "unsupported: inline_data, encrypt").
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// Features this engine reads but does not write; the image opens only read-only.
+    #[error("writing is not supported with features {0}: open read-only (--read-only)")]
+    ReadOnlyFeatures(String),
+    /// The journal holds transactions not yet written to their home blocks.
+    #[error("needs journal recovery, run e2fsck")]
+    NeedsRecovery,
+    /// The image is shorter than its superblock says, or not whole 1 KiB units long.
+    #[error(
+        "image is {found} bytes; its superblock expects {blocks} blocks of {block_size} bytes = {} bytes{}",
+        blocks * u64::from(*block_size),
+        if *found % 1024 != 0 { " (not a multiple of 1024: truncated or not an ext2 image)" } else { " (truncated?)" }
+    )]
+    ImageSize {
+        /// Bytes the device holds.
+        found: u64,
+        /// `s_blocks_count`.
+        blocks: u64,
+        /// Block size from the superblock.
+        block_size: u32,
+    },
     /// No such file or directory.
     #[error("no such file or directory")]
     NotFound,
@@ -51,6 +72,9 @@ pub enum Ext2Error {
     /// An inode number that no longer names a live inode (e.g. a handle kept after unlink).
     #[error("stale inode {0}")]
     Stale(u32),
+    /// The file system was opened read-only.
+    #[error("read-only file system")]
+    ReadOnly,
     /// The file system was not cleanly closed; it must be checked with `e2fsck` before
     /// it is modified.
     #[error("file system was not cleanly unmounted; run e2fsck before writing to it")]
@@ -63,6 +87,8 @@ impl Ext2Error {
         match self {
             Ext2Error::Device(_) | Ext2Error::Corrupt(_) => 5, // EIO
             Ext2Error::Unsupported(_) => 95,                   // ENOTSUP
+            Ext2Error::ReadOnlyFeatures(_) => 30,              // EROFS
+            Ext2Error::NeedsRecovery | Ext2Error::ImageSize { .. } => 117, // EUCLEAN
             Ext2Error::NotFound => 2,                          // ENOENT
             Ext2Error::NotADirectory => 20,                    // ENOTDIR
             Ext2Error::IsADirectory => 21,                     // EISDIR
@@ -75,7 +101,7 @@ impl Ext2Error {
             Ext2Error::InvalidArgument(_) => 22,               // EINVAL
             Ext2Error::TooManyLinks => 31,                     // EMLINK
             Ext2Error::Stale(_) => 116,                        // ESTALE
-            Ext2Error::NeedsCheck => 30,                       // EROFS
+            Ext2Error::NeedsCheck | Ext2Error::ReadOnly => 30, // EROFS
         }
     }
 }

@@ -1,17 +1,12 @@
 //! File contents: read at an offset, write at an offset (extend, overwrite, holes),
 //! truncate (shrink frees blocks, grow leaves a hole).
 
-use crate::block_map::MAX_BLOCKS;
 use crate::error::Ext2Error;
+use crate::features::RO_COMPAT_LARGE_FILE;
 use crate::fs::{now, Ext2Fs};
 use crate::inode::{Inode, S_IFREG};
 use crate::metadata::Ino;
-use crate::superblock::RO_COMPAT_LARGE_FILE;
-use conclave_bd::BLOCK_SIZE;
 
-const BS: u64 = BLOCK_SIZE as u64;
-/// Largest file size the block map can address.
-pub const MAX_FILE_SIZE: u64 = MAX_BLOCKS * BS;
 /// Largest file `read_all` will load into memory.
 const READ_ALL_LIMIT: u64 = 1 << 30;
 
@@ -35,18 +30,19 @@ impl Ext2Fs {
         let len = (inode.size - offset).min(buf.len() as u64) as usize;
         let mut mapper = self.mapper();
         let mut done = 0usize;
-        let mut tmp = [0u8; BLOCK_SIZE];
+        let bsz = self.io.block_size();
+        let bs = bsz as u64;
+        let mut tmp = vec![0u8; bsz];
         while done < len {
             let pos = offset + done as u64;
-            let (lb, in_block) = (pos / BS, (pos % BS) as usize);
-            let n = (BLOCK_SIZE - in_block).min(len - done);
+            let (lb, in_block) = (pos / bs, (pos % bs) as usize);
+            let n = (bsz - in_block).min(len - done);
             let out = &mut buf[done..done + n];
-            let phys = mapper.lookup(&*self.dev, &inode, lb)?;
+            let phys = mapper.lookup(&inode, lb)?;
             if phys == 0 {
                 out.fill(0);
-            } else if n == BLOCK_SIZE {
-                let whole: &mut [u8; BLOCK_SIZE] = out.try_into().map_err(|_| Ext2Error::FileTooLarge)?;
-                self.read_data_block(phys, whole)?;
+            } else if n == bsz {
+                self.read_data_block(phys, out)?;
             } else {
                 self.read_data_block(phys, &mut tmp)?;
                 out.copy_from_slice(&tmp[in_block..in_block + n]);
@@ -81,36 +77,36 @@ impl Ext2Fs {
         let end = offset
             .checked_add(data.len() as u64)
             .ok_or(Ext2Error::FileTooLarge)?;
-        if end > MAX_FILE_SIZE {
+        if end > self.max_file_size() {
             return Err(Ext2Error::FileTooLarge);
         }
         self.begin_write()?;
-        let dev = self.dev.clone();
         let mut mapper = self.mapper();
-        let mut goal = inode.block[0];
+        let mut goal = u64::from(inode.block[0]);
         let mut done = 0usize;
         let mut out_of_space = false;
-        let mut tmp = [0u8; BLOCK_SIZE];
+        let bsz = self.io.block_size();
+        let bs = bsz as u64;
+        let mut tmp = vec![0u8; bsz];
         while done < data.len() {
             let pos = offset + done as u64;
-            let (lb, in_block) = (pos / BS, (pos % BS) as usize);
-            let n = (BLOCK_SIZE - in_block).min(data.len() - done);
-            if mapper.missing(&*dev, &inode, lb)? > self.alloc.sb.free_blocks_count {
+            let (lb, in_block) = (pos / bs, (pos % bs) as usize);
+            let n = (bsz - in_block).min(data.len() - done);
+            if mapper.missing(&inode, lb)? > self.alloc.sb.free_blocks_count {
                 out_of_space = true;
                 break;
             }
             if goal == 0 && lb > 0 {
-                goal = mapper.lookup(&*dev, &inode, lb - 1)?;
+                goal = mapper.lookup(&inode, lb - 1)?;
             }
             if goal == 0 {
                 goal = self.group_start_of(ino);
             }
-            let (phys, fresh) = mapper.map_alloc(&*dev, &mut self.alloc, &mut inode, lb, goal)?;
+            let (phys, fresh) = mapper.map_alloc(&mut self.alloc, &mut inode, lb, goal)?;
             goal = phys.saturating_add(1);
             let src = &data[done..done + n];
-            if n == BLOCK_SIZE {
-                let whole: &[u8; BLOCK_SIZE] = src.try_into().map_err(|_| Ext2Error::FileTooLarge)?;
-                self.write_data_block(phys, whole)?;
+            if n == bsz {
+                self.write_data_block(phys, src)?;
             } else {
                 if fresh {
                     tmp.fill(0);
@@ -122,7 +118,7 @@ impl Ext2Fs {
             }
             done += n;
         }
-        mapper.flush(&*dev)?;
+        mapper.flush()?;
         if done > 0 {
             inode.size = inode.size.max(offset + done as u64);
             let t = now();
@@ -141,25 +137,25 @@ impl Ext2Fs {
     /// blocks) and zeroes the tail of the last block; growing leaves a hole.
     pub fn truncate(&mut self, ino: Ino, size: u64) -> Result<(), Ext2Error> {
         let mut inode = self.regular(ino)?;
-        if size > MAX_FILE_SIZE {
+        if size > self.max_file_size() {
             return Err(Ext2Error::FileTooLarge);
         }
         self.begin_write()?;
-        let dev = self.dev.clone();
+        let bs = self.io.block_size() as u64;
         if size < inode.size {
             let mut mapper = self.mapper();
-            mapper.truncate(&*dev, &mut self.alloc, &mut inode, size.div_ceil(BS))?;
-            let tail = (size % BS) as usize;
+            mapper.truncate(&mut self.alloc, &mut inode, size.div_ceil(bs))?;
+            let tail = (size % bs) as usize;
             if tail != 0 {
-                let phys = mapper.lookup(&*dev, &inode, size / BS)?;
+                let phys = mapper.lookup(&inode, size / bs)?;
                 if phys != 0 {
-                    let mut buf = [0u8; BLOCK_SIZE];
+                    let mut buf = vec![0u8; bs as usize];
                     self.read_data_block(phys, &mut buf)?;
                     buf[tail..].fill(0);
                     self.write_data_block(phys, &buf)?;
                 }
             }
-            mapper.flush(&*dev)?;
+            mapper.flush()?;
         }
         inode.size = size;
         let t = now();
@@ -171,17 +167,17 @@ impl Ext2Fs {
     }
 
     /// First block of the group holding inode `ino`: where its data should start.
-    pub(crate) fn group_start_of(&self, ino: Ino) -> u32 {
+    pub(crate) fn group_start_of(&self, ino: Ino) -> u64 {
         let sb = &self.alloc.sb;
-        let g = (ino.0.saturating_sub(1)) / sb.inodes_per_group;
-        g.saturating_mul(sb.blocks_per_group)
-            .saturating_add(sb.first_data_block)
+        let g = u64::from(ino.0.saturating_sub(1) / sb.inodes_per_group);
+        g * u64::from(sb.blocks_per_group) + u64::from(sb.first_data_block)
     }
 
-    /// Sets the `large_file` feature once a file passes 2 GiB.
+    /// Sets the `large_file` feature once a file passes 2 GiB (never needed at
+    /// revision 0, whose files stop below 2 GiB).
     fn note_large_file(&mut self, size: u64) {
-        if size > i32::MAX as u64 {
-            self.alloc.sb.feature_ro_compat |= RO_COMPAT_LARGE_FILE;
+        if size > i32::MAX as u64 && !self.alloc.sb.is_old_rev() {
+            self.alloc.sb.features.ro_compat |= RO_COMPAT_LARGE_FILE;
         }
     }
 }

@@ -1,48 +1,53 @@
-//! Block group descriptors (32 bytes each, in the blocks after the superblock).
+//! Block group descriptors: 32 bytes each, or `s_desc_size` (64) with `64bit`, whose
+//! second half holds the high halves of every block number and counter. They sit in
+//! the block after the superblock's (`first_data_block + 1`).
 
 use crate::error::{corrupt, Ext2Error};
 use crate::le::{put_u16, put_u32, u16_at, u32_at};
 use crate::superblock::Superblock;
 
-/// Size of one descriptor (ext2 has no 64-bit descriptors).
-pub const GROUP_DESC_SIZE: usize = 32;
-
 /// Where a group keeps its bitmaps and inode table, and its free counters.
 #[derive(Clone, Debug)]
 pub struct GroupDesc {
-    raw: [u8; GROUP_DESC_SIZE],
+    raw: Vec<u8>,
     /// Block of the block bitmap.
-    pub block_bitmap: u32,
+    pub block_bitmap: u64,
     /// Block of the inode bitmap.
-    pub inode_bitmap: u32,
+    pub inode_bitmap: u64,
     /// First block of the inode table.
-    pub inode_table: u32,
+    pub inode_table: u64,
     /// Free blocks in the group.
-    pub free_blocks_count: u16,
+    pub free_blocks_count: u32,
     /// Free inodes in the group.
-    pub free_inodes_count: u16,
+    pub free_inodes_count: u32,
     /// Directories in the group.
-    pub used_dirs_count: u16,
+    pub used_dirs_count: u32,
+    /// `bg_flags` (INODE_UNINIT, BLOCK_UNINIT, ITABLE_ZEROED with `uninit_bg`).
+    pub flags: u16,
 }
 
 impl GroupDesc {
-    /// Parses descriptor `group` and checks that its blocks lie inside the device.
-    pub fn from_bytes(
-        b: &[u8; GROUP_DESC_SIZE],
-        group: u32,
-        sb: &Superblock,
-    ) -> Result<GroupDesc, Ext2Error> {
+    /// Parses descriptor `group` (`b` is `sb.desc_size` bytes) and checks that its
+    /// blocks lie inside the file system.
+    pub fn from_bytes(b: &[u8], group: u32, sb: &Superblock) -> Result<GroupDesc, Ext2Error> {
+        if b.len() != usize::from(sb.desc_size) || b.len() < 32 {
+            return Err(corrupt(format!("group {group}: descriptor of {} bytes", b.len())));
+        }
+        let wide = b.len() >= 64;
+        let hi32 = |off: usize| if wide { u64::from(u32_at(b, off)) << 32 } else { 0 };
+        let hi16 = |off: usize| if wide { u32::from(u16_at(b, off)) << 16 } else { 0 };
         let gd = GroupDesc {
-            raw: *b,
-            block_bitmap: u32_at(b, 0),
-            inode_bitmap: u32_at(b, 4),
-            inode_table: u32_at(b, 8),
-            free_blocks_count: u16_at(b, 12),
-            free_inodes_count: u16_at(b, 14),
-            used_dirs_count: u16_at(b, 16),
+            raw: b.to_vec(),
+            block_bitmap: u64::from(u32_at(b, 0)) | hi32(0x20),
+            inode_bitmap: u64::from(u32_at(b, 4)) | hi32(0x24),
+            inode_table: u64::from(u32_at(b, 8)) | hi32(0x28),
+            free_blocks_count: u32::from(u16_at(b, 12)) | hi16(0x2C),
+            free_inodes_count: u32::from(u16_at(b, 14)) | hi16(0x2E),
+            used_dirs_count: u32::from(u16_at(b, 16)) | hi16(0x30),
+            flags: u16_at(b, 18),
         };
         let table_blocks = inode_table_blocks(sb);
-        let bad = |what: &str, v: u32| corrupt(format!("group {group}: {what} {v} out of range"));
+        let bad = |what: &str, v: u64| corrupt(format!("group {group}: {what} {v} out of range"));
         for (what, v) in [
             ("block bitmap", gd.block_bitmap),
             ("inode bitmap", gd.inode_bitmap),
@@ -51,31 +56,38 @@ impl GroupDesc {
                 return Err(bad(what, v));
             }
         }
-        if gd.inode_table == 0 || u64::from(gd.inode_table) + table_blocks > u64::from(sb.blocks_count) {
+        if gd.inode_table == 0 || gd.inode_table.saturating_add(table_blocks) > sb.blocks_count {
             return Err(bad("inode table", gd.inode_table));
         }
-        if u32::from(gd.free_inodes_count) > sb.inodes_per_group
-            || u32::from(gd.free_blocks_count) > sb.blocks_per_group
-        {
+        if gd.free_inodes_count > sb.inodes_per_group || gd.free_blocks_count > sb.blocks_per_group {
             return Err(corrupt(format!("group {group}: free counts exceed group size")));
         }
         Ok(gd)
     }
 
     /// The descriptor as it should be written back.
-    pub fn to_bytes(&self) -> [u8; GROUP_DESC_SIZE] {
-        let mut b = self.raw;
-        put_u32(&mut b, 0, self.block_bitmap);
-        put_u32(&mut b, 4, self.inode_bitmap);
-        put_u32(&mut b, 8, self.inode_table);
-        put_u16(&mut b, 12, self.free_blocks_count);
-        put_u16(&mut b, 14, self.free_inodes_count);
-        put_u16(&mut b, 16, self.used_dirs_count);
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut b = self.raw.clone();
+        put_u32(&mut b, 0, self.block_bitmap as u32);
+        put_u32(&mut b, 4, self.inode_bitmap as u32);
+        put_u32(&mut b, 8, self.inode_table as u32);
+        put_u16(&mut b, 12, self.free_blocks_count as u16);
+        put_u16(&mut b, 14, self.free_inodes_count as u16);
+        put_u16(&mut b, 16, self.used_dirs_count as u16);
+        put_u16(&mut b, 18, self.flags);
+        if b.len() >= 64 {
+            put_u32(&mut b, 0x20, (self.block_bitmap >> 32) as u32);
+            put_u32(&mut b, 0x24, (self.inode_bitmap >> 32) as u32);
+            put_u32(&mut b, 0x28, (self.inode_table >> 32) as u32);
+            put_u16(&mut b, 0x2C, (self.free_blocks_count >> 16) as u16);
+            put_u16(&mut b, 0x2E, (self.free_inodes_count >> 16) as u16);
+            put_u16(&mut b, 0x30, (self.used_dirs_count >> 16) as u16);
+        }
         b
     }
 }
 
 /// Blocks of one group's inode table.
 pub fn inode_table_blocks(sb: &Superblock) -> u64 {
-    (u64::from(sb.inodes_per_group) * u64::from(sb.inode_size)).div_ceil(conclave_bd::BLOCK_SIZE as u64)
+    (u64::from(sb.inodes_per_group) * u64::from(sb.inode_size)).div_ceil(u64::from(sb.block_size))
 }

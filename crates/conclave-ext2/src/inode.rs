@@ -174,9 +174,14 @@ impl Inode {
         self.kind() == S_IFLNK
     }
 
-    /// Whether this symlink keeps its target inside `i_block` (no data block).
-    pub fn is_fast_symlink(&self) -> bool {
-        let acl_sectors = if self.file_acl != 0 { 8 } else { 0 };
+    /// Whether this symlink keeps its target inside `i_block` (no data block), on a
+    /// file system of `block_size`-byte blocks.
+    pub fn is_fast_symlink(&self, block_size: u32) -> bool {
+        let acl_sectors = if self.file_acl != 0 {
+            u64::from(block_size / 512)
+        } else {
+            0
+        };
         self.is_symlink() && self.blocks <= acl_sectors
     }
 

@@ -1,6 +1,7 @@
-//! `conclave-ext2`: our own ext2 engine (revision 1, 4 KiB blocks, direct and
-//! single/double/triple indirect blocks, linear directories), reading and writing
-//! over any [`conclave_bd::BlockDevice`]. It owns the on-disk format and nothing
+//! `conclave-ext2`: our own ext2 engine (revisions 0 and 1, blocks of 1 KiB to
+//! 64 KiB mapped onto the device's 4 KiB blocks, direct and single/double/triple
+//! indirect blocks, linear directories, features checked by name), reading and
+//! writing over any [`conclave_bd::BlockDevice`]. It owns the on-disk format and nothing
 //! else: no networking, no keys. See `docs/ext2.md` for layout, limits and crash
 //! semantics.
 //!
@@ -24,6 +25,7 @@
 
 mod alloc;
 mod bitmap;
+mod block_io;
 mod block_map;
 mod cache;
 #[allow(dead_code)] // until the ext4 read/write paths use every helper
@@ -33,6 +35,7 @@ mod dir_entry;
 mod error;
 #[allow(dead_code)] // until the ext4 read/write paths use every helper
 mod extent;
+pub mod features;
 mod file;
 mod fs;
 mod group_desc;
@@ -47,10 +50,11 @@ mod namespace;
 mod path;
 mod superblock;
 
-pub use block_map::{path_of, BlockPath, MAX_BLOCKS};
+pub use block_io::{MAX_BLOCK_SIZE, MIN_BLOCK_SIZE};
+pub use block_map::{max_blocks, path_of, BlockPath};
 pub use dir_entry::MAX_NAME_LEN;
 pub use error::Ext2Error;
-pub use file::MAX_FILE_SIZE;
-pub use fs::Ext2Fs;
+pub use features::{FeatureSet, Support};
+pub use fs::{Ext2Fs, Geometry};
 pub use metadata::{DirListEntry, FileType, FsStats, Ino, Metadata};
 pub use path::MAX_SYMLINK_FOLLOWS;

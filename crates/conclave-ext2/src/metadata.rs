@@ -99,9 +99,9 @@ pub struct FsStats {
     /// Block size in bytes.
     pub block_size: u32,
     /// Blocks in the file system.
-    pub blocks: u32,
+    pub blocks: u64,
     /// Free blocks.
-    pub free_blocks: u32,
+    pub free_blocks: u64,
     /// Inodes in the file system.
     pub inodes: u32,
     /// Free inodes.

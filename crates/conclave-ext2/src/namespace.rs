@@ -2,7 +2,6 @@
 //! attribute changes (chmod, chown, utimes). Space is checked before anything is
 //! changed, so `NoSpace` leaves the file system as it was.
 
-use crate::block_map::SECTORS_PER_BLOCK;
 use crate::dir::check_name;
 use crate::dir_entry::ftype;
 use crate::error::{corrupt, Ext2Error};
@@ -10,18 +9,22 @@ use crate::fs::{now, Ext2Fs};
 use crate::inode::{Inode, I_BLOCK_BYTES, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use crate::le::u32_at;
 use crate::metadata::Ino;
-use conclave_bd::BLOCK_SIZE;
 
 /// Hard-link limit (as Linux ext2).
 const LINK_MAX: u16 = 32000;
-/// Longest symlink target (it must fit one block with room for a NUL).
-const MAX_SYMLINK: usize = BLOCK_SIZE - 1;
+/// Longest symlink target on any block size (Linux's PATH_MAX less the NUL).
+const PATH_MAX_TARGET: usize = 4095;
 const XATTR_MAGIC: u32 = 0xEA02_0000;
 
 impl Ext2Fs {
+    /// Longest symlink target: one block less its NUL, and never past PATH_MAX.
+    fn max_symlink(&self) -> usize {
+        (self.io.block_size() - 1).min(PATH_MAX_TARGET)
+    }
+
     /// Checks that `name` can be added to `parent` and that space for the entry plus
     /// `extra_blocks` and one inode exists.
-    fn prepare_new_name(&mut self, parent: Ino, name: &[u8], extra_blocks: u32) -> Result<(), Ext2Error> {
+    fn prepare_new_name(&mut self, parent: Ino, name: &[u8], extra_blocks: u64) -> Result<(), Ext2Error> {
         check_name(name)?;
         let pinode = self.writable_dir(parent)?;
         if self.find_entry(parent, &pinode, name)?.is_some() {
@@ -38,7 +41,7 @@ impl Ext2Fs {
     pub fn create(&mut self, parent: Ino, name: impl AsRef<[u8]>, mode: u16) -> Result<Ino, Ext2Error> {
         let name = name.as_ref();
         self.prepare_new_name(parent, name, 0)?;
-        let ino = Ino(self.alloc.alloc_inode(&*self.dev.clone(), parent.0, false)?);
+        let ino = Ino(self.alloc.alloc_inode(&self.io, parent.0, false)?);
         let mut inode = self.new_inode(S_IFREG | (mode & 0o7777));
         inode.links_count = 1;
         self.write_inode(ino, &inode)?;
@@ -54,15 +57,15 @@ impl Ext2Fs {
             return Err(Ext2Error::TooManyLinks);
         }
         self.prepare_new_name(parent, name, 1)?;
-        let dev = self.dev.clone();
-        let ino = Ino(self.alloc.alloc_inode(&*dev, parent.0, true)?);
+        let ino = Ino(self.alloc.alloc_inode(&self.io, parent.0, true)?);
         let mut inode = self.new_inode(S_IFDIR | (mode & 0o7777));
         inode.links_count = 2;
         let goal = self.group_start_of(ino);
         let mut mapper = self.mapper();
-        let (phys, _) = mapper.map_alloc(&*dev, &mut self.alloc, &mut inode, 0, goal)?;
+        let (phys, _) = mapper.map_alloc(&mut self.alloc, &mut inode, 0, goal)?;
+        let bs = self.io.block_size();
         let has_ft = self.alloc.sb.has_filetype();
-        let mut block = [0u8; BLOCK_SIZE];
+        let mut block = vec![0u8; bs];
         let dot = crate::dir_entry::DirEntry {
             offset: 0,
             inode: ino.0,
@@ -74,13 +77,13 @@ impl Ext2Fs {
         let dotdot = crate::dir_entry::DirEntry {
             offset: 12,
             inode: parent.0,
-            rec_len: BLOCK_SIZE - 12,
+            rec_len: bs - 12,
             file_type: ftype::DIR,
             name: b"..".to_vec(),
         };
         dotdot.write_to(&mut block, has_ft);
         self.write_dir_block(phys, &block)?;
-        inode.size = BLOCK_SIZE as u64;
+        inode.size = bs as u64;
         self.write_inode(ino, &inode)?;
         self.add_entry(parent, name, ino, inode.mode)?;
         pinode = self.inode(parent)?;
@@ -101,28 +104,27 @@ impl Ext2Fs {
         if target.is_empty() {
             return Err(Ext2Error::InvalidArgument("empty symlink target"));
         }
-        if target.len() > MAX_SYMLINK {
+        if target.len() > self.max_symlink() {
             return Err(Ext2Error::NameTooLong);
         }
         if target.contains(&0) {
             return Err(Ext2Error::InvalidArgument("NUL in symlink target"));
         }
         let fast = target.len() < I_BLOCK_BYTES;
-        self.prepare_new_name(parent, name, u32::from(!fast))?;
-        let dev = self.dev.clone();
-        let ino = Ino(self.alloc.alloc_inode(&*dev, parent.0, false)?);
+        self.prepare_new_name(parent, name, u64::from(!fast))?;
+        let ino = Ino(self.alloc.alloc_inode(&self.io, parent.0, false)?);
         let mut inode = self.new_inode(S_IFLNK | 0o777);
         inode.links_count = 1;
         inode.size = target.len() as u64;
         if fast {
             inode.set_block_bytes(target);
         } else {
-            let b = self.alloc.alloc_block(&*dev, self.group_start_of(ino))?;
-            let mut block = [0u8; BLOCK_SIZE];
+            let b = self.alloc.alloc_block(&self.io, self.group_start_of(ino))?;
+            let mut block = vec![0u8; self.io.block_size()];
             block[..target.len()].copy_from_slice(target);
             self.write_data_block(b, &block)?;
-            inode.block[0] = b;
-            inode.blocks = SECTORS_PER_BLOCK;
+            inode.block[0] = u32::try_from(b).map_err(|_| corrupt("symlink block past 32 bits"))?;
+            inode.blocks = u64::from(self.block_size() / 512);
         }
         self.write_inode(ino, &inode)?;
         self.add_entry(parent, name, ino, inode.mode)?;
@@ -136,17 +138,17 @@ impl Ext2Fs {
             return Err(Ext2Error::InvalidArgument("not a symbolic link"));
         }
         let len = inode.size as usize;
-        if inode.is_fast_symlink() {
+        if inode.is_fast_symlink(self.block_size()) {
             if inode.size >= I_BLOCK_BYTES as u64 {
                 return Err(corrupt(format!("fast symlink {ino} with size {}", inode.size)));
             }
             return Ok(inode.block_bytes()[..len].to_vec());
         }
-        if inode.size > MAX_SYMLINK as u64 {
+        if inode.size > self.max_symlink() as u64 {
             return Err(corrupt(format!("symlink {ino} with size {}", inode.size)));
         }
-        let mut block = [0u8; BLOCK_SIZE];
-        self.read_data_block(inode.block[0], &mut block)?;
+        let mut block = vec![0u8; self.io.block_size()];
+        self.read_data_block(u64::from(inode.block[0]), &mut block)?;
         Ok(block[..len].to_vec())
     }
 
@@ -350,16 +352,15 @@ impl Ext2Fs {
 
     /// Releases an inode's blocks (data, indirect, xattr) and the inode itself.
     fn free_inode(&mut self, ino: Ino, mut inode: Inode) -> Result<(), Ext2Error> {
-        let dev = self.dev.clone();
-        let maps_blocks =
-            matches!(inode.kind(), S_IFREG | S_IFDIR) || (inode.is_symlink() && !inode.is_fast_symlink());
+        let maps_blocks = matches!(inode.kind(), S_IFREG | S_IFDIR)
+            || (inode.is_symlink() && !inode.is_fast_symlink(self.block_size()));
         if !maps_blocks {
             // Fast symlinks keep their target, devices their numbers, in `i_block`.
             inode.block = [0; 15];
         } else {
             let mut mapper = self.mapper();
-            mapper.truncate(&*dev, &mut self.alloc, &mut inode, 0)?;
-            mapper.flush(&*dev)?;
+            mapper.truncate(&mut self.alloc, &mut inode, 0)?;
+            mapper.flush()?;
         }
         if inode.file_acl != 0 {
             self.release_xattr_block(&mut inode)?;
@@ -370,13 +371,14 @@ impl Ext2Fs {
         inode.blocks = 0;
         inode.dtime = now();
         self.write_inode(ino, &inode)?;
-        self.alloc.free_inode(&*dev, ino.0, is_dir)
+        self.alloc.free_inode(&self.io, ino.0, is_dir)
     }
 
     /// Drops this inode's reference to its shared extended-attribute block.
     fn release_xattr_block(&mut self, inode: &mut Inode) -> Result<(), Ext2Error> {
         let b = inode.file_acl;
-        let mut block = [0u8; BLOCK_SIZE];
+        let b = u64::from(b);
+        let mut block = vec![0u8; self.io.block_size()];
         self.read_data_block(b, &mut block)?;
         if u32_at(&block, 0) != XATTR_MAGIC {
             return Err(corrupt(format!("xattr block {b} has a bad magic")));
@@ -386,7 +388,7 @@ impl Ext2Fs {
             block[4..8].copy_from_slice(&(refs - 1).to_le_bytes());
             self.write_data_block(b, &block)?;
         } else {
-            self.alloc.free_block(&*self.dev.clone(), b)?;
+            self.alloc.free_block(&self.io, b)?;
         }
         inode.file_acl = 0;
         Ok(())

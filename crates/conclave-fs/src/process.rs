@@ -88,7 +88,13 @@ pub fn run(s: &FileServerSettings, out: &mut dyn Write) -> Result<(), FileServer
         kind: s.device,
         source,
     })?;
-    let fs = Ext2Fs::open(dev.clone()).map_err(|source| FileServerError::Ext2 {
+    // Read-only also serves images with features the engine reads but cannot write.
+    let open = if s.read_only {
+        Ext2Fs::open_read_only
+    } else {
+        Ext2Fs::open
+    };
+    let fs = open(dev.clone()).map_err(|source| FileServerError::Ext2 {
         image: s.image.clone(),
         source,
     })?;

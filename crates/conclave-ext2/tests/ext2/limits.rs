@@ -200,7 +200,7 @@ fn sparse_write_past_4_gib_uses_triple_indirect_and_allocates_only_touched_block
     fs.truncate(f, 0).unwrap();
     assert_eq!(fs.statfs().free_blocks, free0);
     assert_eq!(fs.stat(f).unwrap().blocks, 0);
-    let max = conclave_ext2::MAX_FILE_SIZE;
+    let max = fs.max_file_size();
     assert_eq!(fs.write(f, max - 1, b"xy").unwrap_err().errno(), 27);
     fs.sync().unwrap();
     assert_fsck_clean(&dev.to_image());

@@ -85,8 +85,8 @@ pub fn statfs(s: &FileServer, r: &mut BodyReader<'_>) -> Result<Frame, Status> {
     let st = s.read().statfs();
     let mut w = BodyWriter::new();
     w.u32(st.block_size)
-        .u64(st.blocks as u64)
-        .u64(st.free_blocks as u64)
+        .u64(st.blocks)
+        .u64(st.free_blocks)
         .u64(st.inodes as u64)
         .u64(st.free_inodes as u64);
     Ok(Frame::ok(w.finish()))
