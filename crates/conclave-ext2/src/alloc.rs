@@ -4,9 +4,11 @@
 //! allocation or release updates all three in memory; `flush` writes them back.
 
 use crate::bitmap::Bitmap;
+use crate::csum::{self, BitmapKind, FsCsum};
 use crate::block_io::{read_bytes, write_bytes, BlockIo};
 use crate::error::{corrupt, Ext2Error};
 use crate::group_desc::GroupDesc;
+use crate::le::{put_u16, u16_at};
 use crate::superblock::{Superblock, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
 use conclave_bd::BlockDevice;
 
@@ -14,6 +16,8 @@ use conclave_bd::BlockDevice;
 pub(crate) struct Alloc {
     pub sb: Superblock,
     pub groups: Vec<GroupDesc>,
+    /// The checksums this file system keeps (ext4).
+    pub csum: FsCsum,
     block_bitmaps: Vec<Option<Bitmap>>,
     inode_bitmaps: Vec<Option<Bitmap>>,
     block_bm_dirty: Vec<bool>,
@@ -33,6 +37,10 @@ impl Alloc {
         let mut raw = [0u8; SUPERBLOCK_SIZE];
         read_bytes(dev, SUPERBLOCK_OFFSET, &mut raw)?;
         let sb = Superblock::from_bytes(&raw)?;
+        let csum = FsCsum::from_superblock(&raw, sb.features.incompat, sb.features.ro_compat);
+        if csum.fs_seed.is_some() {
+            csum::verify_superblock(&raw)?;
+        }
         let want = sb.blocks_count.saturating_mul(u64::from(sb.block_size));
         if len < want {
             return Err(Ext2Error::ImageSize {
@@ -41,13 +49,14 @@ impl Alloc {
                 block_size: sb.block_size,
             });
         }
-        Ok(Alloc::with_superblock(sb))
+        Ok(Alloc::with_superblock(sb, csum))
     }
 
-    fn with_superblock(sb: Superblock) -> Alloc {
+    fn with_superblock(sb: Superblock, csum: FsCsum) -> Alloc {
         let count = sb.group_count() as usize;
         Alloc {
             sb,
+            csum,
             groups: Vec::with_capacity(count),
             block_bitmaps: vec![None; count],
             inode_bitmaps: vec![None; count],
@@ -69,6 +78,7 @@ impl Alloc {
                 io.read(first + (g / per_block) as u64, &mut buf)?;
             }
             let off = (g % per_block) * dsz;
+            self.csum.group.verify(g as u32, &buf[off..off + dsz])?;
             self.groups
                 .push(GroupDesc::from_bytes(&buf[off..off + dsz], g as u32, &self.sb)?);
         }
@@ -86,6 +96,11 @@ impl Alloc {
         if self.block_bitmaps[g].is_none() {
             let mut b = vec![0u8; io.block_size()];
             io.read(self.groups[g].block_bitmap, &mut b)?;
+            if let Some(seed) = self.csum.fs_seed.filter(|_| self.groups[g].flags & BG_BLOCK_UNINIT == 0) {
+                let n = self.sb.blocks_per_group as usize / 8;
+                let desc = self.groups[g].to_bytes();
+                csum::verify_bitmap(seed, BitmapKind::Block, g as u32, &desc, &b[..n])?;
+            }
             self.block_bitmaps[g] = Some(Bitmap::from_bytes(&b, self.blocks_in_group(g)));
         }
         self.block_bitmaps[g]
@@ -97,6 +112,11 @@ impl Alloc {
         if self.inode_bitmaps[g].is_none() {
             let mut b = vec![0u8; io.block_size()];
             io.read(self.groups[g].inode_bitmap, &mut b)?;
+            if let Some(seed) = self.csum.fs_seed.filter(|_| self.groups[g].flags & BG_INODE_UNINIT == 0) {
+                let n = self.sb.inodes_per_group as usize / 8;
+                let desc = self.groups[g].to_bytes();
+                csum::verify_bitmap(seed, BitmapKind::Inode, g as u32, &desc, &b[..n])?;
+            }
             self.inode_bitmaps[g] = Some(Bitmap::from_bytes(&b, self.sb.inodes_per_group as usize));
         }
         self.inode_bitmaps[g]
@@ -120,7 +140,7 @@ impl Alloc {
         let first = (rel / bpg) as usize;
         for k in 0..n {
             let g = (first + k) % n;
-            if self.groups[g].free_blocks_count == 0 {
+            if self.groups[g].free_blocks_count == 0 || self.uninit(g, BG_BLOCK_UNINIT) {
                 continue;
             }
             let start = if k == 0 { (rel % bpg) as usize } else { 0 };
@@ -179,7 +199,7 @@ impl Alloc {
         };
         for k in 0..n {
             let g = (first + k) % n;
-            if self.groups[g].free_inodes_count == 0 {
+            if self.groups[g].free_inodes_count == 0 || self.uninit(g, BG_INODE_UNINIT) {
                 continue;
             }
             let start = if g == 0 { self.sb.first_ino as usize - 1 } else { 0 };
@@ -225,9 +245,50 @@ impl Alloc {
         Ok(())
     }
 
+    /// Whether group `g` has `flag` (a `*_UNINIT` flag: its bitmap is not on disk,
+    /// so this engine does not allocate there).
+    fn uninit(&self, g: usize, flag: u16) -> bool {
+        self.csum.uninit_groups && self.groups[g].flags & flag != 0
+    }
+
+    /// Descriptor `g` as written: bitmap checksums of the loaded bitmaps, the unused
+    /// tail of the inode table shrunk past the last inode in use, its own checksum.
+    fn desc_bytes(&self, g: usize) -> Vec<u8> {
+        let mut d = self.groups[g].to_bytes();
+        if let Some(seed) = self.csum.fs_seed {
+            if let Some(bm) = &self.block_bitmaps[g] {
+                let n = self.sb.blocks_per_group as usize / 8;
+                csum::set_bitmap(seed, BitmapKind::Block, &mut d, &bm.as_bytes()[..n]);
+            }
+            if let Some(bm) = &self.inode_bitmaps[g] {
+                let n = self.sb.inodes_per_group as usize / 8;
+                csum::set_bitmap(seed, BitmapKind::Inode, &mut d, &bm.as_bytes()[..n]);
+            }
+        }
+        if self.csum.uninit_groups {
+            if let Some(bm) = &self.inode_bitmaps[g] {
+                let ipg = self.sb.inodes_per_group as usize;
+                let used = (0..ipg).rev().find(|&i| bm.is_set(i)).map_or(0, |i| i + 1);
+                let wide = d.len() >= 64;
+                let old = u32::from(u16_at(&d, 0x1C)) | if wide { u32::from(u16_at(&d, 0x32)) << 16 } else { 0 };
+                let new = old.min((ipg - used) as u32);
+                put_u16(&mut d, 0x1C, new as u16);
+                if wide {
+                    put_u16(&mut d, 0x32, (new >> 16) as u16);
+                }
+            }
+        }
+        self.csum.group.set(g as u32, &mut d);
+        d
+    }
+
     /// Writes just the superblock (used to mark the file system dirty or clean).
     pub fn write_superblock(&self, io: &BlockIo) -> Result<(), Ext2Error> {
-        write_bytes(&**io.device(), SUPERBLOCK_OFFSET, &self.sb.to_bytes())?;
+        let mut b = self.sb.to_bytes();
+        if self.csum.fs_seed.is_some() {
+            csum::set_superblock(&mut b);
+        }
+        write_bytes(&**io.device(), SUPERBLOCK_OFFSET, &b)?;
         Ok(())
     }
 
@@ -254,11 +315,17 @@ impl Alloc {
         for (i, chunk) in self.groups.chunks(per_block).enumerate() {
             let idx = first + i as u64;
             io.read(idx, &mut buf)?;
-            for (j, gd) in chunk.iter().enumerate() {
-                buf[j * dsz..(j + 1) * dsz].copy_from_slice(&gd.to_bytes());
+            for j in 0..chunk.len() {
+                let d = self.desc_bytes(i * per_block + j);
+                buf[j * dsz..(j + 1) * dsz].copy_from_slice(&d);
             }
             io.write(idx, &buf)?;
         }
         self.write_superblock(io)
     }
 }
+
+/// `bg_flags`: the inode bitmap and table are not initialized.
+const BG_INODE_UNINIT: u16 = 0x1;
+/// `bg_flags`: the block bitmap is not initialized.
+const BG_BLOCK_UNINIT: u16 = 0x2;

@@ -173,6 +173,34 @@ impl GroupCsum {
     }
 }
 
+/// What a file system checksums, decided once from its superblock.
+#[derive(Clone, Copy, Debug)]
+pub struct FsCsum {
+    /// The crc32c seed when `metadata_csum` is on.
+    pub fs_seed: Option<u32>,
+    /// The group-descriptor checksum.
+    pub group: GroupCsum,
+    /// Groups may be `BLOCK_UNINIT` / `INODE_UNINIT` (`uninit_bg` or `metadata_csum`).
+    pub uninit_groups: bool,
+}
+
+impl FsCsum {
+    /// From the raw superblock and its feature words.
+    pub fn from_superblock(sb: &[u8], incompat: u32, ro_compat: u32) -> FsCsum {
+        let meta = ro_compat & RO_COMPAT_METADATA_CSUM != 0;
+        FsCsum {
+            fs_seed: meta.then(|| fs_seed(sb, incompat)),
+            group: GroupCsum::from_superblock(sb, incompat, ro_compat),
+            uninit_groups: ro_compat & (RO_COMPAT_METADATA_CSUM | RO_COMPAT_GDT_CSUM) != 0,
+        }
+    }
+
+    /// The seed of inode `ino`'s structures, when `metadata_csum` is on.
+    pub fn inode_seed(&self, ino: u32, generation: u32) -> Option<u32> {
+        self.fs_seed.map(|s| inode_seed(s, ino, generation))
+    }
+}
+
 /// Whether `i_checksum_hi` is inside this inode's extra fields.
 fn inode_has_csum_hi(raw: &[u8]) -> bool {
     raw.len() > 128 && u16_at(raw, 128) >= 4

@@ -14,8 +14,10 @@ use crate::csum;
 use crate::error::{corrupt, Ext2Error};
 use crate::le::{put_u16, put_u32, u16_at, u32_at};
 
+mod inode_map;
 mod map;
-pub use map::{ExtentMap, Finished};
+pub(crate) use inode_map::InodeExtents;
+pub use map::ExtentMap;
 
 /// `eh_magic`.
 pub const MAGIC: u16 = 0xF30A;

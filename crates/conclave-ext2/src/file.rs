@@ -118,7 +118,7 @@ impl Ext2Fs {
             }
             done += n;
         }
-        mapper.flush()?;
+        mapper.flush(&mut self.alloc, &mut inode)?;
         if done > 0 {
             inode.size = inode.size.max(offset + done as u64);
             let t = now();
@@ -155,7 +155,7 @@ impl Ext2Fs {
                     self.write_data_block(phys, &buf)?;
                 }
             }
-            mapper.flush()?;
+            mapper.flush(&mut self.alloc, &mut inode)?;
         }
         inode.size = size;
         let t = now();

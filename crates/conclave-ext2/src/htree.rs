@@ -12,6 +12,8 @@ use crate::csum;
 use crate::error::{corrupt, Ext2Error};
 use crate::le::{put_u16, put_u32, u32_at};
 
+mod dir;
+
 /// Superblock offset of `s_hash_seed` (4 little-endian words).
 const SB_HASH_SEED: usize = 0xEC;
 /// Superblock offset of `s_flags`.
@@ -351,6 +353,27 @@ pub fn index_blocks(
 /// Checks the checksum of an index block (root or node) under `metadata_csum`.
 pub fn verify_index_block(inode_seed: u32, ino: u32, lb: u64, block: &[u8]) -> Result<(), Ext2Error> {
     csum::verify_dx(inode_seed, ino, lb, block)
+}
+
+/// Whether directory block `lb` of a hashed directory is an index block: the root
+/// (block 0) or an internal node (one empty entry spanning the block).
+pub fn is_index_block(block: &[u8], lb: u64) -> bool {
+    match csum::dx_countlimit(block) {
+        Some((0x20, _, _)) => lb == 0,
+        Some((8, _, _)) => lb != 0 && u32_at(block, 0) == 0,
+        _ => false,
+    }
+}
+
+/// Stores a fresh checksum in a directory block: `dx_tail` for an index block,
+/// otherwise the leaf tail (written into the block's last 12 bytes).
+pub fn set_block_csum(seed: u32, ino: u32, block: &mut [u8]) -> Result<(), Ext2Error> {
+    if !csum::has_dir_tail(block) && csum::dx_countlimit(block).is_some() {
+        return csum::set_dx(seed, ino, 0, block);
+    }
+    csum::init_dir_tail(block);
+    csum::set_dir_leaf(seed, block);
+    Ok(())
 }
 
 /// Rewrites an htree root block as a plain directory block holding `.` and `..`

@@ -14,6 +14,9 @@
 use crate::csum::crc32c;
 use crate::error::{corrupt, Ext2Error};
 
+mod open;
+pub(crate) use open::recover_if_needed;
+
 /// `h_magic` of every journal block with a header.
 pub const MAGIC: u32 = 0xC03B_3998;
 const BLOCKTYPE_DESCRIPTOR: u32 = 1;

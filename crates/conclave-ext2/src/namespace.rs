@@ -77,12 +77,12 @@ impl Ext2Fs {
         let dotdot = crate::dir_entry::DirEntry {
             offset: 12,
             inode: parent.0,
-            rec_len: bs - 12,
+            rec_len: bs - 12 - self.dir_tail_len(),
             file_type: ftype::DIR,
             name: b"..".to_vec(),
         };
         dotdot.write_to(&mut block, has_ft);
-        self.write_dir_block(phys, &block)?;
+        self.write_dir_block(ino, inode.generation(), phys, &block)?;
         inode.size = bs as u64;
         self.write_inode(ino, &inode)?;
         self.add_entry(parent, name, ino, inode.mode)?;
@@ -360,7 +360,7 @@ impl Ext2Fs {
         } else {
             let mut mapper = self.mapper();
             mapper.truncate(&mut self.alloc, &mut inode, 0)?;
-            mapper.flush()?;
+            mapper.flush(&mut self.alloc, &mut inode)?;
         }
         if inode.file_acl != 0 {
             self.release_xattr_block(&mut inode)?;

@@ -28,6 +28,8 @@ pub struct Finished {
     pub layout: Layout,
     /// Tree blocks allocated minus tree blocks freed (for `i_blocks`).
     pub node_delta: i64,
+    /// Tree blocks no longer used: the caller releases them.
+    pub freed_nodes: Vec<u64>,
 }
 
 impl ExtentMap {
@@ -138,14 +140,22 @@ impl ExtentMap {
         Ok(freed)
     }
 
+    /// Whether the edited tree now fits in `i_block` (no tree block to write).
+    pub fn fits_in_root(&self) -> bool {
+        self.dirty
+            && self
+                .tree
+                .as_ref()
+                .is_some_and(|t| t.nodes_needed(self.ctx.per_block()) == 0)
+    }
+
     /// Lays the edited tree out, reusing its old tree blocks, allocating the missing
-    /// ones near `goal` with `alloc` and releasing the surplus with `free`. `None` if
-    /// nothing changed.
+    /// ones near `goal` with `alloc`; the surplus is returned in
+    /// [`Finished::freed_nodes`]. `None` if nothing changed.
     pub fn finish(
         &mut self,
         goal: u64,
         alloc: &mut dyn FnMut(u64) -> Result<u64, Ext2Error>,
-        free: &mut dyn FnMut(u64) -> Result<(), Ext2Error>,
     ) -> Result<Option<Finished>, Ext2Error> {
         if !self.dirty {
             return Ok(None);
@@ -156,11 +166,7 @@ impl ExtentMap {
         let need = tree.nodes_needed(self.ctx.per_block());
         let mut nodes = std::mem::take(&mut tree.nodes);
         let before = nodes.len() as i64;
-        while nodes.len() > need {
-            if let Some(b) = nodes.pop() {
-                free(b)?;
-            }
-        }
+        let freed_nodes = nodes.split_off(need.min(nodes.len()));
         while nodes.len() < need {
             let near = nodes.last().map_or(goal, |&b| b + 1);
             nodes.push(alloc(near)?);
@@ -171,6 +177,7 @@ impl ExtentMap {
         Ok(Some(Finished {
             layout,
             node_delta: need as i64 - before,
+            freed_nodes,
         }))
     }
 }
@@ -210,7 +217,7 @@ mod tests {
                 next_free += 2;
                 Ok(next_free)
             };
-            let fin = m.finish(0, &mut alloc, &mut |_| Ok(())).unwrap().unwrap();
+            let fin = m.finish(0, &mut alloc).unwrap().unwrap();
             nodes_total += fin.node_delta;
             root = fin.layout.root;
             for (b, data) in fin.layout.blocks {

@@ -121,7 +121,8 @@ pub(crate) fn recover_if_needed(dev: &dyn BlockDevice, read_only: bool) -> Resul
     // The replay may have rewritten the superblock itself: clear the flag on what is
     // there now.
     read_bytes(dev, SB_OFFSET, &mut sb)?;
-    put_u32(&mut sb, 0x60, u32_at(&sb, 0x60) & !INCOMPAT_RECOVER);
+    let incompat = u32_at(&sb, 0x60) & !INCOMPAT_RECOVER;
+    put_u32(&mut sb, 0x60, incompat);
     if u32_at(&sb, 0x64) & csum::RO_COMPAT_METADATA_CSUM != 0 {
         csum::set_superblock(&mut sb);
     }

@@ -1,0 +1,89 @@
+//! Hashed directories inside the file system: lookup through the index, and dropping
+//! the index before a directory gains an entry.
+
+use super::{candidate_leaves, index_blocks, linearize_node, linearize_root, root_info, Hasher};
+use crate::dir::Slot;
+use crate::error::{corrupt, Ext2Error};
+use crate::fs::Ext2Fs;
+use crate::inode::{Inode, INDEX_FL};
+use crate::metadata::Ino;
+
+impl Ext2Fs {
+    /// Finds `name` in an indexed directory through its index: `None` when `dir` is
+    /// not indexed (or uses a hash this engine lacks), so the caller scans linearly;
+    /// `Some(None)` when the name is not there.
+    pub(crate) fn find_entry_hashed(
+        &self,
+        dir: Ino,
+        inode: &Inode,
+        name: &[u8],
+    ) -> Result<Option<Option<Slot>>, Ext2Error> {
+        if inode.flags & INDEX_FL == 0 {
+            return Ok(None);
+        }
+        let bs = self.io.block_size() as u64;
+        let dir_blocks = inode.size / bs;
+        let mut mapper = self.mapper();
+        let (_, root, _) = self.dir_block(&mut mapper, inode, dir, 0)?;
+        let info = root_info(&root, dir.0, false)?;
+        let Ok(hasher) = Hasher::new(&self.alloc.sb.to_bytes(), info.hash_version, dir.0) else {
+            return Ok(None);
+        };
+        let (hash, _) = hasher.hash(name);
+        let leaves = {
+            let mut read = |lb: u64| -> Result<Vec<u8>, Ext2Error> {
+                // Index nodes: read (and checksum-checked) like any directory block.
+                let (_, block, _) = self.dir_block(&mut mapper, inode, dir, lb)?;
+                Ok(block.to_vec())
+            };
+            candidate_leaves(&root, info, hash, dir.0, dir_blocks, &mut read)?
+        };
+        for lb in leaves {
+            let (phys, block, entries) = self.dir_block(&mut mapper, inode, dir, u64::from(lb))?;
+            if let Some(index) = entries.iter().position(|e| e.inode != 0 && e.name(&block) == name) {
+                return Ok(Some(Some(Slot {
+                    phys,
+                    block: block.to_vec(),
+                    entries,
+                    index,
+                })));
+            }
+        }
+        Ok(Some(None))
+    }
+
+    /// Turns indexed directory `dir` into a linear one: index nodes become empty
+    /// blocks, the root keeps `.` and `..`, and `EXT4_INDEX_FL` is cleared. Every leaf
+    /// stays as it is.
+    pub(crate) fn drop_index(&mut self, dir: Ino, inode: &mut Inode) -> Result<(), Ext2Error> {
+        self.begin_write()?;
+        let bs = self.io.block_size() as u64;
+        let dir_blocks = inode.size / bs;
+        let seed = self.alloc.csum.inode_seed(dir.0, inode.generation());
+        let mut mapper = self.mapper();
+        let root_phys = mapper.lookup(inode, 0)?;
+        if root_phys == 0 {
+            return Err(corrupt(format!("directory {dir}: no block 0")));
+        }
+        let (_, root, _) = self.dir_block(&mut mapper, inode, dir, 0)?;
+        let info = root_info(&root, dir.0, false)?;
+        let nodes = {
+            let mut read = |lb: u64| -> Result<Vec<u8>, Ext2Error> {
+                let (_, block, _) = self.dir_block(&mut mapper, inode, dir, lb)?;
+                Ok(block.to_vec())
+            };
+            index_blocks(&root, info, dir.0, dir_blocks, &mut read)?
+        };
+        for lb in nodes {
+            let phys = mapper.lookup(inode, u64::from(lb))?;
+            let mut block = self.cache.read(&self.io, phys)?.to_vec();
+            linearize_node(&mut block, seed);
+            self.cache.write(&self.io, phys, &block)?;
+        }
+        let mut block = root.to_vec();
+        linearize_root(&mut block, seed);
+        self.cache.write(&self.io, root_phys, &block)?;
+        inode.flags &= !INDEX_FL;
+        self.write_inode(dir, inode)
+    }
+}
