@@ -95,8 +95,12 @@ impl Alloc {
     fn block_bitmap(&mut self, io: &BlockIo, g: usize) -> Result<&mut Bitmap, Ext2Error> {
         if self.block_bitmaps[g].is_none() {
             let mut b = vec![0u8; io.block_size()];
-            io.read(self.groups[g].block_bitmap, &mut b)?;
-            if let Some(seed) = self.csum.fs_seed.filter(|_| self.groups[g].flags & BG_BLOCK_UNINIT == 0) {
+            if self.uninit(g, BG_BLOCK_UNINIT) {
+                b = self.uninit_block_bitmap(g, io.block_size());
+            } else {
+                io.read(self.groups[g].block_bitmap, &mut b)?;
+            }
+            if let Some(seed) = self.csum.fs_seed.filter(|_| !self.uninit(g, BG_BLOCK_UNINIT)) {
                 let n = self.sb.blocks_per_group as usize / 8;
                 let desc = self.groups[g].to_bytes();
                 csum::verify_bitmap(seed, BitmapKind::Block, g as u32, &desc, &b[..n])?;
@@ -111,8 +115,15 @@ impl Alloc {
     fn inode_bitmap(&mut self, io: &BlockIo, g: usize) -> Result<&mut Bitmap, Ext2Error> {
         if self.inode_bitmaps[g].is_none() {
             let mut b = vec![0u8; io.block_size()];
-            io.read(self.groups[g].inode_bitmap, &mut b)?;
-            if let Some(seed) = self.csum.fs_seed.filter(|_| self.groups[g].flags & BG_INODE_UNINIT == 0) {
+            if self.uninit(g, BG_INODE_UNINIT) {
+                // Not on disk: all free, the bits past the group's inodes set.
+                for i in self.sb.inodes_per_group as usize..b.len() * 8 {
+                    b[i / 8] |= 1 << (i % 8);
+                }
+            } else {
+                io.read(self.groups[g].inode_bitmap, &mut b)?;
+            }
+            if let Some(seed) = self.csum.fs_seed.filter(|_| !self.uninit(g, BG_INODE_UNINIT)) {
                 let n = self.sb.inodes_per_group as usize / 8;
                 let desc = self.groups[g].to_bytes();
                 csum::verify_bitmap(seed, BitmapKind::Inode, g as u32, &desc, &b[..n])?;
@@ -140,7 +151,7 @@ impl Alloc {
         let first = (rel / bpg) as usize;
         for k in 0..n {
             let g = (first + k) % n;
-            if self.groups[g].free_blocks_count == 0 || self.uninit(g, BG_BLOCK_UNINIT) {
+            if self.groups[g].free_blocks_count == 0 {
                 continue;
             }
             let start = if k == 0 { (rel % bpg) as usize } else { 0 };
@@ -148,6 +159,8 @@ impl Alloc {
             if let Some(bit) = bm.find_free(start) {
                 bm.set(bit);
                 self.block_bm_dirty[g] = true;
+                // Its bitmap is now real and goes to disk at the next flush.
+                self.groups[g].flags &= !BG_BLOCK_UNINIT;
                 self.groups[g].free_blocks_count -= 1;
                 self.sb.free_blocks_count -= 1;
                 return Ok(g as u64 * bpg + bit as u64 + fdb);
@@ -199,8 +212,11 @@ impl Alloc {
         };
         for k in 0..n {
             let g = (first + k) % n;
-            if self.groups[g].free_inodes_count == 0 || self.uninit(g, BG_INODE_UNINIT) {
+            if self.groups[g].free_inodes_count == 0 {
                 continue;
+            }
+            if self.uninit(g, BG_INODE_UNINIT) {
+                self.init_inode_table(io, g)?;
             }
             let start = if g == 0 { self.sb.first_ino as usize - 1 } else { 0 };
             let bm = self.inode_bitmap(io, g)?;
@@ -245,8 +261,83 @@ impl Alloc {
         Ok(())
     }
 
-    /// Whether group `g` has `flag` (a `*_UNINIT` flag: its bitmap is not on disk,
-    /// so this engine does not allocate there).
+    /// Starts using a group whose inode bitmap and table were never written
+    /// (`INODE_UNINIT`): zeroes its inode table unless `ITABLE_ZEROED`, so `e2fsck`
+    /// finds no stale inodes in the used part of the table.
+    fn init_inode_table(&mut self, io: &BlockIo, g: usize) -> Result<(), Ext2Error> {
+        if self.groups[g].flags & BG_ITABLE_ZEROED == 0 {
+            let zero = vec![0u8; io.block_size()];
+            let first = self.groups[g].inode_table;
+            for b in first..first + crate::group_desc::inode_table_blocks(&self.sb) {
+                io.write(b, &zero)?;
+            }
+            self.groups[g].flags |= BG_ITABLE_ZEROED;
+        }
+        self.inode_bitmap(io, g)?;
+        self.groups[g].flags &= !BG_INODE_UNINIT;
+        self.inode_bm_dirty[g] = true;
+        Ok(())
+    }
+
+    /// The block bitmap of a `BLOCK_UNINIT` group, as the kernel builds it: the
+    /// group's superblock and descriptor backup, every group's bitmaps and inode table
+    /// that lie in it (`flex_bg` packs them together), and the padding past its end.
+    fn uninit_block_bitmap(&self, g: usize, bs: usize) -> Vec<u8> {
+        let mut b = vec![0u8; bs];
+        let mut set = |i: u64| {
+            if let Some(byte) = b.get_mut((i / 8) as usize) {
+                *byte |= 1 << (i % 8);
+            }
+        };
+        let bpg = u64::from(self.sb.blocks_per_group);
+        let start = u64::from(self.sb.first_data_block) + g as u64 * bpg;
+        for i in self.blocks_in_group(g) as u64..bs as u64 * 8 {
+            set(i);
+        }
+        if self.has_super_backup(g) {
+            let raw = self.sb.to_bytes();
+            let gdt = (self.groups.len() * usize::from(self.sb.desc_size)).div_ceil(bs) as u64;
+            let reserved = u64::from(u16_at(&raw, 0xCE));
+            for i in 0..1 + gdt + reserved {
+                set(i);
+            }
+        }
+        let itb = crate::group_desc::inode_table_blocks(&self.sb);
+        for gd in &self.groups {
+            let table = gd.inode_table..gd.inode_table + itb;
+            for blk in [gd.block_bitmap, gd.inode_bitmap].into_iter().chain(table) {
+                if (start..start + bpg).contains(&blk) {
+                    set(blk - start);
+                }
+            }
+        }
+        b
+    }
+
+    /// Whether group `g` holds a superblock backup (`sparse_super`, `sparse_super2`).
+    fn has_super_backup(&self, g: usize) -> bool {
+        let f = self.sb.features;
+        if g == 0 {
+            return true;
+        }
+        if f.compat & COMPAT_SPARSE_SUPER2 != 0 {
+            let raw = self.sb.to_bytes();
+            let g = g as u32;
+            return g == crate::le::u32_at(&raw, 0x24C) || g == crate::le::u32_at(&raw, 0x250);
+        }
+        if f.ro_compat & RO_COMPAT_SPARSE_SUPER == 0 || g == 1 {
+            return true;
+        }
+        [3u64, 5, 7].iter().any(|&p| {
+            let mut x = p;
+            while x < g as u64 {
+                x *= p;
+            }
+            x == g as u64
+        })
+    }
+
+    /// Whether group `g` has `flag` (a `*_UNINIT` flag: its bitmap is not on disk).
     fn uninit(&self, g: usize, flag: u16) -> bool {
         self.csum.uninit_groups && self.groups[g].flags & flag != 0
     }
@@ -329,3 +420,9 @@ impl Alloc {
 const BG_INODE_UNINIT: u16 = 0x1;
 /// `bg_flags`: the block bitmap is not initialized.
 const BG_BLOCK_UNINIT: u16 = 0x2;
+/// `bg_flags`: the inode table is zeroed.
+const BG_ITABLE_ZEROED: u16 = 0x4;
+/// `s_feature_compat`: superblock backups only in the two groups the superblock names.
+const COMPAT_SPARSE_SUPER2: u32 = 0x200;
+/// `s_feature_ro_compat`: superblock backups in groups 0, 1 and powers of 3, 5, 7.
+const RO_COMPAT_SPARSE_SUPER: u32 = 0x1;

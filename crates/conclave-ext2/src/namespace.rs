@@ -148,7 +148,13 @@ impl Ext2Fs {
             return Err(corrupt(format!("symlink {ino} with size {}", inode.size)));
         }
         let mut block = vec![0u8; self.io.block_size()];
-        self.read_data_block(u64::from(inode.block[0]), &mut block)?;
+        // ext4 makes slow symlinks extent-mapped.
+        let b = if inode.uses_extents() {
+            self.mapper().lookup(&inode, 0)?
+        } else {
+            u64::from(inode.block[0])
+        };
+        self.read_data_block(b, &mut block)?;
         Ok(block[..len].to_vec())
     }
 

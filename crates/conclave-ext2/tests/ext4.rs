@@ -137,7 +137,7 @@ fn compare(fs: &Ext2Fs, host: &Path, rel: &str) {
             );
         } else {
             let want = std::fs::read(entry.path()).unwrap();
-            let got = fs.read_all(st.ino).unwrap();
+            let got = fs.read_all(st.ino).unwrap_or_else(|e| panic!("{path}: {e}"));
             assert!(got == want, "{path}: contents differ");
         }
     }
@@ -160,6 +160,7 @@ fn mke2fs_ext3_and_ext4_images_read_file_by_file() {
     let tmp = tempfile::tempdir().unwrap();
     build_tree(tmp.path());
     for &(t, bs, opts) in CONFIGS {
+        eprintln!("{t} -b {bs} -O {opts:?}");
         let image = make_image(t, bs, opts, tmp.path());
         let (_dev, fs) = open(image);
         compare(&fs, tmp.path(), "");
@@ -196,6 +197,7 @@ fn scripted_writes_keep_ext4_images_fsck_clean_and_readable_by_others() {
         ("ext4", 1024, None),
         ("ext3", 4096, None),
     ] {
+        eprintln!("{t} -b {bs} -O {opts:?}");
         let image = make_image(t, bs, opts, tmp.path());
         let (dev, mut fs) = open(image);
         let bsz = bs as usize;
