@@ -248,7 +248,7 @@ mod tests {
         let cases: [(usize, u32); 8] = [
             (76, 2),       // revision 2
             (24, 0),       // 1 KiB blocks with first data block 0
-            (96, 0x40),    // extents
+            (96, 0x100),   // mmp
             (32, 0),       // blocks per group
             (40, 100_000), // inodes per group
             (0, 8193),     // inodes count mismatch

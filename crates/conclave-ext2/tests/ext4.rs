@@ -83,6 +83,15 @@ fn e2fsck(image: &[u8]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// What `debugfs -R CMD` prints.
+fn debugfs_out(image: &[u8], cmd: &str) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = tmp.path().join("img");
+    std::fs::write(&img, image).unwrap();
+    let out = Command::new("debugfs").args(["-R", cmd]).arg(&img).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Names `debugfs -R 'ls -l DIR'` lists.
 fn debugfs_names(image: &[u8], dir: &str) -> BTreeSet<String> {
     let tmp = tempfile::tempdir().unwrap();
@@ -217,8 +226,16 @@ fn scripted_writes_keep_ext4_images_fsck_clean_and_readable_by_others() {
         fs.mkdir_path("/big/newdir", 0o755).unwrap();
         fs.create_path("/big/newdir/inner", 0o644).unwrap();
         fs.create_path("/big/zz-new-file", 0o644).unwrap();
+        // A second fragmented file cut back to 3 blocks: its tree shrinks into the inode.
+        let frag2 = fragmented_write(&mut fs, "/a/frag2", bsz, 12);
+        let f2 = fs.lookup("/a/frag2").unwrap();
+        fs.truncate(f2, 3 * bsz as u64 - 5).unwrap();
         fs.sync().unwrap();
         let image = dev.to_image();
+        let stat = debugfs_out(&image, "stat /frag");
+        assert!(stat.contains("(ETB0)"), "/frag has an extent tree block:\n{stat}");
+        let stat = debugfs_out(&image, "stat /a/frag2");
+        assert!(!stat.contains("ETB"), "/a/frag2 fits in its inode again:\n{stat}");
         let (code, text) = e2fsck(&image);
         assert_eq!(code, 0, "{t} {bs} {opts:?}: e2fsck -fn:\n{text}");
         // debugfs lists the same names in the hashed directory.
@@ -240,6 +257,7 @@ fn scripted_writes_keep_ext4_images_fsck_clean_and_readable_by_others() {
         assert_eq!(view.read("/a/b/renamed").unwrap().len(), 4097);
         assert!(!view.exists("/f3").unwrap());
         assert_eq!(fs.read_all(fs.lookup("/frag").unwrap()).unwrap(), frag);
+        assert_eq!(view.read("/a/frag2").unwrap(), &frag2[..3 * bsz - 5]);
     }
 }
 
