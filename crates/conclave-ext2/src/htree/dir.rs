@@ -25,7 +25,10 @@ impl Ext2Fs {
         let dir_blocks = inode.size / bs;
         let mut mapper = self.mapper();
         let (_, root, _) = self.dir_block(&mut mapper, inode, dir, 0)?;
-        let info = root_info(&root, dir.0, false)?;
+        // A flag without a valid root: read linearly, as the kernel falls back.
+        let Ok(info) = root_info(&root, dir.0, false) else {
+            return Ok(None);
+        };
         let Ok(hasher) = Hasher::new(&self.alloc.sb.to_bytes(), info.hash_version, dir.0) else {
             return Ok(None);
         };
@@ -66,7 +69,11 @@ impl Ext2Fs {
             return Err(corrupt(format!("directory {dir}: no block 0")));
         }
         let (_, root, _) = self.dir_block(&mut mapper, inode, dir, 0)?;
-        let info = root_info(&root, dir.0, false)?;
+        let Ok(info) = root_info(&root, dir.0, false) else {
+            // Flagged but not laid out as an index: already linear.
+            inode.flags &= !INDEX_FL;
+            return self.write_inode(dir, inode);
+        };
         let nodes = {
             let mut read = |lb: u64| -> Result<Vec<u8>, Ext2Error> {
                 let (_, block, _) = self.dir_block(&mut mapper, inode, dir, lb)?;
