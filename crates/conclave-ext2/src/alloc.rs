@@ -4,8 +4,8 @@
 //! allocation or release updates all three in memory; `flush` writes them back.
 
 use crate::bitmap::Bitmap;
-use crate::csum::{self, BitmapKind, FsCsum};
 use crate::block_io::{read_bytes, write_bytes, BlockIo};
+use crate::csum::{self, BitmapKind, FsCsum};
 use crate::error::{corrupt, Ext2Error};
 use crate::group_desc::GroupDesc;
 use crate::le::{put_u16, u16_at};
@@ -361,7 +361,12 @@ impl Alloc {
                 let ipg = self.sb.inodes_per_group as usize;
                 let used = (0..ipg).rev().find(|&i| bm.is_set(i)).map_or(0, |i| i + 1);
                 let wide = d.len() >= 64;
-                let old = u32::from(u16_at(&d, 0x1C)) | if wide { u32::from(u16_at(&d, 0x32)) << 16 } else { 0 };
+                let old = u32::from(u16_at(&d, 0x1C))
+                    | if wide {
+                        u32::from(u16_at(&d, 0x32)) << 16
+                    } else {
+                        0
+                    };
                 let new = old.min((ipg - used) as u32);
                 put_u16(&mut d, 0x1C, new as u16);
                 if wide {

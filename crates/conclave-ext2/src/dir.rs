@@ -319,7 +319,13 @@ impl Ext2Fs {
     /// Writes a block of directory `dir` (of generation `generation`) through the
     /// metadata cache, with a fresh checksum under `metadata_csum` (leaf blocks keep
     /// their last 12 bytes free for the tail; see `dir_tail_len`).
-    pub(crate) fn write_dir_block(&self, dir: Ino, generation: u32, phys: u64, block: &[u8]) -> Result<(), Ext2Error> {
+    pub(crate) fn write_dir_block(
+        &self,
+        dir: Ino,
+        generation: u32,
+        phys: u64,
+        block: &[u8],
+    ) -> Result<(), Ext2Error> {
         if phys == 0 || phys >= self.alloc.sb.blocks_count {
             return Err(corrupt(format!("directory block pointer {phys} out of range")));
         }

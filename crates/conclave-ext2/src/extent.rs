@@ -263,11 +263,6 @@ pub fn lookup(
     }
 }
 
-/// Whether `i_block` holds an extent root (magic and a sane header).
-pub fn is_extent_root(root: &[u8; ROOT_BYTES]) -> bool {
-    u16_at(root, 0) == MAGIC
-}
-
 /// An empty root for a new extent-mapped inode.
 pub fn empty_root() -> [u8; ROOT_BYTES] {
     let mut r = [0u8; ROOT_BYTES];
@@ -448,6 +443,7 @@ impl ExtentTree {
     }
 
     /// Data blocks mapped (initialized or not).
+    #[cfg(test)]
     pub fn data_blocks(&self) -> u64 {
         self.extents.iter().map(|e| u64::from(e.len)).sum()
     }

@@ -83,7 +83,11 @@ impl Ext2Fs {
         self.begin_write()?;
         let mut mapper = self.mapper();
         // (`i_block[0]` of an extent-mapped inode is the tree header, not a block.)
-        let mut goal = if inode.uses_extents() { 0 } else { u64::from(inode.block[0]) };
+        let mut goal = if inode.uses_extents() {
+            0
+        } else {
+            u64::from(inode.block[0])
+        };
         let mut done = 0usize;
         let mut out_of_space = false;
         let bsz = self.io.block_size();

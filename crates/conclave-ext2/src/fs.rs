@@ -92,7 +92,7 @@ impl Ext2Fs {
 
     fn open_inner(dev: Arc<dyn BlockDevice>, read_only: bool) -> Result<Ext2Fs, Ext2Error> {
         // Before anything is parsed: the journal may hold newer metadata.
-        crate::journal::recover_if_needed(&*dev, read_only)?;
+        let _replayed = crate::journal::recover_if_needed(&*dev, read_only)?;
         let mut alloc = Alloc::load(&*dev)?;
         let io = BlockIo::new(dev, alloc.sb.block_size);
         alloc.load_groups(&io)?;

@@ -350,11 +350,6 @@ pub fn index_blocks(
     Ok(out)
 }
 
-/// Checks the checksum of an index block (root or node) under `metadata_csum`.
-pub fn verify_index_block(inode_seed: u32, ino: u32, lb: u64, block: &[u8]) -> Result<(), Ext2Error> {
-    csum::verify_dx(inode_seed, ino, lb, block)
-}
-
 /// Whether directory block `lb` of a hashed directory is an index block: the root
 /// (block 0) or an internal node (one empty entry spanning the block).
 pub fn is_index_block(block: &[u8], lb: u64) -> bool {
@@ -511,7 +506,7 @@ mod tests {
             let root_block = read(0).unwrap();
             let csum_on = img.ro_compat() & csum::RO_COMPAT_METADATA_CSUM != 0;
             if csum_on {
-                verify_index_block(iseed, big, 0, &root_block).unwrap();
+                csum::verify_dx(iseed, big, 0, &root_block).unwrap();
             }
             let info = root_info(&root_block, big, false).unwrap();
             let h = Hasher::new(&sb, info.hash_version, big).unwrap();

@@ -28,21 +28,17 @@ mod bitmap;
 mod block_io;
 mod block_map;
 mod cache;
-#[allow(dead_code)] // until the ext4 read/write paths use every helper
 mod csum;
 mod dir;
 mod dir_entry;
 mod error;
-#[allow(dead_code)] // until the ext4 read/write paths use every helper
 mod extent;
 pub mod features;
 mod file;
 mod fs;
 mod group_desc;
-#[allow(dead_code)] // until the ext4 read/write paths use every helper
 mod htree;
 mod inode;
-#[allow(dead_code)] // until Ext2Fs::open recovers journals
 mod journal;
 mod le;
 mod metadata;

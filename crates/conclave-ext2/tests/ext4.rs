@@ -88,7 +88,11 @@ fn debugfs_out(image: &[u8], cmd: &str) -> String {
     let tmp = tempfile::tempdir().unwrap();
     let img = tmp.path().join("img");
     std::fs::write(&img, image).unwrap();
-    let out = Command::new("debugfs").args(["-R", cmd]).arg(&img).output().unwrap();
+    let out = Command::new("debugfs")
+        .args(["-R", cmd])
+        .arg(&img)
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -236,7 +240,10 @@ fn scripted_writes_keep_ext4_images_fsck_clean_and_readable_by_others() {
             let stat = debugfs_out(&image, "stat /frag");
             assert!(stat.contains("(ETB0)"), "/frag has an extent tree block:\n{stat}");
             let stat = debugfs_out(&image, "stat /a/frag2");
-            assert!(stat.contains("EXTENTS:") && !stat.contains("ETB"), "/a/frag2 fits in its inode again:\n{stat}");
+            assert!(
+                stat.contains("EXTENTS:") && !stat.contains("ETB"),
+                "/a/frag2 fits in its inode again:\n{stat}"
+            );
         }
         let (code, text) = e2fsck(&image);
         assert_eq!(code, 0, "{t} {bs} {opts:?}: e2fsck -fn:\n{text}");

@@ -44,14 +44,19 @@ impl InodeExtents {
     }
 
     /// The map of `inode`, fresh if the last call was for another inode.
-    fn parts(&mut self, inode: &Inode) -> (&mut ExtentMap, impl FnMut(u64) -> Result<Vec<u8>, Ext2Error> + '_) {
+    fn parts(
+        &mut self,
+        inode: &Inode,
+    ) -> (&mut ExtentMap, impl FnMut(u64) -> Result<Vec<u8>, Ext2Error> + '_) {
         let stale = !matches!(&self.map, Some((ino, _)) if *ino == inode.ino);
         if stale {
             let ctx = TreeCtx {
                 ino: inode.ino,
                 blocks_count: self.blocks_count,
                 block_size: self.io.block_size(),
-                csum_seed: self.csum.and_then(|c| c.inode_seed(inode.ino, inode.generation())),
+                csum_seed: self
+                    .csum
+                    .and_then(|c| c.inode_seed(inode.ino, inode.generation())),
             };
             self.map = Some((inode.ino, ExtentMap::new(ctx)));
         }
@@ -79,7 +84,13 @@ impl InodeExtents {
     }
 
     /// See `Mapper::map_alloc`.
-    pub fn map_alloc(&mut self, alloc: &mut Alloc, inode: &mut Inode, lb: u64, goal: u64) -> Result<(u64, bool), Ext2Error> {
+    pub fn map_alloc(
+        &mut self,
+        alloc: &mut Alloc,
+        inode: &mut Inode,
+        lb: u64,
+        goal: u64,
+    ) -> Result<(u64, bool), Ext2Error> {
         let root = root_of(inode);
         let io = self.io.clone();
         let sectors = self.sectors;

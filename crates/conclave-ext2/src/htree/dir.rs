@@ -43,7 +43,10 @@ impl Ext2Fs {
         };
         for lb in leaves {
             let (phys, block, entries) = self.dir_block(&mut mapper, inode, dir, u64::from(lb))?;
-            if let Some(index) = entries.iter().position(|e| e.inode != 0 && e.name(&block) == name) {
+            if let Some(index) = entries
+                .iter()
+                .position(|e| e.inode != 0 && e.name(&block) == name)
+            {
                 return Ok(Some(Some(Slot {
                     phys,
                     block: block.to_vec(),

@@ -36,17 +36,18 @@ fn read_block(dev: &dyn BlockDevice, g: &RawGeometry, b: u64) -> Result<Vec<u8>,
     Ok(buf)
 }
 
-/// Replays the journal if the superblock says it must be. With `read_only` nothing may
-/// be written, so such an image is refused ("needs journal recovery, run e2fsck").
-pub(crate) fn recover_if_needed(dev: &dyn BlockDevice, read_only: bool) -> Result<bool, Ext2Error> {
+/// Replays the journal if the superblock says it must be; returns how many
+/// transactions were replayed. With `read_only` nothing may be written, so such an
+/// image is refused ("needs journal recovery, run e2fsck").
+pub(crate) fn recover_if_needed(dev: &dyn BlockDevice, read_only: bool) -> Result<u32, Ext2Error> {
     let mut sb = vec![0u8; 1024];
     if dev.block_count() == 0 {
-        return Ok(false);
+        return Ok(0);
     }
     read_bytes(dev, SB_OFFSET, &mut sb)?;
     let incompat = u32_at(&sb, 0x60);
     if u16_at(&sb, 56) != 0xEF53 || u32_at(&sb, 76) == 0 || incompat & INCOMPAT_RECOVER == 0 {
-        return Ok(false);
+        return Ok(0);
     }
     if read_only {
         return Err(Ext2Error::NeedsRecovery);
@@ -56,7 +57,9 @@ pub(crate) fn recover_if_needed(dev: &dyn BlockDevice, read_only: bool) -> Resul
     }
     let journal_ino = u32_at(&sb, 0xE0);
     if journal_ino == 0 || u32_at(&sb, 0xE4) != 0 {
-        return Err(Ext2Error::Unsupported(format!("{NEEDS_RECOVERY} (external journal)")));
+        return Err(Ext2Error::Unsupported(format!(
+            "{NEEDS_RECOVERY} (external journal)"
+        )));
     }
     let wide = incompat & INCOMPAT_64BIT != 0;
     let log = u32_at(&sb, 0x18);
@@ -65,7 +68,12 @@ pub(crate) fn recover_if_needed(dev: &dyn BlockDevice, read_only: bool) -> Resul
     }
     let g = RawGeometry {
         bs: 1024 << log,
-        blocks_count: u64::from(u32_at(&sb, 4)) | if wide { u64::from(u32_at(&sb, 0x150)) << 32 } else { 0 },
+        blocks_count: u64::from(u32_at(&sb, 4))
+            | if wide {
+                u64::from(u32_at(&sb, 0x150)) << 32
+            } else {
+                0
+            },
         first_data_block: u64::from(u32_at(&sb, 0x14)),
         inodes_per_group: u32_at(&sb, 0x28),
         inode_size: u64::from(u16_at(&sb, 0x58)),
@@ -78,7 +86,12 @@ pub(crate) fn recover_if_needed(dev: &dyn BlockDevice, read_only: bool) -> Resul
     let gdt = (g.first_data_block + 1) * g.bs;
     let mut desc = vec![0u8; g.desc_size as usize];
     read_bytes(dev, gdt, &mut desc)?;
-    let table = u64::from(u32_at(&desc, 8)) | if g.desc_size >= 64 { u64::from(u32_at(&desc, 0x28)) << 32 } else { 0 };
+    let table = u64::from(u32_at(&desc, 8))
+        | if g.desc_size >= 64 {
+            u64::from(u32_at(&desc, 0x28)) << 32
+        } else {
+            0
+        };
     let mut raw = vec![0u8; g.inode_size as usize];
     let at = table
         .checked_mul(g.bs)
@@ -110,7 +123,9 @@ pub(crate) fn recover_if_needed(dev: &dyn BlockDevice, read_only: bool) -> Resul
     let rec = recover(&jsb, &mut read)?;
     for (target, data) in &rec.writes {
         if *target >= g.blocks_count {
-            return Err(corrupt(format!("journal: transaction writes block {target} out of range")));
+            return Err(corrupt(format!(
+                "journal: transaction writes block {target} out of range"
+            )));
         }
         write_bytes(dev, target * g.bs, data)?;
     }
@@ -128,11 +143,16 @@ pub(crate) fn recover_if_needed(dev: &dyn BlockDevice, read_only: bool) -> Resul
     }
     write_bytes(dev, SB_OFFSET, &sb)?;
     dev.flush()?;
-    Ok(true)
+    Ok(rec.transactions)
 }
 
 /// Logical block `n` of a block-mapped (ext3) journal inode.
-fn block_map_lookup(dev: &dyn BlockDevice, g: &RawGeometry, i_block: &[u8; ROOT_BYTES], n: u64) -> Result<u64, Ext2Error> {
+fn block_map_lookup(
+    dev: &dyn BlockDevice,
+    g: &RawGeometry,
+    i_block: &[u8; ROOT_BYTES],
+    n: u64,
+) -> Result<u64, Ext2Error> {
     let ptrs = g.bs / 4;
     let (slot, idx, depth) = if n < 12 {
         (n as usize, vec![], 0)
@@ -149,12 +169,12 @@ fn block_map_lookup(dev: &dyn BlockDevice, g: &RawGeometry, i_block: &[u8; ROOT_
         (14, vec![r / (ptrs * ptrs), (r / ptrs) % ptrs, r % ptrs], 3)
     };
     let mut cur = u64::from(u32_at(i_block, slot * 4));
-    for level in 0..depth {
+    for &i in idx.iter().take(depth) {
         if cur == 0 {
             break;
         }
         let block = read_block(dev, g, cur)?;
-        cur = u64::from(u32_at(&block, idx[level] as usize * 4));
+        cur = u64::from(u32_at(&block, i as usize * 4));
     }
     if cur == 0 {
         return Err(corrupt(format!("journal: hole at block {n}")));
