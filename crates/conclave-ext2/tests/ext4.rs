@@ -494,3 +494,85 @@ fn random_flips_in_ext4_metadata_are_errors_never_panics() {
     }
     assert!(failed_reads > 0, "some flips must have hit checked metadata");
 }
+
+#[test]
+fn random_writes_with_holes_and_truncates_match_a_model_on_ext4() {
+    use std::collections::BTreeMap;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("d")).unwrap();
+    for (bs, opts) in [
+        (1024u32, "metadata_csum,64bit"),
+        (2048, "metadata_csum"),
+        (4096, "^metadata_csum,uninit_bg"),
+    ] {
+        let image = make_image("ext4", bs, Some(opts), tmp.path());
+        let (dev, mut fs) = open(image);
+        let mut model: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut seed = 0x5eed_e474u64 + u64::from(bs);
+        let bsz = bs as usize;
+        for step in 0..1500 {
+            let r = next(&mut seed);
+            let name = format!("/d/f{}", r % 12);
+            match (r >> 8) % 16 {
+                0..=11 => {
+                    // Mostly one block at a random place (holes between extents, so
+                    // trees grow past the inode), sometimes a few.
+                    let off = ((next(&mut seed) % 300) as usize) * bsz + (next(&mut seed) % 7) as usize;
+                    let len =
+                        1 + (next(&mut seed) % if r % 5 == 0 { 3 * bsz } else { bsz / 2 } as u64) as usize;
+                    let data: Vec<u8> = (0..len).map(|j| pattern(step, j)).collect();
+                    let ino = match fs.lookup(&name) {
+                        Ok(i) => i,
+                        Err(_) => fs.create_path(&name, 0o644).unwrap(),
+                    };
+                    assert_eq!(fs.write(ino, off as u64, &data).unwrap(), len);
+                    let m = model.entry(name.clone()).or_default();
+                    if m.len() < off + len {
+                        m.resize(off + len, 0);
+                    }
+                    m[off..off + len].copy_from_slice(&data);
+                }
+                12 | 13 => {
+                    if let (Ok(ino), Some(m)) = (fs.lookup(&name), model.get_mut(&name)) {
+                        let size = (next(&mut seed) as usize) % (m.len() + 2 * bsz);
+                        fs.truncate(ino, size as u64).unwrap();
+                        m.resize(size, 0);
+                    }
+                }
+                14 => {
+                    if model.remove(&name).is_some() {
+                        fs.unlink_path(&name).unwrap();
+                    }
+                }
+                _ => {
+                    let to = format!("/d/f{}", next(&mut seed) % 12);
+                    if to != name {
+                        if let Some(data) = model.remove(&name) {
+                            fs.rename_path(&name, &to).unwrap();
+                            model.insert(to, data);
+                        }
+                    }
+                }
+            }
+        }
+        fs.sync().unwrap();
+        for (name, data) in &model {
+            assert!(fs.read_all(fs.lookup(name).unwrap()).unwrap() == *data, "{name}");
+        }
+        let image = dev.to_image();
+        let (code, text) = e2fsck(&image);
+        assert_eq!(code, 0, "-b {bs} {opts}: e2fsck -fn:\n{text}");
+        let deep = model
+            .keys()
+            .filter(|n| debugfs_out(&image, &format!("stat {n}")).contains("ETB"))
+            .count();
+        assert!(
+            deep > 0,
+            "-b {bs}: some file's tree should have grown past the inode"
+        );
+        let view = ext4_view::Ext4::load(Box::new(image)).unwrap();
+        for (name, data) in &model {
+            assert!(view.read(name.as_str()).unwrap() == *data, "ext4-view {name}");
+        }
+    }
+}
