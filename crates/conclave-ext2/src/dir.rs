@@ -225,6 +225,13 @@ impl Ext2Fs {
     pub(crate) fn add_entry(&mut self, dir: Ino, name: &[u8], ino: Ino, mode: u16) -> Result<(), Ext2Error> {
         let mut inode = self.writable_dir(dir)?;
         if inode.flags & INDEX_FL != 0 {
+            // Into the leaf the index names, if it has room; else the index goes.
+            if self.add_entry_hashed(dir, &inode, name, ino, mode)? {
+                let t = now();
+                inode.mtime = t;
+                inode.ctime = t;
+                return self.write_inode(dir, &inode);
+            }
             self.drop_index(dir, &mut inode)?;
         }
         let need = needed_len(name.len());

@@ -230,6 +230,12 @@ fn scripted_writes_keep_ext4_images_fsck_clean_and_readable_by_others() {
         fs.mkdir_path("/big/newdir", 0o755).unwrap();
         fs.create_path("/big/newdir/inner", 0o644).unwrap();
         fs.create_path("/big/zz-new-file", 0o644).unwrap();
+        for i in 0..10 {
+            fs.create_path(format!("/big/added-{i}"), 0o644).unwrap();
+        }
+        for i in 0..10 {
+            fs.lookup(format!("/big/added-{i}")).unwrap();
+        }
         // A second fragmented file cut back to 3 blocks: its tree shrinks into the inode.
         let frag2 = fragmented_write(&mut fs, "/a/frag2", bsz, 12);
         let f2 = fs.lookup("/a/frag2").unwrap();
@@ -257,7 +263,13 @@ fn scripted_writes_keep_ext4_images_fsck_clean_and_readable_by_others() {
             .filter(|n| n != "." && n != "..")
             .collect();
         assert_eq!(names, ours);
-        assert_eq!(names.len(), BIG_DIR - 1 + 2);
+        assert_eq!(names.len(), BIG_DIR - 1 + 12);
+        // The adds went into the leaves the index names: still indexed (e2fsck -fn
+        // above checked every hash range).
+        let stat = debugfs_out(&image, "stat /big");
+        let flags = stat.split("Flags: 0x").nth(1).unwrap();
+        let flags = u32::from_str_radix(flags.split_whitespace().next().unwrap(), 16).unwrap();
+        assert_ne!(flags & 0x1000, 0, "/big keeps its index:\n{stat}");
         // ext4-view reads the same bytes.
         let view = ext4_view::Ext4::load(Box::new(image)).unwrap();
         assert_eq!(view.read("/frag").unwrap(), frag);
@@ -574,5 +586,38 @@ fn random_writes_with_holes_and_truncates_match_a_model_on_ext4() {
         for (name, data) in &model {
             assert!(view.read(name.as_str()).unwrap() == *data, "ext4-view {name}");
         }
+    }
+}
+
+#[test]
+fn a_hashed_directory_whose_leaf_fills_becomes_linear_and_stays_fsck_clean() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("big")).unwrap();
+    for i in 0..BIG_DIR {
+        std::fs::write(tmp.path().join(format!("big/entry-{i:05}")), b"").unwrap();
+    }
+    for (bs, opts) in [(1024u32, "metadata_csum,64bit"), (4096, "^metadata_csum")] {
+        let image = make_image("ext4", bs, Some(opts), tmp.path());
+        let (dev, mut fs) = open(image);
+        // Far more than the leaves' slack: some leaf overflows, the index is dropped.
+        for i in 0..1500 {
+            fs.create_path(format!("/big/a-much-longer-added-name-{i:05}"), 0o644)
+                .unwrap();
+        }
+        fs.unlink_path("/big/entry-00003").unwrap();
+        fs.sync().unwrap();
+        let image = dev.to_image();
+        let (code, text) = e2fsck(&image);
+        assert_eq!(code, 0, "-b {bs} {opts}: e2fsck -fn:\n{text}");
+        let stat = debugfs_out(&image, "stat /big");
+        let flags = stat.split("Flags: 0x").nth(1).unwrap();
+        let flags = u32::from_str_radix(flags.split_whitespace().next().unwrap(), 16).unwrap();
+        assert_eq!(flags & 0x1000, 0, "/big lost its index:\n{stat}");
+        assert_eq!(debugfs_names(&image, "/big").len(), BIG_DIR - 1 + 1500);
+        for i in (0..1500).step_by(37) {
+            fs.lookup(format!("/big/a-much-longer-added-name-{i:05}"))
+                .unwrap();
+        }
+        assert!(matches!(fs.lookup("/big/entry-00003"), Err(Ext2Error::NotFound)));
     }
 }

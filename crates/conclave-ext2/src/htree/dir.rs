@@ -2,7 +2,8 @@
 //! the index before a directory gains an entry.
 
 use super::{candidate_leaves, index_blocks, linearize_node, linearize_root, root_info, Hasher};
-use crate::dir::Slot;
+use crate::dir::{ftype_of, Slot};
+use crate::dir_entry::{needed_len, DirEntry};
 use crate::error::{corrupt, Ext2Error};
 use crate::fs::Ext2Fs;
 use crate::inode::{Inode, INDEX_FL};
@@ -56,6 +57,62 @@ impl Ext2Fs {
             }
         }
         Ok(Some(None))
+    }
+
+    /// Adds `name -> ino` to indexed directory `dir` in the leaf its hash belongs to,
+    /// if that leaf has room: the index stays valid. Returns false (nothing changed)
+    /// when the leaf is full or the index cannot be used; the caller then drops the
+    /// index and adds linearly.
+    pub(crate) fn add_entry_hashed(
+        &mut self,
+        dir: Ino,
+        inode: &Inode,
+        name: &[u8],
+        ino: Ino,
+        mode: u16,
+    ) -> Result<bool, Ext2Error> {
+        let bs = self.io.block_size() as u64;
+        let dir_blocks = inode.size / bs;
+        let mut mapper = self.mapper();
+        let (_, root, _) = self.dir_block(&mut mapper, inode, dir, 0)?;
+        let Ok(info) = root_info(&root, dir.0, false) else {
+            return Ok(false);
+        };
+        let Ok(hasher) = Hasher::new(&self.alloc.sb.to_bytes(), info.hash_version, dir.0) else {
+            return Ok(false);
+        };
+        let (hash, _) = hasher.hash(name);
+        let leaves = {
+            let mut read = |lb: u64| -> Result<Vec<u8>, Ext2Error> {
+                let (_, block, _) = self.dir_block(&mut mapper, inode, dir, lb)?;
+                Ok(block.to_vec())
+            };
+            candidate_leaves(&root, info, hash, dir.0, dir_blocks, &mut read)?
+        };
+        let lb = u64::from(leaves[0]);
+        let (phys, block, entries) = self.dir_block(&mut mapper, inode, dir, lb)?;
+        let need = needed_len(name.len());
+        let Some(e) = entries.iter().find(|e| e.rec_len - e.used_len() >= need) else {
+            return Ok(false);
+        };
+        let has_ft = self.alloc.sb.has_filetype();
+        let new_entry = |offset, rec_len| DirEntry {
+            offset,
+            inode: ino.0,
+            rec_len,
+            file_type: ftype_of(mode),
+            name: name.to_vec(),
+        };
+        let mut block = block.to_vec();
+        if e.inode == 0 {
+            new_entry(e.offset, e.rec_len).write_to(&mut block, has_ft);
+        } else {
+            let used = e.used_len();
+            e.set_rec_len(&mut block, used);
+            new_entry(e.offset + used, e.rec_len - used).write_to(&mut block, has_ft);
+        }
+        self.write_dir_block(dir, inode.generation(), phys, &block)?;
+        Ok(true)
     }
 
     /// Turns indexed directory `dir` into a linear one: index nodes become empty
