@@ -226,7 +226,7 @@ impl Ext2Fs {
         let mut inode = self.writable_dir(dir)?;
         if inode.flags & INDEX_FL != 0 {
             // Into the leaf the index names, if it has room; else the index goes.
-            if self.add_entry_hashed(dir, &inode, name, ino, mode)? {
+            if self.add_entry_hashed(dir, &mut inode, name, ino, mode)? {
                 let t = now();
                 inode.mtime = t;
                 inode.ctime = t;

@@ -283,7 +283,7 @@ fn entries(block: &[u8], ino: u32, lb: u64, dir_blocks: u64) -> Result<Vec<(u32,
 /// The leaf blocks (directory logical blocks) that may hold a name of hash `hash`: the
 /// one the index points at, then following leaves while their first hash equals `hash`
 /// with the collision bit set. `read` returns directory block `lb` (checksums are the
-/// caller's, see [`verify_index_block`]).
+/// caller's).
 pub fn candidate_leaves(
     root: &[u8],
     info: DxRootInfo,
@@ -318,6 +318,105 @@ pub fn candidate_leaves(
         }
     }
     Ok(out)
+}
+
+/// The index block holding the entry that points at the leaf for `hash`: its logical
+/// block (0 for the root) and the entry's position in it.
+pub fn leaf_parent(
+    root: &[u8],
+    info: DxRootInfo,
+    hash: u32,
+    ino: u32,
+    dir_blocks: u64,
+    read: &mut dyn FnMut(u64) -> Result<Vec<u8>, Ext2Error>,
+) -> Result<(u32, usize), Ext2Error> {
+    let mut node = entries(root, ino, 0, dir_blocks)?;
+    let mut node_lb = 0u32;
+    for _ in 0..info.indirect_levels {
+        let i = node.partition_point(|&(h, _)| h <= hash).saturating_sub(1);
+        node_lb = node[i].1;
+        let block = read(u64::from(node_lb))?;
+        node = entries(&block, ino, u64::from(node_lb), dir_blocks)?;
+    }
+    Ok((
+        node_lb,
+        node.partition_point(|&(h, _)| h <= hash).saturating_sub(1),
+    ))
+}
+
+/// Inserts index entry `(hash, child)` after position `after` of an index block;
+/// false if the block is full.
+pub fn insert_index_entry(block: &mut [u8], after: usize, hash: u32, child: u32) -> bool {
+    let Some((co, limit, count)) = csum::dx_countlimit(block) else {
+        return false;
+    };
+    if count >= limit || after >= count {
+        return false;
+    }
+    let at = co + (after + 1) * 8;
+    block.copy_within(at..co + count * 8, at + 8);
+    put_u32(block, at, hash);
+    put_u32(block, at + 4, child);
+    put_u16(block, co + 2, (count + 1) as u16);
+    true
+}
+
+/// One live entry of a leaf, with its hash.
+#[derive(Clone, Debug)]
+pub struct HashedEntry {
+    /// Major hash of the name.
+    pub hash: u32,
+    /// Inode number.
+    pub inode: u32,
+    /// File type byte.
+    pub file_type: u8,
+    /// Name bytes.
+    pub name: Vec<u8>,
+}
+
+/// Splits a full leaf's entries in two by hash: `(low, high, bound)` where every
+/// entry of `high` hashes at or above `bound` and every one of `low` below it. `None`
+/// if all entries share one hash (no bound separates them).
+pub fn split_by_hash(mut all: Vec<HashedEntry>) -> Option<(Vec<HashedEntry>, Vec<HashedEntry>, u32)> {
+    all.sort_by_key(|e| e.hash);
+    let mid = all.len() / 2;
+    let cut = (0..all.len())
+        .filter(|&i| i > 0 && all[i].hash > all[i - 1].hash)
+        .min_by_key(|&i| i.abs_diff(mid))?;
+    let high = all.split_off(cut);
+    let bound = high[0].hash;
+    Some((all, high, bound))
+}
+
+/// Lays `entries` out as a leaf block of `bs` bytes whose entries end at `usable`
+/// (the rest is the checksum tail's); `None` if they do not fit.
+pub fn pack_leaf(entries: &[HashedEntry], bs: usize, usable: usize, has_ft: bool) -> Option<Vec<u8>> {
+    let mut block = vec![0u8; bs];
+    let mut off = 0;
+    for (i, e) in entries.iter().enumerate() {
+        let need = crate::dir_entry::needed_len(e.name.len());
+        let rec_len = if i + 1 == entries.len() {
+            usable.checked_sub(off)?
+        } else {
+            need
+        };
+        if rec_len < need || off + rec_len > usable {
+            return None;
+        }
+        crate::dir_entry::DirEntry {
+            offset: off,
+            inode: e.inode,
+            rec_len,
+            file_type: e.file_type,
+            name: e.name.clone(),
+        }
+        .write_to(&mut block, has_ft);
+        off += rec_len;
+    }
+    if entries.is_empty() {
+        put_u16(&mut block, 4, usable as u16);
+    }
+    Some(block)
 }
 
 /// The internal index blocks (logical numbers) under the root, so they are not read

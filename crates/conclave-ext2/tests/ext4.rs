@@ -590,17 +590,23 @@ fn random_writes_with_holes_and_truncates_match_a_model_on_ext4() {
 }
 
 #[test]
-fn a_hashed_directory_whose_leaf_fills_becomes_linear_and_stays_fsck_clean() {
+fn a_hashed_directory_grows_by_leaf_splits_and_drops_its_index_only_when_the_root_is_full() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(tmp.path().join("big")).unwrap();
     for i in 0..BIG_DIR {
         std::fs::write(tmp.path().join(format!("big/entry-{i:05}")), b"").unwrap();
     }
-    for (bs, opts) in [(1024u32, "metadata_csum,64bit"), (4096, "^metadata_csum")] {
+    // (block size, features, names added, index kept?)
+    for (bs, opts, added, kept) in [
+        (4096u32, "metadata_csum,64bit", 1500usize, true),
+        (4096, "^metadata_csum", 1500, true),
+        (1024, "metadata_csum,64bit", 4000, false),
+    ] {
         let image = make_image("ext4", bs, Some(opts), tmp.path());
         let (dev, mut fs) = open(image);
-        // Far more than the leaves' slack: some leaf overflows, the index is dropped.
-        for i in 0..1500 {
+        let big = fs.lookup("/big").unwrap();
+        let size_before = fs.stat(big).unwrap().size;
+        for i in 0..added {
             fs.create_path(format!("/big/a-much-longer-added-name-{i:05}"), 0o644)
                 .unwrap();
         }
@@ -612,9 +618,10 @@ fn a_hashed_directory_whose_leaf_fills_becomes_linear_and_stays_fsck_clean() {
         let stat = debugfs_out(&image, "stat /big");
         let flags = stat.split("Flags: 0x").nth(1).unwrap();
         let flags = u32::from_str_radix(flags.split_whitespace().next().unwrap(), 16).unwrap();
-        assert_eq!(flags & 0x1000, 0, "/big lost its index:\n{stat}");
-        assert_eq!(debugfs_names(&image, "/big").len(), BIG_DIR - 1 + 1500);
-        for i in (0..1500).step_by(37) {
+        assert_eq!(flags & 0x1000 != 0, kept, "-b {bs} {opts}: index kept?\n{stat}");
+        assert!(fs.stat(big).unwrap().size > size_before, "the directory grew");
+        assert_eq!(debugfs_names(&image, "/big").len(), BIG_DIR - 1 + added);
+        for i in (0..added).step_by(37) {
             fs.lookup(format!("/big/a-much-longer-added-name-{i:05}"))
                 .unwrap();
         }

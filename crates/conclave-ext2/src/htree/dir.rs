@@ -1,7 +1,10 @@
 //! Hashed directories inside the file system: lookup through the index, and dropping
 //! the index before a directory gains an entry.
 
-use super::{candidate_leaves, index_blocks, linearize_node, linearize_root, root_info, Hasher};
+use super::{
+    candidate_leaves, index_blocks, insert_index_entry, leaf_parent, linearize_node, linearize_root,
+    pack_leaf, root_info, split_by_hash, HashedEntry, Hasher,
+};
 use crate::dir::{ftype_of, Slot};
 use crate::dir_entry::{needed_len, DirEntry};
 use crate::error::{corrupt, Ext2Error};
@@ -60,13 +63,14 @@ impl Ext2Fs {
     }
 
     /// Adds `name -> ino` to indexed directory `dir` in the leaf its hash belongs to,
-    /// if that leaf has room: the index stays valid. Returns false (nothing changed)
-    /// when the leaf is full or the index cannot be used; the caller then drops the
-    /// index and adds linearly.
+    /// splitting that leaf by hash into a new block when it is full (the parent index
+    /// block gains an entry): the index stays valid. Returns false (nothing changed)
+    /// when the index cannot be used or the parent is full too; the caller then drops
+    /// the index and adds linearly.
     pub(crate) fn add_entry_hashed(
         &mut self,
         dir: Ino,
-        inode: &Inode,
+        inode: &mut Inode,
         name: &[u8],
         ino: Ino,
         mode: u16,
@@ -92,10 +96,65 @@ impl Ext2Fs {
         let lb = u64::from(leaves[0]);
         let (phys, block, entries) = self.dir_block(&mut mapper, inode, dir, lb)?;
         let need = needed_len(name.len());
-        let Some(e) = entries.iter().find(|e| e.rec_len - e.used_len() >= need) else {
-            return Ok(false);
-        };
         let has_ft = self.alloc.sb.has_filetype();
+        let Some(e) = entries.iter().find(|e| e.rec_len - e.used_len() >= need) else {
+            // Full: split it by hash into a new block at the end of the directory.
+            let mut all: Vec<HashedEntry> = entries
+                .iter()
+                .filter(|e| e.inode != 0)
+                .map(|e| HashedEntry {
+                    hash: hasher.hash(e.name(&block)).0,
+                    inode: e.inode,
+                    file_type: e.file_type,
+                    name: e.name(&block).to_vec(),
+                })
+                .collect();
+            let (parent_lb, pos) = {
+                let mut read = |lb: u64| -> Result<Vec<u8>, Ext2Error> {
+                    let (_, block, _) = self.dir_block(&mut mapper, inode, dir, lb)?;
+                    Ok(block.to_vec())
+                };
+                leaf_parent(&root, info, hash, dir.0, dir_blocks, &mut read)?
+            };
+            let (parent_phys, parent, _) = self.dir_block(&mut mapper, inode, dir, u64::from(parent_lb))?;
+            let mut parent = parent.to_vec();
+            all.push(HashedEntry {
+                hash,
+                inode: ino.0,
+                file_type: ftype_of(mode),
+                name: name.to_vec(),
+            });
+            let Some((low, high, bound)) = split_by_hash(all) else {
+                return Ok(false);
+            };
+            let Ok(new_lb) = u32::try_from(dir_blocks) else {
+                return Ok(false);
+            };
+            if !insert_index_entry(&mut parent, pos, bound, new_lb) {
+                return Ok(false);
+            }
+            let bsz = bs as usize;
+            let usable = bsz - self.dir_tail_len();
+            let (Some(low), Some(high)) = (
+                pack_leaf(&low, bsz, usable, has_ft),
+                pack_leaf(&high, bsz, usable, has_ft),
+            ) else {
+                return Ok(false);
+            };
+            if self.alloc.sb.free_blocks_count < 2 {
+                return Ok(false);
+            }
+            let goal = phys.saturating_add(1);
+            let (new_phys, _) = mapper.map_alloc(&mut self.alloc, inode, dir_blocks, goal)?;
+            mapper.flush(&mut self.alloc, inode)?;
+            inode.size += bs;
+            let generation = inode.generation();
+            // The new leaf first, then the index that names it, then the old leaf.
+            self.write_dir_block(dir, generation, new_phys, &high)?;
+            self.write_dir_block(dir, generation, parent_phys, &parent)?;
+            self.write_dir_block(dir, generation, phys, &low)?;
+            return Ok(true);
+        };
         let new_entry = |offset, rec_len| DirEntry {
             offset,
             inode: ino.0,
