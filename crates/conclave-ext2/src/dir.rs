@@ -2,8 +2,8 @@
 //!
 //! Entries never cross a block; a new entry takes a free slot or the slack of an
 //! existing entry, else the directory grows by one block. Removing merges the slot
-//! into the previous entry. Hashed (htree) directories are read linearly but refused
-//! for writes.
+//! into the previous entry. Hashed (htree) directories are looked up and extended
+//! through their index (`htree.rs`); `readdir` reads their leaves in block order.
 
 use crate::block_map::Mapper;
 use crate::dir_entry::{ftype, needed_len, DirEntry, RawEntry, MAX_NAME_LEN};

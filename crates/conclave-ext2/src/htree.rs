@@ -1,12 +1,13 @@
-//! Hashed (htree, `dir_index`) directories: the name hashes, the index blocks, and
-//! finding the leaf block that holds a name.
+//! Hashed (htree, `dir_index`) directories: the name hashes, the index blocks,
+//! finding the leaf block that holds a name, and keeping the index valid on writes.
 //!
-//! Writes do not maintain the index: the first change to an indexed directory turns
-//! it back into a plain linear directory (`EXT4_INDEX_FL` cleared, the index blocks
-//! rewritten as empty leaf blocks). Every leaf block of an htree is already a valid
-//! linear directory block, so nothing else changes, and `e2fsck -fn` accepts the result
-//! (it indexes directories only when asked, with `-D`). Reads of an indexed directory
-//! use the index; `readdir` reads the leaves linearly.
+//! A new entry goes into the leaf its hash belongs to; a full leaf is split by hash
+//! into a new block and its parent index block gains an entry (as the kernel does).
+//! Only when that parent is full too (growing the tree a level is not implemented),
+//! or every name in the leaf has one hash, is the index dropped: `EXT4_INDEX_FL`
+//! cleared and the index blocks rewritten as plain blocks. Every leaf of an htree is
+//! already a valid linear block, so the directory stays valid either way and
+//! `e2fsck -fn` accepts it. Removing an entry never touches the index.
 
 use crate::csum;
 use crate::error::{corrupt, Ext2Error};
