@@ -346,47 +346,52 @@ fn flipped_bytes_in_checksummed_metadata_name_the_structure() {
 
 #[test]
 fn a_journal_with_committed_transactions_is_replayed_on_open() {
-    let tmp = tempfile::tempdir().unwrap();
-    let img = tmp.path().join("img");
-    let st = Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext4", "-b", "4096"])
-        .arg(&img)
-        .arg("16M")
-        .status()
+    // ext4: extent-mapped journal with checksums v3; ext3: block-mapped, no checksums.
+    for (fs_type, bs, jo) in [("ext4", 4096usize, "jo -c"), ("ext3", 1024, "jo")] {
+        let tmp = tempfile::tempdir().unwrap();
+        let img = tmp.path().join("img");
+        let st = Command::new("mke2fs")
+            .args(["-q", "-F", "-t", fs_type, "-b", &bs.to_string()])
+            .arg(&img)
+            .arg("16M")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let data: Vec<u8> = (0..2 * bs).map(|j| pattern(3, j)).collect();
+        std::fs::write(tmp.path().join("data"), &data).unwrap();
+        // Blocks 3000/3001 are free data blocks; 3001 is revoked by the second
+        // transaction.
+        std::fs::write(
+            tmp.path().join("script"),
+            format!(
+                "{jo}\njw -b 3000,3001 {}\njw -r 3001\njc\n",
+                tmp.path().join("data").display()
+            ),
+        )
         .unwrap();
-    assert!(st.success());
-    let data: Vec<u8> = (0..8192).map(|j| pattern(3, j)).collect();
-    std::fs::write(tmp.path().join("data"), &data).unwrap();
-    // Blocks 3000/3001 are free data blocks; 3001 is revoked by the second transaction.
-    std::fs::write(
-        tmp.path().join("script"),
-        format!(
-            "jo -c\njw -b 3000,3001 {}\njw -r 3001\njc\n",
-            tmp.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let st = Command::new("debugfs")
-        .arg("-w")
-        .arg("-f")
-        .arg(tmp.path().join("script"))
-        .arg(&img)
-        .output()
-        .unwrap();
-    assert!(st.status.success());
-    let image = std::fs::read(&img).unwrap();
-    let dev = Arc::new(MemBlockDevice::from_image(image.clone()));
-    // Read-only opening cannot replay: refused with the way out.
-    let err = Ext2Fs::open_read_only(dev.clone()).unwrap_err();
-    assert!(err.to_string().contains("run e2fsck"), "{err}");
-    let fs = Ext2Fs::open(dev.clone()).unwrap();
-    let mut block = vec![0u8; 4096];
-    fs.read_fs_block(3000, &mut block).unwrap();
-    assert_eq!(block, &data[..4096]);
-    fs.read_fs_block(3001, &mut block).unwrap();
-    assert_eq!(block, &image[3001 * 4096..3002 * 4096]);
-    let (code, text) = e2fsck(&dev.to_image());
-    assert_eq!(code, 0, "{text}");
+        let st = Command::new("debugfs")
+            .arg("-w")
+            .arg("-f")
+            .arg(tmp.path().join("script"))
+            .arg(&img)
+            .output()
+            .unwrap();
+        assert!(st.status.success());
+        let image = std::fs::read(&img).unwrap();
+        assert_ne!(image[1024 + 0x60] & 0x4, 0, "{fs_type}: needs_recovery");
+        let dev = Arc::new(MemBlockDevice::from_image(image.clone()));
+        // Read-only opening cannot replay: refused with the way out.
+        let err = Ext2Fs::open_read_only(dev.clone()).unwrap_err();
+        assert!(err.to_string().contains("run e2fsck"), "{err}");
+        let fs = Ext2Fs::open(dev.clone()).unwrap();
+        let mut block = vec![0u8; bs];
+        fs.read_fs_block(3000, &mut block).unwrap();
+        assert_eq!(block, &data[..bs], "{fs_type}");
+        fs.read_fs_block(3001, &mut block).unwrap();
+        assert_eq!(block, &image[3001 * bs..3002 * bs], "{fs_type}: revoked");
+        let (code, text) = e2fsck(&dev.to_image());
+        assert_eq!(code, 0, "{fs_type}: {text}");
+    }
 }
 
 #[test]
