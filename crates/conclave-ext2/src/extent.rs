@@ -450,15 +450,21 @@ impl ExtentTree {
 
     /// Tree blocks (outside `i_block`) a layout of the current extents needs.
     pub fn nodes_needed(&self, per_block: usize) -> usize {
-        let mut n = self.extents.len();
-        let mut total = 0;
-        while n > ROOT_ENTRIES {
-            n = n.div_ceil(per_block);
-            total += n;
-        }
-        total
+        nodes_for(self.extents.len(), per_block)
     }
+}
 
+/// Tree blocks a layout of `n` extents needs (the root in `i_block` holds 4 entries).
+pub fn nodes_for(mut n: usize, per_block: usize) -> usize {
+    let mut total = 0;
+    while n > ROOT_ENTRIES {
+        n = n.div_ceil(per_block);
+        total += n;
+    }
+    total
+}
+
+impl ExtentTree {
     /// Lays the tree out onto exactly `nodes_needed` tree blocks `nodes` (the caller
     /// reuses the old ones, allocates or frees the difference), with checksums when
     /// `ctx.csum_seed` is set.

@@ -80,7 +80,7 @@ impl InodeExtents {
     pub fn missing(&mut self, inode: &Inode, lb: u64) -> Result<u64, Ext2Error> {
         let root = root_of(inode);
         let (map, mut read) = self.parts(inode);
-        Ok(u64::from(map.is_unmapped(&root, lb, &mut read)?))
+        map.blocks_to_map(&root, lb, &mut read)
     }
 
     /// See `Mapper::map_alloc`.

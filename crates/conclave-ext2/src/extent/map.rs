@@ -80,10 +80,23 @@ impl ExtentMap {
             .ok_or_else(|| crate::error::corrupt("extent tree vanished"))
     }
 
-    /// Whether mapping `lb` needs a new data block.
-    pub fn is_unmapped(&mut self, root: &[u8; ROOT_BYTES], lb: u64, read: ReadFn) -> Result<bool, Ext2Error> {
+    /// Blocks mapping `lb` may allocate: 0 if mapped, else the data block plus the
+    /// tree blocks one more extent could add (so a write never runs out of space
+    /// between its data and the tree that maps it).
+    pub fn blocks_to_map(
+        &mut self,
+        root: &[u8; ROOT_BYTES],
+        lb: u64,
+        read: ReadFn,
+    ) -> Result<u64, Ext2Error> {
         let lb = u32::try_from(lb).map_err(|_| Ext2Error::FileTooLarge)?;
-        Ok(self.tree(root, read)?.find(lb).is_none())
+        let per = self.ctx.per_block();
+        let tree = self.tree(root, read)?;
+        if tree.find(lb).is_some() {
+            return Ok(0);
+        }
+        let grow = super::nodes_for(tree.extents.len() + 1, per).saturating_sub(tree.nodes.len());
+        Ok(1 + grow as u64)
     }
 
     /// The physical block for `lb`, allocating one with `alloc(goal)` if unmapped;
