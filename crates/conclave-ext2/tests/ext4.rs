@@ -633,3 +633,68 @@ fn a_hashed_directory_grows_by_leaf_splits_and_drops_its_index_only_when_the_roo
         assert!(matches!(fs.lookup("/big/entry-00003"), Err(Ext2Error::NotFound)));
     }
 }
+
+#[test]
+fn running_out_of_space_on_ext4_leaves_it_fsck_clean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = tmp.path().join("img");
+    let st = Command::new("mke2fs")
+        .args([
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-b",
+            "1024",
+            "-O",
+            "metadata_csum,64bit",
+            "-m",
+            "0",
+        ])
+        .arg(&img)
+        .arg("4M")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (dev, mut fs) = open(std::fs::read(&img).unwrap());
+    let free_before = fs.statfs().free_blocks;
+    let mut seed = 0xf11e_u64;
+    let mut hit = false;
+    'fill: for i in 0..400 {
+        let path = format!("/f{i}");
+        let Ok(ino) = fs.create_path(&path, 0o644) else {
+            hit = true;
+            break;
+        };
+        // Scattered single blocks: many extents, so trees need blocks of their own.
+        for _ in 0..40 {
+            let off = (next(&mut seed) % 400) * 1024;
+            match fs.write(ino, off, &[0x5a; 1024]) {
+                Ok(_) => {}
+                Err(Ext2Error::NoSpace) => {
+                    hit = true;
+                    break 'fill;
+                }
+                Err(e) => panic!("{path}: {e}"),
+            }
+        }
+    }
+    assert!(hit, "the image should fill up");
+    fs.sync().unwrap();
+    let (code, text) = e2fsck(&dev.to_image());
+    assert_eq!(code, 0, "e2fsck -fn after ENOSPC:\n{text}");
+    // Freeing everything gives every block back.
+    let names: Vec<_> = fs
+        .readdir(conclave_ext2::Ino::ROOT)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.name.starts_with(b"f"))
+        .collect();
+    for e in names {
+        fs.unlink(conclave_ext2::Ino::ROOT, &e.name).unwrap();
+    }
+    fs.sync().unwrap();
+    assert_eq!(fs.statfs().free_blocks, free_before);
+    let (code, text) = e2fsck(&dev.to_image());
+    assert_eq!(code, 0, "e2fsck -fn after freeing:\n{text}");
+}
