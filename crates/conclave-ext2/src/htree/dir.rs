@@ -43,7 +43,13 @@ impl Ext2Fs {
                 let (_, block, _) = self.dir_block(&mut mapper, inode, dir, lb)?;
                 Ok(block.to_vec())
             };
-            candidate_leaves(&root, info, hash, dir.0, dir_blocks, &mut read)?
+            match candidate_leaves(&root, info, hash, dir.0, dir_blocks, &mut read) {
+                Ok(leaves) => leaves,
+                // A damaged index: scan linearly, as the kernel does (the blocks are
+                // checked again there, so a checksum failure still surfaces).
+                Err(Ext2Error::Corrupt(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            }
         };
         for lb in leaves {
             let (phys, block, entries) = self.dir_block(&mut mapper, inode, dir, u64::from(lb))?;
