@@ -49,6 +49,11 @@ impl BlockIo {
         write_bytes(&*self.dev, self.offset(b)?, buf)
     }
 
+    /// Reads `buf.len()` bytes at byte `off` of the file system (a run of blocks).
+    pub fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<(), BdError> {
+        read_bytes(&*self.dev, off, buf)
+    }
+
     fn offset(&self, b: u64) -> Result<u64, BdError> {
         b.checked_mul(self.bs as u64).ok_or(BdError::OutOfRange {
             block: b,

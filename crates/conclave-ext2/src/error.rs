@@ -56,7 +56,7 @@ pub enum Ext2Error {
     /// No free block or inode left.
     #[error("no space left on device")]
     NoSpace,
-    /// An offset past the largest file ext2 with 4 KiB blocks can map.
+    /// An offset past the largest file the block map can address (`Ext2Fs::max_file_size`).
     #[error("file too large")]
     FileTooLarge,
     /// More than 40 symbolic links followed while resolving a path.

@@ -296,6 +296,24 @@ impl Ext2Fs {
         Ok(())
     }
 
+    /// Reads `out.len()` bytes from byte `skip` of the `count` consecutive data blocks
+    /// starting at `first`, refusing a run that leaves the file system.
+    pub(crate) fn read_data_run(
+        &self,
+        first: u64,
+        count: u64,
+        skip: usize,
+        out: &mut [u8],
+    ) -> Result<(), Ext2Error> {
+        let end = first.saturating_add(count);
+        if first == 0 || end > self.alloc.sb.blocks_count {
+            return Err(corrupt(format!("data blocks {first}..{end} out of range")));
+        }
+        self.io
+            .read_at(first * self.io.block_size() as u64 + skip as u64, out)?;
+        Ok(())
+    }
+
     /// Writes data block `b`.
     pub(crate) fn write_data_block(&self, b: u64, buf: &[u8]) -> Result<(), Ext2Error> {
         if b == 0 || b >= self.alloc.sb.blocks_count {

@@ -91,3 +91,56 @@ impl GroupDesc {
 pub fn inode_table_blocks(sb: &Superblock) -> u64 {
     (u64::from(sb.inodes_per_group) * u64::from(sb.inode_size)).div_ceil(u64::from(sb.block_size))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::superblock::SUPERBLOCK_SIZE;
+
+    fn superblock(desc_size: u16) -> Superblock {
+        let mut b = [0u8; SUPERBLOCK_SIZE];
+        for (at, v) in [
+            (0usize, 8192u32),
+            (4, 16384),
+            (24, 2),
+            (32, 32768),
+            (40, 8192),
+            (76, 1),
+            (84, 11),
+        ] {
+            put_u32(&mut b, at, v);
+        }
+        put_u16(&mut b, 56, 0xEF53);
+        put_u16(&mut b, 88, 256);
+        let mut sb = Superblock::parse(&b).unwrap();
+        sb.desc_size = desc_size;
+        sb
+    }
+
+    #[test]
+    fn a_64_byte_descriptor_joins_the_high_halves_and_writes_them_back() {
+        let sb = superblock(64);
+        let mut b = [0u8; 64];
+        put_u32(&mut b, 0, 100);
+        put_u32(&mut b, 4, 101);
+        put_u32(&mut b, 8, 102);
+        put_u16(&mut b, 12, 0x10);
+        put_u16(&mut b, 14, 0x20);
+        put_u16(&mut b, 16, 3);
+        let mut gd = GroupDesc::from_bytes(&b, 0, &sb).unwrap();
+        assert_eq!(
+            (gd.block_bitmap, gd.inode_table, gd.free_blocks_count),
+            (100, 102, 0x10)
+        );
+        gd.free_blocks_count = 0x1_0005; // needs the high half
+        let out = gd.to_bytes();
+        assert_eq!((u16_at(&out, 12), u16_at(&out, 0x2C)), (5, 1));
+        put_u32(&mut b, 0x20, 1); // block bitmap at 2^32 + 100: past the end
+        let err = GroupDesc::from_bytes(&b, 3, &sb).unwrap_err().to_string();
+        assert!(
+            err.contains("group 3: block bitmap 4294967396 out of range"),
+            "{err}"
+        );
+        assert!(GroupDesc::from_bytes(&b[..32], 0, &sb).is_err(), "wrong size");
+    }
+}

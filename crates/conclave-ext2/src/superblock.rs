@@ -66,6 +66,14 @@ impl Superblock {
     /// Parses and checks a superblock; anything this engine cannot handle safely is an
     /// error naming the field (or the features, by name).
     pub fn from_bytes(b: &[u8; SUPERBLOCK_SIZE]) -> Result<Superblock, Ext2Error> {
+        let sb = Self::parse(b)?;
+        sb.features.check_readable()?;
+        Ok(sb)
+    }
+
+    /// Parses and checks the geometry, whatever the features (64-bit fields are
+    /// read when `64bit` is set); [`Superblock::from_bytes`] adds the feature policy.
+    pub fn parse(b: &[u8; SUPERBLOCK_SIZE]) -> Result<Superblock, Ext2Error> {
         let magic = u16_at(b, 56);
         if magic != MAGIC {
             return Err(corrupt(format!(
@@ -95,7 +103,6 @@ impl Superblock {
                 ro_compat: u32_at(b, 100),
             }
         };
-        features.check_readable()?;
         let wide = features.incompat & INCOMPAT_64BIT != 0;
         let hi = |off: usize| if wide { u64::from(u32_at(b, off)) << 32 } else { 0 };
         let sb = Superblock {
@@ -295,5 +302,26 @@ mod tests {
             let sb = Superblock::from_bytes(&b).unwrap();
             assert_eq!(sb.block_size, 1024 << log);
         }
+    }
+
+    #[test]
+    fn sixty_four_bit_fields_and_descriptor_size_are_parsed() {
+        let mut b = valid();
+        put_u32(&mut b, 96, INCOMPAT_FILETYPE | INCOMPAT_64BIT);
+        put_u16(&mut b, 0xFE, 64);
+        put_u32(&mut b, 0x150, 0); // blocks_count_hi
+        put_u32(&mut b, 0x158, 0);
+        let sb = Superblock::parse(&b).unwrap();
+        assert_eq!((sb.desc_size, sb.blocks_count), (64, 16384));
+        assert!(sb.is_64bit());
+        assert_eq!(
+            Superblock::from_bytes(&b).unwrap_err().to_string(),
+            "unsupported: 64bit"
+        );
+        put_u16(&mut b, 0xFE, 48);
+        assert!(Superblock::parse(&b).is_err(), "descriptor size 48");
+        put_u16(&mut b, 0xFE, 64);
+        put_u32(&mut b, 0x150, 1); // 2^32 + 16384 blocks: inodes no longer match
+        assert!(Superblock::parse(&b).unwrap_err().to_string().contains("groups"));
     }
 }

@@ -5,6 +5,8 @@
 mod corrupt;
 #[path = "ext2/crash.rs"]
 mod crash;
+#[path = "ext2/layouts.rs"]
+mod layouts;
 #[path = "ext2/limits.rs"]
 mod limits;
 #[path = "ext2/mkfs_images.rs"]

@@ -576,3 +576,67 @@ fn read_path_returns_metadata_and_data_in_one_call() {
     );
     srv.stop();
 }
+
+/// Issue 18: a 1 KiB-block ext3 image whose length is not whole 4 KiB blocks is
+/// served and written (its journal is kept clean), read-only too; a truncated copy is
+/// refused with the sizes.
+#[test]
+fn a_1k_block_ext3_image_of_odd_length_is_served_and_written() {
+    let (tmp, _) = setup();
+    let image = tmp.path().join("ext3.img");
+    let out = Command::new("mke2fs")
+        .args([
+            "-q",
+            "-F",
+            "-t",
+            "ext3",
+            "-b",
+            "1024",
+            "-E",
+            "root_owner=0:0",
+            "-d",
+        ])
+        .arg(tmp.path().join("src"))
+        .arg(&image)
+        .arg("8195k")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ne!(std::fs::metadata(&image).unwrap().len() % 4096, 0);
+    let refused = |img: &Path| {
+        let out = conclave()
+            .args(["fileserver", "--image"])
+            .arg(img)
+            .args(["--listen", "tcp://127.0.0.1:0", "--certs"])
+            .arg(tmp.path().join("certs"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let srv = FsProc::start(tmp.path(), &image, &[]);
+    let c = client(tmp.path(), srv.endpoint(), Role::Client);
+    assert_eq!(c.read("/html/index.html").unwrap(), b"<html>hi</html>");
+    c.write("/x", b"y").unwrap();
+    assert_eq!(c.read("/x").unwrap(), b"y");
+    srv.stop();
+    e2fsck_clean(&image);
+    let srv = FsProc::start(tmp.path(), &image, &["--read-only"]);
+    let c = client(tmp.path(), srv.endpoint(), Role::Client);
+    assert_eq!(c.read("/html/index.html").unwrap(), b"<html>hi</html>");
+    assert_eq!(c.read("/html/sub/big.bin").unwrap(), vec![7u8; 300_000]);
+    assert!(c.write("/x", b"y").is_err());
+    srv.stop();
+    e2fsck_clean(&image);
+    let short = tmp.path().join("short.img");
+    let bytes = std::fs::read(&image).unwrap();
+    std::fs::write(&short, &bytes[..bytes.len() - 1500]).unwrap();
+    let err = refused(&short);
+    let want = format!(
+        "image is {} bytes; its superblock expects {} blocks of 1024 bytes = {} bytes (not a multiple of 1024",
+        bytes.len() - 1500,
+        bytes.len() / 1024,
+        bytes.len()
+    );
+    assert!(err.contains(&want), "{err}");
+}

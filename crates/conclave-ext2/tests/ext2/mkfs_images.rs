@@ -44,7 +44,7 @@ fn build_tree(root: &Path) {
 }
 
 /// Walks the host tree and compares every entry with what `fs` reads.
-fn compare(fs: &Ext2Fs, host: &Path, rel: &str) {
+pub fn compare(fs: &Ext2Fs, host: &Path, rel: &str) {
     let dir = fs.lookup(if rel.is_empty() { "/" } else { rel }).unwrap();
     let mut ours: BTreeSet<String> = fs
         .readdir(dir)

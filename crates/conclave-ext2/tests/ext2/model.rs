@@ -220,7 +220,12 @@ fn verify_with_ext4_view(image: Vec<u8>, m: &Model) -> usize {
 const NAMES: &[&str] = &["n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9"];
 
 fn run(seed: u64, ops: usize, check_every: usize) -> (Vec<u8>, Model) {
-    let image = mkfs(None, "64M", &["-g", "4096"]);
+    run_on(seed, ops, check_every, &["-g", "4096"])
+}
+
+/// [`run`] on an image made with these extra mkfs options (e.g. another block size).
+fn run_on(seed: u64, ops: usize, check_every: usize, mkfs_opts: &[&str]) -> (Vec<u8>, Model) {
+    let image = mkfs(None, "64M", mkfs_opts);
     let (dev, mut fs) = open(image);
     let mut m = Model::default();
     let mut rng = Rng(seed);
@@ -487,6 +492,16 @@ fn random_operations_match_the_model_and_pass_e2fsck_and_ext4_view() {
     let (image, m) = run(0x5eed_0001, 1500, 300);
     assert!(m.nodes.len() > 10, "the run should leave a populated tree");
     check_image(image, &m);
+}
+
+#[test]
+fn random_operations_on_1k_and_2k_blocks_match_the_model_and_pass_e2fsck_and_ext4_view() {
+    // Small blocks: read-modify-write inside device blocks, 256/512 pointers per
+    // indirect block (files past 64 MiB reach triple indirection with 1 KiB blocks).
+    for (seed, bs, per_group) in [(0x5eed_0002u64, "1024", "8192"), (0x5eed_0003, "2048", "8192")] {
+        let (image, m) = run_on(seed, 1200, 400, &["-b", bs, "-g", per_group]);
+        check_image(image, &m);
+    }
 }
 
 #[test]

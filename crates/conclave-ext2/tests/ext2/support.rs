@@ -12,16 +12,11 @@ pub fn mkfs(dir: Option<&Path>, size: &str, extra: &[&str]) -> Vec<u8> {
     let tmp = tempfile::tempdir().unwrap();
     let img = tmp.path().join("img");
     let mut cmd = Command::new("mkfs.ext2");
-    cmd.args([
-        "-q",
-        "-F",
-        "-b",
-        "4096",
-        "-O",
-        "^resize_inode,^dir_index",
-        "-E",
-        "root_owner=0:0",
-    ]);
+    cmd.args(["-q", "-F"]);
+    if !extra.contains(&"-b") {
+        cmd.args(["-b", "4096"]);
+    }
+    cmd.args(["-O", "^resize_inode,^dir_index", "-E", "root_owner=0:0"]);
     if !extra.contains(&"-I") {
         cmd.args(["-I", "256"]);
     }
