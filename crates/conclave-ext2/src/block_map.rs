@@ -5,7 +5,9 @@
 use crate::alloc::Alloc;
 use crate::block_io::BlockIo;
 use crate::cache::MetaCache;
+use crate::csum::FsCsum;
 use crate::error::{corrupt, Ext2Error};
+use crate::extent::InodeExtents;
 use crate::inode::{Inode, DIND_SLOT, DIRECT_BLOCKS, IND_SLOT, TIND_SLOT};
 use crate::le::u32_at;
 use std::collections::HashMap;
@@ -87,6 +89,8 @@ pub(crate) struct Mapper {
     block_size: u32,
     /// 512-byte sectors per block, the unit of `i_blocks`.
     sectors: u64,
+    /// Inodes with `EXT4_EXTENTS_FL` are mapped here instead.
+    ext: InodeExtents,
 }
 
 impl Mapper {
@@ -95,12 +99,19 @@ impl Mapper {
         let block_size = io.block_size() as u32;
         Mapper {
             cache: HashMap::new(),
+            ext: InodeExtents::new(io.clone(), shared.clone(), blocks_count),
             shared,
             io,
             blocks_count,
             block_size,
             sectors: u64::from(block_size / 512),
         }
+    }
+
+    /// Checks and writes extent-block checksums as the file system says.
+    pub fn with_csum(mut self, csum: FsCsum) -> Mapper {
+        self.ext.set_csum(csum);
+        self
     }
 
     fn ptrs(&self) -> u64 {
@@ -145,6 +156,9 @@ impl Mapper {
 
     /// The file-system block holding logical block `lb`, or 0 for a hole.
     pub fn lookup(&mut self, inode: &Inode, lb: u64) -> Result<u64, Ext2Error> {
+        if inode.uses_extents() {
+            return self.ext.lookup(inode, lb);
+        }
         let p = self.path(lb)?;
         let mut cur = self.check(inode.block[p.slot])?;
         for level in 0..p.depth {
@@ -158,6 +172,9 @@ impl Mapper {
 
     /// How many blocks mapping `lb` would allocate (data plus missing indirect blocks).
     pub fn missing(&mut self, inode: &Inode, lb: u64) -> Result<u64, Ext2Error> {
+        if inode.uses_extents() {
+            return self.ext.missing(inode, lb);
+        }
         let p = self.path(lb)?;
         let mut cur = self.check(inode.block[p.slot])?;
         for level in 0..p.depth {
@@ -179,6 +196,9 @@ impl Mapper {
         lb: u64,
         goal: u64,
     ) -> Result<(u64, bool), Ext2Error> {
+        if inode.uses_extents() {
+            return self.ext.map_alloc(alloc, inode, lb, goal);
+        }
         let p = self.path(lb)?;
         let mut cur = self.check(inode.block[p.slot])?;
         let mut fresh = false;
@@ -219,6 +239,9 @@ impl Mapper {
 
     /// Frees every block that maps logical blocks `>= keep`, and indirect blocks left empty.
     pub fn truncate(&mut self, alloc: &mut Alloc, inode: &mut Inode, keep: u64) -> Result<(), Ext2Error> {
+        if inode.uses_extents() {
+            return self.ext.truncate(alloc, inode, keep);
+        }
         for slot in 0..DIRECT_BLOCKS {
             let b = self.check(inode.block[slot])?;
             if slot as u64 >= keep && b != 0 {
@@ -312,8 +335,12 @@ impl Mapper {
         Ok(entry.ptrs.iter().all(|&p| p == 0))
     }
 
-    /// Writes back the indirect blocks this operation changed.
-    pub fn flush(&mut self) -> Result<(), Ext2Error> {
+    /// Writes back the indirect blocks this operation changed, and lays out an edited
+    /// extent tree (its new root goes into `inode`, which the caller writes).
+    pub fn flush(&mut self, alloc: &mut Alloc, inode: &mut Inode) -> Result<(), Ext2Error> {
+        if inode.uses_extents() {
+            return self.ext.flush(alloc, inode);
+        }
         let mut buf = vec![0u8; self.io.block_size()];
         for (&b, entry) in self.cache.iter_mut().filter(|(_, e)| e.dirty) {
             for (i, p) in entry.ptrs.iter().enumerate() {

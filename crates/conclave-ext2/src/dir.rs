@@ -2,8 +2,8 @@
 //!
 //! Entries never cross a block; a new entry takes a free slot or the slack of an
 //! existing entry, else the directory grows by one block. Removing merges the slot
-//! into the previous entry. Hashed (htree) directories are read linearly but refused
-//! for writes.
+//! into the previous entry. Hashed (htree) directories are looked up and extended
+//! through their index (`htree.rs`); `readdir` reads their leaves in block order.
 
 use crate::block_map::Mapper;
 use crate::dir_entry::{ftype, needed_len, DirEntry, RawEntry, MAX_NAME_LEN};
@@ -79,15 +79,19 @@ impl Ext2Fs {
         Ok(inode)
     }
 
-    /// A live directory inode we may change (not hashed).
+    /// A live directory inode we may change (a hashed one loses its index when an
+    /// entry is added, see `htree.rs`).
     pub(crate) fn writable_dir(&self, ino: Ino) -> Result<Inode, Ext2Error> {
-        let inode = self.dir_inode(ino)?;
-        if inode.flags & INDEX_FL != 0 {
-            return Err(Ext2Error::Unsupported(format!(
-                "directory {ino} is hash-indexed (dir_index); this engine writes only linear directories"
-            )));
+        self.dir_inode(ino)
+    }
+
+    /// Bytes at the end of each leaf block kept for the checksum tail (`metadata_csum`).
+    pub(crate) fn dir_tail_len(&self) -> usize {
+        if self.alloc.csum.fs_seed.is_some() {
+            crate::csum::DIR_TAIL_LEN
+        } else {
+            0
         }
-        Ok(inode)
     }
 
     fn dir_block_count(&self, inode: &Inode, ino: Ino) -> Result<u64, Ext2Error> {
@@ -101,8 +105,9 @@ impl Ext2Fs {
         Ok(inode.size / bs)
     }
 
-    /// Reads and parses directory block `lb`.
-    fn dir_block(
+    /// Reads and parses directory block `lb`, checking its checksum (leaf tail, or
+    /// `dx_tail` for the index blocks of a hashed directory).
+    pub(crate) fn dir_block(
         &self,
         mapper: &mut Mapper,
         inode: &Inode,
@@ -116,14 +121,26 @@ impl Ext2Fs {
             )));
         }
         let block = self.cache.read(&self.io, phys)?;
+        let mut len = block.len();
+        if let Some(seed) = self.alloc.csum.inode_seed(ino.0, inode.generation()) {
+            if inode.flags & INDEX_FL != 0 && crate::htree::is_index_block(&block, lb) {
+                crate::csum::verify_dx(seed, ino.0, lb, &block)?;
+            } else {
+                crate::csum::verify_dir_leaf(seed, ino.0, lb, &block)?;
+                len -= crate::csum::DIR_TAIL_LEN;
+            }
+        }
         let sb = &self.alloc.sb;
-        let entries = RawEntry::scan_block(&block, sb.inodes_count, sb.has_filetype())
+        let entries = RawEntry::scan_block(&block[..len], sb.inodes_count, sb.has_filetype())
             .map_err(|e| corrupt(format!("directory {ino} block {lb}: {e}")))?;
         Ok((phys, block, entries))
     }
 
     /// Finds `name` in directory `dir`.
     pub(crate) fn find_entry(&self, dir: Ino, inode: &Inode, name: &[u8]) -> Result<Option<Slot>, Ext2Error> {
+        if let Some(found) = self.find_entry_hashed(dir, inode, name)? {
+            return Ok(found);
+        }
         let mut mapper = self.mapper();
         for lb in 0..self.dir_block_count(inode, dir)? {
             let (phys, block, entries) = self.dir_block(&mut mapper, inode, dir, lb)?;
@@ -207,6 +224,16 @@ impl Ext2Fs {
     /// and has room, see `entry_blocks_needed`). Updates the directory's times and size.
     pub(crate) fn add_entry(&mut self, dir: Ino, name: &[u8], ino: Ino, mode: u16) -> Result<(), Ext2Error> {
         let mut inode = self.writable_dir(dir)?;
+        if inode.flags & INDEX_FL != 0 {
+            // Into the leaf the index names, if it has room; else the index goes.
+            if self.add_entry_hashed(dir, &mut inode, name, ino, mode)? {
+                let t = now();
+                inode.mtime = t;
+                inode.ctime = t;
+                return self.write_inode(dir, &inode);
+            }
+            self.drop_index(dir, &mut inode)?;
+        }
         let need = needed_len(name.len());
         let has_ft = self.alloc.sb.has_filetype();
         let mut mapper = self.mapper();
@@ -233,7 +260,7 @@ impl Ext2Fs {
                 e.set_rec_len(&mut block, used);
                 new_entry(e.offset + used, e.rec_len - used).write_to(&mut block, has_ft);
             }
-            self.write_dir_block(phys, &block)?;
+            self.write_dir_block(dir, inode.generation(), phys, &block)?;
             placed = true;
             break;
         }
@@ -244,9 +271,9 @@ impl Ext2Fs {
             };
             let (phys, _) = mapper.map_alloc(&mut self.alloc, &mut inode, n, goal)?;
             let mut block = vec![0u8; bs];
-            new_entry(0, bs).write_to(&mut block, has_ft);
-            self.write_dir_block(phys, &block)?;
-            mapper.flush()?;
+            new_entry(0, bs - self.dir_tail_len()).write_to(&mut block, has_ft);
+            self.write_dir_block(dir, inode.generation(), phys, &block)?;
+            mapper.flush(&mut self.alloc, &mut inode)?;
             inode.size += bs as u64;
         }
         let t = now();
@@ -271,7 +298,8 @@ impl Ext2Fs {
             let prev = entries[index - 1];
             prev.set_rec_len(&mut block, prev.rec_len + entries[index].rec_len);
         }
-        self.write_dir_block(phys, &block)?;
+        let generation = self.inode(dir)?.generation();
+        self.write_dir_block(dir, generation, phys, &block)?;
         self.touch_dir(dir)
     }
 
@@ -290,16 +318,32 @@ impl Ext2Fs {
             index,
         } = slot;
         entries[index].set_inode(&mut block, ino.0, ftype_of(mode), self.alloc.sb.has_filetype());
-        self.write_dir_block(phys, &block)?;
+        let generation = self.inode(dir)?.generation();
+        self.write_dir_block(dir, generation, phys, &block)?;
         self.touch_dir(dir)
     }
 
-    /// Writes a directory block through the metadata cache.
-    pub(crate) fn write_dir_block(&self, phys: u64, block: &[u8]) -> Result<(), Ext2Error> {
+    /// Writes a block of directory `dir` (of generation `generation`) through the
+    /// metadata cache, with a fresh checksum under `metadata_csum` (leaf blocks keep
+    /// their last 12 bytes free for the tail; see `dir_tail_len`).
+    pub(crate) fn write_dir_block(
+        &self,
+        dir: Ino,
+        generation: u32,
+        phys: u64,
+        block: &[u8],
+    ) -> Result<(), Ext2Error> {
         if phys == 0 || phys >= self.alloc.sb.blocks_count {
             return Err(corrupt(format!("directory block pointer {phys} out of range")));
         }
-        self.cache.write(&self.io, phys, block)?;
+        match self.alloc.csum.inode_seed(dir.0, generation) {
+            Some(seed) => {
+                let mut b = block.to_vec();
+                crate::htree::set_block_csum(seed, dir.0, &mut b)?;
+                self.cache.write(&self.io, phys, &b)?;
+            }
+            None => self.cache.write(&self.io, phys, block)?,
+        }
         Ok(())
     }
 

@@ -54,12 +54,12 @@ use FeatureKind::{Compat as C, Incompat as I, RoCompat as R};
 use Support::{Full, ReadOnly, Refused};
 
 /// Every flag e2fsprogs 1.47 knows. Compat flags an engine ignores are safe by
-/// definition, except the journal: writing around a journal is left to the ext4
-/// work, so an image with one opens read-only.
+/// definition. A journal is kept empty and clean (and replayed at open when it is
+/// not; see `journal.rs`), so `has_journal` is written like ext2.
 pub const FEATURES: &[Feature] = &[
     f(C, 0x0001, "dir_prealloc", Full),
     f(C, 0x0002, "imagic_inodes", Full),
-    f(C, 0x0004, "has_journal", ReadOnly),
+    f(C, 0x0004, "has_journal", Full),
     f(C, 0x0008, "ext_attr", Full),
     f(C, 0x0010, "resize_inode", Full),
     // Hashed directories read linearly; a write into one is refused per directory.
@@ -75,13 +75,13 @@ pub const FEATURES: &[Feature] = &[
     f(R, 0x0002, "large_file", Full),
     f(R, 0x0004, "btree_dir", ReadOnly),
     f(R, 0x0008, "huge_file", Full),
-    f(R, 0x0010, "uninit_bg", ReadOnly),
+    f(R, 0x0010, "uninit_bg", Full),
     f(R, 0x0020, "dir_nlink", Full),
     f(R, 0x0040, "extra_isize", Full),
     f(R, 0x0080, "snapshot", ReadOnly),
     f(R, 0x0100, "quota", ReadOnly),
     f(R, 0x0200, "bigalloc", Refused),
-    f(R, 0x0400, "metadata_csum", ReadOnly),
+    f(R, 0x0400, "metadata_csum", Full),
     f(R, 0x0800, "replica", ReadOnly),
     f(R, 0x1000, "read-only", ReadOnly),
     f(R, 0x2000, "project", ReadOnly),
@@ -93,13 +93,13 @@ pub const FEATURES: &[Feature] = &[
     f(I, 0x0004, "needs_recovery", Refused),
     f(I, 0x0008, "journal_dev", Refused),
     f(I, 0x0010, "meta_bg", Refused),
-    f(I, 0x0040, "extent", Refused),
-    f(I, 0x0080, "64bit", Refused),
+    f(I, 0x0040, "extent", Full),
+    f(I, 0x0080, "64bit", Full),
     f(I, 0x0100, "mmp", Refused),
     f(I, 0x0200, "flex_bg", Full),
     f(I, 0x0400, "ea_inode", Refused),
     f(I, 0x1000, "dirdata", Refused),
-    f(I, 0x2000, "metadata_csum_seed", Refused),
+    f(I, 0x2000, "metadata_csum_seed", Full),
     f(I, 0x4000, "large_dir", Refused),
     f(I, 0x8000, "inline_data", Refused),
     f(I, 0x10000, "encrypt", Refused),
@@ -112,6 +112,8 @@ pub const COMPAT_HAS_JOURNAL: u32 = 0x4;
 pub const INCOMPAT_FILETYPE: u32 = 0x2;
 /// `s_feature_incompat`: the journal holds transactions not yet written home.
 pub const INCOMPAT_RECOVER: u32 = 0x4;
+/// `s_feature_incompat`: files mapped by extent trees (ext4).
+pub const INCOMPAT_EXTENTS: u32 = 0x40;
 /// `s_feature_incompat`: 64-bit block numbers and descriptors of `s_desc_size` bytes.
 pub const INCOMPAT_64BIT: u32 = 0x80;
 /// `s_feature_ro_compat`: files may be larger than 2 GiB.
@@ -207,12 +209,12 @@ mod tests {
         assert_eq!(err, "unsupported: inline_data, encrypt");
         let fs = FeatureSet {
             compat: 0,
-            incompat: 0x2 | 0x40 | 0x80 | 0x80_0000,
+            incompat: 0x2 | 0x40 | 0x80 | 0x100 | 0x80_0000,
             ro_compat: 0,
         };
         assert_eq!(
             fs.check_readable().unwrap_err().to_string(),
-            "unsupported: extent, 64bit, incompat_0x800000"
+            "unsupported: mmp, incompat_0x800000"
         );
     }
 
@@ -221,20 +223,21 @@ mod tests {
         let fs = FeatureSet {
             compat: 0x10,
             incompat: 0x2,
-            ro_compat: 0x1 | 0x400 | 0x100_0000,
+            ro_compat: 0x1 | 0x400 | 0x100 | 0x100_0000,
         };
         fs.check_readable().unwrap();
         let err = fs.check_writable().unwrap_err();
         assert!(matches!(err, Ext2Error::ReadOnlyFeatures(_)));
         assert_eq!(
             err.to_string(),
-            "writing is not supported with features metadata_csum, ro_compat_0x1000000: open read-only (--read-only)"
+            "writing is not supported with features quota, ro_compat_0x1000000: open read-only (--read-only)"
         );
         assert_eq!(
             fs.names(),
             [
                 "resize_inode",
                 "sparse_super",
+                "quota",
                 "metadata_csum",
                 "ro_compat_0x1000000",
                 "filetype"
@@ -259,11 +262,8 @@ mod tests {
             ..fs
         };
         clean.check_readable().unwrap();
-        assert!(clean
-            .check_writable()
-            .unwrap_err()
-            .to_string()
-            .contains("has_journal"));
+        // A clean journal is kept clean: writable (see journal.rs).
+        clean.check_writable().unwrap();
     }
 
     #[test]

@@ -85,7 +85,12 @@ impl Ext2Fs {
         }
         self.begin_write()?;
         let mut mapper = self.mapper();
-        let mut goal = u64::from(inode.block[0]);
+        // (`i_block[0]` of an extent-mapped inode is the tree header, not a block.)
+        let mut goal = if inode.uses_extents() {
+            0
+        } else {
+            u64::from(inode.block[0])
+        };
         let mut done = 0usize;
         let mut out_of_space = false;
         let bsz = self.io.block_size();
@@ -136,7 +141,7 @@ impl Ext2Fs {
             done += n;
         }
         self.write_data_run(run.take(), data)?;
-        mapper.flush()?;
+        mapper.flush(&mut self.alloc, &mut inode)?;
         if done > 0 {
             inode.size = inode.size.max(offset + done as u64);
             let t = now();
@@ -173,7 +178,7 @@ impl Ext2Fs {
                     self.write_data_block(phys, &buf)?;
                 }
             }
-            mapper.flush()?;
+            mapper.flush(&mut self.alloc, &mut inode)?;
         }
         inode.size = size;
         let t = now();

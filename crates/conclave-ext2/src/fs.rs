@@ -91,6 +91,8 @@ impl Ext2Fs {
     }
 
     fn open_inner(dev: Arc<dyn BlockDevice>, read_only: bool) -> Result<Ext2Fs, Ext2Error> {
+        // Before anything is parsed: the journal may hold newer metadata.
+        let _replayed = crate::journal::recover_if_needed(&*dev, read_only)?;
         let mut alloc = Alloc::load(&*dev)?;
         let io = BlockIo::new(dev, alloc.sb.block_size);
         alloc.load_groups(&io)?;
@@ -253,7 +255,14 @@ impl Ext2Fs {
     pub(crate) fn raw_inode(&self, ino: Ino) -> Result<Inode, Ext2Error> {
         let (blk, off) = self.inode_location(ino)?;
         let buf = self.cache.read(&self.io, blk)?;
-        Inode::from_bytes(&buf[off..off + usize::from(self.alloc.sb.inode_size)], ino.0)
+        let slot = &buf[off..off + usize::from(self.alloc.sb.inode_size)];
+        if let Some(seed) = self.alloc.csum.fs_seed {
+            // Live inodes only: a freed slot's checksum is of no consequence.
+            if crate::le::u16_at(slot, 26) != 0 {
+                crate::csum::verify_inode(seed, ino.0, slot)?;
+            }
+        }
+        Inode::from_bytes(slot, ino.0)
     }
 
     /// Reads a live inode; a freed one is `Stale`.
@@ -269,7 +278,10 @@ impl Ext2Fs {
     pub(crate) fn write_inode(&mut self, ino: Ino, inode: &Inode) -> Result<(), Ext2Error> {
         let (blk, off) = self.inode_location(ino)?;
         let mut buf = self.cache.read(&self.io, blk)?.to_vec();
-        let bytes = inode.to_bytes();
+        let mut bytes = inode.to_bytes();
+        if let Some(seed) = self.alloc.csum.fs_seed {
+            crate::csum::set_inode(seed, ino.0, &mut bytes);
+        }
         buf[off..off + bytes.len()].copy_from_slice(&bytes);
         self.cache.write(&self.io, blk, &buf)?;
         Ok(())
@@ -338,6 +350,7 @@ impl Ext2Fs {
     /// A block mapper for one operation.
     pub(crate) fn mapper(&self) -> Mapper {
         Mapper::new(self.io.clone(), self.alloc.sb.blocks_count, self.cache.clone())
+            .with_csum(self.alloc.csum)
     }
 
     /// A fresh inode with this file system's inode size and current time.
@@ -354,6 +367,15 @@ impl Ext2Fs {
         } else {
             0
         };
-        Inode::new(isz, extra, mode, 0, 0, now())
+        let mut inode = Inode::new(isz, extra, mode, 0, 0, now());
+        // ext4: new files and directories are extent-mapped, as the kernel makes them.
+        let kind = mode & crate::inode::S_IFMT;
+        if self.alloc.sb.features.incompat & crate::features::INCOMPAT_EXTENTS != 0
+            && (kind == crate::inode::S_IFREG || kind == crate::inode::S_IFDIR)
+        {
+            inode.flags |= crate::inode::EXTENTS_FL;
+            inode.set_block_bytes(&crate::extent::empty_root());
+        }
+        inode
     }
 }

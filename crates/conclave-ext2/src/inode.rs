@@ -23,8 +23,10 @@ pub const S_IFLNK: u16 = 0o120000;
 
 /// Inode flag: hashed (htree) directory.
 pub const INDEX_FL: u32 = 0x1000;
-/// Inode flags this engine cannot interpret (extents, inline data, huge-file units).
-const UNSUPPORTED_FL: u32 = 0x80000 | 0x1000_0000 | 0x40000;
+/// Inode flag: `i_block` holds an extent tree root (ext4).
+pub const EXTENTS_FL: u32 = 0x80000;
+/// Inode flags this engine cannot interpret (inline data, huge-file units).
+const UNSUPPORTED_FL: u32 = 0x1000_0000 | 0x40000;
 
 /// Bytes of `i_block` (also the room for a fast symlink's target).
 pub const I_BLOCK_BYTES: usize = 60;
@@ -33,6 +35,8 @@ pub const I_BLOCK_BYTES: usize = 60;
 #[derive(Clone, Debug)]
 pub struct Inode {
     raw: Vec<u8>,
+    /// Inode number it was read as (0 for one not yet written): seeds its checksums.
+    pub ino: u32,
     /// Type and permission bits.
     pub mode: u16,
     /// Owner.
@@ -73,6 +77,7 @@ impl Inode {
         }
         let inode = Inode {
             raw: b.to_vec(),
+            ino,
             mode: u16_at(b, 0),
             uid: u32::from(u16_at(b, 2)) | u32::from(u16_at(b, 120)) << 16,
             size: u64::from(u32_at(b, 4)) | u64::from(u32_at(b, 108)) << 32,
@@ -118,6 +123,7 @@ impl Inode {
         }
         Inode {
             raw,
+            ino: 0,
             mode,
             uid,
             gid,
@@ -157,6 +163,16 @@ impl Inode {
         }
         put_u32(&mut b, 104, self.file_acl);
         b
+    }
+
+    /// `i_generation`, part of the seed of this inode's checksums.
+    pub fn generation(&self) -> u32 {
+        u32_at(&self.raw, 0x64)
+    }
+
+    /// Whether `i_block` holds an extent tree (`EXT4_EXTENTS_FL`).
+    pub fn uses_extents(&self) -> bool {
+        self.flags & EXTENTS_FL != 0
     }
 
     /// The type bits of the mode.

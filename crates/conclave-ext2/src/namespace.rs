@@ -77,12 +77,12 @@ impl Ext2Fs {
         let dotdot = crate::dir_entry::DirEntry {
             offset: 12,
             inode: parent.0,
-            rec_len: bs - 12,
+            rec_len: bs - 12 - self.dir_tail_len(),
             file_type: ftype::DIR,
             name: b"..".to_vec(),
         };
         dotdot.write_to(&mut block, has_ft);
-        self.write_dir_block(phys, &block)?;
+        self.write_dir_block(ino, inode.generation(), phys, &block)?;
         inode.size = bs as u64;
         self.write_inode(ino, &inode)?;
         self.add_entry(parent, name, ino, inode.mode)?;
@@ -148,7 +148,13 @@ impl Ext2Fs {
             return Err(corrupt(format!("symlink {ino} with size {}", inode.size)));
         }
         let mut block = vec![0u8; self.io.block_size()];
-        self.read_data_block(u64::from(inode.block[0]), &mut block)?;
+        // ext4 makes slow symlinks extent-mapped.
+        let b = if inode.uses_extents() {
+            self.mapper().lookup(&inode, 0)?
+        } else {
+            u64::from(inode.block[0])
+        };
+        self.read_data_block(b, &mut block)?;
         Ok(block[..len].to_vec())
     }
 
@@ -360,7 +366,7 @@ impl Ext2Fs {
         } else {
             let mut mapper = self.mapper();
             mapper.truncate(&mut self.alloc, &mut inode, 0)?;
-            mapper.flush()?;
+            mapper.flush(&mut self.alloc, &mut inode)?;
         }
         if inode.file_acl != 0 {
             self.release_xattr_block(&mut inode)?;

@@ -255,7 +255,7 @@ mod tests {
         let cases: [(usize, u32); 8] = [
             (76, 2),       // revision 2
             (24, 0),       // 1 KiB blocks with first data block 0
-            (96, 0x40),    // extents
+            (96, 0x100),   // mmp
             (32, 0),       // blocks per group
             (40, 100_000), // inodes per group
             (0, 8193),     // inodes count mismatch
@@ -314,10 +314,8 @@ mod tests {
         let sb = Superblock::parse(&b).unwrap();
         assert_eq!((sb.desc_size, sb.blocks_count), (64, 16384));
         assert!(sb.is_64bit());
-        assert_eq!(
-            Superblock::from_bytes(&b).unwrap_err().to_string(),
-            "unsupported: 64bit"
-        );
+        // 64bit is read and written (ext4).
+        assert_eq!(Superblock::from_bytes(&b).unwrap().desc_size, 64);
         put_u16(&mut b, 0xFE, 48);
         assert!(Superblock::parse(&b).is_err(), "descriptor size 48");
         put_u16(&mut b, 0xFE, 64);

@@ -581,10 +581,10 @@ fn read_path_returns_metadata_and_data_in_one_call() {
 }
 
 /// Issue 18: a 1 KiB-block ext3 image whose length is not whole 4 KiB blocks is
-/// served (read-only, because of its journal); without `--read-only` the refusal
-/// names the feature; a truncated copy is refused with the sizes.
+/// served and written (its journal is kept clean), read-only too; a truncated copy is
+/// refused with the sizes.
 #[test]
-fn a_1k_block_ext3_image_of_odd_length_is_served_read_only() {
+fn a_1k_block_ext3_image_of_odd_length_is_served_and_written() {
     let (tmp, _) = setup();
     let image = tmp.path().join("ext3.img");
     let out = Command::new("mke2fs")
@@ -617,11 +617,13 @@ fn a_1k_block_ext3_image_of_odd_length_is_served_read_only() {
         assert!(!out.status.success());
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    let err = refused(&image);
-    assert!(
-        err.contains("writing is not supported with features has_journal"),
-        "{err}"
-    );
+    let srv = FsProc::start(tmp.path(), &image, &[]);
+    let c = client(tmp.path(), srv.endpoint(), Role::Client);
+    assert_eq!(c.read("/html/index.html").unwrap(), b"<html>hi</html>");
+    c.write("/x", b"y").unwrap();
+    assert_eq!(c.read("/x").unwrap(), b"y");
+    srv.stop();
+    e2fsck_clean(&image);
     let srv = FsProc::start(tmp.path(), &image, &["--read-only"]);
     let c = client(tmp.path(), srv.endpoint(), Role::Client);
     assert_eq!(c.read("/html/index.html").unwrap(), b"<html>hi</html>");
@@ -640,4 +642,90 @@ fn a_1k_block_ext3_image_of_odd_length_is_served_read_only() {
         bytes.len()
     );
     assert!(err.contains(&want), "{err}");
+}
+
+/// Issue 18: an ext4 image with `metadata_csum,64bit` (extents, a hashed directory,
+/// a clean journal) is served and written; a flipped byte in a file's inode is EIO
+/// for that file while the others keep being served.
+#[test]
+fn an_ext4_metadata_csum_image_is_served_written_and_checked() {
+    let (tmp, _) = setup();
+    let src = tmp.path().join("src");
+    for i in 0..300 {
+        std::fs::write(src.join(format!("html/page-{i:03}.html")), format!("{i}")).unwrap();
+    }
+    let image = tmp.path().join("ext4.img");
+    let out = Command::new("mke2fs")
+        .args([
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-O",
+            "metadata_csum,64bit",
+            "-E",
+            "root_owner=0:0",
+            "-d",
+        ])
+        .arg(&src)
+        .arg(&image)
+        .arg("32M")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("e2fsck").arg("-fyD").arg(&image).output().unwrap();
+    assert!(out.status.code().unwrap_or(8) < 4, "e2fsck -fyD: {out:?}");
+    let srv = FsProc::start(tmp.path(), &image, &[]);
+    let c = client(tmp.path(), srv.endpoint(), Role::Client);
+    assert_eq!(c.read("/html/sub/big.bin").unwrap(), vec![7u8; 300_000]);
+    assert_eq!(c.read("/html/page-123.html").unwrap(), b"123");
+    let big: Vec<u8> = (0..2 * 1024 * 1024 + 5).map(|i| (i % 253) as u8).collect();
+    c.write("/html/new.bin", &big).unwrap();
+    assert_eq!(c.read("/html/new.bin").unwrap(), big);
+    srv.stop();
+    e2fsck_clean(&image);
+    // Flip the size field of index.html's inode: its checksum no longer matches.
+    let dump = Command::new("debugfs")
+        .args(["-R", "stat /html/index.html"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&dump.stdout);
+    let ino: u64 = text["Inode: ".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let imap = Command::new("debugfs")
+        .args(["-R", &format!("imap <{ino}>")])
+        .arg(&image)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&imap.stdout);
+    // "Inode N is part of block group G\n\tlocated at block B, offset 0xOFF"
+    let block: u64 = text
+        .split("located at block ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let off = u64::from_str_radix(text.split("offset 0x").nth(1).unwrap().trim(), 16).unwrap();
+    let mut bytes = std::fs::read(&image).unwrap();
+    let bs = 1024u64 << u32::from_le_bytes(bytes[1024 + 24..1024 + 28].try_into().unwrap());
+    bytes[(block * bs + off + 4) as usize] ^= 1;
+    std::fs::write(&image, &bytes).unwrap();
+    let srv = FsProc::start(tmp.path(), &image, &["--read-only"]);
+    let c = client(tmp.path(), srv.endpoint(), Role::Client);
+    let err = c.read("/html/index.html").unwrap_err();
+    assert!(
+        err.raw_os_error() == Some(5) || err.to_string().contains("EIO"),
+        "{err}"
+    );
+    assert!(c.read("/html/page-7.html").is_err());
+    assert_eq!(c.read("/html/page-007.html").unwrap(), b"7");
+    srv.stop();
 }

@@ -57,8 +57,8 @@ fn garbage_superblock_is_an_error() {
     assert!(matches!(try_open(image), Err(Ext2Error::Corrupt(_))));
     assert!(try_open(vec![0u8; 1 << 20]).is_err());
     assert!(try_open(Vec::new()).is_err());
-    let ext4 = mkfs(None, "4M", &["-O", "extent"]);
-    let err = try_open(ext4).unwrap_err();
+    let inline = mkfs(None, "4M", &["-O", "inline_data"]);
+    let err = try_open(inline).unwrap_err();
     assert!(matches!(err, Ext2Error::Unsupported(_)), "{err}");
 }
 

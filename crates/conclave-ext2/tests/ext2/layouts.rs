@@ -370,11 +370,11 @@ fn unsupported_features_are_refused_by_name() {
     std::fs::create_dir(&t).unwrap();
     std::fs::write(t.join("f"), b"data").unwrap();
     let open = |image: Vec<u8>| Ext2Fs::open(Arc::new(MemBlockDevice::from_image(image)));
-    // ext4 with mke2fs' defaults: only extents and 64bit stop reading today.
+    // ext4 with mke2fs' defaults opens (tests/ext4.rs); multi-mount protection does not.
     let mut cmd = Command::new("mke2fs");
     let img = tmp.path().join("ext4");
     let out = cmd
-        .args(["-q", "-F", "-t", "ext4", "-O", "^has_journal", "-d"])
+        .args(["-q", "-F", "-t", "ext4", "-O", "^has_journal,mmp", "-d"])
         .arg(&t)
         .arg(&img)
         .arg("8M")
@@ -382,7 +382,7 @@ fn unsupported_features_are_refused_by_name() {
         .unwrap();
     assert!(out.status.success());
     let err = open(std::fs::read(&img).unwrap()).unwrap_err();
-    assert_eq!(err.to_string(), "unsupported: extent, 64bit");
+    assert_eq!(err.to_string(), "unsupported: mmp");
     assert_eq!(err.errno(), 95);
     // Incompat bits set by hand, known and unknown.
     let mut image = mke2fs(&t, 4096, false, 8192, &[]);

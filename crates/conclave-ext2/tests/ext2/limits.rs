@@ -272,7 +272,7 @@ fn unclean_file_system_is_readable_but_refuses_writes() {
 }
 
 #[test]
-fn hashed_directories_are_refused_for_writes() {
+fn a_directory_flagged_hashed_without_an_index_is_read_and_written_linearly() {
     let (dev, fs) = fresh("4M", &[]);
     drop(fs);
     // Set EXT2_INDEX_FL on the root inode (inode 2, group 0) by hand.
@@ -280,11 +280,16 @@ fn hashed_directories_are_refused_for_writes() {
     let table = u32::from_le_bytes(image[4096 + 8..4096 + 12].try_into().unwrap()) as usize;
     let flags_at = table * 4096 + 256 + 32;
     image[flags_at + 1] |= 0x10;
-    let (_dev, mut fs) = open(image);
+    let (dev, mut fs) = open(image);
     assert!(fs.lookup("/lost+found").is_ok(), "reading stays possible");
-    let err = fs.create_path("/x", 0o644).unwrap_err();
-    assert!(matches!(err, Ext2Error::Unsupported(_)), "{err}");
-    assert!(err.to_string().contains("hash-indexed"));
+    // As the kernel does: a bad index is read linearly, and the first write drops the
+    // flag (real indexes: tests/ext4.rs).
+    fs.create_path("/x", 0o644).unwrap();
+    fs.sync().unwrap();
+    let image = dev.to_image();
+    let root_flags = u32::from_le_bytes(image[flags_at..flags_at + 4].try_into().unwrap());
+    assert_eq!(root_flags & 0x1000, 0);
+    assert_fsck_clean(&image);
 }
 
 /// A device that counts block reads, to pin the metadata cache's effect.
