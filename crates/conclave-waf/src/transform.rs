@@ -143,10 +143,15 @@ impl Transform {
                 js_decode(s)
             }
             Transform::CssDecode => {
-                if !s.contains(&b'\\') {
+                if !s.contains(&b'\\') && !s.contains(&0) {
                     return input;
                 }
-                css_decode(s)
+                // libmodsecurity builds the result from the C string: it ends at the first NUL.
+                let mut out = css_decode(s);
+                if let Some(nul) = out.iter().position(|&b| b == 0) {
+                    out.truncate(nul);
+                }
+                out
             }
             Transform::EscapeSeqDecode => {
                 if !s.contains(&b'\\') {
@@ -904,16 +909,14 @@ fn base64_decode(s: &[u8]) -> Vec<u8> {
     out
 }
 
-/// `Base64::decode_forgiven`: skips characters outside the alphabet, stops at `=`-padding,
-/// keeps the bytes of an incomplete last group that are complete.
+/// `Base64::decode_forgiven`: both alphabets (`+/` and `-_`), skips other characters and `=`
+/// (a `=` alone after the second character of a group makes the result empty), keeps the
+/// complete bytes of an incomplete last group.
 fn base64_decode_ext(s: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len() / 4 * 3 + 2);
     let mut cur: u8 = 0;
     let mut i = 0usize;
     for (k, &c) in s.iter().enumerate() {
-        if c == 0 {
-            break;
-        }
         if c == b'=' {
             if s.get(k + 1) != Some(&b'=') && i % 4 == 1 {
                 return Vec::new();

@@ -5,6 +5,8 @@
 //!
 //! Negation (`!@op`) belongs to the rule, not to the operator.
 
+#[cfg(all(test, feature = "modsecurity"))]
+mod differential;
 mod inject;
 mod ip;
 mod numeric;

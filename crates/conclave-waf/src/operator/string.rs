@@ -44,8 +44,8 @@ impl StrOp {
     }
 }
 
-/// libmodsecurity's `ContainsWord::evaluate`: the argument bounded by non-word bytes (or the
-/// ends of the value).
+/// libmodsecurity's `ContainsWord::evaluate`: the argument bounded by non-alphanumeric bytes
+/// (`_` counts as a boundary there) or the ends of the value.
 fn contains_word(input: &[u8], word: &[u8]) -> bool {
     if word.is_empty() {
         return true;
@@ -58,7 +58,7 @@ fn contains_word(input: &[u8], word: &[u8]) -> bool {
     }
     // `acceptableChar`: a position inside the value holding a non-word byte.
     let boundary = |pos: Option<usize>| match pos {
-        Some(p) if p < input.len() => !(input[p].is_ascii_alphanumeric() || input[p] == b'_'),
+        Some(p) if p < input.len() => !input[p].is_ascii_alphanumeric(),
         _ => false,
     };
     let mut from = 0;
@@ -125,7 +125,7 @@ mod tests {
         assert!(eval("containsWord", "select", b"x select"));
         assert!(eval("containsWord", "select", b"a select b"));
         assert!(!eval("containsWord", "select", b"selected"));
-        assert!(!eval("containsWord", "select", b"_select_"));
+        assert!(eval("containsWord", "select", b"_select_"));
         assert!(eval("containsWord", "select", b"selects select"));
         assert!(eval("containsWord", "", b""));
         assert!(!eval("containsWord", "a", b""));
