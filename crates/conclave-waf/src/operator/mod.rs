@@ -95,14 +95,16 @@ pub(crate) enum Operator {
     Unconditional,
     /// `@noMatch`.
     NoMatch,
+    /// `@geoLookup` and `@rbl`: they need a GeoIP database (`SecGeoLookupDb`) or DNS, which
+    /// conclave has not; they load (the CRS has them, behind settings that are off by default)
+    /// and never match, as libmodsecurity's do without a database or network.
+    Unavailable(&'static str),
 }
 
 /// Operators ModSecurity has that conclave refuses by name (they need network, files or
 /// state outside a request, or only apply to responses).
 const REFUSED: &[&str] = &[
     "rsub",
-    "rbl",
-    "geolookup",
     "gsblookup",
     "inspectfile",
     "fuzzyhash",
@@ -134,6 +136,8 @@ impl Operator {
             "validateutf8encoding" => Operator::ValidateUtf8Encoding,
             "unconditionalmatch" => Operator::Unconditional,
             "nomatch" => Operator::NoMatch,
+            "geolookup" => Operator::Unavailable("geoLookup"),
+            "rbl" => Operator::Unavailable("rbl"),
             _ => {
                 if let Some(op) = NumOp::parse(&lower) {
                     Operator::Num(op, Arg::new(arg))
@@ -172,7 +176,7 @@ impl Operator {
                 hit
             }
             Operator::Unconditional => true,
-            Operator::NoMatch => false,
+            Operator::NoMatch | Operator::Unavailable(_) => false,
         }
     }
 
@@ -259,6 +263,8 @@ mod tests {
     fn unconditional_and_no_match() {
         assert!(eval("unconditionalMatch", "", b"x"));
         assert!(!eval("noMatch", "", b"x"));
+        assert!(!eval("geoLookup", "", b"203.0.113.1"));
+        assert!(!eval("rbl", "sbl-xbl.spamhaus.org", b"127.0.0.2"));
     }
 
     #[test]

@@ -68,7 +68,6 @@ impl PhraseSet {
         match ac.find(input) {
             Some(m) => {
                 let phrase = &self.phrases[m.pattern().as_usize()];
-                ctx.set_matched(phrase);
                 if ctx.capture_wanted() {
                     ctx.set_capture(0, phrase);
                 }
