@@ -23,6 +23,7 @@
 #![deny(unsafe_code)]
 
 mod body;
+pub mod corpus;
 mod error;
 mod hash;
 mod interp;
