@@ -5,6 +5,7 @@
 //! disruptive action).
 
 use std::borrow::Cow;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -92,6 +93,9 @@ pub(crate) struct Transaction<'p, 'a> {
     prog: &'p Program,
     req: ReqData<'a>,
     st: State,
+    /// Transformed request values by (address, length, chain id): the CRS runs the same chains
+    /// over the same arguments in rule after rule.
+    tcache: FxHashMap<(usize, usize, u32), Rc<[u8]>>,
     /// Ids of the rules whose whole chain matched, in evaluation order.
     pub matched_rules: Vec<u64>,
 }
@@ -162,6 +166,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 body_access: prog.body.access,
                 force_body_var: false,
             },
+            tcache: FxHashMap::default(),
             matched_rules: Vec::new(),
         }
     }
@@ -226,6 +231,8 @@ impl<'p, 'a> Transaction<'p, 'a> {
         }
         self.req.body = body;
         self.req.body_seen = true;
+        // Values parsed from the body are new allocations; no stale address may hit the cache.
+        self.tcache.clear();
         let ct = self
             .req
             .headers
@@ -274,6 +281,12 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 d => (d, r.status.or(default.status)),
             };
             let status = status.filter(|s| *s != 200).unwrap_or(403);
+            // `ctl:ruleEngine=DetectionOnly` keeps the rules running without their effect.
+            let disruptive = if self.st.engine == Engine::DetectionOnly && self.st.engine != prog.engine {
+                &Disruptive::Pass
+            } else {
+                disruptive
+            };
             match disruptive {
                 Disruptive::Pass | Disruptive::Block => {}
                 Disruptive::Deny | Disruptive::Drop => {
@@ -332,20 +345,30 @@ impl<'p, 'a> Transaction<'p, 'a> {
         values.retain(|v| !self.excluded(r, link, v));
         let mut any = false;
         for v in &values {
-            let mut candidates: Vec<Cow<'_, [u8]>> = Vec::new();
+            let mut candidates: Vec<Candidate<'_>> = Vec::new();
             if link.multi_match {
                 let mut cur = Cow::Borrowed(&*v.value);
-                candidates.push(cur.clone());
+                candidates.push(Candidate::Cow(cur.clone()));
                 for t in &link.transforms {
                     cur = t.apply(cur);
-                    if candidates.last().map(|c| c.as_ref()) != Some(cur.as_ref()) {
-                        candidates.push(cur.clone());
+                    if candidates.last().map(|c| c.bytes()) != Some(cur.as_ref()) {
+                        candidates.push(Candidate::Cow(cur.clone()));
                     }
                 }
+            } else if link.transforms.is_empty() {
+                candidates.push(Candidate::Cow(Cow::Borrowed(&v.value)));
+            } else if let Cow::Borrowed(b) = &v.value {
+                let key = (b.as_ptr() as usize, b.len(), link.chain);
+                let t = self
+                    .tcache
+                    .entry(key)
+                    .or_insert_with(|| Rc::from(apply_all(&link.transforms, b).into_owned()));
+                candidates.push(Candidate::Shared(t.clone()));
             } else {
-                candidates.push(apply_all(&link.transforms, &v.value));
+                candidates.push(Candidate::Cow(apply_all(&link.transforms, &v.value)));
             }
             for c in candidates {
+                let c = c.bytes();
                 let mut ctx = Ctx {
                     req: &self.req,
                     st: &self.st,
@@ -406,6 +429,21 @@ impl<'p, 'a> Transaction<'p, 'a> {
             Ctl::BodyAccess(on) => self.st.body_access = *on,
             Ctl::ForceBodyVariable(on) => self.st.force_body_var = *on,
             Ctl::Ignored => {}
+        }
+    }
+}
+
+/// A value ready for the operator: borrowed, transformed here, or from the transformation cache.
+enum Candidate<'v> {
+    Cow(Cow<'v, [u8]>),
+    Shared(Rc<[u8]>),
+}
+
+impl Candidate<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Candidate::Cow(c) => c,
+            Candidate::Shared(r) => r,
         }
     }
 }

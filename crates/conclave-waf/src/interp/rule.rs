@@ -69,6 +69,9 @@ pub(crate) struct Link {
     pub op: Option<Arc<Operator>>,
     pub negated: bool,
     pub transforms: Vec<Transform>,
+    /// `transforms` interned: links with the same chain share the id, so a transaction transforms
+    /// a value once per chain, not once per rule.
+    pub chain: u32,
     pub multi_match: bool,
     pub capture: bool,
     /// Run on each matching value, whether or not the chain completes (as ModSecurity v3 does).
