@@ -376,7 +376,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
                     capture: link.capture,
                     captures: Vec::new(),
                 };
-                let hit = op.eval(&c, &mut ctx) != link.negated;
+                let hit = op.eval(c, &mut ctx) != link.negated;
                 let captures = std::mem::take(&mut ctx.captures);
                 if !hit {
                     continue;

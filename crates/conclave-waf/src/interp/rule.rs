@@ -328,12 +328,12 @@ pub(crate) fn parse_actions(d: &Directive<'_>, s: &str) -> Result<Actions, WafEr
     Ok(a)
 }
 
+/// A rule's variables: what it inspects, and the `!` exclusions.
+pub(crate) type TargetLists = (Vec<Target>, Vec<Target>);
+
 /// Parses `VARIABLES` of a `SecRule`: includes and `!` exclusions. `Ok(None)` when a variable is a
 /// response variable (the rule belongs to phases 3/4 and is skipped with a note).
-pub(crate) fn parse_targets(
-    d: &Directive<'_>,
-    s: &str,
-) -> Result<Option<(Vec<Target>, Vec<Target>)>, WafError> {
+pub(crate) fn parse_targets(d: &Directive<'_>, s: &str) -> Result<Option<TargetLists>, WafError> {
     let mut inc = Vec::new();
     let mut exc = Vec::new();
     for part in s.split('|') {
