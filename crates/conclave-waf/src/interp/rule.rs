@@ -373,8 +373,14 @@ pub(crate) fn parse_operator(d: &Directive<'_>, s: &str) -> Result<(Arc<Operator
         },
     };
     let dir = d.file.parent().unwrap_or(Path::new("."));
-    let op =
-        Operator::parse(name, arg, dir).map_err(|e| d.unsupported(format!("operator `@{name}`: {e}")))?;
+    let op = Operator::parse(name, arg, dir).map_err(|e| {
+        // "unknown operator @x" / "operator @x is not supported" name it already.
+        if e.contains(&format!("@{name}")) {
+            d.unsupported(format!("operator `@{name}`"))
+        } else {
+            d.unsupported(format!("operator `@{name}`: {e}"))
+        }
+    })?;
     Ok((Arc::new(op), negated))
 }
 
