@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 # python3-prometheus-client (the reference OpenMetrics parser reads /metrics),
 # systemd (systemd-analyze verify on the units).
 PACKAGES=(nginx apache2-utils curl openssl e2fsprogs strace pkg-config libmodsecurity-dev
+          modsecurity-crs
           chromium fonts-dejavu-core python3-cryptography python3-prometheus-client
           systemd)
 
