@@ -692,7 +692,8 @@ fn collect<'r>(req: &'r ReqData<'_>, st: &State, t: &Target, out: &mut Vec<Value
         Var::RequestCookies => pairs(out, &req.cookies, false),
         Var::RequestCookiesNames => pairs(out, &req.cookies, true),
         Var::RequestBody => {
-            if req.body_seen && (st.force_body_var || req.processor != Some(Processor::Multipart)) {
+            // libmodsecurity 3 keeps the raw body in REQUEST_BODY whatever the processor.
+            if req.body_seen {
                 scalar(out, Cow::Borrowed(req.body));
             }
         }
