@@ -560,21 +560,14 @@ fn macro_value(req: &ReqData<'_>, st: &State, r: &Rule, name: &str, out: &mut St
     if var.eq_ignore_ascii_case("rule") {
         match key.map(|k| k.to_ascii_lowercase()).as_deref() {
             Some("id") => out.push_str(&r.id.to_string()),
-            Some("msg") => {
-                if let Some(m) = &r.msg {
-                    out.push_str(&expand(req, st, r, m));
-                }
-            }
+            // As written: expanding here could recurse forever (`msg:'%{rule.msg}'`).
+            Some("msg") => out.push_str(r.msg.as_deref().unwrap_or("")),
             Some("severity") => {
                 if let Some(s) = r.severity {
                     out.push_str(&s.to_string());
                 }
             }
-            Some("logdata") => {
-                if let Some(m) = &r.logdata {
-                    out.push_str(&expand(req, st, r, m));
-                }
-            }
+            Some("logdata") => out.push_str(r.logdata.as_deref().unwrap_or("")),
             _ => {}
         }
         return;
