@@ -163,3 +163,31 @@ fn crs_check_denies_with_status_and_rule() {
         d => panic!("{d:?}"),
     }
 }
+
+#[test]
+fn crs_check_cost_is_printed() {
+    let Some(waf) = load(1) else { return };
+    let n = 300;
+    let t = Instant::now();
+    for i in 0..n {
+        let uri = format!("/products/view?id={i}&sort=price&page=2");
+        assert_eq!(get(&waf, &uri).deny, None);
+    }
+    let per = t.elapsed() / n;
+    eprintln!(
+        "CRS PL1: {per:?} per benign GET ({} build)",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+    let t = Instant::now();
+    for _ in 0..n {
+        assert_eq!(
+            post_json(&waf, r#"{"name":"Widget","qty":3,"tags":["a","b"]}"#).deny,
+            None
+        );
+    }
+    eprintln!("CRS PL1: {:?} per benign JSON POST", t.elapsed() / n);
+}
