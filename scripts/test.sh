@@ -13,8 +13,10 @@ cd "$(dirname "$0")/.."
 # python3-prometheus-client (the reference OpenMetrics parser reads /metrics),
 # systemd (systemd-analyze verify on the units), libssl-dev (libcrypto to
 # link crates/conclave-openssl, the provider stock NGINX loads), fuse3
-# (fusermount3 for `conclave mount` when not root).
+# (fusermount3 for `conclave mount` when not root), modsecurity-crs (the
+# OWASP Core Rule Set the WAF tests load unmodified).
 PACKAGES=(nginx apache2-utils curl openssl e2fsprogs strace pkg-config libmodsecurity-dev fuse3
+          modsecurity-crs
           chromium fonts-dejavu-core python3-cryptography python3-prometheus-client
           systemd libssl-dev)
 

@@ -3,8 +3,11 @@
 //! of a check barely grows with the number of rules (ModSecurity tests its rules one by one).
 //!
 //! It owns rule-file parsing, compilation and the per-request decision. It does not own HTTP: the
-//! edge builds a [`RequestView`] from each request and acts on the [`Decision`]. Request bodies and
-//! responses are not inspected (phases 1 and 2 over the request line and headers only).
+//! edge builds a [`RequestView`] (and a [`RequestContext`] with the body) from each request and acts
+//! on the [`Decision`]. Two engines: rule sets the set matcher can express (the seed's, a million
+//! rules deep) are compiled into set matchers; others (the OWASP CRS: `setvar`, `skipAfter`, `ctl`,
+//! anomaly scoring, request bodies) run in a rule-by-rule interpreter with ModSecurity v3 semantics.
+//! Responses are not inspected (phases 3 and 4 are accepted and noted, not run).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), conclave_waf::WafError> {
@@ -19,16 +22,24 @@
 //! ```
 #![deny(unsafe_code)]
 
+mod body;
+pub mod corpus;
 mod error;
 mod hash;
+mod interp;
 mod matcher;
 #[cfg(feature = "modsecurity")]
 pub mod modsec;
+// Some accessors (pattern sources, names) are for the set matcher and logs.
+#[allow(dead_code)]
+mod operator;
 mod request;
 mod rule;
 pub mod rulegen;
 mod rules_file;
 mod ruleset;
+#[allow(dead_code)]
+mod transform;
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -56,10 +67,65 @@ pub enum Decision<'w> {
     },
 }
 
+/// What the edge knows about a request beyond its head: the protocol, the client and the body
+/// (phase 2 inspects the body only if the rules say `SecRequestBodyAccess On`).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestContext<'a> {
+    /// `REQUEST_PROTOCOL`, for example `HTTP/1.1`.
+    pub protocol: &'a str,
+    /// `REMOTE_ADDR`, the client's address without port.
+    pub remote_addr: &'a str,
+    /// The request body as received (at most the edge's body limit); empty if none.
+    pub body: &'a [u8],
+}
+
+impl Default for RequestContext<'_> {
+    fn default() -> Self {
+        RequestContext {
+            protocol: "HTTP/1.1",
+            remote_addr: "127.0.0.1",
+            body: b"",
+        }
+    }
+}
+
+/// Everything a check found: the decision, every rule whose chain matched and the `TX`
+/// collection (anomaly scores); for differential tests and detailed logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspection {
+    /// `None`: allowed; otherwise (status, rule id, expanded `msg`).
+    pub deny: Option<(u16, u64, Option<String>)>,
+    /// `Location` of a `redirect`.
+    pub location: Option<String>,
+    /// Ids of the rules that matched, in evaluation order.
+    pub matched: Vec<u64>,
+    /// The `TX` collection at the end (empty for the set matcher).
+    pub tx: Vec<(String, String)>,
+}
+
+impl Inspection {
+    /// A `TX` variable parsed as an integer (for example `anomaly_score`), 0 if absent.
+    pub fn tx_int(&self, name: &str) -> i64 {
+        self.tx
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Which engine runs a loaded rule set.
+enum Compiled {
+    /// Set matchers (Aho-Corasick, hash maps, RegexSet): the seed's rule sets.
+    Sets(Matcher),
+    /// The rule-by-rule interpreter (CRS).
+    Interp(interp::Program),
+}
+
 /// A loaded, compiled rule set. Immutable, `Send + Sync`: share one per process via `Arc`.
 pub struct Waf {
     engine: Engine,
-    matcher: Matcher,
+    compiled: Compiled,
     skipped: Vec<WafError>,
 }
 
@@ -74,44 +140,175 @@ impl Waf {
     }
 
     /// Loads `path` with options (for example skipping unsupported rules, see [`Waf::skipped`]).
+    ///
+    /// A rule set the set matcher can express is compiled into set matchers; any other (one with
+    /// `setvar`, `SecAction`, `ctl`, more variables and operators: the CRS) goes to the interpreter,
+    /// whose first unsupported line is the error.
     pub fn load_with(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Waf, WafError> {
-        let mut parsed = ruleset::parse(path.as_ref(), opts)?;
-        let matcher = Matcher::compile(&mut parsed)?;
-        Ok(Waf {
-            engine: parsed.engine,
-            matcher,
-            skipped: parsed.skipped,
-        })
+        let path = path.as_ref();
+        match ruleset::parse(
+            path,
+            &LoadOptions {
+                ignore_unsupported: false,
+            },
+        ) {
+            Ok(mut parsed) => {
+                let matcher = Matcher::compile(&mut parsed)?;
+                Ok(Waf {
+                    engine: parsed.engine,
+                    compiled: Compiled::Sets(matcher),
+                    skipped: parsed.skipped,
+                })
+            }
+            Err(WafError::Unsupported { .. }) => match interp::load(path) {
+                Ok(p) => Ok(Waf {
+                    engine: p.engine,
+                    compiled: Compiled::Interp(p),
+                    skipped: Vec::new(),
+                }),
+                // The subset loader can still skip what neither engine supports.
+                Err(WafError::Unsupported { .. }) if opts.ignore_unsupported => {
+                    let mut parsed = ruleset::parse(path, opts)?;
+                    let matcher = Matcher::compile(&mut parsed)?;
+                    Ok(Waf {
+                        engine: parsed.engine,
+                        compiled: Compiled::Sets(matcher),
+                        skipped: parsed.skipped,
+                    })
+                }
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        }
     }
 
-    /// Decides one request, honouring `SecRuleEngine` (only `On` ever denies).
+    /// Decides one request from its head alone, honouring `SecRuleEngine` (only `On` ever denies).
     pub fn check(&self, req: &RequestView<'_>) -> Decision<'_> {
+        self.check_with(req, &RequestContext::default())
+    }
+
+    /// Decides one request with its context (body for phase 2, protocol, client address).
+    pub fn check_with(&self, req: &RequestView<'_>, ctx: &RequestContext<'_>) -> Decision<'_> {
         if self.engine != Engine::On {
             return Decision::Allow;
         }
-        self.detect(req)
+        self.detect_with(req, ctx)
     }
 
     /// What the rules would decide if `SecRuleEngine` were `On` (for logging in `DetectionOnly`).
     pub fn detect(&self, req: &RequestView<'_>) -> Decision<'_> {
-        if self.engine == Engine::Off || self.matcher.rules.is_empty() {
+        self.detect_with(req, &RequestContext::default())
+    }
+
+    /// [`Waf::detect`] with the request's context.
+    pub fn detect_with(&self, req: &RequestView<'_>, ctx: &RequestContext<'_>) -> Decision<'_> {
+        if self.engine == Engine::Off {
             return Decision::Allow;
         }
-        let hit = SCRATCH.with(|s| match s.try_borrow_mut() {
-            Ok(mut s) => self.matcher.evaluate(req, &mut s),
-            Err(_) => self.matcher.evaluate(req, &mut Scratch::default()),
-        });
-        match hit {
-            None => Decision::Allow,
-            Some(h) => {
-                let r = &self.matcher.rules[h.rule as usize];
-                Decision::Deny {
-                    status: h.status,
-                    rule_id: r.id,
-                    msg: r.msg.as_deref(),
+        match &self.compiled {
+            Compiled::Sets(m) => {
+                if m.rules.is_empty() {
+                    return Decision::Allow;
+                }
+                let hit = SCRATCH.with(|s| match s.try_borrow_mut() {
+                    Ok(mut s) => m.evaluate(req, &mut s),
+                    Err(_) => m.evaluate(req, &mut Scratch::default()),
+                });
+                match hit {
+                    None => Decision::Allow,
+                    Some(h) => {
+                        let r = &m.rules[h.rule as usize];
+                        Decision::Deny {
+                            status: h.status,
+                            rule_id: r.id,
+                            msg: r.msg.as_deref(),
+                        }
+                    }
+                }
+            }
+            Compiled::Interp(p) => {
+                let mut tx = interp::eval::Transaction::new(p, req, ctx);
+                match tx.run() {
+                    interp::eval::Outcome::Pass => Decision::Allow,
+                    interp::eval::Outcome::Interrupt { status, rule, .. } => {
+                        let r = p.rules.get(rule as usize);
+                        Decision::Deny {
+                            status,
+                            rule_id: r.map_or(0, |r| r.id),
+                            msg: r.and_then(|r| r.msg.as_deref()),
+                        }
+                    }
                 }
             }
         }
+    }
+
+    /// Everything the rules found for a request, as if `SecRuleEngine` were `On`: the decision,
+    /// matched rule ids and the `TX` collection (anomaly scores). The set matcher reports only the
+    /// deciding rule.
+    pub fn inspect(&self, req: &RequestView<'_>, ctx: &RequestContext<'_>) -> Inspection {
+        match &self.compiled {
+            Compiled::Interp(p) if self.engine != Engine::Off => {
+                let mut tx = interp::eval::Transaction::new(p, req, ctx);
+                let outcome = tx.run();
+                let (deny, location) = match outcome {
+                    interp::eval::Outcome::Pass => (None, None),
+                    interp::eval::Outcome::Interrupt {
+                        status,
+                        rule,
+                        location,
+                    } => {
+                        let id = p.rules.get(rule as usize).map_or(0, |r| r.id);
+                        let msg = p.rules.get(rule as usize).and_then(|_| tx.message(rule));
+                        (Some((status, id, msg)), location)
+                    }
+                };
+                Inspection {
+                    deny,
+                    location,
+                    matched: std::mem::take(&mut tx.matched_rules),
+                    tx: tx.tx_all(),
+                }
+            }
+            _ => {
+                let d = self.detect_with(req, ctx);
+                let deny = match d {
+                    Decision::Allow => None,
+                    Decision::Deny { status, rule_id, msg } => {
+                        Some((status, rule_id, msg.map(str::to_string)))
+                    }
+                };
+                Inspection {
+                    matched: deny.iter().map(|d| d.1).collect(),
+                    deny,
+                    location: None,
+                    tx: Vec::new(),
+                }
+            }
+        }
+    }
+
+    /// Whether phase 2 reads request bodies (`SecRequestBodyAccess On`), and up to how many bytes
+    /// (`SecRequestBodyLimit`): the edge buffers at most this much.
+    pub fn body_limit(&self) -> Option<usize> {
+        match &self.compiled {
+            Compiled::Interp(p) if p.body.access => Some(p.body.limit),
+            _ => None,
+        }
+    }
+
+    /// Load-time notes: what the rule set holds that does not run (response-phase rules), to log
+    /// once at start-up.
+    pub fn notes(&self) -> &[String] {
+        match &self.compiled {
+            Compiled::Interp(p) => &p.notes,
+            Compiled::Sets(_) => &[],
+        }
+    }
+
+    /// Whether the rule-by-rule interpreter runs this rule set (rather than the set matcher).
+    pub fn is_interpreted(&self) -> bool {
+        matches!(self.compiled, Compiled::Interp(_))
     }
 
     /// The `SecRuleEngine` mode of the loaded configuration.
@@ -121,7 +318,10 @@ impl Waf {
 
     /// Number of rules loaded (a chain counts once).
     pub fn rule_count(&self) -> usize {
-        self.matcher.rules.len()
+        match &self.compiled {
+            Compiled::Sets(m) => m.rules.len(),
+            Compiled::Interp(p) => p.rules.len(),
+        }
     }
 
     /// Rules and directives skipped as unsupported (only with `ignore_unsupported`), each naming

@@ -35,7 +35,38 @@ pub struct ModSecurity {
 /// libmodsecurity's rule parser (flex/bison) keeps global state: one load at a time per process.
 static LOAD_LOCK: Mutex<()> = Mutex::new(());
 
-unsafe extern "C" fn quiet_log(_data: *mut c_void, _msg: *const c_void) {}
+/// The log callback: drops messages, or collects them when the transaction was created with a
+/// `Vec<String>` as its log data (see [`ModSecurity::inspect`]).
+unsafe extern "C" fn quiet_log(data: *mut c_void, msg: *const c_void) {
+    if data.is_null() || msg.is_null() {
+        return;
+    }
+    // SAFETY: `inspect` passes a live `&mut Vec<String>` for the transaction's lifetime, and
+    // libmodsecurity's default log property hands a NUL-terminated message.
+    let log = &mut *(data as *mut Vec<String>);
+    log.push(
+        CStr::from_ptr(msg as *const c_char)
+            .to_string_lossy()
+            .into_owned(),
+    );
+}
+
+/// Everything libmodsecurity reported for one request (see [`ModSecurity::inspect`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModSecReport {
+    /// The decision, as [`ModSecurity::check`] gives it.
+    pub decision: ModSecDecision,
+    /// Ids of the rules that matched and log (`[id "N"]` of every log message), in order.
+    pub logged: Vec<u64>,
+    /// The log messages themselves.
+    pub messages: Vec<String>,
+}
+
+/// The `[id "N"]` of a libmodsecurity log line.
+fn log_rule_id(line: &str) -> Option<u64> {
+    let i = line.find("[id \"")?;
+    line[i + 5..].split('"').next()?.parse().ok()
+}
 
 /// Takes ownership of a C string libmodsecurity allocated with malloc.
 unsafe fn take_c_string(p: *const c_char) -> String {
@@ -104,6 +135,62 @@ impl ModSecurity {
                 rule_id: None,
             }))
         }
+    }
+}
+
+impl ModSecurity {
+    /// Runs phases 1 and 2 with a request body and a client address, collecting the log: which
+    /// rules matched (those that log) besides the decision. As the NGINX connector: connection,
+    /// URI, headers, body, each followed by an intervention check.
+    pub fn inspect(
+        &self,
+        req: &RequestView<'_>,
+        body: &[u8],
+        remote_addr: &str,
+    ) -> Result<ModSecReport, String> {
+        let uri = CString::new(req.uri).map_err(|_| "NUL in URI")?;
+        let method = CString::new(req.method).map_err(|_| "NUL in method")?;
+        let ip = CString::new(remote_addr).map_err(|_| "NUL in address")?;
+        let mut log: Vec<String> = Vec::new();
+        // SAFETY: as in `check`; `log` outlives the transaction, which is cleaned up before return,
+        // and only `quiet_log` touches it (from this thread, during the msc_* calls).
+        let decision = unsafe {
+            let tx =
+                sys::msc_new_transaction(self.ms, self.rules, &mut log as *mut Vec<String> as *mut c_void);
+            if tx.is_null() {
+                return Err("msc_new_transaction failed".into());
+            }
+            let server = c"127.0.0.1";
+            sys::msc_process_connection(tx, ip.as_ptr(), 40000, server.as_ptr(), 80);
+            sys::msc_process_uri(tx, uri.as_ptr(), method.as_ptr(), c"1.1".as_ptr());
+            let mut d = intervention(tx);
+            if d.is_none() {
+                for (n, v) in req.headers {
+                    sys::msc_add_n_request_header(tx, n.as_ptr(), n.len(), v.as_ptr(), v.len());
+                }
+                sys::msc_process_request_headers(tx);
+                d = intervention(tx);
+            }
+            if d.is_none() {
+                if !body.is_empty() {
+                    sys::msc_append_request_body(tx, body.as_ptr(), body.len());
+                }
+                sys::msc_process_request_body(tx);
+                d = intervention(tx);
+            }
+            sys::msc_process_logging(tx);
+            sys::msc_transaction_cleanup(tx);
+            d.unwrap_or(ModSecDecision {
+                disruptive: false,
+                status: 200,
+                rule_id: None,
+            })
+        };
+        Ok(ModSecReport {
+            decision,
+            logged: log.iter().filter_map(|l| log_rule_id(l)).collect(),
+            messages: log,
+        })
     }
 }
 

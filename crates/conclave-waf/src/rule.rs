@@ -285,7 +285,7 @@ fn parse_operator(d: &Directive<'_>, s: &str) -> Result<Operator, WafError> {
 }
 
 /// Calls `f` with each `(name, value)` of `a,b:'x,y',c`, honouring single quotes.
-fn for_each_action<'s, E>(
+pub(crate) fn for_each_action<'s, E>(
     s: &'s str,
     mut f: impl FnMut(&'s str, Option<&'s str>) -> Result<(), E>,
 ) -> Result<(), E> {

@@ -1,5 +1,5 @@
 //! Reading ModSecurity configuration files into directives: comments, `\` line continuations,
-//! double-quoted arguments and `Include` (relative to the including file, with `*`/`?` globs).
+//! double-quoted arguments and `Include`/`IncludeOptional` (relative to the including file, with `*`/`?` globs).
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -119,7 +119,9 @@ fn read_file(
             args: tokens,
         };
         if d.name.eq_ignore_ascii_case("Include") {
-            include(&d, path, depth, sink)?;
+            include(&d, path, depth, false, sink)?;
+        } else if d.name.eq_ignore_ascii_case("IncludeOptional") {
+            include(&d, path, depth, true, sink)?;
         } else {
             sink(d)?;
         }
@@ -131,6 +133,7 @@ fn include(
     d: &Directive<'_>,
     from: &Path,
     depth: usize,
+    optional: bool,
     sink: &mut dyn FnMut(Directive<'_>) -> Result<(), WafError>,
 ) -> Result<(), WafError> {
     if d.args.len() != 1 {
@@ -147,7 +150,12 @@ fn include(
     } else {
         from.parent().unwrap_or(Path::new(".")).join(target)
     };
-    for file in expand_glob(d, &target)? {
+    let files = match expand_glob(d, &target, optional)? {
+        // `IncludeOptional` of a missing file (or an empty glob) includes nothing.
+        files if optional => files.into_iter().filter(|f| f.exists()).collect(),
+        files => files,
+    };
+    for file in files {
         read_file(&file, depth + 1, sink).map_err(|e| match e {
             // Name the Include line, not just the missing file.
             WafError::Io { path, source } if path == file => {
@@ -160,7 +168,7 @@ fn include(
 }
 
 /// Expands `*` and `?` in the last path component (sorted, as glob(3) does).
-fn expand_glob(d: &Directive<'_>, target: &Path) -> Result<Vec<PathBuf>, WafError> {
+fn expand_glob(d: &Directive<'_>, target: &Path, optional: bool) -> Result<Vec<PathBuf>, WafError> {
     let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let dir = target.parent().unwrap_or(Path::new("."));
     if !name.contains(['*', '?', '[']) {
@@ -171,6 +179,9 @@ fn expand_glob(d: &Directive<'_>, target: &Path) -> Result<Vec<PathBuf>, WafErro
     }
     if name.contains('[') || dir.to_str().is_some_and(|s| s.contains(['*', '?', '['])) {
         return Err(d.unsupported("Include globs other than `*`/`?` in the file name"));
+    }
+    if optional && !dir.is_dir() {
+        return Ok(Vec::new());
     }
     let entries = std::fs::read_dir(dir).map_err(|source| WafError::Io {
         path: dir.to_path_buf(),
@@ -188,7 +199,7 @@ fn expand_glob(d: &Directive<'_>, target: &Path) -> Result<Vec<PathBuf>, WafErro
             }
         }
     }
-    if out.is_empty() {
+    if out.is_empty() && !optional {
         return Err(d.syntax(format!("no file matches {}", target.display())));
     }
     out.sort();

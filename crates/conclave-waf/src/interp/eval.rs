@@ -1,0 +1,864 @@
+//! Running a [`Program`] over one request: the per-request [`Transaction`] (request variables,
+//! `TX` and the other collections, `MATCHED_VAR(S)`, captures, `ctl` changes) and ModSecurity v3's
+//! evaluation order (phase 1, body processing, phase 2; within a phase, configuration order with
+//! `skipAfter`; per matching value the link's `setvar`s; on a full chain match `ctl`s and the
+//! disruptive action).
+
+use std::borrow::Cow;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::body::{self, Pair, Processor};
+use crate::hash::FxHashMap;
+use crate::operator::OpContext;
+use crate::request::{RequestView, Scratch};
+use crate::transform::Transform;
+use crate::{Engine, RequestContext};
+
+use super::rule::{Ctl, Disruptive, Link, Rule, SetOp, SetVar};
+use super::vars::{Coll, Key, MultipartFlag, Target, Value, Var};
+use super::{Item, Program};
+
+/// How the rules ended a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// No disruptive action (or `allow`, or `ctl:ruleEngine=Off`).
+    Pass,
+    /// A rule interrupted: answer `status` (302 with `location` for `redirect`).
+    Interrupt {
+        status: u16,
+        rule: u32,
+        location: Option<String>,
+    },
+}
+
+/// The request variables, derived once per request.
+struct ReqData<'a> {
+    method: &'a str,
+    protocol: &'a str,
+    remote_addr: &'a str,
+    uri_raw: &'a [u8],
+    query: &'a [u8],
+    headers: &'a [(&'a str, &'a [u8])],
+    body: &'a [u8],
+    request_uri: Vec<u8>,
+    filename: Vec<u8>,
+    basename: Vec<u8>,
+    request_line: Vec<u8>,
+    args_get: Vec<Pair>,
+    cookies: Vec<Pair>,
+    /// Filled at the start of phase 2.
+    parsed: body::Parsed,
+    processor: Option<Processor>,
+    body_seen: bool,
+    unique_id: String,
+    start: Instant,
+}
+
+/// What rules changed during the request.
+struct State {
+    colls: [FxHashMap<String, Vec<u8>>; 6],
+    matched_var: Option<(String, Vec<u8>)>,
+    matched_vars: Vec<(String, Vec<u8>)>,
+    removed_ids: Vec<(u64, u64)>,
+    removed_tags: Vec<String>,
+    removed_msgs: Vec<String>,
+    removed_targets: Vec<(Selector, Target)>,
+    engine: Engine,
+    processor: Option<Processor>,
+    body_access: bool,
+    force_body_var: bool,
+}
+
+/// Rules a `ctl:ruleRemoveTarget*` applies to.
+enum Selector {
+    Ids(Vec<(u64, u64)>),
+    Tag(String),
+    Msg(String),
+}
+
+impl Selector {
+    fn applies(&self, r: &Rule) -> bool {
+        match self {
+            Selector::Ids(ids) => super::in_ranges(ids, r.id),
+            Selector::Tag(t) => r.tags.iter().any(|x| x == t),
+            Selector::Msg(m) => r.msg.as_deref() == Some(m.as_str()),
+        }
+    }
+}
+
+/// One request going through a [`Program`].
+pub(crate) struct Transaction<'p, 'a> {
+    prog: &'p Program,
+    req: ReqData<'a>,
+    st: State,
+    /// Transformed request values by (address, length, chain id): the CRS runs the same chains
+    /// over the same arguments in rule after rule.
+    tcache: FxHashMap<(usize, usize, u32), Rc<[u8]>>,
+    /// Ids of the rules whose whole chain matched, in evaluation order.
+    pub matched_rules: Vec<u64>,
+}
+
+static UNIQUE: AtomicU64 = AtomicU64::new(1);
+
+impl<'p, 'a> Transaction<'p, 'a> {
+    pub(crate) fn new(prog: &'p Program, view: &RequestView<'a>, ctx: &RequestContext<'a>) -> Self {
+        let mut s = Scratch::default();
+        s.extract(view);
+        let request_uri = s.arena[s.request_uri.clone()].to_vec();
+        let filename = s.arena[s.filename.clone()].to_vec();
+        let basename = match filename.iter().rposition(|&c| c == b'/') {
+            Some(i) => filename[i + 1..].to_vec(),
+            None => filename.clone(),
+        };
+        let uri_raw = view.uri.as_bytes();
+        let query = match uri_raw.iter().position(|&c| c == b'?') {
+            Some(i) => &uri_raw[i + 1..],
+            None => &b""[..],
+        };
+        let mut args_get = Vec::new();
+        body::parse_urlencoded(query, prog.body.arg_separator, &mut args_get);
+        let mut cookies = Vec::new();
+        let mut content_type: &[u8] = b"";
+        for (n, v) in view.headers {
+            if n.eq_ignore_ascii_case("cookie") {
+                parse_cookies(v, &mut cookies);
+            } else if n.eq_ignore_ascii_case("content-type") {
+                content_type = v;
+            }
+        }
+        let request_line = format!("{} {} {}", view.method, view.uri, ctx.protocol).into_bytes();
+        let n = UNIQUE.fetch_add(1, Ordering::Relaxed);
+        let unique_id = format!("{:x}{n:08x}", std::process::id());
+        Transaction {
+            prog,
+            req: ReqData {
+                method: view.method,
+                protocol: ctx.protocol,
+                remote_addr: ctx.remote_addr,
+                uri_raw,
+                query,
+                headers: view.headers,
+                body: ctx.body,
+                request_uri,
+                filename,
+                basename,
+                request_line,
+                args_get,
+                cookies,
+                parsed: body::Parsed::default(),
+                processor: None,
+                body_seen: false,
+                unique_id,
+                start: Instant::now(),
+            },
+            st: State {
+                colls: Default::default(),
+                matched_var: None,
+                matched_vars: Vec::new(),
+                removed_ids: Vec::new(),
+                removed_tags: Vec::new(),
+                removed_msgs: Vec::new(),
+                removed_targets: Vec::new(),
+                engine: prog.engine,
+                processor: Processor::from_content_type(content_type),
+                body_access: prog.body.access,
+                force_body_var: false,
+            },
+            tcache: FxHashMap::default(),
+            matched_rules: Vec::new(),
+        }
+    }
+
+    /// Runs phases 1 and 2 (with the body between them). Stops at the first interruption.
+    pub(crate) fn run(&mut self) -> Outcome {
+        if self.st.engine == Engine::Off {
+            return Outcome::Pass;
+        }
+        if let Some(o) = self.phase(1) {
+            return o;
+        }
+        if self.st.engine == Engine::Off {
+            return Outcome::Pass;
+        }
+        if let Some(o) = self.process_body() {
+            return o;
+        }
+        self.phase(2).unwrap_or(Outcome::Pass)
+    }
+
+    /// The whole `TX` collection, sorted by name.
+    pub(crate) fn tx_all(&self) -> Vec<(String, String)> {
+        let mut v: Vec<_> = self.st.colls[Coll::Tx.index()]
+            .iter()
+            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// `msg` of rule `rule` with its macros expanded against this transaction.
+    pub(crate) fn message(&self, rule: u32) -> Option<String> {
+        let r = &self.prog.rules[rule as usize];
+        r.msg
+            .as_deref()
+            .map(|m| expand(&self.req, &self.st, r, m).into_owned())
+    }
+
+    /// Parses the body with the processor chosen by `Content-Type` and phase-1 `ctl`s; a body
+    /// over the limit interrupts with 413 under `SecRequestBodyLimitAction Reject`.
+    fn process_body(&mut self) -> Option<Outcome> {
+        let prog = self.prog;
+        if !self.st.body_access || self.req.body.is_empty() {
+            return None;
+        }
+        let limit = if self.st.processor == Some(Processor::Multipart) {
+            prog.body.limit
+        } else {
+            prog.body.limit.min(prog.body.no_files_limit)
+        };
+        let mut body = self.req.body;
+        if body.len() > limit {
+            if prog.body.reject_over_limit {
+                return Some(Outcome::Interrupt {
+                    status: 413,
+                    rule: u32::MAX,
+                    location: None,
+                });
+            }
+            body = &body[..limit];
+        }
+        self.req.body = body;
+        self.req.body_seen = true;
+        // Values parsed from the body are new allocations; no stale address may hit the cache.
+        self.tcache.clear();
+        let ct = self
+            .req
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+            .map_or(&b""[..], |(_, v)| v);
+        if let Some(p) = self.st.processor {
+            self.req.parsed = body::parse(p, body, ct, prog.body.arg_separator, prog.body.json_depth);
+            self.req.processor = Some(p);
+        }
+        None
+    }
+
+    fn phase(&mut self, phase: u8) -> Option<Outcome> {
+        let prog = self.prog;
+        let list = &prog.phases[phase as usize - 1];
+        let mut i = 0;
+        while i < list.len() {
+            let Item::Rule(ri) = list[i] else {
+                i += 1;
+                continue;
+            };
+            let r = &prog.rules[ri as usize];
+            if self.is_removed(r) {
+                i += 1;
+                continue;
+            }
+            self.st.matched_var = None;
+            self.st.matched_vars.clear();
+            if !self.links(r, 0) {
+                i += 1;
+                continue;
+            }
+            self.matched_rules.push(r.id);
+            for l in &r.links {
+                for c in &l.ctls {
+                    self.ctl(c);
+                }
+            }
+            if self.st.engine == Engine::Off {
+                return Some(Outcome::Pass);
+            }
+            let default = &prog.defaults[phase as usize - 1];
+            let (disruptive, status) = match &r.disruptive {
+                Disruptive::Block => (&default.disruptive, r.status.or(default.status)),
+                d => (d, r.status.or(default.status)),
+            };
+            let status = status.filter(|s| *s != 200).unwrap_or(403);
+            // `ctl:ruleEngine=DetectionOnly` keeps the rules running without their effect.
+            let disruptive = if self.st.engine == Engine::DetectionOnly && self.st.engine != prog.engine {
+                &Disruptive::Pass
+            } else {
+                disruptive
+            };
+            match disruptive {
+                Disruptive::Pass | Disruptive::Block => {}
+                Disruptive::Deny | Disruptive::Drop => {
+                    return Some(Outcome::Interrupt {
+                        status,
+                        rule: ri,
+                        location: None,
+                    })
+                }
+                Disruptive::Redirect(url) => {
+                    let location = expand(&self.req, &self.st, r, url).into_owned();
+                    return Some(Outcome::Interrupt {
+                        status: r.status.filter(|s| (300..400).contains(s)).unwrap_or(302),
+                        rule: ri,
+                        location: Some(location),
+                    });
+                }
+                Disruptive::Allow => return Some(Outcome::Pass),
+            }
+            i = if r.skip_after.is_some() || r.skip > 0 {
+                prog.skip_targets[ri as usize]
+            } else {
+                i + 1
+            };
+        }
+        None
+    }
+
+    fn is_removed(&self, r: &Rule) -> bool {
+        super::in_ranges(&self.st.removed_ids, r.id)
+            || (!self.st.removed_tags.is_empty() && r.tags.iter().any(|t| self.st.removed_tags.contains(t)))
+            || (!self.st.removed_msgs.is_empty()
+                && r.msg.as_ref().is_some_and(|m| self.st.removed_msgs.contains(m)))
+    }
+
+    /// Whether links `k..` of `r` all match (running each link's per-match actions).
+    fn links(&mut self, r: &Rule, k: usize) -> bool {
+        let Some(link) = r.links.get(k) else {
+            return true;
+        };
+        self.link(r, link) && self.links(r, k + 1)
+    }
+
+    fn link(&mut self, r: &Rule, link: &Link) -> bool {
+        let Some(op) = &link.op else {
+            // SecAction: one unconditional match.
+            for sv in &link.setvars {
+                setvar(&self.req, &mut self.st, r, sv);
+            }
+            return true;
+        };
+        let mut values = Vec::new();
+        for t in &link.targets {
+            collect(&self.req, &self.st, t, &mut values);
+        }
+        values.retain(|v| !self.excluded(r, link, v));
+        let mut any = false;
+        for v in &values {
+            let mut candidates: Vec<Candidate<'_>> = Vec::new();
+            if link.multi_match {
+                let mut cur = Cow::Borrowed(&*v.value);
+                candidates.push(Candidate::Cow(cur.clone()));
+                for t in &link.transforms {
+                    cur = t.apply(cur);
+                    if candidates.last().map(|c| c.bytes()) != Some(cur.as_ref()) {
+                        candidates.push(Candidate::Cow(cur.clone()));
+                    }
+                }
+            } else if link.transforms.is_empty() {
+                candidates.push(Candidate::Cow(Cow::Borrowed(&v.value)));
+            } else if let Cow::Borrowed(b) = &v.value {
+                let key = (b.as_ptr() as usize, b.len(), link.chain);
+                let t = self
+                    .tcache
+                    .entry(key)
+                    .or_insert_with(|| Rc::from(apply_all(&link.transforms, b).into_owned()));
+                candidates.push(Candidate::Shared(t.clone()));
+            } else {
+                candidates.push(Candidate::Cow(apply_all(&link.transforms, &v.value)));
+            }
+            for c in candidates {
+                let c = c.bytes();
+                let mut ctx = Ctx {
+                    req: &self.req,
+                    st: &self.st,
+                    rule: r,
+                    capture: link.capture,
+                    captures: Vec::new(),
+                };
+                let hit = op.eval(c, &mut ctx) != link.negated;
+                let captures = std::mem::take(&mut ctx.captures);
+                if !hit {
+                    continue;
+                }
+                any = true;
+                if link.capture {
+                    for (i, cap) in captures {
+                        self.st.colls[Coll::Tx.index()].insert(i.to_string(), cap);
+                    }
+                }
+                let name = v.full_name();
+                self.st.matched_var = Some((name.clone(), c.to_vec()));
+                self.st.matched_vars.push((name, c.to_vec()));
+                for sv in &link.setvars {
+                    setvar(&self.req, &mut self.st, r, sv);
+                }
+            }
+        }
+        any
+    }
+
+    fn excluded(&self, r: &Rule, link: &Link, v: &Value<'_>) -> bool {
+        link.exclude.iter().any(|t| t.excludes(v.var, &v.key))
+            || self
+                .st
+                .removed_targets
+                .iter()
+                .any(|(s, t)| t.excludes(v.var, &v.key) && s.applies(r))
+    }
+
+    fn ctl(&mut self, c: &Ctl) {
+        match c {
+            Ctl::RuleEngine(e) => self.st.engine = *e,
+            Ctl::RemoveById(r) => self.st.removed_ids.extend_from_slice(r),
+            Ctl::RemoveByTag(t) => self.st.removed_tags.push(t.clone()),
+            Ctl::RemoveByMsg(m) => self.st.removed_msgs.push(m.clone()),
+            Ctl::RemoveTargetById(ids, t) => self
+                .st
+                .removed_targets
+                .push((Selector::Ids(ids.clone()), t.clone())),
+            Ctl::RemoveTargetByTag(tag, t) => self
+                .st
+                .removed_targets
+                .push((Selector::Tag(tag.clone()), t.clone())),
+            Ctl::RemoveTargetByMsg(m, t) => self
+                .st
+                .removed_targets
+                .push((Selector::Msg(m.clone()), t.clone())),
+            Ctl::BodyProcessor(p) => self.st.processor = Some(*p),
+            Ctl::BodyAccess(on) => self.st.body_access = *on,
+            Ctl::ForceBodyVariable(on) => self.st.force_body_var = *on,
+            Ctl::Ignored => {}
+        }
+    }
+}
+
+/// A value ready for the operator: borrowed, transformed here, or from the transformation cache.
+enum Candidate<'v> {
+    Cow(Cow<'v, [u8]>),
+    Shared(Rc<[u8]>),
+}
+
+impl Candidate<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Candidate::Cow(c) => c,
+            Candidate::Shared(r) => r,
+        }
+    }
+}
+
+/// Runs one `setvar` (macros expanded before the collection changes).
+fn setvar(req: &ReqData<'_>, st: &mut State, r: &Rule, sv: &SetVar) {
+    let key = expand(req, st, r, &sv.key).to_ascii_lowercase();
+    let coll = &st.colls[sv.coll.index()];
+    let new = match &sv.op {
+        SetOp::Unset => {
+            st.colls[sv.coll.index()].remove(&key);
+            return;
+        }
+        SetOp::Set(v) => expand(req, st, r, v).into_owned().into_bytes(),
+        SetOp::Add(v) | SetOp::Sub(v) => {
+            let cur = coll.get(&key).map_or(0, |c| to_int(c));
+            let n = to_int(expand(req, st, r, v).as_bytes());
+            let sum = if matches!(sv.op, SetOp::Add(_)) {
+                cur.wrapping_add(n)
+            } else {
+                cur.wrapping_sub(n)
+            };
+            sum.to_string().into_bytes()
+        }
+    };
+    st.colls[sv.coll.index()].insert(key, new);
+}
+
+/// ModSecurity's integer conversion for `setvar` arithmetic and numeric operators: leading
+/// digits with an optional sign, anything else 0.
+fn to_int(b: &[u8]) -> i64 {
+    let s = String::from_utf8_lossy(b);
+    let s = s.trim();
+    let end = s
+        .char_indices()
+        .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && (c == '-' || c == '+'))))
+        .map_or(s.len(), |(i, _)| i);
+    s[..end].parse().unwrap_or(0)
+}
+
+fn apply_all<'v>(ts: &[Transform], v: &'v [u8]) -> Cow<'v, [u8]> {
+    let mut cur = Cow::Borrowed(v);
+    for t in ts {
+        cur = t.apply(cur);
+    }
+    cur
+}
+
+fn parse_cookies(v: &[u8], out: &mut Vec<Pair>) {
+    for c in v.split(|&c| c == b';') {
+        if c.is_empty() {
+            continue;
+        }
+        let (k, val) = match c.iter().position(|&x| x == b'=') {
+            Some(i) => (&c[..i], &c[i + 1..]),
+            None => (c, &b""[..]),
+        };
+        let k = match k.iter().position(|x| !x.is_ascii_whitespace()) {
+            Some(i) => &k[i..],
+            None => &b""[..],
+        };
+        out.push((k.to_vec(), val.to_vec()));
+    }
+}
+
+/// The operator's view of the transaction: macro expansion, captures.
+struct Ctx<'x, 'a> {
+    req: &'x ReqData<'a>,
+    st: &'x State,
+    rule: &'x Rule,
+    capture: bool,
+    captures: Vec<(usize, Vec<u8>)>,
+}
+
+impl OpContext for Ctx<'_, '_> {
+    fn expand(&self, text: &str) -> Cow<'_, str> {
+        Cow::Owned(expand(self.req, self.st, self.rule, text).into_owned())
+    }
+    fn capture_wanted(&self) -> bool {
+        self.capture
+    }
+    fn set_capture(&mut self, i: usize, value: &[u8]) {
+        self.captures.push((i, value.to_vec()));
+    }
+    fn set_matched(&mut self, _value: &[u8]) {}
+}
+
+/// Expands `%{VAR}`, `%{VAR.key}` and `%{rule.id}`-style macros (unknown ones expand to nothing).
+fn expand<'t>(req: &ReqData<'_>, st: &State, r: &Rule, text: &'t str) -> Cow<'t, str> {
+    if !text.contains("%{") {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("%{") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[i..]);
+            return Cow::Owned(out);
+        };
+        macro_value(req, st, r, &after[..end], &mut out);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+fn macro_value(req: &ReqData<'_>, st: &State, r: &Rule, name: &str, out: &mut String) {
+    let (var, key) = match name.split_once(['.', ':']) {
+        Some((v, k)) => (v, Some(k)),
+        None => (name, None),
+    };
+    if var.eq_ignore_ascii_case("rule") {
+        match key.map(|k| k.to_ascii_lowercase()).as_deref() {
+            Some("id") => out.push_str(&r.id.to_string()),
+            // As written: expanding here could recurse forever (`msg:'%{rule.msg}'`).
+            Some("msg") => out.push_str(r.msg.as_deref().unwrap_or("")),
+            Some("severity") => {
+                if let Some(s) = r.severity {
+                    out.push_str(&s.to_string());
+                }
+            }
+            Some("logdata") => out.push_str(r.logdata.as_deref().unwrap_or("")),
+            _ => {}
+        }
+        return;
+    }
+    let Some(v) = Var::parse(var) else { return };
+    let key = match key {
+        Some(k) if v.is_collection() => Key::Name(k.to_ascii_lowercase().into_bytes().into()),
+        _ => Key::All,
+    };
+    let mut vals = Vec::new();
+    collect(
+        req,
+        st,
+        &Target {
+            var: v,
+            key,
+            count: false,
+        },
+        &mut vals,
+    );
+    if let Some(first) = vals.first() {
+        out.push_str(&String::from_utf8_lossy(&first.value));
+    }
+}
+
+/// Appends the values `t` selects.
+fn collect<'r>(req: &'r ReqData<'_>, st: &State, t: &Target, out: &mut Vec<Value<'r>>) {
+    if t.count {
+        let mut tmp = Vec::new();
+        collect(
+            req,
+            st,
+            &Target {
+                var: t.var,
+                key: t.key.clone(),
+                count: false,
+            },
+            &mut tmp,
+        );
+        out.push(Value {
+            var: t.var,
+            key: Cow::Borrowed(b""),
+            value: Cow::Owned(tmp.len().to_string().into_bytes()),
+        });
+        return;
+    }
+    let var = t.var;
+    let scalar = |out: &mut Vec<Value<'r>>, v: Cow<'r, [u8]>| {
+        out.push(Value {
+            var,
+            key: Cow::Borrowed(b""),
+            value: v,
+        })
+    };
+    let pairs = |out: &mut Vec<Value<'r>>, ps: &'r [Pair], names: bool| {
+        for (k, v) in ps {
+            if t.key.selects(k) {
+                out.push(Value {
+                    var,
+                    key: Cow::Borrowed(k),
+                    value: Cow::Borrowed(if names { k } else { v }),
+                });
+            }
+        }
+    };
+    let num = |n: usize| Cow::Owned(n.to_string().into_bytes());
+    let flag = |b: bool| Cow::Borrowed(if b { &b"1"[..] } else { &b"0"[..] });
+    let body_parsed = req.processor.is_some();
+    let post: &'r [Pair] = &req.parsed.args;
+    match var {
+        Var::Args => {
+            pairs(out, &req.args_get, false);
+            pairs(out, post, false);
+        }
+        Var::ArgsGet => pairs(out, &req.args_get, false),
+        Var::ArgsPost => pairs(out, post, false),
+        Var::ArgsNames => {
+            pairs(out, &req.args_get, true);
+            pairs(out, post, true);
+        }
+        Var::ArgsGetNames => pairs(out, &req.args_get, true),
+        Var::ArgsPostNames => pairs(out, post, true),
+        Var::ArgsCombinedSize => {
+            let n: usize = req
+                .args_get
+                .iter()
+                .chain(post)
+                .map(|(k, v)| k.len() + v.len())
+                .sum();
+            scalar(out, num(n));
+        }
+        Var::QueryString => scalar(out, Cow::Borrowed(req.query)),
+        Var::RequestUri => scalar(out, Cow::Borrowed(&req.request_uri)),
+        Var::RequestUriRaw => scalar(out, Cow::Borrowed(req.uri_raw)),
+        Var::RequestFilename => scalar(out, Cow::Borrowed(&req.filename)),
+        Var::RequestBasename => scalar(out, Cow::Borrowed(&req.basename)),
+        Var::RequestLine => scalar(out, Cow::Borrowed(&req.request_line)),
+        Var::RequestMethod => scalar(out, Cow::Borrowed(req.method.as_bytes())),
+        Var::RequestProtocol => scalar(out, Cow::Borrowed(req.protocol.as_bytes())),
+        Var::RequestHeaders | Var::RequestHeadersNames => {
+            for (k, v) in req.headers {
+                if t.key.selects(k.as_bytes()) {
+                    out.push(Value {
+                        var,
+                        key: Cow::Borrowed(k.as_bytes()),
+                        value: Cow::Borrowed(if var == Var::RequestHeaders {
+                            v
+                        } else {
+                            k.as_bytes()
+                        }),
+                    });
+                }
+            }
+        }
+        Var::RequestCookies => pairs(out, &req.cookies, false),
+        Var::RequestCookiesNames => pairs(out, &req.cookies, true),
+        Var::RequestBody => {
+            // libmodsecurity 3 keeps the raw body in REQUEST_BODY whatever the processor.
+            if req.body_seen {
+                scalar(out, Cow::Borrowed(req.body));
+            }
+        }
+        Var::RequestBodyLength => {
+            if req.body_seen {
+                scalar(out, num(req.body.len()));
+            }
+        }
+        Var::Files => pairs(out, &req.parsed.files, false),
+        Var::FilesNames => pairs(out, &req.parsed.files, true),
+        Var::FilesSizes => {
+            for (k, n) in &req.parsed.file_sizes {
+                if t.key.selects(k) {
+                    out.push(Value {
+                        var,
+                        key: Cow::Borrowed(k),
+                        value: num(*n),
+                    });
+                }
+            }
+        }
+        Var::FilesCombinedSize => {
+            if body_parsed {
+                scalar(out, num(req.parsed.file_sizes.iter().map(|(_, n)| n).sum()));
+            }
+        }
+        // No XML parser: XPath selections are empty (documented in docs/waf.md).
+        Var::Xml => {}
+        Var::RemoteAddr => scalar(out, Cow::Borrowed(req.remote_addr.as_bytes())),
+        Var::MatchedVar => {
+            if let Some((_, v)) = &st.matched_var {
+                scalar(out, Cow::Owned(v.clone()));
+            }
+        }
+        Var::MatchedVarName => {
+            if let Some((n, _)) = &st.matched_var {
+                scalar(out, Cow::Owned(n.clone().into_bytes()));
+            }
+        }
+        Var::MatchedVars | Var::MatchedVarsNames => {
+            for (n, v) in &st.matched_vars {
+                if t.key.selects(n.as_bytes()) {
+                    out.push(Value {
+                        var,
+                        key: Cow::Owned(n.clone().into_bytes()),
+                        value: Cow::Owned(if var == Var::MatchedVars {
+                            v.clone()
+                        } else {
+                            n.clone().into_bytes()
+                        }),
+                    });
+                }
+            }
+        }
+        Var::ReqbodyError => {
+            if req.body_seen {
+                scalar(out, flag(req.parsed.error.is_some()));
+            }
+        }
+        Var::ReqbodyErrorMsg => {
+            if let Some(e) = &req.parsed.error {
+                scalar(out, Cow::Owned(e.clone().into_bytes()));
+            }
+        }
+        Var::ReqbodyProcessor => {
+            if let Some(p) = st.processor {
+                scalar(out, Cow::Borrowed(p.name().as_bytes()));
+            }
+        }
+        Var::ReqbodyProcessorError => {
+            if req.body_seen {
+                scalar(out, flag(req.parsed.error.is_some()));
+            }
+        }
+        Var::MultipartStrictError => {
+            if req.processor == Some(Processor::Multipart) {
+                scalar(
+                    out,
+                    flag(req.parsed.multipart.strict_error() || req.parsed.error.is_some()),
+                );
+            }
+        }
+        Var::MultipartUnmatchedBoundary => {
+            if req.processor == Some(Processor::Multipart) {
+                scalar(out, flag(req.parsed.multipart.unmatched_boundary));
+            }
+        }
+        Var::MultipartFlag(f) => {
+            if req.processor == Some(Processor::Multipart) {
+                let m = &req.parsed.multipart;
+                scalar(
+                    out,
+                    flag(match f {
+                        MultipartFlag::BoundaryQuoted => m.boundary_quoted,
+                        MultipartFlag::BoundaryWhitespace => m.boundary_whitespace,
+                        MultipartFlag::DataBefore => m.data_before,
+                        MultipartFlag::DataAfter => m.data_after,
+                        MultipartFlag::HeaderFolding => m.header_folding,
+                        MultipartFlag::LfLine => m.lf_line,
+                        MultipartFlag::MissingSemicolon => m.missing_semicolon,
+                        MultipartFlag::InvalidQuoting => m.invalid_quoting,
+                        MultipartFlag::InvalidPart => m.invalid_part,
+                        MultipartFlag::InvalidHeaderFolding => m.invalid_header_folding,
+                        MultipartFlag::FileLimitExceeded | MultipartFlag::CrlfLfLines => false,
+                    }),
+                );
+            }
+        }
+        Var::MultipartPartHeaders => pairs(out, &req.parsed.part_headers, false),
+        Var::MultipartFilename | Var::MultipartName => {}
+        Var::UniqueId => scalar(out, Cow::Borrowed(req.unique_id.as_bytes())),
+        Var::Duration => scalar(out, num(req.start.elapsed().as_millis() as usize)),
+        Var::Time | Var::TimeEpoch => {
+            let s = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            scalar(out, Cow::Owned(s.to_string().into_bytes()));
+        }
+        Var::WebAppId => {}
+        Var::Collection(c) => {
+            let m = &st.colls[c.index()];
+            match &t.key {
+                Key::Name(k) => {
+                    if let Some(v) = std::str::from_utf8(k).ok().and_then(|k| m.get(k)) {
+                        out.push(Value {
+                            var,
+                            key: Cow::Owned(k.to_vec()),
+                            value: Cow::Owned(v.clone()),
+                        });
+                    }
+                }
+                key => {
+                    let mut all: Vec<_> = m.iter().filter(|(k, _)| key.selects(k.as_bytes())).collect();
+                    all.sort();
+                    for (k, v) in all {
+                        out.push(Value {
+                            var,
+                            key: Cow::Owned(k.clone().into_bytes()),
+                            value: Cow::Owned(v.clone()),
+                        });
+                    }
+                }
+            }
+        }
+        Var::Geo | Var::Env | Var::Rule => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_conversion_is_lenient() {
+        assert_eq!(to_int(b"5"), 5);
+        assert_eq!(to_int(b" -3 "), -3);
+        assert_eq!(to_int(b"12abc"), 12);
+        assert_eq!(to_int(b"abc"), 0);
+        assert_eq!(to_int(b""), 0);
+    }
+
+    #[test]
+    fn cookies_split_like_modsecurity() {
+        let mut v = Vec::new();
+        parse_cookies(b"a=1; b=x=y;;c", &mut v);
+        assert_eq!(
+            v,
+            vec![
+                (b"a".to_vec(), b"1".to_vec()),
+                (b"b".to_vec(), b"x=y".to_vec()),
+                (b"c".to_vec(), b"".to_vec())
+            ]
+        );
+    }
+}
