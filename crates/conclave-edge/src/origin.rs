@@ -93,6 +93,7 @@ pub fn run_origin(cfg: &OriginSettings) -> Result<(), EdgeError> {
             access_log,
             name: Arc::from(cfg.listen.to_string()),
             waf: None,
+            waf_body_limit: 0,
             body_timeout: Duration::from_secs(60),
             max_body: crate::site::MAX_BODY,
             compress: Default::default(),

@@ -40,6 +40,8 @@ pub struct Site {
     pub name: Arc<str>,
     /// The web application firewall, if `[server.waf]` is set.
     pub waf: Option<Arc<conclave_waf::Waf>>,
+    /// Largest request body the WAF inspects (`[server.waf] body_limit`): buffered, 413 beyond.
+    pub waf_body_limit: u64,
     /// Longest wait for the next piece of a request body (`client_body_timeout`).
     pub body_timeout: Duration,
     /// Largest request body (`client_max_body_size`): 413 beyond.
@@ -83,6 +85,15 @@ impl Site {
         let too_large = announced.is_some_and(|n| n > self.max_body);
         let mut timed_out = false;
         let mut body = Some(body);
+        let mut waf_body = WafBody::None;
+        if !too_large && self.waf_reads_bodies() {
+            if let Some(b) = body.take().filter(|b| !b.is_end_stream()) {
+                // Phase 2 needs the whole body before the request goes anywhere.
+                waf_body = self.buffer_body(b).await;
+                timed_out = matches!(waf_body, WafBody::TimedOut);
+            }
+        }
+        let too_large = too_large || matches!(waf_body, WafBody::TooLarge);
         if !too_large && !self.passes_through(&parts.method) {
             if let Some(b) = body.take().filter(|b| !b.is_end_stream()) {
                 // Read a small body before answering: an HTTP/2 client whose stream is
@@ -117,7 +128,11 @@ impl Site {
                 None => r,
             }
         } else {
-            let resp = self.answer(&parts, body, peer).await;
+            let buffered = match waf_body {
+                WafBody::Read(b) => Some(b),
+                _ => None,
+            };
+            let resp = self.answer(&parts, body, buffered, peer).await;
             compress::apply(&self.compress, &parts.method, &parts.headers, resp)
         };
         let mut resp = resp;
@@ -143,6 +158,35 @@ impl Site {
         }
         for (k, v) in &self.always_headers {
             h.insert(k.clone(), v.clone());
+        }
+    }
+
+    /// Whether the WAF inspects request bodies (its rules say `SecRequestBodyAccess On`).
+    fn waf_reads_bodies(&self) -> bool {
+        self.waf.as_ref().is_some_and(|w| w.body_limit().is_some())
+    }
+
+    /// Reads the whole body for the WAF: at most `waf_body_limit` bytes (and `max_body`), each
+    /// piece within `body_timeout`.
+    async fn buffer_body(&self, mut body: hyper::body::Incoming) -> WafBody {
+        use http_body_util::BodyExt;
+        let limit = self.waf_body_limit.min(self.max_body);
+        let mut got = bytes::BytesMut::new();
+        loop {
+            match tokio::time::timeout(self.body_timeout, body.frame()).await {
+                Err(_) => return WafBody::TimedOut,
+                Ok(None) => return WafBody::Read(got.freeze()),
+                // A broken upload: what arrived is all the WAF and the origin get.
+                Ok(Some(Err(_))) => return WafBody::Read(got.freeze()),
+                Ok(Some(Ok(f))) => {
+                    if let Some(d) = f.data_ref() {
+                        if (got.len() + d.len()) as u64 > limit {
+                            return WafBody::TooLarge;
+                        }
+                        got.extend_from_slice(d);
+                    }
+                }
+            }
         }
     }
 
@@ -178,11 +222,13 @@ impl Site {
     }
 
     /// `body` is the request body when the request passes through to the
-    /// origin (not read yet), `None` when it was drained.
+    /// origin (not read yet), `None` when it was drained; `buffered` is the
+    /// body read for the WAF (then `body` is `None`).
     async fn answer(
         &self,
         parts: &http::request::Parts,
         body: Option<hyper::body::Incoming>,
+        buffered: Option<bytes::Bytes>,
         peer: SocketAddr,
     ) -> Response<Body> {
         let target = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
@@ -190,7 +236,8 @@ impl Site {
             return status_response(StatusCode::URI_TOO_LONG);
         }
         if let Some(waf) = &self.waf {
-            if let Some((status, rule_id)) = waf_check(waf, parts, target) {
+            let request_body = buffered.as_deref().unwrap_or(b"");
+            if let Some((status, rule_id)) = waf_check(waf, parts, target, request_body, peer) {
                 let mut r = status_response(status);
                 r.extensions_mut().insert(crate::access_log::WafDenied(rule_id));
                 return r;
@@ -214,8 +261,9 @@ impl Site {
             }
             Backend::Cache(cache) => {
                 use hyper::body::Body as _;
-                let (body, parked) = match body {
-                    Some(b) if !b.is_end_stream() => {
+                let (body, parked) = match (body, buffered) {
+                    (_, Some(b)) => (crate::proxy::full_body(b), crate::proxy::Parked::default()),
+                    (Some(b), None) if !b.is_end_stream() => {
                         crate::proxy::client_body(b, self.max_body, self.body_timeout)
                     }
                     _ => (crate::proxy::empty_body(), crate::proxy::Parked::default()),
@@ -380,12 +428,24 @@ fn strip_port(authority: &str) -> &str {
     authority.rsplit_once(':').map_or(authority, |(h, _)| h)
 }
 
-/// Runs the WAF on the request line and headers (ModSecurity phases 1 and 2
-/// without a body); a denial is logged with the rule id, and returned with it.
+/// A request body as read for the WAF.
+enum WafBody {
+    /// No body, or the WAF does not read bodies.
+    None,
+    Read(bytes::Bytes),
+    /// Longer than `[server.waf] body_limit`: 413.
+    TooLarge,
+    TimedOut,
+}
+
+/// Runs the WAF on the request line, headers and (buffered) body: ModSecurity
+/// phases 1 and 2. A denial is logged with the rule id, and returned with it.
 fn waf_check(
     waf: &conclave_waf::Waf,
     req: &http::request::Parts,
     target: &str,
+    body: &[u8],
+    peer: SocketAddr,
 ) -> Option<(StatusCode, String)> {
     let headers: Vec<(&str, &[u8])> = req
         .headers
@@ -397,7 +457,19 @@ fn waf_check(
         uri: target,
         headers: &headers,
     };
-    match waf.check(&view) {
+    let protocol = match req.version {
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    };
+    let addr = peer.ip().to_string();
+    let ctx = conclave_waf::RequestContext {
+        protocol,
+        remote_addr: &addr,
+        body,
+    };
+    match waf.check_with(&view, &ctx) {
         conclave_waf::Decision::Allow => None,
         conclave_waf::Decision::Deny { status, rule_id, msg } => {
             tracing::warn!(

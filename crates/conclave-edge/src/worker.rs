@@ -326,9 +326,12 @@ async fn serve(
         let waf = match &s.waf {
             None => None,
             Some(p) => {
-                Some(Arc::new(conclave_waf::Waf::load(p).map_err(|e| {
-                    EdgeError::Setup(format!("waf rules {}: {e}", p.display()))
-                })?))
+                let waf = conclave_waf::Waf::load(p)
+                    .map_err(|e| EdgeError::Setup(format!("waf rules {}: {e}", p.display())))?;
+                for note in waf.notes() {
+                    tracing::info!(rules = %p.display(), "waf: {note}");
+                }
+                Some(Arc::new(waf))
             }
         };
         let tls = crate::tls::server_config(&s.tls, &keys, Some(tickets.clone()))?;
@@ -344,6 +347,7 @@ async fn serve(
                     .unwrap_or_else(|| s.listen.to_string()),
             ),
             waf,
+            waf_body_limit: s.waf_body_limit,
             body_timeout: cfg.client_body_timeout,
             max_body: s.client_max_body_size,
             compress: s.compression.clone(),

@@ -539,12 +539,16 @@ fn default_fail_timeout() -> Dur {
     Dur(Duration::from_secs(10))
 }
 
-/// `[server.waf]`: a ModSecurity rule file (the subset in `docs/waf.md`).
+/// `[server.waf]`: a ModSecurity rule file (see `docs/waf.md`; the OWASP CRS runs as is).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WafSettings {
     /// The rule file.
     pub rules: PathBuf,
+    /// Largest request body the WAF inspects in phase 2 (default 128k), when the rules say
+    /// `SecRequestBodyAccess On`: the edge buffers up to this much; a longer body gets 413.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_limit: Option<ByteSize>,
 }
 
 /// `[server.tls]`: the certificate and where its key is (a file, or a key server).

@@ -66,6 +66,7 @@ fn host_settings(dir: &std::path::Path) -> EdgeSettings {
     standalone.server_name = vec!["localhost".into()];
     standalone.waf = Some(WafSettings {
         rules: "waf.conf".into(),
+        body_limit: None,
     });
     let mut tls = TlsSettings::key_server(dir.join("server.crt"), "tcp://127.0.0.1:9000", "server", "certs");
     tls.protocols = vec!["TLSv1.3".into()];

@@ -176,6 +176,8 @@ pub struct ServerConfig {
     pub tls: TlsConfig,
     /// WAF rule file, if any.
     pub waf: Option<PathBuf>,
+    /// Largest request body the WAF inspects (`[server.waf] body_limit`, default 128 KiB).
+    pub waf_body_limit: u64,
     /// Largest request body (`client_max_body_size`): 413 beyond.
     pub client_max_body_size: u64,
     /// Compression of its responses.

@@ -30,6 +30,9 @@ struct Check<'a> {
     in_image: bool,
 }
 
+/// `[server.waf] body_limit` when not set: enough for forms and API bodies, small enough to buffer.
+const DEFAULT_WAF_BODY_LIMIT: u64 = 128 * 1024;
+
 impl Check<'_> {
     fn err(&self, span: Span, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
@@ -454,6 +457,11 @@ fn server(
         site,
         tls,
         waf,
+        waf_body_limit: s
+            .waf
+            .as_ref()
+            .and_then(|w| w.body_limit)
+            .map_or(DEFAULT_WAF_BODY_LIMIT, |b| b.0),
         client_max_body_size: s
             .client_max_body_size
             .map_or(DEFAULT_CLIENT_MAX_BODY_SIZE, |b| b.0),

@@ -36,6 +36,13 @@ pub fn empty_body() -> ProxyBody {
         .boxed_unsync()
 }
 
+/// A body already read (for the WAF), sent to the origin as it is.
+pub fn full_body(b: bytes::Bytes) -> ProxyBody {
+    http_body_util::Full::new(b)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
 /// One site's way to its origin: the upstream and the headers it sends.
 #[derive(Debug)]
 pub struct Proxy {
