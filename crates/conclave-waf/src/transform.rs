@@ -191,9 +191,11 @@ impl Transform {
             Transform::Base64DecodeExt => base64_decode_ext(s),
             Transform::HexDecode => hex_decode(s),
             Transform::HexEncode => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
                 let mut out = Vec::with_capacity(s.len() * 2);
                 for &b in s {
-                    out.extend_from_slice(format!("{b:02x}").as_bytes());
+                    out.push(HEX[usize::from(b >> 4)]);
+                    out.push(HEX[usize::from(b & 15)]);
                 }
                 out
             }
