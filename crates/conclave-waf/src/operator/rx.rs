@@ -47,8 +47,13 @@ impl Engine {
     fn search(&self, input: &[u8], want: bool, found: &mut dyn FnMut(usize, &[u8])) -> bool {
         match self {
             Engine::Rust(re) => {
+                // Most values do not match: the capture machinery (an allocation per search)
+                // only runs for those that do.
+                if !re.is_match(input) {
+                    return false;
+                }
                 if !want {
-                    return re.is_match(input);
+                    return true;
                 }
                 let Some(caps) = re.captures(input) else {
                     return false;
@@ -61,9 +66,12 @@ impl Engine {
                 true
             }
             Engine::Pcre(re) => {
+                // A match error (match or JIT stack limit) is "no match" in libmodsecurity.
+                if !re.is_match(input).unwrap_or(false) {
+                    return false;
+                }
                 if !want {
-                    // A match error (match or JIT stack limit) is "no match" in libmodsecurity.
-                    return re.is_match(input).unwrap_or(false);
+                    return true;
                 }
                 let Ok(Some(caps)) = re.captures(input) else {
                     return false;
