@@ -141,54 +141,116 @@ pub(crate) fn parse(
 }
 
 fn parse_json(body: &[u8], depth_limit: usize, p: &mut Parsed) {
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(v) => {
-            let mut name = b"json".to_vec();
-            if json_leaves(&v, &mut name, 0, depth_limit, &mut p.args).is_err() {
-                p.error = Some("JSON: maximum nesting depth exceeded".into());
-            }
-        }
-        Err(e) => p.error = Some(format!("JSON parsing error: {e}")),
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut name = b"json".to_vec();
+    let walk = JsonWalk {
+        name: &mut name,
+        depth: 0,
+        limit: depth_limit,
+        out: &mut p.args,
+    };
+    let r = walk.deserialize(&mut de).and_then(|()| de.end());
+    if let Err(e) = r {
+        p.error = Some(format!("JSON parsing error: {e}"));
     }
 }
 
-fn json_leaves(
-    v: &serde_json::Value,
-    name: &mut Vec<u8>,
+/// Walks a JSON document as it is read, emitting one argument per leaf: every member of an object
+/// counts, a repeated name included (as libmodsecurity's yajl parser sees them), which a
+/// `serde_json::Value` map would fold into one.
+struct JsonWalk<'n> {
+    name: &'n mut Vec<u8>,
     depth: usize,
     limit: usize,
-    out: &mut Vec<Pair>,
-) -> Result<(), ()> {
-    use serde_json::Value as J;
-    if depth > limit {
-        return Err(());
+    out: &'n mut Vec<Pair>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for JsonWalk<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
     }
-    let len = name.len();
-    match v {
-        J::Object(m) => {
-            for (k, v) in m {
-                name.push(b'.');
-                name.extend_from_slice(k.as_bytes());
-                json_leaves(v, name, depth + 1, limit, out)?;
-                name.truncate(len);
-            }
-        }
-        J::Array(a) => {
-            for (i, v) in a.iter().enumerate() {
-                name.extend_from_slice(format!(".array_{i}").as_bytes());
-                json_leaves(v, name, depth + 1, limit, out)?;
-                name.truncate(len);
-            }
-        }
-        J::String(s) => out.push((name.clone(), s.as_bytes().to_vec())),
-        J::Number(n) => out.push((name.clone(), n.to_string().into_bytes())),
-        J::Bool(b) => out.push((
-            name.clone(),
-            if *b { b"true".to_vec() } else { b"false".to_vec() },
-        )),
-        J::Null => out.push((name.clone(), Vec::new())),
+}
+
+impl JsonWalk<'_> {
+    fn leaf(self, v: Vec<u8>) {
+        self.out.push((self.name.clone(), v));
     }
-    Ok(())
+
+    fn child(&mut self) -> JsonWalk<'_> {
+        JsonWalk {
+            name: self.name,
+            depth: self.depth + 1,
+            limit: self.limit,
+            out: self.out,
+        }
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonWalk<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.leaf(if v { b"true".to_vec() } else { b"false".to_vec() });
+        Ok(())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.leaf(v.to_string().into_bytes());
+        Ok(())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.leaf(v.to_string().into_bytes());
+        Ok(())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        self.leaf(
+            serde_json::Number::from_f64(v)
+                .map_or_else(String::new, |n| n.to_string())
+                .into_bytes(),
+        );
+        Ok(())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        self.leaf(v.as_bytes().to_vec());
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.leaf(Vec::new());
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut m: A) -> Result<(), A::Error> {
+        if self.depth >= self.limit {
+            return Err(serde::de::Error::custom("maximum nesting depth exceeded"));
+        }
+        let len = self.name.len();
+        while let Some(k) = m.next_key::<std::borrow::Cow<'_, str>>()? {
+            self.name.push(b'.');
+            self.name.extend_from_slice(k.as_bytes());
+            m.next_value_seed(self.child())?;
+            self.name.truncate(len);
+        }
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut s: A) -> Result<(), A::Error> {
+        if self.depth >= self.limit {
+            return Err(serde::de::Error::custom("maximum nesting depth exceeded"));
+        }
+        let len = self.name.len();
+        let mut i = 0usize;
+        loop {
+            self.name.extend_from_slice(format!(".array_{i}").as_bytes());
+            let more = s.next_element_seed(self.child())?;
+            self.name.truncate(len);
+            if more.is_none() {
+                break;
+            }
+            i += 1;
+        }
+        Ok(())
+    }
 }
 
 /// The `boundary=` parameter of a multipart `Content-Type`, noting quoting and whitespace.
@@ -406,6 +468,12 @@ mod tests {
         assert!(n.contains(&("json.c.array_1".into(), "true".into())));
         assert!(n.contains(&("json.d".into(), "e".into())));
         assert!(p.error.is_none());
+        // Every occurrence of a repeated name is an argument.
+        let dup = parse(Processor::Json, br#"{"a":"x","a":"y"}"#, b"", b'&', 512);
+        assert_eq!(
+            names(&dup),
+            vec![("json.a".into(), "x".into()), ("json.a".into(), "y".into())]
+        );
         let bad = parse(Processor::Json, b"{\"a\":", b"", b'&', 512);
         assert!(bad.error.is_some());
     }

@@ -177,41 +177,10 @@ struct Exception {
     applies: fn(&CorpusRequest, &Verdict, &Verdict) -> bool,
 }
 
-fn content_type_is(r: &CorpusRequest, prefix: &str) -> bool {
-    r.headers
-        .iter()
-        .any(|(n, v)| n.eq_ignore_ascii_case("content-type") && v.starts_with(prefix.as_bytes()))
-}
-
-/// Whether a JSON body repeats a member name (the corpus puts an attack under a name the object
-/// already has, a known WAF evasion).
-fn json_repeats_a_key(body: &[u8]) -> bool {
-    let re = regex::bytes::Regex::new(r#""([A-Za-z_]+)":"#).unwrap();
-    let mut seen = BTreeSet::new();
-    let repeats = re.captures_iter(body).any(|c| !seen.insert(c[1].to_vec()));
-    repeats
-}
-
-/// Documented exceptions (keep in step with docs/waf.md, "Differences from libmodsecurity").
-/// Both are gaps of the request-body layer (s6-crs's `body.rs` / `interp/eval.rs`), found by this
-/// test and listed here so the rest stays enforced until they are fixed; they are not
-/// libmodsecurity quirks conclave means to keep.
-const EXCEPTIONS: &[Exception] = &[
-    Exception {
-        why: "multipart: libmodsecurity 3 also exposes the raw body as REQUEST_BODY (944xxx rules \
-              target it), so a payload in a part scores once more; same decision and rules",
-        applies: |r, got, want| {
-            content_type_is(r, "multipart/form-data")
-                && got.deny.is_some() == want.deny.is_some()
-                && got.matched == want.matched
-        },
-    },
-    Exception {
-        why: "JSON with a repeated member name: libmodsecurity (yajl) inspects every occurrence, \
-              conclave (serde_json::Value) only the last",
-        applies: |r, _, _| content_type_is(r, "application/json") && json_repeats_a_key(&r.body),
-    },
-];
+/// Documented exceptions (keep in step with docs/waf.md, "Differences from libmodsecurity"):
+/// none today. The two this test found first — the raw multipart body as `REQUEST_BODY`, and
+/// every occurrence of a repeated JSON member name — were fixed in the body layer.
+const EXCEPTIONS: &[Exception] = &[];
 
 fn describe(r: &CorpusRequest) -> String {
     format!(

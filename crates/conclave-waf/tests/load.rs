@@ -35,13 +35,13 @@ fn unsupported_operator_names_file_line_and_directive() {
     let main = write(
         dir.path(),
         "main.conf",
-        "SecRuleEngine On\n\n# comment\nSecRule ARGS \"@detectSQLi\" \"id:1,deny\"\n",
+        "SecRuleEngine On\n\n# comment\nSecRule ARGS \"@inspectFile /bin/true\" \"id:1,deny\"\n",
     );
     let err = Waf::load(&main).err().expect("must fail");
     assert!(matches!(err, WafError::Unsupported { line: 4, .. }), "{err}");
     let text = err.to_string();
     assert!(
-        text.contains("main.conf:4: SecRule: unsupported: operator `@detectSQLi`"),
+        text.contains("main.conf:4: SecRule: unsupported: operator `@inspectFile`"),
         "{text}"
     );
 }
@@ -55,11 +55,11 @@ fn unsupported_rules_are_skipped_and_listed_when_asked() {
         concat!(
             "SecRuleEngine On\n",
             "SecRule ARGS \"@contains evil\" \"id:1,deny,status:403\"\n",
-            "SecRule REQUEST_COOKIES \"@contains x\" \"id:2,deny,chain\"\n",
+            "SecRule NO_SUCH_VAR \"@contains x\" \"id:2,deny,chain\"\n",
             "  SecRule ARGS \"@contains y\" \"id:3\"\n",
             "SecRule ARGS \"@contains a\" \"id:4,deny,chain\"\n",
-            "  SecRule ARGS \"@contains b\" \"setvar:tx.x=1\"\n",
-            "SecAction \"id:5,pass\"\n",
+            "  SecRule ARGS \"@contains b\" \"exec:/bin/true\"\n",
+            "SecHashEngine On\n",
             "SecRule ARGS \"@contains worse\" \"id:6,deny,status:406\"\n",
         ),
     );
@@ -74,21 +74,58 @@ fn unsupported_rules_are_skipped_and_listed_when_asked() {
     let skipped: Vec<String> = waf.skipped().iter().map(|e| e.to_string()).collect();
     assert_eq!(skipped.len(), 3, "{skipped:?}");
     assert!(
-        skipped[0].contains(":3: SecRule: unsupported: variable `REQUEST_COOKIES`"),
+        skipped[0].contains(":3: SecRule: unsupported: variable `NO_SUCH_VAR`"),
         "{skipped:?}"
     );
     assert!(
-        skipped[1].contains(":6: SecRule: unsupported: action `setvar`"),
+        skipped[1].contains(":6: SecRule: unsupported: action `exec`"),
         "{skipped:?}"
     );
     assert!(
-        skipped[2].contains(":7: SecAction: unsupported: directive"),
+        skipped[2].contains(":7: SecHashEngine: unsupported: directive"),
         "{skipped:?}"
     );
     assert_eq!(waf.rule_count(), 2);
     assert_eq!(deny_of(waf.check(&get("/?q=evil", &[]))), Some((403, 1)));
     assert_eq!(deny_of(waf.check(&get("/?q=ab", &[]))), None);
     assert_eq!(deny_of(waf.check(&get("/?q=worse", &[]))), Some((406, 6)));
+}
+
+#[test]
+fn rule_sets_beyond_the_set_matcher_run_in_the_interpreter() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = write(
+        dir.path(),
+        "main.conf",
+        concat!(
+            "SecRuleEngine On\n",
+            "SecDefaultAction \"phase:1,log,pass\"\n",
+            "SecAction \"id:1,phase:1,pass,nolog,setvar:tx.limit=5\"\n",
+            "SecRule REQUEST_COOKIES \"@contains x\" \"id:2,block,chain\"\n",
+            "  SecRule ARGS \"@contains y\" \"setvar:'tx.score=+%{tx.limit}'\"\n",
+            "SecRule ARGS:/^q/ \"@rx (evil)\" \"id:3,pass,capture,setvar:tx.score=+1,setvar:tx.what=%{TX.1}\"\n",
+            "SecRule &ARGS \"@gt 3\" \"id:4,pass,skipAfter:END\"\n",
+            "SecRule TX:SCORE \"@ge %{tx.limit}\" \"id:5,deny,status:406\"\n",
+            "SecMarker END\n",
+        ),
+    );
+    let waf = Waf::load(&main).unwrap();
+    assert!(waf.is_interpreted());
+    let cookie: &[(&str, &[u8])] = &[("Cookie", b"a=x")];
+    assert_eq!(deny_of(waf.check(&get("/?q=y", cookie))), Some((406, 5)));
+    assert_eq!(deny_of(waf.check(&get("/?q=y", &[]))), None);
+    assert_eq!(deny_of(waf.check(&get("/?qq=evil", &[]))), None, "score 1 of 5");
+    // Four arguments skip the scoring rule.
+    assert_eq!(deny_of(waf.check(&get("/?q=y&b&c&d", cookie))), None);
+    let ctx = conclave_waf::RequestContext::default();
+    let i = waf.inspect(&get("/?qa=evil", &[]), &ctx);
+    assert_eq!(i.matched, vec![1, 3]);
+    assert_eq!(i.tx_int("score"), 1);
+    assert!(
+        i.tx.contains(&("what".to_string(), "evil".to_string())),
+        "{:?}",
+        i.tx
+    );
 }
 
 #[test]

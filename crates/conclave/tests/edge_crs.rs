@@ -59,7 +59,9 @@ fn crs_in_the_edge_blocks_attacks_and_passes_benign_requests_at_pl1_to_pl4() {
     }
     let origin = TestOrigin::start();
     origin.route("/products", Reply::ok("products\n"));
-    origin.route_fn("/api/items", |r| Reply::ok(format!("{} {}\n", r.method, r.body.len())));
+    origin.route_fn("/api/items", |r| {
+        Reply::ok(format!("{} {}\n", r.method, r.body.len()))
+    });
     for pl in 1..=4u8 {
         let dir = dir_with_certs();
         let conf = main_conf(&dir.path().join("waf"), pl, Path::new(CRS_RULES));
@@ -85,27 +87,48 @@ fn crs_in_the_edge_blocks_attacks_and_passes_benign_requests_at_pl1_to_pl4() {
             edge.curl(
                 0,
                 "/api/items",
-                &["-A", BROWSER, "-H", "content-type: application/json", "--data-binary", body],
+                &[
+                    "-A",
+                    BROWSER,
+                    "-H",
+                    "content-type: application/json",
+                    "--data-binary",
+                    body,
+                ],
             )
         };
         let before = origin.requests_to("/api/items").len();
         let r = json(r#"{"user":{"id":"1' OR '1'='1"}}"#);
         assert_eq!(r.status, 403, "PL{pl} SQLi in a JSON body");
-        assert_eq!(origin.requests_to("/api/items").len(), before, "a denied body never reaches the origin");
+        assert_eq!(
+            origin.requests_to("/api/items").len(),
+            before,
+            "a denied body never reaches the origin"
+        );
         if pl == 1 {
             let benign = r#"{"name":"Widget","qty":3,"tags":["a","b"]}"#;
             let r = json(benign);
             assert_eq!(r.status, 200, "benign JSON: {}", edge.log());
             assert_eq!(r.body, format!("POST {}\n", benign.len()).as_bytes());
             let got = origin.requests_to("/api/items");
-            assert_eq!(got.last().unwrap().body, benign.as_bytes(), "buffered body forwarded as is");
+            assert_eq!(
+                got.last().unwrap().body,
+                benign.as_bytes(),
+                "buffered body forwarded as is"
+            );
             // A body over `body_limit` is refused, not inspected in part.
             let big = format!("{{\"a\":\"{}\"}}", "x".repeat(70_000));
             assert_eq!(json(&big).status, 413);
         }
         let log = edge.log();
-        assert!(log.contains("denied by the WAF") && log.contains("949110"), "{log}");
-        assert!(log.contains("rule(s) of phase 4 not run"), "load-time note: {log}");
+        assert!(
+            log.contains("denied by the WAF") && log.contains("949110"),
+            "{log}"
+        );
+        assert!(
+            log.contains("rule(s) of phase 4 not run"),
+            "load-time note: {log}"
+        );
     }
 }
 
@@ -142,7 +165,10 @@ fn a_broken_crs_is_named_by_check_and_stops_the_edge_once_with_78() {
         ),
     )
     .unwrap();
-    let want = format!("{}:{line}: SecHashEngine: unsupported: directive", broken.display());
+    let want = format!(
+        "{}:{line}: SecHashEngine: unsupported: directive",
+        broken.display()
+    );
 
     let out = conclave()
         .args(["edge", "--config", cfg.to_str().unwrap(), "--check"])

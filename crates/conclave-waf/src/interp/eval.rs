@@ -5,6 +5,7 @@
 //! disruptive action).
 
 use std::borrow::Cow;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -92,6 +93,9 @@ pub(crate) struct Transaction<'p, 'a> {
     prog: &'p Program,
     req: ReqData<'a>,
     st: State,
+    /// Transformed request values by (address, length, chain id): the CRS runs the same chains
+    /// over the same arguments in rule after rule.
+    tcache: FxHashMap<(usize, usize, u32), Rc<[u8]>>,
     /// Ids of the rules whose whole chain matched, in evaluation order.
     pub matched_rules: Vec<u64>,
 }
@@ -162,6 +166,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 body_access: prog.body.access,
                 force_body_var: false,
             },
+            tcache: FxHashMap::default(),
             matched_rules: Vec::new(),
         }
     }
@@ -226,6 +231,8 @@ impl<'p, 'a> Transaction<'p, 'a> {
         }
         self.req.body = body;
         self.req.body_seen = true;
+        // Values parsed from the body are new allocations; no stale address may hit the cache.
+        self.tcache.clear();
         let ct = self
             .req
             .headers
@@ -274,6 +281,12 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 d => (d, r.status.or(default.status)),
             };
             let status = status.filter(|s| *s != 200).unwrap_or(403);
+            // `ctl:ruleEngine=DetectionOnly` keeps the rules running without their effect.
+            let disruptive = if self.st.engine == Engine::DetectionOnly && self.st.engine != prog.engine {
+                &Disruptive::Pass
+            } else {
+                disruptive
+            };
             match disruptive {
                 Disruptive::Pass | Disruptive::Block => {}
                 Disruptive::Deny | Disruptive::Drop => {
@@ -332,20 +345,30 @@ impl<'p, 'a> Transaction<'p, 'a> {
         values.retain(|v| !self.excluded(r, link, v));
         let mut any = false;
         for v in &values {
-            let mut candidates: Vec<Cow<'_, [u8]>> = Vec::new();
+            let mut candidates: Vec<Candidate<'_>> = Vec::new();
             if link.multi_match {
                 let mut cur = Cow::Borrowed(&*v.value);
-                candidates.push(cur.clone());
+                candidates.push(Candidate::Cow(cur.clone()));
                 for t in &link.transforms {
                     cur = t.apply(cur);
-                    if candidates.last().map(|c| c.as_ref()) != Some(cur.as_ref()) {
-                        candidates.push(cur.clone());
+                    if candidates.last().map(|c| c.bytes()) != Some(cur.as_ref()) {
+                        candidates.push(Candidate::Cow(cur.clone()));
                     }
                 }
+            } else if link.transforms.is_empty() {
+                candidates.push(Candidate::Cow(Cow::Borrowed(&v.value)));
+            } else if let Cow::Borrowed(b) = &v.value {
+                let key = (b.as_ptr() as usize, b.len(), link.chain);
+                let t = self
+                    .tcache
+                    .entry(key)
+                    .or_insert_with(|| Rc::from(apply_all(&link.transforms, b).into_owned()));
+                candidates.push(Candidate::Shared(t.clone()));
             } else {
-                candidates.push(apply_all(&link.transforms, &v.value));
+                candidates.push(Candidate::Cow(apply_all(&link.transforms, &v.value)));
             }
             for c in candidates {
+                let c = c.bytes();
                 let mut ctx = Ctx {
                     req: &self.req,
                     st: &self.st,
@@ -353,7 +376,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
                     capture: link.capture,
                     captures: Vec::new(),
                 };
-                let hit = op.eval(&c, &mut ctx) != link.negated;
+                let hit = op.eval(c, &mut ctx) != link.negated;
                 let captures = std::mem::take(&mut ctx.captures);
                 if !hit {
                     continue;
@@ -406,6 +429,21 @@ impl<'p, 'a> Transaction<'p, 'a> {
             Ctl::BodyAccess(on) => self.st.body_access = *on,
             Ctl::ForceBodyVariable(on) => self.st.force_body_var = *on,
             Ctl::Ignored => {}
+        }
+    }
+}
+
+/// A value ready for the operator: borrowed, transformed here, or from the transformation cache.
+enum Candidate<'v> {
+    Cow(Cow<'v, [u8]>),
+    Shared(Rc<[u8]>),
+}
+
+impl Candidate<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Candidate::Cow(c) => c,
+            Candidate::Shared(r) => r,
         }
     }
 }
@@ -522,21 +560,14 @@ fn macro_value(req: &ReqData<'_>, st: &State, r: &Rule, name: &str, out: &mut St
     if var.eq_ignore_ascii_case("rule") {
         match key.map(|k| k.to_ascii_lowercase()).as_deref() {
             Some("id") => out.push_str(&r.id.to_string()),
-            Some("msg") => {
-                if let Some(m) = &r.msg {
-                    out.push_str(&expand(req, st, r, m));
-                }
-            }
+            // As written: expanding here could recurse forever (`msg:'%{rule.msg}'`).
+            Some("msg") => out.push_str(r.msg.as_deref().unwrap_or("")),
             Some("severity") => {
                 if let Some(s) = r.severity {
                     out.push_str(&s.to_string());
                 }
             }
-            Some("logdata") => {
-                if let Some(m) = &r.logdata {
-                    out.push_str(&expand(req, st, r, m));
-                }
-            }
+            Some("logdata") => out.push_str(r.logdata.as_deref().unwrap_or("")),
             _ => {}
         }
         return;
@@ -654,7 +685,8 @@ fn collect<'r>(req: &'r ReqData<'_>, st: &State, t: &Target, out: &mut Vec<Value
         Var::RequestCookies => pairs(out, &req.cookies, false),
         Var::RequestCookiesNames => pairs(out, &req.cookies, true),
         Var::RequestBody => {
-            if req.body_seen && (st.force_body_var || req.processor != Some(Processor::Multipart)) {
+            // libmodsecurity 3 keeps the raw body in REQUEST_BODY whatever the processor.
+            if req.body_seen {
                 scalar(out, Cow::Borrowed(req.body));
             }
         }

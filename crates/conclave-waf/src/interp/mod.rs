@@ -139,6 +139,7 @@ struct Loader {
     update_targets: Vec<(Vec<(u64, u64)>, Directive<'static>)>,
     ignored: FxHashMap<&'static str, &'static str>,
     ids: crate::hash::FxHashSet<u64>,
+    chains: FxHashMap<Vec<Transform>, u32>,
 }
 
 /// Reads `path` (with its includes) into a [`Program`].
@@ -163,6 +164,7 @@ pub(crate) fn load(path: &Path) -> Result<Program, WafError> {
         update_targets: Vec::new(),
         ignored: IGNORED_DIRECTIVES.iter().copied().collect(),
         ids: Default::default(),
+        chains: Default::default(),
     };
     read_config(path, &mut |d| l.directive(d))?;
     if let Some(r) = &l.open {
@@ -326,12 +328,15 @@ impl Loader {
         } else {
             default.transforms.iter().copied().chain(a.transforms).collect()
         };
+        let n = self.chains.len() as u32;
+        let chain = *self.chains.entry(transforms.clone()).or_insert(n);
         let link = Link {
             targets,
             exclude,
             op,
             negated,
             transforms,
+            chain,
             multi_match: a.multi_match,
             capture: a.capture,
             setvars: a.setvars,

@@ -69,6 +69,9 @@ pub(crate) struct Link {
     pub op: Option<Arc<Operator>>,
     pub negated: bool,
     pub transforms: Vec<Transform>,
+    /// `transforms` interned: links with the same chain share the id, so a transaction transforms
+    /// a value once per chain, not once per rule.
+    pub chain: u32,
     pub multi_match: bool,
     pub capture: bool,
     /// Run on each matching value, whether or not the chain completes (as ModSecurity v3 does).
@@ -325,12 +328,12 @@ pub(crate) fn parse_actions(d: &Directive<'_>, s: &str) -> Result<Actions, WafEr
     Ok(a)
 }
 
+/// A rule's variables: what it inspects, and the `!` exclusions.
+pub(crate) type TargetLists = (Vec<Target>, Vec<Target>);
+
 /// Parses `VARIABLES` of a `SecRule`: includes and `!` exclusions. `Ok(None)` when a variable is a
 /// response variable (the rule belongs to phases 3/4 and is skipped with a note).
-pub(crate) fn parse_targets(
-    d: &Directive<'_>,
-    s: &str,
-) -> Result<Option<(Vec<Target>, Vec<Target>)>, WafError> {
+pub(crate) fn parse_targets(d: &Directive<'_>, s: &str) -> Result<Option<TargetLists>, WafError> {
     let mut inc = Vec::new();
     let mut exc = Vec::new();
     for part in s.split('|') {
@@ -370,8 +373,14 @@ pub(crate) fn parse_operator(d: &Directive<'_>, s: &str) -> Result<(Arc<Operator
         },
     };
     let dir = d.file.parent().unwrap_or(Path::new("."));
-    let op =
-        Operator::parse(name, arg, dir).map_err(|e| d.unsupported(format!("operator `@{name}`: {e}")))?;
+    let op = Operator::parse(name, arg, dir).map_err(|e| {
+        // "unknown operator @x" / "operator @x is not supported" name it already.
+        if e.contains(&format!("@{name}")) {
+            d.unsupported(format!("operator `@{name}`"))
+        } else {
+            d.unsupported(format!("operator `@{name}`: {e}"))
+        }
+    })?;
     Ok((Arc::new(op), negated))
 }
 

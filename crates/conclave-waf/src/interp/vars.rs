@@ -6,8 +6,10 @@ use std::borrow::Cow;
 
 use regex::bytes::Regex;
 
-/// A variable (or collection) a rule can inspect.
+/// A variable (or collection) a rule can inspect. Variant names mirror ModSecurity's variable
+/// names (`MATCHED_VAR` is `MatchedVar`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)]
 pub(crate) enum Var {
     Args,
     ArgsGet,
