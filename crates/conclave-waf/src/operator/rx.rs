@@ -344,8 +344,8 @@ mod tests {
         assert!(Rx::new("(").is_err());
     }
 
-    /// Every `@rx` of Debian's CRS compiles, and most run on Rust's automata (skipped without
-    /// `modsecurity-crs`).
+    /// Every `@rx` of Debian's CRS compiles, most run on Rust's automata, and those give the
+    /// same answers as PCRE2 on corpus values (skipped without `modsecurity-crs`).
     #[test]
     fn every_crs_pattern_compiles() {
         let dir = std::path::Path::new("/usr/share/modsecurity-crs/rules");
@@ -355,6 +355,15 @@ mod tests {
         };
         let arg = regex::Regex::new(r#"(?s)SecRule\s+\S+\s+"((?:[^"\\]|\\.)*)""#).unwrap();
         let (mut rust, mut pcre) = (0, 0);
+        // Values to compare the two engines on: every part of corpus requests, and their
+        // lines with a final newline (where `^` differs).
+        let mut values: Vec<Vec<u8>> = Vec::new();
+        for r in crate::corpus::generate(400, 5) {
+            values.push(r.uri.clone().into_bytes());
+            values.push(format!("{}\n", r.uri).into_bytes());
+            values.extend(r.headers.iter().map(|(_, v)| v.clone()));
+            values.push(r.body.clone());
+        }
         for e in entries {
             let path = e.unwrap().path();
             if path.extension().is_none_or(|x| x != "conf") {
@@ -374,6 +383,7 @@ mod tests {
                 let pattern = pattern.replace("\\\"", "\"");
                 let rx = Rx::new(&pattern).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 if rx.is_rust() {
+                    same_as_pcre2(&pattern, &rx, &values);
                     rust += 1;
                 } else if rx.fixed.is_some() {
                     pcre += 1;
@@ -382,5 +392,21 @@ mod tests {
         }
         eprintln!("CRS @rx: {rust} on Rust's regex, {pcre} on PCRE2");
         assert!(rust + pcre > 150, "{rust} + {pcre}");
+    }
+
+    /// The Rust engine finds a match exactly where PCRE2 (as libmodsecurity compiles the
+    /// pattern) does.
+    fn same_as_pcre2(pattern: &str, rx: &Rx, values: &[Vec<u8>]) {
+        let pcre = pcre2::bytes::RegexBuilder::new()
+            .dotall(true)
+            .multi_line(true)
+            .jit_if_available(true)
+            .build(pattern)
+            .unwrap();
+        for v in values {
+            let want = pcre.is_match(v).unwrap_or(false);
+            let got = rx.eval(v, &mut Ctx::default());
+            assert_eq!(got, want, "@rx {pattern:?} on {:?}", String::from_utf8_lossy(v));
+        }
     }
 }
