@@ -144,8 +144,10 @@ for what in get post; do
     r[$what.$cfg]=$(${what}_rps "$p")
   done
 done
-if grep -q "denied by the WAF" "$d/edge.log"; then
-  echo "warning: the edge denied some benign requests:" >&2; grep "denied by the WAF" "$d/edge.log" | head -3 >&2
+# The one denial expected is the SQL injection probe above.
+if grep "denied by the WAF" "$d/edge.log" | grep -qv "OR%20"; then
+  echo "warning: the edge denied some benign requests:" >&2
+  grep "denied by the WAF" "$d/edge.log" | grep -v "OR%20" | head -3 >&2
 fi
 echo "CRS PL1, benign load, $secs s per cell, concurrency $conc, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-34s %14s %14s\n' "front" "GET ?query r/s" "JSON POST r/s"
