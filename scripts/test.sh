@@ -8,15 +8,16 @@ cd "$(dirname "$0")/.."
 # Peers and oracles: nginx and ab (edge/eval comparisons), curl and openssl
 # (TLS clients), e2fsprogs (mke2fs -d, e2fsck -fn), strace (the keyless
 # test proves the edge never opens the key), libmodsecurity-dev and
-# pkg-config (WAF differential tests), chromium (the report renders),
+# pkg-config (WAF differential tests), libpcre2-dev (the WAF's @rx fallback
+# links Debian's PCRE2, as libmodsecurity does), modsecurity-crs (the CRS tests and
+# the CRS differential test), libnginx-mod-http-modsecurity (scripts/bench-waf-crs.sh), chromium (the report renders),
 # python3-cryptography (XTS known answers from OpenSSL), fonts for plots,
 # python3-prometheus-client (the reference OpenMetrics parser reads /metrics),
 # systemd (systemd-analyze verify on the units), libssl-dev (libcrypto to
 # link crates/conclave-openssl, the provider stock NGINX loads), fuse3
-# (fusermount3 for `conclave mount` when not root), modsecurity-crs (the
-# OWASP Core Rule Set the WAF tests load unmodified).
+# (fusermount3 for `conclave mount` when not root).
 PACKAGES=(nginx apache2-utils curl openssl e2fsprogs strace pkg-config libmodsecurity-dev fuse3
-          modsecurity-crs
+          libpcre2-dev modsecurity-crs libnginx-mod-http-modsecurity
           chromium fonts-dejavu-core python3-cryptography python3-prometheus-client
           systemd libssl-dev)
 

@@ -101,7 +101,8 @@ impl Transform {
             .unwrap_or("none")
     }
 
-    /// Applies the transformation; borrows when the value is unchanged.
+    /// Applies the transformation; a value the transformation cannot change (checked by a quick
+    /// scan) comes back as it went in, without a copy.
     pub(crate) fn apply<'a>(&self, input: Cow<'a, [u8]>) -> Cow<'a, [u8]> {
         let s: &[u8] = &input;
         let out = match self {
@@ -119,31 +120,31 @@ impl Transform {
                 s.to_ascii_uppercase()
             }
             Transform::UrlDecode => {
-                if !s.iter().any(|&b| b == b'%' || b == b'+') {
+                if memchr::memchr2(b'%', b'+', s).is_none() {
                     return input;
                 }
                 url_decode(s)
             }
             Transform::UrlDecodeUni => {
-                if !s.iter().any(|&b| b == b'%' || b == b'+') {
+                if memchr::memchr2(b'%', b'+', s).is_none() {
                     return input;
                 }
                 url_decode_uni(s)
             }
             Transform::HtmlEntityDecode => {
-                if !s.contains(&b'&') {
+                if memchr::memchr(b'&', s).is_none() {
                     return input;
                 }
                 html_entity_decode(s)
             }
             Transform::JsDecode => {
-                if !s.contains(&b'\\') {
+                if memchr::memchr(b'\\', s).is_none() {
                     return input;
                 }
                 js_decode(s)
             }
             Transform::CssDecode => {
-                if !s.contains(&b'\\') && !s.contains(&0) {
+                if memchr::memchr2(b'\\', 0, s).is_none() {
                     return input;
                 }
                 // libmodsecurity builds the result from the C string: it ends at the first NUL.
@@ -154,13 +155,32 @@ impl Transform {
                 out
             }
             Transform::EscapeSeqDecode => {
-                if !s.contains(&b'\\') {
+                if memchr::memchr(b'\\', s).is_none() {
                     return input;
                 }
                 escape_seq_decode(s)
             }
-            Transform::CmdLine => cmd_line(s),
-            Transform::CompressWhitespace => compress_whitespace(s),
+            Transform::CmdLine => {
+                if !s.iter().any(|&b| {
+                    b.is_ascii_uppercase()
+                        || matches!(
+                            b,
+                            b'"' | b'\'' | b'\\' | b'^' | b' ' | b',' | b';' | b'\t' | b'\r' | b'\n'
+                        )
+                }) {
+                    return input;
+                }
+                cmd_line(s)
+            }
+            Transform::CompressWhitespace => {
+                // Unchanged unless a run of whitespace or a whitespace byte other than ' '.
+                let changes = s.windows(2).any(|w| is_space(w[0]) && is_space(w[1]))
+                    || s.iter().any(|&b| is_space(b) && b != b' ');
+                if !changes {
+                    return input;
+                }
+                compress_whitespace(s)
+            }
             Transform::RemoveWhitespace => {
                 if !s.iter().any(|&b| is_space(b) || b == 0xa0 || b == 0xc2) {
                     return input;
@@ -171,34 +191,61 @@ impl Transform {
                     .collect()
             }
             Transform::RemoveNulls => {
-                if !s.contains(&0) {
+                if memchr::memchr(0, s).is_none() {
                     return input;
                 }
                 s.iter().copied().filter(|&b| b != 0).collect()
             }
             Transform::ReplaceNulls => {
-                if !s.contains(&0) {
+                if memchr::memchr(0, s).is_none() {
                     return input;
                 }
                 s.iter().map(|&b| if b == 0 { b' ' } else { b }).collect()
             }
-            Transform::ReplaceComments => replace_comments(s),
-            Transform::RemoveCommentsChar => remove_comments_char(s),
-            Transform::RemoveComments => remove_comments(s),
-            Transform::NormalisePath => normalise_path(s, false),
-            Transform::NormalisePathWin => normalise_path(s, true),
+            Transform::ReplaceComments => {
+                if memchr::memmem::find(s, b"/*").is_none() {
+                    return input;
+                }
+                replace_comments(s)
+            }
+            Transform::RemoveCommentsChar => {
+                if !s.iter().any(|&b| matches!(b, b'/' | b'*' | b'<' | b'-' | b'#')) {
+                    return input;
+                }
+                remove_comments_char(s)
+            }
+            Transform::RemoveComments => {
+                if !s.iter().any(|&b| matches!(b, b'/' | b'<' | b'-' | b'#')) {
+                    return input;
+                }
+                remove_comments(s)
+            }
+            Transform::NormalisePath => {
+                if !s.iter().any(|&b| b == b'/' || b == b'.') {
+                    return input;
+                }
+                normalise_path(s, false)
+            }
+            Transform::NormalisePathWin => {
+                if !s.iter().any(|&b| b == b'/' || b == b'.' || b == b'\\') {
+                    return input;
+                }
+                normalise_path(s, true)
+            }
             Transform::Base64Decode => base64_decode(s),
             Transform::Base64DecodeExt => base64_decode_ext(s),
             Transform::HexDecode => hex_decode(s),
             Transform::HexEncode => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
                 let mut out = Vec::with_capacity(s.len() * 2);
                 for &b in s {
-                    out.extend_from_slice(format!("{b:02x}").as_bytes());
+                    out.push(HEX[usize::from(b >> 4)]);
+                    out.push(HEX[usize::from(b & 15)]);
                 }
                 out
             }
             Transform::Utf8ToUnicode => {
-                if s.is_ascii() && !s.contains(&0) {
+                if s.is_ascii() && memchr::memchr(0, s).is_none() {
                     return input;
                 }
                 utf8_to_unicode(s)
@@ -206,16 +253,27 @@ impl Transform {
             Transform::Length => s.len().to_string().into_bytes(),
             Transform::Sha1 => sha1::Sha1::digest(s).to_vec(),
             Transform::Md5 => md5::Md5::digest(s).to_vec(),
-            Transform::Trim => trim_right(trim_left(s)).to_vec(),
-            Transform::TrimLeft => trim_left(s).to_vec(),
-            Transform::TrimRight => trim_right(s).to_vec(),
+            Transform::Trim | Transform::TrimLeft | Transform::TrimRight => {
+                let left = !matches!(self, Transform::TrimRight);
+                let right = !matches!(self, Transform::TrimLeft);
+                let start = if left { s.len() - trim_left(s).len() } else { 0 };
+                let end = if right {
+                    trim_right(s).len().max(start)
+                } else {
+                    s.len()
+                };
+                return match input {
+                    Cow::Borrowed(b) => Cow::Borrowed(&b[start..end]),
+                    Cow::Owned(mut v) => {
+                        v.truncate(end);
+                        v.drain(..start);
+                        Cow::Owned(v)
+                    }
+                };
+            }
             Transform::SqlHexDecode => sql_hex_decode(s),
         };
-        if out.as_slice() == s {
-            input
-        } else {
-            Cow::Owned(out)
-        }
+        Cow::Owned(out)
     }
 }
 

@@ -168,10 +168,14 @@ impl Operator {
                 op.eval(input, &param)
             }
             Operator::Str(op, arg) => {
-                let param = arg.value(ctx).into_owned();
-                let hit = op.eval(input, &param);
-                if hit && *op == StrOp::Contains && ctx.capture_wanted() {
-                    ctx.set_capture(0, &param);
+                let (hit, capture) = {
+                    let param = arg.value(ctx);
+                    let hit = op.eval(input, &param);
+                    let capture = hit && *op == StrOp::Contains && ctx.capture_wanted();
+                    (hit, capture.then(|| param.into_owned()))
+                };
+                if let Some(c) = capture {
+                    ctx.set_capture(0, &c);
                 }
                 hit
             }

@@ -19,7 +19,12 @@ impl Engine {
     fn compile(pattern: &str) -> Result<Engine, String> {
         // libmodsecurity replaces an empty pattern by ".*".
         let pattern = if pattern.is_empty() { ".*" } else { pattern };
-        if rust_reads_like_pcre(pattern) {
+        let same = match rust_reading(pattern) {
+            Reading::Same => true,
+            Reading::SameUnlessEmptyAtEnd => never_empty(pattern),
+            Reading::Differs => false,
+        };
+        if same {
             let built = regex::bytes::RegexBuilder::new(pattern)
                 .unicode(false)
                 .dot_matches_new_line(true)
@@ -42,8 +47,13 @@ impl Engine {
     fn search(&self, input: &[u8], want: bool, found: &mut dyn FnMut(usize, &[u8])) -> bool {
         match self {
             Engine::Rust(re) => {
+                // Most values do not match: the capture machinery (an allocation per search)
+                // only runs for those that do.
+                if !re.is_match(input) {
+                    return false;
+                }
                 if !want {
-                    return re.is_match(input);
+                    return true;
                 }
                 let Some(caps) = re.captures(input) else {
                     return false;
@@ -56,9 +66,12 @@ impl Engine {
                 true
             }
             Engine::Pcre(re) => {
+                // A match error (match or JIT stack limit) is "no match" in libmodsecurity.
+                if !re.is_match(input).unwrap_or(false) {
+                    return false;
+                }
                 if !want {
-                    // A match error (match or JIT stack limit) is "no match" in libmodsecurity.
-                    return re.is_match(input).unwrap_or(false);
+                    return true;
                 }
                 let Ok(Some(caps)) = re.captures(input) else {
                     return false;
@@ -144,20 +157,47 @@ impl Rx {
     }
 }
 
+/// How Rust's `regex` reads a pattern compared with PCRE2.
+#[derive(Debug, PartialEq, Eq)]
+enum Reading {
+    Same,
+    /// Same, except that `^` (multi-line) also matches after a final newline in `regex`: only
+    /// a match of zero length at the very end can tell them apart.
+    SameUnlessEmptyAtEnd,
+    Differs,
+}
+
+/// Whether every match of `pattern` is at least one byte long (then the `^` difference cannot
+/// show).
+fn never_empty(pattern: &str) -> bool {
+    regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .dot_matches_new_line(true)
+        .multi_line(true)
+        .build()
+        .parse(pattern)
+        .ok()
+        .and_then(|hir| hir.properties().minimum_len())
+        .is_some_and(|n| n > 0)
+}
+
 /// Whether Rust's `regex` (bytes, Unicode off, `(?sm)`) gives `pattern` the meaning PCRE2 gives
 /// it, as far as a syntax scan can tell. Constructs `regex` rejects need no check (they fall back
 /// when it fails to compile); this looks for those it *accepts* with another meaning:
-/// - `^` in multi-line mode: PCRE2 does not match after a trailing newline, `regex` does;
+/// - `^` in multi-line mode: PCRE2 does not match after a trailing newline, `regex` does (fine
+///   when no match can be empty, see [`never_empty`]);
 /// - `\v` (PCRE: vertical space class; `regex`: VT only), `\<` `\>` (PCRE: literal; `regex`: word
 ///   boundaries);
 /// - inside a class: `[` (nested class in `regex`), `&&` `--` `~~` (set operations in `regex`);
 /// - possessive quantifiers (`a++`): `regex` reads them as nested repetitions;
 /// - `(?x)`: `regex` also ignores whitespace inside classes;
 /// - non-ASCII bytes: PCRE without UTF reads each byte alone.
-fn rust_reads_like_pcre(pattern: &str) -> bool {
+fn rust_reading(pattern: &str) -> Reading {
     if !pattern.is_ascii() {
-        return false;
+        return Reading::Differs;
     }
+    let mut caret = false;
     let b = pattern.as_bytes();
     let mut i = 0;
     let mut in_class = false;
@@ -166,8 +206,8 @@ fn rust_reads_like_pcre(pattern: &str) -> bool {
         match c {
             b'\\' => {
                 match b.get(i + 1) {
-                    Some(b'v' | b'<' | b'>') => return false,
-                    Some(b'Q') => return false,
+                    Some(b'v' | b'<' | b'>') => return Reading::Differs,
+                    Some(b'Q') => return Reading::Differs,
                     _ => {}
                 }
                 i += 2;
@@ -176,11 +216,11 @@ fn rust_reads_like_pcre(pattern: &str) -> bool {
             b'[' if in_class => {
                 // POSIX classes `[:alpha:]` read the same.
                 if b.get(i + 1) != Some(&b':') {
-                    return false;
+                    return Reading::Differs;
                 }
                 match pattern[i + 2..].find(":]") {
                     Some(end) => i += 2 + end + 2,
-                    None => return false,
+                    None => return Reading::Differs,
                 }
                 continue;
             }
@@ -197,10 +237,10 @@ fn rust_reads_like_pcre(pattern: &str) -> bool {
                 continue;
             }
             b']' if in_class => in_class = false,
-            b'&' | b'-' | b'~' if in_class && b.get(i + 1) == Some(&c) => return false,
-            b'^' if !in_class => return false,
+            b'&' | b'-' | b'~' if in_class && b.get(i + 1) == Some(&c) => return Reading::Differs,
+            b'^' if !in_class => caret = true,
             // Possessive quantifiers: `regex` reads `a++` as `(a+)+`.
-            b'+' | b'*' | b'?' | b'}' if !in_class && b.get(i + 1) == Some(&b'+') => return false,
+            b'+' | b'*' | b'?' | b'}' if !in_class && b.get(i + 1) == Some(&b'+') => return Reading::Differs,
             b'(' if !in_class && b.get(i + 1) == Some(&b'?') => {
                 // Inline flags: only i, s, m, U (same in both) and groups.
                 let rest = &b[i + 2..];
@@ -209,14 +249,18 @@ fn rust_reads_like_pcre(pattern: &str) -> bool {
                     .position(|&x| !(x.is_ascii_alphabetic() || x == b'-'))
                     .unwrap_or(rest.len());
                 if rest[..flags_end].contains(&b'x') {
-                    return false;
+                    return Reading::Differs;
                 }
             }
             _ => {}
         }
         i += 1;
     }
-    true
+    if caret {
+        Reading::SameUnlessEmptyAtEnd
+    } else {
+        Reading::Same
+    }
 }
 
 #[cfg(test)]
@@ -229,7 +273,8 @@ mod tests {
         assert!(!Rx::new(r"(?<=a)b").unwrap().is_rust());
         assert!(!Rx::new(r"(a)\1").unwrap().is_rust());
         assert!(!Rx::new(r"a++b").unwrap().is_rust());
-        assert!(!Rx::new(r"^abc").unwrap().is_rust());
+        assert!(Rx::new(r"^abc").unwrap().is_rust());
+        assert!(!Rx::new(r"^\s*$").unwrap().is_rust());
         assert!(!Rx::new(r"[a&&b]").unwrap().is_rust());
         assert!(Rx::new(r"(?i)union\s+select").unwrap().is_rust());
         assert!(Rx::new(r"[^a-z][[:alpha:]]").unwrap().is_rust());
@@ -297,5 +342,71 @@ mod tests {
     #[test]
     fn bad_pattern_is_an_error() {
         assert!(Rx::new("(").is_err());
+    }
+
+    /// Every `@rx` of Debian's CRS compiles, most run on Rust's automata, and those give the
+    /// same answers as PCRE2 on corpus values (skipped without `modsecurity-crs`).
+    #[test]
+    fn every_crs_pattern_compiles() {
+        let dir = std::path::Path::new("/usr/share/modsecurity-crs/rules");
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            eprintln!("skipped: modsecurity-crs is not installed");
+            return;
+        };
+        let arg = regex::Regex::new(r#"(?s)SecRule\s+\S+\s+"((?:[^"\\]|\\.)*)""#).unwrap();
+        let (mut rust, mut pcre) = (0, 0);
+        // Values to compare the two engines on: every part of corpus requests, and their
+        // lines with a final newline (where `^` differs).
+        let mut values: Vec<Vec<u8>> = Vec::new();
+        for r in crate::corpus::generate(400, 5) {
+            values.push(r.uri.clone().into_bytes());
+            values.push(format!("{}\n", r.uri).into_bytes());
+            values.extend(r.headers.iter().map(|(_, v)| v.clone()));
+            values.push(r.body.clone());
+        }
+        for e in entries {
+            let path = e.unwrap().path();
+            if path.extension().is_none_or(|x| x != "conf") {
+                continue;
+            }
+            let text: String = std::fs::read_to_string(&path)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let text = text.replace("\\\n", "");
+            for c in arg.captures_iter(&text) {
+                let Some(pattern) = c[1].strip_prefix("@rx ") else {
+                    continue;
+                };
+                let pattern = pattern.replace("\\\"", "\"");
+                let rx = Rx::new(&pattern).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                if rx.is_rust() {
+                    same_as_pcre2(&pattern, &rx, &values);
+                    rust += 1;
+                } else if rx.fixed.is_some() {
+                    pcre += 1;
+                }
+            }
+        }
+        eprintln!("CRS @rx: {rust} on Rust's regex, {pcre} on PCRE2");
+        assert!(rust + pcre > 150, "{rust} + {pcre}");
+    }
+
+    /// The Rust engine finds a match exactly where PCRE2 (as libmodsecurity compiles the
+    /// pattern) does.
+    fn same_as_pcre2(pattern: &str, rx: &Rx, values: &[Vec<u8>]) {
+        let pcre = pcre2::bytes::RegexBuilder::new()
+            .dotall(true)
+            .multi_line(true)
+            .jit_if_available(true)
+            .build(pattern)
+            .unwrap();
+        for v in values {
+            let want = pcre.is_match(v).unwrap_or(false);
+            let got = rx.eval(v, &mut Ctx::default());
+            assert_eq!(got, want, "@rx {pattern:?} on {:?}", String::from_utf8_lossy(v));
+        }
     }
 }

@@ -3,8 +3,6 @@
 //! argument matches for `@contains`, `@beginsWith`, `@endsWith` and `@containsWord`; an empty
 //! value is within anything).
 
-use memchr_free::find;
-
 /// Which comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StrOp {
@@ -78,21 +76,13 @@ fn contains_word(input: &[u8], word: &[u8]) -> bool {
     false
 }
 
-mod memchr_free {
-    /// First occurrence of `needle` in `hay` at or after `from` (an empty needle is found at
-    /// `from`, as `std::string::find`).
-    pub(super) fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-        if from > hay.len() {
-            return None;
-        }
-        if needle.is_empty() {
-            return Some(from);
-        }
-        hay[from..]
-            .windows(needle.len())
-            .position(|w| w == needle)
-            .map(|p| p + from)
+/// First occurrence of `needle` in `hay` at or after `from` (an empty needle is found at `from`,
+/// as `std::string::find`).
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    if from > hay.len() {
+        return None;
     }
+    memchr::memmem::find(&hay[from..], needle).map(|p| p + from)
 }
 
 #[cfg(test)]

@@ -1,0 +1,129 @@
+//! CPU per request of the OWASP CRS (Debian's `modsecurity-crs`, unmodified) in conclave-waf and
+//! in libmodsecurity 3.0.9, in the same process, on the same benign requests (half GETs with a
+//! query string, half small JSON POSTs, from `conclave_waf::corpus::benign_bench`):
+//!
+//! `cargo run --release -p conclave-waf --features modsecurity --example crs_cpu -- [PL] [REQUESTS]`
+//!
+//! Each engine makes passes over the requests until it has used ≥ 1 s of process CPU time
+//! (`/proc/self/stat`, the machine's cores are shared, so CPU, not wall, is the number to read).
+//! `CRS_CPU_CONCLAVE_ONLY=1` skips libmodsecurity (for profiling conclave alone).
+#[cfg(feature = "modsecurity")]
+fn main() {
+    bench::main();
+}
+
+#[cfg(not(feature = "modsecurity"))]
+fn main() {
+    eprintln!("crs_cpu needs --features modsecurity");
+    std::process::exit(2);
+}
+
+#[cfg(feature = "modsecurity")]
+mod bench {
+    use std::path::Path;
+    use std::time::Instant;
+
+    use conclave_waf::corpus::{self, CorpusRequest};
+    use conclave_waf::modsec::ModSecurity;
+    use conclave_waf::{RequestContext, RequestView, Waf};
+
+    /// Process CPU time (user + system) in seconds, from `/proc/self/stat` (10 ms ticks).
+    fn cpu_seconds() -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<u64> = after.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+        // Fields 14 and 15 (utime, stime) are at 11 and 12 after the command name.
+        (f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0)) as f64 / 100.0
+    }
+
+    fn view(r: &CorpusRequest) -> Vec<(&str, &[u8])> {
+        r.header_refs()
+    }
+
+    /// Runs `check` over `reqs` until 1 s of CPU; returns (CPU per request in µs, denied).
+    fn measure(reqs: &[CorpusRequest], mut check: impl FnMut(&CorpusRequest) -> bool) -> (f64, usize) {
+        let denied = reqs.iter().filter(|r| check(r)).count();
+        let (c0, mut n) = (cpu_seconds(), 0usize);
+        while cpu_seconds() - c0 < 1.0 {
+            for r in reqs {
+                check(r);
+            }
+            n += reqs.len();
+        }
+        ((cpu_seconds() - c0) * 1e6 / n as f64, denied)
+    }
+
+    pub fn main() {
+        let mut args = std::env::args().skip(1);
+        let pl: u8 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
+        let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
+        let dir = std::env::temp_dir().join(format!("crs-cpu-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let recommended = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/crs/modsecurity.conf");
+        std::fs::copy(&recommended, dir.join("modsecurity.conf")).unwrap();
+        let _ = std::fs::copy("/etc/nginx/unicode.mapping", dir.join("unicode.mapping"));
+        let main = dir.join("main.conf");
+        std::fs::write(
+            &main,
+            format!(
+                "Include {}\nSecRuleEngine On\nSecAuditEngine Off\n\
+                 Include /etc/modsecurity/crs/crs-setup.conf\n\
+                 SecAction \"id:900000,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level={pl}\"\n\
+                 Include /usr/share/modsecurity-crs/rules/*.conf\n",
+                dir.join("modsecurity.conf").display()
+            ),
+        )
+        .unwrap();
+
+        let (t, c) = (Instant::now(), cpu_seconds());
+        let waf = Waf::load(&main).unwrap_or_else(|e| panic!("conclave-waf: {e}"));
+        println!(
+            "conclave-waf   load: {:.3} s wall, {:.2} s CPU, {} rules",
+            t.elapsed().as_secs_f64(),
+            cpu_seconds() - c,
+            waf.rule_count()
+        );
+        let (t, c) = (Instant::now(), cpu_seconds());
+        let ms = ModSecurity::load(&main).unwrap_or_else(|e| panic!("libmodsecurity: {e}"));
+        println!(
+            "libmodsecurity load: {:.3} s wall, {:.2} s CPU",
+            t.elapsed().as_secs_f64(),
+            cpu_seconds() - c
+        );
+
+        let reqs = corpus::benign_bench(n, 7);
+        let (ours, ours_denied) = measure(&reqs, |r| {
+            let h = view(r);
+            let v = RequestView {
+                method: &r.method,
+                uri: &r.uri,
+                headers: &h,
+            };
+            let ctx = RequestContext {
+                body: &r.body,
+                ..RequestContext::default()
+            };
+            waf.inspect(&v, &ctx).deny.is_some()
+        });
+        if std::env::var_os("CRS_CPU_CONCLAVE_ONLY").is_some() {
+            println!("PL{pl}: conclave-waf {ours:.1} µs CPU per request, denied {ours_denied}");
+            return;
+        }
+        let (theirs, theirs_denied) = measure(&reqs, |r| {
+            let h = view(r);
+            let v = RequestView {
+                method: &r.method,
+                uri: &r.uri,
+                headers: &h,
+            };
+            ms.inspect(&v, &r.body, "127.0.0.1")
+                .map(|x| x.decision.disruptive)
+                .unwrap_or(false)
+        });
+        println!("PL{pl}, {n} benign requests (GET ?query / JSON POST), CPU per request:");
+        println!("  conclave-waf   {ours:8.1} µs   denied {ours_denied}");
+        println!("  libmodsecurity {theirs:8.1} µs   denied {theirs_denied}");
+        println!("  libmodsecurity / conclave = {:.1}x", theirs / ours);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
