@@ -10,7 +10,7 @@
 use crate::error::failed;
 use crate::harness::{Meter, Rng, Scratch};
 use crate::BenchError;
-use conclave_bd::{CreateOptions, DeviceKind, DeviceSpec, KdfParams};
+use conclave_bd::{CommitOptions, CommittedDevice, CreateOptions, DeviceKind, DeviceSpec, KdfParams};
 use conclave_fs::{FileServer, FileServerOptions, FsClient, OpenOptions};
 use conclave_rpc::Role;
 use conclave_rpc::{ClientOptions, Credentials, Endpoint, Server, ServerOptions, Shutdown};
@@ -33,6 +33,30 @@ pub struct FsBenchConfig {
     pub workdir: PathBuf,
     /// `conclave certs` output (fileserver and client identities).
     pub certs: PathBuf,
+    /// The file-system format of the image.
+    pub format: FsFormat,
+}
+
+/// The file-system format `mke2fs` gives the benchmark's image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FsFormat {
+    /// ext2 as `conclave mkfs` makes it (4 KiB blocks, block maps, linear directories).
+    #[default]
+    Ext2,
+    /// Debian's default ext4 (`mke2fs -t ext4`: extents, 64bit, flex_bg,
+    /// metadata_csum, a journal), so the figures include checksums and extent trees.
+    Ext4,
+}
+
+impl std::str::FromStr for FsFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<FsFormat, String> {
+        match s {
+            "ext2" => Ok(FsFormat::Ext2),
+            "ext4" => Ok(FsFormat::Ext4),
+            other => Err(format!("unknown file-system format `{other}` (ext2 or ext4)")),
+        }
+    }
 }
 
 /// One measured cell.
@@ -93,6 +117,9 @@ fn cell(m: Meter, target: &str, workload: &'static str) -> FsBenchResult {
     }
 }
 
+/// The file server's default `--commit-bytes` (64 MiB).
+const COMMIT_BYTES: u64 = 64 << 20;
+
 /// The seed of the random-read offsets, so runs read the same blocks.
 const SEED: u64 = 0x2545F4914F6CDD1D;
 
@@ -104,8 +131,39 @@ fn raw_image(cfg: &FsBenchConfig) -> Result<PathBuf, BenchError> {
     std::fs::write(src.join("testfile"), &data).map_err(failed("test file"))?;
     let raw = cfg.workdir.join("raw.img");
     let size = (cfg.file_mib as u64 * 2 + 48) << 20;
-    conclave_bd::mke2fs(&src, &raw, size).map_err(failed("building the raw image"))?;
+    match cfg.format {
+        FsFormat::Ext2 => conclave_bd::mke2fs(&src, &raw, size).map_err(failed("building the raw image"))?,
+        FsFormat::Ext4 => mke2fs_ext4(&src, &raw, size)?,
+    }
     Ok(raw)
+}
+
+/// `mke2fs -t ext4` with Debian's default ext4 features, from `src`.
+fn mke2fs_ext4(src: &Path, raw: &Path, size: u64) -> Result<(), BenchError> {
+    let out = std::process::Command::new("mke2fs")
+        .args([
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-b",
+            "4096",
+            "-E",
+            "root_owner=0:0",
+            "-d",
+        ])
+        .arg(src)
+        .arg(raw)
+        .arg(format!("{}k", size / 1024))
+        .output()
+        .map_err(failed("running mke2fs (install e2fsprogs)"))?;
+    if !out.status.success() {
+        return Err(BenchError::Failed(format!(
+            "mke2fs -t ext4 failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
 }
 
 fn host_file(cfg: &FsBenchConfig, out: &mut Vec<FsBenchResult>) -> Result<(), BenchError> {
@@ -158,14 +216,23 @@ fn device(
         ..CreateOptions::default()
     };
     conclave_bd::create(&spec, raw, &opts).map_err(failed("building the image"))?;
-    let dev = conclave_bd::open(&spec).map_err(failed("opening the device"))?;
-    let fs = conclave_ext2::Ext2Fs::open(dev).map_err(failed("opening ext2"))?;
+    // The device under the commit layer, as `conclave fileserver` runs it:
+    // an FSYNC is a commit (redo log, in-place writes, sealed state).
+    let (dev, _) =
+        CommittedDevice::open(&spec, &CommitOptions::beside(&image)).map_err(failed("opening the device"))?;
+    let fs = conclave_ext2::Ext2Fs::open(dev.clone()).map_err(failed("opening ext2"))?;
     // The bench's client may do everything, as a trusted tool.
     let opts = FileServerOptions {
         grants: conclave_fs::Grants::new(vec!["client:rw:/".parse().expect("a valid grant")]),
         ..FileServerOptions::default()
     };
-    let svc = Arc::new(FileServer::new(fs, opts));
+    let svc = Arc::new(FileServer::with_commits(
+        fs,
+        dev,
+        COMMIT_BYTES,
+        Box::new(|_| {}),
+        opts,
+    ));
     let sock = cfg.workdir.join(format!("{kind}.sock"));
     let screds =
         Credentials::from_dir(&cfg.certs, Role::FileServer).map_err(failed("fileserver identity"))?;

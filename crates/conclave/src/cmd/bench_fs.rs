@@ -2,7 +2,7 @@
 //! (`conclave_bench::fs`).
 
 use conclave_bd::DeviceKind;
-use conclave_bench::fs::{self, FsBenchConfig};
+use conclave_bench::fs::{self, FsBenchConfig, FsFormat};
 use std::time::Duration;
 
 /// Arguments.
@@ -17,6 +17,10 @@ pub struct Args {
     /// Devices (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "std,crypt,verity,vericrypt")]
     pub devices: Vec<DeviceKind>,
+    /// File-system format of the image: ext2 (as `conclave mkfs` makes it) or
+    /// ext4 (`mke2fs -t ext4`: extents, metadata_csum, 64bit, journal).
+    #[arg(long, default_value = "ext2")]
+    pub format: FsFormat,
     /// Print JSON instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -30,6 +34,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         devices: a.devices,
         workdir: Default::default(),
         certs: Default::default(),
+        format: a.format,
     };
     if !a.json {
         super::print_line(fs::header());
