@@ -502,6 +502,11 @@ impl BlockDevice for CommittedDevice {
         self.bind.blocks
     }
 
+    /// The inner device's: a std image need not be whole 4 KiB blocks.
+    fn byte_len(&self) -> u64 {
+        self.inner.byte_len()
+    }
+
     fn read_block(&self, idx: u64, buf: &mut [u8; BLOCK_SIZE]) -> Result<(), BdError> {
         let p = self.read_pending();
         if let Some(d) = p.blocks.get(&idx) {
