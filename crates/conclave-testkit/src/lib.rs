@@ -11,6 +11,7 @@ pub mod mem;
 pub mod net;
 pub mod origin;
 pub mod proc;
+pub mod rng;
 pub mod wait;
 
 pub use bits::{flip_bit, flip_bit_in};
@@ -21,4 +22,5 @@ pub use mem::{edge_and_client_grants, MemFixture};
 pub use net::{free_port, wait_port};
 pub use origin::{pattern, BlackHole, Recorded, Reply, TestOrigin};
 pub use proc::Proc;
+pub use rng::Rng;
 pub use wait::{poll_until, wait_exit, wait_until, wait_until_async, within};

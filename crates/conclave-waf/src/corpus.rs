@@ -7,6 +7,7 @@
 //! The same seed always gives the same requests (SplitMix64), so a difference found once can be
 //! replayed; nothing is downloaded.
 
+use crate::rng::SplitMix64;
 use std::fmt::Write as _;
 
 /// What a corpus request is meant to be.
@@ -69,31 +70,6 @@ impl CorpusRequest {
 
     fn header(&mut self, name: &str, value: impl Into<Vec<u8>>) {
         self.headers.push((name.to_string(), value.into()));
-    }
-}
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
     }
 }
 
@@ -410,7 +386,7 @@ fn json_escape(s: &str) -> String {
     out
 }
 
-fn base_request(rng: &mut Rng, method: &str, uri: String, class: Class) -> CorpusRequest {
+fn base_request(rng: &mut SplitMix64, method: &str, uri: String, class: Class) -> CorpusRequest {
     let mut r = CorpusRequest {
         method: method.to_string(),
         uri,
@@ -441,7 +417,7 @@ fn base_request(rng: &mut Rng, method: &str, uri: String, class: Class) -> Corpu
     r
 }
 
-fn query(rng: &mut Rng, extra: Option<(String, String)>) -> String {
+fn query(rng: &mut SplitMix64, extra: Option<(String, String)>) -> String {
     let n = rng.below(4);
     let mut parts: Vec<String> = (0..n)
         .map(|_| format!("{}={}", rng.pick(PARAM_NAMES), form_encode(rng.pick(WORDS))))
@@ -459,7 +435,7 @@ fn with_body(r: &mut CorpusRequest, content_type: &str, body: Vec<u8>) {
     r.body = body;
 }
 
-fn json_body(rng: &mut Rng, value: Option<&str>) -> Vec<u8> {
+fn json_body(rng: &mut SplitMix64, value: Option<&str>) -> Vec<u8> {
     let mut fields = vec![
         format!("\"name\":\"{}\"", json_escape(rng.pick(WORDS))),
         format!("\"qty\":{}", rng.below(20)),
@@ -479,7 +455,7 @@ fn json_body(rng: &mut Rng, value: Option<&str>) -> Vec<u8> {
     format!("{{{}}}", fields.join(",")).into_bytes()
 }
 
-fn form_body(rng: &mut Rng, value: Option<&str>) -> Vec<u8> {
+fn form_body(rng: &mut SplitMix64, value: Option<&str>) -> Vec<u8> {
     let mut parts = vec![
         format!(
             "username={}",
@@ -501,7 +477,7 @@ fn form_body(rng: &mut Rng, value: Option<&str>) -> Vec<u8> {
 
 const BOUNDARY: &str = "----conclaveFormBoundary7MA4YWxkTrZu0gW";
 
-fn multipart_body(rng: &mut Rng, value: Option<&str>) -> Vec<u8> {
+fn multipart_body(rng: &mut SplitMix64, value: Option<&str>) -> Vec<u8> {
     let mut b = String::new();
     let _ = write!(
         b,
@@ -523,7 +499,7 @@ fn multipart_body(rng: &mut Rng, value: Option<&str>) -> Vec<u8> {
     b.into_bytes()
 }
 
-fn benign(rng: &mut Rng) -> CorpusRequest {
+fn benign(rng: &mut SplitMix64) -> CorpusRequest {
     let path = rng.pick(PATHS);
     match rng.below(10) {
         0..=2 => {
@@ -589,7 +565,7 @@ fn benign(rng: &mut Rng) -> CorpusRequest {
 }
 
 /// The payload, encoded one of several ways for a query value.
-fn encode_for_query(rng: &mut Rng, payload: &str) -> String {
+fn encode_for_query(rng: &mut SplitMix64, payload: &str) -> String {
     match rng.below(6) {
         0 | 1 => form_encode(payload),
         2 => light_encode(payload),
@@ -599,7 +575,7 @@ fn encode_for_query(rng: &mut Rng, payload: &str) -> String {
     }
 }
 
-fn attack(rng: &mut Rng) -> CorpusRequest {
+fn attack(rng: &mut SplitMix64) -> CorpusRequest {
     let family = rng.pick(&[
         Family::Sqli,
         Family::Sqli,
@@ -676,7 +652,7 @@ fn attack(rng: &mut Rng) -> CorpusRequest {
     }
 }
 
-fn scanner(rng: &mut Rng) -> CorpusRequest {
+fn scanner(rng: &mut SplitMix64) -> CorpusRequest {
     let paths = [
         "/",
         "/admin/",
@@ -698,7 +674,7 @@ fn scanner(rng: &mut Rng) -> CorpusRequest {
     r
 }
 
-fn protocol(rng: &mut Rng) -> CorpusRequest {
+fn protocol(rng: &mut SplitMix64) -> CorpusRequest {
     let class = Class::Attack(Family::Protocol);
     let path = rng.pick(PATHS);
     let mut r = base_request(rng, "GET", path.to_string(), class);
@@ -754,7 +730,7 @@ fn protocol(rng: &mut Rng) -> CorpusRequest {
 
 /// `n` requests from `seed`: about 55% benign, 45% attacks.
 pub fn generate(n: usize, seed: u64) -> Vec<CorpusRequest> {
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix64(seed);
     (0..n)
         .map(|_| {
             if rng.chance(55) {
@@ -768,7 +744,7 @@ pub fn generate(n: usize, seed: u64) -> Vec<CorpusRequest> {
 
 /// `n` benign requests with query strings and small JSON bodies (the WAF benchmark's load).
 pub fn benign_bench(n: usize, seed: u64) -> Vec<CorpusRequest> {
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix64(seed);
     (0..n)
         .map(|i| {
             if i % 2 == 0 {

@@ -34,6 +34,7 @@ pub mod modsec;
 #[allow(dead_code)]
 mod operator;
 mod request;
+mod rng;
 mod rule;
 pub mod rulegen;
 mod rules_file;

@@ -1,21 +1,9 @@
 //! The seed's benchmark rule sets: rule i (id i, 1-based) denies with 403 when the query argument
 //! `testparam` contains a random 6-letter (mixed-case ASCII) string; reproducible from a seed.
 
+use crate::rng::SplitMix64;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-/// SplitMix64: tiny, fast and stable across versions, so a seed always means the same rules.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
 
 const LETTERS: &[u8; 52] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 

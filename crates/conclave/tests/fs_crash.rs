@@ -14,25 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{conclave, wait_until, Proc};
+use common::{conclave, wait_until, Proc, Rng};
 
 /// Cheap Argon2id so a restart costs little (recorded in the header).
 const FAST_KDF: [&str; 4] = ["--kdf-memory-kib", "8192", "--kdf-passes", "1"];
-
-/// xorshift64*: the seeded randomness of the workload and of the kill points.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 /// One device's image, its files, and the command line every start uses.
 struct Bed {

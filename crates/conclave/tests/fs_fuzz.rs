@@ -16,24 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod common;
-use common::{conclave, wait_until, Proc};
+use common::{conclave, wait_until, Proc, Rng};
 
 /// Seeded cases; each starts a server on a freshly corrupted copy.
 const CASES: u64 = 110;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 /// A metadata byte range and the files whose reads it may spoil.
 #[derive(Debug, Clone)]

@@ -6,6 +6,7 @@
 //! denies exactly when libmodsecurity's output differs from ours. Operators: the rule
 //! `SecRule ARGS:aN "@op arg" "deny"` denies exactly when libmodsecurity's operator matches.
 
+use crate::rng::SplitMix64;
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -15,23 +16,6 @@ use crate::operator::test_ctx::Ctx;
 use crate::operator::Operator;
 use crate::transform::Transform;
 use crate::RequestView;
-
-/// SplitMix64, for reproducible random cases.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// Pieces random values are made of: the bytes and tokens the decoders treat specially.
 const PIECES: &[&[u8]] = &[
@@ -112,7 +96,7 @@ const PIECES: &[&[u8]] = &[
     b"\\x",
 ];
 
-fn random_value(rng: &mut Rng) -> Vec<u8> {
+fn random_value(rng: &mut SplitMix64) -> Vec<u8> {
     let n = rng.below(12);
     let mut v = Vec::new();
     for _ in 0..n {
@@ -198,7 +182,7 @@ fn transform_cases(seed: u64) -> Vec<Vec<u8>> {
     .iter()
     .map(|v| v.to_vec())
     .collect();
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix64(seed);
     for _ in 0..400 {
         values.push(random_value(&mut rng));
     }

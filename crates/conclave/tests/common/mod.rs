@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 
 pub use conclave_testkit::{
     flip_bit, flip_bit_in, free_port, on_path, poll_until, run_ok, signal, stdout_ok, wait_exit, wait_port,
-    wait_until, Proc,
+    wait_until, Proc, Rng,
 };
 
 /// The `conclave` binary under test.
