@@ -5,6 +5,8 @@
 mod corrupt;
 #[path = "ext2/crash.rs"]
 mod crash;
+#[path = "ext2/ext4.rs"]
+mod ext4;
 #[path = "ext2/layouts.rs"]
 mod layouts;
 #[path = "ext2/limits.rs"]

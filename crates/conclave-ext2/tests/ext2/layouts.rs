@@ -370,7 +370,7 @@ fn unsupported_features_are_refused_by_name() {
     std::fs::create_dir(&t).unwrap();
     std::fs::write(t.join("f"), b"data").unwrap();
     let open = |image: Vec<u8>| Ext2Fs::open(Arc::new(MemBlockDevice::from_image(image)));
-    // ext4 with mke2fs' defaults opens (tests/ext4.rs); multi-mount protection does not.
+    // ext4 with mke2fs' defaults opens (ext4.rs); multi-mount protection does not.
     let mut cmd = Command::new("mke2fs");
     let img = tmp.path().join("ext4");
     let out = cmd

@@ -283,7 +283,7 @@ fn a_directory_flagged_hashed_without_an_index_is_read_and_written_linearly() {
     let (dev, mut fs) = open(image);
     assert!(fs.lookup("/lost+found").is_ok(), "reading stays possible");
     // As the kernel does: a bad index is read linearly, and the first write drops the
-    // flag (real indexes: tests/ext4.rs).
+    // flag (real indexes: ext4.rs).
     fs.create_path("/x", 0o644).unwrap();
     fs.sync().unwrap();
     let image = dev.to_image();

@@ -11,6 +11,9 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
+use crate::mkfs_images::compare;
+use crate::support::{e2fsck, open};
+
 /// Entries in the big (hashed) directory.
 const BIG_DIR: usize = 2000;
 
@@ -69,20 +72,6 @@ fn make_image(fs_type: &str, bs: u32, opts: Option<&str>, tree: &Path) -> Vec<u8
     std::fs::read(&img).unwrap()
 }
 
-/// Runs `e2fsck -fn`; returns (exit code, output).
-fn e2fsck(image: &[u8]) -> (i32, String) {
-    let tmp = tempfile::tempdir().unwrap();
-    let img = tmp.path().join("img");
-    std::fs::write(&img, image).unwrap();
-    let out = Command::new("e2fsck").args(["-fn"]).arg(&img).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
 /// What `debugfs -R CMD` prints.
 fn debugfs_out(image: &[u8], cmd: &str) -> String {
     let tmp = tempfile::tempdir().unwrap();
@@ -111,50 +100,6 @@ fn debugfs_names(image: &[u8], dir: &str) -> BTreeSet<String> {
         .filter_map(|l| l.split_whitespace().last().map(str::to_string))
         .filter(|n| n != "." && n != "..")
         .collect()
-}
-
-fn open(image: Vec<u8>) -> (Arc<MemBlockDevice>, Ext2Fs) {
-    let dev = Arc::new(MemBlockDevice::from_image(image));
-    let fs = Ext2Fs::open(dev.clone()).expect("open image");
-    (dev, fs)
-}
-
-/// Compares every entry under `host` with what `fs` reads at `rel`.
-fn compare(fs: &Ext2Fs, host: &Path, rel: &str) {
-    let dir = fs.lookup(if rel.is_empty() { "/" } else { rel }).unwrap();
-    let mut ours: BTreeSet<String> = fs
-        .readdir(dir)
-        .unwrap()
-        .iter()
-        .map(|e| e.name_lossy())
-        .filter(|n| n != "." && n != "..")
-        .collect();
-    ours.remove("lost+found");
-    let mut theirs = BTreeSet::new();
-    for entry in std::fs::read_dir(host).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name().into_string().unwrap();
-        theirs.insert(name.clone());
-        let path = format!("{rel}/{name}");
-        let meta = std::fs::symlink_metadata(entry.path()).unwrap();
-        // Every name is found through the directory's index (or linear scan).
-        let st = fs.lstat_path(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        if meta.is_dir() {
-            assert_eq!(st.file_type, FileType::Dir);
-            compare(fs, &entry.path(), &path);
-        } else if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(entry.path()).unwrap();
-            assert_eq!(
-                fs.readlink_path(&path).unwrap(),
-                target.as_os_str().as_encoded_bytes()
-            );
-        } else {
-            let want = std::fs::read(entry.path()).unwrap();
-            let got = fs.read_all(st.ino).unwrap_or_else(|e| panic!("{path}: {e}"));
-            assert!(got == want, "{path}: contents differ");
-        }
-    }
-    assert_eq!(ours, theirs, "entries of {rel}/");
 }
 
 const CONFIGS: &[(&str, u32, Option<&str>)] = &[
