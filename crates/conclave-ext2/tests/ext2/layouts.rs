@@ -21,7 +21,12 @@ fn mke2fs(tree: &Path, bs: u32, rev0: bool, size_kib: u64, extra: &[&str]) -> Ve
     let tmp = tempfile::tempdir().unwrap();
     let img = tmp.path().join("img");
     let mut cmd = Command::new("mke2fs");
-    cmd.args(["-q", "-F", "-t", "ext2", "-b", &bs.to_string()]);
+    cmd.args(["-q", "-F"]);
+    // ext2 unless the caller names another type (`-t ext3|ext4` in `extra`).
+    if !extra.contains(&"-t") {
+        cmd.args(["-t", "ext2"]);
+    }
+    cmd.args(["-b", &bs.to_string()]);
     if rev0 {
         cmd.args(["-r", "0"]);
     }
@@ -321,6 +326,20 @@ fn blocks_of_8k() {
 #[test]
 fn blocks_of_64k() {
     check_layout(65536, false, 32 * 1024, &["-N", "1024"]);
+}
+
+/// ext3 and ext4 as `mke2fs` makes them by default (journal, extents, flex_bg,
+/// metadata_csum, 64bit when asked), on every device kind, through the same checks.
+#[test]
+fn ext4_and_ext3_images_on_every_device() {
+    check_layout(
+        4096,
+        false,
+        16 * 1024,
+        &["-t", "ext4", "-O", "metadata_csum,64bit"],
+    );
+    check_layout(1024, false, 16 * 1024 + 3, &["-t", "ext4"]);
+    check_layout(2048, false, 16 * 1024 + 2, &["-t", "ext3"]);
 }
 
 #[test]
