@@ -312,23 +312,54 @@ pub fn rebuild_tree(spec: &DeviceSpec, opts: &CreateOptions) -> Result<SealedRoo
     }
 }
 
-/// Builds a raw ext2 image of `size` bytes at `out` from the tree `dir` with
-/// e2fsprogs' `mke2fs -d` (no mount, no root), in the layout every device and
-/// `conclave-ext2` expect: 4 KiB blocks, 256-byte inodes, no resize inode, no
-/// hashed directories. The one place that knows these flags.
+/// The file-system format `mke2fs` gives an image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum FsType {
+    /// ext2 in the layout of the first wave: 4 KiB blocks, 256-byte inodes, no
+    /// resize inode, no hashed directories.
+    #[default]
+    Ext2,
+    /// Debian's default ext3 (a journal, hashed directories).
+    Ext3,
+    /// Debian's default ext4 (extents, 64bit, flex_bg, metadata_csum, a journal,
+    /// hashed directories).
+    Ext4,
+}
+
+impl FsType {
+    /// The name `mke2fs -t` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            FsType::Ext2 => "ext2",
+            FsType::Ext3 => "ext3",
+            FsType::Ext4 => "ext4",
+        }
+    }
+}
+
+impl std::fmt::Display for FsType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Builds a raw ext2 image of `size` bytes at `out` from the tree `dir`
+/// ([`mke2fs_as`] with [`FsType::Ext2`]).
 pub fn mke2fs(dir: &Path, out: &Path, size: u64) -> Result<(), BdError> {
-    let res = std::process::Command::new("mke2fs")
-        .args([
-            "-q",
-            "-t",
-            "ext2",
-            "-b",
-            "4096",
-            "-I",
-            "256",
-            "-O",
-            "^resize_inode,^dir_index",
-        ])
+    mke2fs_as(dir, out, size, FsType::Ext2)
+}
+
+/// Builds a raw image of `size` bytes at `out` from the tree `dir` with
+/// e2fsprogs' `mke2fs -d` (no mount, no root), 4 KiB blocks and 256-byte inodes:
+/// ext2 without resize inode or hashed directories, ext3/ext4 with e2fsprogs'
+/// default features for the type. The one place that knows these flags.
+pub fn mke2fs_as(dir: &Path, out: &Path, size: u64, fs: FsType) -> Result<(), BdError> {
+    let mut cmd = std::process::Command::new("mke2fs");
+    cmd.args(["-q", "-F", "-t", fs.name(), "-b", "4096", "-I", "256"]);
+    if fs == FsType::Ext2 {
+        cmd.args(["-O", "^resize_inode,^dir_index"]);
+    }
+    let res = cmd
         .args(["-E", "root_owner=0:0", "-d"])
         .arg(dir)
         .arg(out)
@@ -337,7 +368,7 @@ pub fn mke2fs(dir: &Path, out: &Path, size: u64) -> Result<(), BdError> {
         .map_err(|e| BdError::Config(format!("cannot run mke2fs (install e2fsprogs): {e}")))?;
     if !res.status.success() {
         return Err(BdError::Config(format!(
-            "mke2fs failed: {}",
+            "mke2fs -t {fs} failed: {}",
             String::from_utf8_lossy(&res.stderr).trim()
         )));
     }

@@ -26,7 +26,7 @@ mod std_device;
 mod verity;
 pub mod xts;
 
-pub use build::{create, mke2fs, rebuild_tree, CreateOptions};
+pub use build::{create, mke2fs, mke2fs_as, rebuild_tree, CreateOptions, FsType};
 pub use commit::{forget_commits, with_suffix, Commit, CommitOptions, CommittedDevice, Recovery};
 pub use crypt::CryptDevice;
 pub use device::{BlockDevice, BLOCK_SIZE};

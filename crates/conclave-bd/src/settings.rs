@@ -3,7 +3,7 @@
 //! written back by `to_args` for the callers that start the tools
 //! (`conclave eval`), so no caller spells a flag itself.
 
-use crate::{CreateOptions, DeviceKind, KdfParams};
+use crate::{CreateOptions, DeviceKind, FsType, KdfParams};
 use conclave_units::ByteSize;
 use std::path::PathBuf;
 
@@ -112,6 +112,10 @@ pub struct MkfsSettings {
     /// Overwrite an existing image and tree.
     #[arg(long)]
     pub force: bool,
+    /// File-system type: ext2, or ext3/ext4 with e2fsprogs' default features
+    /// (ext4: extents, 64bit, metadata_csum, a journal).
+    #[arg(long, value_enum, default_value_t = FsType::Ext2)]
+    pub fs_type: FsType,
     #[command(flatten)]
     pub kdf: KdfSettings,
     /// Directory whose contents become the file system.
@@ -132,6 +136,9 @@ impl MkfsSettings {
         ];
         if self.force {
             argv.push("--force".into());
+        }
+        if self.fs_type != FsType::Ext2 {
+            argv.extend(["--fs-type".into(), self.fs_type.to_string()]);
         }
         if let Some(s) = &self.secret_file {
             argv.extend(["--secret-file".into(), s.display().to_string()]);
@@ -220,6 +227,7 @@ mod tests {
             secret_file: None,
             tree: None,
             force: false,
+            fs_type: FsType::Ext2,
             kdf: KdfSettings::default(),
             dir: "/s/root".into(),
             image: "/s/fs.img".into(),
@@ -232,6 +240,7 @@ mod tests {
             secret_file: Some("/s/secret".into()),
             tree: Some("/s/t".into()),
             force: true,
+            fs_type: FsType::Ext4,
             kdf: KdfSettings {
                 kdf_memory_kib: 8192,
                 kdf_passes: 1,

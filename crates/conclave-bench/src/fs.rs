@@ -10,7 +10,7 @@
 use crate::error::failed;
 use crate::harness::{Meter, Rng, Scratch};
 use crate::BenchError;
-use conclave_bd::{CommitOptions, CommittedDevice, CreateOptions, DeviceKind, DeviceSpec, KdfParams};
+use conclave_bd::{CommitOptions, CommittedDevice, CreateOptions, DeviceKind, DeviceSpec, FsType, KdfParams};
 use conclave_fs::{FileServer, FileServerOptions, FsClient, OpenOptions};
 use conclave_rpc::Role;
 use conclave_rpc::{ClientOptions, Credentials, Endpoint, Server, ServerOptions, Shutdown};
@@ -34,29 +34,7 @@ pub struct FsBenchConfig {
     /// `conclave certs` output (fileserver and client identities).
     pub certs: PathBuf,
     /// The file-system format of the image.
-    pub format: FsFormat,
-}
-
-/// The file-system format `mke2fs` gives the benchmark's image.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum FsFormat {
-    /// ext2 as `conclave mkfs` makes it (4 KiB blocks, block maps, linear directories).
-    #[default]
-    Ext2,
-    /// Debian's default ext4 (`mke2fs -t ext4`: extents, 64bit, flex_bg,
-    /// metadata_csum, a journal), so the figures include checksums and extent trees.
-    Ext4,
-}
-
-impl std::str::FromStr for FsFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<FsFormat, String> {
-        match s {
-            "ext2" => Ok(FsFormat::Ext2),
-            "ext4" => Ok(FsFormat::Ext4),
-            other => Err(format!("unknown file-system format `{other}` (ext2 or ext4)")),
-        }
-    }
+    pub format: FsType,
 }
 
 /// One measured cell.
@@ -131,39 +109,8 @@ fn raw_image(cfg: &FsBenchConfig) -> Result<PathBuf, BenchError> {
     std::fs::write(src.join("testfile"), &data).map_err(failed("test file"))?;
     let raw = cfg.workdir.join("raw.img");
     let size = (cfg.file_mib as u64 * 2 + 48) << 20;
-    match cfg.format {
-        FsFormat::Ext2 => conclave_bd::mke2fs(&src, &raw, size).map_err(failed("building the raw image"))?,
-        FsFormat::Ext4 => mke2fs_ext4(&src, &raw, size)?,
-    }
+    conclave_bd::mke2fs_as(&src, &raw, size, cfg.format).map_err(failed("building the raw image"))?;
     Ok(raw)
-}
-
-/// `mke2fs -t ext4` with Debian's default ext4 features, from `src`.
-fn mke2fs_ext4(src: &Path, raw: &Path, size: u64) -> Result<(), BenchError> {
-    let out = std::process::Command::new("mke2fs")
-        .args([
-            "-q",
-            "-F",
-            "-t",
-            "ext4",
-            "-b",
-            "4096",
-            "-E",
-            "root_owner=0:0",
-            "-d",
-        ])
-        .arg(src)
-        .arg(raw)
-        .arg(format!("{}k", size / 1024))
-        .output()
-        .map_err(failed("running mke2fs (install e2fsprogs)"))?;
-    if !out.status.success() {
-        return Err(BenchError::Failed(format!(
-            "mke2fs -t ext4 failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
 }
 
 fn host_file(cfg: &FsBenchConfig, out: &mut Vec<FsBenchResult>) -> Result<(), BenchError> {

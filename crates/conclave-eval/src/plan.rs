@@ -299,6 +299,7 @@ pub fn mkfs_settings(img: &Image, kdf: Kdf, top: &Path) -> MkfsSettings {
         secret_file: img.secret.clone(),
         tree: img.tree.clone(),
         force: true,
+        fs_type: conclave_bd::FsType::Ext2,
         kdf: match (&img.secret, kdf) {
             (Some(_), Kdf::Cheap) => CHEAP_KDF,
             _ => KdfSettings::default(),

@@ -1,4 +1,4 @@
-//! `conclave mkfs`: builds an ext2 image from a directory with `mke2fs -d`
+//! `conclave mkfs`: builds an ext2/3/4 image from a directory with `mke2fs -d`
 //! (no mount, no root), then encrypts it and/or builds its Merkle tree as
 //! the device needs, and prints the sealed root of tree devices.
 
@@ -23,7 +23,7 @@ pub fn mkfs(s: &MkfsSettings, out: &mut dyn Write) -> Result<(), ToolError> {
     }
     if spec.kind == DeviceKind::Std {
         let _ = std::fs::remove_file(&spec.image);
-        crate::mke2fs(&s.dir, &spec.image, size)?;
+        crate::mke2fs_as(&s.dir, &spec.image, size, s.fs_type)?;
         crate::forget_commits(&spec.image)?;
         return Ok(());
     }
@@ -32,7 +32,8 @@ pub fn mkfs(s: &MkfsSettings, out: &mut dyn Write) -> Result<(), ToolError> {
     raw.push(".raw-tmp");
     let raw = PathBuf::from(raw);
     let _ = std::fs::remove_file(&raw);
-    let res = crate::mke2fs(&s.dir, &raw, size).and_then(|()| crate::create(&spec, &raw, &s.kdf.options()));
+    let res = crate::mke2fs_as(&s.dir, &raw, size, s.fs_type)
+        .and_then(|()| crate::create(&spec, &raw, &s.kdf.options()));
     let _ = std::fs::remove_file(&raw);
     let made = res
         .and_then(|made| crate::forget_commits(&spec.image).map(|()| made))

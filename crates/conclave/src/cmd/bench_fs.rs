@@ -2,7 +2,8 @@
 //! (`conclave_bench::fs`).
 
 use conclave_bd::DeviceKind;
-use conclave_bench::fs::{self, FsBenchConfig, FsFormat};
+use conclave_bd::FsType;
+use conclave_bench::fs::{self, FsBenchConfig};
 use std::time::Duration;
 
 /// Arguments.
@@ -17,10 +18,10 @@ pub struct Args {
     /// Devices (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "std,crypt,verity,vericrypt")]
     pub devices: Vec<DeviceKind>,
-    /// File-system format of the image: ext2 (as `conclave mkfs` makes it) or
-    /// ext4 (`mke2fs -t ext4`: extents, metadata_csum, 64bit, journal).
-    #[arg(long, default_value = "ext2")]
-    pub format: FsFormat,
+    /// File-system format of the image: ext2 (as `conclave mkfs` makes it by
+    /// default), ext3 or ext4 (`mke2fs -t ext4`: extents, metadata_csum, 64bit, journal).
+    #[arg(long, value_enum, default_value_t = FsType::Ext2)]
+    pub format: FsType,
     /// Print JSON instead of the table.
     #[arg(long)]
     pub json: bool,
