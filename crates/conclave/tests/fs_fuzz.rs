@@ -183,6 +183,21 @@ const READ_ERRNOS: [&str; 10] = [
 
 #[test]
 fn corrupt_metadata_never_panics_or_hangs_the_server() {
+    fuzz(conclave_bd::FsType::Ext2, 0xf0_2218);
+}
+
+/// The same on Debian's default ext4 (extents, metadata_csum, 64bit, a journal),
+/// with a 600-entry directory indexed by `e2fsck -fyD` (its dx root and leaves are
+/// targets; the files' extent roots sit in their inodes, which are targets too).
+/// metadata_csum turns every spoiled read into EIO: no wrong bytes.
+#[test]
+fn corrupt_ext4_metadata_never_panics_or_hangs_the_server() {
+    fuzz(conclave_bd::FsType::Ext4, 0xe4_2218);
+}
+
+/// `CASES` seeded corruptions of an image of type `fs`.
+fn fuzz(fs: conclave_bd::FsType, seed: u64) {
+    let ext4 = fs == conclave_bd::FsType::Ext4;
     let tmp = tempfile::tempdir().unwrap();
     common::certs(&tmp.path().join("certs"), &[]);
     let src = tmp.path().join("src");
@@ -196,14 +211,31 @@ fn corrupt_metadata_never_panics_or_hangs_the_server() {
             files.insert(format!("/{d}/f{i}"), data);
         }
     }
+    let mut dirs = vec!["/", "/a", "/b", "/c", "/c/deep"];
+    if ext4 {
+        // A hashed directory (its files are not read back: only its blocks are targets).
+        std::fs::create_dir_all(src.join("h")).unwrap();
+        for i in 0..600 {
+            std::fs::write(src.join(format!("h/entry-with-a-long-name-{i:04}")), b"h").unwrap();
+        }
+        dirs.push("/h");
+    }
     let pristine = tmp.path().join("pristine.img");
-    conclave_bd::mke2fs(&src, &pristine, 8 << 20).expect("mke2fs (e2fsprogs) must be installed");
-    let targets = targets(&pristine, &files, &["/", "/a", "/b", "/c", "/c/deep"]);
+    conclave_bd::mke2fs_as(&src, &pristine, 16 << 20, fs).expect("mke2fs (e2fsprogs) must be installed");
+    if ext4 {
+        let out = Command::new("e2fsck")
+            .arg("-fyD")
+            .arg(&pristine)
+            .output()
+            .unwrap();
+        assert!(out.status.code().unwrap_or(8) < 4, "e2fsck -fyD: {out:?}");
+    }
+    let targets = targets(&pristine, &files, &dirs);
     assert!(targets.len() > 40, "{} targets", targets.len());
     let image = tmp.path().join("fs.img");
     let sock = tmp.path().join("fs.sock");
     let log = tmp.path().join("fs.log");
-    let mut rng = Rng(0xf0_2218);
+    let mut rng = Rng(seed);
     let (mut refused, mut eio, mut wrong, mut served) = (0, 0, 0, 0);
     for case in 0..CASES {
         let t = &targets[rng.below(targets.len() as u64) as usize];
@@ -297,7 +329,7 @@ fn corrupt_metadata_never_panics_or_hangs_the_server() {
         drop(p);
     }
     eprintln!(
-        "{CASES} cases: {refused} refused at start, {served} served; spoiled reads: {eio} EIO, {wrong} wrong bytes (ext2 has no checksums)"
+        "{fs}: {CASES} cases: {refused} refused at start, {served} served; spoiled reads: {eio} EIO, {wrong} wrong bytes"
     );
     assert!(
         served > CASES / 2,
