@@ -96,6 +96,7 @@ pub fn run(s: &MountSettings) -> Result<(), MountError> {
     config.n_threads = Some(s.threads.max(1));
     config.clone_fd = true;
     let fs = MountFs::new(client, s.attr_ttl.0);
+    let ops = fs.op_counts();
     let session = fuser::spawn_mount(fs, &s.mountpoint, &config).map_err(|source| MountError::Mount {
         mountpoint: s.mountpoint.clone(),
         source,
@@ -124,6 +125,7 @@ pub fn run(s: &MountSettings) -> Result<(), MountError> {
             Err(_) => {
                 // Unmounted from outside (`umount`, `fusermount3 -u`).
                 tracing::info!(mountpoint = %s.mountpoint.display(), "unmounted from outside");
+                tracing::info!(%ops, "FUSE requests served");
                 return Ok(());
             }
         }
@@ -141,5 +143,6 @@ pub fn run(s: &MountSettings) -> Result<(), MountError> {
             }
         }
     }
+    tracing::info!(%ops, "FUSE requests served");
     Ok(())
 }
