@@ -75,6 +75,12 @@ impl Version {
             ctime: s.ctime,
         }
     }
+
+    /// Whether a change made at `wall` (seconds) or later must move this
+    /// version: its timestamps' second is over, with a second's margin.
+    fn stable_at(&self, wall: i64) -> bool {
+        self.mtime.max(self.ctime).saturating_add(1) < wall
+    }
 }
 
 /// The version a file had when the kernel last dropped its pages at an open
@@ -367,7 +373,7 @@ impl MountFs {
         let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        let stable = version.mtime.max(version.ctime).saturating_add(1) < wall;
+        let stable = version.stable_at(wall);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let keep = seen.get(&ino).is_some_and(|p| p.stable && p.version == version);
         seen.insert(
@@ -385,7 +391,8 @@ impl MountFs {
         let acc = flags.acc_mode();
         if acc == OpenAccMode::O_RDONLY && flags.0 & libc::O_TRUNC == 0 {
             let now = Instant::now();
-            if self.fresh(ino.0, now) {
+            // The path check keeps ESTALE for a name removed meanwhile.
+            if self.fresh(ino.0, now) && self.path(ino).is_ok() {
                 // The cache hit: no server call; reads come from the pages
                 // (or, if the kernel evicted some, by path).
                 count(&self.ops.open_cached);
@@ -522,10 +529,16 @@ impl MountFs {
         } else {
             self.client.remove_file(&path).map_err(err)?;
         }
-        self.inodes
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove_path(&path);
+        let gone = {
+            let mut t = self.inodes.write().unwrap_or_else(|p| p.into_inner());
+            let ino = t.ino(&path);
+            t.remove_path(&path);
+            ino
+        };
+        // Its number may come back for a new file: forget its version.
+        if let Some(ino) = gone {
+            self.changed(ino);
+        }
         Ok(())
     }
 
@@ -533,10 +546,15 @@ impl MountFs {
         let from = self.child(parent, name)?;
         let to = self.child(newparent, newname)?;
         self.client.rename(&from, &to).map_err(err)?;
-        self.inodes
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .rename(&from, &to);
+        let replaced = {
+            let mut t = self.inodes.write().unwrap_or_else(|p| p.into_inner());
+            let ino = t.ino(&to);
+            t.rename(&from, &to);
+            ino
+        };
+        if let Some(ino) = replaced {
+            self.changed(ino);
+        }
         Ok(())
     }
 
@@ -864,5 +882,30 @@ impl Filesystem for MountFs {
 
     fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
         reply.error(Errno::ENOSYS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Version;
+
+    #[test]
+    fn a_version_is_stable_only_once_its_second_and_a_margin_are_over() {
+        let v = Version {
+            size: 10,
+            mtime: 100,
+            ctime: 101,
+        };
+        assert!(!v.stable_at(101));
+        assert!(!v.stable_at(102));
+        assert!(v.stable_at(103));
+        // A clock behind the server's never makes it stable.
+        assert!(!v.stable_at(50));
+        let extreme = Version {
+            size: 0,
+            mtime: i64::MAX,
+            ctime: 0,
+        };
+        assert!(!extreme.stable_at(i64::MAX));
     }
 }

@@ -46,6 +46,11 @@ impl InodeTable {
         self.paths.get(&ino).map(String::as_str)
     }
 
+    /// The number of `path`, if it was looked up.
+    pub fn ino(&self, path: &str) -> Option<u64> {
+        self.inos.get(path).copied()
+    }
+
     /// Records that `path` is `ino`.
     pub fn insert(&mut self, ino: u64, path: String) {
         if let Some(old) = self.inos.insert(path.clone(), ino) {
