@@ -38,7 +38,10 @@ pub struct MountSettings {
     /// the file server's grants for `--identity`, not file modes.
     #[arg(long)]
     pub allow_other: bool,
-    /// How long the kernel caches attributes and names.
+    /// How long the kernel caches attributes and names, and how long an
+    /// open may keep a file's cached pages without asking the server: a
+    /// change by another client of the file server is seen by the first
+    /// open after it.
     #[arg(long, default_value_t = DEFAULT_ATTR_TTL)]
     pub attr_ttl: Dur,
     /// Threads serving FUSE requests.
