@@ -1,12 +1,16 @@
-//! A blocking, pooled client of the key server. Blocking because rustls'
-//! `Signer::sign` is synchronous; pooled so concurrent handshakes each get a
-//! connection and a restarted key server costs one reconnect.
+//! A blocking client of the key server. Blocking because rustls'
+//! `Signer::sign` is synchronous. Signatures go over a few shared, pipelined
+//! connections ([`conclave_rpc::Pipeline`]): the concurrent handshakes of a
+//! worker write their `SIGN` requests together and read the replies together,
+//! so a burst of signatures costs the edge and the key server one write and
+//! one read instead of one each. The rare other calls use a pool of
+//! connections. Either way a restarted key server costs one reconnect.
 
 use crate::algorithm::KeyAlgorithm;
 use crate::error::KeysError;
 use crate::name::KeyName;
 use crate::op::{self, get_key, list, sign::SignRequest};
-use conclave_rpc::{ClientOptions, Credentials, Endpoint, Pool};
+use conclave_rpc::{ClientOptions, Credentials, Endpoint, Pipeline, Pool};
 use rustls::SignatureScheme;
 use std::time::Duration;
 
@@ -25,9 +29,19 @@ pub struct KeyInfo {
     pub schemes: Vec<SignatureScheme>,
 }
 
+/// Pipelined connections a client signs over, unless told otherwise: the
+/// key server answers one connection's requests in order, one at a time,
+/// so a client needs about as many connections as the key server has cores
+/// to keep them all signing (bounded: each is one more connection per edge
+/// worker). At least two, so one slow signature never holds up every other.
+pub fn default_sign_lanes() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4))
+}
+
 /// A client of one key server.
 pub struct KeyClient {
     pool: Pool,
+    signing: Pipeline,
 }
 
 impl KeyClient {
@@ -45,9 +59,16 @@ impl KeyClient {
         Ok(opts)
     }
 
-    /// A client with explicit options (no connection is made yet).
+    /// A client with explicit options (no connection is made yet), signing
+    /// over [`default_sign_lanes`] connections.
     pub fn new(endpoint: Endpoint, opts: ClientOptions) -> KeyClient {
+        Self::with_sign_lanes(endpoint, opts, default_sign_lanes())
+    }
+
+    /// [`KeyClient::new`] signing over `lanes` pipelined connections (at least one).
+    pub fn with_sign_lanes(endpoint: Endpoint, opts: ClientOptions, lanes: usize) -> KeyClient {
         KeyClient {
+            signing: Pipeline::new(endpoint.clone(), opts.clone(), lanes),
             pool: Pool::new(endpoint, opts),
         }
     }
@@ -64,11 +85,19 @@ impl KeyClient {
     }
 
     fn call(&self, op_name: &'static str, code: u32, body: &[u8]) -> Result<Vec<u8>, KeysError> {
-        let reply = self.pool.call(code, body)?;
+        Self::result(op_name, self.pool.call(code, body)?)
+    }
+
+    fn result(op_name: &'static str, reply: conclave_rpc::Frame) -> Result<Vec<u8>, KeysError> {
         match reply.into_result() {
             Ok(b) => Ok(b.to_vec()),
             Err(status) => Err(KeysError::Refused { op: op_name, status }),
         }
+    }
+
+    /// Signatures awaiting their reply right now.
+    pub fn signs_in_flight(&self) -> usize {
+        self.signing.in_flight()
     }
 
     /// The keys the server holds.
@@ -92,7 +121,8 @@ impl KeyClient {
 
     /// Signs `message` with key `name` under `scheme`.
     pub fn sign(&self, name: &str, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, KeysError> {
-        let body = self.call("SIGN", op::SIGN, &SignRequest::encode(name, scheme, message))?;
+        let req = SignRequest::encode(name, scheme, message);
+        let body = Self::result("SIGN", self.signing.call(op::SIGN, &req)?)?;
         op::sign::decode_reply(&body).map_err(|_| KeysError::Malformed { op: "SIGN" })
     }
 
