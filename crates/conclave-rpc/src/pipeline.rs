@@ -268,8 +268,9 @@ impl Lane {
             source,
         };
         let sock = open(endpoint, opts.connect_timeout).map_err(conn_err)?;
-        // The handshake's reads are bounded by the connect timeout.
-        sock.set_timeouts(opts.connect_timeout, opts.io_timeout)
+        // Every read and write, the TLS handshake's included, is bounded by
+        // the I/O timeout (as on the pool's connections).
+        sock.set_timeouts(opts.io_timeout, opts.io_timeout)
             .map_err(conn_err)?;
         let tls = match &opts.tls {
             None => None,
@@ -287,8 +288,6 @@ impl Lane {
                 Some(c)
             }
         };
-        sock.set_timeouts(opts.io_timeout, opts.io_timeout)
-            .map_err(conn_err)?;
         Ok(Lane {
             sock,
             endpoint: endpoint.clone(),
