@@ -1,10 +1,16 @@
-//! A blocking client of the key server. Blocking because rustls'
-//! `Signer::sign` is synchronous. Signatures go over a few shared, pipelined
-//! connections ([`conclave_rpc::Pipeline`]): the concurrent handshakes of a
-//! worker write their `SIGN` requests together and read the replies together,
-//! so a burst of signatures costs the edge and the key server one write and
-//! one read instead of one each. The rare other calls use a pool of
-//! connections. Either way a restarted key server costs one reconnect.
+//! A blocking, pooled client of the key server. Blocking because rustls'
+//! `Signer::sign` is synchronous; pooled so concurrent handshakes each get a
+//! connection and a restarted key server costs one reconnect.
+//!
+//! Signatures may instead go over a few shared, pipelined connections
+//! ([`KeyClient::with_sign_lanes`], [`conclave_rpc::Pipeline`]): concurrent
+//! `SIGN` requests are written together and replies matched by order. It is
+//! not the default: against a key server that signs one connection's
+//! requests one after the other, replies still come one at a time, and
+//! handing each to its thread cost the edge ~20 µs more CPU per handshake
+//! than a connection per thread (docs/benchmarks.md, issue 20). It pays once
+//! the key server signs a connection's buffered requests together and
+//! writes their replies in one write.
 
 use crate::algorithm::KeyAlgorithm;
 use crate::error::KeysError;
@@ -29,11 +35,10 @@ pub struct KeyInfo {
     pub schemes: Vec<SignatureScheme>,
 }
 
-/// Pipelined connections a client signs over, unless told otherwise: the
-/// key server answers one connection's requests in order, one at a time,
-/// so a client needs about as many connections as the key server has cores
-/// to keep them all signing (bounded: each is one more connection per edge
-/// worker). At least two, so one slow signature never holds up every other.
+/// Pipelined connections to sign over, for [`KeyClient::with_sign_lanes`]:
+/// the key server answers one connection's requests in order, so a client
+/// needs about as many connections as the key server has cores to keep them
+/// all signing. At least two, so one slow signature never holds up every other.
 pub fn default_sign_lanes() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4))
 }
@@ -41,7 +46,8 @@ pub fn default_sign_lanes() -> usize {
 /// A client of one key server.
 pub struct KeyClient {
     pool: Pool,
-    signing: Pipeline,
+    /// `Some`: signatures go over these pipelined connections, not the pool.
+    signing: Option<Pipeline>,
 }
 
 impl KeyClient {
@@ -59,16 +65,19 @@ impl KeyClient {
         Ok(opts)
     }
 
-    /// A client with explicit options (no connection is made yet), signing
-    /// over [`default_sign_lanes`] connections.
+    /// A client with explicit options (no connection is made yet).
     pub fn new(endpoint: Endpoint, opts: ClientOptions) -> KeyClient {
-        Self::with_sign_lanes(endpoint, opts, default_sign_lanes())
+        KeyClient {
+            pool: Pool::new(endpoint, opts),
+            signing: None,
+        }
     }
 
-    /// [`KeyClient::new`] signing over `lanes` pipelined connections (at least one).
+    /// [`KeyClient::new`] signing over `lanes` shared, pipelined connections
+    /// (at least one; see the module doc for when that pays).
     pub fn with_sign_lanes(endpoint: Endpoint, opts: ClientOptions, lanes: usize) -> KeyClient {
         KeyClient {
-            signing: Pipeline::new(endpoint.clone(), opts.clone(), lanes),
+            signing: Some(Pipeline::new(endpoint.clone(), opts.clone(), lanes)),
             pool: Pool::new(endpoint, opts),
         }
     }
@@ -95,9 +104,10 @@ impl KeyClient {
         }
     }
 
-    /// Signatures awaiting their reply right now.
+    /// Signatures awaiting their reply on the pipelined connections right
+    /// now (0 without them).
     pub fn signs_in_flight(&self) -> usize {
-        self.signing.in_flight()
+        self.signing.as_ref().map_or(0, Pipeline::in_flight)
     }
 
     /// The keys the server holds.
@@ -122,7 +132,11 @@ impl KeyClient {
     /// Signs `message` with key `name` under `scheme`.
     pub fn sign(&self, name: &str, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, KeysError> {
         let req = SignRequest::encode(name, scheme, message);
-        let body = Self::result("SIGN", self.signing.call(op::SIGN, &req)?)?;
+        let reply = match &self.signing {
+            Some(p) => p.call(op::SIGN, &req)?,
+            None => self.pool.call(op::SIGN, &req)?,
+        };
+        let body = Self::result("SIGN", reply)?;
         op::sign::decode_reply(&body).map_err(|_| KeysError::Malformed { op: "SIGN" })
     }
 
