@@ -1,12 +1,22 @@
 //! A blocking, pooled client of the key server. Blocking because rustls'
 //! `Signer::sign` is synchronous; pooled so concurrent handshakes each get a
 //! connection and a restarted key server costs one reconnect.
+//!
+//! Signatures may instead go over a few shared, pipelined connections
+//! ([`KeyClient::with_sign_lanes`], [`conclave_rpc::Pipeline`]): concurrent
+//! `SIGN` requests are written together and replies matched by order. It is
+//! not the default: against a key server that signs one connection's
+//! requests one after the other, replies still come one at a time, and
+//! handing each to its thread cost the edge ~20 µs more CPU per handshake
+//! than a connection per thread (docs/benchmarks.md, issue 20). It pays once
+//! the key server signs a connection's buffered requests together and
+//! writes their replies in one write.
 
 use crate::algorithm::KeyAlgorithm;
 use crate::error::KeysError;
 use crate::name::KeyName;
 use crate::op::{self, get_key, list, sign::SignRequest};
-use conclave_rpc::{ClientOptions, Credentials, Endpoint, Pool};
+use conclave_rpc::{ClientOptions, Credentials, Endpoint, Pipeline, Pool};
 use rustls::SignatureScheme;
 use std::time::Duration;
 
@@ -25,9 +35,19 @@ pub struct KeyInfo {
     pub schemes: Vec<SignatureScheme>,
 }
 
+/// Pipelined connections to sign over, for [`KeyClient::with_sign_lanes`]:
+/// the key server answers one connection's requests in order, so a client
+/// needs about as many connections as the key server has cores to keep them
+/// all signing. At least two, so one slow signature never holds up every other.
+pub fn default_sign_lanes() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4))
+}
+
 /// A client of one key server.
 pub struct KeyClient {
     pool: Pool,
+    /// `Some`: signatures go over these pipelined connections, not the pool.
+    signing: Option<Pipeline>,
 }
 
 impl KeyClient {
@@ -49,6 +69,16 @@ impl KeyClient {
     pub fn new(endpoint: Endpoint, opts: ClientOptions) -> KeyClient {
         KeyClient {
             pool: Pool::new(endpoint, opts),
+            signing: None,
+        }
+    }
+
+    /// [`KeyClient::new`] signing over `lanes` shared, pipelined connections
+    /// (at least one; see the module doc for when that pays).
+    pub fn with_sign_lanes(endpoint: Endpoint, opts: ClientOptions, lanes: usize) -> KeyClient {
+        KeyClient {
+            signing: Some(Pipeline::new(endpoint.clone(), opts.clone(), lanes)),
+            pool: Pool::new(endpoint, opts),
         }
     }
 
@@ -64,11 +94,20 @@ impl KeyClient {
     }
 
     fn call(&self, op_name: &'static str, code: u32, body: &[u8]) -> Result<Vec<u8>, KeysError> {
-        let reply = self.pool.call(code, body)?;
+        Self::result(op_name, self.pool.call(code, body)?)
+    }
+
+    fn result(op_name: &'static str, reply: conclave_rpc::Frame) -> Result<Vec<u8>, KeysError> {
         match reply.into_result() {
             Ok(b) => Ok(b.to_vec()),
             Err(status) => Err(KeysError::Refused { op: op_name, status }),
         }
+    }
+
+    /// Signatures awaiting their reply on the pipelined connections right
+    /// now (0 without them).
+    pub fn signs_in_flight(&self) -> usize {
+        self.signing.as_ref().map_or(0, Pipeline::in_flight)
     }
 
     /// The keys the server holds.
@@ -92,7 +131,12 @@ impl KeyClient {
 
     /// Signs `message` with key `name` under `scheme`.
     pub fn sign(&self, name: &str, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, KeysError> {
-        let body = self.call("SIGN", op::SIGN, &SignRequest::encode(name, scheme, message))?;
+        let req = SignRequest::encode(name, scheme, message);
+        let reply = match &self.signing {
+            Some(p) => p.call(op::SIGN, &req)?,
+            None => self.pool.call(op::SIGN, &req)?,
+        };
+        let body = Self::result("SIGN", reply)?;
         op::sign::decode_reply(&body).map_err(|_| KeysError::Malformed { op: "SIGN" })
     }
 

@@ -536,3 +536,158 @@ fn handshake_threads_survive_a_keyserver_restart() {
     });
     assert_eq!(handshake().unwrap(), b"up");
 }
+
+/// 64 signatures asked at once by 64 threads over one pipelined key-server
+/// connection (`KeyClient::with_sign_lanes(.., 1)`): each caller gets the
+/// signature of its own message, valid under the certificate's key.
+#[test]
+fn sixty_four_concurrent_signatures_over_one_pipelined_connection() {
+    let ks = start(SiteKey::EcdsaP256);
+    let creds = Credentials::from_dir(&ks.certs, Role::Edge).unwrap();
+    let opts = KeyClient::default_options(&creds).unwrap();
+    let client = Arc::new(KeyClient::with_sign_lanes(ks.endpoint.clone(), opts, 1));
+    let key = Arc::new(RemoteSigningKey::fetch(client.clone(), "server").unwrap());
+    let spki = key.public_key().unwrap().as_ref().to_vec();
+    let barrier = Arc::new(std::sync::Barrier::new(64));
+    let callers: Vec<_> = (0..64u8)
+        .map(|i| {
+            let (key, spki, barrier) = (key.clone(), spki.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let msg = tls13_certificate_verify(&[i; 32]);
+                let signer = key
+                    .choose_scheme(&[SignatureScheme::ECDSA_NISTP256_SHA256])
+                    .unwrap();
+                barrier.wait();
+                let sig = signer.sign(&msg).unwrap();
+                verify(&spki, signer.scheme(), &msg, &sig)
+            })
+        })
+        .collect();
+    let valid: Vec<bool> = callers.into_iter().map(|c| c.join().unwrap()).collect();
+    assert_eq!(valid, vec![true; 64]);
+    assert_eq!(client.signs_in_flight(), 0);
+}
+
+/// A TCP relay between a client and a key server that can stop passing
+/// replies on (`hold`) and be cut like a killed key server (`kill`).
+struct Relay {
+    port: u16,
+    hold: Arc<std::sync::atomic::AtomicBool>,
+    conns: Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    fn start(port: u16, upstream: &Endpoint) -> Relay {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let Endpoint::Tcp(up) = upstream else {
+            panic!("a TCP key server")
+        };
+        let up = up.clone();
+        let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let hold = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let conns = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (h, s, cs) = (hold.clone(), stop.clone(), conns.clone());
+        let acceptor = std::thread::spawn(move || {
+            for c in l.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    return;
+                }
+                let c = c.unwrap();
+                let u = std::net::TcpStream::connect(&up).unwrap();
+                cs.lock()
+                    .unwrap()
+                    .extend([c.try_clone().unwrap(), u.try_clone().unwrap()]);
+                let (mut c2, mut u2) = (c.try_clone().unwrap(), u.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut u2);
+                });
+                let (mut u, mut c, h) = (u, c, h.clone());
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let mut b = [0u8; 16384];
+                    loop {
+                        match u.read(&mut b) {
+                            Ok(0) | Err(_) => return,
+                            // Held replies are dropped: the client waits until the kill.
+                            Ok(_) if h.load(Ordering::SeqCst) => {}
+                            Ok(n) => {
+                                if c.write_all(&b[..n]).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Relay {
+            port,
+            hold,
+            conns,
+            stop,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    fn endpoint(&self) -> Endpoint {
+        Endpoint::Tcp(format!("127.0.0.1:{}", self.port))
+    }
+
+    /// Refuses new connections, then cuts every relayed one.
+    fn kill(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        self.acceptor.take().unwrap().join().unwrap();
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// A key server killed while signatures are pipelined on its connection:
+/// exactly those in flight fail, with `RpcError::Aborted` naming how many
+/// were waiting; once it is back, the next signatures succeed with no action
+/// on the client side (a new connection is opened).
+#[test]
+fn a_keyserver_killed_mid_pipeline_fails_the_waiting_signatures_and_the_next_succeed() {
+    use std::sync::atomic::Ordering;
+    let ks = start(SiteKey::EcdsaP256);
+    let creds = Credentials::from_dir(&ks.certs, Role::Edge).unwrap();
+    let mut relay = Relay::start(0, &ks.endpoint);
+    let opts = KeyClient::default_options(&creds).unwrap();
+    let client = Arc::new(KeyClient::with_sign_lanes(relay.endpoint(), opts, 1));
+    let msg = tls13_certificate_verify(&[7; 32]);
+    let scheme = SignatureScheme::ECDSA_NISTP256_SHA256;
+    client.sign("server", scheme, &msg).unwrap();
+    relay.hold.store(true, Ordering::SeqCst);
+    let waiting: Vec<_> = (0..8)
+        .map(|_| {
+            let (client, msg) = (client.clone(), msg.clone());
+            std::thread::spawn(move || client.sign("server", scheme, &msg))
+        })
+        .collect();
+    assert!(conclave_testkit::wait_until(
+        std::time::Duration::from_secs(10),
+        || { client.signs_in_flight() == 8 }
+    ));
+    relay.kill();
+    for w in waiting {
+        match w.join().unwrap() {
+            Err(KeysError::Rpc(conclave_rpc::RpcError::Aborted { in_flight, .. })) => {
+                assert_eq!(in_flight, 8)
+            }
+            other => panic!("expected Aborted, got {other:?}"),
+        }
+    }
+    assert_eq!(client.signs_in_flight(), 0);
+    // Back on the same port: the next signature opens a new connection.
+    let relay = Relay::start(relay.port, &ks.endpoint);
+    assert_eq!(relay.endpoint(), client.endpoint().clone());
+    let sig = client.sign("server", scheme, &msg).unwrap();
+    let spki = client.key_info("server").unwrap().spki;
+    assert!(verify(&spki, scheme, &msg, &sig));
+}

@@ -78,13 +78,29 @@ pub enum RpcError {
         /// The service.
         endpoint: Endpoint,
     },
+    /// A shared, pipelined connection ([`crate::Pipeline`]) broke while
+    /// this request was written and not yet answered; the other requests
+    /// then waiting on it failed the same way.
+    #[error("connection to {endpoint} broke with {in_flight} requests awaiting replies: {source}")]
+    Aborted {
+        /// The service.
+        endpoint: Endpoint,
+        /// Requests that were awaiting their reply when it broke.
+        in_flight: usize,
+        /// Cause.
+        source: io::Error,
+    },
 }
 
 impl RpcError {
     /// The errno a caller should report for this failure.
     pub fn status(&self) -> Status {
         match self {
-            RpcError::Connect { source, .. } if source.kind() == io::ErrorKind::TimedOut => Status::ETIMEDOUT,
+            RpcError::Connect { source, .. } | RpcError::Aborted { source, .. }
+                if source.kind() == io::ErrorKind::TimedOut =>
+            {
+                Status::ETIMEDOUT
+            }
             RpcError::Transport {
                 source: FrameError::TooLarge { .. },
                 ..
