@@ -46,6 +46,12 @@ use std::cell::RefCell;
 use std::path::Path;
 
 pub use error::WafError;
+
+/// Interpreter counters since the process started: (transactions, rules evaluated exactly, rules
+/// skipped by their prefilter). Benchmarks read them to report rules run per request.
+pub fn interp_stats() -> (u64, u64, u64) {
+    interp::eval::stats()
+}
 pub use request::RequestView;
 pub use ruleset::{Engine, LoadOptions};
 
@@ -322,6 +328,15 @@ impl Waf {
         match &self.compiled {
             Compiled::Sets(m) => m.rules.len(),
             Compiled::Interp(p) => p.rules.len(),
+        }
+    }
+
+    /// Interpreted rules that have a prefilter (skipped without running when none of their
+    /// literals occurs in their transformed values); 0 for the set matcher.
+    pub fn prefiltered_rule_count(&self) -> usize {
+        match &self.compiled {
+            Compiled::Sets(_) => 0,
+            Compiled::Interp(p) => p.prefilters.covered(),
         }
     }
 
