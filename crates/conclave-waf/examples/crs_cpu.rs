@@ -25,7 +25,7 @@ mod bench {
 
     use conclave_waf::corpus::{self, CorpusRequest};
     use conclave_waf::modsec::ModSecurity;
-    use conclave_waf::{RequestContext, RequestView, Waf};
+    use conclave_waf::{Decision, RequestContext, RequestView, Waf};
 
     /// Process CPU time (user + system) in seconds, from `/proc/self/stat` (10 ms ticks).
     fn cpu_seconds() -> f64 {
@@ -103,7 +103,8 @@ mod bench {
                 body: &r.body,
                 ..RequestContext::default()
             };
-            waf.inspect(&v, &ctx).deny.is_some()
+            // What the edge calls per request.
+            matches!(waf.check_with(&v, &ctx), Decision::Deny { .. })
         };
         println!(
             "conclave-waf: {} of {} rules have a prefilter",

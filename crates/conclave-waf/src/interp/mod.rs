@@ -378,6 +378,7 @@ impl Loader {
             severity: a.severity,
             skip_after: a.skip_after,
             skip: a.skip,
+            observes_match: true,
         };
         if a.chain {
             self.open = Some(r);
@@ -440,6 +441,9 @@ impl Loader {
             }
         }
         self.p.skip_targets = targets;
+        for r in &mut self.p.rules {
+            r.compute_observes_match();
+        }
         self.p.prefilters = prefilter::Prefilters::build(&self.p);
         for (phase, n) in self.dropped.iter().enumerate().filter(|(_, n)| **n > 0) {
             self.p.notes.push(format!(

@@ -18,7 +18,7 @@
 //! literal sets are infinite), and `@rx` patterns that run on PCRE2 (their syntax is not
 //! `regex-syntax`'s).
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 
 use crate::hash::FxHashMap;
@@ -91,12 +91,17 @@ impl Prefilters {
                     pattern_rule.push(*ri);
                 }
             }
-            let Ok(ac) = AhoCorasick::builder()
+            // A DFA: the fastest scan; the sets are small (at most a few thousand states).
+            let built = AhoCorasick::builder()
                 .ascii_case_insensitive(true)
+                .kind(Some(AhoCorasickKind::DFA))
                 .build(&patterns)
-            else {
-                continue;
-            };
+                .or_else(|_| {
+                    AhoCorasick::builder()
+                        .ascii_case_insensitive(true)
+                        .build(&patterns)
+                });
+            let Ok(ac) = built else { continue };
             let g = groups.len() as u32;
             for (ri, _) in &members {
                 rule_group[*ri as usize] = Some(g);
