@@ -47,9 +47,22 @@ use std::path::Path;
 
 pub use error::WafError;
 
-/// Interpreter counters since the process started: (transactions, rules evaluated exactly, rules
-/// skipped by their prefilter). Benchmarks read them to report rules run per request.
-pub fn interp_stats() -> (u64, u64, u64) {
+/// Interpreter counters since the process started (all [`Waf`]s of the process). Benchmarks
+/// read them to report how many rules run per request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InterpStats {
+    /// Transactions run.
+    pub requests: u64,
+    /// Rules evaluated exactly (with or without a prefilter).
+    pub evaluated: u64,
+    /// Of those, rules with a prefilter that let them through (one of their literals occurred).
+    pub passed: u64,
+    /// Rules skipped by their prefilter.
+    pub skipped: u64,
+}
+
+/// The interpreter's counters (see [`InterpStats`]).
+pub fn interp_stats() -> InterpStats {
     interp::eval::stats()
 }
 pub use request::RequestView;

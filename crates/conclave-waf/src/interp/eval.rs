@@ -106,20 +106,22 @@ pub(crate) struct Transaction<'p, 'a> {
     /// Rules run exactly / skipped by their prefilter (for [`stats`]).
     evaluated: u64,
     skipped: u64,
+    passed: u64,
 }
 
 static STAT_REQUESTS: AtomicU64 = AtomicU64::new(0);
 static STAT_EVALUATED: AtomicU64 = AtomicU64::new(0);
+static STAT_PASSED: AtomicU64 = AtomicU64::new(0);
 static STAT_SKIPPED: AtomicU64 = AtomicU64::new(0);
 
-/// Process-wide counters since start: (transactions run, rules evaluated exactly, rules skipped
-/// by their prefilter). For benchmarks and tests that show what the prefilters save.
-pub(crate) fn stats() -> (u64, u64, u64) {
-    (
-        STAT_REQUESTS.load(Ordering::Relaxed),
-        STAT_EVALUATED.load(Ordering::Relaxed),
-        STAT_SKIPPED.load(Ordering::Relaxed),
-    )
+/// Process-wide counters since start (for benchmarks: rules run per request).
+pub(crate) fn stats() -> crate::InterpStats {
+    crate::InterpStats {
+        requests: STAT_REQUESTS.load(Ordering::Relaxed),
+        evaluated: STAT_EVALUATED.load(Ordering::Relaxed),
+        passed: STAT_PASSED.load(Ordering::Relaxed),
+        skipped: STAT_SKIPPED.load(Ordering::Relaxed),
+    }
 }
 
 static UNIQUE: AtomicU64 = AtomicU64::new(1);
@@ -194,6 +196,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
             pf_hit: vec![false; prog.rules.len()],
             evaluated: 0,
             skipped: 0,
+            passed: 0,
         }
     }
 
@@ -203,6 +206,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
         STAT_REQUESTS.fetch_add(1, Ordering::Relaxed);
         STAT_EVALUATED.fetch_add(self.evaluated, Ordering::Relaxed);
         STAT_SKIPPED.fetch_add(self.skipped, Ordering::Relaxed);
+        STAT_PASSED.fetch_add(self.passed, Ordering::Relaxed);
         o
     }
 
@@ -365,6 +369,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
             self.pf_done[g as usize] = true;
             self.scan_group(g);
         }
+        self.passed += u64::from(self.pf_hit[ri as usize]);
         self.pf_hit[ri as usize]
     }
 
@@ -392,12 +397,13 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 Candidate::Cow(apply_all(&link.transforms, &v.value))
             };
             for m in grp.ac.find_overlapping_iter(c.bytes()) {
-                let ri = grp.pattern_rule[m.pattern().as_usize()] as usize;
-                if !self.pf_hit[ri] {
-                    self.pf_hit[ri] = true;
-                    left -= 1;
-                    if left == 0 {
-                        return;
+                for &ri in &grp.pattern_rules[m.pattern().as_usize()] {
+                    if !self.pf_hit[ri as usize] {
+                        self.pf_hit[ri as usize] = true;
+                        left -= 1;
+                        if left == 0 {
+                            return;
+                        }
                     }
                 }
             }

@@ -39,8 +39,8 @@ pub(crate) struct Group {
     /// Index of a member rule: its first link's targets and chain are the group's.
     pub rep: u32,
     pub ac: AhoCorasick,
-    /// Per automaton pattern: the (index of the) rule it belongs to.
-    pub pattern_rule: Vec<u32>,
+    /// Per automaton pattern: the (indexes of the) rules it belongs to.
+    pub pattern_rules: Vec<Vec<u32>>,
     pub members: u32,
 }
 
@@ -83,12 +83,21 @@ impl Prefilters {
             let Some((rep, members)) = by_key.remove(&key) else {
                 continue;
             };
+            // Each distinct literal once (compared as the automaton compares: ASCII case folded).
             let mut patterns: Vec<Vec<u8>> = Vec::new();
-            let mut pattern_rule = Vec::new();
+            let mut pattern_rules: Vec<Vec<u32>> = Vec::new();
+            let mut index: FxHashMap<Vec<u8>, usize> = FxHashMap::default();
             for (ri, lits) in &members {
                 for l in lits {
-                    patterns.push(l.clone());
-                    pattern_rule.push(*ri);
+                    let l = l.to_ascii_lowercase();
+                    let p = *index.entry(l.clone()).or_insert_with(|| {
+                        patterns.push(l);
+                        pattern_rules.push(Vec::new());
+                        patterns.len() - 1
+                    });
+                    if pattern_rules[p].last() != Some(ri) {
+                        pattern_rules[p].push(*ri);
+                    }
                 }
             }
             // A DFA: the fastest scan; the sets are small (at most a few thousand states).
@@ -109,7 +118,7 @@ impl Prefilters {
             groups.push(Group {
                 rep,
                 ac,
-                pattern_rule,
+                pattern_rules,
                 members: members.len() as u32,
             });
         }
