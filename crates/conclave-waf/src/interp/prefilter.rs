@@ -242,6 +242,79 @@ mod tests {
         assert_eq!(rx_literals("foo.+bar").unwrap(), vec![b"foo".to_vec()]);
     }
 
+    /// Which rules of a small set get a prefilter, and how they are grouped.
+    #[test]
+    fn only_rules_without_effects_on_no_match_are_prefiltered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.conf");
+        std::fs::write(
+            &path,
+            r#"
+SecRuleEngine On
+SecRule ARGS "@rx (?i)union\s+select" "id:1,phase:2,deny,t:lowercase"
+SecRule ARGS "@pm passwd shadow" "id:2,phase:2,deny,t:lowercase"
+SecRule ARGS "!@rx abc" "id:3,phase:2,deny"
+SecRule TX:score "@rx abc" "id:4,phase:2,deny"
+SecRule ARGS "@rx [a-z]+" "id:5,phase:2,deny"
+SecRule ARGS "@rx %{tx.x}" "id:6,phase:2,deny"
+SecRule ARGS "@contains etc/" "id:7,phase:2,deny,t:urlDecode"
+SecRule &ARGS "@eq 0" "id:8,phase:2,deny"
+SecRule ARGS "@rx abc" "id:9,phase:2,deny,multiMatch"
+SecAction "id:10,phase:2,pass,setvar:tx.a=1"
+"#,
+        )
+        .unwrap();
+        let prog = super::super::load(&path).unwrap();
+        let group = |id: u64| {
+            let i = prog.rules.iter().position(|r| r.id == id).unwrap();
+            prog.prefilters.rule_group[i]
+        };
+        assert!(group(1).is_some());
+        assert_eq!(group(1), group(2), "same phase, variables and chain");
+        assert!(group(7).is_some());
+        assert_ne!(group(7), group(1), "another chain");
+        for id in [3, 4, 5, 6, 8, 9, 10] {
+            assert_eq!(group(id), None, "rule {id}");
+        }
+        assert_eq!(prog.prefilters.covered(), 3);
+    }
+
+    /// Skipped rules decide as if they had run: matches still match (literals compared after
+    /// the rule's chain, case-insensitively), a rule after a skipped one still sees `TX`.
+    #[test]
+    fn prefiltered_rules_decide_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.conf");
+        std::fs::write(
+            &path,
+            r#"
+SecRuleEngine On
+SecRule ARGS "@rx union\s+select" "id:1,phase:2,pass,t:lowercase,setvar:tx.score=+5"
+SecRule ARGS "@pm /etc/passwd" "id:2,phase:2,pass,t:urlDecode,setvar:tx.score=+5"
+SecRule TX:score "@ge 5" "id:3,phase:2,deny,status:403"
+"#,
+        )
+        .unwrap();
+        let waf = crate::Waf::load(&path).unwrap();
+        assert_eq!(waf.prefiltered_rule_count(), 2);
+        let decide = |uri: &str| {
+            let view = crate::RequestView {
+                method: "GET",
+                uri,
+                headers: &[],
+            };
+            match waf.check_with(&view, &crate::RequestContext::default()) {
+                crate::Decision::Allow => None,
+                crate::Decision::Deny { status, rule_id, .. } => Some((status, rule_id)),
+            }
+        };
+        assert_eq!(decide("/?q=hello"), None);
+        assert_eq!(decide("/?q=UNION%20%20SeLeCt+1"), Some((403, 3)));
+        assert_eq!(decide("/?f=%252Fetc%252FPASSWD"), Some((403, 3)));
+        assert_eq!(decide("/?f=%2Fetc%2Fpasswd"), Some((403, 3)));
+        assert_eq!(decide("/?f=etc-passwd&g=union"), None);
+    }
+
     #[test]
     fn no_literals_for_open_patterns() {
         assert_eq!(rx_literals("[a-z]+"), None);
