@@ -46,6 +46,25 @@ use std::cell::RefCell;
 use std::path::Path;
 
 pub use error::WafError;
+
+/// Interpreter counters since the process started (all [`Waf`]s of the process). Benchmarks
+/// read them to report how many rules run per request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InterpStats {
+    /// Transactions run.
+    pub requests: u64,
+    /// Rules evaluated exactly (with or without a prefilter).
+    pub evaluated: u64,
+    /// Of those, rules with a prefilter that let them through (one of their literals occurred).
+    pub passed: u64,
+    /// Rules skipped by their prefilter.
+    pub skipped: u64,
+}
+
+/// The interpreter's counters (see [`InterpStats`]).
+pub fn interp_stats() -> InterpStats {
+    interp::eval::stats()
+}
 pub use request::RequestView;
 pub use ruleset::{Engine, LoadOptions};
 
@@ -322,6 +341,15 @@ impl Waf {
         match &self.compiled {
             Compiled::Sets(m) => m.rules.len(),
             Compiled::Interp(p) => p.rules.len(),
+        }
+    }
+
+    /// Interpreted rules that have a prefilter (skipped without running when none of their
+    /// literals occurs in their transformed values); 0 for the set matcher.
+    pub fn prefiltered_rule_count(&self) -> usize {
+        match &self.compiled {
+            Compiled::Sets(_) => 0,
+            Compiled::Interp(p) => p.prefilters.covered(),
         }
     }
 

@@ -103,60 +103,45 @@ impl ModSecurity {
 
     /// Runs phases 1 and 2 for a request (no body), as the NGINX connector does.
     pub fn check(&self, req: &RequestView<'_>) -> Result<ModSecDecision, String> {
-        let uri = CString::new(req.uri).map_err(|_| "NUL in URI")?;
-        let method = CString::new(req.method).map_err(|_| "NUL in method")?;
-        // SAFETY: the transaction is created from our live handles and cleaned up before return;
-        // all pointers passed are valid for the call (headers with explicit lengths).
-        unsafe {
-            let tx = sys::msc_new_transaction(self.ms, self.rules, ptr::null_mut());
-            if tx.is_null() {
-                return Err("msc_new_transaction failed".into());
-            }
-            let ip = c"127.0.0.1";
-            sys::msc_process_connection(tx, ip.as_ptr(), 40000, ip.as_ptr(), 80);
-            sys::msc_process_uri(tx, uri.as_ptr(), method.as_ptr(), c"1.1".as_ptr());
-            let mut d = intervention(tx);
-            if d.is_none() {
-                for (n, v) in req.headers {
-                    sys::msc_add_n_request_header(tx, n.as_ptr(), n.len(), v.as_ptr(), v.len());
-                }
-                sys::msc_process_request_headers(tx);
-                d = intervention(tx);
-            }
-            if d.is_none() {
-                sys::msc_process_request_body(tx);
-                d = intervention(tx);
-            }
-            sys::msc_process_logging(tx);
-            sys::msc_transaction_cleanup(tx);
-            Ok(d.unwrap_or(ModSecDecision {
-                disruptive: false,
-                status: 200,
-                rule_id: None,
-            }))
-        }
+        self.run(req, b"", "127.0.0.1", None)
     }
-}
 
-impl ModSecurity {
     /// Runs phases 1 and 2 with a request body and a client address, collecting the log: which
-    /// rules matched (those that log) besides the decision. As the NGINX connector: connection,
-    /// URI, headers, body, each followed by an intervention check.
+    /// rules matched (those that log) besides the decision.
     pub fn inspect(
         &self,
         req: &RequestView<'_>,
         body: &[u8],
         remote_addr: &str,
     ) -> Result<ModSecReport, String> {
+        let mut log: Vec<String> = Vec::new();
+        let decision = self.run(req, body, remote_addr, Some(&mut log))?;
+        Ok(ModSecReport {
+            decision,
+            logged: log.iter().filter_map(|l| log_rule_id(l)).collect(),
+            messages: log,
+        })
+    }
+
+    /// One transaction as the NGINX connector runs it: connection, URI, headers, body, each
+    /// followed by an intervention check. With `log`, the engine's messages are collected there.
+    fn run(
+        &self,
+        req: &RequestView<'_>,
+        body: &[u8],
+        remote_addr: &str,
+        log: Option<&mut Vec<String>>,
+    ) -> Result<ModSecDecision, String> {
         let uri = CString::new(req.uri).map_err(|_| "NUL in URI")?;
         let method = CString::new(req.method).map_err(|_| "NUL in method")?;
         let ip = CString::new(remote_addr).map_err(|_| "NUL in address")?;
-        let mut log: Vec<String> = Vec::new();
-        // SAFETY: as in `check`; `log` outlives the transaction, which is cleaned up before return,
-        // and only `quiet_log` touches it (from this thread, during the msc_* calls).
-        let decision = unsafe {
-            let tx =
-                sys::msc_new_transaction(self.ms, self.rules, &mut log as *mut Vec<String> as *mut c_void);
+        let log_data = log.map_or(ptr::null_mut(), |l| l as *mut Vec<String> as *mut c_void);
+        // SAFETY: the transaction is created from our live handles and cleaned up before return;
+        // all pointers passed are valid for the call (headers with explicit lengths). `log`, when
+        // given, outlives the transaction, and only `quiet_log` touches it (from this thread,
+        // during the msc_* calls).
+        unsafe {
+            let tx = sys::msc_new_transaction(self.ms, self.rules, log_data);
             if tx.is_null() {
                 return Err("msc_new_transaction failed".into());
             }
@@ -180,17 +165,12 @@ impl ModSecurity {
             }
             sys::msc_process_logging(tx);
             sys::msc_transaction_cleanup(tx);
-            d.unwrap_or(ModSecDecision {
+            Ok(d.unwrap_or(ModSecDecision {
                 disruptive: false,
                 status: 200,
                 rule_id: None,
-            })
-        };
-        Ok(ModSecReport {
-            decision,
-            logged: log.iter().filter_map(|l| log_rule_id(l)).collect(),
-            messages: log,
-        })
+            }))
+        }
     }
 }
 

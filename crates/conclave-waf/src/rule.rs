@@ -322,61 +322,59 @@ pub(crate) fn for_each_action<'s, E>(
     Ok(())
 }
 
-/// Parses an action list (of a rule or of `SecDefaultAction`).
+/// Parses an action list (of a rule or of `SecDefaultAction`): the interpreter's parser
+/// (one reading of every action), narrowed to what the set matcher can express. Anything else
+/// is `Unsupported`, which sends the whole rule set to the interpreter.
 pub(crate) fn parse_actions(d: &Directive<'_>, s: &str) -> Result<Actions, WafError> {
-    let mut a = Actions::default();
-    for_each_action(s, |name, value| -> Result<(), WafError> {
-        let need = |what: &str| value.ok_or_else(|| d.syntax(format!("`{name}` needs a value ({what})")));
-        match name.to_ascii_lowercase().as_str() {
-            "id" => {
-                let v = need("a number")?;
-                let id: u64 = v.parse().map_err(|_| d.syntax(format!("bad rule id `{v}`")))?;
-                if id == 0 {
-                    return Err(d.syntax("rule id 0 is not allowed"));
-                }
-                a.id = Some(id);
-            }
-            "phase" => {
-                let v = need("1 or 2")?;
-                a.phase = Some(match v.to_ascii_lowercase().as_str() {
-                    "1" => 1,
-                    "2" | "request" => 2,
-                    "3" | "4" | "5" | "response" | "logging" => {
-                        return Err(d.unsupported(format!("phase:{v} (only request phases 1 and 2)")))
-                    }
-                    _ => return Err(d.syntax(format!("bad phase `{v}`"))),
-                });
-            }
-            "deny" => a.disruptive = Some(Disruptive::Deny),
-            "pass" => a.disruptive = Some(Disruptive::Pass),
-            "block" => a.disruptive = Some(Disruptive::Block),
-            "status" => {
-                let v = need("an HTTP status")?;
-                let st: u16 = v.parse().map_err(|_| d.syntax(format!("bad status `{v}`")))?;
-                if !(100..=999).contains(&st) {
-                    return Err(d.syntax(format!("bad status `{v}`")));
-                }
-                a.status = Some(st);
-            }
-            "msg" => a.msg = Some(need("text")?.to_string()),
-            "chain" => a.chain = true,
-            "t" => match need("a transformation")?.to_ascii_lowercase().as_str() {
-                "none" => {
-                    a.transforms.clear();
-                    a.has_none = true;
-                }
-                "lowercase" => a.transforms.push(Transform::Lowercase),
-                "urldecode" => a.transforms.push(Transform::UrlDecode),
-                other => return Err(d.unsupported(format!("transformation `t:{other}`"))),
-            },
-            // Logging and metadata: no effect on the decision.
-            "log" | "nolog" | "auditlog" | "noauditlog" | "tag" | "severity" | "rev" | "ver" | "maturity"
-            | "accuracy" | "logdata" | "capture" => {}
-            other => return Err(d.unsupported(format!("action `{other}`"))),
-        }
-        Ok(())
-    })?;
-    Ok(a)
+    use crate::interp::rule::{self as full, Disruptive as Full};
+    use crate::transform::Transform as T;
+    let a = full::parse_actions(d, s)?;
+    let unsupported = |what: &str| Err(d.unsupported(format!("action `{what}`")));
+    if let Some(p) = a.phase.filter(|p| *p > 2) {
+        return Err(d.unsupported(format!("phase:{p} (only request phases 1 and 2)")));
+    }
+    if !a.setvars.is_empty() {
+        return unsupported("setvar");
+    }
+    if !a.ctls.is_empty() {
+        return unsupported("ctl");
+    }
+    if a.skip_after.is_some() {
+        return unsupported("skipAfter");
+    }
+    if a.skip > 0 {
+        return unsupported("skip");
+    }
+    if a.multi_match {
+        return unsupported("multiMatch");
+    }
+    let disruptive = match a.disruptive {
+        None => None,
+        Some(Full::Deny) => Some(Disruptive::Deny),
+        Some(Full::Pass) => Some(Disruptive::Pass),
+        Some(Full::Block) => Some(Disruptive::Block),
+        Some(Full::Drop) => return unsupported("drop"),
+        Some(Full::Allow) => return unsupported("allow"),
+        Some(Full::Redirect(_)) => return unsupported("redirect"),
+    };
+    let mut transforms = Vec::with_capacity(a.transforms.len());
+    for t in a.transforms {
+        transforms.push(match t {
+            T::Lowercase => Transform::Lowercase,
+            T::UrlDecode => Transform::UrlDecode,
+            other => return Err(d.unsupported(format!("transformation `t:{}`", other.name()))),
+        });
+    }
+    Ok(Actions {
+        id: a.id,
+        phase: a.phase,
+        disruptive,
+        status: a.status,
+        msg: a.msg,
+        chain: a.chain,
+        transforms,
+        has_none: a.has_none,
+    })
 }
 
 /// Parses `SecDefaultAction "phase:N,..."`: returns the phase and its defaults.

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use crate::body::{self, Pair, Processor};
 use crate::hash::FxHashMap;
-use crate::operator::OpContext;
+use crate::operator::{OpContext, Operator};
 use crate::request::{RequestView, Scratch};
 use crate::transform::Transform;
 use crate::{Engine, RequestContext};
@@ -59,8 +59,9 @@ struct ReqData<'a> {
 /// What rules changed during the request.
 struct State {
     colls: [FxHashMap<String, Vec<u8>>; 6],
-    matched_var: Option<(String, Vec<u8>)>,
-    matched_vars: Vec<(String, Vec<u8>)>,
+    /// Shared with `matched_vars` (one copy per match, not two).
+    matched_var: Option<(Rc<str>, Rc<[u8]>)>,
+    matched_vars: Vec<(Rc<str>, Rc<[u8]>)>,
     removed_ids: Vec<(u64, u64)>,
     removed_tags: Vec<String>,
     removed_msgs: Vec<String>,
@@ -98,6 +99,29 @@ pub(crate) struct Transaction<'p, 'a> {
     tcache: FxHashMap<(usize, usize, u32), Rc<[u8]>>,
     /// Ids of the rules whose whole chain matched, in evaluation order.
     pub matched_rules: Vec<u64>,
+    /// Per prefilter group: scanned for this request yet.
+    pf_done: Vec<bool>,
+    /// Per rule: a literal of its prefilter occurred (meaningful once its group is scanned).
+    pf_hit: Vec<bool>,
+    /// Rules run exactly / skipped by their prefilter (for [`stats`]).
+    evaluated: u64,
+    skipped: u64,
+    passed: u64,
+}
+
+static STAT_REQUESTS: AtomicU64 = AtomicU64::new(0);
+static STAT_EVALUATED: AtomicU64 = AtomicU64::new(0);
+static STAT_PASSED: AtomicU64 = AtomicU64::new(0);
+static STAT_SKIPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Process-wide counters since start (for benchmarks: rules run per request).
+pub(crate) fn stats() -> crate::InterpStats {
+    crate::InterpStats {
+        requests: STAT_REQUESTS.load(Ordering::Relaxed),
+        evaluated: STAT_EVALUATED.load(Ordering::Relaxed),
+        passed: STAT_PASSED.load(Ordering::Relaxed),
+        skipped: STAT_SKIPPED.load(Ordering::Relaxed),
+    }
 }
 
 static UNIQUE: AtomicU64 = AtomicU64::new(1);
@@ -168,11 +192,25 @@ impl<'p, 'a> Transaction<'p, 'a> {
             },
             tcache: FxHashMap::default(),
             matched_rules: Vec::new(),
+            pf_done: vec![false; prog.prefilters.groups.len()],
+            pf_hit: vec![false; prog.rules.len()],
+            evaluated: 0,
+            skipped: 0,
+            passed: 0,
         }
     }
 
     /// Runs phases 1 and 2 (with the body between them). Stops at the first interruption.
     pub(crate) fn run(&mut self) -> Outcome {
+        let o = self.run_phases();
+        STAT_REQUESTS.fetch_add(1, Ordering::Relaxed);
+        STAT_EVALUATED.fetch_add(self.evaluated, Ordering::Relaxed);
+        STAT_SKIPPED.fetch_add(self.skipped, Ordering::Relaxed);
+        STAT_PASSED.fetch_add(self.passed, Ordering::Relaxed);
+        o
+    }
+
+    fn run_phases(&mut self) -> Outcome {
         if self.st.engine == Engine::Off {
             return Outcome::Pass;
         }
@@ -262,6 +300,12 @@ impl<'p, 'a> Transaction<'p, 'a> {
             }
             self.st.matched_var = None;
             self.st.matched_vars.clear();
+            if !self.may_match(ri) {
+                self.skipped += 1;
+                i += 1;
+                continue;
+            }
+            self.evaluated += 1;
             if !self.links(r, 0) {
                 i += 1;
                 continue;
@@ -315,6 +359,57 @@ impl<'p, 'a> Transaction<'p, 'a> {
         None
     }
 
+    /// Whether rule `ri` may match: no prefilter, or one of its literals occurs in its
+    /// (transformed) values. `false` is exact: the rule's first link matches no value.
+    fn may_match(&mut self, ri: u32) -> bool {
+        let Some(g) = self.prog.prefilters.rule_group[ri as usize] else {
+            return true;
+        };
+        if !self.pf_done[g as usize] {
+            self.pf_done[g as usize] = true;
+            self.scan_group(g);
+        }
+        self.passed += u64::from(self.pf_hit[ri as usize]);
+        self.pf_hit[ri as usize]
+    }
+
+    /// Scans the values of group `g` (its variables through its chain, as [`Self::link`]
+    /// computes them, without exclusions: a superset) with the group's automaton.
+    fn scan_group(&mut self, g: u32) {
+        let grp = &self.prog.prefilters.groups[g as usize];
+        let link = &self.prog.rules[grp.rep as usize].links[0];
+        let mut values = Vec::new();
+        for t in &link.targets {
+            collect(&self.req, &self.st, t, &mut values);
+        }
+        let mut left = grp.members;
+        for v in &values {
+            let c = if link.transforms.is_empty() {
+                Candidate::Cow(Cow::Borrowed(&v.value))
+            } else if let Cow::Borrowed(b) = &v.value {
+                let key = (b.as_ptr() as usize, b.len(), link.chain);
+                let t = self
+                    .tcache
+                    .entry(key)
+                    .or_insert_with(|| Rc::from(apply_all(&link.transforms, b).into_owned()));
+                Candidate::Shared(t.clone())
+            } else {
+                Candidate::Cow(apply_all(&link.transforms, &v.value))
+            };
+            for m in grp.ac.find_overlapping_iter(c.bytes()) {
+                for &ri in &grp.pattern_rules[m.pattern().as_usize()] {
+                    if !self.pf_hit[ri as usize] {
+                        self.pf_hit[ri as usize] = true;
+                        left -= 1;
+                        if left == 0 {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     fn is_removed(&self, r: &Rule) -> bool {
         super::in_ranges(&self.st.removed_ids, r.id)
             || (!self.st.removed_tags.is_empty() && r.tags.iter().any(|t| self.st.removed_tags.contains(t)))
@@ -338,6 +433,9 @@ impl<'p, 'a> Transaction<'p, 'a> {
             }
             return true;
         };
+        if let Some(hit) = self.single_tx_link(r, link, op) {
+            return hit;
+        }
         let mut values = Vec::new();
         for t in &link.targets {
             collect(&self.req, &self.st, t, &mut values);
@@ -345,57 +443,113 @@ impl<'p, 'a> Transaction<'p, 'a> {
         values.retain(|v| !self.excluded(r, link, v));
         let mut any = false;
         for v in &values {
-            let mut candidates: Vec<Candidate<'_>> = Vec::new();
             if link.multi_match {
+                let mut candidates: Vec<Cow<'_, [u8]>> = Vec::new();
                 let mut cur = Cow::Borrowed(&*v.value);
-                candidates.push(Candidate::Cow(cur.clone()));
+                candidates.push(cur.clone());
                 for t in &link.transforms {
                     cur = t.apply(cur);
-                    if candidates.last().map(|c| c.bytes()) != Some(cur.as_ref()) {
-                        candidates.push(Candidate::Cow(cur.clone()));
+                    if candidates.last().map(|c| c.as_ref()) != Some(cur.as_ref()) {
+                        candidates.push(cur.clone());
                     }
                 }
-            } else if link.transforms.is_empty() {
-                candidates.push(Candidate::Cow(Cow::Borrowed(&v.value)));
+                for c in &candidates {
+                    any |= candidate(&self.req, &mut self.st, r, link, op, v, c);
+                }
+                continue;
+            }
+            // One candidate: borrowed, from the transformation cache, or transformed here.
+            let hit = if link.transforms.is_empty() {
+                candidate(&self.req, &mut self.st, r, link, op, v, &v.value)
             } else if let Cow::Borrowed(b) = &v.value {
                 let key = (b.as_ptr() as usize, b.len(), link.chain);
                 let t = self
                     .tcache
                     .entry(key)
-                    .or_insert_with(|| Rc::from(apply_all(&link.transforms, b).into_owned()));
-                candidates.push(Candidate::Shared(t.clone()));
+                    .or_insert_with(|| Rc::from(apply_all(&link.transforms, b).into_owned()))
+                    .clone();
+                candidate(&self.req, &mut self.st, r, link, op, v, &t)
             } else {
-                candidates.push(Candidate::Cow(apply_all(&link.transforms, &v.value)));
-            }
-            for c in candidates {
-                let c = c.bytes();
-                let mut ctx = Ctx {
-                    req: &self.req,
-                    st: &self.st,
-                    rule: r,
-                    capture: link.capture,
-                    captures: Vec::new(),
-                };
-                let hit = op.eval(c, &mut ctx) != link.negated;
-                let captures = std::mem::take(&mut ctx.captures);
-                if !hit {
-                    continue;
-                }
-                any = true;
-                if link.capture {
-                    for (i, cap) in captures {
-                        self.st.colls[Coll::Tx.index()].insert(i.to_string(), cap);
-                    }
-                }
-                let name = v.full_name();
-                self.st.matched_var = Some((name.clone(), c.to_vec()));
-                self.st.matched_vars.push((name, c.to_vec()));
-                for sv in &link.setvars {
-                    setvar(&self.req, &mut self.st, r, sv);
-                }
-            }
+                let t = apply_all(&link.transforms, &v.value);
+                candidate(&self.req, &mut self.st, r, link, op, v, &t)
+            };
+            any |= hit;
         }
         any
+    }
+
+    /// The common `SecRule TX:name "@lt 2" ...` and `SecRule &TX:name "@eq 0"` shapes
+    /// (paranoia-level gates, score checks, setup defaults): one `TX:name` (or other collection
+    /// member) target, no transformation, no exclusion, one value at most. Evaluated on the stored value without copying it; `None` for any other shape.
+    fn single_tx_link(&mut self, r: &Rule, link: &Link, op: &Operator) -> Option<bool> {
+        let [t] = link.targets.as_slice() else {
+            return None;
+        };
+        let (Var::Collection(coll), Key::Name(k)) = (t.var, &t.key) else {
+            return None;
+        };
+        if link.multi_match
+            || !link.transforms.is_empty()
+            || !link.exclude.is_empty()
+            || !self.st.removed_targets.is_empty()
+        {
+            return None;
+        }
+        let key = std::str::from_utf8(k).ok()?;
+        if t.count {
+            // `&TX:name`: "1" or "0" (the CRS's "is this setting set?" checks).
+            let n: &[u8] = if self.st.colls[coll.index()].contains_key(key) {
+                b"1"
+            } else {
+                b"0"
+            };
+            let mut ctx = Ctx {
+                req: &self.req,
+                st: &self.st,
+                rule: r,
+                capture: link.capture,
+                captures: Vec::new(),
+            };
+            if op.eval(n, &mut ctx) == link.negated {
+                return Some(false);
+            }
+            let captures = ctx.captures;
+            let v = Value {
+                var: t.var,
+                key: Cow::Borrowed(b""),
+                value: Cow::Borrowed(n),
+            };
+            after_match(&self.req, &mut self.st, r, link, &v, n, captures);
+            return Some(true);
+        }
+        let (hit, captures, value) = {
+            let Some(v) = self.st.colls[coll.index()].get(key) else {
+                return Some(false);
+            };
+            let mut ctx = Ctx {
+                req: &self.req,
+                st: &self.st,
+                rule: r,
+                capture: link.capture,
+                captures: Vec::new(),
+            };
+            let hit = op.eval(v, &mut ctx) != link.negated;
+            if !hit {
+                return Some(false);
+            }
+            if !r.observes_match && !link.capture && link.setvars.is_empty() {
+                // A paranoia-level gate: nothing to record.
+                return Some(true);
+            }
+            (hit, ctx.captures, v.clone())
+        };
+        let v = Value {
+            var: t.var,
+            key: Cow::Borrowed(k),
+            value: Cow::Borrowed(&value),
+        };
+        after_match(&self.req, &mut self.st, r, link, &v, &value, captures);
+        Some(hit)
     }
 
     fn excluded(&self, r: &Rule, link: &Link, v: &Value<'_>) -> bool {
@@ -448,18 +602,76 @@ impl Candidate<'_> {
     }
 }
 
+/// Evaluates `op` on candidate `c` of value `v`; on a hit runs the per-match actions.
+fn candidate(
+    req: &ReqData<'_>,
+    st: &mut State,
+    r: &Rule,
+    link: &Link,
+    op: &Operator,
+    v: &Value<'_>,
+    c: &[u8],
+) -> bool {
+    let mut ctx = Ctx {
+        req,
+        st,
+        rule: r,
+        capture: link.capture,
+        captures: Vec::new(),
+    };
+    let hit = op.eval(c, &mut ctx) != link.negated;
+    if hit {
+        let captures = ctx.captures;
+        after_match(req, st, r, link, v, c, captures);
+    }
+    hit
+}
+
+/// What ModSecurity v3 does per matching value: captures to `TX:0..9`, `MATCHED_VAR(S)`, the
+/// link's `setvar`s.
+fn after_match(
+    req: &ReqData<'_>,
+    st: &mut State,
+    r: &Rule,
+    link: &Link,
+    v: &Value<'_>,
+    c: &[u8],
+    captures: Vec<(usize, Vec<u8>)>,
+) {
+    if link.capture {
+        for (i, cap) in captures {
+            st.colls[Coll::Tx.index()].insert(i.to_string(), cap);
+        }
+    }
+    if r.observes_match {
+        let name: Rc<str> = v.full_name().into();
+        let value: Rc<[u8]> = c.into();
+        st.matched_var = Some((name.clone(), value.clone()));
+        st.matched_vars.push((name, value));
+    }
+    for sv in &link.setvars {
+        setvar(req, st, r, sv);
+    }
+}
+
 /// Runs one `setvar` (macros expanded before the collection changes).
 fn setvar(req: &ReqData<'_>, st: &mut State, r: &Rule, sv: &SetVar) {
-    let key = expand(req, st, r, &sv.key).to_ascii_lowercase();
-    let coll = &st.colls[sv.coll.index()];
+    let key = expand(req, st, r, &sv.key);
+    // Keys are stored lowercase; most are written so and hold no macro (no copy then).
+    let key = if key.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(key.to_ascii_lowercase())
+    } else {
+        key
+    };
+    let ci = sv.coll.index();
     let new = match &sv.op {
         SetOp::Unset => {
-            st.colls[sv.coll.index()].remove(&key);
+            st.colls[ci].remove(&*key);
             return;
         }
         SetOp::Set(v) => expand(req, st, r, v).into_owned().into_bytes(),
         SetOp::Add(v) | SetOp::Sub(v) => {
-            let cur = coll.get(&key).map_or(0, |c| to_int(c));
+            let cur = st.colls[ci].get(&*key).map_or(0, |c| to_int(c));
             let n = to_int(expand(req, st, r, v).as_bytes());
             let sum = if matches!(sv.op, SetOp::Add(_)) {
                 cur.wrapping_add(n)
@@ -469,7 +681,12 @@ fn setvar(req: &ReqData<'_>, st: &mut State, r: &Rule, sv: &SetVar) {
             sum.to_string().into_bytes()
         }
     };
-    st.colls[sv.coll.index()].insert(key, new);
+    match st.colls[ci].get_mut(&*key) {
+        Some(slot) => *slot = new,
+        None => {
+            st.colls[ci].insert(key.into_owned(), new);
+        }
+    }
 }
 
 /// ModSecurity's integer conversion for `setvar` arithmetic and numeric operators: leading
@@ -718,12 +935,12 @@ fn collect<'r>(req: &'r ReqData<'_>, st: &State, t: &Target, out: &mut Vec<Value
         Var::RemoteAddr => scalar(out, Cow::Borrowed(req.remote_addr.as_bytes())),
         Var::MatchedVar => {
             if let Some((_, v)) = &st.matched_var {
-                scalar(out, Cow::Owned(v.clone()));
+                scalar(out, Cow::Owned(v.to_vec()));
             }
         }
         Var::MatchedVarName => {
             if let Some((n, _)) = &st.matched_var {
-                scalar(out, Cow::Owned(n.clone().into_bytes()));
+                scalar(out, Cow::Owned(n.as_bytes().to_vec()));
             }
         }
         Var::MatchedVars | Var::MatchedVarsNames => {
@@ -731,11 +948,11 @@ fn collect<'r>(req: &'r ReqData<'_>, st: &State, t: &Target, out: &mut Vec<Value
                 if t.key.selects(n.as_bytes()) {
                     out.push(Value {
                         var,
-                        key: Cow::Owned(n.clone().into_bytes()),
+                        key: Cow::Owned(n.as_bytes().to_vec()),
                         value: Cow::Owned(if var == Var::MatchedVars {
-                            v.clone()
+                            v.to_vec()
                         } else {
-                            n.clone().into_bytes()
+                            n.as_bytes().to_vec()
                         }),
                     });
                 }

@@ -4,6 +4,7 @@
 //! `Arc`); everything a request changes lives in a per-request [`eval::Transaction`].
 
 pub(crate) mod eval;
+pub(crate) mod prefilter;
 pub(crate) mod rule;
 pub(crate) mod vars;
 
@@ -125,6 +126,8 @@ pub(crate) struct Program {
     pub web_app_id: String,
     /// Load-time notes: what was accepted but does not run (response phases), for the log.
     pub notes: Vec<String>,
+    /// Which rules can be skipped for a request without running them (built last, at load).
+    pub prefilters: prefilter::Prefilters,
 }
 
 struct Loader {
@@ -154,6 +157,7 @@ pub(crate) fn load(path: &Path) -> Result<Program, WafError> {
             body: BodySettings::default(),
             web_app_id: "default".into(),
             notes: Vec::new(),
+            prefilters: Default::default(),
         },
         open: None,
         dropping_chain: false,
@@ -374,6 +378,7 @@ impl Loader {
             severity: a.severity,
             skip_after: a.skip_after,
             skip: a.skip,
+            observes_match: true,
         };
         if a.chain {
             self.open = Some(r);
@@ -436,6 +441,10 @@ impl Loader {
             }
         }
         self.p.skip_targets = targets;
+        for r in &mut self.p.rules {
+            r.compute_observes_match();
+        }
+        self.p.prefilters = prefilter::Prefilters::build(&self.p);
         for (phase, n) in self.dropped.iter().enumerate().filter(|(_, n)| **n > 0) {
             self.p.notes.push(format!(
                 "{n} rule(s) of phase {phase} not run: {}",

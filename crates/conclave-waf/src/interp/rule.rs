@@ -97,6 +97,37 @@ pub(crate) struct Rule {
     pub severity: Option<u8>,
     pub skip_after: Option<String>,
     pub skip: u32,
+    /// Whether anything of this rule can read `MATCHED_VAR(S)` (a chained link, a macro in an
+    /// operator, `setvar`, `msg`, `logdata` or `redirect`): when not, a match need not record
+    /// them (they are reset before the next rule).
+    pub observes_match: bool,
+}
+
+impl Rule {
+    /// Computes [`Rule::observes_match`] (conservatively: any macro naming `matched_var`).
+    pub(crate) fn compute_observes_match(&mut self) {
+        let mentions = |t: &str| t.to_ascii_lowercase().contains("matched_var");
+        let op_macro = |l: &Link| match l.op.as_deref() {
+            Some(Operator::Rx(rx)) => rx.fixed_pattern().is_none(),
+            Some(Operator::Num(_, crate::operator::Arg::Macro(_)))
+            | Some(Operator::Str(_, crate::operator::Arg::Macro(_))) => true,
+            _ => false,
+        };
+        self.observes_match = self.links.len() > 1
+            || self.links.iter().any(|l| {
+                op_macro(l)
+                    || l.setvars.iter().any(|sv| {
+                        mentions(&sv.key)
+                            || match &sv.op {
+                                SetOp::Set(v) | SetOp::Add(v) | SetOp::Sub(v) => mentions(v),
+                                SetOp::Unset => false,
+                            }
+                    })
+            })
+            || self.msg.as_deref().is_some_and(mentions)
+            || self.logdata.as_deref().is_some_and(mentions)
+            || matches!(&self.disruptive, Disruptive::Redirect(u) if mentions(u));
+    }
 }
 
 /// The actions of one directive, before they are sorted into rule and link.

@@ -23,6 +23,7 @@ pub(crate) use numeric::NumOp;
 pub(crate) use pm::PhraseSet;
 pub(crate) use rx::Rx;
 pub(crate) use string::StrOp;
+
 pub(crate) use validate::ByteRanges;
 
 /// What an operator needs from the transaction while it runs.

@@ -117,6 +117,19 @@ impl Rx {
         self.fixed.as_ref().map(|_| &*self.source)
     }
 
+    /// The pattern when it has no macros and runs on Rust's automata (its `regex-syntax`
+    /// reading is then the one that decides, so literals extracted from it are exact).
+    pub(crate) fn rust_pattern(&self) -> Option<&str> {
+        match &self.fixed {
+            Some(Engine::Rust(_)) => Some(if self.source.is_empty() {
+                ".*"
+            } else {
+                &self.source
+            }),
+            _ => None,
+        }
+    }
+
     /// Whether this pattern runs on Rust's automata (for tests and statistics).
     #[cfg(test)]
     fn is_rust(&self) -> bool {
