@@ -38,6 +38,8 @@ pub struct KeysBenchConfig {
     pub server_threads: usize,
     /// The `conclave` binary, started as the key server.
     pub conclave: PathBuf,
+    /// Extra arguments of `conclave keyserver` (A/B runs of its modes).
+    pub server_args: Vec<String>,
 }
 
 /// One measurement.
@@ -396,7 +398,7 @@ pub fn run(cfg: &KeysBenchConfig, mut progress: impl FnMut(&KeysRow)) -> Result<
         local_keys.push(StoredKey::from_pem(key_name, k.as_bytes(), &path).plain()?);
     }
 
-    let endpoint = spawn_keyserver(&mut scratch, &cfg.conclave, &keys, &certs, cfg.server_threads)?;
+    let endpoint = spawn_keyserver(&mut scratch, cfg, &keys, &certs)?;
     let server_pid = scratch.child.as_ref().map(|c| c.0.id());
     let creds = Credentials::from_dir(&certs, Role::Edge).plain()?;
     let client = Arc::new(KeyClient::with_credentials(endpoint, &creds).plain()?);
@@ -447,18 +449,23 @@ pub fn run(cfg: &KeysBenchConfig, mut progress: impl FnMut(&KeysRow)) -> Result<
 /// where it listens.
 fn spawn_keyserver(
     s: &mut Scratch,
-    exe: &Path,
+    cfg: &KeysBenchConfig,
     keys: &Path,
     certs: &Path,
-    threads: usize,
 ) -> Result<Endpoint, BenchError> {
-    let mut child = Command::new(exe)
+    let mut threads = Vec::new();
+    if cfg.server_threads != 0 {
+        threads = vec!["--threads".to_string(), cfg.server_threads.to_string()];
+    }
+    let mut child = Command::new(&cfg.conclave)
         .arg("keyserver")
         .arg("--keys")
         .arg(keys)
         .arg("--certs")
         .arg(certs)
-        .args(["--listen", "tcp://127.0.0.1:0", "--threads", &threads.to_string()])
+        .args(["--listen", "tcp://127.0.0.1:0"])
+        .args(&threads)
+        .args(&cfg.server_args)
         // The bench measures signing capacity, not the per-identity policy.
         .args(["--max-signs-per-sec", "0"])
         .env("RUST_LOG", "warn")
