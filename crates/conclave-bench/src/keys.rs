@@ -38,6 +38,8 @@ pub struct KeysBenchConfig {
     pub server_threads: usize,
     /// The `conclave` binary, started as the key server.
     pub conclave: PathBuf,
+    /// Extra arguments of `conclave keyserver` (A/B runs of its modes).
+    pub server_args: Vec<String>,
 }
 
 /// One measurement.
@@ -132,7 +134,7 @@ pub struct OpensslComparison {
     pub openssl_multi_signs_per_sec: f64,
     /// N of `-multi` (the cores).
     pub multi: usize,
-    /// The key-server row compared: 4 clients if measured, else the most.
+    /// The key-server row compared: 1 or 4 clients, else the most measured.
     pub clients: usize,
     /// That row's key-server CPU per signature.
     pub server_cpu_us_per_sign: f64,
@@ -184,15 +186,20 @@ pub struct OpensslReference {
     pub result: Result<Vec<OpensslComparison>, String>,
 }
 
-/// The key-server row of `key` to set beside OpenSSL: 4 clients (the
-/// issue's target) if measured, else the most clients.
-fn compared_row<'a>(rows: &'a [KeysRow], key: &str) -> Option<&'a KeysRow> {
+/// The key-server rows of `key` to set beside OpenSSL: 1 and 4 clients
+/// (one client shows the cost per signature of a lone caller, 4 is the
+/// issue's throughput target), or the most clients when neither was measured.
+fn compared_rows<'a>(rows: &'a [KeysRow], key: &str) -> Vec<&'a KeysRow> {
     let ks = || {
         rows.iter()
             .filter(move |r| r.key == key && r.mode == "keyserver" && r.server_cpu_us_per_sign.is_some())
     };
-    ks().find(|r| r.clients == 4)
-        .or_else(|| ks().max_by_key(|r| r.clients))
+    let picked: Vec<&KeysRow> = ks().filter(|r| r.clients == 1 || r.clients == 4).collect();
+    if picked.is_empty() {
+        ks().max_by_key(|r| r.clients).into_iter().collect()
+    } else {
+        picked
+    }
 }
 
 /// Runs `openssl speed` (one process, then `-multi` one per core) for each
@@ -218,21 +225,32 @@ pub fn compare_with_openssl(rows: &[KeysRow], seconds: u32) -> OpensslReference 
             keys.push(r.key);
         }
     }
-    let result = keys
-        .into_iter()
-        .filter_map(|key| compared_row(rows, key).map(|row| (key, row)))
-        .map(|(key, row)| {
-            Ok(OpensslComparison {
+    let compare = |key: &'static str| -> Result<Vec<OpensslComparison>, openssl::OpensslError> {
+        let picked = compared_rows(rows, key);
+        if picked.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One openssl run per key type, shared by its rows.
+        let single = openssl::speed(key, seconds, None)?;
+        let multi_rate = openssl::speed(key, seconds, Some(multi))?;
+        Ok(picked
+            .into_iter()
+            .map(|row| OpensslComparison {
                 key,
-                openssl_signs_per_cpu_sec: openssl::speed(key, seconds, None)?,
-                openssl_multi_signs_per_sec: openssl::speed(key, seconds, Some(multi))?,
+                openssl_signs_per_cpu_sec: single,
+                openssl_multi_signs_per_sec: multi_rate,
                 multi,
                 clients: row.clients,
                 server_cpu_us_per_sign: row.server_cpu_us_per_sign.unwrap_or_default(),
                 keyserver_signs_per_sec: row.signs_per_sec(),
             })
-        })
+            .collect())
+    };
+    let result = keys
+        .into_iter()
+        .map(compare)
         .collect::<Result<Vec<_>, openssl::OpensslError>>()
+        .map(|v| v.into_iter().flatten().collect())
         .map_err(|e| e.to_string());
     OpensslReference {
         version,
@@ -396,7 +414,7 @@ pub fn run(cfg: &KeysBenchConfig, mut progress: impl FnMut(&KeysRow)) -> Result<
         local_keys.push(StoredKey::from_pem(key_name, k.as_bytes(), &path).plain()?);
     }
 
-    let endpoint = spawn_keyserver(&mut scratch, &cfg.conclave, &keys, &certs, cfg.server_threads)?;
+    let endpoint = spawn_keyserver(&mut scratch, cfg, &keys, &certs)?;
     let server_pid = scratch.child.as_ref().map(|c| c.0.id());
     let creds = Credentials::from_dir(&certs, Role::Edge).plain()?;
     let client = Arc::new(KeyClient::with_credentials(endpoint, &creds).plain()?);
@@ -447,18 +465,23 @@ pub fn run(cfg: &KeysBenchConfig, mut progress: impl FnMut(&KeysRow)) -> Result<
 /// where it listens.
 fn spawn_keyserver(
     s: &mut Scratch,
-    exe: &Path,
+    cfg: &KeysBenchConfig,
     keys: &Path,
     certs: &Path,
-    threads: usize,
 ) -> Result<Endpoint, BenchError> {
-    let mut child = Command::new(exe)
+    let mut threads = Vec::new();
+    if cfg.server_threads != 0 {
+        threads = vec!["--threads".to_string(), cfg.server_threads.to_string()];
+    }
+    let mut child = Command::new(&cfg.conclave)
         .arg("keyserver")
         .arg("--keys")
         .arg(keys)
         .arg("--certs")
         .arg(certs)
-        .args(["--listen", "tcp://127.0.0.1:0", "--threads", &threads.to_string()])
+        .args(["--listen", "tcp://127.0.0.1:0"])
+        .args(&threads)
+        .args(&cfg.server_args)
         // The bench measures signing capacity, not the per-identity policy.
         .args(["--max-signs-per-sec", "0"])
         .env("RUST_LOG", "warn")
@@ -564,9 +587,15 @@ mod tests {
             row("rsa-2048", "keyserver", 8, 4100, Some(250.0)),
             row("ecdsa-p256", "keyserver", 2, 20000, Some(40.0)),
         ];
-        assert_eq!(compared_row(&rows, "rsa-2048").unwrap().clients, 4);
-        // No 4-client row: the most clients.
-        assert_eq!(compared_row(&rows, "ecdsa-p256").unwrap().clients, 2);
+        let clients = |key| {
+            compared_rows(&rows, key)
+                .iter()
+                .map(|r| r.clients)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(clients("rsa-2048"), [1, 4]);
+        // Neither 1 nor 4 clients: the most clients.
+        assert_eq!(clients("ecdsa-p256"), [2]);
         let c = OpensslComparison {
             key: "rsa-2048",
             openssl_signs_per_cpu_sec: 5000.0,

@@ -15,12 +15,15 @@ use tracing::{debug, info};
 /// How the key server runs.
 #[derive(Clone, Debug)]
 pub struct KeyServerOptions {
-    /// Signing threads (0 = one per core).
+    /// Signing threads when not `inline` (0 = one per core).
     pub threads: usize,
-    /// Signing jobs that may wait for a thread; more get `EAGAIN`.
+    /// Signing jobs that may wait for a thread when not `inline`; more get
+    /// `EAGAIN`.
     pub queue: usize,
     /// Sign on the runtime thread that read the request, with no pool
     /// (see [`SigningPool::inline`]); `threads` and `queue` are then unused.
+    /// The default: the pool's two thread hand-offs per signature cost more
+    /// CPU than they save (docs/benchmarks-keys.md).
     pub inline: bool,
     /// Who may use which key (by default `edge:*`).
     pub grants: KeyGrants,
@@ -37,7 +40,7 @@ impl Default for KeyServerOptions {
         KeyServerOptions {
             threads: 0,
             queue: 4096,
-            inline: false,
+            inline: true,
             grants: KeyGrants::default(),
             handshake_only: true,
             max_signs_per_sec: DEFAULT_MAX_SIGNS_PER_SEC,

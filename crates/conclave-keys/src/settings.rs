@@ -29,16 +29,20 @@ pub struct KeyServerSettings {
     /// Directory written by `conclave certs` (root.crt, keyserver.crt, keyserver.key).
     #[arg(long)]
     pub certs: PathBuf,
-    /// Signing threads (0 = one per core).
-    #[arg(long, default_value_t = 0)]
+    /// Hand each signature to a pool of signing threads with a bounded
+    /// queue (EAGAIN when full) instead of signing on the runtime thread
+    /// that read the request (the default: the hand-off measured ~20-50 µs
+    /// of CPU per signature, docs/benchmarks-keys.md).
+    #[arg(long)]
+    pub sign_pool: bool,
+    /// Signing threads of `--sign-pool` (0 = one per core).
+    #[arg(long, default_value_t = 0, requires = "sign_pool")]
     pub threads: usize,
-    /// Signing requests that may wait for a thread; more get EAGAIN.
-    #[arg(long, default_value_t = DEFAULT_QUEUE)]
+    /// Signing requests that may wait for a `--sign-pool` thread; more get EAGAIN.
+    #[arg(long, default_value_t = DEFAULT_QUEUE, requires = "sign_pool")]
     pub queue: usize,
-    /// Sign on the runtime thread that read the request instead of handing
-    /// each signature to a signing thread: cheaper on a small machine, but
-    /// no queue bound (EAGAIN) and other requests wait behind a signature.
-    #[arg(long, conflicts_with_all = ["threads", "queue"])]
+    /// Accepted for older command lines: signing inline is the default.
+    #[arg(long, hide = true, conflicts_with = "sign_pool")]
     pub sign_inline: bool,
     /// Who may use which key, IDENTITY:KEYNAME (repeatable): `edge@acme:acme`,
     /// `edge@*:shared`, `edge:*`. None given = `edge:*` (the `edge` of tenant
@@ -80,6 +84,7 @@ impl KeyServerSettings {
             keys,
             listen,
             certs,
+            sign_pool: false,
             threads: 0,
             queue: DEFAULT_QUEUE,
             sign_inline: false,
@@ -98,7 +103,7 @@ impl KeyServerSettings {
         crate::KeyServerOptions {
             threads: self.threads,
             queue: self.queue,
-            inline: self.sign_inline,
+            inline: !self.sign_pool,
             grants: crate::KeyGrants::new(self.grants.clone()),
             handshake_only: !self.sign_any_input,
             max_signs_per_sec: self.max_signs_per_sec,
@@ -136,6 +141,9 @@ impl KeyServerSettings {
             "--listen".into(),
             self.listen.to_string(),
         ];
+        if self.sign_pool {
+            argv.push("--sign-pool".into());
+        }
         if self.threads != 0 {
             argv.extend(["--threads".into(), self.threads.to_string()]);
         }
@@ -243,8 +251,15 @@ mod tests {
             ]
         );
         for change in [
-            |s: &mut KeyServerSettings| s.threads = 3,
-            |s: &mut KeyServerSettings| s.queue = 7,
+            |s: &mut KeyServerSettings| s.sign_pool = true,
+            |s: &mut KeyServerSettings| {
+                s.sign_pool = true;
+                s.threads = 3
+            },
+            |s: &mut KeyServerSettings| {
+                s.sign_pool = true;
+                s.queue = 7
+            },
             |s: &mut KeyServerSettings| s.sign_inline = true,
             |s: &mut KeyServerSettings| s.rpc.max_connections = 64,
             |s: &mut KeyServerSettings| {
@@ -275,12 +290,32 @@ mod tests {
         };
         assert_eq!(back, s, "defaults parse back");
         assert!(back.options().handshake_only, "handshake-only is the default");
+        assert!(back.options().inline, "signing inline is the default");
         assert_eq!(back.options().grants, crate::KeyGrants::default());
         s.listen = "unix:///s/k.sock".parse().unwrap();
         let Cli::Keyserver(back) = reparse(s.to_args()) else {
             panic!()
         };
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn pool_flags_need_the_pool() {
+        let base = ["conclave", "keyserver", "--keys", "/k", "--certs", "/c"];
+        for extra in [
+            &["--threads", "2"][..],
+            &["--queue", "9"],
+            &["--sign-pool", "--sign-inline"],
+        ] {
+            let argv = base.iter().chain(extra);
+            assert!(Cli::try_parse_from(argv).is_err(), "{extra:?} parsed");
+        }
+        let argv = base.iter().chain(&["--sign-pool", "--threads", "2"]);
+        let Ok(Cli::Keyserver(s)) = Cli::try_parse_from(argv) else {
+            panic!("--sign-pool --threads 2 refused")
+        };
+        assert!(!s.options().inline);
+        assert_eq!(s.options().threads, 2);
     }
 
     #[test]

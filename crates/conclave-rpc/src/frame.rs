@@ -1,7 +1,7 @@
 //! The wire unit: an 8-byte header (`u32` BE code, `u32` BE body length)
 //! followed by the body. Kept apart from sockets so it can be fuzzed.
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use std::io::{self, Read, Write};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -10,7 +10,7 @@ pub const HEADER_LEN: usize = 8;
 
 /// Bodies up to this size are sent in the same write as their header, so a
 /// small RPC costs one TLS record and one syscall.
-const COALESCE_LIMIT: usize = 64 * 1024;
+pub(crate) const COALESCE_LIMIT: usize = 64 * 1024;
 
 /// The fixed-size frame header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,6 +161,51 @@ impl Frame {
             len: u32::try_from(self.body.len()).expect("frame body over 4 GiB"),
         }
     }
+}
+
+/// What [`split_frame`] found at the front of a read buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Split {
+    /// A whole frame, removed from the buffer (its body shares the buffer's
+    /// memory: no copy).
+    Frame(Frame),
+    /// A header announcing a body over `max_body`: the header was removed,
+    /// the body (`len` bytes, maybe not all received) was not.
+    TooLarge(Header),
+    /// Not a whole frame yet: the buffer must hold at least `needed` bytes.
+    Incomplete {
+        /// Total bytes needed at the front of the buffer.
+        needed: usize,
+    },
+}
+
+/// Takes the first frame off `buf`, a server's read buffer that may hold
+/// several pipelined frames, part of one, or none. Never trusts a length
+/// beyond `max_body` and never panics, whatever the bytes.
+pub fn split_frame(buf: &mut BytesMut, max_body: u32) -> Split {
+    let Some(hdr) = buf.first_chunk::<HEADER_LEN>() else {
+        return Split::Incomplete { needed: HEADER_LEN };
+    };
+    let hdr = Header::decode(*hdr);
+    if hdr.len > max_body {
+        buf.advance(HEADER_LEN);
+        return Split::TooLarge(hdr);
+    }
+    let total = HEADER_LEN + hdr.len as usize;
+    if buf.len() < total {
+        return Split::Incomplete { needed: total };
+    }
+    let mut body = buf.split_to(total).freeze();
+    body.advance(HEADER_LEN);
+    Split::Frame(Frame { code: hdr.code, body })
+}
+
+/// Appends `f` as it goes on the wire to `out` (replies collected for one
+/// write).
+pub fn encode_into(f: &Frame, out: &mut Vec<u8>) -> io::Result<()> {
+    out.extend_from_slice(&header_for(f.code, &f.body)?);
+    out.extend_from_slice(&f.body);
+    Ok(())
 }
 
 /// Reads the header, or `None` on a clean end of stream before its first byte.
@@ -351,7 +396,60 @@ mod tests {
         assert!(read_frame_sync(&mut empty, 1024).unwrap().is_none());
     }
 
+    #[test]
+    fn split_takes_pipelined_frames_in_order_and_skips_oversized_headers() {
+        let mut wire = Frame::new(1, b"one".to_vec()).encode();
+        wire.extend(Frame::new(2, Vec::new()).encode());
+        wire.extend(Header { code: 3, len: 100 }.encode());
+        wire.extend(Frame::new(4, b"four".to_vec()).encode());
+        let mut buf = BytesMut::from(&wire[..wire.len() - 1]);
+        assert_eq!(
+            split_frame(&mut buf, 10),
+            Split::Frame(Frame::new(1, b"one".to_vec()))
+        );
+        assert_eq!(split_frame(&mut buf, 10), Split::Frame(Frame::new(2, Vec::new())));
+        assert_eq!(
+            split_frame(&mut buf, 10),
+            Split::TooLarge(Header { code: 3, len: 100 })
+        );
+        assert_eq!(split_frame(&mut buf, 10), Split::Incomplete { needed: 12 });
+        buf.extend_from_slice(b"r");
+        assert_eq!(
+            split_frame(&mut buf, 10),
+            Split::Frame(Frame::new(4, b"four".to_vec()))
+        );
+        assert_eq!(
+            split_frame(&mut buf, 10),
+            Split::Incomplete { needed: HEADER_LEN }
+        );
+        let mut out = Vec::new();
+        encode_into(&Frame::new(4, b"four".to_vec()), &mut out).unwrap();
+        assert_eq!(out, Frame::new(4, b"four".to_vec()).encode());
+    }
+
     proptest! {
+        // The server's splitter on random bytes: no panic, and a frame it
+        // takes re-encodes to the bytes it consumed.
+        #[test]
+        fn splitter_survives_random_bytes(buf in proptest::collection::vec(any::<u8>(), 0..256), max in 0u32..512) {
+            let mut b = BytesMut::from(&buf[..]);
+            let mut used = 0;
+            loop {
+                let before = b.len();
+                match split_frame(&mut b, max) {
+                    Split::Frame(f) => {
+                        prop_assert_eq!(&f.encode()[..], &buf[used..used + before - b.len()]);
+                    }
+                    Split::TooLarge(h) => prop_assert!(h.len > max),
+                    Split::Incomplete { needed } => {
+                        prop_assert!(needed > b.len());
+                        break;
+                    }
+                }
+                used += before - b.len();
+            }
+        }
+
         // The fuzz target of the frame decoder: random bytes never panic, and
         // whatever decodes re-encodes to the same prefix.
         #[test]

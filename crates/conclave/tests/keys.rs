@@ -346,7 +346,7 @@ fn signatures_verify_with_the_certificate_public_key() {
     ] {
         let site = Site::new(kind);
         // The signing pool and inline signing must give the same answers.
-        for (tag, extra) in [("pool", &[][..]), ("inline", &["--sign-inline"][..])] {
+        for (tag, extra) in [("pool", &["--sign-pool"][..]), ("inline", &[][..])] {
             let (_ks, ep) = site.keyserver_with("tcp://127.0.0.1:0", tag, extra);
             let client = KeyClient::with_credentials(ep, &site.creds(Role::Edge)).unwrap();
             let wrong = if kind == "rsa2048" {

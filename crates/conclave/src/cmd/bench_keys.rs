@@ -23,6 +23,15 @@ pub struct Args {
     /// Signing threads of the key server (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub server_threads: usize,
+    /// The binary started as the key server (default: this one); with
+    /// `--keyserver-arg`, lets one run compare key-server builds or modes
+    /// against the same client, alternately.
+    #[arg(long)]
+    pub keyserver_bin: Option<std::path::PathBuf>,
+    /// An extra argument for the key server (repeatable), e.g.
+    /// `--keyserver-arg=--sign-pool`.
+    #[arg(long, allow_hyphen_values = true)]
+    pub keyserver_arg: Vec<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -46,7 +55,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         keys: a.keys,
         remote_only: a.remote_only,
         server_threads: a.server_threads,
-        conclave: std::env::current_exe().context("locating the conclave binary")?,
+        conclave: match a.keyserver_bin {
+            Some(p) => p,
+            None => std::env::current_exe().context("locating the conclave binary")?,
+        },
+        server_args: a.keyserver_arg,
     };
     let rows = keys::run(&cfg, |r| {
         if !a.json {
