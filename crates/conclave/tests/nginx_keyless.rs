@@ -80,13 +80,21 @@ fn keyserver(dir: &Path, listen: &Listen) -> Proc {
     );
     match listen {
         Listen::Tcp(port) => wait_port(*port),
-        Listen::Unix(path) => assert!(
-            wait_until(Duration::from_secs(10), || {
-                std::os::unix::net::UnixStream::connect(path).is_ok()
-            }),
-            "key server not listening on {}",
-            path.display()
-        ),
+        Listen::Unix(path) => {
+            assert!(
+                wait_until(Duration::from_secs(10), || {
+                    std::os::unix::net::UnixStream::connect(path).is_ok()
+                }),
+                "key server not listening on {}",
+                path.display()
+            );
+            // NGINX's workers run as `nobody` here: connecting takes search
+            // permission on the directory and write permission on the socket.
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::Permissions::from_mode;
+            std::fs::set_permissions(dir, mode(0o755)).unwrap();
+            std::fs::set_permissions(path, mode(0o666)).unwrap();
+        }
     }
     p
 }
