@@ -40,8 +40,6 @@ pub enum Probe {
     Tcp(Vec<SocketAddr>),
     /// A FUSE file system is mounted at this directory (`conclave mount`).
     Mounted(PathBuf),
-    /// A connect succeeds on this UNIX socket.
-    Unix(PathBuf),
 }
 
 /// One process of a deployment.
@@ -505,21 +503,16 @@ pub fn site_key_grant(d: &Deployment) -> Option<KeyGrant> {
 /// the deployment's edge identity only (`edge@tenant:server`).
 fn keyserver(d: &Deployment, bin: &Path, listen: SocketAddr, dir: &Path) -> ProcessSpec {
     let kdir = part_dir(dir, Part::KeyServer);
-    let ep = keyserver_endpoint(d, listen, dir);
-    let probe = match &ep {
-        Endpoint::Unix(p) => Probe::Unix(p.clone()),
-        Endpoint::Tcp(_) => Probe::Tcp(vec![listen]),
-    };
     let settings = KeyServerSettings {
         grants: site_key_grant(d).into_iter().collect(),
-        ..KeyServerSettings::new(kdir.join("keys"), ep, kdir)
+        ..KeyServerSettings::new(kdir.join("keys"), endpoint(listen), kdir)
     };
     ProcessSpec {
         name: "keyserver".into(),
         class: ProcessClass::Keyserver,
         argv: conclave_argv(bin, settings.to_args()),
         log: dir.join("keyserver.log"),
-        probe,
+        probe: Probe::Tcp(vec![listen]),
         user: None,
         env: Vec::new(),
         setup: Vec::new(),
@@ -609,24 +602,6 @@ fn nginx_keyless(d: &Deployment) -> bool {
     d.edge.kind == EdgeKind::Nginx && layout::keyless(d)
 }
 
-/// Where the key server listens. For stock nginx, a UNIX socket in the key
-/// server's directory: nginx and the key server share the host, and an
-/// nginx worker waits out each signature (the provider's `digest_sign` is
-/// synchronous), so the loopback TCP stack's cost on both sides of every
-/// SIGN is pure overhead (docs/nginx.md, "Keyless"). mTLS is kept: the
-/// identity, not the socket's permissions, is what the key server checks.
-/// A run directory too deep for a socket path (108 bytes on Linux) keeps TCP.
-fn keyserver_endpoint(d: &Deployment, listen: SocketAddr, dir: &Path) -> Endpoint {
-    let sock = std::path::absolute(part_dir(dir, Part::KeyServer).join(KEYSERVER_SOCKET));
-    match sock {
-        Ok(p) if nginx_keyless(d) && p.as_os_str().len() < 108 => Endpoint::Unix(p),
-        _ => endpoint(listen),
-    }
-}
-
-/// The key server's socket name for stock nginx ([`keyserver_endpoint`]).
-const KEYSERVER_SOCKET: &str = "keyserver.sock";
-
 /// The key reference nginx's `ssl_certificate_key` names.
 pub fn nginx_keyref(dir: &Path) -> PathBuf {
     part_dir(dir, Part::Edge).join("site.keyref")
@@ -653,7 +628,7 @@ fn keyref_argv(d: &Deployment, bin: &Path, dir: &Path) -> Result<Vec<String>, Ev
         vec![
             "keyref".to_string(),
             "--server".into(),
-            keyserver_endpoint(d, k.listen, dir).to_string(),
+            endpoint(k.listen).to_string(),
             "--certs".into(),
             part_dir(dir, Part::Edge).display().to_string(),
             "--name".into(),
@@ -1015,7 +990,6 @@ mod tests {
         let e = edge(&d, bin, dir.path()).unwrap();
         let conf = std::fs::read_to_string(edir.join("nginx.conf")).unwrap();
         let keyref = edir.join("site.keyref").display().to_string();
-        let sock = std::path::absolute(dir.path().join("run/keyserver/keyserver.sock")).unwrap();
         assert!(
             conf.contains(&format!("proxy_cache_path {}/cache0 ", mnt.display())),
             "{conf}"
@@ -1032,7 +1006,7 @@ mod tests {
                 "/b/conclave",
                 "keyref",
                 "--server",
-                &format!("unix://{}", sock.display()),
+                "tcp://127.0.0.1:9000",
                 "--certs",
                 &edir.display().to_string(),
                 "--name",
@@ -1041,11 +1015,6 @@ mod tests {
                 &keyref,
             ])]
         );
-        // nginx's key server listens on a UNIX socket in its own directory.
-        let k = keyserver(&d, bin, "127.0.0.1:9000".parse().unwrap(), dir.path());
-        assert_eq!(k.probe, Probe::Unix(sock.clone()));
-        let at = k.argv.iter().position(|a| a == "--listen").unwrap();
-        assert_eq!(k.argv[at + 1], format!("unix://{}", sock.display()));
         let cnf = std::fs::read_to_string(format!("{keyref}.openssl.cnf")).unwrap();
         assert!(cnf.contains("module = /b/libconclave_openssl.so\n"), "{cnf}");
         // The grants the mount works under: the docroot read-only, the cache read-write.

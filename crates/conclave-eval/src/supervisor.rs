@@ -115,15 +115,6 @@ impl Supervisor {
                     )));
                 }
             }
-            Probe::Unix(path) => {
-                if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                    return Err(EvalError::Process(format!(
-                        "{} already answers before {} started (stop the server using it)",
-                        path.display(),
-                        spec.name
-                    )));
-                }
-            }
             Probe::Mounted(dir) => {
                 if fuse_mounted(dir) {
                     return Err(EvalError::Process(format!(
@@ -189,7 +180,6 @@ impl Supervisor {
                     .iter()
                     .all(|a| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok()),
                 Probe::Mounted(dir) => fuse_mounted(dir),
-                Probe::Unix(path) => std::os::unix::net::UnixStream::connect(path).is_ok(),
             };
             if ready {
                 return Ok(());
