@@ -1,22 +1,31 @@
 //! A key held by the key server, as the provider's key objects hold it: the
-//! reference, its public half (for OpenSSL's size and match queries) and a
-//! client of the key server that belongs to one process.
+//! reference, its public half (for OpenSSL's size and match queries) and the
+//! one connection to the key server of the process that signs with it.
 //!
-//! NGINX decodes its key in the master and signs in forked workers. A
-//! connection (a TLS session over a socket) must never be shared between
-//! processes: two writers would interleave records. So the client remembers
-//! the pid that made it; a process that finds another pid's client makes
-//! its own and leaves the inherited one alone (it is leaked, not dropped,
-//! so nothing of it runs in the child). Reconnecting after a key-server
-//! restart is the client pool's: a call that fails on a reused connection
-//! is retried once on a fresh one.
+//! NGINX decodes its key in the master and signs in forked workers, each a
+//! single-threaded event loop that waits out every signature (a provider's
+//! `digest_sign` is synchronous). So a worker needs exactly one connection,
+//! not a pool: one SIGN in flight at a time, one write and one read per
+//! signature, no lock contention, nothing allocated but the request and the
+//! reply. A connection (a TLS session over a socket) must never be shared
+//! between processes: two writers would interleave records. So the
+//! connection remembers the pid that opened it; a process that finds
+//! another pid's connection opens its own and leaves the inherited one
+//! alone (it is leaked, not dropped, so nothing of it runs in the child).
+//!
+//! The client options (the rustls configuration, whose session cache lets
+//! a reconnect resume its TLS 1.3 session) are built once, when the key is
+//! decoded. A SIGN that fails on a reused connection (the key server was
+//! restarted) is retried once on a fresh one, so a restart costs one
+//! reconnect and no failed handshake.
 
 use crate::error::ProviderError;
 use conclave_keys::keyref::KeyReference;
-use conclave_keys::{KeyAlgorithm, KeyClient};
-use conclave_rpc::Credentials;
+use conclave_keys::op::{self, sign::SignRequest};
+use conclave_keys::{KeyAlgorithm, KeyClient, KeysError};
+use conclave_rpc::{ClientOptions, Connection, Frame, RpcError};
 use rustls::SignatureScheme;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey;
 use x509_parser::x509::SubjectPublicKeyInfo;
@@ -77,8 +86,14 @@ pub struct RemoteKey {
     reference: KeyReference,
     algorithm: KeyAlgorithm,
     public: PublicParts,
-    creds: Credentials,
-    client: Mutex<Option<(u32, Arc<KeyClient>)>>,
+    opts: ClientOptions,
+    conn: Mutex<Option<ProcessConnection>>,
+}
+
+/// A connection and the process that opened it.
+struct ProcessConnection {
+    pid: u32,
+    conn: Connection,
 }
 
 impl std::fmt::Debug for RemoteKey {
@@ -102,17 +117,19 @@ impl RemoteKey {
             .algorithm()
             .map_err(|e| ProviderError::BadReference(e.to_string()))?;
         let public = PublicParts::from_spki(&reference.spki, algorithm)?;
-        let creds =
-            Credentials::from_dir(&reference.certs, reference.role).map_err(|e| ProviderError::Identity {
-                dir: reference.certs.display().to_string(),
-                reason: e.to_string(),
-            })?;
+        let identity = |reason: String| ProviderError::Identity {
+            dir: reference.certs.display().to_string(),
+            reason,
+        };
+        let creds = conclave_rpc::Credentials::from_dir(&reference.certs, reference.role)
+            .map_err(|e| identity(e.to_string()))?;
+        let opts = KeyClient::default_options(&creds).map_err(|e| identity(e.to_string()))?;
         Ok(RemoteKey {
             reference,
             algorithm,
             public,
-            creds,
-            client: Mutex::new(None),
+            opts,
+            conn: Mutex::new(None),
         })
     }
 
@@ -164,35 +181,40 @@ impl RemoteKey {
         }
     }
 
-    fn client(&self) -> Result<Arc<KeyClient>, ProviderError> {
-        let pid = std::process::id();
-        let mut slot = self.client.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((owner, c)) = slot.as_ref() {
-            if *owner == pid {
-                return Ok(c.clone());
-            }
-        }
-        if let Some(inherited) = slot.take() {
-            // Another process's connections: never use, never close them.
-            std::mem::forget(inherited);
-        }
-        let c = KeyClient::with_credentials(self.reference.server.clone(), &self.creds).map_err(|e| {
-            ProviderError::Identity {
-                dir: self.reference.certs.display().to_string(),
-                reason: e.to_string(),
-            }
-        })?;
-        let c = Arc::new(c);
-        *slot = Some((pid, c.clone()));
-        Ok(c)
-    }
-
     /// Signs the whole `message` under `scheme` at the key server.
     pub fn sign(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, ProviderError> {
-        let client = self.client()?;
-        client.sign(&self.reference.name, scheme, message).map_err(|e| {
-            ProviderError::from_sign(self.reference.server.to_string(), self.reference.name.clone(), e)
-        })
+        let request = SignRequest::encode(&self.reference.name, scheme, message);
+        let reply = self.call(&request).map_err(|e| self.error(e.into()))?;
+        let body = reply
+            .into_result()
+            .map_err(|status| self.error(KeysError::Refused { op: "SIGN", status }))?;
+        op::sign::decode_reply(&body).map_err(|_| self.error(KeysError::Malformed { op: "SIGN" }))
+    }
+
+    fn error(&self, e: KeysError) -> ProviderError {
+        ProviderError::from_sign(self.reference.server.to_string(), self.reference.name.clone(), e)
+    }
+
+    /// One SIGN round trip on this process's connection, opened on first
+    /// use and reopened once if a reused one fails.
+    fn call(&self, request: &[u8]) -> Result<Frame, RpcError> {
+        let pid = std::process::id();
+        let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_some_and(|c| c.pid != pid) {
+            // Another process's connection: never use, never close it.
+            std::mem::forget(slot.take());
+        }
+        if let Some(c) = slot.as_mut() {
+            match c.conn.call(op::SIGN, request) {
+                Ok(reply) => return Ok(reply),
+                // Stale (the key server restarted, or timed out): reconnect.
+                Err(_) => *slot = None,
+            }
+        }
+        let mut conn = Connection::connect(&self.reference.server, &self.opts)?;
+        let reply = conn.call(op::SIGN, request)?;
+        *slot = Some(ProcessConnection { pid, conn });
+        Ok(reply)
     }
 }
 

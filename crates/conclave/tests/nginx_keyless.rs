@@ -42,9 +42,25 @@ fn provider_so() -> PathBuf {
     })
 }
 
-/// A key server for the test's keys, its port fixed so it can be restarted.
-fn keyserver(dir: &Path, port: u16) -> Proc {
-    let listen = format!("tcp://127.0.0.1:{port}");
+/// Where the test's key server listens: a fixed TCP port or a UNIX socket,
+/// fixed so it can be restarted at the same address.
+#[derive(Clone)]
+enum Listen {
+    Tcp(u16),
+    Unix(PathBuf),
+}
+
+impl Listen {
+    fn endpoint(&self) -> String {
+        match self {
+            Listen::Tcp(port) => format!("tcp://127.0.0.1:{port}"),
+            Listen::Unix(p) => format!("unix://{}", p.display()),
+        }
+    }
+}
+
+/// A key server for the test's keys, answering when this returns.
+fn keyserver(dir: &Path, listen: &Listen) -> Proc {
     let (keys, ids) = (
         dir.join("keys").display().to_string(),
         dir.join("certs").display().to_string(),
@@ -52,9 +68,34 @@ fn keyserver(dir: &Path, port: u16) -> Proc {
     let p = start_logged(
         dir,
         "keyserver",
-        &["keyserver", "--keys", &keys, "--certs", &ids, "--listen", &listen],
+        &[
+            "keyserver",
+            "--keys",
+            &keys,
+            "--certs",
+            &ids,
+            "--listen",
+            &listen.endpoint(),
+        ],
     );
-    wait_port(port);
+    match listen {
+        Listen::Tcp(port) => wait_port(*port),
+        Listen::Unix(path) => {
+            assert!(
+                wait_until(Duration::from_secs(10), || {
+                    std::os::unix::net::UnixStream::connect(path).is_ok()
+                }),
+                "key server not listening on {}",
+                path.display()
+            );
+            // NGINX's workers run as `nobody` here: connecting takes search
+            // permission on the directory and write permission on the socket.
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::Permissions::from_mode;
+            std::fs::set_permissions(dir, mode(0o755)).unwrap();
+            std::fs::set_permissions(path, mode(0o666)).unwrap();
+        }
+    }
     p
 }
 
@@ -63,13 +104,18 @@ fn keyserver(dir: &Path, port: u16) -> Proc {
 /// server, and a key reference for each key.
 struct Setup {
     dir: tempfile::TempDir,
-    ks_port: u16,
+    ks: Listen,
     keyserver: Option<Proc>,
     ca: PathBuf,
 }
 
 impl Setup {
     fn new() -> Setup {
+        Self::listening(|_| Listen::Tcp(common::free_port()))
+    }
+
+    /// With the key server at `listen(test directory)`.
+    fn listening(listen: impl FnOnce(&Path) -> Listen) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         certs(&d.join("certs"), &[]);
@@ -84,13 +130,13 @@ impl Setup {
             // The only copy of the key: nginx's side of the test never sees it.
             std::fs::rename(&key, d.join("keys").join(format!("{stem}.key"))).unwrap();
         }
-        let ks_port = common::free_port();
-        let keyserver = Some(keyserver(d, ks_port));
+        let ks = listen(d);
+        let keyserver = Some(keyserver(d, &ks));
         for stem in ["rsa", "ec", "ec384"] {
             conclave_ok(&[
                 "keyref",
                 "--server",
-                &format!("tcp://127.0.0.1:{ks_port}"),
+                &ks.endpoint(),
                 "--certs",
                 &d.join("certs").display().to_string(),
                 "--name",
@@ -102,7 +148,7 @@ impl Setup {
         let ca = pki.ca();
         Setup {
             dir,
-            ks_port,
+            ks,
             keyserver,
             ca,
         }
@@ -188,6 +234,17 @@ fn assert_s_client_ok(ca: &Path, port: u16, extra: &[&str], expect: &[&str]) {
 
 /// nginx.conf: a server for the RSA key reference and one for the ECDSA one.
 fn nginx_conf(s: &Setup, rsa_port: u16, ec_port: u16) -> (PathBuf, Vec<(String, String)>) {
+    nginx_conf_with(s, rsa_port, ec_port, "")
+}
+
+/// [`nginx_conf`] with `listen_opts` added to both `listen`s (`reuseport`:
+/// the kernel spreads connections over both workers).
+fn nginx_conf_with(
+    s: &Setup,
+    rsa_port: u16,
+    ec_port: u16,
+    listen_opts: &str,
+) -> (PathBuf, Vec<(String, String)>) {
     let (rsa, ec) = (s.snippet("rsa"), s.snippet("ec"));
     let d = s.dir.path().display();
     let mut conf = format!(
@@ -200,7 +257,7 @@ fn nginx_conf(s: &Setup, rsa_port: u16, ec_port: u16) -> (PathBuf, Vec<(String, 
     }
     for (port, stem, k) in [(rsa_port, "rsa", &rsa), (ec_port, "ec", &ec)] {
         conf.push_str(&format!(
-            "    server {{\n        listen 127.0.0.1:{port} ssl;\n        server_name localhost;\n        \
+            "    server {{\n        listen 127.0.0.1:{port} ssl{listen_opts};\n        server_name localhost;\n        \
              ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_certificate {d}/site/{stem}.crt;\n        \
              ssl_certificate_key {};\n        location / {{ return 200 \"keyless ok\\n\"; }}\n    }}\n",
             k.ssl_certificate_key
@@ -336,20 +393,130 @@ fn stock_nginx_signs_through_the_key_server() {
     assert_eq!(workers.len(), 2, "nginx workers: {workers:?}");
     let log = std::fs::read_to_string(s.path("error.log")).unwrap();
     assert!(
-        log.contains("conclave")
-            && log.contains("key server unreachable")
-            && log.contains(&format!("127.0.0.1:{}", s.ks_port)),
+        log.contains("conclave") && log.contains("key server unreachable") && log.contains(&s.ks.endpoint()),
         "error log does not name the failure:\n{log}"
     );
     assert!(!log.contains("PRIVATE KEY"), "error log leaks key material");
 
     // Back on the same port: handshakes succeed again, on the same workers.
-    s.keyserver = Some(keyserver(s.dir.path(), s.ks_port));
+    s.keyserver = Some(keyserver(s.dir.path(), &s.ks));
     for tls in ["1.2", "1.3"] {
         assert_curl_ok(&s.ca, rsa_port, tls);
         assert_curl_ok(&s.ca, ec_port, tls);
     }
     assert_eq!(workers_of(master), workers);
+    drop(nginx);
+}
+
+/// Starts nginx (no strace) with `conf`; returns it and its master's pid.
+fn start_nginx(s: &Setup, conf: &Path, env: Vec<(String, String)>, ports: &[u16]) -> (Proc, i32) {
+    let mut cmd = Command::new("nginx");
+    cmd.arg("-p")
+        .arg(s.dir.path())
+        .arg("-c")
+        .arg(conf)
+        .args(["-e", &s.path("error.log").display().to_string()])
+        .envs(env)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(s.path("nginx.stderr")).unwrap());
+    let nginx = Proc::group(cmd.spawn().unwrap());
+    for p in ports {
+        wait_port(*p);
+    }
+    let pidfile = s.path("nginx.pid");
+    assert!(wait_until(Duration::from_secs(10), || pidfile.exists()));
+    let master = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    (nginx, master)
+}
+
+/// Established TCP connections to 127.0.0.1:`port`, counted by the pid
+/// holding their client end (`ss -tnp`).
+fn connections_to(port: u16) -> std::collections::BTreeMap<i32, usize> {
+    let out = Command::new("ss")
+        .args([
+            "-Htnp",
+            "state",
+            "established",
+            "dst",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .output()
+        .unwrap();
+    let mut by_pid = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        for part in line.split("pid=").skip(1) {
+            let pid: i32 = part.split(',').next().unwrap().parse().unwrap();
+            *by_pid.entry(pid).or_insert(0) += 1;
+        }
+    }
+    by_pid
+}
+
+#[test]
+fn each_nginx_worker_keeps_one_key_server_connection() {
+    for t in ["nginx", "curl", "pgrep", "ss"] {
+        needs(t);
+    }
+    let s = Setup::new();
+    let Listen::Tcp(ks_port) = s.ks else {
+        unreachable!()
+    };
+    let (rsa_port, ec_port) = (common::free_port(), common::free_port());
+    let (conf, env) = nginx_conf_with(&s, rsa_port, ec_port, " reuseport");
+    let (nginx, master) = start_nginx(&s, &conf, env, &[rsa_port, ec_port]);
+    // The master decoded the key references but never connects.
+    assert_eq!(connections_to(ks_port).get(&master), None);
+    // 24 handshakes, spread by the kernel over both workers (reuseport
+    // hashes each new connection: all on one worker has odds 2^-23).
+    for i in 0..24 {
+        assert_curl_ok(&s.ca, rsa_port, if i % 2 == 0 { "1.2" } else { "1.3" });
+    }
+    let mut workers = workers_of(master);
+    workers.retain(|w| alive(*w));
+    workers.sort();
+    assert_eq!(workers.len(), 2, "nginx workers: {workers:?}");
+    // One connection per worker, reused for all its signatures: the RSA
+    // key's (the ECDSA key signed nothing, so it has none).
+    let conns = connections_to(ks_port);
+    let expect: std::collections::BTreeMap<i32, usize> = workers.iter().map(|w| (*w, 1)).collect();
+    assert_eq!(
+        conns, expect,
+        "key-server connections by pid (workers {workers:?})"
+    );
+    drop(nginx);
+}
+
+#[test]
+fn nginx_signs_over_a_unix_socket_and_reconnects_after_a_restart() {
+    for t in ["nginx", "curl", "pgrep"] {
+        needs(t);
+    }
+    let mut s = Setup::listening(|d| Listen::Unix(d.join("keyserver.sock")));
+    let (rsa_port, ec_port) = (common::free_port(), common::free_port());
+    let (conf, env) = nginx_conf(&s, rsa_port, ec_port);
+    let (nginx, master) = start_nginx(&s, &conf, env, &[rsa_port, ec_port]);
+    for tls in ["1.2", "1.3"] {
+        assert_curl_ok(&s.ca, rsa_port, tls);
+        assert_curl_ok(&s.ca, ec_port, tls);
+    }
+    // Restarted at the same socket while the workers hold connections to
+    // the old process: the next signature finds its connection dead and
+    // reconnects, with no failed handshake.
+    drop(s.keyserver.take());
+    s.keyserver = Some(keyserver(s.dir.path(), &s.ks));
+    for tls in ["1.2", "1.3", "1.2", "1.3"] {
+        assert_curl_ok(&s.ca, rsa_port, tls);
+        assert_curl_ok(&s.ca, ec_port, tls);
+    }
+    // Down: handshakes fail with the cause logged; nginx stays up.
+    drop(s.keyserver.take());
+    assert_eq!(curl(&s.ca, rsa_port, "1.3").status.code(), Some(35));
+    assert!(alive(master), "nginx master died with the key server");
+    let log = std::fs::read_to_string(s.path("error.log")).unwrap();
+    assert!(
+        log.contains("key server unreachable") && log.contains(&s.ks.endpoint()),
+        "error log does not name the failure:\n{log}"
+    );
     drop(nginx);
 }
 
