@@ -469,9 +469,14 @@ fn spawn_keyserver(
     keys: &Path,
     certs: &Path,
 ) -> Result<Endpoint, BenchError> {
-    let mut threads = Vec::new();
+    let mut threads: Vec<String> = Vec::new();
     if cfg.server_threads != 0 {
-        threads = vec!["--threads".to_string(), cfg.server_threads.to_string()];
+        // A thread count only means something for the signing pool (the
+        // key server signs inline by default and refuses --threads alone).
+        if !cfg.server_args.iter().any(|a| a == "--sign-pool") {
+            threads.push("--sign-pool".to_string());
+        }
+        threads.extend(["--threads".to_string(), cfg.server_threads.to_string()]);
     }
     let mut child = Command::new(&cfg.conclave)
         .arg("keyserver")

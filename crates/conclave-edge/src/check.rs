@@ -180,7 +180,8 @@ impl Run<'_> {
             }
         }
         let provider = rustls::crypto::aws_lc_rs::default_provider();
-        let source = crate::worker::key_source(cert, cfg.keyserver_timeout);
+        // One probe signature: one connection.
+        let source = crate::worker::key_source(cert, cfg.keyserver_timeout, 1);
         match (source.certified_key(&provider), &cert.key) {
             (Ok(_), _) => {}
             (Err(KeyError::Tls(rustls::Error::InconsistentKeys(_))), KeyConfig::File(k)) => self.of(

@@ -113,6 +113,9 @@ pub struct KeyServerKey {
     /// More key servers holding the same key (`keyservers`): a failed call
     /// is retried once on the next, each attempt given half of `timeout`.
     pub fallbacks: Vec<conclave_rpc::Endpoint>,
+    /// Pipelined connections per key server that signatures share
+    /// ([`conclave_keys::client::sign_lanes`]).
+    pub lanes: usize,
 }
 
 impl KeyServerKey {
@@ -148,7 +151,7 @@ impl KeySource for KeyServerKey {
         let endpoints = std::iter::once(self.endpoint.clone())
             .chain(self.fallbacks.iter().cloned())
             .collect();
-        let servers = Arc::new(conclave_keys::KeyServers::new(endpoints, opts));
+        let servers = Arc::new(conclave_keys::KeyServers::pipelined(endpoints, opts, self.lanes));
         conclave_keys::remote::certified_key_from(chain, servers, &self.key_name)
             .map(crate::metrics::keyless::observe)
             .map_err(|e| remote(e.to_string()))

@@ -204,8 +204,9 @@ fn site_storage(
     })
 }
 
-/// The key source of one certificate of a site.
-pub fn key_source(tls: &CertConfig, timeout: std::time::Duration) -> Box<dyn KeySource> {
+/// The key source of one certificate of a site; a key-server key signs over
+/// `lanes` pipelined connections per key server.
+pub fn key_source(tls: &CertConfig, timeout: std::time::Duration, lanes: usize) -> Box<dyn KeySource> {
     match &tls.key {
         KeyConfig::File(k) => Box::new(KeyFile {
             certificate: tls.certificate.clone(),
@@ -223,6 +224,7 @@ pub fn key_source(tls: &CertConfig, timeout: std::time::Duration) -> Box<dyn Key
             certs: certs.clone(),
             timeout,
             fallbacks: fallbacks.clone(),
+            lanes,
         }),
     }
 }
@@ -319,7 +321,11 @@ async fn serve(
             .all_certificates()
             .into_iter()
             .map(|c| {
-                let k = key_source(&c, cfg.keyserver_timeout);
+                let k = key_source(
+                    &c,
+                    cfg.keyserver_timeout,
+                    conclave_keys::client::sign_lanes(cfg.workers),
+                );
                 (c, k)
             })
             .collect();

@@ -4,13 +4,15 @@
 //!
 //! Signatures may instead go over a few shared, pipelined connections
 //! ([`KeyClient::with_sign_lanes`], [`conclave_rpc::Pipeline`]): concurrent
-//! `SIGN` requests are written together and replies matched by order. It is
-//! not the default: against a key server that signs one connection's
-//! requests one after the other, replies still come one at a time, and
-//! handing each to its thread cost the edge ~20 µs more CPU per handshake
-//! than a connection per thread (docs/benchmarks.md, issue 20). It pays once
-//! the key server signs a connection's buffered requests together and
-//! writes their replies in one write.
+//! `SIGN` requests are written together and replies matched by order. The
+//! edge signs this way: the key server answers every request a connection
+//! has buffered before it reads again and writes their replies in one write,
+//! so a burst of handshakes costs one wake-up on each side instead of one
+//! per signature (measured: ~25–45 µs less edge CPU and ~10 µs less
+//! key-server CPU per keyless handshake, docs/benchmarks.md, issue 20).
+//! Against a key server that answered one request per wake-up it cost the
+//! edge ~20 µs more than a connection per thread, which is why the pool
+//! stays for every other call.
 
 use crate::algorithm::KeyAlgorithm;
 use crate::error::KeysError;
@@ -35,12 +37,16 @@ pub struct KeyInfo {
     pub schemes: Vec<SignatureScheme>,
 }
 
-/// Pipelined connections to sign over, for [`KeyClient::with_sign_lanes`]:
-/// the key server answers one connection's requests in order, so a client
-/// needs about as many connections as the key server has cores to keep them
-/// all signing. At least two, so one slow signature never holds up every other.
-pub fn default_sign_lanes() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4))
+/// Pipelined connections to sign over, per process, when `processes`
+/// processes (edge workers) of this host sign: the key server signs one
+/// connection's requests one after another on one of its cores, so all the
+/// processes together need about one connection per core to keep every core
+/// signing, and no more: fewer connections make bigger bursts, each costing
+/// one wake-up (measured on 2 cores: one lane per worker spent ~8 µs less
+/// edge CPU per handshake than two, at the same throughput).
+pub fn sign_lanes(processes: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.div_ceil(processes.max(1)).max(1)
 }
 
 /// A client of one key server.

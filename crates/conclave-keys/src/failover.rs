@@ -83,6 +83,21 @@ impl KeyServers {
         )
     }
 
+    /// [`KeyServers::new`] signing over `lanes` pipelined connections per
+    /// key server ([`KeyClient::with_sign_lanes`]); other calls use the pool.
+    pub fn pipelined(
+        endpoints: Vec<Endpoint>,
+        opts: conclave_rpc::ClientOptions,
+        lanes: usize,
+    ) -> KeyServers {
+        Self::from_clients(
+            endpoints
+                .into_iter()
+                .map(|e| Arc::new(KeyClient::with_sign_lanes(e, opts.clone(), lanes)))
+                .collect(),
+        )
+    }
+
     /// [`KeyServers::new`] presenting `creds`, with the keyless defaults of
     /// [`KeyClient::default_options`].
     pub fn with_credentials(endpoints: Vec<Endpoint>, creds: &Credentials) -> Result<KeyServers, KeysError> {

@@ -20,7 +20,8 @@ pub struct Args {
     /// Skip the in-process measurements.
     #[arg(long)]
     pub remote_only: bool,
-    /// Signing threads of the key server (0 = one per core).
+    /// Signing threads of the key server; non-zero runs it with its signing
+    /// pool (`--sign-pool`), 0 keeps its default (inline signing).
     #[arg(long, default_value_t = 0)]
     pub server_threads: usize,
     /// The binary started as the key server (default: this one); with
