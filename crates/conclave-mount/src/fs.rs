@@ -154,7 +154,20 @@ pub struct MountFs {
     next_fh: AtomicU64,
     ttl: Duration,
     ops: Arc<OpCounts>,
+    /// By FUSE inode number: files unlinked or renamed over through this
+    /// mount while open here, kept under a hidden name until their last
+    /// close (see [`HIDDEN_PREFIX`]).
+    hidden: Mutex<HashMap<u64, String>>,
+    next_hidden: AtomicU64,
 }
+
+/// Name prefix of an open file that was unlinked or renamed over. Readers
+/// read by path, so the file must keep a path while it is open: as libfuse
+/// does with `.fuse_hidden`, the mount renames it to
+/// `.conclave_hidden_INO_N` in the same directory and removes it at the last
+/// close, so an open file stays readable with its old bytes as POSIX says
+/// (NGINX's cache renames a new file over one another worker is reading).
+pub const HIDDEN_PREFIX: &str = ".conclave_hidden_";
 
 type Res<T> = Result<T, Errno>;
 
@@ -229,6 +242,8 @@ impl MountFs {
             next_fh: AtomicU64::new(1),
             ttl,
             ops: Arc::default(),
+            hidden: Mutex::new(HashMap::new()),
+            next_hidden: AtomicU64::new(1),
         }
     }
 
@@ -276,6 +291,78 @@ impl MountFs {
             .unwrap_or_else(|p| p.into_inner())
             .insert(fh, Arc::new(h));
         FileHandle(fh)
+    }
+
+    /// Whether a file handle of this mount has `ino` open.
+    fn is_open(&self, ino: u64) -> bool {
+        let h = self.handles.read().unwrap_or_else(|p| p.into_inner());
+        h.values().any(|handle| match handle.as_ref() {
+            Handle::Reader { ino: i, .. } | Handle::Writer { ino: i, .. } => *i == ino,
+            Handle::Dir { .. } => false,
+        })
+    }
+
+    /// If `path` names a file open here, renames it to a hidden name beside
+    /// it and returns its inode number: its readers keep reading its bytes,
+    /// and the last release removes it. Between this rename and the caller's
+    /// own operation, `path` is briefly absent (libfuse has the same window).
+    fn hide_if_open(&self, path: &str) -> Res<Option<u64>> {
+        let ino = {
+            let t = self.inodes.read().unwrap_or_else(|p| p.into_inner());
+            t.ino(path)
+        };
+        let Some(ino) = ino.filter(|&i| self.is_open(i)) else {
+            return Ok(None);
+        };
+        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+        let n = self.next_hidden.fetch_add(1, Ordering::Relaxed);
+        let hidden = join(
+            if dir.is_empty() { "/" } else { dir },
+            &format!("{HIDDEN_PREFIX}{ino:x}_{n}"),
+        );
+        self.client.rename(path, &hidden).map_err(err)?;
+        self.inodes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .rename(path, &hidden);
+        self.hidden
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(ino, hidden);
+        Ok(Some(ino))
+    }
+
+    /// Undoes [`MountFs::hide_if_open`] when the operation it made room for failed.
+    fn unhide(&self, ino: u64, path: &str) {
+        let Some(hidden) = self.hidden.lock().unwrap_or_else(|p| p.into_inner()).remove(&ino) else {
+            return;
+        };
+        if let Err(e) = self.client.rename(&hidden, path) {
+            tracing::warn!("putting {hidden} back as {path}: {e}");
+            return;
+        }
+        self.inodes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .rename(&hidden, path);
+    }
+
+    /// After a close: removes `ino`'s hidden name if it was the last open.
+    fn reap_hidden(&self, ino: u64) {
+        if self.is_open(ino) {
+            return;
+        }
+        let Some(hidden) = self.hidden.lock().unwrap_or_else(|p| p.into_inner()).remove(&ino) else {
+            return;
+        };
+        if let Err(e) = self.client.remove_file(&hidden) {
+            tracing::warn!("removing {hidden} after its last close: {e}");
+        }
+        self.inodes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove_path(&hidden);
+        self.changed(ino);
     }
 
     /// This mount changed `ino`: read-ahead kept by its readers is stale,
@@ -526,6 +613,9 @@ impl MountFs {
         let path = self.child(parent, name)?;
         if dir {
             self.client.remove_dir(&path).map_err(err)?;
+        } else if self.hide_if_open(&path)?.is_some() {
+            // Open here: removed at its last close.
+            return Ok(());
         } else {
             self.client.remove_file(&path).map_err(err)?;
         }
@@ -545,7 +635,13 @@ impl MountFs {
     fn do_rename(&self, parent: INodeNo, name: &OsStr, newparent: INodeNo, newname: &OsStr) -> Res<()> {
         let from = self.child(parent, name)?;
         let to = self.child(newparent, newname)?;
-        self.client.rename(&from, &to).map_err(err)?;
+        let hid = if from != to { self.hide_if_open(&to)? } else { None };
+        if let Err(e) = self.client.rename(&from, &to) {
+            if let Some(ino) = hid {
+                self.unhide(ino, &to);
+            }
+            return Err(err(e));
+        }
         let replaced = {
             let mut t = self.inodes.write().unwrap_or_else(|p| p.into_inner());
             let ino = t.ino(&to);
@@ -812,10 +908,14 @@ impl Filesystem for MountFs {
     ) {
         // Dropping a writer's File closes its server descriptor.
         count(&self.ops.release);
-        self.handles
+        let gone = self
+            .handles
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&fh.0);
+        if let Some(Handle::Reader { ino, .. } | Handle::Writer { ino, .. }) = gone.as_deref() {
+            self.reap_hidden(*ino);
+        }
         reply.ok()
     }
 

@@ -615,6 +615,72 @@ fn mount_keeps_pages_across_opens_yet_sees_every_change() {
     assert!(cached >= 3, "{cached} opens from the cache: {log}");
 }
 
+/// Names in `dir` that the mount uses for open files unlinked or renamed over.
+fn hidden_names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".conclave_hidden_"))
+        .collect()
+}
+
+/// POSIX keeps an open file readable after its name is unlinked or renamed
+/// over; NGINX relies on it when two workers fill the same cache key and each
+/// renames its file over the other's. The files are larger than the mount's
+/// read-ahead, so the later reads go to the file server.
+#[test]
+fn an_open_file_renamed_over_or_unlinked_keeps_its_bytes_until_closed() {
+    use std::io::Read;
+    let site = Site::new();
+    let (_fs, url) = site.fileserver(&["client:rw:/"]);
+    let mnt = site.p("mnt");
+    let mount = site.mount(&url, &mnt, &[]);
+    let dir = mnt.join("cache");
+    const LEN: usize = 300_000;
+    let (a, b) = (body(60, LEN), body(61, LEN));
+    std::fs::write(dir.join("a"), &a).unwrap();
+    std::fs::write(dir.join("b"), &b).unwrap();
+
+    // Renamed over while open.
+    let mut r = std::fs::File::open(dir.join("a")).unwrap();
+    let mut got = vec![0u8; 10];
+    r.read_exact(&mut got).unwrap();
+    std::fs::rename(dir.join("b"), dir.join("a")).unwrap();
+    assert_eq!(hidden_names(&dir).len(), 1, "the open file keeps a hidden name");
+    r.read_to_end(&mut got).unwrap();
+    assert!(got == a, "a reader lost its file to a rename over it");
+    assert!(
+        std::fs::read(dir.join("a")).unwrap() == b,
+        "the new file is not under the name"
+    );
+    assert!(!dir.join("b").exists());
+    drop(r);
+    assert!(
+        wait_until(Duration::from_secs(10), || hidden_names(&dir).is_empty()),
+        "the hidden file outlived its last close: {:?}",
+        hidden_names(&dir)
+    );
+
+    // Unlinked while open.
+    let mut r = std::fs::File::open(dir.join("a")).unwrap();
+    std::fs::remove_file(dir.join("a")).unwrap();
+    assert_eq!(errno(std::fs::metadata(dir.join("a"))), ENOENT);
+    let mut got = Vec::new();
+    r.read_to_end(&mut got).unwrap();
+    assert!(got == b, "a reader lost its file to an unlink");
+    drop(r);
+    assert!(
+        wait_until(Duration::from_secs(10), || hidden_names(&dir).is_empty()),
+        "the hidden file outlived its last close: {:?}",
+        hidden_names(&dir)
+    );
+    // Not open: removed at once, no hidden name.
+    std::fs::write(dir.join("c"), b"c").unwrap();
+    std::fs::remove_file(dir.join("c")).unwrap();
+    assert!(hidden_names(&dir).is_empty());
+    unmount(mount, &mnt);
+}
+
 #[test]
 fn mount_refuses_to_start_without_a_reachable_server() {
     let site = Site::new();
