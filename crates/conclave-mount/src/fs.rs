@@ -159,6 +159,12 @@ pub struct MountFs {
     /// close (see [`HIDDEN_PREFIX`]).
     hidden: Mutex<HashMap<u64, String>>,
     next_hidden: AtomicU64,
+    /// Opens hold it shared from their path check to their handle; unlink
+    /// and rename hold it exclusively. So a rename over a file either sees
+    /// an open that raced it (and hides the file) or comes before its path
+    /// check, never between: without it, an NGINX worker's `open` could
+    /// succeed and its `fstat` a moment later fail with ESTALE.
+    names: RwLock<()>,
 }
 
 /// Name prefix of an open file that was unlinked or renamed over. Readers
@@ -244,6 +250,7 @@ impl MountFs {
             ops: Arc::default(),
             hidden: Mutex::new(HashMap::new()),
             next_hidden: AtomicU64::new(1),
+            names: RwLock::new(()),
         }
     }
 
@@ -349,6 +356,16 @@ impl MountFs {
 
     /// After a close: removes `ino`'s hidden name if it was the last open.
     fn reap_hidden(&self, ino: u64) {
+        if !self
+            .hidden
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&ino)
+        {
+            return;
+        }
+        // Exclusive, so an open of the same file cannot slip in between.
+        let _names = self.names.write().unwrap_or_else(|p| p.into_inner());
         if self.is_open(ino) {
             return;
         }
@@ -475,6 +492,7 @@ impl MountFs {
     }
 
     fn do_open(&self, ino: INodeNo, flags: OpenFlags) -> Res<(FileHandle, FopenFlags)> {
+        let _names = self.names.read().unwrap_or_else(|p| p.into_inner());
         let acc = flags.acc_mode();
         if acc == OpenAccMode::O_RDONLY && flags.0 & libc::O_TRUNC == 0 {
             let now = Instant::now();
@@ -610,6 +628,7 @@ impl MountFs {
     }
 
     fn do_remove(&self, parent: INodeNo, name: &OsStr, dir: bool) -> Res<()> {
+        let _names = self.names.write().unwrap_or_else(|p| p.into_inner());
         let path = self.child(parent, name)?;
         if dir {
             self.client.remove_dir(&path).map_err(err)?;
@@ -633,6 +652,7 @@ impl MountFs {
     }
 
     fn do_rename(&self, parent: INodeNo, name: &OsStr, newparent: INodeNo, newname: &OsStr) -> Res<()> {
+        let _names = self.names.write().unwrap_or_else(|p| p.into_inner());
         let from = self.child(parent, name)?;
         let to = self.child(newparent, newname)?;
         let hid = if from != to { self.hide_if_open(&to)? } else { None };
