@@ -424,8 +424,14 @@ fn start_nginx(s: &Setup, conf: &Path, env: Vec<(String, String)>, ports: &[u16]
         wait_port(*p);
     }
     let pidfile = s.path("nginx.pid");
-    assert!(wait_until(Duration::from_secs(10), || pidfile.exists()));
-    let master = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    // nginx creates the file before it writes the pid: wait for a number.
+    let read_pid = || std::fs::read_to_string(&pidfile).ok()?.trim().parse::<i32>().ok();
+    assert!(
+        wait_until(Duration::from_secs(10), || read_pid().is_some()),
+        "nginx wrote no pid to {}",
+        pidfile.display()
+    );
+    let master = read_pid().unwrap();
     (nginx, master)
 }
 
