@@ -312,11 +312,7 @@ fn stock_nginx_signs_through_the_key_server() {
     let nginx = Proc::group(cmd.spawn().unwrap());
     wait_port(rsa_port);
     wait_port(ec_port);
-    let master: i32 = {
-        let pidfile = s.path("nginx.pid");
-        assert!(wait_until(Duration::from_secs(10), || pidfile.exists()));
-        std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap()
-    };
+    let master = master_pid(&s.path("nginx.pid"));
 
     // Handshakes: both TLS versions, both key types, PKCS#1 and PSS.
     for tls in ["1.2", "1.3"] {
@@ -423,16 +419,20 @@ fn start_nginx(s: &Setup, conf: &Path, env: Vec<(String, String)>, ports: &[u16]
     for p in ports {
         wait_port(*p);
     }
-    let pidfile = s.path("nginx.pid");
-    // nginx creates the file before it writes the pid: wait for a number.
-    let read_pid = || std::fs::read_to_string(&pidfile).ok()?.trim().parse::<i32>().ok();
+    let master = master_pid(&s.path("nginx.pid"));
+    (nginx, master)
+}
+
+/// The pid in nginx's pid file, once there is one: nginx creates the file
+/// before it writes the number.
+fn master_pid(pidfile: &Path) -> i32 {
+    let read_pid = || std::fs::read_to_string(pidfile).ok()?.trim().parse::<i32>().ok();
     assert!(
         wait_until(Duration::from_secs(10), || read_pid().is_some()),
         "nginx wrote no pid to {}",
         pidfile.display()
     );
-    let master = read_pid().unwrap();
-    (nginx, master)
+    read_pid().unwrap()
 }
 
 /// Established TCP connections to 127.0.0.1:`port`, counted by the pid
