@@ -2,65 +2,28 @@
 //! (Debian's, generated config, certificate from `conclave certs`) and must
 //! agree on request counts, failure counts, non-2xx counts and document length.
 
-use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::path::Path;
+use std::process::Command;
 
 mod common;
-use common::{conclave, free_port, on_path, stdout_ok as run_ok, wait_until, Proc};
+use common::{conclave, free_port, nginx, stdout_ok as run_ok, Proc};
 
-fn nginx_path() -> Option<PathBuf> {
-    ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-/// nginx, its whole process group (master and workers) killed on drop.
+/// nginx serving `conclave content` over TLS with conclave's site
+/// certificate, its whole process group (master and workers) killed on drop.
 fn start_nginx(dir: &Path, port: u16) -> Proc {
     let certs = dir.join("certs");
     let html = dir.join("html");
     common::certs(&certs, &[]);
     run_ok(conclave().arg("content").arg("--out").arg(&html));
-    let user = if run_ok(Command::new("id").arg("-u")).trim() == "0" {
-        "user root;"
-    } else {
-        ""
-    };
-    let d = dir.display();
     let conf = format!(
-        "{user}\ndaemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-         events {{ worker_connections 1024; }}\n\
-         http {{\n access_log off;\n client_body_temp_path {d}/tmp_body;\n proxy_temp_path {d}/tmp_proxy;\n\
-         fastcgi_temp_path {d}/tmp_fcgi;\n uwsgi_temp_path {d}/tmp_uwsgi;\n scgi_temp_path {d}/tmp_scgi;\n\
-         keepalive_timeout 65;\n\
+        "{preamble} keepalive_timeout 65;\n\
          server {{\n  listen 127.0.0.1:{port} ssl;\n  server_name localhost;\n\
          ssl_protocols TLSv1.2 TLSv1.3;\n  ssl_certificate {c}/site/server.crt;\n  ssl_certificate_key {c}/site/server.key;\n  root {h};\n }}\n}}\n",
+        preamble = nginx::preamble(dir, 1),
         c = certs.display(),
         h = html.display()
     );
-    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let child = Command::new(nginx_path().unwrap())
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .arg("-e")
-        .arg(dir.join("error.log"))
-        .stdin(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let g = Proc::group(child);
-    let up = || TcpStream::connect(("127.0.0.1", port)).is_ok();
-    assert!(
-        wait_until(Duration::from_secs(10), up),
-        "nginx did not start: {:?}",
-        std::fs::read_to_string(dir.join("error.log"))
-    );
-    g
+    nginx::start(dir, &conf, &[port])
 }
 
 /// The numbers both tools print, read from ab's text layout.
@@ -93,9 +56,7 @@ fn summary(text: &str) -> Summary {
 
 #[test]
 fn agrees_with_apachebench_on_counts_and_lengths() {
-    if !on_path("ab") || nginx_path().is_none() {
-        panic!("this test needs ApacheBench and nginx: apt-get install apache2-utils nginx");
-    }
+    nginx::require(&["ab"]);
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let _nginx = start_nginx(dir.path(), port);
@@ -135,9 +96,7 @@ fn agrees_with_apachebench_on_counts_and_lengths() {
 
 #[test]
 fn verifies_the_conclave_ca_and_counts_connect_failures() {
-    if nginx_path().is_none() {
-        panic!("this test needs nginx: apt-get install nginx");
-    }
+    nginx::require(&[]);
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let _nginx = start_nginx(dir.path(), port);

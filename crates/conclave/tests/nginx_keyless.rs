@@ -10,6 +10,7 @@ mod common;
 
 use common::pki::{KeyType, Pki};
 use common::{certs, conclave_ok, on_path, start_logged, wait_port, wait_until, Proc};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -308,10 +309,10 @@ fn stock_nginx_signs_through_the_key_server() {
         .args(["-e", &s.path("error.log").display().to_string()])
         .envs(env)
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(s.path("nginx.stderr")).unwrap());
-    let nginx = Proc::group(cmd.spawn().unwrap());
-    wait_port(rsa_port);
-    wait_port(ec_port);
+        .stderr(std::fs::File::create(s.path("nginx.stderr")).unwrap())
+        // strace leads the group nginx inherits, so a drop stops the workers too.
+        .process_group(0);
+    let nginx = common::nginx::started(cmd, s.dir.path(), &[rsa_port, ec_port]);
     let master = master_pid(&s.path("nginx.pid"));
 
     // Handshakes: both TLS versions, both key types, PKCS#1 and PSS.
@@ -406,19 +407,11 @@ fn stock_nginx_signs_through_the_key_server() {
 
 /// Starts nginx (no strace) with `conf`; returns it and its master's pid.
 fn start_nginx(s: &Setup, conf: &Path, env: Vec<(String, String)>, ports: &[u16]) -> (Proc, i32) {
-    let mut cmd = Command::new("nginx");
-    cmd.arg("-p")
-        .arg(s.dir.path())
-        .arg("-c")
-        .arg(conf)
-        .args(["-e", &s.path("error.log").display().to_string()])
-        .envs(env)
+    let mut cmd = common::nginx::command(s.dir.path(), conf);
+    cmd.envs(env)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(s.path("nginx.stderr")).unwrap());
-    let nginx = Proc::group(cmd.spawn().unwrap());
-    for p in ports {
-        wait_port(*p);
-    }
+    let nginx = common::nginx::started(cmd, s.dir.path(), ports);
     let master = master_pid(&s.path("nginx.pid"));
     (nginx, master)
 }

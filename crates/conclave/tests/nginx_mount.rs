@@ -9,7 +9,6 @@
 mod common;
 
 use common::{conclave, flip_bit, free_port, run_ok, signal, wait_exit, wait_port, wait_until, Proc};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -31,13 +30,6 @@ const SIZES: [(&str, usize); 5] = [
     ("300k", 300 * 1024),
     ("1m", 1024 * 1024),
 ];
-
-fn nginx_path() -> Option<PathBuf> {
-    ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
 
 /// Bytes that differ at every offset of a file and between files.
 fn body(seed: usize, len: usize) -> Vec<u8> {
@@ -217,44 +209,17 @@ fn errno<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
 /// nginx serving `root` and caching the origin at `cache`, its process
 /// group killed on drop.
 fn start_nginx(dir: &Path, port: u16, root: &Path, cache: &Path, origin: u16) -> Proc {
-    let d = s(dir);
     let conf = format!(
-        "user root;\ndaemon off;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-         events {{ worker_connections 1024; }}\n\
-         http {{\n access_log off;\n client_body_temp_path {d}/tmp_body;\n proxy_temp_path {d}/tmp_proxy;\n\
-         fastcgi_temp_path {d}/tmp_fcgi;\n uwsgi_temp_path {d}/tmp_uwsgi;\n scgi_temp_path {d}/tmp_scgi;\n\
-         sendfile on;\n\
+        "{preamble} sendfile on;\n\
          proxy_cache_path {c} levels=1:2 keys_zone=MOUNT:1m max_size=50m inactive=60m use_temp_path=off;\n\
          server {{\n  listen 127.0.0.1:{port};\n  root {r};\n\
            location /p/ {{\n   proxy_pass http://127.0.0.1:{origin}/;\n   proxy_cache MOUNT;\n\
             proxy_cache_valid 200 60m;\n   add_header X-Cache-Status $upstream_cache_status;\n  }}\n }}\n}}\n",
+        preamble = common::nginx::preamble(dir, 2),
         c = s(cache),
         r = s(root),
     );
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let child = Command::new(nginx_path().unwrap())
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .arg("-e")
-        .arg(dir.join("error.log"))
-        .stdin(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let g = Proc::group(child);
-    assert!(
-        wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
-            "127.0.0.1",
-            port
-        ))
-        .is_ok()),
-        "nginx did not start: {:?}",
-        std::fs::read_to_string(dir.join("error.log"))
-    );
-    g
+    common::nginx::start(dir, &conf, &[port])
 }
 
 /// `curl` of `url`: (status, headers, body).
@@ -295,9 +260,7 @@ fn is_cache_key_name(p: &Path) -> bool {
 
 #[test]
 fn nginx_serves_and_caches_through_a_mounted_vericrypt_image() {
-    if nginx_path().is_none() || !common::on_path("curl") || !common::on_path("debugfs") {
-        panic!("this test needs nginx, curl and debugfs: apt-get install nginx curl e2fsprogs");
-    }
+    common::nginx::require(&["curl", "debugfs"]);
     let site = Site::new();
     let mnt = site.p("mnt");
     let origin_port = free_port();
@@ -724,10 +687,7 @@ fn base_port() -> u16 {
 /// not run with a warning among the report's first lines.
 #[test]
 fn eval_runs_nginx_on_a_mounted_vericrypt_image() {
-    assert!(
-        nginx_path().is_some(),
-        "this test needs nginx: apt-get install nginx"
-    );
+    common::nginx::require(&[]);
     let dir = tempfile::tempdir().unwrap();
     let base = base_port();
     let out = conclave()
@@ -794,10 +754,7 @@ fn eval_runs_nginx_on_a_mounted_vericrypt_image() {
 /// mount behind.
 #[test]
 fn up_runs_stock_nginx_with_its_cache_on_a_mounted_image() {
-    assert!(
-        nginx_path().is_some(),
-        "this test needs nginx: apt-get install nginx"
-    );
+    common::nginx::require(&[]);
     let dir = tempfile::tempdir().unwrap();
     let base = base_port();
     let deploy = dir.path().join("deploy.toml");

@@ -5,6 +5,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod edge;
+pub mod nginx;
 pub mod pki;
 pub mod up;
 
