@@ -14,21 +14,9 @@ pub fn fast_opts() -> CreateOptions {
     }
 }
 
-/// A deterministic pseudo-random generator (xorshift64*), so sampled
-/// positions are the same on every run.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+/// The seeded generator every test shares (xorshift64*): sampled positions are
+/// the same on every run.
+pub use conclave_testkit::Rng;
 
 /// Writes a tree of files (small, multi-block, a 1 MiB file that needs
 /// indirect blocks, nested directories, an empty file) under `dir`.
@@ -36,7 +24,7 @@ pub fn make_tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files = Vec::new();
     let mut rng = Rng(42);
     let mut put = |rel: &str, len: usize| {
-        let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let data: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
         let p = dir.join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, &data).unwrap();
