@@ -157,7 +157,7 @@ pub struct MountFs {
     /// By FUSE inode number: files unlinked or renamed over through this
     /// mount while open here, kept under a hidden name until their last
     /// close (see [`HIDDEN_PREFIX`]).
-    hidden: Mutex<HashMap<u64, String>>,
+    hidden: Arc<Mutex<HashMap<u64, String>>>,
     next_hidden: AtomicU64,
     /// Opens hold it shared from their path check to their handle; unlink
     /// and rename hold it exclusively. So a rename over a file either sees
@@ -174,6 +174,36 @@ pub struct MountFs {
 /// close, so an open file stays readable with its old bytes as POSIX says
 /// (NGINX's cache renames a new file over one another worker is reading).
 pub const HIDDEN_PREFIX: &str = ".conclave_hidden_";
+
+/// The hidden names of a mount's open-but-removed files, held beyond the
+/// FUSE session: a mount that exits while programs still hold such files
+/// (SIGTERM with NGINX running: the unmount is then lazy, and every handle
+/// of the dead mount fails from then on) removes them, so no
+/// `.conclave_hidden_*` file is left in the image. Only a mount killed
+/// outright (SIGKILL) leaves them; NGINX's cache loader deletes names in its
+/// cache that are not cache keys, and `rm` removes them anywhere else.
+pub struct HiddenFiles {
+    client: Arc<FsClient>,
+    names: Arc<Mutex<HashMap<u64, String>>>,
+}
+
+impl HiddenFiles {
+    /// Removes every hidden file still recorded; returns how many were removed.
+    pub fn remove_all(&self) -> usize {
+        let names: Vec<String> = {
+            let mut m = self.names.lock().unwrap_or_else(|p| p.into_inner());
+            m.drain().map(|(_, n)| n).collect()
+        };
+        let mut removed = 0;
+        for name in names {
+            match self.client.remove_file(&name) {
+                Ok(()) => removed += 1,
+                Err(e) => tracing::warn!("removing {name} at exit: {e}"),
+            }
+        }
+        removed
+    }
+}
 
 type Res<T> = Result<T, Errno>;
 
@@ -248,9 +278,18 @@ impl MountFs {
             next_fh: AtomicU64::new(1),
             ttl,
             ops: Arc::default(),
-            hidden: Mutex::new(HashMap::new()),
+            hidden: Arc::default(),
             next_hidden: AtomicU64::new(1),
             names: RwLock::new(()),
+        }
+    }
+
+    /// The files kept under a hidden name (shared, so the process can remove
+    /// them when it exits with some still open, see [`HiddenFiles`]).
+    pub fn hidden_files(&self) -> HiddenFiles {
+        HiddenFiles {
+            client: Arc::clone(&self.client),
+            names: Arc::clone(&self.hidden),
         }
     }
 

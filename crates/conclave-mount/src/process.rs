@@ -97,6 +97,7 @@ pub fn run(s: &MountSettings) -> Result<(), MountError> {
     config.clone_fd = true;
     let fs = MountFs::new(client, s.attr_ttl.0);
     let ops = fs.op_counts();
+    let hidden = fs.hidden_files();
     let session = fuser::spawn_mount(fs, &s.mountpoint, &config).map_err(|source| MountError::Mount {
         mountpoint: s.mountpoint.clone(),
         source,
@@ -125,6 +126,7 @@ pub fn run(s: &MountSettings) -> Result<(), MountError> {
             Err(_) => {
                 // Unmounted from outside (`umount`, `fusermount3 -u`).
                 tracing::info!(mountpoint = %s.mountpoint.display(), "unmounted from outside");
+                remove_hidden(&hidden);
                 tracing::info!(%ops, "FUSE requests served");
                 return Ok(());
             }
@@ -143,6 +145,16 @@ pub fn run(s: &MountSettings) -> Result<(), MountError> {
             }
         }
     }
+    remove_hidden(&hidden);
     tracing::info!(%ops, "FUSE requests served");
     Ok(())
+}
+
+/// At exit: files this mount kept under a hidden name are unreadable from
+/// now on, whoever still holds them, so their names go.
+fn remove_hidden(hidden: &crate::fs::HiddenFiles) {
+    let n = hidden.remove_all();
+    if n > 0 {
+        tracing::info!(files = n, "removed the hidden names of files still open at exit");
+    }
 }

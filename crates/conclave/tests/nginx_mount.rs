@@ -641,6 +641,23 @@ fn an_open_file_renamed_over_or_unlinked_keeps_its_bytes_until_closed() {
     std::fs::write(dir.join("c"), b"c").unwrap();
     std::fs::remove_file(dir.join("c")).unwrap();
     assert!(hidden_names(&dir).is_empty());
+
+    // Stopped while a renamed-over file is still open: the unmount is lazy,
+    // the open file dies with the mount, and so does its hidden name.
+    std::fs::write(dir.join("d"), &a).unwrap();
+    std::fs::write(dir.join("e"), &b).unwrap();
+    let held = std::fs::File::open(dir.join("d")).unwrap();
+    std::fs::rename(dir.join("e"), dir.join("d")).unwrap();
+    assert_eq!(hidden_names(&dir).len(), 1);
+    unmount(mount, &mnt);
+    drop(held);
+    let mount = site.mount(&url, &mnt, &[]);
+    assert!(
+        hidden_names(&dir).is_empty(),
+        "a hidden name outlived its mount: {:?}",
+        hidden_names(&dir)
+    );
+    assert!(std::fs::read(dir.join("d")).unwrap() == b);
     unmount(mount, &mnt);
 }
 
