@@ -63,6 +63,12 @@ pub enum Transport {
     Tcp,
     /// A UNIX stream socket.
     Unix,
+    /// The floor, not an RPC: a blocking echo thread on a UNIX socketpair
+    /// answering the same bytes (8-byte header plus payload) with no runtime,
+    /// no framing code and no TLS. Two threads handing a message back and
+    /// forth cannot beat it on this machine (the two wake-ups and context
+    /// switches of a round trip), so the RPC cells read as a margin over it.
+    Socketpair,
 }
 
 /// Direction of the payload.
@@ -131,7 +137,9 @@ pub fn run(cfg: &RpcBenchConfig, mut progress: impl FnMut(&RpcResult)) -> Result
         for &tls in tls_modes {
             let ep = match transport {
                 Transport::Tcp => Endpoint::Tcp("127.0.0.1:0".into()),
-                Transport::Unix => Endpoint::Unix(sockdir.path().join(format!("bench-{tls}.sock"))),
+                Transport::Unix | Transport::Socketpair => {
+                    Endpoint::Unix(sockdir.path().join(format!("bench-{tls}.sock")))
+                }
             };
             let (server_tls, client) = match (&cfg.certs, tls) {
                 (Some(dir), true) => {
@@ -171,7 +179,67 @@ pub fn run(cfg: &RpcBenchConfig, mut progress: impl FnMut(&RpcResult)) -> Result
             let _ = rt.block_on(handle);
         }
     }
+    for &op in &[Op::Download, Op::Upload] {
+        for &size in &cfg.sizes {
+            let r = floor(op, size, cfg)?;
+            progress(&r);
+            out.push(r);
+        }
+    }
     Ok(out)
+}
+
+/// A [`Transport::Socketpair`] cell: the client writes the request (8-byte
+/// header, plus the payload for an upload) and reads the reply (8-byte
+/// header, plus the payload for a download) from a thread that echoes
+/// sizes, as the RPC server would, with plain blocking reads and writes.
+fn floor(op: Op, size: usize, cfg: &RpcBenchConfig) -> Result<RpcResult, BenchError> {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let (mut client, mut server) = UnixStream::pair().map_err(failed("socketpair"))?;
+    let (up, down) = match op {
+        Op::Download => (0, size),
+        Op::Upload => (size, 0),
+    };
+    let echo = std::thread::Builder::new()
+        .name("floor-echo".into())
+        .spawn(move || {
+            let mut req = vec![0u8; 8 + up];
+            let reply = vec![7u8; 8 + down];
+            while server.read_exact(&mut req).is_ok() {
+                if server.write_all(&reply).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(failed("echo thread"))?;
+    let req = vec![1u8; 8 + up];
+    let mut reply = vec![0u8; 8 + down];
+    let mut once = || -> Result<(), BenchError> {
+        client.write_all(&req).map_err(failed("socketpair write"))?;
+        client.read_exact(&mut reply).map_err(failed("socketpair read"))
+    };
+    for _ in 0..20 {
+        once()?;
+    }
+    let mut m = Meter::start();
+    while m.ops() < cfg.max_rpcs && m.elapsed() < cfg.duration {
+        m.time(size as u64, &mut once)?;
+    }
+    let r = m.finish();
+    drop(client);
+    let _ = echo.join();
+    Ok(RpcResult {
+        transport: Transport::Socketpair,
+        tls: false,
+        op,
+        payload: size,
+        rpcs: r.ops,
+        mean_us: r.mean_us(),
+        p50_us: r.p50_us(),
+        p99_us: r.p99_us(),
+        mb_per_s: r.mb_per_s(),
+    })
 }
 
 fn measure(
@@ -229,7 +297,7 @@ fn measure(
 /// Table heading, aligned with [`RpcResult::line`].
 pub fn header() -> String {
     format!(
-        "{:<5} {:<4} {:<9} {:>8} {:>8} {:>10} {:>10} {:>10} {:>10}",
+        "{:<10} {:<4} {:<9} {:>8} {:>8} {:>10} {:>10} {:>10} {:>10}",
         "net", "tls", "op", "bytes", "rpcs", "mean_us", "p50_us", "p99_us", "MB/s"
     )
 }
@@ -238,7 +306,7 @@ impl RpcResult {
     /// One table line.
     pub fn line(&self) -> String {
         format!(
-            "{:<5} {:<4} {:<9} {:>8} {:>8} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+            "{:<10} {:<4} {:<9} {:>8} {:>8} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
             format!("{:?}", self.transport).to_lowercase(),
             if self.tls { "tls" } else { "none" },
             format!("{:?}", self.op).to_lowercase(),
@@ -305,7 +373,17 @@ mod tests {
             certs: None,
         };
         let res = run(&cfg, |_| {}).unwrap();
-        assert_eq!(res.len(), 2 * 2 * 2, "unix/tcp × download/upload × 2 sizes");
+        assert_eq!(
+            res.len(),
+            3 * 2 * 2,
+            "unix/tcp/socketpair floor × download/upload × 2 sizes"
+        );
+        assert_eq!(
+            res.iter()
+                .filter(|r| r.transport == Transport::Socketpair)
+                .count(),
+            4
+        );
         for r in &res {
             assert!(r.rpcs > 0 && r.rpcs <= 50);
             assert!(r.mean_us > 0.0 && r.p99_us >= r.p50_us);
