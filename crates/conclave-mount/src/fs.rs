@@ -25,6 +25,7 @@ use fuser::{
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -320,8 +321,13 @@ impl MountFs {
         a
     }
 
+    /// The attributes of `path` itself: a symlink is reported as a symlink
+    /// (LSTAT), as FUSE expects; the kernel reads its target and resolves it,
+    /// one lookup at a time, as on any file system. (STAT would show the
+    /// target under the link's name: a dangling link would vanish from
+    /// lookups, and a link would share its target's inode number.)
     fn stat_path(&self, path: &str) -> Res<FileAttr> {
-        let md = self.client.metadata(path).map_err(err)?;
+        let md = self.client.symlink_metadata(path).map_err(err)?;
         Ok(self.remember(path, &md))
     }
 
@@ -666,6 +672,15 @@ impl MountFs {
         self.stat_path(&path)
     }
 
+    /// A symlink `name` in `parent` holding `target` as given (relative or
+    /// absolute; the file server resolves it inside the image).
+    fn do_symlink(&self, parent: INodeNo, name: &OsStr, target: &Path) -> Res<FileAttr> {
+        let path = self.child(parent, name)?;
+        let target = target.to_str().ok_or(Errno::EINVAL)?;
+        self.client.symlink(target, &path).map_err(err)?;
+        self.stat_path(&path)
+    }
+
     fn do_remove(&self, parent: INodeNo, name: &OsStr, dir: bool) -> Res<()> {
         let _names = self.names.write().unwrap_or_else(|p| p.into_inner());
         let path = self.child(parent, name)?;
@@ -821,6 +836,14 @@ impl Filesystem for MountFs {
     fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         count(&self.ops.other);
         match self.do_mkdir(parent, name, mode & !umask) {
+            Ok(a) => reply.entry(&self.ttl, &a, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn symlink(&self, _req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        count(&self.ops.other);
+        match self.do_symlink(parent, link_name, target) {
             Ok(a) => reply.entry(&self.ttl, &a, Generation(0)),
             Err(e) => reply.error(e),
         }

@@ -67,6 +67,14 @@ impl Site {
             std::fs::write(top.join(format!("html/{name}.bin")), body(i, *len)).unwrap();
         }
         std::fs::write(top.join("secret/s.txt"), b"not for this identity\n").unwrap();
+        std::fs::create_dir_all(top.join("links")).unwrap();
+        for (link, target) in [
+            ("to_1k", "../html/1k.bin"),
+            ("html", "../html"),
+            ("dangling", "nowhere"),
+        ] {
+            std::os::unix::fs::symlink(target, top.join("links").join(link)).unwrap();
+        }
         std::fs::create_dir_all(site.p("origin")).unwrap();
         for (i, (name, len)) in SIZES.iter().enumerate() {
             std::fs::write(site.p(&format!("origin/o{name}.bin")), body(100 + i, *len)).unwrap();
@@ -658,6 +666,51 @@ fn an_open_file_renamed_over_or_unlinked_keeps_its_bytes_until_closed() {
         hidden_names(&dir)
     );
     assert!(std::fs::read(dir.join("d")).unwrap() == b);
+    unmount(mount, &mnt);
+}
+
+/// Symlinks in the image show as symlinks (FUSE lookups are LSTATs): the
+/// kernel reads their targets and follows them, a dangling one is listed and
+/// can be read as a link, and new ones can be made through the mount.
+#[test]
+fn mount_shows_symlinks_as_links_and_follows_them() {
+    let site = Site::new();
+    let (_fs, url) = site.fileserver(&["client:rw:/"]);
+    let mnt = site.p("mnt");
+    let mount = site.mount(&url, &mnt, &[]);
+    let links = mnt.join("links");
+    for name in ["to_1k", "html", "dangling"] {
+        let md = std::fs::symlink_metadata(links.join(name)).unwrap();
+        assert!(md.file_type().is_symlink(), "{name} is not shown as a symlink");
+    }
+    assert_eq!(
+        std::fs::read_link(links.join("to_1k")).unwrap(),
+        PathBuf::from("../html/1k.bin")
+    );
+    assert!(std::fs::read(links.join("to_1k")).unwrap() == body(0, 1024));
+    assert!(std::fs::read(links.join("html/1k.bin")).unwrap() == body(0, 1024));
+    assert!(std::fs::metadata(links.join("html")).unwrap().is_dir());
+    assert_eq!(errno(std::fs::metadata(links.join("dangling"))), ENOENT);
+    let mut names: Vec<String> = std::fs::read_dir(&links)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["dangling", "html", "to_1k"]);
+
+    // Made through the mount: a relative link, read back and followed.
+    std::os::unix::fs::symlink("../html/10k.bin", mnt.join("cache/ten")).unwrap();
+    assert!(std::fs::symlink_metadata(mnt.join("cache/ten"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        std::fs::read_link(mnt.join("cache/ten")).unwrap(),
+        PathBuf::from("../html/10k.bin")
+    );
+    assert!(std::fs::read(mnt.join("cache/ten")).unwrap() == body(1, 10 * 1024));
+    std::fs::remove_file(mnt.join("cache/ten")).unwrap();
+    assert_eq!(errno(std::fs::symlink_metadata(mnt.join("cache/ten"))), ENOENT);
     unmount(mount, &mnt);
 }
 
