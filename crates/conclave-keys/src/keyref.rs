@@ -48,6 +48,9 @@ pub enum KeyRefError {
 pub struct KeyReference {
     /// The key server.
     pub server: Endpoint,
+    /// Further key servers holding the same key (`fallback` lines), tried in
+    /// order when the one before does not answer.
+    pub fallbacks: Vec<Endpoint>,
     /// The key's name on the key server.
     pub name: String,
     /// The identity directory (`root.crt`, `<role>.crt`, `<role>.key`).
@@ -66,6 +69,11 @@ fn field_err(field: &'static str, reason: impl Into<String>) -> KeyRefError {
 }
 
 impl KeyReference {
+    /// Every key server of the reference: `server`, then the fallbacks.
+    pub fn servers(&self) -> impl Iterator<Item = &Endpoint> {
+        std::iter::once(&self.server).chain(&self.fallbacks)
+    }
+
     /// The key's algorithm, from its public key.
     pub fn algorithm(&self) -> Result<KeyAlgorithm, crate::KeysError> {
         KeyAlgorithm::from_spki(&self.spki)
@@ -84,8 +92,9 @@ impl KeyReference {
             }
         }
         let b64 = base64::engine::general_purpose::STANDARD;
+        let fallbacks: String = self.fallbacks.iter().map(|e| format!("fallback {e}\n")).collect();
         let body = format!(
-            "{MAGIC}\nserver {}\nname {}\ncerts {}\nrole {}\nspki {}\n",
+            "{MAGIC}\nserver {}\n{fallbacks}name {}\ncerts {}\nrole {}\nspki {}\n",
             self.server,
             self.name,
             certs,
@@ -148,8 +157,17 @@ impl KeyReference {
             return Err(KeyRefError::Version);
         }
         let (mut server, mut name, mut certs, mut role, mut spki) = (None, None, None, None, None);
+        let mut fallbacks = Vec::new();
         for line in lines.filter(|l| !l.is_empty()) {
             let (k, v) = line.split_once(' ').unwrap_or((line, ""));
+            if k == "fallback" {
+                // The one field that may repeat: one line per key server, in order.
+                fallbacks.push(
+                    v.parse::<Endpoint>()
+                        .map_err(|e| field_err("fallback", e.to_string()))?,
+                );
+                continue;
+            }
             let slot = match k {
                 "server" => &mut server,
                 "name" => &mut name,
@@ -177,6 +195,7 @@ impl KeyReference {
         KeyAlgorithm::from_spki(&spki).map_err(|e| field_err("spki", e.to_string()))?;
         Ok(KeyReference {
             server,
+            fallbacks,
             name,
             certs: PathBuf::from(need(certs, "certs")?),
             role,
@@ -197,6 +216,7 @@ mod tests {
     fn sample() -> KeyReference {
         KeyReference {
             server: "tcp://127.0.0.1:9000".parse().unwrap(),
+            fallbacks: Vec::new(),
             name: "server".into(),
             certs: PathBuf::from("/etc/conclave/certs dir"),
             role: Role::Edge,
@@ -212,6 +232,45 @@ mod tests {
         assert!(KeyReference::looks_like(pem.as_bytes()));
         assert_eq!(KeyReference::from_pem(pem.as_bytes()).unwrap(), r);
         assert_eq!(r.algorithm().unwrap(), KeyAlgorithm::EcdsaP256);
+    }
+
+    #[test]
+    fn fallbacks_round_trip_in_order_and_a_reference_without_them_still_reads() {
+        let mut r = sample();
+        r.fallbacks = vec![
+            "unix:///run/conclave/ks2.sock".parse().unwrap(),
+            "tcp://127.0.0.1:9002".parse().unwrap(),
+        ];
+        let back = KeyReference::from_pem(r.to_pem().unwrap().as_bytes()).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(
+            back.servers().map(|e| e.to_string()).collect::<Vec<_>>(),
+            [
+                "tcp://127.0.0.1:9000",
+                "unix:///run/conclave/ks2.sock",
+                "tcp://127.0.0.1:9002"
+            ]
+        );
+        // What session 7's `conclave keyref` wrote: no fallback line.
+        let old = sample().to_pem().unwrap();
+        assert!(
+            !String::from_utf8(KeyReference::body_from_pem(old.as_bytes()).unwrap())
+                .unwrap()
+                .contains("fallback")
+        );
+        assert_eq!(KeyReference::from_pem(old.as_bytes()).unwrap().fallbacks, []);
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let bad = format!(
+            "{MAGIC}\nserver tcp://127.0.0.1:1\nfallback nowhere\nname n\ncerts /c\nrole edge\nspki {}\n",
+            b64.encode(spki())
+        );
+        assert!(matches!(
+            KeyReference::from_body(bad.as_bytes()),
+            Err(KeyRefError::Field {
+                field: "fallback",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -271,7 +330,7 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_fields_never_panic(lines in proptest::collection::vec("(server|name|certs|role|spki|x)( [ -~]{0,40})?", 0..8)) {
+        fn arbitrary_fields_never_panic(lines in proptest::collection::vec("(server|fallback|name|certs|role|spki|x)( [ -~]{0,40})?", 0..8)) {
             let body = format!("{MAGIC}\n{}", lines.join("\n"));
             let _ = KeyReference::from_body(body.as_bytes());
         }

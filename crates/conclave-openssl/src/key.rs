@@ -17,7 +17,10 @@
 //! a reconnect resume its TLS 1.3 session) are built once, when the key is
 //! decoded. A SIGN that fails on a reused connection (the key server was
 //! restarted) is retried once on a fresh one, so a restart costs one
-//! reconnect and no failed handshake.
+//! reconnect and no failed handshake. A reference may name fallback key
+//! servers: a SIGN that gets no answer (connect, TLS, timeout, broken
+//! stream; not a refusal) from one goes to the next, each tried once per
+//! SIGN, and the process keeps the connection that answered until it fails.
 
 use crate::error::ProviderError;
 use conclave_keys::keyref::KeyReference;
@@ -90,16 +93,18 @@ pub struct RemoteKey {
     conn: Mutex<Option<ProcessConnection>>,
 }
 
-/// A connection and the process that opened it.
+/// A connection, the process that opened it, and which of the reference's
+/// key servers ([`KeyReference::servers`]) it goes to.
 struct ProcessConnection {
     pid: u32,
     conn: Connection,
+    server: usize,
 }
 
 impl std::fmt::Debug for RemoteKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RemoteKey")
-            .field("server", &self.reference.server)
+            .field("servers", &self.reference.servers().collect::<Vec<_>>())
             .field("name", &self.reference.name)
             .field("algorithm", &self.algorithm)
             .finish_non_exhaustive()
@@ -184,37 +189,66 @@ impl RemoteKey {
     /// Signs the whole `message` under `scheme` at the key server.
     pub fn sign(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, ProviderError> {
         let request = SignRequest::encode(&self.reference.name, scheme, message);
-        let reply = self.call(&request).map_err(|e| self.error(e.into()))?;
+        let (reply, server) = self.call(&request).map_err(|e| {
+            // No key server answered: name every one tried.
+            let all: Vec<String> = self.reference.servers().map(|s| s.to_string()).collect();
+            self.error(all.join(", "), e.into())
+        })?;
+        let at = || self.server_name(server);
         let body = reply
             .into_result()
-            .map_err(|status| self.error(KeysError::Refused { op: "SIGN", status }))?;
-        op::sign::decode_reply(&body).map_err(|_| self.error(KeysError::Malformed { op: "SIGN" }))
+            .map_err(|status| self.error(at(), KeysError::Refused { op: "SIGN", status }))?;
+        op::sign::decode_reply(&body).map_err(|_| self.error(at(), KeysError::Malformed { op: "SIGN" }))
     }
 
-    fn error(&self, e: KeysError) -> ProviderError {
-        ProviderError::from_sign(self.reference.server.to_string(), self.reference.name.clone(), e)
+    fn server_name(&self, i: usize) -> String {
+        self.reference
+            .servers()
+            .nth(i)
+            .map_or_else(String::new, |s| s.to_string())
+    }
+
+    fn error(&self, endpoint: String, e: KeysError) -> ProviderError {
+        ProviderError::from_sign(endpoint, self.reference.name.clone(), e)
     }
 
     /// One SIGN round trip on this process's connection, opened on first
-    /// use and reopened once if a reused one fails.
-    fn call(&self, request: &[u8]) -> Result<Frame, RpcError> {
+    /// use; if a reused one fails, on a fresh connection to the same key
+    /// server, then to each other one in the reference's order. Returns the
+    /// reply and the index of the key server that gave it.
+    fn call(&self, request: &[u8]) -> Result<(Frame, usize), RpcError> {
         let pid = std::process::id();
         let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         if slot.as_ref().is_some_and(|c| c.pid != pid) {
             // Another process's connection: never use, never close it.
             std::mem::forget(slot.take());
         }
+        let mut first = 0;
         if let Some(c) = slot.as_mut() {
+            first = c.server;
             match c.conn.call(op::SIGN, request) {
-                Ok(reply) => return Ok(reply),
+                Ok(reply) => return Ok((reply, c.server)),
                 // Stale (the key server restarted, or timed out): reconnect.
                 Err(_) => *slot = None,
             }
         }
-        let mut conn = Connection::connect(&self.reference.server, &self.opts)?;
-        let reply = conn.call(op::SIGN, request)?;
-        *slot = Some(ProcessConnection { pid, conn });
-        Ok(reply)
+        let servers: Vec<&conclave_rpc::Endpoint> = self.reference.servers().collect();
+        let n = servers.len();
+        let mut k = first;
+        loop {
+            let attempt = Connection::connect(servers[k], &self.opts).and_then(|mut conn| {
+                let reply = conn.call(op::SIGN, request)?;
+                Ok((conn, reply))
+            });
+            match attempt {
+                Ok((conn, reply)) => {
+                    *slot = Some(ProcessConnection { pid, conn, server: k });
+                    return Ok((reply, k));
+                }
+                Err(e) if (k + 1) % n == first => return Err(e),
+                Err(_) => k = (k + 1) % n,
+            }
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 mod common;
 
 use common::pki::{KeyType, Pki};
-use common::{certs, conclave_ok, on_path, start_logged, wait_port, wait_until, Proc};
+use common::{certs, conclave, conclave_ok, on_path, start_logged, wait_port, wait_until, Proc};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -62,13 +62,18 @@ impl Listen {
 
 /// A key server for the test's keys, answering when this returns.
 fn keyserver(dir: &Path, listen: &Listen) -> Proc {
+    keyserver_of(dir, "keys", listen, "keyserver")
+}
+
+/// A key server for the keys in `dir/keys_dir`, logging to `dir/log.log`.
+fn keyserver_of(dir: &Path, keys_dir: &str, listen: &Listen, log: &str) -> Proc {
     let (keys, ids) = (
-        dir.join("keys").display().to_string(),
+        dir.join(keys_dir).display().to_string(),
         dir.join("certs").display().to_string(),
     );
     let p = start_logged(
         dir,
-        "keyserver",
+        log,
         &[
             "keyserver",
             "--keys",
@@ -515,6 +520,88 @@ fn nginx_signs_over_a_unix_socket_and_reconnects_after_a_restart() {
     assert!(
         log.contains("key server unreachable") && log.contains(&s.ks.endpoint()),
         "error log does not name the failure:\n{log}"
+    );
+    drop(nginx);
+}
+
+/// A key reference may name fallback key servers (`conclave keyref
+/// --fallback`): with the first one gone, NGINX's workers sign at the next
+/// with no failed handshake; with all gone, the error log names them all.
+/// `conclave keyref` refuses a fallback that holds another key by that name.
+#[test]
+fn nginx_fails_over_to_the_fallback_key_server_of_its_reference() {
+    for t in ["nginx", "curl"] {
+        needs(t);
+    }
+    let mut s = Setup::new();
+    let d = s.dir.path().to_path_buf();
+    let second_port = common::free_port();
+    let second = Listen::Tcp(second_port);
+    let mut ks2 = Some(keyserver_of(&d, "keys", &second, "keyserver2"));
+    let keyref = |stem: &str, fallback: &Listen| {
+        conclave()
+            .args(["keyref", "--server", &s.ks.endpoint(), "--fallback"])
+            .arg(fallback.endpoint())
+            .arg("--certs")
+            .arg(d.join("certs"))
+            .args(["--name", stem, "--out"])
+            .arg(d.join(format!("{stem}.keyref")))
+            .output()
+            .unwrap()
+    };
+    for stem in ["rsa", "ec"] {
+        let out = keyref(stem, &second);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    // A "fallback" holding another RSA key under the same name is refused.
+    let other = Pki::new(&d.join("other"));
+    let (_, key) = other.leaf("rsa", "localhost", &["localhost"], KeyType::Rsa);
+    std::fs::create_dir(d.join("keys_other")).unwrap();
+    std::fs::rename(&key, d.join("keys_other/rsa.key")).unwrap();
+    let third = Listen::Tcp(common::free_port());
+    let _ks3 = keyserver_of(&d, "keys_other", &third, "keyserver3");
+    let out = keyref("rsa", &third);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "fallback key server {} holds another key",
+            third.endpoint()
+        )),
+        "{err}"
+    );
+    assert!(
+        std::fs::read_to_string(d.join("rsa.keyref"))
+            .unwrap()
+            .starts_with("-----BEGIN"),
+        "the refused run must not replace the reference"
+    );
+
+    let (rsa_port, ec_port) = (common::free_port(), common::free_port());
+    let (conf, env) = nginx_conf(&s, rsa_port, ec_port);
+    let (nginx, master) = start_nginx(&s, &conf, env, &[rsa_port, ec_port]);
+    assert_curl_ok(&s.ca, rsa_port, "1.3");
+    assert!(
+        connections_to(second_port).is_empty(),
+        "the fallback is used only when needed"
+    );
+    // The first key server gone: every handshake still succeeds, at the second.
+    drop(s.keyserver.take());
+    for tls in ["1.2", "1.3", "1.2", "1.3"] {
+        assert_curl_ok(&s.ca, rsa_port, tls);
+        assert_curl_ok(&s.ca, ec_port, tls);
+    }
+    assert!(!connections_to(second_port).is_empty());
+    // Both gone: the handshake fails, NGINX stays up, the log names both.
+    drop(ks2.take());
+    assert_eq!(curl(&s.ca, rsa_port, "1.3").status.code(), Some(35));
+    assert!(alive(master), "nginx master died with the key servers");
+    let log = std::fs::read_to_string(s.path("error.log")).unwrap();
+    assert!(
+        log.contains("key server unreachable")
+            && log.contains(&format!("{}, {}", s.ks.endpoint(), second.endpoint())),
+        "error log does not name both key servers:\n{log}"
     );
     drop(nginx);
 }

@@ -21,6 +21,11 @@ pub struct Args {
     /// ROLE.crt, ROLE.key); stored as an absolute path.
     #[arg(long)]
     pub certs: PathBuf,
+    /// A further key server holding the same key, tried when the ones
+    /// before it do not answer (repeat for several, in order). Each is
+    /// asked for the key now, and must hold the same public key.
+    #[arg(long = "fallback", value_name = "ENDPOINT")]
+    pub fallbacks: Vec<Endpoint>,
     /// The key's name on the key server.
     #[arg(long)]
     pub name: String,
@@ -38,8 +43,20 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let creds = Credentials::from_dir(&certs, a.role)?;
     let client = KeyClient::with_credentials(a.server.clone(), &creds)?;
     let info = client.key_info(&a.name)?;
+    for fallback in &a.fallbacks {
+        let other = KeyClient::with_credentials(fallback.clone(), &creds)?
+            .key_info(&a.name)
+            .with_context(|| format!("fallback key server {fallback}"))?;
+        anyhow::ensure!(
+            other.spki == info.spki,
+            "fallback key server {fallback} holds another key named {:?} than {}: a fallback must hold the same key",
+            a.name,
+            a.server
+        );
+    }
     let reference = KeyReference {
         server: a.server,
+        fallbacks: a.fallbacks,
         name: a.name,
         certs,
         role: a.role,
@@ -47,12 +64,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     };
     let pem = reference.to_pem()?;
     std::fs::write(&a.out, pem).with_context(|| format!("writing {}", a.out.display()))?;
+    let servers: Vec<String> = reference.servers().map(|s| s.to_string()).collect();
     println!(
         "wrote key reference {} (key {:?}, {:?}, at {})",
         a.out.display(),
         reference.name,
         info.algorithm,
-        reference.server
+        servers.join(", then ")
     );
     Ok(())
 }
