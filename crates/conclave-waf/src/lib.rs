@@ -59,6 +59,9 @@ pub struct InterpStats {
     pub passed: u64,
     /// Rules skipped by their prefilter.
     pub skipped: u64,
+    /// Rules not run because their outcome was computed when the rules loaded (paranoia-level
+    /// gates, setup `SecAction`s and defaults; see docs/waf.md, "Partial evaluation").
+    pub folded: u64,
 }
 
 /// The interpreter's counters (see [`InterpStats`]).
@@ -350,6 +353,16 @@ impl Waf {
         match &self.compiled {
             Compiled::Sets(_) => 0,
             Compiled::Interp(p) => p.prefilters.covered(),
+        }
+    }
+
+    /// Interpreted rules whose outcome was computed at load (see [`InterpStats::folded`]) and
+    /// rules no request can reach (skipped on every path by folded rules); (0, 0) for the set
+    /// matcher.
+    pub fn folded_rule_count(&self) -> (usize, usize) {
+        match &self.compiled {
+            Compiled::Sets(_) => (0, 0),
+            Compiled::Interp(p) => (p.plan.folded, p.plan.unreachable),
         }
     }
 

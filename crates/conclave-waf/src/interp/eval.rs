@@ -5,6 +5,7 @@
 //! disruptive action).
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -16,9 +17,10 @@ use crate::request::{RequestView, Scratch};
 use crate::transform::Transform;
 use crate::{Engine, RequestContext};
 
+use super::plan::Step;
 use super::rule::{Ctl, Disruptive, Link, Rule, SetOp, SetVar};
 use super::vars::{Coll, Key, MultipartFlag, Target, Value, Var};
-use super::{Item, Program};
+use super::Program;
 
 /// How the rules ended a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,12 +109,14 @@ pub(crate) struct Transaction<'p, 'a> {
     evaluated: u64,
     skipped: u64,
     passed: u64,
+    folded: u64,
 }
 
 static STAT_REQUESTS: AtomicU64 = AtomicU64::new(0);
 static STAT_EVALUATED: AtomicU64 = AtomicU64::new(0);
 static STAT_PASSED: AtomicU64 = AtomicU64::new(0);
 static STAT_SKIPPED: AtomicU64 = AtomicU64::new(0);
+static STAT_FOLDED: AtomicU64 = AtomicU64::new(0);
 
 /// Process-wide counters since start (for benchmarks: rules run per request).
 pub(crate) fn stats() -> crate::InterpStats {
@@ -121,6 +125,7 @@ pub(crate) fn stats() -> crate::InterpStats {
         evaluated: STAT_EVALUATED.load(Ordering::Relaxed),
         passed: STAT_PASSED.load(Ordering::Relaxed),
         skipped: STAT_SKIPPED.load(Ordering::Relaxed),
+        folded: STAT_FOLDED.load(Ordering::Relaxed),
     }
 }
 
@@ -197,6 +202,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
             evaluated: 0,
             skipped: 0,
             passed: 0,
+            folded: 0,
         }
     }
 
@@ -207,6 +213,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
         STAT_EVALUATED.fetch_add(self.evaluated, Ordering::Relaxed);
         STAT_SKIPPED.fetch_add(self.skipped, Ordering::Relaxed);
         STAT_PASSED.fetch_add(self.passed, Ordering::Relaxed);
+        STAT_FOLDED.fetch_add(self.folded, Ordering::Relaxed);
         o
     }
 
@@ -286,12 +293,33 @@ impl<'p, 'a> Transaction<'p, 'a> {
 
     fn phase(&mut self, phase: u8) -> Option<Outcome> {
         let prog = self.prog;
-        let list = &prog.phases[phase as usize - 1];
+        let list = &prog.plan.steps[phase as usize - 1];
         let mut i = 0;
         while i < list.len() {
-            let Item::Rule(ri) = list[i] else {
-                i += 1;
-                continue;
+            let ri = match list[i] {
+                Step::Rule(ri) => ri,
+                Step::Fixed(f) => {
+                    // Rules folded at load (see `plan`): their effect, without running them.
+                    let f = &prog.plan.fixed[f as usize];
+                    let tx = &mut self.st.colls[Coll::Tx.index()];
+                    for (k, v) in &f.writes {
+                        match v {
+                            Some(v) => match tx.get_mut(k.as_str()) {
+                                Some(slot) => slot.clone_from(v),
+                                None => {
+                                    tx.insert(k.clone(), v.clone());
+                                }
+                            },
+                            None => {
+                                tx.remove(k.as_str());
+                            }
+                        }
+                    }
+                    self.matched_rules.extend_from_slice(&f.matched);
+                    self.folded += u64::from(f.rules);
+                    i = f.next;
+                    continue;
+                }
             };
             let r = &prog.rules[ri as usize];
             if self.is_removed(r) {
@@ -351,7 +379,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 Disruptive::Allow => return Some(Outcome::Pass),
             }
             i = if r.skip_after.is_some() || r.skip > 0 {
-                prog.skip_targets[ri as usize]
+                prog.plan.skip_next[ri as usize]
             } else {
                 i + 1
             };
@@ -585,6 +613,30 @@ impl<'p, 'a> Transaction<'p, 'a> {
             Ctl::Ignored => {}
         }
     }
+}
+
+/// Runs rule `ri` once on a transaction without a request whose `TX` is `tx`: whether it
+/// matched, and `TX` after it. For [`super::plan`], which passes only rules that read nothing
+/// but known `TX` members and rule constants (so the missing request cannot matter).
+pub(super) fn fold_rule(
+    prog: &Program,
+    ri: u32,
+    tx: &BTreeMap<String, Vec<u8>>,
+) -> (bool, BTreeMap<String, Vec<u8>>) {
+    let view = RequestView {
+        method: "GET",
+        uri: "/",
+        headers: &[],
+    };
+    let ctx = RequestContext::default();
+    let mut t = Transaction::new(prog, &view, &ctx);
+    t.st.colls[Coll::Tx.index()] = tx.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let matched = t.links(&prog.rules[ri as usize], 0);
+    let after = t.st.colls[Coll::Tx.index()]
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    (matched, after)
 }
 
 /// A value ready for the operator: borrowed, transformed here, or from the transformation cache.

@@ -1,0 +1,419 @@
+//! Partial evaluation at load: the rules whose outcome cannot depend on the request are run
+//! once, when the rule set loads, and replaced by their precomputed effect.
+//!
+//! The CRS spends most of its rules on its own configuration: 67 paranoia-level gates
+//! (`SecRule TX:EXECUTING_PARANOIA_LEVEL "@lt 2" "...,skipAfter:END-..."`), the `SecAction`s of
+//! `crs-setup.conf` and the `&TX:x "@eq 0" "setvar:tx.x=..."` defaults. They read only `TX`
+//! variables that, on every path a request can take to them, hold a value fixed by the
+//! configuration. A forward data-flow pass over each phase's list (jumps only go forward)
+//! tracks, per position, what `TX` holds on every path reaching it: a member is *known* (set to
+//! one value, or unset) or *dynamic* (some earlier rule that runs per request may have written
+//! it). A rule is folded when everything it reads is known and nothing it does depends on the
+//! request or could be undone by one:
+//!
+//! - every link reads only `TX:name` / `&TX:name` members that are known there (no exclusions,
+//!   no `multiMatch`), with an operator without macros, or is a `SecAction`;
+//! - every macro of its `setvar`s is `%{rule.*}` or a known `%{tx.name}`;
+//! - it has no `ctl` and does not interrupt (`pass`, or `block` under a `pass` default);
+//! - no `ctl:ruleRemove*` of a rule that can run before it selects it.
+//!
+//! Such a rule is run once at load (by the interpreter itself, on a transaction whose `TX` is the
+//! known state), and its effect — whether it matched, the `TX` members it set or removed, where
+//! it continues — replaces it. Rules a folded `skipAfter` jumps over on every path are gone.
+//! What a per-request rule may write becomes dynamic: its literal `setvar` keys, every key
+//! starting with the literal prefix of a key with macros, `TX:0`–`TX:9` after `capture`.
+//! Where two paths meet (a per-request rule with `skipAfter`), a member stays known only if it
+//! is the same on both. Phase 2 starts from what phase 1 ends with. The result is exact: a
+//! request reaching a folded step would have run the same rules on the same values.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::operator::{Arg, Operator};
+
+use super::rule::{Ctl, Disruptive, Link, Rule};
+use super::vars::{Coll, Key, Var};
+use super::{in_ranges, Item, Program};
+
+/// One step of a phase's evaluation plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// A rule that runs per request (its index in [`Program::rules`]).
+    Rule(u32),
+    /// Precomputed effect of consecutive folded rules (its index in [`Plan::fixed`]).
+    Fixed(u32),
+}
+
+/// The effect of one or more folded rules, applied in place of running them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Fixed {
+    /// Ids of the folded rules that matched (ModSecurity reports them as matched).
+    pub matched: Vec<u64>,
+    /// `TX` changes in order: set to a value, or removed (`None`).
+    pub writes: Vec<(String, Option<Vec<u8>>)>,
+    /// How many rules this step stands for.
+    pub rules: u32,
+    /// The step evaluation continues with.
+    pub next: usize,
+}
+
+/// What a request walks: per phase, steps with jumps resolved.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    /// Steps of phases 1 and 2.
+    pub steps: [Vec<Step>; 2],
+    pub fixed: Vec<Fixed>,
+    /// Per rule: the step after a match with `skipAfter`/`skip` (meaningful for per-request rules).
+    pub skip_next: Vec<usize>,
+    /// Rules folded at load (a rule reached on several paths counts once).
+    pub folded: usize,
+    /// Rules no request can reach (skipped on every path by folded rules).
+    pub unreachable: usize,
+}
+
+/// What `TX` holds on every path reaching a position.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct TxState {
+    /// Members set to a known value; members neither here nor dynamic are known unset.
+    values: BTreeMap<String, Vec<u8>>,
+    dynamic: BTreeSet<String>,
+    /// Every member whose name starts with one of these is dynamic.
+    prefixes: BTreeSet<String>,
+}
+
+/// A member's state at a position.
+#[derive(Debug, PartialEq)]
+enum Known<'a> {
+    Unset,
+    Set(&'a [u8]),
+    Dynamic,
+}
+
+impl TxState {
+    fn get(&self, k: &str) -> Known<'_> {
+        if self.dynamic.contains(k) || self.prefixes.iter().any(|p| k.starts_with(p.as_str())) {
+            return Known::Dynamic;
+        }
+        match self.values.get(k) {
+            Some(v) => Known::Set(v),
+            None => Known::Unset,
+        }
+    }
+
+    /// Marks what a `setvar` key as written (lowercase, maybe with macros) may name as dynamic.
+    fn write_dynamic(&mut self, key: &str) {
+        match key.find("%{") {
+            None => {
+                self.values.remove(key);
+                self.dynamic.insert(key.to_string());
+            }
+            Some(i) => {
+                let p = key[..i].to_ascii_lowercase();
+                self.values.retain(|k, _| !k.starts_with(p.as_str()));
+                self.prefixes.insert(p);
+            }
+        }
+    }
+
+    /// The state where two paths meet.
+    fn join(a: Option<TxState>, b: Option<TxState>) -> Option<TxState> {
+        let (mut a, b) = match (a, b) {
+            (None, x) | (x, None) => return x,
+            (Some(a), Some(b)) => (a, b),
+        };
+        if a == b {
+            return Some(a);
+        }
+        a.dynamic.extend(b.dynamic.iter().cloned());
+        a.prefixes.extend(b.prefixes.iter().cloned());
+        let keys: BTreeSet<String> = a.values.keys().chain(b.values.keys()).cloned().collect();
+        for k in keys {
+            if a.values.get(&k) != b.values.get(&k) {
+                a.values.remove(&k);
+                a.dynamic.insert(k);
+            }
+        }
+        let (dynamic, prefixes) = (a.dynamic.clone(), a.prefixes.clone());
+        a.values
+            .retain(|k, _| !dynamic.contains(k) && !prefixes.iter().any(|p| k.starts_with(p.as_str())));
+        Some(a)
+    }
+}
+
+/// Builds the plan of `prog` (its phase lists, skip targets and rules must be final).
+pub(crate) fn build(prog: &Program) -> Plan {
+    let mut plan = Plan {
+        skip_next: vec![0; prog.rules.len()],
+        ..Plan::default()
+    };
+    // `ctl:ruleRemove*` of per-request rules seen so far: the rules they select stay per-request.
+    let mut removers: Vec<&Ctl> = Vec::new();
+    let mut folded = BTreeSet::new();
+    let mut entry = Some(TxState::default());
+    for phase in 0..2 {
+        let list = &prog.phases[phase];
+        let n = list.len();
+        let mut pending: Vec<Option<TxState>> = vec![None; n + 1];
+        pending[0] = entry.take();
+        let mut fall: Option<TxState> = None;
+        // Per old position: the index of the first step emitted at or after it.
+        let mut new_index = vec![0usize; n + 1];
+        let mut steps = Vec::new();
+        // Per Fixed step emitted: its next as an old position.
+        let mut fixed_next_old = Vec::new();
+        let first_fixed = plan.fixed.len();
+        for i in 0..n {
+            let here = TxState::join(fall.take(), pending[i].take());
+            new_index[i] = steps.len();
+            let Some(st) = here else {
+                if matches!(list[i], Item::Rule(_)) {
+                    plan.unreachable += 1;
+                }
+                continue;
+            };
+            let ri = match &list[i] {
+                Item::Marker(_) => {
+                    fall = Some(st);
+                    continue;
+                }
+                Item::Rule(ri) => *ri,
+            };
+            let r = &prog.rules[ri as usize];
+            let target = prog.skip_targets[ri as usize];
+            let has_skip = r.skip_after.is_some() || r.skip > 0;
+            if foldable(prog, r, &st, &removers) {
+                let (matched, after) = super::eval::fold_rule(prog, ri, &st.values);
+                let mut writes = Vec::new();
+                for (k, v) in &after {
+                    if st.values.get(k) != Some(v) {
+                        writes.push((k.clone(), Some(v.clone())));
+                    }
+                }
+                for k in st.values.keys().filter(|k| !after.contains_key(*k)) {
+                    writes.push((k.clone(), None));
+                }
+                let mut out = st;
+                out.values = after;
+                let next = if matched && has_skip { target } else { i + 1 };
+                plan.fixed.push(Fixed {
+                    matched: if matched { vec![r.id] } else { Vec::new() },
+                    writes,
+                    rules: 1,
+                    next: 0,
+                });
+                fixed_next_old.push(next);
+                steps.push(Step::Fixed((plan.fixed.len() - 1) as u32));
+                folded.insert(ri);
+                if next == i + 1 {
+                    fall = Some(out);
+                } else {
+                    pending[next] = TxState::join(pending[next].take(), Some(out));
+                }
+            } else {
+                steps.push(Step::Rule(ri));
+                let mut out = st;
+                for l in &r.links {
+                    for sv in l.setvars.iter().filter(|sv| sv.coll == Coll::Tx) {
+                        out.write_dynamic(&sv.key);
+                    }
+                    if l.capture {
+                        for d in 0..10 {
+                            out.write_dynamic(&d.to_string());
+                        }
+                    }
+                    removers.extend(l.ctls.iter().filter(|c| {
+                        matches!(
+                            c,
+                            Ctl::RemoveById(_)
+                                | Ctl::RemoveByTag(_)
+                                | Ctl::RemoveByMsg(_)
+                                | Ctl::RemoveTargetById(..)
+                                | Ctl::RemoveTargetByTag(..)
+                                | Ctl::RemoveTargetByMsg(..)
+                        )
+                    }));
+                }
+                if has_skip {
+                    pending[target] = TxState::join(pending[target].take(), Some(out.clone()));
+                }
+                fall = Some(out);
+            }
+        }
+        new_index[n] = steps.len();
+        entry = TxState::join(fall, pending[n].take());
+        // Resolve jumps to step indexes.
+        for s in &steps {
+            if let Step::Rule(ri) = s {
+                plan.skip_next[*ri as usize] = new_index[prog.skip_targets[*ri as usize]];
+            }
+        }
+        for (k, next_old) in fixed_next_old.into_iter().enumerate() {
+            plan.fixed[first_fixed + k].next = new_index[next_old];
+        }
+        plan.steps[phase] = merge(steps, &mut plan.fixed, &mut plan.skip_next);
+    }
+    plan.folded = folded.len();
+    plan
+}
+
+/// Merges runs of `Fixed` steps that follow each other with no jump into their middle.
+fn merge(steps: Vec<Step>, fixed: &mut [Fixed], skip_next: &mut [usize]) -> Vec<Step> {
+    let n = steps.len();
+    let mut target = vec![false; n + 1];
+    for (j, s) in steps.iter().enumerate() {
+        let t = match s {
+            Step::Rule(ri) => skip_next[*ri as usize],
+            Step::Fixed(f) => fixed[*f as usize].next,
+        };
+        if t != j + 1 {
+            target[t] = true;
+        }
+    }
+    let mut out: Vec<Step> = Vec::new();
+    let mut map = vec![0usize; n + 1];
+    let mut open: Option<(usize, u32)> = None; // (old index of the last absorbed step, fixed id)
+    for (j, s) in steps.iter().enumerate() {
+        if let (Step::Fixed(f), Some((last, into))) = (s, open) {
+            let joinable = fixed[into as usize].next == j && last + 1 == j && !target[j];
+            if joinable {
+                let add = std::mem::take(&mut fixed[*f as usize]);
+                let m = &mut fixed[into as usize];
+                m.matched.extend(add.matched);
+                m.writes.extend(add.writes);
+                m.rules += add.rules;
+                m.next = add.next;
+                map[j] = out.len() - 1;
+                open = Some((j, into));
+                continue;
+            }
+        }
+        map[j] = out.len();
+        out.push(*s);
+        open = match s {
+            Step::Fixed(f) => Some((j, *f)),
+            Step::Rule(_) => None,
+        };
+    }
+    map[n] = out.len();
+    for s in &out {
+        match s {
+            Step::Rule(ri) => skip_next[*ri as usize] = map[skip_next[*ri as usize]],
+            Step::Fixed(f) => fixed[*f as usize].next = map[fixed[*f as usize].next],
+        }
+    }
+    out
+}
+
+/// Whether `r`'s outcome at a position with state `st` is fixed by the configuration.
+fn foldable(prog: &Program, r: &Rule, st: &TxState, removers: &[&Ctl]) -> bool {
+    let pass = match &r.disruptive {
+        Disruptive::Pass => true,
+        Disruptive::Block => prog.defaults[r.phase as usize - 1].disruptive == Disruptive::Pass,
+        _ => false,
+    };
+    pass && !removers.iter().any(|c| selects(c, r)) && r.links.iter().all(|l| link_foldable(l, st))
+}
+
+fn link_foldable(l: &Link, st: &TxState) -> bool {
+    if !l.ctls.is_empty() || !l.exclude.is_empty() || l.multi_match {
+        return false;
+    }
+    let op_fixed = match l.op.as_deref() {
+        None => true,
+        Some(Operator::Rx(rx)) => rx.fixed_pattern().is_some(),
+        Some(Operator::Num(_, a)) | Some(Operator::Str(_, a)) => matches!(a, Arg::Fixed(_)),
+        Some(_) => true,
+    };
+    let targets_known = l.targets.iter().all(|t| match (&t.var, &t.key) {
+        (Var::Collection(Coll::Tx), Key::Name(k)) => {
+            std::str::from_utf8(k).is_ok_and(|k| st.get(k) != Known::Dynamic)
+        }
+        _ => false,
+    });
+    let macros_known = l.setvars.iter().all(|sv| {
+        let value = match &sv.op {
+            super::rule::SetOp::Set(v) | super::rule::SetOp::Add(v) | super::rule::SetOp::Sub(v) => {
+                v.as_str()
+            }
+            super::rule::SetOp::Unset => "",
+        };
+        sv.coll == Coll::Tx && macros_known(&sv.key, st) && macros_known(value, st)
+    });
+    op_fixed && targets_known && macros_known
+}
+
+/// Whether every `%{...}` of `text` is `rule.*` or a known `tx.name`.
+fn macros_known(text: &str, st: &TxState) -> bool {
+    let mut rest = text;
+    while let Some(i) = rest.find("%{") {
+        let after = &rest[i + 2..];
+        let Some(end) = after.find('}') else { return true };
+        let name = after[..end].to_ascii_lowercase();
+        let ok = match name.split_once(['.', ':']) {
+            Some(("rule", _)) => true,
+            Some(("tx", k)) => st.get(k) != Known::Dynamic,
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+        rest = &after[end + 1..];
+    }
+    true
+}
+
+/// Whether a `ctl:ruleRemove*` selects rule `r`.
+fn selects(c: &Ctl, r: &Rule) -> bool {
+    match c {
+        Ctl::RemoveById(ids) | Ctl::RemoveTargetById(ids, _) => in_ranges(ids, r.id),
+        Ctl::RemoveByTag(t) | Ctl::RemoveTargetByTag(t, _) => r.tags.iter().any(|x| x == t),
+        Ctl::RemoveByMsg(m) | Ctl::RemoveTargetByMsg(m, _) => r.msg.as_deref() == Some(m.as_str()),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod dump {
+    #[test]
+    #[ignore]
+    fn dump_crs_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/crs/modsecurity.conf");
+        let main = dir.path().join("main.conf");
+        std::fs::write(&main, format!("Include {}\nSecRuleEngine On\nInclude /etc/modsecurity/crs/crs-setup.conf\nSecAction \"id:900000,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level=1\"\nInclude /usr/share/modsecurity-crs/rules/*.conf\n", rec.display())).unwrap();
+        let p = super::super::load(&main).unwrap();
+        for (ph, steps) in p.plan.steps.iter().enumerate() {
+            for (j, s) in steps.iter().enumerate() {
+                match s {
+                    super::Step::Rule(ri) => {
+                        let r = &p.rules[*ri as usize];
+                        let l = &r.links[0];
+                        println!(
+                            "{} {j} R {} pf={:?} n={} {:?} {:?} {:?}",
+                            ph + 1,
+                            r.id,
+                            p.prefilters.rule_group[*ri as usize],
+                            r.links.len(),
+                            l.targets
+                                .iter()
+                                .map(|t| format!("{}{:?}:{:?}", if t.count { "&" } else { "" }, t.var, t.key))
+                                .collect::<Vec<_>>(),
+                            l.op.as_deref()
+                                .map(|o| format!("{o:?}").chars().take(60).collect::<String>()),
+                            l.transforms
+                        );
+                    }
+                    super::Step::Fixed(f) => {
+                        let f = &p.plan.fixed[*f as usize];
+                        println!(
+                            "{} {j} F rules={} writes={} next={}",
+                            ph + 1,
+                            f.rules,
+                            f.writes.len(),
+                            f.next
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
