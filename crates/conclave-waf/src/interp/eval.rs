@@ -615,13 +615,14 @@ impl<'p, 'a> Transaction<'p, 'a> {
     }
 }
 
-/// Runs rule `ri` once on a transaction without a request whose `TX` is `tx`: whether it
-/// matched, and `TX` after it. For [`super::plan`], which passes only rules that read nothing
+/// Runs the first `links` links of rule `ri` once on a transaction without a request whose `TX`
+/// is `tx`: whether they all matched, and `TX` after them. For [`super::plan`], which passes only rules that read nothing
 /// but known `TX` members and rule constants (so the missing request cannot matter).
 pub(super) fn fold_rule(
     prog: &Program,
     ri: u32,
     tx: &BTreeMap<String, Vec<u8>>,
+    links: usize,
 ) -> (bool, BTreeMap<String, Vec<u8>>) {
     let view = RequestView {
         method: "GET",
@@ -631,7 +632,15 @@ pub(super) fn fold_rule(
     let ctx = RequestContext::default();
     let mut t = Transaction::new(prog, &view, &ctx);
     t.st.colls[Coll::Tx.index()] = tx.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let matched = t.links(&prog.rules[ri as usize], 0);
+    let r = &prog.rules[ri as usize];
+    // As `links`: in order, stopping at the first link that does not match.
+    let mut matched = true;
+    for l in &r.links[..links] {
+        if !t.link(r, l) {
+            matched = false;
+            break;
+        }
+    }
     let after = t.st.colls[Coll::Tx.index()]
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))

@@ -180,8 +180,7 @@ pub(crate) fn build(prog: &Program) -> Plan {
             let r = &prog.rules[ri as usize];
             let target = prog.skip_targets[ri as usize];
             let has_skip = r.skip_after.is_some() || r.skip > 0;
-            if foldable(prog, r, &st, &removers) {
-                let (matched, after) = super::eval::fold_rule(prog, ri, &st.values);
+            if let Some((matched, after)) = fold(prog, ri, &st, &removers) {
                 let mut writes = Vec::new();
                 for (k, v) in &after {
                     if st.values.get(k) != Some(v) {
@@ -303,24 +302,45 @@ fn merge(steps: Vec<Step>, fixed: &mut [Fixed], skip_next: &mut [usize]) -> Vec<
     out
 }
 
-/// Whether `r`'s outcome at a position with state `st` is fixed by the configuration.
-fn foldable(prog: &Program, r: &Rule, st: &TxState, removers: &[&Ctl]) -> bool {
+/// Runs rule `ri` at load when its outcome at a position with state `st` is fixed by the
+/// configuration: whether it matched and `TX` after it. Links run in order and stop at the
+/// first that does not match (as per request), so only the links up to that one must read known
+/// inputs; a rule that matches must also be without `ctl` and not interrupt.
+fn fold(
+    prog: &Program,
+    ri: u32,
+    st: &TxState,
+    removers: &[&Ctl],
+) -> Option<(bool, BTreeMap<String, Vec<u8>>)> {
+    let r = &prog.rules[ri as usize];
+    let known = r.links.iter().take_while(|l| inputs_known(l, st)).count();
+    if known == 0 || removers.iter().any(|c| selects(c, r)) {
+        return None;
+    }
+    let (matched, after) = super::eval::fold_rule(prog, ri, &st.values, known);
+    if !matched {
+        return Some((false, after));
+    }
     let pass = match &r.disruptive {
         Disruptive::Pass => true,
         Disruptive::Block => prog.defaults[r.phase as usize - 1].disruptive == Disruptive::Pass,
         _ => false,
     };
-    pass && !removers.iter().any(|c| selects(c, r)) && r.links.iter().all(|l| link_foldable(l, st))
+    (known == r.links.len() && pass && r.links.iter().all(|l| l.ctls.is_empty())).then_some((true, after))
 }
 
-fn link_foldable(l: &Link, st: &TxState) -> bool {
-    if !l.ctls.is_empty() || !l.exclude.is_empty() || l.multi_match {
+/// Whether a link reads only known `TX` members, macros of known members and constants.
+fn inputs_known(l: &Link, st: &TxState) -> bool {
+    if !l.exclude.is_empty() || l.multi_match {
         return false;
     }
-    let op_fixed = match l.op.as_deref() {
+    let op_known = match l.op.as_deref() {
         None => true,
         Some(Operator::Rx(rx)) => rx.fixed_pattern().is_some(),
-        Some(Operator::Num(_, a)) | Some(Operator::Str(_, a)) => matches!(a, Arg::Fixed(_)),
+        Some(Operator::Num(_, a)) | Some(Operator::Str(_, a)) => match a {
+            Arg::Fixed(_) => true,
+            Arg::Macro(m) => macros_known(m, st),
+        },
         Some(_) => true,
     };
     let targets_known = l.targets.iter().all(|t| match (&t.var, &t.key) {
@@ -329,16 +349,14 @@ fn link_foldable(l: &Link, st: &TxState) -> bool {
         }
         _ => false,
     });
-    let macros_known = l.setvars.iter().all(|sv| {
+    let setvars_known = l.setvars.iter().all(|sv| {
         let value = match &sv.op {
-            super::rule::SetOp::Set(v) | super::rule::SetOp::Add(v) | super::rule::SetOp::Sub(v) => {
-                v.as_str()
-            }
+            super::rule::SetOp::Set(v) | super::rule::SetOp::Add(v) | super::rule::SetOp::Sub(v) => v.as_str(),
             super::rule::SetOp::Unset => "",
         };
         sv.coll == Coll::Tx && macros_known(&sv.key, st) && macros_known(value, st)
     });
-    op_fixed && targets_known && macros_known
+    op_known && targets_known && setvars_known
 }
 
 /// Whether every `%{...}` of `text` is `rule.*` or a known `tx.name`.
