@@ -98,7 +98,8 @@ pub(crate) struct Transaction<'p, 'a> {
     st: State,
     /// Transformed request values by (address, length, chain id): the CRS runs the same chains
     /// over the same arguments in rule after rule.
-    tcache: FxHashMap<(usize, usize, u32), Rc<[u8]>>,
+    /// `None`: the chain leaves the value unchanged (most benign values), nothing copied.
+    tcache: FxHashMap<(usize, usize, u32), Option<Rc<[u8]>>>,
     /// Ids of the rules whose whole chain matched, in evaluation order.
     pub matched_rules: Vec<u64>,
     /// Per prefilter group: scanned for this request yet.
@@ -183,7 +184,11 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 start: Instant::now(),
             },
             st: State {
-                colls: Default::default(),
+                colls: {
+                    let mut c: [FxHashMap<String, Vec<u8>>; 6] = Default::default();
+                    c[Coll::Tx.index()].reserve(64);
+                    c
+                },
                 matched_var: None,
                 matched_vars: Vec::new(),
                 removed_ids: Vec::new(),
@@ -195,7 +200,9 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 body_access: prog.body.access,
                 force_body_var: false,
             },
-            tcache: FxHashMap::default(),
+            // Sized for the CRS (about 40 `TX` members, a few hundred transformed values): no
+            // rehash while the request runs.
+            tcache: FxHashMap::with_capacity_and_hasher(256, Default::default()),
             matched_rules: Vec::new(),
             pf_done: vec![false; prog.prefilters.groups.len()],
             pf_hit: vec![false; prog.rules.len()],
@@ -416,11 +423,14 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 Candidate::Cow(Cow::Borrowed(&v.value))
             } else if let Cow::Borrowed(b) = &v.value {
                 let key = (b.as_ptr() as usize, b.len(), link.chain);
-                let t = self
+                match self
                     .tcache
                     .entry(key)
-                    .or_insert_with(|| Rc::from(apply_all(&link.transforms, b).into_owned()));
-                Candidate::Shared(t.clone())
+                    .or_insert_with(|| transformed(&link.transforms, b))
+                {
+                    Some(t) => Candidate::Shared(t.clone()),
+                    None => Candidate::Cow(Cow::Borrowed(b)),
+                }
             } else {
                 Candidate::Cow(apply_all(&link.transforms, &v.value))
             };
@@ -491,12 +501,17 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 candidate(&self.req, &mut self.st, r, link, op, v, &v.value)
             } else if let Cow::Borrowed(b) = &v.value {
                 let key = (b.as_ptr() as usize, b.len(), link.chain);
-                let t = self
+                match self
                     .tcache
                     .entry(key)
-                    .or_insert_with(|| Rc::from(apply_all(&link.transforms, b).into_owned()))
-                    .clone();
-                candidate(&self.req, &mut self.st, r, link, op, v, &t)
+                    .or_insert_with(|| transformed(&link.transforms, b))
+                {
+                    Some(t) => {
+                        let t = t.clone();
+                        candidate(&self.req, &mut self.st, r, link, op, v, &t)
+                    }
+                    None => candidate(&self.req, &mut self.st, r, link, op, v, b),
+                }
             } else {
                 let t = apply_all(&link.transforms, &v.value);
                 candidate(&self.req, &mut self.st, r, link, op, v, &t)
@@ -760,6 +775,14 @@ fn to_int(b: &[u8]) -> i64 {
         .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && (c == '-' || c == '+'))))
         .map_or(s.len(), |(i, _)| i);
     s[..end].parse().unwrap_or(0)
+}
+
+/// A cache entry: the transformed value, or `None` when the chain changed nothing.
+fn transformed(ts: &[Transform], v: &[u8]) -> Option<Rc<[u8]>> {
+    match apply_all(ts, v) {
+        Cow::Borrowed(_) => None,
+        Cow::Owned(o) => Some(Rc::from(o)),
+    }
 }
 
 fn apply_all<'v>(ts: &[Transform], v: &'v [u8]) -> Cow<'v, [u8]> {

@@ -399,6 +399,27 @@ mod dump {
         let main = dir.path().join("main.conf");
         std::fs::write(&main, format!("Include {}\nSecRuleEngine On\nInclude /etc/modsecurity/crs/crs-setup.conf\nSecAction \"id:900000,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level=1\"\nInclude /usr/share/modsecurity-crs/rules/*.conf\n", rec.display())).unwrap();
         let p = super::super::load(&main).unwrap();
+        let mut pairs = 0;
+        let mut distinct = std::collections::BTreeSet::new();
+        let mut reached = std::collections::BTreeSet::new();
+        for (ph, steps) in p.plan.steps.iter().enumerate() {
+            for s in steps {
+                if let super::Step::Rule(ri) = s {
+                    if let Some(g) = p.prefilters.rule_group[*ri as usize] {
+                        reached.insert((ph, g));
+                    }
+                }
+            }
+        }
+        for (_, g) in &reached {
+            let grp = &p.prefilters.groups[*g as usize];
+            let l = &p.rules[grp.rep as usize].links[0];
+            for t in &l.targets {
+                pairs += 1;
+                distinct.insert((p.rules[grp.rep as usize].phase, format!("{t:?}"), l.chain));
+            }
+        }
+        println!("groups reached {} target-pairs {pairs} distinct (phase,target,chain) {}", reached.len(), distinct.len());
         for (ph, steps) in p.plan.steps.iter().enumerate() {
             for (j, s) in steps.iter().enumerate() {
                 match s {
