@@ -394,55 +394,52 @@ impl<'p, 'a> Transaction<'p, 'a> {
         None
     }
 
-    /// Whether rule `ri` may match: no prefilter, or one of its literals occurs in its
-    /// (transformed) values. `false` is exact: the rule's first link matches no value.
+    /// Whether rule `ri` may match: no prefilter, or one of its literals occurs in the
+    /// (transformed) values of one of its variables. `false` is exact: the rule's first link
+    /// matches no value.
     fn may_match(&mut self, ri: u32) -> bool {
-        let Some(g) = self.prog.prefilters.rule_group[ri as usize] else {
+        let groups = &self.prog.prefilters.rule_groups[ri as usize];
+        if groups.is_empty() {
             return true;
-        };
-        if !self.pf_done[g as usize] {
-            self.pf_done[g as usize] = true;
-            self.scan_group(g);
+        }
+        for &g in groups.iter() {
+            if self.pf_hit[ri as usize] {
+                break;
+            }
+            if !self.pf_done[g as usize] {
+                self.pf_done[g as usize] = true;
+                self.scan_group(g);
+            }
         }
         self.passed += u64::from(self.pf_hit[ri as usize]);
         self.pf_hit[ri as usize]
     }
 
-    /// Scans the values of group `g` (its variables through its chain, as [`Self::link`]
+    /// Scans the values of group `g` (its variable through its chain, as [`Self::link`]
     /// computes them, without exclusions: a superset) with the group's automaton.
     fn scan_group(&mut self, g: u32) {
         let grp = &self.prog.prefilters.groups[g as usize];
-        let link = &self.prog.rules[grp.rep as usize].links[0];
-        let mut values = Vec::new();
-        for t in &link.targets {
-            collect(&self.req, &self.st, t, &mut values);
-        }
-        let mut left = grp.members;
+        let mut values = Vec::with_capacity(16);
+        collect(&self.req, &self.st, &grp.target, &mut values);
         for v in &values {
-            let c = if link.transforms.is_empty() {
+            let c = if grp.transforms.is_empty() {
                 Candidate::Cow(Cow::Borrowed(&v.value))
             } else if let Cow::Borrowed(b) = &v.value {
-                let key = (b.as_ptr() as usize, b.len(), link.chain);
+                let key = (b.as_ptr() as usize, b.len(), grp.chain);
                 match self
                     .tcache
                     .entry(key)
-                    .or_insert_with(|| transformed(&link.transforms, b))
+                    .or_insert_with(|| transformed(&grp.transforms, b))
                 {
                     Some(t) => Candidate::Shared(t.clone()),
                     None => Candidate::Cow(Cow::Borrowed(b)),
                 }
             } else {
-                Candidate::Cow(apply_all(&link.transforms, &v.value))
+                Candidate::Cow(apply_all(&grp.transforms, &v.value))
             };
             for m in grp.ac.find_overlapping_iter(c.bytes()) {
                 for &ri in &grp.pattern_rules[m.pattern().as_usize()] {
-                    if !self.pf_hit[ri as usize] {
-                        self.pf_hit[ri as usize] = true;
-                        left -= 1;
-                        if left == 0 {
-                            return;
-                        }
-                    }
+                    self.pf_hit[ri as usize] = true;
                 }
             }
         }
@@ -474,7 +471,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
         if let Some(hit) = self.single_tx_link(r, link, op) {
             return hit;
         }
-        let mut values = Vec::new();
+        let mut values = Vec::with_capacity(16);
         for t in &link.targets {
             collect(&self.req, &self.st, t, &mut values);
         }
