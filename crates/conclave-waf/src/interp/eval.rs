@@ -660,6 +660,20 @@ pub(super) fn fold_rule(
     (matched, after)
 }
 
+/// `text` with its macros expanded as rule `ri` would expand them on a transaction whose `TX` is
+/// `tx` (for [`super::plan`], which passes only texts whose macros name known `TX` members).
+pub(super) fn expand_known(prog: &Program, ri: u32, tx: &BTreeMap<String, Vec<u8>>, text: &str) -> String {
+    let view = RequestView {
+        method: "GET",
+        uri: "/",
+        headers: &[],
+    };
+    let ctx = RequestContext::default();
+    let mut t = Transaction::new(prog, &view, &ctx);
+    t.st.colls[Coll::Tx.index()] = tx.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    expand(&t.req, &t.st, &prog.rules[ri as usize], text).into_owned()
+}
+
 /// A value ready for the operator: borrowed, transformed here, or from the transformation cache.
 enum Candidate<'v> {
     Cow(Cow<'v, [u8]>),

@@ -450,6 +450,11 @@ impl Loader {
         }
         self.p.prefilters = prefilter::Prefilters::build(&self.p);
         self.p.plan = plan::build(&self.p);
+        for (ri, k, op) in std::mem::take(&mut self.p.plan.specialized) {
+            let r = &mut self.p.rules[ri as usize];
+            r.links[k].op = Some(std::sync::Arc::new(op));
+            r.compute_observes_match();
+        }
         for (phase, n) in self.dropped.iter().enumerate().filter(|(_, n)| **n > 0) {
             self.p.notes.push(format!(
                 "{n} rule(s) of phase {phase} not run: {}",

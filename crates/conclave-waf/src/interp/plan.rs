@@ -68,6 +68,9 @@ pub(crate) struct Plan {
     pub folded: usize,
     /// Rules no request can reach (skipped on every path by folded rules).
     pub unreachable: usize,
+    /// Operators of per-request rules whose argument macros name only known `TX` members
+    /// there: (rule, link, the operator with the argument expanded), applied by the loader.
+    pub specialized: Vec<(u32, usize, Operator)>,
 }
 
 /// What `TX` holds on every path reaching a position.
@@ -210,7 +213,21 @@ pub(crate) fn build(prog: &Program) -> Plan {
             } else {
                 steps.push(Step::Rule(ri));
                 let mut out = st;
-                for l in &r.links {
+                for (k, l) in r.links.iter().enumerate() {
+                    // The link's own per-value `setvar`s run between its evaluations, so they
+                    // count as written before its operator expands.
+                    let mut at_link = out.clone();
+                    for sv in l.setvars.iter().filter(|sv| sv.coll == Coll::Tx) {
+                        at_link.write_dynamic(&sv.key);
+                    }
+                    if l.capture {
+                        for d in 0..10 {
+                            at_link.write_dynamic(&d.to_string());
+                        }
+                    }
+                    if let Some(op) = specialize(prog, ri, l, &at_link) {
+                        plan.specialized.push((ri, k, op));
+                    }
                     for sv in l.setvars.iter().filter(|sv| sv.coll == Coll::Tx) {
                         out.write_dynamic(&sv.key);
                     }
@@ -357,6 +374,40 @@ fn inputs_known(l: &Link, st: &TxState) -> bool {
         sv.coll == Coll::Tx && macros_known(&sv.key, st) && macros_known(value, st)
     });
     op_known && targets_known && setvars_known
+}
+
+/// The link's operator with its argument expanded, when every macro of the argument is a known
+/// `%{tx.name}` at the link (the same text every request would expand it to).
+fn specialize(prog: &Program, ri: u32, l: &Link, st: &TxState) -> Option<Operator> {
+    let text = match l.op.as_deref()? {
+        Operator::Num(_, Arg::Macro(m)) | Operator::Str(_, Arg::Macro(m)) => &**m,
+        Operator::Rx(rx) if rx.fixed_pattern().is_none() => rx.source(),
+        _ => return None,
+    };
+    let only_tx = {
+        let mut rest = text;
+        let mut ok = true;
+        while let Some(i) = rest.find("%{") {
+            let after = &rest[i + 2..];
+            let Some(end) = after.find('}') else { break };
+            ok &= matches!(after[..end].split_once(['.', ':']), Some((v, _)) if v.eq_ignore_ascii_case("tx"));
+            rest = &after[end + 1..];
+        }
+        ok
+    };
+    if !only_tx || !macros_known(text, st) {
+        return None;
+    }
+    let expanded = super::eval::expand_known(prog, ri, &st.values, text);
+    if expanded.contains("%{") {
+        return None;
+    }
+    Some(match l.op.as_deref()? {
+        Operator::Num(o, _) => Operator::Num(*o, Arg::Fixed(expanded.into_bytes().into())),
+        Operator::Str(o, _) => Operator::Str(*o, Arg::Fixed(expanded.into_bytes().into())),
+        // A pattern that does not compile never matches at run time: left as it is.
+        _ => Operator::Rx(crate::operator::Rx::new(&expanded).ok()?),
+    })
 }
 
 /// Whether every `%{...}` of `text` is `rule.*` or a known `tx.name`.
