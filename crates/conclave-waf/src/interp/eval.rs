@@ -54,7 +54,9 @@ struct ReqData<'a> {
     parsed: body::Parsed,
     processor: Option<Processor>,
     body_seen: bool,
-    unique_id: String,
+    /// This transaction's number; `UNIQUE_ID` is formatted from it when a rule reads it (the
+    /// CRS reads it only for sampling, off by default).
+    unique_n: u64,
     start: Instant,
 }
 
@@ -160,7 +162,6 @@ impl<'p, 'a> Transaction<'p, 'a> {
         }
         let request_line = format!("{} {} {}", view.method, view.uri, ctx.protocol).into_bytes();
         let n = UNIQUE.fetch_add(1, Ordering::Relaxed);
-        let unique_id = format!("{:x}{n:08x}", std::process::id());
         Transaction {
             prog,
             req: ReqData {
@@ -180,7 +181,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 parsed: body::Parsed::default(),
                 processor: None,
                 body_seen: false,
-                unique_id,
+                unique_n: n,
                 start: Instant::now(),
             },
             st: State {
@@ -726,8 +727,21 @@ fn after_match(
     captures: Vec<(usize, Vec<u8>)>,
 ) {
     if link.capture {
+        const NAMES: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+        let tx = &mut st.colls[Coll::Tx.index()];
         for (i, cap) in captures {
-            st.colls[Coll::Tx.index()].insert(i.to_string(), cap);
+            match NAMES.get(i) {
+                // `TX:0`..`TX:9` exist after the first capture: replace in place.
+                Some(name) => match tx.get_mut(*name) {
+                    Some(slot) => *slot = cap,
+                    None => {
+                        tx.insert((*name).to_string(), cap);
+                    }
+                },
+                None => {
+                    tx.insert(i.to_string(), cap);
+                }
+            }
         }
     }
     if r.observes_match {
@@ -1109,7 +1123,10 @@ fn collect<'r>(req: &'r ReqData<'_>, st: &State, t: &Target, out: &mut Vec<Value
         }
         Var::MultipartPartHeaders => pairs(out, &req.parsed.part_headers, false),
         Var::MultipartFilename | Var::MultipartName => {}
-        Var::UniqueId => scalar(out, Cow::Borrowed(req.unique_id.as_bytes())),
+        Var::UniqueId => scalar(
+            out,
+            Cow::Owned(format!("{:x}{:08x}", std::process::id(), req.unique_n).into_bytes()),
+        ),
         Var::Duration => scalar(out, num(req.start.elapsed().as_millis() as usize)),
         Var::Time | Var::TimeEpoch => {
             let s = std::time::SystemTime::now()
