@@ -60,9 +60,13 @@ struct ReqData<'a> {
     start: Instant,
 }
 
+/// Members of a collection. Values written by folded rules (`plan::Fixed`) are borrowed from
+/// the program: the CRS's ~40 setup values are not copied per request.
+type Members<'p> = FxHashMap<Cow<'p, str>, Cow<'p, [u8]>>;
+
 /// What rules changed during the request.
-struct State {
-    colls: [FxHashMap<String, Vec<u8>>; 6],
+struct State<'p> {
+    colls: [Members<'p>; 6],
     /// Shared with `matched_vars` (one copy per match, not two).
     matched_var: Option<(Rc<str>, Rc<[u8]>)>,
     matched_vars: Vec<(Rc<str>, Rc<[u8]>)>,
@@ -97,7 +101,7 @@ impl Selector {
 pub(crate) struct Transaction<'p, 'a> {
     prog: &'p Program,
     req: ReqData<'a>,
-    st: State,
+    st: State<'p>,
     /// Transformed request values by (address, length, chain id): the CRS runs the same chains
     /// over the same arguments in rule after rule.
     /// `None`: the chain leaves the value unchanged (most benign values), nothing copied.
@@ -186,7 +190,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
             },
             st: State {
                 colls: {
-                    let mut c: [FxHashMap<String, Vec<u8>>; 6] = Default::default();
+                    let mut c: [Members<'p>; 6] = Default::default();
                     c[Coll::Tx.index()].reserve(64);
                     c
                 },
@@ -245,7 +249,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
     pub(crate) fn tx_all(&self) -> Vec<(String, String)> {
         let mut v: Vec<_> = self.st.colls[Coll::Tx.index()]
             .iter()
-            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned()))
             .collect();
         v.sort();
         v
@@ -313,9 +317,9 @@ impl<'p, 'a> Transaction<'p, 'a> {
                     for (k, v) in &f.writes {
                         match v {
                             Some(v) => match tx.get_mut(k.as_str()) {
-                                Some(slot) => slot.clone_from(v),
+                                Some(slot) => *slot = Cow::Borrowed(v),
                                 None => {
-                                    tx.insert(k.clone(), v.clone());
+                                    tx.insert(Cow::Borrowed(k), Cow::Borrowed(v));
                                 }
                             },
                             None => {
@@ -644,7 +648,10 @@ pub(super) fn fold_rule(
     };
     let ctx = RequestContext::default();
     let mut t = Transaction::new(prog, &view, &ctx);
-    t.st.colls[Coll::Tx.index()] = tx.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    t.st.colls[Coll::Tx.index()] = tx
+        .iter()
+        .map(|(k, v)| (Cow::Owned(k.clone()), Cow::Owned(v.clone())))
+        .collect();
     let r = &prog.rules[ri as usize];
     // As `links`: in order, stopping at the first link that does not match.
     let mut matched = true;
@@ -656,7 +663,7 @@ pub(super) fn fold_rule(
     }
     let after = t.st.colls[Coll::Tx.index()]
         .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .map(|(k, v)| (k.to_string(), v.to_vec()))
         .collect();
     (matched, after)
 }
@@ -671,7 +678,10 @@ pub(super) fn expand_known(prog: &Program, ri: u32, tx: &BTreeMap<String, Vec<u8
     };
     let ctx = RequestContext::default();
     let mut t = Transaction::new(prog, &view, &ctx);
-    t.st.colls[Coll::Tx.index()] = tx.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    t.st.colls[Coll::Tx.index()] = tx
+        .iter()
+        .map(|(k, v)| (Cow::Owned(k.clone()), Cow::Owned(v.clone())))
+        .collect();
     expand(&t.req, &t.st, &prog.rules[ri as usize], text).into_owned()
 }
 
@@ -693,7 +703,7 @@ impl Candidate<'_> {
 /// Evaluates `op` on candidate `c` of value `v`; on a hit runs the per-match actions.
 fn candidate(
     req: &ReqData<'_>,
-    st: &mut State,
+    st: &mut State<'_>,
     r: &Rule,
     link: &Link,
     op: &Operator,
@@ -719,7 +729,7 @@ fn candidate(
 /// link's `setvar`s.
 fn after_match(
     req: &ReqData<'_>,
-    st: &mut State,
+    st: &mut State<'_>,
     r: &Rule,
     link: &Link,
     v: &Value<'_>,
@@ -733,13 +743,13 @@ fn after_match(
             match NAMES.get(i) {
                 // `TX:0`..`TX:9` exist after the first capture: replace in place.
                 Some(name) => match tx.get_mut(*name) {
-                    Some(slot) => *slot = cap,
+                    Some(slot) => *slot = Cow::Owned(cap),
                     None => {
-                        tx.insert((*name).to_string(), cap);
+                        tx.insert(Cow::Borrowed(*name), Cow::Owned(cap));
                     }
                 },
                 None => {
-                    tx.insert(i.to_string(), cap);
+                    tx.insert(Cow::Owned(i.to_string()), Cow::Owned(cap));
                 }
             }
         }
@@ -756,7 +766,7 @@ fn after_match(
 }
 
 /// Runs one `setvar` (macros expanded before the collection changes).
-fn setvar(req: &ReqData<'_>, st: &mut State, r: &Rule, sv: &SetVar) {
+fn setvar(req: &ReqData<'_>, st: &mut State<'_>, r: &Rule, sv: &SetVar) {
     let key = expand(req, st, r, &sv.key);
     // Keys are stored lowercase; most are written so and hold no macro (no copy then).
     let key = if key.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -783,9 +793,9 @@ fn setvar(req: &ReqData<'_>, st: &mut State, r: &Rule, sv: &SetVar) {
         }
     };
     match st.colls[ci].get_mut(&*key) {
-        Some(slot) => *slot = new,
+        Some(slot) => *slot = Cow::Owned(new),
         None => {
-            st.colls[ci].insert(key.into_owned(), new);
+            st.colls[ci].insert(Cow::Owned(key.into_owned()), Cow::Owned(new));
         }
     }
 }
@@ -838,7 +848,7 @@ fn parse_cookies(v: &[u8], out: &mut Vec<Pair>) {
 /// The operator's view of the transaction: macro expansion, captures.
 struct Ctx<'x, 'a> {
     req: &'x ReqData<'a>,
-    st: &'x State,
+    st: &'x State<'x>,
     rule: &'x Rule,
     capture: bool,
     captures: Vec<(usize, Vec<u8>)>,
@@ -858,7 +868,7 @@ impl OpContext for Ctx<'_, '_> {
 }
 
 /// Expands `%{VAR}`, `%{VAR.key}` and `%{rule.id}`-style macros (unknown ones expand to nothing).
-fn expand<'t>(req: &ReqData<'_>, st: &State, r: &Rule, text: &'t str) -> Cow<'t, str> {
+fn expand<'t>(req: &ReqData<'_>, st: &State<'_>, r: &Rule, text: &'t str) -> Cow<'t, str> {
     if !text.contains("%{") {
         return Cow::Borrowed(text);
     }
@@ -878,7 +888,7 @@ fn expand<'t>(req: &ReqData<'_>, st: &State, r: &Rule, text: &'t str) -> Cow<'t,
     Cow::Owned(out)
 }
 
-fn macro_value(req: &ReqData<'_>, st: &State, r: &Rule, name: &str, out: &mut String) {
+fn macro_value(req: &ReqData<'_>, st: &State<'_>, r: &Rule, name: &str, out: &mut String) {
     let (var, key) = match name.split_once(['.', ':']) {
         Some((v, k)) => (v, Some(k)),
         None => (name, None),
@@ -920,7 +930,7 @@ fn macro_value(req: &ReqData<'_>, st: &State, r: &Rule, name: &str, out: &mut St
 }
 
 /// Appends the values `t` selects.
-fn collect<'r>(req: &'r ReqData<'_>, st: &State, t: &Target, out: &mut Vec<Value<'r>>) {
+fn collect<'r>(req: &'r ReqData<'_>, st: &State<'_>, t: &Target, out: &mut Vec<Value<'r>>) {
     if t.count {
         let mut tmp = Vec::new();
         collect(
@@ -1143,7 +1153,7 @@ fn collect<'r>(req: &'r ReqData<'_>, st: &State, t: &Target, out: &mut Vec<Value
                         out.push(Value {
                             var,
                             key: Cow::Owned(k.to_vec()),
-                            value: Cow::Owned(v.clone()),
+                            value: Cow::Owned(v.to_vec()),
                         });
                     }
                 }
@@ -1153,8 +1163,8 @@ fn collect<'r>(req: &'r ReqData<'_>, st: &State, t: &Target, out: &mut Vec<Value
                     for (k, v) in all {
                         out.push(Value {
                             var,
-                            key: Cow::Owned(k.clone().into_bytes()),
-                            value: Cow::Owned(v.clone()),
+                            key: Cow::Owned(k.as_bytes().to_vec()),
+                            value: Cow::Owned(v.to_vec()),
                         });
                     }
                 }
