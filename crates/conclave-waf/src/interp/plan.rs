@@ -368,7 +368,9 @@ fn inputs_known(l: &Link, st: &TxState) -> bool {
     });
     let setvars_known = l.setvars.iter().all(|sv| {
         let value = match &sv.op {
-            super::rule::SetOp::Set(v) | super::rule::SetOp::Add(v) | super::rule::SetOp::Sub(v) => v.as_str(),
+            super::rule::SetOp::Set(v) | super::rule::SetOp::Add(v) | super::rule::SetOp::Sub(v) => {
+                v.as_str()
+            }
             super::rule::SetOp::Unset => "",
         };
         sv.coll == Coll::Tx && macros_known(&sv.key, st) && macros_known(value, st)
@@ -440,3 +442,169 @@ fn selects(c: &Ctl, r: &Rule) -> bool {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    /// Loads `rules` and returns (program, a decision function: `Some((status, rule id))` on deny).
+    fn load(rules: &str) -> (super::super::Program, crate::Waf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.conf");
+        std::fs::write(&path, format!("SecRuleEngine On\n{rules}")).unwrap();
+        (
+            super::super::load(&path).unwrap(),
+            crate::Waf::load(&path).unwrap(),
+        )
+    }
+
+    fn decide(waf: &crate::Waf, uri: &str) -> Option<u64> {
+        let view = crate::RequestView {
+            method: "GET",
+            uri,
+            headers: &[],
+        };
+        match waf.check_with(&view, &crate::RequestContext::default()) {
+            crate::Decision::Allow => None,
+            crate::Decision::Deny { rule_id, .. } => Some(rule_id),
+        }
+    }
+
+    fn dynamic_ids(p: &super::super::Program) -> Vec<u64> {
+        p.plan
+            .steps
+            .iter()
+            .flatten()
+            .filter_map(|s| match s {
+                super::Step::Rule(ri) => Some(p.rules[*ri as usize].id),
+                super::Step::Fixed(_) => None,
+            })
+            .collect()
+    }
+
+    /// A paranoia-level gate on a configured value is folded, and the rules it skips on every
+    /// path are gone; rules of the active level still run per request.
+    #[test]
+    fn gates_on_configured_values_fold_and_skipped_rules_vanish() {
+        let (p, waf) = load(
+            r#"
+SecAction "id:1,phase:1,pass,nolog,setvar:tx.pl=1"
+SecRule &TX:score "@eq 0" "id:2,phase:1,pass,nolog,setvar:tx.score=0"
+SecRule TX:pl "@lt 2" "id:3,phase:1,pass,nolog,skipAfter:END-PL2"
+SecRule ARGS "@streq pl2" "id:4,phase:1,deny"
+SecMarker END-PL2
+SecRule ARGS "@streq pl1" "id:5,phase:1,deny"
+SecRule TX:score "@eq 0" "id:6,phase:2,pass,nolog,setvar:tx.seen=1"
+"#,
+        );
+        assert_eq!((p.plan.folded, p.plan.unreachable), (4, 1));
+        assert_eq!(dynamic_ids(&p), vec![5]);
+        assert_eq!(decide(&waf, "/?a=pl2"), None);
+        assert_eq!(decide(&waf, "/?a=pl1"), Some(5));
+        let i = waf.inspect(
+            &crate::RequestView {
+                method: "GET",
+                uri: "/",
+                headers: &[],
+            },
+            &crate::RequestContext::default(),
+        );
+        assert_eq!(i.matched, vec![1, 2, 3, 6]);
+        assert_eq!(
+            i.tx,
+            vec![
+                ("pl".to_string(), "1".to_string()),
+                ("score".to_string(), "0".to_string()),
+                ("seen".to_string(), "1".to_string())
+            ]
+        );
+    }
+
+    /// A value a per-request rule may have written before is not a constant: rules reading it
+    /// stay per-request (here the gate, and through it the rule it skips).
+    #[test]
+    fn a_request_dependent_write_keeps_later_reads_dynamic() {
+        let (p, waf) = load(
+            r#"
+SecAction "id:1,phase:1,pass,nolog,setvar:tx.pl=1"
+SecRule ARGS:pl "@streq 2" "id:2,phase:1,pass,nolog,setvar:tx.pl=2"
+SecRule TX:pl "@lt 2" "id:3,phase:1,pass,nolog,skipAfter:END-PL2"
+SecRule ARGS "@rx x" "id:4,phase:1,deny"
+SecMarker END-PL2
+"#,
+        );
+        assert_eq!(dynamic_ids(&p), vec![2, 3, 4]);
+        assert_eq!(decide(&waf, "/?a=x"), None);
+        assert_eq!(decide(&waf, "/?pl=2&a=x"), Some(4));
+    }
+
+    /// Where a per-request `skipAfter` joins the straight path, a member stays known only if
+    /// both paths agree; a key with a macro makes every member with its literal prefix dynamic.
+    #[test]
+    fn paths_join_and_macro_keys_make_prefixes_dynamic() {
+        let (p, waf) = load(
+            r#"
+SecAction "id:1,phase:1,pass,nolog,setvar:tx.a=1,setvar:tx.b=1"
+SecRule ARGS:skip "@streq 1" "id:2,phase:1,pass,nolog,skipAfter:JOIN"
+SecAction "id:3,phase:1,pass,nolog,setvar:tx.a=2"
+SecMarker JOIN
+SecRule TX:a "@eq 2" "id:4,phase:1,deny"
+SecRule TX:b "@eq 1" "id:5,phase:1,pass,nolog,setvar:tx.c=1"
+SecRule ARGS "@rx ^v" "id:6,phase:1,pass,nolog,setvar:tx.b_%{matched_var_name}=1"
+SecRule TX:b "@eq 1" "id:7,phase:1,pass,nolog"
+SecRule TX:b_x "@eq 1" "id:8,phase:1,deny"
+SecRule TX:c "@eq 1" "id:9,phase:1,pass,nolog"
+"#,
+        );
+        assert_eq!(dynamic_ids(&p), vec![2, 4, 6, 8]);
+        assert_eq!(decide(&waf, "/"), Some(4));
+        assert_eq!(decide(&waf, "/?skip=1"), None);
+        assert_eq!(decide(&waf, "/?skip=1&x=v"), None);
+    }
+
+    /// A rule a per-request `ctl:ruleRemoveById` may remove is not folded, so removing it still
+    /// removes its effect.
+    #[test]
+    fn rules_a_ctl_may_remove_stay_per_request() {
+        let (p, waf) = load(
+            r#"
+SecRule ARGS:off "@streq 1" "id:1,phase:1,pass,nolog,ctl:ruleRemoveById=2"
+SecAction "id:2,phase:1,pass,nolog,setvar:tx.block=1"
+SecRule TX:block "@eq 1" "id:3,phase:1,deny"
+"#,
+        );
+        assert_eq!(dynamic_ids(&p), vec![1, 2, 3]);
+        assert_eq!(decide(&waf, "/"), Some(3));
+        assert_eq!(decide(&waf, "/?off=1"), None);
+    }
+
+    /// A chain whose first link reads a known value and does not match folds even when a later
+    /// link reads the request or the rule would deny; operator arguments naming known members
+    /// are expanded at load.
+    #[test]
+    fn non_matching_chains_fold_and_known_arguments_expand() {
+        let (p, waf) = load(
+            r#"
+SecAction "id:1,phase:1,pass,nolog,setvar:tx.methods=GET HEAD,setvar:tx.limit=3"
+SecRule &TX:enforce "@eq 1" "id:2,phase:1,deny,chain"
+    SecRule ARGS "@rx ." ""
+SecRule REQUEST_METHOD "!@within %{tx.methods}" "id:3,phase:1,deny"
+SecRule &ARGS "@gt %{tx.limit}" "id:4,phase:1,deny"
+"#,
+        );
+        assert_eq!(dynamic_ids(&p), vec![3, 4]);
+        let r3 = p.rules.iter().find(|r| r.id == 3).unwrap();
+        assert!(matches!(
+            r3.links[0].op.as_deref(),
+            Some(crate::operator::Operator::Str(_, crate::operator::Arg::Fixed(a))) if &**a == b"GET HEAD"
+        ));
+        assert_eq!(decide(&waf, "/?a=1&b=2&c=3"), None);
+        assert_eq!(decide(&waf, "/?a=1&b=2&c=3&d=4"), Some(4));
+        let view = crate::RequestView {
+            method: "POST",
+            uri: "/",
+            headers: &[],
+        };
+        assert!(matches!(
+            waf.check_with(&view, &crate::RequestContext::default()),
+            crate::Decision::Deny { rule_id: 3, .. }
+        ));
+    }
+}

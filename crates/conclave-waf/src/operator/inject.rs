@@ -47,9 +47,7 @@ pub(super) fn detect_sqli(input: &[u8], ctx: &mut dyn OpContext) -> bool {
 /// against `libinjectionrs` itself.
 pub(crate) fn one_plain_token(input: &[u8]) -> bool {
     match input.first() {
-        Some(c) if c.is_ascii_alphabetic() => input
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'_'),
+        Some(c) if c.is_ascii_alphabetic() => input.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_'),
         Some(c) if c.is_ascii_digit() => input.iter().all(u8::is_ascii_digit),
         _ => false,
     }
@@ -130,7 +128,17 @@ mod tests {
             }
         }
         assert!(guarded > 200_000, "{guarded}");
-        for v in [&b"1 or 1"[..], b"1'", b"a b", b"0x1f", b"1e5", b"a.b", b"-1", b"_a", b""] {
+        for v in [
+            &b"1 or 1"[..],
+            b"1'",
+            b"a b",
+            b"0x1f",
+            b"1e5",
+            b"a.b",
+            b"-1",
+            b"_a",
+            b"",
+        ] {
             assert!(!one_plain_token(v), "{}", String::from_utf8_lossy(v));
         }
     }
