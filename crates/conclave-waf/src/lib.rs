@@ -141,8 +141,9 @@ impl Inspection {
 enum Compiled {
     /// Set matchers (Aho-Corasick, hash maps, RegexSet): the seed's rule sets.
     Sets(Matcher),
-    /// The rule-by-rule interpreter (CRS).
-    Interp(interp::Program),
+    /// The rule-by-rule interpreter (CRS). Boxed: the program (with its plan) is much larger
+    /// than the set matcher's handle.
+    Interp(Box<interp::Program>),
 }
 
 /// A loaded, compiled rule set. Immutable, `Send + Sync`: share one per process via `Arc`.
@@ -186,7 +187,7 @@ impl Waf {
             Err(WafError::Unsupported { .. }) => match interp::load(path) {
                 Ok(p) => Ok(Waf {
                     engine: p.engine,
-                    compiled: Compiled::Interp(p),
+                    compiled: Compiled::Interp(Box::new(p)),
                     skipped: Vec::new(),
                 }),
                 // The subset loader can still skip what neither engine supports.

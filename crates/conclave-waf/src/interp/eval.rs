@@ -60,6 +60,9 @@ struct ReqData<'a> {
     start: Instant,
 }
 
+/// A request value (its address and length: values do not move during a phase) and a chain id.
+type TransformKey = (usize, usize, u32);
+
 /// Members of a collection. Values written by folded rules (`plan::Fixed`) are borrowed from
 /// the program: the CRS's ~40 setup values are not copied per request.
 type Members<'p> = FxHashMap<Cow<'p, str>, Cow<'p, [u8]>>;
@@ -105,7 +108,7 @@ pub(crate) struct Transaction<'p, 'a> {
     /// Transformed request values by (address, length, chain id): the CRS runs the same chains
     /// over the same arguments in rule after rule.
     /// `None`: the chain leaves the value unchanged (most benign values), nothing copied.
-    tcache: FxHashMap<(usize, usize, u32), Option<Rc<[u8]>>>,
+    tcache: FxHashMap<TransformKey, Option<Rc<[u8]>>>,
     /// Ids of the rules whose whole chain matched, in evaluation order.
     pub matched_rules: Vec<u64>,
     /// Per prefilter group: scanned for this request yet.
