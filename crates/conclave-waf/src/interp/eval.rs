@@ -445,6 +445,9 @@ impl<'p, 'a> Transaction<'p, 'a> {
             } else {
                 Candidate::Cow(apply_all(&grp.transforms, &v.value))
             };
+            if c.bytes().len() < grp.min_len {
+                continue;
+            }
             for m in grp.ac.find_overlapping_iter(c.bytes()) {
                 for &ri in &grp.pattern_rules[m.pattern().as_usize()] {
                     self.pf_hit[ri as usize] = true;

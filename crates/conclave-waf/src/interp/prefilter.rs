@@ -47,6 +47,8 @@ pub(crate) struct Group {
     pub ac: AhoCorasick,
     /// Per automaton pattern: the (indexes of the) rules it belongs to.
     pub pattern_rules: Vec<Vec<u32>>,
+    /// The shortest literal: a shorter (transformed) value holds none, no scan needed.
+    pub min_len: usize,
 }
 
 /// (phase, chain id, the target as text): rules that see the same values.
@@ -133,6 +135,7 @@ impl Prefilters {
             }
             let link = &prog.rules[rep as usize].links[0];
             groups.push(Group {
+                min_len: patterns.iter().map(Vec::len).min().unwrap_or(0),
                 target: link.targets[ti].clone(),
                 transforms: link.transforms.clone(),
                 chain: link.chain,
