@@ -914,6 +914,18 @@ fn macro_value(req: &ReqData<'_>, st: &State<'_>, r: &Rule, name: &str, out: &mu
         }
         return;
     }
+    if let (true, Some(k)) = (var.eq_ignore_ascii_case("tx"), key) {
+        // `%{tx.name}` (most macros): the stored value in place, as `collect` would select it.
+        let k: Cow<'_, str> = if k.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(k.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(k)
+        };
+        if let Some(v) = st.colls[Coll::Tx.index()].get(&*k) {
+            out.push_str(&String::from_utf8_lossy(v));
+        }
+        return;
+    }
     let Some(v) = Var::parse(var) else { return };
     let key = match key {
         Some(k) if v.is_collection() => Key::Name(k.to_ascii_lowercase().into_bytes().into()),
