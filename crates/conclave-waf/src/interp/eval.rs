@@ -13,7 +13,7 @@ use std::time::Instant;
 use crate::body::{self, Pair, Processor};
 use crate::hash::FxHashMap;
 use crate::operator::{OpContext, Operator};
-use crate::request::{RequestView, Scratch};
+use crate::request::RequestView;
 use crate::transform::Transform;
 use crate::{Engine, RequestContext};
 
@@ -143,10 +143,7 @@ static UNIQUE: AtomicU64 = AtomicU64::new(1);
 
 impl<'p, 'a> Transaction<'p, 'a> {
     pub(crate) fn new(prog: &'p Program, view: &RequestView<'a>, ctx: &RequestContext<'a>) -> Self {
-        let mut s = Scratch::default();
-        s.extract(view);
-        let request_uri = s.arena[s.request_uri.clone()].to_vec();
-        let filename = s.arena[s.filename.clone()].to_vec();
+        let (request_uri, filename) = crate::request::uri_and_filename(view.uri.as_bytes());
         let basename = match filename.iter().rposition(|&c| c == b'/') {
             Some(i) => filename[i + 1..].to_vec(),
             None => filename.clone(),
