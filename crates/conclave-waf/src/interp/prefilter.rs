@@ -4,10 +4,12 @@
 //! transformation chain, acting only on a match". For such a rule a set of literals is computed
 //! at load such that any value the operator matches contains one of them (for `@rx`, the prefix
 //! or suffix literals `regex-syntax` extracts; for `@pm`, the phrases; for `@contains` and
-//! friends, the argument). Rules with the same phase, variables and chain form a group: one
-//! ASCII-case-insensitive Aho-Corasick automaton over all their literals. Per request, the first
-//! time a group's rule is reached, the group's values are transformed (through the transaction's
-//! cache) and scanned once; a rule none of whose literals occurred cannot match and is skipped.
+//! friends, the argument). The rules reading one variable through one chain in one phase form a
+//! group: one ASCII-case-insensitive Aho-Corasick automaton over all their literals (a rule with
+//! several variables is in several groups). Per request, the first time one of a group's rules is
+//! reached, the group's values are transformed (through the transaction's cache) and scanned
+//! once; a rule none of whose literals occurred in any of its groups cannot match and is
+//! skipped.
 //! Skipping is exact, not a heuristic: a non-matching first link has no effect in ModSecurity v3
 //! (its `setvar`s, captures and `MATCHED_VAR` updates run per *matching* value only).
 //!
