@@ -106,8 +106,9 @@ mod bench {
             // What the edge calls per request.
             matches!(waf.check_with(&v, &ctx), Decision::Deny { .. })
         };
+        let (folded, unreachable) = waf.folded_rule_count();
         println!(
-            "conclave-waf: {} of {} rules have a prefilter",
+            "conclave-waf: {} of {} rules have a prefilter; {folded} folded at load, {unreachable} unreachable",
             waf.prefiltered_rule_count(),
             waf.rule_count()
         );
@@ -129,10 +130,11 @@ mod bench {
             let per = |x: u64, y: u64| (y - x) as f64 / (b.requests - a.requests).max(1) as f64;
             let (us, denied) = measure(set, ours_check);
             println!(
-                "PL{pl} conclave-waf {name:17} {us:6.1} µs CPU/request; rules per request: {:5.1} run ({:4.1} of them let through by their prefilter), {:5.1} skipped; denied {denied}/{}",
+                "PL{pl} conclave-waf {name:17} {us:6.1} µs CPU/request; rules per request: {:5.1} run ({:4.1} of them let through by their prefilter), {:5.1} skipped, {:5.1} folded; denied {denied}/{}",
                 per(a.evaluated, b.evaluated),
                 per(a.passed, b.passed),
                 per(a.skipped, b.skipped),
+                per(a.folded, b.folded),
                 set.len()
             );
         }

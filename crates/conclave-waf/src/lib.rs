@@ -59,6 +59,9 @@ pub struct InterpStats {
     pub passed: u64,
     /// Rules skipped by their prefilter.
     pub skipped: u64,
+    /// Rules not run because their outcome was computed when the rules loaded (paranoia-level
+    /// gates, setup `SecAction`s and defaults; see docs/waf.md, "Partial evaluation").
+    pub folded: u64,
 }
 
 /// The interpreter's counters (see [`InterpStats`]).
@@ -138,8 +141,9 @@ impl Inspection {
 enum Compiled {
     /// Set matchers (Aho-Corasick, hash maps, RegexSet): the seed's rule sets.
     Sets(Matcher),
-    /// The rule-by-rule interpreter (CRS).
-    Interp(interp::Program),
+    /// The rule-by-rule interpreter (CRS). Boxed: the program (with its plan) is much larger
+    /// than the set matcher's handle.
+    Interp(Box<interp::Program>),
 }
 
 /// A loaded, compiled rule set. Immutable, `Send + Sync`: share one per process via `Arc`.
@@ -183,7 +187,7 @@ impl Waf {
             Err(WafError::Unsupported { .. }) => match interp::load(path) {
                 Ok(p) => Ok(Waf {
                     engine: p.engine,
-                    compiled: Compiled::Interp(p),
+                    compiled: Compiled::Interp(Box::new(p)),
                     skipped: Vec::new(),
                 }),
                 // The subset loader can still skip what neither engine supports.
@@ -350,6 +354,16 @@ impl Waf {
         match &self.compiled {
             Compiled::Sets(_) => 0,
             Compiled::Interp(p) => p.prefilters.covered(),
+        }
+    }
+
+    /// Interpreted rules whose outcome was computed at load (see [`InterpStats::folded`]) and
+    /// rules no request can reach (skipped on every path by folded rules); (0, 0) for the set
+    /// matcher.
+    pub fn folded_rule_count(&self) -> (usize, usize) {
+        match &self.compiled {
+            Compiled::Sets(_) => (0, 0),
+            Compiled::Interp(p) => (p.plan.folded, p.plan.unreachable),
         }
     }
 

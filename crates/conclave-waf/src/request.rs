@@ -99,6 +99,18 @@ impl Scratch {
 
 /// Where ModSecurity's `REQUEST_URI` starts in the decoded URI (reproducing its absolute-URI
 /// check, including its quirks).
+/// `REQUEST_URI` and `REQUEST_FILENAME` of a request target, as [`Scratch::extract`] derives
+/// them, without its argument parsing (the interpreter parses arguments its own way).
+pub(crate) fn uri_and_filename(uri: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut decoded = Vec::with_capacity(uri.len());
+    uri_decode_into(uri, &mut decoded);
+    let fname_end = decoded.iter().position(|&c| c == b'?').unwrap_or(decoded.len());
+    let filename = decoded[..fname_end].to_vec();
+    let off = parsed_uri_offset(&decoded);
+    decoded.drain(..off);
+    (decoded, filename)
+}
+
 fn parsed_uri_offset(d: &[u8]) -> usize {
     if d.is_empty() || d[0] == b'/' {
         return 0;

@@ -5,6 +5,7 @@
 //! disruptive action).
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -12,13 +13,14 @@ use std::time::Instant;
 use crate::body::{self, Pair, Processor};
 use crate::hash::FxHashMap;
 use crate::operator::{OpContext, Operator};
-use crate::request::{RequestView, Scratch};
+use crate::request::RequestView;
 use crate::transform::Transform;
 use crate::{Engine, RequestContext};
 
+use super::plan::Step;
 use super::rule::{Ctl, Disruptive, Link, Rule, SetOp, SetVar};
 use super::vars::{Coll, Key, MultipartFlag, Target, Value, Var};
-use super::{Item, Program};
+use super::Program;
 
 /// How the rules ended a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,13 +54,22 @@ struct ReqData<'a> {
     parsed: body::Parsed,
     processor: Option<Processor>,
     body_seen: bool,
-    unique_id: String,
+    /// This transaction's number; `UNIQUE_ID` is formatted from it when a rule reads it (the
+    /// CRS reads it only for sampling, off by default).
+    unique_n: u64,
     start: Instant,
 }
 
+/// A request value (its address and length: values do not move during a phase) and a chain id.
+type TransformKey = (usize, usize, u32);
+
+/// Members of a collection. Values written by folded rules (`plan::Fixed`) are borrowed from
+/// the program: the CRS's ~40 setup values are not copied per request.
+type Members<'p> = FxHashMap<Cow<'p, str>, Cow<'p, [u8]>>;
+
 /// What rules changed during the request.
-struct State {
-    colls: [FxHashMap<String, Vec<u8>>; 6],
+struct State<'p> {
+    colls: [Members<'p>; 6],
     /// Shared with `matched_vars` (one copy per match, not two).
     matched_var: Option<(Rc<str>, Rc<[u8]>)>,
     matched_vars: Vec<(Rc<str>, Rc<[u8]>)>,
@@ -93,10 +104,11 @@ impl Selector {
 pub(crate) struct Transaction<'p, 'a> {
     prog: &'p Program,
     req: ReqData<'a>,
-    st: State,
+    st: State<'p>,
     /// Transformed request values by (address, length, chain id): the CRS runs the same chains
     /// over the same arguments in rule after rule.
-    tcache: FxHashMap<(usize, usize, u32), Rc<[u8]>>,
+    /// `None`: the chain leaves the value unchanged (most benign values), nothing copied.
+    tcache: FxHashMap<TransformKey, Option<Rc<[u8]>>>,
     /// Ids of the rules whose whole chain matched, in evaluation order.
     pub matched_rules: Vec<u64>,
     /// Per prefilter group: scanned for this request yet.
@@ -107,12 +119,14 @@ pub(crate) struct Transaction<'p, 'a> {
     evaluated: u64,
     skipped: u64,
     passed: u64,
+    folded: u64,
 }
 
 static STAT_REQUESTS: AtomicU64 = AtomicU64::new(0);
 static STAT_EVALUATED: AtomicU64 = AtomicU64::new(0);
 static STAT_PASSED: AtomicU64 = AtomicU64::new(0);
 static STAT_SKIPPED: AtomicU64 = AtomicU64::new(0);
+static STAT_FOLDED: AtomicU64 = AtomicU64::new(0);
 
 /// Process-wide counters since start (for benchmarks: rules run per request).
 pub(crate) fn stats() -> crate::InterpStats {
@@ -121,6 +135,7 @@ pub(crate) fn stats() -> crate::InterpStats {
         evaluated: STAT_EVALUATED.load(Ordering::Relaxed),
         passed: STAT_PASSED.load(Ordering::Relaxed),
         skipped: STAT_SKIPPED.load(Ordering::Relaxed),
+        folded: STAT_FOLDED.load(Ordering::Relaxed),
     }
 }
 
@@ -128,10 +143,7 @@ static UNIQUE: AtomicU64 = AtomicU64::new(1);
 
 impl<'p, 'a> Transaction<'p, 'a> {
     pub(crate) fn new(prog: &'p Program, view: &RequestView<'a>, ctx: &RequestContext<'a>) -> Self {
-        let mut s = Scratch::default();
-        s.extract(view);
-        let request_uri = s.arena[s.request_uri.clone()].to_vec();
-        let filename = s.arena[s.filename.clone()].to_vec();
+        let (request_uri, filename) = crate::request::uri_and_filename(view.uri.as_bytes());
         let basename = match filename.iter().rposition(|&c| c == b'/') {
             Some(i) => filename[i + 1..].to_vec(),
             None => filename.clone(),
@@ -154,7 +166,6 @@ impl<'p, 'a> Transaction<'p, 'a> {
         }
         let request_line = format!("{} {} {}", view.method, view.uri, ctx.protocol).into_bytes();
         let n = UNIQUE.fetch_add(1, Ordering::Relaxed);
-        let unique_id = format!("{:x}{n:08x}", std::process::id());
         Transaction {
             prog,
             req: ReqData {
@@ -174,11 +185,15 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 parsed: body::Parsed::default(),
                 processor: None,
                 body_seen: false,
-                unique_id,
+                unique_n: n,
                 start: Instant::now(),
             },
             st: State {
-                colls: Default::default(),
+                colls: {
+                    let mut c: [Members<'p>; 6] = Default::default();
+                    c[Coll::Tx.index()].reserve(64);
+                    c
+                },
                 matched_var: None,
                 matched_vars: Vec::new(),
                 removed_ids: Vec::new(),
@@ -190,13 +205,16 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 body_access: prog.body.access,
                 force_body_var: false,
             },
-            tcache: FxHashMap::default(),
+            // Sized for the CRS (about 40 `TX` members, a few hundred transformed values): no
+            // rehash while the request runs.
+            tcache: FxHashMap::with_capacity_and_hasher(256, Default::default()),
             matched_rules: Vec::new(),
             pf_done: vec![false; prog.prefilters.groups.len()],
             pf_hit: vec![false; prog.rules.len()],
             evaluated: 0,
             skipped: 0,
             passed: 0,
+            folded: 0,
         }
     }
 
@@ -207,6 +225,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
         STAT_EVALUATED.fetch_add(self.evaluated, Ordering::Relaxed);
         STAT_SKIPPED.fetch_add(self.skipped, Ordering::Relaxed);
         STAT_PASSED.fetch_add(self.passed, Ordering::Relaxed);
+        STAT_FOLDED.fetch_add(self.folded, Ordering::Relaxed);
         o
     }
 
@@ -230,7 +249,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
     pub(crate) fn tx_all(&self) -> Vec<(String, String)> {
         let mut v: Vec<_> = self.st.colls[Coll::Tx.index()]
             .iter()
-            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned()))
             .collect();
         v.sort();
         v
@@ -286,12 +305,33 @@ impl<'p, 'a> Transaction<'p, 'a> {
 
     fn phase(&mut self, phase: u8) -> Option<Outcome> {
         let prog = self.prog;
-        let list = &prog.phases[phase as usize - 1];
+        let list = &prog.plan.steps[phase as usize - 1];
         let mut i = 0;
         while i < list.len() {
-            let Item::Rule(ri) = list[i] else {
-                i += 1;
-                continue;
+            let ri = match list[i] {
+                Step::Rule(ri) => ri,
+                Step::Fixed(f) => {
+                    // Rules folded at load (see `plan`): their effect, without running them.
+                    let f = &prog.plan.fixed[f as usize];
+                    let tx = &mut self.st.colls[Coll::Tx.index()];
+                    for (k, v) in &f.writes {
+                        match v {
+                            Some(v) => match tx.get_mut(k.as_str()) {
+                                Some(slot) => *slot = Cow::Borrowed(v),
+                                None => {
+                                    tx.insert(Cow::Borrowed(k), Cow::Borrowed(v));
+                                }
+                            },
+                            None => {
+                                tx.remove(k.as_str());
+                            }
+                        }
+                    }
+                    self.matched_rules.extend_from_slice(&f.matched);
+                    self.folded += u64::from(f.rules);
+                    i = f.next;
+                    continue;
+                }
             };
             let r = &prog.rules[ri as usize];
             if self.is_removed(r) {
@@ -351,7 +391,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 Disruptive::Allow => return Some(Outcome::Pass),
             }
             i = if r.skip_after.is_some() || r.skip > 0 {
-                prog.skip_targets[ri as usize]
+                prog.plan.skip_next[ri as usize]
             } else {
                 i + 1
             };
@@ -359,52 +399,55 @@ impl<'p, 'a> Transaction<'p, 'a> {
         None
     }
 
-    /// Whether rule `ri` may match: no prefilter, or one of its literals occurs in its
-    /// (transformed) values. `false` is exact: the rule's first link matches no value.
+    /// Whether rule `ri` may match: no prefilter, or one of its literals occurs in the
+    /// (transformed) values of one of its variables. `false` is exact: the rule's first link
+    /// matches no value.
     fn may_match(&mut self, ri: u32) -> bool {
-        let Some(g) = self.prog.prefilters.rule_group[ri as usize] else {
+        let groups = &self.prog.prefilters.rule_groups[ri as usize];
+        if groups.is_empty() {
             return true;
-        };
-        if !self.pf_done[g as usize] {
-            self.pf_done[g as usize] = true;
-            self.scan_group(g);
+        }
+        for &g in groups.iter() {
+            if self.pf_hit[ri as usize] {
+                break;
+            }
+            if !self.pf_done[g as usize] {
+                self.pf_done[g as usize] = true;
+                self.scan_group(g);
+            }
         }
         self.passed += u64::from(self.pf_hit[ri as usize]);
         self.pf_hit[ri as usize]
     }
 
-    /// Scans the values of group `g` (its variables through its chain, as [`Self::link`]
+    /// Scans the values of group `g` (its variable through its chain, as [`Self::link`]
     /// computes them, without exclusions: a superset) with the group's automaton.
     fn scan_group(&mut self, g: u32) {
         let grp = &self.prog.prefilters.groups[g as usize];
-        let link = &self.prog.rules[grp.rep as usize].links[0];
-        let mut values = Vec::new();
-        for t in &link.targets {
-            collect(&self.req, &self.st, t, &mut values);
-        }
-        let mut left = grp.members;
+        let mut values = Vec::with_capacity(16);
+        collect(&self.req, &self.st, &grp.target, &mut values);
         for v in &values {
-            let c = if link.transforms.is_empty() {
+            let c = if grp.transforms.is_empty() {
                 Candidate::Cow(Cow::Borrowed(&v.value))
             } else if let Cow::Borrowed(b) = &v.value {
-                let key = (b.as_ptr() as usize, b.len(), link.chain);
-                let t = self
+                let key = (b.as_ptr() as usize, b.len(), grp.chain);
+                match self
                     .tcache
                     .entry(key)
-                    .or_insert_with(|| Rc::from(apply_all(&link.transforms, b).into_owned()));
-                Candidate::Shared(t.clone())
+                    .or_insert_with(|| transformed(&grp.transforms, b))
+                {
+                    Some(t) => Candidate::Shared(t.clone()),
+                    None => Candidate::Cow(Cow::Borrowed(b)),
+                }
             } else {
-                Candidate::Cow(apply_all(&link.transforms, &v.value))
+                Candidate::Cow(apply_all(&grp.transforms, &v.value))
             };
+            if c.bytes().len() < grp.min_len {
+                continue;
+            }
             for m in grp.ac.find_overlapping_iter(c.bytes()) {
                 for &ri in &grp.pattern_rules[m.pattern().as_usize()] {
-                    if !self.pf_hit[ri as usize] {
-                        self.pf_hit[ri as usize] = true;
-                        left -= 1;
-                        if left == 0 {
-                            return;
-                        }
-                    }
+                    self.pf_hit[ri as usize] = true;
                 }
             }
         }
@@ -436,7 +479,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
         if let Some(hit) = self.single_tx_link(r, link, op) {
             return hit;
         }
-        let mut values = Vec::new();
+        let mut values = Vec::with_capacity(16);
         for t in &link.targets {
             collect(&self.req, &self.st, t, &mut values);
         }
@@ -463,12 +506,17 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 candidate(&self.req, &mut self.st, r, link, op, v, &v.value)
             } else if let Cow::Borrowed(b) = &v.value {
                 let key = (b.as_ptr() as usize, b.len(), link.chain);
-                let t = self
+                match self
                     .tcache
                     .entry(key)
-                    .or_insert_with(|| Rc::from(apply_all(&link.transforms, b).into_owned()))
-                    .clone();
-                candidate(&self.req, &mut self.st, r, link, op, v, &t)
+                    .or_insert_with(|| transformed(&link.transforms, b))
+                {
+                    Some(t) => {
+                        let t = t.clone();
+                        candidate(&self.req, &mut self.st, r, link, op, v, &t)
+                    }
+                    None => candidate(&self.req, &mut self.st, r, link, op, v, b),
+                }
             } else {
                 let t = apply_all(&link.transforms, &v.value);
                 candidate(&self.req, &mut self.st, r, link, op, v, &t)
@@ -587,6 +635,59 @@ impl<'p, 'a> Transaction<'p, 'a> {
     }
 }
 
+/// Runs the first `links` links of rule `ri` once on a transaction without a request whose `TX`
+/// is `tx`: whether they all matched, and `TX` after them. For [`super::plan`], which passes only rules that read nothing
+/// but known `TX` members and rule constants (so the missing request cannot matter).
+pub(super) fn fold_rule(
+    prog: &Program,
+    ri: u32,
+    tx: &BTreeMap<String, Vec<u8>>,
+    links: usize,
+) -> (bool, BTreeMap<String, Vec<u8>>) {
+    let view = RequestView {
+        method: "GET",
+        uri: "/",
+        headers: &[],
+    };
+    let ctx = RequestContext::default();
+    let mut t = Transaction::new(prog, &view, &ctx);
+    t.st.colls[Coll::Tx.index()] = tx
+        .iter()
+        .map(|(k, v)| (Cow::Owned(k.clone()), Cow::Owned(v.clone())))
+        .collect();
+    let r = &prog.rules[ri as usize];
+    // As `links`: in order, stopping at the first link that does not match.
+    let mut matched = true;
+    for l in &r.links[..links] {
+        if !t.link(r, l) {
+            matched = false;
+            break;
+        }
+    }
+    let after = t.st.colls[Coll::Tx.index()]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_vec()))
+        .collect();
+    (matched, after)
+}
+
+/// `text` with its macros expanded as rule `ri` would expand them on a transaction whose `TX` is
+/// `tx` (for [`super::plan`], which passes only texts whose macros name known `TX` members).
+pub(super) fn expand_known(prog: &Program, ri: u32, tx: &BTreeMap<String, Vec<u8>>, text: &str) -> String {
+    let view = RequestView {
+        method: "GET",
+        uri: "/",
+        headers: &[],
+    };
+    let ctx = RequestContext::default();
+    let mut t = Transaction::new(prog, &view, &ctx);
+    t.st.colls[Coll::Tx.index()] = tx
+        .iter()
+        .map(|(k, v)| (Cow::Owned(k.clone()), Cow::Owned(v.clone())))
+        .collect();
+    expand(&t.req, &t.st, &prog.rules[ri as usize], text).into_owned()
+}
+
 /// A value ready for the operator: borrowed, transformed here, or from the transformation cache.
 enum Candidate<'v> {
     Cow(Cow<'v, [u8]>),
@@ -605,7 +706,7 @@ impl Candidate<'_> {
 /// Evaluates `op` on candidate `c` of value `v`; on a hit runs the per-match actions.
 fn candidate(
     req: &ReqData<'_>,
-    st: &mut State,
+    st: &mut State<'_>,
     r: &Rule,
     link: &Link,
     op: &Operator,
@@ -631,7 +732,7 @@ fn candidate(
 /// link's `setvar`s.
 fn after_match(
     req: &ReqData<'_>,
-    st: &mut State,
+    st: &mut State<'_>,
     r: &Rule,
     link: &Link,
     v: &Value<'_>,
@@ -639,8 +740,21 @@ fn after_match(
     captures: Vec<(usize, Vec<u8>)>,
 ) {
     if link.capture {
+        const NAMES: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+        let tx = &mut st.colls[Coll::Tx.index()];
         for (i, cap) in captures {
-            st.colls[Coll::Tx.index()].insert(i.to_string(), cap);
+            match NAMES.get(i) {
+                // `TX:0`..`TX:9` exist after the first capture: replace in place.
+                Some(name) => match tx.get_mut(*name) {
+                    Some(slot) => *slot = Cow::Owned(cap),
+                    None => {
+                        tx.insert(Cow::Borrowed(*name), Cow::Owned(cap));
+                    }
+                },
+                None => {
+                    tx.insert(Cow::Owned(i.to_string()), Cow::Owned(cap));
+                }
+            }
         }
     }
     if r.observes_match {
@@ -655,7 +769,7 @@ fn after_match(
 }
 
 /// Runs one `setvar` (macros expanded before the collection changes).
-fn setvar(req: &ReqData<'_>, st: &mut State, r: &Rule, sv: &SetVar) {
+fn setvar(req: &ReqData<'_>, st: &mut State<'_>, r: &Rule, sv: &SetVar) {
     let key = expand(req, st, r, &sv.key);
     // Keys are stored lowercase; most are written so and hold no macro (no copy then).
     let key = if key.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -682,9 +796,9 @@ fn setvar(req: &ReqData<'_>, st: &mut State, r: &Rule, sv: &SetVar) {
         }
     };
     match st.colls[ci].get_mut(&*key) {
-        Some(slot) => *slot = new,
+        Some(slot) => *slot = Cow::Owned(new),
         None => {
-            st.colls[ci].insert(key.into_owned(), new);
+            st.colls[ci].insert(Cow::Owned(key.into_owned()), Cow::Owned(new));
         }
     }
 }
@@ -699,6 +813,14 @@ fn to_int(b: &[u8]) -> i64 {
         .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && (c == '-' || c == '+'))))
         .map_or(s.len(), |(i, _)| i);
     s[..end].parse().unwrap_or(0)
+}
+
+/// A cache entry: the transformed value, or `None` when the chain changed nothing.
+fn transformed(ts: &[Transform], v: &[u8]) -> Option<Rc<[u8]>> {
+    match apply_all(ts, v) {
+        Cow::Borrowed(_) => None,
+        Cow::Owned(o) => Some(Rc::from(o)),
+    }
 }
 
 fn apply_all<'v>(ts: &[Transform], v: &'v [u8]) -> Cow<'v, [u8]> {
@@ -729,7 +851,7 @@ fn parse_cookies(v: &[u8], out: &mut Vec<Pair>) {
 /// The operator's view of the transaction: macro expansion, captures.
 struct Ctx<'x, 'a> {
     req: &'x ReqData<'a>,
-    st: &'x State,
+    st: &'x State<'x>,
     rule: &'x Rule,
     capture: bool,
     captures: Vec<(usize, Vec<u8>)>,
@@ -749,7 +871,7 @@ impl OpContext for Ctx<'_, '_> {
 }
 
 /// Expands `%{VAR}`, `%{VAR.key}` and `%{rule.id}`-style macros (unknown ones expand to nothing).
-fn expand<'t>(req: &ReqData<'_>, st: &State, r: &Rule, text: &'t str) -> Cow<'t, str> {
+fn expand<'t>(req: &ReqData<'_>, st: &State<'_>, r: &Rule, text: &'t str) -> Cow<'t, str> {
     if !text.contains("%{") {
         return Cow::Borrowed(text);
     }
@@ -769,7 +891,7 @@ fn expand<'t>(req: &ReqData<'_>, st: &State, r: &Rule, text: &'t str) -> Cow<'t,
     Cow::Owned(out)
 }
 
-fn macro_value(req: &ReqData<'_>, st: &State, r: &Rule, name: &str, out: &mut String) {
+fn macro_value(req: &ReqData<'_>, st: &State<'_>, r: &Rule, name: &str, out: &mut String) {
     let (var, key) = match name.split_once(['.', ':']) {
         Some((v, k)) => (v, Some(k)),
         None => (name, None),
@@ -786,6 +908,18 @@ fn macro_value(req: &ReqData<'_>, st: &State, r: &Rule, name: &str, out: &mut St
             }
             Some("logdata") => out.push_str(r.logdata.as_deref().unwrap_or("")),
             _ => {}
+        }
+        return;
+    }
+    if let (true, Some(k)) = (var.eq_ignore_ascii_case("tx"), key) {
+        // `%{tx.name}` (most macros): the stored value in place, as `collect` would select it.
+        let k: Cow<'_, str> = if k.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(k.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(k)
+        };
+        if let Some(v) = st.colls[Coll::Tx.index()].get(&*k) {
+            out.push_str(&String::from_utf8_lossy(v));
         }
         return;
     }
@@ -811,7 +945,7 @@ fn macro_value(req: &ReqData<'_>, st: &State, r: &Rule, name: &str, out: &mut St
 }
 
 /// Appends the values `t` selects.
-fn collect<'r>(req: &'r ReqData<'_>, st: &State, t: &Target, out: &mut Vec<Value<'r>>) {
+fn collect<'r>(req: &'r ReqData<'_>, st: &State<'_>, t: &Target, out: &mut Vec<Value<'r>>) {
     if t.count {
         let mut tmp = Vec::new();
         collect(
@@ -1014,7 +1148,10 @@ fn collect<'r>(req: &'r ReqData<'_>, st: &State, t: &Target, out: &mut Vec<Value
         }
         Var::MultipartPartHeaders => pairs(out, &req.parsed.part_headers, false),
         Var::MultipartFilename | Var::MultipartName => {}
-        Var::UniqueId => scalar(out, Cow::Borrowed(req.unique_id.as_bytes())),
+        Var::UniqueId => scalar(
+            out,
+            Cow::Owned(format!("{:x}{:08x}", std::process::id(), req.unique_n).into_bytes()),
+        ),
         Var::Duration => scalar(out, num(req.start.elapsed().as_millis() as usize)),
         Var::Time | Var::TimeEpoch => {
             let s = std::time::SystemTime::now()
@@ -1031,7 +1168,7 @@ fn collect<'r>(req: &'r ReqData<'_>, st: &State, t: &Target, out: &mut Vec<Value
                         out.push(Value {
                             var,
                             key: Cow::Owned(k.to_vec()),
-                            value: Cow::Owned(v.clone()),
+                            value: Cow::Owned(v.to_vec()),
                         });
                     }
                 }
@@ -1041,8 +1178,8 @@ fn collect<'r>(req: &'r ReqData<'_>, st: &State, t: &Target, out: &mut Vec<Value
                     for (k, v) in all {
                         out.push(Value {
                             var,
-                            key: Cow::Owned(k.clone().into_bytes()),
-                            value: Cow::Owned(v.clone()),
+                            key: Cow::Owned(k.as_bytes().to_vec()),
+                            value: Cow::Owned(v.to_vec()),
                         });
                     }
                 }

@@ -4,6 +4,7 @@
 //! `Arc`); everything a request changes lives in a per-request [`eval::Transaction`].
 
 pub(crate) mod eval;
+pub(crate) mod plan;
 pub(crate) mod prefilter;
 pub(crate) mod rule;
 pub(crate) mod vars;
@@ -128,6 +129,8 @@ pub(crate) struct Program {
     pub notes: Vec<String>,
     /// Which rules can be skipped for a request without running them (built last, at load).
     pub prefilters: prefilter::Prefilters,
+    /// What a request walks: the phase lists with the request-independent rules folded.
+    pub plan: plan::Plan,
 }
 
 struct Loader {
@@ -158,6 +161,7 @@ pub(crate) fn load(path: &Path) -> Result<Program, WafError> {
             web_app_id: "default".into(),
             notes: Vec::new(),
             prefilters: Default::default(),
+            plan: Default::default(),
         },
         open: None,
         dropping_chain: false,
@@ -445,6 +449,12 @@ impl Loader {
             r.compute_observes_match();
         }
         self.p.prefilters = prefilter::Prefilters::build(&self.p);
+        self.p.plan = plan::build(&self.p);
+        for (ri, k, op) in std::mem::take(&mut self.p.plan.specialized) {
+            let r = &mut self.p.rules[ri as usize];
+            r.links[k].op = Some(std::sync::Arc::new(op));
+            r.compute_observes_match();
+        }
         for (phase, n) in self.dropped.iter().enumerate().filter(|(_, n)| **n > 0) {
             self.p.notes.push(format!(
                 "{n} rule(s) of phase {phase} not run: {}",

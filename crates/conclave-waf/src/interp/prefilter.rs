@@ -4,10 +4,12 @@
 //! transformation chain, acting only on a match". For such a rule a set of literals is computed
 //! at load such that any value the operator matches contains one of them (for `@rx`, the prefix
 //! or suffix literals `regex-syntax` extracts; for `@pm`, the phrases; for `@contains` and
-//! friends, the argument). Rules with the same phase, variables and chain form a group: one
-//! ASCII-case-insensitive Aho-Corasick automaton over all their literals. Per request, the first
-//! time a group's rule is reached, the group's values are transformed (through the transaction's
-//! cache) and scanned once; a rule none of whose literals occurred cannot match and is skipped.
+//! friends, the argument). The rules reading one variable through one chain in one phase form a
+//! group: one ASCII-case-insensitive Aho-Corasick automaton over all their literals (a rule with
+//! several variables is in several groups). Per request, the first time one of a group's rules is
+//! reached, the group's values are transformed (through the transaction's cache) and scanned
+//! once; a rule none of whose literals occurred in any of its groups cannot match and is
+//! skipped.
 //! Skipping is exact, not a heuristic: a non-matching first link has no effect in ModSecurity v3
 //! (its `setvar`s, captures and `MATCHED_VAR` updates run per *matching* value only).
 //!
@@ -25,6 +27,8 @@ use crate::hash::FxHashMap;
 use crate::operator::Arg;
 use crate::operator::{Operator, StrOp};
 
+use crate::transform::Transform;
+
 use super::rule::{Link, Rule};
 use super::vars::{Target, Var};
 use super::{Item, Program};
@@ -33,18 +37,23 @@ use super::{Item, Program};
 /// before.
 const MAX_LITERALS: usize = 300;
 
-/// One group: rules sharing phase, variables and transformation chain.
+/// One group: the values of one variable through one transformation chain, in one phase, and
+/// the literals of every rule that reads that variable through that chain. A rule with several
+/// variables belongs to one group per variable, so each (variable, chain) is scanned once per
+/// phase however many rules and variable lists share it.
 #[derive(Debug)]
 pub(crate) struct Group {
-    /// Index of a member rule: its first link's targets and chain are the group's.
-    pub rep: u32,
+    pub target: Target,
+    pub transforms: Vec<Transform>,
+    pub chain: u32,
     pub ac: AhoCorasick,
     /// Per automaton pattern: the (indexes of the) rules it belongs to.
     pub pattern_rules: Vec<Vec<u32>>,
-    pub members: u32,
+    /// The shortest literal: a shorter (transformed) value holds none, no scan needed.
+    pub min_len: usize,
 }
 
-/// (phase, chain id, the first link's targets as text): rules that see the same values.
+/// (phase, chain id, the target as text): rules that see the same values.
 type GroupKey = (u8, u32, String);
 /// A rule index and its literals.
 type Member = (u32, Vec<Vec<u8>>);
@@ -52,17 +61,17 @@ type Member = (u32, Vec<Vec<u8>>);
 /// The compiled prefilters of a [`Program`].
 #[derive(Debug, Default)]
 pub(crate) struct Prefilters {
-    /// Per rule: its group, or `None` when the rule always runs.
-    pub rule_group: Vec<Option<u32>>,
+    /// Per rule: its groups (one per variable of its first link), empty when the rule always runs.
+    pub rule_groups: Vec<Box<[u32]>>,
     pub groups: Vec<Group>,
 }
 
 impl Prefilters {
     /// Builds the groups for the rules reachable in `prog`'s phase lists.
     pub(crate) fn build(prog: &Program) -> Prefilters {
-        let mut rule_group = vec![None; prog.rules.len()];
-        // (phase, chain, targets as text) -> (rep, literals per member)
-        let mut by_key: FxHashMap<GroupKey, (u32, Vec<Member>)> = FxHashMap::default();
+        let mut rule_groups: Vec<Vec<u32>> = vec![Vec::new(); prog.rules.len()];
+        // (phase, chain, target as text) -> (rule and target, literals per member)
+        let mut by_key: FxHashMap<GroupKey, ((u32, usize), Vec<Member>)> = FxHashMap::default();
         let mut order = Vec::new();
         for list in &prog.phases {
             for it in list {
@@ -70,17 +79,22 @@ impl Prefilters {
                 let r = &prog.rules[*ri as usize];
                 let Some(lits) = rule_literals(r) else { continue };
                 let link = &r.links[0];
-                let key = (r.phase, link.chain, format!("{:?}", link.targets));
-                let e = by_key.entry(key.clone()).or_insert_with(|| {
-                    order.push(key);
-                    (*ri, Vec::new())
-                });
-                e.1.push((*ri, lits));
+                for (ti, t) in link.targets.iter().enumerate() {
+                    let key = (r.phase, link.chain, format!("{t:?}"));
+                    let e = by_key.entry(key.clone()).or_insert_with(|| {
+                        order.push(key);
+                        ((*ri, ti), Vec::new())
+                    });
+                    if e.1.last().map(|m| m.0) != Some(*ri) {
+                        e.1.push((*ri, lits.clone()));
+                    }
+                }
             }
         }
         let mut groups = Vec::new();
+        let mut failed = vec![false; prog.rules.len()];
         for key in order {
-            let Some((rep, members)) = by_key.remove(&key) else {
+            let Some(((rep, ti), members)) = by_key.remove(&key) else {
                 continue;
             };
             // Each distinct literal once (compared as the automaton compares: ASCII case folded).
@@ -110,24 +124,38 @@ impl Prefilters {
                         .ascii_case_insensitive(true)
                         .build(&patterns)
                 });
-            let Ok(ac) = built else { continue };
+            let Ok(ac) = built else {
+                // Without this variable's scan the members' prefilters would be incomplete.
+                for (ri, _) in &members {
+                    failed[*ri as usize] = true;
+                }
+                continue;
+            };
             let g = groups.len() as u32;
             for (ri, _) in &members {
-                rule_group[*ri as usize] = Some(g);
+                rule_groups[*ri as usize].push(g);
             }
+            let link = &prog.rules[rep as usize].links[0];
             groups.push(Group {
-                rep,
+                min_len: patterns.iter().map(Vec::len).min().unwrap_or(0),
+                target: link.targets[ti].clone(),
+                transforms: link.transforms.clone(),
+                chain: link.chain,
                 ac,
                 pattern_rules,
-                members: members.len() as u32,
             });
         }
-        Prefilters { rule_group, groups }
+        let rule_groups = rule_groups
+            .into_iter()
+            .zip(failed)
+            .map(|(g, f)| if f { Box::default() } else { g.into_boxed_slice() })
+            .collect();
+        Prefilters { rule_groups, groups }
     }
 
     /// How many rules have a prefilter.
     pub(crate) fn covered(&self) -> usize {
-        self.rule_group.iter().filter(|s| s.is_some()).count()
+        self.rule_groups.iter().filter(|g| !g.is_empty()).count()
     }
 }
 
@@ -267,7 +295,8 @@ SecAction "id:10,phase:2,pass,setvar:tx.a=1"
         let prog = super::super::load(&path).unwrap();
         let group = |id: u64| {
             let i = prog.rules.iter().position(|r| r.id == id).unwrap();
-            prog.prefilters.rule_group[i]
+            let g = &prog.prefilters.rule_groups[i];
+            (!g.is_empty()).then(|| g.to_vec())
         };
         assert!(group(1).is_some());
         assert_eq!(group(1), group(2), "same phase, variables and chain");

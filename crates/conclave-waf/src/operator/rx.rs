@@ -112,6 +112,11 @@ impl Rx {
         })
     }
 
+    /// The pattern as written (with its macros, if any).
+    pub(crate) fn source(&self) -> &str {
+        &self.source
+    }
+
     /// The pattern when it has no macros.
     pub(crate) fn fixed_pattern(&self) -> Option<&str> {
         self.fixed.as_ref().map(|_| &*self.source)
