@@ -1,0 +1,227 @@
+//! Keyless handshakes on the runtime thread: the step of a TLS server
+//! handshake that signs (rustls processing the ClientHello) runs as a
+//! stackful coroutine, and the signature is awaited, not waited for.
+//!
+//! rustls 0.23 asks for the signature synchronously, deep inside
+//! `Accepted::into_connection`, so the handshake cannot simply `.await` it.
+//! [`crate::HandshakeThreads`] give that step a thread, which costs each
+//! handshake two thread hops and a blocking read. Here it runs on a
+//! coroutine stack of its own (the `generator` crate, as OpenSSL's
+//! `ASYNC_JOB` does for keyless engines): when [`crate::RemoteSigningKey`]'s
+//! signer is called on such a stack it hands the request out and suspends;
+//! the handshake's task awaits the key server's reply on an async pipelined
+//! connection ([`crate::KeyServers::sign_async`]) and resumes the coroutine
+//! with it, on the same runtime thread. A busy runtime thus handles a keyless
+//! handshake with no context switch of its own.
+//!
+//! Safety of the design, without `unsafe` here: a suspended coroutine is
+//! never dropped (its stack would be unwound by a panic): [`Fiber`]'s drop
+//! resumes it with [`KeysError::Abandoned`], and rustls fails the handshake
+//! as for any signing error. A panic inside is caught and becomes that
+//! handshake's error. The stack size is measured (`fiber` tests) with a 4×
+//! margin, and stacks are reused per thread, so a handshake costs no mmap.
+//!
+//! A fiber is `Send` (tokio may move the handshake's task to another worker
+//! thread between resumptions) because everything alive on its stack across
+//! a suspension is: rustls' connection state, the `Arc<ServerConfig>`, the
+//! signer's request.
+
+use crate::error::KeysError;
+use crate::failover::KeyServers;
+use generator::{Generator, Gn};
+use rustls::server::ServerConfig;
+use rustls::SignatureScheme;
+use std::any::Any;
+use std::cell::RefCell;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::{Accept, StartHandshake};
+
+/// Coroutine stack size, in machine words (odd: the `generator` crate then
+/// tracks the exact use, which the tests check). 32 Ki words = 256 KiB;
+/// rustls' ClientHello step with a keyless signer measured
+/// `fiber::tests` at most ~1/4 of it (see docs/benchmarks-keys.md).
+pub const STACK_WORDS: usize = 32 * 1024 + 1;
+
+/// Finished stacks kept per thread for the next handshakes.
+const POOL: usize = 64;
+
+/// Coroutines alive in this process (suspended or running), for tests and
+/// leak checks.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// What a signature resumes the coroutine with.
+pub type SignReply = Result<Vec<u8>, KeysError>;
+
+/// One signature a suspended handshake waits for.
+pub struct SignJob {
+    servers: Arc<KeyServers>,
+    name: Arc<str>,
+    scheme: SignatureScheme,
+    message: Vec<u8>,
+}
+
+impl SignJob {
+    /// Asks the key servers, awaiting the reply.
+    async fn run(self) -> SignReply {
+        self.servers
+            .sign_async(&self.name, self.scheme, &self.message)
+            .await
+    }
+}
+
+/// What a coroutine hands out: a signature to make, or (when it returns)
+/// its result, boxed so one stack type serves every stream type.
+enum Step {
+    Sign(SignJob),
+    Done(Box<dyn Any + Send>),
+}
+
+type Coroutine = Generator<'static, SignReply, Step>;
+
+thread_local! {
+    /// Stacks of finished coroutines, ready for the next handshake.
+    static STACKS: RefCell<Vec<Coroutine>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Coroutines alive in this process right now (0 when no keyless handshake
+/// is in its signing step): a pending signature whose handshake went away
+/// must not leave one behind.
+pub fn live() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// True on a coroutine stack, where a keyless signer must hand its request
+/// out ([`sign_here`]) instead of blocking.
+pub(crate) fn on_fiber() -> bool {
+    generator::is_generator()
+}
+
+/// Called by the keyless signer on a coroutine stack: suspends the
+/// handshake until its task has the key server's reply.
+pub(crate) fn sign_here(
+    servers: Arc<KeyServers>,
+    name: Arc<str>,
+    scheme: SignatureScheme,
+    message: &[u8],
+) -> SignReply {
+    let job = SignJob {
+        servers,
+        name,
+        scheme,
+        message: message.to_vec(),
+    };
+    // The free `yield_` is deprecated in favour of a `Scope` handle, but the
+    // signer is called deep inside rustls, which cannot pass one down.
+    #[allow(deprecated)]
+    let reply = generator::yield_::<SignReply, Step>(Step::Sign(job));
+    reply.unwrap_or(Err(KeysError::Abandoned))
+}
+
+/// One handshake's coroutine; resumed by its task, never dropped while
+/// suspended (see the module doc).
+struct Fiber {
+    co: Option<Coroutine>,
+}
+
+impl Fiber {
+    fn new(body: impl FnOnce() -> Step + Send + 'static) -> Fiber {
+        LIVE.fetch_add(1, Ordering::Relaxed);
+        let reused = STACKS.with(|s| s.borrow_mut().pop());
+        let co = match reused {
+            Some(mut co) => {
+                co.init_code(body);
+                co
+            }
+            None => Gn::<SignReply>::new_opt(STACK_WORDS, body),
+        };
+        Fiber { co: Some(co) }
+    }
+
+    /// Runs the coroutine until it next hands something out. A panic inside
+    /// ends it and is returned as an error.
+    fn resume(&mut self, reply: Option<SignReply>) -> io::Result<Step> {
+        let co = self
+            .co
+            .as_mut()
+            .ok_or_else(|| io::Error::other("keyless handshake coroutine already ended"))?;
+        match catch_unwind(AssertUnwindSafe(|| co.raw_send(reply))) {
+            Ok(Some(step)) => Ok(step),
+            Ok(None) => Err(io::Error::other(
+                "keyless handshake coroutine ended without a result",
+            )),
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                tracing::error!("keyless handshake coroutine panicked: {why}");
+                // Ended by the panic: its stack is not reused.
+                self.co = None;
+                Err(io::Error::other(format!("keyless handshake failed: {why}")))
+            }
+        }
+    }
+}
+
+impl Drop for Fiber {
+    fn drop(&mut self) {
+        if let Some(mut co) = self.co.take() {
+            // Abandoned mid-signature: each pending signature fails, so rustls
+            // fails the handshake and the coroutine returns normally.
+            while !co.is_done() {
+                let r = catch_unwind(AssertUnwindSafe(|| co.raw_send(Some(Err(KeysError::Abandoned)))));
+                if r.is_err() {
+                    break;
+                }
+            }
+            if co.is_done() {
+                STACKS.with(|s| {
+                    let mut s = s.borrow_mut();
+                    if s.len() < POOL {
+                        s.push(co);
+                    }
+                });
+            }
+        }
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The rest of a handshake whose ClientHello was read: processed (and so
+/// signed) on a coroutine whose signatures are awaited here, then finished
+/// here. Errors are those of `StartHandshake::into_stream`'s `Accept`, plus
+/// a panic inside the signing step.
+pub async fn finish<IO>(start: StartHandshake<IO>, config: Arc<ServerConfig>) -> io::Result<TlsStream<IO>>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut fiber = Fiber::new(move || Step::Done(Box::new(start.into_stream(config))));
+    let mut step = fiber.resume(None)?;
+    loop {
+        match step {
+            Step::Sign(job) => {
+                let reply = job.run().await;
+                step = fiber.resume(Some(reply))?;
+            }
+            Step::Done(out) => {
+                drop(fiber);
+                let accept = out
+                    .downcast::<Accept<IO>>()
+                    .map_err(|_| io::Error::other("keyless handshake coroutine returned another type"))?;
+                return accept.await;
+            }
+        }
+    }
+}
+
+/// Stack words the last coroutine finished on this thread used, of its
+/// size: `(size, used)` (tests size [`STACK_WORDS`] with this).
+pub fn last_stack_usage() -> Option<(usize, usize)> {
+    STACKS.with(|s| s.borrow().last().map(|co| co.stack_usage()))
+}
