@@ -262,9 +262,12 @@ fn a_handshake_abandoned_while_its_signature_is_pending_leaves_no_coroutine() {
     let client = key_client(&ks, relay.endpoint());
     let k = keyless(&ks, client.clone(), &rustls::version::TLS13);
     let rt = one_worker();
+    // The pipelined connection is open before the relay holds its replies.
+    assert_eq!(rt.block_on(handshakes(&k, 1))[0].0, Ok(vec![0; 4]));
     relay.hold.store(true, Ordering::SeqCst);
-    let (server, tls_client) = (k.server.clone(), k.client.clone());
+    let (server, tls_client, counted) = (k.server.clone(), k.client.clone(), client.clone());
     let (abandoned, live_after) = rt.block_on(async move {
+        let client = counted;
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let c = tokio::spawn(async move {
@@ -283,8 +286,11 @@ fn a_handshake_abandoned_while_its_signature_is_pending_leaves_no_coroutine() {
         let waited = tokio::time::timeout(Duration::from_millis(300), pending.as_mut()).await;
         assert!(waited.is_err(), "no reply can come while the relay holds it");
         assert_eq!(fiber::live(), 1);
+        assert_eq!(client.signs_in_flight(), 1);
         drop(pending);
         let live_after = fiber::live();
+        // The abandoned call is no longer counted, though its reply may still come.
+        assert_eq!(client.signs_in_flight(), 0);
         (c.await.unwrap(), live_after)
     });
     assert_eq!(live_after, 0);

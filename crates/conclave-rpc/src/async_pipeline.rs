@@ -163,8 +163,25 @@ struct Shared {
     /// Requests written (or being written), oldest first: the reply that
     /// comes next is the first one's.
     waiting: Mutex<Waiting>,
+    /// Calls awaiting their reply: queued, written, or given up and not yet returned.
     queued: AtomicUsize,
     dead: AtomicBool,
+}
+
+/// One call awaiting its reply, counted in `Shared::queued` while it lives.
+struct Counted<'a>(&'a AtomicUsize);
+
+impl<'a> Counted<'a> {
+    fn new(n: &'a AtomicUsize) -> Counted<'a> {
+        n.fetch_add(1, Ordering::Relaxed);
+        Counted(n)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 struct Waiting {
@@ -210,9 +227,9 @@ impl Lane {
         let mut bytes = Header { code, len }.encode().to_vec();
         bytes.extend_from_slice(body);
         let (reply, rx) = oneshot::channel();
-        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        // Counted until this call ends in any way, its future dropped included.
+        let _counted = Counted::new(&self.shared.queued);
         if self.shared.is_dead() || self.tx.send(Request { bytes, reply }).is_err() {
-            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
             return Err(self
                 .shared
                 .aborted(io::ErrorKind::BrokenPipe, "the connection is closed", 0));
@@ -274,7 +291,6 @@ impl Shared {
         drop(g);
         let n = replies.len();
         for r in replies {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
             let _ = r.send(Err(self.aborted(kind, reason, n)));
         }
         for t in tasks {
@@ -346,7 +362,6 @@ async fn read_replies(mut r: ReadHalf<Box<dyn AsyncStream>>, max_body: u32, shar
                     let next = shared.lock().replies.pop_front();
                     match next {
                         Some(tx) => {
-                            shared.queued.fetch_sub(1, Ordering::Relaxed);
                             let _ = tx.send(Ok(frame));
                         }
                         None => {
