@@ -137,7 +137,8 @@ struct Fiber {
 impl Fiber {
     fn new(body: impl FnOnce() -> Step + Send + 'static) -> Fiber {
         LIVE.fetch_add(1, Ordering::Relaxed);
-        let reused = STACKS.with(|s| s.borrow_mut().pop());
+        // `try_with`: a thread being torn down makes a new stack instead.
+        let reused = STACKS.try_with(|s| s.borrow_mut().pop()).ok().flatten();
         let co = match reused {
             Some(mut co) => {
                 co.init_code(body);
@@ -191,7 +192,8 @@ impl Drop for Fiber {
                 }
             }
             if co.is_done() {
-                STACKS.with(|s| {
+                // On a thread being torn down the stack is simply unmapped.
+                let _ = STACKS.try_with(|s| {
                     let mut s = s.borrow_mut();
                     if s.len() < POOL {
                         s.push(co);
@@ -241,5 +243,8 @@ pub fn track_stack_use(on: bool) {
 /// Stack words the last coroutine finished on this thread used, of its
 /// size: `(size, used)`; exact for stacks made under [`track_stack_use`].
 pub fn last_stack_usage() -> Option<(usize, usize)> {
-    STACKS.with(|s| s.borrow().last().map(|co| co.stack_usage()))
+    STACKS
+        .try_with(|s| s.borrow().last().map(|co| co.stack_usage()))
+        .ok()
+        .flatten()
 }
