@@ -59,11 +59,22 @@ impl ServerNames {
     }
 }
 
+/// Where the signing step of a keyless site's handshakes runs
+/// (`keyless_handshake`).
+#[derive(Clone, Debug)]
+pub enum KeylessStep {
+    /// On a coroutine of the runtime thread, the signature awaited
+    /// ([`conclave_keys::fiber`]).
+    Coroutine,
+    /// On the worker's handshake threads ([`conclave_keys::HandshakeThreads`]).
+    Threads(Arc<conclave_keys::HandshakeThreads>),
+}
+
 /// One site of an address: its TLS configuration and what it serves.
 struct Route {
     config: Arc<ServerConfig>,
     site: Arc<Site>,
-    threads: Option<Arc<conclave_keys::HandshakeThreads>>,
+    keyless: Option<KeylessStep>,
 }
 
 /// The names of every site of one address, in order, and the default.
@@ -134,15 +145,15 @@ impl SniRouter {
     }
 
     /// Adds a site; `default` makes it the one for unknown names (else the first is).
-    /// `threads`: for a site with a keyless certificate, where the signing
-    /// step of its handshakes runs ([`conclave_keys::HandshakeThreads`]).
+    /// `keyless`: for a site with a keyless certificate, where the signing
+    /// step of its handshakes runs.
     pub fn add(
         &mut self,
         names: ServerNames,
         config: Arc<ServerConfig>,
         site: Arc<Site>,
         default: bool,
-        threads: Option<Arc<conclave_keys::HandshakeThreads>>,
+        keyless: Option<KeylessStep>,
     ) {
         // Built before any connection holds the table: no copy is made.
         let table = Arc::make_mut(&mut self.table);
@@ -153,7 +164,7 @@ impl SniRouter {
         self.routes.push(Route {
             config,
             site,
-            threads,
+            keyless,
         });
     }
 
@@ -171,9 +182,10 @@ impl SniRouter {
             .routes
             .get(i)
             .ok_or_else(|| io::Error::other("no site on this address"))?;
-        // A keyless site's signing step runs on its handshake threads.
-        let stream = match &route.threads {
-            Some(t) => t.finish(start, route.config.clone()).await?,
+        // A keyless site's signing step must not block the runtime thread.
+        let stream = match &route.keyless {
+            Some(KeylessStep::Coroutine) => conclave_keys::fiber::finish(start, route.config.clone()).await?,
+            Some(KeylessStep::Threads(t)) => t.finish(start, route.config.clone()).await?,
             None => start.into_stream(route.config.clone()).await?,
         };
         Ok(Routed {

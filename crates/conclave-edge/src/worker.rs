@@ -4,12 +4,14 @@
 
 use crate::access_log::AccessLog;
 use crate::cache::Cache;
-use crate::config::{CertConfig, EdgeConfig, KeyConfig, SharedConfig, SiteConfig, StorageConfig};
+use crate::config::{
+    CertConfig, EdgeConfig, KeyConfig, KeylessHandshake, SharedConfig, SiteConfig, StorageConfig,
+};
 use crate::keysource::{KeyFile, KeyServerKey, KeySource};
 use crate::server::{accept_loop, ConnLimiter, Limits, Listener, ReqLimiter};
 use crate::shared::{LocalSharedState, MemSharedState, SharedState};
 use crate::site::{Backend, Site};
-use crate::sni::{ServerNames, SniRouter};
+use crate::sni::{KeylessStep, ServerNames, SniRouter};
 use crate::storage::{HostStorage, NextfsStorage, Storage};
 use crate::EdgeError;
 use conclave_rpc::Role;
@@ -229,16 +231,21 @@ pub fn key_source(tls: &CertConfig, timeout: std::time::Duration, lanes: usize) 
     }
 }
 
-/// The worker's handshake threads, shared by its keyless sites (none if it
-/// has none): their signing step waits for the key server there, not on a
-/// runtime thread (`conclave_keys::handshake`).
-fn keyless_handshakes(cfg: &EdgeConfig) -> Result<Option<Arc<conclave_keys::HandshakeThreads>>, EdgeError> {
+/// Where the worker's keyless sites sign (none if it has none): on a
+/// coroutine of the runtime thread, or on handshake threads shared by those
+/// sites (`keyless_handshake`); either way not blocking a runtime thread.
+fn keyless_step(cfg: &EdgeConfig) -> Result<Option<KeylessStep>, EdgeError> {
     if !cfg.servers.iter().any(|s| s.tls.is_keyless()) {
         return Ok(None);
     }
-    let t = conclave_keys::HandshakeThreads::new(conclave_keys::handshake::DEFAULT_THREADS)
-        .map_err(|e| EdgeError::io("starting the keyless handshake threads", e))?;
-    Ok(Some(Arc::new(t)))
+    Ok(Some(match cfg.keyless_handshake {
+        KeylessHandshake::Coroutine => KeylessStep::Coroutine,
+        KeylessHandshake::Threads => {
+            let t = conclave_keys::HandshakeThreads::new(conclave_keys::handshake::DEFAULT_THREADS)
+                .map_err(|e| EdgeError::io("starting the keyless handshake threads", e))?;
+            KeylessStep::Threads(Arc::new(t))
+        }
+    }))
 }
 
 /// Serves `cfg` in this process until stopped. `seed` is the master's (see
@@ -297,7 +304,7 @@ async fn serve(
         req_limit: cfg.limit_req.map(|r| Arc::new(ReqLimiter::new(r.rate, r.burst))),
     });
     let cap = Arc::new(Semaphore::new(cfg.worker_connections));
-    let handshakes = keyless_handshakes(cfg)?;
+    let keyless = keyless_step(cfg)?;
     let graceful = Arc::new(GracefulShutdown::new());
     let mut loops = Vec::new();
     let mut routers: Vec<(std::net::SocketAddr, SniRouter)> = Vec::new();
@@ -369,8 +376,8 @@ async fn serve(
             }
         };
         let names = ServerNames::new(s.server_name.clone());
-        let threads = handshakes.clone().filter(|_| s.tls.is_keyless());
-        routers[at].1.add(names, tls, site, s.default_server, threads);
+        let step = keyless.clone().filter(|_| s.tls.is_keyless());
+        routers[at].1.add(names, tls, site, s.default_server, step);
     }
     for (listen, router) in routers {
         let tcp = crate::listen::take_or_bind(listen)?;

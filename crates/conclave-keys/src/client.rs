@@ -13,12 +13,16 @@
 //! Against a key server that answered one request per wake-up it cost the
 //! edge ~20 µs more than a connection per thread, which is why the pool
 //! stays for every other call.
+//!
+//! Handshakes that sign on the runtime thread (`crate::fiber`) await their
+//! signature instead, over [`conclave_rpc::AsyncPipeline`] connections of
+//! their own ([`KeyClient::sign_async`]), opened when first used.
 
 use crate::algorithm::KeyAlgorithm;
 use crate::error::KeysError;
 use crate::name::KeyName;
 use crate::op::{self, get_key, list, sign::SignRequest};
-use conclave_rpc::{ClientOptions, Credentials, Endpoint, Pipeline, Pool};
+use conclave_rpc::{AsyncPipeline, ClientOptions, Credentials, Endpoint, Pipeline, Pool};
 use rustls::SignatureScheme;
 use std::time::Duration;
 
@@ -54,6 +58,9 @@ pub struct KeyClient {
     pool: Pool,
     /// `Some`: signatures go over these pipelined connections, not the pool.
     signing: Option<Pipeline>,
+    /// Where awaited signatures go (`sign_async`): as many lanes as
+    /// `signing` has, one without it.
+    awaited: AsyncPipeline,
 }
 
 impl KeyClient {
@@ -74,6 +81,7 @@ impl KeyClient {
     /// A client with explicit options (no connection is made yet).
     pub fn new(endpoint: Endpoint, opts: ClientOptions) -> KeyClient {
         KeyClient {
+            awaited: AsyncPipeline::new(endpoint.clone(), opts.clone(), 1),
             pool: Pool::new(endpoint, opts),
             signing: None,
         }
@@ -84,6 +92,7 @@ impl KeyClient {
     pub fn with_sign_lanes(endpoint: Endpoint, opts: ClientOptions, lanes: usize) -> KeyClient {
         KeyClient {
             signing: Some(Pipeline::new(endpoint.clone(), opts.clone(), lanes)),
+            awaited: AsyncPipeline::new(endpoint.clone(), opts.clone(), lanes),
             pool: Pool::new(endpoint, opts),
         }
     }
@@ -113,7 +122,7 @@ impl KeyClient {
     /// Signatures awaiting their reply on the pipelined connections right
     /// now (0 without them).
     pub fn signs_in_flight(&self) -> usize {
-        self.signing.as_ref().map_or(0, Pipeline::in_flight)
+        self.signing.as_ref().map_or(0, Pipeline::in_flight) + self.awaited.in_flight()
     }
 
     /// The keys the server holds.
@@ -144,6 +153,37 @@ impl KeyClient {
         };
         let body = Self::result("SIGN", reply)?;
         op::sign::decode_reply(&body).map_err(|_| KeysError::Malformed { op: "SIGN" })
+    }
+
+    /// [`KeyClient::sign`], awaited on the async pipelined connections
+    /// (inside a tokio runtime): no thread waits for the key server.
+    pub async fn sign_async(
+        &self,
+        name: &str,
+        scheme: SignatureScheme,
+        message: &[u8],
+    ) -> Result<Vec<u8>, KeysError> {
+        let req = SignRequest::encode(name, scheme, message);
+        let reply = self.awaited.call(op::SIGN, &req).await?;
+        let body = Self::result("SIGN", reply)?;
+        op::sign::decode_reply(&body).map_err(|_| KeysError::Malformed { op: "SIGN" })
+    }
+
+    /// [`KeyClient::key_info`], awaited like [`KeyClient::sign_async`].
+    pub async fn key_info_async(&self, name: &str) -> Result<KeyInfo, KeysError> {
+        KeyName::new(name)?;
+        let reply = self
+            .awaited
+            .call(op::GET_KEY, &get_key::encode_request(name))
+            .await?;
+        let body = Self::result("GET_KEY", reply)?;
+        let r = get_key::decode_reply(&body).map_err(|_| KeysError::Malformed { op: "GET_KEY" })?;
+        Ok(KeyInfo {
+            name: name.to_string(),
+            algorithm: r.algorithm,
+            spki: r.spki,
+            schemes: r.schemes,
+        })
     }
 
     /// The fleet ticket keys of `tenant` (`""`: the caller's own), see

@@ -64,6 +64,11 @@ pub enum KeysError {
         /// differs (boxed: keeps every `Result<_, KeysError>` small).
         endpoints: Box<[String; 2]>,
     },
+    /// A handshake signing on the runtime thread was abandoned (its client
+    /// left, it timed out, or the worker stops) while its signature was
+    /// pending: the handshake is failed rather than left suspended.
+    #[error("the handshake was abandoned while its signature was pending")]
+    Abandoned,
     /// Reading a directory or file failed.
     #[error("{path}: {source}")]
     Io {

@@ -234,6 +234,83 @@ impl KeyServers {
         Err(last.expect("a key-server set has at least one endpoint"))
     }
 
+    /// [`KeyServers::recheck`], awaited.
+    async fn recheck_async(&self, m: &Member) -> Result<(), KeysError> {
+        let known: Vec<(String, Vec<u8>)> = self
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (name, spki) in known {
+            let info = m.client.key_info_async(&name).await?;
+            if info.spki != spki {
+                return Err(KeysError::KeyMismatch {
+                    name,
+                    reason: format!(
+                        "key server {} came back with a different key than the other endpoints",
+                        m.client.endpoint()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// [`KeyServers::sign`], awaited over each client's async pipelined
+    /// connections, with the same fail-over and back-off (this is
+    /// `KeyServers::call` for one operation, as a future).
+    pub async fn sign_async(
+        &self,
+        name: &str,
+        scheme: SignatureScheme,
+        message: &[u8],
+    ) -> Result<Vec<u8>, KeysError> {
+        let mut last = None;
+        let mut attempts = 0;
+        for m in self.order() {
+            if attempts == 2 {
+                break;
+            }
+            let was_down = m.down().is_some();
+            if was_down {
+                if let Err(e) = self.recheck_async(m).await {
+                    warn!(keyserver = %m.client.endpoint(), "still left out: {e}");
+                    m.mark_down(Instant::now() + self.backoff);
+                    attempts += 1;
+                    last = Some(e);
+                    continue;
+                }
+            }
+            attempts += 1;
+            match m.client.sign_async(name, scheme, message).await {
+                Ok(v) => {
+                    if was_down {
+                        info!(keyserver = %m.client.endpoint(), "key server is back");
+                        m.mark_up();
+                    }
+                    return Ok(v);
+                }
+                Err(e) if worth_retrying(&e) => {
+                    if !matches!(e, KeysError::Refused { .. }) {
+                        m.mark_down(Instant::now() + self.backoff);
+                    }
+                    if self.members.len() > 1 {
+                        warn!(
+                            keyserver = %m.client.endpoint(),
+                            "SIGN failed, left out for {:?}: {e}",
+                            self.backoff
+                        );
+                    }
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("a key-server set has at least one endpoint"))
+    }
+
     /// The public key of `name`, asked of every endpoint: all that answer
     /// must hold the same key (else an error naming two that differ);
     /// unreachable ones are left out for now, and checked when they return.

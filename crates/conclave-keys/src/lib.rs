@@ -6,8 +6,9 @@
 //! ([`KeyClient`]) and [`RemoteSigningKey`], a `rustls::sign::SigningKey`
 //! whose signatures are made by the key server, so the edge process holds only
 //! the certificate. [`run`] and [`run_probe`] are the `conclave keyserver` and
-//! `conclave keyless-probe` processes; [`HandshakeThreads`] keep the
-//! edge's runtime threads out of the signing step of keyless handshakes ([`KeyServerSettings`],
+//! `conclave keyless-probe` processes; [`fiber`] runs the signing step of
+//! keyless handshakes as a coroutine on the edge's runtime thread, awaiting
+//! the signature ([`HandshakeThreads`] give it threads instead) ([`KeyServerSettings`],
 //! [`KeylessProbeSettings`]). It knows nothing of files served or shared memory.
 //!
 //! What differs from the original nsm: no raw RSA, no decryption, no padding
@@ -22,6 +23,7 @@ pub mod algorithm;
 pub mod client;
 pub mod error;
 pub mod failover;
+pub mod fiber;
 pub mod grants;
 pub mod handshake;
 pub mod keyref;

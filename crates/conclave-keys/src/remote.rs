@@ -2,7 +2,9 @@
 //! key server. The edge builds a `CertifiedKey` from its certificate and a
 //! [`RemoteSigningKey`]; each handshake's signature is one `SIGN` call.
 //!
-//! rustls' signer is synchronous, so the call blocks: through
+//! rustls' signer is synchronous. On a handshake coroutine
+//! ([`crate::fiber`]) it suspends the handshake and its task awaits the
+//! signature. Elsewhere the call blocks: through
 //! [`conclave_rpc::run_blocking`]. On a multi-thread tokio
 //! runtime it runs inside `block_in_place` (tokio moves other tasks off the
 //! thread); on a current-thread runtime or outside tokio it simply blocks,
@@ -130,7 +132,15 @@ impl fmt::Debug for RemoteSigner {
 
 impl Signer for RemoteSigner {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
-        run_blocking(|| self.client.sign(&self.name, self.scheme, message)).map_err(|e| {
+        // On a handshake coroutine the signature is awaited by its task
+        // (crate::fiber); anywhere else (`edge --check`, handshake threads,
+        // tests) this thread waits for it.
+        let signed = if crate::fiber::on_fiber() {
+            crate::fiber::sign_here(self.client.clone(), self.name.clone(), self.scheme, message)
+        } else {
+            run_blocking(|| self.client.sign(&self.name, self.scheme, message))
+        };
+        signed.map_err(|e| {
             warn!(
                 keyservers = ?self.client,
                 key = %self.name,

@@ -5,18 +5,17 @@
 
 use conclave_keys::rustls::{self, SignatureScheme};
 use conclave_keys::shape::tls13_certificate_verify;
-use conclave_keys::{
-    KeyAlgorithm, KeyClient, KeyServer, KeyServerOptions, KeyStore, KeysError, RemoteSigningKey,
-};
+use conclave_keys::{KeyAlgorithm, KeyClient, KeyStore, KeysError, RemoteSigningKey};
 use conclave_rpc::pki::{self, SiteKey};
 use conclave_rpc::Role;
-use conclave_rpc::{Credentials, Endpoint, Server, Shutdown};
-use conclave_testkit::generate_certs;
+use conclave_rpc::{Credentials, Endpoint};
 use rustls::sign::SigningKey;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use x509_parser::prelude::FromDer;
+
+mod support;
+use support::{start, verify, Relay};
 
 fn genpkey(dir: &Path, name: &str, args: &[&str]) {
     let out = Command::new("openssl")
@@ -27,21 +26,6 @@ fn genpkey(dir: &Path, name: &str, args: &[&str]) {
         .output()
         .expect("this test needs `openssl` on PATH");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// Verifies `sig` over `msg` with the public key `spki` as a TLS peer would.
-fn verify(spki: &[u8], scheme: SignatureScheme, msg: &[u8], sig: &[u8]) -> bool {
-    let (_, info) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki).unwrap();
-    let raw = &info.subject_public_key.data;
-    let prov = rustls::crypto::aws_lc_rs::default_provider();
-    let algs = prov
-        .signature_verification_algorithms
-        .mapping
-        .iter()
-        .find(|(s, _)| *s == scheme)
-        .map(|(_, a)| *a)
-        .unwrap_or_else(|| panic!("no verifier for {scheme:?}"));
-    algs.iter().any(|a| a.verify_signature(raw, msg, sig).is_ok())
 }
 
 #[test]
@@ -124,89 +108,6 @@ fn refuses_unsupported_sizes_curves_and_names() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("server.crt"), "not a key").unwrap();
     assert!(KeyStore::load_dir(dir.path()).unwrap().is_empty());
-}
-
-/// A key server on a background multi-thread runtime; stops on drop.
-struct Running {
-    shutdown: Shutdown,
-    thread: Option<std::thread::JoinHandle<()>>,
-    endpoint: Endpoint,
-    _dir: tempfile::TempDir,
-    certs: std::path::PathBuf,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
-        if let Some(t) = self.thread.take() {
-            let served = t.join();
-            // The server loop must end cleanly (unless the test already failed).
-            if !std::thread::panicking() {
-                served.expect("the key server ended with an error");
-            }
-        }
-    }
-}
-
-fn start(site_key: SiteKey) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    generate_certs(&certs, site_key);
-    let keys = dir.path().join("keys");
-    std::fs::create_dir(&keys).unwrap();
-    std::fs::rename(certs.join("site/server.key"), keys.join("server.key")).unwrap();
-    let (shutdown, thread, endpoint) = serve(&keys, &certs, &"tcp://127.0.0.1:0".parse().unwrap());
-    Running {
-        shutdown,
-        thread: Some(thread),
-        endpoint,
-        _dir: dir,
-        certs,
-    }
-}
-
-/// A key server over the keys of `keys` on `at`, on its own thread.
-fn serve(keys: &Path, certs: &Path, at: &Endpoint) -> (Shutdown, std::thread::JoinHandle<()>, Endpoint) {
-    let store = KeyStore::load_dir(keys).unwrap();
-    let svc = Arc::new(KeyServer::new(store, &KeyServerOptions::default()).unwrap());
-    let creds = Credentials::from_dir(certs, Role::KeyServer).unwrap();
-    let shutdown = Shutdown::new();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (sd, at) = (shutdown.clone(), at.clone());
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let server = Server::bind(
-                &at,
-                Some(creds.server_config().unwrap()),
-                KeyServer::server_options(),
-            )
-            .await
-            .unwrap();
-            tx.send(server.local_endpoint().clone()).unwrap();
-            server.serve(svc, sd).await.unwrap();
-        });
-    });
-    let endpoint = rx.recv().unwrap();
-    (shutdown, thread, endpoint)
-}
-
-impl Running {
-    /// Stops the key server (in-flight requests finish), then starts it again
-    /// on the same address once `between` has run.
-    fn restart(&mut self, between: impl FnOnce()) {
-        self.shutdown.trigger();
-        self.thread.take().unwrap().join().unwrap();
-        between();
-        let keys = self._dir.path().join("keys");
-        let (shutdown, thread, endpoint) = serve(&keys, &self.certs, &self.endpoint);
-        assert_eq!(endpoint, self.endpoint);
-        self.shutdown = shutdown;
-        self.thread = Some(thread);
-    }
 }
 
 #[test]
@@ -566,86 +467,6 @@ fn sixty_four_concurrent_signatures_over_one_pipelined_connection() {
     let valid: Vec<bool> = callers.into_iter().map(|c| c.join().unwrap()).collect();
     assert_eq!(valid, vec![true; 64]);
     assert_eq!(client.signs_in_flight(), 0);
-}
-
-/// A TCP relay between a client and a key server that can stop passing
-/// replies on (`hold`) and be cut like a killed key server (`kill`).
-struct Relay {
-    port: u16,
-    hold: Arc<std::sync::atomic::AtomicBool>,
-    conns: Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    acceptor: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Relay {
-    fn start(port: u16, upstream: &Endpoint) -> Relay {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let Endpoint::Tcp(up) = upstream else {
-            panic!("a TCP key server")
-        };
-        let up = up.clone();
-        let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-        let port = l.local_addr().unwrap().port();
-        let hold = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let conns = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (h, s, cs) = (hold.clone(), stop.clone(), conns.clone());
-        let acceptor = std::thread::spawn(move || {
-            for c in l.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    return;
-                }
-                let c = c.unwrap();
-                let u = std::net::TcpStream::connect(&up).unwrap();
-                cs.lock()
-                    .unwrap()
-                    .extend([c.try_clone().unwrap(), u.try_clone().unwrap()]);
-                let (mut c2, mut u2) = (c.try_clone().unwrap(), u.try_clone().unwrap());
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut c2, &mut u2);
-                });
-                let (mut u, mut c, h) = (u, c, h.clone());
-                std::thread::spawn(move || {
-                    use std::io::{Read, Write};
-                    let mut b = [0u8; 16384];
-                    loop {
-                        match u.read(&mut b) {
-                            Ok(0) | Err(_) => return,
-                            // Held replies are dropped: the client waits until the kill.
-                            Ok(_) if h.load(Ordering::SeqCst) => {}
-                            Ok(n) => {
-                                if c.write_all(&b[..n]).is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        Relay {
-            port,
-            hold,
-            conns,
-            stop,
-            acceptor: Some(acceptor),
-        }
-    }
-
-    fn endpoint(&self) -> Endpoint {
-        Endpoint::Tcp(format!("127.0.0.1:{}", self.port))
-    }
-
-    /// Refuses new connections, then cuts every relayed one.
-    fn kill(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
-        self.acceptor.take().unwrap().join().unwrap();
-        for c in self.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(std::net::Shutdown::Both);
-        }
-    }
 }
 
 /// A key server killed while signatures are pipelined on its connection:

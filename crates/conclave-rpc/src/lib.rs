@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod admission;
+pub mod async_pipeline;
 pub mod block_in_place;
 pub mod client;
 pub mod endpoint;
@@ -27,6 +28,7 @@ pub mod stream;
 pub mod tls;
 pub mod wire;
 
+pub use async_pipeline::AsyncPipeline;
 pub use block_in_place::run_blocking;
 pub use client::{AsyncConnection, AsyncPool, ClientOptions, Connection, Pool, RpcError};
 pub use endpoint::Endpoint;

@@ -392,6 +392,20 @@ fn limit_conn_and_limit_req_refuse_the_excess_of_one_address() {
 
 #[test]
 fn a_stalled_key_server_fails_only_the_handshakes_past_keyserver_timeout() {
+    stalled_key_server_case("");
+}
+
+/// The same with the signing step on handshake threads (the design kept for
+/// comparison), so both `keyless_handshake` modes keep this guarantee.
+#[test]
+fn a_stalled_key_server_fails_only_the_handshakes_past_keyserver_timeout_on_handshake_threads() {
+    stalled_key_server_case("keyless_handshake = \"threads\"\n");
+}
+
+/// A keyless edge (`top`: extra top-level keys) whose key server is stopped
+/// (SIGSTOP): the handshake fails after `keyserver_timeout`, and the edge
+/// serves again once the key server resumes.
+fn stalled_key_server_case(top: &str) {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     common::certs(&p.join("certs"), &[]);
@@ -414,7 +428,7 @@ fn a_stalled_key_server_fails_only_the_handshakes_past_keyserver_timeout() {
     wait_port(kport);
     let edge = Edge::start_in(
         dir,
-        "worker_threads = 2\nkeyserver_timeout = \"1s\"\n",
+        &format!("worker_threads = 2\nkeyserver_timeout = \"1s\"\n{top}"),
         &format!("keyserver = \"tcp://127.0.0.1:{kport}\"\nkey_name = \"server\"\ncerts = \"certs\"\n"),
     );
     assert_eq!(edge.curl(false), "200");

@@ -10,7 +10,7 @@ pub mod validated;
 mod validation;
 
 pub use schema::TicketSource;
-pub use schema::{AccessLogFormat, AdminSettings, LogLevel};
+pub use schema::{AccessLogFormat, AdminSettings, KeylessHandshake, LogLevel};
 pub use schema::{
     CacheSettings, CertificateSettings, CompressionSettings, EdgeSettings, Mode, ServerSettings,
     SharedSettings, StorageSettings, TlsSettings, UpstreamServerSettings, UpstreamSettings, WafSettings,

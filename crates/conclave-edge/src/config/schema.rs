@@ -74,6 +74,11 @@ pub struct EdgeSettings {
     /// handshake fails instead of waiting on a stalled key server.
     #[serde(default = "default_keyserver_timeout")]
     pub keyserver_timeout: Dur,
+    /// Where the signing step of keyless handshakes runs: `"coroutine"`
+    /// (on the runtime thread, the signature awaited) or `"threads"` (on
+    /// handshake threads that wait for it).
+    #[serde(default)]
+    pub keyless_handshake: KeylessHandshake,
     /// Deadline of one file-server call (nextfs storage): past it the request
     /// gets 504 (a cache site serves it from the origin as a miss).
     #[serde(default = "default_storage_timeout")]
@@ -110,6 +115,19 @@ pub struct EdgeSettings {
     /// started by mistake sees that one already runs. Absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_file: Option<PathBuf>,
+}
+
+/// Where the signing step of a keyless TLS handshake runs (`keyless_handshake`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeylessHandshake {
+    /// A coroutine on the runtime thread; the signature is awaited
+    /// (`conclave_keys::fiber`): no thread hop, no blocking read.
+    #[default]
+    Coroutine,
+    /// A pool of handshake threads per worker that block on the key server
+    /// (`conclave_keys::HandshakeThreads`), kept for comparison.
+    Threads,
 }
 
 /// The line format of the access log.
@@ -177,6 +195,7 @@ impl Default for EdgeSettings {
             limit_req_rate: 0,
             limit_req_burst: 0,
             keyserver_timeout: default_keyserver_timeout(),
+            keyless_handshake: KeylessHandshake::default(),
             storage_timeout: default_storage_timeout(),
             storage: StorageSettings::default(),
             shared: SharedSettings::default(),

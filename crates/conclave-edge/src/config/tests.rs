@@ -227,6 +227,10 @@ fn stall_timeouts_and_limits_have_documented_defaults() {
     assert_eq!(c.limit_req, None);
     assert_eq!(c.keyserver_timeout, Duration::from_secs(5));
     assert_eq!(c.storage_timeout, Duration::from_secs(10));
+    assert_eq!(c.keyless_handshake, crate::config::KeylessHandshake::Coroutine);
+    let c = EdgeConfig::parse(&cfg, &format!("keyless_handshake = \"threads\"\n{site}")).unwrap();
+    assert_eq!(c.keyless_handshake, crate::config::KeylessHandshake::Threads);
+    assert!(EdgeConfig::parse(&cfg, &format!("keyless_handshake = \"inline\"\n{site}")).is_err());
     let text = format!("limit_conn = 8\nlimit_req_rate = 100\nlimit_req_burst = 50\n{site}");
     let c = EdgeConfig::parse(&cfg, &text).unwrap();
     assert_eq!(c.limit_conn, Some(8));

@@ -45,6 +45,8 @@ pub struct EdgeConfig {
     pub limit_req: Option<ReqLimit>,
     /// Deadline of one key-server call.
     pub keyserver_timeout: Duration,
+    /// Where keyless handshakes sign.
+    pub keyless_handshake: super::schema::KeylessHandshake,
     /// Deadline of one file-server call.
     pub storage_timeout: Duration,
     /// Storage backend.

@@ -117,6 +117,7 @@ pub(super) fn validate(
             burst: raw.limit_req_burst,
         }),
         keyserver_timeout: raw.keyserver_timeout.0,
+        keyless_handshake: raw.keyless_handshake,
         storage_timeout: raw.storage_timeout.0,
         storage,
         shared,
