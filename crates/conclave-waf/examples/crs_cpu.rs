@@ -7,6 +7,9 @@
 //! Each engine makes passes over the requests until it has used ≥ 1 s of process CPU time
 //! (`/proc/self/stat`, the machine's cores are shared, so CPU, not wall, is the number to read).
 //! `CRS_CPU_CONCLAVE_ONLY=1` skips libmodsecurity (for profiling conclave alone).
+//! `CRS_CPU_UNIQUE_UA=1` appends a per-check counter to every `User-Agent`, so no two checks see
+//! the same value: the cost without any repetition for the verdict cache of `@detectSQLi` /
+//! `@detectXSS` to use (`CONCLAVE_WAF_VERDICT_CACHE`, docs/waf.md).
 #[cfg(feature = "modsecurity")]
 fn main() {
     bench::main();
@@ -20,6 +23,7 @@ fn main() {
 
 #[cfg(feature = "modsecurity")]
 mod bench {
+    use std::cell::Cell;
     use std::path::Path;
     use std::time::Instant;
 
@@ -36,8 +40,36 @@ mod bench {
         (f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0)) as f64 / 100.0
     }
 
-    fn view(r: &CorpusRequest) -> Vec<(&str, &[u8])> {
-        r.header_refs()
+    /// The request's headers; with `unique`, the `User-Agent` gets ` n<counter>` appended
+    /// (its bytes in `ua`).
+    fn view<'a>(
+        r: &'a CorpusRequest,
+        unique: Option<&Cell<u64>>,
+        ua: &'a mut Vec<u8>,
+    ) -> Vec<(&'a str, &'a [u8])> {
+        let Some(counter) = unique else {
+            return r.header_refs();
+        };
+        let n = counter.get() + 1;
+        counter.set(n);
+        let mut out = Vec::with_capacity(r.headers.len());
+        for (name, value) in &r.headers {
+            if name.eq_ignore_ascii_case("user-agent") {
+                ua.clear();
+                ua.extend_from_slice(value);
+                ua.extend_from_slice(format!(" n{n}").as_bytes());
+            }
+        }
+        let ua: &'a [u8] = ua;
+        for (name, value) in &r.headers {
+            let v: &[u8] = if name.eq_ignore_ascii_case("user-agent") {
+                ua
+            } else {
+                value
+            };
+            out.push((name.as_str(), v));
+        }
+        out
     }
 
     /// Runs `check` over `reqs` until 1 s of CPU; returns (CPU per request in µs, denied).
@@ -92,8 +124,16 @@ mod bench {
         );
 
         let reqs = corpus::benign_bench(n, 7);
+        let counter = Cell::new(0u64);
+        let unique = std::env::var_os("CRS_CPU_UNIQUE_UA")
+            .is_some()
+            .then_some(&counter);
+        if unique.is_some() {
+            println!("every User-Agent unique (CRS_CPU_UNIQUE_UA)");
+        }
         let ours_check = |r: &CorpusRequest| {
-            let h = view(r);
+            let mut ua = Vec::new();
+            let h = view(r, unique, &mut ua);
             let v = RequestView {
                 method: &r.method,
                 uri: &r.uri,
@@ -144,7 +184,8 @@ mod bench {
             return;
         }
         let (theirs, theirs_denied) = measure(&reqs, |r| {
-            let h = view(r);
+            let mut ua = Vec::new();
+            let h = view(r, unique, &mut ua);
             let v = RequestView {
                 method: &r.method,
                 uri: &r.uri,

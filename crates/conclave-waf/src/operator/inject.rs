@@ -9,18 +9,35 @@ pub(super) fn detect_sqli(input: &[u8], ctx: &mut dyn OpContext) -> bool {
     if one_plain_token(input) {
         return false;
     }
-    let result = libinjectionrs::detect_sqli(input);
-    if !result.is_injection() {
-        return false;
-    }
-    let fp = result
-        .fingerprint
-        .as_ref()
-        .map(|f| f.as_str().as_bytes().to_vec())
-        .unwrap_or_default();
-    ctx.set_matched(&fp);
+    let verdict = cached(Kind::Sqli, input, |input| {
+        let result = libinjectionrs::detect_sqli(input);
+        if !result.is_injection() {
+            return Verdict::Clean;
+        }
+        let fp = result
+            .fingerprint
+            .as_ref()
+            .map(|f| f.as_str().as_bytes())
+            .unwrap_or_default();
+        Verdict::hit(fp)
+    });
+    let long;
+    let fp = match verdict {
+        Verdict::Clean => return false,
+        // Not expected (fingerprints are at most 5 tokens), but exact if it happens: ask again.
+        Verdict::Uncacheable => {
+            long = libinjectionrs::detect_sqli(input)
+                .fingerprint
+                .as_ref()
+                .map(|f| f.as_str().as_bytes().to_vec())
+                .unwrap_or_default();
+            &long[..]
+        }
+        Verdict::Hit { .. } => verdict.fingerprint().unwrap_or_default(),
+    };
+    ctx.set_matched(fp);
     if ctx.capture_wanted() {
-        ctx.set_capture(0, &fp);
+        ctx.set_capture(0, fp);
     }
     true
 }
@@ -55,7 +72,201 @@ pub(crate) fn one_plain_token(input: &[u8]) -> bool {
 
 /// libinjection's XSS test.
 pub(super) fn detect_xss(input: &[u8]) -> bool {
-    libinjectionrs::detect_xss(input).is_injection()
+    cached(Kind::Xss, input, |input| {
+        if libinjectionrs::detect_xss(input).is_injection() {
+            Verdict::hit(b"")
+        } else {
+            Verdict::Clean
+        }
+    })
+    .fingerprint()
+    .is_some()
+}
+
+/// Which libinjection test a cached verdict belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Sqli,
+    Xss,
+}
+
+/// The longest SQLi fingerprint libinjection makes (its `LIBINJECTION_SQLI_MAX_TOKENS` is 5;
+/// the array holds 8): verdicts with a longer one are not cached, so the bound is never a
+/// truncation.
+const FP_MAX: usize = 8;
+
+/// libinjection's answer for one value: clean, or an injection with its fingerprint (empty for
+/// XSS, which has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Clean,
+    Hit {
+        fp: [u8; FP_MAX],
+        len: u8,
+    },
+    /// A hit whose fingerprint does not fit `FP_MAX`: never cached; the caller recomputes it.
+    Uncacheable,
+}
+
+impl Verdict {
+    fn hit(fp: &[u8]) -> Verdict {
+        if fp.len() > FP_MAX {
+            return Verdict::Uncacheable;
+        }
+        let mut b = [0u8; FP_MAX];
+        b[..fp.len()].copy_from_slice(fp);
+        Verdict::Hit {
+            fp: b,
+            len: fp.len() as u8,
+        }
+    }
+
+    fn fingerprint(&self) -> Option<&[u8]> {
+        match self {
+            Verdict::Clean => None,
+            Verdict::Hit { fp, len } => Some(&fp[..*len as usize]),
+            Verdict::Uncacheable => Some(b""),
+        }
+    }
+}
+
+/// Values longer than this are tested every time: long values rarely repeat (bodies, tokens),
+/// and the bound keeps a thread's cache under `entries × VALUE_MAX` bytes (4 MiB at the
+/// default).
+const VALUE_MAX: usize = 1024;
+
+/// Ways per set: a value can sit in any of the `WAYS` slots of its set.
+const WAYS: usize = 4;
+
+/// Default entries per thread (`CONCLAVE_WAF_VERDICT_CACHE`).
+const DEFAULT_ENTRIES: usize = 4096;
+
+/// Entries per thread, from `CONCLAVE_WAF_VERDICT_CACHE` (read once per process): a count
+/// (rounded up to a power of two, at least `WAYS`), `0` or `off` to disable the cache; unset or
+/// unparsable means [`DEFAULT_ENTRIES`]. An environment variable rather than a rule-file
+/// directive because it is a property of the process (memory per worker thread), not of the
+/// rules, and so benchmarks can compare with and without it on the same binary.
+fn configured_entries() -> usize {
+    static ENTRIES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *ENTRIES.get_or_init(|| parse_entries(std::env::var("CONCLAVE_WAF_VERDICT_CACHE").ok().as_deref()))
+}
+
+fn parse_entries(v: Option<&str>) -> usize {
+    match v.map(str::trim) {
+        None => DEFAULT_ENTRIES,
+        Some(v) if v.eq_ignore_ascii_case("off") => 0,
+        Some(v) => match v.parse::<usize>() {
+            Ok(0) => 0,
+            Ok(n) => n.clamp(WAYS, 1 << 20).next_power_of_two(),
+            Err(_) => DEFAULT_ENTRIES,
+        },
+    }
+}
+
+/// One cached verdict. `key` keeps its capacity when the slot is reused, so a warm cache does
+/// not allocate.
+#[derive(Default)]
+struct Slot {
+    kind: Option<Kind>,
+    key: Vec<u8>,
+    verdict: Option<Verdict>,
+    /// Clock bit: set on a hit, cleared as the hand passes.
+    referenced: bool,
+}
+
+/// A per-thread, bounded, set-associative cache of libinjection verdicts keyed by the exact
+/// transformed value. The hash only picks the set; a hit requires the stored bytes to equal the
+/// value in full, so a hash collision costs a miss, never a wrong verdict (which could be a
+/// bypass). Eviction is a clock (second chance) within the set.
+///
+/// Why: libinjection costs ~9 µs per CRS PL1 request, mostly on `User-Agent`, and real traffic
+/// repeats `User-Agent`, `Referer`, `Accept-Language` and cookie values across requests; a
+/// repeated value's verdict is the same, libinjection being a pure function of the bytes.
+struct VerdictCache {
+    slots: Vec<Slot>,
+    /// Clock hand per set.
+    hands: Vec<u8>,
+}
+
+impl VerdictCache {
+    fn new(entries: usize) -> VerdictCache {
+        VerdictCache {
+            slots: (0..entries).map(|_| Slot::default()).collect(),
+            hands: vec![0; entries / WAYS],
+        }
+    }
+
+    fn set_of(&self, kind: Kind, value: &[u8]) -> usize {
+        use std::hash::Hasher;
+        let mut h = crate::hash::FxHasher::default();
+        h.write_u8(kind as u8);
+        h.write(value);
+        h.write_usize(value.len());
+        // Fx's low bits are weak: fold the high half in.
+        let x = h.finish();
+        ((x ^ (x >> 32)) as usize) & (self.hands.len() - 1)
+    }
+
+    /// The cached verdict for `value`, or `test(value)`, remembered.
+    fn verdict(&mut self, kind: Kind, value: &[u8], test: impl FnOnce(&[u8]) -> Verdict) -> Verdict {
+        let set = self.set_of(kind, value);
+        if let Some(v) = self.get(set, kind, value) {
+            return v;
+        }
+        let v = test(value);
+        if v != Verdict::Uncacheable {
+            self.put(set, kind, value, v);
+        }
+        v
+    }
+
+    fn get(&mut self, set: usize, kind: Kind, value: &[u8]) -> Option<Verdict> {
+        let ways = &mut self.slots[set * WAYS..(set + 1) * WAYS];
+        let slot = ways.iter_mut().find(|s| s.kind == Some(kind) && s.key == value)?;
+        slot.referenced = true;
+        slot.verdict
+    }
+
+    fn put(&mut self, set: usize, kind: Kind, value: &[u8], verdict: Verdict) {
+        let hand = &mut self.hands[set];
+        let ways = &mut self.slots[set * WAYS..(set + 1) * WAYS];
+        // Second chance: at most one full turn clearing bits, then the hand's slot is free.
+        let mut i = *hand as usize;
+        for _ in 0..WAYS {
+            if !ways[i].referenced {
+                break;
+            }
+            ways[i].referenced = false;
+            i = (i + 1) % WAYS;
+        }
+        *hand = ((i + 1) % WAYS) as u8;
+        let slot = &mut ways[i];
+        slot.kind = Some(kind);
+        slot.key.clear();
+        slot.key.extend_from_slice(value);
+        slot.verdict = Some(verdict);
+        slot.referenced = false;
+    }
+}
+
+thread_local! {
+    static CACHE: std::cell::RefCell<Option<VerdictCache>> = const { std::cell::RefCell::new(None) };
+}
+
+/// `test(value)`, through this thread's verdict cache when it is enabled and `value` is short
+/// enough.
+fn cached(kind: Kind, value: &[u8], test: impl FnOnce(&[u8]) -> Verdict) -> Verdict {
+    let entries = configured_entries();
+    if entries == 0 || value.len() > VALUE_MAX {
+        return test(value);
+    }
+    CACHE.with(|c| {
+        let Ok(mut c) = c.try_borrow_mut() else {
+            return test(value);
+        };
+        c.get_or_insert_with(|| VerdictCache::new(entries))
+            .verdict(kind, value, test)
+    })
 }
 
 #[cfg(test)]
@@ -141,6 +352,130 @@ mod tests {
         ] {
             assert!(!one_plain_token(v), "{}", String::from_utf8_lossy(v));
         }
+    }
+
+    /// `%XX` and `+` decoded (enough to expose the corpus's attack payloads).
+    fn percent_decoded(v: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(v.len());
+        let mut i = 0;
+        while i < v.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            match v[i] {
+                b'%' if i + 2 < v.len() => {
+                    if let (Some(h), Some(l)) = (hex(v[i + 1]), hex(v[i + 2])) {
+                        out.push((h * 16 + l) as u8);
+                        i += 3;
+                        continue;
+                    }
+                    out.push(b'%');
+                }
+                b'+' => out.push(b' '),
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        out
+    }
+
+    fn sqli_verdict(v: &[u8]) -> Verdict {
+        let r = libinjectionrs::detect_sqli(v);
+        if !r.is_injection() {
+            return Verdict::Clean;
+        }
+        Verdict::hit(
+            r.fingerprint
+                .as_ref()
+                .map(|f| f.as_str().as_bytes())
+                .unwrap_or_default(),
+        )
+    }
+
+    fn xss_verdict(v: &[u8]) -> Verdict {
+        if libinjectionrs::detect_xss(v).is_injection() {
+            Verdict::hit(b"")
+        } else {
+            Verdict::Clean
+        }
+    }
+
+    /// Through a small cache (so sets fill, evict and collide constantly), every answer equals
+    /// libinjection's own, for both tests on the same values (the kind is part of the key), and
+    /// repeats are served from the cache.
+    #[test]
+    fn cached_verdicts_equal_libinjection() {
+        let mut values: Vec<Vec<u8>> = Vec::new();
+        for c in crate::corpus::generate(2000, 22) {
+            values.extend(c.headers.iter().map(|(_, v)| v.clone()));
+            values.push(percent_decoded(c.uri.as_bytes()));
+            values.push(c.uri.into_bytes());
+        }
+        values.extend([
+            b"1' OR '1'='1".to_vec(),
+            b"<script>alert(1)</script>".to_vec(),
+            b"1 union select 1,2".to_vec(),
+            Vec::new(),
+        ]);
+        assert!(values.len() > 2000, "{}", values.len());
+        let mut cache = VerdictCache::new(16);
+        let (mut hits, mut tested, mut injections) = (0, 0, 0);
+        for round in 0..3 {
+            for v in values.iter().chain(values.iter().rev().take(8)) {
+                let mut ran = false;
+                let s = cache.verdict(Kind::Sqli, v, |v| {
+                    ran = true;
+                    sqli_verdict(v)
+                });
+                assert_eq!(s, sqli_verdict(v), "{}", String::from_utf8_lossy(v));
+                let x = cache.verdict(Kind::Xss, v, xss_verdict);
+                assert_eq!(x, xss_verdict(v), "{}", String::from_utf8_lossy(v));
+                if round == 0 {
+                    injections += usize::from(s != Verdict::Clean) + usize::from(x != Verdict::Clean);
+                }
+                if ran {
+                    tested += 1;
+                } else {
+                    hits += 1;
+                }
+            }
+        }
+        assert_eq!((values.len(), injections), (14478, 145));
+        assert_eq!((hits, tested), (12497, 30961));
+        // A value and the same value one byte longer never share an entry.
+        let mut cache = VerdictCache::new(4);
+        assert_eq!(
+            cache.verdict(Kind::Sqli, b"1' or 1=1", sqli_verdict),
+            sqli_verdict(b"1' or 1=1")
+        );
+        let mut ran = false;
+        cache.verdict(Kind::Sqli, b"1' or 1=1 ", |v| {
+            ran = true;
+            sqli_verdict(v)
+        });
+        assert!(ran);
+    }
+
+    #[test]
+    fn cache_size_setting() {
+        assert_eq!(parse_entries(None), 4096);
+        assert_eq!(parse_entries(Some("off")), 0);
+        assert_eq!(parse_entries(Some("OFF")), 0);
+        assert_eq!(parse_entries(Some("0")), 0);
+        assert_eq!(parse_entries(Some("1000")), 1024);
+        assert_eq!(parse_entries(Some("1")), 4);
+        assert_eq!(parse_entries(Some(" 65536 ")), 65536);
+        assert_eq!(parse_entries(Some("lots")), 4096);
+    }
+
+    /// The cache keeps at most `entries` values, each at most `VALUE_MAX` bytes.
+    #[test]
+    fn cache_is_bounded() {
+        let mut cache = VerdictCache::new(8);
+        for i in 0..1000u32 {
+            let v = format!("value {i}");
+            cache.verdict(Kind::Xss, v.as_bytes(), xss_verdict);
+        }
+        assert_eq!(cache.slots.len(), 8);
+        assert_eq!(cache.slots.iter().filter(|s| s.kind.is_some()).count(), 8);
     }
 
     #[test]

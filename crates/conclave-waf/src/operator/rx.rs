@@ -11,6 +11,11 @@ use super::OpContext;
 /// One compiled pattern.
 #[derive(Debug)]
 enum Engine {
+    /// `.*` or `^.*$` (with PCRE's DOTALL and MULTILINE as libmodsecurity compiles them):
+    /// always matches the whole input at offset 0 (`.*` takes every byte, `$` holds at the
+    /// end), so group 0 is the input and there is no other group. Rule 920450 runs it with
+    /// `capture` on every header name; this skips a regex search and a copy per name.
+    WholeInput,
     Rust(regex::bytes::Regex),
     Pcre(pcre2::bytes::Regex),
 }
@@ -19,6 +24,9 @@ impl Engine {
     fn compile(pattern: &str) -> Result<Engine, String> {
         // libmodsecurity replaces an empty pattern by ".*".
         let pattern = if pattern.is_empty() { ".*" } else { pattern };
+        if pattern == ".*" || pattern == "^.*$" {
+            return Ok(Engine::WholeInput);
+        }
         let same = match rust_reading(pattern) {
             Reading::Same => true,
             Reading::SameUnlessEmptyAtEnd => never_empty(pattern),
@@ -46,6 +54,12 @@ impl Engine {
     /// Searches once; calls `found(group, bytes)` for every set group when `want` is set.
     fn search(&self, input: &[u8], want: bool, found: &mut dyn FnMut(usize, &[u8])) -> bool {
         match self {
+            Engine::WholeInput => {
+                if want {
+                    found(0, input);
+                }
+                true
+            }
             Engine::Rust(re) => {
                 // Most values do not match: the capture machinery (an allocation per search)
                 // only runs for those that do.
@@ -143,6 +157,12 @@ impl Rx {
 
     pub(crate) fn eval(&self, input: &[u8], ctx: &mut dyn OpContext) -> bool {
         let want = ctx.capture_wanted();
+        if let Some(Engine::WholeInput) = self.fixed {
+            if want {
+                ctx.set_capture(0, input);
+            }
+            return true;
+        }
         let mut caps: Vec<(usize, Vec<u8>)> = Vec::new();
         let mut found = |i: usize, b: &[u8]| caps.push((i, b.to_vec()));
         let hit = match &self.fixed {
@@ -285,6 +305,39 @@ fn rust_reading(pattern: &str) -> Reading {
 mod tests {
     use super::super::test_ctx::{eval, Ctx};
     use super::*;
+
+    /// `.*`, `^.*$` and the empty pattern take the whole-input path, and it answers as PCRE2
+    /// (DOTALL, MULTILINE) does, captures included, on inputs with newlines, NULs and none.
+    #[test]
+    fn whole_input_patterns_match_pcre2() {
+        for pattern in [".*", "^.*$", ""] {
+            let rx = Rx::new(pattern).unwrap();
+            assert!(matches!(rx.fixed, Some(Engine::WholeInput)), "{pattern}");
+            let pcre = pcre2::bytes::RegexBuilder::new()
+                .dotall(true)
+                .multi_line(true)
+                .build(if pattern.is_empty() { ".*" } else { pattern })
+                .unwrap();
+            for input in [
+                &b""[..],
+                b"user-agent",
+                b"a\nb\n",
+                b"\n",
+                b"x\0y\r\n",
+                b"\xff\xfe",
+            ] {
+                let mut ctx = Ctx {
+                    capture: true,
+                    ..Ctx::default()
+                };
+                assert!(rx.eval(input, &mut ctx));
+                let caps = pcre.captures(input).unwrap().unwrap();
+                assert_eq!(caps.len(), 1);
+                assert_eq!(ctx.captures, vec![(0, caps.get(0).unwrap().as_bytes().to_vec())]);
+                assert_eq!(ctx.captures[0].1, input.to_vec());
+            }
+        }
+    }
 
     #[test]
     fn pcre_only_constructs_fall_back_to_pcre2() {
