@@ -305,6 +305,8 @@ async fn serve(
     });
     let cap = Arc::new(Semaphore::new(cfg.worker_connections));
     let keyless = keyless_step(cfg)?;
+    // Before any check: each runtime thread makes its verdict cache on its first one.
+    conclave_waf::set_verdict_cache_entries(cfg.waf_verdict_cache);
     let graceful = Arc::new(GracefulShutdown::new());
     let mut loops = Vec::new();
     let mut routers: Vec<(std::net::SocketAddr, SniRouter)> = Vec::new();

@@ -9,7 +9,8 @@
 //! `CRS_CPU_CONCLAVE_ONLY=1` skips libmodsecurity (for profiling conclave alone).
 //! `CRS_CPU_UNIQUE_UA=1` appends a per-check counter to every `User-Agent`, so no two checks see
 //! the same value: the cost without any repetition for the verdict cache of `@detectSQLi` /
-//! `@detectXSS` to use (`CONCLAVE_WAF_VERDICT_CACHE`, docs/waf.md).
+//! `@detectXSS` to use (docs/waf.md). `CRS_CPU_VERDICT_CACHE=N` sets that cache's entries per
+//! thread (`0`: off; default 4096, the edge's `waf_verdict_cache`).
 #[cfg(feature = "modsecurity")]
 fn main() {
     bench::main();
@@ -89,6 +90,14 @@ mod bench {
         let mut args = std::env::args().skip(1);
         let pl: u8 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
         let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
+        if let Some(v) = std::env::var_os("CRS_CPU_VERDICT_CACHE") {
+            let entries: usize = v
+                .to_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("CRS_CPU_VERDICT_CACHE={v:?}: not a number of entries"));
+            conclave_waf::set_verdict_cache_entries(entries);
+            println!("verdict cache: {entries} entries per thread");
+        }
         let dir = std::env::temp_dir().join(format!("crs-cpu-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let recommended = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/crs/modsecurity.conf");

@@ -46,6 +46,7 @@ use std::cell::RefCell;
 use std::path::Path;
 
 pub use error::WafError;
+pub use operator::{set_verdict_cache_entries, DEFAULT_VERDICT_CACHE, MAX_VERDICT_CACHE};
 
 /// Interpreter counters since the process started (all [`Waf`]s of the process). Benchmarks
 /// read them to report how many rules run per request.

@@ -79,6 +79,11 @@ pub struct EdgeSettings {
     /// handshake threads that wait for it).
     #[serde(default)]
     pub keyless_handshake: KeylessHandshake,
+    /// `@detectSQLi`/`@detectXSS` verdicts each worker thread keeps for
+    /// values it sees again (User-Agent, Referer, cookies), 0 for none;
+    /// rounded up to a power of two (docs/waf.md, "libinjection verdict cache").
+    #[serde(default = "default_waf_verdict_cache")]
+    pub waf_verdict_cache: usize,
     /// Deadline of one file-server call (nextfs storage): past it the request
     /// gets 504 (a cache site serves it from the origin as a miss).
     #[serde(default = "default_storage_timeout")]
@@ -196,6 +201,7 @@ impl Default for EdgeSettings {
             limit_req_burst: 0,
             keyserver_timeout: default_keyserver_timeout(),
             keyless_handshake: KeylessHandshake::default(),
+            waf_verdict_cache: default_waf_verdict_cache(),
             storage_timeout: default_storage_timeout(),
             storage: StorageSettings::default(),
             shared: SharedSettings::default(),
@@ -552,6 +558,10 @@ impl UpstreamServerSettings {
             fail_timeout: default_fail_timeout(),
         }
     }
+}
+
+fn default_waf_verdict_cache() -> usize {
+    conclave_waf::DEFAULT_VERDICT_CACHE
 }
 
 fn default_fail_timeout() -> Dur {

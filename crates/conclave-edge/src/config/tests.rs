@@ -231,6 +231,13 @@ fn stall_timeouts_and_limits_have_documented_defaults() {
     let c = EdgeConfig::parse(&cfg, &format!("keyless_handshake = \"threads\"\n{site}")).unwrap();
     assert_eq!(c.keyless_handshake, crate::config::KeylessHandshake::Threads);
     assert!(EdgeConfig::parse(&cfg, &format!("keyless_handshake = \"inline\"\n{site}")).is_err());
+    assert_eq!(c.waf_verdict_cache, 4096);
+    let c = EdgeConfig::parse(&cfg, &format!("waf_verdict_cache = 0\n{site}")).unwrap();
+    assert_eq!(c.waf_verdict_cache, 0);
+    let e = EdgeConfig::parse(&cfg, &format!("waf_verdict_cache = 2000000\n{site}"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("waf_verdict_cache must be at most 1048576"), "{e}");
     let text = format!("limit_conn = 8\nlimit_req_rate = 100\nlimit_req_burst = 50\n{site}");
     let c = EdgeConfig::parse(&cfg, &text).unwrap();
     assert_eq!(c.limit_conn, Some(8));

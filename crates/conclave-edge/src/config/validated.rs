@@ -47,6 +47,8 @@ pub struct EdgeConfig {
     pub keyserver_timeout: Duration,
     /// Where keyless handshakes sign.
     pub keyless_handshake: super::schema::KeylessHandshake,
+    /// WAF verdicts cached per worker thread (`waf_verdict_cache`, 0: none).
+    pub waf_verdict_cache: usize,
     /// Deadline of one file-server call.
     pub storage_timeout: Duration,
     /// Storage backend.

@@ -118,6 +118,7 @@ pub(super) fn validate(
         }),
         keyserver_timeout: raw.keyserver_timeout.0,
         keyless_handshake: raw.keyless_handshake,
+        waf_verdict_cache: raw.waf_verdict_cache,
         storage_timeout: raw.storage_timeout.0,
         storage,
         shared,
@@ -283,6 +284,15 @@ fn limits(c: &Check<'_>, raw: &EdgeSettings) -> Result<(), ConfigError> {
         return Err(c.err(
             c.at(&["worker_threads".into()]),
             "worker_threads must be between 1 and 64",
+        ));
+    }
+    if raw.waf_verdict_cache > conclave_waf::MAX_VERDICT_CACHE {
+        return Err(c.err(
+            c.at(&["waf_verdict_cache".into()]),
+            format!(
+                "waf_verdict_cache must be at most {} entries per worker thread (0 turns it off)",
+                conclave_waf::MAX_VERDICT_CACHE
+            ),
         ));
     }
     if raw.worker_connections == 0 {

@@ -2,6 +2,7 @@
 //! to build, no download at build time).
 
 use super::OpContext;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// libinjection's SQLi test; on a hit the fingerprint becomes the matched string and `TX:0`
 /// when the rule captures (as libmodsecurity does).
@@ -138,29 +139,34 @@ const VALUE_MAX: usize = 1024;
 /// Ways per set: a value can sit in any of the `WAYS` slots of its set.
 const WAYS: usize = 4;
 
-/// Default entries per thread (`CONCLAVE_WAF_VERDICT_CACHE`).
-const DEFAULT_ENTRIES: usize = 4096;
+/// Default entries per thread (the edge's `waf_verdict_cache`).
+pub const DEFAULT_VERDICT_CACHE: usize = 4096;
 
-/// Entries per thread, from `CONCLAVE_WAF_VERDICT_CACHE` (read once per process): a count
-/// (rounded up to a power of two, at least `WAYS`), `0` or `off` to disable the cache; unset or
-/// unparsable means [`DEFAULT_ENTRIES`]. An environment variable rather than a rule-file
-/// directive because it is a property of the process (memory per worker thread), not of the
-/// rules, and so benchmarks can compare with and without it on the same binary.
-fn configured_entries() -> usize {
-    static ENTRIES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *ENTRIES.get_or_init(|| parse_entries(std::env::var("CONCLAVE_WAF_VERDICT_CACHE").ok().as_deref()))
+/// Most entries per thread a process may ask for.
+pub const MAX_VERDICT_CACHE: usize = 1 << 20;
+
+/// Entries per thread, as set by [`set_verdict_cache_entries`]: a power of two of at least
+/// `WAYS`, or 0 for no cache.
+static ENTRIES: AtomicUsize = AtomicUsize::new(DEFAULT_VERDICT_CACHE);
+
+/// Sets how many verdicts each thread keeps (`0`: none), for threads whose cache is made after
+/// this call (a thread makes its cache on its first check); a count is rounded up to a power
+/// of two of at least 4 and capped at [`MAX_VERDICT_CACHE`]. A property of the process (memory
+/// per worker thread), not of the rules, so the edge sets it once at start from its typed
+/// setting `waf_verdict_cache` (docs/edge.md) before any check.
+pub fn set_verdict_cache_entries(n: usize) {
+    ENTRIES.store(round_entries(n), Ordering::Relaxed);
 }
 
-fn parse_entries(v: Option<&str>) -> usize {
-    match v.map(str::trim) {
-        None => DEFAULT_ENTRIES,
-        Some(v) if v.eq_ignore_ascii_case("off") => 0,
-        Some(v) => match v.parse::<usize>() {
-            Ok(0) => 0,
-            Ok(n) => n.clamp(WAYS, 1 << 20).next_power_of_two(),
-            Err(_) => DEFAULT_ENTRIES,
-        },
+fn round_entries(n: usize) -> usize {
+    match n {
+        0 => 0,
+        n => n.clamp(WAYS, MAX_VERDICT_CACHE).next_power_of_two(),
     }
+}
+
+fn configured_entries() -> usize {
+    ENTRIES.load(Ordering::Relaxed)
 }
 
 /// One cached verdict. `key` keeps its capacity when the slot is reused, so a warm cache does
@@ -456,14 +462,11 @@ mod tests {
 
     #[test]
     fn cache_size_setting() {
-        assert_eq!(parse_entries(None), 4096);
-        assert_eq!(parse_entries(Some("off")), 0);
-        assert_eq!(parse_entries(Some("OFF")), 0);
-        assert_eq!(parse_entries(Some("0")), 0);
-        assert_eq!(parse_entries(Some("1000")), 1024);
-        assert_eq!(parse_entries(Some("1")), 4);
-        assert_eq!(parse_entries(Some(" 65536 ")), 65536);
-        assert_eq!(parse_entries(Some("lots")), 4096);
+        assert_eq!(round_entries(0), 0);
+        assert_eq!(round_entries(1000), 1024);
+        assert_eq!(round_entries(1), 4);
+        assert_eq!(round_entries(65536), 65536);
+        assert_eq!(round_entries(usize::MAX), MAX_VERDICT_CACHE);
     }
 
     /// The cache keeps at most `entries` values, each at most `VALUE_MAX` bytes.

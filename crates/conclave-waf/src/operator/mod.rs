@@ -18,6 +18,7 @@ mod validate;
 use std::borrow::Cow;
 use std::path::Path;
 
+pub use inject::{set_verdict_cache_entries, DEFAULT_VERDICT_CACHE, MAX_VERDICT_CACHE};
 pub(crate) use ip::IpSet;
 pub(crate) use numeric::NumOp;
 pub(crate) use pm::PhraseSet;
