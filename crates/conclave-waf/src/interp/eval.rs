@@ -644,36 +644,33 @@ pub(super) fn fold_rule(
     tx: &BTreeMap<String, Vec<u8>>,
     links: usize,
 ) -> (bool, BTreeMap<String, Vec<u8>>) {
-    let view = RequestView {
-        method: "GET",
-        uri: "/",
-        headers: &[],
-    };
-    let ctx = RequestContext::default();
-    let mut t = Transaction::new(prog, &view, &ctx);
-    t.st.colls[Coll::Tx.index()] = tx
-        .iter()
-        .map(|(k, v)| (Cow::Owned(k.clone()), Cow::Owned(v.clone())))
-        .collect();
-    let r = &prog.rules[ri as usize];
-    // As `links`: in order, stopping at the first link that does not match.
-    let mut matched = true;
-    for l in &r.links[..links] {
-        if !t.link(r, l) {
-            matched = false;
-            break;
-        }
-    }
-    let after = t.st.colls[Coll::Tx.index()]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_vec()))
-        .collect();
-    (matched, after)
+    on_known_tx(prog, tx, |t| {
+        let r = &prog.rules[ri as usize];
+        // As `links`: in order, stopping at the first link that does not match.
+        let matched = r.links[..links].iter().all(|l| t.link(r, l));
+        let after = t.st.colls[Coll::Tx.index()]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_vec()))
+            .collect();
+        (matched, after)
+    })
 }
 
 /// `text` with its macros expanded as rule `ri` would expand them on a transaction whose `TX` is
 /// `tx` (for [`super::plan`], which passes only texts whose macros name known `TX` members).
 pub(super) fn expand_known(prog: &Program, ri: u32, tx: &BTreeMap<String, Vec<u8>>, text: &str) -> String {
+    on_known_tx(prog, tx, |t| {
+        expand(&t.req, &t.st, &prog.rules[ri as usize], text).into_owned()
+    })
+}
+
+/// `f` on a transaction of an empty `GET /` whose `TX` is `tx`: the load-time stand-in for
+/// every request, for rules and texts that read nothing but known `TX` members.
+fn on_known_tx<R>(
+    prog: &Program,
+    tx: &BTreeMap<String, Vec<u8>>,
+    f: impl FnOnce(&mut Transaction<'_, '_>) -> R,
+) -> R {
     let view = RequestView {
         method: "GET",
         uri: "/",
@@ -685,7 +682,7 @@ pub(super) fn expand_known(prog: &Program, ri: u32, tx: &BTreeMap<String, Vec<u8
         .iter()
         .map(|(k, v)| (Cow::Owned(k.clone()), Cow::Owned(v.clone())))
         .collect();
-    expand(&t.req, &t.st, &prog.rules[ri as usize], text).into_owned()
+    f(&mut t)
 }
 
 /// A value ready for the operator: borrowed, transformed here, or from the transformation cache.
