@@ -215,10 +215,26 @@ fn floor(op: Op, size: usize, cfg: &RpcBenchConfig) -> Result<RpcResult, BenchEr
         .map_err(failed("echo thread"))?;
     let req = vec![1u8; 8 + up];
     let mut reply = vec![0u8; 8 + down];
-    let mut once = || -> Result<(), BenchError> {
+    let once = || -> Result<(), BenchError> {
         client.write_all(&req).map_err(failed("socketpair write"))?;
         client.read_exact(&mut reply).map_err(failed("socketpair read"))
     };
+    let r = cell(Transport::Socketpair, false, op, size, cfg, once);
+    drop(client);
+    let _ = echo.join();
+    r
+}
+
+/// One cell: `once` 20 times to warm up (buffers, TLS record sizes, caches), then
+/// timed until the cell's duration or RPC cap.
+fn cell(
+    transport: Transport,
+    tls: bool,
+    op: Op,
+    size: usize,
+    cfg: &RpcBenchConfig,
+    mut once: impl FnMut() -> Result<(), BenchError>,
+) -> Result<RpcResult, BenchError> {
     for _ in 0..20 {
         once()?;
     }
@@ -227,11 +243,9 @@ fn floor(op: Op, size: usize, cfg: &RpcBenchConfig) -> Result<RpcResult, BenchEr
         m.time(size as u64, &mut once)?;
     }
     let r = m.finish();
-    drop(client);
-    let _ = echo.join();
     Ok(RpcResult {
-        transport: Transport::Socketpair,
-        tls: false,
+        transport,
+        tls,
         op,
         payload: size,
         rpcs: r.ops,
@@ -259,7 +273,7 @@ fn measure(
         }
         Op::Upload => (UPLOAD, payload[..size].to_vec()),
     };
-    let mut once = || -> Result<(), BenchError> {
+    let once = || -> Result<(), BenchError> {
         let f = conn.call(code, &body).map_err(failed("rpc failed"))?;
         if f.code != 0 {
             return Err(BenchError::msg(format!("server replied {}", f.status())));
@@ -272,26 +286,7 @@ fn measure(
         }
         Ok(())
     };
-    // Warm up: connection buffers, TLS record sizes, caches.
-    for _ in 0..20 {
-        once()?;
-    }
-    let mut m = Meter::start();
-    while m.ops() < cfg.max_rpcs && m.elapsed() < cfg.duration {
-        m.time(size as u64, &mut once)?;
-    }
-    let r = m.finish();
-    Ok(RpcResult {
-        transport,
-        tls,
-        op,
-        payload: size,
-        rpcs: r.ops,
-        mean_us: r.mean_us(),
-        p50_us: r.p50_us(),
-        p99_us: r.p99_us(),
-        mb_per_s: r.mb_per_s(),
-    })
+    cell(transport, tls, op, size, cfg, once)
 }
 
 /// Table heading, aligned with [`RpcResult::line`].

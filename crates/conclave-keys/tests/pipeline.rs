@@ -4,79 +4,19 @@
 //! error reply in its place and the frames around it are still answered.
 
 use conclave_keys::op::{self, sign::SignRequest};
-use conclave_keys::rustls::{self, SignatureScheme};
+use conclave_keys::rustls::SignatureScheme;
 use conclave_keys::shape::tls13_certificate_verify;
-use conclave_keys::{KeyServer, KeyServerOptions, KeyStore};
+use conclave_keys::KeyServerOptions;
 use conclave_rpc::frame::read_frame_sync;
 use conclave_rpc::pki::SiteKey;
 use conclave_rpc::stream::connect_sync;
-use conclave_rpc::{ClientOptions, Credentials, Endpoint, Frame, Header, Role, Server, Shutdown, Status};
-use conclave_testkit::generate_certs;
+use conclave_rpc::{ClientOptions, Credentials, Frame, Header, Role, Status};
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
 
-/// A key server on its own thread, stopped (and checked) on drop.
-struct Running {
-    shutdown: Shutdown,
-    thread: Option<std::thread::JoinHandle<()>>,
-    endpoint: Endpoint,
-    certs: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
-        if let Some(t) = self.thread.take() {
-            let served = t.join();
-            if !std::thread::panicking() {
-                served.expect("the key server ended with an error");
-            }
-        }
-    }
-}
-
-fn start(site: SiteKey, opts: KeyServerOptions) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    generate_certs(&certs, site);
-    let keys = dir.path().join("keys");
-    std::fs::create_dir(&keys).unwrap();
-    std::fs::rename(certs.join("site/server.key"), keys.join("server.key")).unwrap();
-    let svc = Arc::new(KeyServer::new(KeyStore::load_dir(&keys).unwrap(), &opts).unwrap());
-    let creds = Credentials::from_dir(&certs, Role::KeyServer).unwrap();
-    let shutdown = Shutdown::new();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let sd = shutdown.clone();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let server = Server::bind(
-                &"tcp://127.0.0.1:0".parse().unwrap(),
-                Some(creds.server_config().unwrap()),
-                KeyServer::server_options(),
-            )
-            .await
-            .unwrap();
-            tx.send(server.local_endpoint().clone()).unwrap();
-            server.serve(svc, sd).await.unwrap();
-        });
-    });
-    let endpoint = rx.recv().unwrap();
-    Running {
-        shutdown,
-        thread: Some(thread),
-        endpoint,
-        certs,
-        _dir: dir,
-    }
-}
+mod support;
+use support::{start_with as start, verify, Running};
 
 /// The site certificate's public key (SPKI DER).
 fn spki(certs: &Path) -> Vec<u8> {
@@ -84,22 +24,6 @@ fn spki(certs: &Path) -> Vec<u8> {
     let chain = conclave_rpc::tls::load_certs(&certs.join("site/server.crt")).unwrap();
     let (_, cert) = x509_parser::certificate::X509Certificate::from_der(chain[0].as_ref()).unwrap();
     cert.public_key().raw.to_vec()
-}
-
-fn verify(spki: &[u8], scheme: SignatureScheme, msg: &[u8], sig: &[u8]) -> bool {
-    use x509_parser::prelude::FromDer;
-    let (_, info) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki).unwrap();
-    let prov = rustls::crypto::aws_lc_rs::default_provider();
-    let (_, algs) = prov
-        .signature_verification_algorithms
-        .mapping
-        .iter()
-        .find(|(s, _)| *s == scheme)
-        .unwrap();
-    algs.iter().any(|a| {
-        a.verify_signature(&info.subject_public_key.data, msg, sig)
-            .is_ok()
-    })
 }
 
 /// A raw mTLS stream to the key server as the edge.

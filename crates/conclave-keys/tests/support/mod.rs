@@ -35,6 +35,8 @@ pub struct Running {
     pub endpoint: Endpoint,
     pub _dir: tempfile::TempDir,
     pub certs: std::path::PathBuf,
+    /// How it was started (a restart keeps them).
+    pub opts: KeyServerOptions,
 }
 
 impl Drop for Running {
@@ -51,26 +53,43 @@ impl Drop for Running {
 }
 
 pub fn start(site_key: SiteKey) -> Running {
+    start_with(site_key, KeyServerOptions::default())
+}
+
+/// [`start`] with the key server's options (e.g. its signing pool).
+pub fn start_with(site_key: SiteKey, opts: KeyServerOptions) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
     generate_certs(&certs, site_key);
     let keys = dir.path().join("keys");
     std::fs::create_dir(&keys).unwrap();
     std::fs::rename(certs.join("site/server.key"), keys.join("server.key")).unwrap();
-    let (shutdown, thread, endpoint) = serve(&keys, &certs, &"tcp://127.0.0.1:0".parse().unwrap());
+    let (shutdown, thread, endpoint) =
+        serve_with(&keys, &certs, &"tcp://127.0.0.1:0".parse().unwrap(), &opts);
     Running {
         shutdown,
         thread: Some(thread),
         endpoint,
         _dir: dir,
         certs,
+        opts,
     }
 }
 
 /// A key server over the keys of `keys` on `at`, on its own thread.
 pub fn serve(keys: &Path, certs: &Path, at: &Endpoint) -> (Shutdown, std::thread::JoinHandle<()>, Endpoint) {
+    serve_with(keys, certs, at, &KeyServerOptions::default())
+}
+
+/// [`serve`] with the key server's options.
+pub fn serve_with(
+    keys: &Path,
+    certs: &Path,
+    at: &Endpoint,
+    opts: &KeyServerOptions,
+) -> (Shutdown, std::thread::JoinHandle<()>, Endpoint) {
     let store = KeyStore::load_dir(keys).unwrap();
-    let svc = Arc::new(KeyServer::new(store, &KeyServerOptions::default()).unwrap());
+    let svc = Arc::new(KeyServer::new(store, opts).unwrap());
     let creds = Credentials::from_dir(certs, Role::KeyServer).unwrap();
     let shutdown = Shutdown::new();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -104,7 +123,7 @@ impl Running {
         self.thread.take().unwrap().join().unwrap();
         between();
         let keys = self._dir.path().join("keys");
-        let (shutdown, thread, endpoint) = serve(&keys, &self.certs, &self.endpoint);
+        let (shutdown, thread, endpoint) = serve_with(&keys, &self.certs, &self.endpoint, &self.opts);
         assert_eq!(endpoint, self.endpoint);
         self.shutdown = shutdown;
         self.thread = Some(thread);
