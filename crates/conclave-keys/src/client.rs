@@ -135,7 +135,12 @@ impl KeyClient {
     pub fn key_info(&self, name: &str) -> Result<KeyInfo, KeysError> {
         KeyName::new(name)?;
         let body = self.call("GET_KEY", op::GET_KEY, &get_key::encode_request(name))?;
-        let r = get_key::decode_reply(&body).map_err(|_| KeysError::Malformed { op: "GET_KEY" })?;
+        Self::key_info_of(name, &body)
+    }
+
+    /// A GET_KEY reply's body as the [`KeyInfo`] of `name`.
+    fn key_info_of(name: &str, body: &[u8]) -> Result<KeyInfo, KeysError> {
+        let r = get_key::decode_reply(body).map_err(|_| KeysError::Malformed { op: "GET_KEY" })?;
         Ok(KeyInfo {
             name: name.to_string(),
             algorithm: r.algorithm,
@@ -151,6 +156,11 @@ impl KeyClient {
             Some(p) => p.call(op::SIGN, &req)?,
             None => self.pool.call(op::SIGN, &req)?,
         };
+        Self::signature_of(reply)
+    }
+
+    /// A SIGN reply as the signature, or the key server's refusal.
+    fn signature_of(reply: conclave_rpc::Frame) -> Result<Vec<u8>, KeysError> {
         let body = Self::result("SIGN", reply)?;
         op::sign::decode_reply(&body).map_err(|_| KeysError::Malformed { op: "SIGN" })
     }
@@ -164,9 +174,7 @@ impl KeyClient {
         message: &[u8],
     ) -> Result<Vec<u8>, KeysError> {
         let req = SignRequest::encode(name, scheme, message);
-        let reply = self.awaited.call(op::SIGN, &req).await?;
-        let body = Self::result("SIGN", reply)?;
-        op::sign::decode_reply(&body).map_err(|_| KeysError::Malformed { op: "SIGN" })
+        Self::signature_of(self.awaited.call(op::SIGN, &req).await?)
     }
 
     /// [`KeyClient::key_info`], awaited like [`KeyClient::sign_async`].
@@ -176,14 +184,7 @@ impl KeyClient {
             .awaited
             .call(op::GET_KEY, &get_key::encode_request(name))
             .await?;
-        let body = Self::result("GET_KEY", reply)?;
-        let r = get_key::decode_reply(&body).map_err(|_| KeysError::Malformed { op: "GET_KEY" })?;
-        Ok(KeyInfo {
-            name: name.to_string(),
-            algorithm: r.algorithm,
-            spki: r.spki,
-            schemes: r.schemes,
-        })
+        Self::key_info_of(name, &Self::result("GET_KEY", reply)?)
     }
 
     /// The fleet ticket keys of `tenant` (`""`: the caller's own), see

@@ -62,6 +62,29 @@ impl std::fmt::Debug for KeyServers {
     }
 }
 
+/// One endpoint's turn in a fail-over loop ([`KeyServers::settle`]).
+enum Attempt<T> {
+    /// The call's result: success, or an error another endpoint would not change.
+    Done(Result<T, KeysError>),
+    /// No answer worth keeping: the next endpoint is tried with this as the error so far.
+    Next(KeysError),
+}
+
+/// `info`, as endpoint `m` gave it, must hold the public key `spki` the
+/// other endpoints gave for its key.
+fn same_key(m: &Member, spki: &[u8], info: KeyInfo) -> Result<(), KeysError> {
+    if info.spki == spki {
+        return Ok(());
+    }
+    Err(KeysError::KeyMismatch {
+        name: info.name,
+        reason: format!(
+            "key server {} came back with a different key than the other endpoints",
+            m.client.endpoint()
+        ),
+    })
+}
+
 /// Whether another endpoint might succeed where this one failed.
 fn worth_retrying(e: &KeysError) -> bool {
     match e {
@@ -165,70 +188,74 @@ impl KeyServers {
     /// Before a returning endpoint is used again: does it still hold every
     /// key in use, with the same public key?
     fn recheck(&self, m: &Member) -> Result<(), KeysError> {
-        let known: Vec<(String, Vec<u8>)> = self
-            .known
+        for (name, spki) in self.known_keys() {
+            same_key(m, &spki, m.client.key_info(&name)?)?;
+        }
+        Ok(())
+    }
+
+    /// The keys in use and their public keys, copied out of the lock.
+    fn known_keys(&self) -> Vec<(String, Vec<u8>)> {
+        self.known
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (name, spki) in known {
-            let info = m.client.key_info(&name)?;
-            if info.spki != spki {
-                return Err(KeysError::KeyMismatch {
-                    name,
-                    reason: format!(
-                        "key server {} came back with a different key than the other endpoints",
-                        m.client.endpoint()
-                    ),
-                });
+            .collect()
+    }
+
+    /// A returning endpoint that failed its [`KeyServers::recheck`]: left
+    /// out for another back-off period; the error is what the call reports.
+    fn left_out(&self, m: &Member, e: KeysError) -> KeysError {
+        warn!(keyserver = %m.client.endpoint(), "still left out: {e}");
+        m.mark_down(Instant::now() + self.backoff);
+        e
+    }
+
+    /// What `result`, the answer of member `m` (left out before this call
+    /// if `was_down`), leaves a fail-over loop with: done (success, or an
+    /// error no other endpoint would change), or try the next endpoint.
+    fn settle<T>(&self, m: &Member, was_down: bool, what: &str, result: Result<T, KeysError>) -> Attempt<T> {
+        match result {
+            Ok(v) => {
+                if was_down {
+                    info!(keyserver = %m.client.endpoint(), "key server is back");
+                    m.mark_up();
+                }
+                Attempt::Done(Ok(v))
             }
+            Err(e) if worth_retrying(&e) => {
+                if !matches!(e, KeysError::Refused { .. }) {
+                    m.mark_down(Instant::now() + self.backoff);
+                }
+                if self.members.len() > 1 {
+                    warn!(
+                        keyserver = %m.client.endpoint(),
+                        "{what} failed, left out for {:?}: {e}",
+                        self.backoff
+                    );
+                }
+                Attempt::Next(e)
+            }
+            Err(e) => Attempt::Done(Err(e)),
         }
-        Ok(())
     }
 
     /// Runs `op` on one endpoint, and once more on the next if the first
     /// failed for want of an answer.
     fn call<T>(&self, what: &str, op: impl Fn(&KeyClient) -> Result<T, KeysError>) -> Result<T, KeysError> {
         let mut last = None;
-        let mut attempts = 0;
-        for m in self.order() {
-            if attempts == 2 {
-                break;
-            }
+        for m in self.order().into_iter().take(2) {
             let was_down = m.down().is_some();
             if was_down {
                 if let Err(e) = self.recheck(m) {
-                    warn!(keyserver = %m.client.endpoint(), "still left out: {e}");
-                    m.mark_down(Instant::now() + self.backoff);
-                    attempts += 1;
-                    last = Some(e);
+                    last = Some(self.left_out(m, e));
                     continue;
                 }
             }
-            attempts += 1;
-            match op(&m.client) {
-                Ok(v) => {
-                    if was_down {
-                        info!(keyserver = %m.client.endpoint(), "key server is back");
-                        m.mark_up();
-                    }
-                    return Ok(v);
-                }
-                Err(e) if worth_retrying(&e) => {
-                    if !matches!(e, KeysError::Refused { .. }) {
-                        m.mark_down(Instant::now() + self.backoff);
-                    }
-                    if self.members.len() > 1 {
-                        warn!(
-                            keyserver = %m.client.endpoint(),
-                            "{what} failed, left out for {:?}: {e}",
-                            self.backoff
-                        );
-                    }
-                    last = Some(e);
-                }
-                Err(e) => return Err(e),
+            match self.settle(m, was_down, what, op(&m.client)) {
+                Attempt::Done(r) => return r,
+                Attempt::Next(e) => last = Some(e),
             }
         }
         Err(last.expect("a key-server set has at least one endpoint"))
@@ -236,24 +263,8 @@ impl KeyServers {
 
     /// [`KeyServers::recheck`], awaited.
     async fn recheck_async(&self, m: &Member) -> Result<(), KeysError> {
-        let known: Vec<(String, Vec<u8>)> = self
-            .known
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (name, spki) in known {
-            let info = m.client.key_info_async(&name).await?;
-            if info.spki != spki {
-                return Err(KeysError::KeyMismatch {
-                    name,
-                    reason: format!(
-                        "key server {} came back with a different key than the other endpoints",
-                        m.client.endpoint()
-                    ),
-                });
-            }
+        for (name, spki) in self.known_keys() {
+            same_key(m, &spki, m.client.key_info_async(&name).await?)?;
         }
         Ok(())
     }
@@ -268,44 +279,18 @@ impl KeyServers {
         message: &[u8],
     ) -> Result<Vec<u8>, KeysError> {
         let mut last = None;
-        let mut attempts = 0;
-        for m in self.order() {
-            if attempts == 2 {
-                break;
-            }
+        for m in self.order().into_iter().take(2) {
             let was_down = m.down().is_some();
             if was_down {
                 if let Err(e) = self.recheck_async(m).await {
-                    warn!(keyserver = %m.client.endpoint(), "still left out: {e}");
-                    m.mark_down(Instant::now() + self.backoff);
-                    attempts += 1;
-                    last = Some(e);
+                    last = Some(self.left_out(m, e));
                     continue;
                 }
             }
-            attempts += 1;
-            match m.client.sign_async(name, scheme, message).await {
-                Ok(v) => {
-                    if was_down {
-                        info!(keyserver = %m.client.endpoint(), "key server is back");
-                        m.mark_up();
-                    }
-                    return Ok(v);
-                }
-                Err(e) if worth_retrying(&e) => {
-                    if !matches!(e, KeysError::Refused { .. }) {
-                        m.mark_down(Instant::now() + self.backoff);
-                    }
-                    if self.members.len() > 1 {
-                        warn!(
-                            keyserver = %m.client.endpoint(),
-                            "SIGN failed, left out for {:?}: {e}",
-                            self.backoff
-                        );
-                    }
-                    last = Some(e);
-                }
-                Err(e) => return Err(e),
+            let signed = m.client.sign_async(name, scheme, message).await;
+            match self.settle(m, was_down, "SIGN", signed) {
+                Attempt::Done(r) => return r,
+                Attempt::Next(e) => last = Some(e),
             }
         }
         Err(last.expect("a key-server set has at least one endpoint"))
