@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod support;
-use support::{start, Relay, Running};
+use support::{start, tls_pair, Relay, Running};
 
 /// The live-coroutine count is per process: these tests run one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -86,28 +86,10 @@ fn keyless(
         on_fiber: on_fiber.clone(),
     });
     let ck = Arc::new(rustls::sign::CertifiedKey::new(chain, key));
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let server = Arc::new(
-        rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[version])
-            .unwrap()
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(ck))),
-    );
-    let mut roots = rustls::RootCertStore::empty();
-    for c in conclave_rpc::tls::load_certs(&ks.certs.join("ca/root.crt")).unwrap() {
-        roots.add(c).unwrap();
-    }
-    let mut client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[version])
-        .unwrap()
-        .with_root_certificates(Arc::new(roots))
-        .with_no_client_auth();
-    // Every handshake a full one: a resumed session needs no signature.
-    client.resumption = rustls::client::Resumption::disabled();
+    let (server, client) = tls_pair(ck, &ks.certs, &[version]);
     Keyless {
         server,
-        client: Arc::new(client),
+        client,
         on_fiber,
     }
 }

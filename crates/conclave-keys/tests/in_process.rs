@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 mod support;
-use support::{start, verify, Relay};
+use support::{start, tls_pair, verify, Relay};
 
 fn genpkey(dir: &Path, name: &str, args: &[&str]) {
     let out = Command::new("openssl")
@@ -372,26 +372,7 @@ fn handshake_threads_survive_a_keyserver_restart() {
     let creds = Credentials::from_dir(&ks.certs, Role::Edge).unwrap();
     let chain = conclave_rpc::tls::load_certs(&ks.certs.join("site/server.crt")).unwrap();
     let ck = conclave_keys::certified_key(chain, &ks.endpoint, "server", &creds).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let server = Arc::new(
-        rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(ck))),
-    );
-    let mut roots = rustls::RootCertStore::empty();
-    for c in conclave_rpc::tls::load_certs(&ks.certs.join("ca/root.crt")).unwrap() {
-        roots.add(c).unwrap();
-    }
-    let mut client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    // Every handshake a full one: a resumed session needs no signature.
-    client.resumption = rustls::client::Resumption::disabled();
-    let client = Arc::new(client);
+    let (server, client) = tls_pair(ck, &ks.certs, rustls::DEFAULT_VERSIONS);
     // One thread: a handshake stuck on a dead key server would block the next.
     let hs = Arc::new(conclave_keys::HandshakeThreads::new(1).unwrap());
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -28,6 +28,35 @@ pub fn verify(spki: &[u8], scheme: SignatureScheme, msg: &[u8], sig: &[u8]) -> b
     algs.iter().any(|a| a.verify_signature(raw, msg, sig).is_ok())
 }
 
+/// A TLS server config that signs with `ck` and a client config trusting the
+/// conclave CA in `certs`, both limited to `versions`; the client never
+/// resumes, so every handshake is a full one (and signs).
+pub fn tls_pair(
+    ck: Arc<rustls::sign::CertifiedKey>,
+    certs: &Path,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let server = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(ck))),
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    for c in conclave_rpc::tls::load_certs(&certs.join("ca/root.crt")).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(Arc::new(roots))
+        .with_no_client_auth();
+    client.resumption = rustls::client::Resumption::disabled();
+    (server, Arc::new(client))
+}
+
 /// A key server on a background multi-thread runtime; stops on drop.
 pub struct Running {
     pub shutdown: Shutdown,
