@@ -308,6 +308,13 @@ async fn write_requests(
 ) {
     let mut buf = Vec::new();
     while let Some(first) = rx.recv().await {
+        // Let every task already woken on this thread run first. Without
+        // this the runtime's LIFO slot runs the writer right after the first
+        // handshake that queued a request, so each request would go out in
+        // a write of its own (and the key server would read and answer them
+        // one by one); after one turn of the scheduler, every request made
+        // in that turn goes out together.
+        tokio::task::yield_now().await;
         buf.clear();
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
@@ -436,6 +443,73 @@ mod tests {
             assert_eq!(&f.body[..], &(i as u32).to_be_bytes());
         }
         assert_eq!(p.in_flight(), 0);
+    }
+
+    /// On a multi-thread runtime the LIFO slot runs a woken writer right
+    /// after the task that woke it: the writer must still wait one turn so
+    /// that requests made in the same turn share one write.
+    #[test]
+    fn requests_made_in_one_turn_of_the_runtime_go_out_in_one_write() {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ep = Endpoint::Tcp(l.local_addr().unwrap().to_string());
+        // A blocking server on its own thread: answers every whole frame it
+        // has and records how many frames each read brought.
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let (mut buf, mut per_read) = (Vec::new(), Vec::new());
+            let mut chunk = [0u8; 64 * 1024];
+            while let Ok(n @ 1..) = s.read(&mut chunk) {
+                buf.extend_from_slice(&chunk[..n]);
+                let mut frames = 0;
+                while buf.len() >= 8 {
+                    let len = u32::from_be_bytes(buf[4..8].try_into().unwrap()) as usize;
+                    if buf.len() < 8 + len {
+                        break;
+                    }
+                    let mut reply = vec![0u8; 8];
+                    reply[4..8].copy_from_slice(&buf[4..8]);
+                    reply.extend_from_slice(&buf[8..8 + len]);
+                    s.write_all(&reply).unwrap();
+                    buf.drain(..8 + len);
+                    frames += 1;
+                }
+                per_read.push(frames);
+            }
+            per_read
+        });
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        // Spawned from a task of the runtime's one worker (not from
+        // `block_on`, whose thread is not a worker), so the 32 callers are
+        // queued on that worker in one turn, as a burst of handshakes is.
+        let burst = async {
+            let p = Arc::new(AsyncPipeline::new(ep, plain(), 1));
+            // Opens the connection, so the burst below finds it ready.
+            p.call(7, b"open").await.unwrap();
+            let calls: Vec<_> = (0..32u32)
+                .map(|i| {
+                    let p = p.clone();
+                    tokio::spawn(async move { p.call(7, &i.to_be_bytes()).await })
+                })
+                .collect();
+            for (i, c) in calls.into_iter().enumerate() {
+                assert_eq!(&c.await.unwrap().unwrap().body[..], &(i as u32).to_be_bytes());
+            }
+        };
+        rt.block_on(rt.spawn(burst)).unwrap();
+        drop(rt);
+        let per_read = server.join().unwrap();
+        assert_eq!(per_read.iter().sum::<usize>(), 33, "{per_read:?}");
+        assert_eq!(per_read[0], 1, "{per_read:?}");
+        assert!(
+            per_read.len() <= 3,
+            "32 requests of one turn came in {} reads: {per_read:?}",
+            per_read.len() - 1
+        );
     }
 
     #[tokio::test]
