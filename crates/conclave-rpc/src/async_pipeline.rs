@@ -428,20 +428,25 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn concurrent_calls_on_one_connection_get_their_own_replies() {
-        let ep = server(None).await;
-        let p = Arc::new(AsyncPipeline::new(ep, plain(), 1));
-        let calls: Vec<_> = (0..64u32)
+    /// Spawns `n` calls, call `i` carrying `i`, and checks each gets its own
+    /// body back.
+    async fn calls_get_their_own_replies(p: &Arc<AsyncPipeline>, n: u32) {
+        let calls: Vec<_> = (0..n)
             .map(|i| {
                 let p = p.clone();
                 tokio::spawn(async move { p.call(7, &i.to_be_bytes()).await })
             })
             .collect();
         for (i, c) in calls.into_iter().enumerate() {
-            let f = c.await.unwrap().unwrap();
-            assert_eq!(&f.body[..], &(i as u32).to_be_bytes());
+            assert_eq!(&c.await.unwrap().unwrap().body[..], &(i as u32).to_be_bytes());
         }
+    }
+
+    #[tokio::test]
+    async fn concurrent_calls_on_one_connection_get_their_own_replies() {
+        let ep = server(None).await;
+        let p = Arc::new(AsyncPipeline::new(ep, plain(), 1));
+        calls_get_their_own_replies(&p, 64).await;
         assert_eq!(p.in_flight(), 0);
     }
 
@@ -490,15 +495,7 @@ mod tests {
             let p = Arc::new(AsyncPipeline::new(ep, plain(), 1));
             // Opens the connection, so the burst below finds it ready.
             p.call(7, b"open").await.unwrap();
-            let calls: Vec<_> = (0..32u32)
-                .map(|i| {
-                    let p = p.clone();
-                    tokio::spawn(async move { p.call(7, &i.to_be_bytes()).await })
-                })
-                .collect();
-            for (i, c) in calls.into_iter().enumerate() {
-                assert_eq!(&c.await.unwrap().unwrap().body[..], &(i as u32).to_be_bytes());
-            }
+            calls_get_their_own_replies(&p, 32).await;
         };
         rt.block_on(rt.spawn(burst)).unwrap();
         drop(rt);
