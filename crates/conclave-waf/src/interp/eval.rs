@@ -442,10 +442,15 @@ impl<'p, 'a> Transaction<'p, 'a> {
             } else {
                 Candidate::Cow(apply_all(&grp.transforms, &v.value))
             };
-            if c.bytes().len() < grp.min_len {
+            let bytes = c.bytes();
+            if !grp.byte_rules.is_empty() && !bytes.is_empty() {
+                scan_bytes(grp, bytes, &mut self.pf_hit);
+            }
+            let Some(ac) = &grp.ac else { continue };
+            if bytes.len() < grp.min_len {
                 continue;
             }
-            for m in grp.ac.find_overlapping_iter(c.bytes()) {
+            for m in ac.find_overlapping_iter(bytes) {
                 for &ri in &grp.pattern_rules[m.pattern().as_usize()] {
                     self.pf_hit[ri as usize] = true;
                 }
@@ -683,6 +688,33 @@ fn on_known_tx<R>(
         .map(|(k, v)| (Cow::Owned(k.clone()), Cow::Owned(v.clone())))
         .collect();
     f(&mut t)
+}
+
+/// Marks the rules of `grp`'s byte table one of whose bytes occurs in `bytes` (one pass: the
+/// OR of the bytes' rule masks).
+fn scan_bytes(grp: &super::prefilter::Group, bytes: &[u8], hit: &mut [bool]) {
+    let w = grp.words;
+    let mut acc = [0u64; 4];
+    if w == 1 {
+        for &b in bytes {
+            acc[0] |= grp.byte_masks[b as usize];
+        }
+    } else {
+        for &b in bytes {
+            let m = &grp.byte_masks[b as usize * w..b as usize * w + w];
+            for (a, m) in acc.iter_mut().zip(m) {
+                *a |= m;
+            }
+        }
+    }
+    for (wi, &a) in acc[..w].iter().enumerate() {
+        let mut a = a;
+        while a != 0 {
+            let bit = a.trailing_zeros() as usize;
+            a &= a - 1;
+            hit[grp.byte_rules[wi * 64 + bit] as usize] = true;
+        }
+    }
 }
 
 /// A value ready for the operator: borrowed, transformed here, or from the transformation cache.

@@ -4,6 +4,7 @@
 //! `Arc`); everything a request changes lives in a per-request [`eval::Transaction`].
 
 pub(crate) mod eval;
+pub(crate) mod factor;
 pub(crate) mod plan;
 pub(crate) mod prefilter;
 pub(crate) mod rule;

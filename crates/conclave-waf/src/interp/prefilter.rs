@@ -29,13 +29,22 @@ use crate::operator::{Operator, StrOp};
 
 use crate::transform::Transform;
 
+use super::factor;
 use super::rule::{Link, Rule};
 use super::vars::{Target, Var};
 use super::{Item, Program};
 
 /// Literal sets larger than this make a poor prefilter (and a big automaton): the rule runs as
-/// before.
+/// before. `@pm` phrase lists may be longer (they are what the automaton is for: CRS's
+/// `lfi-os-files.data` has 1,090 phrases, `php-function-names-933151.data` 1,264).
 const MAX_LITERALS: usize = 300;
+const MAX_PHRASES: usize = 2_000;
+/// A necessary factor (`factor.rs`) whose [`factor::cost`] is above this would let nearly every
+/// benign value through: scanning for it costs more than it saves.
+const MAX_FACTOR_COST: f64 = 1.0;
+/// Rules with single-byte strings per group kept in its byte table (bits of the table's
+/// masks); further ones put their bytes into the automaton instead.
+const MAX_BYTE_RULES: usize = 256;
 
 /// One group: the values of one variable through one transformation chain, in one phase, and
 /// the literals of every rule that reads that variable through that chain. A rule with several
@@ -46,17 +55,26 @@ pub(crate) struct Group {
     pub target: Target,
     pub transforms: Vec<Transform>,
     pub chain: u32,
-    pub ac: AhoCorasick,
+    /// The literals of two bytes or more (`None` when the members have only single bytes).
+    pub ac: Option<AhoCorasick>,
     /// Per automaton pattern: the (indexes of the) rules it belongs to.
     pub pattern_rules: Vec<Vec<u32>>,
-    /// The shortest literal: a shorter (transformed) value holds none, no scan needed.
+    /// The shortest literal of the automaton: a shorter (transformed) value holds none.
     pub min_len: usize,
+    /// The rules with single-byte literals: one pass over a value ORs `byte_masks[byte]`, whose
+    /// bit `i` stands for `byte_rules[i]` (`words` u64 per byte), instead of an automaton
+    /// match per occurrence of a common byte.
+    pub byte_rules: Vec<u32>,
+    pub byte_masks: Box<[u64]>,
+    pub words: usize,
 }
 
 /// (phase, chain id, the target as text): rules that see the same values.
 type GroupKey = (u8, u32, String);
 /// A rule index and its literals.
 type Member = (u32, Vec<Vec<u8>>);
+/// What a group scans: a target through a chain.
+type Source = (Target, Vec<Transform>, u32);
 
 /// The compiled prefilters of a [`Program`].
 #[derive(Debug, Default)]
@@ -70,8 +88,16 @@ impl Prefilters {
     /// Builds the groups for the rules reachable in `prog`'s phase lists.
     pub(crate) fn build(prog: &Program) -> Prefilters {
         let mut rule_groups: Vec<Vec<u32>> = vec![Vec::new(); prog.rules.len()];
-        // (phase, chain, target as text) -> (rule and target, literals per member)
-        let mut by_key: FxHashMap<GroupKey, ((u32, usize), Vec<Member>)> = FxHashMap::default();
+        // Chain ids: the loader's, and new ones for the prefixes of `multiMatch` chains.
+        let mut chain_ids: FxHashMap<Vec<Transform>, u32> = FxHashMap::default();
+        for r in &prog.rules {
+            for l in &r.links {
+                chain_ids.insert(l.transforms.clone(), l.chain);
+            }
+        }
+        let mut next_chain = chain_ids.values().max().map_or(0, |m| m + 1);
+        // (phase, chain, target as text) -> (what is scanned, literals per member)
+        let mut by_key: FxHashMap<GroupKey, (Source, Vec<Member>)> = FxHashMap::default();
         let mut order = Vec::new();
         for list in &prog.phases {
             for it in list {
@@ -79,14 +105,32 @@ impl Prefilters {
                 let r = &prog.rules[*ri as usize];
                 let Some(lits) = rule_literals(r) else { continue };
                 let link = &r.links[0];
-                for (ti, t) in link.targets.iter().enumerate() {
-                    let key = (r.phase, link.chain, format!("{t:?}"));
-                    let e = by_key.entry(key.clone()).or_insert_with(|| {
-                        order.push(key);
-                        ((*ri, ti), Vec::new())
-                    });
-                    if e.1.last().map(|m| m.0) != Some(*ri) {
-                        e.1.push((*ri, lits.clone()));
+                // `multiMatch` runs the operator on the value after every transformation that
+                // changes it: each prefix of the chain is scanned (a superset of its candidates).
+                let chains: Vec<(Vec<Transform>, u32)> = if link.multi_match {
+                    (0..=link.transforms.len())
+                        .map(|k| {
+                            let ts = link.transforms[..k].to_vec();
+                            let id = *chain_ids.entry(ts.clone()).or_insert_with(|| {
+                                next_chain += 1;
+                                next_chain - 1
+                            });
+                            (ts, id)
+                        })
+                        .collect()
+                } else {
+                    vec![(link.transforms.clone(), link.chain)]
+                };
+                for t in &link.targets {
+                    for (ts, chain) in &chains {
+                        let key = (r.phase, *chain, format!("{t:?}"));
+                        let e = by_key.entry(key.clone()).or_insert_with(|| {
+                            order.push(key);
+                            ((t.clone(), ts.clone(), *chain), Vec::new())
+                        });
+                        if e.1.last().map(|m| m.0) != Some(*ri) {
+                            e.1.push((*ri, lits.clone()));
+                        }
                     }
                 }
             }
@@ -94,15 +138,22 @@ impl Prefilters {
         let mut groups = Vec::new();
         let mut failed = vec![false; prog.rules.len()];
         for key in order {
-            let Some(((rep, ti), members)) = by_key.remove(&key) else {
+            let Some(((target, transforms, chain), members)) = by_key.remove(&key) else {
                 continue;
             };
             // Each distinct literal once (compared as the automaton compares: ASCII case folded).
             let mut patterns: Vec<Vec<u8>> = Vec::new();
             let mut pattern_rules: Vec<Vec<u32>> = Vec::new();
             let mut index: FxHashMap<Vec<u8>, usize> = FxHashMap::default();
+            let mut byte_rules: Vec<u32> = Vec::new();
+            let mut byte_sets: Vec<Vec<u8>> = Vec::new();
             for (ri, lits) in &members {
-                for l in lits {
+                let table = lits.iter().any(|l| l.len() == 1) && byte_rules.len() < MAX_BYTE_RULES;
+                if table {
+                    byte_rules.push(*ri);
+                    byte_sets.push(lits.iter().filter(|l| l.len() == 1).map(|l| l[0]).collect());
+                }
+                for l in lits.iter().filter(|l| !table || l.len() > 1) {
                     let l = l.to_ascii_lowercase();
                     let p = *index.entry(l.clone()).or_insert_with(|| {
                         patterns.push(l);
@@ -114,35 +165,52 @@ impl Prefilters {
                     }
                 }
             }
-            // A DFA: the fastest scan; the sets are small (at most a few thousand states).
-            let built = AhoCorasick::builder()
-                .ascii_case_insensitive(true)
-                .kind(Some(AhoCorasickKind::DFA))
-                .build(&patterns)
-                .or_else(|_| {
-                    AhoCorasick::builder()
-                        .ascii_case_insensitive(true)
-                        .build(&patterns)
-                });
-            let Ok(ac) = built else {
-                // Without this variable's scan the members' prefilters would be incomplete.
-                for (ri, _) in &members {
-                    failed[*ri as usize] = true;
-                }
-                continue;
+            let ac = if patterns.is_empty() {
+                None
+            } else {
+                // A DFA: the fastest scan; the sets are small (at most a few thousand states).
+                let built = AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(&patterns)
+                    .or_else(|_| {
+                        AhoCorasick::builder()
+                            .ascii_case_insensitive(true)
+                            .build(&patterns)
+                    });
+                let Ok(ac) = built else {
+                    // Without this variable's scan the members' prefilters would be incomplete.
+                    for (ri, _) in &members {
+                        failed[*ri as usize] = true;
+                    }
+                    continue;
+                };
+                Some(ac)
             };
+            let words = byte_rules.len().div_ceil(64);
+            let mut byte_masks = vec![0u64; 256 * words].into_boxed_slice();
+            for (i, set) in byte_sets.iter().enumerate() {
+                for &b in set {
+                    // Compared ASCII-case-insensitively, as the automaton compares.
+                    for b in [b.to_ascii_lowercase(), b.to_ascii_uppercase()] {
+                        byte_masks[b as usize * words + i / 64] |= 1 << (i % 64);
+                    }
+                }
+            }
             let g = groups.len() as u32;
             for (ri, _) in &members {
                 rule_groups[*ri as usize].push(g);
             }
-            let link = &prog.rules[rep as usize].links[0];
             groups.push(Group {
-                min_len: patterns.iter().map(Vec::len).min().unwrap_or(0),
-                target: link.targets[ti].clone(),
-                transforms: link.transforms.clone(),
-                chain: link.chain,
+                min_len: patterns.iter().map(Vec::len).min().unwrap_or(usize::MAX),
+                target,
+                transforms,
+                chain,
                 ac,
                 pattern_rules,
+                byte_rules,
+                byte_masks,
+                words,
             });
         }
         let rule_groups = rule_groups
@@ -164,14 +232,19 @@ impl Prefilters {
 fn rule_literals(r: &Rule) -> Option<Vec<Vec<u8>>> {
     let link: &Link = r.links.first()?;
     let op = link.op.as_ref()?;
-    if link.negated || link.multi_match || link.targets.is_empty() {
+    if link.negated || link.targets.is_empty() {
         return None;
     }
     if !link.targets.iter().all(request_constant) {
         return None;
     }
     let lits = op_literals(op)?;
-    if lits.len() > MAX_LITERALS || lits.iter().any(|l| l.is_empty()) {
+    let max = if matches!(**op, Operator::Pm(_)) {
+        MAX_PHRASES
+    } else {
+        MAX_LITERALS
+    };
+    if lits.len() > max || lits.iter().any(|l| l.is_empty()) {
         return None;
     }
     Some(lits)
@@ -213,7 +286,14 @@ fn request_constant(t: &Target) -> bool {
 /// ASCII-case-insensitively).
 fn op_literals(op: &Operator) -> Option<Vec<Vec<u8>>> {
     match op {
-        Operator::Rx(rx) => rx_literals(rx.rust_pattern()?),
+        Operator::Rx(rx) => {
+            let p = rx.rust_pattern()?;
+            let f = factor::necessary_factor(p).filter(|f| factor::cost(f) <= MAX_FACTOR_COST);
+            match (rx_literals(p), f) {
+                (Some(l), Some(f)) => Some(if factor::cost(&f) < factor::cost(&l) { f } else { l }),
+                (l, f) => l.or(f),
+            }
+        }
         Operator::Pm(set) => Some(set.phrases().to_vec()),
         Operator::Str(
             StrOp::Contains
