@@ -52,7 +52,9 @@ pub(crate) fn cost(f: &Factor) -> f64 {
 fn byte_commonness(b: u8) -> f64 {
     match b {
         b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => 0.3,
-        b' ' | b'/' | b'.' | b'-' | b'_' | b'=' | b';' | b',' | b':' | b'(' | b')' | b'+' | b'%' | b'&' => 0.2,
+        b' ' | b'/' | b'.' | b'-' | b'_' | b'=' | b';' | b',' | b':' | b'(' | b')' | b'+' | b'%' | b'&' => {
+            0.2
+        }
         _ => 0.02,
     }
 }
@@ -194,9 +196,240 @@ fn exact(h: &Hir) -> Option<Vec<Vec<u8>>> {
     (out.len() <= MAX_EXACT).then_some(out)
 }
 
+/// A pattern in `regex-syntax`'s syntax that matches every string PCRE2 (without UTF) matches
+/// with `pcre` — possibly more — for the factors of the patterns that run on PCRE2. `None`
+/// when the pattern uses a construct this does not translate (back-references, `\Q..\E`,
+/// conditionals, recursion, `(?x)`, octal escapes, non-ASCII bytes...): no prefilter then.
+///
+/// - zero-width assertions (`(?=..)`, `(?!..)`, `(?<=..)`, `(?<!..)`, `\K`, `\Z`) are dropped:
+///   a match of the pattern is a match without them;
+/// - possessive quantifiers and atomic groups become ordinary ones (a possessive match is
+///   also a backtracking match);
+/// - PCRE's literal readings are spelled out: a `{` that does not start a quantifier, `\<`,
+///   `\>`, `[` inside a class; `\v` and `\h` become their byte classes.
+pub(crate) fn pcre_superset(pcre: &str) -> Option<String> {
+    if !pcre.is_ascii() {
+        return None;
+    }
+    let b = pcre.as_bytes();
+    let mut out = String::with_capacity(b.len() + 16);
+    let mut i = 0;
+    // After a quantifier a `+` makes it possessive.
+    let mut after_quantifier = false;
+    while i < b.len() {
+        let c = b[i];
+        if after_quantifier && c == b'+' {
+            after_quantifier = false;
+            i += 1;
+            continue;
+        }
+        after_quantifier = false;
+        match c {
+            b'\\' => {
+                let e = *b.get(i + 1)?;
+                match e {
+                    b'<' | b'>' => out.push(e as char),
+                    b'v' => out.push_str(r"[\x0A-\x0D\x85]"),
+                    b'h' => out.push_str(r"[\x09\x20\xA0]"),
+                    b'K' | b'Z' => {}
+                    b'e' => out.push_str(r"\x1B"),
+                    b'0'..=b'9'
+                    | b'Q'
+                    | b'E'
+                    | b'R'
+                    | b'X'
+                    | b'C'
+                    | b'G'
+                    | b'g'
+                    | b'k'
+                    | b'N'
+                    | b'p'
+                    | b'P'
+                    | b'c'
+                    | b'o' => return None,
+                    _ => {
+                        out.push('\\');
+                        out.push(e as char);
+                    }
+                }
+                i += 2;
+            }
+            b'{' => match quantifier_len(&b[i..]) {
+                Some(n) => {
+                    out.push_str(&pcre[i..i + n]);
+                    i += n;
+                    after_quantifier = true;
+                }
+                None => {
+                    out.push_str(r"\{");
+                    i += 1;
+                }
+            },
+            b'}' => {
+                out.push_str(r"\}");
+                i += 1;
+            }
+            b'*' | b'+' | b'?' => {
+                out.push(c as char);
+                i += 1;
+                // `a+?` is lazy, `a++` possessive (its `+` dropped above).
+                if b.get(i) == Some(&b'?') {
+                    out.push('?');
+                    i += 1;
+                } else {
+                    after_quantifier = true;
+                }
+            }
+            b'(' if b.get(i + 1) == Some(&b'?') => {
+                let rest = &b[i + 2..];
+                if rest.starts_with(b"=")
+                    || rest.starts_with(b"!")
+                    || rest.starts_with(b"<=")
+                    || rest.starts_with(b"<!")
+                {
+                    i = group_end(b, i)?;
+                } else if rest.starts_with(b">") {
+                    out.push_str("(?:");
+                    i += 3;
+                } else if rest.starts_with(b"<") || rest.starts_with(b"P<") || rest.starts_with(b":") {
+                    out.push_str("(?");
+                    i += 2;
+                } else {
+                    // Inline flags: only those both read alike.
+                    let n = rest.iter().position(|&x| x == b')' || x == b':')?;
+                    if !rest[..n]
+                        .iter()
+                        .all(|x| matches!(x, b'i' | b's' | b'm' | b'U' | b'-'))
+                    {
+                        return None;
+                    }
+                    out.push_str("(?");
+                    i += 2;
+                }
+            }
+            b'[' => {
+                let (class, n) = class_superset(&b[i..])?;
+                out.push_str(&class);
+                i += n;
+            }
+            _ => {
+                out.push(c as char);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The length of a PCRE quantifier `{n}`, `{n,}` or `{n,m}` at the start of `b`.
+fn quantifier_len(b: &[u8]) -> Option<usize> {
+    let mut i = 1;
+    let digits = |i: &mut usize| {
+        let s = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > s
+    };
+    if !digits(&mut i) {
+        return None;
+    }
+    if b.get(i) == Some(&b',') {
+        i += 1;
+        digits(&mut i);
+    }
+    (b.get(i) == Some(&b'}')).then_some(i + 1)
+}
+
+/// The index after the group opening at `b[start]` (escapes and classes skipped).
+fn group_end(b: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 1,
+            b'[' => {
+                let (_, n) = class_superset(&b[i..])?;
+                i += n;
+                continue;
+            }
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// A PCRE class at the start of `b` in `regex-syntax`'s syntax, and its length in `b`.
+fn class_superset(b: &[u8]) -> Option<(String, usize)> {
+    let mut out = String::from("[");
+    let mut i = 1;
+    if b.get(i) == Some(&b'^') {
+        out.push('^');
+        i += 1;
+    }
+    // A `]` first in a class is a literal.
+    if b.get(i) == Some(&b']') {
+        out.push_str(r"\]");
+        i += 1;
+    }
+    loop {
+        let c = *b.get(i)?;
+        match c {
+            b']' => {
+                out.push(']');
+                return Some((out, i + 1));
+            }
+            b'\\' => {
+                let e = *b.get(i + 1)?;
+                match e {
+                    b'<' | b'>' => out.push(e as char),
+                    b'v' => out.push_str(r"\x0A-\x0D\x85"),
+                    b'h' => out.push_str(r"\x09\x20\xA0"),
+                    b'b' => out.push_str(r"\x08"),
+                    b'e' => out.push_str(r"\x1B"),
+                    b'0'..=b'9' | b'Q' | b'E' | b'p' | b'P' | b'c' | b'o' | b'N' => return None,
+                    _ => {
+                        out.push('\\');
+                        out.push(e as char);
+                    }
+                }
+                i += 2;
+            }
+            b'[' if b.get(i + 1) == Some(&b':') => {
+                let end = b[i..].windows(2).position(|w| w == b":]")?;
+                out.push_str(std::str::from_utf8(&b[i..i + end + 2]).ok()?);
+                i += end + 2;
+            }
+            b'[' | b'&' | b'~' => {
+                out.push('\\');
+                out.push(c as char);
+                i += 1;
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => return None,
+            _ => {
+                out.push(c as char);
+                i += 1;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The best necessary factor of a pattern that runs on PCRE2.
+    fn pcre_necessary_factor(pcre: &str) -> Option<Factor> {
+        necessary_factor(&pcre_superset(pcre)?)
+    }
 
     fn f(p: &str) -> Option<Vec<String>> {
         necessary_factor(p).map(|f| f.into_iter().map(|s| String::from_utf8(s).unwrap()).collect())
@@ -208,11 +441,35 @@ mod tests {
         // `{` unescaped: not Rust syntax (the pattern runs on PCRE2).
         assert_eq!(f(r"^\(\s*\)\s+{"), None);
         assert_eq!(f(r#"[oOcC]:\d+:\".+?\":\d+:\{.*\}"#), Some(vec![":\"".into()]));
-        assert_eq!(f(r"(?i)x(?:eval|exec)\("), Some(vec!["xeval(".into(), "xexec(".into()]));
+        assert_eq!(
+            f(r"(?i)x(?:eval|exec)\("),
+            Some(vec!["xeval(".into(), "xexec(".into()])
+        );
+        let p = |p: &str| {
+            pcre_necessary_factor(p).map(|f| {
+                f.into_iter()
+                    .map(|s| String::from_utf8(s).unwrap())
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(p(r"^\(\s*\)\s+{"), Some(vec!["{".into()]));
+        assert_eq!(p(r#"[oOcC]:\d+:\".+?\":\d+:{.*}"#), Some(vec![":\"".into()]));
+        assert_eq!(p(r"(?<!&(?:amp))x\<y"), Some(vec!["x<y".into()]));
+        assert_eq!(p(r"a++b{2}c*+"), Some(vec!["a".into()]));
+        assert_eq!(p(r"(\w)\1"), None);
         assert_eq!(f(r"a|[<>]"), Some(vec!["<".into(), ">".into(), "a".into()]));
         assert_eq!(f(r"a?"), None);
         assert_eq!(f(r"^$"), None);
         assert_eq!(f(r"(?:a|b?)c*"), None);
-        assert_eq!(f(r"\w+"), Some((b'0'..=b'9').chain(b'_'..=b'_').chain(b'a'..=b'z').map(|b| (b as char).to_string()).collect()));
+        assert_eq!(
+            f(r"\w+"),
+            Some(
+                (b'0'..=b'9')
+                    .chain(b'_'..=b'_')
+                    .chain(b'a'..=b'z')
+                    .map(|b| (b as char).to_string())
+                    .collect()
+            )
+        );
     }
 }
