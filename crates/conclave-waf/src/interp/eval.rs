@@ -427,7 +427,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
         let mut values = Vec::with_capacity(16);
         collect(&self.req, &self.st, &grp.target, &mut values);
         for v in &values {
-            let c = if grp.transforms.is_empty() {
+            let c = if grp.transforms.is_empty() || chain_keeps(self.prog, grp.chain, &v.value) {
                 Candidate::Cow(Cow::Borrowed(&v.value))
             } else if let Cow::Borrowed(b) = &v.value {
                 let key = (b.as_ptr() as usize, b.len(), grp.chain);
@@ -507,7 +507,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 continue;
             }
             // One candidate: borrowed, from the transformation cache, or transformed here.
-            let hit = if link.transforms.is_empty() {
+            let hit = if link.transforms.is_empty() || chain_keeps(self.prog, link.chain, &v.value) {
                 candidate(&self.req, &mut self.st, r, link, op, v, &v.value)
             } else if let Cow::Borrowed(b) = &v.value {
                 let key = (b.as_ptr() as usize, b.len(), link.chain);
@@ -844,10 +844,21 @@ fn to_int(b: &[u8]) -> i64 {
     s[..end].parse().unwrap_or(0)
 }
 
+/// Whether chain `chain` leaves `v` as it is: `v` holds none of the bytes its transformations
+/// change (`Program::chain_bytes`).
+fn chain_keeps(prog: &Program, chain: u32, v: &[u8]) -> bool {
+    match prog.chain_bytes.get(chain as usize) {
+        Some(Some(t)) => !v.iter().any(|&b| t[b as usize]),
+        _ => false,
+    }
+}
+
 /// A cache entry: the transformed value, or `None` when the chain changed nothing.
 fn transformed(ts: &[Transform], v: &[u8]) -> Option<Rc<[u8]>> {
     match apply_all(ts, v) {
-        Cow::Borrowed(_) => None,
+        // `trim` borrows a shorter slice: a change.
+        Cow::Borrowed(b) if b.len() == v.len() => None,
+        Cow::Borrowed(b) => Some(Rc::from(b)),
         Cow::Owned(o) => Some(Rc::from(o)),
     }
 }
