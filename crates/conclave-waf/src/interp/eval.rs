@@ -115,6 +115,9 @@ pub(crate) struct Transaction<'p, 'a> {
     pf_done: Vec<bool>,
     /// Per rule: a literal of its prefilter occurred (meaningful once its group is scanned).
     pf_hit: Vec<bool>,
+    /// The allocation of the value list a rule or a prefilter scan collects into, reused from one
+    /// to the next (empty between uses; see [`recycle`]).
+    scratch: Vec<Value<'static>>,
     /// Rules run exactly / skipped by their prefilter (for [`stats`]).
     evaluated: u64,
     skipped: u64,
@@ -211,6 +214,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
             matched_rules: Vec::new(),
             pf_done: vec![false; prog.prefilters.groups.len()],
             pf_hit: vec![false; prog.rules.len()],
+            scratch: Vec::with_capacity(32),
             evaluated: 0,
             skipped: 0,
             passed: 0,
@@ -424,7 +428,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
     /// computes them, without exclusions: a superset) with the group's automaton.
     fn scan_group(&mut self, g: u32) {
         let grp = &self.prog.prefilters.groups[g as usize];
-        let mut values = Vec::with_capacity(16);
+        let mut values = recycle(std::mem::take(&mut self.scratch));
         collect(&self.req, &self.st, &grp.target, &mut values);
         for v in &values {
             let c = if grp.transforms.is_empty() || chain_keeps(self.prog, grp.chain, &v.value) {
@@ -456,6 +460,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 }
             }
         }
+        self.scratch = recycle(values);
     }
 
     fn is_removed(&self, r: &Rule) -> bool {
@@ -484,7 +489,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
         if let Some(hit) = self.single_tx_link(r, link, op) {
             return hit;
         }
-        let mut values = Vec::with_capacity(16);
+        let mut values = recycle(std::mem::take(&mut self.scratch));
         for t in &link.targets {
             collect(&self.req, &self.st, t, &mut values);
         }
@@ -528,6 +533,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
             };
             any |= hit;
         }
+        self.scratch = recycle(values);
         any
     }
 
@@ -842,6 +848,14 @@ fn to_int(b: &[u8]) -> i64 {
         .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && (c == '-' || c == '+'))))
         .map_or(s.len(), |(i, _)| i);
     s[..end].parse().unwrap_or(0)
+}
+
+/// An emptied value list with the lifetime the caller needs, in the same allocation: the
+/// values are dropped and the in-place `collect` keeps the buffer (same size and alignment), so
+/// rules and scans do not allocate a list each.
+fn recycle<'x, 'y>(mut v: Vec<Value<'x>>) -> Vec<Value<'y>> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!("the list is empty")).collect()
 }
 
 /// Whether chain `chain` leaves `v` as it is: `v` holds none of the bytes its transformations
