@@ -496,6 +496,11 @@ impl<'p, 'a> Transaction<'p, 'a> {
         values.retain(|v| !self.excluded(r, link, v));
         let mut any = false;
         for v in &values {
+            if link.multi_match && chain_keeps(self.prog, link.chain, &v.value) {
+                // Every candidate is the value itself: one evaluation.
+                any |= candidate(&self.req, &mut self.st, r, link, op, v, &v.value);
+                continue;
+            }
             if link.multi_match {
                 let mut candidates: Vec<Cow<'_, [u8]>> = Vec::new();
                 let mut cur = Cow::Borrowed(&*v.value);
