@@ -10,7 +10,10 @@
 //! `CRS_CPU_UNIQUE_UA=1` appends a per-check counter to every `User-Agent`, so no two checks see
 //! the same value: the cost without any repetition for the verdict cache of `@detectSQLi` /
 //! `@detectXSS` to use (docs/waf.md). `CRS_CPU_VERDICT_CACHE=N` sets that cache's entries per
-//! thread (`0`: off; default 4096, the edge's `waf_verdict_cache`).
+//! thread (`0`: off; default 4096, the edge's `waf_verdict_cache`). `CRS_CPU_PASSES=N` makes N
+//! passes instead of 1 s of CPU, and `CRS_CPU_SHAPE=get` (or `post`) measures that shape only:
+//! a fixed amount of work, for `perf stat -e instructions:u` comparisons that the other
+//! processes on a shared machine do not disturb.
 #[cfg(feature = "modsecurity")]
 fn main() {
     bench::main();
@@ -76,8 +79,12 @@ mod bench {
     /// Runs `check` over `reqs` until 1 s of CPU; returns (CPU per request in µs, denied).
     fn measure(reqs: &[CorpusRequest], mut check: impl FnMut(&CorpusRequest) -> bool) -> (f64, usize) {
         let denied = reqs.iter().filter(|r| check(r)).count();
+        let passes: Option<usize> = std::env::var("CRS_CPU_PASSES").ok().and_then(|v| v.parse().ok());
         let (c0, mut n) = (cpu_seconds(), 0usize);
-        while cpu_seconds() - c0 < 1.0 {
+        while match passes {
+            Some(p) => n < p * reqs.len(),
+            None => cpu_seconds() - c0 < 1.0,
+        } {
             for r in reqs {
                 check(r);
             }
@@ -173,6 +180,11 @@ mod bench {
             ("benign JSON POST", &posts),
             ("attacks", &attacks),
         ] {
+            if let Ok(only) = std::env::var("CRS_CPU_SHAPE") {
+                if !name.contains(&only.to_ascii_uppercase()) {
+                    continue;
+                }
+            }
             let a = conclave_waf::interp_stats();
             let _ = set.iter().filter(|r| ours_check(r)).count();
             let b = conclave_waf::interp_stats();
@@ -186,6 +198,9 @@ mod bench {
                 per(a.folded, b.folded),
                 set.len()
             );
+        }
+        if std::env::var_os("CRS_CPU_SHAPE").is_some() {
+            return;
         }
         let (ours, ours_denied) = measure(&reqs, ours_check);
         if std::env::var_os("CRS_CPU_CONCLAVE_ONLY").is_some() {

@@ -101,6 +101,59 @@ impl Transform {
             .unwrap_or("none")
     }
 
+    /// Bytes whose absence from a value leaves it unchanged by this transformation (`apply`
+    /// returns it as is), or `None` when the transformation may change any value (decoders
+    /// without a marker byte, hashes, `length`). A chain's union of these tells, in one pass
+    /// over a value, that the whole chain is the identity on it (`interp::Program::chain_bytes`).
+    pub(crate) fn touched_bytes(&self) -> Option<[bool; 256]> {
+        let mut t = [false; 256];
+        let mut set = |bytes: &mut dyn Iterator<Item = u8>| {
+            for b in bytes {
+                t[b as usize] = true;
+            }
+        };
+        let space = || [b' ', b'\t', b'\n', 0x0b, 0x0c, b'\r'].into_iter();
+        match self {
+            Transform::None => {}
+            Transform::Lowercase => set(&mut (b'A'..=b'Z')),
+            Transform::Uppercase => set(&mut (b'a'..=b'z')),
+            Transform::UrlDecode | Transform::UrlDecodeUni => set(&mut [b'%', b'+'].into_iter()),
+            Transform::HtmlEntityDecode => set(&mut [b'&'].into_iter()),
+            Transform::JsDecode | Transform::EscapeSeqDecode => set(&mut [b'\\'].into_iter()),
+            Transform::CssDecode => set(&mut [b'\\', 0].into_iter()),
+            Transform::CmdLine => {
+                set(&mut (b'A'..=b'Z'));
+                set(&mut [b'"', b'\'', b'\\', b'^', b' ', b',', b';', b'\t', b'\r', b'\n'].into_iter());
+            }
+            Transform::CompressWhitespace | Transform::Trim | Transform::TrimLeft | Transform::TrimRight => {
+                set(&mut space())
+            }
+            Transform::RemoveWhitespace => {
+                set(&mut space());
+                set(&mut [0xa0, 0xc2].into_iter());
+            }
+            Transform::RemoveNulls | Transform::ReplaceNulls => set(&mut [0].into_iter()),
+            Transform::ReplaceComments => set(&mut [b'/'].into_iter()),
+            Transform::RemoveCommentsChar => set(&mut [b'/', b'*', b'<', b'-', b'#'].into_iter()),
+            Transform::RemoveComments => set(&mut [b'/', b'<', b'-', b'#'].into_iter()),
+            Transform::NormalisePath => set(&mut [b'/', b'.'].into_iter()),
+            Transform::NormalisePathWin => set(&mut [b'/', b'.', b'\\'].into_iter()),
+            Transform::Utf8ToUnicode => {
+                set(&mut (0x80..=0xff));
+                set(&mut [0].into_iter());
+            }
+            Transform::Base64Decode
+            | Transform::Base64DecodeExt
+            | Transform::HexDecode
+            | Transform::HexEncode
+            | Transform::Length
+            | Transform::Sha1
+            | Transform::Md5
+            | Transform::SqlHexDecode => return None,
+        }
+        Some(t)
+    }
+
     /// Applies the transformation; a value the transformation cannot change (checked by a quick
     /// scan) comes back as it went in, without a copy.
     pub(crate) fn apply<'a>(&self, input: Cow<'a, [u8]>) -> Cow<'a, [u8]> {
@@ -1136,6 +1189,43 @@ fn sql_hex_decode(s: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `touched_bytes` is exact for the chain fast path: a value holding none of a
+    /// transformation's bytes comes back unchanged (random values over all bytes, with the
+    /// touched ones removed), and the transformations without a set are the ones that may
+    /// change anything.
+    #[test]
+    fn values_without_touched_bytes_are_unchanged() {
+        let mut rng = crate::rng::SplitMix64(3);
+        for &(name, t) in NAMES {
+            let Some(touched) = t.touched_bytes() else {
+                assert!(
+                    matches!(
+                        t,
+                        Transform::Base64Decode
+                            | Transform::Base64DecodeExt
+                            | Transform::HexDecode
+                            | Transform::HexEncode
+                            | Transform::Length
+                            | Transform::Sha1
+                            | Transform::Md5
+                            | Transform::SqlHexDecode
+                    ),
+                    "{name}"
+                );
+                continue;
+            };
+            for _ in 0..20_000 {
+                let n = rng.below(24);
+                let v: Vec<u8> = (0..n)
+                    .map(|_| rng.next() as u8)
+                    .filter(|&b| !touched[b as usize])
+                    .collect();
+                let out = t.apply(Cow::Borrowed(&v));
+                assert_eq!(&*out, &v[..], "{name} changed {v:?}");
+            }
+        }
+    }
 
     fn t(name: &str, input: &[u8]) -> Vec<u8> {
         Transform::parse(name)

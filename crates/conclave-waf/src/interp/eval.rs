@@ -115,6 +115,9 @@ pub(crate) struct Transaction<'p, 'a> {
     pf_done: Vec<bool>,
     /// Per rule: a literal of its prefilter occurred (meaningful once its group is scanned).
     pf_hit: Vec<bool>,
+    /// The allocation of the value list a rule or a prefilter scan collects into, reused from one
+    /// to the next (empty between uses; see [`recycle`]).
+    scratch: Vec<Value<'static>>,
     /// Rules run exactly / skipped by their prefilter (for [`stats`]).
     evaluated: u64,
     skipped: u64,
@@ -211,6 +214,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
             matched_rules: Vec::new(),
             pf_done: vec![false; prog.prefilters.groups.len()],
             pf_hit: vec![false; prog.rules.len()],
+            scratch: Vec::with_capacity(32),
             evaluated: 0,
             skipped: 0,
             passed: 0,
@@ -424,10 +428,10 @@ impl<'p, 'a> Transaction<'p, 'a> {
     /// computes them, without exclusions: a superset) with the group's automaton.
     fn scan_group(&mut self, g: u32) {
         let grp = &self.prog.prefilters.groups[g as usize];
-        let mut values = Vec::with_capacity(16);
+        let mut values = recycle(std::mem::take(&mut self.scratch));
         collect(&self.req, &self.st, &grp.target, &mut values);
         for v in &values {
-            let c = if grp.transforms.is_empty() {
+            let c = if grp.transforms.is_empty() || chain_keeps(self.prog, grp.chain, &v.value) {
                 Candidate::Cow(Cow::Borrowed(&v.value))
             } else if let Cow::Borrowed(b) = &v.value {
                 let key = (b.as_ptr() as usize, b.len(), grp.chain);
@@ -442,15 +446,21 @@ impl<'p, 'a> Transaction<'p, 'a> {
             } else {
                 Candidate::Cow(apply_all(&grp.transforms, &v.value))
             };
-            if c.bytes().len() < grp.min_len {
+            let bytes = c.bytes();
+            if !grp.byte_rules.is_empty() && !bytes.is_empty() {
+                scan_bytes(grp, bytes, &mut self.pf_hit);
+            }
+            let Some(ac) = &grp.ac else { continue };
+            if bytes.len() < grp.min_len {
                 continue;
             }
-            for m in grp.ac.find_overlapping_iter(c.bytes()) {
+            for m in ac.find_overlapping_iter(bytes) {
                 for &ri in &grp.pattern_rules[m.pattern().as_usize()] {
                     self.pf_hit[ri as usize] = true;
                 }
             }
         }
+        self.scratch = recycle(values);
     }
 
     fn is_removed(&self, r: &Rule) -> bool {
@@ -479,13 +489,18 @@ impl<'p, 'a> Transaction<'p, 'a> {
         if let Some(hit) = self.single_tx_link(r, link, op) {
             return hit;
         }
-        let mut values = Vec::with_capacity(16);
+        let mut values = recycle(std::mem::take(&mut self.scratch));
         for t in &link.targets {
             collect(&self.req, &self.st, t, &mut values);
         }
         values.retain(|v| !self.excluded(r, link, v));
         let mut any = false;
         for v in &values {
+            if link.multi_match && chain_keeps(self.prog, link.chain, &v.value) {
+                // Every candidate is the value itself: one evaluation.
+                any |= candidate(&self.req, &mut self.st, r, link, op, v, &v.value);
+                continue;
+            }
             if link.multi_match {
                 let mut candidates: Vec<Cow<'_, [u8]>> = Vec::new();
                 let mut cur = Cow::Borrowed(&*v.value);
@@ -502,7 +517,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 continue;
             }
             // One candidate: borrowed, from the transformation cache, or transformed here.
-            let hit = if link.transforms.is_empty() {
+            let hit = if link.transforms.is_empty() || chain_keeps(self.prog, link.chain, &v.value) {
                 candidate(&self.req, &mut self.st, r, link, op, v, &v.value)
             } else if let Cow::Borrowed(b) = &v.value {
                 let key = (b.as_ptr() as usize, b.len(), link.chain);
@@ -523,6 +538,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
             };
             any |= hit;
         }
+        self.scratch = recycle(values);
         any
     }
 
@@ -685,6 +701,33 @@ fn on_known_tx<R>(
     f(&mut t)
 }
 
+/// Marks the rules of `grp`'s byte table one of whose bytes occurs in `bytes` (one pass: the
+/// OR of the bytes' rule masks).
+fn scan_bytes(grp: &super::prefilter::Group, bytes: &[u8], hit: &mut [bool]) {
+    let w = grp.words;
+    let mut acc = [0u64; 4];
+    if w == 1 {
+        for &b in bytes {
+            acc[0] |= grp.byte_masks[b as usize];
+        }
+    } else {
+        for &b in bytes {
+            let m = &grp.byte_masks[b as usize * w..b as usize * w + w];
+            for (a, m) in acc.iter_mut().zip(m) {
+                *a |= m;
+            }
+        }
+    }
+    for (wi, &a) in acc[..w].iter().enumerate() {
+        let mut a = a;
+        while a != 0 {
+            let bit = a.trailing_zeros() as usize;
+            a &= a - 1;
+            hit[grp.byte_rules[wi * 64 + bit] as usize] = true;
+        }
+    }
+}
+
 /// A value ready for the operator: borrowed, transformed here, or from the transformation cache.
 enum Candidate<'v> {
     Cow(Cow<'v, [u8]>),
@@ -812,10 +855,29 @@ fn to_int(b: &[u8]) -> i64 {
     s[..end].parse().unwrap_or(0)
 }
 
+/// An emptied value list with the lifetime the caller needs, in the same allocation: the
+/// values are dropped and the in-place `collect` keeps the buffer (same size and alignment), so
+/// rules and scans do not allocate a list each.
+fn recycle<'x, 'y>(mut v: Vec<Value<'x>>) -> Vec<Value<'y>> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!("the list is empty")).collect()
+}
+
+/// Whether chain `chain` leaves `v` as it is: `v` holds none of the bytes its transformations
+/// change (`Program::chain_bytes`).
+fn chain_keeps(prog: &Program, chain: u32, v: &[u8]) -> bool {
+    match prog.chain_bytes.get(chain as usize) {
+        Some(Some(t)) => !v.iter().any(|&b| t[b as usize]),
+        _ => false,
+    }
+}
+
 /// A cache entry: the transformed value, or `None` when the chain changed nothing.
 fn transformed(ts: &[Transform], v: &[u8]) -> Option<Rc<[u8]>> {
     match apply_all(ts, v) {
-        Cow::Borrowed(_) => None,
+        // `trim` borrows a shorter slice: a change.
+        Cow::Borrowed(b) if b.len() == v.len() => None,
+        Cow::Borrowed(b) => Some(Rc::from(b)),
         Cow::Owned(o) => Some(Rc::from(o)),
     }
 }

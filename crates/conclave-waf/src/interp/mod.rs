@@ -4,6 +4,7 @@
 //! `Arc`); everything a request changes lives in a per-request [`eval::Transaction`].
 
 pub(crate) mod eval;
+pub(crate) mod factor;
 pub(crate) mod plan;
 pub(crate) mod prefilter;
 pub(crate) mod rule;
@@ -131,6 +132,11 @@ pub(crate) struct Program {
     pub prefilters: prefilter::Prefilters,
     /// What a request walks: the phase lists with the request-independent rules folded.
     pub plan: plan::Plan,
+    /// Per chain id: the bytes one of which a value must hold for the chain to change it
+    /// (`None`: a transformation of the chain may change any value). Most benign values hold
+    /// none for most chains: one pass over the value then replaces the chain's transformations
+    /// and the transformation cache's lookup.
+    pub chain_bytes: Vec<Option<Box<[bool; 256]>>>,
 }
 
 struct Loader {
@@ -162,6 +168,7 @@ pub(crate) fn load(path: &Path) -> Result<Program, WafError> {
             notes: Vec::new(),
             prefilters: Default::default(),
             plan: Default::default(),
+            chain_bytes: Vec::new(),
         },
         open: None,
         dropping_chain: false,
@@ -447,6 +454,22 @@ impl Loader {
         self.p.skip_targets = targets;
         for r in &mut self.p.rules {
             r.compute_observes_match();
+        }
+        self.p.chain_bytes = vec![None; self.chains.len()];
+        for (ts, id) in &self.chains {
+            let mut union = [false; 256];
+            let all = ts.iter().all(|t| match t.touched_bytes() {
+                Some(b) => {
+                    for (u, b) in union.iter_mut().zip(b) {
+                        *u |= b;
+                    }
+                    true
+                }
+                None => false,
+            });
+            if all {
+                self.p.chain_bytes[*id as usize] = Some(Box::new(union));
+            }
         }
         self.p.prefilters = prefilter::Prefilters::build(&self.p);
         self.p.plan = plan::build(&self.p);

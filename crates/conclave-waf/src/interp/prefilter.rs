@@ -3,10 +3,12 @@
 //! Most CRS rules are "`@rx`/`@pm` over the same request variables with the same
 //! transformation chain, acting only on a match". For such a rule a set of literals is computed
 //! at load such that any value the operator matches contains one of them (for `@rx`, the prefix
-//! or suffix literals `regex-syntax` extracts; for `@pm`, the phrases; for `@contains` and
-//! friends, the argument). The rules reading one variable through one chain in one phase form a
-//! group: one ASCII-case-insensitive Aho-Corasick automaton over all their literals (a rule with
-//! several variables is in several groups). Per request, the first time one of a group's rules is
+//! or suffix literals `regex-syntax` extracts, or a necessary factor from `factor.rs` when that
+//! is less likely in benign text — often a few punctuation bytes; for `@pm`, the phrases; for
+//! `@contains` and friends, the argument). The rules reading one variable through one chain in
+//! one phase form a group: one ASCII-case-insensitive Aho-Corasick automaton over all their
+//! literals of two bytes or more, and a 256-entry table of rule masks for the single-byte ones
+//! (a rule with several variables is in several groups). Per request, the first time one of a group's rules is
 //! reached, the group's values are transformed (through the transaction's cache) and scanned
 //! once; a rule none of whose literals occurred in any of its groups cannot match and is
 //! skipped.
@@ -16,9 +18,9 @@
 //! Rules are left out (evaluated as before) when skipping could change a decision: negated
 //! operators, `multiMatch`, macros in the operator, variables that change during a phase
 //! (`TX` and the other collections, `MATCHED_VAR(S)`, counts, time), `SecAction`, operators
-//! without necessary literals (`@detectSQLi`, `@within`, numeric comparisons, regexes whose
-//! literal sets are infinite), and `@rx` patterns that run on PCRE2 (their syntax is not
-//! `regex-syntax`'s).
+//! without necessary literals (`@detectSQLi`, `@within`, numeric comparisons, regexes without a
+//! selective factor). `@rx` patterns that run on PCRE2 get the literals of a Rust-syntax pattern
+//! matching a superset of theirs (`factor::pcre_superset`), or none when it cannot be written.
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
@@ -29,13 +31,21 @@ use crate::operator::{Operator, StrOp};
 
 use crate::transform::Transform;
 
+use super::factor;
 use super::rule::{Link, Rule};
 use super::vars::{Target, Var};
 use super::{Item, Program};
 
 /// Literal sets larger than this make a poor prefilter (and a big automaton): the rule runs as
-/// before.
+/// before. (Letting `@pm` lists of up to 2,000 phrases in — CRS's `lfi-os-files.data` has
+/// 1,090 — measured no gain: their automata are big, the rules they skip cheap.)
 const MAX_LITERALS: usize = 300;
+/// A necessary factor (`factor.rs`) whose [`factor::cost`] is above this would let nearly every
+/// benign value through: scanning for it costs more than it saves.
+const MAX_FACTOR_COST: f64 = 1.0;
+/// Rules with single-byte strings per group kept in its byte table (bits of the table's
+/// masks); further ones put their bytes into the automaton instead.
+const MAX_BYTE_RULES: usize = 256;
 
 /// One group: the values of one variable through one transformation chain, in one phase, and
 /// the literals of every rule that reads that variable through that chain. A rule with several
@@ -46,17 +56,26 @@ pub(crate) struct Group {
     pub target: Target,
     pub transforms: Vec<Transform>,
     pub chain: u32,
-    pub ac: AhoCorasick,
+    /// The literals of two bytes or more (`None` when the members have only single bytes).
+    pub ac: Option<AhoCorasick>,
     /// Per automaton pattern: the (indexes of the) rules it belongs to.
     pub pattern_rules: Vec<Vec<u32>>,
-    /// The shortest literal: a shorter (transformed) value holds none, no scan needed.
+    /// The shortest literal of the automaton: a shorter (transformed) value holds none.
     pub min_len: usize,
+    /// The rules with single-byte literals: one pass over a value ORs `byte_masks[byte]`, whose
+    /// bit `i` stands for `byte_rules[i]` (`words` u64 per byte), instead of an automaton
+    /// match per occurrence of a common byte.
+    pub byte_rules: Vec<u32>,
+    pub byte_masks: Box<[u64]>,
+    pub words: usize,
 }
 
 /// (phase, chain id, the target as text): rules that see the same values.
 type GroupKey = (u8, u32, String);
 /// A rule index and its literals.
 type Member = (u32, Vec<Vec<u8>>);
+/// What a group scans: a target through a chain.
+type Source = (Target, Vec<Transform>, u32);
 
 /// The compiled prefilters of a [`Program`].
 #[derive(Debug, Default)]
@@ -70,8 +89,8 @@ impl Prefilters {
     /// Builds the groups for the rules reachable in `prog`'s phase lists.
     pub(crate) fn build(prog: &Program) -> Prefilters {
         let mut rule_groups: Vec<Vec<u32>> = vec![Vec::new(); prog.rules.len()];
-        // (phase, chain, target as text) -> (rule and target, literals per member)
-        let mut by_key: FxHashMap<GroupKey, ((u32, usize), Vec<Member>)> = FxHashMap::default();
+        // (phase, chain, target as text) -> (what is scanned, literals per member)
+        let mut by_key: FxHashMap<GroupKey, (Source, Vec<Member>)> = FxHashMap::default();
         let mut order = Vec::new();
         for list in &prog.phases {
             for it in list {
@@ -79,11 +98,11 @@ impl Prefilters {
                 let r = &prog.rules[*ri as usize];
                 let Some(lits) = rule_literals(r) else { continue };
                 let link = &r.links[0];
-                for (ti, t) in link.targets.iter().enumerate() {
+                for t in &link.targets {
                     let key = (r.phase, link.chain, format!("{t:?}"));
                     let e = by_key.entry(key.clone()).or_insert_with(|| {
                         order.push(key);
-                        ((*ri, ti), Vec::new())
+                        ((t.clone(), link.transforms.clone(), link.chain), Vec::new())
                     });
                     if e.1.last().map(|m| m.0) != Some(*ri) {
                         e.1.push((*ri, lits.clone()));
@@ -94,15 +113,22 @@ impl Prefilters {
         let mut groups = Vec::new();
         let mut failed = vec![false; prog.rules.len()];
         for key in order {
-            let Some(((rep, ti), members)) = by_key.remove(&key) else {
+            let Some(((target, transforms, chain), members)) = by_key.remove(&key) else {
                 continue;
             };
             // Each distinct literal once (compared as the automaton compares: ASCII case folded).
             let mut patterns: Vec<Vec<u8>> = Vec::new();
             let mut pattern_rules: Vec<Vec<u32>> = Vec::new();
             let mut index: FxHashMap<Vec<u8>, usize> = FxHashMap::default();
+            let mut byte_rules: Vec<u32> = Vec::new();
+            let mut byte_sets: Vec<Vec<u8>> = Vec::new();
             for (ri, lits) in &members {
-                for l in lits {
+                let table = lits.iter().any(|l| l.len() == 1) && byte_rules.len() < MAX_BYTE_RULES;
+                if table {
+                    byte_rules.push(*ri);
+                    byte_sets.push(lits.iter().filter(|l| l.len() == 1).map(|l| l[0]).collect());
+                }
+                for l in lits.iter().filter(|l| !table || l.len() > 1) {
                     let l = l.to_ascii_lowercase();
                     let p = *index.entry(l.clone()).or_insert_with(|| {
                         patterns.push(l);
@@ -114,35 +140,52 @@ impl Prefilters {
                     }
                 }
             }
-            // A DFA: the fastest scan; the sets are small (at most a few thousand states).
-            let built = AhoCorasick::builder()
-                .ascii_case_insensitive(true)
-                .kind(Some(AhoCorasickKind::DFA))
-                .build(&patterns)
-                .or_else(|_| {
-                    AhoCorasick::builder()
-                        .ascii_case_insensitive(true)
-                        .build(&patterns)
-                });
-            let Ok(ac) = built else {
-                // Without this variable's scan the members' prefilters would be incomplete.
-                for (ri, _) in &members {
-                    failed[*ri as usize] = true;
-                }
-                continue;
+            let ac = if patterns.is_empty() {
+                None
+            } else {
+                // A DFA: the fastest scan; the sets are small (at most a few thousand states).
+                let built = AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(&patterns)
+                    .or_else(|_| {
+                        AhoCorasick::builder()
+                            .ascii_case_insensitive(true)
+                            .build(&patterns)
+                    });
+                let Ok(ac) = built else {
+                    // Without this variable's scan the members' prefilters would be incomplete.
+                    for (ri, _) in &members {
+                        failed[*ri as usize] = true;
+                    }
+                    continue;
+                };
+                Some(ac)
             };
+            let words = byte_rules.len().div_ceil(64);
+            let mut byte_masks = vec![0u64; 256 * words].into_boxed_slice();
+            for (i, set) in byte_sets.iter().enumerate() {
+                for &b in set {
+                    // Compared ASCII-case-insensitively, as the automaton compares.
+                    for b in [b.to_ascii_lowercase(), b.to_ascii_uppercase()] {
+                        byte_masks[b as usize * words + i / 64] |= 1 << (i % 64);
+                    }
+                }
+            }
             let g = groups.len() as u32;
             for (ri, _) in &members {
                 rule_groups[*ri as usize].push(g);
             }
-            let link = &prog.rules[rep as usize].links[0];
             groups.push(Group {
-                min_len: patterns.iter().map(Vec::len).min().unwrap_or(0),
-                target: link.targets[ti].clone(),
-                transforms: link.transforms.clone(),
-                chain: link.chain,
+                min_len: patterns.iter().map(Vec::len).min().unwrap_or(usize::MAX),
+                target,
+                transforms,
+                chain,
                 ac,
                 pattern_rules,
+                byte_rules,
+                byte_masks,
+                words,
             });
         }
         let rule_groups = rule_groups
@@ -213,7 +256,23 @@ fn request_constant(t: &Target) -> bool {
 /// ASCII-case-insensitively).
 fn op_literals(op: &Operator) -> Option<Vec<Vec<u8>>> {
     match op {
-        Operator::Rx(rx) => rx_literals(rx.rust_pattern()?),
+        Operator::Rx(rx) => {
+            // A pattern on PCRE2: the literals of a Rust-syntax pattern that matches at least
+            // what it matches (`factor::pcre_superset`).
+            let superset;
+            let p = match rx.rust_pattern() {
+                Some(p) => p,
+                None => {
+                    superset = factor::pcre_superset(rx.fixed_pattern()?)?;
+                    &superset
+                }
+            };
+            let f = factor::necessary_factor(p).filter(|f| factor::cost(f) <= MAX_FACTOR_COST);
+            match (rx_literals(p), f) {
+                (Some(l), Some(f)) => Some(if factor::cost(&f) < factor::cost(&l) { f } else { l }),
+                (l, f) => l.or(f),
+            }
+        }
         Operator::Pm(set) => Some(set.phrases().to_vec()),
         Operator::Str(
             StrOp::Contains
@@ -342,6 +401,103 @@ SecRule TX:score "@ge 5" "id:3,phase:2,deny,status:403"
         assert_eq!(decide("/?f=%252Fetc%252FPASSWD"), Some((403, 3)));
         assert_eq!(decide("/?f=%2Fetc%2Fpasswd"), Some((403, 3)));
         assert_eq!(decide("/?f=etc-passwd&g=union"), None);
+    }
+
+    /// Exactness of every CRS prefilter at the operator: a value holding none of a rule's
+    /// literals (compared ASCII-case-insensitively, as the scan compares) never matches the
+    /// rule's operator. Values: the differential corpus's request parts, random byte strings
+    /// over an alphabet heavy in the CRS's punctuation, and both with every byte of the rule's
+    /// literals removed (so they fail the prefilter).
+    #[test]
+    fn crs_prefilters_never_skip_a_match() {
+        let Some(prog) = crs_program() else {
+            eprintln!("skipped: Debian's modsecurity-crs is not installed");
+            return;
+        };
+        let mut values: Vec<Vec<u8>> = Vec::new();
+        for r in crate::corpus::generate(300, 11) {
+            let query = r.uri.split_once('?').map_or("", |(_, q)| q);
+            values.push(r.uri.as_bytes().to_vec());
+            for part in query.split('&') {
+                values.push(part.as_bytes().to_vec());
+                let decoded = crate::transform::Transform::UrlDecodeUni.apply(part.as_bytes().into());
+                values.push(decoded.into_owned());
+            }
+            values.extend(r.headers.iter().map(|(_, v)| v.clone()));
+            values.push(r.body.clone());
+        }
+        let mut rng = crate::rng::SplitMix64(7);
+        const ALPHABET: &[u8] = b"aeiostnrlcdu0123456789 ./\\-_=;:,()[]{}<>'\"`$&|!?*%#@~^+\n\r\t\x00\x0bABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        for _ in 0..3_000 {
+            let n = rng.below(40);
+            values.push((0..n).map(|_| rng.pick(ALPHABET)).collect());
+        }
+        let mut checked = 0usize;
+        let mut rules = 0usize;
+        for (ri, groups) in prog.prefilters.rule_groups.iter().enumerate() {
+            if groups.is_empty() {
+                continue;
+            }
+            let r = &prog.rules[ri];
+            let lits = rule_literals(r).expect("a prefiltered rule has literals");
+            let op = r.links[0].op.as_ref().expect("an operator");
+            let bytes: Vec<u8> = lits.iter().flatten().map(u8::to_ascii_lowercase).collect();
+            let contains = |v: &[u8]| {
+                let v = v.to_ascii_lowercase();
+                lits.iter()
+                    .any(|l| v.windows(l.len()).any(|w| w == l.to_ascii_lowercase()))
+            };
+            rules += 1;
+            for v in &values {
+                let stripped: Vec<u8> = v
+                    .iter()
+                    .copied()
+                    .filter(|b| !bytes.contains(&b.to_ascii_lowercase()))
+                    .collect();
+                for v in [v.as_slice(), &stripped] {
+                    if contains(v) {
+                        continue;
+                    }
+                    checked += 1;
+                    let mut ctx = crate::operator::test_ctx::Ctx::default();
+                    assert!(
+                        !op.eval(v, &mut ctx),
+                        "rule {} matches {:?} which holds none of its literals {:?}",
+                        r.id,
+                        String::from_utf8_lossy(v),
+                        lits.iter()
+                            .map(|l| String::from_utf8_lossy(l))
+                            .collect::<Vec<_>>()
+                    );
+                }
+            }
+        }
+        assert!(rules > 250, "{rules} prefiltered rules");
+        assert!(checked > 500_000, "{checked} values checked");
+        eprintln!("{rules} prefiltered rules, {checked} values checked");
+    }
+
+    /// Debian's CRS at paranoia level 4 (every rule reachable), when installed.
+    fn crs_program() -> Option<Program> {
+        let rules = std::path::Path::new("/usr/share/modsecurity-crs/rules");
+        if !rules.is_dir() {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("main.conf");
+        let recommended = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/crs/modsecurity.conf");
+        std::fs::write(
+            &main,
+            format!(
+                "Include {}\nSecRuleEngine On\nInclude /etc/modsecurity/crs/crs-setup.conf\n\
+                 SecAction \"id:900000,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level=4\"\n\
+                 Include {}/*.conf\n",
+                recommended.display(),
+                rules.display()
+            ),
+        )
+        .unwrap();
+        Some(super::super::load(&main).unwrap())
     }
 
     #[test]

@@ -300,6 +300,11 @@ pub(crate) enum Key {
     Name(Box<[u8]>),
     /// Members whose name matches (`VAR:/regex/`, case-insensitive as in ModSecurity).
     Regex(Regex),
+    /// `VAR:/^literal/` with a literal of letters, digits, `_` and `-` (the CRS's
+    /// `TX:/^MSC_/`, `TX:/^header_name_/`): members whose name starts with it, ASCII case
+    /// folded (as PCRE without UTF folds; lowercase here) — a comparison instead of a regex
+    /// search per member.
+    Prefix(Box<[u8]>),
 }
 
 impl Key {
@@ -309,6 +314,7 @@ impl Key {
             Key::All => true,
             Key::Name(k) => k.eq_ignore_ascii_case(name),
             Key::Regex(r) => r.is_match(name),
+            Key::Prefix(p) => name.len() >= p.len() && name[..p.len()].eq_ignore_ascii_case(p),
         }
     }
 }
@@ -348,6 +354,16 @@ impl Target {
                 if var == Var::Xml {
                     // XPath expressions select nothing without an XML parser (see docs/waf.md).
                     Key::Name(k.as_bytes().into())
+                } else if let Some(p) = k
+                    .strip_prefix("/^")
+                    .and_then(|k| k.strip_suffix('/'))
+                    .filter(|p| {
+                        !p.is_empty()
+                            && p.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                    })
+                {
+                    Key::Prefix(p.to_ascii_lowercase().into_bytes().into())
                 } else if let Some(re) = k.strip_prefix('/').and_then(|k| k.strip_suffix('/')) {
                     let r = regex::bytes::RegexBuilder::new(re)
                         .case_insensitive(true)
@@ -386,5 +402,38 @@ impl Value<'_> {
         } else {
             format!("{}:{}", self.var.name(), String::from_utf8_lossy(&self.key))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `VAR:/^literal/` keys compare a prefix (ASCII case folded) and select what the regex
+    /// selects; other regular-expression keys stay regexes.
+    #[test]
+    fn literal_prefix_keys_select_as_their_regex() {
+        let t = Target::parse("TX:/^MSC_/").unwrap();
+        assert!(matches!(&t.key, Key::Prefix(p) if &**p == b"msc_"));
+        let re = regex::bytes::RegexBuilder::new("^MSC_")
+            .case_insensitive(true)
+            .build()
+            .unwrap();
+        for name in [
+            &b"msc_pcre_limits_exceeded"[..],
+            b"MSC_",
+            b"Msc_x",
+            b"xmsc_",
+            b"msc",
+            b"",
+            b"msc-",
+        ] {
+            assert_eq!(t.key.selects(name), re.is_match(name), "{name:?}");
+        }
+        let t = Target::parse("TX:/^header_name_/").unwrap();
+        assert!(t.key.selects(b"header_name_x-forwarded-for"));
+        assert!(!t.key.selects(b"header_name"));
+        assert!(matches!(Target::parse("TX:/^a.b/").unwrap().key, Key::Regex(_)));
+        assert!(matches!(Target::parse("TX:/msc_/").unwrap().key, Key::Regex(_)));
     }
 }
