@@ -1,0 +1,148 @@
+//! The server's accepted sockets, concrete (not boxed) so an admitted
+//! connection can leave the runtime: [`Accepted`] is the tokio socket the
+//! handshake runs on, [`StdSocket`] the same socket made blocking for a
+//! connection thread (`conn_thread`).
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown as How;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A socket accepted by the server loop.
+pub(crate) enum Accepted {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+impl Accepted {
+    /// The same socket, out of the reactor and blocking.
+    pub(crate) fn into_std(self) -> io::Result<StdSocket> {
+        let s = match self {
+            Accepted::Tcp(s) => StdSocket::Tcp(s.into_std()?),
+            Accepted::Unix(s) => StdSocket::Unix(s.into_std()?),
+        };
+        match &s {
+            StdSocket::Tcp(t) => t.set_nonblocking(false)?,
+            StdSocket::Unix(u) => u.set_nonblocking(false)?,
+        }
+        Ok(s)
+    }
+}
+
+impl AsyncRead for Accepted {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Accepted::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Accepted::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Accepted {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Accepted::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Accepted::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Accepted::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Accepted::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Accepted::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Accepted::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Accepted::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Accepted::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A blocking socket of a connection thread.
+pub(crate) enum StdSocket {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl StdSocket {
+    /// Bounds each blocking read (`SO_RCVTIMEO`).
+    pub(crate) fn set_read_timeout(&self, d: Duration) -> io::Result<()> {
+        match self {
+            StdSocket::Tcp(s) => s.set_read_timeout(Some(d)),
+            StdSocket::Unix(s) => s.set_read_timeout(Some(d)),
+        }
+    }
+
+    /// Bounds each blocking write (`SO_SNDTIMEO`).
+    pub(crate) fn set_write_timeout(&self, d: Duration) -> io::Result<()> {
+        match self {
+            StdSocket::Tcp(s) => s.set_write_timeout(Some(d)),
+            StdSocket::Unix(s) => s.set_write_timeout(Some(d)),
+        }
+    }
+
+    /// `shutdown(2)`: also wakes a thread blocked on this socket.
+    pub(crate) fn shutdown(&self, how: How) -> io::Result<()> {
+        match self {
+            StdSocket::Tcp(s) => s.shutdown(how),
+            StdSocket::Unix(s) => s.shutdown(how),
+        }
+    }
+
+    /// A second descriptor for the same socket.
+    pub(crate) fn try_clone(&self) -> io::Result<StdSocket> {
+        Ok(match self {
+            StdSocket::Tcp(s) => StdSocket::Tcp(s.try_clone()?),
+            StdSocket::Unix(s) => StdSocket::Unix(s.try_clone()?),
+        })
+    }
+}
+
+impl Read for StdSocket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            StdSocket::Tcp(s) => s.read(buf),
+            StdSocket::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for StdSocket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            StdSocket::Tcp(s) => s.write(buf),
+            StdSocket::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            StdSocket::Tcp(s) => s.write_vectored(bufs),
+            StdSocket::Unix(s) => s.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
