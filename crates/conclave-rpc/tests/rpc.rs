@@ -4,7 +4,7 @@
 use conclave_rpc::pki::SiteKey;
 use conclave_rpc::Role;
 use conclave_rpc::{
-    AsyncConnection, BodyReader, ClientOptions, Connection, Credentials, Endpoint, Frame, PeerInfo, Pool,
+    AsyncConnection, BodyReader, ClientOptions, Connection, ConnectionMode, Credentials, Endpoint, Frame, PeerInfo, Pool,
     Server, ServerOptions, Service, Shutdown, Status,
 };
 use conclave_testkit::{generate_certs, wait_until_async, without_client_cert};
@@ -122,8 +122,14 @@ async fn mtls_round_trip_over_tcp_and_unix() {
     let tmp = tempfile::tempdir().unwrap();
     certs(tmp.path());
     let sock = tmp.path().join("s.sock");
-    for ep in [Endpoint::Tcp("127.0.0.1:0".into()), Endpoint::Unix(sock.clone())] {
-        let srv = start(ep, Some(tmp.path()), ServerOptions::default()).await;
+    let eps = [Endpoint::Tcp("127.0.0.1:0".into()), Endpoint::Unix(sock.clone())];
+    let modes = [ConnectionMode::Reactor, ConnectionMode::Threads];
+    for (ep, connections) in eps.iter().flat_map(|ep| modes.map(|m| (ep.clone(), m))) {
+        let opts = ServerOptions {
+            connections,
+            ..ServerOptions::default()
+        };
+        let srv = start(ep, Some(tmp.path()), opts).await;
         let mut c = AsyncConnection::connect(&srv.endpoint, &edge_opts(tmp.path()))
             .await
             .unwrap();
@@ -308,8 +314,22 @@ async fn oversized_and_truncated_frames_get_errors_while_others_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_finishes_request_in_flight() {
+    graceful_shutdown_finishes_request_in_flight_in(ConnectionMode::Reactor).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_request_in_flight_with_connection_threads() {
+    graceful_shutdown_finishes_request_in_flight_in(ConnectionMode::Threads).await;
+}
+
+async fn graceful_shutdown_finishes_request_in_flight_in(connections: ConnectionMode) {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = start_mtls(tmp.path()).await;
+    certs(tmp.path());
+    let opts = ServerOptions {
+        connections,
+        ..ServerOptions::default()
+    };
+    let srv = start(Endpoint::Tcp("127.0.0.1:0".into()), Some(tmp.path()), opts).await;
     let mut c = AsyncConnection::connect(&srv.endpoint, &edge_opts(tmp.path()))
         .await
         .unwrap();
