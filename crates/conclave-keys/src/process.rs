@@ -110,11 +110,7 @@ pub fn run(s: &KeyServerSettings, out: &mut dyn Write) -> Result<(), KeyServerEr
     }
     let svc = Arc::new(KeyServer::new(store, &opts).map_err(KeyServerError::Start)?);
     runtime()?.block_on(async {
-        let server = Server::bind(
-            &s.listen,
-            Some(creds.server_config()?),
-            s.rpc.apply(KeyServer::server_options()),
-        )
+        let server = Server::bind(&s.listen, Some(creds.server_config()?), s.server_options())
         .await
         .map_err(|source| KeyServerError::Bind {
             what: s.listen.to_string(),
