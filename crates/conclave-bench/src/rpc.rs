@@ -14,8 +14,8 @@ use crate::harness::{Meter, Scratch};
 use crate::BenchError;
 use conclave_rpc::Role;
 use conclave_rpc::{
-    BodyReader, BodyWriter, ClientOptions, Connection, ConnectionMode, Credentials, Endpoint, Frame, PeerInfo,
-    Server, ServerOptions, Service, Shutdown, Status,
+    BodyReader, BodyWriter, ClientOptions, Connection, ConnectionMode, Credentials, Endpoint, Frame,
+    PeerInfo, Server, ServerOptions, Service, Shutdown, Status,
 };
 use serde::Serialize;
 use std::path::PathBuf;
@@ -162,12 +162,16 @@ pub fn run(cfg: &RpcBenchConfig, mut progress: impl FnMut(&RpcResult)) -> Result
                 _ => (None, ClientOptions::plain()),
             };
             for &mode in &cfg.connections {
-                let cells = Cells {
-                    transport,
-                    tls,
-                    mode,
-                };
-                let rows = cells.run(&rt, &ep, server_tls.clone(), &client, &payload, cfg, &mut progress)?;
+                let cells = Cells { transport, tls, mode };
+                let rows = cells.run(
+                    &rt,
+                    &ep,
+                    server_tls.clone(),
+                    &client,
+                    &payload,
+                    cfg,
+                    &mut progress,
+                )?;
                 out.extend(rows);
             }
         }

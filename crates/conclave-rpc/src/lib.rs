@@ -34,9 +34,9 @@ pub mod wire;
 
 pub use async_pipeline::AsyncPipeline;
 pub use block_in_place::run_blocking;
+pub use client::{AsyncConnection, AsyncPool, ClientOptions, Connection, Pool, RpcError};
 pub use conn_thread::THREAD_NAME as CONNECTION_THREAD_NAME;
 pub use connection_mode::ConnectionMode;
-pub use client::{AsyncConnection, AsyncPool, ClientOptions, Connection, Pool, RpcError};
 pub use endpoint::Endpoint;
 pub use frame::{Frame, FrameError, Header, HEADER_LEN};
 pub use identity::{Identity, Tenant};

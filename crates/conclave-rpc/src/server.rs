@@ -13,8 +13,8 @@ use crate::frame::{read_header, write_frame, Frame};
 use crate::identity::{Identity, Tenant};
 use crate::limits;
 use crate::refusals::{Kind, Refusals, LOG_INTERVAL};
-use crate::role::Role;
 use crate::requests::{Gate, Next, Requests, MAX_DISCARD};
+use crate::role::Role;
 use crate::shutdown::Shutdown;
 use crate::socket::Accepted;
 use crate::status::Status;
@@ -375,7 +375,11 @@ async fn establish<S: Service>(
                     Some(id) => (Some(id.role), Some(id.tenant)),
                     None => (None, None),
                 };
-                (Established::Tls(Box::new(s)), PeerInfo { role, tenant, addr }, true)
+                (
+                    Established::Tls(Box::new(s)),
+                    PeerInfo { role, tenant, addr },
+                    true,
+                )
             }
             Ok(Err(e)) => {
                 ctx.refusals.note(Kind::HandshakeFailed, &addr, &e);
@@ -477,7 +481,9 @@ async fn serve_conn<S: Service, T: AsyncStream>(
                     match rq.reply(reply) {
                         Ok(None) => {}
                         Ok(Some(big)) => {
-                            if send(&mut s, &mut rq.out).await.is_err() || write_frame(&mut s, &big).await.is_err() {
+                            if send(&mut s, &mut rq.out).await.is_err()
+                                || write_frame(&mut s, &big).await.is_err()
+                            {
                                 break 'conn;
                             }
                         }

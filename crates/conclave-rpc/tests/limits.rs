@@ -7,8 +7,8 @@
 use conclave_rpc::pki::SiteKey;
 use conclave_rpc::Role;
 use conclave_rpc::{
-    AsyncConnection, ClientOptions, ConnectionMode, Credentials, Endpoint, Frame, PeerInfo, Server, ServerOptions, Service,
-    Shutdown, Status,
+    AsyncConnection, ClientOptions, ConnectionMode, Credentials, Endpoint, Frame, PeerInfo, Server,
+    ServerOptions, Service, Shutdown, Status,
 };
 use conclave_testkit::{generate_certs, wait_until_async};
 use std::path::Path;

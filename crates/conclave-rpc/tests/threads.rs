@@ -1,7 +1,8 @@
 //! The threaded connection mode (`ConnectionMode::Threads`) against real
 //! sockets: pipelining, errors in place, the idle and write timeouts, a
-//! stalled peer, graceful shutdown with idle connections, and the
-//! connection cap, which must refuse exactly as the reactor mode does.
+//! stalled peer, graceful shutdown with idle connections, the identity's
+//! connection limit. (The connection cap, the same in both modes, is
+//! `connection_limit_closes_extra_connections*` in rpc.rs.)
 //!
 //! Every test holds [`SERIAL`]: one of them counts the process's connection
 //! threads by name, which the others' threads would disturb.
@@ -10,90 +11,24 @@ use conclave_rpc::frame::read_frame_sync;
 use conclave_rpc::pki::SiteKey;
 use conclave_rpc::stream::connect_sync;
 use conclave_rpc::{
-    AsyncConnection, BodyWriter, ClientOptions, Connection, ConnectionMode, Credentials, Endpoint, Frame,
-    PeerInfo, Role, RpcError, Server, ServerOptions, Service, Shutdown, Status, CONNECTION_THREAD_NAME,
+    AsyncConnection, BodyWriter, ClientOptions, Connection, ConnectionMode, Endpoint, Frame, ServerOptions,
+    Status, CONNECTION_THREAD_NAME,
 };
 use conclave_testkit::{generate_certs, wait_until, wait_until_async};
 use std::io::{Read, Write};
-use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-const ECHO: u32 = 0;
-const NAME_LEN: u32 = 2;
-
-/// A generous bound for conditions a test waits on.
-const PATIENCE: Duration = Duration::from_secs(30);
+mod support;
+use support::{edge_opts, start, ECHO, NAME_LEN, PATIENCE};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Echoes bodies; counts closed connections.
-#[derive(Default)]
-struct Echo {
-    closed: AtomicUsize,
-}
-
-impl Service for Echo {
-    type Conn = ();
-    fn open(&self, _peer: &PeerInfo) -> Result<(), Status> {
-        Ok(())
-    }
-    async fn call(&self, _conn: &mut (), req: Frame) -> Frame {
-        match req.code {
-            ECHO => Frame::ok(req.body),
-            NAME_LEN => {
-                let mut r = conclave_rpc::BodyReader::new(&req.body);
-                match r.name(255).and_then(|n| r.finish().map(|_| n.len())) {
-                    Ok(n) => Frame::ok((n as u32).to_be_bytes().to_vec()),
-                    Err(st) => Frame::error(st),
-                }
-            }
-            _ => Frame::error(Status::ENOSYS),
-        }
-    }
-    fn close(&self, _conn: ()) {
-        self.closed.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-struct Running {
-    endpoint: Endpoint,
-    shutdown: Shutdown,
-    done: tokio::task::JoinHandle<std::io::Result<()>>,
-    svc: Arc<Echo>,
-}
-
-/// A server in `mode` on `ep`, with mTLS when `certs` is given.
-async fn start(ep: Endpoint, certs: Option<&Path>, opts: ServerOptions) -> Running {
-    let tls = certs.map(|d| {
-        Credentials::from_dir(d, Role::FileServer)
-            .unwrap()
-            .server_config()
-            .unwrap()
-    });
-    let server = Server::bind(&ep, tls, opts).await.unwrap();
-    let endpoint = server.local_endpoint().clone();
-    let shutdown = Shutdown::new();
-    let svc = Arc::new(Echo::default());
-    let done = tokio::spawn(server.serve(svc.clone(), shutdown.clone()));
-    Running {
-        endpoint,
-        shutdown,
-        done,
-        svc,
-    }
-}
 
 fn threaded() -> ServerOptions {
     ServerOptions {
         connections: ConnectionMode::Threads,
         ..ServerOptions::default()
     }
-}
-
-fn edge_opts(dir: &Path) -> ClientOptions {
-    ClientOptions::mtls(&Credentials::from_dir(dir, Role::Edge).unwrap(), Role::FileServer).unwrap()
 }
 
 /// Connection threads alive in this process.
@@ -178,7 +113,13 @@ async fn threads_answer_malformed_frames_in_place_within_a_pipeline() {
     let statuses: Vec<Status> = got.iter().map(Frame::status).collect();
     assert_eq!(
         statuses,
-        [Status::OK, Status::EPROTO, Status::E2BIG, Status::OK, Status::ENOSYS]
+        [
+            Status::OK,
+            Status::EPROTO,
+            Status::E2BIG,
+            Status::OK,
+            Status::ENOSYS
+        ]
     );
     assert_eq!(&got[0].body[..], b"a");
     assert_eq!(&got[3].body[..], b"b");
@@ -248,7 +189,10 @@ async fn a_peer_stalled_inside_a_frame_blocks_no_one_and_is_closed_at_the_idle_t
     let (rest, after) = staller.await.unwrap();
     assert!(rest.is_empty(), "no reply to half a frame, just a close");
     assert!(after >= idle, "closed after {after:?}, before the idle timeout");
-    assert!(after < idle * 4, "closed after {after:?}, long past the idle timeout");
+    assert!(
+        after < idle * 4,
+        "closed after {after:?}, long past the idle timeout"
+    );
     srv.shutdown.trigger();
     srv.done.await.unwrap().unwrap();
 }
@@ -321,7 +265,11 @@ async fn shutdown_with_idle_connection_threads_is_prompt_and_leaves_no_thread() 
         .unwrap()
         .unwrap();
     assert!(t0.elapsed() < Duration::from_secs(5));
-    assert_eq!(srv.svc.closed.load(Ordering::SeqCst), 3, "every connection closed");
+    assert_eq!(
+        srv.svc.closed.load(Ordering::SeqCst),
+        3,
+        "every connection closed"
+    );
     // The server waited for its threads; they are gone or going.
     assert!(
         wait_until(PATIENCE, || connection_threads() == 0),
@@ -331,55 +279,6 @@ async fn shutdown_with_idle_connection_threads_is_prompt_and_leaves_no_thread() 
     for mut c in clients {
         assert!(c.call(ECHO, b"late").await.is_err());
     }
-}
-
-/// What the client over the cap sees, and whether a freed slot is reused.
-async fn over_the_cap(mode: ConnectionMode) -> (String, bool) {
-    let opts = ServerOptions {
-        max_connections: 1,
-        connections: mode,
-        ..ServerOptions::default()
-    };
-    let srv = start(Endpoint::Tcp("127.0.0.1:0".into()), None, opts).await;
-    let mut first = AsyncConnection::connect(&srv.endpoint, &ClientOptions::plain())
-        .await
-        .unwrap();
-    assert!(first.call(ECHO, b"a").await.is_ok());
-    let mut second = AsyncConnection::connect(&srv.endpoint, &ClientOptions::plain())
-        .await
-        .unwrap();
-    // Closed at accept, unanswered: the peer sees end of file or a reset.
-    let refused = match second.call(ECHO, b"b").await {
-        Ok(f) => format!("answered {}", f.status()),
-        Err(RpcError::Closed { .. } | RpcError::Transport { .. }) => "closed".to_string(),
-        Err(e) => format!("failed: {e}"),
-    };
-    drop(first);
-    // The slot is freed once the server has seen the close: retry with
-    // fresh connections (each refused one frees nothing).
-    let deadline = Instant::now() + PATIENCE;
-    let reused = loop {
-        let mut third = AsyncConnection::connect(&srv.endpoint, &ClientOptions::plain())
-            .await
-            .unwrap();
-        let served = third.call(ECHO, b"c").await.is_ok();
-        if served || Instant::now() >= deadline {
-            break served;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    srv.shutdown.trigger();
-    srv.done.await.unwrap().unwrap();
-    (refused, reused)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_connection_cap_refuses_alike_in_both_modes() {
-    let _serial = SERIAL.lock().await;
-    let reactor = over_the_cap(ConnectionMode::Reactor).await;
-    let threads = over_the_cap(ConnectionMode::Threads).await;
-    assert_eq!(reactor, ("closed".to_string(), true));
-    assert_eq!(threads, reactor);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -153,8 +153,8 @@ pub fn serve_in(
                 ..KeyServer::server_options()
             };
             let server = Server::bind(&at, Some(creds.server_config().unwrap()), server_opts)
-            .await
-            .unwrap();
+                .await
+                .unwrap();
             tx.send(server.local_endpoint().clone()).unwrap();
             server.serve(svc, sd).await.unwrap();
         });
