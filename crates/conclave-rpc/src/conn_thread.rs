@@ -251,7 +251,10 @@ fn run<S: Service, T: BlockingStream>(mut s: T, peer: PeerInfo, mut session: Ses
             break;
         }
         let now = now.unwrap_or_else(Instant::now);
-        let left = (last + idle).saturating_duration_since(now);
+        // No deadline if `idle` is beyond what an Instant can reach.
+        let left = last
+            .checked_add(idle)
+            .map_or(idle, |due| due.saturating_duration_since(now));
         if left.is_zero() {
             warn!(peer = %peer.addr, "request not received whole within the idle timeout");
             break;

@@ -13,12 +13,11 @@ pub enum ConnectionMode {
     /// wake-up, task poll and the read that finds no data before parking.
     #[default]
     Reactor,
-    /// One OS thread per connection, blocking reads and writes on the socket
-    /// (the TLS session moved over from the handshake): no reactor on the
-    /// request path. For few, long-lived, busy connections (the key server's
-    /// edge workers), where it saves about a third of a small round trip's
-    /// server CPU (docs/protocol.md, "Connection modes"). A peer that stops
-    /// reading holds its thread at most `ServerOptions::write_timeout`.
+    /// One OS thread per connection, blocking on its socket (the TLS session
+    /// moved over from the handshake): no reactor on the request path. For
+    /// few, long-lived, busy connections (the key server's clients): a small
+    /// round trip on one core is about 2 µs shorter (docs/protocol.md,
+    /// "Connection modes").
     Threads,
 }
 
