@@ -9,7 +9,8 @@
 //!   whole request drifts from it (a peer dripping a frame byte by byte);
 //! * write timeout: `SO_SNDTIMEO`, so a peer that never reads cannot hold
 //!   the thread;
-//! * graceful shutdown: a registry of the live sockets; on shutdown each is
+//! * graceful shutdown: a registry of the live sockets (the same
+//!   descriptor, shared); on shutdown each is
 //!   `shutdown(SHUT_RD)`, which wakes a thread blocked in `read` with end of
 //!   file once the frames already received are answered;
 //! * the service's `async fn call`: polled on the thread itself, parked
@@ -19,7 +20,7 @@ use crate::admission::Slot;
 use crate::frame::{write_parts_sync, Frame};
 use crate::requests::{Gate, Next, Requests, READ_CHUNK};
 use crate::server::{Ctx, PeerInfo, Service};
-use crate::socket::StdSocket;
+use crate::socket::SharedSocket;
 use rustls::{ServerConnection, StreamOwned};
 use std::collections::HashMap;
 use std::future::Future;
@@ -50,7 +51,7 @@ pub(crate) struct Live {
 #[derive(Default)]
 struct LiveSockets {
     next: u64,
-    by_id: HashMap<u64, StdSocket>,
+    by_id: HashMap<u64, SharedSocket>,
 }
 
 impl Live {
@@ -59,23 +60,16 @@ impl Live {
         self.socks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a second descriptor of `sock`; `None` once shutdown began
-    /// (the connection must not start) or if no descriptor is left.
-    fn register(&self, sock: &StdSocket) -> Option<u64> {
+    /// Registers `sock`; `None` once shutdown began (the connection must
+    /// not start).
+    fn register(&self, sock: &SharedSocket) -> Option<u64> {
         let mut s = self.socks();
         if self.stopping.load(Ordering::Acquire) {
             return None;
         }
-        let dup = match sock.try_clone() {
-            Ok(d) => d,
-            Err(e) => {
-                warn!("connection thread: cannot register the socket: {e}");
-                return None;
-            }
-        };
         let id = s.next;
         s.next += 1;
-        s.by_id.insert(id, dup);
+        s.by_id.insert(id, sock.clone());
         Some(id)
     }
 
@@ -103,19 +97,19 @@ impl Live {
 /// A connection thread's byte stream: the socket, with or without TLS.
 pub(crate) trait BlockingStream: Read + Write + Send + 'static {
     /// The socket under it (timeouts, shutdown).
-    fn socket(&self) -> &StdSocket;
+    fn socket(&self) -> &SharedSocket;
     /// Ends the session politely (TLS `close_notify`).
     fn close_notify(&mut self) {}
 }
 
-impl BlockingStream for StdSocket {
-    fn socket(&self) -> &StdSocket {
+impl BlockingStream for SharedSocket {
+    fn socket(&self) -> &SharedSocket {
         self
     }
 }
 
-impl BlockingStream for StreamOwned<ServerConnection, StdSocket> {
-    fn socket(&self) -> &StdSocket {
+impl BlockingStream for StreamOwned<ServerConnection, SharedSocket> {
+    fn socket(&self) -> &SharedSocket {
         &self.sock
     }
 

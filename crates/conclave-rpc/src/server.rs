@@ -320,13 +320,13 @@ async fn handle<S: Service>(
         // Out of the reactor: the rustls session moves over as it is, with
         // anything it has buffered.
         let failed = match stream {
-            Established::Plain(s) => match s.into_std() {
+            Established::Plain(s) => match s.into_shared() {
                 Ok(s) => return conn_thread::spawn(s, peer, conn, slot, svc, ctx, token),
                 Err(e) => e,
             },
             Established::Tls(t) => {
                 let (io, session) = t.into_inner();
-                match io.into_std() {
+                match io.into_shared() {
                     Ok(s) => {
                         let s = rustls::StreamOwned::new(session, s);
                         return conn_thread::spawn(s, peer, conn, slot, svc, ctx, token);

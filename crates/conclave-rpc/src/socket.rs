@@ -1,11 +1,14 @@
 //! The server's accepted sockets, concrete (not boxed) so an admitted
 //! connection can leave the runtime: [`Accepted`] is the tokio socket the
-//! handshake runs on, [`StdSocket`] the same socket made blocking for a
-//! connection thread (`conn_thread`).
+//! handshake runs on, [`SharedSocket`] the same socket made blocking for a
+//! connection thread (`conn_thread`), shared with the server's registry of
+//! live sockets (which wakes the thread at shutdown) without a second
+//! descriptor.
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown as How;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -18,7 +21,7 @@ pub(crate) enum Accepted {
 
 impl Accepted {
     /// The same socket, out of the reactor and blocking.
-    pub(crate) fn into_std(self) -> io::Result<StdSocket> {
+    pub(crate) fn into_shared(self) -> io::Result<SharedSocket> {
         let s = match self {
             Accepted::Tcp(s) => StdSocket::Tcp(s.into_std()?),
             Accepted::Unix(s) => StdSocket::Unix(s.into_std()?),
@@ -27,7 +30,7 @@ impl Accepted {
             StdSocket::Tcp(t) => t.set_nonblocking(false)?,
             StdSocket::Unix(u) => u.set_nonblocking(false)?,
         }
-        Ok(s)
+        Ok(SharedSocket(Arc::new(s)))
     }
 }
 
@@ -78,16 +81,21 @@ impl AsyncWrite for Accepted {
     }
 }
 
-/// A blocking socket of a connection thread.
+/// A blocking socket, as std has it.
 pub(crate) enum StdSocket {
     Tcp(std::net::TcpStream),
     Unix(std::os::unix::net::UnixStream),
 }
 
-impl StdSocket {
+/// A connection thread's blocking socket; clones share the one descriptor
+/// (std reads and writes through a shared reference: `Read for &TcpStream`).
+#[derive(Clone)]
+pub(crate) struct SharedSocket(Arc<StdSocket>);
+
+impl SharedSocket {
     /// Bounds each blocking read (`SO_RCVTIMEO`).
     pub(crate) fn set_read_timeout(&self, d: Duration) -> io::Result<()> {
-        match self {
+        match &*self.0 {
             StdSocket::Tcp(s) => s.set_read_timeout(Some(d)),
             StdSocket::Unix(s) => s.set_read_timeout(Some(d)),
         }
@@ -95,7 +103,7 @@ impl StdSocket {
 
     /// Bounds each blocking write (`SO_SNDTIMEO`).
     pub(crate) fn set_write_timeout(&self, d: Duration) -> io::Result<()> {
-        match self {
+        match &*self.0 {
             StdSocket::Tcp(s) => s.set_write_timeout(Some(d)),
             StdSocket::Unix(s) => s.set_write_timeout(Some(d)),
         }
@@ -103,42 +111,52 @@ impl StdSocket {
 
     /// `shutdown(2)`: also wakes a thread blocked on this socket.
     pub(crate) fn shutdown(&self, how: How) -> io::Result<()> {
-        match self {
+        match &*self.0 {
             StdSocket::Tcp(s) => s.shutdown(how),
             StdSocket::Unix(s) => s.shutdown(how),
         }
     }
-
-    /// A second descriptor for the same socket.
-    pub(crate) fn try_clone(&self) -> io::Result<StdSocket> {
-        Ok(match self {
-            StdSocket::Tcp(s) => StdSocket::Tcp(s.try_clone()?),
-            StdSocket::Unix(s) => StdSocket::Unix(s.try_clone()?),
-        })
-    }
 }
 
-impl Read for StdSocket {
+impl Read for SharedSocket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            StdSocket::Tcp(s) => s.read(buf),
-            StdSocket::Unix(s) => s.read(buf),
+        match &*self.0 {
+            StdSocket::Tcp(s) => {
+                let mut s = s;
+                s.read(buf)
+            }
+            StdSocket::Unix(s) => {
+                let mut s = s;
+                s.read(buf)
+            }
         }
     }
 }
 
-impl Write for StdSocket {
+impl Write for SharedSocket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            StdSocket::Tcp(s) => s.write(buf),
-            StdSocket::Unix(s) => s.write(buf),
+        match &*self.0 {
+            StdSocket::Tcp(s) => {
+                let mut s = s;
+                s.write(buf)
+            }
+            StdSocket::Unix(s) => {
+                let mut s = s;
+                s.write(buf)
+            }
         }
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        match self {
-            StdSocket::Tcp(s) => s.write_vectored(bufs),
-            StdSocket::Unix(s) => s.write_vectored(bufs),
+        match &*self.0 {
+            StdSocket::Tcp(s) => {
+                let mut s = s;
+                s.write_vectored(bufs)
+            }
+            StdSocket::Unix(s) => {
+                let mut s = s;
+                s.write_vectored(bufs)
+            }
         }
     }
 
