@@ -147,7 +147,13 @@ impl Write for SharedSocket {
         }
     }
 
+    /// rustls writes its records with `write_vectored`; one record (every
+    /// small reply) goes out with plain `send`, which skips `writev`'s
+    /// copy-in of the iovec array.
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        if let [one] = bufs {
+            return self.write(one);
+        }
         match &*self.0 {
             StdSocket::Tcp(s) => {
                 let mut s = s;
