@@ -20,7 +20,7 @@ use crate::admission::Slot;
 use crate::frame::{write_parts_sync, Frame};
 use crate::requests::{Gate, Next, Requests, READ_CHUNK};
 use crate::server::{Ctx, PeerInfo, Service};
-use crate::socket::SharedSocket;
+use crate::socket::{SendOne, SharedSocket};
 use rustls::{ServerConnection, StreamOwned};
 use std::collections::HashMap;
 use std::future::Future;
@@ -108,9 +108,9 @@ impl BlockingStream for SharedSocket {
     }
 }
 
-impl BlockingStream for StreamOwned<ServerConnection, SharedSocket> {
+impl BlockingStream for StreamOwned<ServerConnection, SendOne<SharedSocket>> {
     fn socket(&self) -> &SharedSocket {
-        &self.sock
+        &self.sock.0
     }
 
     fn close_notify(&mut self) {

@@ -16,7 +16,7 @@ use crate::refusals::{Kind, Refusals, LOG_INTERVAL};
 use crate::requests::{Gate, Next, Requests, MAX_DISCARD};
 use crate::role::Role;
 use crate::shutdown::Shutdown;
-use crate::socket::Accepted;
+use crate::socket::{Accepted, SendOne};
 use crate::status::Status;
 use crate::stream::AsyncStream;
 use crate::tls::peer_identity;
@@ -328,7 +328,7 @@ async fn handle<S: Service>(
                 let (io, session) = t.into_inner();
                 match io.into_shared() {
                     Ok(s) => {
-                        let s = rustls::StreamOwned::new(session, s);
+                        let s = rustls::StreamOwned::new(session, SendOne(s));
                         return conn_thread::spawn(s, peer, conn, slot, svc, ctx, token);
                     }
                     Err(e) => e,

@@ -147,13 +147,7 @@ impl Write for SharedSocket {
         }
     }
 
-    /// rustls writes its records with `write_vectored`; one record (every
-    /// small reply) goes out with plain `send`, which skips `writev`'s
-    /// copy-in of the iovec array.
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        if let [one] = bufs {
-            return self.write(one);
-        }
         match &*self.0 {
             StdSocket::Tcp(s) => {
                 let mut s = s;
@@ -168,5 +162,35 @@ impl Write for SharedSocket {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// A blocking socket under a rustls stream, whose writes of one buffer go
+/// out with `write` (`send(2)`) rather than `write_vectored` (`writev(2)`):
+/// rustls writes its pending records vectored, and a small RPC has one, for
+/// which `writev`'s copy-in of the iovec array is pure cost (~0.3 µs of a
+/// round trip, docs/benchmarks.md).
+pub(crate) struct SendOne<S>(pub(crate) S);
+
+impl<S: Read> Read for SendOne<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<S: Write> Write for SendOne<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match bufs {
+            [one] => self.0.write(one),
+            _ => self.0.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
     }
 }
