@@ -118,46 +118,34 @@ impl SharedSocket {
     }
 }
 
+impl SharedSocket {
+    /// Runs `f` on the socket as a byte stream (std reads and writes
+    /// through a shared reference).
+    fn io<T>(&self, f: impl FnOnce(&mut dyn ReadWrite) -> T) -> T {
+        match &*self.0 {
+            StdSocket::Tcp(s) => f(&mut { s }),
+            StdSocket::Unix(s) => f(&mut { s }),
+        }
+    }
+}
+
+/// What [`SharedSocket::io`] hands out.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
 impl Read for SharedSocket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &*self.0 {
-            StdSocket::Tcp(s) => {
-                let mut s = s;
-                s.read(buf)
-            }
-            StdSocket::Unix(s) => {
-                let mut s = s;
-                s.read(buf)
-            }
-        }
+        self.io(|s| s.read(buf))
     }
 }
 
 impl Write for SharedSocket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &*self.0 {
-            StdSocket::Tcp(s) => {
-                let mut s = s;
-                s.write(buf)
-            }
-            StdSocket::Unix(s) => {
-                let mut s = s;
-                s.write(buf)
-            }
-        }
+        self.io(|s| s.write(buf))
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        match &*self.0 {
-            StdSocket::Tcp(s) => {
-                let mut s = s;
-                s.write_vectored(bufs)
-            }
-            StdSocket::Unix(s) => {
-                let mut s = s;
-                s.write_vectored(bufs)
-            }
-        }
+        self.io(|s| s.write_vectored(bufs))
     }
 
     fn flush(&mut self) -> io::Result<()> {
