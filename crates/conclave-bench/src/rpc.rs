@@ -4,15 +4,18 @@
 //!
 //! Server and client run in one process (server on a tokio runtime, client a
 //! blocking thread, as the original's `rpccombinedbench`), so the figures
-//! measure the transport, not process scheduling across machines.
+//! measure the transport, not process scheduling across machines. Each
+//! transport is measured with every server connection mode asked for
+//! (`reactor`: a task per connection; `threads`: a thread per connection),
+//! one after the other, so the modes compare within one run.
 
 use crate::error::failed;
 use crate::harness::{Meter, Scratch};
 use crate::BenchError;
 use conclave_rpc::Role;
 use conclave_rpc::{
-    BodyReader, BodyWriter, ClientOptions, Connection, Credentials, Endpoint, Frame, PeerInfo, Server,
-    ServerOptions, Service, Shutdown, Status,
+    BodyReader, BodyWriter, ClientOptions, Connection, ConnectionMode, Credentials, Endpoint, Frame,
+    PeerInfo, Server, ServerOptions, Service, Shutdown, Status,
 };
 use serde::Serialize;
 use std::path::PathBuf;
@@ -93,6 +96,8 @@ pub struct RpcBenchConfig {
     /// Certificates for the TLS cells (`conclave certs` output). `None`
     /// skips the TLS cells, and the report says so.
     pub certs: Option<PathBuf>,
+    /// Server connection modes measured for every transport.
+    pub connections: Vec<ConnectionMode>,
 }
 
 /// One measured cell.
@@ -102,6 +107,9 @@ pub struct RpcResult {
     pub transport: Transport,
     /// Mutual TLS on.
     pub tls: bool,
+    /// The server's connection mode (`reactor` or `threads`; `-` for the
+    /// socketpair floor, which has no server loop).
+    pub server: &'static str,
     /// download or upload.
     pub op: Op,
     /// Payload bytes per RPC.
@@ -153,30 +161,19 @@ pub fn run(cfg: &RpcBenchConfig, mut progress: impl FnMut(&RpcResult)) -> Result
                 }
                 _ => (None, ClientOptions::plain()),
             };
-            let opts = ServerOptions {
-                max_body: (MAX_PAYLOAD + 64) as u32,
-                ..ServerOptions::default()
-            };
-            let server = rt
-                .block_on(Server::bind(&ep, server_tls, opts))
-                .map_err(failed("bind"))?;
-            let ep = server.local_endpoint().clone();
-            let shutdown = Shutdown::new();
-            let svc = Arc::new(BenchService {
-                payload: payload.clone(),
-            });
-            let handle = rt.spawn(server.serve(svc, shutdown.clone()));
-            let mut conn = Connection::connect(&ep, &client).map_err(failed("rpc failed"))?;
-            for &op in &[Op::Download, Op::Upload] {
-                for &size in &cfg.sizes {
-                    let r = measure(&mut conn, transport, tls, op, size, &payload, cfg)?;
-                    progress(&r);
-                    out.push(r);
-                }
+            for &mode in &cfg.connections {
+                let cells = Cells { transport, tls, mode };
+                let rows = cells.run(
+                    &rt,
+                    &ep,
+                    server_tls.clone(),
+                    &client,
+                    &payload,
+                    cfg,
+                    &mut progress,
+                )?;
+                out.extend(rows);
             }
-            drop(conn);
-            shutdown.trigger();
-            let _ = rt.block_on(handle);
         }
     }
     for &op in &[Op::Download, Op::Upload] {
@@ -187,6 +184,58 @@ pub fn run(cfg: &RpcBenchConfig, mut progress: impl FnMut(&RpcResult)) -> Result
         }
     }
     Ok(out)
+}
+
+/// The cells of one server: a transport, TLS or not, a connection mode.
+struct Cells {
+    transport: Transport,
+    tls: bool,
+    mode: ConnectionMode,
+}
+
+impl Cells {
+    /// Starts the server, measures every op and size over one connection,
+    /// stops the server.
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        ep: &Endpoint,
+        server_tls: Option<Arc<rustls::ServerConfig>>,
+        client: &ClientOptions,
+        payload: &bytes::Bytes,
+        cfg: &RpcBenchConfig,
+        progress: &mut impl FnMut(&RpcResult),
+    ) -> Result<Vec<RpcResult>, BenchError> {
+        let opts = ServerOptions {
+            max_body: (MAX_PAYLOAD + 64) as u32,
+            connections: self.mode,
+            ..ServerOptions::default()
+        };
+        let server = rt
+            .block_on(Server::bind(ep, server_tls, opts))
+            .map_err(failed("bind"))?;
+        let ep = server.local_endpoint().clone();
+        let shutdown = Shutdown::new();
+        let svc = Arc::new(BenchService {
+            payload: payload.clone(),
+        });
+        let handle = rt.spawn(server.serve(svc, shutdown.clone()));
+        let mut conn = Connection::connect(&ep, client).map_err(failed("rpc failed"))?;
+        let mut out = Vec::new();
+        for &op in &[Op::Download, Op::Upload] {
+            for &size in &cfg.sizes {
+                let mut r = measure(&mut conn, self.transport, self.tls, op, size, payload, cfg)?;
+                r.server = self.mode.as_str();
+                progress(&r);
+                out.push(r);
+            }
+        }
+        drop(conn);
+        shutdown.trigger();
+        let _ = rt.block_on(handle);
+        Ok(out)
+    }
 }
 
 /// A [`Transport::Socketpair`] cell: the client writes the request (8-byte
@@ -246,6 +295,7 @@ fn cell(
     Ok(RpcResult {
         transport,
         tls,
+        server: "-",
         op,
         payload: size,
         rpcs: r.ops,
@@ -292,8 +342,8 @@ fn measure(
 /// Table heading, aligned with [`RpcResult::line`].
 pub fn header() -> String {
     format!(
-        "{:<10} {:<4} {:<9} {:>8} {:>8} {:>10} {:>10} {:>10} {:>10}",
-        "net", "tls", "op", "bytes", "rpcs", "mean_us", "p50_us", "p99_us", "MB/s"
+        "{:<10} {:<4} {:<7} {:<9} {:>8} {:>8} {:>10} {:>10} {:>10} {:>10}",
+        "net", "tls", "server", "op", "bytes", "rpcs", "mean_us", "p50_us", "p99_us", "MB/s"
     )
 }
 
@@ -301,9 +351,10 @@ impl RpcResult {
     /// One table line.
     pub fn line(&self) -> String {
         format!(
-            "{:<10} {:<4} {:<9} {:>8} {:>8} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+            "{:<10} {:<4} {:<7} {:<9} {:>8} {:>8} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
             format!("{:?}", self.transport).to_lowercase(),
             if self.tls { "tls" } else { "none" },
+            self.server,
             format!("{:?}", self.op).to_lowercase(),
             self.payload,
             self.rpcs,
@@ -366,13 +417,17 @@ mod tests {
             duration: Duration::from_millis(20),
             max_rpcs: 50,
             certs: None,
+            connections: vec![ConnectionMode::Reactor, ConnectionMode::Threads],
         };
         let res = run(&cfg, |_| {}).unwrap();
         assert_eq!(
             res.len(),
-            3 * 2 * 2,
-            "unix/tcp/socketpair floor × download/upload × 2 sizes"
+            (2 * 2 + 1) * 2 * 2,
+            "unix/tcp × reactor/threads, and the socketpair floor × download/upload × 2 sizes"
         );
+        for server in ["reactor", "threads"] {
+            assert_eq!(res.iter().filter(|r| r.server == server).count(), 8, "{server}");
+        }
         assert_eq!(
             res.iter()
                 .filter(|r| r.transport == Transport::Socketpair)

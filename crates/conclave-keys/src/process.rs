@@ -110,16 +110,12 @@ pub fn run(s: &KeyServerSettings, out: &mut dyn Write) -> Result<(), KeyServerEr
     }
     let svc = Arc::new(KeyServer::new(store, &opts).map_err(KeyServerError::Start)?);
     runtime()?.block_on(async {
-        let server = Server::bind(
-            &s.listen,
-            Some(creds.server_config()?),
-            s.rpc.apply(KeyServer::server_options()),
-        )
-        .await
-        .map_err(|source| KeyServerError::Bind {
-            what: s.listen.to_string(),
-            source,
-        })?;
+        let server = Server::bind(&s.listen, Some(creds.server_config()?), s.server_options())
+            .await
+            .map_err(|source| KeyServerError::Bind {
+                what: s.listen.to_string(),
+                source,
+            })?;
         let _ = writeln!(out, "keyserver listening on {}", server.local_endpoint());
         let shutdown = Shutdown::new();
         shutdown.trigger_on_signals()?;

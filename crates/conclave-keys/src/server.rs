@@ -108,10 +108,12 @@ impl KeyServer {
         })
     }
 
-    /// The limits the RPC layer should enforce for this service.
+    /// The limits the RPC layer should enforce for this service, and its
+    /// connection mode ([`crate::settings::DEFAULT_CONNECTIONS`]).
     pub fn server_options() -> ServerOptions {
         ServerOptions {
             max_body: op::MAX_BODY,
+            connections: crate::settings::DEFAULT_CONNECTIONS,
             ..ServerOptions::default()
         }
     }

@@ -7,7 +7,7 @@ use crate::grants::KeyGrant;
 use crate::rate::DEFAULT_MAX_SIGNS_PER_SEC;
 use crate::KeyName;
 use conclave_rpc::identity::IdentityPattern;
-use conclave_rpc::{Endpoint, ServerLimits};
+use conclave_rpc::{ConnectionMode, Endpoint, ServerLimits, ServerOptions};
 use conclave_units::Dur;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +16,11 @@ use std::path::PathBuf;
 pub const DEFAULT_LISTEN: &str = "tcp://127.0.0.1:9000";
 /// Signing requests that may wait for a thread unless told otherwise.
 pub const DEFAULT_QUEUE: usize = 4096;
+/// How the key server serves its connections unless told otherwise: a
+/// thread each. Its clients are few and long-lived (edge workers × lanes,
+/// NGINX workers), and without the reactor on the request path a signature
+/// costs less server CPU (docs/benchmarks-keys.md, "Connection modes").
+pub const DEFAULT_CONNECTIONS: ConnectionMode = ConnectionMode::Threads;
 
 /// Everything `conclave keyserver` needs.
 #[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
@@ -61,6 +66,11 @@ pub struct KeyServerSettings {
     /// The RPC server loop's connection limits (docs/protocol.md).
     #[command(flatten)]
     pub rpc: ServerLimits,
+    /// How admitted connections are served: `threads` (a thread each,
+    /// blocking on its socket: less CPU per signature for few, long-lived
+    /// clients) or `reactor` (tasks on the runtime: for very many clients).
+    #[arg(long, value_enum, default_value_t = DEFAULT_CONNECTIONS)]
+    pub connections: ConnectionMode,
     /// The fleet's TLS ticket-key secret (mode 0600, at least 32 random
     /// bytes): edges with `[shared] ticket_source = "keyserver"` fetch
     /// per-epoch keys derived from it (TICKET_KEYS). Key servers given the
@@ -92,6 +102,7 @@ impl KeyServerSettings {
             sign_any_input: false,
             max_signs_per_sec: DEFAULT_MAX_SIGNS_PER_SEC,
             rpc: ServerLimits::default(),
+            connections: DEFAULT_CONNECTIONS,
             ticket_keys: None,
             ticket_rotation: Dur(crate::op::ticket_keys::DEFAULT_ROTATION),
             ticket_grants: Vec::new(),
@@ -108,6 +119,15 @@ impl KeyServerSettings {
             handshake_only: !self.sign_any_input,
             max_signs_per_sec: self.max_signs_per_sec,
             tickets: None,
+        }
+    }
+
+    /// The RPC server's options: the key server's body limit with these
+    /// connection limits and connection mode.
+    pub fn server_options(&self) -> ServerOptions {
+        ServerOptions {
+            connections: self.connections,
+            ..self.rpc.apply(crate::KeyServer::server_options())
         }
     }
 
@@ -163,6 +183,9 @@ impl KeyServerSettings {
             argv.extend(["--max-signs-per-sec".into(), self.max_signs_per_sec.to_string()]);
         }
         argv.extend(self.rpc.to_args());
+        if self.connections != DEFAULT_CONNECTIONS {
+            argv.extend(["--connections".into(), self.connections.to_string()]);
+        }
         if let Some(p) = &self.ticket_keys {
             argv.extend(["--ticket-keys".into(), p.display().to_string()]);
         }
@@ -262,6 +285,7 @@ mod tests {
             },
             |s: &mut KeyServerSettings| s.sign_inline = true,
             |s: &mut KeyServerSettings| s.rpc.max_connections = 64,
+            |s: &mut KeyServerSettings| s.connections = ConnectionMode::Reactor,
             |s: &mut KeyServerSettings| {
                 s.grants = vec![
                     "edge@a:site-a".parse().unwrap(),
@@ -291,6 +315,11 @@ mod tests {
         assert_eq!(back, s, "defaults parse back");
         assert!(back.options().handshake_only, "handshake-only is the default");
         assert!(back.options().inline, "signing inline is the default");
+        assert_eq!(back.server_options().connections, ConnectionMode::Threads);
+        assert_eq!(
+            back.server_options().max_body,
+            crate::KeyServer::server_options().max_body
+        );
         assert_eq!(back.options().grants, crate::KeyGrants::default());
         s.listen = "unix:///s/k.sock".parse().unwrap();
         let Cli::Keyserver(back) = reparse(s.to_args()) else {

@@ -2,6 +2,7 @@
 //! contract): requests written back to back, before any reply is read, are
 //! answered strictly in order; a malformed frame among them gets its own
 //! error reply in its place and the frames around it are still answered.
+//! Both connection modes of the RPC server (reactor, threads) are checked.
 
 use conclave_keys::op::{self, sign::SignRequest};
 use conclave_keys::rustls::SignatureScheme;
@@ -10,13 +11,15 @@ use conclave_keys::KeyServerOptions;
 use conclave_rpc::frame::read_frame_sync;
 use conclave_rpc::pki::SiteKey;
 use conclave_rpc::stream::connect_sync;
-use conclave_rpc::{ClientOptions, Credentials, Frame, Header, Role, Status};
+use conclave_rpc::{ClientOptions, ConnectionMode, Credentials, Frame, Header, Role, Status};
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
 mod support;
-use support::{start_with as start, verify, Running};
+use support::{start_in, verify, Running};
+
+const MODES: [ConnectionMode; 2] = [ConnectionMode::Reactor, ConnectionMode::Threads];
 
 /// The site certificate's public key (SPKI DER).
 fn spki(certs: &Path) -> Vec<u8> {
@@ -50,11 +53,12 @@ fn sign_frame(i: usize, scheme: SignatureScheme) -> Vec<u8> {
 }
 
 fn pipelines_64_signatures_in_order(opts: KeyServerOptions) {
-    for (site, scheme) in [
+    let sites = [
         (SiteKey::EcdsaP256, SignatureScheme::ECDSA_NISTP256_SHA256),
         (SiteKey::Rsa2048, SignatureScheme::RSA_PSS_SHA256),
-    ] {
-        let ks = start(site, opts.clone());
+    ];
+    for ((site, scheme), mode) in sites.into_iter().flat_map(|s| MODES.map(|m| (s, m))) {
+        let ks = start_in(site, opts.clone(), mode);
         let spki = spki(&ks.certs);
         let mut s = connect(&ks);
         let wire: Vec<u8> = (0..64).flat_map(|i| sign_frame(i, scheme)).collect();
@@ -64,11 +68,11 @@ fn pipelines_64_signatures_in_order(opts: KeyServerOptions) {
             let f = read_frame_sync(&mut s, 1 << 16)
                 .unwrap()
                 .expect("a reply per request");
-            assert_eq!(f.status(), Status::OK, "{site:?} request {i}");
+            assert_eq!(f.status(), Status::OK, "{site:?} {mode} request {i}");
             let sig = op::sign::decode_reply(&f.body).unwrap();
             assert!(
                 verify(&spki, scheme, &message(i), &sig),
-                "{site:?}: reply {i} out of order"
+                "{site:?} {mode}: reply {i} out of order"
             );
         }
     }
@@ -89,8 +93,14 @@ fn sixty_four_pipelined_signs_in_order_with_the_signing_pool() {
 
 #[test]
 fn malformed_frames_inside_a_pipeline_get_their_error_in_place() {
+    for mode in MODES {
+        malformed_frames_get_their_error_in_place(mode);
+    }
+}
+
+fn malformed_frames_get_their_error_in_place(mode: ConnectionMode) {
     let scheme = SignatureScheme::ECDSA_NISTP256_SHA256;
-    let ks = start(SiteKey::EcdsaP256, KeyServerOptions::default());
+    let ks = start_in(SiteKey::EcdsaP256, KeyServerOptions::default(), mode);
     let spki = spki(&ks.certs);
     let mut s = connect(&ks);
     let mut wire = Vec::new();
@@ -132,7 +142,7 @@ fn malformed_frames_inside_a_pipeline_get_their_error_in_place() {
         let f = read_frame_sync(&mut s, 1 << 16)
             .unwrap()
             .expect("a reply per frame");
-        assert_eq!(f.status(), *want, "frame {i}");
+        assert_eq!(f.status(), *want, "{mode}: frame {i}");
         if *want == Status::OK {
             let sig = op::sign::decode_reply(&f.body).unwrap();
             assert!(verify(&spki, scheme, &message(i), &sig), "reply {i} out of order");

@@ -1,21 +1,25 @@
-//! The server loop shared by every service: one task per connection, a cap
+//! The server loop shared by every service: one task per connection (or,
+//! once admitted, one thread: [`ConnectionMode`]), a cap
 //! on connections that sheds unauthenticated peers first (`admission`),
 //! per-address and per-identity limits, handshake and idle timeouts, a
 //! per-service body limit, refusals logged with counts (`refusals`), and
 //! graceful shutdown (stop accepting, finish requests already received).
 
 use crate::admission::{Admission, NoSlot, NotAdmitted, Slot};
+use crate::conn_thread::{self, Live};
+use crate::connection_mode::ConnectionMode;
 use crate::endpoint::Endpoint;
-use crate::frame::{encode_into, read_header, split_frame, write_frame, Frame, Split, COALESCE_LIMIT};
+use crate::frame::{read_header, write_frame, Frame};
 use crate::identity::{Identity, Tenant};
 use crate::limits;
 use crate::refusals::{Kind, Refusals, LOG_INTERVAL};
+use crate::requests::{Gate, Next, Requests, MAX_DISCARD};
 use crate::role::Role;
 use crate::shutdown::Shutdown;
+use crate::socket::{Accepted, SendOne};
 use crate::status::Status;
 use crate::stream::AsyncStream;
 use crate::tls::peer_identity;
-use bytes::{Buf, BytesMut};
 use std::future::Future;
 use std::io;
 use std::net::IpAddr;
@@ -26,19 +30,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::time::Instant;
 use tokio::time::MissedTickBehavior;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-/// Bodies over the limit but under this many bytes are read and dropped so
-/// the connection survives the error; larger ones close the connection.
-const MAX_DISCARD: u64 = 64 * 1024 * 1024;
-
-/// Room made in a connection's read buffer before each read: a whole TLS
-/// record's plaintext, so one read takes every frame the peer has sent.
-const READ_CHUNK: usize = 16 * 1024;
-
-/// Below this much free room the read buffer is grown before a read.
-const MIN_READ: usize = 4 * 1024;
+/// How long one blocking write of a connection thread may wait for a peer
+/// that does not read, unless a server says otherwise.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Limits and timeouts of one server. The connection limits have command-line
 /// flags in [`ServerLimits`](crate::limits::ServerLimits); see
@@ -64,6 +62,13 @@ pub struct ServerOptions {
     pub max_conns_per_identity: usize,
     /// Requests one identity may have being served at once; more get `EAGAIN`.
     pub max_inflight_per_identity: usize,
+    /// Where admitted connections are served: tasks on the runtime, or a
+    /// thread each.
+    pub connections: ConnectionMode,
+    /// In [`ConnectionMode::Threads`], how long one write may block on a
+    /// peer that does not read before the connection is closed, so such a
+    /// peer cannot hold a thread (and a graceful shutdown) for longer.
+    pub write_timeout: Duration,
 }
 
 impl Default for ServerOptions {
@@ -76,6 +81,8 @@ impl Default for ServerOptions {
             max_conns_per_addr: limits::DEFAULT_MAX_CONNS_PER_ADDR,
             max_conns_per_identity: limits::DEFAULT_MAX_CONNS_PER_IDENTITY,
             max_inflight_per_identity: limits::DEFAULT_MAX_INFLIGHT_PER_IDENTITY,
+            connections: ConnectionMode::default(),
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
         }
     }
 }
@@ -203,6 +210,7 @@ impl Server {
             ),
             refusals: Refusals::new(&self.local),
             opts: self.opts.clone(),
+            live: Live::default(),
         });
         // Twice per interval, so the tail of a burst is written soon after
         // its line is due, and a late tick never skips a whole interval.
@@ -210,7 +218,7 @@ impl Server {
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         debug!(endpoint = %self.local, "serving");
         loop {
-            let accepted: io::Result<(Box<dyn AsyncStream>, String, Option<IpAddr>)> = tokio::select! {
+            let accepted: io::Result<(Accepted, String, Option<IpAddr>)> = tokio::select! {
                 _ = shutdown.wait() => break,
                 _ = tick.tick() => {
                     ctx.refusals.flush();
@@ -240,9 +248,11 @@ impl Server {
                 }
             };
             let (svc, ctx, tls, shutdown) = (svc.clone(), ctx.clone(), self.tls.clone(), shutdown.clone());
-            tracker.spawn(handle(stream, addr, slot, tls, svc, ctx, shutdown));
+            let token = tracker.token();
+            tracker.spawn(handle(stream, addr, slot, tls, svc, ctx, shutdown, token));
         }
         drop(self.listener);
+        ctx.live.stop();
         tracker.close();
         tracker.wait().await;
         ctx.refusals.drain();
@@ -251,37 +261,47 @@ impl Server {
     }
 }
 
-/// What every connection task of one server shares.
-struct Ctx {
-    opts: ServerOptions,
-    adm: Arc<Admission>,
-    refusals: Refusals,
+/// What every connection (task or thread) of one server shares.
+pub(crate) struct Ctx {
+    pub(crate) opts: ServerOptions,
+    pub(crate) adm: Arc<Admission>,
+    pub(crate) refusals: Refusals,
+    /// Connection threads' sockets, woken at shutdown.
+    pub(crate) live: Live,
 }
 
-async fn accept(l: &Listener) -> io::Result<(Box<dyn AsyncStream>, String, Option<IpAddr>)> {
+async fn accept(l: &Listener) -> io::Result<(Accepted, String, Option<IpAddr>)> {
     match l {
         Listener::Tcp(l) => {
             let (s, a) = l.accept().await?;
             s.set_nodelay(true)?;
-            Ok((Box::new(s), a.to_string(), Some(a.ip())))
+            Ok((Accepted::Tcp(s), a.to_string(), Some(a.ip())))
         }
         Listener::Unix(l, p) => {
             let (s, _) = l.accept().await?;
-            Ok((Box::new(s), format!("unix:{}", p.display()), None))
+            Ok((Accepted::Unix(s), format!("unix:{}", p.display()), None))
         }
     }
 }
 
+/// An authenticated stream, before it is served.
+enum Established {
+    Plain(Accepted),
+    Tls(Box<tokio_rustls::server::TlsStream<Accepted>>),
+}
+
 /// One connection, from accept to close. Until it is authenticated it may be
 /// shed (its slot given to a newer connection) at any await point.
+#[allow(clippy::too_many_arguments)]
 async fn handle<S: Service>(
-    stream: Box<dyn AsyncStream>,
+    stream: Accepted,
     addr: String,
     mut slot: Slot,
     tls: Option<tokio_rustls::TlsAcceptor>,
     svc: Arc<S>,
     ctx: Arc<Ctx>,
     shutdown: Shutdown,
+    token: TaskTrackerToken,
 ) {
     let shed = slot.shed_signal();
     let established = tokio::select! {
@@ -296,25 +316,51 @@ async fn handle<S: Service>(
     let Some((stream, peer, conn)) = established else {
         return;
     };
+    if ctx.opts.connections == ConnectionMode::Threads {
+        // Out of the reactor: the rustls session moves over as it is, with
+        // anything it has buffered.
+        let failed = match stream {
+            Established::Plain(s) => match s.into_shared() {
+                Ok(s) => return conn_thread::spawn(s, peer, conn, slot, svc, ctx, token),
+                Err(e) => e,
+            },
+            Established::Tls(t) => {
+                let (io, session) = t.into_inner();
+                match io.into_shared() {
+                    Ok(s) => {
+                        let s = rustls::StreamOwned::new(session, SendOne(s));
+                        return conn_thread::spawn(s, peer, conn, slot, svc, ctx, token);
+                    }
+                    Err(e) => e,
+                }
+            }
+        };
+        warn!(peer = %peer.addr, "cannot hand a connection to a thread: {failed}");
+        svc.close(conn);
+        return;
+    }
     let inflight = slot.inflight_counter();
-    serve_conn(stream, peer, conn, inflight, svc, ctx, shutdown).await;
+    match stream {
+        Established::Plain(s) => serve_conn(s, peer, conn, inflight, svc, ctx, shutdown).await,
+        Established::Tls(s) => serve_conn(s, peer, conn, inflight, svc, ctx, shutdown).await,
+    }
     drop(slot);
 }
 
 /// The TLS handshake and admission: the connection's service state once
 /// it is authenticated and admitted, or `None` (refused, counted, closed).
 async fn establish<S: Service>(
-    stream: Box<dyn AsyncStream>,
+    stream: Accepted,
     addr: String,
     slot: &mut Slot,
     tls: Option<tokio_rustls::TlsAcceptor>,
     svc: &S,
     ctx: &Ctx,
-) -> Option<(Box<dyn AsyncStream>, PeerInfo, S::Conn)> {
+) -> Option<(Established, PeerInfo, S::Conn)> {
     let deadline = ctx.opts.handshake_timeout;
-    let (mut s, peer, is_tls): (Box<dyn AsyncStream>, PeerInfo, bool) = match tls {
+    let (s, peer, is_tls): (Established, PeerInfo, bool) = match tls {
         None => (
-            stream,
+            Established::Plain(stream),
             PeerInfo {
                 role: None,
                 tenant: None,
@@ -329,7 +375,11 @@ async fn establish<S: Service>(
                     Some(id) => (Some(id.role), Some(id.tenant)),
                     None => (None, None),
                 };
-                (Box::new(s), PeerInfo { role, tenant, addr }, true)
+                (
+                    Established::Tls(Box::new(s)),
+                    PeerInfo { role, tenant, addr },
+                    true,
+                )
             }
             Ok(Err(e)) => {
                 ctx.refusals.note(Kind::HandshakeFailed, &addr, &e);
@@ -360,10 +410,18 @@ async fn establish<S: Service>(
         .identity()
         .map_or_else(|| "no role".to_string(), |id| id.to_string());
     ctx.refusals.note(kind, &peer.addr, &format_args!("{who}: {st}"));
-    // Answer the client's first request rather than writing first and
-    // closing: a client still sending would otherwise see a broken pipe
-    // instead of the status. The connection is still pending (sheddable)
-    // and the whole goodbye is bounded by the handshake deadline.
+    match s {
+        Established::Plain(s) => goodbye(s, st, deadline).await,
+        Established::Tls(s) => goodbye(s, st, deadline).await,
+    }
+    None
+}
+
+/// Answers a refused client's first request with `st`, rather than writing
+/// first and closing: a client still sending would otherwise see a broken
+/// pipe instead of the status. The connection is still pending (sheddable)
+/// and the whole goodbye is bounded by the handshake deadline.
+async fn goodbye<T: AsyncStream>(mut s: T, st: Status, deadline: Duration) {
     let _ = tokio::time::timeout(deadline, async {
         if let Ok(Some(hdr)) = read_header(&mut s).await {
             if hdr.len as u64 <= MAX_DISCARD && discard(&mut s, hdr.len as u64, deadline).await {
@@ -373,7 +431,6 @@ async fn establish<S: Service>(
         let _ = s.shutdown().await;
     })
     .await;
-    None
 }
 
 /// The one admission rule of every conclave server: over TLS, a certificate
@@ -403,10 +460,13 @@ async fn serve_conn<S: Service, T: AsyncStream>(
     shutdown: Shutdown,
 ) {
     let opts = &ctx.opts;
-    let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
-    let mut out: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-    // Bytes of an oversized body still to drop.
-    let mut skip: u64 = 0;
+    let gate = Gate {
+        adm: &ctx.adm,
+        refusals: &ctx.refusals,
+        peer: &peer,
+        inflight: inflight_counter.as_deref(),
+    };
+    let mut rq = Requests::new(opts.max_body);
     // A request must arrive whole within `idle_timeout` of the last reply.
     let mut last = Instant::now();
     let idle = tokio::time::sleep(opts.idle_timeout);
@@ -414,76 +474,47 @@ async fn serve_conn<S: Service, T: AsyncStream>(
     tokio::pin!(idle, stopped);
     'conn: loop {
         loop {
-            if skip > 0 {
-                let n = skip.min(inbuf.len() as u64);
-                inbuf.advance(n as usize);
-                skip -= n;
-                if skip > 0 {
-                    break;
-                }
-            }
-            let req = match split_frame(&mut inbuf, opts.max_body) {
-                Split::Incomplete { needed } => {
-                    inbuf.reserve(needed.saturating_sub(inbuf.len()));
-                    break;
-                }
-                Split::TooLarge(hdr) => {
-                    warn!(peer = %peer.addr, opcode = hdr.code, len = hdr.len, max = opts.max_body, "oversized request");
-                    let _ = encode_into(&Frame::error(Status::E2BIG), &mut out);
-                    if hdr.len as u64 > MAX_DISCARD {
-                        let _ = send(&mut s, &mut out).await;
-                        break 'conn;
+            match rq.next(&gate) {
+                Next::Request(req, inflight) => {
+                    let reply = svc.call(&mut conn, req).await;
+                    drop(inflight);
+                    match rq.reply(reply) {
+                        Ok(None) => {}
+                        Ok(Some(big)) => {
+                            if send(&mut s, &mut rq.out).await.is_err()
+                                || write_frame(&mut s, &big).await.is_err()
+                            {
+                                break 'conn;
+                            }
+                        }
+                        Err(_) => break 'conn,
                     }
-                    skip = hdr.len as u64;
-                    last = Instant::now();
-                    continue;
                 }
-                Split::Frame(req) => req,
-            };
-            // Peers without an identity (no TLS) are trusted in-process callers.
-            let inflight = match &inflight_counter {
-                None => None,
-                Some(c) => match ctx.adm.begin_request(c) {
-                    Some(g) => Some(g),
-                    None => {
-                        let who = peer.identity().map_or_else(String::new, |id| id.to_string());
-                        ctx.refusals.note(Kind::IdentityInflight, &peer.addr, &who);
-                        let _ = encode_into(&Frame::error(Status::EAGAIN), &mut out);
-                        continue;
-                    }
-                },
-            };
-            let reply = svc.call(&mut conn, req).await;
-            drop(inflight);
-            if reply.body.len() > COALESCE_LIMIT {
-                // A large body goes out from where it is, not copied.
-                if send(&mut s, &mut out).await.is_err() || write_frame(&mut s, &reply).await.is_err() {
+                Next::More => break,
+                Next::Close => {
+                    let _ = send(&mut s, &mut rq.out).await;
                     break 'conn;
                 }
-            } else if encode_into(&reply, &mut out).is_err() {
-                break 'conn;
             }
         }
-        if !out.is_empty() {
-            if send(&mut s, &mut out).await.is_err() {
+        if !rq.out.is_empty() {
+            if send(&mut s, &mut rq.out).await.is_err() {
                 break;
             }
             last = Instant::now();
         }
-        if inbuf.capacity() - inbuf.len() < MIN_READ {
-            inbuf.reserve(READ_CHUNK);
-        }
+        rq.make_room();
         let read = tokio::select! {
             biased;
             _ = &mut stopped => break,
-            r = s.read_buf(&mut inbuf) => r,
+            r = s.read_buf(&mut rq.inbuf) => r,
             _ = &mut idle => {
                 let due = last + opts.idle_timeout;
                 if Instant::now() < due {
                     idle.as_mut().reset(due);
                     continue;
                 }
-                if inbuf.is_empty() && skip == 0 {
+                if !rq.inside_frame() {
                     debug!(peer = %peer.addr, "idle timeout");
                 } else {
                     warn!(peer = %peer.addr, "request not received whole within the idle timeout");
@@ -493,8 +524,8 @@ async fn serve_conn<S: Service, T: AsyncStream>(
         };
         match read {
             Ok(0) => {
-                if !inbuf.is_empty() || skip > 0 {
-                    debug!(peer = %peer.addr, buffered = inbuf.len(), "connection closed inside a frame");
+                if rq.inside_frame() {
+                    debug!(peer = %peer.addr, buffered = rq.inbuf.len(), "connection closed inside a frame");
                 }
                 break;
             }

@@ -72,7 +72,7 @@ pub fn connect_sync(
             Some(t) => {
                 let conn = rustls::ClientConnection::new(t.config.clone(), t.name.clone())
                     .map_err(io::Error::other)?;
-                let mut s = rustls::StreamOwned::new(conn, sock);
+                let mut s = rustls::StreamOwned::new(conn, crate::socket::SendOne(sock));
                 while s.conn.is_handshaking() {
                     s.conn.complete_io(&mut s.sock)?;
                 }

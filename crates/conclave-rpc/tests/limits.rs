@@ -7,8 +7,8 @@
 use conclave_rpc::pki::SiteKey;
 use conclave_rpc::Role;
 use conclave_rpc::{
-    AsyncConnection, ClientOptions, Credentials, Endpoint, Frame, PeerInfo, Server, ServerOptions, Service,
-    Shutdown, Status,
+    AsyncConnection, ClientOptions, ConnectionMode, Credentials, Endpoint, Frame, PeerInfo, Server,
+    ServerOptions, Service, Shutdown, Status,
 };
 use conclave_testkit::{generate_certs, wait_until_async};
 use std::path::Path;
@@ -119,8 +119,18 @@ async fn idle_socket(from: &str, to: &str) -> TcpStream {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_sockets_are_shed_oldest_first_for_authenticated_clients() {
+    idle_sockets_are_shed_oldest_first_for_authenticated_clients_in(ConnectionMode::Reactor).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sockets_are_shed_oldest_first_for_authenticated_clients_with_connection_threads() {
+    idle_sockets_are_shed_oldest_first_for_authenticated_clients_in(ConnectionMode::Threads).await;
+}
+
+async fn idle_sockets_are_shed_oldest_first_for_authenticated_clients_in(connections: ConnectionMode) {
     let tmp = tempfile::tempdir().unwrap();
     let opts = ServerOptions {
+        connections,
         max_connections: 8,
         handshake_timeout: Duration::from_secs(60),
         ..ServerOptions::default()
@@ -230,8 +240,18 @@ async fn a_client_sharing_the_attackers_address_still_gets_in() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_identity_limits_refuse_with_emfile_and_eagain() {
+    per_identity_limits_refuse_with_emfile_and_eagain_in(ConnectionMode::Reactor).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_identity_limits_refuse_with_emfile_and_eagain_with_connection_threads() {
+    per_identity_limits_refuse_with_emfile_and_eagain_in(ConnectionMode::Threads).await;
+}
+
+async fn per_identity_limits_refuse_with_emfile_and_eagain_in(connections: ConnectionMode) {
     let tmp = tempfile::tempdir().unwrap();
     let opts = ServerOptions {
+        connections,
         max_conns_per_identity: 2,
         max_inflight_per_identity: 1,
         ..ServerOptions::default()

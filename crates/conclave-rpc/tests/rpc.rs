@@ -1,129 +1,33 @@
 //! End-to-end tests of the transport: real sockets, real mTLS, misbehaving
 //! clients, shutdown with a request in flight.
 
-use conclave_rpc::pki::SiteKey;
 use conclave_rpc::Role;
 use conclave_rpc::{
-    AsyncConnection, BodyReader, ClientOptions, Connection, Credentials, Endpoint, Frame, PeerInfo, Pool,
+    AsyncConnection, ClientOptions, Connection, ConnectionMode, Credentials, Endpoint, Frame, PeerInfo, Pool,
     Server, ServerOptions, Service, Shutdown, Status,
 };
-use conclave_testkit::{generate_certs, wait_until_async, without_client_cert};
+use conclave_testkit::{wait_until_async, without_client_cert};
 use std::io::{Read, Write};
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-const ECHO: u32 = 0;
-const SLOW_ECHO: u32 = 1;
-const NAME_LEN: u32 = 2;
-
-/// Echoes bodies; refuses clients whose role is not `edge`.
-struct Echo {
-    closed: AtomicUsize,
-    /// SLOW_ECHO requests received (so a test knows one is in flight).
-    slow_started: AtomicUsize,
-}
-
-impl Service for Echo {
-    type Conn = ();
-    fn open(&self, peer: &PeerInfo) -> Result<(), Status> {
-        if peer.role.is_some() {
-            peer.require_role(&[Role::Edge])?;
-        }
-        Ok(())
-    }
-    async fn call(&self, _conn: &mut (), req: Frame) -> Frame {
-        match req.code {
-            ECHO => Frame::ok(req.body),
-            SLOW_ECHO => {
-                self.slow_started.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(400)).await;
-                Frame::ok(req.body)
-            }
-            NAME_LEN => {
-                let mut r = BodyReader::new(&req.body);
-                match r.name(255).and_then(|n| r.finish().map(|_| n.len())) {
-                    Ok(n) => Frame::ok((n as u32).to_be_bytes().to_vec()),
-                    Err(st) => Frame::error(st),
-                }
-            }
-            _ => Frame::error(Status::ENOSYS),
-        }
-    }
-    fn close(&self, _conn: ()) {
-        self.closed.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-fn certs(dir: &Path) {
-    generate_certs(dir, SiteKey::EcdsaP256);
-}
-
-/// A generous bound for conditions a test waits on.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-struct Running {
-    endpoint: Endpoint,
-    shutdown: Shutdown,
-    done: tokio::task::JoinHandle<std::io::Result<()>>,
-    svc: Arc<Echo>,
-}
-
-async fn start(ep: Endpoint, certdir: Option<&Path>, opts: ServerOptions) -> Running {
-    let tls = certdir.map(|d| {
-        Credentials::from_dir(d, Role::FileServer)
-            .unwrap()
-            .server_config()
-            .unwrap()
-    });
-    let server = Server::bind(&ep, tls, opts).await.unwrap();
-    let endpoint = server.local_endpoint().clone();
-    let shutdown = Shutdown::new();
-    let svc = Arc::new(Echo {
-        closed: AtomicUsize::new(0),
-        slow_started: AtomicUsize::new(0),
-    });
-    let done = tokio::spawn(server.serve(svc.clone(), shutdown.clone()));
-    Running {
-        endpoint,
-        shutdown,
-        done,
-        svc,
-    }
-}
-
-/// Certificates in `dir` and a server on a loopback TCP port presenting the
-/// file-server identity from them: the mTLS setup most tests need.
-async fn start_mtls(dir: &Path) -> Running {
-    certs(dir);
-    start(
-        Endpoint::Tcp("127.0.0.1:0".into()),
-        Some(dir),
-        ServerOptions::default(),
-    )
-    .await
-}
-
-impl Running {
-    /// Shuts the server down and checks that serving ended without error.
-    async fn stop(self) {
-        self.shutdown.trigger();
-        self.done.await.unwrap().expect("the server loop ends cleanly");
-    }
-}
-
-fn edge_opts(dir: &Path) -> ClientOptions {
-    ClientOptions::mtls(&Credentials::from_dir(dir, Role::Edge).unwrap(), Role::FileServer).unwrap()
-}
+mod support;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_round_trip_over_tcp_and_unix() {
     let tmp = tempfile::tempdir().unwrap();
     certs(tmp.path());
     let sock = tmp.path().join("s.sock");
-    for ep in [Endpoint::Tcp("127.0.0.1:0".into()), Endpoint::Unix(sock.clone())] {
-        let srv = start(ep, Some(tmp.path()), ServerOptions::default()).await;
+    let eps = [Endpoint::Tcp("127.0.0.1:0".into()), Endpoint::Unix(sock.clone())];
+    let modes = [ConnectionMode::Reactor, ConnectionMode::Threads];
+    for (ep, connections) in eps.iter().flat_map(|ep| modes.map(|m| (ep.clone(), m))) {
+        let opts = ServerOptions {
+            connections,
+            ..ServerOptions::default()
+        };
+        let srv = start(ep, Some(tmp.path()), opts).await;
         let mut c = AsyncConnection::connect(&srv.endpoint, &edge_opts(tmp.path()))
             .await
             .unwrap();
@@ -308,8 +212,22 @@ async fn oversized_and_truncated_frames_get_errors_while_others_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_finishes_request_in_flight() {
+    graceful_shutdown_finishes_request_in_flight_in(ConnectionMode::Reactor).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_request_in_flight_with_connection_threads() {
+    graceful_shutdown_finishes_request_in_flight_in(ConnectionMode::Threads).await;
+}
+
+async fn graceful_shutdown_finishes_request_in_flight_in(connections: ConnectionMode) {
     let tmp = tempfile::tempdir().unwrap();
-    let srv = start_mtls(tmp.path()).await;
+    certs(tmp.path());
+    let opts = ServerOptions {
+        connections,
+        ..ServerOptions::default()
+    };
+    let srv = start(Endpoint::Tcp("127.0.0.1:0".into()), Some(tmp.path()), opts).await;
     let mut c = AsyncConnection::connect(&srv.endpoint, &edge_opts(tmp.path()))
         .await
         .unwrap();
@@ -339,8 +257,20 @@ async fn graceful_shutdown_finishes_request_in_flight() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_limit_closes_extra_connections() {
+    connection_limit_closes_extra_connections_in(ConnectionMode::Reactor).await;
+}
+
+/// The connection over the cap gets what it gets in reactor mode: closed
+/// at accept, unanswered; the slot a connection thread held is freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit_closes_extra_connections_with_connection_threads() {
+    connection_limit_closes_extra_connections_in(ConnectionMode::Threads).await;
+}
+
+async fn connection_limit_closes_extra_connections_in(connections: ConnectionMode) {
     let opts = ServerOptions {
         max_connections: 1,
+        connections,
         ..ServerOptions::default()
     };
     let srv = start(Endpoint::Tcp("127.0.0.1:0".into()), None, opts).await;

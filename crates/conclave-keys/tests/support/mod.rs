@@ -7,7 +7,7 @@ use conclave_keys::rustls::{self, SignatureScheme};
 use conclave_keys::{KeyServer, KeyServerOptions, KeyStore};
 use conclave_rpc::pki::SiteKey;
 use conclave_rpc::Role;
-use conclave_rpc::{Credentials, Endpoint, Server, Shutdown};
+use conclave_rpc::{ConnectionMode, Credentials, Endpoint, Server, ServerOptions, Shutdown};
 use conclave_testkit::generate_certs;
 use std::path::Path;
 use std::sync::Arc;
@@ -66,6 +66,8 @@ pub struct Running {
     pub certs: std::path::PathBuf,
     /// How it was started (a restart keeps them).
     pub opts: KeyServerOptions,
+    /// Its connection mode (a restart keeps it).
+    pub connections: ConnectionMode,
 }
 
 impl Drop for Running {
@@ -87,14 +89,19 @@ pub fn start(site_key: SiteKey) -> Running {
 
 /// [`start`] with the key server's options (e.g. its signing pool).
 pub fn start_with(site_key: SiteKey, opts: KeyServerOptions) -> Running {
+    start_in(site_key, opts, KeyServer::server_options().connections)
+}
+
+/// [`start_with`] serving connections in `connections` mode.
+pub fn start_in(site_key: SiteKey, opts: KeyServerOptions, connections: ConnectionMode) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
     generate_certs(&certs, site_key);
     let keys = dir.path().join("keys");
     std::fs::create_dir(&keys).unwrap();
     std::fs::rename(certs.join("site/server.key"), keys.join("server.key")).unwrap();
-    let (shutdown, thread, endpoint) =
-        serve_with(&keys, &certs, &"tcp://127.0.0.1:0".parse().unwrap(), &opts);
+    let at = "tcp://127.0.0.1:0".parse().unwrap();
+    let (shutdown, thread, endpoint) = serve_in(&keys, &certs, &at, &opts, connections);
     Running {
         shutdown,
         thread: Some(thread),
@@ -102,6 +109,7 @@ pub fn start_with(site_key: SiteKey, opts: KeyServerOptions) -> Running {
         _dir: dir,
         certs,
         opts,
+        connections,
     }
 }
 
@@ -117,6 +125,17 @@ pub fn serve_with(
     at: &Endpoint,
     opts: &KeyServerOptions,
 ) -> (Shutdown, std::thread::JoinHandle<()>, Endpoint) {
+    serve_in(keys, certs, at, opts, KeyServer::server_options().connections)
+}
+
+/// [`serve_with`] serving connections in `connections` mode.
+pub fn serve_in(
+    keys: &Path,
+    certs: &Path,
+    at: &Endpoint,
+    opts: &KeyServerOptions,
+    connections: ConnectionMode,
+) -> (Shutdown, std::thread::JoinHandle<()>, Endpoint) {
     let store = KeyStore::load_dir(keys).unwrap();
     let svc = Arc::new(KeyServer::new(store, opts).unwrap());
     let creds = Credentials::from_dir(certs, Role::KeyServer).unwrap();
@@ -129,13 +148,13 @@ pub fn serve_with(
             .build()
             .unwrap();
         rt.block_on(async move {
-            let server = Server::bind(
-                &at,
-                Some(creds.server_config().unwrap()),
-                KeyServer::server_options(),
-            )
-            .await
-            .unwrap();
+            let server_opts = ServerOptions {
+                connections,
+                ..KeyServer::server_options()
+            };
+            let server = Server::bind(&at, Some(creds.server_config().unwrap()), server_opts)
+                .await
+                .unwrap();
             tx.send(server.local_endpoint().clone()).unwrap();
             server.serve(svc, sd).await.unwrap();
         });
@@ -152,7 +171,8 @@ impl Running {
         self.thread.take().unwrap().join().unwrap();
         between();
         let keys = self._dir.path().join("keys");
-        let (shutdown, thread, endpoint) = serve_with(&keys, &self.certs, &self.endpoint, &self.opts);
+        let (shutdown, thread, endpoint) =
+            serve_in(&keys, &self.certs, &self.endpoint, &self.opts, self.connections);
         assert_eq!(endpoint, self.endpoint);
         self.shutdown = shutdown;
         self.thread = Some(thread);

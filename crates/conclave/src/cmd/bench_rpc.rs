@@ -20,6 +20,11 @@ pub struct Args {
     /// Certificates for the TLS cells; generated in a temp dir when absent.
     #[arg(long)]
     pub certs: Option<PathBuf>,
+    /// Server connection modes to measure, each transport in every mode
+    /// back to back: reactor (a task per connection), threads (a thread per
+    /// connection).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "reactor,threads")]
+    pub connections: Vec<conclave_rpc::ConnectionMode>,
     /// Print JSON instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -32,6 +37,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         duration: Duration::from_secs_f64(a.seconds),
         max_rpcs: a.max_rpcs,
         certs: a.certs,
+        connections: a.connections,
     };
     let json = a.json;
     let mut header = !json;
