@@ -107,8 +107,8 @@ body_limit = \"128k\""; } > "$d/edge.toml"
 
 "$bin" edge --config "$d/edge.toml" --check >/dev/null
 nginx -p "$d" -c "$d/origin.conf" & pids+=($!)
-nginx -p "$d" -c "$d/nginx.conf" & pids+=($!)
-"$bin" edge --config "$d/edge.toml" 2>"$d/edge.log" & pids+=($!)
+nginx -p "$d" -c "$d/nginx.conf" & pids+=($!); nginx_pid=$!
+"$bin" edge --config "$d/edge.toml" 2>"$d/edge.log" & pids+=($!); edge_pid=$!
 for p in $po $pe $pew $pn $pnw; do wait_port "$p"; done
 
 ua='User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0'
@@ -131,19 +131,37 @@ for p in $pew $pnw; do
   [ "$code" = 403 ] || { echo "error: port $p answered $code to SQLi" >&2; exit 1; }
 done
 
-get_rps() { # port -> requests/s of GETs with a query string
+# Each prints "requests/s completed-requests".
+get_rps() { # port -> GETs with a query string
   "$bin" ab -k -c "$conc" -t "$secs" --cacert "$d/certs/ca/root.crt" -H "$ua" -H "$accept" \
-    "https://localhost:$1$query" 2>/dev/null | awk '/Requests per second/ {print $4}'
+    "https://localhost:$1$query" 2>/dev/null | awk '/Requests per second/ {r=$4} /Complete requests/ {c=$3} END {print r, c}'
 }
-post_rps() { # port -> requests/s of small JSON POSTs
+post_rps() { # port -> small JSON POSTs
   ab -k -c "$conc" -t "$secs" -n 10000000 -p "$d/body.json" -T application/json -H "$ua" \
-    "https://localhost:$1/api/items" 2>/dev/null | awk '/Requests per second/ {print $4}'
+    "https://localhost:$1/api/items" 2>/dev/null | awk '/Requests per second/ {r=$4} /Complete requests/ {c=$3} END {print r, c}'
 }
-declare -A r
+# CPU ticks (user + system) of a server: its master and the workers under it.
+tree_ticks() {
+  local t=0 p
+  for p in "$1" $(pgrep -P "$1"); do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
+hz=$(getconf CLK_TCK)
+# r: requests/s; cpu: CPU µs per request of the server process tree serving the cell
+# (the edge's master and worker, or NGINX's master and worker; each cell has its
+# server to itself: the other sites of that process are idle meanwhile).
+declare -A r cpu
 for what in get post; do
   for cfg in edge edge_crs nginx nginx_crs; do
     case $cfg in edge) p=$pe;; edge_crs) p=$pew;; nginx) p=$pn;; nginx_crs) p=$pnw;; esac
-    r[$what.$cfg]=$(${what}_rps "$p")
+    case $cfg in edge*) owner=$edge_pid;; *) owner=$nginx_pid;; esac
+    t0=$(tree_ticks "$owner")
+    read -r rps done_n < <(${what}_rps "$p")
+    t1=$(tree_ticks "$owner")
+    r[$what.$cfg]=$rps
+    cpu[$what.$cfg]=$(awk -v t="$((t1 - t0))" -v hz="$hz" -v n="$done_n" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "-" }')
   done
 done
 # The one denial expected is the SQL injection probe above.
@@ -158,6 +176,18 @@ for cfg in edge edge_crs nginx nginx_crs; do
     nginx) l="NGINX, no WAF";; nginx_crs) l="NGINX + ModSecurity + CRS";; esac
   printf '%-34s %14s %14s\n' "$l" "${r[get.$cfg]}" "${r[post.$cfg]}"
 done
+printf '\nCPU µs per request of the serving process (master + worker; the load generator not counted)\n'
+printf '%-34s %14s %14s\n' "front" "GET ?query" "JSON POST"
+for cfg in edge edge_crs nginx nginx_crs; do
+  case $cfg in edge) l="conclave edge, no WAF";; edge_crs) l="conclave edge + CRS";;
+    nginx) l="NGINX, no WAF";; nginx_crs) l="NGINX + ModSecurity + CRS";; esac
+  printf '%-34s %14s %14s\n' "$l" "${cpu[get.$cfg]}" "${cpu[post.$cfg]}"
+done
+for what in get post; do
+  awk -v w="$what" -v e="${cpu[$what.edge]}" -v ec="${cpu[$what.edge_crs]}" -v n="${cpu[$what.nginx]}" -v nc="${cpu[$what.nginx_crs]}" \
+    'BEGIN { printf "%-4s CRS adds %.1f µs per request to the conclave edge (CPU ratio %.2f), %.1f µs to NGINX (%.2f)\n", w, ec - e, e / ec, nc - n, n / nc }'
+done
+echo
 for what in get post; do
   awk -v w="$what" -v e="${r[$what.edge]}" -v ec="${r[$what.edge_crs]}" -v nc="${r[$what.nginx_crs]}" -v n="${r[$what.nginx]}" \
     'BEGIN { printf "%-4s conclave+CRS / conclave = %.2f (goal >= 0.8); conclave+CRS / NGINX+ModSecurity+CRS = %.2f (goal >= 3); NGINX+ModSecurity+CRS / NGINX = %.2f\n", w, ec / e, ec / nc, nc / n }'
