@@ -9,6 +9,9 @@
 #
 #   scripts/bench-waf-crs.sh [SECONDS] [CONCURRENCY]     (default 10 s, 16)
 #
+# KEEPALIVE=0 opens a new connection (and TLS 1.3 handshake) per request, as the
+# seed's ApacheBench runs did, instead of keep-alive (the issue's workload).
+#
 # Needs a release build (cargo build --release -p conclave), nginx,
 # libnginx-mod-http-modsecurity, modsecurity-crs and apache2-utils.
 # A benchmark, not a test: the figures go in docs/benchmarks-waf.md.
@@ -16,6 +19,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 conc=${2:-16}
+ka=(-k)
+[ "${KEEPALIVE:-1}" = 0 ] && ka=()
 bin=${CONCLAVE:-target/release/conclave}
 modsec_so=/usr/lib/nginx/modules/ngx_http_modsecurity_module.so
 crs_setup=/etc/modsecurity/crs/crs-setup.conf
@@ -133,11 +138,11 @@ done
 
 # Each prints "requests/s completed-requests".
 get_rps() { # port -> GETs with a query string
-  "$bin" ab -k -c "$conc" -t "$secs" --cacert "$d/certs/ca/root.crt" -H "$ua" -H "$accept" \
+  "$bin" ab "${ka[@]}" -c "$conc" -t "$secs" --cacert "$d/certs/ca/root.crt" -H "$ua" -H "$accept" \
     "https://localhost:$1$query" 2>/dev/null | awk '/Requests per second/ {r=$4} /Complete requests/ {c=$3} END {print r, c}'
 }
 post_rps() { # port -> small JSON POSTs
-  ab -k -c "$conc" -t "$secs" -n 10000000 -p "$d/body.json" -T application/json -H "$ua" \
+  ab "${ka[@]}" -c "$conc" -t "$secs" -n 10000000 -p "$d/body.json" -T application/json -H "$ua" \
     "https://localhost:$1/api/items" 2>/dev/null | awk '/Requests per second/ {r=$4} /Complete requests/ {c=$3} END {print r, c}'
 }
 # CPU ticks (user + system) of a server: its master and the workers under it.
@@ -169,7 +174,7 @@ if grep "denied by the WAF" "$d/edge.log" | grep -qv "OR%20"; then
   echo "warning: the edge denied some benign requests:" >&2
   grep "denied by the WAF" "$d/edge.log" | grep -v "OR%20" | head -3 >&2
 fi
-echo "CRS PL1, benign load, $secs s per cell, concurrency $conc, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "CRS PL1, benign load, $secs s per cell, concurrency $conc, keep-alive ${KEEPALIVE:-1}, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-34s %14s %14s\n' "front" "GET ?query r/s" "JSON POST r/s"
 for cfg in edge edge_crs nginx nginx_crs; do
   case $cfg in edge) l="conclave edge, no WAF";; edge_crs) l="conclave edge + CRS";;
