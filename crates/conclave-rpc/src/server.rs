@@ -65,9 +65,9 @@ pub struct ServerOptions {
     /// Where admitted connections are served: tasks on the runtime, or a
     /// thread each.
     pub connections: ConnectionMode,
-    /// In [`ConnectionMode::Threads`], how long one write may block on a
-    /// peer that does not read before the connection is closed, so such a
-    /// peer cannot hold a thread (and a graceful shutdown) for longer.
+    /// How long one write of replies may wait on a peer that does not read
+    /// before the connection is closed, so such a peer cannot hold a task or
+    /// thread, its connection slot and a graceful shutdown for longer.
     pub write_timeout: Duration,
 }
 
@@ -481,8 +481,10 @@ async fn serve_conn<S: Service, T: AsyncStream>(
                     match rq.reply(reply) {
                         Ok(None) => {}
                         Ok(Some(big)) => {
-                            if send(&mut s, &mut rq.out).await.is_err()
-                                || write_frame(&mut s, &big).await.is_err()
+                            if send(&mut s, &mut rq.out, opts.write_timeout).await.is_err()
+                                || within(opts.write_timeout, write_frame(&mut s, &big))
+                                    .await
+                                    .is_err()
                             {
                                 break 'conn;
                             }
@@ -492,13 +494,14 @@ async fn serve_conn<S: Service, T: AsyncStream>(
                 }
                 Next::More => break,
                 Next::Close => {
-                    let _ = send(&mut s, &mut rq.out).await;
+                    let _ = send(&mut s, &mut rq.out, opts.write_timeout).await;
                     break 'conn;
                 }
             }
         }
         if !rq.out.is_empty() {
-            if send(&mut s, &mut rq.out).await.is_err() {
+            if let Err(e) = send(&mut s, &mut rq.out, opts.write_timeout).await {
+                debug!(peer = %peer.addr, "write failed: {e}");
                 break;
             }
             last = Instant::now();
@@ -540,15 +543,32 @@ async fn serve_conn<S: Service, T: AsyncStream>(
     let _ = tokio::time::timeout(Duration::from_secs(1), s.shutdown()).await;
 }
 
-/// Writes the collected replies in one write and flushes them.
-async fn send<T: AsyncStream>(s: &mut T, out: &mut Vec<u8>) -> io::Result<()> {
+/// Writes the collected replies in one write and flushes them, within
+/// `limit`: a peer that sends requests but never reads the replies fills the
+/// socket buffers, and must not hold its task, its connection slot and a
+/// graceful shutdown for ever.
+async fn send<T: AsyncStream>(s: &mut T, out: &mut Vec<u8>, limit: Duration) -> io::Result<()> {
     if out.is_empty() {
         return Ok(());
     }
-    s.write_all(out).await?;
-    s.flush().await?;
+    within(limit, async {
+        s.write_all(out).await?;
+        s.flush().await
+    })
+    .await?;
     out.clear();
     Ok(())
+}
+
+/// `write` within `limit`, else a `TimedOut` error.
+async fn within(limit: Duration, write: impl Future<Output = io::Result<()>>) -> io::Result<()> {
+    match tokio::time::timeout(limit, write).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the peer read no reply for {} ms", limit.as_millis()),
+        )),
+    }
 }
 
 /// Reads and drops `n` bytes; false if the stream ended or stalled.

@@ -1,7 +1,7 @@
 //! The threaded connection mode (`ConnectionMode::Threads`) against real
 //! sockets: pipelining, errors in place, the idle and write timeouts, a
 //! stalled peer, graceful shutdown with idle connections, the identity's
-//! connection limit. (The connection cap, the same in both modes, is
+//! connection limit; the write timeout also on the reactor. (The connection cap, the same in both modes, is
 //! `connection_limit_closes_extra_connections*` in rpc.rs.)
 //!
 //! Every test holds [`SERIAL`]: one of them counts the process's connection
@@ -199,12 +199,23 @@ async fn a_peer_stalled_inside_a_frame_blocks_no_one_and_is_closed_at_the_idle_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_never_reads_is_dropped_at_the_write_timeout() {
+    never_reading_peer_is_dropped(ConnectionMode::Threads).await;
+}
+
+/// The reactor's connection tasks have the same write timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_reads_is_dropped_at_the_write_timeout_on_the_reactor() {
+    never_reading_peer_is_dropped(ConnectionMode::Reactor).await;
+}
+
+async fn never_reading_peer_is_dropped(connections: ConnectionMode) {
     let _serial = SERIAL.lock().await;
     let tmp = tempfile::tempdir().unwrap();
     let sock = tmp.path().join("w.sock");
     let opts = ServerOptions {
         write_timeout: Duration::from_millis(300),
-        ..threaded()
+        connections,
+        ..ServerOptions::default()
     };
     let srv = start(Endpoint::Unix(sock.clone()), None, opts).await;
     // 32 MiB of echoes, never read: far more than both socket buffers.
@@ -224,7 +235,7 @@ async fn a_peer_that_never_reads_is_dropped_at_the_write_timeout() {
     let t0 = Instant::now();
     assert!(
         wait_until_async(PATIENCE, || svc.closed.load(Ordering::SeqCst) == 1).await,
-        "a peer that never reads held its connection thread"
+        "a peer that never reads held its connection ({connections:?})"
     );
     assert!(t0.elapsed() < PATIENCE);
     let _held = writer.join().unwrap();
