@@ -489,6 +489,9 @@ impl<'p, 'a> Transaction<'p, 'a> {
         if let Some(hit) = self.single_tx_link(r, link, op) {
             return hit;
         }
+        if self.no_collection_member_matches(r, link, op) {
+            return false;
+        }
         let mut values = recycle(std::mem::take(&mut self.scratch));
         for t in &link.targets {
             collect(&self.req, &self.st, t, &mut values);
@@ -614,6 +617,58 @@ impl<'p, 'a> Transaction<'p, 'a> {
         };
         after_match(&self.req, &mut self.st, r, link, &v, &value, captures);
         Some(hit)
+    }
+
+    /// Whether a link whose targets are all `TX`-like collection selections (920450's
+    /// `TX:/^header_name_/`, `TX:/^MSC_/`) certainly matches no member: the operator runs on the
+    /// stored members in place. Exact: nothing changes the transaction until a value matches,
+    /// so when one does (`false` here) [`Self::link`] evaluates the link again with the usual
+    /// copies (values are a snapshot there, as in ModSecurity, since `setvar`s may change the
+    /// collection they came from).
+    fn no_collection_member_matches(&self, r: &Rule, link: &Link, op: &Operator) -> bool {
+        if link.multi_match
+            || link.targets.is_empty()
+            || !link
+                .targets
+                .iter()
+                .all(|t| matches!(t.var, Var::Collection(_)) && !t.count)
+        {
+            return false;
+        }
+        for t in &link.targets {
+            let Var::Collection(c) = t.var else {
+                return false;
+            };
+            for (k, v) in &self.st.colls[c.index()] {
+                if !t.key.selects(k.as_bytes()) {
+                    continue;
+                }
+                let key = Value {
+                    var: t.var,
+                    key: Cow::Borrowed(k.as_bytes()),
+                    value: Cow::Borrowed(b""),
+                };
+                if self.excluded(r, link, &key) {
+                    continue;
+                }
+                let c = if link.transforms.is_empty() || chain_keeps(self.prog, link.chain, v) {
+                    Cow::Borrowed(&**v)
+                } else {
+                    apply_all(&link.transforms, v)
+                };
+                let mut ctx = Ctx {
+                    req: &self.req,
+                    st: &self.st,
+                    rule: r,
+                    capture: link.capture,
+                    captures: Vec::new(),
+                };
+                if op.eval(&c, &mut ctx) != link.negated {
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     fn excluded(&self, r: &Rule, link: &Link, v: &Value<'_>) -> bool {
@@ -918,6 +973,11 @@ struct Ctx<'x, 'a> {
 
 impl OpContext for Ctx<'_, '_> {
     fn expand(&self, text: &str) -> Cow<'_, str> {
+        if let Some(v) = single_tx_macro(self.st, text) {
+            // `@within %{tx.restricted_headers}`-style arguments: the stored value in place, not
+            // a copy per evaluation.
+            return Cow::Borrowed(v);
+        }
         Cow::Owned(expand(self.req, self.st, self.rule, text).into_owned())
     }
     fn capture_wanted(&self) -> bool {
@@ -927,6 +987,23 @@ impl OpContext for Ctx<'_, '_> {
         self.captures.push((i, value.to_vec()));
     }
     fn set_matched(&mut self, _value: &[u8]) {}
+}
+
+/// The expansion of `text` when it is exactly one `%{tx.name}` macro (`name` lowercase) whose
+/// stored value is UTF-8 (what [`expand`] would produce, borrowed); `None` for any other text.
+fn single_tx_macro<'s>(st: &'s State<'_>, text: &str) -> Option<&'s str> {
+    let inner = text.strip_prefix("%{")?.strip_suffix('}')?;
+    let (var, key) = inner.split_once(['.', ':'])?;
+    if !var.eq_ignore_ascii_case("tx")
+        || key.contains(['}', '%'])
+        || key.bytes().any(|b| b.is_ascii_uppercase())
+    {
+        return None;
+    }
+    match st.colls[Coll::Tx.index()].get(key) {
+        Some(v) => std::str::from_utf8(v).ok(),
+        None => Some(""),
+    }
 }
 
 /// Expands `%{VAR}`, `%{VAR.key}` and `%{rule.id}`-style macros (unknown ones expand to nothing).

@@ -308,7 +308,9 @@ pub(crate) enum Key {
 }
 
 impl Key {
-    /// Whether the member `name` is selected.
+    /// Whether the member `name` is selected. Inlined: called per member of every collected
+    /// collection, mostly with [`Key::All`].
+    #[inline]
     pub(crate) fn selects(&self, name: &[u8]) -> bool {
         match self {
             Key::All => true,
