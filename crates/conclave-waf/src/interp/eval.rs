@@ -425,18 +425,42 @@ impl<'p, 'a> Transaction<'p, 'a> {
     }
 
     /// Scans the values of group `g` (its variable through its chain, as [`Self::link`]
-    /// computes them, without exclusions: a superset) with the group's automaton.
+    /// computes them, without exclusions: a superset) with the group's automaton, and with them
+    /// the groups of the same variable not scanned yet (its siblings: the values are collected
+    /// once per phase instead of once per chain).
     fn scan_group(&mut self, g: u32) {
-        let grp = &self.prog.prefilters.groups[g as usize];
+        let prog = self.prog;
+        let first = &prog.prefilters.groups[g as usize];
         let mut values = recycle(std::mem::take(&mut self.scratch));
-        collect(&self.req, &self.st, &grp.target, &mut values);
-        for v in &values {
-            let c = if grp.transforms.is_empty() || chain_keeps(self.prog, grp.chain, &v.value) {
+        collect(&self.req, &self.st, &first.target, &mut values);
+        for &h in std::iter::once(&g).chain(first.siblings.iter()) {
+            if h != g {
+                if self.pf_done[h as usize] {
+                    continue;
+                }
+                self.pf_done[h as usize] = true;
+            }
+            let grp = &prog.prefilters.groups[h as usize];
+            Self::scan_values(prog, grp, &values, &mut self.tcache, &mut self.pf_hit);
+        }
+        self.scratch = recycle(values);
+    }
+
+    /// Marks the rules of `grp` one of whose literals occurs in a value of `values` (through the
+    /// group's chain).
+    fn scan_values(
+        prog: &Program,
+        grp: &super::prefilter::Group,
+        values: &[Value<'_>],
+        tcache: &mut FxHashMap<TransformKey, Option<Rc<[u8]>>>,
+        pf_hit: &mut [bool],
+    ) {
+        for v in values {
+            let c = if grp.transforms.is_empty() || chain_keeps(prog, grp.chain, &v.value) {
                 Candidate::Cow(Cow::Borrowed(&v.value))
             } else if let Cow::Borrowed(b) = &v.value {
                 let key = (b.as_ptr() as usize, b.len(), grp.chain);
-                match self
-                    .tcache
+                match tcache
                     .entry(key)
                     .or_insert_with(|| transformed(&grp.transforms, b))
                 {
@@ -448,7 +472,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
             };
             let bytes = c.bytes();
             if !grp.byte_rules.is_empty() && !bytes.is_empty() {
-                scan_bytes(grp, bytes, &mut self.pf_hit);
+                scan_bytes(grp, bytes, pf_hit);
             }
             let Some(ac) = &grp.ac else { continue };
             if bytes.len() < grp.min_len {
@@ -456,11 +480,10 @@ impl<'p, 'a> Transaction<'p, 'a> {
             }
             for m in ac.find_overlapping_iter(bytes) {
                 for &ri in &grp.pattern_rules[m.pattern().as_usize()] {
-                    self.pf_hit[ri as usize] = true;
+                    pf_hit[ri as usize] = true;
                 }
             }
         }
-        self.scratch = recycle(values);
     }
 
     fn is_removed(&self, r: &Rule) -> bool {
