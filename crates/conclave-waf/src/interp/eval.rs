@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -81,6 +82,35 @@ struct State<'p> {
     processor: Option<Processor>,
     body_access: bool,
     force_body_var: bool,
+    /// The capture buffers of the last evaluation, reused by the next (920450 captures every
+    /// header name).
+    caps: CapBuf,
+}
+
+/// Captures of one operator evaluation: `v[..n]` is `(group, bytes)`; the byte buffers past
+/// `n` are kept for the next evaluation.
+#[derive(Default)]
+struct CapBuf {
+    n: usize,
+    v: Vec<(usize, Vec<u8>)>,
+}
+
+impl CapBuf {
+    fn push(&mut self, i: usize, value: &[u8]) {
+        match self.v.get_mut(self.n) {
+            Some((g, b)) => {
+                *g = i;
+                b.clear();
+                b.extend_from_slice(value);
+            }
+            None => self.v.push((i, value.to_vec())),
+        }
+        self.n += 1;
+    }
+
+    fn as_slice(&self) -> &[(usize, Vec<u8>)] {
+        &self.v[..self.n]
+    }
 }
 
 /// Rules a `ctl:ruleRemoveTarget*` applies to.
@@ -207,6 +237,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 processor: Processor::from_content_type(content_type),
                 body_access: prog.body.access,
                 force_body_var: false,
+                caps: CapBuf::default(),
             },
             // Sized for the CRS (about 40 `TX` members, a few hundred transformed values): no
             // rehash while the request runs.
@@ -598,7 +629,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 st: &self.st,
                 rule: r,
                 capture: link.capture,
-                captures: Vec::new(),
+                captures: CapBuf::default(),
             };
             if op.eval(n, &mut ctx) == link.negated {
                 return Some(false);
@@ -609,7 +640,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 key: Cow::Borrowed(b""),
                 value: Cow::Borrowed(n),
             };
-            after_match(&self.req, &mut self.st, r, link, &v, n, captures);
+            after_match(&self.req, &mut self.st, r, link, &v, n, &captures);
             return Some(true);
         }
         let (hit, captures, value) = {
@@ -621,7 +652,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 st: &self.st,
                 rule: r,
                 capture: link.capture,
-                captures: Vec::new(),
+                captures: CapBuf::default(),
             };
             let hit = op.eval(v, &mut ctx) != link.negated;
             if !hit {
@@ -638,7 +669,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
             key: Cow::Borrowed(k),
             value: Cow::Borrowed(&value),
         };
-        after_match(&self.req, &mut self.st, r, link, &v, &value, captures);
+        after_match(&self.req, &mut self.st, r, link, &v, &value, &captures);
         Some(hit)
     }
 
@@ -684,7 +715,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
                     st: &self.st,
                     rule: r,
                     capture: link.capture,
-                    captures: Vec::new(),
+                    captures: CapBuf::default(),
                 };
                 if op.eval(&c, &mut ctx) != link.negated {
                     return false;
@@ -831,18 +862,21 @@ fn candidate(
     v: &Value<'_>,
     c: &[u8],
 ) -> bool {
+    let mut caps = std::mem::take(&mut st.caps);
+    caps.n = 0;
     let mut ctx = Ctx {
         req,
         st,
         rule: r,
         capture: link.capture,
-        captures: Vec::new(),
+        captures: caps,
     };
     let hit = op.eval(c, &mut ctx) != link.negated;
+    let caps = ctx.captures;
     if hit {
-        let captures = ctx.captures;
-        after_match(req, st, r, link, v, c, captures);
+        after_match(req, st, r, link, v, c, &caps);
     }
+    st.caps = caps;
     hit
 }
 
@@ -855,28 +889,33 @@ fn after_match(
     link: &Link,
     v: &Value<'_>,
     c: &[u8],
-    captures: Vec<(usize, Vec<u8>)>,
+    captures: &CapBuf,
 ) {
     if link.capture {
         const NAMES: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
         let tx = &mut st.colls[Coll::Tx.index()];
-        for (i, cap) in captures {
-            match NAMES.get(i) {
-                // `TX:0`..`TX:9` exist after the first capture: replace in place.
+        for (i, cap) in captures.as_slice() {
+            match NAMES.get(*i) {
+                // `TX:0`..`TX:9` exist after the first capture: replace in place, in the
+                // member's own buffer.
                 Some(name) => match tx.get_mut(*name) {
-                    Some(slot) => *slot = Cow::Owned(cap),
+                    Some(Cow::Owned(o)) => {
+                        o.clear();
+                        o.extend_from_slice(cap);
+                    }
+                    Some(slot) => *slot = Cow::Owned(cap.clone()),
                     None => {
-                        tx.insert(Cow::Borrowed(*name), Cow::Owned(cap));
+                        tx.insert(Cow::Borrowed(*name), Cow::Owned(cap.clone()));
                     }
                 },
                 None => {
-                    tx.insert(Cow::Owned(i.to_string()), Cow::Owned(cap));
+                    tx.insert(Cow::Owned(i.to_string()), Cow::Owned(cap.clone()));
                 }
             }
         }
     }
     if r.observes_match {
-        let name: Rc<str> = v.full_name().into();
+        let name = v.full_name_rc();
         let value: Rc<[u8]> = c.into();
         st.matched_var = Some((name.clone(), value.clone()));
         st.matched_vars.push((name, value));
@@ -896,12 +935,15 @@ fn setvar(req: &ReqData<'_>, st: &mut State<'_>, r: &Rule, sv: &SetVar) {
         key
     };
     let ci = sv.coll.index();
-    let new = match &sv.op {
+    let new: Cow<'_, [u8]> = match &sv.op {
         SetOp::Unset => {
             st.colls[ci].remove(&*key);
             return;
         }
-        SetOp::Set(v) => expand(req, st, r, v).into_owned().into_bytes(),
+        SetOp::Set(v) => match expand(req, st, r, v) {
+            Cow::Borrowed(b) => Cow::Borrowed(b.as_bytes()),
+            Cow::Owned(o) => Cow::Owned(o.into_bytes()),
+        },
         SetOp::Add(v) | SetOp::Sub(v) => {
             let cur = st.colls[ci].get(&*key).map_or(0, |c| to_int(c));
             let n = to_int(expand(req, st, r, v).as_bytes());
@@ -910,13 +952,24 @@ fn setvar(req: &ReqData<'_>, st: &mut State<'_>, r: &Rule, sv: &SetVar) {
             } else {
                 cur.wrapping_sub(n)
             };
-            sum.to_string().into_bytes()
+            if let Some(Cow::Owned(o)) = st.colls[ci].get_mut(&*key) {
+                // A score update: the number written in the member's own buffer.
+                o.clear();
+                let _ = write!(o, "{sum}");
+                return;
+            }
+            Cow::Owned(sum.to_string().into_bytes())
         }
     };
     match st.colls[ci].get_mut(&*key) {
-        Some(slot) => *slot = Cow::Owned(new),
+        // A constant written over an earlier value: copied into the member's own buffer.
+        Some(Cow::Owned(o)) if matches!(new, Cow::Borrowed(_)) => {
+            o.clear();
+            o.extend_from_slice(&new);
+        }
+        Some(slot) => *slot = Cow::Owned(new.into_owned()),
         None => {
-            st.colls[ci].insert(Cow::Owned(key.into_owned()), Cow::Owned(new));
+            st.colls[ci].insert(Cow::Owned(key.into_owned()), Cow::Owned(new.into_owned()));
         }
     }
 }
@@ -991,7 +1044,7 @@ struct Ctx<'x, 'a> {
     st: &'x State<'x>,
     rule: &'x Rule,
     capture: bool,
-    captures: Vec<(usize, Vec<u8>)>,
+    captures: CapBuf,
 }
 
 impl OpContext for Ctx<'_, '_> {
@@ -1007,7 +1060,7 @@ impl OpContext for Ctx<'_, '_> {
         self.capture
     }
     fn set_capture(&mut self, i: usize, value: &[u8]) {
-        self.captures.push((i, value.to_vec()));
+        self.captures.push(i, value);
     }
     fn set_matched(&mut self, _value: &[u8]) {}
 }
