@@ -815,9 +815,10 @@ fn on_known_tx<R>(
 fn scan_bytes(grp: &super::prefilter::Group, bytes: &[u8], hit: &mut [bool]) {
     let w = grp.words;
     let mut acc = [0u64; 4];
-    if w == 1 {
+    if let Ok(masks) = <&[u64; 256]>::try_from(&grp.byte_masks[..]) {
+        // One word per byte: a fixed-size table, no bounds check per byte.
         for &b in bytes {
-            acc[0] |= grp.byte_masks[b as usize];
+            acc[0] |= masks[b as usize];
         }
     } else {
         for &b in bytes {
