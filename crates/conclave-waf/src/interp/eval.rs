@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -81,6 +82,35 @@ struct State<'p> {
     processor: Option<Processor>,
     body_access: bool,
     force_body_var: bool,
+    /// The capture buffers of the last evaluation, reused by the next (920450 captures every
+    /// header name).
+    caps: CapBuf,
+}
+
+/// Captures of one operator evaluation: `v[..n]` is `(group, bytes)`; the byte buffers past
+/// `n` are kept for the next evaluation.
+#[derive(Default)]
+struct CapBuf {
+    n: usize,
+    v: Vec<(usize, Vec<u8>)>,
+}
+
+impl CapBuf {
+    fn push(&mut self, i: usize, value: &[u8]) {
+        match self.v.get_mut(self.n) {
+            Some((g, b)) => {
+                *g = i;
+                b.clear();
+                b.extend_from_slice(value);
+            }
+            None => self.v.push((i, value.to_vec())),
+        }
+        self.n += 1;
+    }
+
+    fn as_slice(&self) -> &[(usize, Vec<u8>)] {
+        &self.v[..self.n]
+    }
 }
 
 /// Rules a `ctl:ruleRemoveTarget*` applies to.
@@ -207,6 +237,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 processor: Processor::from_content_type(content_type),
                 body_access: prog.body.access,
                 force_body_var: false,
+                caps: CapBuf::default(),
             },
             // Sized for the CRS (about 40 `TX` members, a few hundred transformed values): no
             // rehash while the request runs.
@@ -425,18 +456,42 @@ impl<'p, 'a> Transaction<'p, 'a> {
     }
 
     /// Scans the values of group `g` (its variable through its chain, as [`Self::link`]
-    /// computes them, without exclusions: a superset) with the group's automaton.
+    /// computes them, without exclusions: a superset) with the group's automaton, and with them
+    /// the groups of the same variable not scanned yet (its siblings: the values are collected
+    /// once per phase instead of once per chain).
     fn scan_group(&mut self, g: u32) {
-        let grp = &self.prog.prefilters.groups[g as usize];
+        let prog = self.prog;
+        let first = &prog.prefilters.groups[g as usize];
         let mut values = recycle(std::mem::take(&mut self.scratch));
-        collect(&self.req, &self.st, &grp.target, &mut values);
-        for v in &values {
-            let c = if grp.transforms.is_empty() || chain_keeps(self.prog, grp.chain, &v.value) {
+        collect(&self.req, &self.st, &first.target, &mut values);
+        for &h in std::iter::once(&g).chain(first.siblings.iter()) {
+            if h != g {
+                if self.pf_done[h as usize] {
+                    continue;
+                }
+                self.pf_done[h as usize] = true;
+            }
+            let grp = &prog.prefilters.groups[h as usize];
+            Self::scan_values(prog, grp, &values, &mut self.tcache, &mut self.pf_hit);
+        }
+        self.scratch = recycle(values);
+    }
+
+    /// Marks the rules of `grp` one of whose literals occurs in a value of `values` (through the
+    /// group's chain).
+    fn scan_values(
+        prog: &Program,
+        grp: &super::prefilter::Group,
+        values: &[Value<'_>],
+        tcache: &mut FxHashMap<TransformKey, Option<Rc<[u8]>>>,
+        pf_hit: &mut [bool],
+    ) {
+        for v in values {
+            let c = if grp.transforms.is_empty() || chain_keeps(prog, grp.chain, &v.value) {
                 Candidate::Cow(Cow::Borrowed(&v.value))
             } else if let Cow::Borrowed(b) = &v.value {
                 let key = (b.as_ptr() as usize, b.len(), grp.chain);
-                match self
-                    .tcache
+                match tcache
                     .entry(key)
                     .or_insert_with(|| transformed(&grp.transforms, b))
                 {
@@ -448,7 +503,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
             };
             let bytes = c.bytes();
             if !grp.byte_rules.is_empty() && !bytes.is_empty() {
-                scan_bytes(grp, bytes, &mut self.pf_hit);
+                scan_bytes(grp, bytes, pf_hit);
             }
             let Some(ac) = &grp.ac else { continue };
             if bytes.len() < grp.min_len {
@@ -456,11 +511,10 @@ impl<'p, 'a> Transaction<'p, 'a> {
             }
             for m in ac.find_overlapping_iter(bytes) {
                 for &ri in &grp.pattern_rules[m.pattern().as_usize()] {
-                    self.pf_hit[ri as usize] = true;
+                    pf_hit[ri as usize] = true;
                 }
             }
         }
-        self.scratch = recycle(values);
     }
 
     fn is_removed(&self, r: &Rule) -> bool {
@@ -488,6 +542,9 @@ impl<'p, 'a> Transaction<'p, 'a> {
         };
         if let Some(hit) = self.single_tx_link(r, link, op) {
             return hit;
+        }
+        if self.no_collection_member_matches(r, link, op) {
+            return false;
         }
         let mut values = recycle(std::mem::take(&mut self.scratch));
         for t in &link.targets {
@@ -572,7 +629,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 st: &self.st,
                 rule: r,
                 capture: link.capture,
-                captures: Vec::new(),
+                captures: CapBuf::default(),
             };
             if op.eval(n, &mut ctx) == link.negated {
                 return Some(false);
@@ -583,7 +640,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 key: Cow::Borrowed(b""),
                 value: Cow::Borrowed(n),
             };
-            after_match(&self.req, &mut self.st, r, link, &v, n, captures);
+            after_match(&self.req, &mut self.st, r, link, &v, n, &captures);
             return Some(true);
         }
         let (hit, captures, value) = {
@@ -595,7 +652,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 st: &self.st,
                 rule: r,
                 capture: link.capture,
-                captures: Vec::new(),
+                captures: CapBuf::default(),
             };
             let hit = op.eval(v, &mut ctx) != link.negated;
             if !hit {
@@ -612,8 +669,60 @@ impl<'p, 'a> Transaction<'p, 'a> {
             key: Cow::Borrowed(k),
             value: Cow::Borrowed(&value),
         };
-        after_match(&self.req, &mut self.st, r, link, &v, &value, captures);
+        after_match(&self.req, &mut self.st, r, link, &v, &value, &captures);
         Some(hit)
+    }
+
+    /// Whether a link whose targets are all `TX`-like collection selections (920450's
+    /// `TX:/^header_name_/`, `TX:/^MSC_/`) certainly matches no member: the operator runs on the
+    /// stored members in place. Exact: nothing changes the transaction until a value matches,
+    /// so when one does (`false` here) [`Self::link`] evaluates the link again with the usual
+    /// copies (values are a snapshot there, as in ModSecurity, since `setvar`s may change the
+    /// collection they came from).
+    fn no_collection_member_matches(&self, r: &Rule, link: &Link, op: &Operator) -> bool {
+        if link.multi_match
+            || link.targets.is_empty()
+            || !link
+                .targets
+                .iter()
+                .all(|t| matches!(t.var, Var::Collection(_)) && !t.count)
+        {
+            return false;
+        }
+        for t in &link.targets {
+            let Var::Collection(c) = t.var else {
+                return false;
+            };
+            for (k, v) in &self.st.colls[c.index()] {
+                if !t.key.selects(k.as_bytes()) {
+                    continue;
+                }
+                let key = Value {
+                    var: t.var,
+                    key: Cow::Borrowed(k.as_bytes()),
+                    value: Cow::Borrowed(b""),
+                };
+                if self.excluded(r, link, &key) {
+                    continue;
+                }
+                let c = if link.transforms.is_empty() || chain_keeps(self.prog, link.chain, v) {
+                    Cow::Borrowed(&**v)
+                } else {
+                    apply_all(&link.transforms, v)
+                };
+                let mut ctx = Ctx {
+                    req: &self.req,
+                    st: &self.st,
+                    rule: r,
+                    capture: link.capture,
+                    captures: CapBuf::default(),
+                };
+                if op.eval(&c, &mut ctx) != link.negated {
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     fn excluded(&self, r: &Rule, link: &Link, v: &Value<'_>) -> bool {
@@ -706,9 +815,10 @@ fn on_known_tx<R>(
 fn scan_bytes(grp: &super::prefilter::Group, bytes: &[u8], hit: &mut [bool]) {
     let w = grp.words;
     let mut acc = [0u64; 4];
-    if w == 1 {
+    if let Ok(masks) = <&[u64; 256]>::try_from(&grp.byte_masks[..]) {
+        // One word per byte: a fixed-size table, no bounds check per byte.
         for &b in bytes {
-            acc[0] |= grp.byte_masks[b as usize];
+            acc[0] |= masks[b as usize];
         }
     } else {
         for &b in bytes {
@@ -753,18 +863,21 @@ fn candidate(
     v: &Value<'_>,
     c: &[u8],
 ) -> bool {
+    let mut caps = std::mem::take(&mut st.caps);
+    caps.n = 0;
     let mut ctx = Ctx {
         req,
         st,
         rule: r,
         capture: link.capture,
-        captures: Vec::new(),
+        captures: caps,
     };
     let hit = op.eval(c, &mut ctx) != link.negated;
+    let caps = ctx.captures;
     if hit {
-        let captures = ctx.captures;
-        after_match(req, st, r, link, v, c, captures);
+        after_match(req, st, r, link, v, c, &caps);
     }
+    st.caps = caps;
     hit
 }
 
@@ -777,28 +890,33 @@ fn after_match(
     link: &Link,
     v: &Value<'_>,
     c: &[u8],
-    captures: Vec<(usize, Vec<u8>)>,
+    captures: &CapBuf,
 ) {
     if link.capture {
         const NAMES: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
         let tx = &mut st.colls[Coll::Tx.index()];
-        for (i, cap) in captures {
-            match NAMES.get(i) {
-                // `TX:0`..`TX:9` exist after the first capture: replace in place.
+        for (i, cap) in captures.as_slice() {
+            match NAMES.get(*i) {
+                // `TX:0`..`TX:9` exist after the first capture: replace in place, in the
+                // member's own buffer.
                 Some(name) => match tx.get_mut(*name) {
-                    Some(slot) => *slot = Cow::Owned(cap),
+                    Some(Cow::Owned(o)) => {
+                        o.clear();
+                        o.extend_from_slice(cap);
+                    }
+                    Some(slot) => *slot = Cow::Owned(cap.clone()),
                     None => {
-                        tx.insert(Cow::Borrowed(*name), Cow::Owned(cap));
+                        tx.insert(Cow::Borrowed(*name), Cow::Owned(cap.clone()));
                     }
                 },
                 None => {
-                    tx.insert(Cow::Owned(i.to_string()), Cow::Owned(cap));
+                    tx.insert(Cow::Owned(i.to_string()), Cow::Owned(cap.clone()));
                 }
             }
         }
     }
     if r.observes_match {
-        let name: Rc<str> = v.full_name().into();
+        let name = v.full_name_rc();
         let value: Rc<[u8]> = c.into();
         st.matched_var = Some((name.clone(), value.clone()));
         st.matched_vars.push((name, value));
@@ -818,12 +936,15 @@ fn setvar(req: &ReqData<'_>, st: &mut State<'_>, r: &Rule, sv: &SetVar) {
         key
     };
     let ci = sv.coll.index();
-    let new = match &sv.op {
+    let new: Cow<'_, [u8]> = match &sv.op {
         SetOp::Unset => {
             st.colls[ci].remove(&*key);
             return;
         }
-        SetOp::Set(v) => expand(req, st, r, v).into_owned().into_bytes(),
+        SetOp::Set(v) => match expand(req, st, r, v) {
+            Cow::Borrowed(b) => Cow::Borrowed(b.as_bytes()),
+            Cow::Owned(o) => Cow::Owned(o.into_bytes()),
+        },
         SetOp::Add(v) | SetOp::Sub(v) => {
             let cur = st.colls[ci].get(&*key).map_or(0, |c| to_int(c));
             let n = to_int(expand(req, st, r, v).as_bytes());
@@ -832,13 +953,24 @@ fn setvar(req: &ReqData<'_>, st: &mut State<'_>, r: &Rule, sv: &SetVar) {
             } else {
                 cur.wrapping_sub(n)
             };
-            sum.to_string().into_bytes()
+            if let Some(Cow::Owned(o)) = st.colls[ci].get_mut(&*key) {
+                // A score update: the number written in the member's own buffer.
+                o.clear();
+                let _ = write!(o, "{sum}");
+                return;
+            }
+            Cow::Owned(sum.to_string().into_bytes())
         }
     };
     match st.colls[ci].get_mut(&*key) {
-        Some(slot) => *slot = Cow::Owned(new),
+        // A constant written over an earlier value: copied into the member's own buffer.
+        Some(Cow::Owned(o)) if matches!(new, Cow::Borrowed(_)) => {
+            o.clear();
+            o.extend_from_slice(&new);
+        }
+        Some(slot) => *slot = Cow::Owned(new.into_owned()),
         None => {
-            st.colls[ci].insert(Cow::Owned(key.into_owned()), Cow::Owned(new));
+            st.colls[ci].insert(Cow::Owned(key.into_owned()), Cow::Owned(new.into_owned()));
         }
     }
 }
@@ -913,20 +1045,42 @@ struct Ctx<'x, 'a> {
     st: &'x State<'x>,
     rule: &'x Rule,
     capture: bool,
-    captures: Vec<(usize, Vec<u8>)>,
+    captures: CapBuf,
 }
 
 impl OpContext for Ctx<'_, '_> {
     fn expand(&self, text: &str) -> Cow<'_, str> {
+        if let Some(v) = single_tx_macro(self.st, text) {
+            // `@within %{tx.restricted_headers}`-style arguments: the stored value in place, not
+            // a copy per evaluation.
+            return Cow::Borrowed(v);
+        }
         Cow::Owned(expand(self.req, self.st, self.rule, text).into_owned())
     }
     fn capture_wanted(&self) -> bool {
         self.capture
     }
     fn set_capture(&mut self, i: usize, value: &[u8]) {
-        self.captures.push((i, value.to_vec()));
+        self.captures.push(i, value);
     }
     fn set_matched(&mut self, _value: &[u8]) {}
+}
+
+/// The expansion of `text` when it is exactly one `%{tx.name}` macro (`name` lowercase) whose
+/// stored value is UTF-8 (what [`expand`] would produce, borrowed); `None` for any other text.
+fn single_tx_macro<'s>(st: &'s State<'_>, text: &str) -> Option<&'s str> {
+    let inner = text.strip_prefix("%{")?.strip_suffix('}')?;
+    let (var, key) = inner.split_once(['.', ':'])?;
+    if !var.eq_ignore_ascii_case("tx")
+        || key.contains(['}', '%'])
+        || key.bytes().any(|b| b.is_ascii_uppercase())
+    {
+        return None;
+    }
+    match st.colls[Coll::Tx.index()].get(key) {
+        Some(v) => std::str::from_utf8(v).ok(),
+        None => Some(""),
+    }
 }
 
 /// Expands `%{VAR}`, `%{VAR.key}` and `%{rule.id}`-style macros (unknown ones expand to nothing).

@@ -473,6 +473,13 @@ impl Loader {
         }
         self.p.prefilters = prefilter::Prefilters::build(&self.p);
         self.p.plan = plan::build(&self.p);
+        let mut live = vec![false; self.p.rules.len()];
+        for step in self.p.plan.steps.iter().flatten() {
+            if let plan::Step::Rule(ri) = step {
+                live[*ri as usize] = true;
+            }
+        }
+        self.p.prefilters.link_siblings(|ri| live[ri as usize]);
         for (ri, k, op) in std::mem::take(&mut self.p.plan.specialized) {
             let r = &mut self.p.rules[ri as usize];
             r.links[k].op = Some(std::sync::Arc::new(op));

@@ -68,6 +68,13 @@ pub(crate) struct Group {
     pub byte_rules: Vec<u32>,
     pub byte_masks: Box<[u64]>,
     pub words: usize,
+    /// Which (phase, target) the group scans: groups of one source see the same values
+    /// through different chains.
+    pub source: u32,
+    /// The other groups of this source with a rule the plan runs (see
+    /// [`Prefilters::link_siblings`]): scanned together with this one, over one collection of
+    /// the values.
+    pub siblings: Box<[u32]>,
 }
 
 /// (phase, chain id, the target as text): rules that see the same values.
@@ -112,10 +119,13 @@ impl Prefilters {
         }
         let mut groups = Vec::new();
         let mut failed = vec![false; prog.rules.len()];
+        let mut sources: FxHashMap<(u8, String), u32> = FxHashMap::default();
         for key in order {
             let Some(((target, transforms, chain), members)) = by_key.remove(&key) else {
                 continue;
             };
+            let n = sources.len() as u32;
+            let source = *sources.entry((key.0, key.2.clone())).or_insert(n);
             // Each distinct literal once (compared as the automaton compares: ASCII case folded).
             let mut patterns: Vec<Vec<u8>> = Vec::new();
             let mut pattern_rules: Vec<Vec<u32>> = Vec::new();
@@ -186,6 +196,8 @@ impl Prefilters {
                 byte_rules,
                 byte_masks,
                 words,
+                source,
+                siblings: Box::default(),
             });
         }
         let rule_groups = rule_groups
@@ -194,6 +206,31 @@ impl Prefilters {
             .map(|(g, f)| if f { Box::default() } else { g.into_boxed_slice() })
             .collect();
         Prefilters { rule_groups, groups }
+    }
+
+    /// Fills each group's [`Group::siblings`]: the other groups of its source holding a rule for
+    /// which `live` holds (one the plan runs per request; a group of paranoia levels above the
+    /// configured one would be scanned for nothing).
+    pub(crate) fn link_siblings(&mut self, live: impl Fn(u32) -> bool) {
+        let mut group_live = vec![false; self.groups.len()];
+        for (ri, gs) in self.rule_groups.iter().enumerate() {
+            if live(ri as u32) {
+                for &g in gs.iter() {
+                    group_live[g as usize] = true;
+                }
+            }
+        }
+        let mut by_source: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
+        for (g, grp) in self.groups.iter().enumerate() {
+            if group_live[g] {
+                by_source.entry(grp.source).or_default().push(g as u32);
+            }
+        }
+        for (g, grp) in self.groups.iter_mut().enumerate() {
+            if let Some(all) = by_source.get(&grp.source) {
+                grp.siblings = all.iter().copied().filter(|&h| h as usize != g).collect();
+            }
+        }
     }
 
     /// How many rules have a prefilter.

@@ -308,7 +308,9 @@ pub(crate) enum Key {
 }
 
 impl Key {
-    /// Whether the member `name` is selected.
+    /// Whether the member `name` is selected. Inlined: called per member of every collected
+    /// collection, mostly with [`Key::All`].
+    #[inline]
     pub(crate) fn selects(&self, name: &[u8]) -> bool {
         match self {
             Key::All => true,
@@ -405,6 +407,34 @@ impl Value<'_> {
     }
 }
 
+impl Value<'_> {
+    /// [`Self::full_name`] as the shared string `MATCHED_VAR_NAME` keeps, composed on the stack
+    /// for the usual short names (one allocation, not two).
+    pub(crate) fn full_name_rc(&self) -> std::rc::Rc<str> {
+        let var = self.var.name().as_bytes();
+        let scalar = self.key.is_empty() && !self.var.is_collection();
+        let len = if scalar {
+            var.len()
+        } else {
+            var.len() + 1 + self.key.len()
+        };
+        let mut buf = [0u8; 128];
+        if len > buf.len() {
+            return self.full_name().into();
+        }
+        buf[..var.len()].copy_from_slice(var);
+        if !scalar {
+            buf[var.len()] = b':';
+            buf[var.len() + 1..len].copy_from_slice(&self.key);
+        }
+        match std::str::from_utf8(&buf[..len]) {
+            Ok(s) => s.into(),
+            // A key that is not UTF-8: as `full_name` (lossy).
+            Err(_) => self.full_name().into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,5 +465,32 @@ mod tests {
         assert!(!t.key.selects(b"header_name"));
         assert!(matches!(Target::parse("TX:/^a.b/").unwrap().key, Key::Regex(_)));
         assert!(matches!(Target::parse("TX:/msc_/").unwrap().key, Key::Regex(_)));
+    }
+
+    /// The stack-composed `MATCHED_VAR_NAME` is `full_name`'s text.
+    #[test]
+    fn full_name_rc_is_full_name() {
+        let long = vec![b'k'; 200];
+        for (var, key) in [
+            (Var::RequestUri, &b""[..]),
+            (Var::Args, b"id"),
+            (Var::Collection(Coll::Tx), b"0"),
+            (Var::RequestHeaders, b""),
+            (Var::Args, b"\xff\xfe"),
+            (Var::Args, &long),
+        ] {
+            let v = Value {
+                var,
+                key: Cow::Borrowed(key),
+                value: Cow::Borrowed(b"x"),
+            };
+            assert_eq!(&*v.full_name_rc(), v.full_name().as_str());
+        }
+        let v = Value {
+            var: Var::Args,
+            key: Cow::Borrowed(b"a\xffb"),
+            value: Cow::Borrowed(b""),
+        };
+        assert_eq!(&*v.full_name_rc(), "ARGS:a\u{fffd}b");
     }
 }
