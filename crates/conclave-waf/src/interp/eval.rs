@@ -624,13 +624,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
             } else {
                 b"0"
             };
-            let mut ctx = Ctx {
-                req: &self.req,
-                st: &self.st,
-                rule: r,
-                capture: link.capture,
-                captures: CapBuf::default(),
-            };
+            let mut ctx = Ctx::fresh(&self.req, &self.st, r, link);
             if op.eval(n, &mut ctx) == link.negated {
                 return Some(false);
             }
@@ -647,13 +641,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
             let Some(v) = self.st.colls[coll.index()].get(key) else {
                 return Some(false);
             };
-            let mut ctx = Ctx {
-                req: &self.req,
-                st: &self.st,
-                rule: r,
-                capture: link.capture,
-                captures: CapBuf::default(),
-            };
+            let mut ctx = Ctx::fresh(&self.req, &self.st, r, link);
             let hit = op.eval(v, &mut ctx) != link.negated;
             if !hit {
                 return Some(false);
@@ -710,13 +698,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 } else {
                     apply_all(&link.transforms, v)
                 };
-                let mut ctx = Ctx {
-                    req: &self.req,
-                    st: &self.st,
-                    rule: r,
-                    capture: link.capture,
-                    captures: CapBuf::default(),
-                };
+                let mut ctx = Ctx::fresh(&self.req, &self.st, r, link);
                 if op.eval(&c, &mut ctx) != link.negated {
                     return false;
                 }
@@ -1046,6 +1028,19 @@ struct Ctx<'x, 'a> {
     rule: &'x Rule,
     capture: bool,
     captures: CapBuf,
+}
+
+impl<'x, 'a> Ctx<'x, 'a> {
+    /// The context of one link's operator, with no captures yet.
+    fn fresh(req: &'x ReqData<'a>, st: &'x State<'x>, rule: &'x Rule, link: &Link) -> Self {
+        Ctx {
+            req,
+            st,
+            rule,
+            capture: link.capture,
+            captures: CapBuf::default(),
+        }
+    }
 }
 
 impl OpContext for Ctx<'_, '_> {

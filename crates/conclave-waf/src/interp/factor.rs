@@ -30,14 +30,7 @@ pub(crate) type Factor = Vec<Vec<u8>>;
 /// The best necessary factor of `pattern` as Rust's `regex` (bytes, Unicode off, `(?sm)`) reads
 /// it, or `None` when some match may contain none of any small set of strings.
 pub(crate) fn necessary_factor(pattern: &str) -> Option<Factor> {
-    let hir = regex_syntax::ParserBuilder::new()
-        .unicode(false)
-        .utf8(false)
-        .dot_matches_new_line(true)
-        .multi_line(true)
-        .build()
-        .parse(pattern)
-        .ok()?;
+    let hir = crate::operator::parse_as_rust(pattern)?;
     necessary(&hir)
 }
 

@@ -327,14 +327,7 @@ fn op_literals(op: &Operator) -> Option<Vec<Vec<u8>>> {
 /// Prefix or suffix literals of a pattern as the Rust engine reads it (the better-looking of
 /// the two), or `None` when either set is infinite or holds the empty string.
 pub(crate) fn rx_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
-    let hir = regex_syntax::ParserBuilder::new()
-        .unicode(false)
-        .utf8(false)
-        .dot_matches_new_line(true)
-        .multi_line(true)
-        .build()
-        .parse(pattern)
-        .ok()?;
+    let hir = crate::operator::parse_as_rust(pattern)?;
     let mut best: Option<Vec<Vec<u8>>> = None;
     for kind in [ExtractKind::Prefix, ExtractKind::Suffix] {
         let seq = Extractor::new().kind(kind).extract(&hir);

@@ -22,7 +22,7 @@ pub use inject::{set_verdict_cache_entries, DEFAULT_VERDICT_CACHE, MAX_VERDICT_C
 pub(crate) use ip::IpSet;
 pub(crate) use numeric::NumOp;
 pub(crate) use pm::PhraseSet;
-pub(crate) use rx::Rx;
+pub(crate) use rx::{parse_as_rust, Rx};
 pub(crate) use string::StrOp;
 
 pub(crate) use validate::ByteRanges;

@@ -205,9 +205,9 @@ enum Reading {
     Differs,
 }
 
-/// Whether every match of `pattern` is at least one byte long (then the `^` difference cannot
-/// show).
-fn never_empty(pattern: &str) -> bool {
+/// `pattern` as Rust's `regex` reads it for the WAF (bytes, Unicode off, `(?sm)`), or `None`
+/// if it does not parse: the one reading shared by the prefilters' literal and factor analyses.
+pub(crate) fn parse_as_rust(pattern: &str) -> Option<regex_syntax::hir::Hir> {
     regex_syntax::ParserBuilder::new()
         .unicode(false)
         .utf8(false)
@@ -216,6 +216,12 @@ fn never_empty(pattern: &str) -> bool {
         .build()
         .parse(pattern)
         .ok()
+}
+
+/// Whether every match of `pattern` is at least one byte long (then the `^` difference cannot
+/// show).
+fn never_empty(pattern: &str) -> bool {
+    parse_as_rust(pattern)
         .and_then(|hir| hir.properties().minimum_len())
         .is_some_and(|n| n > 0)
 }
