@@ -23,6 +23,14 @@ fn get(uri: impl Into<String>) -> Req {
     }
 }
 
+/// `r`'s headers as a [`RequestView`] borrows them.
+fn headers_of(r: &Req) -> Vec<(&str, &[u8])> {
+    r.headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_slice()))
+        .collect()
+}
+
 /// Compares every request; returns a description of each disagreement.
 fn compare(main: &Path, reqs: &[Req]) -> Vec<String> {
     let ours = Waf::load(main).unwrap_or_else(|e| panic!("conclave-waf cannot load {}: {e}", main.display()));
@@ -30,11 +38,7 @@ fn compare(main: &Path, reqs: &[Req]) -> Vec<String> {
         .unwrap_or_else(|e| panic!("libmodsecurity cannot load {}: {e}", main.display()));
     let mut bad = Vec::new();
     for r in reqs {
-        let headers: Vec<(&str, &[u8])> = r
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_slice()))
-            .collect();
+        let headers = headers_of(r);
         let view = RequestView {
             method: r.method,
             uri: &r.uri,
@@ -443,11 +447,7 @@ fn tx_selections_match_libmodsecurity() {
     let statuses: Vec<u16> = reqs
         .iter()
         .map(|r| {
-            let headers: Vec<(&str, &[u8])> = r
-                .headers
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_slice()))
-                .collect();
+            let headers = headers_of(r);
             let view = RequestView {
                 method: r.method,
                 uri: &r.uri,
