@@ -158,6 +158,8 @@ hz=$(getconf CLK_TCK)
 # (the edge's master and worker, or NGINX's master and worker; each cell has its
 # server to itself: the other sites of that process are idle meanwhile).
 declare -A r cpu
+declare -A label=([edge]="conclave edge, no WAF" [edge_crs]="conclave edge + CRS"
+  [nginx]="NGINX, no WAF" [nginx_crs]="NGINX + ModSecurity + CRS")
 for what in get post; do
   for cfg in edge edge_crs nginx nginx_crs; do
     case $cfg in edge) p=$pe;; edge_crs) p=$pew;; nginx) p=$pn;; nginx_crs) p=$pnw;; esac
@@ -177,16 +179,12 @@ fi
 echo "CRS PL1, benign load, $secs s per cell, concurrency $conc, keep-alive ${KEEPALIVE:-1}, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-34s %14s %14s\n' "front" "GET ?query r/s" "JSON POST r/s"
 for cfg in edge edge_crs nginx nginx_crs; do
-  case $cfg in edge) l="conclave edge, no WAF";; edge_crs) l="conclave edge + CRS";;
-    nginx) l="NGINX, no WAF";; nginx_crs) l="NGINX + ModSecurity + CRS";; esac
-  printf '%-34s %14s %14s\n' "$l" "${r[get.$cfg]}" "${r[post.$cfg]}"
+  printf '%-34s %14s %14s\n' "${label[$cfg]}" "${r[get.$cfg]}" "${r[post.$cfg]}"
 done
 printf '\nCPU µs per request of the serving process (master + worker; the load generator not counted)\n'
 printf '%-34s %14s %14s\n' "front" "GET ?query" "JSON POST"
 for cfg in edge edge_crs nginx nginx_crs; do
-  case $cfg in edge) l="conclave edge, no WAF";; edge_crs) l="conclave edge + CRS";;
-    nginx) l="NGINX, no WAF";; nginx_crs) l="NGINX + ModSecurity + CRS";; esac
-  printf '%-34s %14s %14s\n' "$l" "${cpu[get.$cfg]}" "${cpu[post.$cfg]}"
+  printf '%-34s %14s %14s\n' "${label[$cfg]}" "${cpu[get.$cfg]}" "${cpu[post.$cfg]}"
 done
 for what in get post; do
   awk -v w="$what" -v e="${cpu[$what.edge]}" -v ec="${cpu[$what.edge_crs]}" -v n="${cpu[$what.nginx]}" -v nc="${cpu[$what.nginx_crs]}" \
