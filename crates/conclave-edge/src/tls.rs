@@ -42,6 +42,7 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(BySignatureScheme(certified)));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    cfg.ignore_client_order = tls.prefer_server_ciphers;
     if tls.session_resumption {
         // Session IDs stay per worker; tickets use keys shared by every
         // worker through SharedState, so resumption works across workers.

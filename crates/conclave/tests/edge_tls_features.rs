@@ -198,3 +198,50 @@ fn dual_certificate_site_serves_ecdsa_and_rsa_clients_and_staples_ocsp() {
         assert!(!x25519_only.contains("subject="), "{version}: {x25519_only}");
     }
 }
+
+#[test]
+fn prefer_server_ciphers_picks_the_sites_order_instead_of_the_clients() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let pki = Pki::new(&d.join("pki"));
+    let (crt, key) = pki.leaf("site", "site.example", &["localhost"], KeyType::Rsa);
+    html(&d.join("html"), "order\n");
+    // The same suites, ChaCha20 first, on two ports: the server's order
+    // decides on the first, the client's on the second (the default).
+    let (server_order, client_order) = (free_port(), free_port());
+    let site = |port: u16, prefer: bool| {
+        format!(
+            "[[server]]\nlisten = \"127.0.0.1:{port}\"\nmode = \"standalone\"\nroot = \"html\"\n\
+             [server.tls]\ncertificate = \"{}\"\nkey = \"{}\"\n\
+             ciphers = [\"TLS13_CHACHA20_POLY1305_SHA256\", \"TLS13_AES_256_GCM_SHA384\", \
+             \"TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256\", \"TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384\"]\n\
+             prefer_server_ciphers = {prefer}\n",
+            crt.display(),
+            key.display(),
+        )
+    };
+    let toml = site(server_order, true) + &site(client_order, false);
+    let _edge = edge(d, &toml, server_order);
+    wait_port(client_order);
+    // The client lists AES-256-GCM first, ChaCha20 second.
+    let tls13 = [
+        "-tls1_3",
+        "-ciphersuites",
+        "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256",
+    ];
+    let tls12 = [
+        "-tls1_2",
+        "-cipher",
+        "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-CHACHA20-POLY1305",
+    ];
+    let cipher = |port: u16, args: &[&str]| {
+        let out = s_client(port, Some("localhost"), args);
+        out.lines()
+            .find_map(|l| l.split_once("Cipher is ").map(|(_, c)| c.trim().to_string()))
+            .unwrap_or_else(|| panic!("no cipher in: {out}"))
+    };
+    assert_eq!(cipher(server_order, &tls13), "TLS_CHACHA20_POLY1305_SHA256");
+    assert_eq!(cipher(server_order, &tls12), "ECDHE-RSA-CHACHA20-POLY1305");
+    assert_eq!(cipher(client_order, &tls13), "TLS_AES_256_GCM_SHA384");
+    assert_eq!(cipher(client_order, &tls12), "ECDHE-RSA-AES256-GCM-SHA384");
+}

@@ -609,9 +609,15 @@ pub struct TlsSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ocsp_staple: Option<PathBuf>,
     /// Cipher suites, rustls names (`TLS13_AES_128_GCM_SHA256`,
-    /// `TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256`...), preferred first; empty: rustls' defaults.
+    /// `TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256`...), in the server's order
+    /// of preference; empty: rustls' defaults.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ciphers: Vec<String>,
+    /// NGINX's `ssl_prefer_server_ciphers`: pick the first suite of
+    /// `ciphers` (or of rustls' defaults) the client offers, instead of the
+    /// first of the client's list the server allows (the default, as NGINX's).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub prefer_server_ciphers: bool,
     /// Key-exchange groups, rustls names (`X25519`, `secp256r1`,
     /// `secp384r1`, `X25519MLKEM768`), preferred first; empty: rustls' defaults.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -664,6 +670,7 @@ impl TlsSettings {
             session_resumption: true,
             ocsp_staple: None,
             ciphers: Vec::new(),
+            prefer_server_ciphers: false,
             curves: Vec::new(),
             certificates: Vec::new(),
             keyservers: Vec::new(),
@@ -688,6 +695,7 @@ impl TlsSettings {
             session_resumption: true,
             ocsp_staple: None,
             ciphers: Vec::new(),
+            prefer_server_ciphers: false,
             curves: Vec::new(),
             certificates: Vec::new(),
             keyservers: Vec::new(),

@@ -313,8 +313,10 @@ pub struct TlsConfig {
     pub session_resumption: bool,
     /// DER OCSP response stapled with `certificate`.
     pub ocsp_staple: Option<PathBuf>,
-    /// Cipher suites, preferred first (empty: rustls' defaults).
+    /// Cipher suites, in the server's order of preference (empty: rustls' defaults).
     pub ciphers: Vec<rustls::CipherSuite>,
+    /// The server's order of `ciphers` decides, not the client's.
+    pub prefer_server_ciphers: bool,
     /// Key-exchange groups, preferred first (empty: rustls' defaults).
     pub curves: Vec<rustls::NamedGroup>,
     /// `[[server.tls.certificates]]`: the site's other certificates.

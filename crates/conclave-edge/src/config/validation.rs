@@ -622,6 +622,7 @@ fn tls(c: &Check<'_>, i: usize, t: &TlsSettings) -> Result<TlsConfig, ConfigErro
         session_resumption: t.session_resumption,
         ocsp_staple,
         ciphers,
+        prefer_server_ciphers: t.prefer_server_ciphers,
         curves,
         certificates,
     })
