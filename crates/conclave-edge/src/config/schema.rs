@@ -619,7 +619,9 @@ pub struct TlsSettings {
     #[serde(default, skip_serializing_if = "is_false")]
     pub prefer_server_ciphers: bool,
     /// Key-exchange groups, rustls names (`X25519`, `secp256r1`,
-    /// `secp384r1`, `X25519MLKEM768`), preferred first; empty: rustls' defaults.
+    /// `secp384r1`, `X25519MLKEM768`) the site allows; the client's order
+    /// picks among them (rustls has no server preference for groups); empty:
+    /// rustls' defaults.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub curves: Vec<String>,
     /// `[[server.tls.certificates]]`: more certificates of the site (e.g. an

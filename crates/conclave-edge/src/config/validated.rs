@@ -317,7 +317,7 @@ pub struct TlsConfig {
     pub ciphers: Vec<rustls::CipherSuite>,
     /// The server's order of `ciphers` decides, not the client's.
     pub prefer_server_ciphers: bool,
-    /// Key-exchange groups, preferred first (empty: rustls' defaults).
+    /// Key-exchange groups allowed; the client's order picks (empty: rustls' defaults).
     pub curves: Vec<rustls::NamedGroup>,
     /// `[[server.tls.certificates]]`: the site's other certificates.
     pub certificates: Vec<CertConfig>,
