@@ -38,7 +38,7 @@ cpu_cols = []
 for row in cells.values():
     cpu_cols = [c for c in row if c.startswith("cpu_us_per_req_")]
     break
-print(f"# {out}: median over runs of (preset req/s ÷ linux req/s in the same run)")
+print(f"# {out}: median over runs of (preset req/s ÷ linux req/s in the same run) [lowest–highest run]")
 for tls in ("1.2", "1.3"):
     trs = [r for r in runs if r.startswith(f"tls{tls}-")]
     print(f"\nTLS {tls} ({len(trs)} runs)")
@@ -54,7 +54,10 @@ for tls in ("1.2", "1.3"):
                 if a and b:
                     ratios.append(float(a["requests_per_sec"]) / float(b["requests_per_sec"]))
                     rps.append(float(a["requests_per_sec"]))
-            line.append(f"{statistics.median(ratios):.2f}× ({statistics.median(rps):.0f}/s)" if ratios else "-")
+            # The in-run spread beside the median: a cell whose range straddles
+            # a goal is at the goal within this machine's noise.
+            spread = f" [{min(ratios):.2f}–{max(ratios):.2f}]" if len(ratios) > 1 else ""
+            line.append(f"{statistics.median(ratios):.2f}×{spread} ({statistics.median(rps):.0f}/s)" if ratios else "-")
         print(f"| {p} | " + " | ".join(line) + " |")
     if cpu_cols:
         print(f"\nCPU µs per request, TLS {tls}, median over runs ({', '.join(c.removeprefix('cpu_us_per_req_') for c in cpu_cols)})")
