@@ -440,7 +440,7 @@ SecRule TX:score "@ge 5" "id:3,phase:2,deny,status:403"
     /// literals removed (so they fail the prefilter).
     #[test]
     fn crs_prefilters_never_skip_a_match() {
-        let Some(prog) = crs_program() else {
+        let Some(prog) = super::super::crs_program(4) else {
             eprintln!("skipped: Debian's modsecurity-crs is not installed");
             return;
         };
@@ -505,29 +505,6 @@ SecRule TX:score "@ge 5" "id:3,phase:2,deny,status:403"
         assert!(rules > 250, "{rules} prefiltered rules");
         assert!(checked > 500_000, "{checked} values checked");
         eprintln!("{rules} prefiltered rules, {checked} values checked");
-    }
-
-    /// Debian's CRS at paranoia level 4 (every rule reachable), when installed.
-    fn crs_program() -> Option<Program> {
-        let rules = std::path::Path::new("/usr/share/modsecurity-crs/rules");
-        if !rules.is_dir() {
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let main = dir.path().join("main.conf");
-        let recommended = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/crs/modsecurity.conf");
-        std::fs::write(
-            &main,
-            format!(
-                "Include {}\nSecRuleEngine On\nInclude /etc/modsecurity/crs/crs-setup.conf\n\
-                 SecAction \"id:900000,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level=4\"\n\
-                 Include {}/*.conf\n",
-                recommended.display(),
-                rules.display()
-            ),
-        )
-        .unwrap();
-        Some(super::super::load(&main).unwrap())
     }
 
     #[test]
