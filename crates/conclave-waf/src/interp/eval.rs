@@ -610,11 +610,11 @@ impl<'p, 'a> Transaction<'p, 'a> {
             if bytes.len() < grp.min_len {
                 continue;
             }
-            for m in ac.find_overlapping_iter(bytes) {
-                for &ri in &grp.pattern_rules[m.pattern().as_usize()] {
+            ac.for_each_occurrence(bytes, |p| {
+                for &ri in &grp.pattern_rules[p] {
                     pf_hit[ri as usize] = true;
                 }
-            }
+            });
         }
     }
 
