@@ -13,7 +13,9 @@
 //! thread (`0`: off; default 4096, the edge's `waf_verdict_cache`). `CRS_CPU_PASSES=N` makes N
 //! passes instead of 1 s of CPU, and `CRS_CPU_SHAPE=get` (or `post`) measures that shape only:
 //! a fixed amount of work, for `perf stat -e instructions:u` comparisons that the other
-//! processes on a shared machine do not disturb.
+//! processes on a shared machine do not disturb. `CRS_CPU_RULES=GLOB` includes only the rule
+//! files of `/usr/share/modsecurity-crs/rules` matching GLOB (default `*.conf`):
+//! `CRS_CPU_RULES=REQUEST-901*.conf` measures the fixed per-transaction cost of the setup alone.
 #[cfg(feature = "modsecurity")]
 fn main() {
     bench::main();
@@ -111,13 +113,14 @@ mod bench {
         std::fs::copy(&recommended, dir.join("modsecurity.conf")).unwrap();
         let _ = std::fs::copy("/etc/nginx/unicode.mapping", dir.join("unicode.mapping"));
         let main = dir.join("main.conf");
+        let rules = std::env::var("CRS_CPU_RULES").unwrap_or_else(|_| "*.conf".into());
         std::fs::write(
             &main,
             format!(
                 "Include {}\nSecRuleEngine On\nSecAuditEngine Off\n\
                  Include /etc/modsecurity/crs/crs-setup.conf\n\
                  SecAction \"id:900000,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level={pl}\"\n\
-                 Include /usr/share/modsecurity-crs/rules/*.conf\n",
+                 Include /usr/share/modsecurity-crs/rules/{rules}\n",
                 dir.join("modsecurity.conf").display()
             ),
         )

@@ -68,9 +68,105 @@ type TransformKey = (usize, usize, u32);
 /// the program: the CRS's ~40 setup values are not copied per request.
 type Members<'p> = FxHashMap<Cow<'p, str>, Cow<'p, [u8]>>;
 
+/// A collection as this request sees it: the members it wrote over a base the program computed
+/// at load (`TX`: [`super::plan::Plan::initial_tx`], the CRS's setup values; none for the
+/// others), so a transaction starts without writing the base member by member. A base member
+/// is copied (borrowed) into `own` only when the request changes it.
+#[derive(Default)]
+struct Collection<'p> {
+    own: Members<'p>,
+    base: Option<&'p FxHashMap<String, Vec<u8>>>,
+    /// Base members this request removed.
+    hidden: Vec<&'p str>,
+    /// `own` may hold a key of the base, or `hidden` one: iterating must then skip base members
+    /// (most benign requests change no base member, and their iterations check nothing).
+    shadows: bool,
+}
+
+impl<'p> Collection<'p> {
+    /// The base member `k`, unless the request removed it.
+    fn base_entry(&self, k: &str) -> Option<(&'p str, &'p [u8])> {
+        let (bk, bv) = self.base?.get_key_value(k)?;
+        if self.hidden.contains(&k) {
+            return None;
+        }
+        Some((bk.as_str(), bv.as_slice()))
+    }
+
+    fn get(&self, k: &str) -> Option<&[u8]> {
+        if !self.shadows {
+            // No key is in both: one lookup for the setup values the rules read most.
+            if let Some(v) = self.base.and_then(|b| b.get(k)) {
+                return Some(v);
+            }
+            return self.own.get(k).map(|v| &**v);
+        }
+        match self.own.get(k) {
+            Some(v) => Some(v),
+            None => self.base_entry(k).map(|(_, v)| v),
+        }
+    }
+
+    /// The member `k` as a value that outlives a change of the collection (a copy only when
+    /// the request wrote it).
+    fn get_cow(&self, k: &str) -> Option<Cow<'p, [u8]>> {
+        match self.own.get(k) {
+            Some(v) => Some(v.clone()),
+            None => self.base_entry(k).map(|(_, v)| Cow::Borrowed(v)),
+        }
+    }
+
+    fn contains_key(&self, k: &str) -> bool {
+        self.get(k).is_some()
+    }
+
+    /// The member `k` to change in place, if this request wrote it (a base member is changed
+    /// by [`Self::insert`]ing over it).
+    fn own_mut(&mut self, k: &str) -> Option<&mut Cow<'p, [u8]>> {
+        self.own.get_mut(k)
+    }
+
+    fn insert(&mut self, k: Cow<'p, str>, v: Cow<'p, [u8]>) {
+        if !self.hidden.is_empty() {
+            self.hidden.retain(|h| **h != *k);
+        }
+        if !self.shadows && self.base.is_some_and(|b| b.contains_key(&*k)) {
+            self.shadows = true;
+        }
+        self.own.insert(k, v);
+    }
+
+    fn remove(&mut self, k: &str) {
+        self.own.remove(k);
+        if let Some((bk, _)) = self.base_entry(k) {
+            self.hidden.push(bk);
+            self.shadows = true;
+        }
+    }
+
+    /// The members whose key `keep` accepts, in no particular order.
+    fn select<'s>(
+        &'s self,
+        keep: impl Fn(&str) -> bool + 's,
+    ) -> impl Iterator<Item = (&'s str, &'s [u8])> + 's {
+        let own = self.own.iter().map(|(k, v)| (&**k, &**v));
+        let base = self
+            .base
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v.as_slice()));
+        own.chain(
+            base.filter(move |(k, _)| {
+                !(self.shadows && (self.own.contains_key(*k) || self.hidden.contains(k)))
+            }),
+        )
+        .filter(move |(k, _)| keep(k))
+    }
+}
+
 /// What rules changed during the request.
 struct State<'p> {
-    colls: [Members<'p>; 6],
+    colls: [Collection<'p>; 6],
     /// Shared with `matched_vars` (one copy per match, not two).
     matched_var: Option<(Rc<str>, Rc<[u8]>)>,
     matched_vars: Vec<(Rc<str>, Rc<[u8]>)>,
@@ -223,8 +319,14 @@ impl<'p, 'a> Transaction<'p, 'a> {
             },
             st: State {
                 colls: {
-                    let mut c: [Members<'p>; 6] = Default::default();
-                    c[Coll::Tx.index()].reserve(64);
+                    let mut c: [Collection<'p>; 6] = Default::default();
+                    let tx = &mut c[Coll::Tx.index()];
+                    if prog.engine != Engine::Off {
+                        tx.base = Some(&prog.plan.initial_tx);
+                    }
+                    // The CRS's per-request members (`header_name_*`, captures, scores...): 7-12 per
+                    // benign request.
+                    tx.own.reserve(16);
                     c
                 },
                 matched_var: None,
@@ -239,9 +341,10 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 force_body_var: false,
                 caps: CapBuf::default(),
             },
-            // Sized for the CRS (about 40 `TX` members, a few hundred transformed values): no
-            // rehash while the request runs.
-            tcache: FxHashMap::with_capacity_and_hasher(256, Default::default()),
+            // Sized for the CRS: only values a chain changes are kept (6-60 per benign request:
+            // most skip the cache, see `chain_keeps`); a larger table costs its allocation,
+            // clearing and the scan of its control bytes when dropped, per request.
+            tcache: FxHashMap::with_capacity_and_hasher(64, Default::default()),
             matched_rules: Vec::new(),
             pf_done: vec![false; prog.prefilters.groups.len()],
             pf_hit: vec![false; prog.rules.len()],
@@ -283,7 +386,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
     /// The whole `TX` collection, sorted by name.
     pub(crate) fn tx_all(&self) -> Vec<(String, String)> {
         let mut v: Vec<_> = self.st.colls[Coll::Tx.index()]
-            .iter()
+            .select(|_| true)
             .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned()))
             .collect();
         v.sort();
@@ -349,17 +452,15 @@ impl<'p, 'a> Transaction<'p, 'a> {
                     // Rules folded at load (see `plan`): their effect, without running them.
                     let f = &prog.plan.fixed[f as usize];
                     let tx = &mut self.st.colls[Coll::Tx.index()];
-                    for (k, v) in &f.writes {
+                    // A hoisted step's writes are in the base `TX` started from.
+                    let apply = !f.hoisted || tx.base.is_none();
+                    for (k, v) in f.writes.iter().filter(|_| apply) {
                         match v {
-                            Some(v) => match tx.get_mut(k.as_str()) {
+                            Some(v) => match tx.own_mut(k.as_str()) {
                                 Some(slot) => *slot = Cow::Borrowed(v),
-                                None => {
-                                    tx.insert(Cow::Borrowed(k), Cow::Borrowed(v));
-                                }
+                                None => tx.insert(Cow::Borrowed(k), Cow::Borrowed(v)),
                             },
-                            None => {
-                                tx.remove(k.as_str());
-                            }
+                            None => tx.remove(k.as_str()),
                         }
                     }
                     self.matched_rules.extend_from_slice(&f.matched);
@@ -509,11 +610,11 @@ impl<'p, 'a> Transaction<'p, 'a> {
             if bytes.len() < grp.min_len {
                 continue;
             }
-            for m in ac.find_overlapping_iter(bytes) {
-                for &ri in &grp.pattern_rules[m.pattern().as_usize()] {
+            ac.for_each_occurrence(bytes, |p| {
+                for &ri in &grp.pattern_rules[p] {
                     pf_hit[ri as usize] = true;
                 }
-            }
+            });
         }
     }
 
@@ -650,7 +751,8 @@ impl<'p, 'a> Transaction<'p, 'a> {
                 // A paranoia-level gate: nothing to record.
                 return Some(true);
             }
-            (hit, ctx.captures, v.clone())
+            let captures = ctx.captures;
+            (hit, captures, self.st.colls[coll.index()].get_cow(key)?)
         };
         let v = Value {
             var: t.var,
@@ -681,10 +783,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
             let Var::Collection(c) = t.var else {
                 return false;
             };
-            for (k, v) in &self.st.colls[c.index()] {
-                if !t.key.selects(k.as_bytes()) {
-                    continue;
-                }
+            for (k, v) in self.st.colls[c.index()].select(|k| t.key.selects(k.as_bytes())) {
                 let key = Value {
                     var: t.var,
                     key: Cow::Borrowed(k.as_bytes()),
@@ -694,7 +793,7 @@ impl<'p, 'a> Transaction<'p, 'a> {
                     continue;
                 }
                 let c = if link.transforms.is_empty() || chain_keeps(self.prog, link.chain, v) {
-                    Cow::Borrowed(&**v)
+                    Cow::Borrowed(v)
                 } else {
                     apply_all(&link.transforms, v)
                 };
@@ -756,7 +855,7 @@ pub(super) fn fold_rule(
         // As `links`: in order, stopping at the first link that does not match.
         let matched = r.links[..links].iter().all(|l| t.link(r, l));
         let after = t.st.colls[Coll::Tx.index()]
-            .iter()
+            .select(|_| true)
             .map(|(k, v)| (k.to_string(), v.to_vec()))
             .collect();
         (matched, after)
@@ -785,10 +884,13 @@ fn on_known_tx<R>(
     };
     let ctx = RequestContext::default();
     let mut t = Transaction::new(prog, &view, &ctx);
-    t.st.colls[Coll::Tx.index()] = tx
-        .iter()
-        .map(|(k, v)| (Cow::Owned(k.clone()), Cow::Owned(v.clone())))
-        .collect();
+    t.st.colls[Coll::Tx.index()] = Collection {
+        own: tx
+            .iter()
+            .map(|(k, v)| (Cow::Owned(k.clone()), Cow::Owned(v.clone())))
+            .collect(),
+        ..Collection::default()
+    };
     f(&mut t)
 }
 
@@ -881,7 +983,7 @@ fn after_match(
             match NAMES.get(*i) {
                 // `TX:0`..`TX:9` exist after the first capture: replace in place, in the
                 // member's own buffer.
-                Some(name) => match tx.get_mut(*name) {
+                Some(name) => match tx.own_mut(name) {
                     Some(Cow::Owned(o)) => {
                         o.clear();
                         o.extend_from_slice(cap);
@@ -920,7 +1022,7 @@ fn setvar(req: &ReqData<'_>, st: &mut State<'_>, r: &Rule, sv: &SetVar) {
     let ci = sv.coll.index();
     let new: Cow<'_, [u8]> = match &sv.op {
         SetOp::Unset => {
-            st.colls[ci].remove(&*key);
+            st.colls[ci].remove(&key);
             return;
         }
         SetOp::Set(v) => match expand(req, st, r, v) {
@@ -928,14 +1030,14 @@ fn setvar(req: &ReqData<'_>, st: &mut State<'_>, r: &Rule, sv: &SetVar) {
             Cow::Owned(o) => Cow::Owned(o.into_bytes()),
         },
         SetOp::Add(v) | SetOp::Sub(v) => {
-            let cur = st.colls[ci].get(&*key).map_or(0, |c| to_int(c));
+            let cur = st.colls[ci].get(&key).map_or(0, to_int);
             let n = to_int(expand(req, st, r, v).as_bytes());
             let sum = if matches!(sv.op, SetOp::Add(_)) {
                 cur.wrapping_add(n)
             } else {
                 cur.wrapping_sub(n)
             };
-            if let Some(Cow::Owned(o)) = st.colls[ci].get_mut(&*key) {
+            if let Some(Cow::Owned(o)) = st.colls[ci].own_mut(&key) {
                 // A score update: the number written in the member's own buffer.
                 o.clear();
                 let _ = write!(o, "{sum}");
@@ -944,7 +1046,7 @@ fn setvar(req: &ReqData<'_>, st: &mut State<'_>, r: &Rule, sv: &SetVar) {
             Cow::Owned(sum.to_string().into_bytes())
         }
     };
-    match st.colls[ci].get_mut(&*key) {
+    match st.colls[ci].own_mut(&key) {
         // A constant written over an earlier value: copied into the member's own buffer.
         Some(Cow::Owned(o)) if matches!(new, Cow::Borrowed(_)) => {
             o.clear();
@@ -1126,7 +1228,7 @@ fn macro_value(req: &ReqData<'_>, st: &State<'_>, r: &Rule, name: &str, out: &mu
         } else {
             Cow::Borrowed(k)
         };
-        if let Some(v) = st.colls[Coll::Tx.index()].get(&*k) {
+        if let Some(v) = st.colls[Coll::Tx.index()].get(&k) {
             out.push_str(&String::from_utf8_lossy(v));
         }
         return;
@@ -1381,8 +1483,8 @@ fn collect<'r>(req: &'r ReqData<'_>, st: &State<'_>, t: &Target, out: &mut Vec<V
                     }
                 }
                 key => {
-                    let mut all: Vec<_> = m.iter().filter(|(k, _)| key.selects(k.as_bytes())).collect();
-                    all.sort();
+                    let mut all: Vec<_> = m.select(|k| key.selects(k.as_bytes())).collect();
+                    all.sort_unstable();
                     for (k, v) in all {
                         out.push(Value {
                             var,

@@ -499,6 +499,31 @@ impl Loader {
     }
 }
 
+/// Debian's CRS (`modsecurity-crs`, with Debian's recommended modsecurity.conf) at paranoia
+/// level `pl`, when installed.
+#[cfg(test)]
+pub(crate) fn crs_program(pl: u8) -> Option<Program> {
+    let rules = Path::new("/usr/share/modsecurity-crs/rules");
+    if !rules.is_dir() {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("main.conf");
+    let recommended = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/crs/modsecurity.conf");
+    std::fs::write(
+        &main,
+        format!(
+            "Include {}\nSecRuleEngine On\nInclude /etc/modsecurity/crs/crs-setup.conf\n\
+             SecAction \"id:900000,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level={pl}\"\n\
+             Include {}/*.conf\n",
+            recommended.display(),
+            rules.display()
+        ),
+    )
+    .unwrap();
+    Some(load(&main).unwrap())
+}
+
 fn in_ranges(r: &[(u64, u64)], id: u64) -> bool {
     r.iter().any(|(a, b)| (*a..=*b).contains(&id))
 }

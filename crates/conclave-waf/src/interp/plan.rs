@@ -28,6 +28,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::hash::FxHashMap;
 use crate::operator::{Arg, Operator};
 
 use super::rule::{Ctl, Disruptive, Link, Rule};
@@ -54,6 +55,8 @@ pub(crate) struct Fixed {
     pub rules: u32,
     /// The step evaluation continues with.
     pub next: usize,
+    /// Its `writes` are already in [`Plan::initial_tx`]: applying them again is not needed.
+    pub hoisted: bool,
 }
 
 /// What a request walks: per phase, steps with jumps resolved.
@@ -71,6 +74,10 @@ pub(crate) struct Plan {
     /// Operators of per-request rules whose argument macros name only known `TX` members
     /// there: (rule, link, the operator with the argument expanded), applied by the loader.
     pub specialized: Vec<(u32, usize, Operator)>,
+    /// `TX` as every transaction starts it: the writes of the folded steps every request runs
+    /// first (see [`hoist`]), so a transaction starts from this table instead of writing the
+    /// CRS's ~40 setup values one by one.
+    pub initial_tx: FxHashMap<String, Vec<u8>>,
 }
 
 /// What `TX` holds on every path reaching a position.
@@ -201,6 +208,7 @@ pub(crate) fn build(prog: &Program) -> Plan {
                     writes,
                     rules: 1,
                     next: 0,
+                    hoisted: false,
                 });
                 fixed_next_old.push(next);
                 steps.push(Step::Fixed((plan.fixed.len() - 1) as u32));
@@ -268,7 +276,115 @@ pub(crate) fn build(prog: &Program) -> Plan {
         plan.steps[phase] = merge(steps, &mut plan.fixed, &mut plan.skip_next);
     }
     plan.folded = folded.len();
+    hoist(prog, &mut plan);
     plan
+}
+
+/// Fills [`Plan::initial_tx`] with the `TX` writes of phase 1's leading folded steps.
+///
+/// Every request walks the same straight path from phase 1's first step up to the first
+/// per-request rule that could make paths differ or notice the order of `TX` writes. The
+/// folded steps on that path write the same `TX` members with the same values on every
+/// request, so they can be written once, at load, before the path's per-request rules: those
+/// read no `TX` member (no `TX` variable, no operator macro, no `%{tx.…}` in a `setvar`, `msg`
+/// or `logdata`), write only literal keys the hoisted steps do not touch, do not jump
+/// (`skipAfter`, `skip`) and cannot end the phase (`pass`, or `block` under a `pass` default;
+/// no `ctl` but the body ones). Moving the writes before such rules changes nothing they see
+/// or leave behind. The steps still report their matched ids where they stand.
+/// (Debian's modsecurity.conf puts its body-processor rules 200000 and 200001 first, so
+/// "the setup before the first per-request rule" alone would be empty.)
+fn hoist(prog: &Program, plan: &mut Plan) {
+    if prog.engine == crate::Engine::Off {
+        return;
+    }
+    let steps = &plan.steps[0];
+    // `TX` keys the per-request rules of the path write.
+    let mut written: BTreeSet<String> = BTreeSet::new();
+    let mut tx: FxHashMap<String, Vec<u8>> = FxHashMap::default();
+    let mut hoisted = Vec::new();
+    let mut i = 0;
+    while i < steps.len() {
+        match steps[i] {
+            Step::Fixed(f) => {
+                let fx = &plan.fixed[f as usize];
+                if fx.writes.iter().any(|(k, _)| written.contains(k)) {
+                    break;
+                }
+                for (k, v) in &fx.writes {
+                    match v {
+                        Some(v) => tx.insert(k.clone(), v.clone()),
+                        None => tx.remove(k),
+                    };
+                }
+                hoisted.push(f);
+                i = fx.next;
+            }
+            Step::Rule(ri) => {
+                if !keeps_to_itself(prog, &prog.rules[ri as usize], &mut written) {
+                    break;
+                }
+                i += 1;
+            }
+        }
+    }
+    for f in hoisted {
+        plan.fixed[f as usize].hoisted = true;
+    }
+    plan.initial_tx = tx;
+}
+
+/// Whether per-request rule `r` neither reads `TX` nor changes the path (see [`hoist`]); adds
+/// the `TX` keys it may write to `written`.
+fn keeps_to_itself(prog: &Program, r: &Rule, written: &mut BTreeSet<String>) -> bool {
+    let names_tx = |t: &str| t.to_ascii_lowercase().contains("%{tx");
+    let pass = match &r.disruptive {
+        Disruptive::Pass => true,
+        Disruptive::Block => prog.defaults[r.phase as usize - 1].disruptive == Disruptive::Pass,
+        _ => false,
+    };
+    if !pass
+        || r.skip_after.is_some()
+        || r.skip > 0
+        || r.msg.as_deref().is_some_and(names_tx)
+        || r.logdata.as_deref().is_some_and(names_tx)
+    {
+        return false;
+    }
+    for l in &r.links {
+        let op_macro = match l.op.as_deref() {
+            Some(Operator::Rx(rx)) => rx.fixed_pattern().is_none(),
+            Some(Operator::Num(_, Arg::Macro(_))) | Some(Operator::Str(_, Arg::Macro(_))) => true,
+            _ => false,
+        };
+        let reads_tx = l.targets.iter().any(|t| t.var == Var::Collection(Coll::Tx));
+        let ctl_ok = l.ctls.iter().all(|c| {
+            matches!(
+                c,
+                Ctl::BodyProcessor(_) | Ctl::BodyAccess(_) | Ctl::ForceBodyVariable(_) | Ctl::Ignored
+            )
+        });
+        if op_macro || reads_tx || !ctl_ok {
+            return false;
+        }
+        for sv in &l.setvars {
+            let value = match &sv.op {
+                super::rule::SetOp::Set(v) | super::rule::SetOp::Add(v) | super::rule::SetOp::Sub(v) => {
+                    v.as_str()
+                }
+                super::rule::SetOp::Unset => "",
+            };
+            if sv.key.contains("%{") || names_tx(value) {
+                return false;
+            }
+            if sv.coll == Coll::Tx {
+                written.insert(sv.key.clone());
+            }
+        }
+        if l.capture {
+            written.extend((0..10).map(|d| d.to_string()));
+        }
+    }
+    true
 }
 
 /// Merges runs of `Fixed` steps that follow each other with no jump into their middle.
@@ -606,5 +722,121 @@ SecRule &ARGS "@gt %{tx.limit}" "id:4,phase:1,deny"
             waf.check_with(&view, &crate::RequestContext::default()),
             crate::Decision::Deny { rule_id: 3, .. }
         ));
+    }
+
+    /// The setup writes move into the starting `TX` past per-request rules that neither read
+    /// `TX` nor jump, and stop at the first rule that reads `TX` (or writes a key they write);
+    /// matched ids keep their order and requests see the same values either way.
+    #[test]
+    fn setup_writes_hoist_only_past_rules_that_cannot_see_them() {
+        let (p, waf) = load(
+            r#"
+SecRule REQUEST_HEADERS:Content-Type "@rx json" "id:1,phase:1,pass,nolog,ctl:requestBodyProcessor=JSON"
+SecAction "id:2,phase:1,pass,nolog,setvar:tx.a=1,setvar:tx.b=2"
+SecRule REQUEST_HEADERS:User-Agent "@rx ^.*$" "id:3,phase:1,pass,nolog,setvar:tx.ua=%{matched_var}"
+SecAction "id:4,phase:1,pass,nolog,setvar:tx.c=3"
+SecRule ARGS:x "@rx ^(\d+)$" "id:5,phase:1,pass,nolog,capture,setvar:tx.d=%{tx.1}"
+SecAction "id:6,phase:1,pass,nolog,setvar:tx.e=4"
+SecRule TX:e "@eq 4" "id:7,phase:1,pass,nolog,setvar:tx.f=%{tx.d}"
+"#,
+        );
+        let mut start: Vec<_> = p
+            .plan
+            .initial_tx
+            .iter()
+            .map(|(k, v)| (k.as_str(), String::from_utf8_lossy(v).into_owned()))
+            .collect();
+        start.sort();
+        assert_eq!(
+            start,
+            vec![("a", "1".into()), ("b", "2".into()), ("c", "3".into())]
+        );
+        let i = waf.inspect(
+            &crate::RequestView {
+                method: "GET",
+                uri: "/?x=42",
+                headers: &[("User-Agent", b"u")],
+            },
+            &crate::RequestContext::default(),
+        );
+        assert_eq!(i.matched, vec![2, 3, 4, 5, 6, 7]);
+        let tx: Vec<_> = i.tx.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            tx,
+            vec![
+                ("0", "42"),
+                ("1", "42"),
+                ("a", "1"),
+                ("b", "2"),
+                ("c", "3"),
+                ("d", "42"),
+                ("e", "4"),
+                ("f", "42"),
+                ("ua", "u")
+            ]
+        );
+    }
+
+    /// Debian's CRS at every paranoia level, each request of the generated corpus run twice:
+    /// with `TX` started from the load-time snapshot, and with the snapshot dropped (every
+    /// folded step writing its members per request, as before it existed). The decision, the
+    /// deny message, the matched ids in order and the final `TX` must be the same.
+    #[test]
+    fn crs_tx_snapshot_changes_no_outcome() {
+        let n = std::env::var("CONCLAVE_CRS_REQUESTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2500);
+        let requests = crate::corpus::generate(n, 22);
+        for pl in 1..=4 {
+            let (Some(with), Some(mut without)) =
+                (super::super::crs_program(pl), super::super::crs_program(pl))
+            else {
+                eprintln!("skipped: Debian's modsecurity-crs is not installed");
+                return;
+            };
+            assert_eq!(
+                with.plan.initial_tx.len(),
+                40,
+                "PL{pl}: setup members in the snapshot"
+            );
+            assert_eq!(
+                with.plan.initial_tx.get("paranoia_level").map(Vec::as_slice),
+                Some(pl.to_string().as_bytes())
+            );
+            without.plan.initial_tx.clear();
+            for f in &mut without.plan.fixed {
+                f.hoisted = false;
+            }
+            let mut denied = 0;
+            for r in &requests {
+                let headers = r.header_refs();
+                let view = crate::RequestView {
+                    method: &r.method,
+                    uri: &r.uri,
+                    headers: &headers,
+                };
+                let ctx = crate::RequestContext {
+                    protocol: "HTTP/1.1",
+                    remote_addr: "192.0.2.10",
+                    body: &r.body,
+                };
+                let run = |p: &super::super::Program| {
+                    let mut t = super::super::eval::Transaction::new(p, &view, &ctx);
+                    let o = t.run();
+                    let msg = match &o {
+                        super::super::eval::Outcome::Interrupt { rule, .. } if *rule != u32::MAX => {
+                            t.message(*rule)
+                        }
+                        _ => None,
+                    };
+                    (o, msg, std::mem::take(&mut t.matched_rules), t.tx_all())
+                };
+                let a = run(&with);
+                denied += usize::from(a.0 != super::super::eval::Outcome::Pass);
+                assert_eq!(a, run(&without), "PL{pl}: {} {}", r.method, r.uri);
+            }
+            assert!(denied > n / 5, "PL{pl}: {denied} of {n} denied");
+        }
     }
 }

@@ -22,7 +22,7 @@
 //! selective factor). `@rx` patterns that run on PCRE2 get the literals of a Rust-syntax pattern
 //! matching a superset of theirs (`factor::pcre_superset`), or none when it cannot be written.
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind};
+use aho_corasick::AhoCorasick;
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 
 use crate::hash::FxHashMap;
@@ -47,6 +47,47 @@ const MAX_FACTOR_COST: f64 = 1.0;
 /// masks); further ones put their bytes into the automaton instead.
 const MAX_BYTE_RULES: usize = 256;
 
+/// A group's literal automaton. The DFA is scanned through its concrete type, so the scan loop
+/// inlines its transitions (`AhoCorasick` calls each byte's transition through a trait
+/// object); the library's default automaton stands in when a DFA would be too large.
+#[derive(Debug)]
+pub(crate) enum Literals {
+    Dfa(Box<aho_corasick::dfa::DFA>),
+    Other(AhoCorasick),
+}
+
+impl Literals {
+    /// Calls `hit` with the pattern index of every occurrence (overlapping ones included) of a
+    /// literal in `bytes`.
+    #[inline]
+    pub(crate) fn for_each_occurrence(&self, bytes: &[u8], mut hit: impl FnMut(usize)) {
+        match self {
+            Literals::Dfa(dfa) => {
+                use aho_corasick::automaton::{Automaton, OverlappingState};
+                let input = aho_corasick::Input::new(bytes);
+                let mut state = OverlappingState::start();
+                loop {
+                    if dfa.try_find_overlapping(&input, &mut state).is_err() {
+                        // Not expected (an unanchored search with the standard match kind); if
+                        // it happens, every literal counts as found: nothing is skipped.
+                        (0..dfa.patterns_len()).for_each(&mut hit);
+                        return;
+                    }
+                    match state.get_match() {
+                        Some(m) => hit(m.pattern().as_usize()),
+                        None => return,
+                    }
+                }
+            }
+            Literals::Other(ac) => {
+                for m in ac.find_overlapping_iter(bytes) {
+                    hit(m.pattern().as_usize());
+                }
+            }
+        }
+    }
+}
+
 /// One group: the values of one variable through one transformation chain, in one phase, and
 /// the literals of every rule that reads that variable through that chain. A rule with several
 /// variables belongs to one group per variable, so each (variable, chain) is scanned once per
@@ -57,7 +98,7 @@ pub(crate) struct Group {
     pub transforms: Vec<Transform>,
     pub chain: u32,
     /// The literals of two bytes or more (`None` when the members have only single bytes).
-    pub ac: Option<AhoCorasick>,
+    pub ac: Option<Literals>,
     /// Per automaton pattern: the (indexes of the) rules it belongs to.
     pub pattern_rules: Vec<Vec<u32>>,
     /// The shortest literal of the automaton: a shorter (transformed) value holds none.
@@ -154,14 +195,15 @@ impl Prefilters {
                 None
             } else {
                 // A DFA: the fastest scan; the sets are small (at most a few thousand states).
-                let built = AhoCorasick::builder()
+                let built = aho_corasick::dfa::Builder::new()
                     .ascii_case_insensitive(true)
-                    .kind(Some(AhoCorasickKind::DFA))
                     .build(&patterns)
+                    .map(|d| Literals::Dfa(Box::new(d)))
                     .or_else(|_| {
                         AhoCorasick::builder()
                             .ascii_case_insensitive(true)
                             .build(&patterns)
+                            .map(Literals::Other)
                     });
                 let Ok(ac) = built else {
                     // Without this variable's scan the members' prefilters would be incomplete.
@@ -440,7 +482,7 @@ SecRule TX:score "@ge 5" "id:3,phase:2,deny,status:403"
     /// literals removed (so they fail the prefilter).
     #[test]
     fn crs_prefilters_never_skip_a_match() {
-        let Some(prog) = crs_program() else {
+        let Some(prog) = super::super::crs_program(4) else {
             eprintln!("skipped: Debian's modsecurity-crs is not installed");
             return;
         };
@@ -507,27 +549,39 @@ SecRule TX:score "@ge 5" "id:3,phase:2,deny,status:403"
         eprintln!("{rules} prefiltered rules, {checked} values checked");
     }
 
-    /// Debian's CRS at paranoia level 4 (every rule reachable), when installed.
-    fn crs_program() -> Option<Program> {
-        let rules = std::path::Path::new("/usr/share/modsecurity-crs/rules");
-        if !rules.is_dir() {
-            return None;
+    /// The DFA scan reports every occurrence, overlapping and ASCII-case-folded ones included,
+    /// as `AhoCorasick`'s overlapping iterator does.
+    #[test]
+    fn dfa_scan_finds_what_the_overlapping_iterator_finds() {
+        let patterns = ["abc", "bc", "bcd", "cd", "union select", "<script", "ab"];
+        let dfa = aho_corasick::dfa::Builder::new()
+            .ascii_case_insensitive(true)
+            .build(patterns)
+            .unwrap();
+        let ac = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(patterns)
+            .unwrap();
+        let found = |l: &Literals, v: &str| {
+            let mut out = Vec::new();
+            l.for_each_occurrence(v.as_bytes(), |p| out.push(p));
+            out.sort_unstable();
+            out
+        };
+        let (dfa, ac) = (Literals::Dfa(Box::new(dfa)), Literals::Other(ac));
+        for v in [
+            "abcd",
+            "xABCDx",
+            "1 UNION SELECT 2",
+            "<SCRIPT>ab",
+            "",
+            "zzz",
+            "abab",
+        ] {
+            assert_eq!(found(&dfa, v), found(&ac, v), "{v:?}");
         }
-        let dir = tempfile::tempdir().unwrap();
-        let main = dir.path().join("main.conf");
-        let recommended = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/crs/modsecurity.conf");
-        std::fs::write(
-            &main,
-            format!(
-                "Include {}\nSecRuleEngine On\nInclude /etc/modsecurity/crs/crs-setup.conf\n\
-                 SecAction \"id:900000,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level=4\"\n\
-                 Include {}/*.conf\n",
-                recommended.display(),
-                rules.display()
-            ),
-        )
-        .unwrap();
-        Some(super::super::load(&main).unwrap())
+        assert_eq!(found(&dfa, "xABCDx"), vec![0, 1, 2, 3, 6]);
+        assert_eq!(found(&dfa, "abab"), vec![6, 6]);
     }
 
     #[test]
